@@ -1,0 +1,1 @@
+"""livecount: a self-hosted realtime page-view counter for blogs."""

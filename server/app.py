@@ -1,0 +1,250 @@
+"""One livecount node: wires sockets, counting, store, stream and hub together.
+
+Data flows one way: socket → protocol → counting (ledger) → store (flush loop) →
+stream (consumer) → hub (push loop) → sockets. This module owns the loops and the
+lifecycle; the decisions live in the pure modules it calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import AsyncExitStack, suppress
+from typing import Any
+
+import websockets
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from . import dynamodb_local, protocol
+from .config import Config
+from .counting import Busy, Counts, FlushResult, Ledger
+from .http import Routes
+from .hub import Hub, TooManySubscriptions
+from .logs import error, log, warn
+from .pages import Target, referrer_host
+from .store import Store
+from .streams import StreamConsumer
+
+SHUTDOWN_FLUSH_TIMEOUT = 30.0
+STREAM_SETTLE_TIMEOUT = 10.0
+CATCH_UP_TIMEOUT = 30.0
+
+
+class Node:
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.ledger = Ledger(config.max_pending_views)
+        self.hub: Hub[ServerConnection] = Hub(config.max_subscriptions)
+        self.consumer = StreamConsumer(store, self._on_image)
+        self.routes = Routes(store.ping)
+        self._loading: dict[Target, asyncio.Task[None]] = {}
+        self._flushing = asyncio.Lock()
+
+    # -- sockets ------------------------------------------------------------------
+    async def connection(self, ws: ServerConnection) -> None:
+        try:
+            async for frame in ws:
+                reply = await self.handle(ws, frame)
+                for message in reply:
+                    await ws.send(message, text=True)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.hub.drop(ws)
+
+    async def handle(self, ws: ServerConnection, frame: str | bytes) -> list[bytes]:
+        """Answer one frame; client mistakes and store trouble become error replies."""
+        try:
+            message = protocol.decode(frame)
+            if isinstance(message, protocol.Views):
+                return [await self._views(ws, message)]
+            targets = self._targets(message)
+            if isinstance(message, protocol.Subscribe):
+                return await self._subscribe(ws, targets)
+            self.hub.unsubscribe(ws, targets)
+            return []
+        except protocol.ProtocolError as exc:
+            return [exc.reply()]
+        except Busy as exc:
+            return [protocol.encode(protocol.Error("busy", str(exc)))]
+        except TooManySubscriptions as exc:
+            return [protocol.encode(protocol.Error("too_many_subscriptions", str(exc)))]
+        except Exception as exc:
+            error("handle_failed", exc)
+            return [protocol.encode(protocol.Error(
+                "unavailable", "counts are unavailable right now; nothing was counted"))]
+
+    async def _views(self, ws: ServerConnection, msg: protocol.Views) -> bytes:
+        target = self.config.pages.classify(msg.articleId, msg.currentPage)
+        if target is None:
+            raise protocol.ProtocolError(
+                "unrecognised_page",
+                f"currentPage {msg.currentPage!r} is not a known page; posts need an articleId")
+        await self._ensure_base([target])
+        counts = self.ledger.record(
+            target, refreshed=msg.refreshed, title=msg.articleTitle,
+            referrer=referrer_host(msg.referrer, self.config.site_domains))
+        self.hub.changed(target)
+        with suppress(TooManySubscriptions):  # the view counts even if the watch list is full
+            self.hub.subscribe(ws, [target])
+        return protocol.encode(protocol.ViewsReply(
+            counts.total, counts.unique, **{_field(target): target.id}))
+
+    def _targets(self, msg: protocol.Subscribe | protocol.Unsubscribe) -> list[Target]:
+        known = set(self.config.pages.names)
+        if unknown := [p for p in msg.pageNames if p not in known]:
+            raise protocol.ProtocolError("unknown_page", f"no page named {unknown[0]!r}; "
+                                                         f"pages are {', '.join(sorted(known))}")
+        return ([Target("post", a) for a in msg.articleIds]
+                + [Target("page", p) for p in msg.pageNames])
+
+    async def _subscribe(self, ws: ServerConnection, targets: list[Target]) -> list[bytes]:
+        self.hub.subscribe(ws, targets)
+        await self._ensure_base(targets)
+        return [_count(t, self.ledger.current(t)) for t in dict.fromkeys(targets)]
+
+    async def _ensure_base(self, targets: list[Target]) -> None:
+        """Read the stored counts of targets this node has not seen, once per target."""
+        missing = [t for t in targets if not self.ledger.has_base(t)]
+        new = [t for t in missing if t not in self._loading]
+        if new:
+            task = asyncio.ensure_future(self._load(new))
+            for t in new:
+                self._loading[t] = task
+        if waits := {self._loading[t] for t in missing if t in self._loading}:
+            await asyncio.gather(*waits)
+
+    async def _load(self, targets: list[Target]) -> None:
+        try:
+            for target, counts in (await self.store.read_counts(targets)).items():
+                self.ledger.observe(target, counts)
+        finally:
+            for t in targets:
+                self._loading.pop(t, None)
+
+    def _on_image(self, article_id: str, total: int, unique: int) -> None:
+        target = Target("post", article_id)
+        if self.ledger.has_base(target) and self.ledger.observe(target, Counts(total, unique)):
+            self.hub.changed(target)
+
+    async def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        return await self.routes(request)
+
+    # -- loops ----------------------------------------------------------------------
+    async def flush_once(self) -> int:
+        """Write what is pending; returns how many views the store confirmed."""
+        async with self._flushing:
+            flush = self.ledger.take()
+            if not flush:
+                return 0
+            try:
+                result = await self.store.flush(flush)
+            except Exception as exc:  # whatever broke, the deltas must survive it
+                error("flush_crashed", exc)
+                result = FlushResult(failed_targets=set(flush.targets),
+                                     failed_referrers=set(flush.referrers))
+            for target in self.ledger.complete(flush, result):
+                self.hub.changed(target)
+            applied = sum(d.total for t, d in flush.targets.items() if t in result.applied)
+            log("flushed", views=applied, targets=len(result.applied),
+                failed=len(result.failed_targets) + len(result.failed_referrers),
+                pending=self.ledger.pending_views)
+            return applied
+
+    async def flush_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.flush_interval)
+            await self.flush_once()
+
+    async def push_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.push_interval)
+            self.push()
+
+    def push(self) -> None:
+        for target, watchers in self.hub.due():
+            websockets.broadcast(watchers, _count(target, self.ledger.current(target)), text=True)
+
+    async def drain(self) -> None:
+        """Flush until nothing is pending, giving up after a bounded time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_FLUSH_TIMEOUT
+        while not self.ledger.idle and loop.time() < deadline:
+            if not await self.flush_once() and not self.ledger.idle:
+                await asyncio.sleep(0.5)  # the store refused; back off before the next try
+        if not self.ledger.idle:
+            warn("shutdown_unflushed", views=self.ledger.pending_views)
+
+
+def _field(target: Target) -> str:
+    return "articleId" if target.kind == "post" else "pageName"
+
+
+def _count(target: Target, counts: Counts) -> bytes:
+    return protocol.encode(protocol.Count(counts.total, counts.unique,
+                                          **{_field(target): target.id}))
+
+
+async def run(config: Config, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then flush everything and stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        endpoint = await stack.enter_async_context(
+            dynamodb_local.endpoint_for(config.dynamodb_endpoint, config.data_dir))
+        store = await stack.enter_async_context(
+            Store.open(endpoint, config.region, config.table_prefix))
+        made = await store.create_tables()
+        log("tables_ready", created=made, prefix=config.table_prefix)
+        node = Node(config, store)
+        stream_stop = asyncio.Event()
+        consumer = asyncio.create_task(node.consumer.run(stream_stop))
+        try:
+            # Serve only once the reader table holds what earlier runs wrote.
+            await asyncio.wait_for(node.consumer.caught_up.wait(), CATCH_UP_TIMEOUT)
+        except TimeoutError:
+            warn("stream_not_caught_up", timeout=CATCH_UP_TIMEOUT)
+        server = await _listen(node, config)
+        tasks = [asyncio.create_task(node.flush_loop(stop)),
+                 asyncio.create_task(node.push_loop(stop))]
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log("stopping")
+        server.close()  # closes every socket with 1001 (going away)
+        await server.wait_closed()
+        await asyncio.gather(*tasks)
+        await node.drain()
+        try:
+            await asyncio.wait_for(node.consumer.settled(), STREAM_SETTLE_TIMEOUT)
+            settled = True
+        except TimeoutError:
+            settled = False
+        stream_stop.set()
+        await consumer
+        log("stopped", stream_settled=settled, copied=node.consumer.copied)
+
+
+async def _listen(node: Node, config: Config) -> Server:
+    origins: list[Any] | None = None
+    if config.allowed_origins:
+        # Browsers always send Origin; other clients (load testers, scripts) may not.
+        origins = [*config.allowed_origins, None]
+    else:
+        warn("any_origin_accepted", hint="set --allowed-origin to your blog's origin")
+    server = await serve(
+        node.connection, config.host, config.port,
+        process_request=node.process_request, origins=origins,
+        max_size=protocol.MAX_FRAME_BYTES, max_queue=16,
+        ping_interval=20, ping_timeout=20, open_timeout=10, close_timeout=5,
+    )
+    ports = [s.getsockname()[1] for s in server.sockets]
+    log("listening", host=config.host, port=ports[0] if ports else config.port,
+        url=f"ws://{config.host}:{ports[0] if ports else config.port}/ws")
+    return server

@@ -1,0 +1,124 @@
+"""Configuration: every option is a flag and a `LIVECOUNT_<NAME>` environment variable.
+
+The flag wins over the variable, the variable over the default. Repeatable options
+read a comma-separated variable (`LIVECOUNT_SITE_DOMAIN=example.com,blog.example.com`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .pages import PageRules
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    dynamodb_endpoint: str = "embedded"
+    region: str = "us-east-1"
+    table_prefix: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    site_domains: tuple[str, ...] = ()
+    flush_interval: float = 1.0
+    push_interval: float = 0.1
+    pages: PageRules = field(default_factory=PageRules)
+    max_pending_views: int = 1_000_000
+    max_subscriptions: int = 1000
+    log_level: str = "info"
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get("LIVECOUNT_" + name.upper().replace("-", "_"))
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text}")
+    return value
+
+
+# (flag, type, default, help); a list default marks a repeatable option.
+_OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
+    ("host", str, "127.0.0.1", "address to listen on"),
+    ("port", _port, 8080, "port to listen on (0 picks a free one and logs it)"),
+    ("data-dir", Path, Path("data"), "where the embedded DynamoDB Local keeps its files"),
+    ("dynamodb-endpoint", str, "embedded",
+     "'embedded' (DynamoDB Local as a child process), 'aws', or a URL"),
+    ("region", str, "us-east-1", "AWS region"),
+    ("table-prefix", str, "", "prefix for every table name"),
+    ("allowed-origin", str, [], "Origin accepted on the WebSocket (repeatable; none: any)"),
+    ("site-domain", str, [], "host whose referrers are internal (repeatable)"),
+    ("flush-interval", _positive(float), 1.0, "seconds between writes to DynamoDB"),
+    ("push-interval", _positive(float), 0.1, "seconds between live count pushes"),
+    ("page", str, [], "PATH=NAME page rule (repeatable; none: the seed's three pages)"),
+    ("max-pending-views", _positive(int), 1_000_000,
+     "views held for the store before new ones get 'busy'"),
+    ("max-subscriptions", _positive(int), 1000, "subscriptions per connection"),
+    ("log-level", str, "info", "debug, info, warning or error"),
+]
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    for flag, kind, default, help_text in _OPTIONS:
+        env = _env(flag)
+        if isinstance(default, list):
+            value = [v.strip() for v in env.split(",") if v.strip()] if env else []
+            parser.add_argument(f"--{flag}", type=kind, action="append", default=None,
+                                help=f"{help_text} [env LIVECOUNT_{_name(flag)}]")
+            parser.set_defaults(**{_dest(flag) + "_env": value})
+        else:
+            parser.add_argument(f"--{flag}", type=kind,
+                                default=kind(env) if env is not None else default,
+                                help=f"{help_text} (default: %(default)s) "
+                                     f"[env LIVECOUNT_{_name(flag)}]")
+
+
+def _name(flag: str) -> str:
+    return flag.upper().replace("-", "_")
+
+
+def _dest(flag: str) -> str:
+    return flag.replace("-", "_")
+
+
+def _many(ns: argparse.Namespace, flag: str) -> tuple[str, ...]:
+    given: Sequence[str] | None = getattr(ns, _dest(flag))
+    return tuple(given if given is not None else getattr(ns, _dest(flag) + "_env"))
+
+
+def from_args(ns: argparse.Namespace) -> Config:
+    return Config(
+        host=ns.host,
+        port=ns.port,
+        data_dir=ns.data_dir,
+        dynamodb_endpoint=ns.dynamodb_endpoint,
+        region=ns.region,
+        table_prefix=ns.table_prefix,
+        allowed_origins=_many(ns, "allowed-origin"),
+        site_domains=_many(ns, "site-domain"),
+        flush_interval=ns.flush_interval,
+        push_interval=ns.push_interval,
+        pages=PageRules.parse(_many(ns, "page")),
+        max_pending_views=ns.max_pending_views,
+        max_subscriptions=ns.max_subscriptions,
+        log_level=ns.log_level,
+    )

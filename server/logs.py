@@ -1,0 +1,60 @@
+"""JSON-lines logging: one object per line with `ts`, `level`, `event` and fields.
+
+`log("flushed", views=12)` is the whole API; machines read the output, so events are
+stable snake_case names and details are fields, never prose to parse.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import msgspec
+
+_logger = logging.getLogger("livecount")
+_encoder = msgspec.json.Encoder()
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "event": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return _encoder.encode(entry).decode(errors="replace")
+
+
+def setup(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    _logger.setLevel(level.upper())
+    # Libraries log through the same handler, but only when something is wrong.
+    logging.getLogger("websockets").setLevel(logging.ERROR)
+
+
+def log(event: str, level: int = logging.INFO, **fields: Any) -> None:
+    if _logger.isEnabledFor(level):
+        _logger.log(level, event, extra={"fields": _plain(fields)})
+
+
+def warn(event: str, **fields: Any) -> None:
+    log(event, logging.WARNING, **fields)
+
+
+def error(event: str, exc: BaseException | None = None, **fields: Any) -> None:
+    _logger.error(event, exc_info=exc, extra={"fields": _plain(fields)})
+
+
+def _plain(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, int | float | str | bool | None | list | dict) else str(v)
+            for k, v in fields.items()}

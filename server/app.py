@@ -23,7 +23,7 @@ from .http import Routes
 from .hub import Hub, TooManySubscriptions
 from .logs import error, log, warn
 from .pages import Target, referrer_host
-from .store import Store
+from .store import Store, StoreError
 from .streams import StreamConsumer
 
 SHUTDOWN_FLUSH_TIMEOUT = 30.0
@@ -200,8 +200,9 @@ async def run(config: Config, ready: asyncio.Event | None = None) -> None:
             dynamodb_local.endpoint_for(config.dynamodb_endpoint, config.data_dir))
         store = await stack.enter_async_context(
             Store.open(endpoint, config.region, config.table_prefix))
-        made = await store.create_tables()
-        log("tables_ready", created=made, prefix=config.table_prefix)
+        await _prepare(store, stop)
+        if stop.is_set():
+            return
         node = Node(config, store)
         stream_stop = asyncio.Event()
         consumer = asyncio.create_task(node.consumer.run(stream_stop))
@@ -229,6 +230,22 @@ async def run(config: Config, ready: asyncio.Event | None = None) -> None:
         stream_stop.set()
         await consumer
         log("stopped", stream_settled=settled, copied=node.consumer.copied)
+
+
+async def _prepare(store: Store, stop: asyncio.Event) -> None:
+    """Create the tables, waiting out a store that does not answer yet (or until stopped)."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            made = await store.create_tables()
+        except StoreError as exc:
+            warn("dynamodb_unreachable", error=str(exc), retry_in=delay)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 10.0)
+            continue
+        log("tables_ready", created=made, writer=store.tables.writer)
+        return
 
 
 async def _listen(node: Node, config: Config) -> Server:

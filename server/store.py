@@ -130,12 +130,12 @@ class Store:
             try:
                 async with self._limit:
                     answer = await self.ddb.update_item(**self._add_views(t, total, unique, title))
-                attrs = answer.get("Attributes", {})
-                result.applied[t] = Counts(int(attrs["totalViews"]["N"]),
-                                           int(attrs["uniqueViews"]["N"]))
             except StoreError as exc:
                 result.failed_targets.add(t)
                 warn("flush_failed", target=t.ref, error=str(exc))
+                return
+            # Applied: from here on nothing may put it back in the failed set.
+            result.applied[t] = _counts(answer.get("Attributes", {}))
 
         async def referrer(key: ReferrerKey, views: int) -> None:
             try:
@@ -173,7 +173,7 @@ class Store:
             update, names = "ADD totalViews :t, uniqueViews :u", {}
         request: dict[str, Any] = {
             "TableName": table, "Key": key, "UpdateExpression": update,
-            "ExpressionAttributeValues": values, "ReturnValues": "UPDATED_NEW",
+            "ExpressionAttributeValues": values, "ReturnValues": "ALL_NEW",
         }
         if names:
             request["ExpressionAttributeNames"] = names
@@ -196,9 +196,7 @@ class Store:
                     post = table == self.tables.reader
                     name = "articleId" if post else "pageName"
                     for item in items:
-                        found[Target("post" if post else "page", item[name]["S"])] = Counts(
-                            int(item.get("totalViews", {"N": "0"})["N"]),
-                            int(item.get("uniqueViews", {"N": "0"})["N"]))
+                        found[Target("post" if post else "page", item[name]["S"])] = _counts(item)
                 request = answer.get("UnprocessedKeys") or {}
         return found
 
@@ -224,3 +222,8 @@ class Store:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         hosts.sort(key=lambda h: (-h[1], h[0]))
         return hosts[:limit]
+
+
+def _counts(item: dict[str, Any]) -> Counts:
+    return Counts(int(item.get("totalViews", {}).get("N", 0)),
+                  int(item.get("uniqueViews", {}).get("N", 0)))

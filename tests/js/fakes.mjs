@@ -63,10 +63,11 @@ export function sequenceRandom(...values) {
 /** A WebSocket class whose instances are recorded and driven by the test. */
 export function createWebSocketClass() {
   const sockets = [];
-  const control = { throwOnConstruct: false };
+  const control = { throwOnConstruct: false, attempts: 0 };
 
   class FakeWebSocket {
     constructor(url) {
+      control.attempts++;
       if (control.throwOnConstruct) throw new Error("blocked by CSP");
       this.url = url;
       this.readyState = 0;

@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint unit js system-deps install clean
+
+run: install system-deps  ## livecount serve on the embedded DynamoDB Local
+	$(BIN)/livecount serve $(ARGS)
+
+test: install system-deps lint  ## everything CI runs
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	node --test tests/js/
+
+lint: install
+	$(BIN)/ruff check server tests
+	$(BIN)/mypy
+
+unit: install  ## the pure core only: seconds, no Java, no network
+	$(BIN)/python -m pytest -q tests/unit
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "livecount needs Python 3.11+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+system-deps:  ## Java and npm for DynamoDB Local; installed with apt-get when root
+	@bash scripts/system-deps.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the system packages livecount needs, when they are missing and we are root.
+# Not root and something missing: say what to install, in one line each, and fail.
+set -euo pipefail
+
+need=()
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v npm >/dev/null || need+=(npm)
+command -v node >/dev/null || need+=(nodejs)
+if [[ "${LIVECOUNT_BROWSER_TESTS:-1}" == 1 ]]; then
+  command -v chromium >/dev/null || need+=(chromium)
+fi
+((${#need[@]})) || exit 0
+
+if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  echo "system-deps: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+  for pkg in "${need[@]}"; do echo "system-deps: missing $pkg; install it (Debian: sudo apt-get install $pkg)" >&2; done
+  exit 1
+fi

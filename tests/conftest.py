@@ -1,0 +1,64 @@
+"""Shared fixtures: one DynamoDB Local and one moto server per test session.
+
+Each test gets its own table prefix, so tests share the servers but never data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from server import dynamodb_local
+from server.store import Store
+from tests.support import free_port
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dynamodb_local_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    async with dynamodb_local.running(Path(tmp_path_factory.mktemp("ddb"))) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}_"
+
+
+async def open_store(url: str, prefix: str) -> AsyncIterator[Store]:
+    async with Store.open(url, "us-east-1", prefix) as store:
+        await store.create_tables()
+        yield store
+
+
+@pytest_asyncio.fixture
+async def local_store(dynamodb_local_url: str, prefix: str) -> AsyncIterator[Store]:
+    async for store in open_store(dynamodb_local_url, prefix):
+        yield store
+
+
+@pytest.fixture(params=["moto", "dynamodb_local"])
+def any_url(request: pytest.FixtureRequest) -> str:
+    """The store contract holds on moto (fast) and on DynamoDB Local (the real API)."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest_asyncio.fixture
+async def any_store(any_url: str, prefix: str) -> AsyncIterator[Store]:
+    async for store in open_store(any_url, prefix):
+        yield store

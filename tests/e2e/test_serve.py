@@ -1,0 +1,199 @@
+"""`livecount serve` as a subprocess, driven over real WebSockets, on DynamoDB Local."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from server.counting import Counts
+from server.pages import Target
+from server.store import Store
+from tests.e2e.conftest import Launch
+from tests.support import Served, eventually, free_port, http_get
+
+
+async def ask(ws: ClientConnection, message: dict[str, Any]) -> dict[str, Any]:
+    await ws.send(json.dumps(message))
+    return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+
+async def view(ws: ClientConnection, article: str, **fields: Any) -> dict[str, Any]:
+    return await ask(ws, {"message": "views", "articleId": article, **fields})
+
+
+async def until_count(ws: ClientConnection, article: str, total: int) -> dict[str, Any]:
+    """Read pushes until one carries `total` for `article`."""
+    async with asyncio.timeout(20):
+        while True:
+            message = json.loads(await ws.recv())
+            if message.get("articleId") == article and message["totalViews"] == total:
+                return message
+
+
+async def table(store: Store, name: str, key: str) -> dict[str, tuple[int, int]]:
+    items = (await store.ddb.scan(TableName=name, ConsistentRead=True))["Items"]
+    return {i[key]["S"]: (int(i["totalViews"]["N"]), int(i["uniqueViews"]["N"])) for i in items}
+
+
+async def test_replies_count_the_view_and_pushes_reach_subscribers(launch: Launch):
+    served = await launch()
+    async with connect(served.ws) as reader_page, connect(served.ws) as writer_page:
+        first = await ask(reader_page, {"message": "subscribe", "articleIds": ["hello"]})
+        assert first == {"message": "count", "articleId": "hello",
+                         "totalViews": 0, "uniqueViews": 0}
+        assert await view(writer_page, "hello", articleTitle="Hello") == {
+            "message": "views", "articleId": "hello", "totalViews": 1, "uniqueViews": 1}
+        assert (await view(writer_page, "hello", refreshed=True))["totalViews"] == 2
+        reply = await view(writer_page, "hello", refreshed=False)
+        assert (reply["totalViews"], reply["uniqueViews"]) == (3, 2)
+        pushed = await until_count(reader_page, "hello", 3)
+        assert pushed["message"] == "count" and pushed["uniqueViews"] == 2
+
+
+async def test_pages_are_counted_and_unknown_pages_are_not(launch: Launch, local_store: Store):
+    served = await launch("--page", "/=Home_Page", "--page", "/now=Now_Page")
+    async with connect(served.ws) as ws:
+        home = await ask(ws, {"message": "views", "currentPage": "/", "previousPage": ""})
+        assert home == {"message": "views", "pageName": "Home_Page",
+                        "totalViews": 1, "uniqueViews": 1}
+        assert (await ask(ws, {"message": "views", "currentPage": "/now/"}))["pageName"] == \
+            "Now_Page"
+        bad = await ask(ws, {"message": "views", "currentPage": "/pages/about"})
+        assert bad["message"] == "error" and bad["error"] == "unrecognised_page"
+        sub = await ask(ws, {"message": "subscribe", "pageNames": ["Now_Page"]})
+        assert sub["pageName"] == "Now_Page" and sub["totalViews"] == 1
+    await eventually(lambda: table(local_store, local_store.tables.pages, "pageName"),
+                     lambda t: t == {"Home_Page": (1, 1), "Now_Page": (1, 1)})
+
+
+async def test_the_reader_table_ends_equal_to_the_writer(launch: Launch, local_store: Store):
+    served = await launch("--site-domain", "blog.example")
+    async with connect(served.ws) as ws:
+        for i in range(30):
+            await view(ws, f"post-{i % 4}", refreshed=i % 3 == 0,
+                       referrer="https://news.example/x" if i % 2 else "https://blog.example/")
+    writer = await eventually(lambda: table(local_store, local_store.tables.writer, "articleId"),
+                              lambda t: sum(total for total, _ in t.values()) == 30)
+    await eventually(lambda: table(local_store, local_store.tables.reader, "articleId"),
+                     lambda r: r == writer)
+    assert writer["post-0"] == (8, 5)  # i = 0,4,...,28: 8 views; 0, 12 and 24 refreshed
+    hosts = await eventually(lambda: local_store.top_referrers("site"), lambda h: bool(h))
+    assert hosts == [("news.example", 15)]  # the site's own domain is internal
+
+
+async def test_bad_input_gets_an_error_and_the_connection_stays(launch: Launch):
+    served = await launch()
+    async with connect(served.ws) as ws, connect(served.ws) as other:
+        for frame in ["nope", "[]", '{"message":"views","articleId":1}', '{"message":"x"}',
+                      '{"message":"views","articleId":"' + "a" * 300 + '"}']:
+            await ws.send(frame)
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert reply["message"] == "error" and reply["error"] and reply["detail"]
+        await ws.send(b"\x00\x01")
+        assert json.loads(await ws.recv())["error"] == "binary_frame"
+        assert (await view(ws, "still-open"))["totalViews"] == 1
+        await ws.send("x" * 5000)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        assert (await view(other, "still-open"))["totalViews"] == 2
+
+
+async def test_health_and_unknown_paths(launch: Launch):
+    served = await launch()
+    status, headers, body = await asyncio.to_thread(http_get, served.http + "/healthz")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    assert headers["Content-Type"] == "application/json"
+    status, _, body = await asyncio.to_thread(http_get, served.http + "/nowhere")
+    assert status == 404 and json.loads(body)["error"] == "not_found"
+
+
+async def test_health_is_503_when_dynamodb_stops_answering(launch: Launch):
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    try:
+        served = await launch("--dynamodb-endpoint", f"http://127.0.0.1:{port}", shared=False)
+        status, _, _ = await asyncio.to_thread(http_get, served.http + "/healthz")
+        assert status == 200
+    finally:
+        moto.stop()
+    status, _, body = await asyncio.to_thread(http_get, served.http + "/healthz")
+    assert status == 503 and json.loads(body)["status"] == "unavailable"
+
+
+async def test_serve_waits_for_a_store_that_is_not_up_yet():
+    served = Served("--dynamodb-endpoint", f"http://127.0.0.1:{free_port()}")
+    listening = await served.spawn()
+    try:
+        async def said() -> list[dict[str, Any]]:
+            return served.events("dynamodb_unreachable")
+
+        await eventually(said, bool)  # says why it is waiting, and keeps waiting
+        assert not listening.done()
+        assert await served.stop() == 0  # and a stop while waiting is clean
+    finally:
+        await served.kill()
+
+
+async def test_origins_outside_the_allowed_list_get_403(launch: Launch):
+    served = await launch("--allowed-origin", "https://blog.example")
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with connect(served.ws, origin="https://evil.example"):  # type: ignore[arg-type]
+            pass
+    assert refused.value.response.status_code == 403
+    async with connect(served.ws, origin="https://blog.example") as ws:  # type: ignore[arg-type]
+        assert (await view(ws, "a"))["totalViews"] == 1
+
+
+async def test_sigterm_flushes_everything_then_exits(launch: Launch, local_store: Store):
+    served = await launch("--flush-interval", "3600")
+    async with connect(served.ws) as ws:
+        for _ in range(7):
+            await view(ws, "late")
+    assert await table(local_store, local_store.tables.writer, "articleId") == {}
+    assert await served.stop() == 0
+    assert await table(local_store, local_store.tables.writer, "articleId") == {"late": (7, 7)}
+    assert await table(local_store, local_store.tables.reader, "articleId") == {"late": (7, 7)}
+
+
+async def test_counts_survive_a_restart(launch: Launch, local_store: Store):
+    served = await launch()
+    async with connect(served.ws) as ws:
+        for _ in range(3):
+            await view(ws, "kept")
+    assert await served.stop() == 0
+    again = await launch()
+    async with connect(again.ws) as ws:
+        assert (await view(ws, "kept"))["totalViews"] == 4
+    assert (await local_store.read_counts([Target("post", "kept")])) is not None
+
+
+async def test_the_embedded_store_keeps_counts_in_the_data_dir(tmp_path: Path):
+    """The `make run` path: DynamoDB Local as a child process, files in --data-dir."""
+    args = ("--data-dir", str(tmp_path), "--dynamodb-endpoint", "embedded")
+    served = await Served(*args).start()
+    try:
+        async with connect(served.ws) as ws:
+            assert (await view(ws, "embedded"))["totalViews"] == 1
+            await view(ws, "embedded", refreshed=True)
+        assert await served.stop() == 0
+        assert served.events("dynamodb_local_stopped")
+        assert (tmp_path / "dynamodb").is_dir()
+        again = await Served(*args).start()
+        try:
+            async with connect(again.ws) as ws:
+                reply = await view(ws, "embedded")
+            assert Counts(reply["totalViews"], reply["uniqueViews"]) == Counts(3, 2)
+        finally:
+            assert await again.stop() == 0
+    finally:
+        await served.kill()

@@ -1,0 +1,69 @@
+"""The store against moto and against DynamoDB Local: same requests, same answers."""
+
+from typing import Any
+
+from server.counting import SITE, Counts, Delta, Flush
+from server.pages import Target
+from server.store import Store
+
+A, B, HOME = Target("post", "a"), Target("post", "b"), Target("page", "Home_Page")
+
+
+async def item(store: Store, table: str, key: dict[str, Any]) -> dict[str, Any]:
+    return (await store.ddb.get_item(TableName=table, Key=key, ConsistentRead=True)).get("Item", {})
+
+
+async def test_create_tables_is_idempotent(any_store: Store):
+    assert await any_store.create_tables() == []
+    tables = (await any_store.ddb.list_tables())["TableNames"]
+    assert {d["TableName"] for d in any_store.tables.definitions()} <= set(tables)
+    writer = (await any_store.ddb.describe_table(TableName=any_store.tables.writer))["Table"]
+    assert writer["StreamSpecification"]["StreamEnabled"] is True
+    assert writer["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+async def test_a_flush_adds_deltas_and_returns_the_new_totals(any_store: Store):
+    first = Flush(targets={A: Delta(3, 2, "Title A"), HOME: Delta(1, 1)})
+    result = await any_store.flush(first)
+    assert result.applied == {A: Counts(3, 2), HOME: Counts(1, 1)}
+    result = await any_store.flush(Flush(targets={A: Delta(2, 0)}))
+    assert result.applied == {A: Counts(5, 2)}
+    writer = await item(any_store, any_store.tables.writer, {"articleId": {"S": "a"}})
+    assert writer["totalViews"] == {"N": "5"} and writer["uniqueViews"] == {"N": "2"}
+    assert writer["articleTitle"] == {"S": "Title A"}  # a delta without a title keeps it
+    assert writer["version"] == {"N": "2"}
+    page = await item(any_store, any_store.tables.pages, {"pageName": {"S": "Home_Page"}})
+    assert page["totalViews"] == {"N": "1"}
+
+
+async def test_counts_are_read_from_the_reader_table(any_store: Store):
+    await any_store.flush(Flush(targets={A: Delta(3, 3), HOME: Delta(2, 1)}))
+    # Nothing copied yet: posts read from the reader, which is empty; pages are direct.
+    assert await any_store.read_counts([A, B, HOME]) == {
+        A: Counts(0, 0), B: Counts(0, 0), HOME: Counts(2, 1)}
+    await any_store.ddb.put_item(TableName=any_store.tables.reader, Item={
+        "articleId": {"S": "a"}, "totalViews": {"N": "3"}, "uniqueViews": {"N": "3"}})
+    assert (await any_store.read_counts([A]))[A] == Counts(3, 3)
+
+
+async def test_reads_past_the_batch_limit(any_store: Store):
+    targets = [Target("post", f"p{i}") for i in range(130)]
+    counts = await any_store.read_counts(targets)
+    assert len(counts) == 130 and set(counts.values()) == {Counts(0, 0)}
+
+
+async def test_top_referrers_is_a_query_sorted_by_views(any_store: Store):
+    await any_store.flush(Flush(referrers={
+        (A.ref, "x.org"): 1, (A.ref, "y.org"): 5, (A.ref, "z.org"): 3,
+        (B.ref, "x.org"): 9, (SITE, "x.org"): 10}))
+    assert await any_store.top_referrers(A.ref) == [("y.org", 5), ("z.org", 3), ("x.org", 1)]
+    assert await any_store.top_referrers(A.ref, limit=1) == [("y.org", 5)]
+    assert await any_store.top_referrers(SITE) == [("x.org", 10)]
+
+
+async def test_failed_writes_are_reported_not_raised(any_store: Store):
+    await any_store.ddb.delete_table(TableName=any_store.tables.pages)
+    result = await any_store.flush(Flush(targets={A: Delta(1, 1), HOME: Delta(1, 1)},
+                                         referrers={(A.ref, "x.org"): 1}))
+    assert result.applied == {A: Counts(1, 1)}
+    assert result.failed_targets == {HOME} and not result.failed_referrers

@@ -1,0 +1,123 @@
+"""Test helpers: a real `livecount serve` subprocess, and polling with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], bool],
+                     timeout: float = 20.0, interval: float = 0.05) -> T:
+    """Poll `probe` until `check` accepts its value; fail with the last value seen."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await probe()
+        if check(value):
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(interval)
+
+
+class Served:
+    """`python -m server serve` on a free loopback port, its JSON logs collected."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.env = {**os.environ, **(env or {})}
+        self.logs: list[dict[str, Any]] = []
+        self.output: list[str] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self.port = 0
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 90.0) -> Served:
+        """Spawn and wait until it listens."""
+        listening = await self.spawn()
+        try:
+            self.port = await asyncio.wait_for(listening, timeout)
+        except BaseException:
+            await self.kill()
+            raise
+        return self
+
+    async def spawn(self) -> asyncio.Future[int]:
+        """Spawn without waiting; the future resolves to the port once it listens."""
+        self.logs.clear()
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", "0",
+            *self.args, cwd=ROOT, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read(listening))
+        return listening
+
+    async def _read(self, listening: asyncio.Future[int]) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self.output.append(line)
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            self.logs.append(entry)
+            if entry.get("event") == "listening" and not listening.done():
+                listening.set_result(int(entry["port"]))
+        if not listening.done():
+            listening.set_exception(RuntimeError(
+                "livecount exited before listening:\n" + "\n".join(self.output[-30:])))
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.logs if e.get("event") == name]
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        if self._reader is not None:
+            await self._reader
+        return code
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """A blocking GET that returns error statuses instead of raising them."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()

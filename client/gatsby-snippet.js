@@ -5,6 +5,8 @@
 // Everything lives in createLivecount(); the exported Gatsby API is a thin,
 // exception-proof wrapper around one lazily created instance, so tests can
 // build their own instance with a fake WebSocket, DOM, timers and random.
+// Only Gatsby's own API names are exported (Gatsby flags any other export of
+// gatsby-browser.js); the factory rides on onRouteUpdate as a property.
 
 const ATTR_TOTAL = "data-livecount";
 const ATTR_UNIQUE = "data-livecount-unique";
@@ -12,9 +14,13 @@ const ATTR_ARTICLE_ID = "data-article-id";
 const ATTR_ARTICLE_TITLE = "data-article-title";
 const COUNTER_SELECTOR = "[" + ATTR_TOTAL + "],[" + ATTR_UNIQUE + "]";
 
-// The server rejects longer strings; clip client-side so a view is never lost.
-const MAX_ID = 256;
-const MAX_PATH = 2048;
+// Server limits (server/protocol.py). Anything longer is rejected, and a frame
+// over MAX_FRAME_BYTES closes the connection, so the client fits every message
+// to them rather than lose a view.
+const MAX_ID = 256; // ids and titles, in characters
+const MAX_PATH = 2048; // paths and referrers, in characters
+const MAX_FRAME_BYTES = 4096; // one JSON text frame, UTF-8
+const MAX_IDS_PER_MESSAGE = 100;
 
 const STATUS_EVENT = "livecount:status";
 
@@ -29,6 +35,45 @@ function clip(value, max) {
   const last = s.charCodeAt(s.length - 1);
   if (last >= 0xd800 && last <= 0xdbff) s = s.slice(0, -1);
   return s;
+}
+
+// Also drop control characters: the server refuses them in every string field,
+// and a data-article-title attribute may well contain a newline.
+function clean(value, max) {
+  const s = typeof value === "string" ? value : value == null ? "" : String(value);
+  return clip(s.replace(/[\u0000-\u001f\u007f]+/g, " "), max);
+}
+
+// UTF-8 size of a string, as the server counts a frame.
+function utf8Length(s) {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      n += 4; // a surrogate pair is one 4-byte character
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+// Each field may be at its own limit, yet together too big for one frame:
+// shorten the least useful fields first until the JSON fits.
+function fitViews(msg) {
+  const fields = ["referrer", "previousPage", "articleTitle", "currentPage"];
+  for (let f = 0; f < fields.length; f++) {
+    const field = fields[f];
+    let excess = utf8Length(JSON.stringify(msg)) - MAX_FRAME_BYTES;
+    while (excess > 0 && msg[field]) {
+      // a character is at most 4 bytes, so this never cuts more than needed
+      msg[field] = clip(msg[field], Math.max(0, msg[field].length - Math.ceil(excess / 4)));
+      excess = utf8Length(JSON.stringify(msg)) - MAX_FRAME_BYTES;
+    }
+    if (excess <= 0) break;
+  }
+  return msg;
 }
 
 function safeDecode(s) {
@@ -71,7 +116,7 @@ function readEnvUrl() {
  * @param {number} [options.connectTimeout=10000] give up on a socket stuck connecting, ms
  * @param {Function} [options.onError]  receives errors that were swallowed
  */
-export function createLivecount(options) {
+function createLivecount(options) {
   const opts = options || {};
   const win = "window" in opts ? opts.window : typeof window !== "undefined" ? window : undefined;
   const doc = opts.document || (win && win.document);
@@ -193,8 +238,7 @@ export function createLivecount(options) {
         attempt = 0;
         setStatus("open");
         flushQueue();
-        // A fresh connection has no subscriptions: send the full set again.
-        subscribed = new Set();
+        // `subscribed` is empty on a fresh connection, so this sends the full set.
         syncSubscriptions();
       });
     sock.onmessage = (event) =>
@@ -214,7 +258,7 @@ export function createLivecount(options) {
     if (ws !== sock) return;
     ws = null;
     isOpen = false;
-    subscribed = new Set();
+    subscribed = new Set(); // the server forgets us with the connection
     clearOpenTimer();
     setStatus("closed");
     // Idle tabs (nothing queued, no counters) reconnect lazily on next use.
@@ -259,10 +303,10 @@ export function createLivecount(options) {
   function paintElement(el, id) {
     const known = counts.get(id);
     if (!known) return;
-    if (clip(el.getAttribute(ATTR_TOTAL), MAX_ID) === id && known.total !== undefined) {
+    if (clean(el.getAttribute(ATTR_TOTAL), MAX_ID) === id && known.total !== undefined) {
       setText(el, known.total);
     }
-    if (clip(el.getAttribute(ATTR_UNIQUE), MAX_ID) === id && known.unique !== undefined) {
+    if (clean(el.getAttribute(ATTR_UNIQUE), MAX_ID) === id && known.unique !== undefined) {
       setText(el, known.unique);
     }
   }
@@ -280,10 +324,10 @@ export function createLivecount(options) {
       const el = els[i];
       const total = el.getAttribute(ATTR_TOTAL);
       const unique = el.getAttribute(ATTR_UNIQUE);
-      if (total) ids.add(clip(total, MAX_ID));
-      if (unique) ids.add(clip(unique, MAX_ID));
-      if (total) paintElement(el, clip(total, MAX_ID));
-      if (unique && unique !== total) paintElement(el, clip(unique, MAX_ID));
+      if (total) ids.add(clean(total, MAX_ID));
+      if (unique) ids.add(clean(unique, MAX_ID));
+      if (total) paintElement(el, clean(total, MAX_ID));
+      if (unique && unique !== total) paintElement(el, clean(unique, MAX_ID));
     }
     wanted = ids;
     syncSubscriptions();
@@ -302,9 +346,29 @@ export function createLivecount(options) {
     subscribed.forEach((id) => {
       if (!wanted.has(id)) remove.push(id);
     });
-    if (remove.length && !rawSend({ message: "unsubscribe", articleIds: remove, pageNames: [] })) return;
-    if (add.length && !rawSend({ message: "subscribe", articleIds: add, pageNames: [] })) return;
+    if (!sendIds("unsubscribe", remove) || !sendIds("subscribe", add)) return;
     subscribed = new Set(wanted);
+  }
+
+  // Split an id list into messages within the server's count and frame limits.
+  function sendIds(type, ids) {
+    const overhead = utf8Length(JSON.stringify({ message: type, articleIds: [], pageNames: [] }));
+    let batch = [];
+    let size = overhead;
+    for (let i = 0; i <= ids.length; i++) {
+      const cost = i < ids.length ? utf8Length(JSON.stringify(ids[i])) + 1 : 0; // +1 for the comma
+      const full = i === ids.length || batch.length === MAX_IDS_PER_MESSAGE || size + cost > MAX_FRAME_BYTES;
+      if (full && batch.length > 0) {
+        if (!rawSend({ message: type, articleIds: batch, pageNames: [] })) return false;
+        batch = [];
+        size = overhead;
+      }
+      if (i < ids.length) {
+        batch.push(ids[i]);
+        size += cost;
+      }
+    }
+    return true;
   }
 
   function handleMessage(data) {
@@ -316,7 +380,7 @@ export function createLivecount(options) {
     }
     if (!msg || (msg.message !== "count" && msg.message !== "views")) return;
     if (typeof msg.articleId !== "string") return; // page counts have no counters
-    const id = clip(msg.articleId, MAX_ID);
+    const id = msg.articleId;
     const known = counts.get(id) || {};
     if (typeof msg.totalViews === "number") known.total = msg.totalViews;
     if (typeof msg.uniqueViews === "number") known.unique = msg.uniqueViews;
@@ -347,31 +411,35 @@ export function createLivecount(options) {
   // since, so the DOM and title belong to a different page.
   function findArticle(pathname, fresh) {
     if (fresh && doc && typeof doc.querySelector === "function") {
-      const el = doc.querySelector("[" + ATTR_ARTICLE_ID + "]");
-      const id = el && el.getAttribute(ATTR_ARTICLE_ID);
-      if (id) {
-        return { id: clip(id, MAX_ID), title: clip(el.getAttribute(ATTR_ARTICLE_TITLE) || doc.title, MAX_ID) };
+      try {
+        const el = doc.querySelector("[" + ATTR_ARTICLE_ID + "]");
+        const id = el && el.getAttribute(ATTR_ARTICLE_ID);
+        if (id) {
+          return { id: clean(id, MAX_ID), title: clean(el.getAttribute(ATTR_ARTICLE_TITLE) || doc.title, MAX_ID) };
+        }
+      } catch (e) {
+        onError(e); // a DOM problem must not cost the view: fall back to the path
       }
     }
     const m = /\/posts\/([^/?#]+)/.exec(pathname);
     if (!m) return null;
-    return { id: clip(safeDecode(m[1]), MAX_ID), title: fresh && doc ? clip(doc.title, MAX_ID) : "" };
+    return { id: clean(safeDecode(m[1]), MAX_ID), title: fresh && doc ? clean(doc.title, MAX_ID) : "" };
   }
 
   function buildView(route) {
     const msg = {
       message: "views",
-      currentPage: clip(route.pathname, MAX_PATH),
-      previousPage: clip(route.previousPage, MAX_PATH),
-      referrer: route.landing && doc ? clip(doc.referrer, MAX_PATH) : "",
+      currentPage: clean(route.pathname, MAX_PATH),
+      previousPage: clean(route.previousPage, MAX_PATH),
+      referrer: route.landing && doc ? clean(doc.referrer, MAX_PATH) : "",
       refreshed: route.landing ? wasReload() : false,
     };
     const article = findArticle(route.pathname, route.seq === routeSeq);
     if (article && article.id) {
       msg.articleId = article.id;
-      if (article.title) msg.articleTitle = article.title;
+      if (article.title) msg.articleTitle = article.title.trim();
     }
-    return msg;
+    return fitViews(msg);
   }
 
   // Run fn after the next frame (the page and its <title> have rendered by
@@ -456,7 +524,7 @@ export function onRouteUpdate(args) {
 }
 
 /** Testing hook: drop the module-level instance so the next call starts fresh. */
-export function __livecountReset() {
+function reset() {
   try {
     if (instance) instance.close();
   } catch (e) {
@@ -464,3 +532,6 @@ export function __livecountReset() {
   }
   instance = null;
 }
+
+onRouteUpdate.createLivecount = createLivecount;
+onRouteUpdate.reset = reset;

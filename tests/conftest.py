@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from server import dynamodb_local
 from server.store import Store
-from tests.support import free_port
+from tests.support import Launch, Served, free_port
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -62,3 +62,20 @@ def any_url(request: pytest.FixtureRequest) -> str:
 async def any_store(any_url: str, prefix: str) -> AsyncIterator[Store]:
     async for store in open_store(any_url, prefix):
         yield store
+
+
+@pytest_asyncio.fixture
+async def launch(dynamodb_local_url: str, prefix: str) -> AsyncIterator[Launch]:
+    """Start `livecount serve` processes on the shared DynamoDB Local, own table prefix."""
+    started: list[Served] = []
+
+    async def start(*args: str, shared: bool = True) -> Served:
+        store = ["--dynamodb-endpoint", dynamodb_local_url, "--table-prefix", prefix] \
+            if shared else []
+        served = await Served("--flush-interval", "0.2", *store, *args).start()
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        await served.kill()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+Launch = Callable[..., Awaitable["Served"]]
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -14,8 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from server.counting import Counts
 from server.pages import Target
 from server.store import Store
-from tests.e2e.conftest import Launch
-from tests.support import Served, eventually, free_port, http_get
+from tests.support import Launch, Served, eventually, free_port, http_get
 
 
 async def ask(ws: ClientConnection, message: dict[str, Any]) -> dict[str, Any]:

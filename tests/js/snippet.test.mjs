@@ -2,7 +2,10 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 
-import { createLivecount, onRouteUpdate, __livecountReset } from "../../client/gatsby-snippet.js";
+import * as snippet from "../../client/gatsby-snippet.js";
+
+const { onRouteUpdate } = snippet;
+const { createLivecount, reset: __livecountReset } = onRouteUpdate;
 import { createClock, createWebSocketClass, createDocument, createWindow, el, sequenceRandom } from "./fakes.mjs";
 
 // Long enough for both deferred passes (setTimeout 0 and the next frame).
@@ -200,6 +203,19 @@ describe("views message", () => {
     assert.ok(landing.referrer.length < 2048 && landing.referrer.startsWith("https://r.example/"));
     assert.equal(next.currentPage.length, 2048);
     assert.ok(next.previousPage.length < 2048 && next.previousPage.startsWith("/posts/x/"));
+  });
+
+  test("even a current page too big for a frame on its own is cut to fit", () => {
+    const t = setup({ title: "€".repeat(300), referrer: "https://r.example/" + "€".repeat(3000) });
+    t.go("/posts/x/" + "€".repeat(2100)); // 3 bytes per character: ~6 KB of path
+    t.open();
+    const [frame] = t.ws.last.sent;
+    const msg = JSON.parse(frame);
+    assert.ok(Buffer.byteLength(frame, "utf8") <= 4096);
+    assert.equal(msg.referrer, "");
+    assert.equal(msg.articleTitle, "");
+    assert.ok(msg.currentPage.startsWith("/posts/x/€") && msg.currentPage.length > 1000);
+    assert.equal(msg.articleId, "x");
   });
 
   test("control characters, which the server refuses, are replaced", () => {
@@ -620,5 +636,12 @@ describe("demo.html", () => {
     assert.match(html, /data-article-id="second-post"/);
     assert.match(html, /addEventListener\("livecount:status"/);
     assert.match(html, /addEventListener\("popstate"/);
+  });
+});
+
+describe("drop-in gatsby-browser.js", () => {
+  test("exports only Gatsby browser API names", () => {
+    // Gatsby reports any other export of gatsby-browser.js as an unknown API.
+    assert.deepEqual(Object.keys(snippet).sort(), ["onRouteUpdate"]);
   });
 });

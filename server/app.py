@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from contextlib import AsyncExitStack, suppress
+from datetime import UTC, datetime
 from typing import Any
 
 import websockets
@@ -23,6 +25,7 @@ from .http import Routes
 from .hub import Hub, TooManySubscriptions
 from .logs import error, log, warn
 from .pages import Target, referrer_host
+from .reports import hour_of
 from .store import Store, StoreError
 from .streams import StreamConsumer
 
@@ -38,7 +41,8 @@ class Node:
         self.ledger = Ledger(config.max_pending_views)
         self.hub: Hub[ServerConnection] = Hub(config.max_subscriptions)
         self.consumer = StreamConsumer(store, self._on_image)
-        self.routes = Routes(store.ping)
+        self.routes = Routes(store, self._overlay, config.pages, config.allowed_origins)
+        self._hour = (-1, "")
         self._loading: dict[Target, asyncio.Task[None]] = {}
         self._flushing = asyncio.Lock()
 
@@ -84,7 +88,7 @@ class Node:
                 f"currentPage {msg.currentPage!r} is not a known page; posts need an articleId")
         await self._ensure_base([target])
         counts = self.ledger.record(
-            target, refreshed=msg.refreshed, title=msg.articleTitle,
+            target, refreshed=msg.refreshed, hour=self._current_hour(), title=msg.articleTitle,
             referrer=referrer_host(msg.referrer, self.config.site_domains))
         self.hub.changed(target)
         with suppress(TooManySubscriptions):  # the view counts even if the watch list is full
@@ -124,6 +128,16 @@ class Node:
             for t in targets:
                 self._loading.pop(t, None)
 
+    def _current_hour(self) -> str:
+        """The UTC hour bucket of a view now, formatted once per hour, not per view."""
+        now = time.time()
+        if int(now // 3600) != self._hour[0]:
+            self._hour = (int(now // 3600), hour_of(datetime.fromtimestamp(now, UTC)))
+        return self._hour[1]
+
+    def _overlay(self, target: Target) -> Counts | None:
+        return self.ledger.current(target) if self.ledger.has_base(target) else None
+
     def _on_image(self, article_id: str, total: int, unique: int) -> None:
         target = Target("post", article_id)
         if self.ledger.has_base(target) and self.ledger.observe(target, Counts(total, unique)):
@@ -144,12 +158,12 @@ class Node:
             except Exception as exc:  # whatever broke, the deltas must survive it
                 error("flush_crashed", exc)
                 result = FlushResult(failed_targets=set(flush.targets),
-                                     failed_referrers=set(flush.referrers))
+                                     failed_rows=set(flush.rows), failed_index=set(flush.new))
             for target in self.ledger.complete(flush, result):
                 self.hub.changed(target)
             applied = sum(d.total for t, d in flush.targets.items() if t in result.applied)
             log("flushed", views=applied, targets=len(result.applied),
-                failed=len(result.failed_targets) + len(result.failed_referrers),
+                failed=len(result.failed_targets) + len(result.failed_rows),
                 pending=self.ledger.pending_views)
             return applied
 

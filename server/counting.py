@@ -13,7 +13,7 @@ observations harmless.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from .pages import Target
 
@@ -47,23 +47,32 @@ class Delta:
             self.title = other.title
 
 
-ReferrerKey = tuple[str, str]  # (Target.ref or SITE, external host)
-SITE = "site"  # the referrer row that sums every page, for site-wide reports
+SITE = "site"  # the report rows that sum every page, for site-wide reports
+
+
+class Row(NamedTuple):
+    """A report counter: views of `target` (a `Target.ref` or SITE) from a referrer
+    host, or in an hour bucket. Reports only; live counts never read these."""
+
+    table: Literal["referrer", "timeline"]
+    target: str
+    sort: str  # the referrer host, or the hour as YYYY-MM-DDTHH (UTC)
 
 
 @dataclass(slots=True)
 class Flush:
-    """A batch taken from the ledger: one update per target and per referrer key."""
+    """A batch taken from the ledger: one ADD per target and per report row."""
 
     targets: dict[Target, Delta] = field(default_factory=dict)
-    referrers: dict[ReferrerKey, int] = field(default_factory=dict)
+    rows: dict[Row, Delta] = field(default_factory=dict)
+    new: set[Target] = field(default_factory=set)  # not yet in the page index
 
     @property
     def views(self) -> int:
         return sum(d.total for d in self.targets.values())
 
     def __bool__(self) -> bool:
-        return bool(self.targets or self.referrers)
+        return bool(self.targets or self.rows)
 
 
 @dataclass(slots=True)
@@ -72,7 +81,8 @@ class FlushResult:
 
     applied: dict[Target, Counts] = field(default_factory=dict)
     failed_targets: set[Target] = field(default_factory=set)
-    failed_referrers: set[ReferrerKey] = field(default_factory=set)
+    failed_rows: set[Row] = field(default_factory=set)
+    failed_index: set[Target] = field(default_factory=set)
 
 
 class Busy(Exception):
@@ -84,7 +94,8 @@ class Ledger:
         self.max_pending_views = max_pending_views
         self._known: dict[Target, Counts] = {}
         self._pending: dict[Target, Delta] = {}
-        self._referrers: dict[ReferrerKey, int] = {}
+        self._rows: dict[Row, Delta] = {}
+        self._indexed: set[Target] = set()
         self._inflight: Flush | None = None
         # Store observations that arrive while a flush is in flight may or may not
         # include it; they are held back until the flush settles.
@@ -110,28 +121,37 @@ class Ledger:
 
     @property
     def idle(self) -> bool:
-        return not self._pending and not self._referrers and self._inflight is None
+        return not self._pending and not self._rows and self._inflight is None
 
     # -- writing ---------------------------------------------------------------
     def record(
-        self, target: Target, *, refreshed: bool, title: str | None = None,
+        self, target: Target, *, refreshed: bool, hour: str, title: str | None = None,
         referrer: str | None = None,
     ) -> Counts:
-        """Count one view and return the target's count including it."""
+        """Count one view in the `hour` bucket and return the target's count including it."""
         if self._pending_views >= self.max_pending_views:
             raise Busy(f"{self._pending_views} views wait for the store")
+        unique = 0 if refreshed else 1
         delta = self._pending.get(target)
         if delta is None:
             delta = self._pending[target] = Delta()
         delta.total += 1
-        delta.unique += 0 if refreshed else 1
+        delta.unique += unique
         if title:
             delta.title = title
-        if referrer:
-            for key in ((target.ref, referrer), (SITE, referrer)):
-                self._referrers[key] = self._referrers.get(key, 0) + 1
+        for ref in (target.ref, SITE):
+            self._count(Row("timeline", ref, hour), unique)
+            if referrer:
+                self._count(Row("referrer", ref, referrer), unique)
         self._pending_views += 1
         return self.current(target)
+
+    def _count(self, row: Row, unique: int) -> None:
+        delta = self._rows.get(row)
+        if delta is None:
+            delta = self._rows[row] = Delta()
+        delta.total += 1
+        delta.unique += unique
 
     def observe(self, target: Target, counts: Counts) -> bool:
         """Merge a count read from the store; True when the visible count changed."""
@@ -147,8 +167,8 @@ class Ledger:
         """Move everything pending into one in-flight flush (empty when idle)."""
         if self._inflight is not None:
             raise RuntimeError("a flush is already in flight")
-        flush = Flush(self._pending, self._referrers)
-        self._pending, self._referrers = {}, {}
+        flush = Flush(self._pending, self._rows, set(self._pending) - self._indexed)
+        self._pending, self._rows = {}, {}
         if flush:
             self._inflight = flush
         return flush
@@ -176,8 +196,9 @@ class Ledger:
                 self._known[target] = base.max(seen)
             if self.current(target) != before.plus(delta):
                 changed.add(target)
-        for key in result.failed_referrers:
-            self._referrers[key] = self._referrers.get(key, 0) + flush.referrers[key]
+        for row in result.failed_rows:
+            self._rows.setdefault(row, Delta()).add(flush.rows[row])
+        self._indexed |= flush.new - result.failed_index
         deferred, self._deferred = self._deferred, {}
         changed.update(t for t, counts in deferred.items() if self.observe(t, counts))
         return changed

@@ -1,28 +1,46 @@
-"""Plain HTTP on the WebSocket's port: health, the demo page, the snippet.
+"""Plain HTTP on the WebSocket's port: the report API, health, the pages.
 
 websockets answers these through its `process_request` hook, so one port and one
 event loop serve both; a request for `/ws` goes on to the WebSocket handshake.
+Handlers parse parameters with `reports`, ask the store, and format; nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import msgspec
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from . import reports
+from .counting import SITE, Counts
+from .pages import PageRules, Target
+from .protocol import MAX_ID_CHARS
+from .reports import BadParameter, PageRow
+from .store import Store
+
 WS_PATH = "/ws"
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
+API_CACHE = "public, max-age=5"  # live data: short, but enough to absorb a refresh storm
 _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 503: "Service Unavailable"}
+            503: "Service Unavailable"}
+_STATIC = {
+    "/": ("dashboard.html", "text/html; charset=utf-8"),
+    "/client/gatsby-snippet.js": ("gatsby-snippet.js", "text/javascript; charset=utf-8"),
+}
+
+Overlay = Callable[[Target], Counts | None]  # what this node counted that may not be stored
+Query = Mapping[str, str]
 
 
 def response(status: int, body: bytes, content_type: str, cache: str = "no-store",
-             extra: dict[str, str] | None = None) -> Response:
+             extra: Mapping[str, str] | None = None) -> Response:
     headers = Headers({"Content-Type": content_type, "Content-Length": str(len(body)),
                        "Cache-Control": cache, "X-Content-Type-Options": "nosniff"})
     for name, value in (extra or {}).items():
@@ -30,39 +48,148 @@ def response(status: int, body: bytes, content_type: str, cache: str = "no-store
     return Response(status, _REASONS.get(status, ""), headers, body)
 
 
-def json_response(status: int, value: Any, cache: str = "no-store") -> Response:
-    return response(status, msgspec.json.encode(value), "application/json", cache)
+def json_response(status: int, value: Any, cache: str = "no-store",
+                  extra: Mapping[str, str] | None = None) -> Response:
+    return response(status, msgspec.json.encode(value), "application/json", cache, extra)
 
 
-def _file(path: Path, content_type: str) -> Response:
+def not_found(detail: str) -> Response:
+    return json_response(404, {"error": "not_found", "detail": detail})
+
+
+def _file(name: str, content_type: str) -> Response:
     try:
-        body = path.read_bytes()
+        body = (CLIENT_DIR / name).read_bytes()
     except FileNotFoundError:
-        return json_response(404, {"error": "not_found", "detail": f"{path.name} is missing"})
+        return not_found(f"{name} is missing from this installation")
     return response(200, body, content_type, cache="public, max-age=300")
 
 
 class Routes:
-    """Path → handler; the handlers are the only place HTTP knows about the node."""
+    """Path → handler; the only place HTTP knows about the node."""
 
-    def __init__(self, ping: Callable[[], Awaitable[None]]) -> None:
-        self._ping = ping
+    def __init__(self, store: Store, overlay: Overlay, pages: PageRules,
+                 allowed_origins: tuple[str, ...] = (),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.store = store
+        self.overlay = overlay
+        self.pages = pages
+        self.allowed_origins = allowed_origins
+        self.clock = clock
+        self._api: dict[str, Callable[[Query], Awaitable[Any]]] = {
+            "/api/pages": self.pages_list,
+            "/api/referrers": self.referrers,
+            "/api/timeline": self.timeline,
+        }
 
     async def __call__(self, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
+        url = urlsplit(request.path)
+        path = url.path
         if path == WS_PATH:
             return None
         if path == "/healthz":
             return await self.healthz()
+        if path in _STATIC:
+            return _file(*_STATIC[path])
         if path == "/demo" or path.startswith("/demo/"):
-            return _file(CLIENT_DIR / "demo.html", "text/html; charset=utf-8")
-        if path == "/client/gatsby-snippet.js":
-            return _file(CLIENT_DIR / "gatsby-snippet.js", "text/javascript; charset=utf-8")
-        return json_response(404, {"error": "not_found", "detail": f"no route for {path}"})
+            return _file("demo.html", "text/html; charset=utf-8")
+        if path.startswith("/api/"):
+            return await self.api(path, dict(parse_qsl(url.query)), request.headers)
+        return not_found(f"no route for {path}")
+
+    async def api(self, path: str, query: Query, headers: Headers) -> Response:
+        cors = self._cors(headers.get("Origin"))
+        try:
+            if path.startswith("/api/pages/") and len(path) > len("/api/pages/"):
+                value = await self.page(unquote(path[len("/api/pages/"):]), query)
+            elif path in self._api:
+                value = await self._api[path](query)
+            else:
+                return not_found(f"no route for {path}")
+        except BadParameter as exc:
+            return json_response(400, {"error": "invalid_parameter", "parameter": exc.parameter,
+                                       "detail": exc.detail}, extra=cors)
+        if value is None:
+            return json_response(404, {"error": "not_found", "detail": "never counted"},
+                                 extra=cors)
+        return json_response(200, value, API_CACHE, cors)
+
+    def _cors(self, origin: str | None) -> dict[str, str]:
+        if not self.allowed_origins:
+            return {"Access-Control-Allow-Origin": "*"}
+        if origin in self.allowed_origins:
+            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return {"Vary": "Origin"}
 
     async def healthz(self) -> Response:
         try:
-            await asyncio.wait_for(self._ping(), 3)
+            await asyncio.wait_for(self.store.ping(), 3)
         except Exception as exc:  # any failure to answer means unhealthy, whatever its kind
             return json_response(503, {"status": "unavailable", "detail": str(exc) or "timeout"})
         return json_response(200, {"status": "ok"})
+
+    # -- the report API ----------------------------------------------------------------
+    def _target(self, query: Query, required: bool = False) -> Target | None:
+        """`articleId=` or `pageName=`; neither means site-wide, unless required."""
+        article, page = query.get("articleId"), query.get("pageName")
+        if article is not None and page is not None:
+            raise BadParameter("articleId", "give articleId or pageName, not both")
+        if article is not None:
+            if not 0 < len(article) <= MAX_ID_CHARS:
+                raise BadParameter("articleId", f"must be 1 to {MAX_ID_CHARS} characters")
+            return Target("post", article)
+        if page is not None:
+            if page not in self.pages.names:
+                raise BadParameter("pageName", f"must be one of {', '.join(self.pages.names)}")
+            return Target("page", page)
+        if required:
+            raise BadParameter("articleId", "articleId or pageName is required")
+        return None
+
+    def _counts(self, target: Target, stored: Counts) -> Counts:
+        mine = self.overlay(target)
+        return stored if mine is None else stored.max(mine)
+
+    async def pages_list(self, query: Query) -> list[PageRow]:
+        sort = reports.parse_sort(query.get("sort"))
+        limit = reports.parse_limit(query.get("limit"), default=100)
+        stored = await self.store.read(await self.store.tracked())
+        rows = [PageRow.of(t, self._counts(t, counts), title)
+                for t, (counts, title) in stored.items()]
+        return reports.sort_rows(rows, sort, limit)
+
+    async def page(self, id_: str, query: Query) -> dict[str, Any] | None:
+        kind = query.get("kind", "post")
+        if kind not in ("post", "page"):
+            raise BadParameter("kind", "must be post or page")
+        target = self._target({"articleId" if kind == "post" else "pageName": id_}, True)
+        assert target is not None
+        (counts, title), = (await self.store.read([target])).values()
+        counts = self._counts(target, counts)
+        if counts == Counts(0, 0) and target not in await self.store.tracked():
+            return None
+        start, end = reports.time_range(None, None, "hour", self.clock())
+        hours, hosts = await asyncio.gather(
+            self.store.hours(target.ref, *reports.hour_span(start, end, "hour")),
+            self.store.top_referrers(target.ref, 10))
+        return {
+            **{k: v for k, v in msgspec.structs.asdict(PageRow.of(target, counts, title)).items()
+               if v is not None},
+            "referrers": [reports.Referrer(h, v) for h, v in hosts],
+            "timeline": reports.timeline(hours, start, end, "hour"),
+        }
+
+    async def referrers(self, query: Query) -> list[reports.Referrer]:
+        target = self._target(query)
+        limit = reports.parse_limit(query.get("limit"), default=10)
+        hosts = await self.store.top_referrers(target.ref if target else SITE, limit)
+        return [reports.Referrer(h, v) for h, v in hosts]
+
+    async def timeline(self, query: Query) -> list[reports.Point]:
+        target = self._target(query)
+        bucket = reports.parse_bucket(query.get("bucket"))
+        start, end = reports.time_range(query.get("since"), query.get("until"), bucket,
+                                        self.clock())
+        hours = await self.store.hours(target.ref if target else SITE,
+                                       *reports.hour_span(start, end, bucket))
+        return reports.timeline(hours, start, end, bucket)

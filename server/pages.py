@@ -31,6 +31,17 @@ class Target:
         """The key in the Referrer and time-bucket tables, one namespace for both kinds."""
         return f"{self.kind}#{self.id}"
 
+    @classmethod
+    def from_ref(cls, ref: str) -> Target | None:
+        kind, sep, id_ = ref.partition("#")
+        if not sep or not id_:
+            return None
+        if kind == "post":
+            return cls("post", id_)
+        if kind == "page":
+            return cls("page", id_)
+        return None
+
 
 def normalise_path(path: str) -> str:
     """`/pages/about/?x=1#top` and `/pages/about` are the same page."""

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aioboto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .counting import SITE, Counts, Flush, FlushResult, ReferrerKey
+from .counting import SITE, Counts, Delta, Flush, FlushResult, Row
 from .logs import warn
 from .pages import Target
 
 __all__ = ["SITE", "Store", "StoreError", "Tables"]
+INDEX = "all"  # the one PageIndex partition: every tracked post and page, by ref
 StoreError = (BotoCoreError, ClientError)
 
 
@@ -33,6 +35,8 @@ class Tables:
     reader: str
     pages: str
     referrers: str
+    timeline: str
+    index: str
     checkpoints: str
 
     @classmethod
@@ -42,6 +46,8 @@ class Tables:
             reader=f"{prefix}PostCountReader",
             pages=f"{prefix}HomeAndProfile",
             referrers=f"{prefix}Referrer",
+            timeline=f"{prefix}Timeline",
+            index=f"{prefix}PageIndex",
             checkpoints=f"{prefix}StreamCheckpoint",
         )
 
@@ -65,6 +71,8 @@ class Tables:
             table(self.reader, ("articleId", "HASH")),
             table(self.pages, ("pageName", "HASH")),
             table(self.referrers, ("target", "HASH"), ("host", "RANGE")),
+            table(self.timeline, ("target", "HASH"), ("hour", "RANGE")),
+            table(self.index, ("index", "HASH"), ("target", "RANGE")),
             table(self.checkpoints, ("shardId", "HASH")),
         ]
 
@@ -123,43 +131,58 @@ class Store:
 
     # -- the write path ----------------------------------------------------------------
     async def flush(self, flush: Flush) -> FlushResult:
-        """One ADD per target and per referrer key, concurrently; failures are returned."""
+        """One ADD per target and per report row, concurrently; failures are returned."""
         result = FlushResult()
 
-        async def target(t: Target, total: int, unique: int, title: str | None) -> None:
+        async def send(request: dict[str, Any], failed: Callable[[], None]) -> dict[str, Any]:
             try:
                 async with self._limit:
-                    answer = await self.ddb.update_item(**self._add_views(t, total, unique, title))
+                    answer: dict[str, Any] = await self.ddb.update_item(**request) \
+                        if "UpdateExpression" in request else await self.ddb.put_item(**request)
+                    return answer
             except StoreError as exc:
-                result.failed_targets.add(t)
-                warn("flush_failed", target=t.ref, error=str(exc))
-                return
-            # Applied: from here on nothing may put it back in the failed set.
-            result.applied[t] = _counts(answer.get("Attributes", {}))
+                failed()
+                warn("flush_failed", table=request["TableName"], error=str(exc))
+                return {}
 
-        async def referrer(key: ReferrerKey, views: int) -> None:
-            try:
-                async with self._limit:
-                    await self.ddb.update_item(
-                        TableName=self.tables.referrers,
-                        Key={"target": {"S": key[0]}, "host": {"S": key[1]}},
-                        UpdateExpression="ADD #n :n",
-                        ExpressionAttributeNames={"#n": "views"},
-                        ExpressionAttributeValues={":n": {"N": str(views)}},
-                    )
-            except StoreError as exc:
-                result.failed_referrers.add(key)
-                warn("flush_failed", target=key[0], host=key[1], error=str(exc))
+        async def target(t: Target, delta: Delta) -> None:
+            answer = await send(self._add_views(t, delta), lambda: result.failed_targets.add(t))
+            if answer:  # applied: from here on nothing may put it back in the failed set
+                result.applied[t] = _counts(answer.get("Attributes", {}))
 
         async with asyncio.TaskGroup() as group:
-            for t, d in flush.targets.items():
-                group.create_task(target(t, d.total, d.unique, d.title))
-            for key, views in flush.referrers.items():
-                group.create_task(referrer(key, views))
+            for t, delta in flush.targets.items():
+                group.create_task(target(t, delta))
+            for row, delta in flush.rows.items():
+                group.create_task(send(self._add_row(row, delta),
+                                       partial(result.failed_rows.add, row)))
+            for t in flush.new:
+                group.create_task(send(
+                    {"TableName": self.tables.index,
+                     "Item": {"index": {"S": INDEX}, "target": {"S": t.ref}}},
+                    partial(result.failed_index.add, t)))
         return result
 
-    def _add_views(self, t: Target, total: int, unique: int, title: str | None) -> dict[str, Any]:
-        values = {":t": {"N": str(total)}, ":u": {"N": str(unique)}}
+    def _add_row(self, row: Row, delta: Delta) -> dict[str, Any]:
+        if row.table == "referrer":
+            return {
+                "TableName": self.tables.referrers,
+                "Key": {"target": {"S": row.target}, "host": {"S": row.sort}},
+                "UpdateExpression": "ADD #n :n",
+                "ExpressionAttributeNames": {"#n": "views"},
+                "ExpressionAttributeValues": {":n": {"N": str(delta.total)}},
+            }
+        return {
+            "TableName": self.tables.timeline,
+            "Key": {"target": {"S": row.target}, "hour": {"S": row.sort}},
+            "UpdateExpression": "ADD totalViews :t, uniqueViews :u",
+            "ExpressionAttributeValues": {":t": {"N": str(delta.total)},
+                                          ":u": {"N": str(delta.unique)}},
+        }
+
+    def _add_views(self, t: Target, delta: Delta) -> dict[str, Any]:
+        values = {":t": {"N": str(delta.total)}, ":u": {"N": str(delta.unique)}}
+        title = delta.title
         if t.kind == "post":
             table, key = self.tables.writer, {"articleId": {"S": t.id}}
             update = "ADD totalViews :t, uniqueViews :u, #v :one"
@@ -182,12 +205,15 @@ class Store:
     # -- the read path ---------------------------------------------------------------
     async def read_counts(self, targets: Iterable[Target]) -> dict[Target, Counts]:
         """Counts from the reader table (posts) and HomeAndProfile (pages); absent is zero."""
+        return {t: counts for t, (counts, _) in (await self.read(targets)).items()}
+
+    async def read(self, targets: Iterable[Target]) -> dict[Target, tuple[Counts, str]]:
+        """Counts and title of each target, from the reader side; absent is zero and ""."""
         targets = list(dict.fromkeys(targets))
-        found = {t: Counts(0, 0) for t in targets}
+        found = {t: (Counts(0, 0), "") for t in targets}
         for start in range(0, len(targets), 100):  # BatchGetItem takes 100 keys
-            chunk = targets[start:start + 100]
             request: dict[str, Any] = {}
-            for t in chunk:
+            for t in targets[start:start + 100]:
                 table, key = self._read_key(t)
                 request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(key)
             while request:
@@ -196,7 +222,8 @@ class Store:
                     post = table == self.tables.reader
                     name = "articleId" if post else "pageName"
                     for item in items:
-                        found[Target("post" if post else "page", item[name]["S"])] = _counts(item)
+                        found[Target("post" if post else "page", item[name]["S"])] = (
+                            _counts(item), item.get("articleTitle", {}).get("S", ""))
                 request = answer.get("UnprocessedKeys") or {}
         return found
 
@@ -205,23 +232,44 @@ class Store:
             return self.tables.reader, {"articleId": {"S": t.id}}
         return self.tables.pages, {"pageName": {"S": t.id}}
 
-    async def top_referrers(self, ref: str, limit: int = 10) -> list[tuple[str, int]]:
-        """External hosts that sent views to `ref` (a `Target.ref` or `SITE`): a Query."""
-        hosts: list[tuple[str, int]] = []
+    async def _query(self, table: str, target: str, between: tuple[str, str] | None = None,
+                     ) -> list[dict[str, Any]]:
+        """Every item of one partition (optionally a sort-key range): Query, never Scan."""
+        names = {"#t": "index" if table == self.tables.index else "target"}
+        values: dict[str, Any] = {":t": {"S": target}}
+        condition = "#t = :t"
+        if between is not None:
+            names["#s"] = "hour"
+            values |= {":a": {"S": between[0]}, ":b": {"S": between[1]}}
+            condition += " AND #s BETWEEN :a AND :b"
         kwargs: dict[str, Any] = {
-            "TableName": self.tables.referrers,
-            "KeyConditionExpression": "#t = :t",
-            "ExpressionAttributeNames": {"#t": "target"},
-            "ExpressionAttributeValues": {":t": {"S": ref}},
+            "TableName": table, "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
         }
+        items: list[dict[str, Any]] = []
         while True:
             page = await self.ddb.query(**kwargs)
-            hosts += [(i["host"]["S"], int(i["views"]["N"])) for i in page.get("Items", [])]
+            items += page.get("Items", [])
             if "LastEvaluatedKey" not in page:
-                break
+                return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    async def top_referrers(self, ref: str, limit: int = 10) -> list[tuple[str, int]]:
+        """External hosts that sent views to `ref` (a `Target.ref` or `SITE`), most first."""
+        items = await self._query(self.tables.referrers, ref)
+        hosts = [(i["host"]["S"], int(i["views"]["N"])) for i in items]
         hosts.sort(key=lambda h: (-h[1], h[0]))
         return hosts[:limit]
+
+    async def tracked(self) -> list[Target]:
+        """Every post and page ever counted, from the page index."""
+        items = await self._query(self.tables.index, INDEX)
+        return [t for i in items if (t := Target.from_ref(i["target"]["S"])) is not None]
+
+    async def hours(self, ref: str, first: str, last: str) -> dict[str, Counts]:
+        """Hourly buckets of `ref` (a `Target.ref` or `SITE`) from `first` to `last` hour."""
+        items = await self._query(self.tables.timeline, ref, (first, last))
+        return {i["hour"]["S"]: _counts(i) for i in items}
 
 
 def _counts(item: dict[str, Any]) -> Counts:

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from server.counting import SITE, Counts, Delta, Flush
+from server.counting import SITE, Counts, Delta, Flush, Row
 from server.pages import Target
 from server.store import Store
 
@@ -53,17 +53,39 @@ async def test_reads_past_the_batch_limit(any_store: Store):
 
 
 async def test_top_referrers_is_a_query_sorted_by_views(any_store: Store):
-    await any_store.flush(Flush(referrers={
-        (A.ref, "x.org"): 1, (A.ref, "y.org"): 5, (A.ref, "z.org"): 3,
-        (B.ref, "x.org"): 9, (SITE, "x.org"): 10}))
+    def ref(target: str, host: str) -> Row:
+        return Row("referrer", target, host)
+
+    await any_store.flush(Flush(rows={
+        ref(A.ref, "x.org"): Delta(1), ref(A.ref, "y.org"): Delta(5), ref(A.ref, "z.org"): Delta(3),
+        ref(B.ref, "x.org"): Delta(9), ref(SITE, "x.org"): Delta(10)}))
     assert await any_store.top_referrers(A.ref) == [("y.org", 5), ("z.org", 3), ("x.org", 1)]
     assert await any_store.top_referrers(A.ref, limit=1) == [("y.org", 5)]
     assert await any_store.top_referrers(SITE) == [("x.org", 10)]
 
 
+async def test_hour_buckets_are_a_range_query(any_store: Store):
+    rows = {Row("timeline", A.ref, f"2026-11-24T{h:02d}"): Delta(h, 1) for h in range(5)}
+    await any_store.flush(Flush(rows=rows))
+    await any_store.flush(Flush(rows={Row("timeline", A.ref, "2026-11-24T02"): Delta(10, 0)}))
+    assert await any_store.hours(A.ref, "2026-11-24T01", "2026-11-24T03") == {
+        "2026-11-24T01": Counts(1, 1), "2026-11-24T02": Counts(12, 1),
+        "2026-11-24T03": Counts(3, 1)}
+    assert await any_store.hours(B.ref, "2026-11-24T00", "2026-11-24T23") == {}
+
+
+async def test_the_page_index_lists_what_was_flushed_as_new(any_store: Store):
+    assert await any_store.tracked() == []
+    await any_store.flush(Flush(targets={A: Delta(1, 1), HOME: Delta(1, 1)}, new={A, HOME}))
+    await any_store.flush(Flush(targets={A: Delta(1, 1)}, new={A}))  # idempotent
+    assert sorted(await any_store.tracked(), key=lambda t: t.ref) == [HOME, A]
+    stored = await any_store.read([A, HOME])
+    assert stored[HOME] == (Counts(1, 1), "")
+
+
 async def test_failed_writes_are_reported_not_raised(any_store: Store):
     await any_store.ddb.delete_table(TableName=any_store.tables.pages)
     result = await any_store.flush(Flush(targets={A: Delta(1, 1), HOME: Delta(1, 1)},
-                                         referrers={(A.ref, "x.org"): 1}))
+                                         rows={Row("referrer", A.ref, "x.org"): Delta(1)}))
     assert result.applied == {A: Counts(1, 1)}
-    assert result.failed_targets == {HOME} and not result.failed_referrers
+    assert result.failed_targets == {HOME} and not result.failed_rows

@@ -1,9 +1,10 @@
 import pytest
 
-from server.counting import SITE, ZERO, Busy, Counts, FlushResult, Ledger
+from server.counting import SITE, ZERO, Busy, Counts, FlushResult, Ledger, Row
 from server.pages import Target
 
 A, B = Target("post", "a"), Target("page", "Home_Page")
+H = "2026-11-24T07"
 
 
 def ledger_with_base(*targets: Target, base: Counts = ZERO) -> Ledger:
@@ -15,16 +16,16 @@ def ledger_with_base(*targets: Target, base: Counts = ZERO) -> Ledger:
 
 def test_refreshed_views_count_total_only():
     ledger = ledger_with_base(A, base=Counts(10, 7))
-    assert ledger.record(A, refreshed=False) == Counts(11, 8)
-    assert ledger.record(A, refreshed=True) == Counts(12, 8)
+    assert ledger.record(A, hour=H, refreshed=False) == Counts(11, 8)
+    assert ledger.record(A, hour=H, refreshed=True) == Counts(12, 8)
 
 
 def test_views_coalesce_into_one_delta_per_target():
     ledger = ledger_with_base(A, B)
     for _ in range(5):
-        ledger.record(A, refreshed=False, title="Old")
-    ledger.record(A, refreshed=True, title="New")
-    ledger.record(B, refreshed=False)
+        ledger.record(A, hour=H, refreshed=False, title="Old")
+    ledger.record(A, hour=H, refreshed=True, title="New")
+    ledger.record(B, hour=H, refreshed=False)
     flush = ledger.take()
     assert set(flush.targets) == {A, B}
     delta = flush.targets[A]
@@ -32,23 +33,43 @@ def test_views_coalesce_into_one_delta_per_target():
     assert flush.views == 7
 
 
-def test_referrers_count_per_page_and_site_wide():
+def test_report_rows_count_per_page_and_site_wide():
     ledger = ledger_with_base(A, B)
-    ledger.record(A, refreshed=False, referrer="news.ycombinator.com")
-    ledger.record(B, refreshed=False, referrer="news.ycombinator.com")
-    ledger.record(B, refreshed=False)
-    flush = ledger.take()
-    assert flush.referrers == {(A.ref, "news.ycombinator.com"): 1,
-                               (B.ref, "news.ycombinator.com"): 1,
-                               (SITE, "news.ycombinator.com"): 2}
+    ledger.record(A, hour=H, refreshed=False, referrer="news.ycombinator.com")
+    ledger.record(B, hour=H, refreshed=True, referrer="news.ycombinator.com")
+    ledger.record(B, hour="2026-11-24T08", refreshed=False)
+    rows = {row: (d.total, d.unique) for row, d in ledger.take().rows.items()}
+    assert rows == {
+        Row("referrer", A.ref, "news.ycombinator.com"): (1, 1),
+        Row("referrer", B.ref, "news.ycombinator.com"): (1, 0),
+        Row("referrer", SITE, "news.ycombinator.com"): (2, 1),
+        Row("timeline", A.ref, H): (1, 1),
+        Row("timeline", B.ref, H): (1, 0),
+        Row("timeline", B.ref, "2026-11-24T08"): (1, 1),
+        Row("timeline", SITE, H): (2, 1),
+        Row("timeline", SITE, "2026-11-24T08"): (1, 1),
+    }
+
+
+def test_targets_enter_the_page_index_once_it_has_been_written():
+    ledger = ledger_with_base(A, B)
+    ledger.record(A, hour=H, refreshed=False)
+    ledger.record(B, hour=H, refreshed=False)
+    first = ledger.take()
+    assert first.new == {A, B}
+    ledger.complete(first, FlushResult(applied={A: Counts(1, 1), B: Counts(1, 1)},
+                                       failed_index={B}))
+    ledger.record(A, hour=H, refreshed=False)
+    ledger.record(B, hour=H, refreshed=False)
+    assert ledger.take().new == {B}  # A is indexed; B's index write failed: again
 
 
 def test_a_node_reads_its_own_writes_while_a_flush_is_in_flight():
     ledger = ledger_with_base(A, base=Counts(10, 10))
-    ledger.record(A, refreshed=False)
+    ledger.record(A, hour=H, refreshed=False)
     flush = ledger.take()
     assert ledger.current(A) == Counts(11, 11)
-    ledger.record(A, refreshed=True)
+    ledger.record(A, hour=H, refreshed=True)
     assert ledger.current(A) == Counts(12, 11)
     ledger.complete(flush, FlushResult(applied={A: Counts(11, 11)}))
     assert ledger.current(A) == Counts(12, 11)
@@ -57,21 +78,22 @@ def test_a_node_reads_its_own_writes_while_a_flush_is_in_flight():
 
 def test_a_failed_flush_keeps_its_views_for_the_next_one():
     ledger = ledger_with_base(A)
-    ledger.record(A, refreshed=False, referrer="x.org")
+    ledger.record(A, hour=H, refreshed=False, referrer="x.org")
     flush = ledger.take()
-    ledger.record(A, refreshed=False)
-    ledger.complete(flush, FlushResult(failed_targets={A},
-                                       failed_referrers={(A.ref, "x.org")}))
+    ledger.record(A, hour=H, refreshed=False)
+    failed_row = Row("referrer", A.ref, "x.org")
+    ledger.complete(flush, FlushResult(failed_targets={A}, failed_rows={failed_row}))
     assert ledger.current(A) == Counts(2, 2) and ledger.pending_views == 2
     retry = ledger.take()
     assert retry.targets[A].total == 2
-    assert retry.referrers[(A.ref, "x.org")] == 1
-    assert (SITE, "x.org") not in retry.referrers  # that one was written
+    assert retry.rows[failed_row].total == 1
+    assert Row("referrer", SITE, "x.org") not in retry.rows  # that one was written
+    assert retry.rows[Row("timeline", A.ref, H)].total == 1  # only the new view
 
 
 def test_other_writers_show_up_in_the_store_answer():
     ledger = ledger_with_base(A, base=Counts(10, 10))
-    ledger.record(A, refreshed=False)
+    ledger.record(A, hour=H, refreshed=False)
     flush = ledger.take()
     changed = ledger.complete(flush, FlushResult(applied={A: Counts(15, 14)}))
     assert ledger.current(A) == Counts(15, 14)
@@ -88,7 +110,7 @@ def test_store_observations_only_ever_raise_counts():
 
 def test_an_image_seen_mid_flush_is_not_added_on_top_of_the_flush():
     ledger = ledger_with_base(A, base=Counts(10, 10))
-    ledger.record(A, refreshed=False)
+    ledger.record(A, hour=H, refreshed=False)
     flush = ledger.take()
     # The stream shows the write before the UpdateItem answer arrives.
     assert ledger.observe(A, Counts(11, 11)) is False
@@ -99,7 +121,7 @@ def test_an_image_seen_mid_flush_is_not_added_on_top_of_the_flush():
 
 def test_an_image_of_another_target_mid_flush_applies_when_it_settles():
     ledger = ledger_with_base(A, B)
-    ledger.record(A, refreshed=False)
+    ledger.record(A, hour=H, refreshed=False)
     flush = ledger.take()
     ledger.observe(B, Counts(5, 5))  # B is not in the flush: applies at once
     assert ledger.current(B) == Counts(5, 5)
@@ -110,14 +132,14 @@ def test_an_image_of_another_target_mid_flush_applies_when_it_settles():
 def test_past_the_bound_views_are_refused_not_counted():
     ledger = Ledger(max_pending_views=2)
     ledger.observe(A, Counts(0, 0))
-    ledger.record(A, refreshed=False)
-    ledger.record(A, refreshed=False)
+    ledger.record(A, hour=H, refreshed=False)
+    ledger.record(A, hour=H, refreshed=False)
     with pytest.raises(Busy):
-        ledger.record(A, refreshed=False)
+        ledger.record(A, hour=H, refreshed=False)
     assert ledger.current(A) == Counts(2, 2)
     flush = ledger.take()
     ledger.complete(flush, FlushResult(applied={A: Counts(2, 2)}))
-    assert ledger.record(A, refreshed=False) == Counts(3, 3)
+    assert ledger.record(A, hour=H, refreshed=False) == Counts(3, 3)
 
 
 def test_take_when_idle_is_empty_and_not_in_flight():
@@ -129,7 +151,7 @@ def test_take_when_idle_is_empty_and_not_in_flight():
 
 def test_only_one_flush_at_a_time():
     ledger = ledger_with_base(A)
-    ledger.record(A, refreshed=False)
+    ledger.record(A, hour=H, refreshed=False)
     ledger.take()
     with pytest.raises(RuntimeError):
         ledger.take()

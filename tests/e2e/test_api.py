@@ -1,0 +1,126 @@
+"""The report API on a real `livecount serve`: it agrees with what was sent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.support import Launch, Served, eventually, http_get
+
+SENT = [  # (articleId or None for the home page, title, refreshed, referrer)
+    ("intro", "Intro", False, "https://news.example/a"),
+    ("intro", "Intro", True, "https://news.example/b"),
+    ("intro", "Intro", False, "https://social.example/"),
+    ("deep-dive", "A <deep> \"dive\"", False, "https://blog.example/other"),  # internal
+    (None, "", False, "https://social.example/"),
+]
+
+
+async def get(served: Served, path: str, **headers: str) -> tuple[int, dict[str, str], Any]:
+    status, answer_headers, body = await asyncio.to_thread(http_get, served.http + path, headers)
+    return status, answer_headers, json.loads(body)
+
+
+@pytest.fixture
+async def served(launch: Launch) -> Served:
+    served = await launch("--site-domain", "blog.example")
+    async with connect(served.ws) as ws:
+        for article, title, refreshed, referrer in SENT:
+            message: dict[str, Any] = {"message": "views", "refreshed": refreshed,
+                                       "referrer": referrer, "currentPage": "/"}
+            if article:
+                message |= {"articleId": article, "articleTitle": title}
+            await ws.send(json.dumps(message))
+            assert json.loads(await ws.recv())["message"] == "views"
+
+    async def flushed() -> int:  # report rows are written by the flush, not the reply
+        return sum(e["views"] for e in served.events("flushed"))
+
+    await eventually(flushed, lambda n: n == len(SENT))
+    return served
+
+
+async def test_pages_lists_every_article_and_page(served: Served):
+    async def pages() -> Any:
+        return (await get(served, "/api/pages"))[2]
+
+    expected = [
+        {"articleId": "intro", "articleTitle": "Intro", "totalViews": 3, "uniqueViews": 2},
+        {"articleId": "deep-dive", "articleTitle": 'A <deep> "dive"', "totalViews": 1,
+         "uniqueViews": 1},
+        {"pageName": "Home_Page", "totalViews": 1, "uniqueViews": 1},
+    ]
+    # Titles come from the reader table, once the stream has copied them.
+    await eventually(pages, lambda rows: rows == expected)
+    _, _, by_title = await get(served, "/api/pages?sort=title&limit=2")
+    assert [r.get("articleTitle") for r in by_title] == ['A <deep> "dive"', None]
+
+
+async def test_one_article_with_referrers_and_48_hours(served: Served):
+    async def intro() -> Any:
+        return (await get(served, "/api/pages/intro"))
+
+    status, headers, page = await eventually(intro, lambda a: a[2].get("articleTitle") == "Intro")
+    assert status == 200 and headers["Cache-Control"] == "public, max-age=5"
+    assert (page["totalViews"], page["uniqueViews"], page["articleTitle"]) == (3, 2, "Intro")
+    assert page["referrers"] == [{"host": "news.example", "views": 2},
+                                 {"host": "social.example", "views": 1}]
+    assert len(page["timeline"]) == 48
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:00:00Z")
+    last = page["timeline"][-1]
+    if last["t"] == now:  # not across an hour boundary since the views were sent
+        assert (last["totalViews"], last["uniqueViews"]) == (3, 2)
+    assert sum(p["totalViews"] for p in page["timeline"]) == 3
+    status, _, home = await get(served, "/api/pages/Home_Page?kind=page")
+    assert status == 200 and home["pageName"] == "Home_Page" and home["totalViews"] == 1
+
+
+async def test_referrers_per_page_and_site_wide(served: Served):
+    _, _, site = await get(served, "/api/referrers")
+    assert site == [{"host": "news.example", "views": 2}, {"host": "social.example", "views": 2}]
+    _, _, home = await get(served, "/api/referrers?pageName=Home_Page&limit=1")
+    assert home == [{"host": "social.example", "views": 1}]
+    _, _, none = await get(served, "/api/referrers?articleId=deep-dive")
+    assert none == []  # its referrer was the site's own domain
+
+
+async def test_timeline_hours_and_days(served: Served):
+    until = datetime.now(UTC).strftime("%Y-%m-%dT%H:59:59Z")
+    _, _, hours = await get(served, f"/api/timeline?articleId=intro&since={until[:13]}:00:00Z"
+                                    f"&until={until}")
+    assert hours == [{"t": until[:13] + ":00:00Z", "totalViews": 3, "uniqueViews": 2}]
+    _, _, days = await get(served, "/api/timeline?bucket=day")
+    assert len(days) == 30 and sum(d["totalViews"] for d in days) == len(SENT)
+
+
+@pytest.mark.parametrize(("path", "parameter"), [
+    ("/api/pages?sort=views", "sort"),
+    ("/api/pages?limit=0", "limit"),
+    ("/api/timeline?bucket=week", "bucket"),
+    ("/api/timeline?since=yesterday", "since"),
+    ("/api/timeline?since=2026-01-02&until=2026-01-01", "since"),
+    ("/api/referrers?pageName=Nope", "pageName"),
+    ("/api/referrers?articleId=a&pageName=Home_Page", "articleId"),
+    ("/api/pages/x?kind=thing", "kind"),
+])
+async def test_bad_parameters_get_400_naming_the_parameter(launch: Launch, path, parameter):
+    served = await launch()
+    status, _, body = await get(served, path)
+    assert status == 400
+    assert body["error"] == "invalid_parameter" and body["parameter"] == parameter
+
+
+async def test_unknown_things_get_404_and_cors_follows_the_allowed_origins(launch: Launch):
+    served = await launch("--allowed-origin", "https://blog.example")
+    for path in ("/api/nothing", "/api/pages/never-seen"):
+        status, _, body = await get(served, path)
+        assert status == 404 and body["error"] == "not_found"
+    _, headers, _ = await get(served, "/api/pages", Origin="https://blog.example")
+    assert headers["Access-Control-Allow-Origin"] == "https://blog.example"
+    _, headers, _ = await get(served, "/api/pages", Origin="https://evil.example")
+    assert "Access-Control-Allow-Origin" not in headers

@@ -68,9 +68,12 @@ def test_rows_sort_by_total_unique_or_title():
     rows = [PageRow.of(Target("post", "b"), Counts(5, 1), "Beta"),
             PageRow.of(Target("post", "a"), Counts(3, 3), "alpha"),
             PageRow.of(Target("page", "Home_Page"), Counts(9, 2))]
-    assert [r.label for r in reports.sort_rows(rows, "total", 10)] == ["Home_Page", "Beta", "alpha"]
-    assert [r.label for r in reports.sort_rows(rows, "unique", 10)] == ["alpha", "Home_Page", "Beta"]
-    assert [r.label for r in reports.sort_rows(rows, "title", 2)] == ["alpha", "Beta"]
+    def labels(sort: str, limit: int = 10) -> list[str]:
+        return [r.label for r in reports.sort_rows(rows, sort, limit)]
+
+    assert labels("total") == ["Home_Page", "Beta", "alpha"]
+    assert labels("unique") == ["alpha", "Home_Page", "Beta"]
+    assert labels("title", 2) == ["alpha", "Beta"]
 
 
 def test_a_post_row_has_article_fields_and_a_page_row_does_not():

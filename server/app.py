@@ -18,7 +18,7 @@ import websockets
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from . import dynamodb_local, protocol
+from . import archive, dynamodb_local, protocol
 from .config import Config
 from .counting import Busy, Counts, FlushResult, Ledger
 from .http import Routes
@@ -43,6 +43,9 @@ class Node:
         self.consumer = StreamConsumer(store, self._on_image)
         self.routes = Routes(store, self._overlay, config.pages, config.allowed_origins)
         self._hour = (-1, "")
+        self.archive = archive.Buffer(config.archive_max_events, config.archive_max_seconds) \
+            if config.archive_dir else None
+        self._archive_queue: asyncio.Queue[archive.Batch] = asyncio.Queue()
         self._loading: dict[Target, asyncio.Task[None]] = {}
         self._flushing = asyncio.Lock()
 
@@ -87,9 +90,13 @@ class Node:
                 "unrecognised_page",
                 f"currentPage {msg.currentPage!r} is not a known page; posts need an articleId")
         await self._ensure_base([target])
-        counts = self.ledger.record(
-            target, refreshed=msg.refreshed, hour=self._current_hour(), title=msg.articleTitle,
-            referrer=referrer_host(msg.referrer, self.config.site_domains))
+        host = referrer_host(msg.referrer, self.config.site_domains)
+        counts = self.ledger.record(target, refreshed=msg.refreshed, hour=self._current_hour(),
+                                    title=msg.articleTitle, referrer=host)
+        if self.archive is not None:
+            now = time.time()
+            if batch := self.archive.add(archive.record(msg, target, host, now), now):
+                self._archive_queue.put_nowait(batch)
         self.hub.changed(target)
         with suppress(TooManySubscriptions):  # the view counts even if the watch list is full
             self.hub.subscribe(ws, [target])
@@ -179,6 +186,40 @@ class Node:
                 await asyncio.wait_for(stop.wait(), self.config.push_interval)
             self.push()
 
+    async def archive_loop(self, stop: asyncio.Event) -> None:
+        """Queue batches that are due by age; on stop, queue what is left."""
+        assert self.archive is not None
+        while not stop.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if batch := self.archive.due(time.time()):
+                self._archive_queue.put_nowait(batch)
+
+    async def archive_writer(self) -> None:
+        """Write batches in order, off the event loop; retry a failed write, never drop it."""
+        assert self.config.archive_dir is not None
+        while True:
+            batch = await self._archive_queue.get()
+            delay = 1.0
+            while True:
+                try:
+                    path = await asyncio.to_thread(archive.write, self.config.archive_dir, batch)
+                    break
+                except OSError as exc:
+                    error("archive_failed", exc, file=batch.name, retry_in=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+            log("archived", file=str(path), views=len(batch.lines))
+            self._archive_queue.task_done()
+
+    async def close_archive(self) -> None:
+        if self.archive is not None and (batch := self.archive.take()):
+            self._archive_queue.put_nowait(batch)
+        try:
+            await asyncio.wait_for(self._archive_queue.join(), SHUTDOWN_FLUSH_TIMEOUT)
+        except TimeoutError:
+            warn("archive_unwritten", batches=self._archive_queue.qsize())
+
     def push(self) -> None:
         for target, watchers in self.hub.due():
             websockets.broadcast(watchers, _count(target, self.ledger.current(target)), text=True)
@@ -228,6 +269,9 @@ async def run(config: Config, ready: asyncio.Event | None = None) -> None:
         server = await _listen(node, config)
         tasks = [asyncio.create_task(node.flush_loop(stop)),
                  asyncio.create_task(node.push_loop(stop))]
+        if node.archive is not None:
+            tasks.append(asyncio.create_task(node.archive_loop(stop)))
+            writer = asyncio.create_task(node.archive_writer())
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -236,6 +280,9 @@ async def run(config: Config, ready: asyncio.Event | None = None) -> None:
         await server.wait_closed()
         await asyncio.gather(*tasks)
         await node.drain()
+        if node.archive is not None:
+            await node.close_archive()
+            writer.cancel()
         try:
             await asyncio.wait_for(node.consumer.settled(), STREAM_SETTLE_TIMEOUT)
             settled = True

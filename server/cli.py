@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import uvloop
 
-from . import app, config, dynamodb_local, logs
+from . import app, config, console, dynamodb_local, logs
 from .store import Store
 
 
@@ -59,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="livecount", description="Realtime page-view counter.")
     commands = top.add_subparsers(dest="command", required=True)
     register(commands)
+    console.register(commands)
     return top
 
 

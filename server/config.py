@@ -31,6 +31,9 @@ class Config:
     pages: PageRules = field(default_factory=PageRules)
     max_pending_views: int = 1_000_000
     max_subscriptions: int = 1000
+    archive_dir: Path | None = None
+    archive_max_events: int = 10_000
+    archive_max_seconds: float = 300.0
     log_level: str = "info"
 
 
@@ -73,6 +76,9 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
     ("max-pending-views", _positive(int), 1_000_000,
      "views held for the store before new ones get 'busy'"),
     ("max-subscriptions", _positive(int), 1000, "subscriptions per connection"),
+    ("archive-dir", Path, None, "write every accepted view to gzip NDJSON files here"),
+    ("archive-max-events", _positive(int), 10_000, "views per archive file at most"),
+    ("archive-max-seconds", _positive(float), 300.0, "seconds an archive file stays open"),
     ("log-level", str, "info", "debug, info, warning or error"),
 ]
 
@@ -120,5 +126,8 @@ def from_args(ns: argparse.Namespace) -> Config:
         pages=PageRules.parse(_many(ns, "page")),
         max_pending_views=ns.max_pending_views,
         max_subscriptions=ns.max_subscriptions,
+        archive_dir=ns.archive_dir,
+        archive_max_events=ns.archive_max_events,
+        archive_max_seconds=ns.archive_max_seconds,
         log_level=ns.log_level,
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -124,3 +126,36 @@ async def test_unknown_things_get_404_and_cors_follows_the_allowed_origins(launc
     assert headers["Access-Control-Allow-Origin"] == "https://blog.example"
     _, headers, _ = await get(served, "/api/pages", Origin="https://evil.example")
     assert "Access-Control-Allow-Origin" not in headers
+
+
+async def report(served: Served, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "report", *args, "--url", served.http,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "120"})
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_the_report_command_agrees_with_the_api(served: Served):
+    async def pages_json() -> Any:
+        return json.loads((await report(served, "pages", "--json"))[1])
+
+    api = (await get(served, "/api/pages"))[2]
+    assert api and await pages_json() == api
+    code, out, _ = await report(served, "referrers", "--article", "intro")
+    assert code == 0 and "news.example" in out and "social.example" in out
+    code, out, _ = await report(served, "timeline", "--bucket", "day", "--json")
+    assert code == 0 and sum(p["totalViews"] for p in json.loads(out)) == len(SENT)
+    code, out, _ = await report(served, "pages")
+    assert code == 0 and "Home_Page" in out and "Total" in out
+
+
+async def test_the_report_command_explains_failures(served: Served):
+    code, _, err = await report(served, "timeline", "--since", "yesterday")
+    assert code == 2 and "since" in err and "ISO 8601" in err
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "report", "pages", "--url", "http://127.0.0.1:9",
+        stderr=asyncio.subprocess.PIPE)
+    _, err_bytes = await proc.communicate()
+    assert proc.returncode == 2 and b"is `livecount serve` running?" in err_bytes

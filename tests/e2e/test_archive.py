@@ -51,5 +51,5 @@ async def test_views_are_archived_whole_rotated_and_queryable(launch: Launch, tm
     assert lines[0]["referrerHost"] == "news.example" and lines[0]["kind"] == "post"
 
     rows = await asyncio.to_thread(
-        lambda: duckdb.sql(QUERY.format(dir=tmp_path)).fetchall())
+        lambda: duckdb.connect().execute(QUERY.format(dir=tmp_path)).fetchall())
     assert rows == [("a", 5, 4), ("b", 2, 2)]

@@ -2,6 +2,8 @@ import gzip
 import json
 from pathlib import Path
 
+import msgspec
+
 from server import archive
 from server.pages import Target
 from server.protocol import Views
@@ -16,7 +18,7 @@ def view(n: int = 0) -> archive.ArchivedView:
 
 
 def test_a_record_keeps_what_the_page_sent_and_nothing_about_the_reader():
-    fields = json.loads(archive.msgspec.json.encode(view()))
+    fields = json.loads(msgspec.json.encode(view()))
     assert fields == {
         "ts": "2026-11-24T06:00:00.000Z", "kind": "post", "refreshed": False,
         "articleId": "a0", "pageName": None, "articleTitle": "A", "currentPage": "/posts/a",

@@ -18,11 +18,12 @@ import websockets
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from . import archive, dynamodb_local, protocol
+from . import archive, dynamodb_local, journal, protocol
 from .config import Config
 from .counting import Busy, Counts, FlushResult, Ledger
 from .http import Routes
 from .hub import Hub, TooManySubscriptions
+from .journal import Journal
 from .logs import error, log, warn
 from .pages import Target, referrer_host
 from .reports import hour_of
@@ -46,6 +47,8 @@ class Node:
         self.archive = archive.Buffer(config.archive_max_events, config.archive_max_seconds) \
             if config.archive_dir else None
         self._archive_queue: asyncio.Queue[archive.Batch] = asyncio.Queue()
+        self.journal = Journal(config.data_dir / "journal")
+        self._seq = 0
         self._loading: dict[Target, asyncio.Task[None]] = {}
         self._flushing = asyncio.Lock()
 
@@ -90,9 +93,13 @@ class Node:
                 "unrecognised_page",
                 f"currentPage {msg.currentPage!r} is not a known page; posts need an articleId")
         await self._ensure_base([target])
-        host = referrer_host(msg.referrer, self.config.site_domains)
-        counts = self.ledger.record(target, refreshed=msg.refreshed, hour=self._current_hour(),
+        host, hour = referrer_host(msg.referrer, self.config.site_domains), self._current_hour()
+        counts = self.ledger.record(target, refreshed=msg.refreshed, hour=hour,
                                     title=msg.articleTitle, referrer=host)
+        # Journal in the same moment as the ledger, so both keep one order; reply once
+        # the view is on disk.
+        durable = self.journal.append(
+            journal.view_record(target, msg.refreshed, hour, msg.articleTitle, host))
         if self.archive is not None:
             now = time.time()
             if batch := self.archive.add(archive.record(msg, target, host, now), now):
@@ -100,6 +107,8 @@ class Node:
         self.hub.changed(target)
         with suppress(TooManySubscriptions):  # the view counts even if the watch list is full
             self.hub.subscribe(ws, [target])
+        with suppress(OSError):  # logged by the journal; the view is counted in memory
+            await durable
         return protocol.encode(protocol.ViewsReply(
             counts.total, counts.unique, **{_field(target): target.id}))
 
@@ -154,25 +163,53 @@ class Node:
         return await self.routes(request)
 
     # -- loops ----------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        """Flush sequence numbers grow across restarts: the journal's last, or the
+        clock in microseconds, whichever is larger."""
+        self._seq = max(self._seq + 1, time.time_ns() // 1000)
+        return self._seq
+
     async def flush_once(self) -> int:
         """Write what is pending; returns how many views the store confirmed."""
         async with self._flushing:
-            flush = self.ledger.take()
+            flush = self.ledger.take(self._next_seq())
             if not flush:
                 return 0
             try:
+                # The flush must be on disk before any of its writes can reach the store:
+                # a replay then resends them with the same sequence numbers.
+                await self.journal.append(journal.taken_record(flush))
                 result = await self.store.flush(flush)
-            except Exception as exc:  # whatever broke, the deltas must survive it
+            except Exception as exc:  # whatever broke, the writes stay unsettled
                 error("flush_crashed", exc)
-                result = FlushResult(failed_targets=set(flush.targets),
-                                     failed_rows=set(flush.rows), failed_index=set(flush.new))
+                result = FlushResult.nothing_known(flush)
             for target in self.ledger.complete(flush, result):
                 self.hub.changed(target)
-            applied = sum(d.total for t, d in flush.targets.items() if t in result.applied)
+            self.journal.append(journal.completed_record(flush, result))
+            if self.ledger.idle:
+                self.journal.rotate(self._seq)
+            applied = sum(w.delta.total for t, w in flush.targets.items()
+                          if t in result.applied)
             log("flushed", views=applied, targets=len(result.applied),
                 failed=len(result.failed_targets) + len(result.failed_rows),
                 pending=self.ledger.pending_views)
             return applied
+
+    async def recover(self, stop: asyncio.Event) -> None:
+        """Replay the journal and store what it holds before serving anything."""
+        replayed = journal.replay(self.journal.read(), self.ledger)
+        self._seq = replayed.last_seq
+        self.journal.open()
+        if replayed.records:
+            log("journal_replayed", records=replayed.records, views=replayed.views,
+                unstored=self.ledger.pending_views)
+        delay = 0.5
+        while not self.ledger.idle and not stop.is_set():
+            await self.flush_once()
+            if not self.ledger.idle:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 10.0)
 
     async def flush_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -254,11 +291,12 @@ async def run(config: Config, ready: asyncio.Event | None = None) -> None:
         endpoint = await stack.enter_async_context(
             dynamodb_local.endpoint_for(config.dynamodb_endpoint, config.data_dir))
         store = await stack.enter_async_context(
-            Store.open(endpoint, config.region, config.table_prefix))
+            Store.open(endpoint, config.region, config.table_prefix, config.node_id))
         await _prepare(store, stop)
         if stop.is_set():
             return
         node = Node(config, store)
+        await node.recover(stop)
         stream_stop = asyncio.Event()
         consumer = asyncio.create_task(node.consumer.run(stream_stop))
         try:
@@ -290,6 +328,7 @@ async def run(config: Config, ready: asyncio.Event | None = None) -> None:
             settled = False
         stream_stop.set()
         await consumer
+        await node.journal.close()
         log("stopped", stream_settled=settled, copied=node.consumer.copied)
 
 

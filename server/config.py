@@ -7,7 +7,9 @@ read a comma-separated variable (`LIVECOUNT_SITE_DOMAIN=example.com,blog.example
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,13 @@ class Config:
     archive_max_events: int = 10_000
     archive_max_seconds: float = 300.0
     log_level: str = "info"
+    node_id: str = ""
+
+
+def default_node_id(data_dir: Path) -> str:
+    """Stable across restarts of the same node, distinct between nodes on one host."""
+    digest = hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
 
 
 def _env(name: str) -> str | None:
@@ -79,6 +88,7 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
     ("archive-dir", Path, None, "write every accepted view to gzip NDJSON files here"),
     ("archive-max-events", _positive(int), 10_000, "views per archive file at most"),
     ("archive-max-seconds", _positive(float), 300.0, "seconds an archive file stays open"),
+    ("node-id", str, "", "this node's stable name (default: host name + data-dir hash)"),
     ("log-level", str, "info", "debug, info, warning or error"),
 ]
 
@@ -130,4 +140,5 @@ def from_args(ns: argparse.Namespace) -> Config:
         archive_max_events=ns.archive_max_events,
         archive_max_seconds=ns.archive_max_seconds,
         log_level=ns.log_level,
+        node_id=ns.node_id or default_node_id(ns.data_dir),
     )

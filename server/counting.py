@@ -1,19 +1,23 @@
-"""Counting: views in, coalesced deltas out, and what this node believes each count is.
+"""Counting: views in, idempotent store writes out, and what this node believes each
+count is.
 
-Pure bookkeeping, no I/O. A view lands in `pending`; a flush moves `pending` to
-`inflight`; the store's answer (the writer's new totals) settles it into `known`.
-The count a client sees is always `known + inflight + pending`, so a node reads its
-own writes before DynamoDB Streams has copied them to the reader table.
+Pure bookkeeping, no I/O. A view lands in `pending`. A flush turns each pending
+delta into a `Write` stamped with the flush's sequence number; the store applies a
+write only if that key has not seen this node's sequence number yet, so sending the
+same write twice adds it once. A write whose outcome is unknown (a timeout, a lost
+response) stays *unsettled* and is sent again unchanged, same sequence number, same
+delta, before any newer delta of that key: that is what makes every count exact
+under retries.
 
-Counts only grow, so every observation from the store (reader read, writer answer,
-stream image) merges by taking the larger value, which makes late and repeated
-observations harmless.
+The count a client sees is `known + unsettled + in flight + pending`, so a node
+reads its own writes before DynamoDB Streams has copied them to the reader table.
+Counts only grow, so store observations merge by taking the larger value.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 from .pages import Target
 
@@ -30,11 +34,12 @@ class Counts(NamedTuple):
 
 
 ZERO = Counts(0, 0)
+K = TypeVar("K", "Target", "Row")
 
 
 @dataclass(slots=True)
 class Delta:
-    """Views of one target since the last flush; one DynamoDB ADD carries all of them."""
+    """Views of one key since the last flush; one DynamoDB ADD carries all of them."""
 
     total: int = 0
     unique: int = 0
@@ -59,30 +64,44 @@ class Row(NamedTuple):
     sort: str  # the referrer host, or the hour as YYYY-MM-DDTHH (UTC)
 
 
+class Write(NamedTuple):
+    """One idempotent ADD: applied at most once per (key, node, seq)."""
+
+    seq: int
+    delta: Delta
+
+
 @dataclass(slots=True)
 class Flush:
-    """A batch taken from the ledger: one ADD per target and per report row."""
+    """A batch taken from the ledger: one write per target and per report row."""
 
-    targets: dict[Target, Delta] = field(default_factory=dict)
-    rows: dict[Row, Delta] = field(default_factory=dict)
+    seq: int = 0
+    targets: dict[Target, Write] = field(default_factory=dict)
+    rows: dict[Row, Write] = field(default_factory=dict)
     new: set[Target] = field(default_factory=set)  # not yet in the page index
 
     @property
     def views(self) -> int:
-        return sum(d.total for d in self.targets.values())
+        return sum(w.delta.total for w in self.targets.values())
 
     def __bool__(self) -> bool:
-        return bool(self.targets or self.rows)
+        return bool(self.targets or self.rows or self.new)
 
 
 @dataclass(slots=True)
 class FlushResult:
-    """What the store made of a flush: new totals for what applied, keys that failed."""
+    """What the store made of a flush: the stored totals of what applied (when the
+    store said), and the keys whose outcome is unknown."""
 
     applied: dict[Target, Counts] = field(default_factory=dict)
     failed_targets: set[Target] = field(default_factory=set)
     failed_rows: set[Row] = field(default_factory=set)
     failed_index: set[Target] = field(default_factory=set)
+
+    @classmethod
+    def nothing_known(cls, flush: Flush) -> FlushResult:
+        return cls(failed_targets=set(flush.targets), failed_rows=set(flush.rows),
+                   failed_index=set(flush.new))
 
 
 class Busy(Exception):
@@ -95,10 +114,12 @@ class Ledger:
         self._known: dict[Target, Counts] = {}
         self._pending: dict[Target, Delta] = {}
         self._rows: dict[Row, Delta] = {}
+        self._unsettled: dict[Target, Write] = {}
+        self._unsettled_rows: dict[Row, Write] = {}
         self._indexed: set[Target] = set()
         self._inflight: Flush | None = None
-        # Store observations that arrive while a flush is in flight may or may not
-        # include it; they are held back until the flush settles.
+        # Store observations of a key with a write in flight or unsettled may or may
+        # not include that write; they wait until it settles.
         self._deferred: dict[Target, Counts] = {}
         self._pending_views = 0
 
@@ -108,28 +129,36 @@ class Ledger:
 
     def current(self, target: Target) -> Counts:
         counts = self._known.get(target, ZERO)
-        if self._inflight is not None and (delta := self._inflight.targets.get(target)):
-            counts = counts.plus(delta)
+        write = self._unsettled.get(target)  # when resent, the same write is in flight
+        if write is None and self._inflight is not None:
+            write = self._inflight.targets.get(target)
+        if write is not None:
+            counts = counts.plus(write.delta)
         if delta := self._pending.get(target):
             counts = counts.plus(delta)
         return counts
 
     @property
     def pending_views(self) -> int:
-        """Views accepted and not yet confirmed by the store (pending plus in flight)."""
+        """Views accepted and not yet confirmed by the store."""
         return self._pending_views
 
     @property
     def idle(self) -> bool:
-        return not self._pending and not self._rows and self._inflight is None
+        """Nothing accepted waits for the store: every view so far is stored."""
+        return not (self._pending or self._rows or self._unsettled or self._unsettled_rows
+                    or self._inflight)
 
     # -- writing ---------------------------------------------------------------
     def record(
         self, target: Target, *, refreshed: bool, hour: str, title: str | None = None,
-        referrer: str | None = None,
+        referrer: str | None = None, force: bool = False,
     ) -> Counts:
-        """Count one view in the `hour` bucket and return the target's count including it."""
-        if self._pending_views >= self.max_pending_views:
+        """Count one view in the `hour` bucket and return the target's count including it.
+
+        `force` skips the bound, for views that were accepted before (journal replay).
+        """
+        if self._pending_views >= self.max_pending_views and not force:
             raise Busy(f"{self._pending_views} views wait for the store")
         unique = 0 if refreshed else 1
         delta = self._pending.get(target)
@@ -155,7 +184,8 @@ class Ledger:
 
     def observe(self, target: Target, counts: Counts) -> bool:
         """Merge a count read from the store; True when the visible count changed."""
-        if self._inflight is not None and target in self._inflight.targets:
+        if target in self._unsettled or (
+                self._inflight is not None and target in self._inflight.targets):
             self._deferred[target] = self._deferred.get(target, ZERO).max(counts)
             return False
         before = self._known.get(target)
@@ -163,18 +193,20 @@ class Ledger:
         self._known[target] = after
         return after != before
 
-    def take(self) -> Flush:
-        """Move everything pending into one in-flight flush (empty when idle)."""
+    def take(self, seq: int) -> Flush:
+        """Everything to write now, stamped `seq`: unsettled writes as they were, then
+        pending deltas of keys with nothing unsettled. Empty when there is nothing."""
         if self._inflight is not None:
             raise RuntimeError("a flush is already in flight")
-        flush = Flush(self._pending, self._rows, set(self._pending) - self._indexed)
-        self._pending, self._rows = {}, {}
+        targets, self._pending = _stamp(seq, self._unsettled, self._pending)
+        rows, self._rows = _stamp(seq, self._unsettled_rows, self._rows)
+        flush = Flush(seq, targets, rows, set(targets) - self._indexed)
         if flush:
             self._inflight = flush
         return flush
 
     def complete(self, flush: Flush, result: FlushResult) -> set[Target]:
-        """Settle a flush: applied deltas become known, failed ones return to pending.
+        """Settle a flush: applied writes become known, unknown ones stay unsettled.
 
         Returns the targets whose visible count may have changed (other writers).
         """
@@ -182,23 +214,41 @@ class Ledger:
             raise RuntimeError("completing a flush that is not in flight")
         self._inflight = None
         changed: set[Target] = set()
-        for target, delta in flush.targets.items():
+        for target, write in flush.targets.items():
             if target in result.failed_targets:
-                self._pending.setdefault(target, Delta()).add(delta)
+                self._unsettled[target] = write
                 continue
-            self._pending_views -= delta.total
-            before = self.current(target)
-            base = self._known.get(target, ZERO).plus(delta)
-            if (answer := result.applied.get(target)) is not None:
-                base = base.max(answer)
-            self._known[target] = base
+            self._unsettled.pop(target, None)
+            self._pending_views -= write.delta.total
+            before = self._known.get(target, ZERO)
+            # The store's answer already includes this write; without one, add it.
+            answer = result.applied.get(target)
+            known = before.plus(write.delta) if answer is None else before.max(answer)
             if (seen := self._deferred.pop(target, None)) is not None:
-                self._known[target] = base.max(seen)
-            if self.current(target) != before.plus(delta):
+                known = known.max(seen)
+            self._known[target] = known
+            if known != before.plus(write.delta):
                 changed.add(target)
-        for row in result.failed_rows:
-            self._rows.setdefault(row, Delta()).add(flush.rows[row])
+        for row, write in flush.rows.items():
+            if row in result.failed_rows:
+                self._unsettled_rows[row] = write
+            else:
+                self._unsettled_rows.pop(row, None)
         self._indexed |= flush.new - result.failed_index
         deferred, self._deferred = self._deferred, {}
         changed.update(t for t, counts in deferred.items() if self.observe(t, counts))
         return changed
+
+
+def _stamp(seq: int, unsettled: dict[K, Write], pending: dict[K, Delta],
+           ) -> tuple[dict[K, Write], dict[K, Delta]]:
+    """Unsettled writes go again unchanged; a pending delta of the same key must wait,
+    since the store only accepts a key's writes in sequence order."""
+    writes = dict(unsettled)
+    waiting: dict[K, Delta] = {}
+    for key, delta in pending.items():
+        if key in unsettled:
+            waiting[key] = delta
+        else:
+            writes[key] = Write(seq, delta)
+    return writes, waiting

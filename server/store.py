@@ -20,7 +20,7 @@ import aioboto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .counting import SITE, Counts, Delta, Flush, FlushResult, Row
+from .counting import SITE, Counts, Flush, FlushResult, Row, Write
 from .logs import warn
 from .pages import Target
 
@@ -83,15 +83,19 @@ def endpoint_url(endpoint: str) -> str | None:
 
 
 class Store:
-    def __init__(self, ddb: Any, streams: Any, tables: Tables, concurrency: int = 32) -> None:
+    def __init__(self, ddb: Any, streams: Any, tables: Tables, node_id: str = "node",
+                 concurrency: int = 32) -> None:
         self.ddb = ddb
         self.streams = streams
         self.tables = tables
+        # Per item, the last flush sequence number this node applied to it.
+        self.flush_attribute = f"flush:{node_id}"
         self._limit = asyncio.Semaphore(concurrency)
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, endpoint: str, region: str, prefix: str = "") -> AsyncIterator[Store]:
+    async def open(cls, endpoint: str, region: str, prefix: str = "", node_id: str = "node",
+                   ) -> AsyncIterator[Store]:
         url = endpoint_url(endpoint)
         session = aioboto3.Session()
         creds: dict[str, str] = {}
@@ -108,7 +112,7 @@ class Store:
                 "dynamodb", endpoint_url=url, region_name=region, config=boto, **creds))
             streams = await stack.enter_async_context(session.client(
                 "dynamodbstreams", endpoint_url=url, region_name=region, config=boto, **creds))
-            yield cls(ddb, streams, Tables.named(prefix))
+            yield cls(ddb, streams, Tables.named(prefix), node_id)
 
     # -- tables ------------------------------------------------------------------
     async def create_tables(self) -> list[str]:
@@ -131,30 +135,44 @@ class Store:
 
     # -- the write path ----------------------------------------------------------------
     async def flush(self, flush: Flush) -> FlushResult:
-        """One ADD per target and per report row, concurrently; failures are returned."""
+        """Every write of a flush, concurrently; what failed comes back, nothing raises.
+
+        Each write is an ADD on condition that the key has not applied this node's
+        sequence number yet, so a replay (botocore's own retry, or ours of an
+        unsettled write) adds nothing: the refusal means "already applied".
+        """
         result = FlushResult()
 
-        async def send(request: dict[str, Any], failed: Callable[[], None]) -> dict[str, Any]:
+        async def send(request: dict[str, Any], failed: Callable[[], None],
+                       ) -> dict[str, Any] | None:
             try:
                 async with self._limit:
-                    answer: dict[str, Any] = await self.ddb.update_item(**request) \
-                        if "UpdateExpression" in request else await self.ddb.put_item(**request)
-                    return answer
-            except StoreError as exc:
+                    if "UpdateExpression" in request:
+                        answer = await self.ddb.update_item(**request)
+                        return dict(answer.get("Attributes", {}))
+                    await self.ddb.put_item(**request)
+                    return {}
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                    # Applied before: this is the retry of a write that got through.
+                    return dict(exc.response.get("Item", {}))
                 failed()
                 warn("flush_failed", table=request["TableName"], error=str(exc))
-                return {}
+            except BotoCoreError as exc:
+                failed()
+                warn("flush_failed", table=request["TableName"], error=str(exc))
+            return None
 
-        async def target(t: Target, delta: Delta) -> None:
-            answer = await send(self._add_views(t, delta), lambda: result.failed_targets.add(t))
-            if answer:  # applied: from here on nothing may put it back in the failed set
-                result.applied[t] = _counts(answer.get("Attributes", {}))
+        async def target(t: Target, write: Write) -> None:
+            item = await send(self._add_views(t, write), partial(result.failed_targets.add, t))
+            if item is not None:  # applied: nothing may put it back in the failed set
+                result.applied[t] = _counts(item)
 
         async with asyncio.TaskGroup() as group:
-            for t, delta in flush.targets.items():
-                group.create_task(target(t, delta))
-            for row, delta in flush.rows.items():
-                group.create_task(send(self._add_row(row, delta),
+            for t, write in flush.targets.items():
+                group.create_task(target(t, write))
+            for row, write in flush.rows.items():
+                group.create_task(send(self._add_row(row, write),
                                        partial(result.failed_rows.add, row)))
             for t in flush.new:
                 group.create_task(send(
@@ -163,44 +181,47 @@ class Store:
                     partial(result.failed_index.add, t)))
         return result
 
-    def _add_row(self, row: Row, delta: Delta) -> dict[str, Any]:
-        if row.table == "referrer":
-            return {
-                "TableName": self.tables.referrers,
-                "Key": {"target": {"S": row.target}, "host": {"S": row.sort}},
-                "UpdateExpression": "ADD #n :n",
-                "ExpressionAttributeNames": {"#n": "views"},
-                "ExpressionAttributeValues": {":n": {"N": str(delta.total)}},
-            }
+    def _idempotent(self, table: str, key: dict[str, Any], adds: dict[str, int], seq: int,
+                    sets: dict[str, str] | None = None) -> dict[str, Any]:
+        """UpdateItem: ADD `adds` and remember `seq`, unless this node's `seq` was seen."""
+        names = {"#f": self.flush_attribute}
+        values: dict[str, Any] = {":seq": {"N": str(seq)}}
+        parts = []
+        for i, (name, amount) in enumerate(adds.items()):
+            names[f"#a{i}"] = name
+            values[f":a{i}"] = {"N": str(amount)}
+            parts.append(f"#a{i} :a{i}")
+        assignments = ["#f = :seq"]
+        for i, (name, text) in enumerate((sets or {}).items()):
+            names[f"#s{i}"] = name
+            values[f":s{i}"] = {"S": text}
+            assignments.append(f"#s{i} = :s{i}")
         return {
-            "TableName": self.tables.timeline,
-            "Key": {"target": {"S": row.target}, "hour": {"S": row.sort}},
-            "UpdateExpression": "ADD totalViews :t, uniqueViews :u",
-            "ExpressionAttributeValues": {":t": {"N": str(delta.total)},
-                                          ":u": {"N": str(delta.unique)}},
+            "TableName": table, "Key": key,
+            "UpdateExpression": f"ADD {', '.join(parts)} SET {', '.join(assignments)}",
+            "ConditionExpression": "attribute_not_exists(#f) OR #f < :seq",
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW", "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
 
-    def _add_views(self, t: Target, delta: Delta) -> dict[str, Any]:
-        values = {":t": {"N": str(delta.total)}, ":u": {"N": str(delta.unique)}}
-        title = delta.title
-        if t.kind == "post":
-            table, key = self.tables.writer, {"articleId": {"S": t.id}}
-            update = "ADD totalViews :t, uniqueViews :u, #v :one"
-            names = {"#v": "version"}
-            values[":one"] = {"N": "1"}
-            if title:
-                update += " SET articleTitle = :title"
-                values[":title"] = {"S": title}
-        else:
-            table, key = self.tables.pages, {"pageName": {"S": t.id}}
-            update, names = "ADD totalViews :t, uniqueViews :u", {}
-        request: dict[str, Any] = {
-            "TableName": table, "Key": key, "UpdateExpression": update,
-            "ExpressionAttributeValues": values, "ReturnValues": "ALL_NEW",
-        }
-        if names:
-            request["ExpressionAttributeNames"] = names
-        return request
+    def _add_row(self, row: Row, write: Write) -> dict[str, Any]:
+        if row.table == "referrer":
+            return self._idempotent(
+                self.tables.referrers, {"target": {"S": row.target}, "host": {"S": row.sort}},
+                {"views": write.delta.total}, write.seq)
+        return self._idempotent(
+            self.tables.timeline, {"target": {"S": row.target}, "hour": {"S": row.sort}},
+            {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}, write.seq)
+
+    def _add_views(self, t: Target, write: Write) -> dict[str, Any]:
+        adds = {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}
+        if t.kind == "page":
+            return self._idempotent(self.tables.pages, {"pageName": {"S": t.id}}, adds,
+                                    write.seq)
+        # Posts also bump `version`, which orders their images for the stream copy.
+        title = {"articleTitle": write.delta.title} if write.delta.title else None
+        return self._idempotent(self.tables.writer, {"articleId": {"S": t.id}},
+                                adds | {"version": 1}, write.seq, title)
 
     # -- the read path ---------------------------------------------------------------
     async def read_counts(self, targets: Iterable[Target]) -> dict[Target, Counts]:

@@ -65,14 +65,20 @@ async def any_store(any_url: str, prefix: str) -> AsyncIterator[Store]:
 
 
 @pytest_asyncio.fixture
-async def launch(dynamodb_local_url: str, prefix: str) -> AsyncIterator[Launch]:
-    """Start `livecount serve` processes on the shared DynamoDB Local, own table prefix."""
+async def launch(dynamodb_local_url: str, prefix: str, tmp_path: Path,
+                 ) -> AsyncIterator[Launch]:
+    """Start `livecount serve` processes on the shared DynamoDB Local, own table prefix.
+
+    Every process of one test is the same node (one data dir, so one journal) unless
+    it passes its own `--data-dir`.
+    """
     started: list[Served] = []
 
     async def start(*args: str, shared: bool = True) -> Served:
         store = ["--dynamodb-endpoint", dynamodb_local_url, "--table-prefix", prefix] \
             if shared else []
-        served = await Served("--flush-interval", "0.2", *store, *args).start()
+        served = await Served("--flush-interval", "0.2", "--data-dir", str(tmp_path / "node"),
+                              *store, *args).start()
         started.append(served)
         return served
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -10,13 +11,27 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+from server.counting import Delta, Flush, Row, Write
+from server.pages import Target
 
 T = TypeVar("T")
 Launch = Callable[..., Awaitable["Served"]]
 ROOT = Path(__file__).resolve().parent.parent
+
+
+_sequence = itertools.count(1)
+
+
+def flush_of(targets: Mapping[Target, Delta] | None = None,
+             rows: Mapping[Row, Delta] | None = None, new: set[Target] | None = None) -> Flush:
+    """A flush as the ledger would take it, each write with a fresh sequence number."""
+    seq = next(_sequence)
+    return Flush(seq, {t: Write(seq, d) for t, d in (targets or {}).items()},
+                 {r: Write(seq, d) for r, d in (rows or {}).items()}, new or set())
 
 
 def free_port() -> int:

@@ -141,7 +141,11 @@ async def test_the_report_command_agrees_with_the_api(served: Served):
     async def pages_json() -> Any:
         return json.loads((await report(served, "pages", "--json"))[1])
 
-    api = (await get(served, "/api/pages"))[2]
+    async def api_pages() -> Any:
+        return (await get(served, "/api/pages"))[2]
+
+    # Once the stream has copied the titles, the command and the API say the same.
+    api = await eventually(api_pages, lambda rows: all(r.get("articleTitle", "x") for r in rows))
     assert api and await pages_json() == api
     code, out, _ = await report(served, "referrers", "--article", "intro")
     assert code == 0 and "news.example" in out and "social.example" in out

@@ -129,8 +129,9 @@ async def test_health_is_503_when_dynamodb_stops_answering(launch: Launch):
     assert status == 503 and json.loads(body)["status"] == "unavailable"
 
 
-async def test_serve_waits_for_a_store_that_is_not_up_yet():
-    served = Served("--dynamodb-endpoint", f"http://127.0.0.1:{free_port()}")
+async def test_serve_waits_for_a_store_that_is_not_up_yet(tmp_path: Path):
+    served = Served("--dynamodb-endpoint", f"http://127.0.0.1:{free_port()}",
+                    "--data-dir", str(tmp_path))
     listening = await served.spawn()
     try:
         async def said() -> list[dict[str, Any]]:

@@ -2,9 +2,10 @@
 
 from typing import Any
 
-from server.counting import SITE, Counts, Delta, Flush, Row
+from server.counting import SITE, Counts, Delta, Flush, Row, Write
 from server.pages import Target
 from server.store import Store
+from tests.support import flush_of
 
 A, B, HOME = Target("post", "a"), Target("post", "b"), Target("page", "Home_Page")
 
@@ -23,10 +24,10 @@ async def test_create_tables_is_idempotent(any_store: Store):
 
 
 async def test_a_flush_adds_deltas_and_returns_the_new_totals(any_store: Store):
-    first = Flush(targets={A: Delta(3, 2, "Title A"), HOME: Delta(1, 1)})
+    first = flush_of(targets={A: Delta(3, 2, "Title A"), HOME: Delta(1, 1)})
     result = await any_store.flush(first)
     assert result.applied == {A: Counts(3, 2), HOME: Counts(1, 1)}
-    result = await any_store.flush(Flush(targets={A: Delta(2, 0)}))
+    result = await any_store.flush(flush_of(targets={A: Delta(2, 0)}))
     assert result.applied == {A: Counts(5, 2)}
     writer = await item(any_store, any_store.tables.writer, {"articleId": {"S": "a"}})
     assert writer["totalViews"] == {"N": "5"} and writer["uniqueViews"] == {"N": "2"}
@@ -37,7 +38,7 @@ async def test_a_flush_adds_deltas_and_returns_the_new_totals(any_store: Store):
 
 
 async def test_counts_are_read_from_the_reader_table(any_store: Store):
-    await any_store.flush(Flush(targets={A: Delta(3, 3), HOME: Delta(2, 1)}))
+    await any_store.flush(flush_of(targets={A: Delta(3, 3), HOME: Delta(2, 1)}))
     # Nothing copied yet: posts read from the reader, which is empty; pages are direct.
     assert await any_store.read_counts([A, B, HOME]) == {
         A: Counts(0, 0), B: Counts(0, 0), HOME: Counts(2, 1)}
@@ -56,7 +57,7 @@ async def test_top_referrers_is_a_query_sorted_by_views(any_store: Store):
     def ref(target: str, host: str) -> Row:
         return Row("referrer", target, host)
 
-    await any_store.flush(Flush(rows={
+    await any_store.flush(flush_of(rows={
         ref(A.ref, "x.org"): Delta(1), ref(A.ref, "y.org"): Delta(5), ref(A.ref, "z.org"): Delta(3),
         ref(B.ref, "x.org"): Delta(9), ref(SITE, "x.org"): Delta(10)}))
     assert await any_store.top_referrers(A.ref) == [("y.org", 5), ("z.org", 3), ("x.org", 1)]
@@ -66,8 +67,8 @@ async def test_top_referrers_is_a_query_sorted_by_views(any_store: Store):
 
 async def test_hour_buckets_are_a_range_query(any_store: Store):
     rows = {Row("timeline", A.ref, f"2026-11-24T{h:02d}"): Delta(h, 1) for h in range(5)}
-    await any_store.flush(Flush(rows=rows))
-    await any_store.flush(Flush(rows={Row("timeline", A.ref, "2026-11-24T02"): Delta(10, 0)}))
+    await any_store.flush(flush_of(rows=rows))
+    await any_store.flush(flush_of(rows={Row("timeline", A.ref, "2026-11-24T02"): Delta(10, 0)}))
     assert await any_store.hours(A.ref, "2026-11-24T01", "2026-11-24T03") == {
         "2026-11-24T01": Counts(1, 1), "2026-11-24T02": Counts(12, 1),
         "2026-11-24T03": Counts(3, 1)}
@@ -76,8 +77,8 @@ async def test_hour_buckets_are_a_range_query(any_store: Store):
 
 async def test_the_page_index_lists_what_was_flushed_as_new(any_store: Store):
     assert await any_store.tracked() == []
-    await any_store.flush(Flush(targets={A: Delta(1, 1), HOME: Delta(1, 1)}, new={A, HOME}))
-    await any_store.flush(Flush(targets={A: Delta(1, 1)}, new={A}))  # idempotent
+    await any_store.flush(flush_of(targets={A: Delta(1, 1), HOME: Delta(1, 1)}, new={A, HOME}))
+    await any_store.flush(flush_of(targets={A: Delta(1, 1)}, new={A}))  # idempotent
     assert sorted(await any_store.tracked(), key=lambda t: t.ref) == [HOME, A]
     stored = await any_store.read([A, HOME])
     assert stored[HOME] == (Counts(1, 1), "")
@@ -85,7 +86,30 @@ async def test_the_page_index_lists_what_was_flushed_as_new(any_store: Store):
 
 async def test_failed_writes_are_reported_not_raised(any_store: Store):
     await any_store.ddb.delete_table(TableName=any_store.tables.pages)
-    result = await any_store.flush(Flush(targets={A: Delta(1, 1), HOME: Delta(1, 1)},
+    result = await any_store.flush(flush_of(targets={A: Delta(1, 1), HOME: Delta(1, 1)},
                                          rows={Row("referrer", A.ref, "x.org"): Delta(1)}))
     assert result.applied == {A: Counts(1, 1)}
     assert result.failed_targets == {HOME} and not result.failed_rows
+
+
+async def test_sending_a_flush_twice_adds_it_once(any_store: Store):
+    flush = flush_of(targets={A: Delta(2, 1), HOME: Delta(1, 1)},
+                     rows={Row("timeline", A.ref, "2026-11-24T07"): Delta(2, 1),
+                           Row("referrer", SITE, "x.org"): Delta(2)})
+    first = await any_store.flush(flush)
+    again = await any_store.flush(flush)  # a lost response, retried
+    assert first.applied == again.applied == {A: Counts(2, 1), HOME: Counts(1, 1)}
+    assert not again.failed_targets and not again.failed_rows
+    assert await any_store.hours(A.ref, "2026-11-24T07", "2026-11-24T07") == {
+        "2026-11-24T07": Counts(2, 1)}
+    assert await any_store.top_referrers(SITE) == [("x.org", 2)]
+    newer = await any_store.flush(flush_of(targets={A: Delta(1, 1)}))
+    assert newer.applied[A] == Counts(3, 2)
+
+
+async def test_each_node_keeps_its_own_sequence(any_store: Store):
+    other = Store(any_store.ddb, any_store.streams, any_store.tables, node_id="other")
+    await any_store.flush(flush_of(targets={A: Delta(1, 1)}))
+    # Another node's flush with a lower sequence number still applies.
+    low = Flush(1, {A: Write(1, Delta(1, 1))})
+    assert (await other.flush(low)).applied[A] == Counts(2, 2)

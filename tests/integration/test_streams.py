@@ -5,12 +5,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from server.counting import Delta, Flush
+from server.counting import Delta
 from server.pages import Target
 from server.replication import copy_for
 from server.store import Store
 from server.streams import StreamConsumer
-from tests.support import eventually
+from tests.support import eventually, flush_of
 
 
 @asynccontextmanager
@@ -39,7 +39,7 @@ async def writer(store: Store) -> dict[str, tuple[int, int, int]]:
 
 
 async def write(store: Store, **views: int) -> None:
-    await store.flush(Flush(targets={Target("post", k): Delta(v, v) for k, v in views.items()}))
+    await store.flush(flush_of(targets={Target("post", k): Delta(v, v) for k, v in views.items()}))
 
 
 async def test_the_reader_table_follows_the_writer(local_store: Store):

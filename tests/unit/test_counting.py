@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 from server.counting import SITE, ZERO, Busy, Counts, FlushResult, Ledger, Row
@@ -5,6 +7,7 @@ from server.pages import Target
 
 A, B = Target("post", "a"), Target("page", "Home_Page")
 H = "2026-11-24T07"
+seq = itertools.count(1).__next__
 
 
 def ledger_with_base(*targets: Target, base: Counts = ZERO) -> Ledger:
@@ -26,9 +29,9 @@ def test_views_coalesce_into_one_delta_per_target():
         ledger.record(A, hour=H, refreshed=False, title="Old")
     ledger.record(A, hour=H, refreshed=True, title="New")
     ledger.record(B, hour=H, refreshed=False)
-    flush = ledger.take()
+    flush = ledger.take(seq())
     assert set(flush.targets) == {A, B}
-    delta = flush.targets[A]
+    delta = flush.targets[A].delta
     assert (delta.total, delta.unique, delta.title) == (6, 5, "New")
     assert flush.views == 7
 
@@ -38,7 +41,7 @@ def test_report_rows_count_per_page_and_site_wide():
     ledger.record(A, hour=H, refreshed=False, referrer="news.ycombinator.com")
     ledger.record(B, hour=H, refreshed=True, referrer="news.ycombinator.com")
     ledger.record(B, hour="2026-11-24T08", refreshed=False)
-    rows = {row: (d.total, d.unique) for row, d in ledger.take().rows.items()}
+    rows = {row: (w.delta.total, w.delta.unique) for row, w in ledger.take(seq()).rows.items()}
     assert rows == {
         Row("referrer", A.ref, "news.ycombinator.com"): (1, 1),
         Row("referrer", B.ref, "news.ycombinator.com"): (1, 0),
@@ -55,19 +58,19 @@ def test_targets_enter_the_page_index_once_it_has_been_written():
     ledger = ledger_with_base(A, B)
     ledger.record(A, hour=H, refreshed=False)
     ledger.record(B, hour=H, refreshed=False)
-    first = ledger.take()
+    first = ledger.take(seq())
     assert first.new == {A, B}
     ledger.complete(first, FlushResult(applied={A: Counts(1, 1), B: Counts(1, 1)},
                                        failed_index={B}))
     ledger.record(A, hour=H, refreshed=False)
     ledger.record(B, hour=H, refreshed=False)
-    assert ledger.take().new == {B}  # A is indexed; B's index write failed: again
+    assert ledger.take(seq()).new == {B}  # A is indexed; B's index write failed: again
 
 
 def test_a_node_reads_its_own_writes_while_a_flush_is_in_flight():
     ledger = ledger_with_base(A, base=Counts(10, 10))
     ledger.record(A, hour=H, refreshed=False)
-    flush = ledger.take()
+    flush = ledger.take(seq())
     assert ledger.current(A) == Counts(11, 11)
     ledger.record(A, hour=H, refreshed=True)
     assert ledger.current(A) == Counts(12, 11)
@@ -76,25 +79,46 @@ def test_a_node_reads_its_own_writes_while_a_flush_is_in_flight():
     assert ledger.pending_views == 1
 
 
-def test_a_failed_flush_keeps_its_views_for_the_next_one():
-    ledger = ledger_with_base(A)
+def test_a_write_of_unknown_outcome_is_resent_unchanged_before_anything_newer():
+    ledger = ledger_with_base(A, B)
     ledger.record(A, hour=H, refreshed=False, referrer="x.org")
-    flush = ledger.take()
+    first = ledger.take(10)
     ledger.record(A, hour=H, refreshed=False)
+    ledger.record(B, hour=H, refreshed=False)
     failed_row = Row("referrer", A.ref, "x.org")
-    ledger.complete(flush, FlushResult(failed_targets={A}, failed_rows={failed_row}))
-    assert ledger.current(A) == Counts(2, 2) and ledger.pending_views == 2
-    retry = ledger.take()
-    assert retry.targets[A].total == 2
-    assert retry.rows[failed_row].total == 1
+    ledger.complete(first, FlushResult(failed_targets={A}, failed_rows={failed_row}))
+    assert ledger.current(A) == Counts(2, 2) and ledger.pending_views == 3
+    retry = ledger.take(11)
+    # Same sequence number, same delta: the store adds it at most once.
+    assert retry.targets[A] == first.targets[A] and retry.targets[A].seq == 10
+    assert retry.rows[failed_row] == first.rows[failed_row]
+    assert retry.targets[B].seq == 11
     assert Row("referrer", SITE, "x.org") not in retry.rows  # that one was written
-    assert retry.rows[Row("timeline", A.ref, H)].total == 1  # only the new view
+    ledger.complete(retry, FlushResult())
+    assert ledger.current(A) == Counts(2, 2) and ledger.pending_views == 1
+    last = ledger.take(12)  # A's newer view waited for the old write to settle
+    assert last.targets[A].seq == 12 and last.targets[A].delta.total == 1
+    ledger.complete(last, FlushResult())
+    assert ledger.idle and ledger.current(A) == Counts(2, 2)
+
+
+def test_the_store_answer_wins_even_when_the_base_already_held_the_write():
+    # After a crash, a write that got through is replayed; the reader already has it.
+    ledger = Ledger()
+    ledger.record(A, hour=H, refreshed=False)
+    flush = ledger.take(seq())
+    ledger.complete(flush, FlushResult.nothing_known(flush))
+    ledger.observe(A, Counts(5, 5))  # held back: A has an unsettled write
+    assert ledger.current(A) == Counts(1, 1)
+    retry = ledger.take(seq())
+    ledger.complete(retry, FlushResult(applied={A: Counts(5, 5)}))
+    assert ledger.current(A) == Counts(5, 5)
 
 
 def test_other_writers_show_up_in_the_store_answer():
     ledger = ledger_with_base(A, base=Counts(10, 10))
     ledger.record(A, hour=H, refreshed=False)
-    flush = ledger.take()
+    flush = ledger.take(seq())
     changed = ledger.complete(flush, FlushResult(applied={A: Counts(15, 14)}))
     assert ledger.current(A) == Counts(15, 14)
     assert changed == {A}
@@ -111,7 +135,7 @@ def test_store_observations_only_ever_raise_counts():
 def test_an_image_seen_mid_flush_is_not_added_on_top_of_the_flush():
     ledger = ledger_with_base(A, base=Counts(10, 10))
     ledger.record(A, hour=H, refreshed=False)
-    flush = ledger.take()
+    flush = ledger.take(seq())
     # The stream shows the write before the UpdateItem answer arrives.
     assert ledger.observe(A, Counts(11, 11)) is False
     assert ledger.current(A) == Counts(11, 11)
@@ -122,7 +146,7 @@ def test_an_image_seen_mid_flush_is_not_added_on_top_of_the_flush():
 def test_an_image_of_another_target_mid_flush_applies_when_it_settles():
     ledger = ledger_with_base(A, B)
     ledger.record(A, hour=H, refreshed=False)
-    flush = ledger.take()
+    flush = ledger.take(seq())
     ledger.observe(B, Counts(5, 5))  # B is not in the flush: applies at once
     assert ledger.current(B) == Counts(5, 5)
     ledger.complete(flush, FlushResult(applied={A: Counts(1, 1)}))
@@ -137,21 +161,21 @@ def test_past_the_bound_views_are_refused_not_counted():
     with pytest.raises(Busy):
         ledger.record(A, hour=H, refreshed=False)
     assert ledger.current(A) == Counts(2, 2)
-    flush = ledger.take()
+    flush = ledger.take(seq())
     ledger.complete(flush, FlushResult(applied={A: Counts(2, 2)}))
     assert ledger.record(A, hour=H, refreshed=False) == Counts(3, 3)
 
 
 def test_take_when_idle_is_empty_and_not_in_flight():
     ledger = Ledger()
-    assert not ledger.take()
+    assert not ledger.take(seq())
     assert ledger.idle
-    assert not ledger.take()  # nothing was left in flight
+    assert not ledger.take(seq())  # nothing was left in flight
 
 
 def test_only_one_flush_at_a_time():
     ledger = ledger_with_base(A)
     ledger.record(A, hour=H, refreshed=False)
-    ledger.take()
+    ledger.take(seq())
     with pytest.raises(RuntimeError):
-        ledger.take()
+        ledger.take(seq())

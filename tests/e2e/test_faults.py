@@ -1,0 +1,120 @@
+"""Faults between livecount and DynamoDB, and process kills: every view that got a
+reply is counted exactly once in the writer and the reader tables."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import pytest_asyncio
+from websockets.asyncio.client import connect
+
+from server.store import Store
+from tests.faults import FaultProxy
+from tests.support import Launch, Served, eventually
+
+ARTICLES = ("alpha", "beta", "gamma")
+
+
+@pytest_asyncio.fixture
+async def proxy(dynamodb_local_url: str) -> AsyncIterator[FaultProxy]:
+    port = urlsplit(dynamodb_local_url).port
+    assert port is not None
+    proxy = await FaultProxy(port).start()
+    yield proxy
+    await proxy.stop()
+
+
+async def send_views(served: Served, count: int, start: int = 0) -> dict[str, tuple[int, int]]:
+    """Send views round-robin; returns the last replied counts per article."""
+    replied: dict[str, tuple[int, int]] = {}
+    async with connect(served.ws) as ws:
+        for i in range(start, start + count):
+            article = ARTICLES[i % len(ARTICLES)]
+            await ws.send(json.dumps({"message": "views", "articleId": article,
+                                      "refreshed": i % 4 == 0}))
+            reply = json.loads(await ws.recv())
+            while reply["message"] == "count":  # pushes: the sender watches its articles
+                reply = json.loads(await ws.recv())
+            assert reply["message"] == "views", reply
+            replied[article] = (reply["totalViews"], reply["uniqueViews"])
+    return replied
+
+
+async def table(store: Store, name: str) -> dict[str, tuple[int, int]]:
+    items = (await store.ddb.scan(TableName=name, ConsistentRead=True))["Items"]
+    return {i["articleId"]["S"]: (int(i["totalViews"]["N"]), int(i["uniqueViews"]["N"]))
+            for i in items}
+
+
+async def exactly(store: Store, expected: dict[str, tuple[int, int]]) -> None:
+    """The writer, then the reader, reach exactly the replied counts."""
+    await eventually(lambda: table(store, store.tables.writer), lambda t: t == expected)
+    await eventually(lambda: table(store, store.tables.reader), lambda t: t == expected)
+
+
+def expected_for(views: int) -> dict[str, tuple[int, int]]:
+    counts = {a: [0, 0] for a in ARTICLES}
+    for i in range(views):
+        counts[ARTICLES[i % len(ARTICLES)]][0] += 1
+        counts[ARTICLES[i % len(ARTICLES)]][1] += i % 4 != 0
+    return {a: (t, u) for a, (t, u) in counts.items()}
+
+
+@pytest.mark.parametrize("fault", ["cut", "throttle", "error500"])
+async def test_lost_answers_throttling_and_5xx_cost_no_view(
+        launch: Launch, local_store: Store, proxy: FaultProxy, fault: Any):
+    served = await launch("--dynamodb-endpoint", proxy.url)
+    proxy.set(fault, only="UpdateItem", budget=8)
+    replied = await send_views(served, 40)
+    assert replied == expected_for(40)
+    await exactly(local_store, replied)
+    assert proxy.faults == 8  # the faults did happen
+    assert await served.stop() == 0
+    assert await table(local_store, local_store.tables.writer) == replied
+
+
+async def test_an_unreachable_store_does_not_stop_counting(
+        launch: Launch, local_store: Store, proxy: FaultProxy):
+    served = await launch("--dynamodb-endpoint", proxy.url)
+    await send_views(served, 3)  # each article's stored count is now known
+    await exactly(local_store, expected_for(3))
+    proxy.set("refuse")
+    replied = await send_views(served, 30, start=3)
+    assert replied == expected_for(33)  # replies kept counting from memory
+
+    async def failures() -> int:
+        return len(served.events("flush_failed"))
+
+    await eventually(failures, lambda n: n >= 3)  # and the store really was down
+    proxy.set("pass")
+    await exactly(local_store, replied)
+
+
+async def test_sigkill_before_a_flush_loses_nothing(launch: Launch, local_store: Store):
+    served = await launch("--flush-interval", "3600")
+    replied = await send_views(served, 20)
+    assert await table(local_store, local_store.tables.writer) == {}
+    assert await served.stop(signal.SIGKILL) == -signal.SIGKILL
+    again = await launch()
+    assert again.events("journal_replayed")[0]["views"] == 20
+    await exactly(local_store, replied)
+    assert await send_views(again, 1, start=20) == {"gamma": expected_for(21)["gamma"]}
+
+
+async def test_sigkill_after_an_unconfirmed_flush_counts_it_once(
+        launch: Launch, local_store: Store, proxy: FaultProxy):
+    served = await launch("--dynamodb-endpoint", proxy.url)
+    proxy.set("cut", only="UpdateItem")  # every write applies; no answer ever comes back
+    replied = await send_views(served, 12)
+    # The writes got through, but the node cannot know it.
+    await eventually(lambda: table(local_store, local_store.tables.writer),
+                     lambda t: t == replied)
+    assert await served.stop(signal.SIGKILL) == -signal.SIGKILL
+    proxy.set("pass")
+    await launch("--dynamodb-endpoint", proxy.url)  # replays and resends them
+    await exactly(local_store, replied)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections import Counter
 from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +26,7 @@ from .counting import Busy, Counts, FlushResult, Ledger
 from .http import Routes
 from .hub import Hub, TooManySubscriptions
 from .journal import Journal
+from .limits import AddressCounter, TokenBucket, client_address, is_bot, parse_networks
 from .logs import error, log, warn
 from .pages import Target, referrer_host
 from .reports import hour_of
@@ -31,6 +34,19 @@ from .store import Store, StoreError
 from .streams import StreamConsumer
 
 SHUTDOWN_FLUSH_TIMEOUT = 30.0
+MAX_STRIKES = 20  # refused messages in a row before a socket is closed with 1008
+RATE_LIMITED = protocol.encode(protocol.Error(
+    "rate_limited", "too many messages; slow down or the connection will be closed"))
+
+
+@dataclass(slots=True)
+class Client:
+    """What the node keeps per socket beyond its subscriptions."""
+
+    address: str
+    bot: bool
+    bucket: TokenBucket
+    seen: float
 STREAM_SETTLE_TIMEOUT = 10.0
 CATCH_UP_TIMEOUT = 30.0
 
@@ -51,25 +67,63 @@ class Node:
         self._seq = 0
         self._loading: dict[Target, asyncio.Task[None]] = {}
         self._flushing = asyncio.Lock()
+        self.clients: dict[ServerConnection, Client] = {}
+        self.addresses = AddressCounter(config.max_connections_per_ip)
+        self.trusted_proxies = parse_networks(config.trusted_proxies)
+        self.stats: Counter[str] = Counter()
 
     # -- sockets ------------------------------------------------------------------
     async def connection(self, ws: ServerConnection) -> None:
+        headers = ws.request.headers if ws.request else None
+        address = client_address(str(ws.remote_address[0]) if ws.remote_address else "",
+                                 headers.get("X-Forwarded-For") if headers else None,
+                                 self.trusted_proxies)
+        if not self.addresses.admit(address):
+            self.stats["refused_connections"] += 1
+            await ws.close(1008, "too many connections from this address")
+            return
+        client = Client(address, is_bot(headers.get("User-Agent") if headers else None),
+                        TokenBucket(self.config.rate_limit, self.config.rate_burst),
+                        time.monotonic())
+        self.clients[ws] = client
         try:
             async for frame in ws:
-                reply = await self.handle(ws, frame)
-                for message in reply:
+                client.seen = time.monotonic()
+                if not client.bucket.allow(client.seen):
+                    self.stats["rate_limited"] += 1
+                    if client.bucket.strikes > MAX_STRIKES:
+                        await ws.close(1008, "rate limit exceeded")
+                        break
+                    await ws.send(RATE_LIMITED, text=True)
+                    continue
+                for message in await self.handle(ws, frame, client.bot):
                     await ws.send(message, text=True)
         except websockets.ConnectionClosed:
             pass
         finally:
             self.hub.drop(ws)
+            del self.clients[ws]
+            self.addresses.release(address)
 
-    async def handle(self, ws: ServerConnection, frame: str | bytes) -> list[bytes]:
+    async def idle_loop(self, stop: asyncio.Event) -> None:
+        """Close sockets that watch nothing and have said nothing for `idle_timeout`:
+        they cost memory and serve no page. Watching sockets stay, kept honest by pings."""
+        while not stop.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(self.config.idle_timeout, 5.0))
+            cutoff = time.monotonic() - self.config.idle_timeout
+            idle = [ws for ws, client in self.clients.items()
+                    if client.seen < cutoff and not self.hub.subscriptions(ws)]
+            self.stats["idle_closed"] += len(idle)
+            await asyncio.gather(*(ws.close(1001, "idle") for ws in idle))
+
+    async def handle(self, ws: ServerConnection, frame: str | bytes,
+                     bot: bool = False) -> list[bytes]:
         """Answer one frame; client mistakes and store trouble become error replies."""
         try:
             message = protocol.decode(frame)
             if isinstance(message, protocol.Views):
-                return [await self._views(ws, message)]
+                return [await self._views(ws, message, bot)]
             targets = self._targets(message)
             if isinstance(message, protocol.Subscribe):
                 return await self._subscribe(ws, targets)
@@ -86,13 +140,18 @@ class Node:
             return [protocol.encode(protocol.Error(
                 "unavailable", "counts are unavailable right now; nothing was counted"))]
 
-    async def _views(self, ws: ServerConnection, msg: protocol.Views) -> bytes:
+    async def _views(self, ws: ServerConnection, msg: protocol.Views, bot: bool) -> bytes:
         target = self.config.pages.classify(msg.articleId, msg.currentPage)
         if target is None:
             raise protocol.ProtocolError(
                 "unrecognised_page",
                 f"currentPage {msg.currentPage!r} is not a known page; posts need an articleId")
         await self._ensure_base([target])
+        if bot:  # shown the counts, not counted
+            self.stats["bot_views"] += 1
+            counts = self.ledger.current(target)
+            return protocol.encode(protocol.ViewsReply(
+                counts.total, counts.unique, **{_field(target): target.id}))
         host, hour = referrer_host(msg.referrer, self.config.site_domains), self._current_hour()
         counts = self.ledger.record(target, refreshed=msg.refreshed, hour=hour,
                                     title=msg.articleTitle, referrer=host)
@@ -197,6 +256,7 @@ class Node:
 
     async def recover(self, stop: asyncio.Event) -> None:
         """Replay the journal and store what it holds before serving anything."""
+        self.journal.lock()
         replayed = journal.replay(self.journal.read(), self.ledger)
         self._seq = replayed.last_seq
         self.journal.open()
@@ -306,7 +366,8 @@ async def run(config: Config, ready: asyncio.Event | None = None) -> None:
             warn("stream_not_caught_up", timeout=CATCH_UP_TIMEOUT)
         server = await _listen(node, config)
         tasks = [asyncio.create_task(node.flush_loop(stop)),
-                 asyncio.create_task(node.push_loop(stop))]
+                 asyncio.create_task(node.push_loop(stop)),
+                 asyncio.create_task(node.idle_loop(stop))]
         if node.archive is not None:
             tasks.append(asyncio.create_task(node.archive_loop(stop)))
             writer = asyncio.create_task(node.archive_writer())
@@ -358,8 +419,9 @@ async def _listen(node: Node, config: Config) -> Server:
     server = await serve(
         node.connection, config.host, config.port,
         process_request=node.process_request, origins=origins,
-        max_size=protocol.MAX_FRAME_BYTES, max_queue=16,
-        ping_interval=20, ping_timeout=20, open_timeout=10, close_timeout=5,
+        max_size=config.max_frame_bytes, max_queue=16,
+        ping_interval=20, ping_timeout=20, open_timeout=config.handshake_timeout,
+        close_timeout=5,
     )
     ports = [s.getsockname()[1] for s in server.sockets]
     log("listening", host=config.host, port=ports[0] if ports else config.port,

@@ -38,6 +38,13 @@ class Config:
     archive_max_seconds: float = 300.0
     log_level: str = "info"
     node_id: str = ""
+    max_frame_bytes: int = 4096
+    rate_limit: float = 20.0
+    rate_burst: float = 40.0
+    max_connections_per_ip: int = 100
+    trusted_proxies: tuple[str, ...] = ()
+    idle_timeout: float = 60.0
+    handshake_timeout: float = 10.0
 
 
 def default_node_id(data_dir: Path) -> str:
@@ -88,6 +95,15 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
     ("archive-dir", Path, None, "write every accepted view to gzip NDJSON files here"),
     ("archive-max-events", _positive(int), 10_000, "views per archive file at most"),
     ("archive-max-seconds", _positive(float), 300.0, "seconds an archive file stays open"),
+    ("max-frame-bytes", _positive(int), 4096, "largest frame accepted; larger closes with 1009"),
+    ("rate-limit", _positive(float), 20.0, "messages a second per socket, on average"),
+    ("rate-burst", _positive(float), 40.0, "messages a socket may send at once"),
+    ("max-connections-per-ip", _positive(int), 100, "open sockets per client address"),
+    ("trusted-proxy", str, [],
+     "address or CIDR whose X-Forwarded-For is believed (repeatable)"),
+    ("idle-timeout", _positive(float), 60.0,
+     "seconds before a socket that watches nothing and sends nothing is closed"),
+    ("handshake-timeout", _positive(float), 10.0, "seconds to complete the opening handshake"),
     ("node-id", str, "", "this node's stable name (default: host name + data-dir hash)"),
     ("log-level", str, "info", "debug, info, warning or error"),
 ]
@@ -141,4 +157,11 @@ def from_args(ns: argparse.Namespace) -> Config:
         archive_max_seconds=ns.archive_max_seconds,
         log_level=ns.log_level,
         node_id=ns.node_id or default_node_id(ns.data_dir),
+        max_frame_bytes=ns.max_frame_bytes,
+        rate_limit=ns.rate_limit,
+        rate_burst=ns.rate_burst,
+        max_connections_per_ip=ns.max_connections_per_ip,
+        trusted_proxies=_many(ns, "trusted-proxy"),
+        idle_timeout=ns.idle_timeout,
+        handshake_timeout=ns.handshake_timeout,
     )

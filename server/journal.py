@@ -19,6 +19,7 @@ Lines are JSON arrays: `["v", kind, id, refreshed, hour, title, host]`,
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -96,6 +97,10 @@ class _Sync:
     pass
 
 
+class JournalBusy(RuntimeError):
+    pass
+
+
 class Journal:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -104,6 +109,7 @@ class Journal:
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._file: Any = None
+        self._lock: Any = None
         self._task: asyncio.Task[None] | None = None
 
     def _files(self) -> list[Path]:
@@ -119,9 +125,19 @@ class Journal:
                 except msgspec.DecodeError:
                     break
 
+    def lock(self) -> None:
+        """Hold the directory for this process: two nodes on one journal would replay
+        each other's views. The lock dies with the process, however it dies."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = (self.directory / "lock").open("a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JournalBusy(f"{self.directory} is in use by another livecount; "
+                              "give each node its own --data-dir") from None
+
     def open(self) -> None:
         """Start appending, to a new file: never after a torn line of an old one."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         self._file = self._next_path().open("ab")
         self._task = asyncio.create_task(self._run())
 
@@ -205,3 +221,5 @@ class Journal:
             self._task.cancel()
         if self._file is not None:
             self._file.close()
+        if self._lock is not None:
+            self._lock.close()

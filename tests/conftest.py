@@ -70,7 +70,8 @@ async def launch(dynamodb_local_url: str, prefix: str, tmp_path: Path,
     """Start `livecount serve` processes on the shared DynamoDB Local, own table prefix.
 
     Every process of one test is the same node (one data dir, so one journal) unless
-    it passes its own `--data-dir`.
+    it passes its own `--data-dir`. Tests send faster than a page does, so the
+    per-socket rate limit is raised unless a test sets its own.
     """
     started: list[Served] = []
 
@@ -78,6 +79,7 @@ async def launch(dynamodb_local_url: str, prefix: str, tmp_path: Path,
         store = ["--dynamodb-endpoint", dynamodb_local_url, "--table-prefix", prefix] \
             if shared else []
         served = await Served("--flush-interval", "0.2", "--data-dir", str(tmp_path / "node"),
+                              "--rate-limit", "100000", "--rate-burst", "100000",
                               *store, *args).start()
         started.append(served)
         return served

@@ -73,7 +73,7 @@ async def test_lost_answers_throttling_and_5xx_cost_no_view(
     replied = await send_views(served, 40)
     assert replied == expected_for(40)
     await exactly(local_store, replied)
-    assert proxy.faults == 8  # the faults did happen
+    assert proxy.faults > 0  # the faults did happen
     assert await served.stop() == 0
     assert await table(local_store, local_store.tables.writer) == replied
 

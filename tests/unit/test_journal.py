@@ -3,10 +3,11 @@
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from server import journal
 from server.counting import Counts, FlushResult, Ledger
-from server.journal import Journal
+from server.journal import Journal, JournalBusy
 from server.pages import Target
 
 A, B = Target("post", "a"), Target("page", "Home_Page")
@@ -82,3 +83,14 @@ async def test_a_torn_last_line_is_dropped_and_appends_go_to_a_new_file(tmp_path
     ledger = Ledger()
     journal.replay(Journal(tmp_path).read(), ledger)
     assert ledger.current(A) == Counts(1, 1) and ledger.current(B) == Counts(1, 1)
+
+
+def test_one_journal_serves_one_process(tmp_path: Path):
+    first = Journal(tmp_path)
+    first.lock()
+    try:
+        with pytest.raises(JournalBusy, match="--data-dir"):
+            Journal(tmp_path).lock()
+    finally:
+        first._lock.close()
+    Journal(tmp_path).lock()  # free again once the holder is gone

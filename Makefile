@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint unit js system-deps install clean
+.PHONY: run test soak lint unit js system-deps install clean bench
 
 run: install system-deps  ## livecount serve on the embedded DynamoDB Local
 	$(BIN)/livecount serve $(ARGS)
@@ -13,12 +13,20 @@ test: install system-deps lint  ## everything CI runs
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	node --test tests/js/
 
+soak: install system-deps  ## long variants: a million hostile frames, a 30 s store outage
+	LIVECOUNT_FUZZ_FRAMES=1000000 LIVECOUNT_OUTAGE_SECONDS=30 \
+		$(BIN)/python -m pytest -q tests/e2e/test_fuzz.py tests/e2e/test_faults.py
+
 lint: install
 	$(BIN)/ruff check server tests
 	$(BIN)/mypy
 
 unit: install  ## the pure core only: seconds, no Java, no network
 	$(BIN)/python -m pytest -q tests/unit
+
+bench: install system-deps  ## issue 5's benchmarks into docs/BENCHMARKS.md (~10 min; not part of test)
+	$(BIN)/python -m pip install -q -e '.[bench]'  # py-spy for the profile, once the extra exists
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run $(BENCH_ARGS)
 
 install: $(STAMP)
 

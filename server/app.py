@@ -94,10 +94,15 @@ class Node:
                     if client.bucket.strikes > MAX_STRIKES:
                         await ws.close(1008, "rate limit exceeded")
                         break
-                    await ws.send(RATE_LIMITED, text=True)
+                    with suppress(websockets.ConnectionClosed):
+                        await ws.send(RATE_LIMITED, text=True)
                     continue
-                for message in await self.handle(ws, frame, client.bot):
-                    await ws.send(message, text=True)
+                replies = await self.handle(ws, frame, client.bot)
+                # A page that sends a view and leaves at once is still counted: the
+                # frames it sent before closing are read and handled, unanswered.
+                with suppress(websockets.ConnectionClosed):
+                    for message in replies:
+                        await ws.send(message, text=True)
         except websockets.ConnectionClosed:
             pass
         finally:

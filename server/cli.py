@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import uvloop
 
-from . import app, config, console, dynamodb_local, logs
+from . import app, config, console, dynamodb_local, loadtest, logs
+from .journal import JournalBusy
 from .store import Store
 
 
@@ -59,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="livecount", description="Realtime page-view counter.")
     commands = top.add_subparsers(dest="command", required=True)
     register(commands)
+    loadtest.register(commands)
     console.register(commands)
     return top
 
@@ -67,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser().parse_args(argv)
     try:
         code: int = ns.run(ns)
-    except dynamodb_local.EmbeddedError as exc:
+    except (dynamodb_local.EmbeddedError, JournalBusy) as exc:
         print(f"livecount: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

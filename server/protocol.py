@@ -98,6 +98,8 @@ def decode(frame: str | bytes) -> Inbound:
         raise _classify(frame, str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError("invalid_json", str(exc)) from None
+    except RecursionError:  # found by fuzzing: {"a":{"a":... thousands deep
+        raise ProtocolError("invalid_json", "nested too deeply") from None
     return message
 
 
@@ -106,7 +108,7 @@ def _classify(frame: str, detail: str) -> ProtocolError:
     if "`$.message`" in detail or "Object missing required field `message`" in detail:
         try:
             tag = msgspec.json.decode(frame).get("message")
-        except (msgspec.DecodeError, AttributeError):
+        except (msgspec.DecodeError, AttributeError, RecursionError):
             tag = None
         if tag not in _KNOWN:
             return ProtocolError("unknown_message", f"message must be one of {', '.join(_KNOWN)}")

@@ -3,7 +3,9 @@ reply is counted exactly once in the writer and the reader tables."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +20,7 @@ from tests.faults import FaultProxy
 from tests.support import Launch, Served, eventually
 
 ARTICLES = ("alpha", "beta", "gamma")
+OUTAGE_SECONDS = float(os.environ.get("LIVECOUNT_OUTAGE_SECONDS", "0"))
 
 
 @pytest_asyncio.fixture
@@ -86,6 +89,12 @@ async def test_an_unreachable_store_does_not_stop_counting(
     proxy.set("refuse")
     replied = await send_views(served, 30, start=3)
     assert replied == expected_for(33)  # replies kept counting from memory
+    sent = 33
+    deadline = asyncio.get_running_loop().time() + OUTAGE_SECONDS
+    while asyncio.get_running_loop().time() < deadline:  # `make soak`: a long outage
+        replied = await send_views(served, 3, start=sent)
+        sent += 3
+    assert replied == expected_for(sent)
 
     async def failures() -> int:
         return len(served.events("flush_failed"))

@@ -197,3 +197,16 @@ async def test_the_embedded_store_keeps_counts_in_the_data_dir(tmp_path: Path):
             assert await again.stop() == 0
     finally:
         await served.kill()
+
+
+async def test_views_sent_just_before_the_page_leaves_are_counted(launch: Launch):
+    served = await launch()
+    async with connect(served.ws) as leaving:
+        for _ in range(5):
+            await leaving.send(json.dumps({"message": "views", "articleId": "unload"}))
+    async with connect(served.ws) as ws:
+        async def total() -> int:
+            reply = await ask(ws, {"message": "subscribe", "articleIds": ["unload"]})
+            return int(reply["totalViews"])
+
+        assert await eventually(total, lambda n: n == 5) == 5

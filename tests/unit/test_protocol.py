@@ -48,6 +48,8 @@ def test_subscribe():
     ('{"message":"views","articleId":"' + "x" * 257 + '"}', "invalid_field"),
     ('{"message":"views","referrer":"' + "x" * 2049 + '"}', "invalid_field"),
     ('{"message":"subscribe","articleIds":"a"}', "invalid_field"),
+    ('{"message":"views","x":' + '{"a":' * 3000 + "1" + "}" * 3001, "invalid_json"),
+    ('{"x":' + '{"a":' * 3000 + "1" + "}" * 3001, "invalid_json"),
     ('{"message":"subscribe","articleIds":[' + ",".join(['"a"'] * 101) + "]}", "invalid_field"),
 ])
 def test_bad_frames_get_a_stable_code(frame, code):

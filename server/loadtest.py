@@ -1,0 +1,993 @@
+"""`livecount loadtest`: many WebSockets sending `views`, and what came back.
+
+It drives a livecount server (or anything that answers a `views` frame) from one
+process and reports throughput, reply latency, push latency and errors. It must cost
+less than what it measures, so every socket is websockets' sans-I/O protocol on a plain
+asyncio transport (no task, future or coroutine switch per message), and the report
+says when the client itself used most of a core: a saturated client must never be
+mistaken for a slow server.
+
+The pure parts (`Zipf`, `ViewMix`, `Histogram`, `PushTracker`, `Report`) hold the
+decisions and are tested on their own; `_Run` and `_Socket` are the I/O around them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import resource
+import signal
+import sys
+import time
+from bisect import bisect_right
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final, cast
+
+import msgspec
+import uvloop
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidStatus, InvalidURI
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import WebSocketURI, parse_uri
+
+SATURATED_PCT: Final = 90.0  # client CPU above this share of one core: the client may be the limit
+MAX_SUBSCRIBED: Final = 100  # ids a subscriber watches: the server's per-message limit
+FD_HEADROOM: Final = 64  # descriptors the process needs besides its sockets
+MAX_TRACKED: Final = 1_000_000  # views awaiting their push; beyond, views go untracked
+REFERRER_HOSTS: Final = 10
+
+
+# -- pure parts ----------------------------------------------------------------------------
+class Zipf:
+    """Ranks 0..n-1 with P(k) proportional to 1/(k+1)^a: a few hot articles, a long tail.
+
+    The cumulative table is built once, so a draw is one `random()` and one bisect.
+    """
+
+    def __init__(self, n: int, a: float, rng: random.Random) -> None:
+        if n < 1:
+            raise ValueError("Zipf needs at least one rank")
+        if a < 0:
+            raise ValueError("the Zipf exponent must be >= 0")
+        weights = [(k + 1) ** -a for k in range(n)]
+        total = math.fsum(weights)
+        acc = 0.0
+        self._cdf: list[float] = []
+        for w in weights:
+            acc += w
+            self._cdf.append(acc / total)
+        self._cdf[-1] = 1.0  # random() < 1.0, so a draw never falls past the last rank
+        self._random = rng.random
+
+    def __len__(self) -> int:
+        return len(self._cdf)
+
+    def probability(self, k: int) -> float:
+        return self._cdf[k] - (self._cdf[k - 1] if k else 0.0)
+
+    def sample(self) -> int:
+        return bisect_right(self._cdf, self._random())
+
+
+class ViewMix:
+    """The `views` frames a run sends: which article, refreshed or not, which referrer.
+
+    Each article's frame head is encoded once; a view is a draw and a concatenation.
+    """
+
+    def __init__(self, articles: int, zipf: float, refreshed_ratio: float = 0.0,
+                 referrer_ratio: float = 0.0, prefix: str = "loadtest-",
+                 seed: int | None = None) -> None:
+        self._rng = random.Random(seed)
+        self._zipf = Zipf(articles, zipf, self._rng)
+        self.ids = [f"{prefix}{k}" for k in range(articles)]
+        self._heads = [b'{"message":"views","articleId":' + msgspec.json.encode(i)
+                       + b',"articleTitle":' + msgspec.json.encode(f"Load test {i}")
+                       for i in self.ids]
+        self._referrers = [b',"referrer":"https://ref%d.example/post"' % j
+                           for j in range(REFERRER_HOSTS)]
+        self.refreshed_ratio = refreshed_ratio
+        self.referrer_ratio = referrer_ratio
+
+    def hottest(self, n: int) -> list[str]:
+        return self.ids[:n]
+
+    def draw(self) -> tuple[int, bool, int | None]:
+        """(article rank, refreshed, referrer host index or None)."""
+        rank = self._zipf.sample()
+        rnd = self._rng.random
+        refreshed = self.refreshed_ratio > 0 and rnd() < self.refreshed_ratio
+        referrer = (self._rng.randrange(REFERRER_HOSTS)
+                    if self.referrer_ratio > 0 and rnd() < self.referrer_ratio else None)
+        return rank, refreshed, referrer
+
+    def frame(self, rank: int, refreshed: bool, referrer: int | None) -> bytes:
+        tail = b',"refreshed":true' if refreshed else b""
+        if referrer is not None:
+            tail += self._referrers[referrer]
+        return self._heads[rank] + tail + b"}"
+
+    def next(self) -> tuple[int, bytes]:
+        rank, refreshed, referrer = self.draw()
+        return rank, self.frame(rank, refreshed, referrer)
+
+
+class Histogram:
+    """Latencies in milliseconds in log buckets 1% wide.
+
+    Memory stays a few kilobytes however long the run, and every percentile is within
+    1% of the exact one; the minimum and maximum are exact.
+    """
+
+    LOW: Final = 0.001  # 1 µs: anything faster lands in bucket 0
+    GROWTH: Final = 1.01
+    BUCKETS: Final = int(math.log(1e7 / 0.001) / math.log(1.01)) + 2  # up to ~2.8 hours
+
+    def __init__(self) -> None:
+        self._buckets = [0] * self.BUCKETS
+        self._log_growth = math.log(self.GROWTH)
+        self.count = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = 0.0
+
+    def record(self, ms: float) -> None:
+        if ms <= self.LOW:
+            index = 0
+        else:
+            index = min(self.BUCKETS - 1, int(math.log(ms / self.LOW) / self._log_growth) + 1)
+        self._buckets[index] += 1
+        self.count += 1
+        self.total += ms
+        self.min = min(self.min, ms)
+        self.max = max(self.max, ms)
+
+    def percentile(self, p: float) -> float | None:
+        """Nearest-rank percentile (p in 0..100), or None when nothing was recorded."""
+        if not self.count:
+            return None
+        rank = max(1, math.ceil(p / 100 * self.count))
+        seen = 0
+        for index, n in enumerate(self._buckets):
+            seen += n
+            if seen >= rank:
+                if index == 0:
+                    value = self.min
+                elif index == self.BUCKETS - 1:  # the overflow bucket
+                    value = self.max
+                else:
+                    value = self.LOW * self.GROWTH ** (index - 0.5)
+                return min(max(value, self.min), self.max)
+        return self.max
+
+    def summary(self) -> Summary:
+        def r(x: float | None) -> float | None:
+            return None if x is None else round(x, 3)
+
+        return Summary(count=self.count, p50=r(self.percentile(50)), p95=r(self.percentile(95)),
+                       p99=r(self.percentile(99)), max=r(self.max) if self.count else None,
+                       mean=r(self.total / self.count) if self.count else None)
+
+
+@dataclass(frozen=True)
+class Summary:
+    count: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+    mean: float | None
+
+
+@dataclass(slots=True)
+class _Expected:
+    total: int
+    sent_at: float
+    reached: int = 0  # watchers that have seen a count >= total
+
+
+@dataclass(slots=True)
+class _Watched:
+    """One article's watchers and the views still waiting to reach all of them."""
+
+    levels: dict[int, int] = field(default_factory=dict)  # subscriber -> highest count seen
+    # subscriber -> (previous level, when seen), (level, when seen): enough to date a
+    # count that a late reply turns out to have been pushed already
+    times: dict[int, tuple[int, float, int, float]] = field(default_factory=dict)
+    top: int = -1
+    totals: list[int] = field(default_factory=list)
+    waiting: list[_Expected] = field(default_factory=list)
+    head: int = 0  # waiting[:head] are done; completion always comes as a prefix
+
+
+class PushTracker:
+    """When did a count that includes a given view reach the subscribers of its article?
+
+    A view's reply gives the article's total including it (`expect`); a subscriber's
+    `count` push of `c` proves that subscriber saw every view whose total is <= c
+    (`seen`). Counts only grow, so the views that every watcher has seen are always a
+    prefix of the sorted waiting list, which keeps each push O(views it covers).
+    `first` times the first subscriber that saw the view, `all` the last one.
+    """
+
+    def __init__(self, max_tracked: int = MAX_TRACKED) -> None:
+        self.max_tracked = max_tracked
+        self.first = Histogram()
+        self.all = Histogram()
+        self.untracked = 0
+        self._articles: dict[str, _Watched] = {}
+        self._tracked = 0
+
+    def watch(self, subscriber: int, article: str) -> None:
+        self._articles.setdefault(article, _Watched()).levels.setdefault(subscriber, -1)
+
+    def watches(self, article: str) -> bool:
+        return article in self._articles
+
+    @property
+    def pending(self) -> int:
+        """Views not yet seen by every watcher of their article."""
+        return self._tracked
+
+    def expect(self, article: str, total: int, sent_at: float) -> None:
+        """A reply said this view made the article's total `total`."""
+        art = self._articles.get(article)
+        if art is None or not art.levels:
+            return
+        if self._tracked >= self.max_tracked:
+            self.untracked += 1
+            return
+        entry = _Expected(total, sent_at)
+        if art.top >= total:  # a push beat the reply: date it from what each watcher saw
+            seen = [self._when(art, sub, total) for sub, level in art.levels.items()
+                    if level >= total]
+            entry.reached = len(seen)
+            self.first.record((min(seen) - sent_at) * 1000)
+            if entry.reached >= len(art.levels):
+                self.all.record((max(seen) - sent_at) * 1000)
+                return
+        at = bisect_right(art.totals, total, lo=art.head)
+        art.totals.insert(at, total)
+        art.waiting.insert(at, entry)
+        self._tracked += 1
+
+    @staticmethod
+    def _when(art: _Watched, sub: int, total: int) -> float:
+        prev_level, prev_at, _, at = art.times[sub]
+        return prev_at if prev_level >= total else at
+
+    def seen(self, subscriber: int, article: str, count: int, now: float) -> None:
+        """A subscriber received a `count` of `count` for `article` at `now`."""
+        art = self._articles.get(article)
+        if art is None:
+            return
+        old = art.levels.get(subscriber)
+        if old is None or count <= old:
+            return
+        art.levels[subscriber] = count
+        _, _, last_level, last_at = art.times.get(subscriber, (-1, 0.0, -1, 0.0))
+        art.times[subscriber] = (last_level, last_at, count, now)
+        art.top = max(art.top, count)
+        lo = bisect_right(art.totals, old, lo=art.head)
+        hi = bisect_right(art.totals, count, lo=lo)
+        watchers = len(art.levels)
+        waiting = art.waiting
+        for i in range(lo, hi):
+            entry = waiting[i]
+            entry.reached += 1
+            if entry.reached == 1:
+                self.first.record((now - entry.sent_at) * 1000)
+        self._complete(art, watchers, now)
+
+    def leave(self, subscriber: int) -> None:
+        """A subscriber is gone: views it had not seen no longer wait for it."""
+        for art in self._articles.values():
+            level = art.levels.pop(subscriber, None)
+            art.times.pop(subscriber, None)
+            if level is None:
+                continue
+            for i in range(art.head, bisect_right(art.totals, level, lo=art.head)):
+                art.waiting[i].reached -= 1
+            self._complete(art, len(art.levels), time.perf_counter())
+
+    def _complete(self, art: _Watched, watchers: int, now: float) -> None:
+        waiting, head = art.waiting, art.head
+        while head < len(waiting) and waiting[head].reached >= watchers:
+            self.all.record((now - waiting[head].sent_at) * 1000)
+            head += 1
+        self._tracked -= head - art.head
+        if head > 1024 and head * 2 > len(waiting):
+            del waiting[:head], art.totals[:head]
+            head = 0
+        art.head = head
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a run measured; `to_json()` is the `--json` output."""
+
+    url: str
+    connections: int
+    subscribers: int
+    opened: int
+    connect_failures: dict[str, int]
+    connect_s: float
+    duration_s: float
+    target_rate: float | None
+    articles: int
+    zipf: float
+    sent: int
+    acked: int
+    errors: dict[str, int]
+    unanswered: int
+    views_per_s: float
+    reply_ms: Summary
+    push_ms: Summary
+    push_first_ms: Summary
+    push_missing: int
+    push_untracked: int
+    pushes: int
+    viewer_pushes: int
+    dropped: int
+    missed: int
+    unexpected: int
+    client_cpu_pct: float
+    client_saturated: bool
+    interrupted: bool
+    started_at: float
+    stopped_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def render(self) -> Table:
+        table = Table(title=f"livecount loadtest → {self.url}", show_header=False,
+                      title_justify="left")
+        table.add_column("metric", style="bold")
+        table.add_column("value", justify="right")
+        table.add_column("", style="dim")
+        rate = f"target {self.target_rate:g}/s" if self.target_rate else "as fast as replies allow"
+        table.add_row("sockets", f"{self.opened:,} of {self.connections + self.subscribers:,}",
+                      f"{self.connections} viewing, {self.subscribers} subscribed; "
+                      f"opened in {self.connect_s:.1f} s")
+        table.add_row("load", f"{self.duration_s:.1f} s", f"{rate}; {self.articles} articles, "
+                      f"Zipf {self.zipf:g}")
+        table.add_row("views sent", f"{self.sent:,}", "")
+        table.add_row("replies", f"{self.acked:,}",
+                      f"{self.unanswered:,} unanswered" if self.unanswered else "")
+        errors = ", ".join(f"{code} {n:,}" for code, n in sorted(self.errors.items()))
+        table.add_row("errors", f"{sum(self.errors.values()):,}", errors)
+        table.add_row("views/s", f"{self.views_per_s:,.0f}",
+                      f"{self.missed:,} views behind the target rate" if self.missed else "")
+        table.add_row("reply p50 / p95 / p99", _ms_line(self.reply_ms), _ms_tail(self.reply_ms))
+        if self.subscribers:
+            table.add_row("push, all subscribers", _ms_line(self.push_ms),
+                          _ms_tail(self.push_ms))
+            table.add_row("push, first subscriber", _ms_line(self.push_first_ms),
+                          _ms_tail(self.push_first_ms))
+            table.add_row("pushes received", f"{self.pushes:,}",
+                          f"{self.push_missing:,} views never pushed" if self.push_missing
+                          else "")
+        failures = sum(self.connect_failures.values())
+        table.add_row("connection failures", f"{failures:,}",
+                      ", ".join(f"{k} {n:,}" for k, n in sorted(self.connect_failures.items())))
+        table.add_row("closed by the server", f"{self.dropped:,}", "")
+        table.add_row("client CPU", f"{self.client_cpu_pct:.0f}% of a core",
+                      "SATURATED" if self.client_saturated else "")
+        return table
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.client_saturated:
+            notes.append(f"The client used {self.client_cpu_pct:.0f}% of a core: it may be the "
+                         "bottleneck. Run fewer sockets or several clients on other cores.")
+        if self.interrupted:
+            notes.append("Interrupted: the figures cover the load until Ctrl-C.")
+        if self.push_untracked:
+            notes.append(f"{self.push_untracked:,} views were not timed for push latency "
+                         f"(more than {MAX_TRACKED:,} waited at once).")
+        return notes
+
+
+def _ms_line(s: Summary) -> str:
+    if not s.count:
+        return "-"
+    return f"{s.p50:.1f} / {s.p95:.1f} / {s.p99:.1f} ms"
+
+
+def _ms_tail(s: Summary) -> str:
+    return f"max {s.max:.1f} ms, {s.count:,} samples" if s.count else ""
+
+
+def cpu_share(cpu_s: float, wall_s: float) -> float:
+    """Process CPU time as a percentage of one core over a wall-clock interval."""
+    return 100.0 * cpu_s / wall_s if wall_s > 0 else 0.0
+
+
+# -- options ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Options:
+    url: str
+    connections: int = 10
+    duration: float = 10.0
+    rate: float | None = None
+    articles: int = 100
+    zipf: float = 1.1
+    refreshed_ratio: float = 0.0
+    referrer_ratio: float = 0.0
+    subscribers: int = 0
+    max_views: int = 100_000_000
+    open_concurrency: int = 200
+    open_timeout: float = 10.0
+    drain_timeout: float = 10.0
+    push_wait: float = 3.0
+    article_prefix: str = "loadtest-"
+    seed: int | None = None
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default="ws://127.0.0.1:8080/ws",
+                   help="WebSocket URL (default: %(default)s)")
+    p.add_argument("--connections", type=_positive(int), default=10,
+                   help="sockets that send views (default: %(default)s)")
+    p.add_argument("--duration", type=_positive(float), default=10.0,
+                   help="seconds of load, after all sockets are open (default: %(default)s)")
+    p.add_argument("--rate", type=_positive(float), default=None,
+                   help="total views per second; without it each socket sends its next view "
+                        "when the reply to the previous one arrives")
+    p.add_argument("--articles", type=_positive(int), default=100,
+                   help="distinct article ids (default: %(default)s)")
+    p.add_argument("--zipf", type=_non_negative(float), default=1.1,
+                   help="Zipf exponent of article popularity; 0 is uniform (default: %(default)s)")
+    p.add_argument("--refreshed-ratio", type=_ratio, default=0.0,
+                   help="share of views sent with refreshed=true (default: %(default)s)")
+    p.add_argument("--referrer-ratio", type=_ratio, default=0.0,
+                   help=f"share of views with an external referrer, one of {REFERRER_HOSTS} "
+                        "hosts (default: %(default)s)")
+    p.add_argument("--subscribers", type=_non_negative(int), default=0,
+                   help=f"extra sockets that only subscribe, to the {MAX_SUBSCRIBED} hottest "
+                        "articles (or all of them if fewer), to time pushes (default: 0)")
+    p.add_argument("--max-views", type=_positive(int), default=100_000_000,
+                   help="stop after this many views even before --duration (default: %(default)s)")
+    p.add_argument("--open-concurrency", type=_positive(int), default=200,
+                   help="handshakes in flight at once while ramping up (default: %(default)s)")
+    p.add_argument("--open-timeout", type=_positive(float), default=10.0,
+                   help="seconds for one socket to open (default: %(default)s)")
+    p.add_argument("--push-wait", type=_non_negative(float), default=3.0,
+                   help="seconds to wait after the load for the last pushes (default: %(default)s)")
+    p.add_argument("--article-prefix", default="loadtest-",
+                   help="article ids are PREFIX0, PREFIX1, … (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=None, help="random seed, for repeatable mixes")
+    p.add_argument("--json", action="store_true", help="print one JSON object, no table")
+
+
+def options_from(ns: argparse.Namespace) -> Options:
+    return Options(
+        url=ns.url, connections=ns.connections, duration=ns.duration, rate=ns.rate,
+        articles=ns.articles, zipf=ns.zipf, refreshed_ratio=ns.refreshed_ratio,
+        referrer_ratio=ns.referrer_ratio, subscribers=ns.subscribers, max_views=ns.max_views,
+        open_concurrency=ns.open_concurrency, open_timeout=ns.open_timeout,
+        push_wait=ns.push_wait, article_prefix=ns.article_prefix, seed=ns.seed)
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards the hard one; returns the new soft limit.
+
+    Raises `OSError` with a clear message when even the hard limit is too low.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if needed <= soft:
+        return soft
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise OSError(f"{needed} sockets and files are needed but this process may open at "
+                      f"most {hard} (ulimit -Hn); use fewer --connections/--subscribers")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return needed
+
+
+# -- I/O --------------------------------------------------------------------------------------
+class _Reply(msgspec.Struct):
+    """The fields of any server message the client looks at; others are ignored."""
+
+    message: str = ""
+    totalViews: int = 0
+    articleId: str | None = None
+    error: str | None = None
+
+
+_decode: Final = msgspec.json.Decoder(_Reply).decode
+
+
+class _Socket(asyncio.Protocol):
+    """One WebSocket: websockets' sans-I/O protocol fed straight from the transport."""
+
+    def __init__(self, run: _Run, index: int, subscriber: bool) -> None:
+        loop = asyncio.get_running_loop()
+        self.run = run
+        self.index = index
+        self.subscriber = subscriber
+        self.ws = ClientProtocol(run.uri, max_size=2**20)
+        self.transport: asyncio.Transport | None = None
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.ready: asyncio.Future[None] = loop.create_future()  # subscriber: counts arrived
+        self.open = False
+        self.busy = False  # a view waits for its reply
+        self.sent_at = 0.0
+        self.article = 0
+        self.counts_due = 0
+        self._parts: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        request = self.ws.connect()
+        request.headers["User-Agent"] = "livecount-loadtest"
+        self.ws.send_request(request)
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        ws.receive_data(data)
+        events = ws.events_received()
+        if events:
+            now = time.perf_counter()
+            for event in events:
+                if type(event) is Frame:
+                    opcode = event.opcode
+                    if opcode is Opcode.TEXT or opcode is Opcode.CONT:
+                        if event.fin and not self._parts:
+                            self.run.on_text(self, event.data, now)
+                        else:
+                            self._parts.append(bytes(event.data))
+                            if event.fin:
+                                whole, self._parts = b"".join(self._parts), []
+                                self.run.on_text(self, whole, now)
+                    elif opcode is Opcode.BINARY:
+                        self.run.unexpected += 1
+                elif isinstance(event, Response):
+                    self._handshake()
+        self._flush()
+
+    def _handshake(self) -> None:
+        if self.opened.done():
+            return
+        if self.ws.handshake_exc is not None:
+            self.opened.set_exception(self.ws.handshake_exc)
+        else:
+            self.open = True
+            self.opened.set_result(None)
+
+    def eof_received(self) -> bool | None:
+        self.ws.receive_eof()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_open, self.open = self.open, False
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("closed during the handshake"))
+        if not self.ready.done():
+            self.ready.cancel()  # closed before its counts arrived
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if was_open:
+            self.run.on_lost(self)
+
+    def send(self, data: bytes) -> bool:
+        if not self.open:
+            return False
+        self.ws.send_text(data)
+        self._flush()
+        return True
+
+    def close(self) -> None:
+        if self.open and self.transport is not None and not self.transport.is_closing():
+            with suppress(Exception):
+                self.ws.send_close(1000)
+                self._flush()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for data in self.ws.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof() and not transport.is_closing():
+                transport.write_eof()
+
+    # Keep the protocol's references from extending a dead socket's life.
+    def __repr__(self) -> str:
+        return f"<socket {self.index}{' sub' if self.subscriber else ''}>"
+
+
+class _Display:
+    """A rich progress bar on a terminal, nothing otherwise (and never with --json)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.console = Console(stderr=True)
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+        if enabled and self.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(), console=self.console, transient=True,
+                refresh_per_second=4)
+
+    @contextmanager
+    def phase(self, description: str, total: float) -> Iterator[None]:
+        if self.progress is None:
+            yield
+            return
+        with self.progress:
+            self.task = self.progress.add_task(description, total=total, info="")
+            try:
+                yield
+            finally:
+                self.progress.remove_task(self.task)
+                self.task = None
+
+    def update(self, completed: float, info: str) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, completed=completed, info=info)
+
+
+class _Run:
+    """One load test: open the sockets, send views, drain, close, report."""
+
+    def __init__(self, options: Options, display: _Display) -> None:
+        self.options = options
+        self.display = display
+        self.uri: WebSocketURI = parse_uri(options.url)
+        self.mix = ViewMix(options.articles, options.zipf, options.refreshed_ratio,
+                           options.referrer_ratio, options.article_prefix, options.seed)
+        self.reply_ms = Histogram()
+        self.tracker = PushTracker()
+        self.viewers: list[_Socket] = []
+        self.subscribers: list[_Socket] = []
+        self.idle: deque[_Socket] = deque()
+        self.connect_failures: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.sending = False
+        self.stopping = False
+        self.interrupted = False
+        self.sent = self.acked = self.in_flight = 0
+        self.pushes = self.viewer_pushes = self.dropped = self.unexpected = self.missed = 0
+        self.views_left = options.max_views
+        self.stop = asyncio.Event()
+
+    # -- callbacks from sockets: the hot path ---------------------------------------------------
+    def on_text(self, sock: _Socket, data: bytes | bytearray | memoryview, now: float) -> None:
+        try:
+            msg = _decode(data)
+        except msgspec.DecodeError:
+            self.unexpected += 1
+            return
+        kind = msg.message
+        if sock.subscriber:
+            if kind == "count" and msg.articleId is not None:
+                self.pushes += 1
+                self.tracker.seen(sock.index, msg.articleId, msg.totalViews, now)
+                if sock.counts_due:
+                    sock.counts_due -= 1
+                    if not sock.counts_due and not sock.ready.done():
+                        sock.ready.set_result(None)
+            elif kind == "error":
+                self.errors[f"subscribe:{msg.error}"] += 1
+                if not sock.ready.done():
+                    sock.ready.set_exception(RuntimeError(f"subscribe refused: {msg.error}"))
+            else:
+                self.unexpected += 1
+            return
+        if kind == "count":
+            self.viewer_pushes += 1  # the server subscribes a viewer to what it viewed
+            return
+        if not sock.busy:
+            self.unexpected += 1
+            return
+        sock.busy = False
+        self.in_flight -= 1
+        self.reply_ms.record((now - sock.sent_at) * 1000)
+        if kind == "views":
+            self.acked += 1
+            article = self.mix.ids[sock.article]
+            if self.tracker.watches(article):
+                self.tracker.expect(article, msg.totalViews, sock.sent_at)
+        elif kind == "error":
+            self.errors[msg.error or "unknown"] += 1
+        else:
+            self.unexpected += 1
+        if self.sending:
+            if self.options.rate is None:
+                self.send_view(sock)
+            else:
+                self.idle.append(sock)
+
+    def on_lost(self, sock: _Socket) -> None:
+        if not self.stopping:
+            self.dropped += 1
+        if sock.busy:
+            sock.busy = False
+            self.in_flight -= 1
+        if sock.subscriber:
+            self.tracker.leave(sock.index)
+
+    def send_view(self, sock: _Socket) -> None:
+        if self.views_left <= 0:
+            self.sending = False
+            self.stop.set()
+            return
+        rank, frame = self.mix.next()
+        sock.article = rank
+        sock.sent_at = time.perf_counter()
+        if sock.send(frame):
+            sock.busy = True
+            self.in_flight += 1
+            self.sent += 1
+            self.views_left -= 1
+
+    # -- phases -----------------------------------------------------------------------------------
+    async def open_all(self) -> float:
+        opts = self.options
+        loop = asyncio.get_running_loop()
+        limit = asyncio.Semaphore(opts.open_concurrency)
+        total = opts.connections + opts.subscribers
+        started = time.perf_counter()
+        done = 0
+
+        async def one(sock: _Socket) -> None:
+            nonlocal done
+            async with limit:
+                if self.stop.is_set():
+                    return
+                try:
+                    async with asyncio.timeout(opts.open_timeout):
+                        await loop.create_connection(
+                            lambda: sock, self.uri.host, self.uri.port,
+                            ssl=True if self.uri.secure else None)
+                        await sock.opened
+                except InvalidStatus as exc:
+                    self.connect_failures[f"HTTP {exc.response.status_code}"] += 1
+                    sock.abort()
+                except TimeoutError:
+                    self.connect_failures["timeout"] += 1
+                    sock.abort()
+                except Exception as exc:
+                    self.connect_failures[type(exc).__name__] += 1
+                    sock.abort()
+                done += 1
+                self.display.update(done, f"{done:,}/{total:,} sockets")
+
+        self.viewers = [_Socket(self, i, False) for i in range(opts.connections)]
+        self.subscribers = [_Socket(self, i, True) for i in range(opts.subscribers)]
+        with self.display.phase("opening", total):
+            await asyncio.gather(*(one(s) for s in [*self.subscribers, *self.viewers]))
+        return time.perf_counter() - started
+
+    async def subscribe_all(self) -> None:
+        watched = self.mix.hottest(min(self.options.articles, MAX_SUBSCRIBED))
+        frame = msgspec.json.encode({"message": "subscribe", "articleIds": watched})
+        live = [s for s in self.subscribers if s.open]
+        for sock in live:
+            for article in watched:
+                self.tracker.watch(sock.index, article)
+            sock.counts_due = len(watched)
+            sock.send(frame)
+        if not live:
+            return
+        with suppress(TimeoutError):
+            async with asyncio.timeout(self.options.open_timeout):
+                await asyncio.gather(*(s.ready for s in live), return_exceptions=True)
+        for sock in live:
+            ready = sock.ready
+            if not ready.done() or ready.cancelled() or ready.exception() is not None:
+                self.connect_failures["subscribe"] += 1
+                sock.abort()
+
+    async def load(self) -> tuple[float, float, int]:
+        """Send views until the duration, --max-views or Ctrl-C; returns wall, cpu, acked."""
+        opts = self.options
+        live = [s for s in self.viewers if s.open]
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        self.sending = True
+        pacer = None
+        if opts.rate is None:
+            for sock in live:
+                self.send_view(sock)
+        else:
+            self.idle.extend(live)
+            pacer = asyncio.create_task(self._pace(opts.rate, len(live)))
+        with self.display.phase("load", opts.duration):
+            deadline = t0 + opts.duration
+            while not self.stop.is_set() and (left := deadline - time.perf_counter()) > 0:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), min(0.25, left))
+                elapsed = time.perf_counter() - t0
+                self.display.update(elapsed, f"{self.acked / elapsed:,.0f} views/s, "
+                                             f"{sum(self.errors.values()):,} errors")
+        self.sending = False
+        wall, cpu, acked = time.perf_counter() - t0, time.process_time() - cpu0, self.acked
+        if pacer is not None:
+            pacer.cancel()
+            with suppress(asyncio.CancelledError):
+                await pacer
+        return wall, cpu, acked
+
+    async def _pace(self, rate: float, sockets: int) -> None:
+        """Hand views to idle sockets at `rate`; what no idle socket can take is missed."""
+        start = time.perf_counter()
+        dispatched = 0
+        while self.sending:
+            due = int((time.perf_counter() - start) * rate) - dispatched
+            if due > sockets:  # nobody free for a while: do not burst to catch up later
+                self.missed += due - sockets
+                dispatched += due - sockets
+                due = sockets
+            while due > 0 and self.idle and self.sending:
+                sock = self.idle.popleft()
+                if sock.open:
+                    self.send_view(sock)
+                    dispatched += 1
+                    due -= 1
+            await asyncio.sleep(0.001)
+
+    async def until(self, done: Callable[[], bool], within: float) -> bool:
+        deadline = time.perf_counter() + within
+        while not done():
+            if time.perf_counter() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    async def close_all(self, grace: float = 5.0) -> None:
+        self.stopping = True
+        socks = [*self.viewers, *self.subscribers]
+        for sock in socks:
+            sock.close()
+        waits = [s.closed for s in socks if s.transport is not None]
+        if waits:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await asyncio.gather(*waits, return_exceptions=True)
+        for sock in socks:
+            if not sock.closed.done():
+                sock.abort()
+
+    def interrupt(self) -> None:
+        if self.interrupted:  # a second Ctrl-C: stop at once, no report
+            for sock in [*self.viewers, *self.subscribers]:
+                sock.abort()
+            raise KeyboardInterrupt
+        self.interrupted = True
+        self.stop.set()
+
+
+async def run(options: Options, display: _Display | None = None,
+              on_interrupt: Callable[[Callable[[], None]], None] | None = None) -> Report:
+    """Run one load test and return its report; SIGINT stops the load and still reports."""
+    display = display or _Display(False)
+    raise_fd_limit(options.connections + options.subscribers + FD_HEADROOM)
+    r = _Run(options, display)
+    if on_interrupt is not None:
+        on_interrupt(r.interrupt)
+    started_at = time.time()
+    connect_s = await r.open_all()
+    if options.subscribers and not r.stop.is_set():
+        await r.subscribe_all()
+    wall = cpu = 0.0
+    acked_in_window = 0
+    if not r.stop.is_set() and any(s.open for s in r.viewers):
+        wall, cpu, acked_in_window = await r.load()
+    stopped_at = time.time()
+    await r.until(lambda: r.in_flight <= 0, options.drain_timeout)
+    if options.subscribers:
+        await r.until(lambda: r.tracker.pending == 0, options.push_wait)
+    await r.close_all()
+    share = cpu_share(cpu, wall)
+    return Report(
+        url=options.url, connections=options.connections, subscribers=options.subscribers,
+        opened=options.connections + options.subscribers - sum(r.connect_failures.values()),
+        connect_failures=dict(r.connect_failures), connect_s=round(connect_s, 3),
+        duration_s=round(wall, 3), target_rate=options.rate, articles=options.articles,
+        zipf=options.zipf, sent=r.sent, acked=r.acked,
+        errors={k: v for k, v in r.errors.items() if not k.startswith("subscribe:")},
+        unanswered=r.sent - r.acked - sum(v for k, v in r.errors.items()
+                                          if not k.startswith("subscribe:")),
+        views_per_s=round(acked_in_window / wall, 1) if wall else 0.0,
+        reply_ms=r.reply_ms.summary(), push_ms=r.tracker.all.summary(),
+        push_first_ms=r.tracker.first.summary(), push_missing=r.tracker.pending,
+        push_untracked=r.tracker.untracked, pushes=r.pushes, viewer_pushes=r.viewer_pushes,
+        dropped=r.dropped, missed=r.missed, unexpected=r.unexpected,
+        client_cpu_pct=round(share, 1), client_saturated=share > SATURATED_PCT,
+        interrupted=r.interrupted, started_at=started_at, stopped_at=stopped_at)
+
+
+def main(ns: argparse.Namespace) -> int:
+    options = options_from(ns)
+    try:
+        parse_uri(options.url)
+    except InvalidURI as exc:
+        ns.parser.error(str(exc))
+    display = _Display(not ns.json)
+
+    async def go() -> Report:
+        loop = asyncio.get_running_loop()
+
+        def install(handler: Callable[[], None]) -> None:
+            loop.add_signal_handler(signal.SIGINT, handler)
+
+        try:
+            return await run(options, display, install)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        report = uvloop.run(go())
+    except OSError as exc:
+        print(f"livecount loadtest: {exc}", file=sys.stderr)
+        return 1
+    if ns.json:
+        sys.stdout.write(msgspec.json.encode(report.to_json()).decode() + "\n")
+    else:
+        console = Console()
+        console.print(report.render())
+        for note in report.notes():
+            console.print(f"[yellow]{note}[/yellow]")
+    if report.opened == 0:
+        print("livecount loadtest: no socket could be opened", file=sys.stderr)
+        return 1
+    return 130 if report.interrupted else 0
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser("loadtest", help="drive a server with many WebSockets and report",
+                            description="Open many WebSockets, send views, report throughput "
+                                        "and latency. Ctrl-C stops the load and still reports.")
+    add_options(p)
+    p.set_defaults(run=main, parser=p)
+
+
+__all__ = ["Histogram", "Options", "PushTracker", "Report", "ViewMix", "Zipf", "register",
+           "run"]

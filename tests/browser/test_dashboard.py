@@ -1,0 +1,293 @@
+"""The dashboard at `GET /`, in a real Chromium against a real `livecount serve`.
+
+Views come from a real WebSocket client, as a blog's pages would send them; the
+dashboard itself only subscribes. Every wait is an `expect` deadline, never a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Locator, Page, ViewportSize, expect
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.support import Launch, Served, eventually, free_port, http_get
+
+TIMEOUT = 20_000  # ms, for expect(): a deadline, not a speed claim
+NEW_ROW_TIMEOUT = 40_000  # a new article shows at the next re-fetch of the table (every 15 s)
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+
+Open = Callable[..., Awaitable[Page]]
+
+
+async def send_view(ws: ClientConnection, article: str | None = None, **fields: Any) -> None:
+    """One `views` message, and its answer read (so it was counted)."""
+    message: dict[str, Any] = {"message": "views", **fields}
+    if article is not None:
+        message["articleId"] = article
+    await ws.send(json.dumps(message))
+    async with asyncio.timeout(10):
+        while (answer := json.loads(await ws.recv()))["message"] == "count":
+            pass  # a push for what this socket viewed before
+    assert answer["message"] == "views", answer
+
+
+async def api(served: Served, path: str) -> Any:
+    status, _, body = await asyncio.to_thread(http_get, served.http + path)
+    assert status == 200, (path, status, body)
+    return json.loads(body)
+
+
+async def stored(served: Served, views: int) -> None:
+    """Wait until `views` views are flushed: report rows are written by the flush."""
+    async def flushed() -> int:
+        return sum(int(e.get("views", 0)) for e in served.events("flushed"))
+
+    await eventually(flushed, lambda n: n >= views)
+
+
+async def only_live(page: Page) -> None:
+    """Refuse the table's re-fetches from now on: what moves after this came over /ws."""
+    await page.route("**/api/pages**", lambda route: route.abort())
+
+
+def row(page: Page, row_id: str) -> Locator:
+    return page.locator(f"#rows tr[data-id={json.dumps(row_id)}]")
+
+
+@pytest_asyncio.fixture
+async def open_dashboard(browser: Browser) -> AsyncIterator[Open]:
+    """Open `/` of a server in a fresh context; fail the test on any uncaught page error."""
+    contexts: list[BrowserContext] = []
+    errors: list[str] = []
+
+    async def open_(served: Served, viewport: ViewportSize | None = None,
+                    fragment: str = "") -> Page:
+        context = await browser.new_context(viewport=viewport or DESKTOP)
+        contexts.append(context)
+        page = await context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(served.http + "/" + fragment)
+        await expect(page.locator("#conn")).to_have_text("live", timeout=TIMEOUT)
+        return page
+
+    yield open_
+    for context in contexts:
+        await context.close()
+    assert errors == []
+
+
+async def test_rows_and_the_site_total_move_live(launch: Launch, open_dashboard: Open):
+    served = await launch("--site-domain", "blog.example")
+    async with connect(served.ws) as ws:
+        await send_view(ws, "first-post", articleTitle="First post")
+        await send_view(ws, currentPage="/")
+        page = await open_dashboard(served)
+        await page.evaluate("window.__sameDocument = true")
+
+        first = row(page, "first-post")
+        await expect(first.locator(".title")).to_have_text("First post", timeout=TIMEOUT)
+        await expect(first.locator(".total")).to_have_text("1", timeout=TIMEOUT)
+        await expect(row(page, "Home_Page").locator(".total")).to_have_text("1", timeout=TIMEOUT)
+        await expect(page.locator("#site-total")).to_have_text("2", timeout=TIMEOUT)
+
+        await only_live(page)
+        await send_view(ws, "first-post", refreshed=True)  # total only
+        await expect(first.locator(".total")).to_have_text("2", timeout=TIMEOUT)
+        await expect(first.locator(".unique")).to_have_text("1", timeout=TIMEOUT)
+        await expect(page.locator("#site-total")).to_have_text("3", timeout=TIMEOUT)
+        await expect(page.locator("#site-unique")).to_have_text("2", timeout=TIMEOUT)
+
+        await send_view(ws, currentPage="/")
+        await expect(row(page, "Home_Page").locator(".total")).to_have_text("2", timeout=TIMEOUT)
+        await expect(page.locator("#site-total")).to_have_text("4", timeout=TIMEOUT)
+
+        # An article first viewed after the page loaded is not pushed: the re-fetch finds it.
+        await page.unroute("**/api/pages**")
+        await send_view(ws, "late-post", articleTitle="Late post")
+        await expect(row(page, "late-post").locator(".total")).to_have_text(
+            "1", timeout=NEW_ROW_TIMEOUT)
+        await expect(page.locator("#site-total")).to_have_text("5", timeout=TIMEOUT)
+        await send_view(ws, "late-post")  # and once listed, it is subscribed to
+        await expect(row(page, "late-post").locator(".total")).to_have_text("2", timeout=TIMEOUT)
+        assert await page.evaluate("window.__sameDocument") is True  # no reload happened
+
+    # The dashboard only watched: the server counted exactly what the test sent.
+    await stored(served, 6)
+    pages = await api(served, "/api/pages")
+    assert sorted((r.get("articleId") or r["pageName"], r["totalViews"]) for r in pages) == [
+        ("Home_Page", 2), ("first-post", 2), ("late-post", 2)]
+
+
+async def test_selecting_a_row_shows_its_referrers_and_chart(launch: Launch,
+                                                             open_dashboard: Open):
+    served = await launch("--site-domain", "blog.example")
+    async with connect(served.ws) as ws:
+        for referrer in ["https://news.ycombinator.com/item?id=1",
+                         "https://news.ycombinator.com/item?id=2",
+                         "https://www.lobste.rs/s/abc",
+                         "https://blog.example/another-post"]:  # internal: not a referrer
+            await send_view(ws, "chosen", articleTitle="The chosen one", referrer=referrer)
+        await send_view(ws, "other", articleTitle="Another", referrer="https://reddit.com/r/x")
+    await stored(served, 5)
+    await eventually(lambda: api(served, "/api/timeline?articleId=chosen"),
+                     lambda points: sum(p["totalViews"] for p in points) == 4)
+
+    page = await open_dashboard(served)
+    await expect(page.locator("#detail-title")).to_have_text("All pages", timeout=TIMEOUT)
+    await expect(page.locator("#referrers li")).to_have_count(3, timeout=TIMEOUT)
+
+    await row(page, "chosen").click()
+    await expect(row(page, "chosen")).to_have_attribute("aria-current", "true")
+    await expect(page.locator("#detail-title")).to_have_text("The chosen one", timeout=TIMEOUT)
+    await expect(page.locator("#detail-total")).to_have_text("4", timeout=TIMEOUT)
+    referrers = page.locator("#referrers li")
+    await expect(referrers).to_have_count(2, timeout=TIMEOUT)
+    await expect(referrers.locator(".host")).to_have_text(["news.ycombinator.com", "lobste.rs"])
+    await expect(referrers.locator(".views")).to_have_text(["2", "1"])
+
+    chart = page.locator("#chart svg")
+    await expect(chart).to_have_attribute("data-bucket", "hour", timeout=TIMEOUT)
+    await expect(chart.locator(".bar")).to_have_count(48, timeout=TIMEOUT)
+    # The views land in the newest hour, or the two newest if the hour turned meanwhile.
+    totals = await chart.locator(".bar").evaluate_all("bars => bars.map(b => +b.dataset.total)")
+    assert sum(totals) == 4 and sum(totals[-2:]) == 4
+
+    await page.click("#range-day")
+    await expect(page.locator("#range-day")).to_have_attribute("aria-pressed", "true")
+    await expect(chart).to_have_attribute("data-bucket", "day", timeout=TIMEOUT)
+    await expect(chart.locator(".bar")).to_have_count(30, timeout=TIMEOUT)
+
+    # The selection is in the URL: a reload (or a shared link) shows the same article.
+    assert page.url.endswith("#post=chosen")
+    await page.reload()
+    await expect(page.locator("#detail-title")).to_have_text("The chosen one", timeout=TIMEOUT)
+
+    await page.click("#clear")
+    await expect(page.locator("#detail-title")).to_have_text("All pages", timeout=TIMEOUT)
+    await expect(referrers.locator(".host")).to_have_text(
+        ["news.ycombinator.com", "lobste.rs", "reddit.com"], timeout=TIMEOUT)
+
+
+async def test_a_view_updates_the_selected_panel(launch: Launch, open_dashboard: Open):
+    served = await launch("--site-domain", "blog.example")
+    async with connect(served.ws) as ws:
+        await send_view(ws, "watched", articleTitle="Watched")
+        page = await open_dashboard(served, fragment="#post=watched")
+        await expect(page.locator("#detail-title")).to_have_text("Watched", timeout=TIMEOUT)
+        await expect(page.locator("#detail-total")).to_have_text("1", timeout=TIMEOUT)
+        await expect(page.locator("#referrers li")).to_have_count(0)
+        await only_live(page)
+        await send_view(ws, "watched", referrer="https://lobste.rs/")
+        await expect(page.locator("#detail-total")).to_have_text("2", timeout=TIMEOUT)
+        # The panel re-fetches its chart and referrers after a count it shows changed.
+        await expect(page.locator("#referrers li .host")).to_have_text(["lobste.rs"],
+                                                                       timeout=TIMEOUT)
+        bars = page.locator("#chart svg .bar")
+        await page.wait_for_function(
+            "[...document.querySelectorAll('#chart svg .bar')]"
+            ".reduce((s, b) => s + +b.dataset.total, 0) === 2", timeout=TIMEOUT)
+        await expect(bars).to_have_count(48)
+
+
+async def test_sorting_by_the_column_headers(launch: Launch, open_dashboard: Open):
+    served = await launch()
+    async with connect(served.ws) as ws:
+        for article, title, views, refreshed in [("b", "Banana", 3, True), ("a", "apple", 1, False),
+                                                 ("c", "Cherry", 2, False)]:
+            for _ in range(views):
+                await send_view(ws, article, articleTitle=title, refreshed=refreshed)
+    await stored(served, 6)
+    await eventually(lambda: api(served, "/api/pages"),
+                     lambda rows: all(r.get("articleTitle") for r in rows) and len(rows) == 3)
+    page = await open_dashboard(served)
+    ids = page.locator("#rows tr")
+    await expect(ids).to_have_count(3, timeout=TIMEOUT)
+
+    async def order() -> list[str]:
+        return await ids.evaluate_all("rows => rows.map(r => r.dataset.id)")
+
+    assert await order() == ["b", "c", "a"]  # most viewed first
+    await page.click("#pages th[data-sort=title] button")
+    await expect(page.locator("#pages th[data-sort=title]")).to_have_attribute(
+        "aria-sort", "ascending")
+    assert await order() == ["a", "b", "c"]  # A to Z, case-insensitive
+    await page.click("#pages th[data-sort=unique] button")
+    assert await order() == ["c", "a", "b"]  # b's three views were refreshes: 1 unique
+    await page.click("#pages th[data-sort=unique] button")
+    await expect(page.locator("#pages th[data-sort=unique]")).to_have_attribute(
+        "aria-sort", "ascending")
+    assert await order() == ["b", "a", "c"]
+
+
+async def test_odd_ids_and_titles_are_shown_as_text(launch: Launch, open_dashboard: Open):
+    served = await launch()
+    odd_id = "<img src=x onerror=\"window.__pwned=1\">'&amp;"
+    odd_title = "<script>window.__pwned=2</script> \"quoted\" & <b>bold</b>"
+    async with connect(served.ws) as ws:
+        await send_view(ws, odd_id, articleTitle=odd_title, referrer="https://a.example/")
+    await stored(served, 1)
+    await eventually(lambda: api(served, "/api/pages"),
+                     lambda rows: bool(rows) and rows[0].get("articleTitle") == odd_title)
+
+    page = await open_dashboard(served)
+    odd = row(page, odd_id)
+    await expect(odd.locator(".title")).to_have_text(odd_title, timeout=TIMEOUT)
+    await expect(odd.locator(".id")).to_have_text(odd_id)
+    await odd.click()
+    await expect(page.locator("#detail-title")).to_have_text(odd_title, timeout=TIMEOUT)
+    await expect(page.locator("#referrers li .host")).to_have_text(["a.example"], timeout=TIMEOUT)
+    await expect(page.locator("#chart svg .bar")).to_have_count(48, timeout=TIMEOUT)
+    assert await page.evaluate("window.__pwned") is None
+    assert await page.locator("#rows img, #rows script, #rows b").count() == 0
+
+    await page.reload()  # the selection survives the URL round trip, encoded
+    await expect(page.locator("#detail-title")).to_have_text(odd_title, timeout=TIMEOUT)
+
+
+async def test_phone_width_has_no_horizontal_overflow(launch: Launch, open_dashboard: Open):
+    served = await launch()
+    long_id = "a-very-long-article-id-without-any-spaces-" * 6
+    long_title = "A title long enough to wrap several times on a phone, and then some more " * 3
+    async with connect(served.ws) as ws:
+        await send_view(ws, long_id[:256], articleTitle=long_title[:256],
+                        referrer="https://" + "subdomain." * 12 + "example.com/")
+        await send_view(ws, "short", articleTitle="Short")
+        await send_view(ws, currentPage="/pages/about")
+    await stored(served, 3)
+
+    page = await open_dashboard(served, viewport=PHONE)
+    await expect(page.locator("#rows tr")).to_have_count(3, timeout=TIMEOUT)
+    await expect(page.locator("#chart svg .bar")).to_have_count(48, timeout=TIMEOUT)
+    overflow = "document.scrollingElement.scrollWidth <= window.innerWidth"
+    assert await page.evaluate(overflow)
+    await row(page, long_id[:256]).click()
+    await expect(page.locator("#referrers li")).to_have_count(1, timeout=TIMEOUT)
+    await page.click("#range-day")
+    await expect(page.locator("#chart svg .bar")).to_have_count(30, timeout=TIMEOUT)
+    assert await page.evaluate(overflow)
+
+
+async def test_the_dashboard_reconnects_after_a_server_restart(launch: Launch,
+                                                               open_dashboard: Open):
+    port = str(free_port())
+    served = await launch("--port", port)
+    async with connect(served.ws) as ws:
+        await send_view(ws, "survivor", articleTitle="Survivor")
+    page = await open_dashboard(served)
+    await expect(row(page, "survivor").locator(".total")).to_have_text("1", timeout=TIMEOUT)
+    await only_live(page)
+
+    assert await served.stop() == 0
+    await expect(page.locator("#conn")).to_have_text("offline", timeout=TIMEOUT)
+    restarted = await launch("--port", port)
+    await expect(page.locator("#conn")).to_have_text("live", timeout=TIMEOUT)
+    async with connect(restarted.ws) as ws:  # re-subscribed: the push reaches the page
+        await send_view(ws, "survivor")
+    await expect(row(page, "survivor").locator(".total")).to_have_text("2", timeout=TIMEOUT)
+    await expect(page.locator("#site-total")).to_have_text("2", timeout=TIMEOUT)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import websockets
+from botocore.exceptions import ClientError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
@@ -30,13 +31,18 @@ from .limits import AddressCounter, TokenBucket, client_address, is_bot, parse_n
 from .logs import error, log, warn
 from .pages import Target, referrer_host
 from .reports import hour_of
-from .store import Store, StoreError
+from .store import FATAL_CODES, Store, StoreError
 from .streams import StreamConsumer
 
 SHUTDOWN_FLUSH_TIMEOUT = 30.0
+MAX_TRACKED = 100_000  # targets whose counts a node keeps in memory (watched ones always)
 MAX_STRIKES = 20  # refused messages in a row before a socket is closed with 1008
 RATE_LIMITED = protocol.encode(protocol.Error(
     "rate_limited", "too many messages; slow down or the connection will be closed"))
+
+
+class StoreRefused(RuntimeError):
+    """Credentials or policy are wrong: retrying cannot help, so say so and stop."""
 
 
 @dataclass(slots=True)
@@ -249,6 +255,7 @@ class Node:
                 result = FlushResult.nothing_known(flush)
             for target in self.ledger.complete(flush, result):
                 self.hub.changed(target)
+            self.ledger.trim(MAX_TRACKED, self.hub.watched())
             self.journal.append(journal.completed_record(flush, result))
             if self.ledger.idle:
                 self.journal.rotate(self._seq)
@@ -404,6 +411,14 @@ async def _prepare(store: Store, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             made = await store.create_tables()
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in FATAL_CODES:
+                raise StoreRefused(f"DynamoDB refused livecount: {exc}") from None
+            warn("dynamodb_unreachable", error=str(exc), retry_in=delay)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 10.0)
+            continue
         except StoreError as exc:
             warn("dynamodb_unreachable", error=str(exc), retry_in=delay)
             with suppress(TimeoutError):

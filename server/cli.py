@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser().parse_args(argv)
     try:
         code: int = ns.run(ns)
-    except (dynamodb_local.EmbeddedError, JournalBusy) as exc:
+    except (dynamodb_local.EmbeddedError, JournalBusy, app.StoreRefused) as exc:
         print(f"livecount: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

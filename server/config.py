@@ -79,7 +79,8 @@ def _port(text: str) -> int:
 _OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
     ("host", str, "127.0.0.1", "address to listen on"),
     ("port", _port, 8080, "port to listen on (0 picks a free one and logs it)"),
-    ("data-dir", Path, Path("data"), "where the embedded DynamoDB Local keeps its files"),
+    ("data-dir", Path, Path("data"),
+     "this node's own files: the journal (keep it), the embedded DynamoDB Local's data"),
     ("dynamodb-endpoint", str, "embedded",
      "'embedded' (DynamoDB Local as a child process), 'aws', or a URL"),
     ("region", str, "us-east-1", "AWS region"),

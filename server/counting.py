@@ -193,6 +193,24 @@ class Ledger:
         self._known[target] = after
         return after != before
 
+    def trim(self, most: int, keep: set[Target]) -> int:
+        """Forget the earliest-seen counts past `most` targets, except what is watched
+        or waits for the store: a reader re-reads them when it needs them. Keeps a
+        client inventing article ids from growing memory without end."""
+        excess = len(self._known) - most
+        if excess <= 0:
+            return 0
+        busy = keep | self._pending.keys() | self._unsettled.keys()
+        if self._inflight is not None:
+            busy |= self._inflight.targets.keys()
+        stale = [t for t in self._known if t not in busy][:excess]
+        for target in stale:
+            del self._known[target]
+            self._deferred.pop(target, None)
+        if len(self._indexed) > most:
+            self._indexed.clear()  # costs one idempotent index write per target, later
+        return len(stale)
+
     def take(self, seq: int) -> Flush:
         """Everything to write now, stamped `seq`: unsettled writes as they were, then
         pending deltas of keys with nothing unsettled. Empty when there is nothing."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
+from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -26,8 +26,9 @@ from .reports import BadParameter, PageRow
 from .store import Store
 
 WS_PATH = "/ws"
-CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
+CLIENT = resources.files("livecount_client")  # client/ in the repo, package data in a wheel
 API_CACHE = "public, max-age=5"  # live data: short, but enough to absorb a refresh storm
+HEALTH_TTL = 2.0  # seconds a health answer is reused
 _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
             503: "Service Unavailable"}
 _STATIC = {
@@ -59,7 +60,7 @@ def not_found(detail: str) -> Response:
 
 def _file(name: str, content_type: str) -> Response:
     try:
-        body = (CLIENT_DIR / name).read_bytes()
+        body = CLIENT.joinpath(name).read_bytes()
     except FileNotFoundError:
         return not_found(f"{name} is missing from this installation")
     return response(200, body, content_type, cache="public, max-age=300")
@@ -76,6 +77,7 @@ class Routes:
         self.pages = pages
         self.allowed_origins = allowed_origins
         self.clock = clock
+        self._health: tuple[float, str] = (-HEALTH_TTL - 1, "")
         self._api: dict[str, Callable[[Query], Awaitable[Any]]] = {
             "/api/pages": self.pages_list,
             "/api/referrers": self.referrers,
@@ -122,10 +124,16 @@ class Routes:
         return {"Vary": "Origin"}
 
     async def healthz(self) -> Response:
-        try:
-            await asyncio.wait_for(self.store.ping(), 3)
-        except Exception as exc:  # any failure to answer means unhealthy, whatever its kind
-            return json_response(503, {"status": "unavailable", "detail": str(exc) or "timeout"})
+        """Asks DynamoDB at most once per `HEALTH_TTL`: load balancers ask often."""
+        now = asyncio.get_running_loop().time()
+        if now - self._health[0] > HEALTH_TTL:
+            try:
+                await asyncio.wait_for(self.store.ping(), 3)
+                self._health = (now, "")
+            except Exception as exc:  # any failure to answer is unhealthy, whatever its kind
+                self._health = (now, str(exc) or "timeout")
+        if detail := self._health[1]:
+            return json_response(503, {"status": "unavailable", "detail": detail})
         return json_response(200, {"status": "ok"})
 
     # -- the report API ----------------------------------------------------------------

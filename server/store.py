@@ -27,6 +27,9 @@ from .pages import Target
 __all__ = ["SITE", "Store", "StoreError", "Tables"]
 INDEX = "all"  # the one PageIndex partition: every tracked post and page, by ref
 StoreError = (BotoCoreError, ClientError)
+# Answers that no retry will change: the operator must fix credentials or policy.
+FATAL_CODES = frozenset({"AccessDeniedException", "UnrecognizedClientException",
+                         "InvalidSignatureException", "MissingAuthenticationTokenException"})
 
 
 @dataclass(frozen=True)
@@ -116,15 +119,24 @@ class Store:
 
     # -- tables ------------------------------------------------------------------
     async def create_tables(self) -> list[str]:
-        """Create whatever is missing and wait until all are active; returns what it made."""
+        """Create whatever is missing and wait until all are active; returns what it made.
+
+        Looks before it creates, so a node whose role may not create tables (see
+        docs/SECURITY.md) starts fine on tables made by the template."""
         made = []
         for spec in self.tables.definitions():
+            try:
+                await self.ddb.describe_table(TableName=spec["TableName"])
+                continue
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                    raise
             try:
                 await self.ddb.create_table(**spec)
                 made.append(spec["TableName"])
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ResourceInUseException":
-                    raise
+                    raise  # another node made it in between: fine
         waiter = self.ddb.get_waiter("table_exists")
         for spec in self.tables.definitions():
             await waiter.wait(TableName=spec["TableName"], WaiterConfig={"Delay": 1})

@@ -14,12 +14,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
-Mode = Literal["pass", "refuse", "hold", "throttle", "error500", "cut"]
+Mode = Literal["pass", "refuse", "hold", "throttle", "error500", "cut", "denied"]
 
 _SYNTHETIC = {
     "throttle": (400, "ProvisionedThroughputExceededException",
                  "The level of configured provisioned throughput for the table was exceeded."),
     "error500": (500, "InternalServerError", "Internal server error"),
+    "denied": (400, "AccessDeniedException", "User is not authorized to perform this action"),
 }
 
 

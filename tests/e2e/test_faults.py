@@ -8,6 +8,7 @@ import json
 import os
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -127,3 +128,16 @@ async def test_sigkill_after_an_unconfirmed_flush_counts_it_once(
     proxy.set("pass")
     await launch("--dynamodb-endpoint", proxy.url)  # replays and resends them
     await exactly(local_store, replied)
+
+
+async def test_refused_credentials_stop_the_server_with_one_clear_line(
+        proxy: FaultProxy, tmp_path: Path):
+    proxy.set("denied")
+    served = Served("--dynamodb-endpoint", proxy.url, "--data-dir", str(tmp_path))
+    listening = await served.spawn()
+    assert served.proc is not None
+    assert await asyncio.wait_for(served.proc.wait(), 60) == 2
+    with pytest.raises(RuntimeError, match="exited before listening"):
+        await listening
+    assert any("DynamoDB refused livecount" in line and "AccessDenied" in line
+               for line in served.output)

@@ -125,8 +125,12 @@ async def test_health_is_503_when_dynamodb_stops_answering(launch: Launch):
         assert status == 200
     finally:
         moto.stop()
-    status, _, body = await asyncio.to_thread(http_get, served.http + "/healthz")
-    assert status == 503 and json.loads(body)["status"] == "unavailable"
+
+    async def health() -> tuple[int, dict[str, str], bytes]:
+        return await asyncio.to_thread(http_get, served.http + "/healthz")
+
+    _, _, body = await eventually(health, lambda answer: answer[0] == 503)
+    assert json.loads(body)["status"] == "unavailable"
 
 
 async def test_serve_waits_for_a_store_that_is_not_up_yet(tmp_path: Path):

@@ -179,3 +179,15 @@ def test_only_one_flush_at_a_time():
     ledger.take(seq())
     with pytest.raises(RuntimeError):
         ledger.take(seq())
+
+
+def test_trim_forgets_the_oldest_idle_counts_but_never_watched_or_waiting_ones():
+    ledger = Ledger()
+    targets = [Target("post", str(i)) for i in range(6)]
+    for t in targets:
+        ledger.observe(t, Counts(1, 1))
+    ledger.record(targets[1], hour=H, refreshed=False)  # waits for the store
+    assert ledger.trim(3, keep={targets[0]}) == 3
+    assert [ledger.has_base(t) for t in targets] == [True, True, False, False, False, True]
+    assert ledger.current(targets[1]) == Counts(2, 2)
+    assert ledger.trim(3, keep=set()) == 0

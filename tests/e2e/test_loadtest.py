@@ -1,0 +1,67 @@
+"""`livecount loadtest --json` against a real `livecount serve`: every view counted once.
+
+A short, bounded run; nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import connect
+
+from server.store import Store
+from tests.support import ROOT, Launch, eventually
+
+ARTICLES = 5
+
+
+async def loadtest(url: str, *args: str) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "loadtest", "--url", url, "--json", *args,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    report: dict[str, Any] = json.loads(out)
+    return report
+
+
+async def reader_total(store: Store) -> int:
+    items = (await store.ddb.scan(TableName=store.tables.reader, ConsistentRead=True))["Items"]
+    return sum(int(i["totalViews"]["N"]) for i in items)
+
+
+async def test_every_view_sent_is_answered_counted_and_pushed(launch: Launch, local_store: Store,
+                                                              tmp_path: Path):
+    served = await launch("--data-dir", str(tmp_path))
+    report = await loadtest(
+        served.ws, "--connections", "4", "--duration", "2", "--articles", str(ARTICLES),
+        "--subscribers", "2", "--refreshed-ratio", "0.3", "--referrer-ratio", "0.2",
+        "--article-prefix", "lt-")
+    assert report["sent"] > 0
+    assert report["acked"] == report["sent"]
+    assert report["errors"] == {} and report["unanswered"] == 0
+    assert report["connect_failures"] == {} and report["opened"] == 6
+    assert report["reply_ms"]["count"] == report["sent"]
+    # every view reached both subscribers: all five articles are watched
+    assert report["push_ms"]["count"] == report["sent"] and report["push_missing"] == 0
+    assert report["push_ms"]["p99"] is not None and report["push_ms"]["p50"] is not None
+
+    ids = [f"lt-{k}" for k in range(ARTICLES)]
+    async with connect(served.ws) as ws:
+        await ws.send(json.dumps({"message": "subscribe", "articleIds": ids}))
+        counts = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in ids]
+    assert sum(c["totalViews"] for c in counts) == report["sent"]
+    await eventually(lambda: reader_total(local_store), lambda n: n == report["sent"])
+
+
+async def test_a_paced_run_sends_at_most_the_rate(launch: Launch, tmp_path: Path):
+    served = await launch("--data-dir", str(tmp_path))
+    report = await loadtest(served.ws, "--connections", "3", "--duration", "1", "--rate", "50",
+                            "--articles", "1", "--article-prefix", "paced-")
+    assert 0 < report["sent"] <= 50 + 3  # the rate over one second, plus the first burst
+    assert report["acked"] == report["sent"] and report["errors"] == {}
+    assert report["target_rate"] == 50

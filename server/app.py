@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+import zlib
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ from botocore.exceptions import ClientError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from . import archive, dynamodb_local, journal, protocol
+from . import archive, dynamodb_local, feed, journal, protocol
 from .config import Config
 from .counting import Busy, Counts, FlushResult, Ledger
 from .http import Routes
@@ -35,6 +37,7 @@ from .store import FATAL_CODES, Store, StoreError
 from .streams import StreamConsumer
 
 SHUTDOWN_FLUSH_TIMEOUT = 30.0
+FEED_INTERVAL = 0.5  # seconds between live-feed writes and reads
 MAX_TRACKED = 100_000  # targets whose counts a node keeps in memory (watched ones always)
 MAX_STRIKES = 20  # refused messages in a row before a socket is closed with 1008
 RATE_LIMITED = protocol.encode(protocol.Error(
@@ -63,7 +66,12 @@ class Node:
         self.store = store
         self.ledger = Ledger(config.max_pending_views)
         self.hub: Hub[ServerConnection] = Hub(config.max_subscriptions)
-        self.consumer = StreamConsumer(store, self._on_image)
+        self.consumer = StreamConsumer(store, self._on_image, config.node_id,
+                                       lease_time=config.lease_time) \
+            if config.stream_consumer == "on" else None
+        self._feed_out: dict[str, tuple[int, int]] = {}
+        self._feed_cursor = time.time_ns() // 1000 * 1000
+        self._feed_salt = zlib.crc32(config.node_id.encode())
         self.routes = Routes(store, self._overlay, config.pages, config.allowed_origins)
         self._hour = (-1, "")
         self.archive = archive.Buffer(config.archive_max_events, config.archive_max_seconds) \
@@ -225,6 +233,11 @@ class Node:
         return self.ledger.current(target) if self.ledger.has_base(target) else None
 
     def _on_image(self, article_id: str, total: int, unique: int) -> None:
+        if self.consumer is not None and self.consumer.nodes > 1:
+            self._feed_out[article_id] = (total, unique)  # for the other nodes' sockets
+        self._on_count(article_id, total, unique)
+
+    def _on_count(self, article_id: str, total: int, unique: int) -> None:
         target = Target("post", article_id)
         if self.ledger.has_base(target) and self.ledger.observe(target, Counts(total, unique)):
             self.hub.changed(target)
@@ -294,6 +307,38 @@ class Node:
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.push_interval)
             self.push()
+
+    async def feed_loop(self, stop: asyncio.Event) -> None:
+        """Share what this node's stream reading saw; learn what the others' saw."""
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), FEED_INTERVAL)
+            try:
+                await self._feed_once()
+            except StoreError as exc:
+                warn("feed_failed", error=str(exc))
+            if stop.is_set():
+                return
+
+    async def _feed_once(self) -> None:
+        if self._feed_out:
+            out, self._feed_out = self._feed_out, {}
+            payloads = list(feed.chunks(out))
+            now = time.time()
+            try:
+                await self.store.write_feed(
+                    list(zip(feed.stamps(int(now * 1e6), self._feed_salt, len(payloads)),
+                             payloads, strict=True)),
+                    int(now) + feed.TTL_SECONDS)
+            except BaseException:
+                self._feed_out = out | self._feed_out  # newer values win; retry next time
+                raise
+        if self.consumer is None or self.consumer.nodes > 1:
+            items = await self.store.read_feed(feed.window_start(self._feed_cursor))
+            for _, payload in items:
+                for article, total, unique in feed.decode(payload):
+                    self._on_count(article, total, unique)
+            self._feed_cursor = feed.next_cursor(self._feed_cursor, (at for at, _ in items))
 
     async def archive_loop(self, stop: asyncio.Event) -> None:
         """Queue batches that are due by age; on stop, queue what is left."""
@@ -369,19 +414,21 @@ async def run(config: Config, ready: asyncio.Event | None = None) -> None:
             return
         node = Node(config, store)
         await node.recover(stop)
-        stream_stop = asyncio.Event()
-        consumer = asyncio.create_task(node.consumer.run(stream_stop))
-        try:
-            # Serve only once the reader table holds what earlier runs wrote.
-            await asyncio.wait_for(node.consumer.caught_up.wait(), CATCH_UP_TIMEOUT)
-        except TimeoutError:
-            warn("stream_not_caught_up", timeout=CATCH_UP_TIMEOUT)
+        background = Background()
+        if node.consumer is not None:
+            background.start(node.consumer.run)
+            try:
+                # Serve only once the reader table holds what earlier runs wrote.
+                await asyncio.wait_for(node.consumer.caught_up.wait(), CATCH_UP_TIMEOUT)
+            except TimeoutError:
+                warn("stream_not_caught_up", timeout=CATCH_UP_TIMEOUT)
+        background.start(node.feed_loop)
         server = await _listen(node, config)
-        tasks = [asyncio.create_task(node.flush_loop(stop)),
-                 asyncio.create_task(node.push_loop(stop)),
-                 asyncio.create_task(node.idle_loop(stop))]
+        loops = Background()
+        for work in (node.flush_loop, node.push_loop, node.idle_loop):
+            loops.start(work)
         if node.archive is not None:
-            tasks.append(asyncio.create_task(node.archive_loop(stop)))
+            loops.start(node.archive_loop)
             writer = asyncio.create_task(node.archive_writer())
         if ready is not None:
             ready.set()
@@ -389,20 +436,36 @@ async def run(config: Config, ready: asyncio.Event | None = None) -> None:
         log("stopping")
         server.close()  # closes every socket with 1001 (going away)
         await server.wait_closed()
-        await asyncio.gather(*tasks)
+        await loops.stop()
         await node.drain()
         if node.archive is not None:
             await node.close_archive()
             writer.cancel()
-        try:
-            await asyncio.wait_for(node.consumer.settled(), STREAM_SETTLE_TIMEOUT)
-            settled = True
-        except TimeoutError:
-            settled = False
-        stream_stop.set()
-        await consumer
+        settled = True
+        if node.consumer is not None:
+            try:
+                await asyncio.wait_for(node.consumer.settled(), STREAM_SETTLE_TIMEOUT)
+            except TimeoutError:
+                settled = False
+        await background.stop()
         await node.journal.close()
-        log("stopped", stream_settled=settled, copied=node.consumer.copied)
+        log("stopped", stream_settled=settled,
+            copied=node.consumer.copied if node.consumer else 0)
+
+
+class Background:
+    """Loops that run until told to stop, each given the same stop event."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, loop: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+        self._tasks.append(asyncio.create_task(loop(self.stopping)))
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        await asyncio.gather(*self._tasks)
 
 
 async def _prepare(store: Store, stop: asyncio.Event) -> None:

@@ -45,6 +45,8 @@ class Config:
     trusted_proxies: tuple[str, ...] = ()
     idle_timeout: float = 60.0
     handshake_timeout: float = 10.0
+    stream_consumer: str = "on"
+    lease_time: float = 10.0
 
 
 def default_node_id(data_dir: Path) -> str:
@@ -65,6 +67,16 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
         return value
 
     parse.__name__ = kind.__name__
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(allowed)}")
+        return text
+
+    parse.__name__ = "choice"
     return parse
 
 
@@ -105,6 +117,10 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
     ("idle-timeout", _positive(float), 60.0,
      "seconds before a socket that watches nothing and sends nothing is closed"),
     ("handshake-timeout", _positive(float), 10.0, "seconds to complete the opening handshake"),
+    ("stream-consumer", _choice("on", "off"), "on",
+     "read the writer's stream here; off when a Lambda does the copy"),
+    ("lease-time", _positive(float), 10.0,
+     "seconds without renewal before another node takes a shard lease"),
     ("node-id", str, "", "this node's stable name (default: host name + data-dir hash)"),
     ("log-level", str, "info", "debug, info, warning or error"),
 ]
@@ -165,4 +181,6 @@ def from_args(ns: argparse.Namespace) -> Config:
         trusted_proxies=_many(ns, "trusted-proxy"),
         idle_timeout=ns.idle_timeout,
         handshake_timeout=ns.handshake_timeout,
+        stream_consumer=ns.stream_consumer,
+        lease_time=ns.lease_time,
     )

@@ -289,7 +289,10 @@ class PushTracker:
         self._complete(art, watchers, now)
 
     def leave(self, subscriber: int) -> None:
-        """A subscriber is gone: views it had not seen no longer wait for it."""
+        """A subscriber is gone mid-run: views it had not seen no longer wait for it.
+
+        When the others saw them is unknown, so those views leave untimed (`untracked`).
+        """
         for art in self._articles.values():
             level = art.levels.pop(subscriber, None)
             art.times.pop(subscriber, None)
@@ -297,12 +300,15 @@ class PushTracker:
                 continue
             for i in range(art.head, bisect_right(art.totals, level, lo=art.head)):
                 art.waiting[i].reached -= 1
-            self._complete(art, len(art.levels), time.perf_counter())
+            self._complete(art, len(art.levels), None)
 
-    def _complete(self, art: _Watched, watchers: int, now: float) -> None:
+    def _complete(self, art: _Watched, watchers: int, now: float | None) -> None:
         waiting, head = art.waiting, art.head
         while head < len(waiting) and waiting[head].reached >= watchers:
-            self.all.record((now - waiting[head].sent_at) * 1000)
+            if now is None:
+                self.untracked += 1
+            else:
+                self.all.record((now - waiting[head].sent_at) * 1000)
             head += 1
         self._tracked -= head - art.head
         if head > 1024 and head * 2 > len(waiting):
@@ -751,7 +757,7 @@ class _Run:
         if sock.busy:
             sock.busy = False
             self.in_flight -= 1
-        if sock.subscriber:
+        if sock.subscriber and not self.stopping:  # at the end, unseen views stay missing
             self.tracker.leave(sock.index)
 
     def send_view(self, sock: _Socket) -> None:

@@ -20,6 +20,7 @@ import aioboto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import feed
 from .counting import SITE, Counts, Flush, FlushResult, Row, Write
 from .logs import warn
 from .pages import Target
@@ -41,6 +42,7 @@ class Tables:
     timeline: str
     index: str
     checkpoints: str
+    feed: str
 
     @classmethod
     def named(cls, prefix: str = "") -> Tables:
@@ -52,6 +54,7 @@ class Tables:
             timeline=f"{prefix}Timeline",
             index=f"{prefix}PageIndex",
             checkpoints=f"{prefix}StreamCheckpoint",
+            feed=f"{prefix}LiveFeed",
         )
 
     def definitions(self) -> list[dict[str, Any]]:
@@ -77,6 +80,7 @@ class Tables:
             table(self.timeline, ("target", "HASH"), ("hour", "RANGE")),
             table(self.index, ("index", "HASH"), ("target", "RANGE")),
             table(self.checkpoints, ("shardId", "HASH")),
+            table(self.feed, ("feed", "HASH"), ("at", "RANGE")),
         ]
 
 
@@ -140,6 +144,10 @@ class Store:
         waiter = self.ddb.get_waiter("table_exists")
         for spec in self.tables.definitions():
             await waiter.wait(TableName=spec["TableName"], WaiterConfig={"Delay": 1})
+        if self.tables.feed in made:
+            await self.ddb.update_time_to_live(
+                TableName=self.tables.feed,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
         return made
 
     async def ping(self) -> None:
@@ -234,6 +242,30 @@ class Store:
         title = {"articleTitle": write.delta.title} if write.delta.title else None
         return self._idempotent(self.tables.writer, {"articleId": {"S": t.id}},
                                 adds | {"version": 1}, write.seq, title)
+
+    # -- the live feed -----------------------------------------------------------------
+    async def write_feed(self, items: list[tuple[int, bytes]], expires: int) -> None:
+        for at, payload in items:
+            await self.ddb.put_item(TableName=self.tables.feed, Item={
+                "feed": {"S": feed.PARTITION}, "at": {"S": f"{at:024d}"},
+                "changes": {"S": payload.decode()}, "expires": {"N": str(expires)}})
+
+    async def read_feed(self, after: int) -> list[tuple[int, str]]:
+        """Feed items with a sort key above `after`, oldest first: one Query."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.tables.feed, "ConsistentRead": True,
+            "KeyConditionExpression": "#f = :f AND #a > :a",
+            "ExpressionAttributeNames": {"#f": "feed", "#a": "at"},
+            "ExpressionAttributeValues": {":f": {"S": feed.PARTITION},
+                                          ":a": {"S": f"{after:024d}"}},
+        }
+        items: list[tuple[int, str]] = []
+        while True:
+            page = await self.ddb.query(**kwargs)
+            items += [(int(i["at"]["S"]), i["changes"]["S"]) for i in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # -- the read path ---------------------------------------------------------------
     async def read_counts(self, targets: Iterable[Target]) -> dict[Target, Counts]:

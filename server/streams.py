@@ -1,55 +1,87 @@
 """The stream consumer: PostCountWriter's stream → PostCountReader, and live counts.
 
-A thin loop around `replication`'s rules: list shards, read the readable ones
-(parents before children), apply each record's conditional copy, then checkpoint
-the last sequence number in DynamoDB. Copy first, checkpoint second: a crash in
-between replays records, and the version condition makes replays no-ops.
+A thin loop around `replication` (what to copy, in which shard order) and `leases`
+(which shards are this node's). Each round it keeps its presence and leases alive,
+takes what the planner says, reads the shards it holds, applies each record's
+conditional copy, and checkpoints. Copy first, checkpoint second: a crash in between
+replays records, and the version condition makes replays no-ops.
+
+Leases and checkpoints live in one table (`StreamCheckpoint`, one item per shard),
+as in the Kinesis Client Library; every write to them is conditional on the owner,
+so a node that lost a lease can never move its checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .leases import NODE_PREFIX, Lease, Observer, plan
 from .logs import error, log, warn
 from .replication import Copy, Shard, copy_for, counts_of, readable
 from .store import Store, StoreError
 
 OnImage = Callable[[str, int, int], None]  # articleId, totalViews, uniqueViews
+CHECKPOINT_INTERVAL = 5.0  # seconds between checkpoints of a busy shard
+
+
+def _conditional_failure(exc: ClientError) -> bool:
+    return bool(exc.response["Error"]["Code"] == "ConditionalCheckFailedException")
 
 
 class StreamConsumer:
-    def __init__(self, store: Store, on_image: OnImage, poll_interval: float = 0.25,
+    def __init__(self, store: Store, on_image: OnImage, node_id: str = "node",
+                 lease_time: float = 10.0, poll_interval: float = 0.25,
                  discover_interval: float = 10.0) -> None:
         self.store = store
         self.on_image = on_image
+        self.node_id = node_id
+        self.lease_time = lease_time
         self.poll_interval = poll_interval
         self.discover_interval = discover_interval
-        self.caught_up = asyncio.Event()  # set once every shard has been read to its end
+        self.caught_up = asyncio.Event()  # set once the shards it holds are read to the end
         self.copied = 0
+        self.lag: dict[str, float] = {}  # shard → seconds behind, at the last record read
+        self.nodes = 1  # live nodes seen, this one included
         self._arn: str | None = None
         self._shards: list[Shard] = []
         self._finished: set[str] = set()
+        self._held: dict[str, int] = {}  # shard → my lease counter
         self._checkpoints: dict[str, str] = {}
+        self._checkpointed: dict[str, float] = {}
         self._iterators: dict[str, str] = {}
+        self._observer = Observer(lease_time)
+        self._presence = 0
         self._rounds = 0
         self._quiet_rounds = 0
         self._round_done = asyncio.Condition()
 
+    @property
+    def table(self) -> str:
+        return self.store.tables.checkpoints
+
+    @property
+    def held(self) -> set[str]:
+        return set(self._held)
+
     # -- lifecycle -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set; store errors are logged and retried, never fatal."""
-        next_discovery = 0.0
         loop = asyncio.get_running_loop()
+        next_discovery = next_leasing = 0.0
         while not stop.is_set():
             try:
-                if loop.time() >= next_discovery or not self._iterators:
+                if loop.time() >= next_discovery:
                     await self._discover()
                     next_discovery = loop.time() + self.discover_interval
+                if loop.time() >= next_leasing:
+                    await self._lease_round()
+                    next_leasing = loop.time() + self.lease_time / 3
                 records = await self._poll_all()
             except StoreError as exc:
                 warn("stream_error", error=str(exc))
@@ -61,6 +93,7 @@ class StreamConsumer:
             if records == 0:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.poll_interval)
+        await self._release()
 
     async def settled(self) -> None:
         """Wait for two rounds that start after this call and find nothing new.
@@ -77,12 +110,29 @@ class StreamConsumer:
         async with self._round_done:
             self._rounds += 1
             self._quiet_rounds = 0 if records else self._quiet_rounds + 1
-            if records == 0 and self._shards and not self.caught_up.is_set():
+            if records == 0 and self._shards and self._rounds > 1 \
+                    and not self.caught_up.is_set():
                 self.caught_up.set()
-                log("stream_caught_up", shards=len(self._shards), copied=self.copied)
+                log("stream_caught_up", shards=len(self._shards), held=len(self._held),
+                    copied=self.copied)
             self._round_done.notify_all()
 
-    # -- shards ---------------------------------------------------------------------
+    async def _release(self) -> None:
+        """Hand leases back at once on a clean stop, rather than after `lease_time`."""
+        for shard_id in list(self._held):
+            with suppress(*StoreError):
+                await self._checkpoint(shard_id, force=True)
+                await self.store.ddb.update_item(
+                    TableName=self.table, Key={"shardId": {"S": shard_id}},
+                    UpdateExpression="REMOVE #o", ConditionExpression="#o = :me",
+                    ExpressionAttributeNames={"#o": "owner"},
+                    ExpressionAttributeValues={":me": {"S": self.node_id}})
+        with suppress(*StoreError):
+            await self.store.ddb.delete_item(
+                TableName=self.table, Key={"shardId": {"S": NODE_PREFIX + self.node_id}})
+        self._held.clear()
+
+    # -- shards and leases ------------------------------------------------------------
     async def _discover(self) -> None:
         if self._arn is None:
             table = await self.store.ddb.describe_table(TableName=self.store.tables.writer)
@@ -95,24 +145,104 @@ class StreamConsumer:
             if not page.get("LastEvaluatedShardId"):
                 break
             kwargs["ExclusiveStartShardId"] = page["LastEvaluatedShardId"]
-        new = [s.id for s in shards if s.id not in self._checkpoints and s.id not in self._finished]
-        await self._load_checkpoints(new)
+        known = {s.id for s in self._shards}
+        for shard in shards:
+            if shard.id not in known:  # a lease item for every shard, made once
+                with suppress(ClientError):
+                    await self.store.ddb.put_item(
+                        TableName=self.table, ConditionExpression="attribute_not_exists(#k)",
+                        ExpressionAttributeNames={"#k": "shardId"},
+                        Item={"shardId": {"S": shard.id}, "streamArn": {"S": self._arn},
+                              "finished": {"BOOL": False}, "counter": {"N": "0"}})
         self._shards = shards
-        for shard in readable(shards, self._finished):
-            if shard.id not in self._iterators:
-                self._iterators[shard.id] = await self._iterator(shard.id)
 
-    async def _load_checkpoints(self, shard_ids: list[str]) -> None:
-        for shard_id in shard_ids:
-            item = (await self.store.ddb.get_item(
-                TableName=self.store.tables.checkpoints, Key={"shardId": {"S": shard_id}},
-                ConsistentRead=True)).get("Item")
-            if item is None:
-                continue
+    async def _lease_round(self) -> None:
+        """Keep presence and leases alive, then take and steal what the plan says."""
+        answer = await self.store.ddb.update_item(
+            TableName=self.table, Key={"shardId": {"S": NODE_PREFIX + self.node_id}},
+            UpdateExpression="SET #o = :me ADD #c :one",
+            ExpressionAttributeNames={"#o": "owner", "#c": "counter"},
+            ExpressionAttributeValues={":me": {"S": self.node_id}, ":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW")
+        self._presence = int(answer["Attributes"]["counter"]["N"])
+        for shard_id, counter in list(self._held.items()):
+            await self._renew(shard_id, counter)
+        items = await self._lease_items()
+        leases = []
+        for item in items:
+            key = item["shardId"]["S"]
             if item.get("finished", {}).get("BOOL"):
-                self._finished.add(shard_id)
-            elif "sequenceNumber" in item:
-                self._checkpoints[shard_id] = item["sequenceNumber"]["S"]
+                self._finished.add(key)
+            if "sequenceNumber" in item and key not in self._held:
+                self._checkpoints[key] = item["sequenceNumber"]["S"]
+            leases.append(Lease(key, item.get("owner", {}).get("S"),
+                                int(item.get("counter", {}).get("N", 0))))
+        now = asyncio.get_running_loop().time()
+        wanted = {s.id for s in readable(self._shards, self._finished)}
+        decision = plan(self.node_id, leases, wanted, set(self._held), self._observer, now)
+        self.nodes = 1 + sum(1 for lease in leases if lease.key.startswith(NODE_PREFIX)
+                             and lease.owner != self.node_id
+                             and self._observer.alive(lease, now))
+        for shard_id in decision.lost:
+            self._drop(shard_id, "lease_lost")
+        for lease in decision.take + decision.steal:
+            await self._take(lease, stolen=lease in decision.steal)
+
+    async def _lease_items(self) -> list[dict[str, Any]]:
+        """The lease table is one small item per shard and per node: a Scan, off any
+        request path, as the Kinesis Client Library does it."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
+        while True:
+            page = await self.store.ddb.scan(**kwargs)
+            items += [i for i in page.get("Items", [])
+                      if i.get("streamArn", {}).get("S", self._arn) == self._arn]
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    async def _take(self, lease: Lease, stolen: bool) -> None:
+        try:
+            answer = await self.store.ddb.update_item(
+                TableName=self.table, Key={"shardId": {"S": lease.key}},
+                UpdateExpression="SET #o = :me ADD #c :one",
+                ConditionExpression="#c = :seen",
+                ExpressionAttributeNames={"#o": "owner", "#c": "counter"},
+                ExpressionAttributeValues={":me": {"S": self.node_id}, ":one": {"N": "1"},
+                                           ":seen": {"N": str(lease.counter)}},
+                ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            if _conditional_failure(exc):
+                return  # someone else moved first
+            raise
+        item = answer["Attributes"]
+        self._held[lease.key] = int(item["counter"]["N"])
+        if "sequenceNumber" in item:
+            self._checkpoints[lease.key] = item["sequenceNumber"]["S"]
+        self._iterators[lease.key] = await self._iterator(lease.key)
+        log("lease_taken", shard=lease.key, stolen=stolen, previous=lease.owner)
+
+    async def _renew(self, shard_id: str, counter: int) -> None:
+        try:
+            answer = await self.store.ddb.update_item(
+                TableName=self.table, Key={"shardId": {"S": shard_id}},
+                UpdateExpression="ADD #c :one",
+                ConditionExpression="#o = :me AND #c = :mine",
+                ExpressionAttributeNames={"#o": "owner", "#c": "counter"},
+                ExpressionAttributeValues={":me": {"S": self.node_id}, ":one": {"N": "1"},
+                                           ":mine": {"N": str(counter)}},
+                ReturnValues="UPDATED_NEW")
+            self._held[shard_id] = int(answer["Attributes"]["counter"]["N"])
+        except ClientError as exc:
+            if not _conditional_failure(exc):
+                raise
+            self._drop(shard_id, "lease_lost")
+
+    def _drop(self, shard_id: str, why: str) -> None:
+        self._held.pop(shard_id, None)
+        self._iterators.pop(shard_id, None)
+        self.lag.pop(shard_id, None)
+        log(why, shard=shard_id)
 
     async def _iterator(self, shard_id: str) -> str:
         kwargs: dict[str, Any] = {"StreamArn": self._arn, "ShardId": shard_id}
@@ -152,16 +282,19 @@ class StreamConsumer:
                 await self._apply(copy)
         if records:
             self._checkpoints[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
-            await self._save(shard_id, finished=False)
+            made = records[-1]["dynamodb"].get("ApproximateCreationDateTime")
+            self.lag[shard_id] = max(0.0, time.time() - made.timestamp()) if made else 0.0
+            await self._checkpoint(shard_id)
+        else:
+            self.lag[shard_id] = 0.0
+        if shard_id not in self._iterators:
+            return len(records)  # the lease was lost while reading
         if (nxt := answer.get("NextShardIterator")) is not None:
             self._iterators[shard_id] = nxt
-        else:  # the shard is closed and read to its end: its children may start
-            del self._iterators[shard_id]
+        else:  # closed and read to its end: its children may start
             self._finished.add(shard_id)
-            await self._save(shard_id, finished=True)
-            for child in readable(self._shards, self._finished):
-                if child.id not in self._iterators:
-                    self._iterators[child.id] = await self._iterator(child.id)
+            await self._checkpoint(shard_id, force=True, finished=True)
+            self._drop(shard_id, "shard_finished")
         return len(records)
 
     async def _apply(self, copy: Copy) -> None:
@@ -171,19 +304,36 @@ class StreamConsumer:
             else:
                 await self.store.ddb.delete_item(**copy.request(self.store.tables.reader))
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not _conditional_failure(exc):
                 raise
             return  # the reader already holds this image or a newer one
         self.copied += 1
         if copy.item is not None and (counts := counts_of(copy.item)) is not None:
             self.on_image(*counts)
 
-    async def _save(self, shard_id: str, finished: bool) -> None:
-        item: dict[str, Any] = {
-            "shardId": {"S": shard_id},
-            "streamArn": {"S": self._arn},
-            "finished": {"BOOL": finished},
-        }
+    async def _checkpoint(self, shard_id: str, force: bool = False,
+                          finished: bool = False) -> None:
+        """Record progress, at most every CHECKPOINT_INTERVAL unless forced, and only
+        while this node owns the lease."""
+        now = asyncio.get_running_loop().time()
+        if not force and now - self._checkpointed.get(shard_id, 0.0) < CHECKPOINT_INTERVAL:
+            return
+        updates, values = ["#f = :f"], {":f": {"BOOL": finished}, ":me": {"S": self.node_id}}
         if seq := self._checkpoints.get(shard_id):
-            item["sequenceNumber"] = {"S": seq}
-        await self.store.ddb.put_item(TableName=self.store.tables.checkpoints, Item=item)
+            updates.append("#s = :s")
+            values[":s"] = {"S": seq}
+        try:
+            await self.store.ddb.update_item(
+                TableName=self.table, Key={"shardId": {"S": shard_id}},
+                UpdateExpression="SET " + ", ".join(updates),
+                ConditionExpression="#o = :me",
+                ExpressionAttributeNames={"#f": "finished", "#s": "sequenceNumber",
+                                          "#o": "owner"} if seq else
+                {"#f": "finished", "#o": "owner"},
+                ExpressionAttributeValues=values)
+        except ClientError as exc:
+            if not _conditional_failure(exc):
+                raise
+            self._drop(shard_id, "lease_lost")
+            return
+        self._checkpointed[shard_id] = now

@@ -74,7 +74,7 @@ async def test_three_nodes_one_counter_and_a_kill_costs_nothing(
     # One counter: views on every node reach the pages on every node.
     replied = sum(await asyncio.gather(*(view(s, "hot", 10) for s in nodes.values())))
     assert replied == 30
-    for name, (_, seen) in pages.items():
+    for _, seen in pages.values():
         await eventually(lambda seen=seen: _async(seen), lambda s: 30 in s)
 
     # Kill the node reading the stream while every node takes views.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ async def test_three_nodes_one_counter_and_a_kill_costs_nothing(
     replied = sum(await asyncio.gather(*(view(s, "hot", 10) for s in nodes.values())))
     assert replied == 30
     for _, seen in pages.values():
-        await eventually(lambda seen=seen: _async(seen), lambda s: 30 in s)
+        await eventually(partial(_async, seen), lambda s: 30 in s)
 
     # Kill the node reading the stream while every node takes views.
     victim = holder(nodes)
@@ -104,8 +105,7 @@ async def test_three_nodes_one_counter_and_a_kill_costs_nothing(
     await eventually(lambda: _table(local_store, local_store.tables.reader),
                      lambda t: t == writer, timeout=30)
     for name in survivors:
-        seen = pages[name][1]
-        await eventually(lambda seen=seen: _async(seen), lambda s: writer["hot"] in s,
+        await eventually(partial(_async, pages[name][1]), lambda s: writer["hot"] in s,
                          timeout=30)
     for ws, _ in pages.values():
         await ws.close()

@@ -44,6 +44,12 @@ def chunks(changes: Mapping[str, tuple[int, int]]) -> Iterator[bytes]:
         yield _encoder.encode(batch)
 
 
+def item(at: int, payload: bytes, expires: int) -> dict[str, dict[str, str]]:
+    """The DynamoDB item for one chunk: the same from a node and from the Lambda."""
+    return {"feed": {"S": PARTITION}, "at": {"S": f"{at:024d}"},
+            "changes": {"S": payload.decode()}, "expires": {"N": str(expires)}}
+
+
 def decode(payload: str | bytes) -> list[Change]:
     try:
         return _decoder.decode(payload)

@@ -246,9 +246,8 @@ class Store:
     # -- the live feed -----------------------------------------------------------------
     async def write_feed(self, items: list[tuple[int, bytes]], expires: int) -> None:
         for at, payload in items:
-            await self.ddb.put_item(TableName=self.tables.feed, Item={
-                "feed": {"S": feed.PARTITION}, "at": {"S": f"{at:024d}"},
-                "changes": {"S": payload.decode()}, "expires": {"N": str(expires)}})
+            await self.ddb.put_item(TableName=self.tables.feed,
+                                    Item=feed.item(at, payload, expires))
 
     async def read_feed(self, after: int) -> list[tuple[int, str]]:
         """Feed items with a sort key above `after`, oldest first: one Query."""

@@ -87,3 +87,16 @@ async def launch(dynamodb_local_url: str, prefix: str, tmp_path: Path,
     yield start
     for served in started:
         await served.kill()
+
+
+@pytest.fixture
+def lambda_env(monkeypatch: pytest.MonkeyPatch, dynamodb_local_url: str, prefix: str) -> None:
+    """The environment `server.aws_lambda.handler` reads, pointed at DynamoDB Local."""
+    from server import aws_lambda
+
+    monkeypatch.setenv("LIVECOUNT_TABLE_PREFIX", prefix)
+    monkeypatch.setenv("LIVECOUNT_DYNAMODB_ENDPOINT", dynamodb_local_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "livecount")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "livecount")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setattr(aws_lambda, "_client", None)

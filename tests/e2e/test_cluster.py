@@ -118,3 +118,24 @@ async def _async(value: Any) -> Any:
 async def _table(store: Store, name: str) -> dict[str, int]:
     items = (await store.ddb.scan(TableName=name, ConsistentRead=True))["Items"]
     return {i["articleId"]["S"]: int(i["totalViews"]["N"]) for i in items}
+
+
+async def test_the_lambda_way_nodes_without_a_consumer(
+        launch: Launch, local_store: Store, tmp_path: Path, lambda_env: None):
+    from server import aws_lambda
+    from tests.integration.test_lambda import recorded_event
+
+    one = await launch("--stream-consumer", "off", "--data-dir", str(tmp_path / "one"))
+    two = await launch("--stream-consumer", "off", "--data-dir", str(tmp_path / "two"))
+    page, seen = await watch(two, "served")
+    assert await view(one, "served", 4) == 4
+    await eventually(lambda: _table(local_store, local_store.tables.writer),
+                     lambda t: t == {"served": 4})
+    assert await _table(local_store, local_store.tables.reader) == {}  # no consumer here
+    assert not any(s.events("lease_taken") for s in (one, two))
+
+    await asyncio.to_thread(aws_lambda.handler, await recorded_event(local_store), None)
+    assert await _table(local_store, local_store.tables.reader) == {"served": 4}
+    # The function's feed items carry the count to the other node's page.
+    await eventually(partial(_async, seen), lambda s: 4 in s)
+    await page.close()

@@ -21,15 +21,19 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "aws" / "template.yaml"
 PREFIX = "p_"
 # The tables the code had when the template was written: these must always be compared.
-CURRENT = {"PostCountWriter", "PostCountReader", "HomeAndProfile", "Referrer", "StreamCheckpoint"}
-COMING = {"Timeline", "PageIndex", "StreamLease"}
+CURRENT = {"PostCountWriter", "PostCountReader", "HomeAndProfile", "Referrer", "StreamCheckpoint",
+           "Timeline", "PageIndex", "LiveFeed"}
+COMING: set[str] = set()
+# Calls made only when creating tables: the admin policy's, not the node's.
+CREATION = {"dynamodb:CreateTable", "dynamodb:UpdateTimeToLive"}
 READ_ONLY = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"}
-# What a node may do: the calls in server/*.py, plus ConditionCheckItem for the coming
-# TransactWriteItems and ListStreams (harmless: it names streams and reads none). No Scan.
+# What a node may do: the calls in server/*.py, plus ConditionCheckItem and ListStreams
+# (harmless: it names streams and reads none). Scan only on the lease table.
 NODE_ACTIONS = READ_ONLY | {
     "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
     "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable", "dynamodb:DescribeStream",
-    "dynamodb:GetShardIterator", "dynamodb:GetRecords", "dynamodb:ListStreams"}
+    "dynamodb:GetShardIterator", "dynamodb:GetRecords", "dynamodb:ListStreams",
+    "dynamodb:Scan"}
 
 
 def template() -> dict[str, Any]:
@@ -131,7 +135,8 @@ def test_the_writer_alone_has_a_stream_and_every_table_is_protected() -> None:
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
         assert props["SSESpecification"]["SSEEnabled"] is True, name
         assert props["DeletionProtectionEnabled"] == {"Ref": "DeletionProtection"}, name
-        assert table["DeletionPolicy"] == "Retain", name
+        # Counts outlive the stack; the live feed holds nothing older than an hour.
+        assert table["DeletionPolicy"] == ("Delete" if name == "LiveFeed" else "Retain"), name
 
 
 # -- IAM --------------------------------------------------------------------------------
@@ -186,12 +191,12 @@ def test_the_node_policy_allows_what_the_node_calls_and_creates_nothing() -> Non
     code = sorted(p for p in (ROOT / "server").glob("*.py") if p.name != "aws_lambda.py")
     calls = called_operations(code)
     assert {"dynamodb:UpdateItem", "dynamodb:GetRecords", "dynamodb:BatchGetItem"} <= calls
-    assert calls - {"dynamodb:CreateTable"} <= set(node), \
-        f"the node calls {sorted(calls - set(node) - {'dynamodb:CreateTable'})} " \
+    assert calls - CREATION <= set(node), \
+        f"the node calls {sorted(calls - set(node) - CREATION)} " \
         "which NodePolicy does not allow"
     assert set(node) == NODE_ACTIONS
     assert "dynamodb:CreateTable" not in node and "dynamodb:CreateTable" in admin
-    assert set(admin) == {"dynamodb:CreateTable", "dynamodb:DescribeTable"}
+    assert set(admin) == CREATION | {"dynamodb:DescribeTable"}
     tables = set(resources("AWS::DynamoDB::Table"))
     for action, where in node.items():
         if action in ("dynamodb:DescribeStream", "dynamodb:GetShardIterator",
@@ -199,6 +204,8 @@ def test_the_node_policy_allows_what_the_node_calls_and_creates_nothing() -> Non
             assert where == {"PostCountWriter.stream"}, action
         elif action == "dynamodb:ListStreams":
             assert where == {"*"}  # it takes no resource
+        elif action == "dynamodb:Scan":
+            assert where == {"StreamCheckpoint"}, action
         else:
             assert where == tables, action
     assert admin["dynamodb:CreateTable"] == tables
@@ -214,7 +221,8 @@ def test_the_reporting_policy_only_reads_the_report_tables() -> None:
 
 def test_the_copy_function_reads_the_stream_and_writes_only_the_reader() -> None:
     copy = grants("CopyPolicy")
-    assert copy.pop("dynamodb:PutItem") == copy.pop("dynamodb:DeleteItem") == {"PostCountReader"}
+    assert copy.pop("dynamodb:DeleteItem") == {"PostCountReader"}
+    assert copy.pop("dynamodb:PutItem") == {"PostCountReader", "LiveFeed"}  # and live pushes
     assert copy.pop("dynamodb:ListStreams") == {"*"}
     for action in ("dynamodb:DescribeStream", "dynamodb:GetShardIterator", "dynamodb:GetRecords"):
         assert copy.pop(action) == {"PostCountWriter.stream"}
@@ -245,7 +253,7 @@ def test_the_serverless_copy_is_optional_and_runs_the_named_handler() -> None:
 
 @pytest.mark.parametrize("output", [
     "PostCountWriterTable", "PostCountReaderTable", "HomeAndProfileTable", "ReferrerTable",
-    "TimelineTable", "PageIndexTable", "StreamCheckpointTable", "StreamLeaseTable",
+    "TimelineTable", "PageIndexTable", "StreamCheckpointTable", "LiveFeedTable",
     "WriterStreamArn", "NodePolicyArn", "TableAdminPolicyArn", "ReportingPolicyArn",
     "CopyPolicyArn",
 ])

@@ -11,7 +11,6 @@ import asyncio
 import signal
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from .hub import Hub, TooManySubscriptions
 from .journal import Journal
 from .limits import AddressCounter, TokenBucket, client_address, is_bot, parse_networks
 from .logs import error, log, warn
+from .metrics import Metrics
 from .pages import Target, referrer_host
 from .reports import hour_of
 from .store import FATAL_CODES, Store, StoreError
@@ -72,7 +72,9 @@ class Node:
         self._feed_out: dict[str, tuple[int, int]] = {}
         self._feed_cursor = time.time_ns() // 1000 * 1000
         self._feed_salt = zlib.crc32(config.node_id.encode())
-        self.routes = Routes(store, self._overlay, config.pages, config.allowed_origins)
+        self.metrics = Metrics(config.node_id)
+        self.routes = Routes(store, self._overlay, config.pages, config.allowed_origins,
+                             metrics=self.metrics.render)
         self._hour = (-1, "")
         self.archive = archive.Buffer(config.archive_max_events, config.archive_max_seconds) \
             if config.archive_dir else None
@@ -84,7 +86,11 @@ class Node:
         self.clients: dict[ServerConnection, Client] = {}
         self.addresses = AddressCounter(config.max_connections_per_ip)
         self.trusted_proxies = parse_networks(config.trusted_proxies)
-        self.stats: Counter[str] = Counter()
+        self._changed_at: dict[Target, float] = {}  # first unpushed change, for latency
+        self.metrics.watch(
+            sockets=lambda: len(self.clients), pending=lambda: self.ledger.pending_views,
+            leases=lambda: len(self.consumer.held) if self.consumer else 0,
+            lag=lambda: dict(self.consumer.lag) if self.consumer else {})
 
     # -- sockets ------------------------------------------------------------------
     async def connection(self, ws: ServerConnection) -> None:
@@ -93,7 +99,7 @@ class Node:
                                  headers.get("X-Forwarded-For") if headers else None,
                                  self.trusted_proxies)
         if not self.addresses.admit(address):
-            self.stats["refused_connections"] += 1
+            self.metrics.rejected.labels("too_many_connections").inc()
             await ws.close(1008, "too many connections from this address")
             return
         client = Client(address, is_bot(headers.get("User-Agent") if headers else None),
@@ -104,7 +110,7 @@ class Node:
             async for frame in ws:
                 client.seen = time.monotonic()
                 if not client.bucket.allow(client.seen):
-                    self.stats["rate_limited"] += 1
+                    self.metrics.rejected.labels("rate_limited").inc()
                     if client.bucket.strikes > MAX_STRIKES:
                         await ws.close(1008, "rate limit exceeded")
                         break
@@ -133,7 +139,6 @@ class Node:
             cutoff = time.monotonic() - self.config.idle_timeout
             idle = [ws for ws, client in self.clients.items()
                     if client.seen < cutoff and not self.hub.subscriptions(ws)]
-            self.stats["idle_closed"] += len(idle)
             await asyncio.gather(*(ws.close(1001, "idle") for ws in idle))
 
     async def handle(self, ws: ServerConnection, frame: str | bytes,
@@ -149,15 +154,17 @@ class Node:
             self.hub.unsubscribe(ws, targets)
             return []
         except protocol.ProtocolError as exc:
-            return [exc.reply()]
+            failure = exc
         except Busy as exc:
-            return [protocol.encode(protocol.Error("busy", str(exc)))]
+            failure = protocol.ProtocolError("busy", str(exc))
         except TooManySubscriptions as exc:
-            return [protocol.encode(protocol.Error("too_many_subscriptions", str(exc)))]
+            failure = protocol.ProtocolError("too_many_subscriptions", str(exc))
         except Exception as exc:
             error("handle_failed", exc)
-            return [protocol.encode(protocol.Error(
-                "unavailable", "counts are unavailable right now; nothing was counted"))]
+            failure = protocol.ProtocolError(
+                "unavailable", "counts are unavailable right now; nothing was counted")
+        self.metrics.rejected.labels(failure.code).inc()
+        return [failure.reply()]
 
     async def _views(self, ws: ServerConnection, msg: protocol.Views, bot: bool) -> bytes:
         target = self.config.pages.classify(msg.articleId, msg.currentPage)
@@ -167,13 +174,14 @@ class Node:
                 f"currentPage {msg.currentPage!r} is not a known page; posts need an articleId")
         await self._ensure_base([target])
         if bot:  # shown the counts, not counted
-            self.stats["bot_views"] += 1
+            self.metrics.bots.inc()
             counts = self.ledger.current(target)
             return protocol.encode(protocol.ViewsReply(
                 counts.total, counts.unique, **{_field(target): target.id}))
         host, hour = referrer_host(msg.referrer, self.config.site_domains), self._current_hour()
         counts = self.ledger.record(target, refreshed=msg.refreshed, hour=hour,
                                     title=msg.articleTitle, referrer=host)
+        self.metrics.views.inc()
         # Journal in the same moment as the ledger, so both keep one order; reply once
         # the view is on disk.
         durable = self.journal.append(
@@ -182,7 +190,7 @@ class Node:
             now = time.time()
             if batch := self.archive.add(archive.record(msg, target, host, now), now):
                 self._archive_queue.put_nowait(batch)
-        self.hub.changed(target)
+        self._changed(target)
         with suppress(TooManySubscriptions):  # the view counts even if the watch list is full
             self.hub.subscribe(ws, [target])
         with suppress(OSError):  # logged by the journal; the view is counted in memory
@@ -240,7 +248,7 @@ class Node:
     def _on_count(self, article_id: str, total: int, unique: int) -> None:
         target = Target("post", article_id)
         if self.ledger.has_base(target) and self.ledger.observe(target, Counts(total, unique)):
-            self.hub.changed(target)
+            self._changed(target)
 
     async def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         return await self.routes(request)
@@ -262,18 +270,20 @@ class Node:
                 # The flush must be on disk before any of its writes can reach the store:
                 # a replay then resends them with the same sequence numbers.
                 await self.journal.append(journal.taken_record(flush))
-                result = await self.store.flush(flush)
+                with self.metrics.flush_seconds.time():
+                    result = await self.store.flush(flush)
             except Exception as exc:  # whatever broke, the writes stay unsettled
                 error("flush_crashed", exc)
                 result = FlushResult.nothing_known(flush)
             for target in self.ledger.complete(flush, result):
-                self.hub.changed(target)
+                self._changed(target)
             self.ledger.trim(MAX_TRACKED, self.hub.watched())
             self.journal.append(journal.completed_record(flush, result))
             if self.ledger.idle:
                 self.journal.rotate(self._seq)
             applied = sum(w.delta.total for t, w in flush.targets.items()
                           if t in result.applied)
+            self.metrics.flush_failures.inc(len(result.failed_targets) + len(result.failed_rows))
             log("flushed", views=applied, targets=len(result.applied),
                 failed=len(result.failed_targets) + len(result.failed_rows),
                 pending=self.ledger.pending_views)
@@ -374,9 +384,17 @@ class Node:
         except TimeoutError:
             warn("archive_unwritten", batches=self._archive_queue.qsize())
 
+    def _changed(self, target: Target) -> None:
+        if self.hub.changed(target):
+            self._changed_at.setdefault(target, time.monotonic())
+
     def push(self) -> None:
+        now = time.monotonic()
         for target, watchers in self.hub.due():
             websockets.broadcast(watchers, _count(target, self.ledger.current(target)), text=True)
+            self.metrics.pushes.inc(len(watchers))
+            if (since := self._changed_at.pop(target, None)) is not None:
+                self.metrics.push_latency.observe(now - since)
 
     async def drain(self) -> None:
         """Flush until nothing is pending, giving up after a bounded time."""

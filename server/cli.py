@@ -41,7 +41,7 @@ def _config(ns: argparse.Namespace) -> config.Config:
         cfg = config.from_args(ns)
     except ValueError as exc:
         ns.parser.error(str(exc))
-    logs.setup(cfg.log_level)
+    logs.setup(cfg.log_level, cfg.node_id)
     return cfg
 
 

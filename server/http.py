@@ -20,6 +20,7 @@ from websockets.http11 import Request, Response
 
 from . import reports
 from .counting import SITE, Counts
+from .metrics import CONTENT_TYPE_LATEST
 from .pages import PageRules, Target
 from .protocol import MAX_ID_CHARS
 from .reports import BadParameter, PageRow
@@ -71,12 +72,14 @@ class Routes:
 
     def __init__(self, store: Store, overlay: Overlay, pages: PageRules,
                  allowed_origins: tuple[str, ...] = (),
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 metrics: Callable[[], bytes] = lambda: b"") -> None:
         self.store = store
         self.overlay = overlay
         self.pages = pages
         self.allowed_origins = allowed_origins
         self.clock = clock
+        self.metrics = metrics
         self._health: tuple[float, str] = (-HEALTH_TTL - 1, "")
         self._api: dict[str, Callable[[Query], Awaitable[Any]]] = {
             "/api/pages": self.pages_list,
@@ -91,6 +94,8 @@ class Routes:
             return None
         if path == "/healthz":
             return await self.healthz()
+        if path == "/metrics":
+            return response(200, self.metrics(), CONTENT_TYPE_LATEST)
         if path in _STATIC:
             return _file(*_STATIC[path])
         if path == "/demo" or path.startswith("/demo/"):

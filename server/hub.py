@@ -72,9 +72,12 @@ class Hub(Generic[C]):
     def connections(self) -> int:
         return len(self._watching)
 
-    def changed(self, target: Target) -> None:
+    def changed(self, target: Target) -> bool:
+        """Mark a watched target for the next push; False if nobody watches it."""
         if target in self._watchers:
             self._dirty.add(target)
+            return True
+        return False
 
     def due(self) -> list[tuple[Target, set[C]]]:
         """Targets changed since the last call that still have watchers, with them."""

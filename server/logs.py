@@ -18,6 +18,10 @@ _encoder = msgspec.json.Encoder()
 
 
 class _JsonFormatter(logging.Formatter):
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -25,15 +29,17 @@ class _JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "event": record.getMessage(),
         }
+        if self.node:
+            entry["node"] = self.node
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return _encoder.encode(entry).decode(errors="replace")
 
 
-def setup(level: str = "info") -> None:
+def setup(level: str = "info", node: str = "") -> None:
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_JsonFormatter())
+    handler.setFormatter(_JsonFormatter(node))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

@@ -1,0 +1,74 @@
+"""The operators' view: Prometheus metrics at `GET /metrics`.
+
+One registry per node (not the library's global one), so tests and several nodes in
+one process never mix figures. Counters are bumped where things happen; gauges that
+mirror state are read from the node when scraped, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class _Lag(Collector):
+    def __init__(self, lag: Callable[[], Mapping[str, float]]) -> None:
+        self._lag = lag
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("livecount_stream_lag_seconds",
+                                   "Age of the last stream record read, per shard held",
+                                   labels=["shard"])
+        for shard, seconds in self._lag().items():
+            family.add_metric([shard], seconds)
+        yield family
+
+
+class Metrics:
+    def __init__(self, node_id: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.views = Counter("livecount_views", "Views accepted and counted", registry=r)
+        self.rejected = Counter("livecount_rejected", "Messages refused, by reason",
+                                ["reason"], registry=r)
+        self.bots = Counter("livecount_bot_views", "Bot views shown counts, not counted",
+                            registry=r)
+        self.pushes = Counter("livecount_pushes", "Count messages pushed to sockets",
+                              registry=r)
+        self.push_latency = Histogram(
+            "livecount_push_latency_seconds", "From a count changing to its push",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5), registry=r)
+        self.flush_seconds = Histogram(
+            "livecount_flush_seconds", "Time to write one flush to DynamoDB",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
+        self.flush_failures = Counter("livecount_flush_failures",
+                                      "Writes whose outcome was unknown, to be resent",
+                                      registry=r)
+        self.open_sockets = Gauge("livecount_open_sockets", "Open WebSocket connections",
+                                  registry=r)
+        self.pending = Gauge("livecount_pending_views", "Views not yet stored", registry=r)
+        self.leases = Gauge("livecount_leases_held", "Stream shard leases held", registry=r)
+        Gauge("livecount_node_info", "This node", ["node"], registry=r).labels(node_id).set(1)
+
+    def watch(self, sockets: Callable[[], int], pending: Callable[[], int],
+              leases: Callable[[], int], lag: Callable[[], Mapping[str, float]]) -> None:
+        """Gauges read from the node at scrape time."""
+        self.open_sockets.set_function(sockets)
+        self.pending.set_function(pending)
+        self.leases.set_function(leases)
+        self.registry.register(_Lag(lag))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -37,6 +37,8 @@ from .store import FATAL_CODES, Store, StoreError
 from .streams import StreamConsumer
 
 SHUTDOWN_FLUSH_TIMEOUT = 30.0
+STREAM_SETTLE_TIMEOUT = 10.0
+CATCH_UP_TIMEOUT = 30.0
 FEED_INTERVAL = 0.5  # seconds between live-feed writes and reads
 MAX_TRACKED = 100_000  # targets whose counts a node keeps in memory (watched ones always)
 MAX_STRIKES = 20  # refused messages in a row before a socket is closed with 1008
@@ -56,41 +58,43 @@ class Client:
     bot: bool
     bucket: TokenBucket
     seen: float
-STREAM_SETTLE_TIMEOUT = 10.0
-CATCH_UP_TIMEOUT = 30.0
 
 
 class Node:
     def __init__(self, config: Config, store: Store) -> None:
         self.config = config
         self.store = store
+        # Counting, durably.
         self.ledger = Ledger(config.max_pending_views)
+        self.journal = Journal(config.data_dir / "journal")
+        self._seq = 0
+        self._flushing = asyncio.Lock()
+        self._loading: dict[Target, asyncio.Task[None]] = {}
+        self._hour = (-1, "")
+        # Sockets and what they watch.
         self.hub: Hub[ServerConnection] = Hub(config.max_subscriptions)
+        self.clients: dict[ServerConnection, Client] = {}
+        self.addresses = AddressCounter(config.max_connections_per_ip)
+        self.trusted_proxies = parse_networks(config.trusted_proxies)
+        self._changed_at: dict[Target, float] = {}  # first unpushed change, for latency
+        # The stream, and the feed that carries what it shows to the other nodes.
         self.consumer = StreamConsumer(store, self._on_image, config.node_id,
                                        lease_time=config.lease_time) \
             if config.stream_consumer == "on" else None
         self._feed_out: dict[str, tuple[int, int]] = {}
         self._feed_cursor = time.time_ns() // 1000 * 1000
         self._feed_salt = zlib.crc32(config.node_id.encode())
-        self.metrics = Metrics(config.node_id)
-        self.routes = Routes(store, self._overlay, config.pages, config.allowed_origins,
-                             metrics=self.metrics.render)
-        self._hour = (-1, "")
+        # The side outputs: archive, metrics, HTTP.
         self.archive = archive.Buffer(config.archive_max_events, config.archive_max_seconds) \
             if config.archive_dir else None
         self._archive_queue: asyncio.Queue[archive.Batch] = asyncio.Queue()
-        self.journal = Journal(config.data_dir / "journal")
-        self._seq = 0
-        self._loading: dict[Target, asyncio.Task[None]] = {}
-        self._flushing = asyncio.Lock()
-        self.clients: dict[ServerConnection, Client] = {}
-        self.addresses = AddressCounter(config.max_connections_per_ip)
-        self.trusted_proxies = parse_networks(config.trusted_proxies)
-        self._changed_at: dict[Target, float] = {}  # first unpushed change, for latency
+        self.metrics = Metrics(config.node_id)
         self.metrics.watch(
             sockets=lambda: len(self.clients), pending=lambda: self.ledger.pending_views,
             leases=lambda: len(self.consumer.held) if self.consumer else 0,
             lag=lambda: dict(self.consumer.lag) if self.consumer else {})
+        self.routes = Routes(store, self._overlay, config.pages, config.allowed_origins,
+                             metrics=self.metrics.render)
 
     # -- sockets ------------------------------------------------------------------
     async def connection(self, ws: ServerConnection) -> None:

@@ -18,14 +18,14 @@ soak: install system-deps  ## long variants: a million hostile frames, a 30 s st
 		$(BIN)/python -m pytest -q tests/e2e/test_fuzz.py tests/e2e/test_faults.py
 
 lint: install
-	$(BIN)/ruff check server tests
+	$(BIN)/ruff check server tests bench
 	$(BIN)/mypy
 
 unit: install  ## the pure core only: seconds, no Java, no network
 	$(BIN)/python -m pytest -q tests/unit
 
 bench: install system-deps  ## issue 5's benchmarks into docs/BENCHMARKS.md (~10 min; not part of test)
-	$(BIN)/python -m pip install -q -e '.[bench]'  # py-spy for the profile, once the extra exists
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'  # py-spy, for the profile
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run $(BENCH_ARGS)
 
 install: $(STAMP)

@@ -13,7 +13,7 @@ import time
 import zlib
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +58,8 @@ class Client:
     bot: bool
     bucket: TokenBucket
     seen: float
+    viewing: Target | None = None  # the page it last viewed: watched while it is shown
+    explicit: set[Target] = field(default_factory=set)  # asked for with `subscribe`
 
 
 class Node:
@@ -69,7 +71,9 @@ class Node:
         self.journal = Journal(config.data_dir / "journal")
         self._seq = 0
         self._flushing = asyncio.Lock()
-        self._loading: dict[Target, asyncio.Task[None]] = {}
+        self._loading: dict[Target, asyncio.Future[None]] = {}
+        self._queued: list[Target] = []
+        self._loader: asyncio.Task[None] | None = None
         self._hour = (-1, "")
         # Sockets and what they watch.
         self.hub: Hub[ServerConnection] = Hub(config.max_subscriptions)
@@ -121,7 +125,7 @@ class Node:
                     with suppress(websockets.ConnectionClosed):
                         await ws.send(RATE_LIMITED, text=True)
                     continue
-                replies = await self.handle(ws, frame, client.bot)
+                replies = await self.handle(ws, frame, client)
                 # A page that sends a view and leaves at once is still counted: the
                 # frames it sent before closing are read and handled, unanswered.
                 with suppress(websockets.ConnectionClosed):
@@ -146,16 +150,19 @@ class Node:
             await asyncio.gather(*(ws.close(1001, "idle") for ws in idle))
 
     async def handle(self, ws: ServerConnection, frame: str | bytes,
-                     bot: bool = False) -> list[bytes]:
+                     client: Client) -> list[bytes]:
         """Answer one frame; client mistakes and store trouble become error replies."""
         try:
             message = protocol.decode(frame)
             if isinstance(message, protocol.Views):
-                return [await self._views(ws, message, bot)]
+                return [await self._views(ws, message, client)]
             targets = self._targets(message)
             if isinstance(message, protocol.Subscribe):
-                return await self._subscribe(ws, targets)
+                return await self._subscribe(ws, targets, client)
             self.hub.unsubscribe(ws, targets)
+            client.explicit.difference_update(targets)
+            if client.viewing in targets:
+                client.viewing = None
             return []
         except protocol.ProtocolError as exc:
             failure = exc
@@ -170,14 +177,14 @@ class Node:
         self.metrics.rejected.labels(failure.code).inc()
         return [failure.reply()]
 
-    async def _views(self, ws: ServerConnection, msg: protocol.Views, bot: bool) -> bytes:
+    async def _views(self, ws: ServerConnection, msg: protocol.Views, client: Client) -> bytes:
         target = self.config.pages.classify(msg.articleId, msg.currentPage)
         if target is None:
             raise protocol.ProtocolError(
                 "unrecognised_page",
                 f"currentPage {msg.currentPage!r} is not a known page; posts need an articleId")
         await self._ensure_base([target])
-        if bot:  # shown the counts, not counted
+        if client.bot:  # shown the counts, not counted
             self.metrics.bots.inc()
             counts = self.ledger.current(target)
             return protocol.encode(protocol.ViewsReply(
@@ -195,12 +202,20 @@ class Node:
             if batch := self.archive.add(archive.record(msg, target, host, now), now):
                 self._archive_queue.put_nowait(batch)
         self._changed(target)
-        with suppress(TooManySubscriptions):  # the view counts even if the watch list is full
-            self.hub.subscribe(ws, [target])
+        self._watch_viewed(ws, client, target)
         with suppress(OSError):  # logged by the journal; the view is counted in memory
             await durable
         return protocol.encode(protocol.ViewsReply(
             counts.total, counts.unique, **{_field(target): target.id}))
+
+    def _watch_viewed(self, ws: ServerConnection, client: Client, target: Target) -> None:
+        """A view watches its own page, in place of the page viewed before (unless that
+        one was subscribed to): a long single-page session watches one page, not all."""
+        previous, client.viewing = client.viewing, target
+        if previous is not None and previous != target and previous not in client.explicit:
+            self.hub.unsubscribe(ws, [previous])
+        with suppress(TooManySubscriptions):  # the view counts even if the watch list is full
+            self.hub.subscribe(ws, [target])
 
     def _targets(self, msg: protocol.Subscribe | protocol.Unsubscribe) -> list[Target]:
         known = set(self.config.pages.names)
@@ -210,29 +225,43 @@ class Node:
         return ([Target("post", a) for a in msg.articleIds]
                 + [Target("page", p) for p in msg.pageNames])
 
-    async def _subscribe(self, ws: ServerConnection, targets: list[Target]) -> list[bytes]:
+    async def _subscribe(self, ws: ServerConnection, targets: list[Target],
+                         client: Client) -> list[bytes]:
         self.hub.subscribe(ws, targets)
+        client.explicit.update(targets)
         await self._ensure_base(targets)
         return [_count(t, self.ledger.current(t)) for t in dict.fromkeys(targets)]
 
     async def _ensure_base(self, targets: list[Target]) -> None:
-        """Read the stored counts of targets this node has not seen, once per target."""
-        missing = [t for t in targets if not self.ledger.has_base(t)]
-        new = [t for t in missing if t not in self._loading]
-        if new:
-            task = asyncio.ensure_future(self._load(new))
-            for t in new:
-                self._loading[t] = task
-        if waits := {self._loading[t] for t in missing if t in self._loading}:
-            await asyncio.gather(*waits)
+        """Read the stored counts of targets this node has not seen. Targets asked for in
+        the same moment, from any socket, share one BatchGetItem."""
+        waits = []
+        for target in targets:
+            if self.ledger.has_base(target):
+                continue
+            loading = self._loading.get(target)
+            if loading is None:
+                loading = self._loading[target] = asyncio.get_running_loop().create_future()
+                self._queued.append(target)
+            waits.append(loading)
+        if self._queued and self._loader is None:
+            self._loader = asyncio.create_task(self._load_queued())
+        for outcome in await asyncio.gather(*waits, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
-    async def _load(self, targets: list[Target]) -> None:
+    async def _load_queued(self) -> None:
+        await asyncio.sleep(0)  # one loop turn: let other sockets' first views join in
+        targets, self._queued, self._loader = self._queued, [], None
         try:
             for target, counts in (await self.store.read_counts(targets)).items():
                 self.ledger.observe(target, counts)
-        finally:
-            for t in targets:
-                self._loading.pop(t, None)
+        except Exception as exc:  # every waiter answers `unavailable`; nothing counted
+            for target in targets:
+                self._loading.pop(target).set_exception(exc)
+            return
+        for target in targets:
+            self._loading.pop(target).set_result(None)
 
     def _current_hour(self) -> str:
         """The UTC hour bucket of a view now, formatted once per hour, not per view."""
@@ -297,6 +326,9 @@ class Node:
         """Replay the journal and store what it holds before serving anything."""
         self.journal.lock()
         replayed = journal.replay(self.journal.read(), self.ledger)
+        config = self.config
+        self.journal.bind(f"{config.dynamodb_endpoint} {config.region} {config.table_prefix}",
+                          unstored=not self.ledger.idle)
         self._seq = replayed.last_seq
         self.journal.open()
         if replayed.records:

@@ -136,6 +136,19 @@ class Journal:
             raise JournalBusy(f"{self.directory} is in use by another livecount; "
                               "give each node its own --data-dir") from None
 
+    def bind(self, store: str, unstored: bool) -> None:
+        """Tie the journal to the tables it is for. Views waiting for one set of tables
+        must not be stored in another (another `--table-prefix` or endpoint): refuse,
+        and say how to proceed."""
+        meta = self.directory / "store"
+        if meta.exists() and unstored and (before := meta.read_text().strip()) != store:
+            raise JournalBusy(
+                f"{self.directory} holds views not yet stored in {before!r}; start once "
+                f"more with those settings to store them, or use another --data-dir")
+        temporary = meta.with_name(".store.tmp")
+        temporary.write_text(store + "\n")
+        os.replace(temporary, meta)
+
     def open(self) -> None:
         """Start appending, to a new file: never after a torn line of an old one."""
         self._file = self._next_path().open("ab")

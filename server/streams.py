@@ -28,6 +28,7 @@ from .store import Store, StoreError
 
 OnImage = Callable[[str, int, int], None]  # articleId, totalViews, uniqueViews
 CHECKPOINT_INTERVAL = 5.0  # seconds between checkpoints of a busy shard
+IDLE_POLL_INTERVAL = 1.0  # the longest wait between polls of a quiet shard
 
 
 def _conditional_failure(exc: ClientError) -> bool:
@@ -74,6 +75,7 @@ class StreamConsumer:
         """Poll until `stop` is set; store errors are logged and retried, never fatal."""
         loop = asyncio.get_running_loop()
         next_discovery = next_leasing = 0.0
+        idle = self.poll_interval / 2
         while not stop.is_set():
             try:
                 if loop.time() >= next_discovery:
@@ -90,9 +92,12 @@ class StreamConsumer:
                 error("stream_crash", exc)
                 records = 0
             await self._end_round(records)
+            # Idle shards are polled less and less often, down to once a second:
+            # GetRecords calls are billed, and most of a blog's seconds are quiet.
+            idle = self.poll_interval if records else min(idle * 2, IDLE_POLL_INTERVAL)
             if records == 0:
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.poll_interval)
+                    await asyncio.wait_for(stop.wait(), idle)
         await self._release()
 
     async def settled(self) -> None:

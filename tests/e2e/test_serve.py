@@ -214,3 +214,27 @@ async def test_views_sent_just_before_the_page_leaves_are_counted(launch: Launch
             return int(reply["totalViews"])
 
         assert await eventually(total, lambda n: n == 5) == 5
+
+
+async def test_a_page_watches_what_it_shows_not_everything_it_showed(launch: Launch):
+    served = await launch()
+    async with connect(served.ws) as reader_page, connect(served.ws) as other:
+        await ask(reader_page, {"message": "subscribe", "articleIds": ["kept"]})
+        await view(reader_page, "first")
+        await view(reader_page, "second")  # navigated on: "first" is no longer shown
+        await reader_page.send(json.dumps({"message": "subscribe", "articleIds": ["sync0"]}))
+        while json.loads(await asyncio.wait_for(reader_page.recv(), 10)).get("articleId") \
+                != "sync0":
+            pass  # its own views' replies and pushes, from before the switch
+        await view(other, "first")
+        await view(other, "second")
+        await view(other, "kept")
+        seen: set[str] = set()
+        while "kept" not in seen or "second" not in seen:
+            seen.add(json.loads(await asyncio.wait_for(reader_page.recv(), 10))["articleId"])
+        # Pushes go out together, so any push for "first" came before this answer.
+        await reader_page.send(json.dumps({"message": "subscribe", "articleIds": ["sync"]}))
+        while (message := json.loads(await asyncio.wait_for(reader_page.recv(), 10))) \
+                .get("articleId") != "sync":
+            seen.add(message["articleId"])
+        assert "first" not in seen

@@ -94,3 +94,12 @@ def test_one_journal_serves_one_process(tmp_path: Path):
     finally:
         first._lock.close()
     Journal(tmp_path).lock()  # free again once the holder is gone
+
+
+def test_unstored_views_stay_with_their_tables(tmp_path: Path):
+    log = Journal(tmp_path)
+    log.bind("embedded us-east-1 blog_", unstored=False)
+    log.bind("embedded us-east-1 other_", unstored=False)  # nothing waiting: free to move
+    with pytest.raises(JournalBusy, match="other_"):
+        log.bind("embedded us-east-1 blog_", unstored=True)
+    log.bind("embedded us-east-1 other_", unstored=True)  # its own tables: fine

@@ -1,0 +1,144 @@
+"""A counting HTTP proxy on loopback between a DynamoDB client and DynamoDB Local.
+
+It counts what AWS bills: requests per operation and table, and the capacity units
+DynamoDB reports. It asks for them by adding `ReturnConsumedCapacity: TOTAL` to each
+request that takes it (DynamoDB Local ignores SigV4 signatures, so editing the body is
+harmless there; never point this at AWS). Responses pass through untouched, so their
+CRC32 still checks. A conditional write that fails is billed on AWS though no
+capacity comes back: it is counted as one WCU (every item here is under 1 KB).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+CAPACITY_OPS = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem",
+                "BatchWriteItem", "Query", "Scan", "TransactWriteItems", "TransactGetItems"}
+WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding"}
+
+
+@dataclass
+class Tally:
+    """Requests by (operation, table) and capacity units by table; a snapshot can be diffed."""
+
+    requests: Counter[tuple[str, str]] = field(default_factory=Counter)
+    wcu: Counter[str] = field(default_factory=Counter)  # float units in an int-typed Counter
+    rcu: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def copy(self) -> Tally:
+        return Tally(Counter(self.requests), Counter(self.wcu), Counter(self.rcu),
+                     Counter(self.errors))
+
+    def __sub__(self, before: Tally) -> Tally:
+        return Tally(self.requests - before.requests, self.wcu - before.wcu,
+                     self.rcu - before.rcu, self.errors - before.errors)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": {f"{op} {table}": n for (op, table), n in sorted(self.requests.items())},
+            "wcu": dict(sorted(self.wcu.items())),
+            "rcu": dict(sorted(self.rcu.items())),
+            "errors": dict(self.errors),
+        }
+
+    def ops(self, *names: str) -> int:
+        return sum(n for (op, _), n in self.requests.items() if op in names)
+
+
+def _table_of(op: str, body: dict[str, Any]) -> str:
+    if "TableName" in body:
+        return str(body["TableName"])
+    if "StreamArn" in body:  # arn:aws:dynamodb:…:table/NAME/stream/…
+        return str(body["StreamArn"]).split(":table/", 1)[-1].split("/", 1)[0]
+    if "RequestItems" in body:
+        return ",".join(sorted(body["RequestItems"]))
+    return "streams" if op in ("GetRecords", "GetShardIterator") else "-"
+
+
+class CountingProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.tally = Tally()
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> str:
+        app = web.Application(client_max_size=16 * 2**20)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256), auto_decompress=False)
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        assert self._session is not None
+        raw = await request.read()
+        op = request.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1] or request.method
+        body: dict[str, Any] = {}
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = {}
+        if op in CAPACITY_OPS and "ReturnConsumedCapacity" not in body:
+            body["ReturnConsumedCapacity"] = "TOTAL"
+            raw = json.dumps(body).encode()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        async with self._session.request(request.method, self.upstream + request.path_qs,
+                                         data=raw, headers=headers) as answer:
+            payload = await answer.read()
+            status = answer.status
+            out_headers = {k: v for k, v in answer.headers.items()
+                           if k.lower() not in HOP_HEADERS}
+        self._count(op, body, status, payload)
+        return web.Response(body=payload, status=status, headers=out_headers)
+
+    def _count(self, op: str, body: dict[str, Any], status: int, payload: bytes) -> None:
+        table = _table_of(op, body)
+        self.tally.requests[(op, table)] += 1
+        try:
+            answer = json.loads(payload) if payload else {}
+        except ValueError:
+            answer = {}
+        if status != 200:
+            kind = str(answer.get("__type", status)).rsplit("#", 1)[-1]
+            self.tally.errors[f"{op} {kind}"] += 1
+            if kind == "ConditionalCheckFailedException":
+                self.tally.wcu[table] += 1
+            return
+        if op == "BatchGetItem":  # AWS bills every key read, found or not; Local says 0
+            for table_name, spec in body.get("RequestItems", {}).items():
+                unit = 1.0 if spec.get("ConsistentRead") else 0.5
+                missing = len(spec.get("Keys", [])) * unit - sum(
+                    float(e.get("CapacityUnits", 0.0)) for e in answer.get("ConsumedCapacity", [])
+                    if e.get("TableName") == table_name)
+                if missing > 0:
+                    extra: Any = missing
+                    self.tally.rcu[table_name] += extra
+        consumed = answer.get("ConsumedCapacity")
+        for entry in consumed if isinstance(consumed, list) else [consumed] if consumed else []:
+            name = str(entry.get("TableName", table))
+            units: Any = float(entry.get("CapacityUnits", 0.0))
+            (self.tally.wcu if op in WRITE_OPS else self.tally.rcu)[name] += units

@@ -88,6 +88,8 @@ class Node:
         self._feed_out: dict[str, tuple[int, int]] = {}
         self._feed_cursor = time.time_ns() // 1000 * 1000
         self._feed_salt = zlib.crc32(config.node_id.encode())
+        self._feed_ready = asyncio.Event()  # something to share
+        self._feed_read = 0.0
         # The side outputs: archive, metrics, HTTP.
         self.archive = archive.Buffer(config.archive_max_events, config.archive_max_seconds) \
             if config.archive_dir else None
@@ -276,6 +278,7 @@ class Node:
     def _on_image(self, article_id: str, total: int, unique: int) -> None:
         if self.consumer is not None and self.consumer.nodes > 1:
             self._feed_out[article_id] = (total, unique)  # for the other nodes' sockets
+            self._feed_ready.set()
         self._on_count(article_id, total, unique)
 
     def _on_count(self, article_id: str, total: int, unique: int) -> None:
@@ -355,10 +358,13 @@ class Node:
             self.push()
 
     async def feed_loop(self, stop: asyncio.Event) -> None:
-        """Share what this node's stream reading saw; learn what the others' saw."""
+        """Share what this node's stream reading saw (as soon as it has something);
+        learn what the others' saw (every FEED_INTERVAL)."""
         while True:
             with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), FEED_INTERVAL)
+                await asyncio.wait_for(_first(stop.wait(), self._feed_ready.wait()),
+                                       FEED_INTERVAL)
+            self._feed_ready.clear()
             try:
                 await self._feed_once()
             except StoreError as exc:
@@ -379,7 +385,10 @@ class Node:
             except BaseException:
                 self._feed_out = out | self._feed_out  # newer values win; retry next time
                 raise
-        if self.consumer is None or self.consumer.nodes > 1:
+        now = time.monotonic()
+        if (self.consumer is None or self.consumer.nodes > 1) \
+                and now - self._feed_read >= FEED_INTERVAL * 0.9:
+            self._feed_read = now
             items = await self.store.read_feed(feed.window_start(self._feed_cursor))
             for _, payload in items:
                 for article, total, unique in feed.decode(payload):
@@ -505,6 +514,16 @@ async def run(config: Config, ready: asyncio.Event | None = None) -> None:
         await node.journal.close()
         log("stopped", stream_settled=settled,
             copied=node.consumer.copied if node.consumer else 0)
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Return when the first of `waits` does; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 class Background:

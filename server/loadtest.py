@@ -37,6 +37,7 @@ from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus, InvalidURI
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
+from websockets.protocol import State
 from websockets.uri import WebSocketURI, parse_uri
 
 SATURATED_PCT: Final = 90.0  # client CPU above this share of one core: the client may be the limit
@@ -438,6 +439,7 @@ class Options:
     push_wait: float = 3.0
     article_prefix: str = "loadtest-"
     seed: int | None = None
+    subscribe_url: str | None = None  # subscribers elsewhere: pushes across nodes
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -502,6 +504,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--article-prefix", default="loadtest-",
                    help="article ids are PREFIX0, PREFIX1, … (default: %(default)s)")
     p.add_argument("--seed", type=int, default=None, help="random seed, for repeatable mixes")
+    p.add_argument("--subscribe-url", default=None,
+                   help="where the subscribers connect (default: --url); another node's "
+                        "address measures pushes across nodes")
     p.add_argument("--json", action="store_true", help="print one JSON object, no table")
 
 
@@ -511,7 +516,8 @@ def options_from(ns: argparse.Namespace) -> Options:
         articles=ns.articles, zipf=ns.zipf, refreshed_ratio=ns.refreshed_ratio,
         referrer_ratio=ns.referrer_ratio, subscribers=ns.subscribers, max_views=ns.max_views,
         open_concurrency=ns.open_concurrency, open_timeout=ns.open_timeout,
-        push_wait=ns.push_wait, article_prefix=ns.article_prefix, seed=ns.seed)
+        push_wait=ns.push_wait, article_prefix=ns.article_prefix, seed=ns.seed,
+        subscribe_url=ns.subscribe_url)
 
 
 def raise_fd_limit(needed: int) -> int:
@@ -550,7 +556,8 @@ class _Socket(asyncio.Protocol):
         self.run = run
         self.index = index
         self.subscriber = subscriber
-        self.ws = ClientProtocol(run.uri, max_size=2**20)
+        self.uri = run.subscribe_uri if subscriber else run.uri
+        self.ws = ClientProtocol(self.uri, max_size=2**20)
         self.transport: asyncio.Transport | None = None
         self.opened: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -618,7 +625,9 @@ class _Socket(asyncio.Protocol):
             self.run.on_lost(self)
 
     def send(self, data: bytes) -> bool:
-        if not self.open:
+        # The server may be closing this socket (a limit, a restart): not an error of
+        # the client's, and the close shows up in the report as a lost connection.
+        if not self.open or self.ws.state is not State.OPEN:
             return False
         self.ws.send_text(data)
         self._flush()
@@ -687,6 +696,7 @@ class _Run:
         self.options = options
         self.display = display
         self.uri: WebSocketURI = parse_uri(options.url)
+        self.subscribe_uri: WebSocketURI = parse_uri(options.subscribe_url or options.url)
         self.mix = ViewMix(options.articles, options.zipf, options.refreshed_ratio,
                            options.referrer_ratio, options.article_prefix, options.seed)
         self.reply_ms = Histogram()
@@ -791,8 +801,8 @@ class _Run:
                 try:
                     async with asyncio.timeout(opts.open_timeout):
                         await loop.create_connection(
-                            lambda: sock, self.uri.host, self.uri.port,
-                            ssl=True if self.uri.secure else None)
+                            lambda: sock, sock.uri.host, sock.uri.port,
+                            ssl=True if sock.uri.secure else None)
                         await sock.opened
                 except InvalidStatus as exc:
                     self.connect_failures[f"HTTP {exc.response.status_code}"] += 1
@@ -954,6 +964,7 @@ def main(ns: argparse.Namespace) -> int:
     options = options_from(ns)
     try:
         parse_uri(options.url)
+        parse_uri(options.subscribe_url or options.url)
     except InvalidURI as exc:
         ns.parser.error(str(exc))
     display = _Display(not ns.json)

@@ -29,6 +29,7 @@ from .store import Store, StoreError
 OnImage = Callable[[str, int, int], None]  # articleId, totalViews, uniqueViews
 CHECKPOINT_INTERVAL = 5.0  # seconds between checkpoints of a busy shard
 IDLE_POLL_INTERVAL = 1.0  # the longest wait between polls of a quiet shard
+QUIET_AFTER = 5.0  # seconds without a record before a shard counts as quiet
 
 
 def _conditional_failure(exc: ClientError) -> bool:
@@ -75,7 +76,8 @@ class StreamConsumer:
         """Poll until `stop` is set; store errors are logged and retried, never fatal."""
         loop = asyncio.get_running_loop()
         next_discovery = next_leasing = 0.0
-        idle = self.poll_interval / 2
+        idle = self.poll_interval
+        last_record = loop.time()
         while not stop.is_set():
             try:
                 if loop.time() >= next_discovery:
@@ -92,9 +94,14 @@ class StreamConsumer:
                 error("stream_crash", exc)
                 records = 0
             await self._end_round(records)
-            # Idle shards are polled less and less often, down to once a second:
-            # GetRecords calls are billed, and most of a blog's seconds are quiet.
-            idle = self.poll_interval if records else min(idle * 2, IDLE_POLL_INTERVAL)
+            # Shards quiet for a while are polled less and less often, down to once a
+            # second: GetRecords calls are billed, and most of a blog's seconds are
+            # quiet. Within a few seconds of a record (flushes come every second) the
+            # poll stays quick, so copies and pushes stay prompt.
+            if records:
+                last_record = loop.time()
+            quiet = loop.time() - last_record > QUIET_AFTER
+            idle = min(idle * 2, IDLE_POLL_INTERVAL) if quiet else self.poll_interval
             if records == 0:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), idle)
@@ -323,19 +330,18 @@ class StreamConsumer:
         now = asyncio.get_running_loop().time()
         if not force and now - self._checkpointed.get(shard_id, 0.0) < CHECKPOINT_INTERVAL:
             return
-        updates, values = ["#f = :f"], {":f": {"BOOL": finished}, ":me": {"S": self.node_id}}
+        updates = ["#f = :f"]
+        names = {"#f": "finished", "#o": "owner"}
+        values = {":f": {"BOOL": finished}, ":me": {"S": self.node_id}}
         if seq := self._checkpoints.get(shard_id):
             updates.append("#s = :s")
+            names["#s"] = "sequenceNumber"
             values[":s"] = {"S": seq}
         try:
             await self.store.ddb.update_item(
                 TableName=self.table, Key={"shardId": {"S": shard_id}},
-                UpdateExpression="SET " + ", ".join(updates),
-                ConditionExpression="#o = :me",
-                ExpressionAttributeNames={"#f": "finished", "#s": "sequenceNumber",
-                                          "#o": "owner"} if seq else
-                {"#f": "finished", "#o": "owner"},
-                ExpressionAttributeValues=values)
+                UpdateExpression="SET " + ", ".join(updates), ConditionExpression="#o = :me",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
         except ClientError as exc:
             if not _conditional_failure(exc):
                 raise

@@ -65,3 +65,17 @@ async def test_a_paced_run_sends_at_most_the_rate(launch: Launch, tmp_path: Path
     assert 0 < report["sent"] <= 50 + 3  # the rate over one second, plus the first burst
     assert report["acked"] == report["sent"] and report["errors"] == {}
     assert report["target_rate"] == 50
+
+
+async def test_a_server_that_closes_sockets_is_reported_not_crashed_on(launch: Launch):
+    """The load client meets the server's limits like any other client: it reports
+    what was refused and closed, and still prints its report."""
+    served = await launch("--rate-limit", "5", "--rate-burst", "5")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "loadtest", "--url", served.ws, "--connections", "2",
+        "--duration", "2", "--articles", "1", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    report = json.loads(out)
+    assert report["errors"].get("rate_limited", 0) > 0

@@ -172,6 +172,10 @@ class Node:
             failure = protocol.ProtocolError("busy", str(exc))
         except TooManySubscriptions as exc:
             failure = protocol.ProtocolError("too_many_subscriptions", str(exc))
+        except StoreError as exc:  # expected while DynamoDB is away: no traceback each time
+            warn("counts_unavailable", error=str(exc))
+            failure = protocol.ProtocolError(
+                "unavailable", "counts are unavailable right now; nothing was counted")
         except Exception as exc:
             error("handle_failed", exc)
             failure = protocol.ProtocolError(

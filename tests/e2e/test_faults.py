@@ -96,6 +96,10 @@ async def test_an_unreachable_store_does_not_stop_counting(
         replied = await send_views(served, 3, start=sent)
         sent += 3
     assert replied == expected_for(sent)
+    async with connect(served.ws) as ws:  # an article it has never read: no true count
+        await ws.send(json.dumps({"message": "views", "articleId": "never-read"}))
+        reply = json.loads(await ws.recv())
+        assert (reply["message"], reply["error"]) == ("error", "unavailable")
 
     async def failures() -> int:
         return len(served.events("flush_failed"))

@@ -59,15 +59,25 @@ def _env(name: str) -> str | None:
     return os.environ.get("LIVECOUNT_" + name.upper().replace("-", "_"))
 
 
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+def number(kind: Callable[[str], Any], *, above: float | None = None,
+           least: float | None = None, most: float | None = None) -> Callable[[str], Any]:
+    """An argparse type for a number within bounds; the error says which bound."""
     def parse(text: str) -> Any:
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"must be above {above:g}, got {text}")
+        if least is not None and not value >= least:
+            raise argparse.ArgumentTypeError(f"must be at least {least:g}, got {text}")
+        if most is not None and not value <= most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:g}, got {text}")
         return value
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    return number(kind, above=0)
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -80,11 +90,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {text}")
-    return value
+_port = number(int, least=0, most=65535)
 
 
 # (flag, type, default, help); a list default marks a repeatable option.

@@ -40,6 +40,8 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import WebSocketURI, parse_uri
 
+from .config import number
+
 SATURATED_PCT: Final = 90.0  # client CPU above this share of one core: the client may be the limit
 MAX_SUBSCRIBED: Final = 100  # ids a subscriber watches: the server's per-message limit
 FD_HEADROOM: Final = 64  # descriptors the process needs besides its sockets
@@ -443,32 +445,14 @@ class Options:
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _ratio(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+    return number(kind, above=0)
 
 
 def _non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-        return value
+    return number(kind, least=0)
 
-    parse.__name__ = kind.__name__
-    return parse
+
+_ratio = number(float, least=0, most=1)
 
 
 def add_options(p: argparse.ArgumentParser) -> None:

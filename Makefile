@@ -17,9 +17,11 @@ soak: install system-deps  ## long variants: a million hostile frames, a 30 s st
 	LIVECOUNT_FUZZ_FRAMES=1000000 LIVECOUNT_OUTAGE_SECONDS=30 \
 		$(BIN)/python -m pytest -q tests/e2e/test_fuzz.py tests/e2e/test_faults.py
 
-lint: install
+lint: install  ## ruff, mypy (server/ seen as `livecount`) and the import contract
 	$(BIN)/ruff check server tests bench
+	mkdir -p build/mypy && ln -sfn ../../server build/mypy/livecount
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: install  ## the pure core only: seconds, no Java, no network
 	$(BIN)/python -m pytest -q tests/unit

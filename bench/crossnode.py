@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 import uvloop
+from livecount.aws import local as dynamodb_local
 
 from bench.run import loadtest, served
-from server import dynamodb_local
 
 
 async def measure(duration: float, rate: float, subscribers: int) -> dict[str, object]:

@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+from livecount.aws import local as dynamodb_local
+from livecount.aws.store import Store
 
 from bench.proxy import CountingProxy, Tally
 from bench.seed_replay import replay
-from server import dynamodb_local
-from server.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -154,7 +154,7 @@ class Proc:
 
 
 def serve_argv(endpoint: str, prefix: str, data: Path) -> list[str]:
-    return [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", "0",
+    return [sys.executable, "-m", "livecount", "serve", "--host", "127.0.0.1", "--port", "0",
             "--dynamodb-endpoint", endpoint, "--table-prefix", prefix,
             "--flush-interval", str(FLUSH_INTERVAL), "--data-dir", str(data / prefix),
             # The load comes from one address and faster than pages do: measure the
@@ -185,7 +185,7 @@ async def echo() -> AsyncIterator[Proc]:
 def shown(argv: list[str]) -> str:
     """A command line as a reader would type it (`livecount …`, ports as placeholders)."""
     words = list(argv)
-    if words[:3] == [sys.executable, "-m", "server"]:
+    if words[:3] == [sys.executable, "-m", "livecount"]:
         words = ["livecount", *words[3:]]
     elif words[:2] == [sys.executable, "-m"]:
         words = ["python", "-m", *words[2:]]
@@ -197,7 +197,7 @@ def shown(argv: list[str]) -> str:
 
 async def loadtest(url: str, *args: str, limit: float = 900.0) -> tuple[dict[str, Any], str]:
     """Run `livecount loadtest --json`; returns its report and the command line."""
-    argv = [sys.executable, "-m", "server", "loadtest", "--url", url, *args, "--json"]
+    argv = [sys.executable, "-m", "livecount", "loadtest", "--url", url, *args, "--json"]
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL, preexec_fn=_raise_nofile)

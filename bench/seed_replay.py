@@ -20,9 +20,8 @@ import time
 from typing import Any
 
 import uvloop
-
-from server.loadtest import REFERRER_HOSTS, ViewMix
-from server.store import Store
+from livecount.aws.store import Store
+from livecount.tools.loadtest import REFERRER_HOSTS, ViewMix
 
 LAMBDA_STREAM_BATCH = 100  # the seed's stream trigger: up to 100 records per invocation
 

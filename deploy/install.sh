@@ -49,7 +49,7 @@ jar() {
   mkdir -p "$cache_home"
   say "DynamoDB Local into $cache_home/livecount"
   XDG_CACHE_HOME=$cache_home "$prefix/bin/python" -I -c \
-    'from server.dynamodb_local import fetch; print(fetch())'
+    'from livecount.aws.local import fetch; print(fetch())'
 }
 
 (($# >= 2)) || usage

@@ -11,10 +11,13 @@ import sys
 from collections.abc import Sequence
 
 import uvloop
-
-from . import app, config, console, dynamodb_local, loadtest, logs
-from .journal import JournalBusy
-from .store import Store
+from livecount import config, logs
+from livecount.aws import local as dynamodb_local
+from livecount.aws.store import Store
+from livecount.node import node as app
+from livecount.node.journal import JournalBusy
+from livecount.tools import loadtest
+from livecount.tools import report as console
 
 
 def _serve(ns: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .pages import PageRules
+from livecount.core.pages import PageRules
 
 
 @dataclass(frozen=True)

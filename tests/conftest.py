@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from livecount.aws import local as dynamodb_local
+from livecount.aws.store import Store
 
-from server import dynamodb_local
-from server.store import Store
 from tests.support import Launch, Served, free_port
 
 
@@ -91,8 +91,8 @@ async def launch(dynamodb_local_url: str, prefix: str, tmp_path: Path,
 
 @pytest.fixture
 def lambda_env(monkeypatch: pytest.MonkeyPatch, dynamodb_local_url: str, prefix: str) -> None:
-    """The environment `server.aws_lambda.handler` reads, pointed at DynamoDB Local."""
-    from server import aws_lambda
+    """The environment `livecount.aws.lambda_copy.handler` reads, pointed at DynamoDB Local."""
+    from livecount.aws import lambda_copy as aws_lambda
 
     monkeypatch.setenv("LIVECOUNT_TABLE_PREFIX", prefix)
     monkeypatch.setenv("LIVECOUNT_DYNAMODB_ENDPOINT", dynamodb_local_url)

@@ -7,8 +7,7 @@ import random
 from typing import Any
 
 from hypothesis import strategies as st
-
-from server.protocol import MAX_ID_CHARS, MAX_URL_CHARS
+from livecount.core.protocol import MAX_ID_CHARS, MAX_URL_CHARS
 
 # What a field may hold: right values, near misses and plain garbage.
 scalars = st.one_of(

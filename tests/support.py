@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from server.counting import Delta, Flush, Row, Write
-from server.pages import Target
+from livecount.core.ledger import Delta, Flush, Row, Write
+from livecount.core.pages import Target
 
 T = TypeVar("T")
 Launch = Callable[..., Awaitable["Served"]]
@@ -88,7 +88,7 @@ class Served:
         """Spawn without waiting; the future resolves to the port once it listens."""
         self.logs.clear()
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", "0",
+            sys.executable, "-m", "livecount", "serve", "--host", "127.0.0.1", "--port", "0",
             *self.args, cwd=ROOT, env=self.env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()

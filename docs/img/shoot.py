@@ -38,7 +38,7 @@ from playwright.async_api import Page, ViewportSize, async_playwright  # noqa: E
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
 from server import dynamodb_local  # noqa: E402
-from server.store import Store  # noqa: E402
+from livecount.aws.store import Store  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 PREFIX = "shot_"
@@ -142,7 +142,7 @@ def demo_views(now: datetime, seed: int = 4) -> list[View]:
 async def livecount(endpoint: str) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """`livecount serve` on a free port; yields its http:// URL."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", "0",
+        sys.executable, "-m", "livecount", "serve", "--host", "127.0.0.1", "--port", "0",
         "--dynamodb-endpoint", endpoint, "--table-prefix", PREFIX, "--flush-interval", "0.2",
         "--site-domain", SITE_DOMAIN, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)

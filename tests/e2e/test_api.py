@@ -130,7 +130,7 @@ async def test_unknown_things_get_404_and_cors_follows_the_allowed_origins(launc
 
 async def report(served: Served, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "report", *args, "--url", served.http,
+        sys.executable, "-m", "livecount", "report", *args, "--url", served.http,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "COLUMNS": "120"})
     out, err = await proc.communicate()
@@ -159,7 +159,7 @@ async def test_the_report_command_explains_failures(served: Served):
     code, _, err = await report(served, "timeline", "--since", "yesterday")
     assert code == 2 and "since" in err and "ISO 8601" in err
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "report", "pages", "--url", "http://127.0.0.1:9",
+        sys.executable, "-m", "livecount", "report", "pages", "--url", "http://127.0.0.1:9",
         stderr=asyncio.subprocess.PIPE)
     _, err_bytes = await proc.communicate()
     assert proc.returncode == 2 and b"is `livecount serve` running?" in err_bytes

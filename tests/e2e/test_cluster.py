@@ -9,9 +9,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from livecount.aws.store import Store
 from websockets.asyncio.client import ClientConnection, connect
 
-from server.store import Store
 from tests.support import Launch, Served, eventually
 
 LEASE_TIME = "3"
@@ -122,7 +122,8 @@ async def _table(store: Store, name: str) -> dict[str, int]:
 
 async def test_the_lambda_way_nodes_without_a_consumer(
         launch: Launch, local_store: Store, tmp_path: Path, lambda_env: None):
-    from server import aws_lambda
+    from livecount.aws import lambda_copy as aws_lambda
+
     from tests.integration.test_lambda import recorded_event
 
     one = await launch("--stream-consumer", "off", "--data-dir", str(tmp_path / "one"))

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
+from livecount.aws.store import Store
 from websockets.asyncio.client import connect
 
-from server.store import Store
 from tests.faults import FaultProxy
 from tests.support import Launch, Served, eventually
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import websockets
+from livecount.core import protocol
 from websockets.asyncio.client import ClientConnection, connect
 
-from server import protocol
 from tests.strategies import random_frame
 from tests.support import Launch, Served
 

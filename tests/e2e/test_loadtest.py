@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from livecount.aws.store import Store
 from websockets.asyncio.client import connect
 
-from server.store import Store
 from tests.support import ROOT, Launch, eventually
 
 ARTICLES = 5
@@ -21,7 +21,7 @@ ARTICLES = 5
 
 async def loadtest(url: str, *args: str) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "loadtest", "--url", url, "--json", *args,
+        sys.executable, "-m", "livecount", "loadtest", "--url", url, "--json", *args,
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
@@ -72,7 +72,7 @@ async def test_a_server_that_closes_sockets_is_reported_not_crashed_on(launch: L
     what was refused and closed, and still prints its report."""
     served = await launch("--rate-limit", "5", "--rate-burst", "5")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "loadtest", "--url", served.ws, "--connections", "2",
+        sys.executable, "-m", "livecount", "loadtest", "--url", served.ws, "--connections", "2",
         "--duration", "2", "--articles", "1", "--json",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)

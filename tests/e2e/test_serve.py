@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import websockets
+from livecount.aws.store import Store
+from livecount.core.ledger import Counts
+from livecount.core.pages import Target
 from websockets.asyncio.client import ClientConnection, connect
 
-from server.counting import Counts
-from server.pages import Target
-from server.store import Store
 from tests.support import Launch, Served, eventually, free_port, http_get
 
 

@@ -14,8 +14,7 @@ import pytest
 from cfnlint.api import lint  # type: ignore[import-untyped]
 from cfnlint.config import ManualArgs  # type: ignore[import-untyped]
 from cfnlint.decode.decode import decode_str  # type: ignore[import-untyped]
-
-from server.store import Tables
+from livecount.aws.store import Tables
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "aws" / "template.yaml"
@@ -188,7 +187,7 @@ def called_operations(paths: list[Path]) -> set[str]:
 
 def test_the_node_policy_allows_what_the_node_calls_and_creates_nothing() -> None:
     node, admin = grants("NodePolicy"), grants("TableAdminPolicy")
-    code = sorted(p for p in (ROOT / "server").glob("*.py") if p.name != "aws_lambda.py")
+    code = sorted(p for p in (ROOT / "server").rglob("*.py") if p.name != "lambda_copy.py")
     calls = called_operations(code)
     assert {"dynamodb:UpdateItem", "dynamodb:GetRecords", "dynamodb:BatchGetItem"} <= calls
     assert calls - CREATION <= set(node), \
@@ -240,7 +239,7 @@ def test_the_serverless_copy_is_optional_and_runs_the_named_handler() -> None:
                 if r.get("Condition") == "ServerlessCopyOn"}
     assert optional == {"CopyRole", "CopyLogGroup", "CopyFunction", "CopyEventSource"}
     function = parsed["Resources"]["CopyFunction"]["Properties"]
-    assert function["Handler"] == "server.aws_lambda.handler"
+    assert function["Handler"] == "livecount.aws.lambda_copy.handler"
     assert function["Runtime"] == "python3.11"
     assert function["Environment"]["Variables"]["LIVECOUNT_TABLE_PREFIX"] == {
         "Ref": "TablePrefix"}

@@ -27,9 +27,11 @@ from typing import Any
 
 import pytest
 import yaml
+from livecount import cli, config
+from livecount.aws import local as dynamodb_local
+from livecount.aws.store import Store, StoreError, Tables
+from livecount.node import node as app
 
-from server import app, cli, config, dynamodb_local
-from server.store import Store, StoreError, Tables
 from tests.support import http_get
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -287,8 +289,8 @@ def test_the_package_step_installs_a_self_contained_livecount(image_root: Path) 
     assert "--dynamodb-endpoint" in usage and "--table-prefix" in usage
     # Installed, not linked to this checkout: the image has no source tree.
     where = subprocess.run(
-        [*command(["python"], env), "-c", "import server, server.http as h; "
-         "print(server.__file__); print(h.CLIENT.joinpath('demo.html'))"],
+        [*command(["python"], env), "-c", "import livecount, livecount.node.http as h; "
+         "print(livecount.__file__); print(h.CLIENT.joinpath('demo.html'))"],
         capture_output=True, text=True, cwd=workdir, env=env, check=True,
         timeout=60).stdout.split()
     assert all(Path(p).is_relative_to(image_root) for p in where), where
@@ -455,7 +457,7 @@ def test_dockerignore_keeps_the_context_to_what_the_image_needs() -> None:
                  "tests/unit/test_config.py", "server/__pycache__/app.cpython-311.pyc", ".env",
                  "docker-compose.yml", "livecount.egg-info/PKG-INFO", "build/lib/x.py"):
         assert ignored(path), path
-    for path in ("pyproject.toml", "README.md", "server/app.py", "client/gatsby-snippet.js",
+    for path in ("pyproject.toml", "README.md", "server/node/node.py", "client/gatsby-snippet.js",
                  "deploy/install.sh"):
         assert not ignored(path), path
 

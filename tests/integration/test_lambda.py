@@ -7,11 +7,12 @@ import asyncio
 from typing import Any
 
 import pytest
+from livecount.aws import lambda_copy as aws_lambda
+from livecount.aws.store import Store
+from livecount.core import feed
+from livecount.core.ledger import Delta
+from livecount.core.pages import Target
 
-from server import aws_lambda, feed
-from server.counting import Delta
-from server.pages import Target
-from server.store import Store
 from tests.support import flush_of
 
 

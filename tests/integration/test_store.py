@@ -2,9 +2,10 @@
 
 from typing import Any
 
-from server.counting import SITE, Counts, Delta, Flush, Row, Write
-from server.pages import Target
-from server.store import Store
+from livecount.aws.store import Store
+from livecount.core.ledger import SITE, Counts, Delta, Flush, Row, Write
+from livecount.core.pages import Target
+
 from tests.support import flush_of
 
 A, B, HOME = Target("post", "a"), Target("post", "b"), Target("page", "Home_Page")

@@ -5,11 +5,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from server.counting import Delta
-from server.pages import Target
-from server.replication import copy_for
-from server.store import Store
-from server.streams import StreamConsumer
+from livecount.aws.consumer import StreamConsumer
+from livecount.aws.store import Store
+from livecount.core.ledger import Delta
+from livecount.core.pages import Target
+from livecount.core.replication import copy_for
+
 from tests.support import eventually, flush_of
 
 

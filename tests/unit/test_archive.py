@@ -3,10 +3,9 @@ import json
 from pathlib import Path
 
 import msgspec
-
-from server import archive
-from server.pages import Target
-from server.protocol import Views
+from livecount.core.pages import Target
+from livecount.core.protocol import Views
+from livecount.node import archive
 
 T0 = 1_795_500_000.0  # 2026-11-24T06:00:00Z
 

@@ -2,9 +2,8 @@ import argparse
 from pathlib import Path
 
 import pytest
-
-from server import config
-from server.pages import Target
+from livecount import config
+from livecount.core.pages import Target
 
 
 def parse(argv: list[str]) -> config.Config:

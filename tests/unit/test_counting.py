@@ -1,9 +1,8 @@
 import itertools
 
 import pytest
-
-from server.counting import SITE, ZERO, Busy, Counts, FlushResult, Ledger, Row
-from server.pages import Target
+from livecount.core.ledger import SITE, ZERO, Busy, Counts, FlushResult, Ledger, Row
+from livecount.core.pages import Target
 
 A, B = Target("post", "a"), Target("page", "Home_Page")
 H = "2026-11-24T07"

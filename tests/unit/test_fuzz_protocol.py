@@ -2,8 +2,8 @@
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from livecount.core import protocol
 
-from server import protocol
 from tests.strategies import frames, text_frames
 
 

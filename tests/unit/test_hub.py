@@ -1,7 +1,6 @@
 import pytest
-
-from server.hub import Hub, TooManySubscriptions
-from server.pages import Target
+from livecount.core.hub import Hub, TooManySubscriptions
+from livecount.core.pages import Target
 
 A, B, C = Target("post", "a"), Target("post", "b"), Target("page", "Home_Page")
 

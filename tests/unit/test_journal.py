@@ -4,11 +4,10 @@ from pathlib import Path
 
 import msgspec
 import pytest
-
-from server import journal
-from server.counting import Counts, FlushResult, Ledger
-from server.journal import Journal, JournalBusy
-from server.pages import Target
+from livecount.core.ledger import Counts, FlushResult, Ledger
+from livecount.core.pages import Target
+from livecount.node import journal
+from livecount.node.journal import Journal, JournalBusy
 
 A, B = Target("post", "a"), Target("page", "Home_Page")
 H = "2026-11-24T07"

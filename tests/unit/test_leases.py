@@ -1,4 +1,4 @@
-from server.leases import NODE_PREFIX, Lease, Observer, plan
+from livecount.core.leases import NODE_PREFIX, Lease, Observer, plan
 
 LEASE_TIME = 10.0
 

@@ -1,6 +1,11 @@
 import pytest
-
-from server.limits import AddressCounter, TokenBucket, client_address, is_bot, parse_networks
+from livecount.core.limits import (
+    AddressCounter,
+    TokenBucket,
+    client_address,
+    is_bot,
+    parse_networks,
+)
 
 
 def test_the_bucket_allows_a_burst_then_the_rate():

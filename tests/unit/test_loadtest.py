@@ -9,10 +9,10 @@ import random
 import resource
 
 import pytest
+from livecount.core import protocol
+from livecount.tools import loadtest
+from livecount.tools.loadtest import Histogram, PushTracker, Summary, ViewMix, Zipf
 from rich.console import Console
-
-from server import loadtest, protocol
-from server.loadtest import Histogram, PushTracker, Summary, ViewMix, Zipf
 
 
 def test_zipf_ranks_are_a_distribution_that_favours_the_first():

@@ -1,6 +1,5 @@
 import pytest
-
-from server.pages import PageRules, Target, normalise_path, referrer_host
+from livecount.core.pages import PageRules, Target, normalise_path, referrer_host
 
 
 @pytest.mark.parametrize(("path", "name"), [

@@ -1,8 +1,7 @@
 import msgspec
 import pytest
-
-from server import protocol
-from server.protocol import ProtocolError, Subscribe, Views
+from livecount.core import protocol
+from livecount.core.protocol import ProtocolError, Subscribe, Views
 
 
 def error_of(frame: str | bytes) -> ProtocolError:

@@ -1,4 +1,4 @@
-from server.replication import Shard, copy_for, counts_of, readable
+from livecount.core.replication import Shard, copy_for, counts_of, readable
 
 
 def image(article: str, version: int, total: int = 1) -> dict:

@@ -1,11 +1,10 @@
 from datetime import UTC, datetime
 
 import pytest
-
-from server import reports
-from server.counting import Counts
-from server.pages import Target
-from server.reports import BadParameter, PageRow
+from livecount.core import reports
+from livecount.core.ledger import Counts
+from livecount.core.pages import Target
+from livecount.core.reports import BadParameter, PageRow
 
 NOW = datetime(2026, 11, 24, 7, 42, 5, tzinfo=UTC)
 

@@ -19,11 +19,10 @@ from typing import Any
 import aioboto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
-
-from . import feed
-from .counting import SITE, Counts, Flush, FlushResult, Row, Write
-from .logs import warn
-from .pages import Target
+from livecount.core import feed
+from livecount.core.ledger import SITE, Counts, Flush, FlushResult, Row, Write
+from livecount.core.pages import Target
+from livecount.logs import warn
 
 __all__ = ["SITE", "Store", "StoreError", "Tables"]
 INDEX = "all"  # the one PageIndex partition: every tracked post and page, by ref

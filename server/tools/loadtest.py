@@ -30,6 +30,7 @@ from typing import Any, Final, cast
 
 import msgspec
 import uvloop
+from livecount.config import number
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -39,8 +40,6 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import WebSocketURI, parse_uri
-
-from .config import number
 
 SATURATED_PCT: Final = 90.0  # client CPU above this share of one core: the client may be the limit
 MAX_SUBSCRIBED: Final = 100  # ids a subscriber watches: the server's per-message limit

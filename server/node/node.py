@@ -19,22 +19,29 @@ from typing import Any
 
 import websockets
 from botocore.exceptions import ClientError
+from livecount.aws import local as dynamodb_local
+from livecount.aws.consumer import StreamConsumer
+from livecount.aws.store import FATAL_CODES, Store, StoreError
+from livecount.config import Config
+from livecount.core import feed, protocol
+from livecount.core.hub import Hub, TooManySubscriptions
+from livecount.core.ledger import Busy, Counts, FlushResult, Ledger
+from livecount.core.limits import (
+    AddressCounter,
+    TokenBucket,
+    client_address,
+    is_bot,
+    parse_networks,
+)
+from livecount.core.pages import Target, referrer_host
+from livecount.core.reports import hour_of
+from livecount.logs import error, log, warn
+from livecount.node import archive, journal
+from livecount.node.http import Routes
+from livecount.node.journal import Journal
+from livecount.node.metrics import Metrics
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
-
-from . import archive, dynamodb_local, feed, journal, protocol
-from .config import Config
-from .counting import Busy, Counts, FlushResult, Ledger
-from .http import Routes
-from .hub import Hub, TooManySubscriptions
-from .journal import Journal
-from .limits import AddressCounter, TokenBucket, client_address, is_bot, parse_networks
-from .logs import error, log, warn
-from .metrics import Metrics
-from .pages import Target, referrer_host
-from .reports import hour_of
-from .store import FATAL_CODES, Store, StoreError
-from .streams import StreamConsumer
 
 SHUTDOWN_FLUSH_TIMEOUT = 30.0
 STREAM_SETTLE_TIMEOUT = 10.0

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-
-from .counting import Flush, FlushResult, Ledger, Row
-from .logs import error
-from .pages import Target
+from livecount.core.ledger import Flush, FlushResult, Ledger, Row
+from livecount.core.pages import Target
+from livecount.logs import error
 
 _encoder = msgspec.json.Encoder()
 

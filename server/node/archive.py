@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
-
-from .pages import Target
-from .protocol import Views
+from livecount.core.pages import Target
+from livecount.core.protocol import Views
 
 
 class ArchivedView(msgspec.Struct, gc=False):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
-from .pages import Target
+from livecount.core.pages import Target
 
 C = TypeVar("C", bound=Hashable)
 

@@ -12,9 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 import msgspec
-
-from .counting import Counts
-from .pages import Target
+from livecount.core.ledger import Counts
+from livecount.core.pages import Target
 
 Bucket = Literal["hour", "day"]
 SORTS: Final = ("total", "unique", "title")

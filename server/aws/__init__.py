@@ -1,0 +1,1 @@
+"""DynamoDB, its Streams, the Lambda copy and the embedded DynamoDB Local."""

@@ -1,0 +1,1 @@
+"""The node's asyncio edges: sockets, flushes, journal and archive files, HTTP, metrics."""

@@ -1,0 +1,1 @@
+"""Commands around a running livecount: reports in a terminal, the load-test client."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -55,6 +56,41 @@ def log(event: str, level: int = logging.INFO, **fields: Any) -> None:
 
 def warn(event: str, **fields: Any) -> None:
     log(event, logging.WARNING, **fields)
+
+
+class Limited:
+    """At most one line per `interval` seconds for each key, with how many were held back.
+
+    A failing store fails the same way many times a second; the log should say so
+    once, not fill the disk."""
+
+    def __init__(self, interval: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def allow(self, key: str) -> int | None:
+        """None to hold this line back; otherwise how many were held back before it."""
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self.interval:
+            self._last[key] = (last[0], last[1] + 1)
+            return None
+        if len(self._last) > 10_000:  # many distinct keys: forget, do not grow
+            self._last.clear()
+        self._last[key] = (now, 0)
+        return 0 if last is None else last[1]
+
+
+_limited = Limited()
+
+
+def warn_limited(event: str, key: str = "", **fields: Any) -> None:
+    """`warn`, at most once per 10 s per (event, key); counts what it held back."""
+    held = _limited.allow(f"{event} {key}")
+    if held is not None:
+        warn(event, **fields, **({"suppressed": held} if held else {}))
 
 
 def error(event: str, exc: BaseException | None = None, **fields: Any) -> None:

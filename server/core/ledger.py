@@ -91,12 +91,17 @@ class Flush:
 @dataclass(slots=True)
 class FlushResult:
     """What the store made of a flush: the stored totals of what applied (when the
-    store said), and the keys whose outcome is unknown."""
+    store said), the keys whose outcome is unknown (`failed_*`: retried unchanged),
+    and the keys the store refused as invalid (`rejected_*`, with its error: set
+    aside as dead letters, never retried, so they cannot hold anything else up)."""
 
     applied: dict[Target, Counts] = field(default_factory=dict)
     failed_targets: set[Target] = field(default_factory=set)
     failed_rows: set[Row] = field(default_factory=set)
     failed_index: set[Target] = field(default_factory=set)
+    rejected_targets: dict[Target, str] = field(default_factory=dict)
+    rejected_rows: dict[Row, str] = field(default_factory=dict)
+    rejected_index: dict[Target, str] = field(default_factory=dict)
 
     @classmethod
     def nothing_known(cls, flush: Flush) -> FlushResult:

@@ -23,7 +23,6 @@ import re
 import resource
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,9 +30,9 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvloop
 from livecount.aws import local as dynamodb_local
@@ -41,11 +40,13 @@ from livecount.aws.store import Store
 
 from bench.proxy import CountingProxy, Tally
 from bench.seed_replay import replay
+from tests.support import Child, Served
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 RESULTS = ROOT / "bench" / "results.json"
 FLUSH_INTERVAL = 1.0
+C = TypeVar("C", bound=Child)
 
 # Prices (USD, us-east-1, on-demand list prices) as given in issue 5; not re-checked online.
 PRICES = {
@@ -84,78 +85,9 @@ def _raise_nofile() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-@dataclass
-class Proc:
-    """A child with JSON-lines stdout; each event keeps the wall time it was read."""
-
-    argv: list[str]
-    proc: asyncio.subprocess.Process | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)
-    port: int = 0
-    _reader: asyncio.Task[None] | None = None
-    _listening: asyncio.Future[int] | None = None
-
-    async def start(self, within: float = 90.0) -> Proc:
-        self._listening = asyncio.get_running_loop().create_future()
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
-            preexec_fn=_raise_nofile)
-        self._reader = asyncio.create_task(self._read())
-        try:
-            self.port = await asyncio.wait_for(self._listening, within)
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(entry, dict):
-                continue
-            entry["_at"] = time.time()
-            self.events.append(entry)
-            if entry.get("event") == "listening" and self._listening is not None \
-                    and not self._listening.done():
-                self._listening.set_result(int(entry["port"]))
-        if self._listening is not None and not self._listening.done():
-            self._listening.set_exception(RuntimeError(f"{self.argv[:4]} exited early"))
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def named(self, event: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get("event") == event]
-
-    async def stop(self, grace: float = 60.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), grace)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        if self._reader is not None:
-            with suppress(Exception):
-                await self._reader
-
-
-def serve_argv(endpoint: str, prefix: str, data: Path) -> list[str]:
-    return [sys.executable, "-m", "livecount", "serve", "--host", "127.0.0.1", "--port", "0",
-            "--dynamodb-endpoint", endpoint, "--table-prefix", prefix,
+def serve_args(endpoint: str, prefix: str, data: Path) -> list[str]:
+    """`livecount serve` options of every measured server (address and port: `Served`'s)."""
+    return ["--dynamodb-endpoint", endpoint, "--table-prefix", prefix,
             "--flush-interval", str(FLUSH_INTERVAL), "--data-dir", str(data / prefix),
             # The load comes from one address and faster than pages do: measure the
             # server's ceiling, not its abuse limits.
@@ -164,22 +96,28 @@ def serve_argv(endpoint: str, prefix: str, data: Path) -> list[str]:
 
 
 @asynccontextmanager
-async def served(endpoint: str, prefix: str, data: Path) -> AsyncIterator[Proc]:
+async def served(endpoint: str, prefix: str, data: Path) -> AsyncIterator[Served]:
     """A server with its own tables and its own data dir (its journal is its own)."""
-    proc = await Proc(serve_argv(endpoint, prefix, data)).start()
-    try:
-        yield proc
-    finally:
-        await proc.stop()
+    async with running(Served(*serve_args(endpoint, prefix, data),
+                              preexec_fn=_raise_nofile)) as server:
+        yield server
 
 
 @asynccontextmanager
-async def echo() -> AsyncIterator[Proc]:
-    proc = await Proc([sys.executable, "-m", "bench.echo", "--port", "0"]).start()
+async def echo() -> AsyncIterator[Child]:
+    async with running(Child([sys.executable, "-m", "bench.echo", "--port", "0"],
+                             preexec_fn=_raise_nofile, name="bench.echo")) as server:
+        yield server
+
+
+@asynccontextmanager
+async def running(child: C) -> AsyncIterator[C]:
+    """Started, then stopped with SIGTERM (killed if it hangs) whatever the measurement did."""
+    await child.start()
     try:
-        yield proc
+        yield child
     finally:
-        await proc.stop()
+        await child.stop()
 
 
 def shown(argv: list[str]) -> str:
@@ -201,11 +139,21 @@ async def loadtest(url: str, *args: str, limit: float = 900.0) -> tuple[dict[str
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL, preexec_fn=_raise_nofile)
-    out, err = await asyncio.wait_for(proc.communicate(), limit)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), limit)
+    finally:
+        await _reaped(proc)
     if proc.returncode != 0:
         raise RuntimeError(f"loadtest failed ({proc.returncode}): {err.decode()[-2000:]}")
     report: dict[str, Any] = json.loads(out)
     return report, shown(argv)
+
+
+async def _reaped(proc: asyncio.subprocess.Process) -> None:
+    """A helper process that is still running when its measurement ends or fails is killed."""
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
 
 
 def rss_kib(pid: int) -> int:
@@ -320,13 +268,13 @@ class Bench:
     def _java_cpu(self) -> float:
         return cpu_s(self.java) if self.java else 0.0
 
-    async def _store_ceiling(self, srv: Proc, store: Store, report: dict[str, Any]
+    async def _store_ceiling(self, srv: Served, store: Store, report: dict[str, Any]
                              ) -> dict[str, Any]:
         """Pending views during the load, and how long the reader takes after it."""
         start = report["started_at"] + report["connect_s"]
         stop = report["stopped_at"]
         caught = await wait_reader(store, report["acked"], stop)
-        flushes = [e for e in srv.named("flushed") if start <= e["_at"]]
+        flushes = [e for e in srv.events("flushed") if start <= e["_at"]]
         during = [e for e in flushes if e["_at"] <= stop]
         after = [e for e in flushes if e["_at"] > stop]
         drained = next((e["_at"] - stop for e in after if e.get("pending") == 0), None)
@@ -472,8 +420,11 @@ class Bench:
                         "--format", "raw", "--output", str(raw)]
             recorder = await asyncio.create_subprocess_exec(
                 *spy_argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-            report, command = await loadtest(srv.ws, *args)
-            await asyncio.wait_for(recorder.wait(), 60)
+            try:
+                report, command = await loadtest(srv.ws, *args)
+                await asyncio.wait_for(recorder.wait(), 60)
+            finally:
+                await _reaped(recorder)
         if not raw.exists():
             return {"skipped": f"py-spy wrote nothing (exit {recorder.returncode}); "
                                "it needs ptrace permission"}
@@ -858,32 +809,39 @@ async def run(scale: Scale, only: set[str], work: Path) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description="Run the benchmark suite into docs/BENCHMARKS.md.")
-    p.add_argument("--quick", action="store_true", help="tiny loads: checks the harness only")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny loads: checks the harness only, so by default it writes into "
+                        "the work dir, never over docs/BENCHMARKS.md or bench/results.json")
     p.add_argument("--only", default="ingest,cost,fanout,memory,profile",
                    help="comma-separated subset")
-    p.add_argument("--out", type=Path, default=DOC)
-    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--out", type=Path, default=None, help=f"default: {DOC.relative_to(ROOT)}")
+    p.add_argument("--results", type=Path, default=None,
+                   help=f"default: {RESULTS.relative_to(ROOT)}")
     p.add_argument("--render-only", action="store_true",
                    help="rewrite the document from --results without measuring")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="where DynamoDB Local and the profile go (default: a temp dir)")
     args = p.parse_args()
     if args.render_only:
-        old = args.out.read_text() if args.out.exists() else ""
-        args.out.write_text(render(json.loads(args.results.read_text()), _notes(old)))
+        out, results_file = args.out or DOC, args.results or RESULTS
+        old = out.read_text() if out.exists() else ""
+        out.write_text(render(json.loads(results_file.read_text()), _notes(old)))
         return
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="livecount-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    # Quick figures are not figures: they must not replace the published ones.
+    out = args.out or (work / DOC.name if args.quick else DOC)
+    results_file = args.results or (work / RESULTS.name if args.quick else RESULTS)
     results = uvloop.run(run(QUICK if args.quick else Scale(), only, work))
     previous: dict[str, Any] = {}
-    if args.results.exists() and only != set(p.get_default("only").split(",")):
-        previous = json.loads(args.results.read_text())  # a partial run keeps the rest
+    if results_file.exists() and only != set(p.get_default("only").split(",")):
+        previous = json.loads(results_file.read_text())  # a partial run keeps the rest
     merged = {**previous, **results}
-    args.results.write_text(json.dumps(merged, indent=1, default=str) + "\n")
-    old = args.out.read_text() if args.out.exists() else ""
-    args.out.write_text(render(merged, _notes(old)))
-    print(f"wrote {args.out} and {args.results} (work dir {work})", file=sys.stderr)
+    results_file.write_text(json.dumps(merged, indent=1, default=str) + "\n")
+    old = out.read_text() if out.exists() else ""
+    out.write_text(render(merged, _notes(old)))
+    print(f"wrote {out} and {results_file} (work dir {work})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 import uvloop
 from livecount import config, logs
 from livecount.aws import local as dynamodb_local
 from livecount.aws.store import Store
-from livecount.node import node as app
+from livecount.core.errors import StoreRefused
+from livecount.node import lifecycle as app
 from livecount.node.journal import JournalBusy
 from livecount.tools import loadtest
 from livecount.tools import report as console
@@ -48,19 +50,46 @@ def _config(ns: argparse.Namespace) -> config.Config:
     return cfg
 
 
+_ENV_NOTE = (f"Every option also reads {config.ENV_PREFIX}<NAME> (--site-domain: "
+             f"{config.ENV_PREFIX}SITE_DOMAIN, comma-separated when repeatable); "
+             "a flag wins over the variable.")
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = commands.add_parser("serve", help="run the WebSocket server")
+    serve = commands.add_parser(
+        "serve", help="run the WebSocket server",
+        description="Run a livecount node: the WebSocket endpoint (/ws), the report API "
+                    "(/api), the dashboard (/) and the demo (/demo), counting into DynamoDB. "
+                    "SIGINT or SIGTERM stops it after a final flush.",
+        epilog=_ENV_NOTE)
     config.add_options(serve)
     serve.set_defaults(run=_serve, parser=serve)
-    tables = commands.add_parser("tables", help="manage the DynamoDB tables")
+    tables = commands.add_parser("tables", help="manage the DynamoDB tables",
+                                 description="Manage the DynamoDB tables.")
     actions = tables.add_subparsers(dest="action", required=True)
-    create = actions.add_parser("create", help="create missing tables (idempotent)")
+    create = actions.add_parser(
+        "create", help="create missing tables (idempotent)",
+        description="Create the tables that are missing, and return. serve does it on "
+                    "start too; this is for deployments that create them ahead.",
+        epilog=_ENV_NOTE)
     config.add_options(create)
     create.set_defaults(run=_tables_create, parser=create)
 
 
+def version() -> str:
+    try:
+        return metadata.version("livecount")
+    except metadata.PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown"
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="livecount", description="Realtime page-view counter.")
+    """Every subcommand's parser is a `config.Parser`: mistakes are one line, exit 2."""
+    top: argparse.ArgumentParser = config.Parser(
+        prog="livecount", description="Realtime page-view counter.",
+        epilog="Each command has its own help: livecount serve --help, "
+               "livecount report pages --help, …")
+    top.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = top.add_subparsers(dest="command", required=True)
     register(commands)
     loadtest.register(commands)
@@ -72,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser().parse_args(argv)
     try:
         code: int = ns.run(ns)
-    except (dynamodb_local.EmbeddedError, JournalBusy, app.StoreRefused) as exc:
+    except (dynamodb_local.EmbeddedError, JournalBusy, StoreRefused) as exc:
         print(f"livecount: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

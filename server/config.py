@@ -1,52 +1,329 @@
-"""Configuration: every option is a flag and a `LIVECOUNT_<NAME>` environment variable.
+"""Configuration, declared once: each `Config` field carries its option.
 
-The flag wins over the variable, the variable over the default. Repeatable options
-read a comma-separated variable (`LIVECOUNT_SITE_DOMAIN=example.com,blog.example.com`).
+The `option(...)` of a field is its flag, parser, default, help and choices; argparse
+(`add_options`), the environment (`LIVECOUNT_<NAME>`) and README's configuration table
+(`readme_table`) are all derived from it, so they cannot drift apart. A flag wins over
+the variable, the variable over the default. Repeatable options read a comma-separated
+variable (`LIVECOUNT_SITE_DOMAIN=example.com,blog.example.com`).
+
+Variables are read after the command line, and only for the options of the subcommand
+that runs: a bad `LIVECOUNT_PORT` is the mistake of `serve`, not of `report`. Every
+mistake is one line that names the flag or the variable, and exit code 2 (`Parser`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import ipaddress
+import math
 import os
+import re
 import socket
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
-from livecount.core.pages import PageRules
+from livecount.core.pages import DEFAULT_PAGES, PageRules
+
+ENV_PREFIX = "LIVECOUNT_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+Parse = Callable[[str], Any]
+
+
+class ConfigError(ValueError):
+    """One wrong value, and where it came from (a flag or a variable)."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
+
+
+# -- parsers: text in, value out, or ArgumentTypeError saying what is wanted ----------------
+def _bad(problem: str, text: str) -> argparse.ArgumentTypeError:
+    return argparse.ArgumentTypeError(f"{problem}, got {text!r}")
+
+
+def number(kind: Callable[[str], Any], *, above: float | None = None,
+           least: float | None = None, most: float | None = None) -> Parse:
+    """A finite number, in ASCII digits, within bounds; the error says which bound."""
+    whole = kind is int
+    wanted = "a whole number" if whole else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            if not text.isascii():
+                raise ValueError(text)
+            value = kind(text.strip())
+        except ValueError:
+            raise _bad(f"must be {wanted}", text) from None
+        if not whole and not math.isfinite(value):
+            raise _bad("must be a finite number", text)
+        if above is not None and not value > above:
+            raise _bad(f"must be above {above:g}", text)
+        if least is not None and not value >= least:
+            raise _bad(f"must be at least {least:g}", text)
+        if most is not None and not value <= most:
+            raise _bad(f"must be at most {most:g}", text)
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def positive(kind: Callable[[str], Any]) -> Parse:
+    return number(kind, above=0)
+
+
+def text(value: str) -> str:
+    return value
+
+
+def filled(value: str) -> str:
+    if not value.strip():
+        raise _bad("must not be empty", value)
+    return value
+
+
+def path(value: str) -> Path:
+    return Path(filled(value))
+
+
+def choice(*allowed: str) -> Parse:
+    """One of `allowed`, in any case; the canonical spelling is returned."""
+    def parse(value: str) -> str:
+        if value.strip().lower() not in allowed:
+            raise _bad(f"must be one of {', '.join(allowed)}", value)
+        return value.strip().lower()
+
+    parse.__name__ = "choice"
+    return parse
+
+
+def endpoint(value: str) -> str:
+    if value in ("embedded", "aws"):
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _bad("must be 'embedded', 'aws' or an http(s) URL", value)
+    return value
+
+
+def origin(value: str) -> str:
+    """What browsers send in `Origin`: scheme and host (and port), nothing after."""
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and not (
+            parts.path or parts.query or parts.fragment or parts.username) and (
+            parts.port is not None or not parts.netloc.endswith(":"))
+    except ValueError:
+        ok = False
+    if not ok:
+        raise _bad("must be an origin such as https://blog.example.com (no path)", value)
+    return value
+
+
+def host_name(value: str) -> str:
+    """A bare host, as it appears in a referrer's URL: no scheme, port or path."""
+    stripped = value.strip()
+    try:
+        ipaddress.ip_address(stripped)
+        return stripped
+    except ValueError:
+        pass
+    if not stripped or re.search(r"[\s/:@?#\[\]\\]", stripped):
+        raise _bad("must be a host name such as blog.example.com", value)
+    return stripped
+
+
+def matching(pattern: str, wanted: str) -> Parse:
+    """Text that matches `pattern` whole; the error says what is `wanted`."""
+    compiled = re.compile(pattern)
+
+    def parse(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise _bad(f"must be {wanted}", value)
+        return value
+
+    parse.__name__ = "text"
+    return parse
+
+
+def network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise _bad("must be an IP address or CIDR block such as 10.0.0.0/8", value) from None
+    return value.strip()
+
+
+def page_rule(value: str) -> str:
+    try:
+        PageRules.parse([value])
+    except ValueError:
+        raise _bad("must be PATH=NAME, such as /pages/about=About_Page", value) from None
+    return value
+
+
+# -- the declaration ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Option:
+    """One option. `help` and `shown` are Markdown: `--help` drops the backticks.
+
+    `many` options repeat (and their variable is comma-separated) and give a tuple;
+    `finish` turns the parsed value into the field's; `shown` is the default as a
+    person should read it, when the value itself would not say it."""
+
+    flag: str
+    dest: str
+    help: str
+    parse: Parse = text
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    many: bool = False
+    env: bool = True
+    switch: bool = False
+    shown: str | None = None
+    metavar: str | None = None
+    finish: Callable[[Any], Any] | None = None
+
+    @property
+    def env_name(self) -> str | None:
+        return ENV_PREFIX + self.flag.upper().replace("-", "_") if self.env else None
+
+    def default_text(self) -> str | None:
+        """The default in Markdown, or None when there is nothing worth saying."""
+        if self.shown is not None:
+            return self.shown
+        value = self.default
+        if value is None or value == "" or value == () or self.switch:
+            return None
+        if isinstance(value, tuple):
+            return ", ".join(f"`{_plain_value(v)}`" for v in value)
+        return f"`{_plain_value(value)}`"
+
+    def from_text(self, value: str) -> Any:
+        """The value of the variable (comma-separated when `many`)."""
+        if self.many:
+            return tuple(self.parse(item.strip()) for item in value.split(",") if item.strip())
+        return self.parse(value)
+
+
+def _plain_value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def option(help: str, *, flag: str = "", parse: Parse = text, default: Any = None,
+           choices: Sequence[str] = (), many: bool = False, shown: str | None = None,
+           metavar: str | None = None, finish: Callable[[Any], Any] | None = None) -> Any:
+    """A `Config` field whose metadata is its option; the flag defaults to the field name.
+
+    With `finish`, the field's own default is `finish(default)`."""
+    meta = {"option": Option(flag=flag, dest="", help=help, parse=parse, default=default,
+                             choices=tuple(choices), many=many, shown=shown, metavar=metavar,
+                             finish=finish)}
+    if finish is not None:
+        return field(default_factory=lambda: finish(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _pages_shown() -> str:
+    return ", ".join(f"`{path}={name}`" for path, name in DEFAULT_PAGES.items())
 
 
 @dataclass(frozen=True)
 class Config:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    data_dir: Path = Path("data")
-    dynamodb_endpoint: str = "embedded"
-    region: str = "us-east-1"
-    table_prefix: str = ""
-    allowed_origins: tuple[str, ...] = ()
-    site_domains: tuple[str, ...] = ()
-    flush_interval: float = 1.0
-    push_interval: float = 0.1
-    pages: PageRules = field(default_factory=PageRules)
-    max_pending_views: int = 1_000_000
-    max_subscriptions: int = 1000
-    archive_dir: Path | None = None
-    archive_max_events: int = 10_000
-    archive_max_seconds: float = 300.0
-    log_level: str = "info"
-    node_id: str = ""
-    max_frame_bytes: int = 4096
-    rate_limit: float = 20.0
-    rate_burst: float = 40.0
-    max_connections_per_ip: int = 100
-    trusted_proxies: tuple[str, ...] = ()
-    idle_timeout: float = 60.0
-    handshake_timeout: float = 10.0
-    stream_consumer: str = "on"
-    lease_time: float = 10.0
+    """What a node runs with. A new option is one field here: its flag, variable, help and
+    README row all come from it (then paste `python -m livecount.config` into README)."""
+
+    host: str = option("address to listen on", parse=filled, default="127.0.0.1")
+    port: int = option("port to listen on; `0` picks a free one (logged in the `listening` "
+                       "event)", parse=number(int, least=0, most=65535), default=8080)
+    data_dir: Path = option(  # noqa: RUF009 (option() is a field())
+        "this node's own files: the journal (keep it) and the embedded DynamoDB Local's data",
+        parse=path, default=Path("data"))
+    dynamodb_endpoint: str = option(
+        "`embedded`: DynamoDB Local as a child process; `aws`: the AWS endpoint of "
+        "`--region`; or a URL such as `http://127.0.0.1:8000`",
+        parse=endpoint, default="embedded")
+    region: str = option("AWS region", default="us-east-1",
+                         parse=matching(r"[a-z0-9-]{1,50}", "an AWS region such as eu-west-1"))
+    # DynamoDB table names are 3-255 of [A-Za-z0-9_.-]; the longest suffix is 16.
+    table_prefix: str = option(
+        "prefix for every table name", default="", shown="none",
+        parse=matching(r"[A-Za-z0-9_.-]{0,200}", "at most 200 of A-Z a-z 0-9 _ . -"))
+    allowed_origins: tuple[str, ...] = option(
+        "accepted `Origin` of WebSocket handshakes; others get 403. None given: every Origin "
+        "is accepted and a warning is logged. Clients that send no Origin (scripts, load "
+        "testers) are accepted.", flag="allowed-origin", parse=origin, default=(), many=True,
+        shown="none")
+    site_domains: tuple[str, ...] = option(
+        "host whose referrers are internal, its subdomains too", flag="site-domain",
+        parse=host_name, default=(), many=True, shown="none")
+    flush_interval: float = option("seconds between writes to DynamoDB",
+                                   parse=positive(float), default=1.0)
+    push_interval: float = option("seconds between live count pushes",
+                                  parse=positive(float), default=0.1)
+    pages: PageRules = option(  # noqa: RUF009
+        "`PATH=NAME` page rule; given at all, the rules replace the defaults", flag="page",
+        parse=page_rule, default=(), many=True, shown=_pages_shown(), metavar="PATH=NAME",
+        finish=PageRules.parse)
+    max_pending_views: int = option("views held for DynamoDB before new ones get `busy`",
+                                    parse=positive(int), default=1_000_000)
+    max_subscriptions: int = option("subscriptions per socket", parse=positive(int),
+                                    default=1000)
+    archive_dir: Path | None = option(  # noqa: RUF009
+        "write every accepted view to gzip NDJSON files here", parse=path, default=None,
+        shown="off")
+    archive_max_events: int = option("views per archive file at most", parse=positive(int),
+                                     default=10_000)
+    archive_max_seconds: float = option("seconds an archive file stays open at most",
+                                        parse=positive(float), default=300.0)
+    log_level: str = option("the least severe level logged", parse=choice(*LOG_LEVELS),
+                            default="info", choices=LOG_LEVELS)
+    node_id: str = option(
+        "this node's stable name (flush sequence numbers are per node)", default="",
+        shown="host name + data-dir hash",
+        parse=matching(r"[!-~]{1,128}", "1 to 128 printable ASCII characters, no space"))
+    max_frame_bytes: int = option("largest frame in bytes; larger closes with 1009",
+                                  parse=positive(int), default=4096)
+    rate_limit: float = option("messages a second per socket, on average",
+                               parse=positive(float), default=20.0)
+    rate_burst: float = option("messages a socket may send at once", parse=positive(float),
+                               default=40.0)
+    max_connections_per_ip: int = option("open sockets per client address",
+                                         parse=positive(int), default=100)
+    trusted_proxies: tuple[str, ...] = option(
+        "address or CIDR whose `X-Forwarded-For` is believed", flag="trusted-proxy",
+        parse=network, default=(), many=True, shown="none")
+    idle_timeout: float = option(
+        "seconds before a socket that watches nothing and says nothing is closed",
+        parse=positive(float), default=60.0)
+    handshake_timeout: float = option("seconds to finish the WebSocket handshake",
+                                      parse=positive(float), default=10.0)
+    stream_consumer: str = option(
+        "`on`: this node copies the writer's stream to the reader table; `off`: a Lambda "
+        "does (docs/DEPLOY.md)", parse=choice("on", "off"), default="on",
+        choices=("on", "off"))
+    lease_time: float = option(
+        "seconds without renewal before another node takes a shard lease",
+        parse=positive(float), default=10.0)
+
+
+def _declared() -> list[Option]:
+    return [dataclasses.replace(f.metadata["option"], dest=f.name,
+                                flag=f.metadata["option"].flag or f.name.replace("_", "-"))
+            for f in dataclasses.fields(Config)]
+
+
+OPTIONS: tuple[Option, ...] = tuple(_declared())
+"""`serve`'s options (and `tables create`'s), in the order of `Config`'s fields."""
 
 
 def default_node_id(data_dir: Path) -> str:
@@ -55,138 +332,119 @@ def default_node_id(data_dir: Path) -> str:
     return f"{socket.gethostname()}-{digest}"
 
 
-def _env(name: str) -> str | None:
-    return os.environ.get("LIVECOUNT_" + name.upper().replace("-", "_"))
+# -- argparse ------------------------------------------------------------------------------
+class _Unset:
+    """The namespace value of an option with a variable that the command line left out:
+    the variable, or else the default, is read after parsing (`resolve`)."""
+
+    def __init__(self, option: Option) -> None:
+        self.option = option
 
 
-def number(kind: Callable[[str], Any], *, above: float | None = None,
-           least: float | None = None, most: float | None = None) -> Callable[[str], Any]:
-    """An argparse type for a number within bounds; the error says which bound."""
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if above is not None and not value > above:
-            raise argparse.ArgumentTypeError(f"must be above {above:g}, got {text}")
-        if least is not None and not value >= least:
-            raise argparse.ArgumentTypeError(f"must be at least {least:g}, got {text}")
-        if most is not None and not value <= most:
-            raise argparse.ArgumentTypeError(f"must be at most {most:g}, got {text}")
-        return value
+class _Append(argparse.Action):
+    """`append` into a tuple that starts empty, not from the default."""
 
-    parse.__name__ = kind.__name__
-    return parse
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        given = getattr(namespace, self.dest, None)
+        items = given if isinstance(given, tuple) and given is not self.default else ()
+        setattr(namespace, self.dest, (*items, values))
 
 
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    return number(kind, above=0)
+def help_text(opt: Option) -> str:
+    """The `--help` line: the help, the default once, the variable; no Markdown."""
+    parts = [opt.help]
+    shown = opt.default_text()
+    if shown:
+        parts.append(f"(default: {shown})")
+    if opt.many:
+        parts.append("(repeatable)")
+    if opt.env_name:
+        parts.append(f"[env {opt.env_name}{', comma-separated' if opt.many else ''}]")
+    return " ".join(parts).replace("`", "").replace("%", "%%")
 
 
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in allowed:
-            raise argparse.ArgumentTypeError(f"must be one of {', '.join(allowed)}")
-        return text
-
-    parse.__name__ = "choice"
-    return parse
-
-
-_port = number(int, least=0, most=65535)
-
-
-# (flag, type, default, help); a list default marks a repeatable option.
-_OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
-    ("host", str, "127.0.0.1", "address to listen on"),
-    ("port", _port, 8080, "port to listen on (0 picks a free one and logs it)"),
-    ("data-dir", Path, Path("data"),
-     "this node's own files: the journal (keep it), the embedded DynamoDB Local's data"),
-    ("dynamodb-endpoint", str, "embedded",
-     "'embedded' (DynamoDB Local as a child process), 'aws', or a URL"),
-    ("region", str, "us-east-1", "AWS region"),
-    ("table-prefix", str, "", "prefix for every table name"),
-    ("allowed-origin", str, [], "Origin accepted on the WebSocket (repeatable; none: any)"),
-    ("site-domain", str, [], "host whose referrers are internal (repeatable)"),
-    ("flush-interval", _positive(float), 1.0, "seconds between writes to DynamoDB"),
-    ("push-interval", _positive(float), 0.1, "seconds between live count pushes"),
-    ("page", str, [], "PATH=NAME page rule (repeatable; none: the seed's three pages)"),
-    ("max-pending-views", _positive(int), 1_000_000,
-     "views held for the store before new ones get 'busy'"),
-    ("max-subscriptions", _positive(int), 1000, "subscriptions per connection"),
-    ("archive-dir", Path, None, "write every accepted view to gzip NDJSON files here"),
-    ("archive-max-events", _positive(int), 10_000, "views per archive file at most"),
-    ("archive-max-seconds", _positive(float), 300.0, "seconds an archive file stays open"),
-    ("max-frame-bytes", _positive(int), 4096, "largest frame accepted; larger closes with 1009"),
-    ("rate-limit", _positive(float), 20.0, "messages a second per socket, on average"),
-    ("rate-burst", _positive(float), 40.0, "messages a socket may send at once"),
-    ("max-connections-per-ip", _positive(int), 100, "open sockets per client address"),
-    ("trusted-proxy", str, [],
-     "address or CIDR whose X-Forwarded-For is believed (repeatable)"),
-    ("idle-timeout", _positive(float), 60.0,
-     "seconds before a socket that watches nothing and sends nothing is closed"),
-    ("handshake-timeout", _positive(float), 10.0, "seconds to complete the opening handshake"),
-    ("stream-consumer", _choice("on", "off"), "on",
-     "read the writer's stream here; off when a Lambda does the copy"),
-    ("lease-time", _positive(float), 10.0,
-     "seconds without renewal before another node takes a shard lease"),
-    ("node-id", str, "", "this node's stable name (default: host name + data-dir hash)"),
-    ("log-level", str, "info", "debug, info, warning or error"),
-]
+def add_options(parser: argparse._ActionsContainer,
+                options: Iterable[Option] = OPTIONS) -> None:
+    """Add each option as a flag; one with a variable is resolved after parsing."""
+    for opt in options:
+        flag = f"--{opt.flag}"
+        if opt.switch:
+            parser.add_argument(flag, dest=opt.dest, action="store_true", help=help_text(opt))
+            continue
+        default = _Unset(opt) if opt.env else (tuple(opt.default) if opt.many else opt.default)
+        parser.add_argument(
+            flag, dest=opt.dest, type=opt.parse, default=default,
+            action=_Append if opt.many else "store", choices=opt.choices or None,
+            metavar=None if opt.choices else (opt.metavar or opt.flag.upper().replace("-", "_")),
+            help=help_text(opt))
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    for flag, kind, default, help_text in _OPTIONS:
-        env = _env(flag)
-        if isinstance(default, list):
-            value = [v.strip() for v in env.split(",") if v.strip()] if env else []
-            parser.add_argument(f"--{flag}", type=kind, action="append", default=None,
-                                help=f"{help_text} [env LIVECOUNT_{_name(flag)}]")
-            parser.set_defaults(**{_dest(flag) + "_env": value})
-        else:
-            parser.add_argument(f"--{flag}", type=kind,
-                                default=kind(env) if env is not None else default,
-                                help=f"{help_text} (default: %(default)s) "
-                                     f"[env LIVECOUNT_{_name(flag)}]")
+def resolve(ns: argparse.Namespace, environ: Mapping[str, str] | None = None) -> None:
+    """Fill in what the command line left out: the variable if set, else the default.
 
-
-def _name(flag: str) -> str:
-    return flag.upper().replace("-", "_")
-
-
-def _dest(flag: str) -> str:
-    return flag.replace("-", "_")
-
-
-def _many(ns: argparse.Namespace, flag: str) -> tuple[str, ...]:
-    given: Sequence[str] | None = getattr(ns, _dest(flag))
-    return tuple(given if given is not None else getattr(ns, _dest(flag) + "_env"))
+    Raises `ConfigError` naming the variable when its value is wrong."""
+    environ = os.environ if environ is None else environ
+    for name, value in list(vars(ns).items()):
+        if not isinstance(value, _Unset):
+            continue
+        opt = value.option
+        env = environ.get(opt.env_name) if opt.env_name else None
+        if env is None:
+            setattr(ns, name, opt.default)
+            continue
+        try:
+            setattr(ns, name, opt.from_text(env))
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(opt.env_name or opt.flag, str(exc)) from None
 
 
 def from_args(ns: argparse.Namespace) -> Config:
-    return Config(
-        host=ns.host,
-        port=ns.port,
-        data_dir=ns.data_dir,
-        dynamodb_endpoint=ns.dynamodb_endpoint,
-        region=ns.region,
-        table_prefix=ns.table_prefix,
-        allowed_origins=_many(ns, "allowed-origin"),
-        site_domains=_many(ns, "site-domain"),
-        flush_interval=ns.flush_interval,
-        push_interval=ns.push_interval,
-        pages=PageRules.parse(_many(ns, "page")),
-        max_pending_views=ns.max_pending_views,
-        max_subscriptions=ns.max_subscriptions,
-        archive_dir=ns.archive_dir,
-        archive_max_events=ns.archive_max_events,
-        archive_max_seconds=ns.archive_max_seconds,
-        log_level=ns.log_level,
-        node_id=ns.node_id or default_node_id(ns.data_dir),
-        max_frame_bytes=ns.max_frame_bytes,
-        rate_limit=ns.rate_limit,
-        rate_burst=ns.rate_burst,
-        max_connections_per_ip=ns.max_connections_per_ip,
-        trusted_proxies=_many(ns, "trusted-proxy"),
-        idle_timeout=ns.idle_timeout,
-        handshake_timeout=ns.handshake_timeout,
-        stream_consumer=ns.stream_consumer,
-        lease_time=ns.lease_time,
-    )
+    """The `Config` for a parsed `serve` (or `tables create`) command line."""
+    resolve(ns)
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        value = getattr(ns, opt.dest)
+        values[opt.dest] = opt.finish(value) if opt.finish else value
+    if not values["node_id"]:
+        values["node_id"] = default_node_id(values["data_dir"])
+    return Config(**values)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with every mistake one line (`livecount: --port: must be …`), exit 2,
+    and the `LIVECOUNT_*` variables of the options of this (sub)command read after the
+    command line. Subcommands made with `add_subparsers` are Parsers too."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None,
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        ns, extra = super().parse_known_args(args, namespace)
+        try:
+            resolve(ns)
+        except ConfigError as exc:
+            self.error(str(exc))
+        return ns, extra
+
+    def error(self, message: str) -> NoReturn:
+        command = (self.prog.split() or ["livecount"])[0]
+        self.exit(2, f"{command}: {message.removeprefix('argument ')}\n")
+
+
+# -- the README's table ---------------------------------------------------------------------
+def readme_table(options: Iterable[Option] = OPTIONS) -> str:
+    """README's configuration table, made from the declarations (a test compares them)."""
+    rows = ["| option | variable | default | meaning |", "|---|---|---|---|"]
+    for opt in options:
+        meaning = opt.help
+        if opt.choices:
+            meaning += f" (one of {', '.join(f'`{c}`' for c in opt.choices)})"
+        if opt.many:
+            meaning += " (repeatable; the variable is comma-separated)"
+        rows.append(f"| `--{opt.flag}` | `{opt.env_name}` | {opt.default_text() or ''} "
+                    f"| {meaning.replace('|', '&#124;')} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # `python -m livecount.config` prints the table for README.md
+    sys.stdout.write(readme_table())

@@ -36,6 +36,9 @@ class FaultProxy:
     requests: int = 0
     port: int = 0
     _server: asyncio.Server | None = None
+    # What broke a connection's handler other than the connection itself: `stop` raises
+    # it, so a broken proxy fails the test instead of passing for a store fault.
+    failures: list[BaseException] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
@@ -60,7 +63,10 @@ class FaultProxy:
         self._release.set()
         for writer in list(self._writers):
             writer.close()  # its reads end, so its task ends
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks)  # a handler records its own failures
+        if self.failures:
+            raise RuntimeError(f"the fault proxy failed: {self.failures!r}") \
+                from self.failures[0]
 
     def _fault_for(self, body: bytes) -> Mode:
         if self.mode == "pass" or (self.only and self.only.encode() not in body):
@@ -104,14 +110,16 @@ class FaultProxy:
                 writer.write(response)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
-            return
+            return  # either side went away: what the proxy is for
+        except Exception as exc:
+            self.failures.append(exc)
         finally:
             self._tasks.discard(task)
             self._writers.discard(writer)
             for w in (writer, upstream[1] if upstream else None):
                 if w is not None:
                     w.close()
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(ConnectionError):  # already reset by the peer
                         await w.wait_closed()
 
 

@@ -6,14 +6,16 @@ import asyncio
 import itertools
 import json
 import os
+import shlex
 import signal
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from livecount.core.ledger import Delta, Flush, Row, Write
 from livecount.core.pages import Target
@@ -21,6 +23,9 @@ from livecount.core.pages import Target
 T = TypeVar("T")
 Launch = Callable[..., Awaitable["Served"]]
 ROOT = Path(__file__).resolve().parent.parent
+# A whole log line, tracebacks included, must fit: a reader that stops reading would
+# leave the child blocked on a full pipe.
+LINE_LIMIT = 16 * 2**20
 
 
 _sequence = itertools.count(1)
@@ -54,17 +59,33 @@ async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], boo
         await asyncio.sleep(interval)
 
 
-class Served:
-    """`python -m server serve` on a free loopback port, its JSON logs collected."""
+class Child:
+    """A child process that logs JSON lines and logs `listening` with its port once it serves.
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.args = args
+    The one process helper of the tests and the bench (`bench/run.py` imports it): both
+    start `livecount serve` (the bench also its echo server), read its logs and stop it
+    with SIGTERM. It lives with the tests rather than in bench/ because the tests are its
+    first user and must run without the benchmark harness; the bench is one more harness
+    over the same processes. Each log entry also gets `_at`, the wall time it was read,
+    which the bench times flushes by.
+    """
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
+                 preexec_fn: Callable[[], None] | None = None, name: str = "") -> None:
+        self.argv = list(argv)
+        self.name = name or shlex.join(self.argv[:3])
         self.env = {**os.environ, **(env or {})}
+        self.preexec_fn = preexec_fn
         self.logs: list[dict[str, Any]] = []
         self.output: list[str] = []
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
         self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     @property
     def ws(self) -> str:
@@ -74,8 +95,8 @@ class Served:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, timeout: float = 90.0) -> Served:
-        """Spawn and wait until it listens."""
+    async def start(self, timeout: float = 90.0) -> Self:
+        """Spawn and wait until it listens; kill it if it does not."""
         listening = await self.spawn()
         try:
             self.port = await asyncio.wait_for(listening, timeout)
@@ -88,45 +109,74 @@ class Served:
         """Spawn without waiting; the future resolves to the port once it listens."""
         self.logs.clear()
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "livecount", "serve", "--host", "127.0.0.1", "--port", "0",
-            *self.args, cwd=ROOT, env=self.env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            *self.argv, cwd=ROOT, env=self.env, preexec_fn=self.preexec_fn,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, limit=LINE_LIMIT)
         listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(listening))
         return listening
 
     async def _read(self, listening: asyncio.Future[int]) -> None:
+        """Collect the output until it closes; `stop` and `kill` raise what broke this."""
         assert self.proc is not None and self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            self.output.append(line)
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            self.logs.append(entry)
-            if entry.get("event") == "listening" and not listening.done():
-                listening.set_result(int(entry["port"]))
-        if not listening.done():
-            listening.set_exception(RuntimeError(
-                "livecount exited before listening:\n" + "\n".join(self.output[-30:])))
+        try:
+            async for raw in self.proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                self.output.append(line)
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(entry, dict):
+                    continue
+                entry["_at"] = time.time()
+                self.logs.append(entry)
+                if entry.get("event") == "listening" and not listening.done():
+                    listening.set_result(int(entry["port"]))
+        finally:
+            if not listening.done():
+                listening.set_exception(RuntimeError(
+                    f"{self.name} exited before listening:\n"
+                    + "\n".join(self.output[-30:])))
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.logs if e.get("event") == name]
 
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Signal it and return its exit code; one that outlives `timeout` is killed."""
         assert self.proc is not None
         if self.proc.returncode is None:
             self.proc.send_signal(sig)
-        code = await asyncio.wait_for(self.proc.wait(), timeout)
-        if self._reader is not None:
-            await self._reader
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            await self.kill()
+            raise TimeoutError(f"{self.name} was still running {timeout} s "
+                               f"after signal {sig}; killed it") from None
+        await self._drained()
         return code
 
     async def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+        await self._drained()
+
+    async def _drained(self) -> None:
+        """Wait for the reader to read the last line, and raise what broke it, if anything."""
+        if self.proc is not None and self.proc.returncode is not None \
+                and self._reader is not None:
+            await self._reader
+
+
+class Served(Child):
+    """`python -m livecount serve` on a free loopback port, its JSON logs collected."""
+
+    def __init__(self, *args: str, env: Mapping[str, str] | None = None,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
+        super().__init__([sys.executable, "-m", "livecount", "serve", "--host", "127.0.0.1",
+                          "--port", "0", *args], env=env, preexec_fn=preexec_fn,
+                         name="livecount serve")
 
 
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

@@ -1,14 +1,13 @@
 """The stream consumer: PostCountWriter's stream → PostCountReader, and live counts.
 
-A thin loop around `replication` (what to copy, in which shard order) and `leases`
-(which shards are this node's). Each round it keeps its presence and leases alive,
-takes what the planner says, reads the shards it holds, applies each record's
-conditional copy, and checkpoints. Copy first, checkpoint second: a crash in between
-replays records, and the version condition makes replays no-ops.
-
-Leases and checkpoints live in one table (`StreamCheckpoint`, one item per shard),
-as in the Kinesis Client Library; every write to them is conditional on the owner,
-so a node that lost a lease can never move its checkpoint.
+A thin loop around `replication` (which shards, in which order), `leases` (which
+shards are this node's) and `stream_copy` (what a batch of records asks of the
+store, the same work the Lambda does). Each round it keeps its presence and leases
+alive, takes what the planner says, reads the shards it holds, applies each batch's
+conditional copies, shares what changed on the live feed (while other nodes are
+alive), and checkpoints. Copy first, checkpoint second: a crash in between replays
+records, and the version condition makes replays no-ops. Every request goes through
+`store.stream`.
 """
 
 from __future__ import annotations
@@ -16,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from typing import Any
 
-from botocore.exceptions import ClientError
-from livecount.aws.store import Store, StoreError
+from livecount.aws.store import Store
+from livecount.aws.store_errors import aws_code
+from livecount.core.errors import LivecountError, StoreRejected
 from livecount.core.leases import NODE_PREFIX, Lease, Observer, plan
-from livecount.core.replication import Copy, Shard, copy_for, counts_of, readable
-from livecount.logs import error, log, warn
+from livecount.core.replication import Shard, readable
+from livecount.core.stream_copy import copy_and_feed
+from livecount.logs import error, log, warn_limited
+from livecount.waits import pause
 
 OnImage = Callable[[str, int, int], None]  # articleId, totalViews, uniqueViews
 CHECKPOINT_INTERVAL = 5.0  # seconds between checkpoints of a busy shard
@@ -31,25 +32,23 @@ IDLE_POLL_INTERVAL = 1.0  # the longest wait between polls of a quiet shard
 QUIET_AFTER = 5.0  # seconds without a record before a shard counts as quiet
 
 
-def _conditional_failure(exc: ClientError) -> bool:
-    return bool(exc.response["Error"]["Code"] == "ConditionalCheckFailedException")
-
-
 class StreamConsumer:
     def __init__(self, store: Store, on_image: OnImage, node_id: str = "node",
                  lease_time: float = 10.0, poll_interval: float = 0.25,
                  discover_interval: float = 10.0) -> None:
         self.store = store
+        self.stream = store.stream
         self.on_image = on_image
         self.node_id = node_id
         self.lease_time = lease_time
         self.poll_interval = poll_interval
         self.discover_interval = discover_interval
-        self.caught_up = asyncio.Event()  # set once the shards it holds are read to the end
+        self._rounds = Rounds()
+        self.caught_up = self._rounds.caught_up  # set once the shards held are read to the end
         self.copied = 0
         self.lag: dict[str, float] = {}  # shard → seconds behind, at the last record read
         self.nodes = 1  # live nodes seen, this one included
-        self._arn: str | None = None
+        self._arn = ""
         self._shards: list[Shard] = []
         self._finished: set[str] = set()
         self._held: dict[str, int] = {}  # shard → my lease counter
@@ -57,14 +56,6 @@ class StreamConsumer:
         self._checkpointed: dict[str, float] = {}
         self._iterators: dict[str, str] = {}
         self._observer = Observer(lease_time)
-        self._presence = 0
-        self._rounds = 0
-        self._quiet_rounds = 0
-        self._round_done = asyncio.Condition()
-
-    @property
-    def table(self) -> str:
-        return self.store.tables.checkpoints
 
     @property
     def held(self) -> set[str]:
@@ -78,6 +69,7 @@ class StreamConsumer:
         idle = self.poll_interval
         last_record = loop.time()
         while not stop.is_set():
+            records = 0
             try:
                 if loop.time() >= next_discovery:
                     await self._discover()
@@ -85,25 +77,23 @@ class StreamConsumer:
                 if loop.time() >= next_leasing:
                     await self._lease_round()
                     next_leasing = loop.time() + self.lease_time / 3
-                records = await self._poll_all()
-            except StoreError as exc:
-                warn("stream_error", error=str(exc))
-                records = 0
+                records = sum(await asyncio.gather(*(self._poll(s) for s in list(self._iterators))))
+            except LivecountError as exc:  # the store is away or refuses: next round
+                warn_limited("stream_error", key=aws_code(exc), code=aws_code(exc), error=str(exc))
             except Exception as exc:  # a bug here must not stop the copy for good
                 error("stream_crash", exc)
-                records = 0
-            await self._end_round(records)
-            # Shards quiet for a while are polled less and less often, down to once a
-            # second: GetRecords calls are billed, and most of a blog's seconds are
-            # quiet. Within a few seconds of a record (flushes come every second) the
-            # poll stays quick, so copies and pushes stay prompt.
+            if await self._rounds.end(records, bool(self._shards)):
+                log("stream_caught_up", shards=len(self._shards), held=len(self._held),
+                    copied=self.copied)
+            # Quiet shards are polled less and less often, down to once a second:
+            # GetRecords calls are billed, and most of a blog's seconds are quiet. Within
+            # a few seconds of a record the poll stays quick, so pushes stay prompt.
             if records:
                 last_record = loop.time()
             quiet = loop.time() - last_record > QUIET_AFTER
             idle = min(idle * 2, IDLE_POLL_INTERVAL) if quiet else self.poll_interval
             if records == 0:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), idle)
+                await pause(stop, idle)
         await self._release()
 
     async def settled(self) -> None:
@@ -112,82 +102,49 @@ class StreamConsumer:
         Used on shutdown so that what was just flushed reaches the reader table;
         the caller bounds the wait.
         """
-        async with self._round_done:
-            start = self._rounds
-            await self._round_done.wait_for(
-                lambda: self._rounds >= start + 2 and self._quiet_rounds >= 2)
-
-    async def _end_round(self, records: int) -> None:
-        async with self._round_done:
-            self._rounds += 1
-            self._quiet_rounds = 0 if records else self._quiet_rounds + 1
-            if records == 0 and self._shards and self._rounds > 1 \
-                    and not self.caught_up.is_set():
-                self.caught_up.set()
-                log("stream_caught_up", shards=len(self._shards), held=len(self._held),
-                    copied=self.copied)
-            self._round_done.notify_all()
+        await self._rounds.settled()
 
     async def _release(self) -> None:
         """Hand leases back at once on a clean stop, rather than after `lease_time`."""
-        for shard_id in list(self._held):
-            with suppress(*StoreError):
-                await self._checkpoint(shard_id, force=True)
-                await self.store.ddb.update_item(
-                    TableName=self.table, Key={"shardId": {"S": shard_id}},
-                    UpdateExpression="REMOVE #o", ConditionExpression="#o = :me",
-                    ExpressionAttributeNames={"#o": "owner"},
-                    ExpressionAttributeValues={":me": {"S": self.node_id}})
-        with suppress(*StoreError):
-            await self.store.ddb.delete_item(
-                TableName=self.table, Key={"shardId": {"S": NODE_PREFIX + self.node_id}})
+        for shard_id in [*self._held, None]:
+            try:
+                if shard_id is None:
+                    await self.stream.leave(self.node_id)
+                else:
+                    await self._checkpoint(shard_id, force=True)
+                    await self.stream.release(shard_id, self.node_id)
+            except LivecountError as exc:  # it expires after lease_time instead
+                warn_limited("lease_release_failed", key=aws_code(exc), shard=shard_id,
+                             error=str(exc))
         self._held.clear()
 
     # -- shards and leases ------------------------------------------------------------
     async def _discover(self) -> None:
-        if self._arn is None:
-            table = await self.store.ddb.describe_table(TableName=self.store.tables.writer)
-            self._arn = table["Table"]["LatestStreamArn"]
-        shards: list[Shard] = []
-        kwargs: dict[str, Any] = {"StreamArn": self._arn}
-        while True:
-            page = (await self.store.streams.describe_stream(**kwargs))["StreamDescription"]
-            shards += [Shard(s["ShardId"], s.get("ParentShardId")) for s in page["Shards"]]
-            if not page.get("LastEvaluatedShardId"):
-                break
-            kwargs["ExclusiveStartShardId"] = page["LastEvaluatedShardId"]
+        if not self._arn:
+            self._arn = await self.stream.stream_arn()
+        shards = await self.stream.shards(self._arn)
         known = {s.id for s in self._shards}
         for shard in shards:
             if shard.id not in known:  # a lease item for every shard, made once
-                with suppress(ClientError):
-                    await self.store.ddb.put_item(
-                        TableName=self.table, ConditionExpression="attribute_not_exists(#k)",
-                        ExpressionAttributeNames={"#k": "shardId"},
-                        Item={"shardId": {"S": shard.id}, "streamArn": {"S": self._arn},
-                              "finished": {"BOOL": False}, "counter": {"N": "0"}})
+                await self.stream.add_lease(shard.id, self._arn)
         self._shards = shards
 
     async def _lease_round(self) -> None:
         """Keep presence and leases alive, then take and steal what the plan says."""
-        answer = await self.store.ddb.update_item(
-            TableName=self.table, Key={"shardId": {"S": NODE_PREFIX + self.node_id}},
-            UpdateExpression="SET #o = :me ADD #c :one",
-            ExpressionAttributeNames={"#o": "owner", "#c": "counter"},
-            ExpressionAttributeValues={":me": {"S": self.node_id}, ":one": {"N": "1"}},
-            ReturnValues="UPDATED_NEW")
-        self._presence = int(answer["Attributes"]["counter"]["N"])
+        await self.stream.announce(self.node_id)
         for shard_id, counter in list(self._held.items()):
-            await self._renew(shard_id, counter)
-        items = await self._lease_items()
-        leases = []
+            renewed = await self.stream.renew(shard_id, self.node_id, counter)
+            if renewed is None:
+                self._drop(shard_id, "lease_lost")
+            else:
+                self._held[shard_id] = renewed
+        items = await self.stream.leases(self._arn)
         for item in items:
-            key = item["shardId"]["S"]
-            if item.get("finished", {}).get("BOOL"):
-                self._finished.add(key)
-            if "sequenceNumber" in item and key not in self._held:
-                self._checkpoints[key] = item["sequenceNumber"]["S"]
-            leases.append(Lease(key, item.get("owner", {}).get("S"),
-                                int(item.get("counter", {}).get("N", 0))))
+            if item.finished:
+                self._finished.add(item.lease.key)
+            if item.checkpoint is not None and item.lease.key not in self._held:
+                self._checkpoints[item.lease.key] = item.checkpoint
+        leases = [item.lease for item in items]
         now = asyncio.get_running_loop().time()
         wanted = {s.id for s in readable(self._shards, self._finished)}
         decision = plan(self.node_id, leases, wanted, set(self._held), self._observer, now)
@@ -199,55 +156,16 @@ class StreamConsumer:
         for lease in decision.take + decision.steal:
             await self._take(lease, stolen=lease in decision.steal)
 
-    async def _lease_items(self) -> list[dict[str, Any]]:
-        """The lease table is one small item per shard and per node: a Scan, off any
-        request path, as the Kinesis Client Library does it."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
-        while True:
-            page = await self.store.ddb.scan(**kwargs)
-            items += [i for i in page.get("Items", [])
-                      if i.get("streamArn", {}).get("S", self._arn) == self._arn]
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
     async def _take(self, lease: Lease, stolen: bool) -> None:
-        try:
-            answer = await self.store.ddb.update_item(
-                TableName=self.table, Key={"shardId": {"S": lease.key}},
-                UpdateExpression="SET #o = :me ADD #c :one",
-                ConditionExpression="#c = :seen",
-                ExpressionAttributeNames={"#o": "owner", "#c": "counter"},
-                ExpressionAttributeValues={":me": {"S": self.node_id}, ":one": {"N": "1"},
-                                           ":seen": {"N": str(lease.counter)}},
-                ReturnValues="ALL_NEW")
-        except ClientError as exc:
-            if _conditional_failure(exc):
-                return  # someone else moved first
-            raise
-        item = answer["Attributes"]
-        self._held[lease.key] = int(item["counter"]["N"])
-        if "sequenceNumber" in item:
-            self._checkpoints[lease.key] = item["sequenceNumber"]["S"]
-        self._iterators[lease.key] = await self._iterator(lease.key)
+        taken = await self.stream.take(lease, self.node_id)
+        if taken is None:
+            return  # someone else moved first
+        self._held[lease.key] = taken.lease.counter
+        if taken.checkpoint is not None:
+            self._checkpoints[lease.key] = taken.checkpoint
+        self._iterators[lease.key] = await self.stream.iterator(
+            self._arn, lease.key, self._checkpoints.get(lease.key))
         log("lease_taken", shard=lease.key, stolen=stolen, previous=lease.owner)
-
-    async def _renew(self, shard_id: str, counter: int) -> None:
-        try:
-            answer = await self.store.ddb.update_item(
-                TableName=self.table, Key={"shardId": {"S": shard_id}},
-                UpdateExpression="ADD #c :one",
-                ConditionExpression="#o = :me AND #c = :mine",
-                ExpressionAttributeNames={"#o": "owner", "#c": "counter"},
-                ExpressionAttributeValues={":me": {"S": self.node_id}, ":one": {"N": "1"},
-                                           ":mine": {"N": str(counter)}},
-                ReturnValues="UPDATED_NEW")
-            self._held[shard_id] = int(answer["Attributes"]["counter"]["N"])
-        except ClientError as exc:
-            if not _conditional_failure(exc):
-                raise
-            self._drop(shard_id, "lease_lost")
 
     def _drop(self, shard_id: str, why: str) -> None:
         self._held.pop(shard_id, None)
@@ -255,43 +173,16 @@ class StreamConsumer:
         self.lag.pop(shard_id, None)
         log(why, shard=shard_id)
 
-    async def _iterator(self, shard_id: str) -> str:
-        kwargs: dict[str, Any] = {"StreamArn": self._arn, "ShardId": shard_id}
-        if seq := self._checkpoints.get(shard_id):
-            kwargs |= {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": seq}
-        else:
-            kwargs["ShardIteratorType"] = "TRIM_HORIZON"
-        try:
-            answer = await self.store.streams.get_shard_iterator(**kwargs)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TrimmedDataAccessException":
-                raise
-            warn("stream_trimmed", shard=shard_id, checkpoint=seq)
-            kwargs = {"StreamArn": self._arn, "ShardId": shard_id,
-                      "ShardIteratorType": "TRIM_HORIZON"}
-            answer = await self.store.streams.get_shard_iterator(**kwargs)
-        return str(answer["ShardIterator"])
-
     # -- records ----------------------------------------------------------------------
-    async def _poll_all(self) -> int:
-        counts = await asyncio.gather(*(self._poll(s) for s in list(self._iterators)))
-        return sum(counts)
-
     async def _poll(self, shard_id: str) -> int:
-        try:
-            answer = await self.store.streams.get_records(
-                ShardIterator=self._iterators[shard_id], Limit=1000)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("ExpiredIteratorException",
-                                                 "TrimmedDataAccessException"):
-                self._iterators[shard_id] = await self._iterator(shard_id)
-                return 0
-            raise
-        records = answer.get("Records", [])
-        for record in records:
-            if (copy := copy_for(record)) is not None:
-                await self._apply(copy)
+        batch = await self.stream.read(self._iterators[shard_id])
+        if batch is None:  # expired or trimmed: start again from the checkpoint
+            self._iterators[shard_id] = await self.stream.iterator(
+                self._arn, shard_id, self._checkpoints.get(shard_id))
+            return 0
+        records = batch.records
         if records:
+            await self._copy(records)
             self._checkpoints[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
             made = records[-1]["dynamodb"].get("ApproximateCreationDateTime")
             self.lag[shard_id] = max(0.0, time.time() - made.timestamp()) if made else 0.0
@@ -300,27 +191,33 @@ class StreamConsumer:
             self.lag[shard_id] = 0.0
         if shard_id not in self._iterators:
             return len(records)  # the lease was lost while reading
-        if (nxt := answer.get("NextShardIterator")) is not None:
-            self._iterators[shard_id] = nxt
+        if batch.next is not None:
+            self._iterators[shard_id] = batch.next
         else:  # closed and read to its end: its children may start
             self._finished.add(shard_id)
             await self._checkpoint(shard_id, force=True, finished=True)
             self._drop(shard_id, "shard_finished")
         return len(records)
 
-    async def _apply(self, copy: Copy) -> None:
-        try:
-            if copy.action == "put":
-                await self.store.ddb.put_item(**copy.request(self.store.tables.reader))
-            else:
-                await self.store.ddb.delete_item(**copy.request(self.store.tables.reader))
-        except ClientError as exc:
-            if not _conditional_failure(exc):
-                raise
-            return  # the reader already holds this image or a newer one
-        self.copied += 1
-        if copy.item is not None and (counts := counts_of(copy.item)) is not None:
-            self.on_image(*counts)
+    async def _copy(self, records: list[dict[str, Any]]) -> None:
+        """The batch's copies in order, then (with other nodes alive) its feed items."""
+        work = copy_and_feed(records, self.store.tables, self.node_id, time.time())
+        for write in work.writes:
+            try:
+                applied = await self.stream.copy(write)
+            except StoreRejected as exc:  # no retry can copy it: skip, never block the shard
+                warn_limited("copy_rejected", key=aws_code(exc), sequence=write.sequence,
+                             code=aws_code(exc), error=exc.detail)
+                continue
+            if applied:  # not applied: the reader holds this image or a newer one
+                self.copied += 1
+                if write.change is not None:
+                    self.on_image(*write.change)
+        if self.nodes > 1 and work.feed:
+            try:
+                await self.stream.share(work.feed)
+            except LivecountError as exc:  # live pushes only: the reader table is right
+                warn_limited("feed_failed", key=aws_code(exc), error=str(exc))
 
     async def _checkpoint(self, shard_id: str, force: bool = False,
                           finished: bool = False) -> None:
@@ -329,21 +226,35 @@ class StreamConsumer:
         now = asyncio.get_running_loop().time()
         if not force and now - self._checkpointed.get(shard_id, 0.0) < CHECKPOINT_INTERVAL:
             return
-        updates = ["#f = :f"]
-        names = {"#f": "finished", "#o": "owner"}
-        values = {":f": {"BOOL": finished}, ":me": {"S": self.node_id}}
-        if seq := self._checkpoints.get(shard_id):
-            updates.append("#s = :s")
-            names["#s"] = "sequenceNumber"
-            values[":s"] = {"S": seq}
-        try:
-            await self.store.ddb.update_item(
-                TableName=self.table, Key={"shardId": {"S": shard_id}},
-                UpdateExpression="SET " + ", ".join(updates), ConditionExpression="#o = :me",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
-        except ClientError as exc:
-            if not _conditional_failure(exc):
-                raise
+        if not await self.stream.checkpoint(shard_id, self.node_id,
+                                            self._checkpoints.get(shard_id), finished):
             self._drop(shard_id, "lease_lost")
             return
         self._checkpointed[shard_id] = now
+
+
+class Rounds:
+    """How the consumer's rounds go: caught up at the first round after the start that
+    finds shards and no record; settled after two quiet rounds."""
+
+    def __init__(self) -> None:
+        self.caught_up = asyncio.Event()
+        self._count = 0
+        self._quiet = 0
+        self._done = asyncio.Condition()
+
+    async def end(self, records: int, shards: bool) -> bool:
+        """Count a round that read `records`; True if it is the one that caught up."""
+        async with self._done:
+            self._count += 1
+            self._quiet = 0 if records else self._quiet + 1
+            self._done.notify_all()
+            if records or not shards or self._count < 2 or self.caught_up.is_set():
+                return False
+            self.caught_up.set()
+            return True
+
+    async def settled(self) -> None:
+        async with self._done:
+            start = self._count
+            await self._done.wait_for(lambda: self._count >= start + 2 and self._quiet >= 2)

@@ -2,9 +2,13 @@
 
 For those who keep the seed's serverless shape: run the nodes with
 `--stream-consumer off` and let this function copy PostCountWriter's images to
-PostCountReader. The rule is the in-process consumer's own (`replication.copy_for`
-and its conditional request), so replays and reordering are harmless here too; it
-also writes the live feed, so every node's pages keep getting pushes.
+PostCountReader. It does the in-process consumer's own work
+(`core.stream_copy.copy_and_feed`: the conditional copies, then the live feed), so
+replays and reordering are harmless here too, and every node's pages keep getting
+pushes.
+
+It ships as the core plus boto3 (docs/DEPLOY.md builds that zip): it imports only the
+standard library, boto3 and `livecount.core` (an import contract checks it).
 
 Configured by environment: `LIVECOUNT_TABLE_PREFIX`, and `LIVECOUNT_DYNAMODB_ENDPOINT`
 (tests only; absent on AWS). Enable "report batch item failures" on the event source:
@@ -13,16 +17,16 @@ the handler names the first record it could not copy, and Lambda retries from th
 
 from __future__ import annotations
 
+import json
 import os
 import time
-import zlib
 from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from livecount.aws.store import Tables
-from livecount.core import feed
-from livecount.core.replication import copy_for, counts_of
+from livecount.core.errors import StoreRejected
+from livecount.core.stream_copy import copy_and_feed
+from livecount.core.tables import CONDITION_FAILED, Tables, error_class
 
 _client: Any = None
 
@@ -36,39 +40,42 @@ def _ddb() -> Any:
     return _client
 
 
+def _log(event: str, **fields: Any) -> None:
+    """One JSON line, as the nodes log; Lambda sends stdout to CloudWatch Logs."""
+    print(json.dumps({"level": "warning", "event": event, **fields}), flush=True)
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
     tables = Tables.named(os.environ.get("LIVECOUNT_TABLE_PREFIX", ""))
     ddb = _ddb()
-    changes: dict[str, tuple[int, int]] = {}
-    failures: list[dict[str, str]] = []
-    for record in event.get("Records", []):
-        copy = copy_for(record)
-        if copy is None:
-            continue
+    writer = str(getattr(context, "aws_request_id", "lambda"))
+    work = copy_and_feed(event.get("Records", []), tables, writer, time.time())
+    for write in work.writes:
         try:
-            if copy.action == "put":
-                ddb.put_item(**copy.request(tables.reader))
+            if write.action == "put":
+                ddb.put_item(**write.request)
             else:
-                ddb.delete_item(**copy.request(tables.reader))
+                ddb.delete_item(**write.request)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                failures.append({"itemIdentifier": record["dynamodb"]["SequenceNumber"]})
-                break  # later records of this shard wait for this one
-            continue  # the reader already has this image or a newer one
-        except BotoCoreError:
-            failures.append({"itemIdentifier": record["dynamodb"]["SequenceNumber"]})
-            break
-        if copy.item is not None and (counts := counts_of(copy.item)) is not None:
-            changes[counts[0]] = counts[1:]
-    if changes:
-        now = time.time()
-        payloads = list(feed.chunks(changes))
-        salt = zlib.crc32(getattr(context, "aws_request_id", "lambda").encode())
-        for at, payload in zip(feed.stamps(int(now * 1e6), salt, len(payloads)), payloads,
-                               strict=True):
-            try:
-                ddb.put_item(TableName=tables.feed,
-                             Item=feed.item(at, payload, int(now) + feed.TTL_SECONDS))
-            except (ClientError, BotoCoreError):
-                break  # live pushes only: the reader table is already right
-    return {"batchItemFailures": failures}
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code == CONDITION_FAILED:
+                continue  # the reader already has this image or a newer one
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            if error_class(code, status) is StoreRejected:
+                # No retry can copy it; retrying would block the shard for good.
+                _log("copy_rejected", sequence=write.sequence, code=code, error=str(exc))
+                continue
+            _log("copy_failed", sequence=write.sequence, code=code, error=str(exc))
+            return {"batchItemFailures": [{"itemIdentifier": write.sequence}]}
+        except BotoCoreError as exc:
+            _log("copy_failed", sequence=write.sequence, code=type(exc).__name__,
+                 error=str(exc))
+            # Later records of this shard wait for this one; the retry writes the feed.
+            return {"batchItemFailures": [{"itemIdentifier": write.sequence}]}
+    for put in work.feed:
+        try:
+            ddb.put_item(**put)
+        except (ClientError, BotoCoreError) as exc:
+            _log("feed_failed", error=str(exc))
+            break  # live pushes only: the reader table is already right
+    return {"batchItemFailures": []}

@@ -1,86 +1,40 @@
-"""DynamoDB: the tables, and the few requests livecount makes of them.
+"""DynamoDB: the store interface that the rest of livecount sees.
 
 A thin edge: it turns a `Flush` into UpdateItem calls and store answers into
-`Counts`, and decides nothing. Retries are botocore's standard mode (capped
-exponential backoff with jitter); whatever still fails is reported back to the
-ledger, which keeps the delta for the next flush.
+`Counts`, and decides nothing. Nothing outside `aws/store*.py` touches the SDK's
+clients; the stream side (shards, leases, checkpoints, the reader copy) is
+`store.stream`. Retries are botocore's standard mode (capped exponential backoff with
+jitter). Failures raise livecount's store errors (`core/errors.py`): StoreUnavailable
+when a retry may help, StoreRefused for credentials or policy, StoreRejected for a
+request DynamoDB refuses as invalid. A bug in livecount is never translated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import aioboto3
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from livecount.aws import store_requests
+from livecount.aws.store_errors import Answered, ConditionFailed, answer, aws_code
+from livecount.aws.store_stream import StreamStore
 from livecount.core import feed
-from livecount.core.ledger import SITE, Counts, Flush, FlushResult, Row, Write
+from livecount.core.errors import (
+    LivecountError,
+    StoreRefused,
+    StoreRejected,
+    StoreUnavailable,
+)
+from livecount.core.ledger import SITE, Counts, Flush, FlushResult
 from livecount.core.pages import Target
-from livecount.logs import warn
+from livecount.core.tables import FEED_TTL_ATTRIBUTE, Tables
+from livecount.logs import warn_limited
 
-__all__ = ["SITE", "Store", "StoreError", "Tables"]
-INDEX = "all"  # the one PageIndex partition: every tracked post and page, by ref
-StoreError = (BotoCoreError, ClientError)
-# Answers that no retry will change: the operator must fix credentials or policy.
-FATAL_CODES = frozenset({"AccessDeniedException", "UnrecognizedClientException",
-                         "InvalidSignatureException", "MissingAuthenticationTokenException"})
-
-
-@dataclass(frozen=True)
-class Tables:
-    writer: str
-    reader: str
-    pages: str
-    referrers: str
-    timeline: str
-    index: str
-    checkpoints: str
-    feed: str
-
-    @classmethod
-    def named(cls, prefix: str = "") -> Tables:
-        return cls(
-            writer=f"{prefix}PostCountWriter",
-            reader=f"{prefix}PostCountReader",
-            pages=f"{prefix}HomeAndProfile",
-            referrers=f"{prefix}Referrer",
-            timeline=f"{prefix}Timeline",
-            index=f"{prefix}PageIndex",
-            checkpoints=f"{prefix}StreamCheckpoint",
-            feed=f"{prefix}LiveFeed",
-        )
-
-    def definitions(self) -> list[dict[str, Any]]:
-        """CreateTable requests: the seed's names and keys, on-demand billing."""
-        def table(name: str, *keys: tuple[str, str], stream: bool = False) -> dict[str, Any]:
-            spec: dict[str, Any] = {
-                "TableName": name,
-                "BillingMode": "PAY_PER_REQUEST",
-                "AttributeDefinitions": [
-                    {"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
-                "KeySchema": [{"AttributeName": k, "KeyType": t} for k, t in keys],
-            }
-            if stream:
-                spec["StreamSpecification"] = {
-                    "StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
-            return spec
-
-        return [
-            table(self.writer, ("articleId", "HASH"), stream=True),
-            table(self.reader, ("articleId", "HASH")),
-            table(self.pages, ("pageName", "HASH")),
-            table(self.referrers, ("target", "HASH"), ("host", "RANGE")),
-            table(self.timeline, ("target", "HASH"), ("hour", "RANGE")),
-            table(self.index, ("index", "HASH"), ("target", "RANGE")),
-            table(self.checkpoints, ("shardId", "HASH")),
-            table(self.feed, ("feed", "HASH"), ("at", "RANGE")),
-        ]
+__all__ = ["SITE", "Store", "Tables"]
 
 
 def endpoint_url(endpoint: str) -> str | None:
@@ -94,6 +48,7 @@ class Store:
         self.ddb = ddb
         self.streams = streams
         self.tables = tables
+        self.stream = StreamStore(ddb, streams, tables)
         # Per item, the last flush sequence number this node applied to it.
         self.flush_attribute = f"flush:{node_id}"
         self._limit = asyncio.Semaphore(concurrency)
@@ -101,7 +56,8 @@ class Store:
     @classmethod
     @asynccontextmanager
     async def open(cls, endpoint: str, region: str, prefix: str = "", node_id: str = "node",
-                   ) -> AsyncIterator[Store]:
+                   attempts: int = 4) -> AsyncIterator[Store]:
+        """Clients for `endpoint`; each request is tried up to `attempts` times."""
         url = endpoint_url(endpoint)
         session = aioboto3.Session()
         creds: dict[str, str] = {}
@@ -110,7 +66,7 @@ class Store:
             # DynamoDB Local and moto accept any key but the SDK insists on one.
             creds = {"aws_access_key_id": "livecount", "aws_secret_access_key": "livecount"}
         boto = BotoConfig(
-            retries={"mode": "standard", "max_attempts": 4},
+            retries={"mode": "standard", "max_attempts": attempts},
             connect_timeout=3, read_timeout=10, max_pool_connections=64,
         )
         async with AsyncExitStack() as stack:
@@ -128,142 +84,109 @@ class Store:
         docs/SECURITY.md) starts fine on tables made by the template."""
         made = []
         for spec in self.tables.definitions():
+            name = spec["TableName"]
             try:
-                await self.ddb.describe_table(TableName=spec["TableName"])
+                await answer(self.ddb.describe_table(TableName=name), name,
+                             expected=["ResourceNotFoundException"])
                 continue
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-                    raise
+            except Answered:
+                pass
             try:
-                await self.ddb.create_table(**spec)
-                made.append(spec["TableName"])
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ResourceInUseException":
-                    raise  # another node made it in between: fine
+                await answer(self.ddb.create_table(**spec), name,
+                             expected=["ResourceInUseException"])
+                made.append(name)
+            except Answered:
+                pass  # another node made it in between: fine
         waiter = self.ddb.get_waiter("table_exists")
         for spec in self.tables.definitions():
-            await waiter.wait(TableName=spec["TableName"], WaiterConfig={"Delay": 1})
+            await answer(waiter.wait(TableName=spec["TableName"], WaiterConfig={"Delay": 1}),
+                         spec["TableName"])
         if self.tables.feed in made:
-            await self.ddb.update_time_to_live(
-                TableName=self.tables.feed,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
+            await answer(self.ddb.update_time_to_live(
+                TableName=self.tables.feed, TimeToLiveSpecification={
+                    "Enabled": True, "AttributeName": FEED_TTL_ATTRIBUTE}), self.tables.feed)
         return made
 
     async def ping(self) -> None:
-        await self.ddb.describe_table(TableName=self.tables.writer)
+        await answer(self.ddb.describe_table(TableName=self.tables.writer), self.tables.writer)
 
     # -- the write path ----------------------------------------------------------------
     async def flush(self, flush: Flush) -> FlushResult:
-        """Every write of a flush, concurrently; what failed comes back, nothing raises.
+        """Every write of a flush, concurrently; what failed comes back, nothing raises
+        but a bug.
 
         Each write is an ADD on condition that the key has not applied this node's
         sequence number yet, so a replay (botocore's own retry, or ours of an
-        unsettled write) adds nothing: the refusal means "already applied".
+        unsettled write) adds nothing: the refusal means "already applied". A write
+        DynamoDB refuses as invalid comes back in `rejected_*` with the error, never in
+        `failed_*`, so it cannot hold the other keys up.
         """
         result = FlushResult()
+        writes = store_requests.Writes(self.tables, self.flush_attribute)
 
-        async def send(request: dict[str, Any], failed: Callable[[], None],
-                       ) -> dict[str, Any] | None:
-            try:
-                async with self._limit:
-                    if "UpdateExpression" in request:
-                        answer = await self.ddb.update_item(**request)
-                        return dict(answer.get("Attributes", {}))
-                    await self.ddb.put_item(**request)
-                    return {}
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                    # Applied before: this is the retry of a write that got through.
-                    return dict(exc.response.get("Item", {}))
-                failed()
-                warn("flush_failed", table=request["TableName"], error=str(exc))
-            except BotoCoreError as exc:
-                failed()
-                warn("flush_failed", table=request["TableName"], error=str(exc))
-            return None
+        async def target(t: Target, request: dict[str, Any]) -> None:
+            outcome = await self._send(request)
+            if isinstance(outcome, StoreRejected):
+                result.rejected_targets[t] = outcome.detail
+            elif isinstance(outcome, LivecountError):
+                result.failed_targets.add(t)
+            else:  # applied: nothing may put it back in the failed set
+                result.applied[t] = store_requests.counts(outcome)
 
-        async def target(t: Target, write: Write) -> None:
-            item = await send(self._add_views(t, write), partial(result.failed_targets.add, t))
-            if item is not None:  # applied: nothing may put it back in the failed set
-                result.applied[t] = _counts(item)
+        async def other(key: Any, request: dict[str, Any], failed: set[Any],
+                        rejected: dict[Any, str]) -> None:
+            outcome = await self._send(request)
+            if isinstance(outcome, StoreRejected):
+                rejected[key] = outcome.detail
+            elif isinstance(outcome, LivecountError):
+                failed.add(key)
 
         async with asyncio.TaskGroup() as group:
             for t, write in flush.targets.items():
-                group.create_task(target(t, write))
+                group.create_task(target(t, writes.views(t, write)))
             for row, write in flush.rows.items():
-                group.create_task(send(self._add_row(row, write),
-                                       partial(result.failed_rows.add, row)))
+                group.create_task(other(row, writes.row(row, write), result.failed_rows,
+                                        result.rejected_rows))
             for t in flush.new:
-                group.create_task(send(
-                    {"TableName": self.tables.index,
-                     "Item": {"index": {"S": INDEX}, "target": {"S": t.ref}}},
-                    partial(result.failed_index.add, t)))
+                group.create_task(other(t, writes.index(t), result.failed_index,
+                                        result.rejected_index))
         return result
 
-    def _idempotent(self, table: str, key: dict[str, Any], adds: dict[str, int], seq: int,
-                    sets: dict[str, str] | None = None) -> dict[str, Any]:
-        """UpdateItem: ADD `adds` and remember `seq`, unless this node's `seq` was seen."""
-        names = {"#f": self.flush_attribute}
-        values: dict[str, Any] = {":seq": {"N": str(seq)}}
-        parts = []
-        for i, (name, amount) in enumerate(adds.items()):
-            names[f"#a{i}"] = name
-            values[f":a{i}"] = {"N": str(amount)}
-            parts.append(f"#a{i} :a{i}")
-        assignments = ["#f = :seq"]
-        for i, (name, text) in enumerate((sets or {}).items()):
-            names[f"#s{i}"] = name
-            values[f":s{i}"] = {"S": text}
-            assignments.append(f"#s{i} = :s{i}")
-        return {
-            "TableName": table, "Key": key,
-            "UpdateExpression": f"ADD {', '.join(parts)} SET {', '.join(assignments)}",
-            "ConditionExpression": "attribute_not_exists(#f) OR #f < :seq",
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
-            "ReturnValues": "ALL_NEW", "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-
-    def _add_row(self, row: Row, write: Write) -> dict[str, Any]:
-        if row.table == "referrer":
-            return self._idempotent(
-                self.tables.referrers, {"target": {"S": row.target}, "host": {"S": row.sort}},
-                {"views": write.delta.total}, write.seq)
-        return self._idempotent(
-            self.tables.timeline, {"target": {"S": row.target}, "hour": {"S": row.sort}},
-            {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}, write.seq)
-
-    def _add_views(self, t: Target, write: Write) -> dict[str, Any]:
-        adds = {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}
-        if t.kind == "page":
-            return self._idempotent(self.tables.pages, {"pageName": {"S": t.id}}, adds,
-                                    write.seq)
-        # Posts also bump `version`, which orders their images for the stream copy.
-        title = {"articleTitle": write.delta.title} if write.delta.title else None
-        return self._idempotent(self.tables.writer, {"articleId": {"S": t.id}},
-                                adds | {"version": 1}, write.seq, title)
+    async def _send(self, request: dict[str, Any]) -> dict[str, Any] | LivecountError:
+        """One write of a flush: the item as stored after it, or the store's error."""
+        table = request["TableName"]
+        try:
+            async with self._limit:
+                if "UpdateExpression" in request:
+                    stored = await answer(self.ddb.update_item(**request), table)
+                    return dict(stored.get("Attributes", {}))
+                await answer(self.ddb.put_item(**request), table)
+                return {}
+        except ConditionFailed as exc:
+            # Applied before: this is the retry of a write that got through.
+            return exc.item
+        except (StoreUnavailable, StoreRefused, StoreRejected) as exc:
+            code = aws_code(exc)
+            event = "flush_rejected" if isinstance(exc, StoreRejected) else "flush_failed"
+            warn_limited(event, key=f"{table} {code}", table=table, code=code,
+                         error=exc.detail)
+            return exc
 
     # -- the live feed -----------------------------------------------------------------
     async def write_feed(self, items: list[tuple[int, bytes]], expires: int) -> None:
+        """Feed items the caller stamped itself. The stream consumer shares what it
+        copied on its own (`stream_copy.copy_and_feed`, as the Lambda does)."""
         for at, payload in items:
-            await self.ddb.put_item(TableName=self.tables.feed,
-                                    Item=feed.item(at, payload, expires))
+            await answer(self.ddb.put_item(TableName=self.tables.feed,
+                                           Item=feed.item(at, payload, expires)),
+                         self.tables.feed)
 
     async def read_feed(self, after: int) -> list[tuple[int, str]]:
         """Feed items with a sort key above `after`, oldest first: one Query."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.tables.feed, "ConsistentRead": True,
-            "KeyConditionExpression": "#f = :f AND #a > :a",
-            "ExpressionAttributeNames": {"#f": "feed", "#a": "at"},
-            "ExpressionAttributeValues": {":f": {"S": feed.PARTITION},
-                                          ":a": {"S": f"{after:024d}"}},
-        }
-        items: list[tuple[int, str]] = []
-        while True:
-            page = await self.ddb.query(**kwargs)
-            items += [(int(i["at"]["S"]), i["changes"]["S"]) for i in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = await self._query(store_requests.query(
+            self.tables.feed, "feed", feed.PARTITION, ("at", f"{after:024d}", None),
+            consistent=True))
+        return [(int(i["at"]["S"]), i["changes"]["S"]) for i in items]
 
     # -- the read path ---------------------------------------------------------------
     async def read_counts(self, targets: Iterable[Target]) -> dict[Target, Counts]:
@@ -274,44 +197,24 @@ class Store:
         """Counts and title of each target, from the reader side; absent is zero and ""."""
         targets = list(dict.fromkeys(targets))
         found = {t: (Counts(0, 0), "") for t in targets}
-        for start in range(0, len(targets), 100):  # BatchGetItem takes 100 keys
-            request: dict[str, Any] = {}
-            for t in targets[start:start + 100]:
-                table, key = self._read_key(t)
-                request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(key)
+        for request in store_requests.batch_gets(self.tables, targets):
             while request:
-                answer = await self.ddb.batch_get_item(RequestItems=request)
-                for table, items in answer.get("Responses", {}).items():
+                got = await answer(self.ddb.batch_get_item(RequestItems=request), "BatchGetItem")
+                for table, items in got.get("Responses", {}).items():
                     post = table == self.tables.reader
                     name = "articleId" if post else "pageName"
                     for item in items:
                         found[Target("post" if post else "page", item[name]["S"])] = (
-                            _counts(item), item.get("articleTitle", {}).get("S", ""))
-                request = answer.get("UnprocessedKeys") or {}
+                            store_requests.counts(item), item.get("articleTitle", {}).get("S", ""))
+                request = got.get("UnprocessedKeys") or {}
         return found
 
-    def _read_key(self, t: Target) -> tuple[str, dict[str, Any]]:
-        if t.kind == "post":
-            return self.tables.reader, {"articleId": {"S": t.id}}
-        return self.tables.pages, {"pageName": {"S": t.id}}
-
-    async def _query(self, table: str, target: str, between: tuple[str, str] | None = None,
-                     ) -> list[dict[str, Any]]:
-        """Every item of one partition (optionally a sort-key range): Query, never Scan."""
-        names = {"#t": "index" if table == self.tables.index else "target"}
-        values: dict[str, Any] = {":t": {"S": target}}
-        condition = "#t = :t"
-        if between is not None:
-            names["#s"] = "hour"
-            values |= {":a": {"S": between[0]}, ":b": {"S": between[1]}}
-            condition += " AND #s BETWEEN :a AND :b"
-        kwargs: dict[str, Any] = {
-            "TableName": table, "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
-        }
+    async def _query(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every item a Query (`store_requests.query`) finds, page by page; never a Scan."""
+        table = kwargs["TableName"]
         items: list[dict[str, Any]] = []
         while True:
-            page = await self.ddb.query(**kwargs)
+            page = await answer(self.ddb.query(**kwargs), table)
             items += page.get("Items", [])
             if "LastEvaluatedKey" not in page:
                 return items
@@ -319,22 +222,19 @@ class Store:
 
     async def top_referrers(self, ref: str, limit: int = 10) -> list[tuple[str, int]]:
         """External hosts that sent views to `ref` (a `Target.ref` or `SITE`), most first."""
-        items = await self._query(self.tables.referrers, ref)
+        items = await self._query(store_requests.query(self.tables.referrers, "target", ref))
         hosts = [(i["host"]["S"], int(i["views"]["N"])) for i in items]
         hosts.sort(key=lambda h: (-h[1], h[0]))
         return hosts[:limit]
 
     async def tracked(self) -> list[Target]:
         """Every post and page ever counted, from the page index."""
-        items = await self._query(self.tables.index, INDEX)
+        items = await self._query(store_requests.query(self.tables.index, "index",
+                                                       store_requests.INDEX))
         return [t for i in items if (t := Target.from_ref(i["target"]["S"])) is not None]
 
     async def hours(self, ref: str, first: str, last: str) -> dict[str, Counts]:
         """Hourly buckets of `ref` (a `Target.ref` or `SITE`) from `first` to `last` hour."""
-        items = await self._query(self.tables.timeline, ref, (first, last))
-        return {i["hour"]["S"]: _counts(i) for i in items}
-
-
-def _counts(item: dict[str, Any]) -> Counts:
-    return Counts(int(item.get("totalViews", {}).get("N", 0)),
-                  int(item.get("uniqueViews", {}).get("N", 0)))
+        items = await self._query(store_requests.query(self.tables.timeline, "target", ref,
+                                                       ("hour", first, last)))
+        return {i["hour"]["S"]: store_requests.counts(i) for i in items}

@@ -8,15 +8,19 @@ however many articles and nodes. Counts only grow and merge by maximum, so readi
 item twice (readers re-read a short window to forgive clock skew between writers)
 changes nothing. Items expire by TTL after an hour.
 
-Pure: encoding, chunking and cursors. The node does the I/O.
+Pure: encoding, chunking, the items and cursors; the store does the I/O. Standard
+library only (no msgspec), because the Lambda copy writes the feed too and ships as
+the core plus boto3.
 """
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Final
+from typing import Any, Final
 
-import msgspec
+from livecount.core.tables import FEED_TTL_ATTRIBUTE
 
 PARTITION: Final = "live"
 TTL_SECONDS: Final = 3600
@@ -24,8 +28,10 @@ SKEW_WINDOW_US: Final = 5_000_000  # re-read this much behind the cursor
 MAX_ITEM_BYTES: Final = 300_000  # DynamoDB's item limit is 400 KB
 
 Change = tuple[str, int, int]  # articleId, totalViews, uniqueViews
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(list[tuple[str, int, int]])
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def chunks(changes: Mapping[str, tuple[int, int]]) -> Iterator[bytes]:
@@ -34,27 +40,48 @@ def chunks(changes: Mapping[str, tuple[int, int]]) -> Iterator[bytes]:
     size = 2
     for article, (total, unique) in changes.items():
         entry = (article, total, unique)
-        cost = len(_encoder.encode(entry)) + 1
+        cost = len(_encode(entry)) + 1
         if batch and size + cost > MAX_ITEM_BYTES:
-            yield _encoder.encode(batch)
+            yield _encode(batch)
             batch, size = [], 2
         batch.append(entry)
         size += cost
     if batch:
-        yield _encoder.encode(batch)
+        yield _encode(batch)
 
 
 def item(at: int, payload: bytes, expires: int) -> dict[str, dict[str, str]]:
     """The DynamoDB item for one chunk: the same from a node and from the Lambda."""
     return {"feed": {"S": PARTITION}, "at": {"S": f"{at:024d}"},
-            "changes": {"S": payload.decode()}, "expires": {"N": str(expires)}}
+            "changes": {"S": payload.decode()}, FEED_TTL_ATTRIBUTE: {"N": str(expires)}}
+
+
+def puts(changes: Mapping[str, tuple[int, int]], table: str, writer: str, now: float,
+         ) -> list[dict[str, Any]]:
+    """PutItem requests that share `changes` with every node: the feed write of the
+    node's stream consumer and of the Lambda alike. `writer` names who writes (a node
+    id, a Lambda request id), so two writers in the same microsecond do not collide."""
+    payloads = list(chunks(changes))
+    stamped = zip(stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads)),
+                  payloads, strict=True)
+    expires = int(now) + TTL_SECONDS
+    return [{"TableName": table, "Item": item(at, payload, expires)} for at, payload in stamped]
 
 
 def decode(payload: str | bytes) -> list[Change]:
+    """The changes of one item; [] for anything that is not a list of them."""
     try:
-        return _decoder.decode(payload)
-    except msgspec.ValidationError:
+        value = json.loads(payload)
+    except ValueError:
         return []
+    if not isinstance(value, list) or not all(_is_change(c) for c in value):
+        return []
+    return [(c[0], c[1], c[2]) for c in value]
+
+
+def _is_change(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
+            and all(type(n) is int for n in value[1:]))
 
 
 def stamps(now_us: int, node_salt: int, count: int) -> list[int]:

@@ -1,8 +1,9 @@
 """Who watches what, and which watched counts changed since the last push.
 
-Pure bookkeeping over opaque connection objects; the server turns `due()` into
-`websockets.broadcast` calls. Changes are collected in a set and pushed together, so
-a hot article costs one push per interval, not one per view.
+Pure bookkeeping over opaque connection objects, and the only owner of subscription
+state: a connection watches what it subscribed to plus the page it last viewed. The
+node turns `due()` into broadcasts. Changes are collected in a set and pushed
+together, so a hot article costs one push per interval, not one per view.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
+from livecount.core.errors import TooManySubscriptions
 from livecount.core.pages import Target
 
 C = TypeVar("C", bound=Hashable)
 
 
-class TooManySubscriptions(Exception):
-    pass
+__all__ = ["Hub", "TooManySubscriptions"]
 
 
 class Hub(Generic[C]):
@@ -24,10 +25,36 @@ class Hub(Generic[C]):
         self.max_per_connection = max_per_connection
         self._watchers: dict[Target, set[C]] = {}
         self._watching: dict[C, set[Target]] = {}
+        self._explicit: dict[C, set[Target]] = {}  # asked for with `subscribe`
+        self._viewing: dict[C, Target] = {}  # the page it last viewed
         self._dirty: set[Target] = set()
+
+    def view(self, conn: C, target: Target) -> None:
+        """A view watches its own page, in place of the page viewed before (unless that
+        one was subscribed to): a long single-page session watches one page, not all.
+        A full watch list does not refuse the view; the page just is not watched."""
+        previous = self._viewing.get(conn)
+        if previous == target:
+            return
+        self._viewing.pop(conn, None)
+        if previous is not None and previous not in self._explicit.get(conn, ()):
+            self._unwatch(conn, [previous])
+        try:
+            self._watch(conn, [target])
+        except TooManySubscriptions:
+            return
+        self._viewing[conn] = target
+
+    def viewing(self, conn: C) -> Target | None:
+        return self._viewing.get(conn)
 
     def subscribe(self, conn: C, targets: Iterable[Target]) -> None:
         """All or nothing: a request that would pass the limit adds none of its targets."""
+        targets = set(targets)
+        self._watch(conn, targets)
+        self._explicit.setdefault(conn, set()).update(targets)
+
+    def _watch(self, conn: C, targets: Iterable[Target]) -> None:
         targets = set(targets)
         watching = self._watching.setdefault(conn, set())
         if len(watching | targets) > self.max_per_connection:
@@ -41,6 +68,17 @@ class Hub(Generic[C]):
             self._watchers.setdefault(target, set()).add(conn)
 
     def unsubscribe(self, conn: C, targets: Iterable[Target]) -> None:
+        """Stop watching `targets`, whether subscribed to or viewed."""
+        targets = set(targets)
+        if (explicit := self._explicit.get(conn)) is not None:
+            explicit -= targets
+            if not explicit:
+                del self._explicit[conn]
+        if self._viewing.get(conn) in targets:
+            del self._viewing[conn]
+        self._unwatch(conn, targets)
+
+    def _unwatch(self, conn: C, targets: Iterable[Target]) -> None:
         watching = self._watching.get(conn, set())
         for target in targets:
             watching.discard(target)
@@ -49,6 +87,8 @@ class Hub(Generic[C]):
             self._watching.pop(conn, None)
 
     def drop(self, conn: C) -> None:
+        self._explicit.pop(conn, None)
+        self._viewing.pop(conn, None)
         for target in self._watching.pop(conn, set()):
             self._forget(conn, target)
 

@@ -30,6 +30,16 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseItem:
+    """One item of the lease table as the store reads it: the lease, and for a shard
+    whether it was read to its end and the last sequence number copied from it."""
+
+    lease: Lease
+    finished: bool = False
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     take: list[Lease] = field(default_factory=list)   # expired or free: take them
     steal: list[Lease] = field(default_factory=list)  # alive, but their owner has too many

@@ -19,7 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, TypeVar
 
+from livecount.core.errors import Busy
 from livecount.core.pages import Target
+
+__all__ = ["SITE", "ZERO", "Busy", "Counts", "Delta", "Flush", "FlushResult", "Ledger",
+           "Row", "Write"]
 
 
 class Counts(NamedTuple):
@@ -109,10 +113,6 @@ class FlushResult:
                    failed_index=set(flush.new))
 
 
-class Busy(Exception):
-    """Too many views wait for the store; refusing is honest, counting them is not."""
-
-
 class Ledger:
     def __init__(self, max_pending_views: int = 1_000_000) -> None:
         self.max_pending_views = max_pending_views
@@ -130,18 +130,33 @@ class Ledger:
 
     # -- reading ---------------------------------------------------------------
     def has_base(self, target: Target) -> bool:
-        return target in self._known
+        """Whether the stored count was read (or told by the store): only then may a
+        count be shown, or it could be less than what is stored."""
+        return target in self._known or target in self._deferred
 
     def current(self, target: Target) -> Counts:
+        """The count to show: never below what the store was seen to hold, and
+        including every view this node accepted."""
         counts = self._known.get(target, ZERO)
         write = self._unsettled.get(target)  # when resent, the same write is in flight
         if write is None and self._inflight is not None:
             write = self._inflight.targets.get(target)
         if write is not None:
             counts = counts.plus(write.delta)
+        if (seen := self._deferred.get(target)) is not None:
+            # Read while a write was unsettled: it may or may not include that write,
+            # so it is a floor, not a base to add to.
+            counts = counts.max(seen)
         if delta := self._pending.get(target):
             counts = counts.plus(delta)
         return counts
+
+    def forget_bases(self) -> None:
+        """Drop every base, keeping what waits for the store. After a journal replay
+        the bases are only the replayed views, not the stored counts: each target's
+        stored count must be read again before it is shown."""
+        self._known.clear()
+        self._deferred.clear()
 
     @property
     def pending_views(self) -> int:
@@ -243,6 +258,8 @@ class Ledger:
                 continue
             self._unsettled.pop(target, None)
             self._pending_views -= write.delta.total
+            if target in result.rejected_targets:
+                continue  # set aside as a dead letter: never stored, never shown
             before = self._known.get(target, ZERO)
             # The store's answer already includes this write; without one, add it.
             answer = result.applied.get(target)
@@ -257,7 +274,7 @@ class Ledger:
                 self._unsettled_rows[row] = write
             else:
                 self._unsettled_rows.pop(row, None)
-        self._indexed |= flush.new - result.failed_index
+        self._indexed |= flush.new - result.failed_index  # a rejected one is not retried
         deferred, self._deferred = self._deferred, {}
         changed.update(t for t, counts in deferred.items() if self.observe(t, counts))
         return changed

@@ -5,10 +5,15 @@ Pure functions over strings, configured once at start-up.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final, Literal
 from urllib.parse import urlsplit
+
+import idna
+from livecount.core import sizes
 
 DEFAULT_PAGES: Final[Mapping[str, str]] = {
     "/": "Home_Page",
@@ -65,6 +70,8 @@ class PageRules:
             path, sep, name = spec.partition("=")
             if not sep or not path.strip() or not name.strip():
                 raise ValueError(f"page rule {spec!r} is not PATH=NAME")
+            if (wrong := sizes.problem(name.strip(), sizes.ID)) is not None:
+                raise ValueError(f"page rule {spec!r}: the name {wrong}")
             rules[path.strip()] = name.strip()
         return cls(rules or DEFAULT_PAGES)
 
@@ -84,19 +91,57 @@ class PageRules:
 def referrer_host(referrer: str | None, site_domains: Iterable[str]) -> str | None:
     """The host of an external http(s) referrer, or None for internal, empty or odd ones.
 
-    A subdomain of a site domain is internal too: `blog.example.com` under `example.com`.
+    The host is a DNS name in its ASCII form (see `dns_host`): a Unicode host and its
+    punycode count as one, and anything else (an IP address, a label of 64, a name of
+    254) is no external referrer, so the view still counts. A subdomain of a site
+    domain is internal too: `blog.example.com` under `example.com`.
     """
     if not referrer:
         return None
     try:
         parts = urlsplit(referrer.strip())
-        host = (parts.hostname or "").lower().rstrip(".")
+        host = dns_host(parts.hostname or "")
     except ValueError:
         return None
-    if parts.scheme not in ("http", "https") or not host:
+    if parts.scheme not in ("http", "https") or host is None:
         return None
     for domain in site_domains:
-        domain = domain.lower().rstrip(".")
+        domain = dns_host(domain) or domain.lower().rstrip(".")
         if host == domain or host.endswith("." + domain):
             return None
     return host.removeprefix("www.")
+
+
+# A label of a host name (RFC 1123): letters, digits and inner hyphens, 1 to 63.
+_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+
+
+@lru_cache(maxsize=4096)
+def dns_host(name: str) -> str | None:
+    """`name` as the ASCII DNS host it names, or None if it names none.
+
+    IDNA 2008 with the UTS 46 mapping (what browsers do): case and width folded,
+    Unicode labels in punycode, punycode labels checked. Every label is 1 to 63
+    letters, digits and inner hyphens, the whole at most 253 without the final dot,
+    and the last label starts with a letter (no top-level domain is numeric), so
+    IPv4 in any notation and IPv6 are not hosts. At most 253 bytes, ASCII: the result
+    always fits the `Referrer` sort key.
+    """
+    if not name or len(name) > sizes.MAX_HOST_CHARS + 1:
+        return None  # a Unicode label is never longer than its punycode
+    try:
+        if not name.isascii():
+            name = idna.uts46_remap(name, std3_rules=False, transitional=False)
+        labels = name.lower().removesuffix(".").split(".")
+        for i, label in enumerate(labels):
+            if not label.isascii():
+                labels[i] = idna.alabel(label).decode("ascii")
+            elif label.startswith("xn--"):
+                idna.ulabel(label)  # only to refuse a punycode label IDNA would not make
+    except (idna.IDNAError, UnicodeError):
+        return None
+    host = ".".join(labels)
+    if (len(host) > sizes.MAX_HOST_CHARS or not labels[-1][:1].isalpha()
+            or not all(_LABEL.match(label) for label in labels)):
+        return None
+    return host

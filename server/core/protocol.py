@@ -2,48 +2,76 @@
 
 Pure: bytes in, typed messages or a `ProtocolError` out. The field names are the
 seed's (`articleId`, `currentPage`, `refreshed`, ...) so existing blog clients keep
-working. Every limit lives here, so validation is one decode, not a hand-written walk.
+working. Validation is one decode: msgspec checks types and shapes, and each text is
+checked against its limits from `sizes` (characters, UTF-8 bytes, no controls) as the
+message is built, so a message that exists is a message every table can store.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Final
 
 import msgspec
+from livecount.core import sizes
 
 MAX_FRAME_BYTES: Final = 4096
-MAX_ID_CHARS: Final = 256
-MAX_URL_CHARS: Final = 2048
+MAX_ID_CHARS: Final = sizes.MAX_ID_CHARS
+MAX_ID_BYTES: Final = sizes.MAX_ID_BYTES
+MAX_TITLE_CHARS: Final = sizes.MAX_TITLE_CHARS
+MAX_URL_CHARS: Final = sizes.MAX_URL_CHARS
 MAX_IDS_PER_MESSAGE: Final = 100
 
-# No control characters: they are never part of a real id or path, and keeping them
-# out means every stored key prints cleanly in logs, reports and the console.
-_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS, pattern=_PRINTABLE)]
-Title = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS, pattern=_PRINTABLE)]
-Url = Annotated[str, msgspec.Meta(max_length=MAX_URL_CHARS, pattern=_PRINTABLE)]
-IdList = Annotated[list[Id], msgspec.Meta(max_length=MAX_IDS_PER_MESSAGE)]
+IdList = Annotated[list[str], msgspec.Meta(max_length=MAX_IDS_PER_MESSAGE)]
+
+
+class _Invalid(ValueError):
+    """Raised while a message is built; msgspec reports it as a validation error."""
+
+
+def _check(path: str, value: str | None, limit: sizes.TextLimit) -> None:
+    if value is not None and (wrong := sizes.problem(value, limit)) is not None:
+        raise _Invalid(f"`{path}` {wrong}")
 
 
 class Views(msgspec.Struct, tag="views", tag_field="message", frozen=True, gc=False):
     """A page view. With `articleId` it is a post; otherwise `currentPage` is classified."""
 
-    articleId: Id | None = None
-    articleTitle: Title | None = None
-    previousPage: Url | None = None
-    currentPage: Url | None = None
+    articleId: str | None = None
+    articleTitle: str | None = None
+    previousPage: str | None = None
+    currentPage: str | None = None
     refreshed: bool = False
-    referrer: Url | None = None
+    referrer: str | None = None
+
+    def __post_init__(self) -> None:
+        _check("$.articleId", self.articleId, sizes.ID)
+        _check("$.articleTitle", self.articleTitle, sizes.TITLE)
+        _check("$.previousPage", self.previousPage, sizes.URL)
+        _check("$.currentPage", self.currentPage, sizes.URL)
+        _check("$.referrer", self.referrer, sizes.URL)
+
+
+def _check_ids(message: Subscribe | Unsubscribe) -> None:
+    for name, ids in (("articleIds", message.articleIds), ("pageNames", message.pageNames)):
+        for i, id_ in enumerate(ids):
+            _check(f"$.{name}[{i}]", id_, sizes.ID)
 
 
 class Subscribe(msgspec.Struct, tag="subscribe", tag_field="message", frozen=True):
     articleIds: IdList = []
     pageNames: IdList = []
 
+    def __post_init__(self) -> None:
+        _check_ids(self)
+
 
 class Unsubscribe(msgspec.Struct, tag="unsubscribe", tag_field="message", frozen=True):
     articleIds: IdList = []
     pageNames: IdList = []
+
+    def __post_init__(self) -> None:
+        _check_ids(self)
 
 
 Inbound = Views | Subscribe | Unsubscribe
@@ -97,10 +125,24 @@ def decode(frame: str | bytes) -> Inbound:
     except msgspec.ValidationError as exc:
         raise _classify(frame, str(exc)) from None
     except msgspec.DecodeError as exc:
-        raise ProtocolError("invalid_json", str(exc)) from None
+        raise ProtocolError("invalid_json", _json_detail(frame, str(exc))) from None
     except RecursionError:  # found by fuzzing: {"a":{"a":... thousands deep
         raise ProtocolError("invalid_json", "nested too deeply") from None
+    except UnicodeEncodeError:  # a str holding a lone surrogate: not from a socket (1007)
+        raise ProtocolError("invalid_json", "the frame is not valid Unicode text") from None
     return message
+
+
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _json_detail(frame: str, detail: str) -> str:
+    """msgspec calls a lone surrogate escape "truncated"; say what it is."""
+    if "surrogate" in detail or (detail.startswith("Input data was truncated")
+                                 and _SURROGATE_ESCAPE.search(frame)):
+        return ("a \\uD800-\\uDFFF escape that is not half of a surrogate pair is not "
+                "text: " + detail)
+    return detail
 
 
 def _classify(frame: str, detail: str) -> ProtocolError:

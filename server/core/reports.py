@@ -3,10 +3,15 @@
 
 Time is UTC throughout. Views are stored in hourly buckets keyed `YYYY-MM-DDTHH`,
 which sort as strings, so a range of hours is one Query; days are sums of hours.
+
+Parameters arrive from anyone on the internet, so each parser accepts a narrow,
+documented form and bounds it before any arithmetic: ASCII only, plain decimal
+digits, and times within `EARLIEST` to `LATEST`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
@@ -21,6 +26,11 @@ MAX_POINTS: Final[Mapping[str, int]] = {"hour": 31 * 24, "day": 400}
 DEFAULT_SPAN: Final[Mapping[str, timedelta]] = {"hour": timedelta(hours=47),
                                                 "day": timedelta(days=29)}
 HOUR_FORMAT: Final = "%Y-%m-%dT%H"
+# Times a report may ask about. Far enough apart for any blog; near enough that a
+# default span or a day's 23 hours added to either end never leaves `datetime`.
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2200, 12, 31, 23, 59, 59, tzinfo=UTC)
+_DIGITS: Final = re.compile(r"[0-9]{1,9}")  # ASCII only: `str.isdigit` also takes other scripts
 
 
 class BadParameter(Exception):
@@ -66,13 +76,26 @@ def hour_of(moment: datetime) -> str:
 
 
 def parse_time(text: str, parameter: str) -> datetime:
-    """ISO 8601; a time without an offset is UTC, a bare date is its midnight."""
+    """ISO 8601; a time without an offset is UTC, a bare date is its midnight. Bounded
+    to `EARLIEST`..`LATEST` here, so later arithmetic cannot overflow."""
+    shown = repr(text[:64]) + ("..." if len(text) > 64 else "")
+    example = "e.g. 2026-11-24T07:00:00Z"
+    if not text.isascii():
+        raise BadParameter(parameter, f"{shown} is not an ISO 8601 time: ASCII only, {example}")
+    out_of_range = BadParameter(parameter, f"must be from {EARLIEST:%Y-%m-%d} to "
+                                           f"{LATEST:%Y-%m-%dT%H:%M:%SZ} (UTC)")
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except ValueError:
-        raise BadParameter(parameter, f"{text!r} is not an ISO 8601 time, "
-                                      "e.g. 2026-11-24T07:00:00Z") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        hint = " (a + in a URL's query is a space: write it as %2B)" if " " in text else ""
+        raise BadParameter(parameter, f"{shown} is not an ISO 8601 time, {example}{hint}",
+                           ) from None
+    except OverflowError:  # valid, but its offset moves it out of datetime's years
+        raise out_of_range from None
+    if not EARLIEST <= moment <= LATEST:
+        raise out_of_range
+    return moment
 
 
 def parse_bucket(text: str | None) -> Bucket:
@@ -84,14 +107,13 @@ def parse_bucket(text: str | None) -> Bucket:
 
 
 def parse_limit(text: str | None, default: int, most: int = 1000) -> int:
+    """Plain ASCII decimal digits only: no sign, spaces, underscores or other scripts."""
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
+    value = int(text) if _DIGITS.fullmatch(text) else 0
     if not 1 <= value <= most:
-        raise BadParameter("limit", f"must be a whole number from 1 to {most}")
+        raise BadParameter("limit", f"must be a whole number from 1 to {most}, "
+                                    "in ASCII digits")
     return value
 
 

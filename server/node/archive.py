@@ -4,101 +4,21 @@ Off by default (`--archive-dir`). Files are rotated every `--archive-max-events`
 views or `--archive-max-seconds`, whichever comes first, and appear whole: each is
 written to a hidden temporary name, fsynced, then renamed, so a reader (Athena,
 DuckDB, a shipping cron job) never sees half a file. Files sit in `dt=YYYY-MM-DD`
-folders, the partition layout warehouse tools expect.
-
-Stored per view: what the page sent, the server's UTC time and the page kind.
-Never an IP address, a user agent or a cookie.
+folders, the partition layout warehouse tools expect. What goes in a file is decided
+by `livecount.core.archive`; this module only writes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import time
 from pathlib import Path
-from typing import Literal
 
-import msgspec
-from livecount.core.pages import Target
-from livecount.core.protocol import Views
-
-
-class ArchivedView(msgspec.Struct, gc=False):
-    """One line of the archive; the schema is documented in the README.
-
-    Every field is on every line (null when absent), so schema inference in DuckDB,
-    Athena or BigQuery sees the same columns in every file.
-    """
-
-    ts: str
-    kind: Literal["post", "page"]
-    refreshed: bool
-    articleId: str | None = None
-    pageName: str | None = None
-    articleTitle: str | None = None
-    currentPage: str | None = None
-    previousPage: str | None = None
-    referrer: str | None = None
-    referrerHost: str | None = None  # set only when external
-
-
-def record(msg: Views, target: Target, host: str | None, now: float) -> ArchivedView:
-    moment = datetime.fromtimestamp(now, UTC)
-    return ArchivedView(
-        ts=moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z",
-        kind=target.kind, refreshed=msg.refreshed,
-        articleId=target.id if target.kind == "post" else None,
-        pageName=target.id if target.kind == "page" else None,
-        articleTitle=msg.articleTitle, currentPage=msg.currentPage,
-        previousPage=msg.previousPage, referrer=msg.referrer or None, referrerHost=host)
-
-
-@dataclass(slots=True)
-class Batch:
-    lines: list[bytes]
-    started: float
-    name: str
-
-
-@dataclass
-class Buffer:
-    """Which views go in which file, and when a file is due. Pure: no clock, no disk."""
-
-    max_events: int
-    max_seconds: float
-    prefix: str = field(default_factory=lambda: f"{os.getpid()}")
-    _lines: list[bytes] = field(default_factory=list)
-    _started: float | None = None
-    _sequence: int = 0
-    _encoder: msgspec.json.Encoder = field(default_factory=msgspec.json.Encoder)
-
-    def add(self, view: ArchivedView, now: float) -> Batch | None:
-        """Buffer a view; returns the full batch when this view completes one."""
-        if self._started is None:
-            self._started = now
-        self._lines.append(self._encoder.encode(view))
-        return self.take() if len(self._lines) >= self.max_events else None
-
-    def due(self, now: float) -> Batch | None:
-        """The batch, if its first view is older than `max_seconds`."""
-        if self._started is not None and now - self._started >= self.max_seconds:
-            return self.take()
-        return None
-
-    def take(self) -> Batch | None:
-        if not self._lines or self._started is None:
-            return None
-        self._sequence += 1
-        start = datetime.fromtimestamp(self._started, UTC)
-        name = (f"dt={start:%Y-%m-%d}/views-{start:%Y%m%dT%H%M%S}Z-{self.prefix}"
-                f"-{self._sequence:06d}.ndjson.gz")
-        batch = Batch(self._lines, self._started, name)
-        self._lines, self._started = [], None
-        return batch
-
-    def __len__(self) -> int:
-        return len(self._lines)
+from livecount.core.archive import ArchivedView, Batch, Buffer
+from livecount.logs import error, log, warn
+from livecount.waits import backoff, pause
 
 
 def write(directory: Path, batch: Batch) -> Path:
@@ -120,3 +40,45 @@ def write(directory: Path, batch: Batch) -> Path:
     finally:
         os.close(folder)
     return final
+
+
+class Writer:
+    """Writes batches in order, off the event loop; a failed write is retried, never
+    dropped."""
+
+    def __init__(self, directory: Path, buffer: Buffer) -> None:
+        self.directory = directory
+        self.buffer = buffer
+        self.queue: asyncio.Queue[Batch] = asyncio.Queue()
+
+    def add(self, view: ArchivedView, now: float) -> None:
+        if batch := self.buffer.add(view, now):
+            self.queue.put_nowait(batch)
+
+    async def due_loop(self, stop: asyncio.Event) -> None:
+        """Queue batches that are due by age."""
+        while not await pause(stop, 1.0):
+            if batch := self.buffer.due(time.time()):
+                self.queue.put_nowait(batch)
+
+    async def run(self) -> None:
+        while True:
+            batch = await self.queue.get()
+            for delay in backoff(1.0, 30.0):
+                try:
+                    path = await asyncio.to_thread(write, self.directory, batch)
+                    break
+                except OSError as exc:
+                    error("archive_failed", exc, file=batch.name, retry_in=delay)
+                    await asyncio.sleep(delay)
+            log("archived", file=str(path), views=len(batch.lines))
+            self.queue.task_done()
+
+    async def close(self, within: float) -> None:
+        """Queue what is left and wait, bounded, for it to be written."""
+        if batch := self.buffer.take():
+            self.queue.put_nowait(batch)
+        try:
+            await asyncio.wait_for(self.queue.join(), within)
+        except TimeoutError:
+            warn("archive_unwritten", batches=self.queue.qsize())

@@ -1,19 +1,15 @@
-"""The journal: every accepted view is on disk before its reply goes out.
-
-A SIGKILL or a power cut must not lose a view the server has replied to, nor let a
-replay add one twice. The journal is the ledger's history: each view, each flush
-taken (with its sequence number) and each flush completed (with what failed), in the
-order the ledger saw them. Replaying that history through a fresh `Ledger` rebuilds
-exactly what was pending or unsettled; the store's sequence-number condition then
-makes resending those writes harmless, whether or not they got through before.
+"""The journal files: every accepted view is on disk before it counts or is answered.
 
 Appends are group-committed: the records of one event-loop moment are written and
-fsynced together, in a thread, and every waiter is released at once. When the ledger
-is idle (everything stored), the journal starts a new file and drops the old ones.
+fsynced together, in a thread. Only then is each record's `apply` run, on the loop
+and in the file's order, and its waiter released with what `apply` returned. So the
+ledger sees exactly the history the files hold (`livecount.core.journal` replays
+it), and a view whose write or fsync failed was never counted: its waiter gets
+`JournalUnavailable`, the failed batch is cut off the file again, and the journal
+reports itself unhealthy until a write succeeds.
 
-Lines are JSON arrays: `["v", kind, id, refreshed, hour, title, host]`,
-`["t", seq]`, `["c", seq, failed targets, failed rows, failed index]`, and
-`["s", seq]` (the last sequence number, first in a new file).
+When the ledger is idle (everything stored), the journal starts a new file and drops
+the old ones.
 """
 
 from __future__ import annotations
@@ -21,93 +17,63 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from livecount.core.ledger import Flush, FlushResult, Ledger, Row
-from livecount.core.pages import Target
-from livecount.logs import error
-
-_encoder = msgspec.json.Encoder()
-
-
-# -- records (pure) -------------------------------------------------------------------
-def view_record(target: Target, refreshed: bool, hour: str, title: str | None,
-                host: str | None) -> bytes:
-    return _encoder.encode(["v", target.kind, target.id, refreshed, hour, title, host])
-
-
-def taken_record(flush: Flush) -> bytes:
-    return _encoder.encode(["t", flush.seq])
-
-
-def completed_record(flush: Flush, result: FlushResult) -> bytes:
-    return _encoder.encode([
-        "c", flush.seq, sorted(t.ref for t in result.failed_targets),
-        sorted(list(r) for r in result.failed_rows), sorted(t.ref for t in result.failed_index)])
-
-
-@dataclass
-class Replayed:
-    records: int = 0
-    views: int = 0
-    last_seq: int = 0
-
-
-def replay(records: Iterable[list[Any]], ledger: Ledger) -> Replayed:
-    """Feed a journal's history through `ledger`. A flush taken but never completed
-    ends unsettled: its writes go again with the same sequence numbers."""
-    summary = Replayed()
-    flush: Flush | None = None
-    for record in records:
-        summary.records += 1
-        kind = record[0]
-        if kind == "v":
-            _, target_kind, id_, refreshed, hour, title, host = record
-            ledger.record(Target(target_kind, id_), refreshed=refreshed, hour=hour,
-                          title=title, referrer=host, force=True)
-            summary.views += 1
-        elif kind == "t":
-            summary.last_seq = max(summary.last_seq, record[1])
-            flush = ledger.take(record[1])
-        elif kind == "c" and flush is not None and flush.seq == record[1]:
-            ledger.complete(flush, FlushResult(
-                failed_targets={t for ref in record[2] if (t := Target.from_ref(ref))},
-                failed_rows={Row(*r) for r in record[3]},
-                failed_index={t for ref in record[4] if (t := Target.from_ref(ref))}))
-            flush = None
-        elif kind == "s":
-            summary.last_seq = max(summary.last_seq, record[1])
-    if flush is not None:
-        ledger.complete(flush, FlushResult.nothing_known(flush))
-    return summary
-
-
-# -- files (I/O) ---------------------------------------------------------------------
-class _Rotate:
-    def __init__(self, last_seq: int) -> None:
-        self.last_seq = last_seq
-
-
-class _Sync:
-    pass
+from livecount.core.errors import JournalUnavailable
+from livecount.core.journal import start_record
+from livecount.logs import error, log
 
 
 class JournalBusy(RuntimeError):
     pass
 
 
+class Disk:
+    """The journal's only system calls: a seam where tests make the disk fail."""
+
+    def open(self, path: Path) -> int:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def size(self, fd: int) -> int:
+        return os.fstat(fd).st_size
+
+    def append(self, fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+
+    def sync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def truncate(self, fd: int, size: int) -> None:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+
+@dataclass(slots=True)
+class _Entry:
+    data: bytes | None  # None: a sync point, nothing to write
+    apply: Callable[[], Any] | None
+    waiter: asyncio.Future[Any]
+    rotate: int | None = None  # start a new file with this last sequence number first
+
+
 class Journal:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, disk: Disk | None = None) -> None:
         self.directory = directory
+        self.disk = disk or Disk()
         self.healthy = True
-        self._pending: list[bytes | _Rotate | _Sync] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        self._queue: list[_Entry] = []
         self._wake = asyncio.Event()
-        self._file: Any = None
+        self._fd: int | None = None
+        self._good = 0  # the file's size after the last batch that was fully written
         self._lock: Any = None
         self._task: asyncio.Task[None] | None = None
 
@@ -150,7 +116,8 @@ class Journal:
 
     def open(self) -> None:
         """Start appending, to a new file: never after a torn line of an old one."""
-        self._file = self._next_path().open("ab")
+        self._fd = self.disk.open(self._next_path())
+        self._good = self.disk.size(self._fd)
         self._task = asyncio.create_task(self._run())
 
     def _next_path(self) -> Path:
@@ -158,67 +125,110 @@ class Journal:
         number = int(files[-1].stem.split("-")[1]) + 1 if files else 0
         return self.directory / f"journal-{number:09d}.log"
 
-    def append(self, record: bytes) -> asyncio.Future[None]:
-        """Queue a record; the future resolves once it is on disk."""
-        self._pending.append(record)
-        return self._waiter()
+    @property
+    def queued(self) -> bool:
+        """Records wait to be written (and so to be applied)."""
+        return bool(self._queue)
 
-    def rotate(self, last_seq: int) -> asyncio.Future[None]:
+    def append(self, record: bytes, apply: Callable[[], Any] | None = None,
+               ) -> asyncio.Future[Any]:
+        """Queue a record; the future resolves to `apply()`, run once it is on disk."""
+        return self._enqueue(_Entry(record, apply, self._future()))
+
+    def rotate(self, last_seq: int) -> asyncio.Future[Any]:
         """Start a new file (with `last_seq`) and drop the older ones: call only when
         the ledger is idle, so nothing in them is needed any more."""
-        self._pending.append(_Rotate(last_seq))
-        return self._waiter()
+        return self._enqueue(_Entry(None, None, self._future(), rotate=last_seq))
 
-    def sync(self) -> asyncio.Future[None]:
+    def sync(self) -> asyncio.Future[Any]:
         """Resolves once everything appended so far is on disk."""
-        self._pending.append(_Sync())
-        return self._waiter()
+        return self._enqueue(_Entry(None, None, self._future()))
 
-    def _waiter(self) -> asyncio.Future[None]:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+    def _future(self) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()
+
+    def _enqueue(self, entry: _Entry) -> asyncio.Future[Any]:
+        self._queue.append(entry)
         self._wake.set()
-        return waiter
+        return entry.waiter
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self._pending = self._pending, []
-            waiters, self._waiters = self._waiters, []
+            batch, self._queue = self._queue, []
             try:
                 await asyncio.to_thread(self._write, batch)
             except OSError as exc:
+                if self.healthy:
+                    error("journal_failed", exc)
                 self.healthy = False
-                error("journal_failed", exc)
-                for w in waiters:
-                    w.set_exception(exc)
+                failure = JournalUnavailable(
+                    f"the journal could not write ({exc.strerror or exc}); nothing counted")
+                for entry in batch:
+                    if not entry.waiter.done():
+                        entry.waiter.set_exception(failure)
                 continue
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
+            if not self.healthy:
+                log("journal_recovered")
+                self.healthy = True
+            for entry in batch:
+                self._settle(entry)
 
-    def _write(self, batch: list[bytes | _Rotate | _Sync]) -> None:
-        for item in batch:
-            if isinstance(item, _Rotate):
-                self._sync()
-                self._new_file(item.last_seq)
-            elif isinstance(item, bytes):
-                self._file.write(item + b"\n")
-        self._sync()
+    @staticmethod
+    def _settle(entry: _Entry) -> None:
+        if entry.waiter.done():  # its caller went away; the record still applies
+            if entry.apply is not None:
+                entry.apply()
+            return
+        try:
+            entry.waiter.set_result(entry.apply() if entry.apply is not None else None)
+        except Exception as exc:  # a bug in apply: its caller hears of it, nobody else
+            entry.waiter.set_exception(exc)
 
-    def _sync(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+    def _write(self, batch: list[_Entry]) -> None:
+        """One batch, all or nothing: on failure the file is cut back to its last good
+        size, so a replay never counts a view that was answered `unavailable`."""
+        assert self._fd is not None
+        if self.disk.size(self._fd) != self._good:  # an earlier cut failed: try again
+            self.disk.truncate(self._fd, self._good)
+        data = bytearray()
+        try:
+            for entry in batch:
+                if entry.rotate is not None:
+                    self._flush(data)
+                    self._new_file(entry.rotate)
+                elif entry.data is not None:
+                    data += entry.data + b"\n"
+            self._flush(data)
+        except OSError:
+            try:
+                self.disk.truncate(self._fd, self._good)
+            except OSError as cut:
+                error("journal_cut_failed", cut, size=self._good)
+            raise
+
+    def _flush(self, data: bytearray) -> None:
+        assert self._fd is not None
+        if data:
+            self.disk.append(self._fd, bytes(data))
+            data.clear()
+        self.disk.sync(self._fd)
+        self._good = self.disk.size(self._fd)
 
     def _new_file(self, last_seq: int) -> None:
-        old = self._files()
-        fresh = self._next_path().open("ab")
-        fresh.write(_encoder.encode(["s", last_seq]) + b"\n")
-        fresh.flush()
-        os.fsync(fresh.fileno())
-        self._file.close()
-        self._file = fresh
+        old, path = self._files(), self._next_path()
+        fresh = self.disk.open(path)
+        try:
+            self.disk.append(fresh, start_record(last_seq) + b"\n")
+            self.disk.sync(fresh)
+        except OSError:
+            self.disk.close(fresh)
+            path.unlink(missing_ok=True)
+            raise
+        assert self._fd is not None
+        self.disk.close(self._fd)
+        self._fd, self._good = fresh, self.disk.size(fresh)
         for stale in old:
             stale.unlink()
         folder = os.open(self.directory, os.O_RDONLY)
@@ -231,7 +241,8 @@ class Journal:
         if self._task is not None:
             await asyncio.gather(self.sync(), return_exceptions=True)
             self._task.cancel()
-        if self._file is not None:
-            self._file.close()
+        if self._fd is not None:
+            self.disk.close(self._fd)
+            self._fd = None
         if self._lock is not None:
             self._lock.close()

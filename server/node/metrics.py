@@ -56,6 +56,15 @@ class Metrics:
         self.flush_failures = Counter("livecount_flush_failures",
                                       "Writes whose outcome was unknown, to be resent",
                                       registry=r)
+        self.dead_letters = Counter(
+            "livecount_dead_letters", "Writes DynamoDB refused as invalid, set aside in "
+            "DATA_DIR/dead-letters.ndjson", registry=r)
+        self.journal_healthy = Gauge(
+            "livecount_journal_healthy", "1 while the journal writes; 0 while views are "
+            "refused because it cannot", registry=r)
+        self.recovering = Gauge("livecount_recovering",
+                                "1 while views replayed from the journal wait for the store",
+                                registry=r)
         self.open_sockets = Gauge("livecount_open_sockets", "Open WebSocket connections",
                                   registry=r)
         self.pending = Gauge("livecount_pending_views", "Views not yet stored", registry=r)
@@ -63,8 +72,11 @@ class Metrics:
         Gauge("livecount_node_info", "This node", ["node"], registry=r).labels(node_id).set(1)
 
     def watch(self, sockets: Callable[[], int], pending: Callable[[], int],
-              leases: Callable[[], int], lag: Callable[[], Mapping[str, float]]) -> None:
+              leases: Callable[[], int], lag: Callable[[], Mapping[str, float]],
+              journal_healthy: Callable[[], bool], recovering: Callable[[], bool]) -> None:
         """Gauges read from the node at scrape time."""
+        self.journal_healthy.set_function(lambda: float(journal_healthy()))
+        self.recovering.set_function(lambda: float(recovering()))
         self.open_sockets.set_function(sockets)
         self.pending.set_function(pending)
         self.leases.set_function(leases)

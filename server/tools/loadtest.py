@@ -25,12 +25,13 @@ from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final, cast
 
 import msgspec
 import uvloop
-from livecount.config import number
+from livecount import config
+from livecount.config import Option, filled, number, positive, text
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -443,10 +444,6 @@ class Options:
     subscribe_url: str | None = None  # subscribers elsewhere: pushes across nodes
 
 
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    return number(kind, above=0)
-
-
 def _non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return number(kind, least=0)
 
@@ -454,53 +451,61 @@ def _non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 _ratio = number(float, least=0, most=1)
 
 
+def _default(name: str) -> Any:
+    """The default of an `Options` field: declared there, not again here."""
+    return next(f.default for f in fields(Options) if f.name == name)
+
+
+def _ws_url(value: str) -> str:
+    try:
+        parse_uri(value)
+    except InvalidURI:
+        raise argparse.ArgumentTypeError(f"must be a ws:// or wss:// URL, got {value!r}") from None
+    return value
+
+
+def _opt(flag: str, help: str, parse: Callable[[str], Any] = text, **more: Any) -> Option:
+    """A flag, defaulting as `Options` does. No variable: `LIVECOUNT_URL` is `report`'s."""
+    dest = flag.replace("-", "_")
+    if "default" not in more:
+        more["default"] = _default(dest)
+    return Option(flag=flag, dest=dest, help=help, parse=parse, env=False, **more)
+
+
+OPTIONS: Final = (
+    _opt("url", "WebSocket URL", _ws_url, default="ws://127.0.0.1:8080/ws"),
+    _opt("connections", "sockets that send views", positive(int)),
+    _opt("duration", "seconds of load, after all sockets are open", positive(float)),
+    _opt("rate", "total views per second; without it each socket sends its next view when "
+                 "the reply to the previous one arrives", positive(float)),
+    _opt("articles", "distinct article ids", positive(int)),
+    _opt("zipf", "Zipf exponent of article popularity; 0 is uniform", _non_negative(float)),
+    _opt("refreshed-ratio", "share of views sent with refreshed=true", _ratio),
+    _opt("referrer-ratio", f"share of views with an external referrer, one of "
+                           f"{REFERRER_HOSTS} hosts", _ratio),
+    _opt("subscribers", f"extra sockets that only subscribe, to the {MAX_SUBSCRIBED} hottest "
+                        "articles (or all of them if fewer), to time pushes",
+         _non_negative(int)),
+    _opt("max-views", "stop after this many views even before --duration", positive(int)),
+    _opt("open-concurrency", "handshakes in flight at once while ramping up", positive(int)),
+    _opt("open-timeout", "seconds for one socket to open", positive(float)),
+    _opt("push-wait", "seconds to wait after the load for the last pushes",
+         _non_negative(float)),
+    _opt("article-prefix", "article ids are PREFIX0, PREFIX1, …", filled),
+    _opt("seed", "random seed, for repeatable mixes", number(int)),
+    _opt("subscribe-url", "where the subscribers connect; another node's address measures "
+                          "pushes across nodes", _ws_url, shown="--url"),
+    _opt("json", "print one JSON object, no table", switch=True, default=False),
+)
+
+
 def add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default="ws://127.0.0.1:8080/ws",
-                   help="WebSocket URL (default: %(default)s)")
-    p.add_argument("--connections", type=_positive(int), default=10,
-                   help="sockets that send views (default: %(default)s)")
-    p.add_argument("--duration", type=_positive(float), default=10.0,
-                   help="seconds of load, after all sockets are open (default: %(default)s)")
-    p.add_argument("--rate", type=_positive(float), default=None,
-                   help="total views per second; without it each socket sends its next view "
-                        "when the reply to the previous one arrives")
-    p.add_argument("--articles", type=_positive(int), default=100,
-                   help="distinct article ids (default: %(default)s)")
-    p.add_argument("--zipf", type=_non_negative(float), default=1.1,
-                   help="Zipf exponent of article popularity; 0 is uniform (default: %(default)s)")
-    p.add_argument("--refreshed-ratio", type=_ratio, default=0.0,
-                   help="share of views sent with refreshed=true (default: %(default)s)")
-    p.add_argument("--referrer-ratio", type=_ratio, default=0.0,
-                   help=f"share of views with an external referrer, one of {REFERRER_HOSTS} "
-                        "hosts (default: %(default)s)")
-    p.add_argument("--subscribers", type=_non_negative(int), default=0,
-                   help=f"extra sockets that only subscribe, to the {MAX_SUBSCRIBED} hottest "
-                        "articles (or all of them if fewer), to time pushes (default: 0)")
-    p.add_argument("--max-views", type=_positive(int), default=100_000_000,
-                   help="stop after this many views even before --duration (default: %(default)s)")
-    p.add_argument("--open-concurrency", type=_positive(int), default=200,
-                   help="handshakes in flight at once while ramping up (default: %(default)s)")
-    p.add_argument("--open-timeout", type=_positive(float), default=10.0,
-                   help="seconds for one socket to open (default: %(default)s)")
-    p.add_argument("--push-wait", type=_non_negative(float), default=3.0,
-                   help="seconds to wait after the load for the last pushes (default: %(default)s)")
-    p.add_argument("--article-prefix", default="loadtest-",
-                   help="article ids are PREFIX0, PREFIX1, … (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=None, help="random seed, for repeatable mixes")
-    p.add_argument("--subscribe-url", default=None,
-                   help="where the subscribers connect (default: --url); another node's "
-                        "address measures pushes across nodes")
-    p.add_argument("--json", action="store_true", help="print one JSON object, no table")
+    config.add_options(p, OPTIONS)
 
 
 def options_from(ns: argparse.Namespace) -> Options:
-    return Options(
-        url=ns.url, connections=ns.connections, duration=ns.duration, rate=ns.rate,
-        articles=ns.articles, zipf=ns.zipf, refreshed_ratio=ns.refreshed_ratio,
-        referrer_ratio=ns.referrer_ratio, subscribers=ns.subscribers, max_views=ns.max_views,
-        open_concurrency=ns.open_concurrency, open_timeout=ns.open_timeout,
-        push_wait=ns.push_wait, article_prefix=ns.article_prefix, seed=ns.seed,
-        subscribe_url=ns.subscribe_url)
+    names = {f.name for f in fields(Options)}
+    return Options(**{o.dest: getattr(ns, o.dest) for o in OPTIONS if o.dest in names})
 
 
 def raise_fd_limit(needed: int) -> int:

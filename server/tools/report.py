@@ -9,39 +9,86 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
+from livecount.config import Option, add_options, choice, filled, number
+from livecount.core.reports import SORTS
 from rich.console import Console
 from rich.table import Table
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+BUCKETS = ("hour", "day")
 
 
 class ReportError(Exception):
     pass
 
 
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"must be an http(s) URL such as {DEFAULT_URL}, "
+                                         f"got {value!r}")
+    return value
+
+
+def _common(limit: str | None) -> list[Option]:
+    """Every report's options; `limit` is the server's default, None for no --limit."""
+    found = [Option("url", "url", "a running `livecount serve`", _http_url, DEFAULT_URL),
+             Option("json", "json", "print the API's JSON, complete", switch=True,
+                    default=False, env=False)]
+    if limit:
+        found.append(Option("limit", "limit", "rows at most", number(int, least=1, most=1000),
+                            shown=limit, env=False, metavar="N"))
+    return found
+
+
+_ONE = (Option("article", "article", "one article", filled, shown="the whole site",
+               env=False, metavar="ID"),
+        Option("page", "page", "one page, such as Home_Page", filled, env=False,
+               metavar="NAME"))
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    report = commands.add_parser("report", help="pages, referrers or views over time")
-    report.add_argument("what", choices=["pages", "referrers", "timeline"])
-    report.add_argument("--url", default=os.environ.get("LIVECOUNT_URL", DEFAULT_URL),
-                        help=f"a running livecount serve (default: {DEFAULT_URL}) "
-                             "[env LIVECOUNT_URL]")
-    which = report.add_mutually_exclusive_group()
-    which.add_argument("--article", help="one article (default: the whole site)")
-    which.add_argument("--page", help="one page, e.g. Home_Page")
-    report.add_argument("--since", help="ISO 8601 time, UTC unless it says otherwise")
-    report.add_argument("--until", help="ISO 8601 time (default: now)")
-    report.add_argument("--bucket", choices=["hour", "day"], default="hour")
-    report.add_argument("--sort", choices=["total", "unique", "title"], default="total")
-    report.add_argument("--limit", type=int)
-    report.add_argument("--json", action="store_true", help="print the API's JSON")
-    report.set_defaults(run=run, parser=report)
+    report = commands.add_parser(
+        "report", help="pages, referrers or views over time",
+        description="Ask a running livecount serve for its reports, over HTTP.")
+    whats = report.add_subparsers(dest="what", required=True, metavar="{pages,referrers,timeline}")
+
+    pages = whats.add_parser("pages", help="every page and article, with its views",
+                             description="Every page and article, with total and unique "
+                                         "views.")
+    add_options(pages, [*_common("100"), Option(
+        "sort", "sort", "order of the rows", choice(*SORTS), "total", choices=SORTS,
+        env=False)])
+
+    referrers = whats.add_parser("referrers", help="top external referrers",
+                                 description="The hosts that sent the most views, for the "
+                                             "site or for one article or page.")
+    add_options(referrers, _common("10"))
+    add_options(referrers.add_mutually_exclusive_group(), _ONE)
+
+    timeline = whats.add_parser("timeline", help="views over time",
+                                description="Total and unique views per hour or day, for the "
+                                            "site or for one article or page.")
+    add_options(timeline, [
+        *_common(None),
+        Option("since", "since", "ISO 8601 time, UTC unless it says otherwise",
+               filled, shown="the 48 hours (or 30 days) up to --until",
+               env=False, metavar="TIME"),
+        Option("until", "until", "ISO 8601 time, UTC unless it says otherwise", filled,
+               shown="now", env=False, metavar="TIME"),
+        Option("bucket", "bucket", "one row per hour or per day", choice(*BUCKETS), "hour",
+               choices=BUCKETS, env=False)])
+    add_options(timeline.add_mutually_exclusive_group(), _ONE)
+    timeline.set_defaults(limit=None)  # the timeline is never cut short
+
+    for sub in (pages, referrers, timeline):
+        sub.set_defaults(run=run, parser=sub)
 
 
 def query(ns: argparse.Namespace) -> tuple[str, dict[str, str]]:

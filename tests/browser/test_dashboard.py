@@ -218,6 +218,8 @@ async def test_sorting_by_the_column_headers(launch: Launch, open_dashboard: Ope
         "aria-sort", "ascending")
     assert await order() == ["a", "b", "c"]  # A to Z, case-insensitive
     await page.click("#pages th[data-sort=unique] button")
+    await expect(page.locator("#pages th[data-sort=unique]")).to_have_attribute(
+        "aria-sort", "descending")
     assert await order() == ["c", "a", "b"]  # b's three views were refreshes: 1 unique
     await page.click("#pages th[data-sort=unique] button")
     await expect(page.locator("#pages th[data-sort=unique]")).to_have_attribute(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 from playwright.async_api import Browser, Page, expect
 from websockets.asyncio.client import connect
 
-from tests.support import Launch, Served, free_port
+from tests.support import Launch, Served, eventually, free_port, http_get
 
 TIMEOUT = 20_000  # ms, for expect(): a deadline, not a speed claim
 
@@ -51,6 +53,20 @@ async def test_the_snippet_sends_the_seed_fields(browser: Browser, launch: Launc
     async with connect(served.ws) as ws:
         await ws.send(json.dumps({"message": "subscribe", "articleIds": ["second-post"]}))
         assert json.loads(await ws.recv())["totalViews"] == 1
+
+    async def stored(article: str) -> dict[str, Any]:
+        status, _, body = await asyncio.to_thread(http_get, f"{served.http}/api/pages/{article}")
+        return json.loads(body) if status == 200 else {}
+
+    # Titles reach the report through the stream, referrers through their own writes.
+    landing = await eventually(lambda: stored("second-post"),
+                               lambda p: bool(p.get("articleTitle") and p.get("referrers")))
+    inside = await eventually(lambda: stored("hello-world"),
+                              lambda p: bool(p.get("articleTitle")))
+    assert landing["articleTitle"] == "Second post"
+    assert landing["referrers"] == [{"host": "news.example", "views": 1}]
+    assert inside["articleTitle"] == "Hello, world"
+    assert inside["referrers"] == []
 
 
 async def test_pages_reconnect_after_a_server_restart(browser: Browser, launch: Launch):

@@ -41,9 +41,10 @@ async def send_views(served: Served, count: int, start: int = 0) -> dict[str, tu
             article = ARTICLES[i % len(ARTICLES)]
             await ws.send(json.dumps({"message": "views", "articleId": article,
                                       "refreshed": i % 4 == 0}))
-            reply = json.loads(await ws.recv())
+            # A deadline on each reply: a node stuck on the store fails here, not hangs.
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 20))
             while reply["message"] == "count":  # pushes: the sender watches its articles
-                reply = json.loads(await ws.recv())
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 20))
             assert reply["message"] == "views", reply
             replied[article] = (reply["totalViews"], reply["uniqueViews"])
     return replied

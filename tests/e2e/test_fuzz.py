@@ -94,4 +94,6 @@ async def test_a_flood_of_hostile_frames(launch: Launch):
         grown = rss_kib(served.proc.pid) - baseline
     assert tally["closed"] > 0 and tally["errors"] > FRAMES // 2 and tally["views"] > 0
     assert grown < 24 * 1024, f"RSS grew by {grown} KiB under the flood"
-    assert served.proc.returncode is None and not served.events("handle_failed")
+    assert served.proc.returncode is None
+    # No frame made it fail in its own code (a bug is logged at level error, whatever its name).
+    assert [e for e in served.logs if e.get("level") in ("error", "critical")] == []

@@ -14,7 +14,7 @@ import pytest
 from cfnlint.api import lint  # type: ignore[import-untyped]
 from cfnlint.config import ManualArgs  # type: ignore[import-untyped]
 from cfnlint.decode.decode import decode_str  # type: ignore[import-untyped]
-from livecount.aws.store import Tables
+from livecount.core.tables import Tables
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "aws" / "template.yaml"

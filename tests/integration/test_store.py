@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import pytest
 from livecount.aws.store import Store
 from livecount.core.ledger import SITE, Counts, Delta, Flush, Row, Write
 from livecount.core.pages import Target
@@ -50,9 +51,11 @@ async def test_counts_are_read_from_the_reader_table(any_store: Store):
 
 
 async def test_reads_past_the_batch_limit(any_store: Store):
-    targets = [Target("post", f"p{i}") for i in range(130)]
-    counts = await any_store.read_counts(targets)
-    assert len(counts) == 130 and set(counts.values()) == {Counts(0, 0)}
+    # Pages are read from HomeAndProfile directly, so each has a count of its own to find.
+    targets = [Target("page", f"p{i}") for i in range(130)]
+    await any_store.flush(flush_of(targets={t: Delta(i + 1, 1) for i, t in enumerate(targets)}))
+    counts = await any_store.read_counts([*targets, B])
+    assert counts == {B: Counts(0, 0)} | {t: Counts(i + 1, 1) for i, t in enumerate(targets)}
 
 
 async def test_top_referrers_is_a_query_sorted_by_views(any_store: Store):
@@ -86,12 +89,43 @@ async def test_the_page_index_lists_what_was_flushed_as_new(any_store: Store):
     assert stored[HOME] == (Counts(1, 1), "")
 
 
+async def test_writes_refused_as_invalid_are_rejected_and_the_rest_of_the_flush_applies(
+        local_store: Store, caplog: pytest.LogCaptureFixture):
+    poison = Row("referrer", A.ref, "h" * 1_100)  # a sort key over DynamoDB's 1,024 bytes
+    wide = Target("post", "\U0001F600" * 256)  # its index key `post#…` is 1,029 bytes
+    fine = Row("referrer", A.ref, "x.org")
+    flush = flush_of(targets={A: Delta(2, 1), HOME: Delta(1, 1), wide: Delta(1, 1)},
+                     rows={poison: Delta(2), fine: Delta(2)}, new={A, wide})
+    result = await local_store.flush(flush)
+    assert set(result.rejected_rows) == {poison}
+    assert "ValidationException" in result.rejected_rows[poison]
+    assert set(result.rejected_index) == {wide}
+    assert not result.rejected_targets
+    assert not (result.failed_targets or result.failed_rows or result.failed_index)
+    assert result.applied == {A: Counts(2, 1), HOME: Counts(1, 1), wide: Counts(1, 1)}
+    assert await local_store.top_referrers(A.ref) == [("x.org", 2)]
+    assert await local_store.tracked() == [A]
+
+    # Sent again and again (as a node without dead letters would), it logs once per
+    # table and error code, not once per write.
+    for _ in range(20):
+        again = await local_store.flush(flush_of(rows={poison: Delta(1)}))
+        assert set(again.rejected_rows) == {poison}
+    lines = [getattr(r, "fields", {}) for r in caplog.records
+             if r.getMessage() == "flush_rejected"]
+    assert sorted((f["table"], f["code"]) for f in lines) == [
+        (local_store.tables.index, "ValidationException"),
+        (local_store.tables.referrers, "ValidationException")]
+
+
 async def test_failed_writes_are_reported_not_raised(any_store: Store):
     await any_store.ddb.delete_table(TableName=any_store.tables.pages)
     result = await any_store.flush(flush_of(targets={A: Delta(1, 1), HOME: Delta(1, 1)},
                                          rows={Row("referrer", A.ref, "x.org"): Delta(1)}))
     assert result.applied == {A: Counts(1, 1)}
+    # A missing table may be on its way (or back soon): unknown outcome, resent later.
     assert result.failed_targets == {HOME} and not result.failed_rows
+    assert not result.rejected_targets
 
 
 async def test_sending_a_flush_twice_adds_it_once(any_store: Store):

@@ -5,11 +5,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from livecount.aws.consumer import StreamConsumer
 from livecount.aws.store import Store
+from livecount.core import feed
+from livecount.core.errors import StoreRejected
+from livecount.core.leases import NODE_PREFIX, Lease, LeaseItem
 from livecount.core.ledger import Delta
 from livecount.core.pages import Target
-from livecount.core.replication import copy_for
+from livecount.core.stream_copy import copy_and_feed
 
 from tests.support import eventually, flush_of
 
@@ -52,7 +56,7 @@ async def test_the_reader_table_follows_the_writer(local_store: Store):
         await eventually(lambda: reader(local_store), lambda r: r == expected)
         assert expected["a"] == (5, 5, 2)
         assert ("a", 5, 5) in seen and ("b", 1, 1) in seen
-        assert consumer.caught_up.is_set()
+        await asyncio.wait_for(consumer.caught_up.wait(), 10)  # a quiet round follows
 
 
 async def test_a_restarted_consumer_resumes_from_its_checkpoint(local_store: Store):
@@ -72,27 +76,94 @@ async def test_a_restarted_consumer_resumes_from_its_checkpoint(local_store: Sto
     assert [s[0] for s in seen] == ["b"]
 
 
+async def stream_records(store: Store) -> list[dict[str, Any]]:
+    """Every record of the writer's stream so far, through the store interface."""
+    arn = await store.stream.stream_arn()
+    records: list[dict[str, Any]] = []
+    for shard in await store.stream.shards(arn):
+        batch = await store.stream.read(await store.stream.iterator(arn, shard.id, None))
+        assert batch is not None
+        records += batch.records
+    return records
+
+
 async def test_replayed_and_reordered_images_never_go_backwards(local_store: Store):
     await write(local_store, a=1)
     await write(local_store, a=1)
-    arn = (await local_store.ddb.describe_table(
-        TableName=local_store.tables.writer))["Table"]["LatestStreamArn"]
-    shard = (await local_store.streams.describe_stream(StreamArn=arn))["StreamDescription"]
-    iterator = (await local_store.streams.get_shard_iterator(
-        StreamArn=arn, ShardId=shard["Shards"][0]["ShardId"],
-        ShardIteratorType="TRIM_HORIZON"))["ShardIterator"]
-    records = (await local_store.streams.get_records(ShardIterator=iterator))["Records"]
-    copies: list[Any] = [copy_for(r) for r in records]
-    assert [c.version for c in copies] == [1, 2]
-
-    async def apply(copy: Any) -> bool:
-        try:
-            await local_store.ddb.put_item(**copy.request(local_store.tables.reader))
-        except local_store.ddb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
-    assert await apply(copies[1]) is True    # newest first (reordered)
-    assert await apply(copies[0]) is False   # the older image is refused
-    assert await apply(copies[1]) is False   # a replay is a no-op
+    work = copy_and_feed(await stream_records(local_store), local_store.tables, "n", 0.0)
+    writes = work.writes
+    assert [w.change for w in writes] == [("a", 1, 1), ("a", 2, 2)]
+    assert await local_store.stream.copy(writes[1]) is True    # newest first (reordered)
+    assert await local_store.stream.copy(writes[0]) is False   # the older image is refused
+    assert await local_store.stream.copy(writes[1]) is False   # a replay is a no-op
     assert (await reader(local_store))["a"] == (2, 2, 2)
+
+
+def image_record(article: str, total: int, version: int, sequence: str) -> dict[str, Any]:
+    """A stream record as DynamoDB Streams delivers it."""
+    image = {"articleId": {"S": article}, "totalViews": {"N": str(total)},
+             "uniqueViews": {"N": str(total)}, "version": {"N": str(version)}}
+    return {"eventName": "MODIFY", "dynamodb": {
+        "Keys": {"articleId": {"S": article}}, "NewImage": image, "SequenceNumber": sequence}}
+
+
+async def test_lease_writes_are_conditional_on_owner_and_counter(local_store: Store):
+    stream = local_store.stream
+    arn = await stream.stream_arn()
+    shard = (await stream.shards(arn))[0].id
+
+    async def lease_item() -> LeaseItem:
+        return next(i for i in await stream.leases(arn) if i.lease.key == shard)
+
+    await stream.add_lease(shard, arn)
+    await stream.add_lease(shard, arn)  # made once: the second is refused, quietly
+    assert await lease_item() == LeaseItem(Lease(shard, None, 0))
+    taken = await stream.take(Lease(shard, None, 0), "a")
+    assert taken == LeaseItem(Lease(shard, "a", 1))
+    assert await stream.take(Lease(shard, None, 0), "b") is None  # "a" moved first
+    assert await stream.renew(shard, "b", 1) is None  # not b's
+    assert await stream.renew(shard, "a", 1) == 2
+    assert await stream.renew(shard, "a", 1) is None  # a stale counter: no longer a's to renew
+    assert await stream.checkpoint(shard, "b", "100") is False
+    assert await stream.checkpoint(shard, "a", "100", finished=True) is True
+    assert await lease_item() == LeaseItem(Lease(shard, "a", 2), finished=True, checkpoint="100")
+    await stream.release(shard, "b")  # not b's: nothing changes
+    assert (await lease_item()).lease.owner == "a"
+    await stream.release(shard, "a")
+    assert (await lease_item()).lease.owner is None
+
+    assert [await stream.announce("a"), await stream.announce("a")] == [1, 2]
+    assert Lease(NODE_PREFIX + "a", "a", 2) in [i.lease for i in await stream.leases(arn)]
+    await stream.leave("a")
+    assert [i.lease.key for i in await stream.leases(arn)] == [shard]
+
+
+async def test_the_feed_is_written_only_while_another_node_is_alive(local_store: Store):
+    async with consuming(local_store, []) as consumer:
+        await write(local_store, a=1)
+        await eventually(lambda: reader(local_store), lambda r: "a" in r)
+        await asyncio.wait_for(consumer.settled(), 10)
+        assert await local_store.read_feed(0) == []  # alone: nobody to tell
+
+        await local_store.stream.announce("other")  # alive for a lease time from now
+
+        async def nodes() -> int:
+            return consumer.nodes
+
+        await eventually(nodes, lambda n: n == 2)
+        await write(local_store, a=2)
+        items = await eventually(lambda: local_store.read_feed(0), bool)
+        assert [c for _, payload in items for c in feed.decode(payload)] == [("a", 3, 3)]
+
+
+async def test_a_copy_the_store_rejects_is_skipped_and_later_ones_apply(local_store: Store):
+    long_id = "x" * 2100  # over DynamoDB's 2,048-byte partition key: refused as invalid
+    poison = copy_and_feed([image_record(long_id, 1, 1, "1")], local_store.tables, "n", 0.0)
+    with pytest.raises(StoreRejected, match="ValidationException"):
+        await local_store.stream.copy(poison.writes[0])
+
+    seen: list[tuple[str, int, int]] = []
+    consumer = StreamConsumer(local_store, lambda *image: seen.append(image))
+    await consumer._copy([image_record(long_id, 1, 1, "1"), image_record("a", 4, 1, "2")])
+    assert await reader(local_store) == {"a": (4, 4, 1)}
+    assert seen == [("a", 4, 4)] and consumer.copied == 1

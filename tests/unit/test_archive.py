@@ -3,9 +3,10 @@ import json
 from pathlib import Path
 
 import msgspec
+from livecount.core import archive
 from livecount.core.pages import Target
 from livecount.core.protocol import Views
-from livecount.node import archive
+from livecount.node.archive import write
 
 T0 = 1_795_500_000.0  # 2026-11-24T06:00:00Z
 
@@ -49,7 +50,7 @@ def test_write_is_whole_gzip_ndjson_and_leaves_no_temporary(tmp_path: Path):
     buffer.add(view(0), T0)
     batch = buffer.add(view(1), T0 + 1)
     assert batch is not None
-    path = archive.write(tmp_path, batch)
+    path = write(tmp_path, batch)
     assert path.parent.name == "dt=2026-11-24"
     lines = gzip.decompress(path.read_bytes()).decode().splitlines()
     assert [json.loads(line)["articleId"] for line in lines] == ["a0", "a1"]

@@ -107,8 +107,8 @@ def test_the_store_answer_wins_even_when_the_base_already_held_the_write():
     ledger.record(A, hour=H, refreshed=False)
     flush = ledger.take(seq())
     ledger.complete(flush, FlushResult.nothing_known(flush))
-    ledger.observe(A, Counts(5, 5))  # held back: A has an unsettled write
-    assert ledger.current(A) == Counts(1, 1)
+    ledger.observe(A, Counts(5, 5))  # A has an unsettled write: a floor, not a base
+    assert ledger.current(A) == Counts(5, 5)  # never shown less than the store holds
     retry = ledger.take(seq())
     ledger.complete(retry, FlushResult(applied={A: Counts(5, 5)}))
     assert ledger.current(A) == Counts(5, 5)

@@ -51,3 +51,30 @@ def test_a_change_whose_watchers_left_is_not_pushed():
     hub.changed(A)
     hub.drop("s")
     assert hub.due() == []
+
+
+def test_a_view_watches_its_page_in_place_of_the_one_viewed_before():
+    hub: Hub[str] = Hub()
+    hub.view("s", A)
+    hub.view("s", B)
+    assert hub.subscriptions("s") == {B} and hub.viewing("s") == B
+    hub.subscribe("s", [C])
+    hub.view("s", C)  # subscribed to and viewed: leaving it keeps the subscription
+    hub.view("s", A)
+    assert hub.subscriptions("s") == {A, C}
+
+
+def test_unsubscribing_the_viewed_page_stops_watching_it():
+    hub: Hub[str] = Hub()
+    hub.view("s", A)
+    hub.unsubscribe("s", [A])
+    assert hub.subscriptions("s") == set() and hub.viewing("s") is None
+    hub.view("s", B)
+    assert hub.subscriptions("s") == {B}
+
+
+def test_a_full_watch_list_does_not_refuse_a_view():
+    hub: Hub[str] = Hub(max_per_connection=1)
+    hub.subscribe("s", [A])
+    hub.view("s", B)
+    assert hub.subscriptions("s") == {A} and hub.viewing("s") is None

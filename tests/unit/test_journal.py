@@ -1,13 +1,14 @@
 """Journal replay rebuilds the ledger exactly; files rotate once everything is stored."""
 
+from functools import partial
 from pathlib import Path
 
 import msgspec
 import pytest
+from livecount.core import journal
 from livecount.core.ledger import Counts, FlushResult, Ledger
 from livecount.core.pages import Target
-from livecount.node import journal
-from livecount.node.journal import Journal, JournalBusy
+from livecount.node.journal import Disk, Journal, JournalBusy
 
 A, B = Target("post", "a"), Target("page", "Home_Page")
 H = "2026-11-24T07"
@@ -27,13 +28,13 @@ def test_replay_rebuilds_pending_and_unsettled_writes():
     view(A, host="x.org")
     view(B)
     first = live.take(100)
-    history.append(journal.taken_record(first))
+    history.append(journal.taken_record(first.seq))
     view(A, refreshed=True)
     result = FlushResult(failed_targets={A})
     live.complete(first, result)
     history.append(journal.completed_record(first, result))
     second = live.take(101)
-    history.append(journal.taken_record(second))  # then a crash: never completed
+    history.append(journal.taken_record(second.seq))  # then a crash: never completed
     view(B)
 
     rebuilt = Ledger()
@@ -102,3 +103,82 @@ def test_unstored_views_stay_with_their_tables(tmp_path: Path):
     with pytest.raises(JournalBusy, match="other_"):
         log.bind("embedded us-east-1 blog_", unstored=True)
     log.bind("embedded us-east-1 other_", unstored=True)  # its own tables: fine
+
+
+def test_replay_forgets_bases_so_stored_counts_are_read_again():
+    """After a restart the ledger's bases would be only the replayed views: a page
+    must never be shown those instead of the stored count."""
+    live, history = Ledger(), []
+    live.observe(A, Counts(10, 10))
+    live.record(A, refreshed=False, hour=H)
+    history.append(journal.view_record(A, False, H, None, None))
+    rebuilt = Ledger()
+    journal.replay(decode(history), rebuilt)
+    assert not rebuilt.has_base(A) and rebuilt.pending_views == 1
+    rebuilt.observe(A, Counts(10, 10))  # the stored count, read before anything is shown
+    assert rebuilt.current(A) == Counts(11, 11)
+
+
+def test_rejected_writes_are_not_replayed():
+    live, history = Ledger(), []
+    live.record(A, refreshed=False, hour=H)
+    history.append(journal.view_record(A, False, H, None, None))
+    flush = live.take(7)
+    history.append(journal.taken_record(7))
+    result = FlushResult(rejected_targets={A: "ValidationException"})
+    live.complete(flush, result)
+    history.append(journal.completed_record(flush, result))
+    rebuilt = Ledger()
+    journal.replay(decode(history), rebuilt)
+    again = rebuilt.take(8)
+    assert A not in again.targets and rebuilt.pending_views == 0
+
+
+class FailingDisk(Disk):
+    """Writes fail while `full` is set, after writing part of the data, as ENOSPC does."""
+
+    def __init__(self) -> None:
+        self.full = False
+
+    def append(self, fd: int, data: bytes) -> None:
+        if self.full:
+            super().append(fd, data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+        super().append(fd, data)
+
+
+async def test_a_failed_write_is_not_applied_and_is_cut_off_the_file(tmp_path: Path):
+    disk = FailingDisk()
+    log = Journal(tmp_path, disk)
+    log.open()
+    applied: list[str] = []
+
+    def apply(name: str) -> str:
+        applied.append(name)
+        return name
+
+    assert await log.append(journal.view_record(A, False, H, None, None),
+                            lambda: apply("first")) == "first"
+    disk.full = True
+    with pytest.raises(Exception, match="journal could not write") as caught:
+        await log.append(journal.view_record(B, False, H, None, None),
+                         lambda: apply("second"))
+    assert caught.value.code == "unavailable"  # type: ignore[attr-defined]
+    assert not log.healthy and applied == ["first"]
+    disk.full = False
+    await log.append(journal.view_record(A, True, H, None, None), lambda: apply("third"))
+    assert log.healthy and applied == ["first", "third"]
+    await log.close()
+    records = list(Journal(tmp_path).read())
+    assert [(r[1], r[3]) for r in records] == [("post", False), ("post", True)]
+
+
+async def test_records_apply_in_the_order_they_were_appended(tmp_path: Path):
+    log = Journal(tmp_path)
+    log.open()
+    order: list[int] = []
+    waits = [log.append(journal.taken_record(n), partial(order.append, n)) for n in range(50)]
+    for waiting in waits:
+        await waiting
+    await log.close()
+    assert order == list(range(50))

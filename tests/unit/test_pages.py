@@ -1,5 +1,10 @@
 import pytest
-from livecount.core.pages import PageRules, Target, normalise_path, referrer_host
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from livecount.core import sizes
+from livecount.core.pages import PageRules, Target, dns_host, normalise_path, referrer_host
+
+from tests.strategies import urls
 
 
 @pytest.mark.parametrize(("path", "name"), [
@@ -53,3 +58,80 @@ def test_normalise_path_adds_a_leading_slash():
 ])
 def test_referrer_host(referrer, host):
     assert referrer_host(referrer, ["example.com"]) == host
+
+
+# -- referrer hosts: DNS names only, in one spelling --------------------------------
+LONGEST = "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 61  # 253 characters
+
+
+@pytest.mark.parametrize(("name", "host"), [
+    ("b\u00fccher.example", "xn--bcher-kva.example"),      # Unicode: as punycode
+    ("xn--bcher-kva.example", "xn--bcher-kva.example"),    # the same host
+    ("XN--BCHER-KVA.Example", "xn--bcher-kva.example"),
+    ("B\u00dcCHER.example", "xn--bcher-kva.example"),
+    ("\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25.com", "example.com"),  # fullwidth folded
+    ("\u4f8b\u3048\u3002\u30c6\u30b9\u30c8", "xn--r8jz45g.xn--zckzah"),  # ideographic dot
+    ("e\u0301.fr", "xn--9ca.fr"), ("\u00e9.fr", "xn--9ca.fr"),  # one host, NFC
+    ("example.com.", "example.com"), ("localhost", "localhost"),
+    ("r3---sn-abc.googlevideo.com", "r3---sn-abc.googlevideo.com"),  # a real LDH name
+    (LONGEST, LONGEST), (LONGEST + ".", LONGEST), ("a" * 63 + ".com", "a" * 63 + ".com"),
+])
+def test_dns_hosts_in_their_ascii_form(name, host):
+    assert dns_host(name) == host
+
+
+@pytest.mark.parametrize("name", [
+    LONGEST + "d", "a" * 64 + ".com", "a" * 1100 + ".example",  # 254; a label of 64; issue 10
+    "", ".", "a..b", ".a", "a.b..", "-a.com", "a-.com", "my_host.com", "a b.com", "%65x.com",
+    "127.0.0.1", "0x7f.1", "2130706433", "1.2.3.256", "::1", "2001:db8::1", "fe80::1%eth0",
+    "xn--zz.com", "xn--.com", "xn--ls8h.la", "\U0001f600.la", "\u2603.net",  # not IDNA 2008
+    "a\x00.com", "a\u2028.com",
+])
+def test_what_is_no_dns_host(name):
+    assert dns_host(name) is None
+
+
+@pytest.mark.parametrize("referrer", [
+    "https://" + "a" * 1100 + ".example/",  # issue 10, item 1: counted, but as no referrer
+    "https://" + LONGEST + "d/", "https://a..b/", "http://127.0.0.1:8080/", "http://[::1]/x",
+    "https://[2001:db8::1]/", "http://0x7f.1/", "https://\U0001f600.la/", "https://my_host.com/",
+])
+def test_a_referrer_that_is_not_a_dns_host_is_no_referrer(referrer):
+    assert referrer_host(referrer, ["example.com"]) is None
+
+
+def test_a_unicode_referrer_and_its_punycode_are_one_host():
+    assert referrer_host("https://www.b\u00fccher.example/a", []) == "xn--bcher-kva.example"
+    assert referrer_host("https://xn--bcher-kva.example/b", []) == "xn--bcher-kva.example"
+
+
+def test_site_domains_match_in_either_spelling():
+    assert referrer_host("https://xn--bcher-kva.example/", ["b\u00fccher.example"]) is None
+    assert referrer_host("https://blog.b\u00fccher.example/", ["xn--bcher-kva.example"]) is None
+    assert referrer_host("https://BLOG.EXAMPLE.COM./", ["Example.com"]) is None
+
+
+def test_the_longest_host_fits_the_referrer_sort_key():
+    host = referrer_host(f"https://{LONGEST}/", [])
+    assert host == LONGEST and len(host.encode()) <= sizes.SORT_KEY_BYTES
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(urls, st.text()))
+def test_any_referrer_gives_no_host_or_an_ascii_dns_name(referrer):
+    host = referrer_host(referrer, ["example.com"])
+    if host is not None:
+        assert host.isascii() and len(host) <= 253 and host == host.lower()
+        assert all(1 <= len(label) <= 63 for label in host.split("."))
+        assert not host.split(".")[-1][0].isdigit()
+
+
+@pytest.mark.parametrize("name", ["x" * 257, "\U0001f600" * 255, "Home\nPage", "Ho\x85me"])
+def test_page_names_that_cannot_be_stored_are_refused(name):
+    with pytest.raises(ValueError, match="the name"):
+        PageRules.parse(["/=Home_Page", f"/x={name}"])
+
+
+def test_a_page_name_at_the_limit_is_taken():
+    name = "\U0001f600" * 254 + "\u20ac"  # 1,019 bytes
+    assert PageRules.parse([f"/x={name}"]).classify(None, "/x") == Target("page", name)

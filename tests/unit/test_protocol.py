@@ -1,6 +1,9 @@
+import json
+
 import msgspec
 import pytest
-from livecount.core import protocol
+from livecount.core import protocol, sizes
+from livecount.core.pages import Target
 from livecount.core.protocol import ProtocolError, Subscribe, Views
 
 
@@ -74,3 +77,113 @@ def test_replies_carry_either_article_or_page():
     assert post == {"message": "views", "totalViews": 3, "uniqueViews": 2, "articleId": "a"}
     assert page == {"message": "count", "totalViews": 3, "uniqueViews": 2,
                     "pageName": "Home_Page"}
+
+
+# -- every limit at its exact boundary, per field ----------------------------------
+def frame_of(**fields: object) -> str:
+    return json.dumps({"message": "views", **fields}, ensure_ascii=False)
+
+
+def id_of_bytes(size: int) -> str:
+    """An id of exactly `size` UTF-8 bytes in as few characters as it takes."""
+    quads, rest = divmod(size, 4)
+    return "\U0001f600" * quads + ["", "a", "\u00e9", "\u20ac"][rest]
+
+
+def test_the_id_limit_is_what_the_tightest_key_holds():
+    longest = id_of_bytes(sizes.MAX_ID_BYTES)
+    assert len(longest) <= sizes.MAX_ID_CHARS
+    # PageIndex keeps every post as its sort key `post#<id>`: at most 1,024 bytes.
+    assert len(Target("post", longest).ref.encode()) == sizes.SORT_KEY_BYTES
+    assert len(Target("page", longest).ref.encode()) == sizes.SORT_KEY_BYTES
+
+
+def views_with(field: str, value: str) -> str:
+    if field in ("articleIds", "pageNames"):
+        return json.dumps({"message": "subscribe", field: ["ok", value]}, ensure_ascii=False)
+    return frame_of(**{field: value})
+
+
+ID_FIELDS = ["articleId", "articleIds", "pageNames"]
+
+
+@pytest.mark.parametrize("field", ID_FIELDS)
+def test_ids_take_exactly_their_limit_in_bytes(field):
+    protocol.decode(views_with(field, id_of_bytes(sizes.MAX_ID_BYTES)))
+    detail = error_of(views_with(field, id_of_bytes(sizes.MAX_ID_BYTES + 1))).detail
+    assert "1,020 bytes in UTF-8; at most 1,019" in detail
+
+
+@pytest.mark.parametrize("field", ID_FIELDS)
+def test_ids_take_exactly_their_limit_in_characters(field):
+    protocol.decode(views_with(field, "x" * sizes.MAX_ID_CHARS))
+    protocol.decode(views_with(field, "\u20ac" * sizes.MAX_ID_CHARS))  # 768 bytes
+    detail = error_of(views_with(field, "x" * (sizes.MAX_ID_CHARS + 1))).detail
+    assert "257 characters long; at most 256" in detail
+
+
+@pytest.mark.parametrize("field", ID_FIELDS)
+def test_ids_are_not_empty(field):
+    assert error_of(views_with(field, "")).code == "invalid_field"
+
+
+def test_titles_take_256_characters_of_any_width():
+    assert isinstance(protocol.decode(frame_of(articleTitle="\U0001f600" * 256)), Views)
+    protocol.decode(frame_of(articleTitle=""))
+    detail = error_of(frame_of(articleTitle="a" * 257)).detail
+    assert detail.startswith("`$.articleTitle` is 257 characters long; at most 256")
+
+
+@pytest.mark.parametrize("field", ["previousPage", "currentPage", "referrer"])
+def test_paths_and_referrers_take_2048_characters(field):
+    protocol.decode(frame_of(**{field: "/" + "p" * (sizes.MAX_URL_CHARS - 1)}))
+    detail = error_of(frame_of(**{field: "/" + "p" * sizes.MAX_URL_CHARS})).detail
+    assert detail.startswith(f"`$.{field}` is 2,049 characters long; at most 2,048")
+
+
+# -- no control characters anywhere, the last one included --------------------------
+REFUSED = ["\x00", "\t", "\n", "\r", "\x1f", "\x7f", "\x80", "\x85", "\x9f", "\u2028", "\u2029"]
+ALLOWED = ["\xa0", "\u200b", "\u200e", "\u202e", "\ufeff", "\ufffd", "\uffff", "\U0001f600",
+           "\U0010ffff", "e\u0301"]
+TEXT_FIELDS = ["articleId", "articleTitle", "previousPage", "currentPage", "referrer",
+               "articleIds", "pageNames"]
+
+
+@pytest.mark.parametrize("field", TEXT_FIELDS)
+@pytest.mark.parametrize("char", REFUSED)
+@pytest.mark.parametrize("where", ["{}x", "x{}y", "x{}"])
+def test_controls_are_refused_anywhere(field, char, where):
+    """`x\\n` was accepted: `$` matches before a final newline."""
+    detail = error_of(views_with(field, where.format(char))).detail
+    assert f"U+{ord(char):04X} at character {where.index('{') + 1}" in detail
+    assert field in detail
+
+
+@pytest.mark.parametrize("field", TEXT_FIELDS)
+@pytest.mark.parametrize("char", ALLOWED)
+def test_other_characters_are_text(field, char):
+    protocol.decode(views_with(field, f"x{char}y{char}"))
+
+
+@pytest.mark.parametrize("escaped", [r"\ud800", r"\udfff", r"a\ud800", r"\ud800a", r"\ud800\u0041",
+                                     r"\udc00\ud800", r"\ud800\ud800"])
+def test_lone_surrogates_are_not_text(escaped):
+    """msgspec refuses them as JSON (UTF-8 has no form for them); the reply says so."""
+    caught = error_of('{"message":"views","articleId":"' + escaped + '"}')
+    assert caught.code == "invalid_json" and "surrogate" in caught.detail
+
+
+def test_a_surrogate_pair_is_one_astral_character():
+    msg = protocol.decode(r'{"message":"views","articleId":"\ud83d\ude00"}')
+    assert isinstance(msg, Views) and msg.articleId == "\U0001f600"
+
+
+def test_a_lone_surrogate_in_a_str_frame_is_refused_not_raised():
+    assert error_of('{"message":"views","articleId":"\ud800"}').code == "invalid_json"
+
+
+def test_messages_built_in_python_are_checked_too():
+    with pytest.raises(ValueError, match="articleId"):
+        Views(articleId="x\n")
+    with pytest.raises(ValueError, match="pageNames"):
+        Subscribe([], ["\u2028"])

@@ -25,6 +25,56 @@ def test_times_are_iso_8601_in_utc(text, expected):
     assert reports.parse_time(text, "since") == expected
 
 
+@pytest.mark.parametrize("text", [
+    "9999-12-31T23:00:00Z", "0001-01-01", "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59.999999-23:59", "1999-12-31T23:59:59Z", "2201-01-01",
+    "0001-01-01T00:00:00+23:59",
+])
+def test_times_outside_2000_to_2200_are_refused_before_any_arithmetic(text):
+    with pytest.raises(BadParameter) as caught:
+        reports.parse_time(text, "until")
+    assert caught.value.parameter == "until" and "2000-01-01" in caught.value.detail
+    for since, until in ((text, None), (None, text), (text, text)):
+        for bucket in ("hour", "day"):
+            with pytest.raises(BadParameter):
+                reports.time_range(since, until, bucket, NOW)
+
+
+def test_the_edges_of_the_accepted_range_work_in_both_buckets():
+    for until in (reports.EARLIEST, reports.LATEST):
+        text = until.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for bucket in ("hour", "day"):
+            start, end = reports.time_range(None, text, bucket, NOW)
+            points = reports.timeline({}, start, end, bucket)
+            assert len(points) == (48 if bucket == "hour" else 30)
+            assert reports.hour_span(start, end, bucket)[1] >= reports.hour_of(end)
+
+
+@pytest.mark.parametrize("text", [
+    "\uff12\uff10\uff12\uff16-11-24", "2026-11-24T07:00:00\uff3a",  # fullwidth digits, Z
+    " 2026-11-24", "2026-11-24 ", "2026-11-24T09:30:00 02:00"])
+def test_times_are_ascii_iso_8601_without_padding(text):
+    bad("since", reports.parse_time, text, "since")
+
+
+def test_a_plus_that_became_a_space_is_explained():
+    with pytest.raises(BadParameter) as caught:
+        reports.parse_time("2026-11-24T09:30:00 02:00", "since")
+    assert "%2B" in caught.value.detail
+
+
+@pytest.mark.parametrize("text", [
+    "\uff11", "\u0665", "\u00b2",  # fullwidth 1, Arabic-Indic 5, superscript 2
+    "+5", "-5", " 5", "5 ", "5_0", "0x10", "1e3", "5.0", "", "9" * 5000, "1000000000"])
+def test_limits_are_plain_ascii_digits(text):
+    bad("limit", reports.parse_limit, text, 10)
+
+
+def test_a_limit_in_ascii_digits_is_taken():
+    assert [reports.parse_limit(t, 10) for t in ("1", "05", "1000")] == [1, 5, 1000]
+    assert reports.parse_limit(None, 10) == 10
+
+
 def test_bad_parameters_name_themselves():
     bad("since", reports.parse_time, "yesterday", "since")
     bad("bucket", reports.parse_bucket, "week")

@@ -1,0 +1,313 @@
+"""The node's decisions, free of I/O: events in, actions out.
+
+Modelled on websockets' sans-I/O protocol and h11: the asyncio edges in
+`livecount.node` feed it what happened (a socket opened, a frame arrived, bases were
+read, a view reached the disk, a flush came back, the stream saw a count, time
+passed) and do what it returns (reply, close, read these bases, journal this view,
+write these dead letters, push these counts). Time is always an argument, so every
+policy here is a plain unit test: admission, rate strikes, bots, the watch policy,
+sequence numbers, recovery, and "never show less than stored".
+
+How a view flows: `receive` checks and classifies it; if the target's stored count
+was never read it asks for it first (`Outcome.load`, then `handle` again), so no
+count is ever shown below what is stored. Otherwise it returns a `PendingView` with
+its journal record. The edge journals it and, once the record is on disk, calls
+`count`, in the journal's order: the ledger then holds exactly what the journal
+holds, and only views on disk are counted and answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, Generic, TypeVar
+
+import msgspec
+from livecount.core import archive, journal, protocol
+from livecount.core.errors import Busy, LivecountError
+from livecount.core.hub import Hub
+from livecount.core.ledger import Counts, Delta, Flush, FlushResult, Ledger, Write
+from livecount.core.limits import AddressCounter, Network, TokenBucket, client_address, is_bot
+from livecount.core.pages import PageRules, Target, referrer_host
+from livecount.core.reports import hour_of
+
+C = TypeVar("C", bound=Hashable)
+RATE_LIMITED: Final = protocol.encode(protocol.Error(
+    "rate_limited", "too many messages; slow down or the connection will be closed"))
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Settings:
+    pages: PageRules = field(default_factory=PageRules)
+    site_domains: tuple[str, ...] = ()
+    max_pending_views: int = 1_000_000
+    max_subscriptions: int = 1000
+    rate_limit: float = 20.0
+    rate_burst: float = 40.0
+    max_connections_per_ip: int = 100
+    trusted_proxies: tuple[Network, ...] = ()
+    idle_timeout: float = 60.0
+    archive: bool = False
+    max_tracked: int = 100_000  # targets whose counts are kept in memory (watched: always)
+    max_strikes: int = 20  # refused messages in a row before a socket is closed
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingView:
+    """A view that counts once its journal record is on disk."""
+
+    target: Target
+    refreshed: bool
+    hour: str
+    title: str | None
+    host: str | None
+    record: bytes
+    archived: archive.ArchivedView | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the edge does with a frame, in this order: read `load` and `handle` the
+    message again; or journal `view` and reply with what `count` returns; then send
+    `replies` and `close`. `refused` names the error code sent, for metrics."""
+
+    replies: list[bytes] = field(default_factory=list)
+    close: Close | None = None
+    load: list[Target] = field(default_factory=list)
+    again: protocol.Inbound | None = None
+    view: PendingView | None = None
+    refused: str | None = None
+    bot: bool = False  # answered, not counted
+
+    @classmethod
+    def error(cls, exc: LivecountError) -> Outcome:
+        return cls([protocol.encode(protocol.Error(exc.code, exc.detail))], refused=exc.code)
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a flush's completion asks of the edge."""
+
+    record: bytes  # the journal's completed record
+    dead_letters: list[tuple[str, bytes]]  # (key, JSON line) of writes the store refused
+    rotate: bool  # everything is stored: the journal may start afresh
+    views: int  # views the store confirmed
+
+
+@dataclass(slots=True)
+class _Socket:
+    address: str
+    bot: bool
+    bucket: TokenBucket
+    seen: float
+
+
+class Engine(Generic[C]):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ledger = Ledger(settings.max_pending_views)
+        self.hub: Hub[C] = Hub(settings.max_subscriptions)
+        self.sockets: dict[C, _Socket] = {}
+        self.addresses = AddressCounter(settings.max_connections_per_ip)
+        self.recovering = False  # replayed views wait for the store
+        self._seq = 0
+        self._queued = 0  # views sent to the journal, not yet counted
+        self._changed_at: dict[Target, float] = {}
+        self._hour = (-1, "")
+
+    # -- sockets ---------------------------------------------------------------------
+    def opened(self, conn: C, peer: str, forwarded_for: str | None, user_agent: str | None,
+               now: float) -> Close | None:
+        address = client_address(peer, forwarded_for, self.settings.trusted_proxies)
+        if not self.addresses.admit(address):
+            return Close(1008, "too many connections from this address")
+        self.sockets[conn] = _Socket(
+            address, is_bot(user_agent),
+            TokenBucket(self.settings.rate_limit, self.settings.rate_burst), now)
+        return None
+
+    def closed(self, conn: C) -> None:
+        self.hub.drop(conn)
+        if (socket := self.sockets.pop(conn, None)) is not None:
+            self.addresses.release(socket.address)
+
+    def idle(self, now: float) -> list[C]:
+        """Sockets that watch nothing and said nothing for `idle_timeout`: they cost
+        memory and serve no page. Watching sockets stay, kept honest by pings."""
+        cutoff = now - self.settings.idle_timeout
+        return [conn for conn, s in self.sockets.items()
+                if s.seen < cutoff and not self.hub.subscriptions(conn)]
+
+    # -- frames ----------------------------------------------------------------------
+    def receive(self, conn: C, frame: str | bytes, now: float) -> Outcome:
+        socket = self.sockets[conn]
+        socket.seen = now
+        if not socket.bucket.allow(now):
+            if socket.bucket.strikes > self.settings.max_strikes:
+                return Outcome(close=Close(1008, "rate limit exceeded"), refused="rate_limited")
+            return Outcome([RATE_LIMITED], refused="rate_limited")
+        try:
+            message = protocol.decode(frame)
+        except protocol.ProtocolError as exc:
+            return Outcome([exc.reply()], refused=exc.code)
+        return self.handle(conn, message, now)
+
+    def handle(self, conn: C, message: protocol.Inbound, now: float) -> Outcome:
+        """Decide on one message; client mistakes become error replies."""
+        try:
+            if isinstance(message, protocol.Views):
+                return self._views(conn, message, now)
+            targets = self._targets(message)
+            if isinstance(message, protocol.Unsubscribe):
+                self.hub.unsubscribe(conn, targets)
+                return Outcome()
+            self.hub.subscribe(conn, targets)
+            if missing := [t for t in dict.fromkeys(targets) if not self.ledger.has_base(t)]:
+                return Outcome(load=missing, again=message)
+            return Outcome([self._count_message(t) for t in dict.fromkeys(targets)])
+        except protocol.ProtocolError as exc:
+            return Outcome([exc.reply()], refused=exc.code)
+        except LivecountError as exc:
+            return Outcome.error(exc)
+
+    def _views(self, conn: C, msg: protocol.Views, now: float) -> Outcome:
+        target = self.settings.pages.classify(msg.articleId, msg.currentPage)
+        if target is None:
+            raise protocol.ProtocolError(
+                "unrecognised_page",
+                f"currentPage {msg.currentPage!r} is not a known page; posts need an articleId")
+        if not self.ledger.has_base(target):
+            return Outcome(load=[target], again=msg)
+        self.hub.view(conn, target)
+        if self.sockets[conn].bot:  # shown the counts, not counted
+            return Outcome([self._reply(target, self.ledger.current(target))], bot=True)
+        if self.ledger.pending_views + self._queued >= self.settings.max_pending_views:
+            raise Busy(f"{self.ledger.pending_views} views wait for the store")
+        host = referrer_host(msg.referrer, self.settings.site_domains)
+        hour = self._current_hour(now)
+        self._queued += 1
+        return Outcome(view=PendingView(
+            target, msg.refreshed, hour, msg.articleTitle, host,
+            journal.view_record(target, msg.refreshed, hour, msg.articleTitle, host),
+            archive.record(msg, target, host, now) if self.settings.archive else None))
+
+    def _targets(self, msg: protocol.Subscribe | protocol.Unsubscribe) -> list[Target]:
+        known = set(self.settings.pages.names)
+        if unknown := [p for p in msg.pageNames if p not in known]:
+            raise protocol.ProtocolError("unknown_page", f"no page named {unknown[0]!r}; "
+                                                         f"pages are {', '.join(sorted(known))}")
+        return ([Target("post", a) for a in msg.articleIds]
+                + [Target("page", p) for p in msg.pageNames])
+
+    def loaded(self, counts: dict[Target, Counts]) -> None:
+        """Stored counts read for targets this node had not seen."""
+        for target, stored in counts.items():
+            self.ledger.observe(target, stored)
+
+    def count(self, view: PendingView, now: float) -> bytes:
+        """The view is on disk: count it, and answer with the count including it."""
+        self._queued -= 1
+        counts = self.ledger.record(view.target, refreshed=view.refreshed, hour=view.hour,
+                                    title=view.title, referrer=view.host, force=True)
+        self._changed(view.target, now)
+        return self._reply(view.target, counts)
+
+    def dropped(self, view: PendingView) -> None:
+        """The journal could not take the view: it was not counted."""
+        self._queued -= 1
+
+    def _current_hour(self, now: float) -> str:
+        """The UTC hour bucket of a view now, formatted once per hour, not per view."""
+        if int(now // 3600) != self._hour[0]:
+            self._hour = (int(now // 3600), hour_of(datetime.fromtimestamp(now, UTC)))
+        return self._hour[1]
+
+    # -- what the store says -----------------------------------------------------------
+    def observed(self, article_id: str, counts: Counts, now: float) -> None:
+        """A count seen in the stream or the live feed: it may move a watched count."""
+        target = Target("post", article_id)
+        if self.ledger.has_base(target) and self.ledger.observe(target, counts):
+            self._changed(target, now)
+
+    def shown(self, target: Target) -> Counts | None:
+        """What this node would show for `target`, if it knows (for the API's max)."""
+        return self.ledger.current(target) if self.ledger.has_base(target) else None
+
+    # -- flushes ---------------------------------------------------------------------
+    def next_seq(self, now_us: int) -> int:
+        """Flush sequence numbers grow across restarts: the journal's last, or the
+        clock in microseconds, whichever is larger."""
+        self._seq = max(self._seq + 1, now_us)
+        return self._seq
+
+    def replayed(self, last_seq: int) -> None:
+        self._seq = max(self._seq, last_seq)
+        self.recovering = not self.ledger.idle
+
+    def settle(self, flush: Flush, result: FlushResult, now: float) -> Settled:
+        """A flush came back: what applied becomes known, what is unknown is resent
+        later, what the store refused is set aside and never holds anything up."""
+        for target in self.ledger.complete(flush, result):
+            self._changed(target, now)
+        self.ledger.trim(self.settings.max_tracked, self.hub.watched())
+        if not (result.failed_targets or result.failed_rows or result.failed_index):
+            self.recovering = False  # every unsettled write, replayed ones first, is settled
+        letters = [
+            *((t.ref, _letter("count", t.ref, "", flush.targets[t], error))
+              for t, error in result.rejected_targets.items()),
+            *((f"{row.table} {row.target} {row.sort}",
+               _letter(row.table, row.target, row.sort, flush.rows[row], error))
+              for row, error in result.rejected_rows.items()),
+            *((t.ref, _letter("index", t.ref, "", Write(flush.seq, Delta()), error))
+              for t, error in result.rejected_index.items()),
+        ]
+        applied = sum(w.delta.total for t, w in flush.targets.items()
+                      if t not in result.failed_targets and t not in result.rejected_targets)
+        return Settled(journal.completed_record(flush, result), letters,
+                       self.ledger.idle, applied)
+
+    # -- pushes ----------------------------------------------------------------------
+    def _changed(self, target: Target, now: float) -> None:
+        if self.hub.changed(target):
+            self._changed_at.setdefault(target, now)
+
+    def due(self, now: float) -> tuple[list[tuple[bytes, set[C]]], list[float]]:
+        """The pushes to send now, and how long each change waited for its push."""
+        pushes, waited = [], []
+        for target, watchers in self.hub.due():
+            pushes.append((self._count_message(target), watchers))
+            if (since := self._changed_at.pop(target, None)) is not None:
+                waited.append(now - since)
+        return pushes, waited
+
+    def _count_message(self, target: Target) -> bytes:
+        counts = self.ledger.current(target)
+        return protocol.encode(protocol.Count(counts.total, counts.unique,
+                                              **{_field(target): target.id}))
+
+    @staticmethod
+    def _reply(target: Target, counts: Counts) -> bytes:
+        return protocol.encode(protocol.ViewsReply(counts.total, counts.unique,
+                                                   **{_field(target): target.id}))
+
+
+def _field(target: Target) -> str:
+    return "articleId" if target.kind == "post" else "pageName"
+
+
+def _letter(table: str, key: str, sort: str, write: Write, error: str) -> bytes:
+    """One dead-letter line: enough to see what was lost and to store it by hand.
+    After a crash the same (key, seq) may be set aside twice: count it once."""
+    delta = write.delta
+    return _encoder.encode({"table": table, "key": key, "sort": sort or None, "seq": write.seq,
+                            "totalViews": delta.total, "uniqueViews": delta.unique,
+                            "title": delta.title, "error": error})
+

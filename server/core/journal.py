@@ -1,0 +1,99 @@
+"""The journal's records, and replaying them: the ledger's history, pure.
+
+A SIGKILL or a power cut must not lose a view the server has replied to, nor let a
+replay add one twice. The journal is the ledger's history: each view, each flush
+taken (with its sequence number) and each flush completed (with what failed or was
+refused), in the order the ledger saw them. The node applies a record to its ledger
+only once the record is on disk, in the journal's own order, so replaying the files
+through a fresh `Ledger` rebuilds exactly what was pending or unsettled; the store's
+sequence-number condition then makes resending those writes harmless, whether or
+not they got through before. `livecount.node.journal` writes the files.
+
+Lines are JSON arrays: `["v", kind, id, refreshed, hour, title, host]`,
+`["t", seq]`, `["c", seq, failed targets, failed rows, failed index, rejected
+targets, rejected rows, rejected index]`, and `["s", seq]` (the last sequence number,
+first in a new file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from livecount.core.ledger import Flush, FlushResult, Ledger, Row
+from livecount.core.pages import Target
+
+_encoder = msgspec.json.Encoder()
+
+
+def view_record(target: Target, refreshed: bool, hour: str, title: str | None,
+                host: str | None) -> bytes:
+    return _encoder.encode(["v", target.kind, target.id, refreshed, hour, title, host])
+
+
+def taken_record(seq: int) -> bytes:
+    return _encoder.encode(["t", seq])
+
+
+def completed_record(flush: Flush, result: FlushResult) -> bytes:
+    return _encoder.encode([
+        "c", flush.seq, sorted(t.ref for t in result.failed_targets),
+        sorted(list(r) for r in result.failed_rows), sorted(t.ref for t in result.failed_index),
+        sorted(t.ref for t in result.rejected_targets),
+        sorted(list(r) for r in result.rejected_rows),
+        sorted(t.ref for t in result.rejected_index)])
+
+
+def start_record(last_seq: int) -> bytes:
+    return _encoder.encode(["s", last_seq])
+
+
+@dataclass
+class Replayed:
+    records: int = 0
+    views: int = 0
+    last_seq: int = 0
+
+
+def _targets(refs: Iterable[str]) -> set[Target]:
+    return {t for ref in refs if (t := Target.from_ref(ref)) is not None}
+
+
+def replay(records: Iterable[list[Any]], ledger: Ledger) -> Replayed:
+    """Feed a journal's history through `ledger`. A flush taken but never completed
+    ends unsettled: its writes go again with the same sequence numbers. The bases it
+    leaves are only the replayed views, so they are forgotten at the end."""
+    summary = Replayed()
+    flush: Flush | None = None
+    for record in records:
+        summary.records += 1
+        kind = record[0]
+        if kind == "v":
+            _, target_kind, id_, refreshed, hour, title, host = record
+            ledger.record(Target(target_kind, id_), refreshed=refreshed, hour=hour,
+                          title=title, referrer=host, force=True)
+            summary.views += 1
+        elif kind == "t":
+            summary.last_seq = max(summary.last_seq, record[1])
+            if flush is not None:  # taken, never completed, and a new one taken: a bug
+                ledger.complete(flush, FlushResult.nothing_known(flush))
+            taken = ledger.take(record[1])
+            flush = taken if taken else None
+        elif kind == "c" and flush is not None and flush.seq == record[1]:
+            rejected = record[5:8] if len(record) >= 8 else [[], [], []]
+            ledger.complete(flush, FlushResult(
+                failed_targets=_targets(record[2]),
+                failed_rows={Row(*r) for r in record[3]},
+                failed_index=_targets(record[4]),
+                rejected_targets=dict.fromkeys(_targets(rejected[0]), "replayed"),
+                rejected_rows=dict.fromkeys((Row(*r) for r in rejected[1]), "replayed"),
+                rejected_index=dict.fromkeys(_targets(rejected[2]), "replayed")))
+            flush = None
+        elif kind == "s":
+            summary.last_seq = max(summary.last_seq, record[1])
+    if flush is not None:
+        ledger.complete(flush, FlushResult.nothing_known(flush))
+    ledger.forget_bases()
+    return summary

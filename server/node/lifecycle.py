@@ -1,0 +1,203 @@
+"""One node from start to stop: wires the engine to its edges and runs the loops.
+
+Start: the store's tables, the journal's replay (bounded), the stream caught up,
+then listen. Stop (SIGINT/SIGTERM): close sockets, flush everything, wait for the
+stream copy, close the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine
+from contextlib import AsyncExitStack
+from typing import Any
+
+from livecount.aws import local
+from livecount.aws.consumer import StreamConsumer
+from livecount.aws.store import Store
+from livecount.config import Config
+from livecount.core.archive import Buffer
+from livecount.core.engine import Engine, Settings
+from livecount.core.errors import StoreRefused, Unavailable
+from livecount.core.limits import parse_networks
+from livecount.logs import log, warn
+from livecount.node.archive import Writer
+from livecount.node.flusher import Flusher
+from livecount.node.http import Routes
+from livecount.node.journal import Journal
+from livecount.node.livefeed import LiveFeed
+from livecount.node.metrics import Metrics
+from livecount.node.sockets import Bases, Sockets
+from livecount.waits import backoff, pause
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+SHUTDOWN_FLUSH_TIMEOUT = 30.0
+STREAM_SETTLE_TIMEOUT = 10.0
+CATCH_UP_TIMEOUT = 30.0
+RECOVERY_BOUND = 10.0  # seconds a restart tries to store its journal before serving
+
+
+def settings(config: Config) -> Settings:
+    return Settings(
+        pages=config.pages, site_domains=config.site_domains,
+        max_pending_views=config.max_pending_views, max_subscriptions=config.max_subscriptions,
+        rate_limit=config.rate_limit, rate_burst=config.rate_burst,
+        max_connections_per_ip=config.max_connections_per_ip,
+        trusted_proxies=parse_networks(config.trusted_proxies),
+        idle_timeout=config.idle_timeout, archive=config.archive_dir is not None)
+
+
+class Node:
+    """The parts of one node, built from its config and an open store."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.engine: Engine[ServerConnection] = Engine(settings(config))
+        self.journal = Journal(config.data_dir / "journal")
+        self.metrics = Metrics(config.node_id)
+        self.flusher = Flusher(self.engine, self.journal, store, self.metrics, config.data_dir)
+        self.archive = Writer(config.archive_dir, Buffer(
+            config.archive_max_events, config.archive_max_seconds, prefix=config.node_id)) \
+            if config.archive_dir else None
+        self.sockets = Sockets(self.engine, Bases(store, self.engine), self.journal,
+                               self.metrics, self.archive)
+        self.consumer: StreamConsumer | None = None
+        self.feed = LiveFeed(store, self.engine, None)
+        if config.stream_consumer == "on":
+            self.consumer = StreamConsumer(store, self.feed.on_image, config.node_id,
+                                           lease_time=config.lease_time)
+            self.feed.consumer = self.consumer
+        consumer = self.consumer
+        self.metrics.watch(
+            sockets=lambda: len(self.engine.sockets),
+            pending=lambda: self.engine.ledger.pending_views,
+            leases=lambda: len(consumer.held) if consumer else 0,
+            lag=lambda: dict(consumer.lag) if consumer else {},
+            journal_healthy=lambda: self.journal.healthy,
+            recovering=lambda: self.engine.recovering)
+        self.routes = Routes(store, self.engine.shown, config.pages, config.allowed_origins,
+                             metrics=self.metrics.render, problems=self.problems)
+
+    def problems(self) -> list[str]:
+        """What /healthz reports besides the store."""
+        found = []
+        if not self.journal.healthy:
+            found.append("journal_failing")
+        if self.engine.recovering:
+            found.append("recovering")
+        return found
+
+    async def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        return await self.routes(request)
+
+
+async def run(config: Config, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then flush everything and stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        endpoint = await stack.enter_async_context(
+            local.endpoint_for(config.dynamodb_endpoint, config.data_dir))
+        store = await stack.enter_async_context(
+            Store.open(endpoint, config.region, config.table_prefix, config.node_id))
+        await _prepare(store, stop)
+        if stop.is_set():
+            return
+        node = Node(config, store)
+        await node.flusher.recover(
+            stop, RECOVERY_BOUND,
+            f"{config.dynamodb_endpoint} {config.region} {config.table_prefix}")
+        background = Background()
+        if node.consumer is not None:
+            background.start(node.consumer.run)
+            try:
+                # Serve only once the reader table holds what earlier runs wrote.
+                await asyncio.wait_for(node.consumer.caught_up.wait(), CATCH_UP_TIMEOUT)
+            except TimeoutError:
+                warn("stream_not_caught_up", timeout=CATCH_UP_TIMEOUT)
+        background.start(node.feed.loop)
+        server = await _listen(node, config)
+        loops = Background()
+        loops.start(lambda s: node.flusher.loop(s, config.flush_interval))
+        loops.start(lambda s: node.sockets.push_loop(s, config.push_interval))
+        loops.start(lambda s: node.sockets.idle_loop(s, config.idle_timeout))
+        if node.archive is not None:
+            loops.start(node.archive.due_loop)
+            writer = asyncio.create_task(node.archive.run())
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log("stopping")
+        server.close()  # closes every socket with 1001 (going away)
+        await server.wait_closed()
+        await loops.stop()
+        await node.flusher.drain(SHUTDOWN_FLUSH_TIMEOUT)
+        if node.archive is not None:
+            await node.archive.close(SHUTDOWN_FLUSH_TIMEOUT)
+            writer.cancel()
+        settled = True
+        if node.consumer is not None:
+            try:
+                await asyncio.wait_for(node.consumer.settled(), STREAM_SETTLE_TIMEOUT)
+            except TimeoutError:
+                settled = False
+        await background.stop()
+        await node.journal.close()
+        log("stopped", stream_settled=settled,
+            copied=node.consumer.copied if node.consumer else 0)
+
+
+class Background:
+    """Loops that run until told to stop, each given the same stop event."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, loop: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+        self._tasks.append(asyncio.create_task(loop(self.stopping)))
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        await asyncio.gather(*self._tasks)
+
+
+async def _prepare(store: Store, stop: asyncio.Event) -> None:
+    """Create the tables, waiting out a store that does not answer yet (or until stopped).
+    Wrong credentials are fatal at once: no retry can fix them."""
+    for delay in backoff():
+        try:
+            made = await store.create_tables()
+        except StoreRefused:
+            raise
+        except Unavailable as exc:
+            warn("dynamodb_unreachable", error=str(exc), retry_in=delay)
+            if await pause(stop, delay):
+                return
+            continue
+        log("tables_ready", created=made, writer=store.tables.writer)
+        return
+
+
+async def _listen(node: Node, config: Config) -> Server:
+    origins: list[Any] | None = None
+    if config.allowed_origins:
+        # Browsers always send Origin; other clients (load testers, scripts) may not.
+        origins = [*config.allowed_origins, None]
+    else:
+        warn("any_origin_accepted", hint="set --allowed-origin to your blog's origin")
+    server = await serve(
+        node.sockets.connection, config.host, config.port,
+        process_request=node.process_request, origins=origins,
+        max_size=config.max_frame_bytes, max_queue=16,
+        ping_interval=20, ping_timeout=20, open_timeout=config.handshake_timeout,
+        close_timeout=5,
+    )
+    ports = [s.getsockname()[1] for s in server.sockets]
+    log("listening", host=config.host, port=ports[0] if ports else config.port,
+        url=f"ws://{config.host}:{ports[0] if ports else config.port}/ws")
+    return server

@@ -14,8 +14,9 @@ test: install system-deps lint  ## everything CI runs
 	node --test tests/js/
 
 soak: install system-deps  ## long variants: a million hostile frames, a 30 s store outage
-	LIVECOUNT_FUZZ_FRAMES=1000000 LIVECOUNT_OUTAGE_SECONDS=30 \
-		$(BIN)/python -m pytest -q tests/e2e/test_fuzz.py tests/e2e/test_faults.py
+	LIVECOUNT_FUZZ_FRAMES=1000000 LIVECOUNT_OUTAGE_SECONDS=30 LIVECOUNT_SOAK=1 \
+		$(BIN)/python -m pytest -q tests/e2e/test_fuzz.py tests/e2e/test_faults.py \
+		tests/e2e/test_boundaries.py tests/e2e/test_http_edges.py
 
 lint: install  ## ruff, mypy (server/ seen as `livecount`) and the import contract
 	$(BIN)/ruff check server tests bench

@@ -166,8 +166,9 @@ def network(value: str) -> str:
 def page_rule(value: str) -> str:
     try:
         PageRules.parse([value])
-    except ValueError:
-        raise _bad("must be PATH=NAME, such as /pages/about=About_Page", value) from None
+    except ValueError as exc:
+        raise _bad(f"must be PATH=NAME, such as /pages/about=About_Page ({exc})",
+                   value) from None
     return value
 
 

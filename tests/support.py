@@ -71,9 +71,11 @@ class Child:
     """
 
     def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
-                 preexec_fn: Callable[[], None] | None = None, name: str = "") -> None:
+                 preexec_fn: Callable[[], None] | None = None, name: str = "",
+                 cwd: Path = ROOT) -> None:
         self.argv = list(argv)
         self.name = name or shlex.join(self.argv[:3])
+        self.cwd = cwd
         self.env = {**os.environ, **(env or {})}
         self.preexec_fn = preexec_fn
         self.logs: list[dict[str, Any]] = []
@@ -109,7 +111,7 @@ class Child:
         """Spawn without waiting; the future resolves to the port once it listens."""
         self.logs.clear()
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, cwd=ROOT, env=self.env, preexec_fn=self.preexec_fn,
+            *self.argv, cwd=self.cwd, env=self.env, preexec_fn=self.preexec_fn,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, limit=LINE_LIMIT)
         listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -24,7 +24,7 @@ from livecount.core.limits import parse_networks
 from livecount.logs import log, warn
 from livecount.node.archive import Writer
 from livecount.node.flusher import Flusher
-from livecount.node.http import Routes
+from livecount.node.http import HttpConnection, Routes
 from livecount.node.journal import Journal
 from livecount.node.livefeed import LiveFeed
 from livecount.node.metrics import Metrics
@@ -172,8 +172,8 @@ async def _prepare(store: Store, stop: asyncio.Event) -> None:
     for delay in backoff():
         try:
             made = await store.create_tables()
-        except StoreRefused:
-            raise
+        except StoreRefused as exc:
+            raise StoreRefused(f"DynamoDB refused livecount: {exc}") from None
         except Unavailable as exc:
             warn("dynamodb_unreachable", error=str(exc), retry_in=delay)
             if await pause(stop, delay):
@@ -193,6 +193,7 @@ async def _listen(node: Node, config: Config) -> Server:
     server = await serve(
         node.sockets.connection, config.host, config.port,
         process_request=node.process_request, origins=origins,
+        create_connection=HttpConnection,  # a deliberate answer to what websockets cannot parse
         max_size=config.max_frame_bytes, max_queue=16,
         ping_interval=20, ping_timeout=20, open_timeout=config.handshake_timeout,
         close_timeout=5,

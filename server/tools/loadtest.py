@@ -32,6 +32,7 @@ import msgspec
 import uvloop
 from livecount import config
 from livecount.config import Option, filled, number, positive, text
+from livecount.waits import pause
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -773,63 +774,6 @@ class _Run:
             self.views_left -= 1
 
     # -- phases -----------------------------------------------------------------------------------
-    async def open_all(self) -> float:
-        opts = self.options
-        loop = asyncio.get_running_loop()
-        limit = asyncio.Semaphore(opts.open_concurrency)
-        total = opts.connections + opts.subscribers
-        started = time.perf_counter()
-        done = 0
-
-        async def one(sock: _Socket) -> None:
-            nonlocal done
-            async with limit:
-                if self.stop.is_set():
-                    return
-                try:
-                    async with asyncio.timeout(opts.open_timeout):
-                        await loop.create_connection(
-                            lambda: sock, sock.uri.host, sock.uri.port,
-                            ssl=True if sock.uri.secure else None)
-                        await sock.opened
-                except InvalidStatus as exc:
-                    self.connect_failures[f"HTTP {exc.response.status_code}"] += 1
-                    sock.abort()
-                except TimeoutError:
-                    self.connect_failures["timeout"] += 1
-                    sock.abort()
-                except Exception as exc:
-                    self.connect_failures[type(exc).__name__] += 1
-                    sock.abort()
-                done += 1
-                self.display.update(done, f"{done:,}/{total:,} sockets")
-
-        self.viewers = [_Socket(self, i, False) for i in range(opts.connections)]
-        self.subscribers = [_Socket(self, i, True) for i in range(opts.subscribers)]
-        with self.display.phase("opening", total):
-            await asyncio.gather(*(one(s) for s in [*self.subscribers, *self.viewers]))
-        return time.perf_counter() - started
-
-    async def subscribe_all(self) -> None:
-        watched = self.mix.hottest(min(self.options.articles, MAX_SUBSCRIBED))
-        frame = msgspec.json.encode({"message": "subscribe", "articleIds": watched})
-        live = [s for s in self.subscribers if s.open]
-        for sock in live:
-            for article in watched:
-                self.tracker.watch(sock.index, article)
-            sock.counts_due = len(watched)
-            sock.send(frame)
-        if not live:
-            return
-        with suppress(TimeoutError):
-            async with asyncio.timeout(self.options.open_timeout):
-                await asyncio.gather(*(s.ready for s in live), return_exceptions=True)
-        for sock in live:
-            ready = sock.ready
-            if not ready.done() or ready.cancelled() or ready.exception() is not None:
-                self.connect_failures["subscribe"] += 1
-                sock.abort()
-
     async def load(self) -> tuple[float, float, int]:
         """Send views until the duration, --max-views or Ctrl-C; returns wall, cpu, acked."""
         opts = self.options
@@ -845,9 +789,8 @@ class _Run:
             pacer = asyncio.create_task(self._pace(opts.rate, len(live)))
         with self.display.phase("load", opts.duration):
             deadline = t0 + opts.duration
-            while not self.stop.is_set() and (left := deadline - time.perf_counter()) > 0:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), min(0.25, left))
+            while (left := deadline - time.perf_counter()) > 0 \
+                    and not await pause(self.stop, min(0.25, left)):
                 elapsed = time.perf_counter() - t0
                 self.display.update(elapsed, f"{self.acked / elapsed:,.0f} views/s, "
                                              f"{sum(self.errors.values()):,} errors")
@@ -885,20 +828,6 @@ class _Run:
             await asyncio.sleep(0.01)
         return True
 
-    async def close_all(self, grace: float = 5.0) -> None:
-        self.stopping = True
-        socks = [*self.viewers, *self.subscribers]
-        for sock in socks:
-            sock.close()
-        waits = [s.closed for s in socks if s.transport is not None]
-        if waits:
-            with suppress(TimeoutError):
-                async with asyncio.timeout(grace):
-                    await asyncio.gather(*waits, return_exceptions=True)
-        for sock in socks:
-            if not sock.closed.done():
-                sock.abort()
-
     def interrupt(self) -> None:
         if self.interrupted:  # a second Ctrl-C: stop at once, no report
             for sock in [*self.viewers, *self.subscribers]:
@@ -906,6 +835,81 @@ class _Run:
             raise KeyboardInterrupt
         self.interrupted = True
         self.stop.set()
+
+
+# -- phases around the load ---------------------------------------------------------------
+async def open_all(run: _Run) -> float:
+    """Open every socket, a bounded number at a time; returns the seconds it took."""
+    opts = run.options
+    loop = asyncio.get_running_loop()
+    limit = asyncio.Semaphore(opts.open_concurrency)
+    total = opts.connections + opts.subscribers
+    started = time.perf_counter()
+    done = 0
+
+    async def one(sock: _Socket) -> None:
+        nonlocal done
+        async with limit:
+            if run.stop.is_set():
+                return
+            try:
+                async with asyncio.timeout(opts.open_timeout):
+                    await loop.create_connection(
+                        lambda: sock, sock.uri.host, sock.uri.port,
+                        ssl=True if sock.uri.secure else None)
+                    await sock.opened
+            except InvalidStatus as exc:
+                run.connect_failures[f"HTTP {exc.response.status_code}"] += 1
+                sock.abort()
+            except TimeoutError:
+                run.connect_failures["timeout"] += 1
+                sock.abort()
+            except Exception as exc:
+                run.connect_failures[type(exc).__name__] += 1
+                sock.abort()
+            done += 1
+            run.display.update(done, f"{done:,}/{total:,} sockets")
+
+    run.viewers = [_Socket(run, i, False) for i in range(opts.connections)]
+    run.subscribers = [_Socket(run, i, True) for i in range(opts.subscribers)]
+    with run.display.phase("opening", total):
+        await asyncio.gather(*(one(s) for s in [*run.subscribers, *run.viewers]))
+    return time.perf_counter() - started
+
+async def subscribe_all(run: _Run) -> None:
+    """Subscribe every subscriber to the hottest articles and wait for their counts."""
+    watched = run.mix.hottest(min(run.options.articles, MAX_SUBSCRIBED))
+    frame = msgspec.json.encode({"message": "subscribe", "articleIds": watched})
+    live = [s for s in run.subscribers if s.open]
+    for sock in live:
+        for article in watched:
+            run.tracker.watch(sock.index, article)
+        sock.counts_due = len(watched)
+        sock.send(frame)
+    if not live:
+        return
+    with suppress(TimeoutError):
+        async with asyncio.timeout(run.options.open_timeout):
+            await asyncio.gather(*(s.ready for s in live), return_exceptions=True)
+    for sock in live:
+        ready = sock.ready
+        if not ready.done() or ready.cancelled() or ready.exception() is not None:
+            run.connect_failures["subscribe"] += 1
+            sock.abort()
+
+async def close_all(run: _Run, grace: float = 5.0) -> None:
+    run.stopping = True
+    socks = [*run.viewers, *run.subscribers]
+    for sock in socks:
+        sock.close()
+    waits = [s.closed for s in socks if s.transport is not None]
+    if waits:
+        with suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await asyncio.gather(*waits, return_exceptions=True)
+    for sock in socks:
+        if not sock.closed.done():
+            sock.abort()
 
 
 async def run(options: Options, display: _Display | None = None,
@@ -917,9 +921,9 @@ async def run(options: Options, display: _Display | None = None,
     if on_interrupt is not None:
         on_interrupt(r.interrupt)
     started_at = time.time()
-    connect_s = await r.open_all()
+    connect_s = await open_all(r)
     if options.subscribers and not r.stop.is_set():
-        await r.subscribe_all()
+        await subscribe_all(r)
     wall = cpu = 0.0
     acked_in_window = 0
     if not r.stop.is_set() and any(s.open for s in r.viewers):
@@ -928,7 +932,7 @@ async def run(options: Options, display: _Display | None = None,
     await r.until(lambda: r.in_flight <= 0, options.drain_timeout)
     if options.subscribers:
         await r.until(lambda: r.tracker.pending == 0, options.push_wait)
-    await r.close_all()
+    await close_all(r)
     share = cpu_share(cpu, wall)
     return Report(
         url=options.url, connections=options.connections, subscribers=options.subscribers,

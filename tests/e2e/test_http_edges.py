@@ -163,8 +163,6 @@ async def test_the_api_answers_503_while_dynamodb_is_frozen_or_down(
         await proxy.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="until the node passes create_connection=HttpConnection "
-                                        "to websockets' serve; then drop this mark")
 async def test_a_raw_non_ascii_request_line_gets_400_from_livecount_serve(launch: Launch):
     served = await launch()
     for raw in (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",

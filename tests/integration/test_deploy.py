@@ -296,6 +296,14 @@ def test_the_package_step_installs_a_self_contained_livecount(image_root: Path) 
         capture_output=True, text=True, cwd=workdir, env=env, check=True,
         timeout=60).stdout.split()
     assert all(Path(p).is_relative_to(image_root) for p in where), where
+    # One top-level package of our own, named for the product: no `server` to collide.
+    names = subprocess.run(
+        [*command(["python"], env), "-c", "import importlib.util as u, sys; "
+         "print(u.find_spec('server') is None); sys.argv = ['livecount', '--version']; "
+         "import runpy; runpy.run_module('livecount', run_name='__main__')"],
+        capture_output=True, text=True, cwd=workdir, env=env, timeout=60)
+    assert names.stdout.split()[0] == "True", names
+    assert names.returncode == 0 and "0.1.0" in names.stdout, names
 
 
 async def test_the_image_command_serves_health_and_the_snippet_and_stops_on_sigterm(

@@ -17,6 +17,7 @@ from livecount.aws import local as dynamodb_local
 from livecount.aws.store import Store
 from livecount.core.errors import StoreRefused
 from livecount.node import lifecycle as app
+from livecount.node import workers
 from livecount.node.journal import JournalBusy
 from livecount.tools import loadtest
 from livecount.tools import report as console
@@ -24,6 +25,9 @@ from livecount.tools import report as console
 
 def _serve(ns: argparse.Namespace) -> int:
     cfg = _config(ns)
+    if cfg.workers > 1:
+        return workers.serve(cfg)
+    workers.refuse_strays(cfg)
     uvloop.run(app.run(cfg))
     return 0
 

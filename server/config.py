@@ -95,6 +95,20 @@ def path(value: str) -> Path:
     return Path(filled(value))
 
 
+MAX_WORKERS = 1024
+
+
+def worker_count(value: str) -> int:
+    """A count, or `auto`: one per CPU this process may run on."""
+    if value.strip().lower() == "auto":
+        affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere, every CPU
+        return len(affinity(0)) if affinity else os.cpu_count() or 1
+    try:
+        return int(number(int, least=1, most=MAX_WORKERS)(value))
+    except argparse.ArgumentTypeError:
+        raise _bad(f"must be a whole number from 1 to {MAX_WORKERS}, or auto", value) from None
+
+
 def choice(*allowed: str) -> Parse:
     """One of `allowed`, in any case; the canonical spelling is returned."""
     def parse(value: str) -> str:
@@ -246,6 +260,10 @@ class Config:
     host: str = option("address to listen on", parse=filled, default="127.0.0.1")
     port: int = option("port to listen on; `0` picks a free one (logged in the `listening` "
                        "event)", parse=number(int, least=0, most=65535), default=8080)
+    workers: int = option(
+        "processes sharing the port (`auto`: one per CPU), each a node with its own journal "
+        "in `DATA_DIR/worker-<i>` and node id `<node-id>-w<i>`; `1`: this process serves "
+        "alone", parse=worker_count, default=1, metavar="N|auto")
     data_dir: Path = option(  # noqa: RUF009 (option() is a field())
         "this node's own files: the journal (keep it) and the embedded DynamoDB Local's data",
         parse=path, default=Path("data"))

@@ -122,6 +122,7 @@ class Engine(Generic[C]):
         self._queued = 0  # views sent to the journal, not yet counted
         self._changed_at: dict[Target, float] = {}
         self._hour = (-1, "")
+        self._bots: dict[C, None] = {}  # bots that left lately, oldest first
 
     # -- sockets ---------------------------------------------------------------------
     def opened(self, conn: C, peer: str, forwarded_for: str | None, user_agent: str | None,
@@ -138,6 +139,10 @@ class Engine(Generic[C]):
         self.hub.drop(conn)
         if (socket := self.sockets.pop(conn, None)) is not None:
             self.addresses.release(socket.address)
+            if socket.bot:  # its views still waiting for a stored count stay uncounted
+                self._bots[conn] = None
+                while len(self._bots) > 1000:
+                    del self._bots[next(iter(self._bots))]
 
     def idle(self, now: float) -> list[C]:
         """Sockets that watch nothing and said nothing for `idle_timeout`: they cost
@@ -161,10 +166,14 @@ class Engine(Generic[C]):
         return self.handle(conn, message, now)
 
     def handle(self, conn: C, message: protocol.Inbound, now: float) -> Outcome:
-        """Decide on one message; client mistakes become error replies."""
+        """Decide on one message; client mistakes become error replies. A socket may
+        have closed while its message waited for a stored count: its view still
+        counts (a view sent just before a page leaves is a view), nothing else does."""
         try:
             if isinstance(message, protocol.Views):
                 return self._views(conn, message, now)
+            if conn not in self.sockets:
+                return Outcome()
             targets = self._targets(message)
             if isinstance(message, protocol.Unsubscribe):
                 self.hub.unsubscribe(conn, targets)
@@ -186,8 +195,12 @@ class Engine(Generic[C]):
                 f"currentPage {msg.currentPage!r} is not a known page; posts need an articleId")
         if not self.ledger.has_base(target):
             return Outcome(load=[target], again=msg)
-        self.hub.view(conn, target)
-        if self.sockets[conn].bot:  # shown the counts, not counted
+        socket = self.sockets.get(conn)
+        if socket is not None:
+            self.hub.view(conn, target)
+        elif conn in self._bots:  # gone, but a bot all the same
+            return Outcome(bot=True)
+        if socket is not None and socket.bot:  # shown the counts, not counted
             return Outcome([self._reply(target, self.ledger.current(target))], bot=True)
         if self.ledger.pending_views + self._queued >= self.settings.max_pending_views:
             raise Busy(f"{self.ledger.pending_views} views wait for the store")

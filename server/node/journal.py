@@ -57,11 +57,14 @@ class Disk:
         os.close(fd)
 
 
+Then = Callable[[Any, BaseException | None], None]  # (what apply returned, or the failure)
+
+
 @dataclass(slots=True)
 class _Entry:
     data: bytes | None  # None: a sync point, nothing to write
     apply: Callable[[], Any] | None
-    waiter: asyncio.Future[Any]
+    waiter: asyncio.Future[Any] | Then
     rotate: int | None = None  # start a new file with this last sequence number first
 
 
@@ -135,6 +138,12 @@ class Journal:
         """Queue a record; the future resolves to `apply()`, run once it is on disk."""
         return self._enqueue(_Entry(record, apply, self._future()))
 
+    def append_then(self, record: bytes, apply: Callable[[], Any], then: Then) -> None:
+        """`append` without a future, for the per-view path: `then(apply(), None)` once
+        the record is on disk, or `then(None, error)` if it could not be written."""
+        self._queue.append(_Entry(record, apply, then))
+        self._wake.set()
+
     def rotate(self, last_seq: int) -> asyncio.Future[Any]:
         """Start a new file (with `last_seq`) and drop the older ones: call only when
         the ledger is idle, so nothing in them is needed any more."""
@@ -150,6 +159,7 @@ class Journal:
     def _enqueue(self, entry: _Entry) -> asyncio.Future[Any]:
         self._queue.append(entry)
         self._wake.set()
+        assert isinstance(entry.waiter, asyncio.Future)
         return entry.waiter
 
     async def _run(self) -> None:
@@ -166,8 +176,11 @@ class Journal:
                 failure = JournalUnavailable(
                     f"the journal could not write ({exc.strerror or exc}); nothing counted")
                 for entry in batch:
-                    if not entry.waiter.done():
-                        entry.waiter.set_exception(failure)
+                    if isinstance(entry.waiter, asyncio.Future):
+                        if not entry.waiter.done():
+                            entry.waiter.set_exception(failure)
+                    else:
+                        entry.waiter(None, failure)
                 continue
             if not self.healthy:
                 log("journal_recovered")
@@ -177,14 +190,23 @@ class Journal:
 
     @staticmethod
     def _settle(entry: _Entry) -> None:
-        if entry.waiter.done():  # its caller went away; the record still applies
+        waiter = entry.waiter
+        if not isinstance(waiter, asyncio.Future):
+            try:
+                result = entry.apply() if entry.apply is not None else None
+            except Exception as exc:  # a bug in apply: its caller hears of it
+                waiter(None, exc)
+            else:
+                waiter(result, None)
+            return
+        if waiter.done():  # its caller went away; the record still applies
             if entry.apply is not None:
                 entry.apply()
             return
         try:
-            entry.waiter.set_result(entry.apply() if entry.apply is not None else None)
+            waiter.set_result(entry.apply() if entry.apply is not None else None)
         except Exception as exc:  # a bug in apply: its caller hears of it, nobody else
-            entry.waiter.set_exception(exc)
+            waiter.set_exception(exc)
 
     def _write(self, batch: list[_Entry]) -> None:
         """One batch, all or nothing: on failure the file is cut back to its last good

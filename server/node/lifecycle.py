@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
@@ -24,17 +25,17 @@ from livecount.core.limits import parse_networks
 from livecount.logs import log, warn
 from livecount.node.archive import Writer
 from livecount.node.flusher import Flusher
-from livecount.node.http import HttpConnection, Routes
+from livecount.node.http import Routes
 from livecount.node.journal import Journal
 from livecount.node.livefeed import LiveFeed
 from livecount.node.metrics import Metrics
-from livecount.node.sockets import Bases, Sockets
+from livecount.node.sockets import Bases, Connection, Sockets
 from livecount.waits import backoff, pause
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.http11 import Request, Response
+from websockets.typing import Origin
 
 SHUTDOWN_FLUSH_TIMEOUT = 30.0
 STREAM_SETTLE_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 5.0  # seconds sockets get to answer the server's close
 CATCH_UP_TIMEOUT = 30.0
 RECOVERY_BOUND = 10.0  # seconds a restart tries to store its journal before serving
 
@@ -54,15 +55,13 @@ class Node:
 
     def __init__(self, config: Config, store: Store) -> None:
         self.config = config
-        self.engine: Engine[ServerConnection] = Engine(settings(config))
+        self.engine: Engine[Connection] = Engine(settings(config))
         self.journal = Journal(config.data_dir / "journal")
         self.metrics = Metrics(config.node_id)
         self.flusher = Flusher(self.engine, self.journal, store, self.metrics, config.data_dir)
         self.archive = Writer(config.archive_dir, Buffer(
             config.archive_max_events, config.archive_max_seconds, prefix=config.node_id)) \
             if config.archive_dir else None
-        self.sockets = Sockets(self.engine, Bases(store, self.engine), self.journal,
-                               self.metrics, self.archive)
         self.consumer: StreamConsumer | None = None
         self.feed = LiveFeed(store, self.engine, None)
         if config.stream_consumer == "on":
@@ -79,6 +78,12 @@ class Node:
             recovering=lambda: self.engine.recovering)
         self.routes = Routes(store, self.engine.shown, config.pages, config.allowed_origins,
                              metrics=self.metrics.render, problems=self.problems)
+        # Browsers always send Origin; other clients (load testers, scripts) may not.
+        origins: list[Origin | None] | None = [
+            *map(Origin, config.allowed_origins), None] if config.allowed_origins else None
+        self.sockets = Sockets(self.engine, Bases(store, self.engine), self.journal,
+                               self.metrics, self.archive, self.routes, origins,
+                               config.max_frame_bytes, config.handshake_timeout)
 
     def problems(self) -> list[str]:
         """What /healthz reports besides the store."""
@@ -89,11 +94,9 @@ class Node:
             found.append("recovering")
         return found
 
-    async def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        return await self.routes(request)
 
-
-async def run(config: Config, ready: asyncio.Event | None = None) -> None:
+async def run(config: Config, ready: asyncio.Event | None = None,
+              sock: socket.socket | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then flush everything and stop."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -120,11 +123,11 @@ async def run(config: Config, ready: asyncio.Event | None = None) -> None:
             except TimeoutError:
                 warn("stream_not_caught_up", timeout=CATCH_UP_TIMEOUT)
         background.start(node.feed.loop)
-        server = await _listen(node, config)
+        server = await _listen(node, config, sock)
         loops = Background()
         loops.start(lambda s: node.flusher.loop(s, config.flush_interval))
         loops.start(lambda s: node.sockets.push_loop(s, config.push_interval))
-        loops.start(lambda s: node.sockets.idle_loop(s, config.idle_timeout))
+        loops.start(lambda s: node.sockets.keepalive_loop(s, config.idle_timeout))
         if node.archive is not None:
             loops.start(node.archive.due_loop)
             writer = asyncio.create_task(node.archive.run())
@@ -132,8 +135,8 @@ async def run(config: Config, ready: asyncio.Event | None = None) -> None:
             ready.set()
         await stop.wait()
         log("stopping")
-        server.close()  # closes every socket with 1001 (going away)
-        await server.wait_closed()
+        server.close()  # no new connections
+        await node.sockets.close_all(CLOSE_TIMEOUT)  # 1001, going away
         await loops.stop()
         await node.flusher.drain(SHUTDOWN_FLUSH_TIMEOUT)
         if node.archive is not None:
@@ -183,22 +186,17 @@ async def _prepare(store: Store, stop: asyncio.Event) -> None:
         return
 
 
-async def _listen(node: Node, config: Config) -> Server:
-    origins: list[Any] | None = None
-    if config.allowed_origins:
-        # Browsers always send Origin; other clients (load testers, scripts) may not.
-        origins = [*config.allowed_origins, None]
-    else:
+async def _listen(node: Node, config: Config, sock: socket.socket | None,
+                  ) -> asyncio.Server:
+    """Listen on `sock` (a worker's, bound by its parent) or on host and port."""
+    if not config.allowed_origins:
         warn("any_origin_accepted", hint="set --allowed-origin to your blog's origin")
-    server = await serve(
-        node.sockets.connection, config.host, config.port,
-        process_request=node.process_request, origins=origins,
-        create_connection=HttpConnection,  # a deliberate answer to what websockets cannot parse
-        max_size=config.max_frame_bytes, max_queue=16,
-        ping_interval=20, ping_timeout=20, open_timeout=config.handshake_timeout,
-        close_timeout=5,
-    )
+    loop = asyncio.get_running_loop()
+    if sock is not None:
+        server = await loop.create_server(node.sockets, sock=sock)
+    else:
+        server = await loop.create_server(node.sockets, config.host, config.port)
     ports = [s.getsockname()[1] for s in server.sockets]
-    log("listening", host=config.host, port=ports[0] if ports else config.port,
-        url=f"ws://{config.host}:{ports[0] if ports else config.port}/ws")
+    port = ports[0] if ports else config.port
+    log("listening", host=config.host, port=port, url=f"ws://{config.host}:{port}/ws")
     return server

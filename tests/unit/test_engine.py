@@ -3,7 +3,7 @@
 from typing import Any
 
 import msgspec
-from livecount.core import journal
+from livecount.core import journal, protocol
 from livecount.core.engine import Close, Engine, Outcome, PendingView, Settings
 from livecount.core.ledger import Counts, FlushResult, Ledger
 from livecount.core.pages import Target
@@ -181,3 +181,26 @@ def test_quiet_sockets_that_watch_nothing_are_idle():
 
 def test_the_ledger_starts_empty():
     assert Ledger().idle
+
+
+def test_a_view_that_waited_for_its_base_counts_after_its_page_left():
+    e = engine()
+    out = e.receive("s", frame(articleId="a"), T)
+    e.closed("s")
+    e.loaded({A: Counts(2, 2)})
+    late = e.handle("s", out.again, T)  # type: ignore[arg-type]
+    assert late.view is not None and e.hub.subscriptions("s") == set()
+    assert msgspec.json.decode(e.count(late.view, T))["totalViews"] == 3
+    subscribe = protocol.decode('{"message":"subscribe","articleIds":["b"]}')
+    assert e.handle("s", subscribe, T) == Outcome()  # nobody left to answer or push to
+    assert e.hub.subscriptions("s") == set()
+
+
+def test_a_bot_that_left_is_still_not_counted():
+    e: Engine[str] = Engine(Settings())
+    e.opened("bot", "10.0.0.2", None, "curl/8.0", T)
+    out = e.receive("bot", frame(articleId="a"), T)
+    e.closed("bot")
+    e.loaded({A: Counts(0, 0)})
+    late = e.handle("bot", out.again, T)  # type: ignore[arg-type]
+    assert late.bot and late.view is None and e.ledger.pending_views == 0

@@ -6,11 +6,18 @@ request that takes it (DynamoDB Local ignores SigV4 signatures, so editing the b
 harmless there; never point this at AWS). Responses pass through untouched, so their
 CRC32 still checks. A conditional write that fails is billed on AWS though no
 capacity comes back: it is counted as one WCU (every item here is under 1 KB).
+
+PartiQL (`ExecuteStatement`, `BatchExecuteStatement`, `ExecuteTransaction`): DynamoDB
+Local takes `ReturnConsumedCapacity` there but returns no capacity, so each statement
+is estimated as AWS bills an item under 1 KB: one unit (two in a transaction), also
+when its condition fails, none when it is refused as invalid. Estimates are kept apart
+(`Tally.estimated`) so a reader can see them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +28,15 @@ from aiohttp import web
 
 CAPACITY_OPS = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem",
                 "BatchWriteItem", "Query", "Scan", "TransactWriteItems", "TransactGetItems"}
-WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+PARTIQL_OPS = {"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"}
+CAPACITY_OPS |= PARTIQL_OPS
+# PartiQL requests count as writes: livecount sends it only to write
+WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems",
+             *PARTIQL_OPS}
+STREAM_OPS = ("GetRecords", "GetShardIterator", "DescribeStream", "ListStreams")
+_STATEMENT_TABLE = re.compile(
+    r'^\s*(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM|SELECT\s.*?\sFROM|EXISTS\s*\(.*?\sFROM)\s+'
+    r'"?([A-Za-z0-9_.-]+)"?', re.I | re.S)
 HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding"}
 
 
@@ -33,14 +48,16 @@ class Tally:
     wcu: Counter[str] = field(default_factory=Counter)  # float units in an int-typed Counter
     rcu: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    estimated: Counter[str] = field(default_factory=Counter)  # units, by "op table"
 
     def copy(self) -> Tally:
         return Tally(Counter(self.requests), Counter(self.wcu), Counter(self.rcu),
-                     Counter(self.errors))
+                     Counter(self.errors), Counter(self.estimated))
 
     def __sub__(self, before: Tally) -> Tally:
         return Tally(self.requests - before.requests, self.wcu - before.wcu,
-                     self.rcu - before.rcu, self.errors - before.errors)
+                     self.rcu - before.rcu, self.errors - before.errors,
+                     self.estimated - before.estimated)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,13 +65,33 @@ class Tally:
             "wcu": dict(sorted(self.wcu.items())),
             "rcu": dict(sorted(self.rcu.items())),
             "errors": dict(self.errors),
+            "estimated": dict(sorted(self.estimated.items())),
         }
 
     def ops(self, *names: str) -> int:
         return sum(n for (op, _), n in self.requests.items() if op in names)
 
 
+def _statements(op: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    if op == "ExecuteStatement":
+        return [body]
+    key = "Statements" if op == "BatchExecuteStatement" else "TransactStatements"
+    found = body.get(key, [])
+    return [s for s in found if isinstance(s, dict)] if isinstance(found, list) else []
+
+
+def _statement_table(statement: dict[str, Any]) -> str:
+    found = _STATEMENT_TABLE.match(str(statement.get("Statement", "")))
+    return found.group(1) if found else "-"
+
+
+def _is_read(statement: dict[str, Any]) -> bool:
+    return str(statement.get("Statement", "")).lstrip()[:6].upper() in ("SELECT", "EXISTS")
+
+
 def _table_of(op: str, body: dict[str, Any]) -> str:
+    if op in PARTIQL_OPS:
+        return ",".join(sorted({_statement_table(s) for s in _statements(op, body)})) or "-"
     if "TableName" in body:
         return str(body["TableName"])
     if "StreamArn" in body:  # arn:aws:dynamodb:…:table/NAME/stream/…
@@ -128,6 +165,9 @@ class CountingProxy:
             if kind == "ConditionalCheckFailedException":
                 self.tally.wcu[table] += 1
             return
+        if op in PARTIQL_OPS and not answer.get("ConsumedCapacity"):
+            self._estimate(op, body, answer)
+            return
         if op == "BatchGetItem":  # AWS bills every key read, found or not; Local says 0
             for table_name, spec in body.get("RequestItems", {}).items():
                 unit = 1.0 if spec.get("ConsistentRead") else 0.5
@@ -142,3 +182,24 @@ class CountingProxy:
             name = str(entry.get("TableName", table))
             units: Any = float(entry.get("CapacityUnits", 0.0))
             (self.tally.wcu if op in WRITE_OPS else self.tally.rcu)[name] += units
+
+    def _estimate(self, op: str, body: dict[str, Any], answer: dict[str, Any]) -> None:
+        """Units of a PartiQL request DynamoDB Local did not report (see the module doc)."""
+        statements = _statements(op, body)
+        responses = answer.get("Responses")
+        outcomes = responses if op == "BatchExecuteStatement" and isinstance(responses, list) \
+            else [{}] * len(statements)
+        unit = 2.0 if op == "ExecuteTransaction" else 1.0
+        for statement, outcome in zip(statements, outcomes, strict=False):
+            error = outcome.get("Error") if isinstance(outcome, dict) else None
+            if error and error.get("Code") != "ConditionalCheckFailed":
+                continue  # refused as invalid: not billed
+            table = _statement_table(statement)
+            units: Any = unit
+            if _is_read(statement):
+                units = unit if statement.get("ConsistentRead") or body.get("ConsistentRead") \
+                    else unit / 2
+                self.tally.rcu[table] += units
+            else:
+                self.tally.wcu[table] += units
+            self.tally.estimated[f"{op} {table}"] += units

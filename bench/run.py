@@ -1,11 +1,15 @@
-"""`make bench`: every benchmark of issue 5, side by side in one run, into docs/BENCHMARKS.md.
+"""`make bench`: issue 12's goals, each measured side by side in one run, into docs/BENCHMARKS.md.
 
 One DynamoDB Local and one counting proxy for the whole run; a fresh `livecount serve`
-(own table prefix) per measurement; load from `livecount loadtest --json` in its own
-process, so its CPU is its own and its report says when it was the limit. Everything
-binds 127.0.0.1, and every load is bounded in time and count.
+(own table prefix, own data dir) per measurement; load from `livecount loadtest --json`
+in its own process, so its CPU is its own. Each process's CPU (client, server with its
+workers, DynamoDB Local) is sampled through the load's own window, so every figure says
+which process was the limit. Everything binds 127.0.0.1, and every load is bounded in
+time and count.
 
-    python -m bench.run [--quick] [--only ingest,cost,fanout,memory,profile]
+    python -m bench.run [--quick] [--only ingest,lag,cost,fanout,memory,profile]
+
+`ingest` includes the `--workers` rounds (same run, same load).
 
 Hand-written notes in docs/BENCHMARKS.md between `<!-- note:NAME -->` and
 `<!-- /note:NAME -->` survive a re-run; everything else is regenerated.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import itertools
 import json
 import os
@@ -28,17 +33,19 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, TypeGuard, TypeVar
 
+import aiohttp
 import uvloop
 from livecount.aws import local as dynamodb_local
 from livecount.aws.store import Store
 
-from bench.proxy import CountingProxy, Tally
+from bench.proxy import STREAM_OPS, WRITE_OPS, CountingProxy, Tally
 from bench.seed_replay import replay
 from tests.support import Child, Served
 
@@ -46,7 +53,25 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 RESULTS = ROOT / "bench" / "results.json"
 FLUSH_INTERVAL = 1.0
+HARNESS = 2  # results of another version of this harness are not rendered by this one
+SECTIONS = ("ingest", "lag", "cost", "fanout", "memory", "profile")
 C = TypeVar("C", bound=Child)
+
+# Issue 12's goals, as the verdicts judge them.
+GOAL_INGEST_RATIO = 1.0  # livecount views/s over bare-echo replies/s, hot and Zipf-1,000
+GOAL_WORKERS_RATIO = 1.6  # --workers 2 over --workers 1, hot article
+GOAL_HOT_WCU = 2.0  # per 1,000 views, one article at 2,000 views/s
+GOAL_ZIPF_VS_SEED = 10.0  # the seed's WCU over livecount's, Zipf over 10,000 articles
+GOAL_LAG_S = 3.0  # load stopped -> reader table holds every acknowledged view
+LAG_PENDING_BOUND_S = 3.0  # pending stays under this many seconds of views at the rate
+GOAL_FANOUT_P99_MS = 150.0  # change -> the last of FANOUT_SUBSCRIBERS
+FANOUT_SUBSCRIBERS = 10_000
+GOAL_MEMORY_KIB = 20.0  # per idle socket
+LIMIT_PCT = 90.0  # a process above this share of one core may be what limits the figure
+
+MIXES = {"hot": ["--articles", "1"], "zipf": ["--articles", "1000", "--zipf", "1.1"]}
+COST_MIXES = {"hot": ["--articles", "1"], "zipf10k": ["--articles", "10000", "--zipf", "1.1"]}
+VIEW_KINDS = ["--referrer-ratio", "0.2", "--refreshed-ratio", "0.2"]
 
 # Prices (USD, us-east-1, on-demand list prices) as given in issue 5; not re-checked online.
 PRICES = {
@@ -62,10 +87,18 @@ class Scale:
     ingest_s: float = 12.0
     ingest_rounds: int = 2
     ingest_connections: int = 256
+    # Views a socket keeps unanswered: the server reads on while earlier views wait for
+    # their fsync, and a client that pipelines shows it. 2, as the independent picows
+    # measurement (shared/notes/measurements.md) used; echo gets the same.
+    in_flight: int = 2
+    workers: int = 2
+    lag_s: float = 20.0
+    lag_rate: float = 2000.0
+    lag_articles: int = 1000
     cost_s: float = 20.0
     cost_rate: float = 2000.0
     replay_views: int = 4_000
-    fanout_subscribers: int = 10_000
+    fanout_subscribers: int = FANOUT_SUBSCRIBERS
     fanout_rate: float = 5.0
     fanout_s: float = 20.0
     memory_sockets: int = 20_000
@@ -73,9 +106,9 @@ class Scale:
     profile_s: float = 12.0
 
 
-QUICK = Scale(ingest_s=3, ingest_rounds=1, ingest_connections=16, cost_s=3, cost_rate=300,
-              replay_views=500, fanout_subscribers=300, fanout_rate=5, fanout_s=3,
-              memory_sockets=500, memory_hold_s=2, profile_s=3)
+QUICK = Scale(ingest_s=3, ingest_rounds=1, ingest_connections=16, lag_s=3, lag_rate=300,
+              cost_s=3, cost_rate=300, replay_views=500, fanout_subscribers=300, fanout_rate=5,
+              fanout_s=3, memory_sockets=500, memory_hold_s=2, profile_s=3)
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -85,10 +118,11 @@ def _raise_nofile() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def serve_args(endpoint: str, prefix: str, data: Path) -> list[str]:
+def serve_args(endpoint: str, prefix: str, data: Path, workers: int = 1) -> list[str]:
     """`livecount serve` options of every measured server (address and port: `Served`'s)."""
     return ["--dynamodb-endpoint", endpoint, "--table-prefix", prefix,
             "--flush-interval", str(FLUSH_INTERVAL), "--data-dir", str(data / prefix),
+            "--workers", str(workers),
             # The load comes from one address and faster than pages do: measure the
             # server's ceiling, not its abuse limits.
             "--rate-limit", "1000000", "--rate-burst", "1000000",
@@ -96,9 +130,10 @@ def serve_args(endpoint: str, prefix: str, data: Path) -> list[str]:
 
 
 @asynccontextmanager
-async def served(endpoint: str, prefix: str, data: Path) -> AsyncIterator[Served]:
-    """A server with its own tables and its own data dir (its journal is its own)."""
-    async with running(Served(*serve_args(endpoint, prefix, data),
+async def served(endpoint: str, prefix: str, data: Path, workers: int = 1
+                 ) -> AsyncIterator[Served]:
+    """A server with its own tables and its own data dir (its journals are its own)."""
+    async with running(Served(*serve_args(endpoint, prefix, data, workers),
                               preexec_fn=_raise_nofile)) as server:
         yield server
 
@@ -165,9 +200,21 @@ def rss_kib(pid: int) -> int:
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process, from /proc/PID/stat."""
+    """User + system CPU seconds of a process (all its threads), from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree(pid: int) -> list[int]:
+    """A process and its descendants: `--workers N` is a parent and N worker processes."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        for children in Path(f"/proc/{p}/task").glob("*/children"):
+            with suppress(OSError, ValueError):
+                todo += [int(c) for c in children.read_text().split()]
+    return found
 
 
 def java_pid() -> int | None:
@@ -183,6 +230,74 @@ def java_pid() -> int | None:
         if ppid == me and b"DynamoDBLocal.jar" in cmd:
             return int(status.parent.name)
     return None
+
+
+class CpuWatch(AbstractAsyncContextManager["CpuWatch"]):
+    """CPU seconds of groups of processes, sampled on a clock while it runs, read back
+    over any wall-clock window by interpolation. The load client's window is only known
+    once it reports; sampling every 50 ms puts its edges within a few ms."""
+
+    def __init__(self, groups: dict[str, list[int]], every: float = 0.05) -> None:
+        self.groups = groups
+        self.every = every
+        self.times: list[float] = []
+        self.totals: list[dict[str, float]] = []
+        self._last: dict[int, float] = {}  # a process that exits keeps what it used
+        self._task: asyncio.Task[None] | None = None
+
+    def sample(self) -> None:
+        now = time.time()
+        row: dict[str, float] = {}
+        for name, pids in self.groups.items():
+            for pid in pids:
+                with suppress(OSError, IndexError, ValueError):
+                    self._last[pid] = cpu_s(pid)
+            row[name] = sum(self._last.get(pid, 0.0) for pid in pids)
+        self.times.append(now)
+        self.totals.append(row)
+
+    async def _run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(self.every)
+
+    async def __aenter__(self) -> CpuWatch:
+        self.sample()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        self.sample()
+
+    def at(self, name: str, when: float) -> float:
+        """CPU seconds the group had used at wall time `when` (clamped to the samples)."""
+        times = self.times
+        i = bisect.bisect_left(times, when)
+        if i <= 0:
+            return self.totals[0][name]
+        if i >= len(times):
+            return self.totals[-1][name]
+        t0, t1 = times[i - 1], times[i]
+        a, b = self.totals[i - 1][name], self.totals[i][name]
+        return a + (b - a) * ((when - t0) / (t1 - t0) if t1 > t0 else 1.0)
+
+    def seconds(self, name: str, start: float, stop: float) -> float:
+        return max(0.0, self.at(name, stop) - self.at(name, start))
+
+
+def limits(cpu: dict[str, float | None], cores: int) -> str:
+    """What may have limited a figure: a process at a whole core, or every core busy."""
+    busy = [f"{name.replace('_', ' ')} {pct:.0f}%" for name, pct in cpu.items()
+            if pct is not None and pct >= LIMIT_PCT]
+    total = sum(p for p in cpu.values() if p is not None)
+    if total >= LIMIT_PCT * cores:
+        busy.append(f"all {cores} cores busy ({total:.0f}%)")
+    return ", ".join(busy) or "none"
 
 
 async def reader_total(store: Store) -> int:
@@ -207,6 +322,17 @@ async def wait_reader(store: Store, expected: int, since: float, limit: float = 
     return float("inf")
 
 
+async def pending_views(session: aiohttp.ClientSession, url: str) -> int | None:
+    """The server's `livecount_pending_views` gauge: views accepted, not yet stored."""
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as answer:
+            text = await answer.text()
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    found = re.search(r"^livecount_pending_views (\S+)$", text, re.M)
+    return int(float(found.group(1))) if found else None
+
+
 # -- scenarios ---------------------------------------------------------------------------------
 class Bench:
     def __init__(self, ddb: str, proxy: CountingProxy, scale: Scale, work: Path) -> None:
@@ -215,6 +341,7 @@ class Bench:
         self.scale = scale
         self.work = work
         self.java = java_pid()
+        self.cores = os.cpu_count() or 1
         self._n = 0
 
     def prefix(self, name: str) -> str:
@@ -224,100 +351,172 @@ class Bench:
     def log(self, text: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
-    async def ingest(self) -> dict[str, Any]:
-        """Views/s through livecount serve vs a bare echo server, same client, same way."""
+    async def quiet(self, below: float = 10.0, limit: float = 30.0) -> float:
+        """Wait until DynamoDB Local is idle (under `below`% of a core over half a
+        second): what the previous step left it doing must not share the cores with the
+        next measurement. Returns the seconds waited."""
+        if self.java is None:
+            return 0.0
+        start = time.monotonic()
+        while time.monotonic() - start < limit:
+            before = cpu_s(self.java)
+            await asyncio.sleep(0.5)
+            if (cpu_s(self.java) - before) / 0.5 * 100 < below:
+                break
+        return round(time.monotonic() - start, 1)
+
+    async def measured(self, srv: Child, args: list[str]) -> tuple[dict[str, Any], str]:
+        """A load run against `srv`, each process's CPU taken over the load's own window."""
+        pids = tree(srv.pid)
+        groups = {"server": pids, "dynamodb_local": [self.java] if self.java else []}
+        async with CpuWatch(groups) as watch:
+            report, command = await loadtest(srv.ws, *args)
+        stop = report["stopped_at"]
+        wall = report["duration_s"]
+        start = stop - wall
+        server_s = watch.seconds("server", start, stop)
+
+        def pct(seconds: float) -> float | None:
+            return round(100 * seconds / wall, 1) if wall > 0 else None
+
+        report["cpu_pct"] = {
+            "client": report["client_cpu_pct"], "server": pct(server_s),
+            "dynamodb_local": pct(watch.seconds("dynamodb_local", start, stop))
+            if self.java else None}
+        report["server_processes"] = len(pids)
+        replies = report["acked_in_window"]
+        report["server_cpu_us_per_reply"] = round(1e6 * server_s / replies, 1) if replies \
+            else None
+        report["limit"] = limits(report["cpu_pct"], self.cores)
+        return report, command
+
+    def _ingest_args(self, mix: list[str], duration: float | None = None) -> list[str]:
         s = self.scale
-        mixes = {"hot": ["--articles", "1"],
-                 "zipf": ["--articles", "1000", "--zipf", "1.1"]}
-        out: dict[str, Any] = {"mixes": {}}
-        for name, mix in mixes.items():
-            args = ["--connections", str(s.ingest_connections), "--duration", str(s.ingest_s),
-                    *mix, "--seed", "1"]
-            runs: dict[str, list[dict[str, Any]]] = {"echo": [], "livecount": []}
+        return ["--connections", str(s.ingest_connections), "--in-flight", str(s.in_flight),
+                "--duration", str(duration or s.ingest_s), *mix, "--seed", "1"]
+
+    async def ingest(self) -> dict[str, Any]:
+        """Views/s through livecount serve vs replies/s of a bare echo server, same client,
+        same sockets, same in-flight; and each one's CPU per reply. On the hot mix, also
+        `--workers N` against `--workers 1`, in the same rounds."""
+        s = self.scale
+        out: dict[str, Any] = {"harness": HARNESS, "in_flight": s.in_flight,
+                               "connections": s.ingest_connections, "duration_s": s.ingest_s,
+                               "workers": s.workers, "mixes": {}}
+        for name, mix in MIXES.items():
+            args = self._ingest_args(mix)
+            kinds: dict[str, Callable[[], AbstractAsyncContextManager[Child]]] = {
+                "echo": echo,
+                "livecount": lambda: served(self.ddb, self.prefix("ingest"), self.work),
+            }
+            if name == "hot":
+                kinds["livecount_workers"] = lambda: served(
+                    self.ddb, self.prefix("workers"), self.work, workers=s.workers)
+            runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
             commands: dict[str, str] = {}
             for rnd in range(s.ingest_rounds):
-                self.log(f"ingest {name} round {rnd + 1}: echo")
-                async with echo() as e:
-                    report, commands["loadtest"] = await loadtest(e.ws, *args)
-                    commands["echo"] = shown(e.argv)
-                    runs["echo"].append(report)
-                self.log(f"ingest {name} round {rnd + 1}: livecount")
-                runs["livecount"].append(await self._livecount_ingest(args, commands))
-            best = {k: max(r["views_per_s"] for r in v) for k, v in runs.items()}
-            out["mixes"][name] = {
-                "commands": commands, "runs": runs,
-                "echo_views_per_s": best["echo"], "livecount_views_per_s": best["livecount"],
-                "ratio": round(best["livecount"] / best["echo"], 3) if best["echo"] else None,
-            }
+                for kind, start in kinds.items():  # interleaved: a drift hits all alike
+                    waited = await self.quiet()
+                    self.log(f"ingest {name} round {rnd + 1}: {kind}")
+                    async with start() as srv:
+                        commands[kind] = shown(srv.argv)
+                        report, commands["loadtest"] = await self.measured(srv, args)
+                    report["quiet_wait_s"] = waited
+                    runs[kind].append(report)
+            best = {k: max(v, key=lambda r: r["views_per_s"]) for k, v in runs.items()}
+            x: dict[str, Any] = {"commands": commands, "runs": runs, "best": best,
+                                 "ratio": _ratio(best["livecount"], best["echo"])}
+            e_us = best["echo"]["server_cpu_us_per_reply"]
+            l_us = best["livecount"]["server_cpu_us_per_reply"]
+            x["cpu_ratio"] = round(l_us / e_us, 3) if e_us and l_us else None
+            if "livecount_workers" in best:
+                x["workers_ratio"] = _ratio(best["livecount_workers"], best["livecount"])
+            out["mixes"][name] = x
         return out
 
-    async def _livecount_ingest(self, args: list[str], commands: dict[str, str]
-                                ) -> dict[str, Any]:
-        prefix = self.prefix("ingest")
+    async def lag(self) -> dict[str, Any]:
+        """The wide mix at a fixed rate on DynamoDB Local: pending views through the load
+        (the server's gauge, polled) and how long after the load the reader table holds
+        every acknowledged view."""
+        s = self.scale
+        prefix = self.prefix("lag")
+        args = ["--connections", "50", "--rate", str(s.lag_rate), "--duration", str(s.lag_s),
+                "--articles", str(s.lag_articles), "--zipf", "1.1", *VIEW_KINDS, "--seed", "1"]
+        waited = await self.quiet()
+        self.log(f"reader lag: Zipf over {s.lag_articles} articles at {s.lag_rate:g} views/s")
         async with served(self.ddb, prefix, self.work) as srv, \
-                Store.open(self.ddb, "us-east-1", prefix) as store:
-            commands["serve"] = shown(srv.argv)
-            cpu0, java0, t0 = cpu_s(srv.pid), self._java_cpu(), time.monotonic()
-            report, _ = await loadtest(srv.ws, *args)
-            wall = time.monotonic() - t0
-            report["server_cpu_pct"] = round(100 * (cpu_s(srv.pid) - cpu0) / wall, 1)
-            report["dynamodb_local_cpu_pct"] = round(100 * (self._java_cpu() - java0) / wall, 1)
-            report["store"] = await self._store_ceiling(srv, store, report)
-        return report
+                Store.open(self.ddb, "us-east-1", prefix) as store, \
+                aiohttp.ClientSession() as session:
+            samples: list[tuple[float, int]] = []
+            done = asyncio.Event()
 
-    def _java_cpu(self) -> float:
-        return cpu_s(self.java) if self.java else 0.0
+            async def poll() -> None:
+                while not done.is_set():
+                    n = await pending_views(session, f"{srv.http}/metrics")
+                    if n is not None:
+                        samples.append((time.time(), n))
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(done.wait(), 0.5)
 
-    async def _store_ceiling(self, srv: Served, store: Store, report: dict[str, Any]
-                             ) -> dict[str, Any]:
-        """Pending views during the load, and how long the reader takes after it."""
-        start = report["started_at"] + report["connect_s"]
-        stop = report["stopped_at"]
-        caught = await wait_reader(store, report["acked"], stop)
-        flushes = [e for e in srv.events("flushed") if start <= e["_at"]]
-        during = [e for e in flushes if e["_at"] <= stop]
-        after = [e for e in flushes if e["_at"] > stop]
-        drained = next((e["_at"] - stop for e in after if e.get("pending") == 0), None)
-        gaps = [b["_at"] - a["_at"] for a, b in itertools.pairwise(during)]
-        return {
-            "flushes_during_load": len(during),
-            "max_pending": max((e.get("pending", 0) for e in during), default=0),
-            "pending_at_last_flush": during[-1].get("pending", 0) if during else None,
-            "pending_series": [e.get("pending", 0) for e in during][:60],
-            "max_flush_gap_s": round(max(gaps), 2) if gaps else None,
-            "writer_drained_s": round(drained, 2) if drained is not None else None,
-            "reader_caught_up_s": caught,
-            "goal_s": 2 * FLUSH_INTERVAL,
-        }
+            poller = asyncio.create_task(poll())
+            try:
+                report, command = await self.measured(srv, args)
+            finally:
+                done.set()
+                await poller
+            stop = report["stopped_at"]
+            caught = await wait_reader(store, report["acked"], stop)
+            start = stop - report["duration_s"]
+            during = [(t - start, n) for t, n in samples if start <= t <= stop]
+            flushes = [e["_at"] for e in srv.events("flushed") if start <= e["_at"] <= stop]
+            gaps = [b - a for a, b in itertools.pairwise(flushes)]
+            bound = int(LAG_PENDING_BOUND_S * s.lag_rate)
+            top = max((n for _, n in during), default=None)
+            return {
+                "harness": HARNESS, "command": command, "serve": shown(srv.argv),
+                "report": report, "quiet_wait_s": waited,
+                "pending_series": [[round(t, 1), n] for t, n in during],
+                "max_pending": top, "pending_at_stop": during[-1][1] if during else None,
+                "pending_bound": bound, "bounded": top is not None and top <= bound,
+                "flushes_during_load": len(flushes),
+                "max_flush_gap_s": round(max(gaps), 2) if gaps else None,
+                "reader_caught_up_s": caught,
+            }
 
     async def cost(self) -> dict[str, Any]:
-        """Requests and capacity per 1,000 views, livecount vs the seed's scheme."""
+        """Requests and capacity per 1,000 views, livecount vs the seed's scheme.
+
+        The window runs from the first view until the server has stopped: its drain
+        writes every row the views left pending (report rows wait up to
+        `--report-interval`), so every write the views caused is in it."""
         s = self.scale
-        scenarios = {"hot": ["--articles", "1"],
-                     "zipf10k": ["--articles", "10000", "--zipf", "1.1"]}
-        out: dict[str, Any] = {}
-        for name, mix in scenarios.items():
+        out: dict[str, Any] = {"harness": HARNESS}
+        for name, mix in COST_MIXES.items():
             prefix = self.prefix("cost")
             args = ["--connections", "50", "--duration", str(s.cost_s), "--rate",
-                    str(s.cost_rate), *mix, "--referrer-ratio", "0.2", "--refreshed-ratio",
-                    "0.2", "--seed", "1"]
+                    str(s.cost_rate), *mix, *VIEW_KINDS, "--seed", "1"]
             self.log(f"cost {name}: livecount through the counting proxy")
-            async with served(self.proxy.url, prefix, self.work) as srv, \
-                    Store.open(self.ddb, "us-east-1", prefix) as store:
-                await asyncio.sleep(3)  # past start-up: tables, stream discovery
-                idle0, t_idle = self.proxy.tally.copy(), time.monotonic()
-                await asyncio.sleep(3)
-                idle = self.proxy.tally - idle0
-                idle_s = time.monotonic() - t_idle
-                before, t0 = self.proxy.tally.copy(), time.monotonic()
-                report, command = await loadtest(srv.ws, *args)
-                caught = await wait_reader(store, report["acked"], report["stopped_at"])
-                await asyncio.sleep(FLUSH_INTERVAL + 0.5)
+            async with Store.open(self.ddb, "us-east-1", prefix) as store:
+                async with served(self.proxy.url, prefix, self.work) as srv:
+                    await asyncio.sleep(3)  # past start-up: tables, stream discovery
+                    idle0, t_idle = self.proxy.tally.copy(), time.monotonic()
+                    await asyncio.sleep(3)
+                    idle = self.proxy.tally - idle0
+                    idle_s = time.monotonic() - t_idle
+                    before, t0 = self.proxy.tally.copy(), time.monotonic()
+                    report, command = await loadtest(srv.ws, *args)
+                    caught = await wait_reader(store, report["acked"], report["stopped_at"])
+                    at_stop = self.proxy.tally.copy()
+                # stopped: drained
                 used = self.proxy.tally - before
+                drain = self.proxy.tally - at_stop
                 window = time.monotonic() - t0
+            unflushed = sum(e.get("views", 0) for e in srv.events("shutdown_unflushed"))
             live = summarise(used, report["acked"])
             live["idle_requests_per_s"] = {
                 f"{op} {t}": round(n / idle_s, 2) for (op, t), n in idle.requests.items()}
+            live["drain_requests"] = drain.to_json()["requests"]
+            live["unflushed_at_stop"] = unflushed
             live["window_s"] = round(window, 1)
             self.log(f"cost {name}: seed scheme replay")
             seed_prefix = self.prefix("seed")
@@ -336,6 +535,9 @@ class Bench:
             out[name] = {"command": command, "serve": shown(srv.argv), "report": report,
                          "reader_caught_up_s": caught,
                          "livecount": live, "seed": seed,
+                         "seed_over_livecount_wcu": round(
+                             seed["wcu_per_1000"] / live["wcu_per_1000"], 1)
+                         if live["wcu_per_1000"] else None,
                          "replay_command": (f"python -m bench.seed_replay --endpoint "
                                             f"http://127.0.0.1:DDB --views {views} "
                                             f"--articles {mix[1]} --referrer-ratio 0.2 "
@@ -350,14 +552,13 @@ class Bench:
         args = ["--connections", "1", "--subscribers", str(s.fanout_subscribers),
                 "--articles", "1", "--rate", str(s.fanout_rate), "--duration", str(s.fanout_s),
                 "--open-concurrency", "500", "--push-wait", "5"]
+        await self.quiet()
         self.log(f"fan-out: {s.fanout_subscribers} subscribers")
         async with served(self.ddb, prefix, self.work) as srv:
-            cpu0, t0 = cpu_s(srv.pid), time.monotonic()
-            report, command = await loadtest(srv.ws, *args)
-            report["server_cpu_pct"] = round(
-                100 * (cpu_s(srv.pid) - cpu0) / (time.monotonic() - t0), 1)
+            report, command = await self.measured(srv, args)
             report["server_rss_kib"] = rss_kib(srv.pid)
-            return {"command": command, "serve": shown(srv.argv), "report": report}
+            return {"harness": HARNESS, "command": command, "serve": shown(srv.argv),
+                    "report": report}
 
     async def memory(self) -> dict[str, Any]:
         """Server RSS per idle open socket."""
@@ -388,7 +589,8 @@ class Bench:
                 done.set()
                 await sampler
             opened = report["opened"]
-            return {"command": command, "serve": shown(srv.argv), "requested": s.memory_sockets,
+            return {"harness": HARNESS, "command": command, "serve": shown(srv.argv),
+                    "requested": s.memory_sockets,
                     "sockets": opened, "fd_hard_limit": hard, "rss_before_kib": base,
                     "rss_peak_kib": peak,
                     "kib_per_socket": round((peak - base) / opened, 2) if opened else None,
@@ -400,10 +602,9 @@ class Bench:
         here = str(Path(sys.executable).parent)
         spy = shutil.which("py-spy") or shutil.which("py-spy", path=here)
         if spy is None:
-            return {"skipped": "py-spy is not installed (pip install py-spy)"}
-        out: dict[str, Any] = {}
-        for name, mix in {"hot": ["--articles", "1"],
-                          "zipf": ["--articles", "1000", "--zipf", "1.1"]}.items():
+            return {"harness": HARNESS, "skipped": "py-spy is not installed (pip install py-spy)"}
+        out: dict[str, Any] = {"harness": HARNESS}
+        for name, mix in MIXES.items():
             out[name] = await self._profile_one(spy, name, mix)
         return out
 
@@ -411,8 +612,8 @@ class Bench:
         s = self.scale
         prefix = self.prefix("profile")
         raw = self.work / f"profile-{name}.txt"
-        args = ["--connections", str(s.ingest_connections), "--duration", str(s.profile_s),
-                *mix, "--seed", "1"]
+        args = self._ingest_args(mix, s.profile_s)
+        await self.quiet()
         self.log(f"profile: py-spy on livecount serve under the {name} ingest load")
         async with served(self.ddb, prefix, self.work) as srv:
             spy_argv = [spy, "record", "--pid", str(srv.pid), "--rate", "200",
@@ -432,6 +633,10 @@ class Bench:
         spy_argv[0], spy_argv[3] = "py-spy", "PID"
         return {"command": command, "py_spy": shown(spy_argv).replace(str(self.work), "WORK"),
                 "views_per_s": report["views_per_s"], **top, "raw_file": str(raw)}
+
+
+def _ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    return round(a["views_per_s"] / b["views_per_s"], 3) if b["views_per_s"] else None
 
 
 # Frames that wrap everything (start-up, the loop runner, thread bootstrap): no information.
@@ -482,15 +687,15 @@ def summarise(t: Tally, views: int) -> dict[str, Any]:
     per = 1000 / views if views else 0.0
     wcu, rcu = sum(t.wcu.values()), sum(t.rcu.values())
     dynamo_requests = sum(n for (op, _), n in t.requests.items()
-                          if op not in ("GetRecords", "GetShardIterator", "DescribeStream",
-                                        "ListStreams"))
+                          if op not in STREAM_OPS)
     return {
         "views": views, "tally": t.to_json(),
         "wcu_per_1000": round(wcu * per, 2), "rcu_per_1000": round(rcu * per, 2),
         "requests_per_1000": round(dynamo_requests * per, 2),
+        "write_requests_per_1000": round(t.ops(*WRITE_OPS) * per, 2),
         "getrecords_per_1000": round(t.ops("GetRecords") * per, 2),
         "stream_requests_per_1000": round(
-            t.ops("GetRecords", "GetShardIterator", "DescribeStream", "ListStreams") * per, 2),
+            t.ops(*STREAM_OPS) * per, 2),
     }
 
 
@@ -571,8 +776,92 @@ def _ms(s: dict[str, Any] | None, key: str) -> str:
     return f"{s[key]:.1f}"
 
 
-def _verdict(ok: bool | None) -> str:
-    return "**met**" if ok else "**not met**" if ok is not None else "not measured"
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f}%"
+
+
+def _num(x: float | None, fmt: str = ",.0f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _verdict(ok: bool | None, why: str = "") -> str:
+    text = "**met**" if ok else "**not met**" if ok is not None else "not judged"
+    return f"{text} ({why})" if why else text
+
+
+def goals(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(goal, measured, verdict) for each goal of issue 12 this run measured."""
+    rows: list[tuple[str, str, str]] = []
+    quick = results.get("scale") == "quick"
+    small = "quick scale" if quick else ""
+    ing = results.get("ingest")
+    if _current(ing):
+        for name, x in ing["mixes"].items():
+            r = x["ratio"]
+            lc, e = x["best"]["livecount"], x["best"]["echo"]
+            rows.append((f"ingest >= {GOAL_INGEST_RATIO:g}x the bare websockets echo, {name} "
+                         f"(in flight {ing['in_flight']} per socket)",
+                         f"{_num(lc['views_per_s'])} vs {_num(e['views_per_s'])}/s = "
+                         f"{_num(r, '.2f')}x; server CPU-µs per reply "
+                         f"{_num(lc['server_cpu_us_per_reply'], '.1f')} vs echo "
+                         f"{_num(e['server_cpu_us_per_reply'], '.1f')}; client CPU "
+                         f"{_pct(e['cpu_pct']['client'])} (echo run), "
+                         f"{_pct(lc['cpu_pct']['client'])} (livecount run)",
+                         _verdict(None if r is None else r >= GOAL_INGEST_RATIO, small)))
+            if "workers_ratio" in x:
+                w = x["workers_ratio"]
+                rows.append((f"--workers {ing['workers']} >= {GOAL_WORKERS_RATIO:g}x --workers "
+                             f"1, {name}",
+                             f"{_num(x['best']['livecount_workers']['views_per_s'])} vs "
+                             f"{_num(x['best']['livecount']['views_per_s'])}/s = "
+                             f"{_num(w, '.2f')}x",
+                             _verdict(None if w is None else w >= GOAL_WORKERS_RATIO, small)))
+    cost = results.get("cost")
+    if _current(cost):
+        if "hot" in cost:
+            wcu = cost["hot"]["livecount"]["wcu_per_1000"]
+            rows.append((f"hot article: <= {GOAL_HOT_WCU:g} WCU per 1,000 views",
+                         f"{wcu:.2f} WCU, {cost['hot']['livecount']['requests_per_1000']:.1f} "
+                         "requests per 1,000 views", _verdict(wcu <= GOAL_HOT_WCU, small)))
+        if "zipf10k" in cost:
+            times = cost["zipf10k"]["seed_over_livecount_wcu"]
+            rows.append((f"Zipf over 10,000 articles: >= {GOAL_ZIPF_VS_SEED:g}x fewer WCU than "
+                         "the seed",
+                         f"{cost['zipf10k']['livecount']['wcu_per_1000']:.1f} vs "
+                         f"{cost['zipf10k']['seed']['wcu_per_1000']:.1f} WCU = "
+                         f"{_num(times, '.1f')}x fewer",
+                         _verdict(None if times is None else times >= GOAL_ZIPF_VS_SEED, small)))
+    lag = results.get("lag")
+    if _current(lag):
+        caught = lag["reader_caught_up_s"]
+        ok = lag["bounded"] and caught <= GOAL_LAG_S
+        rows.append((f"reader holds every view <= {GOAL_LAG_S:g} s after the load, pending "
+                     f"bounded (Zipf over {lag['report']['articles']:,} articles at "
+                     f"{lag['report']['target_rate']:,.0f} views/s)",
+                     f"{caught} s; pending at most {_num(lag['max_pending'])} (bound "
+                     f"{lag['pending_bound']:,})", _verdict(ok, small)))
+    fan = results.get("fanout")
+    if _current(fan):
+        r = fan["report"]
+        p99 = r["push_ms"]["p99"]
+        subs = r["opened"] - r["connections"]
+        rows.append((f"fan-out p99 <= {GOAL_FANOUT_P99_MS:g} ms to the last of "
+                     f"{FANOUT_SUBSCRIBERS:,} subscribers",
+                     f"{_ms(r['push_ms'], 'p99')} ms at {subs:,} subscribers",
+                     _verdict(None if p99 is None else p99 <= GOAL_FANOUT_P99_MS,
+                              f"only {subs:,} subscribers" if subs < FANOUT_SUBSCRIBERS
+                              else small)))
+    mem = results.get("memory")
+    if _current(mem):
+        per = mem["kib_per_socket"]
+        rows.append((f"<= {GOAL_MEMORY_KIB:g} KiB per idle socket",
+                     f"{_num(per, '.2f')} KiB at {mem['sockets']:,} sockets",
+                     _verdict(None if per is None else per <= GOAL_MEMORY_KIB, small)))
+    return rows
+
+
+def _current(section: Any) -> TypeGuard[dict[str, Any]]:
+    return isinstance(section, dict) and section.get("harness") == HARNESS
 
 
 def render(results: dict[str, Any], notes: dict[str, str]) -> str:
@@ -588,200 +877,318 @@ def render(results: dict[str, Any], notes: dict[str, str]) -> str:
         f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux "
         f"{m['kernel']}; Python {m['python']}; {m['java']} (DynamoDB Local "
         f"{dynamodb_local.VERSION}); RLIMIT_NOFILE hard limit {m['nofile_hard']}.",
-        f"- Code: commit {m['commit']}; run {m['date']}; scale `{results['scale']}`.",
-        "- Everything (server, client, DynamoDB Local, proxy) shares the same 2 cores, so "
-        "every figure is a lower bound for a server that has its cores to itself.",
+        f"- Code: commit {m['commit']}; run {m['date']}; scale `{results['scale']}`"
+        + (" (tiny loads that check the harness: not figures)."
+           if results["scale"] == "quick" else "."),
+        f"- Everything (server, client, DynamoDB Local, proxy) shares the same {m['cores']} "
+        "cores, so every figure is a lower bound for a server that has its cores to itself. "
+        "CPU shares are of one core, over the load's own window; `limit` names any process "
+        f"at {LIMIT_PCT:g}% of a core or more, and says when every core was busy.",
         "",
+        "## Goals (issue 12)", "",
+        "| goal | measured | verdict |", "|---|---|---|",
     ]
+    out += [f"| {g} | {v} | {ok} |" for g, v, ok in goals(results)]
+    out.append("")
     out += _note(notes, "summary")
-    for name in [n for n in ("ingest", "cost", "fanout", "memory", "profile")
-                 if isinstance(results.get(n), dict) and "error" in results[n]]:
-        out += [f"**{name} failed in this run**: `{results.pop(name)['error']}`", ""]
-    if "ingest" in results:
-        ing = results["ingest"]
-        out += ["## 1. Ingest ceiling", "",
-                "Views/s through `livecount serve` (validated, counted, replied) against a bare "
-                "`websockets` echo server (`bench/echo.py`, same library, loop and limits, one "
-                "fixed small JSON reply per frame), driven by the same client the same way "
-                "(closed loop: each socket sends its next view when the reply arrives). Best "
-                "of the rounds. Goal: ratio >= 0.7.", "",
-                "| mix | echo views/s | livecount views/s | ratio | goal | client CPU (echo / "
-                "livecount) | server CPU | DynamoDB Local CPU | reply p50 / p99 ms | pushes to "
-                "viewers /s |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
-        for name, x in ing["mixes"].items():
-            e = max(x["runs"]["echo"], key=lambda r: r["views_per_s"])
-            lc = max(x["runs"]["livecount"], key=lambda r: r["views_per_s"])
-            ratio = x["ratio"]
-            out.append(
-                f"| {name} | {x['echo_views_per_s']:,.0f} | {x['livecount_views_per_s']:,.0f} | "
-                f"{ratio:.2f} | {_verdict(ratio is not None and ratio >= 0.7)} | "
-                f"{e['client_cpu_pct']:.0f}% / {lc['client_cpu_pct']:.0f}% | "
-                f"{lc['server_cpu_pct']:.0f}% | {lc['dynamodb_local_cpu_pct']:.0f}% | "
-                f"{_ms(lc['reply_ms'], 'p50')} / {_ms(lc['reply_ms'], 'p99')} | "
-                f"{lc['viewer_pushes'] / max(lc['duration_s'], 1e-9):,.0f} |")
-        def rounds(runs: list[dict[str, Any]]) -> str:
-            return ", ".join(f"{r['views_per_s']:,.0f}" for r in runs)
-
-        out += ["", "All rounds (views/s): " + "; ".join(
-            f"{name} echo {rounds(x['runs']['echo'])}, livecount {rounds(x['runs']['livecount'])}"
-            for name, x in ing["mixes"].items()) + ".", "", "Commands:", "", "```sh"]
-        for name, x in ing["mixes"].items():
-            c = x["commands"]
-            out += [f"# {name}", c["echo"], c["serve"], c["loadtest"]]
-        out += ["```", ""]
-        out += _note(notes, "ingest")
-        out += ["## 5. Store ceiling", "",
-                "Measured on the livecount runs of section 1 (flush interval "
-                f"{FLUSH_INTERVAL:g} s): pending views from the server's `flushed` log lines "
-                "during the load, then how long after the load stopped the reader table held "
-                "every acknowledged view. Goal: pending bounded, reader caught up within 2 "
-                "flush intervals.", "",
-                "| mix | views/s | flushes during load | max pending | pending at the last "
-                "flush | longest gap between flushes s | writer drained after s | reader "
-                "caught up after s | goal |",
-                "|---|---|---|---|---|---|---|---|---|"]
-        for name, x in ing["mixes"].items():
-            for r in x["runs"]["livecount"]:
-                st = r["store"]
-                ok = st["reader_caught_up_s"] <= st["goal_s"]
-                none = not st["flushes_during_load"]  # no flush ended: pending unknown
-                out.append(
-                    f"| {name} | {r['views_per_s']:,.0f} | {st['flushes_during_load']} | "
-                    f"{'-' if none else format(st['max_pending'], ',')} | "
-                    f"{'-' if none else format(st['pending_at_last_flush'] or 0, ',')} | "
-                    f"{st['max_flush_gap_s'] if st['max_flush_gap_s'] is not None else '-'} | "
-                    f"{st['writer_drained_s'] if st['writer_drained_s'] is not None else '-'} | "
-                    f"{st['reader_caught_up_s']} | {_verdict(ok)} |")
-        out += ["", "Pending views at each flush of the last Zipf run: `"
-                + ", ".join(f"{p:,}" for p in ing["mixes"]["zipf"]["runs"]["livecount"][-1]
-                            ["store"]["pending_series"]) + "`", ""]
-        out += _note(notes, "store")
-    if "cost" in results:
-        out += ["## 2. DynamoDB cost", "",
-                "Requests and capacity units counted by a proxy on loopback between the "
-                "client and DynamoDB Local (`bench/proxy.py`: it adds "
-                "`ReturnConsumedCapacity: TOTAL` to each request and sums what comes back; a "
-                "failed conditional write counts 1 WCU as on AWS). livecount: a real "
-                "`livecount serve` under `livecount loadtest` at a fixed rate, from the first "
-                "view until the reader table holds them all plus one flush interval. Seed: "
-                "`bench/seed_replay.py` replays the same view mix (same generator and seed) as "
-                "the seed did it: one `UpdateItem` per view on PostCountWriter, one write per "
-                "view with an external referrer, one read of PostCountReader to answer, and a "
-                "`PutItem` copy per stream record. 20% of views have an external referrer, 20% "
-                "are refreshes.", "",
-                "| scenario | scheme | views | WCU / 1k views | RCU / 1k views | DynamoDB "
-                "requests / 1k views | stream requests / 1k views |",
-                "|---|---|---|---|---|---|---|"]
-        for name, x in results["cost"].items():
-            for scheme in ("livecount", "seed"):
-                y = x[scheme]
-                out.append(f"| {name} | {scheme} | {y['views']:,} | {y['wcu_per_1000']:.1f} | "
-                           f"{y['rcu_per_1000']:.1f} | {y['requests_per_1000']:.1f} | "
-                           f"{y['stream_requests_per_1000']:.1f} |")
-        out += ["", "Where livecount's requests went (whole window):", ""]
-        for name, x in results["cost"].items():
-            reqs = x["livecount"]["tally"]["requests"]
-            out.append(f"- {name} ({x['report']['acked']:,} views at "
-                       f"{x['report']['views_per_s']:,.0f}/s): "
-                       + ", ".join(f"{k} {v:,}" for k, v in reqs.items()))
-            idle = x["livecount"]["idle_requests_per_s"]
-            out.append("  - idle, before the load (per second): "
-                       + (", ".join(f"{k} {v}" for k, v in idle.items()) or "none"))
-        out += ["", "### Dollars per million views", "",
-                "Prices: US East on-demand list prices as given in issue 5 (DynamoDB $1.25 "
-                "per million WRU, $0.25 per million RRU, Streams GetRecords $0.02 per 100,000; "
-                "API Gateway WebSocket $1.00 per million messages and $0.25 per million "
-                "connection-minutes; Lambda $0.20 per million requests and $0.0000166667 per "
-                "GB-second; SNS $0.50 per million publishes; SQS $0.40 per million requests), "
-                f"applied on {m['date'][:10]}; not re-checked against AWS from this machine "
-                "(no network). Free tiers ignored.", "",
-                "Seed model per view (assumptions, not measured): 2 API Gateway messages (the "
-                "view in, the reply out; live pushes to other readers not counted), 1 "
-                "connection-minute (a page open for a minute), Lambda invocations 1 (WebSocket "
-                "handler) + 0.1 (SQS consumer, batches of 10) + stream batches of 100, each "
-                "128 MB for 10 ms, 1 SNS publish, 1.2 SQS requests (SNS delivery, receive and "
-                "delete in batches of 10); DynamoDB as measured, its stream read by a Lambda "
-                "trigger (free). livecount: DynamoDB and its Streams GetRecords as measured; "
-                "the machine it runs on is a fixed cost, not per view, and is not included.", "",
-                "| scenario | livecount DynamoDB+Streams $/M views | seed DynamoDB $/M views | "
-                "seed whole stack $/M views | seed breakdown |",
-                "|---|---|---|---|---|"]
-        for name, x in results["cost"].items():
-            d = x["dollars"]
-            parts = ", ".join(f"{k} {v:.3f}" for k, v in d["seed"].items())
-            out.append(f"| {name} | {d['livecount_total']:.3f} | {d['seed_dynamodb_only']:.3f} | "
-                       f"{d['seed_total']:.3f} | {parts} |")
-        out += ["", "Commands:", "", "```sh"]
-        for name, x in results["cost"].items():
-            out += [f"# {name} (DDB: the counting proxy that bench.run starts in front of "
-                    "DynamoDB Local)", x["serve"], x["command"], x["replay_command"]]
-        out += ["```", ""]
-        out += _note(notes, "cost")
-    if "fanout" in results:
-        f = results["fanout"]
-        r = f["report"]
-        p99 = r["push_ms"]["p99"]
-        subs = r["subscribers"]
-        out += ["## 3. Live fan-out", "",
-                f"{subs:,} subscribers on one article on one node, views at "
-                f"{r['target_rate']:g}/s; push latency is from a view sent to the moment a "
-                "`count` including it has reached every subscriber (the last of them). Goal: "
-                "p99 <= 250 ms.", "",
-                "| subscribers | views | push p50 ms (every sub.) | push p99 ms (every sub.) | "
-                "max ms | first-sub. p50 / p99 ms | missing | goal | client CPU | server CPU |",
-                "|---|---|---|---|---|---|---|---|---|---|",
-                f"| {r['opened'] - r['connections']:,} | {r['acked']:,} | "
-                f"{_ms(r['push_ms'], 'p50')} | {_ms(r['push_ms'], 'p99')} | "
-                f"{_ms(r['push_ms'], 'max')} | {_ms(r['push_first_ms'], 'p50')} / "
-                f"{_ms(r['push_first_ms'], 'p99')} | {r['push_missing']} | "
-                f"{_verdict(p99 is not None and p99 <= 250 and subs >= 10_000)} | "
-                f"{r['client_cpu_pct']:.0f}% | {r['server_cpu_pct']:.0f}% |",
-                "", "```sh", f["serve"], f["command"], "```", ""]
-        out += _note(notes, "fanout")
-    if "memory" in results:
-        mm = results["memory"]
-        per = mm["kib_per_socket"]
-        out += ["## 4. Connection memory", "",
-                "Server RSS (VmRSS from /proc) before and with every socket open and idle; "
-                "the harness raises RLIMIT_NOFILE to the hard limit in both processes. Goal: "
-                "<= 50 KiB per socket at 20,000 sockets.", "",
-                "| sockets open | RSS before KiB | RSS peak KiB | KiB per socket | goal |",
-                "|---|---|---|---|---|",
-                f"| {mm['sockets']:,} (of {mm['requested']:,} asked; hard fd limit "
-                f"{mm['fd_hard_limit']:,}) | {mm['rss_before_kib']:,} | {mm['rss_peak_kib']:,} | "
-                f"{per} | {_verdict(per is not None and per <= 50)} "
-                f"{'(at fewer sockets than asked)' if mm['sockets'] < mm['requested'] else ''}|",
-                "", "```sh", mm["serve"], mm["command"], "```", ""]
-        out += _note(notes, "memory")
-    if "profile" in results:
-        out += ["## Profile", ""]
-        profiles = results["profile"]
-        if "skipped" in profiles:
-            out += [f"Skipped: {profiles['skipped']}.", ""]
-        for name, pr in profiles.items() if "skipped" not in profiles else []:
-            if "skipped" in pr:
-                out += [f"{name}: skipped: {pr['skipped']}.", ""]
-                continue
-            out += [f"### {name} mix", "",
-                    f"py-spy on `livecount serve` under the {name} ingest load "
-                    f"({pr['views_per_s']:,.0f} views/s while sampled). Shares are of the "
-                    f"event-loop thread's {pr['samples']:,} busy samples. Self: the function "
-                    "was on top of the stack; inclusive: anywhere on it (a coroutine's stack "
-                    "starts at the coroutine). `Runner.run` self is time in uvloop's C code "
-                    "(socket I/O, callback dispatch).", "",
-                    "```sh", pr["command"], pr["py_spy"], "```", "",
-                    "| self | share | | inclusive | share |", "|---|---|---|---|---|"]
-            for a, b in zip(pr["self"], pr["inclusive"], strict=False):
-                out.append(f"| `{a['function']}` | {a['share']}% | | `{b['function']}` | "
-                           f"{b['share']}% |")
-            if pr.get("workers"):
-                out += ["", f"Worker threads ({pr['worker_samples']:,} samples, mostly "
-                        "blocked, not CPU): " + ", ".join(
-                            f"`{w['function']}` {w['samples']:,}" for w in pr["workers"])]
-            out.append("")
-        out += _note(notes, "profile")
+    for name in SECTIONS:
+        section = results.get(name)
+        if isinstance(section, dict) and "error" in section:
+            out += [f"**{name} failed in this run**: `{section['error']}`", ""]
+        elif section is not None and not _current(section):
+            out += [f"**{name}**: the stored results come from another version of the "
+                    f"harness; run `python -m bench.run --only {name}`.", ""]
+    if _current(results.get("ingest")):
+        out += _render_ingest(results["ingest"], notes)
+    if _current(results.get("lag")):
+        out += _render_lag(results["lag"], notes)
+    if _current(results.get("cost")):
+        out += _render_cost(results["cost"], notes, m)
+    if _current(results.get("fanout")):
+        out += _render_fanout(results["fanout"], notes)
+    if _current(results.get("memory")):
+        out += _render_memory(results["memory"], notes)
+    if _current(results.get("profile")):
+        out += _render_profile(results["profile"], notes)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _render_ingest(ing: dict[str, Any], notes: dict[str, str]) -> list[str]:
+    n, k = ing["connections"], ing["in_flight"]
+    out = ["## 1. Ingest ceiling", "",
+           f"Replies per second through `livecount serve` (each view validated, counted, on "
+           f"disk, replied) against a bare `websockets` echo server (`bench/echo.py`: the same "
+           f"library's asyncio API, loop and limits, one fixed small JSON reply per frame), "
+           f"driven by the same client the same way: {n} sockets, each keeping up to **{k} "
+           f"views in flight** (`--in-flight {k}`: a socket sends its next view whenever fewer "
+           f"than {k} wait for their replies; replies come back in order), "
+           f"{ing['duration_s']:g} s a round. Best round of each. **CPU-µs per reply** is the "
+           "server process's CPU time (user + system, all its threads) over the load's "
+           "window divided by the replies in it: the figure that carries from one machine to "
+           f"another. Goal: livecount >= {GOAL_INGEST_RATIO:g}x the echo server's replies/s, "
+           "on both mixes; the CPU column judges the same goal per unit of CPU (livecount's "
+           "CPU-µs per view <= echo's per reply).", "",
+           "| mix | echo replies/s | livecount views/s | ratio | verdict | echo CPU-µs / "
+           "reply | livecount CPU-µs / view | CPU ratio | verdict | client CPU (echo run / "
+           "livecount run) | echo server CPU | livecount server CPU | DynamoDB Local CPU "
+           "(livecount run) | reply p50 / p99 ms (echo / livecount) | limit (echo run; "
+           "livecount run) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, x in ing["mixes"].items():
+        e, lc = x["best"]["echo"], x["best"]["livecount"]
+        ratio, cpu_ratio = x["ratio"], x["cpu_ratio"]
+        out.append(
+            f"| {name} | {_num(e['views_per_s'])} | {_num(lc['views_per_s'])} | "
+            f"{_num(ratio, '.2f')} | "
+            f"{_verdict(None if ratio is None else ratio >= GOAL_INGEST_RATIO)} | "
+            f"{_num(e['server_cpu_us_per_reply'], '.1f')} | "
+            f"{_num(lc['server_cpu_us_per_reply'], '.1f')} | {_num(cpu_ratio, '.2f')} | "
+            f"{_verdict(None if cpu_ratio is None else cpu_ratio <= 1.0)} | "
+            f"{_pct(e['cpu_pct']['client'])} / {_pct(lc['cpu_pct']['client'])} | "
+            f"{_pct(e['cpu_pct']['server'])} | {_pct(lc['cpu_pct']['server'])} | "
+            f"{_pct(lc['cpu_pct']['dynamodb_local'])} | "
+            f"{_ms(e['reply_ms'], 'p50')} / {_ms(e['reply_ms'], 'p99')} ; "
+            f"{_ms(lc['reply_ms'], 'p50')} / {_ms(lc['reply_ms'], 'p99')} | "
+            f"{e['limit']}; {lc['limit']} |")
+
+    def rounds(runs: list[dict[str, Any]]) -> str:
+        return ", ".join(f"{r['views_per_s']:,.0f} ({_num(r['server_cpu_us_per_reply'], '.1f')}"
+                         " µs)" for r in runs)
+
+    out += ["", "All rounds, views/s (server CPU-µs per reply): " + "; ".join(
+        f"{name} " + ", ".join(f"{kind.replace('_', ' ')} {rounds(runs)}"
+                               for kind, runs in x["runs"].items())
+        for name, x in ing["mixes"].items()) + ".", "", "Commands:", "", "```sh"]
+    for name, x in ing["mixes"].items():
+        c = x["commands"]
+        out += [f"# {name}", c["echo"], c["livecount"], c["loadtest"]]
+    out += ["```", ""]
+    out += _note(notes, "ingest")
+    hot = ing["mixes"].get("hot", {})
+    if "workers_ratio" in hot:
+        w = ing["workers"]
+        one, many = hot["best"]["livecount"], hot["best"]["livecount_workers"]
+        ratio = hot["workers_ratio"]
+        out += ["### Workers", "",
+                f"The hot mix of the table above through `livecount serve --workers {w}` "
+                "(one port, SO_REUSEPORT, a node per worker) against `--workers 1`, in the "
+                f"same rounds, same client and in-flight. Goal: >= {GOAL_WORKERS_RATIO:g}x. "
+                "Server CPU is the parent's and every worker's together; the client and "
+                "DynamoDB Local share the same cores.", "",
+                "| server | views/s | vs --workers 1 | verdict | server CPU (processes) | "
+                "CPU-µs / view | client CPU | DynamoDB Local CPU | reply p50 / p99 ms | limit |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for label, r, rel in (("--workers 1", one, "1.00"),
+                              (f"--workers {w}", many, _num(ratio, ".2f"))):
+            ok = _verdict(None if ratio is None else ratio >= GOAL_WORKERS_RATIO) \
+                if r is many else ""
+            out.append(f"| `{label}` | {_num(r['views_per_s'])} | {rel} | {ok} | "
+                       f"{_pct(r['cpu_pct']['server'])} ({r['server_processes']}) | "
+                       f"{_num(r['server_cpu_us_per_reply'], '.1f')} | "
+                       f"{_pct(r['cpu_pct']['client'])} | "
+                       f"{_pct(r['cpu_pct']['dynamodb_local'])} | "
+                       f"{_ms(r['reply_ms'], 'p50')} / {_ms(r['reply_ms'], 'p99')} | "
+                       f"{r['limit']} |")
+        out += ["", "```sh", hot["commands"]["livecount_workers"], hot["commands"]["loadtest"],
+                "```", ""]
+        out += _note(notes, "workers")
+    return out
+
+
+def _render_lag(lag: dict[str, Any], notes: dict[str, str]) -> list[str]:
+    r = lag["report"]
+    caught = lag["reader_caught_up_s"]
+    ok = lag["bounded"] and caught <= GOAL_LAG_S
+    series = lag["pending_series"]
+    step = max(1, len(series) // 40)
+    out = ["## 5. Reader lag on the wide mix", "",
+           f"Zipf 1.1 over {r['articles']:,} articles at {r['target_rate']:,.0f} views/s (20% "
+           "with an external referrer, 20% refreshes) on DynamoDB Local directly, flush "
+           f"interval {FLUSH_INTERVAL:g} s. Pending views: the server's "
+           "`livecount_pending_views` gauge (views accepted, not yet stored), read from "
+           "`/metrics` every 0.5 s through the load; bounded means it stayed under "
+           f"{LAG_PENDING_BOUND_S:g} s of views at the rate ({lag['pending_bound']:,}). "
+           "Caught up: from the load stopping until a consistent scan of the reader table "
+           f"holds every acknowledged view. Goal: pending bounded and caught up within "
+           f"{GOAL_LAG_S:g} s.", "",
+           "| views/s reached (asked) | views | views behind the rate | max pending | pending "
+           "at the end of the load | flushes during load | longest gap between flushes s | "
+           "reader caught up after s | verdict | server CPU | DynamoDB Local CPU | client "
+           "CPU | limit |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+           f"| {_num(r['views_per_s'])} ({r['target_rate']:,.0f}) | {r['acked']:,} | "
+           f"{r['missed']:,} | {_num(lag['max_pending'])} | {_num(lag['pending_at_stop'])} | "
+           f"{lag['flushes_during_load']} | {_num(lag['max_flush_gap_s'], '.2f')} | {caught} | "
+           f"{_verdict(ok)} | {_pct(r['cpu_pct']['server'])} | "
+           f"{_pct(r['cpu_pct']['dynamodb_local'])} | {_pct(r['cpu_pct']['client'])} | "
+           f"{r['limit']} |", "",
+           "Pending views through the load (seconds into the load: pending): `"
+           + ", ".join(f"{t:g}: {n:,}" for t, n in series[::step]) + "`", "",
+           "```sh", lag["serve"], lag["command"], "```", ""]
+    return out + _note(notes, "store")
+
+
+def _render_cost(cost: dict[str, Any], notes: dict[str, str], m: dict[str, Any]) -> list[str]:
+    out = ["## 2. DynamoDB cost", "",
+           "Requests and capacity units counted by a proxy on loopback between the "
+           "server and DynamoDB Local (`bench/proxy.py`: it adds "
+           "`ReturnConsumedCapacity: TOTAL` to each request and sums what comes back; a "
+           "failed conditional write counts 1 WCU as on AWS). livecount: a real "
+           "`livecount serve` under `livecount loadtest` at a fixed rate; the window runs "
+           "from the first view until the server has stopped, so its drain (report rows wait "
+           "up to `--report-interval`) is in it. Seed: "
+           "`bench/seed_replay.py` replays the same view mix (same generator and seed) as "
+           "the seed did it: one `UpdateItem` per view on PostCountWriter, one write per "
+           "view with an external referrer, one read of PostCountReader to answer, and a "
+           "`PutItem` copy per stream record. 20% of views have an external referrer, 20% "
+           f"are refreshes. Goals: hot article <= {GOAL_HOT_WCU:g} WCU per 1,000 views; Zipf "
+           f"over 10,000 articles >= {GOAL_ZIPF_VS_SEED:g}x fewer WCU than the seed.", "",
+           "| scenario | scheme | views | WCU / 1k views | RCU / 1k views | DynamoDB "
+           "requests / 1k views | of which writes | stream requests / 1k views | goal | "
+           "verdict |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, x in cost.items():
+        if not isinstance(x, dict) or "livecount" not in x:
+            continue
+        for scheme in ("livecount", "seed"):
+            y = x[scheme]
+            goal = verdict = ""
+            if scheme == "livecount" and name == "hot":
+                goal = f"<= {GOAL_HOT_WCU:g} WCU / 1k"
+                verdict = _verdict(y["wcu_per_1000"] <= GOAL_HOT_WCU)
+            elif scheme == "livecount" and name == "zipf10k":
+                times = x["seed_over_livecount_wcu"]
+                goal = f">= {GOAL_ZIPF_VS_SEED:g}x fewer WCU than the seed ({_num(times, '.1f')}x)"
+                verdict = _verdict(None if times is None else times >= GOAL_ZIPF_VS_SEED)
+            out.append(f"| {name} | {scheme} | {y['views']:,} | {y['wcu_per_1000']:.2f} | "
+                       f"{y['rcu_per_1000']:.2f} | {y['requests_per_1000']:.1f} | "
+                       f"{y.get('write_requests_per_1000', 0):.1f} | "
+                       f"{y['stream_requests_per_1000']:.1f} | {goal} | {verdict} |")
+    out += ["", "Where livecount's requests went (whole window):", ""]
+    for name, x in cost.items():
+        if not isinstance(x, dict) or "livecount" not in x:
+            continue
+        live = x["livecount"]
+        reqs = live["tally"]["requests"]
+        out.append(f"- {name} ({x['report']['acked']:,} views at "
+                   f"{x['report']['views_per_s']:,.0f}/s; reader caught up "
+                   f"{x['reader_caught_up_s']} s after the load): "
+                   + ", ".join(f"{k} {v:,}" for k, v in reqs.items()))
+        out.append("  - of which at shutdown (the drain): "
+                   + (", ".join(f"{k} {v:,}" for k, v in live["drain_requests"].items())
+                      or "none"))
+        if live.get("unflushed_at_stop"):
+            out.append(f"  - **{live['unflushed_at_stop']:,} views were still unstored when "
+                       "the server stopped: their writes are missing from these figures**")
+        if live["tally"].get("estimated"):
+            out.append("  - capacity estimated (DynamoDB Local returned none): "
+                       + ", ".join(f"{k} {v:,}" for k, v in live["tally"]["estimated"].items()))
+        idle = live["idle_requests_per_s"]
+        out.append("  - idle, before the load (per second): "
+                   + (", ".join(f"{k} {v}" for k, v in idle.items()) or "none"))
+    out += ["", "### Dollars per million views", "",
+            "Prices: US East on-demand list prices as given in issue 5 (DynamoDB $1.25 "
+            "per million WRU, $0.25 per million RRU, Streams GetRecords $0.02 per 100,000; "
+            "API Gateway WebSocket $1.00 per million messages and $0.25 per million "
+            "connection-minutes; Lambda $0.20 per million requests and $0.0000166667 per "
+            "GB-second; SNS $0.50 per million publishes; SQS $0.40 per million requests), "
+            f"applied on {m['date'][:10]}; not re-checked against AWS from this machine "
+            "(no network). Free tiers ignored.", "",
+            "Seed model per view (assumptions, not measured): 2 API Gateway messages (the "
+            "view in, the reply out; live pushes to other readers not counted), 1 "
+            "connection-minute (a page open for a minute), Lambda invocations 1 (WebSocket "
+            "handler) + 0.1 (SQS consumer, batches of 10) + stream batches of 100, each "
+            "128 MB for 10 ms, 1 SNS publish, 1.2 SQS requests (SNS delivery, receive and "
+            "delete in batches of 10); DynamoDB as measured, its stream read by a Lambda "
+            "trigger (free). livecount: DynamoDB and its Streams GetRecords as measured; "
+            "the machine it runs on is a fixed cost, not per view, and is not included.", "",
+            "| scenario | livecount DynamoDB+Streams $/M views | seed DynamoDB $/M views | "
+            "seed whole stack $/M views | seed breakdown |",
+            "|---|---|---|---|---|"]
+    for name, x in cost.items():
+        if not isinstance(x, dict) or "dollars" not in x:
+            continue
+        d = x["dollars"]
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in d["seed"].items())
+        out.append(f"| {name} | {d['livecount_total']:.3f} | {d['seed_dynamodb_only']:.3f} | "
+                   f"{d['seed_total']:.3f} | {parts} |")
+    out += ["", "Commands:", "", "```sh"]
+    for name, x in cost.items():
+        if not isinstance(x, dict) or "serve" not in x:
+            continue
+        out += [f"# {name} (DDB: the counting proxy that bench.run starts in front of "
+                "DynamoDB Local)", x["serve"], x["command"], x["replay_command"]]
+    out += ["```", ""]
+    return out + _note(notes, "cost")
+
+
+def _render_fanout(f: dict[str, Any], notes: dict[str, str]) -> list[str]:
+    r = f["report"]
+    p99 = r["push_ms"]["p99"]
+    subs = r["opened"] - r["connections"]
+    ok = _verdict(None if p99 is None else p99 <= GOAL_FANOUT_P99_MS,
+                  f"only {subs:,} subscribers" if subs < FANOUT_SUBSCRIBERS else "")
+    out = ["## 3. Live fan-out", "",
+           f"{subs:,} subscribers on one article on one node, views at "
+           f"{r['target_rate']:g}/s; push latency is from a view sent to the moment a "
+           "`count` including it has reached every subscriber (the last of them). Goal: "
+           f"p99 <= {GOAL_FANOUT_P99_MS:g} ms at {FANOUT_SUBSCRIBERS:,} subscribers.", "",
+           "| subscribers | views | push p50 ms (every sub.) | push p99 ms (every sub.) | "
+           "max ms | first-sub. p50 / p99 ms | missing | verdict | client CPU | server CPU |",
+           "|---|---|---|---|---|---|---|---|---|---|",
+           f"| {subs:,} | {r['acked']:,} | "
+           f"{_ms(r['push_ms'], 'p50')} | {_ms(r['push_ms'], 'p99')} | "
+           f"{_ms(r['push_ms'], 'max')} | {_ms(r['push_first_ms'], 'p50')} / "
+           f"{_ms(r['push_first_ms'], 'p99')} | {r['push_missing']} | {ok} | "
+           f"{_pct(r['cpu_pct']['client'])} | {_pct(r['cpu_pct']['server'])} |",
+           "", "```sh", f["serve"], f["command"], "```", ""]
+    return out + _note(notes, "fanout")
+
+
+def _render_memory(mm: dict[str, Any], notes: dict[str, str]) -> list[str]:
+    per = mm["kib_per_socket"]
+    fewer = " (at fewer sockets than asked)" if mm["sockets"] < mm["requested"] else ""
+    out = ["## 4. Connection memory", "",
+           "Server RSS (VmRSS from /proc) before and with every socket open and idle; "
+           "the harness raises RLIMIT_NOFILE to the hard limit in both processes. Goal: "
+           f"<= {GOAL_MEMORY_KIB:g} KiB per socket.", "",
+           "| sockets open | RSS before KiB | RSS peak KiB | KiB per socket | verdict |",
+           "|---|---|---|---|---|",
+           f"| {mm['sockets']:,} (of {mm['requested']:,} asked; hard fd limit "
+           f"{mm['fd_hard_limit']:,}) | {mm['rss_before_kib']:,} | {mm['rss_peak_kib']:,} | "
+           f"{per} | {_verdict(None if per is None else per <= GOAL_MEMORY_KIB)}{fewer} |",
+           "", "```sh", mm["serve"], mm["command"], "```", ""]
+    return out + _note(notes, "memory")
+
+
+def _render_profile(profiles: dict[str, Any], notes: dict[str, str]) -> list[str]:
+    out = ["## Profile", ""]
+    if "skipped" in profiles:
+        out += [f"Skipped: {profiles['skipped']}.", ""]
+    for name, pr in profiles.items():
+        if name in ("harness", "skipped"):
+            continue
+        if "skipped" in pr:
+            out += [f"{name}: skipped: {pr['skipped']}.", ""]
+            continue
+        out += [f"### {name} mix", "",
+                f"py-spy on `livecount serve` under the {name} ingest load "
+                f"({pr['views_per_s']:,.0f} views/s while sampled). Shares are of the "
+                f"event-loop thread's {pr['samples']:,} busy samples. Self: the function "
+                "was on top of the stack; inclusive: anywhere on it (a coroutine's stack "
+                "starts at the coroutine). `Runner.run` self is time in uvloop's C code "
+                "(socket I/O, callback dispatch).", "",
+                "```sh", pr["command"], pr["py_spy"], "```", "",
+                "| self | share | | inclusive | share |", "|---|---|---|---|---|"]
+        for a, b in zip(pr["self"], pr["inclusive"], strict=False):
+            out.append(f"| `{a['function']}` | {a['share']}% | | `{b['function']}` | "
+                       f"{b['share']}% |")
+        if pr.get("workers"):
+            out += ["", f"Worker threads ({pr['worker_samples']:,} samples, mostly "
+                    "blocked, not CPU): " + ", ".join(
+                        f"`{w['function']}` {w['samples']:,}" for w in pr["workers"])]
+        out.append("")
+    return out + _note(notes, "profile")
 
 
 async def run(scale: Scale, only: set[str], work: Path) -> dict[str, Any]:
@@ -792,16 +1199,15 @@ async def run(scale: Scale, only: set[str], work: Path) -> dict[str, Any]:
         await proxy.start()
         try:
             bench = Bench(ddb, proxy, scale, work)
-            for name in ("ingest", "cost", "fanout", "memory", "profile"):
-                if name in only:
-                    t0 = time.monotonic()
-                    try:
-                        results[name] = await getattr(bench, name)()
-                    except Exception as exc:  # one broken measurement must not lose the rest
-                        results[name] = {"error": f"{type(exc).__name__}: {exc}"}
-                    bench.log(f"{name} done in {time.monotonic() - t0:.0f} s")
-                    (work / "results.partial.json").write_text(
-                        json.dumps(results, indent=1, default=str))
+            for name in [n for n in SECTIONS if n in only]:
+                t0 = time.monotonic()
+                try:
+                    results[name] = await getattr(bench, name)()
+                except Exception as exc:  # one broken measurement must not lose the rest
+                    results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+                bench.log(f"{name} done in {time.monotonic() - t0:.0f} s")
+                (work / "results.partial.json").write_text(
+                    json.dumps(results, indent=1, default=str))
         finally:
             await proxy.stop()
     return results
@@ -812,8 +1218,10 @@ def main() -> None:
     p.add_argument("--quick", action="store_true",
                    help="tiny loads: checks the harness only, so by default it writes into "
                         "the work dir, never over docs/BENCHMARKS.md or bench/results.json")
-    p.add_argument("--only", default="ingest,cost,fanout,memory,profile",
-                   help="comma-separated subset")
+    everything = ",".join(SECTIONS)
+    p.add_argument("--only", default=everything,
+                   help="comma-separated subset of " + everything + " (ingest includes the "
+                        "--workers rounds)")
     p.add_argument("--out", type=Path, default=None, help=f"default: {DOC.relative_to(ROOT)}")
     p.add_argument("--results", type=Path, default=None,
                    help=f"default: {RESULTS.relative_to(ROOT)}")
@@ -828,6 +1236,9 @@ def main() -> None:
         out.write_text(render(json.loads(results_file.read_text()), _notes(old)))
         return
     only = {x.strip() for x in args.only.split(",") if x.strip()}
+    unknown = only - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {everything}")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="livecount-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     # Quick figures are not figures: they must not replace the published ones.
@@ -835,8 +1246,10 @@ def main() -> None:
     results_file = args.results or (work / RESULTS.name if args.quick else RESULTS)
     results = uvloop.run(run(QUICK if args.quick else Scale(), only, work))
     previous: dict[str, Any] = {}
-    if results_file.exists() and only != set(p.get_default("only").split(",")):
-        previous = json.loads(results_file.read_text())  # a partial run keeps the rest
+    if results_file.exists() and only != set(everything.split(",")):
+        # a partial run keeps the rest, if this harness measured it
+        previous = {k: v for k, v in json.loads(results_file.read_text()).items()
+                    if k in SECTIONS and _current(v)}
     merged = {**previous, **results}
     results_file.write_text(json.dumps(merged, indent=1, default=str) + "\n")
     old = out.read_text() if out.exists() else ""

@@ -15,7 +15,7 @@ import uvloop
 from livecount import config, logs
 from livecount.aws import local as dynamodb_local
 from livecount.aws.store import Store
-from livecount.core.errors import StoreRefused
+from livecount.core.errors import StoreRefused, Unavailable
 from livecount.node import lifecycle as app
 from livecount.node import workers
 from livecount.node.journal import JournalBusy
@@ -108,6 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (dynamodb_local.EmbeddedError, JournalBusy, StoreRefused) as exc:
         print(f"livecount: {exc}", file=sys.stderr)
         return 2
+    except Unavailable as exc:  # `tables create` against a store that does not answer
+        print(f"livecount: DynamoDB did not answer: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code

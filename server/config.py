@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from livecount.core.pages import DEFAULT_PAGES, PageRules
+from livecount.core.pages import DEFAULT_PAGES, PageRules, dns_host
 
 ENV_PREFIX = "LIVECOUNT_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -123,10 +123,24 @@ def choice(*allowed: str) -> Parse:
 def endpoint(value: str) -> str:
     if value in ("embedded", "aws"):
         return value
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise _bad("must be 'embedded', 'aws' or an http(s) URL", value)
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) \
+            and (parts.port is None or parts.port > 0)
+    except ValueError:  # a port that is not a number, or past 65535; a bad [IPv6]
+        ok = False
+    if not ok:
+        raise _bad("must be 'embedded', 'aws' or an http(s) URL with a valid port", value)
     return value
+
+
+def site_domain(value: str) -> str:
+    """A DNS name, stored as referrers are (ASCII, lower case): a pattern or a name no
+    referrer can have would silently match nothing."""
+    host = dns_host(value.strip())
+    if host is None:
+        raise _bad("must be a DNS name such as blog.example.com (no wildcard, no IP)", value)
+    return host
 
 
 def origin(value: str) -> str:
@@ -141,19 +155,6 @@ def origin(value: str) -> str:
     if not ok:
         raise _bad("must be an origin such as https://blog.example.com (no path)", value)
     return value
-
-
-def host_name(value: str) -> str:
-    """A bare host, as it appears in a referrer's URL: no scheme, port or path."""
-    stripped = value.strip()
-    try:
-        ipaddress.ip_address(stripped)
-        return stripped
-    except ValueError:
-        pass
-    if not stripped or re.search(r"[\s/:@?#\[\]\\]", stripped):
-        raise _bad("must be a host name such as blog.example.com", value)
-    return stripped
 
 
 def matching(pattern: str, wanted: str) -> Parse:
@@ -284,9 +285,13 @@ class Config:
         shown="none")
     site_domains: tuple[str, ...] = option(
         "host whose referrers are internal, its subdomains too", flag="site-domain",
-        parse=host_name, default=(), many=True, shown="none")
+        parse=site_domain, default=(), many=True, shown="none")
     flush_interval: float = option("seconds between writes to DynamoDB",
                                    parse=positive(float), default=1.0)
+    report_interval: float = option(
+        "seconds between writes of report rows (Timeline, Referrer), which feed reports, "
+        "not live counts; no more than `--flush-interval`: with every flush",
+        parse=positive(float), default=10.0)
     push_interval: float = option("seconds between live count pushes",
                                   parse=positive(float), default=0.1)
     pages: PageRules = option(  # noqa: RUF009

@@ -8,6 +8,13 @@ conditional copies, shares what changed on the live feed (while other nodes are
 alive), and checkpoints. Copy first, checkpoint second: a crash in between replays
 records, and the version condition makes replays no-ops. Every request goes through
 `store.stream`.
+
+What it writes is what it must: a checkpoint rides on its lease's renewal (every
+`lease_time`/3, the write that keeps the lease anyway), a node announces its presence
+only while it holds no lease (a lease it renews says it is alive), and an image that
+a later one of the same article in the same batch supersedes is not copied. A quiet
+shard is polled once a second while other nodes may write to it; alone, a node's own
+flushes wake it (`Store.written`) and it polls at each lease round otherwise.
 """
 
 from __future__ import annotations
@@ -22,14 +29,13 @@ from livecount.aws.store_errors import aws_code
 from livecount.core.errors import LivecountError, StoreRejected
 from livecount.core.leases import NODE_PREFIX, Lease, Observer, plan
 from livecount.core.replication import Shard, readable
-from livecount.core.stream_copy import copy_and_feed
+from livecount.core.stream_copy import ReaderWrite, copy_and_feed
 from livecount.logs import error, log, warn_limited
 from livecount.waits import pause
 
 OnImage = Callable[[str, int, int], None]  # articleId, totalViews, uniqueViews
-CHECKPOINT_INTERVAL = 5.0  # seconds between checkpoints of a busy shard
-IDLE_POLL_INTERVAL = 1.0  # the longest wait between polls of a quiet shard
-QUIET_AFTER = 5.0  # seconds without a record before a shard counts as quiet
+IDLE_POLL_INTERVAL = 1.0  # the longest wait between polls of a quiet shard others write to
+QUIET_AFTER = 5.0  # seconds without a record (or a write of ours) before shards count as quiet
 
 
 class StreamConsumer:
@@ -53,7 +59,8 @@ class StreamConsumer:
         self._finished: set[str] = set()
         self._held: dict[str, int] = {}  # shard → my lease counter
         self._checkpoints: dict[str, str] = {}
-        self._checkpointed: dict[str, float] = {}
+        self._checkpointed: dict[str, str] = {}  # shard → the checkpoint last written
+        self._hurry = False  # someone waits for the copy to settle: poll promptly
         self._iterators: dict[str, str] = {}
         self._observer = Observer(lease_time)
 
@@ -68,6 +75,7 @@ class StreamConsumer:
         next_discovery = next_leasing = 0.0
         idle = self.poll_interval
         last_record = loop.time()
+        written = self.store.written  # this node's own flushes: records on their way
         while not stop.is_set():
             records = 0
             try:
@@ -77,6 +85,7 @@ class StreamConsumer:
                 if loop.time() >= next_leasing:
                     await self._lease_round()
                     next_leasing = loop.time() + self.lease_time / 3
+                written.clear()
                 records = sum(await asyncio.gather(*(self._poll(s) for s in list(self._iterators))))
             except LivecountError as exc:  # the store is away or refuses: next round
                 warn_limited("stream_error", key=aws_code(exc), code=aws_code(exc), error=str(exc))
@@ -85,24 +94,38 @@ class StreamConsumer:
             if await self._rounds.end(records, bool(self._shards)):
                 log("stream_caught_up", shards=len(self._shards), held=len(self._held),
                     copied=self.copied)
-            # Quiet shards are polled less and less often, down to once a second:
-            # GetRecords calls are billed, and most of a blog's seconds are quiet. Within
-            # a few seconds of a record the poll stays quick, so pushes stay prompt.
+            # Quiet shards are polled less and less often: GetRecords calls are billed,
+            # and most of a blog's seconds are quiet. Within a few seconds of a record
+            # (or of a write of ours) the poll stays quick, so pushes stay prompt.
+            # Alone, nobody else writes: our own writes wake the loop, and otherwise
+            # a lease round's poll is enough.
             if records:
                 last_record = loop.time()
             quiet = loop.time() - last_record > QUIET_AFTER
-            idle = min(idle * 2, IDLE_POLL_INTERVAL) if quiet else self.poll_interval
+            alone = self.nodes <= 1 and not self._hurry
+            slowest = max(IDLE_POLL_INTERVAL, self.lease_time / 3) if alone \
+                else IDLE_POLL_INTERVAL
+            idle = min(idle * 2, slowest) if quiet else self.poll_interval
             if records == 0:
-                await pause(stop, idle)
+                wait = min(idle, max(0.0, next_leasing - loop.time()))
+                if await pause(stop, wait, written):
+                    break
+                if written.is_set():
+                    last_record = loop.time()
         await self._release()
 
     async def settled(self) -> None:
         """Wait for two rounds that start after this call and find nothing new.
 
         Used on shutdown so that what was just flushed reaches the reader table;
-        the caller bounds the wait.
+        the caller bounds the wait. The rounds come promptly meanwhile.
         """
-        await self._rounds.settled()
+        self._hurry = True
+        self.store.written.set()
+        try:
+            await self._rounds.settled()
+        finally:
+            self._hurry = False
 
     async def _release(self) -> None:
         """Hand leases back at once on a clean stop, rather than after `lease_time`."""
@@ -111,8 +134,8 @@ class StreamConsumer:
                 if shard_id is None:
                     await self.stream.leave(self.node_id)
                 else:
-                    await self._checkpoint(shard_id, force=True)
-                    await self.stream.release(shard_id, self.node_id)
+                    await self.stream.release(shard_id, self.node_id,
+                                              self._checkpoints.get(shard_id))
             except LivecountError as exc:  # it expires after lease_time instead
                 warn_limited("lease_release_failed", key=aws_code(exc), shard=shard_id,
                              error=str(exc))
@@ -130,14 +153,21 @@ class StreamConsumer:
         self._shards = shards
 
     async def _lease_round(self) -> None:
-        """Keep presence and leases alive, then take and steal what the plan says."""
-        await self.stream.announce(self.node_id)
+        """Keep presence (while no lease says it) and leases alive, checkpointing in
+        the same writes, then take and steal what the plan says."""
+        if not self._held:
+            await self.stream.announce(self.node_id)
         for shard_id, counter in list(self._held.items()):
-            renewed = await self.stream.renew(shard_id, self.node_id, counter)
+            checkpoint = self._checkpoints.get(shard_id)
+            if checkpoint == self._checkpointed.get(shard_id):
+                checkpoint = None  # nothing new: a renewal alone
+            renewed = await self.stream.renew(shard_id, self.node_id, counter, checkpoint)
             if renewed is None:
                 self._drop(shard_id, "lease_lost")
             else:
                 self._held[shard_id] = renewed
+                if checkpoint is not None:
+                    self._checkpointed[shard_id] = checkpoint
         items = await self.stream.leases(self._arn)
         for item in items:
             if item.finished:
@@ -148,9 +178,12 @@ class StreamConsumer:
         now = asyncio.get_running_loop().time()
         wanted = {s.id for s in readable(self._shards, self._finished)}
         decision = plan(self.node_id, leases, wanted, set(self._held), self._observer, now)
-        self.nodes = 1 + sum(1 for lease in leases if lease.key.startswith(NODE_PREFIX)
-                             and lease.owner != self.node_id
-                             and self._observer.alive(lease, now))
+        # Alive: a presence kept alive, or a lease renewed (a node holding one does not
+        # announce itself too).
+        self.nodes = 1 + len({lease.owner for lease in leases
+                              if lease.owner is not None and lease.owner != self.node_id
+                              and (lease.key.startswith(NODE_PREFIX) or lease.key in wanted)
+                              and self._observer.alive(lease, now)})
         for shard_id in decision.lost:
             self._drop(shard_id, "lease_lost")
         for lease in decision.take + decision.steal:
@@ -183,10 +216,10 @@ class StreamConsumer:
         records = batch.records
         if records:
             await self._copy(records)
+            # Written with the lease's next renewal, or when the lease is handed back.
             self._checkpoints[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
             made = records[-1]["dynamodb"].get("ApproximateCreationDateTime")
             self.lag[shard_id] = max(0.0, time.time() - made.timestamp()) if made else 0.0
-            await self._checkpoint(shard_id)
         else:
             self.lag[shard_id] = 0.0
         if shard_id not in self._iterators:
@@ -195,14 +228,14 @@ class StreamConsumer:
             self._iterators[shard_id] = batch.next
         else:  # closed and read to its end: its children may start
             self._finished.add(shard_id)
-            await self._checkpoint(shard_id, force=True, finished=True)
+            await self._finish(shard_id)
             self._drop(shard_id, "shard_finished")
         return len(records)
 
     async def _copy(self, records: list[dict[str, Any]]) -> None:
         """The batch's copies in order, then (with other nodes alive) its feed items."""
         work = copy_and_feed(records, self.store.tables, self.node_id, time.time())
-        for write in work.writes:
+        for write in _newest(work.writes):
             try:
                 applied = await self.stream.copy(write)
             except StoreRejected as exc:  # no retry can copy it: skip, never block the shard
@@ -219,18 +252,36 @@ class StreamConsumer:
             except LivecountError as exc:  # live pushes only: the reader table is right
                 warn_limited("feed_failed", key=aws_code(exc), error=str(exc))
 
-    async def _checkpoint(self, shard_id: str, force: bool = False,
-                          finished: bool = False) -> None:
-        """Record progress, at most every CHECKPOINT_INTERVAL unless forced, and only
-        while this node owns the lease."""
-        now = asyncio.get_running_loop().time()
-        if not force and now - self._checkpointed.get(shard_id, 0.0) < CHECKPOINT_INTERVAL:
-            return
+    async def _finish(self, shard_id: str) -> None:
+        """Record that a closed shard was read to its end (only while this node owns
+        the lease): its children may start."""
         if not await self.stream.checkpoint(shard_id, self.node_id,
-                                            self._checkpoints.get(shard_id), finished):
+                                            self._checkpoints.get(shard_id), finished=True):
             self._drop(shard_id, "lease_lost")
-            return
-        self._checkpointed[shard_id] = now
+
+
+def _newest(writes: list[ReaderWrite]) -> list[ReaderWrite]:
+    """The batch's writes less the puts that a later put of the same article
+    supersedes (the reader keeps the newest version anyway: copying the older one
+    would only cost a write). A delete in between keeps both sides of it."""
+    later: set[str] = set()
+    kept: list[ReaderWrite] = []
+    for write in reversed(writes):
+        article = _article(write)
+        if write.action == "delete":
+            later.discard(article)
+        elif article in later:
+            continue
+        else:
+            later.add(article)
+        kept.append(write)
+    kept.reverse()
+    return kept
+
+
+def _article(write: ReaderWrite) -> str:
+    key = write.request.get("Item") or write.request.get("Key") or {}
+    return str(key.get("articleId", {}).get("S", ""))
 
 
 class Rounds:

@@ -107,8 +107,11 @@ async def running(data_dir: Path) -> AsyncIterator[str]:
     db_dir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     logfile = (data_dir / "dynamodb-local.log").open("ab")
+    # Tied to this process: a SIGKILL of livecount takes DynamoDB Local with it (the
+    # kernel's parent-death signal), instead of leaving it holding its port and files.
+    tied = ["setpriv", "--pdeathsig", "TERM"] if shutil.which("setpriv") else []
     proc = await asyncio.create_subprocess_exec(
-        java, f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar),
+        *tied, java, f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar),
         "-port", str(port), "-dbPath", str(db_dir), "-sharedDb", "-disableTelemetry",
         cwd=str(jar.parent), stdout=logfile, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, start_new_session=True)

@@ -15,7 +15,8 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import aioboto3
 from botocore.config import Config as BotoConfig
@@ -29,12 +30,26 @@ from livecount.core.errors import (
     StoreRejected,
     StoreUnavailable,
 )
-from livecount.core.ledger import SITE, Counts, Flush, FlushResult
+from livecount.core.ledger import SITE, Counts, Flush, FlushResult, Write
 from livecount.core.pages import Target
 from livecount.core.tables import FEED_TTL_ATTRIBUTE, Tables
-from livecount.logs import warn_limited
+from livecount.logs import warn, warn_limited
 
 __all__ = ["SITE", "Store", "Tables"]
+
+BATCH = 25  # statements a BatchExecuteStatement takes
+BATCH_ROUNDS = 3  # update, insert, update: then the one-write-a-request path decides
+KNOWN_ITEMS = 200_000  # keys remembered as existing, to pick update or insert first
+
+
+@dataclass(slots=True)
+class _Job:
+    """One write of a flush on its way through batches."""
+
+    kind: Literal["target", "row", "index"]
+    key: Any  # a Target, or a Row
+    write: Write | None  # None: a page-index entry
+    insert: bool  # the statement to try next: INSERT (new item) or UPDATE
 
 
 def endpoint_url(endpoint: str) -> str | None:
@@ -44,14 +59,23 @@ def endpoint_url(endpoint: str) -> str | None:
 
 class Store:
     def __init__(self, ddb: Any, streams: Any, tables: Tables, node_id: str = "node",
-                 concurrency: int = 32) -> None:
+                 concurrency: int = 32, ddb_once: Any = None, batch: bool = True) -> None:
         self.ddb = ddb
+        # Batches are not retried as a whole: what a failed one held goes one write a
+        # request, each retried by botocore.
+        self.ddb_once = ddb_once or ddb
         self.streams = streams
         self.tables = tables
         self.stream = StreamStore(ddb, streams, tables)
         # Per item, the last flush sequence number this node applied to it.
         self.flush_attribute = f"flush:{node_id}"
         self._limit = asyncio.Semaphore(concurrency)
+        # Set when a flush changed a writer item: its stream record is on its way, so
+        # the stream consumer looks now rather than at its next quiet poll.
+        self.written = asyncio.Event()
+        self.batching = batch and store_requests.Statements.usable(self.flush_attribute)
+        self._batched_once = False  # a batch got an answer: the endpoint takes them
+        self._items: dict[tuple[str, ...], None] = {}  # keys known to exist, oldest first
 
     @classmethod
     @asynccontextmanager
@@ -69,12 +93,15 @@ class Store:
             retries={"mode": "standard", "max_attempts": attempts},
             connect_timeout=3, read_timeout=10, max_pool_connections=64,
         )
+        once = boto.merge(BotoConfig(retries={"mode": "standard", "max_attempts": 1}))
         async with AsyncExitStack() as stack:
             ddb = await stack.enter_async_context(session.client(
                 "dynamodb", endpoint_url=url, region_name=region, config=boto, **creds))
+            ddb_once = await stack.enter_async_context(session.client(
+                "dynamodb", endpoint_url=url, region_name=region, config=once, **creds))
             streams = await stack.enter_async_context(session.client(
                 "dynamodbstreams", endpoint_url=url, region_name=region, config=boto, **creds))
-            yield cls(ddb, streams, Tables.named(prefix), node_id)
+            yield cls(ddb, streams, Tables.named(prefix), node_id, ddb_once=ddb_once)
 
     # -- tables ------------------------------------------------------------------
     async def create_tables(self) -> list[str]:
@@ -120,37 +147,180 @@ class Store:
         unsettled write) adds nothing: the refusal means "already applied". A write
         DynamoDB refuses as invalid comes back in `rejected_*` with the error, never in
         `failed_*`, so it cannot hold the other keys up.
+
+        The writes go 25 to a BatchExecuteStatement where the endpoint takes them (the
+        same conditions, in PartiQL; see `_batched`); whatever a batch cannot settle
+        goes one UpdateItem or PutItem a request, which decides.
         """
         result = FlushResult()
+        jobs = [*(_Job("target", t, w, self._new(self._item_of("target", t))) for t, w
+                  in flush.targets.items()),
+                *(_Job("row", r, w, self._new(self._item_of("row", r))) for r, w
+                  in flush.rows.items()),
+                *(_Job("index", t, None, True) for t in flush.new)]
+        alone = await self._batched(jobs, result) if self.batching and jobs else jobs
         writes = store_requests.Writes(self.tables, self.flush_attribute)
 
-        async def target(t: Target, request: dict[str, Any]) -> None:
+        async def one(job: _Job) -> None:
+            if job.kind == "index":
+                request = writes.index(job.key)
+            elif job.kind == "target":
+                assert job.write is not None
+                request = writes.views(job.key, job.write)
+            else:
+                assert job.write is not None
+                request = writes.row(job.key, job.write)
             outcome = await self._send(request)
             if isinstance(outcome, StoreRejected):
-                result.rejected_targets[t] = outcome.detail
+                self._rejected(result, job, outcome.detail)
             elif isinstance(outcome, LivecountError):
-                result.failed_targets.add(t)
+                self._failed(result, job)
             else:  # applied: nothing may put it back in the failed set
-                result.applied[t] = store_requests.counts(outcome)
-
-        async def other(key: Any, request: dict[str, Any], failed: set[Any],
-                        rejected: dict[Any, str]) -> None:
-            outcome = await self._send(request)
-            if isinstance(outcome, StoreRejected):
-                rejected[key] = outcome.detail
-            elif isinstance(outcome, LivecountError):
-                failed.add(key)
+                self._applied(result, job, outcome)
 
         async with asyncio.TaskGroup() as group:
-            for t, write in flush.targets.items():
-                group.create_task(target(t, writes.views(t, write)))
-            for row, write in flush.rows.items():
-                group.create_task(other(row, writes.row(row, write), result.failed_rows,
-                                        result.rejected_rows))
-            for t in flush.new:
-                group.create_task(other(t, writes.index(t), result.failed_index,
-                                        result.rejected_index))
+            for job in alone:
+                group.create_task(one(job))
+        if any(t.kind == "post" for t in flush.targets
+               if t not in result.failed_targets and t not in result.rejected_targets):
+            self.written.set()
         return result
+
+    async def _batched(self, jobs: list[_Job], result: FlushResult) -> list[_Job]:
+        """Send `jobs` as PartiQL batches; returns those to send one a request.
+
+        PartiQL has no upsert, so each write is an UPDATE (conditional on the sequence
+        number, as UpdateItem's) when its item is known to exist, else an INSERT; an
+        UPDATE refused without an item (none there) becomes an INSERT, and an INSERT
+        refused as a DuplicateItem an UPDATE. An UPDATE refused with the item, which
+        holds this sequence number already, was applied before: a resend. Every other
+        answer, and every batch that failed as a whole, goes one a request, where the
+        store's own answer says applied, failed (resent later) or refused."""
+        statements = store_requests.Statements(self.tables, self.flush_attribute)
+        alone: list[_Job] = []
+        for _ in range(BATCH_ROUNDS):
+            if not jobs:
+                break
+            made = [(job, self._statement(statements, job)) for job in jobs]
+            chunks = [made[i:i + BATCH] for i in range(0, len(made), BATCH)]
+            answers = await asyncio.gather(*(self._batch([s for _, s in c]) for c in chunks))
+            jobs = []
+            for chunk, got in zip(chunks, answers, strict=True):
+                if isinstance(got, LivecountError) or len(got) != len(chunk):
+                    alone += [job for job, _ in chunk]
+                    continue
+                for (job, statement), response in zip(chunk, got, strict=True):
+                    verdict = self._verdict(job, statement, response, result)
+                    if verdict == "again":
+                        jobs.append(job)
+                    elif verdict == "alone":
+                        alone.append(job)
+        return alone + jobs
+
+    def _statement(self, statements: store_requests.Statements,
+                   job: _Job) -> store_requests.Statement:
+        action: Literal["update", "insert"] = "insert" if job.insert else "update"
+        if job.kind == "index":
+            return statements.index(job.key)
+        assert job.write is not None
+        if job.kind == "target":
+            return statements.views(job.key, job.write, action)
+        return statements.row(job.key, job.write, action)
+
+    def _verdict(self, job: _Job, statement: store_requests.Statement,
+                 response: dict[str, Any], result: FlushResult,
+                 ) -> Literal["done", "again", "alone"]:
+        """What one statement's answer settles: done, try the other statement, or
+        leave it to a request of its own."""
+        error = response.get("Error")
+        if error is None:
+            self._applied(result, job, {})
+            return "done"
+        code, item = error.get("Code"), error.get("Item")
+        if code == "ConditionalCheckFailed" and job.write is not None and not job.insert:
+            if not item:  # no such item: create it
+                job.insert = True
+                return "again"
+            seen = item.get(self.flush_attribute, {}).get("N")
+            if seen is not None and int(seen) >= job.write.seq:
+                self._applied(result, job, dict(item))  # applied before: this is a resend
+                return "done"
+        elif code == "DuplicateItem":
+            self._remember(statement.table, statement.key)
+            if job.kind == "index":
+                return "done"  # in the index already
+            if job.insert:
+                job.insert = False
+                return "again"
+        elif code == "AccessDenied" and self.batching:
+            self.batching = False
+            warn("store_batching_off", error=error.get("Message", code),
+                 hint="allow dynamodb:PartiQLUpdate and dynamodb:PartiQLInsert on the "
+                      "tables to write 25 items a request")
+        return "alone"
+
+    async def _batch(self, statements: list[store_requests.Statement],
+                     ) -> list[dict[str, Any]] | LivecountError:
+        """One BatchExecuteStatement: an answer per statement, or the error of the whole
+        request. An endpoint that never took one (an emulator without PartiQL) is not
+        asked again."""
+        try:
+            async with self._limit:
+                got = await answer(self.ddb_once.batch_execute_statement(
+                    Statements=[s.request for s in statements]), "BatchExecuteStatement")
+        except (StoreUnavailable, StoreRefused, StoreRejected) as exc:
+            if not self._batched_once and self.batching:
+                self.batching = False
+                warn("store_batching_off", error=exc.detail,
+                     hint="writes go one a request")
+            return exc
+        self._batched_once = True
+        return list(got.get("Responses", []))
+
+    def _item_of(self, kind: Literal["target", "row"], key: Any) -> tuple[str, ...]:
+        if kind == "target":
+            table = self.tables.writer if key.kind == "post" else self.tables.pages
+            return (table, key.id)
+        table = self.tables.referrers if key.table == "referrer" else self.tables.timeline
+        return (table, key.target, key.sort)
+
+    def _new(self, item: tuple[str, ...]) -> bool:
+        return item not in self._items
+
+    def _remember(self, table: str, key: tuple[str, ...]) -> None:
+        item = (table, *key)
+        self._items.pop(item, None)
+        self._items[item] = None
+        if len(self._items) > KNOWN_ITEMS:
+            del self._items[next(iter(self._items))]
+
+    def _applied(self, result: FlushResult, job: _Job, item: dict[str, Any]) -> None:
+        if job.kind == "target":
+            if item:
+                result.applied[job.key] = store_requests.counts(item)
+            table, *key = self._item_of("target", job.key)
+            self._remember(table, tuple(key))
+        elif job.kind == "row":
+            table, *key = self._item_of("row", job.key)
+            self._remember(table, tuple(key))
+
+    @staticmethod
+    def _failed(result: FlushResult, job: _Job) -> None:
+        if job.kind == "target":
+            result.failed_targets.add(job.key)
+        elif job.kind == "row":
+            result.failed_rows.add(job.key)
+        else:
+            result.failed_index.add(job.key)
+
+    @staticmethod
+    def _rejected(result: FlushResult, job: _Job, detail: str) -> None:
+        if job.kind == "target":
+            result.rejected_targets[job.key] = detail
+        elif job.kind == "row":
+            result.rejected_rows[job.key] = detail
+        else:
+            result.rejected_index[job.key] = detail
 
     async def _send(self, request: dict[str, Any]) -> dict[str, Any] | LivecountError:
         """One write of a flush: the item as stored after it, or the store's error."""
@@ -206,6 +376,9 @@ class Store:
                     for item in items:
                         found[Target("post" if post else "page", item[name]["S"])] = (
                             store_requests.counts(item), item.get("articleTitle", {}).get("S", ""))
+                        # A reader item is a copy of a writer item: that one exists.
+                        self._remember(self.tables.writer if post else self.tables.pages,
+                                       (item[name]["S"],))
                 request = got.get("UnprocessedKeys") or {}
         return found
 

@@ -149,26 +149,37 @@ class StreamStore:
             return None
         return _lease_item(item["Attributes"])
 
-    async def renew(self, shard_id: str, me: str, counter: int) -> int | None:
-        """Bump a held lease's counter; None if it is no longer this node's."""
+    async def renew(self, shard_id: str, me: str, counter: int,
+                    checkpoint: str | None = None) -> int | None:
+        """Bump a held lease's counter, recording `checkpoint` in the same write (a
+        checkpoint costs nothing more than the renewal); None if it is no longer this
+        node's."""
+        update, names, values = "ADD #c :one", dict(_OWNER), {
+            ":me": {"S": me}, ":mine": {"N": str(counter)}} | _ONE
+        if checkpoint:
+            update += " SET #s = :s"
+            names["#s"], values[":s"] = "sequenceNumber", {"S": checkpoint}
         try:
             item = await answer(self.ddb.update_item(
-                TableName=self.table, Key=_key(shard_id), UpdateExpression="ADD #c :one",
-                ConditionExpression="#o = :me AND #c = :mine", ExpressionAttributeNames=_OWNER,
-                ExpressionAttributeValues={":me": {"S": me},
-                                           ":mine": {"N": str(counter)}} | _ONE,
-                ReturnValues="UPDATED_NEW"), self.table)
+                TableName=self.table, Key=_key(shard_id), UpdateExpression=update,
+                ConditionExpression="#o = :me AND #c = :mine", ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values, ReturnValues="UPDATED_NEW"), self.table)
         except ConditionFailed:
             return None
         return int(item["Attributes"]["counter"]["N"])
 
-    async def release(self, shard_id: str, me: str) -> None:
-        """Hand a lease back at once (if it is still this node's)."""
+    async def release(self, shard_id: str, me: str, checkpoint: str | None = None) -> None:
+        """Hand a lease back at once (if it is still this node's), with its last
+        checkpoint in the same write."""
+        update, names, values = "REMOVE #o", {"#o": "owner"}, {":me": {"S": me}}
+        if checkpoint:
+            update += " SET #s = :s"
+            names["#s"], values[":s"] = "sequenceNumber", {"S": checkpoint}
         with contextlib.suppress(ConditionFailed):
             await answer(self.ddb.update_item(
-                TableName=self.table, Key=_key(shard_id), UpdateExpression="REMOVE #o",
-                ConditionExpression="#o = :me", ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":me": {"S": me}}), self.table)
+                TableName=self.table, Key=_key(shard_id), UpdateExpression=update,
+                ConditionExpression="#o = :me", ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values), self.table)
 
     async def checkpoint(self, shard_id: str, me: str, sequence: str | None,
                          finished: bool = False) -> bool:

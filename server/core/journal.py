@@ -9,10 +9,20 @@ through a fresh `Ledger` rebuilds exactly what was pending or unsettled; the sto
 sequence-number condition then makes resending those writes harmless, whether or
 not they got through before. `livecount.node.journal` writes the files.
 
+Several flushes may be in flight: a `t` record may follow another without its `c`.
+A flush's keys stay held from its `t` to its `c` (the node releases them only once
+the `c` is on disk), so replaying the records in file order takes exactly what the
+node took. A flush with no `c` by the next `s` (every run of the node starts its own
+file with one, before any `t`) was abandoned by a crash: it ends unsettled there, as
+it did when that run's successor replayed it, and is resent with its own sequence
+number.
+
 Lines are JSON arrays: `["v", kind, id, refreshed, hour, title, host]`,
-`["t", seq]`, `["c", seq, failed targets, failed rows, failed index, rejected
-targets, rejected rows, rejected index]`, and `["s", seq]` (the last sequence number,
-first in a new file).
+`["t", seq, rows]` (rows 1: report rows taken too, 0: counts only; `["t", seq]`,
+from before flushes overlapped, takes everything once every earlier flush is over),
+`["c", seq, failed targets, failed rows, failed index, rejected targets, rejected
+rows, rejected index]`, and `["s", seq]` (the last sequence number, first in a new
+file).
 """
 
 from __future__ import annotations
@@ -33,8 +43,8 @@ def view_record(target: Target, refreshed: bool, hour: str, title: str | None,
     return _encoder.encode(["v", target.kind, target.id, refreshed, hour, title, host])
 
 
-def taken_record(seq: int) -> bytes:
-    return _encoder.encode(["t", seq])
+def taken_record(seq: int, rows: bool = True) -> bytes:
+    return _encoder.encode(["t", seq, 1 if rows else 0])
 
 
 def completed_record(flush: Flush, result: FlushResult) -> bytes:
@@ -66,7 +76,7 @@ def replay(records: Iterable[list[Any]], ledger: Ledger) -> Replayed:
     ends unsettled: its writes go again with the same sequence numbers. The bases it
     leaves are only the replayed views, so they are forgotten at the end."""
     summary = Replayed()
-    flush: Flush | None = None
+    flights: dict[int, Flush] = {}
     for record in records:
         summary.records += 1
         kind = record[0]
@@ -76,12 +86,15 @@ def replay(records: Iterable[list[Any]], ledger: Ledger) -> Replayed:
                           title=title, referrer=host, force=True)
             summary.views += 1
         elif kind == "t":
-            summary.last_seq = max(summary.last_seq, record[1])
-            if flush is not None:  # taken, never completed, and a new one taken: a bug
-                ledger.complete(flush, FlushResult.nothing_known(flush))
-            taken = ledger.take(record[1])
-            flush = taken if taken else None
-        elif kind == "c" and flush is not None and flush.seq == record[1]:
+            seq = record[1]
+            summary.last_seq = max(summary.last_seq, seq)
+            if len(record) < 3:  # one flush at a time: an earlier one never completed
+                _abandon(ledger, flights)
+            taken = ledger.take(seq, rows=bool(record[2]) if len(record) >= 3 else True,
+                                hold=True)
+            if taken:
+                flights[seq] = taken
+        elif kind == "c" and (flush := flights.pop(record[1], None)) is not None:
             rejected = record[5:8] if len(record) >= 8 else [[], [], []]
             ledger.complete(flush, FlushResult(
                 failed_targets=_targets(record[2]),
@@ -90,10 +103,18 @@ def replay(records: Iterable[list[Any]], ledger: Ledger) -> Replayed:
                 rejected_targets=dict.fromkeys(_targets(rejected[0]), "replayed"),
                 rejected_rows=dict.fromkeys((Row(*r) for r in rejected[1]), "replayed"),
                 rejected_index=dict.fromkeys(_targets(rejected[2]), "replayed")))
-            flush = None
-        elif kind == "s":
+            ledger.release(flush)
+        elif kind == "s":  # a new file: a restart, or a rotation with nothing in flight
             summary.last_seq = max(summary.last_seq, record[1])
-    if flush is not None:
-        ledger.complete(flush, FlushResult.nothing_known(flush))
+            _abandon(ledger, flights)
+    _abandon(ledger, flights)
     ledger.forget_bases()
     return summary
+
+
+def _abandon(ledger: Ledger, flights: dict[int, Flush]) -> None:
+    """Flushes whose outcome never reached the journal: unknown, so resent unchanged."""
+    for flush in flights.values():
+        ledger.complete(flush, FlushResult.nothing_known(flush))
+        ledger.release(flush)
+    flights.clear()

@@ -9,6 +9,13 @@ response) stays *unsettled* and is sent again unchanged, same sequence number, s
 delta, before any newer delta of that key: that is what makes every count exact
 under retries.
 
+Several flushes may be in flight at once, so a slow one never delays the others,
+but each key is in at most one: a key's newer write is never sent while an older one
+is in flight or unsettled, or the store would refuse the older one for ever. A flush
+taken with `hold` keeps its keys until `release`, once its completion is on disk:
+a journal replay then takes exactly what the node took. Report rows may be left out
+of a take (`rows=False`): they wait for a slower cadence, in the same order rules.
+
 The count a client sees is `known + unsettled + in flight + pending`, so a node
 reads its own writes before DynamoDB Streams has copied them to the reader table.
 Counts only grow, so store observations merge by taking the larger value.
@@ -122,7 +129,12 @@ class Ledger:
         self._unsettled: dict[Target, Write] = {}
         self._unsettled_rows: dict[Row, Write] = {}
         self._indexed: set[Target] = set()
-        self._inflight: Flush | None = None
+        self._flights: dict[int, Flush] = {}  # taken, not completed, by sequence number
+        self._sending: dict[Target, Write] = {}  # the target writes of those flights
+        self._holding: dict[int, Flush] = {}  # completed, keys held until released
+        self._auto: set[int] = set()  # flights taken without `hold`: released on completion
+        self._held: dict[Target, int] = {}  # key → the flush it is in, until released
+        self._held_rows: dict[Row, int] = {}
         # Store observations of a key with a write in flight or unsettled may or may
         # not include that write; they wait until it settles.
         self._deferred: dict[Target, Counts] = {}
@@ -139,8 +151,8 @@ class Ledger:
         including every view this node accepted."""
         counts = self._known.get(target, ZERO)
         write = self._unsettled.get(target)  # when resent, the same write is in flight
-        if write is None and self._inflight is not None:
-            write = self._inflight.targets.get(target)
+        if write is None:
+            write = self._sending.get(target)
         if write is not None:
             counts = counts.plus(write.delta)
         if (seen := self._deferred.get(target)) is not None:
@@ -167,7 +179,35 @@ class Ledger:
     def idle(self) -> bool:
         """Nothing accepted waits for the store: every view so far is stored."""
         return not (self._pending or self._rows or self._unsettled or self._unsettled_rows
-                    or self._inflight)
+                    or self._flights or self._holding)
+
+    @property
+    def in_flight(self) -> int:
+        """Flushes taken and not yet released."""
+        return len(self._flights) + len(self._holding)
+
+    def waiting(self, rows: bool = True) -> bool:
+        """Whether a take could find anything (rows too, if `rows`). Cheap, and may say
+        yes when everything waiting is held by flushes in flight."""
+        return bool(self._pending or self._unsettled
+                    or (rows and (self._rows or self._unsettled_rows)))
+
+    def outstanding(self) -> tuple[dict[Target | Row, tuple[int, int]],
+                                   dict[Target | Row, Write]]:
+        """What the store may still lack: pending deltas (total, unique) per key, and
+        the writes of unknown outcome (unsettled or in flight) per key. What a journal
+        replay must rebuild."""
+        pending: dict[Target | Row, tuple[int, int]] = {}
+        writes: dict[Target | Row, Write] = {}
+        for deltas in (self._pending, self._rows):
+            for key, delta in deltas.items():
+                pending[key] = (delta.total, delta.unique)
+        for flush in self._flights.values():
+            for each in (flush.targets, flush.rows):
+                writes.update(each.items())
+        for each in (self._unsettled, self._unsettled_rows):
+            writes.update(each.items())
+        return pending, writes
 
     # -- writing ---------------------------------------------------------------
     def record(
@@ -204,8 +244,7 @@ class Ledger:
 
     def observe(self, target: Target, counts: Counts) -> bool:
         """Merge a count read from the store; True when the visible count changed."""
-        if target in self._unsettled or (
-                self._inflight is not None and target in self._inflight.targets):
+        if target in self._unsettled or target in self._sending:
             self._deferred[target] = self._deferred.get(target, ZERO).max(counts)
             return False
         before = self._known.get(target)
@@ -220,9 +259,7 @@ class Ledger:
         excess = len(self._known) - most
         if excess <= 0:
             return 0
-        busy = keep | self._pending.keys() | self._unsettled.keys()
-        if self._inflight is not None:
-            busy |= self._inflight.targets.keys()
+        busy = keep | self._pending.keys() | self._unsettled.keys() | self._held.keys()
         stale = [t for t in self._known if t not in busy][:excess]
         for target in stale:
             del self._known[target]
@@ -231,16 +268,29 @@ class Ledger:
             self._indexed.clear()  # costs one idempotent index write per target, later
         return len(stale)
 
-    def take(self, seq: int) -> Flush:
+    def take(self, seq: int, *, rows: bool = True, hold: bool = False) -> Flush:
         """Everything to write now, stamped `seq`: unsettled writes as they were, then
-        pending deltas of keys with nothing unsettled. Empty when there is nothing."""
-        if self._inflight is not None:
-            raise RuntimeError("a flush is already in flight")
-        targets, self._pending = _stamp(seq, self._unsettled, self._pending)
-        rows, self._rows = _stamp(seq, self._unsettled_rows, self._rows)
-        flush = Flush(seq, targets, rows, set(targets) - self._indexed)
+        pending deltas of keys with nothing unsettled, leaving out every key another
+        flush holds; report rows only if `rows`. Empty when there is nothing.
+
+        With `hold`, the flush's keys stay out of later takes until `release`, not
+        just until `complete`: the journal's completed record must be on disk before
+        a key is taken again, so a replay takes exactly what was taken."""
+        if seq in self._flights or seq in self._holding:
+            raise RuntimeError(f"flush {seq} is already in flight")
+        targets, self._pending = _stamp(seq, self._unsettled, self._pending, self._held)
+        taken_rows: dict[Row, Write] = {}
+        if rows:
+            taken_rows, self._rows = _stamp(seq, self._unsettled_rows, self._rows,
+                                            self._held_rows)
+        flush = Flush(seq, targets, taken_rows, set(targets) - self._indexed)
         if flush:
-            self._inflight = flush
+            self._flights[seq] = flush
+            self._sending.update(targets)
+            self._held.update(dict.fromkeys(targets, seq))
+            self._held_rows.update(dict.fromkeys(taken_rows, seq))
+            if not hold:
+                self._auto.add(seq)
         return flush
 
     def complete(self, flush: Flush, result: FlushResult) -> set[Target]:
@@ -248,11 +298,12 @@ class Ledger:
 
         Returns the targets whose visible count may have changed (other writers).
         """
-        if flush is not self._inflight:
+        if self._flights.get(flush.seq) is not flush:
             raise RuntimeError("completing a flush that is not in flight")
-        self._inflight = None
+        del self._flights[flush.seq]
         changed: set[Target] = set()
         for target, write in flush.targets.items():
+            del self._sending[target]
             if target in result.failed_targets:
                 self._unsettled[target] = write
                 continue
@@ -277,17 +328,34 @@ class Ledger:
         self._indexed |= flush.new - result.failed_index  # a rejected one is not retried
         deferred, self._deferred = self._deferred, {}
         changed.update(t for t, counts in deferred.items() if self.observe(t, counts))
+        self._holding[flush.seq] = flush
+        if flush.seq in self._auto:
+            self._auto.discard(flush.seq)
+            self.release(flush)
         return changed
 
+    def release(self, flush: Flush) -> None:
+        """A completed flush's keys may be taken again (its record is on disk)."""
+        if self._holding.get(flush.seq) is not flush:
+            raise RuntimeError("releasing a flush that is not completed")
+        del self._holding[flush.seq]
+        for target in flush.targets:
+            if self._held.get(target) == flush.seq:
+                del self._held[target]
+        for row in flush.rows:
+            if self._held_rows.get(row) == flush.seq:
+                del self._held_rows[row]
 
-def _stamp(seq: int, unsettled: dict[K, Write], pending: dict[K, Delta],
+
+def _stamp(seq: int, unsettled: dict[K, Write], pending: dict[K, Delta], held: dict[K, int],
            ) -> tuple[dict[K, Write], dict[K, Delta]]:
     """Unsettled writes go again unchanged; a pending delta of the same key must wait,
-    since the store only accepts a key's writes in sequence order."""
-    writes = dict(unsettled)
+    since the store only accepts a key's writes in sequence order. A key another
+    flush holds waits, whatever it has."""
+    writes = {key: write for key, write in unsettled.items() if key not in held}
     waiting: dict[K, Delta] = {}
     for key, delta in pending.items():
-        if key in unsettled:
+        if key in unsettled or key in held:
             waiting[key] = delta
         else:
             writes[key] = Write(seq, delta)

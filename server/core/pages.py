@@ -80,9 +80,11 @@ class PageRules:
         return sorted(set(self._rules.values()))
 
     def classify(self, article_id: str | None, current_page: str | None) -> Target | None:
+        """A post by its id; otherwise a configured page by its path, which starts with
+        `/` as `location.pathname` does (an empty or relative one names no page)."""
         if article_id is not None:
             return Target("post", article_id)
-        if current_page is None:
+        if current_page is None or not current_page.startswith("/"):
             return None
         name = self._rules.get(normalise_path(current_page))
         return Target("page", name) if name else None
@@ -99,17 +101,23 @@ def referrer_host(referrer: str | None, site_domains: Iterable[str]) -> str | No
     if not referrer:
         return None
     try:
-        parts = urlsplit(referrer.strip())
+        # Browsers read `\` as `/` in http(s) URLs (WHATWG): `http://a.example\@b.example/`
+        # came from a.example, not b.example.
+        parts = urlsplit(referrer.strip().replace("\\", "/"))
+        if "[" in parts.netloc:
+            return None  # an IP literal (v6 or vFuture): no DNS host
         host = dns_host(parts.hostname or "")
     except ValueError:
         return None
     if parts.scheme not in ("http", "https") or host is None:
         return None
+    host = host.removeprefix("www.")
     for domain in site_domains:
-        domain = dns_host(domain) or domain.lower().rstrip(".")
+        # `www.example.com` and `example.com` are one site, whichever was configured.
+        domain = (dns_host(domain) or domain.lower().rstrip(".")).removeprefix("www.")
         if host == domain or host.endswith("." + domain):
             return None
-    return host.removeprefix("www.")
+    return host
 
 
 # A label of a host name (RFC 1123): letters, digits and inner hyphens, 1 to 63.

@@ -1,8 +1,15 @@
 """The write path's edge: journal a flush, send it, settle it, set refusals aside.
 
 Everything it decides, the engine decides; this module keeps the order the
-exactly-once rule needs (a flush is on disk before any of its writes leaves, and is
-taken in the journal's order) and does the waiting.
+exactly-once rule needs and does the waiting:
+- a flush is taken in the journal's order, once its record is on disk, so a replay
+  takes the same keys with the same sequence numbers;
+- flushes overlap (a slow one never delays the next one's other keys), and the
+  ledger keeps each key in one at a time;
+- a flush's keys are released only once its completed record is on disk, so no later
+  take can include them in a different order than a replay would;
+- report rows (Timeline, Referrer) are taken every `report_interval`, counts every
+  `interval`; a drain takes everything.
 """
 
 from __future__ import annotations
@@ -23,51 +30,84 @@ from livecount.node.metrics import Metrics
 from livecount.waits import backoff, pause
 
 DEAD_LETTERS = "dead-letters.ndjson"
+MAX_IN_FLIGHT = 8  # flushes at once: beyond, a tick is skipped (the store is struggling)
 
 
 class Flusher:
     def __init__(self, engine: Engine[Any], journal: Journal, store: Store,
-                 metrics: Metrics, data_dir: Path) -> None:
+                 metrics: Metrics, data_dir: Path, max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self.engine = engine
         self.journal = journal
         self.store = store
         self.metrics = metrics
         self.dead_letters = data_dir / DEAD_LETTERS
-        self._lock = asyncio.Lock()
+        self.max_in_flight = max_in_flight
+        self._tasks: set[asyncio.Task[int]] = set()
+        self._last_seq = 0  # the highest sequence number taken: a new journal file's first
+        self._started = False  # this run's start record is on disk: takes may follow
 
-    async def flush_once(self) -> int:
-        """Write what is pending; returns how many views the store confirmed."""
-        async with self._lock:
-            if self.engine.ledger.idle and not self.journal.queued:
-                return 0
-            seq = self.engine.next_seq(time.time_ns() // 1000)
+    async def flush_once(self, rows: bool = True) -> int:
+        """Write what is pending (report rows too if `rows`) and is not in another
+        flush; returns how many views the store confirmed."""
+        ledger = self.engine.ledger
+        if not ledger.waiting(rows) and not self.journal.queued:
+            return 0
+        try:
+            await self._start_record()
+            seq = self._last_seq = self.engine.next_seq(time.time_ns() // 1000)
+            # Taken in the journal's order, once its record is on disk: a replay
+            # then resends these writes with the same sequence numbers.
+            flush: Flush = await self.journal.append(
+                records.taken_record(seq, rows),
+                lambda: ledger.take(seq, rows=rows, hold=True))
+        except Exception as exc:
+            warn_limited("flush_not_journaled", error=str(exc))
+            return 0
+        if not flush:
+            return 0
+        try:
+            with self.metrics.flush_seconds.time():
+                result = await self.store.flush(flush)
+        except Exception as exc:  # whatever broke, the writes stay unsettled
+            error("flush_crashed", exc)
+            result = FlushResult.nothing_known(flush)
+        settled = self.engine.settle(flush, result, time.time())
+        if settled.dead_letters:
+            await self._set_aside(settled)
+        if await self._completed(settled.record, flush):
+            _quietly(self.journal.rotate(self._last_seq))
+        failed = len(result.failed_targets) + len(result.failed_rows)
+        self.metrics.flush_failures.inc(failed)
+        log("flushed", views=settled.views, targets=len(result.applied), rows=len(flush.rows),
+            failed=failed, rejected=len(settled.dead_letters),
+            pending=ledger.pending_views, in_flight=ledger.in_flight)
+        return settled.views
+
+    async def _start_record(self) -> None:
+        """This run's first record, before any take: a replay ends there whatever the
+        previous run left in flight, as this run's own replay did."""
+        if not self._started:
+            await self.journal.append(records.start_record(self._last_seq))
+            self._started = True
+
+    async def _completed(self, record: bytes, flush: Flush) -> bool:
+        """Put the completed record on disk, then release the flush's keys; retried
+        until the journal takes it, since releasing them before would let a later
+        take differ from what a replay takes. True when everything is now stored."""
+        ledger = self.engine.ledger
+
+        def release() -> bool:
+            ledger.release(flush)
+            return ledger.idle and not self.journal.queued
+
+        for delay in backoff(0.1, 2.0):
             try:
-                # Taken in the journal's order, once its record is on disk: a replay
-                # then resends these writes with the same sequence numbers.
-                flush: Flush = await self.journal.append(
-                    records.taken_record(seq), lambda: self.engine.ledger.take(seq))
-            except Exception as exc:
-                warn_limited("flush_not_journaled", error=str(exc))
-                return 0
-            if not flush:
-                return 0
-            try:
-                with self.metrics.flush_seconds.time():
-                    result = await self.store.flush(flush)
-            except Exception as exc:  # whatever broke, the writes stay unsettled
-                error("flush_crashed", exc)
-                result = FlushResult.nothing_known(flush)
-            settled = self.engine.settle(flush, result, time.time())
-            if settled.dead_letters:
-                await self._set_aside(settled)
-            _quietly(self.journal.append(settled.record))
-            if settled.rotate:
-                _quietly(self.journal.rotate(seq))
-            failed = len(result.failed_targets) + len(result.failed_rows)
-            self.metrics.flush_failures.inc(failed)
-            log("flushed", views=settled.views, targets=len(result.applied), failed=failed,
-                rejected=len(settled.dead_letters), pending=self.engine.ledger.pending_views)
-            return settled.views
+                idle: bool = await self.journal.append(record, release)
+                return idle
+            except Exception as exc:  # the journal fails: views are refused meanwhile
+                warn_limited("flush_not_completed", error=str(exc), seq=flush.seq)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable: backoff never ends")
 
     async def _set_aside(self, settled: Settled) -> None:
         """Writes the store refused go to a file of their own, before the journal says
@@ -88,7 +128,12 @@ class Flusher:
         replayed = records.replay(self.journal.read(), self.engine.ledger)
         self.journal.bind(store_id, unstored=not self.engine.ledger.idle)
         self.engine.replayed(replayed.last_seq)
+        self._last_seq = replayed.last_seq
         self.journal.open()
+        try:
+            await self._start_record()
+        except Exception as exc:  # the first flush tries again, before it takes anything
+            warn_limited("flush_not_journaled", error=str(exc))
         if replayed.records:
             log("journal_replayed", records=replayed.records, views=replayed.views,
                 unstored=self.engine.ledger.pending_views)
@@ -105,13 +150,57 @@ class Flusher:
             warn("recovery_continues", unstored=self.engine.ledger.pending_views,
                  hint="the node serves; unstored views are retried every flush")
 
-    async def loop(self, stop: asyncio.Event, interval: float) -> None:
-        while not await pause(stop, interval):
-            await self.flush_once()
+    async def loop(self, stop: asyncio.Event, interval: float,
+                   report_interval: float | None = None) -> None:
+        """A flush every `interval`, each in its own task so a slow one holds up no
+        other; report rows every `report_interval` (None: with every flush). Returns
+        once the flushes it started are over."""
+        every = interval if report_interval is None else report_interval
+        next_report = time.monotonic() + every
+        try:
+            while not await pause(stop, interval):
+                now = time.monotonic()
+                rows = every <= interval or now >= next_report
+                if self._start(rows) and rows:
+                    next_report = now + every
+        finally:
+            await self.settled()
+
+    def _start(self, rows: bool) -> bool:
+        """Start a flush unless too many are out, or (while a replayed journal waits
+        for the store) any is: recovery ends on a flush that found nothing unknown,
+        which says so only when it was the one flush out."""
+        if len(self._tasks) >= self.max_in_flight or (self.engine.recovering and self._tasks):
+            if len(self._tasks) >= self.max_in_flight:
+                warn_limited("flushes_piling_up", in_flight=len(self._tasks))
+            return False
+        if not rows and self.engine.recovering:
+            rows = True  # replayed rows wait for the store too
+        task = asyncio.create_task(self.flush_once(rows))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return True
+
+    def _done(self, task: asyncio.Task[int]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            error("flush_crashed", exc)
+
+    async def settled(self, within: float | None = None) -> None:
+        """Wait (at most `within` seconds) for the flushes started by the loop; never
+        cancels them, so none is left half done."""
+        deadline = None if within is None else time.monotonic() + within
+        while self._tasks:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            await asyncio.wait(set(self._tasks), timeout=left)
 
     async def drain(self, within: float) -> None:
-        """Flush until nothing is pending, giving up after `within` seconds."""
+        """Flush until nothing is pending, report rows too, giving up after `within`
+        seconds."""
         deadline = time.monotonic() + within
+        await self.settled(within)
         delays = backoff(0.2, 2.0)
         while not self.engine.ledger.idle and time.monotonic() < deadline:
             if not await self.flush_once() and not self.engine.ledger.idle:

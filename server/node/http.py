@@ -1,13 +1,13 @@
 """Plain HTTP on the WebSocket's port: the report API, health, the pages.
 
-websockets answers these through its `process_request` hook, so one port and one
-event loop serve both; a request for `/ws` goes on to the WebSocket handshake.
+The node's transport (`node/sockets.py`) hands every request that is not a
+WebSocket handshake to `Routes`, so one port and one event loop serve both.
 Handlers parse parameters with `reports`, ask the store, and format; nothing else.
 
 Every answer is deliberate JSON (or the resource): a bad parameter is 400, a method
 other than GET or HEAD 405, a store that is away or slower than `REQUEST_TIMEOUT` 503,
-and a bug 500, logged once with its traceback. `HttpConnection` covers what
-websockets' parser refuses before `process_request` ever runs.
+and a bug 500, logged once with its traceback. `refusal` answers what websockets'
+parser refuses before a request exists.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import dataclasses
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from http import HTTPStatus
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -30,7 +31,6 @@ from livecount.core.pages import PageRules, Target
 from livecount.core.reports import BadParameter, PageRow
 from livecount.logs import error, warn_limited
 from livecount.node.metrics import CONTENT_TYPE_LATEST
-from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
 from websockets.http11 import Request, Response
@@ -41,10 +41,6 @@ API_CACHE = "public, max-age=5"  # live data: short, but enough to absorb a refr
 HEALTH_TTL = 2.0  # seconds a health answer is reused
 REQUEST_TIMEOUT = 3.0  # seconds an API request may wait on the store before 503
 ALLOW = "GET, HEAD"
-_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 414: "URI Too Long",
-            431: "Request Header Fields Too Large", 500: "Internal Server Error",
-            503: "Service Unavailable"}
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # an HTTP method (RFC 9110 token)
 _STATIC = {
     "/": ("dashboard.html", "text/html; charset=utf-8"),
@@ -62,7 +58,7 @@ def response(status: int, body: bytes, content_type: str, cache: str = "no-store
                        "Connection": "close"})  # websockets closes after any HTTP answer
     for name, value in (extra or {}).items():
         headers[name] = value
-    return Response(status, _REASONS.get(status, ""), headers, body)
+    return Response(status, HTTPStatus(status).phrase, headers, body)
 
 
 def json_response(status: int, value: Any, cache: str = "no-store",
@@ -109,39 +105,6 @@ def refusal(exc: Exception, head: bytes) -> Response | None:
     if isinstance(cause, NotImplementedError) or "request body" in str(cause):
         return bad_request("requests with a body are not accepted; use GET")
     return bad_request("not an HTTP/1.1 request: expected `GET /path HTTP/1.1` and headers")
-
-
-class HttpConnection(ServerConnection):
-    """websockets' server connection, answering in JSON the requests its parser refuses
-    before `process_request` could run: raw non-ASCII bytes in the request line, a body
-    (so any POST with data), a malformed line, oversized lines. Left alone, websockets
-    closes on the first kind without a word and answers the last in plain text.
-
-    Pass it to `serve(create_connection=HttpConnection)`."""
-
-    _HEAD = 32  # bytes kept from the start of a request: enough for its method
-    _head = b""
-    _refused = False
-
-    def data_received(self, data: bytes) -> None:
-        if len(self._head) < self._HEAD:
-            self._head += data[:self._HEAD - len(self._head)]
-        super().data_received(data)
-
-    def send_data(self) -> None:
-        failure = self.protocol.handshake_exc
-        if self.request is None and failure is not None and not self._refused:
-            self._refused = True
-            answer = refusal(failure, self._head)
-            if answer is not None:
-                self.protocol.data_to_send()  # drop websockets' own: a bare EOF, or text
-                self.transport.write(answer.serialize())
-                if self.transport.can_write_eof():
-                    self.transport.write_eof()
-                else:
-                    self.transport.close()
-                return
-        super().send_data()
 
 
 def _file(name: str, content_type: str) -> Response:

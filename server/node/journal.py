@@ -76,6 +76,7 @@ class Journal:
         self._queue: list[_Entry] = []
         self._wake = asyncio.Event()
         self._fd: int | None = None
+        self._path: Path | None = None
         self._good = 0  # the file's size after the last batch that was fully written
         self._lock: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -108,18 +109,26 @@ class Journal:
         """Tie the journal to the tables it is for. Views waiting for one set of tables
         must not be stored in another (another `--table-prefix` or endpoint): refuse,
         and say how to proceed."""
-        meta = self.directory / "store"
-        if meta.exists() and unstored and (before := meta.read_text().strip()) != store:
+        meta, store = self.directory / "store", store.strip()
+        before = meta.read_text().strip() if meta.exists() else None
+        if before is not None and unstored and before != store:
             raise JournalBusy(
                 f"{self.directory} holds views not yet stored in {before!r}; start once "
                 f"more with those settings to store them, or use another --data-dir")
+        if before == store:
+            return
         temporary = meta.with_name(".store.tmp")
-        temporary.write_text(store + "\n")
-        os.replace(temporary, meta)
+        try:
+            temporary.write_text(store + "\n")
+            os.replace(temporary, meta)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise JournalBusy(f"cannot write {meta}: {exc.strerror or exc}") from None
 
     def open(self) -> None:
         """Start appending, to a new file: never after a torn line of an old one."""
-        self._fd = self.disk.open(self._next_path())
+        self._path = self._next_path()
+        self._fd = self.disk.open(self._path)
         self._good = self.disk.size(self._fd)
         self._task = asyncio.create_task(self._run())
 
@@ -239,20 +248,20 @@ class Journal:
         self._good = self.disk.size(self._fd)
 
     def _new_file(self, last_seq: int) -> None:
-        old, path = self._files(), self._next_path()
-        fresh = self.disk.open(path)
-        try:
-            self.disk.append(fresh, start_record(last_seq) + b"\n")
-            self.disk.sync(fresh)
-        except OSError:
-            self.disk.close(fresh)
-            path.unlink(missing_ok=True)
-            raise
-        assert self._fd is not None
-        self.disk.close(self._fd)
-        self._fd, self._good = fresh, self.disk.size(fresh)
-        for stale in old:
-            stale.unlink()
+        """Everything the files hold is stored: keep only the current file, emptied,
+        starting with the last sequence number. Space is freed before anything is
+        written, so this also works on a full disk (and is how a journal that filled
+        its disk gets going again). A crash mid-way leaves an empty file: nothing is
+        lost but the last sequence number, and the clock stands in for it."""
+        assert self._fd is not None and self._path is not None
+        for stale in self._files():
+            if stale != self._path:
+                stale.unlink()
+        self.disk.truncate(self._fd, 0)
+        self._good = 0
+        self.disk.append(self._fd, start_record(last_seq) + b"\n")
+        self.disk.sync(self._fd)
+        self._good = self.disk.size(self._fd)
         folder = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(folder)

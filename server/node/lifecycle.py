@@ -96,15 +96,17 @@ class Node:
 
 
 async def run(config: Config, ready: asyncio.Event | None = None,
-              sock: socket.socket | None = None) -> None:
-    """Serve until SIGINT or SIGTERM, then flush everything and stop."""
+              sock: socket.socket | None = None, *, endpoint: str | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then flush everything and stop. A worker gets its
+    listening `sock` and the DynamoDB `endpoint` from its parent (`node/workers.py`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
-        endpoint = await stack.enter_async_context(
-            local.endpoint_for(config.dynamodb_endpoint, config.data_dir))
+        if endpoint is None:
+            endpoint = await stack.enter_async_context(
+                local.endpoint_for(config.dynamodb_endpoint, config.data_dir))
         store = await stack.enter_async_context(
             Store.open(endpoint, config.region, config.table_prefix, config.node_id))
         await _prepare(store, stop)
@@ -170,11 +172,19 @@ class Background:
 
 
 async def _prepare(store: Store, stop: asyncio.Event) -> None:
-    """Create the tables, waiting out a store that does not answer yet (or until stopped).
-    Wrong credentials are fatal at once: no retry can fix them."""
+    """Create the tables, waiting out a store that does not answer yet (or until stopped:
+    a SIGTERM does not wait for a request that may take its full timeout). Wrong
+    credentials are fatal at once: no retry can fix them."""
     for delay in backoff():
+        attempt = asyncio.ensure_future(store.create_tables())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([attempt, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not attempt.done():
+            attempt.cancel()
+            return
         try:
-            made = await store.create_tables()
+            made = attempt.result()
         except StoreRefused as exc:
             raise StoreRefused(f"DynamoDB refused livecount: {exc}") from None
         except Unavailable as exc:

@@ -26,7 +26,7 @@ from livecount.core.ledger import Counts
 from livecount.core.pages import Target
 from livecount.logs import error, warn_limited
 from livecount.node.archive import Writer
-from livecount.node.http import WS_PATH, Routes, json_response, refusal
+from livecount.node.http import WS_PATH, Routes, bad_request, json_response, refusal
 from livecount.node.journal import Journal
 from livecount.node.metrics import Metrics
 from livecount.waits import pause
@@ -122,6 +122,8 @@ class Connection(asyncio.Protocol):
         self._binary = False
         self._closing: tuple[int, str] | None = None  # sent once the replies before it are
         self._requested = False  # a request was parsed: websockets answers its refusals
+        self._http = False  # a plain HTTP request: answered by the routes, then closed
+        self._eof = False
         self._paused = False
         self._write_paused = False
         self._timer: asyncio.TimerHandle | None = None
@@ -133,12 +135,17 @@ class Connection(asyncio.Protocol):
         self._timer = self.hub.loop.call_later(self.hub.open_timeout, self._abort)
 
     def data_received(self, data: bytes) -> None:
+        if self._http:
+            return  # one request per connection: anything after it is not read
         if len(self._head) < 32 and self.protocol.state is State.CONNECTING:
             self._head += data[:32 - len(self._head)]
         self.protocol.receive_data(data)
         self._events()
 
     def eof_received(self) -> bool | None:
+        self._eof = True
+        if self._http:
+            return True  # keep the connection to write the answer
         self.protocol.receive_eof()
         self._events()
         return None
@@ -178,14 +185,16 @@ class Connection(asyncio.Protocol):
         if request.path.partition("?")[0] == WS_PATH and request.method == "GET":
             self._handshake(request)
         else:
-            self.hub.spawn(self._http(request))
+            self._http = True
+            self.hub.spawn(self._answer(request))
 
-    async def _http(self, request: Request) -> None:
+    async def _answer(self, request: Request) -> None:
+        """A plain HTTP request: the routes answer it, written directly (whatever the
+        client sent after it, websockets' parser may have choked on), then EOF."""
         answer = await self.hub.routes(request)
-        if answer is None:  # /ws, but not a GET: routes answer that; here it is a bug
-            answer = self.protocol.reject(400, "use GET for a WebSocket\n")
-        self.protocol.send_response(answer)
-        self._send_protocol_data()
+        if answer is None:  # /ws, but not a GET: the routes answer that; never here
+            answer = bad_request("use GET for a WebSocket")
+        self._end(answer)
 
     def _handshake(self, request: Request) -> None:
         response = self.protocol.accept(request)
@@ -341,16 +350,23 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self._http:
+            self.protocol.data_to_send()  # the routes answer; websockets' output is moot
+            return
         failure = self.protocol.handshake_exc
         if failure is not None and not self._requested:
             # websockets' parser refused the request: answer in JSON, not with its
-            # plain text or a bare EOF.
-            self._requested = True
-            answer = refusal(failure, self._head)
+            # plain text or a bare EOF. (EOFError is also its word for a line without
+            # CRLF: unless the client really left, that deserves an answer.)
+            self._requested = self._http = True
             self.protocol.data_to_send()
-            if answer is not None:
-                transport.write(answer.serialize())
-            transport.close()
+            answer = refusal(failure, self._head)
+            if answer is None and not self._eof:
+                answer = bad_request("not an HTTP/1.1 request: lines end with CRLF")
+            if answer is None:
+                transport.close()
+            else:
+                self._end(answer)
             return
         for data in self.protocol.data_to_send():
             if data:
@@ -362,6 +378,18 @@ class Connection(asyncio.Protocol):
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = self.hub.loop.call_later(CLOSE_TIMEOUT, self._abort)
+
+    def _end(self, answer: Response) -> None:
+        """Write an HTTP answer and end the connection."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(answer.serialize())
+        if transport.can_write_eof():
+            transport.write_eof()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.hub.loop.call_later(CLOSE_TIMEOUT, self._abort)
 
     def _abort(self) -> None:
         if self.transport is not None:

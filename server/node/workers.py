@@ -178,7 +178,7 @@ class Supervisor:
         self.config = config
         self.port = port
         self.stopping = asyncio.Event()
-        self.signal = signal.SIGTERM
+        self.signal: int = signal.SIGTERM
         self.workers: list[Worker] = []
         self.reason = ""  # why it gave up, if it did
         self.code = 0

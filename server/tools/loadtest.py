@@ -7,8 +7,11 @@ asyncio transport (no task, future or coroutine switch per message), and the rep
 says when the client itself used most of a core: a saturated client must never be
 mistaken for a slow server.
 
-The pure parts (`Zipf`, `ViewMix`, `Histogram`, `PushTracker`, `Report`) hold the
-decisions and are tested on their own; `_Run` and `_Socket` are the I/O around them.
+A socket may keep several views unanswered (`--in-flight`): the server answers a
+socket's messages in order, so each reply belongs to the oldest view still waiting.
+
+The pure parts (`Zipf`, `ViewMix`, `Histogram`, `PushTracker`, `Window`, `Report`) hold
+the decisions and are tested on their own; `_Run` and `_Socket` are the I/O around them.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus, InvalidURI
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
-from websockets.protocol import State
+from websockets.protocol import Event, State
 from websockets.uri import WebSocketURI, parse_uri
 
 SATURATED_PCT: Final = 90.0  # client CPU above this share of one core: the client may be the limit
@@ -321,12 +324,51 @@ class PushTracker:
         art.head = head
 
 
+class Window:
+    """One socket's views awaiting replies, oldest first, at most `size` of them.
+
+    A server answers a socket's messages in order, so a reply is always the oldest
+    view's: matching is a queue, with no id on the wire.
+    """
+
+    __slots__ = ("_waiting", "size")
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("a window holds at least one view")
+        self.size = size
+        self._waiting: deque[tuple[int, float]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def free(self) -> int:
+        return self.size - len(self._waiting)
+
+    def sent(self, article: int, at: float) -> None:
+        if len(self._waiting) >= self.size:
+            raise OverflowError(f"{self.size} views already wait for their replies")
+        self._waiting.append((article, at))
+
+    def answered(self) -> tuple[int, float] | None:
+        """The (article, sent at) of the view a reply answers; None: nothing waited."""
+        return self._waiting.popleft() if self._waiting else None
+
+    def clear(self) -> int:
+        """The socket is gone: its waiting views will never be answered; how many."""
+        n = len(self._waiting)
+        self._waiting.clear()
+        return n
+
+
 @dataclass(frozen=True)
 class Report:
     """Everything a run measured; `to_json()` is the `--json` output."""
 
     url: str
     connections: int
+    in_flight: int
     subscribers: int
     opened: int
     connect_failures: dict[str, int]
@@ -337,6 +379,7 @@ class Report:
     zipf: float
     sent: int
     acked: int
+    acked_in_window: int
     errors: dict[str, int]
     unanswered: int
     views_per_s: float
@@ -366,6 +409,7 @@ class Report:
         table.add_column("value", justify="right")
         table.add_column("", style="dim")
         rate = f"target {self.target_rate:g}/s" if self.target_rate else "as fast as replies allow"
+        rate += f", up to {self.in_flight} unanswered per socket"
         table.add_row("sockets", f"{self.opened:,} of {self.connections + self.subscribers:,}",
                       f"{self.connections} viewing, {self.subscribers} subscribed; "
                       f"opened in {self.connect_s:.1f} s")
@@ -428,6 +472,7 @@ def cpu_share(cpu_s: float, wall_s: float) -> float:
 class Options:
     url: str
     connections: int = 10
+    in_flight: int = 1
     duration: float = 10.0
     rate: float | None = None
     articles: int = 100
@@ -476,9 +521,11 @@ def _opt(flag: str, help: str, parse: Callable[[str], Any] = text, **more: Any) 
 OPTIONS: Final = (
     _opt("url", "WebSocket URL", _ws_url, default="ws://127.0.0.1:8080/ws"),
     _opt("connections", "sockets that send views", positive(int)),
+    _opt("in-flight", "views a socket may have unanswered at once; `1`: it sends its next "
+                      "view when the reply to the previous one arrives", positive(int)),
     _opt("duration", "seconds of load, after all sockets are open", positive(float)),
-    _opt("rate", "total views per second; without it each socket sends its next view when "
-                 "the reply to the previous one arrives", positive(float)),
+    _opt("rate", "total views per second; without it each socket sends a view whenever "
+                 "fewer than `--in-flight` wait for their replies", positive(float)),
     _opt("articles", "distinct article ids", positive(int)),
     _opt("zipf", "Zipf exponent of article popularity; 0 is uniform", _non_negative(float)),
     _opt("refreshed-ratio", "share of views sent with refreshed=true", _ratio),
@@ -552,11 +599,10 @@ class _Socket(asyncio.Protocol):
         self.closed: asyncio.Future[None] = loop.create_future()
         self.ready: asyncio.Future[None] = loop.create_future()  # subscriber: counts arrived
         self.open = False
-        self.busy = False  # a view waits for its reply
-        self.sent_at = 0.0
-        self.article = 0
+        self.window = Window(run.options.in_flight)  # views awaiting their replies
         self.counts_due = 0
         self._parts: list[bytes] = []
+        self._receiving = False  # in data_received: writes wait for its one flush
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -571,22 +617,29 @@ class _Socket(asyncio.Protocol):
         events = ws.events_received()
         if events:
             now = time.perf_counter()
-            for event in events:
-                if type(event) is Frame:
-                    opcode = event.opcode
-                    if opcode is Opcode.TEXT or opcode is Opcode.CONT:
-                        if event.fin and not self._parts:
-                            self.run.on_text(self, event.data, now)
-                        else:
-                            self._parts.append(bytes(event.data))
-                            if event.fin:
-                                whole, self._parts = b"".join(self._parts), []
-                                self.run.on_text(self, whole, now)
-                    elif opcode is Opcode.BINARY:
-                        self.run.unexpected += 1
-                elif isinstance(event, Response):
-                    self._handshake()
+            self._receiving = True  # views sent in answer go out in one write below
+            try:
+                self._handle(events, now)
+            finally:
+                self._receiving = False
         self._flush()
+
+    def _handle(self, events: list[Event], now: float) -> None:
+        for event in events:
+            if type(event) is Frame:
+                opcode = event.opcode
+                if opcode is Opcode.TEXT or opcode is Opcode.CONT:
+                    if event.fin and not self._parts:
+                        self.run.on_text(self, event.data, now)
+                    else:
+                        self._parts.append(bytes(event.data))
+                        if event.fin:
+                            whole, self._parts = b"".join(self._parts), []
+                            self.run.on_text(self, whole, now)
+                elif opcode is Opcode.BINARY:
+                    self.run.unexpected += 1
+            elif isinstance(event, Response):
+                self._handshake()
 
     def _handshake(self) -> None:
         if self.opened.done():
@@ -619,7 +672,8 @@ class _Socket(asyncio.Protocol):
         if not self.open or self.ws.state is not State.OPEN:
             return False
         self.ws.send_text(data)
-        self._flush()
+        if not self._receiving:
+            self._flush()
         return True
 
     def close(self) -> None:
@@ -636,7 +690,13 @@ class _Socket(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        for data in self.ws.data_to_send():
+        chunks = self.ws.data_to_send()
+        if not chunks:
+            return
+        if len(chunks) > 1 and all(chunks):
+            transport.write(b"".join(chunks))  # one syscall for a burst of frames
+            return
+        for data in chunks:
             if data:
                 transport.write(data)
             elif transport.can_write_eof() and not transport.is_closing():
@@ -729,17 +789,18 @@ class _Run:
         if kind == "count":
             self.viewer_pushes += 1  # the server subscribes a viewer to what it viewed
             return
-        if not sock.busy:
+        answered = sock.window.answered()
+        if answered is None:
             self.unexpected += 1
             return
-        sock.busy = False
+        rank, sent_at = answered
         self.in_flight -= 1
-        self.reply_ms.record((now - sock.sent_at) * 1000)
+        self.reply_ms.record((now - sent_at) * 1000)
         if kind == "views":
             self.acked += 1
-            article = self.mix.ids[sock.article]
+            article = self.mix.ids[rank]
             if self.tracker.watches(article):
-                self.tracker.expect(article, msg.totalViews, sock.sent_at)
+                self.tracker.expect(article, msg.totalViews, sent_at)
         elif kind == "error":
             self.errors[msg.error or "unknown"] += 1
         else:
@@ -753,9 +814,7 @@ class _Run:
     def on_lost(self, sock: _Socket) -> None:
         if not self.stopping:
             self.dropped += 1
-        if sock.busy:
-            sock.busy = False
-            self.in_flight -= 1
+        self.in_flight -= sock.window.clear()
         if sock.subscriber and not self.stopping:  # at the end, unseen views stay missing
             self.tracker.leave(sock.index)
 
@@ -765,10 +824,9 @@ class _Run:
             self.stop.set()
             return
         rank, frame = self.mix.next()
-        sock.article = rank
-        sock.sent_at = time.perf_counter()
+        sent_at = time.perf_counter()
         if sock.send(frame):
-            sock.busy = True
+            sock.window.sent(rank, sent_at)
             self.in_flight += 1
             self.sent += 1
             self.views_left -= 1
@@ -782,11 +840,13 @@ class _Run:
         self.sending = True
         pacer = None
         if opts.rate is None:
-            for sock in live:
-                self.send_view(sock)
+            for _ in range(opts.in_flight):
+                for sock in live:
+                    self.send_view(sock)
         else:
-            self.idle.extend(live)
-            pacer = asyncio.create_task(self._pace(opts.rate, len(live)))
+            for _ in range(opts.in_flight):  # one entry per free slot of a socket
+                self.idle.extend(live)
+            pacer = asyncio.create_task(self._pace(opts.rate, len(self.idle)))
         with self.display.phase("load", opts.duration):
             deadline = t0 + opts.duration
             while (left := deadline - time.perf_counter()) > 0 \
@@ -803,7 +863,8 @@ class _Run:
         return wall, cpu, acked
 
     async def _pace(self, rate: float, sockets: int) -> None:
-        """Hand views to idle sockets at `rate`; what no idle socket can take is missed."""
+        """Hand views to free slots of sockets at `rate` (`sockets`: how many slots);
+        what no free slot can take is missed."""
         start = time.perf_counter()
         dispatched = 0
         while self.sending:
@@ -935,11 +996,12 @@ async def run(options: Options, display: _Display | None = None,
     await close_all(r)
     share = cpu_share(cpu, wall)
     return Report(
-        url=options.url, connections=options.connections, subscribers=options.subscribers,
+        url=options.url, connections=options.connections, in_flight=options.in_flight,
+        subscribers=options.subscribers,
         opened=options.connections + options.subscribers - sum(r.connect_failures.values()),
         connect_failures=dict(r.connect_failures), connect_s=round(connect_s, 3),
         duration_s=round(wall, 3), target_rate=options.rate, articles=options.articles,
-        zipf=options.zipf, sent=r.sent, acked=r.acked,
+        zipf=options.zipf, sent=r.sent, acked=r.acked, acked_in_window=acked_in_window,
         errors={k: v for k, v in r.errors.items() if not k.startswith("subscribe:")},
         unanswered=r.sent - r.acked - sum(v for k, v in r.errors.items()
                                           if not k.startswith("subscribe:")),
@@ -998,5 +1060,5 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.set_defaults(run=main, parser=p)
 
 
-__all__ = ["Histogram", "Options", "PushTracker", "Report", "ViewMix", "Zipf", "register",
-           "run"]
+__all__ = ["Histogram", "Options", "PushTracker", "Report", "ViewMix", "Window", "Zipf",
+           "register", "run"]

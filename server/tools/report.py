@@ -29,8 +29,13 @@ class ReportError(Exception):
 
 
 def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(value)
+        bad = parts.scheme not in ("http", "https") or not parts.hostname \
+            or " " in value or (parts.port is not None and parts.port == 0)
+    except ValueError:  # a port that is not a number or past 65535, a bad [IPv6]
+        bad = True
+    if bad:
         raise argparse.ArgumentTypeError(f"must be an http(s) URL such as {DEFAULT_URL}, "
                                          f"got {value!r}")
     return value

@@ -139,3 +139,17 @@ async def test_a_write_the_store_refuses_is_set_aside_and_the_node_starts(
         restarted.events("journal_replayed")[0]["unstored"] == 0
     assert await restarted.stop() == 0
 
+
+
+async def test_a_node_without_a_table_prefix_restarts_after_a_crash(launch: Launch):
+    """The journal is bound to its store as `endpoint region prefix`: with no prefix
+    that ends in a space, and a restart must still recognise its own tables."""
+    served = await launch("--flush-interval", "600", "--table-prefix", "")
+    async with connect(served.ws) as ws:
+        first = await reply_to(ws, {"message": "views", "articleId": "no-prefix"})
+    await served.stop(signal.SIGKILL)
+    again = await launch("--table-prefix", "")
+    async with connect(again.ws) as ws:
+        count = await reply_to(ws, {"message": "subscribe", "articleIds": ["no-prefix"]})
+        assert count["totalViews"] == first["totalViews"]
+    assert await again.stop() == 0

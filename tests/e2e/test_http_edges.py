@@ -11,6 +11,7 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_from_bytes, urlsplit
 
@@ -19,12 +20,15 @@ import pytest_asyncio
 from hypothesis import HealthCheck, assume, given, seed, settings
 from hypothesis import strategies as st
 from livecount.aws.store import Store
+from livecount.core.engine import Engine, Settings
 from livecount.core.pages import PageRules
-from livecount.node.http import HttpConnection, Routes
+from livecount.node.http import Routes
+from livecount.node.journal import Journal
+from livecount.node.metrics import Metrics
+from livecount.node.sockets import Bases, Connection, Sockets
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
+from websockets.http11 import Request
 
 from tests.faults import FaultProxy
 from tests.support import Launch, Served, eventually
@@ -171,22 +175,23 @@ async def test_a_raw_non_ascii_request_line_gets_400_from_livecount_serve(launch
         assert answer.status in (400, 405) and answer.json()["error"], answer
 
 
-# -- websockets' own server with `HttpConnection`, on DynamoDB Local --------------------
+# -- the node's own transport, in process, on DynamoDB Local ----------------------------
 
 @pytest_asyncio.fixture
-async def edge(local_store: Store) -> AsyncIterator[int]:
-    """`Routes` behind websockets' asyncio server, as the node serves them."""
-    routes = Routes(local_store, lambda target: None, PageRules())
-
-    async def process_request(ws: ServerConnection, request: Request) -> Response | None:
-        return await routes(request)
-
-    async def handler(ws: ServerConnection) -> None:
-        await ws.close()
-
-    async with serve(handler, "127.0.0.1", 0, process_request=process_request,
-                     create_connection=HttpConnection) as server:
-        yield server.sockets[0].getsockname()[1]
+async def edge(local_store: Store, tmp_path: Path) -> AsyncIterator[int]:
+    """`Routes` behind the node's transport (`node/sockets.py`), as `serve` wires them."""
+    engine: Engine[Connection] = Engine(Settings())
+    journal = Journal(tmp_path / "journal")
+    journal.lock()
+    journal.open()
+    routes = Routes(local_store, engine.shown, PageRules())
+    sockets = Sockets(engine, Bases(local_store, engine), journal, Metrics("edge"), None,
+                      routes, None, 4096, 10.0)
+    server = await asyncio.get_running_loop().create_server(sockets, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await sockets.close_all(1.0)
+    await journal.close()
 
 
 @pytest.mark.parametrize(("raw", "status", "error"), [
@@ -203,6 +208,11 @@ async def edge(local_store: Store) -> AsyncIterator[int]:
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long"),
     (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n", 431, "headers_too_large"),
     (b"GET / HTTP/1.1\r\nX: " + b"y" * 9000 + b"\r\n\r\n", 431, "headers_too_large"),
+    (b"GET /api/pages HTTP/1.1\nHost: x\n\n", 400, "bad_request"),  # bare LF
+    (b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", 426, "upgrade_required"),
+    (b"GET /ws HTTP/1.0\r\nHost: x\r\n\r\n", 505, "bad_handshake"),
+    (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: x\r\nSec-WebSocket-Version: 8\r\n\r\n", 400, "bad_handshake"),
 ])
 async def test_what_the_parser_refuses_gets_a_json_answer(edge: int, raw, status, error):
     answer = await ask(edge, raw)
@@ -215,8 +225,16 @@ async def test_a_valid_request_and_a_websocket_still_pass_through(edge: int):
     answer = await ask(edge, request("GET", "/api/pages"))
     assert answer.status == 200 and isinstance(answer.json(), list)
     async with connect(f"ws://127.0.0.1:{edge}/ws") as ws:
-        await ws.wait_closed()  # the handler above accepts, then closes normally
-    assert ws.close_code == 1000
+        await ws.send('{"message":"subscribe","pageNames":["Home_Page"]}')
+        assert json.loads(await ws.recv())["message"] == "count"
+
+
+@pytest.mark.parametrize("after", [b"ab", b"\r\n", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"])
+async def test_what_follows_a_request_does_not_cost_its_answer(edge: int, after: bytes):
+    """One request per connection: a pipelined second one, or stray bytes, are not
+    read, and the first still gets its answer."""
+    answer = await ask(edge, request("GET", "/healthz") + after)
+    assert answer.status == 200 and answer.json() == {"status": "ok"}
 
 
 async def test_a_client_that_sends_nothing_and_leaves_is_let_go(edge: int):

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from livecount.aws.store import Store
+from livecount.tools import loadtest as client
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from tests.support import ROOT, Launch, eventually
 
@@ -76,3 +79,57 @@ async def test_a_server_that_closes_sockets_is_reported_not_crashed_on(launch: L
                             "--articles", "1")
     assert report["errors"].get("rate_limited", 0) > 0
     assert report["dropped"] > 0  # refused 20 times in a row, a socket is closed
+
+
+async def test_a_socket_keeps_up_to_in_flight_views_unanswered_and_never_more():
+    """A server that answers only once it holds IN_FLIGHT views of a socket: a client
+    that waited for each reply would stall it, and one that sent more would show."""
+    in_flight, rounds = 3, 40
+    held_most: list[int] = []
+    order: list[str] = []
+
+    async def batching(ws: ServerConnection) -> None:
+        held: list[str] = []
+        try:
+            async for frame in ws:
+                held.append(json.loads(frame)["articleId"])
+                held_most.append(len(held))
+                if len(held) == in_flight:
+                    for article in held:  # in order, as livecount answers
+                        await ws.send(json.dumps({"message": "views", "articleId": article,
+                                                  "totalViews": 1, "uniqueViews": 1}))
+                    order.extend(held)
+                    held.clear()
+        except ConnectionClosed:
+            pass
+
+    async with serve(batching, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        # One socket and a whole number of windows: every window fills, so nothing here
+        # waits on a clock; --max-views ends the load.
+        report = await client.run(client.Options(
+            url=f"ws://127.0.0.1:{port}/ws", connections=1, in_flight=in_flight,
+            duration=30.0, drain_timeout=5.0, max_views=in_flight * rounds, articles=50,
+            seed=3))
+    assert max(held_most) == in_flight
+    assert report.sent == report.acked == len(order) == in_flight * rounds
+    assert report.unanswered == 0 and report.unexpected == 0 and report.errors == {}
+    assert report.reply_ms.count == report.sent and report.in_flight == in_flight
+
+
+async def test_pipelined_views_are_each_answered_and_counted_once(launch: Launch,
+                                                                   local_store: Store,
+                                                                   tmp_path: Path):
+    served = await launch("--data-dir", str(tmp_path))
+    report = await loadtest(served.ws, "--connections", "3", "--in-flight", "4",
+                            "--duration", "2", "--articles", str(ARTICLES),
+                            "--article-prefix", "pipe-")
+    assert report["in_flight"] == 4 and report["sent"] > 0
+    assert report["acked"] == report["sent"] and report["errors"] == {}
+    assert report["unanswered"] == 0 and report["unexpected"] == 0
+    ids = [f"pipe-{k}" for k in range(ARTICLES)]
+    async with connect(served.ws) as ws:
+        await ws.send(json.dumps({"message": "subscribe", "articleIds": ids}))
+        counts = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in ids]
+    assert sum(c["totalViews"] for c in counts) == report["sent"]
+    await eventually(lambda: reader_total(local_store), lambda n: n == report["sent"])

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ async def view(url: str, article: str, sockets: int = SOCKETS, each: int = 5) ->
 async def item(store: Store, article: str) -> dict[str, Any]:
     """The writer table's item of `article`, its numbers as ints ({} if none)."""
     items = (await store.ddb.scan(TableName=store.tables.writer, ConsistentRead=True))["Items"]
-    found = next((i for i in items if i["articleId"]["S"] == article), {})
+    found: dict[str, Any] = next((i for i in items if i["articleId"]["S"] == article), {})
     return {k: int(v["N"]) if "N" in v else v.get("S") for k, v in found.items()}
 
 
@@ -117,7 +118,7 @@ async def test_workers_drain_and_stop_when_the_parent_is_killed(
     await served.kill()  # SIGKILL: no signal forwarded to the workers
     journals = [tmp_path / "node" / f"worker-{i}" / "journal" for i in (0, 1)]
     for journal in journals:
-        await eventually(lambda j=journal: unlocked(j), bool, timeout=45)
+        await eventually(partial(unlocked, journal), bool, timeout=45)
     assert (await item(local_store, "orphaned"))["totalViews"] == replied
 
 

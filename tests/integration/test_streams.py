@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from livecount.aws import consumer as consumer_module
 from livecount.aws.consumer import StreamConsumer
 from livecount.aws.store import Store
 from livecount.core import feed
@@ -14,6 +15,7 @@ from livecount.core.leases import NODE_PREFIX, Lease, LeaseItem
 from livecount.core.ledger import Delta
 from livecount.core.pages import Target
 from livecount.core.stream_copy import copy_and_feed
+from livecount.waits import pause as waits_pause
 
 from tests.support import eventually, flush_of
 
@@ -167,3 +169,104 @@ async def test_a_copy_the_store_rejects_is_skipped_and_later_ones_apply(local_st
     await consumer._copy([image_record(long_id, 1, 1, "1"), image_record("a", 4, 1, "2")])
     assert await reader(local_store) == {"a": (4, 4, 1)}
     assert seen == [("a", 4, 4)] and consumer.copied == 1
+
+
+async def test_a_renewal_carries_the_checkpoint_and_a_release_the_last_one(local_store: Store):
+    stream = local_store.stream
+    arn = await stream.stream_arn()
+    shard = (await stream.shards(arn))[0].id
+    await stream.add_lease(shard, arn)
+    await stream.take(Lease(shard, None, 0), "a")
+    assert await stream.renew(shard, "a", 1, "200") == 2
+    assert await stream.renew(shard, "b", 2, "300") is None  # not b's: nothing written
+    items = {i.lease.key: i for i in await stream.leases(arn)}
+    assert items[shard] == LeaseItem(Lease(shard, "a", 2), checkpoint="200")
+    await stream.release(shard, "a", "250")
+    items = {i.lease.key: i for i in await stream.leases(arn)}
+    assert items[shard] == LeaseItem(Lease(shard, None, 2), checkpoint="250")
+
+
+async def test_a_lease_holder_renews_with_its_checkpoint_and_does_not_announce_itself(
+        local_store: Store):
+    stream = local_store.stream
+    arn = await stream.stream_arn()
+    seen: list[tuple[str, int, int]] = []
+    consumer = StreamConsumer(local_store, lambda *image: seen.append(image), "holder",
+                              lease_time=0.6, poll_interval=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await write(local_store, a=1)
+        await eventually(lambda: reader(local_store), lambda r: "a" in r)
+
+        async def items() -> dict[str, LeaseItem]:
+            return {i.lease.key: i for i in await stream.leases(arn)}
+
+        shard = next(iter(consumer.held))
+        # The checkpoint reaches the lease item with a renewal, not a write of its own.
+        await eventually(items, lambda i: i[shard].checkpoint is not None)
+        presence = (await items())[NODE_PREFIX + "holder"].lease.counter
+        renewals = (await items())[shard].lease.counter
+        await eventually(items, lambda i: i[shard].lease.counter >= renewals + 3)
+        assert (await items())[NODE_PREFIX + "holder"].lease.counter == presence
+
+        # Another node sees it alive through the lease it renews.
+        other = StreamConsumer(local_store, lambda *image: None, "other", lease_time=0.6,
+                               poll_interval=0.05)
+        other_stop = asyncio.Event()
+        other_task = asyncio.create_task(other.run(other_stop))
+
+        async def nodes() -> tuple[int, int]:
+            return consumer.nodes, other.nodes
+
+        await eventually(nodes, lambda n: n == (2, 2))
+        assert not other.held
+        other_stop.set()
+        await other_task
+    finally:
+        stop.set()
+        await task
+
+
+async def test_images_a_later_one_supersedes_in_a_batch_are_not_copied(local_store: Store):
+    consumer = StreamConsumer(local_store, lambda *image: None)
+    await consumer._copy([image_record("a", 1, 1, "1"), image_record("b", 5, 1, "2"),
+                          image_record("a", 2, 2, "3"), image_record("a", 3, 3, "4")])
+    assert await reader(local_store) == {"a": (3, 3, 3), "b": (5, 5, 1)}
+    assert consumer.copied == 2
+    removed = {"eventName": "REMOVE", "dynamodb": {
+        "Keys": {"articleId": {"S": "a"}}, "SequenceNumber": "6",
+        "OldImage": image_record("a", 4, 4, "5")["dynamodb"]["NewImage"]}}
+    await consumer._copy([image_record("a", 4, 4, "5"), removed, image_record("a", 1, 1, "7")])
+    assert (await reader(local_store))["a"] == (1, 1, 1)  # every side of the delete applied
+    assert consumer.copied == 5
+
+
+async def test_alone_and_quiet_its_own_write_wakes_the_copy(
+        local_store: Store, monkeypatch: pytest.MonkeyPatch):
+    waits: list[float] = []
+
+    async def pause(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None,
+                    ) -> bool:
+        waits.append(seconds)
+        return await waits_pause(stop, seconds, wake)
+
+    monkeypatch.setattr(consumer_module, "pause", pause)
+    monkeypatch.setattr(consumer_module, "QUIET_AFTER", 0.5)
+    # Alone, a quiet shard's polls thin out to one per lease round (20 s here), past
+    # the one a second kept while other nodes may write.
+    consumer = StreamConsumer(local_store, lambda *image: None, lease_time=60.0,
+                              poll_interval=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+
+    async def longest() -> float:
+        return max(waits, default=0.0)
+
+    try:
+        await eventually(longest, lambda w: w >= 3.0)  # now in a wait of 3 s or more
+        await write(local_store, a=1)
+        await eventually(lambda: reader(local_store), lambda r: "a" in r, timeout=2.0)
+    finally:
+        stop.set()
+        await task

@@ -15,12 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 BAD: dict[str, tuple[str, str]] = {
     "host": ("", "must not be empty"),
     "port": ("http", "must be a whole number"),
+    "workers": ("0", "must be a whole number from 1 to 1024, or auto"),
     "data_dir": (" ", "must not be empty"),
     "dynamodb_endpoint": ("localhost:8000", "must be 'embedded', 'aws' or an http(s) URL"),
     "region": ("EU West", "must be an AWS region"),
     "table_prefix": ("prod prefix", "must be at most 200 of"),
     "allowed_origins": ("blog.example.com", "must be an origin"),
-    "site_domains": ("https://blog.example.com/", "must be a host name"),
+    "site_domains": ("https://blog.example.com/", "must be a DNS name"),
     "flush_interval": ("0", "must be above 0"),
     "push_interval": ("-0.1", "must be above 0"),
     "pages": ("/about", "must be PATH=NAME"),
@@ -131,11 +132,11 @@ def test_page_rules_are_configurable(monkeypatch):
 
 
 def test_values_that_look_odd_but_are_right_are_accepted():
-    cfg = parse(["--port", "0", "--site-domain", "127.0.0.1", "--site-domain", "::1",
+    cfg = parse(["--port", "0", "--site-domain", "Bücher.example", "--site-domain", "Ex.COM.",
                  "--allowed-origin", "http://127.0.0.1:8080", "--trusted-proxy", "10.0.0.5",
                  "--dynamodb-endpoint", "aws", "--max-pending-views", "1_000", "--region",
                  "local", "--node-id", "host-1.example:a"])
-    assert cfg.port == 0 and cfg.site_domains == ("127.0.0.1", "::1")
+    assert cfg.port == 0 and cfg.site_domains == ("xn--bcher-kva.example", "ex.com")
     assert cfg.max_pending_views == 1000 and cfg.node_id == "host-1.example:a"
 
 

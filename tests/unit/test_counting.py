@@ -172,12 +172,53 @@ def test_take_when_idle_is_empty_and_not_in_flight():
     assert not ledger.take(seq())  # nothing was left in flight
 
 
-def test_only_one_flush_at_a_time():
+def test_flushes_overlap_and_each_key_is_in_one_at_a_time():
+    ledger = ledger_with_base(A, B)
+    ledger.record(A, hour=H, refreshed=False)
+    first = ledger.take(10, rows=False)
+    ledger.record(A, hour=H, refreshed=False)
+    ledger.record(B, hour=H, refreshed=False)
+    second = ledger.take(11, rows=False)  # the first is still out: B goes, A waits
+    assert set(first.targets) == {A} and set(second.targets) == {B}
+    assert ledger.current(A) == Counts(2, 2) and ledger.in_flight == 2
+    ledger.complete(second, FlushResult())
+    ledger.complete(first, FlushResult(failed_targets={A}))
+    third = ledger.take(12, rows=False)  # A's unknown write first, unchanged
+    assert third.targets[A] == first.targets[A]
+    ledger.complete(third, FlushResult())
+    last = ledger.take(13, rows=False)
+    assert last.targets[A].seq == 13 and last.targets[A].delta.total == 1
+    with pytest.raises(RuntimeError):
+        ledger.take(13)  # a sequence number is one flush
+
+
+def test_a_held_flush_keeps_its_keys_until_released():
     ledger = ledger_with_base(A)
     ledger.record(A, hour=H, refreshed=False)
-    ledger.take(seq())
+    flush = ledger.take(20, hold=True)
+    ledger.record(A, hour=H, refreshed=True)
+    ledger.complete(flush, FlushResult(applied={A: Counts(1, 1)}))
+    assert ledger.current(A) == Counts(2, 1) and not ledger.idle
+    assert not ledger.take(21)  # completed, but its record is not on disk yet
+    ledger.release(flush)
+    again = ledger.take(22)
+    assert again.targets[A].delta.total == 1
     with pytest.raises(RuntimeError):
-        ledger.take(seq())
+        ledger.release(flush)
+
+
+def test_report_rows_wait_for_a_take_that_asks_for_them():
+    ledger = ledger_with_base(A)
+    ledger.record(A, hour=H, refreshed=False, referrer="x.org")
+    counts = ledger.take(30, rows=False)
+    assert set(counts.targets) == {A} and not counts.rows
+    ledger.complete(counts, FlushResult())
+    assert not ledger.idle and ledger.pending_views == 0  # the rows still wait
+    assert ledger.waiting(rows=True) and not ledger.waiting(rows=False)
+    report = ledger.take(31)
+    assert not report.targets and len(report.rows) == 4
+    ledger.complete(report, FlushResult())
+    assert ledger.idle
 
 
 def test_trim_forgets_the_oldest_idle_counts_but_never_watched_or_waiting_ones():

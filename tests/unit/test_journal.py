@@ -182,3 +182,25 @@ async def test_records_apply_in_the_order_they_were_appended(tmp_path: Path):
         await waiting
     await log.close()
     assert order == list(range(50))
+
+
+def test_the_store_a_journal_is_bound_to_survives_an_empty_prefix(tmp_path: Path):
+    """`embedded us-east-1 ` (no --table-prefix) must match itself after a restart."""
+    Journal(tmp_path).bind("embedded us-east-1 ", unstored=True)
+    Journal(tmp_path).bind("embedded us-east-1 ", unstored=True)
+
+
+async def test_rotation_frees_a_full_disk_before_it_writes(tmp_path: Path):
+    disk = FailingDisk()
+    log = Journal(tmp_path, disk)
+    log.open()
+    await log.append(journal.view_record(A, False, H, None, None))
+    disk.full = True
+    with pytest.raises(Exception, match="journal could not write"):
+        await log.append(journal.view_record(A, False, H, None, None))
+    disk.full = False  # the truncate frees space: model it as the disk taking writes again
+    await log.rotate(9)
+    await log.append(journal.view_record(B, False, H, None, None))
+    await log.close()
+    assert [r[0] for r in Journal(tmp_path).read()] == ["s", "v"]
+    assert len(list(tmp_path.glob("journal-*.log"))) == 1

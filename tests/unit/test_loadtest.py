@@ -11,7 +11,7 @@ import resource
 import pytest
 from livecount.core import protocol
 from livecount.tools import loadtest
-from livecount.tools.loadtest import Histogram, PushTracker, Summary, ViewMix, Zipf
+from livecount.tools.loadtest import Histogram, PushTracker, Summary, ViewMix, Window, Zipf
 from rich.console import Console
 
 
@@ -164,14 +164,35 @@ def test_the_waiting_list_is_compacted_on_long_runs():
     assert len(t._articles["a"].waiting) < 2100
 
 
+def test_a_window_matches_replies_to_views_oldest_first_and_holds_its_size():
+    w = Window(3)
+    assert (len(w), w.free) == (0, 3)
+    w.sent(7, 1.0)
+    w.sent(2, 1.5)
+    w.sent(7, 2.0)
+    assert w.free == 0
+    with pytest.raises(OverflowError):
+        w.sent(1, 2.5)
+    assert w.answered() == (7, 1.0)  # the server answers a socket's messages in order
+    w.sent(4, 3.0)
+    assert [w.answered(), w.answered(), w.answered()] == [(2, 1.5), (7, 2.0), (4, 3.0)]
+    assert w.answered() is None  # a reply nobody waits for: the caller counts it unexpected
+    w.sent(1, 4.0)
+    w.sent(1, 4.1)
+    assert w.clear() == 2 and len(w) == 0 and w.free == 3
+    with pytest.raises(ValueError):
+        Window(0)
+
+
 def _report(**changes: object) -> loadtest.Report:
     empty = Histogram().summary()
     h = Histogram()
     h.record(1.5)
     fields: dict[str, object] = dict(
-        url="ws://127.0.0.1:1/ws", connections=2, subscribers=1, opened=3,
+        url="ws://127.0.0.1:1/ws", connections=2, in_flight=3, subscribers=1, opened=3,
         connect_failures={}, connect_s=0.1, duration_s=2.0, target_rate=None, articles=5,
-        zipf=1.1, sent=10, acked=9, errors={"busy": 1}, unanswered=0, views_per_s=4.5,
+        zipf=1.1, sent=10, acked=9, acked_in_window=9, errors={"busy": 1}, unanswered=0,
+        views_per_s=4.5,
         reply_ms=h.summary(), push_ms=empty, push_first_ms=empty, push_missing=0,
         push_untracked=0, pushes=3, viewer_pushes=0, dropped=0, missed=0, unexpected=0,
         client_cpu_pct=12.0, client_saturated=False, interrupted=False, started_at=0.0,
@@ -182,7 +203,7 @@ def _report(**changes: object) -> loadtest.Report:
 
 def test_the_json_report_has_the_documented_fields():
     out = json.loads(json.dumps(_report().to_json()))
-    for key in ("sent", "acked", "errors", "views_per_s"):
+    for key in ("sent", "acked", "acked_in_window", "errors", "views_per_s", "in_flight"):
         assert key in out
     assert set(out["reply_ms"]) >= {"p50", "p95", "p99", "max"}
     assert set(out["push_ms"]) >= {"p50", "p99"}
@@ -193,7 +214,7 @@ def test_the_table_renders_and_a_saturated_client_says_so():
     console = Console(record=True, width=120)
     console.print(_report().render())
     text = console.export_text()
-    assert "views sent" in text and "busy 1" in text
+    assert "views sent" in text and "busy 1" in text and "up to 3 unanswered" in text
     assert _report().notes() == []
     notes = _report(client_cpu_pct=97.0, client_saturated=True, interrupted=True).notes()
     assert any("97%" in n for n in notes) and any("Ctrl-C" in n for n in notes)
@@ -211,8 +232,11 @@ def test_options_are_checked():
     ns = top.parse_args(["loadtest", "--connections", "3", "--rate", "50", "--zipf", "0"])
     opts = loadtest.options_from(ns)
     assert (opts.connections, opts.rate, opts.zipf, opts.subscribers) == (3, 50.0, 0.0, 0)
+    assert opts.in_flight == 1  # the closed loop: one view, then its reply
+    ns = top.parse_args(["loadtest", "--in-flight", "4"])
+    assert loadtest.options_from(ns).in_flight == 4
     for bad in (["--connections", "0"], ["--rate", "-1"], ["--refreshed-ratio", "1.5"],
-                ["--subscribers", "-2"]):
+                ["--subscribers", "-2"], ["--in-flight", "0"], ["--in-flight", "two"]):
         with pytest.raises(SystemExit):
             top.parse_args(["loadtest", *bad])
 

@@ -8,7 +8,7 @@ from tests.strategies import urls
 
 
 @pytest.mark.parametrize(("path", "name"), [
-    ("/", "Home_Page"), ("", "Home_Page"), ("/pages/about", "About_Page"),
+    ("/", "Home_Page"), ("/pages/about", "About_Page"),
     ("/pages/about/", "About_Page"), ("/pages/about?ref=x#top", "About_Page"),
     ("/pages/contacts", "Contact_Page"),
 ])
@@ -135,3 +135,24 @@ def test_page_names_that_cannot_be_stored_are_refused(name):
 def test_a_page_name_at_the_limit_is_taken():
     name = "\U0001f600" * 254 + "\u20ac"  # 1,019 bytes
     assert PageRules.parse([f"/x={name}"]).classify(None, "/x") == Target("page", name)
+
+
+@pytest.mark.parametrize("referrer", [
+    "http://[v1.evil.example]/", "http://[::1]/", "https://[2001:db8::1]:8443/x"])
+def test_ip_literals_of_every_kind_are_no_referrer(referrer: str) -> None:
+    assert referrer_host(referrer, ()) is None
+
+
+def test_a_backslash_ends_the_host_as_in_a_browser() -> None:
+    assert referrer_host("http://evil.example\\@good.example/", ()) == "evil.example"
+
+
+def test_www_and_bare_domain_are_one_site_whichever_is_configured() -> None:
+    assert referrer_host("https://example.com/", ["www.example.com"]) is None
+    assert referrer_host("https://www.example.com/a", ["example.com"]) is None
+    assert referrer_host("https://blog.example.com/", ["www.example.com"]) is None
+
+
+@pytest.mark.parametrize("path", ["", " ", "?x=1", "#frag", "\u3000", "pages/about"])
+def test_a_current_page_that_is_not_a_path_names_no_page(path: str) -> None:
+    assert PageRules().classify(None, path) is None

@@ -14,7 +14,9 @@ What it writes is what it must: a checkpoint rides on its lease's renewal (every
 only while it holds no lease (a lease it renews says it is alive), and an image that
 a later one of the same article in the same batch supersedes is not copied. A quiet
 shard is polled once a second while other nodes may write to it; alone, a node's own
-flushes wake it (`Store.written`) and it polls at each lease round otherwise.
+flushes wake it (`Store.written`) and it polls at each lease round otherwise, and
+while busy it reads a couple of seconds of records at a time (nobody else reads the
+reader table then), copying each article's newest image once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from livecount.aws.store import Store
 from livecount.aws.store_errors import aws_code
+from livecount.aws.store_stream import article_of
 from livecount.core.errors import LivecountError, StoreRejected
 from livecount.core.leases import NODE_PREFIX, Lease, Observer, plan
 from livecount.core.replication import Shard, readable
@@ -36,6 +39,8 @@ from livecount.waits import pause
 OnImage = Callable[[str, int, int], None]  # articleId, totalViews, uniqueViews
 IDLE_POLL_INTERVAL = 1.0  # the longest wait between polls of a quiet shard others write to
 QUIET_AFTER = 5.0  # seconds without a record (or a write of ours) before shards count as quiet
+ALONE_GATHER = 2.0  # alone: seconds of this node's own records read in one go
+BACKLOG = 1000  # records a read returns at most: that many means more wait
 
 
 class StreamConsumer:
@@ -106,7 +111,16 @@ class StreamConsumer:
             slowest = max(IDLE_POLL_INTERVAL, self.lease_time / 3) if alone \
                 else IDLE_POLL_INTERVAL
             idle = min(idle * 2, slowest) if quiet else self.poll_interval
-            if records == 0:
+            behind = records >= BACKLOG or max(self.lag.values(), default=0.0) > ALONE_GATHER
+            if records and alone and not behind:
+                # Nobody else reads the reader table while this node is alone (its own
+                # pages and reports count from its ledger): gathering a few seconds of
+                # records copies an article's newest image once, not each one. Behind
+                # (a read returns what the stream gives, not all there is), read on.
+                wait = min(ALONE_GATHER, max(0.0, next_leasing - loop.time()))
+                if await pause(stop, wait):
+                    break
+            elif records == 0:
                 wait = min(idle, max(0.0, next_leasing - loop.time()))
                 if await pause(stop, wait, written):
                     break
@@ -233,16 +247,14 @@ class StreamConsumer:
         return len(records)
 
     async def _copy(self, records: list[dict[str, Any]]) -> None:
-        """The batch's copies in order, then (with other nodes alive) its feed items."""
+        """The batch's copies, then (with other nodes alive) its feed items."""
         work = copy_and_feed(records, self.store.tables, self.node_id, time.time())
-        for write in _newest(work.writes):
-            try:
-                applied = await self.stream.copy(write)
-            except StoreRejected as exc:  # no retry can copy it: skip, never block the shard
-                warn_limited("copy_rejected", key=aws_code(exc), sequence=write.sequence,
-                             code=aws_code(exc), error=exc.detail)
-                continue
-            if applied:  # not applied: the reader holds this image or a newer one
+        writes = _newest(work.writes)
+        for write, outcome in zip(writes, await self.stream.copy_many(writes), strict=True):
+            if isinstance(outcome, StoreRejected):  # no retry can copy it: never block
+                warn_limited("copy_rejected", key=aws_code(outcome), sequence=write.sequence,
+                             code=aws_code(outcome), error=outcome.detail)
+            elif outcome:  # not applied: the reader holds this image or a newer one
                 self.copied += 1
                 if write.change is not None:
                     self.on_image(*write.change)
@@ -267,7 +279,7 @@ def _newest(writes: list[ReaderWrite]) -> list[ReaderWrite]:
     later: set[str] = set()
     kept: list[ReaderWrite] = []
     for write in reversed(writes):
-        article = _article(write)
+        article = article_of(write)
         if write.action == "delete":
             later.discard(article)
         elif article in later:
@@ -277,11 +289,6 @@ def _newest(writes: list[ReaderWrite]) -> list[ReaderWrite]:
         kept.append(write)
     kept.reverse()
     return kept
-
-
-def _article(write: ReaderWrite) -> str:
-    key = write.request.get("Item") or write.request.get("Key") or {}
-    return str(key.get("articleId", {}).get("S", ""))
 
 
 class Rounds:

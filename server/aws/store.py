@@ -39,6 +39,7 @@ __all__ = ["SITE", "Store", "Tables"]
 
 BATCH = 25  # statements a BatchExecuteStatement takes
 BATCH_ROUNDS = 3  # update, insert, update: then the one-write-a-request path decides
+BATCH_PROBES = 3  # whole batches failing before any answered: the endpoint takes none
 KNOWN_ITEMS = 200_000  # keys remembered as existing, to pick update or insert first
 
 
@@ -59,22 +60,25 @@ def endpoint_url(endpoint: str) -> str | None:
 
 class Store:
     def __init__(self, ddb: Any, streams: Any, tables: Tables, node_id: str = "node",
-                 concurrency: int = 32, ddb_once: Any = None, batch: bool = True) -> None:
+                 concurrency: int = 32, ddb_once: Any = None) -> None:
         self.ddb = ddb
-        # Batches are not retried as a whole: what a failed one held goes one write a
-        # request, each retried by botocore.
-        self.ddb_once = ddb_once or ddb
+        # Batches go on a client that does not retry them: what a failed one held goes
+        # one write a request, each retried by botocore. Without one, no batches.
+        self.ddb_once = ddb_once
         self.streams = streams
         self.tables = tables
-        self.stream = StreamStore(ddb, streams, tables)
+        self.stream = StreamStore(ddb, streams, tables, ddb_once)
         # Per item, the last flush sequence number this node applied to it.
         self.flush_attribute = f"flush:{node_id}"
         self._limit = asyncio.Semaphore(concurrency)
         # Set when a flush changed a writer item: its stream record is on its way, so
         # the stream consumer looks now rather than at its next quiet poll.
         self.written = asyncio.Event()
-        self.batching = batch and store_requests.Statements.usable(self.flush_attribute)
+        self.batching = ddb_once is not None and \
+            store_requests.Statements.usable(self.flush_attribute)
         self._batched_once = False  # a batch got an answer: the endpoint takes them
+        self._batch_failures = 0  # whole batches failed before any got an answer
+        self._returning = True  # batched count UPDATEs ask for the item after them
         self._items: dict[tuple[str, ...], None] = {}  # keys known to exist, oldest first
 
     @classmethod
@@ -224,7 +228,7 @@ class Store:
             return statements.index(job.key)
         assert job.write is not None
         if job.kind == "target":
-            return statements.views(job.key, job.write, action)
+            return statements.views(job.key, job.write, action, self._returning)
         return statements.row(job.key, job.write, action)
 
     def _verdict(self, job: _Job, statement: store_requests.Statement,
@@ -234,9 +238,17 @@ class Store:
         leave it to a request of its own."""
         error = response.get("Error")
         if error is None:
-            self._applied(result, job, {})
+            item = response.get("Item")
+            if job.insert and job.write is not None:  # a new item is the write itself
+                item = {"totalViews": {"N": str(job.write.delta.total)},
+                        "uniqueViews": {"N": str(job.write.delta.unique)}}
+            self._applied(result, job, dict(item or {}))
             return "done"
         code, item = error.get("Code"), error.get("Item")
+        if code == "ValidationError" and "RETURNING" in str(error.get("Message", "")).upper() \
+                and self._returning:
+            self._no_returning(str(error.get("Message")))
+            return "again"
         if code == "ConditionalCheckFailed" and job.write is not None and not job.insert:
             if not item:  # no such item: create it
                 job.insert = True
@@ -255,8 +267,8 @@ class Store:
         elif code == "AccessDenied" and self.batching:
             self.batching = False
             warn("store_batching_off", error=error.get("Message", code),
-                 hint="allow dynamodb:PartiQLUpdate and dynamodb:PartiQLInsert on the "
-                      "tables to write 25 items a request")
+                 hint="writes go one a request; allow dynamodb:PartiQLUpdate and "
+                      "dynamodb:PartiQLInsert on the tables")
         return "alone"
 
     async def _batch(self, statements: list[store_requests.Statement],
@@ -269,13 +281,26 @@ class Store:
                 got = await answer(self.ddb_once.batch_execute_statement(
                     Statements=[s.request for s in statements]), "BatchExecuteStatement")
         except (StoreUnavailable, StoreRefused, StoreRejected) as exc:
-            if not self._batched_once and self.batching:
+            if isinstance(exc, StoreRejected) and "RETURNING" in exc.detail.upper() \
+                    and self._returning:
+                self._no_returning(exc.detail)
+                return exc
+            self._batch_failures += 1
+            if self.batching and (isinstance(exc, StoreRefused) or (
+                    not self._batched_once and self._batch_failures >= BATCH_PROBES)):
                 self.batching = False
                 warn("store_batching_off", error=exc.detail,
-                     hint="writes go one a request")
+                     hint="writes go one a request; with AWS, allow dynamodb:PartiQLUpdate "
+                          "and dynamodb:PartiQLInsert on the tables")
             return exc
         self._batched_once = True
         return list(got.get("Responses", []))
+
+    def _no_returning(self, error: str) -> None:
+        """The endpoint takes batches, not their RETURNING: counts' batched writes come
+        back without the stored totals (the stream and the live feed bring them)."""
+        self._returning = False
+        warn("store_batch_returning_off", error=error)
 
     def _item_of(self, kind: Literal["target", "row"], key: Any) -> tuple[str, ...]:
         if kind == "target":

@@ -95,13 +95,20 @@ class Statements:
         """A node id quoting cannot break (the statements name its attribute)."""
         return not any(c in flush_attribute for c in "\"'\\")
 
-    def views(self, t: Target, write: Write, action: Literal["update", "insert"]) -> Statement:
+    def views(self, t: Target, write: Write, action: Literal["update", "insert"],
+              returning: bool = True) -> Statement:
+        """A count's write; an UPDATE `returning` the item as it is after it (an INSERT
+        needs not: the item is then the write itself)."""
         counts = {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}
         if t.kind == "page":
-            return self._write(self.tables.pages, {"pageName": t.id}, counts, write.seq, action)
-        title = {"articleTitle": write.delta.title} if write.delta.title else {}
-        return self._write(self.tables.writer, {"articleId": t.id}, counts, write.seq, action,
-                           title, version=True)
+            made = self._write(self.tables.pages, {"pageName": t.id}, counts, write.seq, action)
+        else:
+            title = {"articleTitle": write.delta.title} if write.delta.title else {}
+            made = self._write(self.tables.writer, {"articleId": t.id}, counts, write.seq,
+                               action, title, version=True)
+        if returning and action == "update":
+            made.request["Statement"] += " RETURNING ALL NEW *"
+        return made
 
     def row(self, row: Row, write: Write, action: Literal["update", "insert"]) -> Statement:
         if row.table == "referrer":

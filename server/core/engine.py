@@ -18,10 +18,10 @@ holds, and only views on disk are counted and answered.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 from livecount.core import archive, journal, protocol
@@ -60,7 +60,7 @@ class Close:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per view, and frozen ones build slowly
 class PendingView:
     """A view that counts once its journal record is on disk."""
 
@@ -71,6 +71,19 @@ class PendingView:
     host: str | None
     record: bytes
     archived: archive.ArchivedView | None
+    counts: Counts | None = None  # what its reply said, once counted
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A changed count for the sockets that watch it. A socket whose earlier replies
+    still wait for the disk asks `engine.push_now(target)` when its turn comes, so a
+    push never shows less than a reply that went out before it."""
+
+    target: Target
+    counts: Counts
+    message: bytes
+    watchers: set[Any]
 
 
 @dataclass(slots=True)
@@ -79,9 +92,9 @@ class Outcome:
     message again; or journal `view` and reply with what `count` returns; then send
     `replies` and `close`. `refused` names the error code sent, for metrics."""
 
-    replies: list[bytes] = field(default_factory=list)
+    replies: Sequence[bytes] = ()
     close: Close | None = None
-    load: list[Target] = field(default_factory=list)
+    load: Sequence[Target] = ()
     again: protocol.Inbound | None = None
     view: PendingView | None = None
     refused: str | None = None
@@ -122,7 +135,7 @@ class Engine(Generic[C]):
         self._queued = 0  # views sent to the journal, not yet counted
         self._changed_at: dict[Target, float] = {}
         self._hour = (-1, "")
-        self._bots: dict[C, None] = {}  # bots that left lately, oldest first
+        self._gone: dict[C, _Socket] = {}  # sockets that closed lately, oldest first
 
     # -- sockets ---------------------------------------------------------------------
     def opened(self, conn: C, peer: str, forwarded_for: str | None, user_agent: str | None,
@@ -139,10 +152,10 @@ class Engine(Generic[C]):
         self.hub.drop(conn)
         if (socket := self.sockets.pop(conn, None)) is not None:
             self.addresses.release(socket.address)
-            if socket.bot:  # its views still waiting for a stored count stay uncounted
-                self._bots[conn] = None
-                while len(self._bots) > 1000:
-                    del self._bots[next(iter(self._bots))]
+            # Its messages still waiting for a stored count keep its rate and bot flag.
+            self._gone[conn] = socket
+            while len(self._gone) > 1000:
+                del self._gone[next(iter(self._gone))]
 
     def idle(self, now: float) -> list[C]:
         """Sockets that watch nothing and said nothing for `idle_timeout`: they cost
@@ -153,12 +166,15 @@ class Engine(Generic[C]):
 
     # -- frames ----------------------------------------------------------------------
     def receive(self, conn: C, frame: str | bytes, now: float) -> Outcome:
-        socket = self.sockets[conn]
-        socket.seen = now
-        if not socket.bucket.allow(now):
-            if socket.bucket.strikes > self.settings.max_strikes:
-                return Outcome(close=Close(1008, "rate limit exceeded"), refused="rate_limited")
-            return Outcome([RATE_LIMITED], refused="rate_limited")
+        """A frame from `conn`, which may have closed since it sent it (see `handle`)."""
+        socket = self.sockets.get(conn) or self._gone.get(conn)
+        if socket is not None:
+            socket.seen = now
+            if not socket.bucket.allow(now):
+                if socket.bucket.strikes > self.settings.max_strikes:
+                    return Outcome(close=Close(1008, "rate limit exceeded"),
+                                   refused="rate_limited")
+                return Outcome([RATE_LIMITED], refused="rate_limited")
         try:
             message = protocol.decode(frame)
         except protocol.ProtocolError as exc:
@@ -198,7 +214,7 @@ class Engine(Generic[C]):
         socket = self.sockets.get(conn)
         if socket is not None:
             self.hub.view(conn, target)
-        elif conn in self._bots:  # gone, but a bot all the same
+        elif (gone := self._gone.get(conn)) is not None and gone.bot:  # left, still a bot
             return Outcome(bot=True)
         if socket is not None and socket.bot:  # shown the counts, not counted
             return Outcome([self._reply(target, self.ledger.current(target))], bot=True)
@@ -231,6 +247,7 @@ class Engine(Generic[C]):
         counts = self.ledger.record(view.target, refreshed=view.refreshed, hour=view.hour,
                                     title=view.title, referrer=view.host, force=True)
         self._changed(view.target, now)
+        view.counts = counts
         return self._reply(view.target, counts)
 
     def dropped(self, view: PendingView) -> None:
@@ -292,19 +309,24 @@ class Engine(Generic[C]):
         if self.hub.changed(target):
             self._changed_at.setdefault(target, now)
 
-    def due(self, now: float) -> tuple[list[tuple[bytes, set[C]]], list[float]]:
+    def due(self, now: float) -> tuple[list[Push], list[float]]:
         """The pushes to send now, and how long each change waited for its push."""
         pushes, waited = [], []
         for target, watchers in self.hub.due():
-            pushes.append((self._count_message(target), watchers))
+            counts, message = self.push_now(target)
+            pushes.append(Push(target, counts, message, watchers))
             if (since := self._changed_at.pop(target, None)) is not None:
                 waited.append(now - since)
         return pushes, waited
 
-    def _count_message(self, target: Target) -> bytes:
+    def push_now(self, target: Target) -> tuple[Counts, bytes]:
+        """The `count` message for `target` as it stands now."""
         counts = self.ledger.current(target)
-        return protocol.encode(protocol.Count(counts.total, counts.unique,
-                                              **{_field(target): target.id}))
+        return counts, protocol.encode(protocol.Count(counts.total, counts.unique,
+                                                      **{_field(target): target.id}))
+
+    def _count_message(self, target: Target) -> bytes:
+        return self.push_now(target)[1]
 
     @staticmethod
     def _reply(target: Target, counts: Counts) -> bytes:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import idna
@@ -24,9 +23,11 @@ DEFAULT_PAGES: Final[Mapping[str, str]] = {
 Kind = Literal["post", "page"]
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A counted thing: a post (`PostCountWriter`) or a page (`HomeAndProfile`)."""
+class Target(NamedTuple):
+    """A counted thing: a post (`PostCountWriter`) or a page (`HomeAndProfile`).
+
+    A named tuple, not a dataclass: it keys every dict on the hot path, and a tuple
+    hashes in C."""
 
     kind: Kind
     id: str
@@ -91,6 +92,14 @@ class PageRules:
 
 
 def referrer_host(referrer: str | None, site_domains: Iterable[str]) -> str | None:
+    """See `_referrer_host`; cached, since a blog's referrers repeat."""
+    if not referrer:
+        return None
+    return _referrer_host(referrer, tuple(site_domains))
+
+
+@lru_cache(maxsize=4096)
+def _referrer_host(referrer: str, site_domains: tuple[str, ...]) -> str | None:
     """The host of an external http(s) referrer, or None for internal, empty or odd ones.
 
     The host is a DNS name in its ASCII form (see `dns_host`): a Unicode host and its

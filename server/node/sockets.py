@@ -18,9 +18,10 @@ import time
 from collections import deque
 from contextlib import suppress
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from livecount.aws.store import Store
-from livecount.core.engine import Engine, Outcome, PendingView
+from livecount.core.engine import Engine, Outcome, PendingView, Push
 from livecount.core.errors import LivecountError, Unavailable
 from livecount.core.ledger import Counts
 from livecount.core.pages import Target
@@ -37,6 +38,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin
 
+Slot = list[Any]  # [the reply's frame, or None until its view is on disk; what it told]
 BASE_READ_TIMEOUT = 3.0  # a page waits this long at most for a first count
 MAX_WAITING = 64  # replies a socket may have waiting before it is read no further
 PING_INTERVAL = 20.0
@@ -55,6 +57,14 @@ def text_frame(payload: bytes) -> bytes:
     if size < 65536:
         return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
     return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
+
+
+def _path(target: str) -> str:
+    """The path of a request target, origin-form or absolute-form."""
+    try:
+        return urlsplit(target).path
+    except ValueError:  # the routes answer what cannot be parsed
+        return target
 
 
 def handshake_refusal(response: Response) -> Response:
@@ -114,11 +124,19 @@ class Connection(asyncio.Protocol):
         self.hub = hub
         self.protocol = ServerProtocol(origins=hub.origins, max_size=hub.max_size)
         self.transport: asyncio.Transport | None = None
-        self.outbox: deque[bytes | list[bytes | None]] = deque()  # [None]: not on disk yet
+        # In order: a reply ready to frame (bytes), a slot filled once its view is on
+        # disk ([frame or None, what it told]), or a push whose count is read when its
+        # turn comes (a Target).
+        self.outbox: deque[bytes | Slot | Target] = deque()
+        self.told: tuple[Target, Counts] | None = None  # the last count this page was sent
         self.open = False  # the WebSocket handshake is done and no close was sent
         self.pinged = 0.0  # when an unanswered ping left (0: none)
         self._head = b""  # the start of the request, to answer a refused one
+        self._tail = b""  # the request's last bytes so far, to find where it ends
         self._fragments: list[bytes] | None = None
+        # Messages that came while a first read was under way, to handle after it:
+        # a socket's views are journaled, and so counted, in the order it sent them.
+        self._held: deque[tuple[bytes, bool]] | None = None
         self._binary = False
         self._closing: tuple[int, str] | None = None  # sent once the replies before it are
         self._requested = False  # a request was parsed: websockets answers its refusals
@@ -137,8 +155,21 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._http:
             return  # one request per connection: anything after it is not read
-        if len(self._head) < 32 and self.protocol.state is State.CONNECTING:
-            self._head += data[:32 - len(self._head)]
+        if self.protocol.state is State.CONNECTING and not self._requested:
+            if len(self._head) < 32:
+                self._head += data[:32 - len(self._head)]
+            # The request goes in alone: its handshake must be answered before
+            # websockets parses frames that came in the same segment.
+            end = (self._tail + data).find(b"\r\n\r\n")
+            if end == -1:
+                self._tail = (self._tail + data)[-3:]
+            else:
+                cut, self._tail = end + 4 - len(self._tail), b""
+                self.protocol.receive_data(data[:cut])
+                self._events()
+                data = data[cut:]
+                if not data or self._http:
+                    return
         self.protocol.receive_data(data)
         self._events()
 
@@ -182,7 +213,7 @@ class Connection(asyncio.Protocol):
 
     def _request(self, request: Request) -> None:
         self._requested = True
-        if request.path.partition("?")[0] == WS_PATH and request.method == "GET":
+        if _path(request.path) == WS_PATH and request.method == "GET":
             self._handshake(request)
         else:
             self._http = True
@@ -240,6 +271,11 @@ class Connection(asyncio.Protocol):
         before leaving is a view."""
         if self.protocol.state is State.CONNECTING or self._closing is not None:
             return  # nothing after the server's own close counts
+        if self._held is not None:  # behind a first read: keep the socket's order
+            self._held.append((data, binary))
+            if len(self._held) + len(self.outbox) > MAX_WAITING:
+                self._pause()
+            return
         if binary:
             frame: str | bytes = data
         else:
@@ -256,11 +292,12 @@ class Connection(asyncio.Protocol):
             outcome = Outcome.error(INTERNAL)
         hub.counted(outcome)
         if outcome.load:
-            slot: list[bytes | None] = [None]
+            slot: Slot = [None, None]
             self.outbox.append(slot)
+            self._held = deque()
             hub.spawn(self._load(outcome, slot))
         elif outcome.view is not None:
-            slot = [None]
+            slot = [None, None]
             self.outbox.append(slot)
             hub.journal_view(self, outcome.view, slot)
         for reply in outcome.replies:
@@ -271,11 +308,11 @@ class Connection(asyncio.Protocol):
             self._pause()
         hub.dirty(self)
 
-    async def _load(self, outcome: Outcome, slot: list[bytes | None]) -> None:
+    async def _load(self, outcome: Outcome, slot: Slot) -> None:
         """A first view or subscription: its stored count is read before any count."""
         hub = self.hub
         try:
-            await hub.bases.load(outcome.load)
+            await hub.bases.load(list(outcome.load))
             assert outcome.again is not None
             again = hub.engine.handle(self, outcome.again, time.time())
             if again.load:  # forgotten again in between: rare, and honest to refuse
@@ -288,13 +325,19 @@ class Connection(asyncio.Protocol):
         hub.counted(again)
         if again.view is not None:
             hub.journal_view(self, again.view, slot)
-            return
-        slot[0] = b"".join(text_frame(r) for r in again.replies) or b""
-        hub.dirty(self)
+        else:
+            slot[0] = b"".join(text_frame(r) for r in again.replies) or b""
+            hub.dirty(self)
+        held, self._held = self._held, None
+        while held:  # in order, until one of them needs a first read in its turn
+            self._message(*held.popleft())
+            if self._held is not None:
+                self._held.extend(held)
+                return
 
     # -- what goes back -----------------------------------------------------------------
-    def settled(self, slot: list[bytes | None], reply: bytes) -> None:
-        slot[0] = text_frame(reply)
+    def settled(self, slot: Slot, reply: bytes, told: tuple[Target, Counts] | None) -> None:
+        slot[0], slot[1] = text_frame(reply), told
         self.hub.dirty(self)
 
     def flush(self) -> None:
@@ -306,6 +349,13 @@ class Connection(asyncio.Protocol):
                 if head[0] is None:
                     break
                 parts.append(head[0])
+                if head[1] is not None:
+                    self.told = head[1]
+            elif isinstance(head, Target):
+                counts, message = self.hub.engine.push_now(head)
+                if self.told != (head, counts):
+                    parts.append(text_frame(message))
+                    self.told = (head, counts)
             else:
                 parts.append(text_frame(head))
             outbox.popleft()
@@ -318,15 +368,18 @@ class Connection(asyncio.Protocol):
         if self._paused and len(outbox) <= MAX_WAITING // 2 and not self._write_paused:
             self._resume()
 
-    def push(self, frame: bytes) -> None:
-        """A count push: at once if nothing waits before it, else in its turn."""
+    def push(self, push: Push, frame: bytes) -> None:
+        """A count push: at once if nothing waits before it, else in its turn, with the
+        count as it is then. Not at all if this page was last told that very count
+        (its own view's reply, mostly)."""
         if not self.open:
             return
         if self.outbox:
-            self.outbox.append([frame])
+            self.outbox.append(push.target)
             self.hub.dirty(self)
-        elif self.transport is not None:
+        elif self.told != (push.target, push.counts) and self.transport is not None:
             self.transport.write(frame)
+            self.told = (push.target, push.counts)
 
     def ping(self, now: float) -> None:
         if not self.open:
@@ -465,7 +518,7 @@ class Sockets:
             conn.flush()
 
     def journal_view(self, conn: Connection, view: PendingView,
-                     slot: list[bytes | None]) -> None:
+                     slot: Slot) -> None:
         """Journal a view; it counts, and its reply is released, once on disk."""
         engine = self.engine
 
@@ -485,17 +538,18 @@ class Sockets:
                     error("handle_failed", failure)
                 self.metrics.rejected.labels(exc.code).inc()
                 reply = Outcome.error(exc).replies[0]
-            conn.settled(slot, reply)
+            conn.settled(slot, reply, None if failure is not None or view.counts is None
+                         else (view.target, view.counts))
 
         self.journal.append_then(view.record, count, then)
 
     async def push_loop(self, stop: asyncio.Event, interval: float) -> None:
         while not await pause(stop, interval):
             pushes, waited = self.engine.due(time.time())
-            for message, watchers in pushes:
-                frame = text_frame(message)
+            for push in pushes:
+                frame, watchers = text_frame(push.message), push.watchers
                 for i, conn in enumerate(list(watchers)):
-                    conn.push(frame)
+                    conn.push(push, frame)
                     if i % BROADCAST_CHUNK == BROADCAST_CHUNK - 1:
                         await asyncio.sleep(0)  # let replies and reads through
                 self.metrics.pushes.inc(len(watchers))

@@ -1,10 +1,13 @@
 """The store against moto and against DynamoDB Local: same requests, same answers."""
 
+from collections import Counter
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
+from livecount.aws import store_requests
 from livecount.aws.store import Store
-from livecount.core.ledger import SITE, Counts, Delta, Flush, Row, Write
+from livecount.core.ledger import SITE, Counts, Delta, Flush, FlushResult, Row, Write
 from livecount.core.pages import Target
 
 from tests.support import flush_of
@@ -14,6 +17,12 @@ A, B, HOME = Target("post", "a"), Target("post", "b"), Target("page", "Home_Page
 
 async def item(store: Store, table: str, key: dict[str, Any]) -> dict[str, Any]:
     return (await store.ddb.get_item(TableName=table, Key=key, ConsistentRead=True)).get("Item", {})
+
+
+def settled(result: FlushResult) -> bool:
+    """Everything applied: nothing failed or refused."""
+    return not (result.failed_targets or result.failed_rows or result.failed_index
+                or result.rejected_targets or result.rejected_rows or result.rejected_index)
 
 
 async def test_create_tables_is_idempotent(any_store: Store):
@@ -149,3 +158,125 @@ async def test_each_node_keeps_its_own_sequence(any_store: Store):
     # Another node's flush with a lower sequence number still applies.
     low = Flush(1, {A: Write(1, Delta(1, 1))})
     assert (await other.flush(low)).applied[A] == Counts(2, 2)
+
+
+async def writer_counts(store: Store) -> dict[str, Counts]:
+    items = (await store.ddb.scan(TableName=store.tables.writer, ConsistentRead=True))["Items"]
+    return {i["articleId"]["S"]: store_requests.counts(i) for i in items}
+
+
+class Spy:
+    """A client that counts its calls by operation; `lose` makes each batch apply and
+    its answer never come back, as a cut connection does."""
+
+    def __init__(self, client: Any, lose: bool = False) -> None:
+        self.client, self.lose = client, lose
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        async def call(**kwargs: Any) -> Any:
+            self.calls[name] += 1
+            answered = await method(**kwargs)
+            if self.lose and name == "batch_execute_statement":
+                raise EndpointConnectionError(endpoint_url="http://lost")
+            return answered
+
+        return call
+
+
+def spied(store: Store, lose: bool = False) -> tuple[Store, Spy, Spy]:
+    once, retried = Spy(store.ddb_once, lose), Spy(store.ddb)
+    return Store(retried, store.streams, store.tables, ddb_once=once), once, retried
+
+
+async def test_writes_go_25_a_request_and_a_resent_batch_adds_nothing(local_store: Store):
+    store, batches, singles = spied(local_store)
+    assert store.batching
+    pages = {Target("page", f"p{i}"): Delta(i + 1, 1) for i in range(30)}
+    rows = {Row("timeline", SITE, "2026-11-24T07"): Delta(31, 30)}
+    first = flush_of(targets=pages, rows=rows, new=set(pages))
+    assert settled(await store.flush(first))
+    # New items: INSERTs, 61 statements in 3 requests; nothing one a request.
+    assert batches.calls == {"batch_execute_statement": 3} and not singles.calls
+    assert settled(again := await store.flush(first))  # the same flush: a resend
+    assert again.applied == {t: Counts(d.total, d.unique) for t, d in pages.items()}
+    more = flush_of(targets=dict.fromkeys(pages, Delta(1, 0)), rows={
+        Row("timeline", SITE, "2026-11-24T07"): Delta(30, 0)})
+    assert settled(await store.flush(more))  # known items: UPDATEs
+    assert not singles.calls
+    stored = await store.read_counts(pages)
+    assert stored == {t: Counts(d.total + 1, d.unique) for t, d in pages.items()}
+    assert await store.hours(SITE, "2026-11-24T07", "2026-11-24T07") == {
+        "2026-11-24T07": Counts(61, 30)}
+    assert sorted(t.ref for t in await store.tracked()) == sorted(t.ref for t in pages)
+
+
+async def test_a_batch_guessing_wrong_about_an_item_tries_the_other_statement(
+        local_store: Store):
+    store, _, singles = spied(local_store)
+    other = Store(local_store.ddb, local_store.streams, local_store.tables, node_id="other")
+    await other.flush(flush_of(targets={A: Delta(5, 5)}))  # exists, unknown to `store`
+    assert settled(await store.flush(flush_of(targets={A: Delta(1, 1)})))  # INSERT, UPDATE
+    assert settled(await store.flush(flush_of(targets={B: Delta(1, 1)})))
+    await local_store.ddb.delete_item(TableName=local_store.tables.writer,
+                                      Key={"articleId": {"S": "b"}})
+    assert settled(await store.flush(flush_of(targets={B: Delta(2, 2)})))  # UPDATE, INSERT
+    assert await writer_counts(local_store) == {"a": Counts(6, 6), "b": Counts(2, 2)}
+    assert not singles.calls
+
+
+async def test_a_batch_whose_answer_is_lost_is_resent_one_write_a_request(local_store: Store):
+    store, batches, singles = spied(local_store, lose=True)
+    flush = flush_of(targets={A: Delta(2, 1), HOME: Delta(1, 1)},
+                     rows={Row("referrer", A.ref, "x.org"): Delta(2)}, new={A})
+    result = await store.flush(flush)
+    # Applied by the batch, then refused as resends one a request: applied once.
+    assert settled(result) and result.applied == {A: Counts(2, 1), HOME: Counts(1, 1)}
+    assert batches.calls["batch_execute_statement"] == 1
+    assert singles.calls == {"update_item": 3, "put_item": 1}
+    assert await writer_counts(local_store) == {"a": Counts(2, 1)}
+    assert await local_store.top_referrers(A.ref) == [("x.org", 2)]
+
+
+async def test_an_endpoint_without_batches_gets_one_write_a_request(moto_url: str, prefix: str):
+    async with Store.open(moto_url, "us-east-1", prefix) as store:
+        await store.create_tables()
+        assert store.batching  # until the endpoint shows it takes none
+        for n in range(1, 5):
+            assert settled(await store.flush(flush_of(targets={A: Delta(1, 1)})))
+            assert await writer_counts(store) == {"a": Counts(n, n)}
+        assert not store.batching
+
+
+class NoReturning(Spy):
+    """An endpoint that takes batches but refuses RETURNING in them."""
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        async def call(**kwargs: Any) -> Any:
+            self.calls[name] += 1
+            statements = kwargs.get("Statements", [])
+            if any("RETURNING" in s["Statement"] for s in statements):
+                return {"Responses": [{"Error": {
+                    "Code": "ValidationError",
+                    "Message": "RETURNING is not supported in batches"}}] * len(statements)}
+            return await method(**kwargs)
+
+        return call
+
+
+async def test_batches_without_returning_still_store_every_write_once(local_store: Store):
+    once = NoReturning(local_store.ddb_once)
+    store = Store(local_store.ddb, local_store.streams, local_store.tables, ddb_once=once)
+    assert settled(await store.flush(flush_of(targets={A: Delta(1, 1)})))  # new: INSERT
+    result = await store.flush(flush_of(targets={A: Delta(2, 1), B: Delta(1, 1)}))
+    assert settled(result)
+    assert await writer_counts(local_store) == {"a": Counts(3, 2), "b": Counts(1, 1)}
+    assert A not in result.applied  # no totals to answer with; the stream brings them
+    calls = once.calls["batch_execute_statement"]
+    assert settled(await store.flush(flush_of(targets={A: Delta(1, 1)})))
+    assert once.calls["batch_execute_statement"] == calls + 1  # asked once, without it
+    assert await writer_counts(local_store) == {"a": Counts(4, 3), "b": Counts(1, 1)}

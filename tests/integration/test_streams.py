@@ -14,7 +14,8 @@ from livecount.core.errors import StoreRejected
 from livecount.core.leases import NODE_PREFIX, Lease, LeaseItem
 from livecount.core.ledger import Delta
 from livecount.core.pages import Target
-from livecount.core.stream_copy import copy_and_feed
+from livecount.core.stream_copy import ReaderWrite, copy_and_feed
+from livecount.core.tables import Tables
 from livecount.waits import pause as waits_pause
 
 from tests.support import eventually, flush_of
@@ -270,3 +271,57 @@ async def test_alone_and_quiet_its_own_write_wakes_the_copy(
     finally:
         stop.set()
         await task
+
+
+def puts(tables: Tables, version: int, articles: list[str]) -> list[ReaderWrite]:
+    """The reader puts of an image per article, `version` and 10 x `version` views each."""
+    return copy_and_feed([image_record(a, version * 10, version, str(version)) for a in articles],
+                         tables, "n", 0.0).writes
+
+
+async def test_copies_go_25_a_request_and_keep_the_version_rule(local_store: Store):
+    stream = local_store.stream
+    tables = local_store.tables
+    many = [f"p{i}" for i in range(30)]
+    calls: list[int] = []
+    batch = stream.ddb_once.batch_execute_statement
+
+    async def spy(**kwargs: Any) -> Any:
+        calls.append(len(kwargs["Statements"]))
+        return await batch(**kwargs)
+
+    stream.ddb_once.batch_execute_statement = spy
+    assert await stream.copy_many(puts(tables, 2, many)) == [True] * 30  # new: INSERTs
+    assert calls == [25, 5]
+    assert await stream.copy_many(puts(tables, 2, many)) == [False] * 30  # replayed: refused
+    assert await stream.copy_many(puts(tables, 1, many[:3])) == [False] * 3  # older: refused
+    assert await stream.copy_many(puts(tables, 3, many[:3])) == [True] * 3  # newer: UPDATEs
+    # A reader item unknown to this store's memory, and a known one that went away.
+    other = Store(local_store.ddb, local_store.streams, tables,
+                  ddb_once=local_store.ddb_once).stream
+    assert await other.copy_many(puts(tables, 4, ["p0"])) == [True]  # INSERT, then UPDATE
+    await local_store.ddb.delete_item(TableName=tables.reader, Key={"articleId": {"S": "p1"}})
+    assert await stream.copy_many(puts(tables, 5, ["p1"])) == [True]  # UPDATE, then INSERT
+    stored = await reader(local_store)
+    assert stored["p0"] == (40, 40, 4) and stored["p1"] == (50, 50, 5)
+    assert stored["p2"] == (30, 30, 3) and stored["p9"] == (20, 20, 2) and len(stored) == 30
+
+
+async def test_a_copy_refused_as_invalid_is_told_apart_and_the_rest_apply(local_store: Store):
+    writes = puts(local_store.tables, 1, ["x" * 2100, "a"])
+    poison, fine = await local_store.stream.copy_many(writes)
+    assert isinstance(poison, StoreRejected) and fine is True
+    assert await reader(local_store) == {"a": (10, 10, 1)}
+
+
+async def test_alone_and_busy_an_articles_newest_image_is_copied_once(local_store: Store):
+    async with consuming(local_store, []) as consumer:  # polls every 0.05 s when busy
+        await asyncio.wait_for(consumer.caught_up.wait(), 20)
+        await write(local_store, a=1)
+        await eventually(lambda: reader(local_store), lambda r: "a" in r)
+        for _ in range(4):  # a write every 0.2 s: paced load, within one gathering
+            await write(local_store, a=1)
+            await asyncio.sleep(0.2)
+        await eventually(lambda: reader(local_store), lambda r: r.get("a") == (5, 5, 5))
+        print("LAG", consumer.lag, consumer.copied)
+        assert consumer.copied <= 3  # not each image: the newest of a gathering

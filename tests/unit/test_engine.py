@@ -155,8 +155,9 @@ def test_changes_are_pushed_to_watchers_with_their_wait():
     e = engine()
     view(e, articleId="a", now=T)
     pushes, waited = e.due(T + 0.25)
-    (message, watchers), = pushes
-    assert watchers == {"s"} and msgspec.json.decode(message)["totalViews"] == 1
+    (push,) = pushes
+    assert push.watchers == {"s"} and msgspec.json.decode(push.message)["totalViews"] == 1
+    assert push.target == A and push.counts == Counts(1, 1)
     assert waited == [0.25]
     assert e.due(T + 1) == ([], [])
 

@@ -1,0 +1,68 @@
+"""The node's own transport under clients that pipeline, and bytes that arrive together."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from websockets.asyncio.client import connect
+
+from tests.support import Launch
+
+HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             b"Sec-WebSocket-Version: 13\r\n\r\n")
+
+
+async def test_a_page_never_sees_its_count_go_down(launch: Launch):
+    """Replies wait for their fsync; a push queued behind one is read when its turn
+    comes, so it never shows less than the reply before it. Several sockets pipeline
+    views of one article while each checks every message it gets."""
+    served = await launch()
+
+    async def page(n: int) -> list[int]:
+        seen: list[int] = []
+        async with connect(served.ws) as ws:
+            async def send() -> None:
+                for _ in range(40):
+                    await ws.send(json.dumps({"message": "views", "articleId": "monotone"}))
+                    await asyncio.sleep(0)
+
+            sending = asyncio.create_task(send())
+            replies = 0
+            async with asyncio.timeout(30):
+                while replies < 40:
+                    message = json.loads(await ws.recv())
+                    seen.append(message["totalViews"])
+                    replies += message["message"] == "views"
+            await sending
+        return seen
+
+    for seen in await asyncio.gather(*(page(n) for n in range(5))):
+        assert seen == sorted(seen), seen
+
+
+async def test_frames_in_the_handshakes_segment_come_after_its_answer(launch: Launch):
+    """A client may send its first frames with the handshake. A bad one (here an
+    unmasked frame) then gets a 101 and a close 1002, never a traceback."""
+    served = await launch()
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(HANDSHAKE + b"\x81\x00")
+    async with asyncio.timeout(10):
+        answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 101 "), answer
+    close = answer.partition(b"\r\n\r\n")[2]
+    assert close[:1] == b"\x88" and int.from_bytes(close[2:4], "big") == 1002, close
+    view = json.dumps({"message": "views", "articleId": "early"}).encode()
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(view))
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(HANDSHAKE + bytes((0x81, 0x80 | len(view))) + mask + masked)
+    async with asyncio.timeout(10):
+        head = await reader.readuntil(b"\r\n\r\n")
+        frame = await reader.readexactly(2)
+        reply = json.loads(await reader.readexactly(frame[1]))
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 101 ") and reply["totalViews"] == 1
+    assert not [e for e in served.logs if e.get("level") == "error"]

@@ -14,6 +14,7 @@ mistake is one line that names the flag or the variable, and exit code 2 (`Parse
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import ipaddress
@@ -137,9 +138,11 @@ def endpoint(value: str) -> str:
 def site_domain(value: str) -> str:
     """A DNS name, stored as referrers are (ASCII, lower case): a pattern or a name no
     referrer can have would silently match nothing."""
+    with contextlib.suppress(ValueError):  # an address: harmless, as referrers that are
+        return str(ipaddress.ip_address(value.strip()))  # addresses never count anyway
     host = dns_host(value.strip())
     if host is None:
-        raise _bad("must be a DNS name such as blog.example.com (no wildcard, no IP)", value)
+        raise _bad("must be a DNS name such as blog.example.com (no wildcard)", value)
     return host
 
 

@@ -78,7 +78,8 @@ async def launch(dynamodb_local_url: str, prefix: str, tmp_path: Path,
     async def start(*args: str, shared: bool = True) -> Served:
         store = ["--dynamodb-endpoint", dynamodb_local_url, "--table-prefix", prefix] \
             if shared else []
-        served = await Served("--flush-interval", "0.2", "--data-dir", str(tmp_path / "node"),
+        served = await Served("--flush-interval", "0.2", "--report-interval", "0.2",
+                              "--data-dir", str(tmp_path / "node"),
                               "--rate-limit", "100000", "--rate-burst", "100000",
                               *store, *args).start()
         started.append(served)

@@ -29,7 +29,7 @@ class FaultProxy:
     upstream_port: int
     mode: Mode = "pass"
     # Apply the mode only to requests whose body contains this (e.g. "UpdateItem").
-    only: str | None = None
+    only: str | tuple[str, ...] | None = None
     # After this many faulty requests, go back to "pass" (None: until told).
     budget: int | None = None
     faults: int = 0
@@ -54,7 +54,8 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def set(self, mode: Mode, only: str | None = None, budget: int | None = None) -> None:
+    def set(self, mode: Mode, only: str | tuple[str, ...] | None = None,
+            budget: int | None = None) -> None:
         self.mode, self.only, self.budget, self.faults = mode, only, budget, 0
 
     async def stop(self) -> None:
@@ -69,7 +70,8 @@ class FaultProxy:
                 from self.failures[0]
 
     def _fault_for(self, body: bytes) -> Mode:
-        if self.mode == "pass" or (self.only and self.only.encode() not in body):
+        only = (self.only,) if isinstance(self.only, str) else self.only
+        if self.mode == "pass" or (only and not any(o.encode() in body for o in only)):
             return "pass"
         if self.budget is not None and self.faults >= self.budget:
             self.mode = "pass"

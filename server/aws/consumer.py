@@ -40,7 +40,6 @@ OnImage = Callable[[str, int, int], None]  # articleId, totalViews, uniqueViews
 IDLE_POLL_INTERVAL = 1.0  # the longest wait between polls of a quiet shard others write to
 QUIET_AFTER = 5.0  # seconds without a record (or a write of ours) before shards count as quiet
 ALONE_GATHER = 2.0  # alone: seconds of this node's own records read in one go
-BACKLOG = 1000  # records a read returns at most: that many means more wait
 
 
 class StreamConsumer:
@@ -81,6 +80,7 @@ class StreamConsumer:
         idle = self.poll_interval
         last_record = loop.time()
         written = self.store.written  # this node's own flushes: records on their way
+        read_some = False  # the reads since the last empty one found records
         while not stop.is_set():
             records = 0
             try:
@@ -106,17 +106,19 @@ class StreamConsumer:
             # a lease round's poll is enough.
             if records:
                 last_record = loop.time()
+                read_some = True
             quiet = loop.time() - last_record > QUIET_AFTER
             alone = self.nodes <= 1 and not self._hurry
             slowest = max(IDLE_POLL_INTERVAL, self.lease_time / 3) if alone \
                 else IDLE_POLL_INTERVAL
             idle = min(idle * 2, slowest) if quiet else self.poll_interval
-            behind = records >= BACKLOG or max(self.lag.values(), default=0.0) > ALONE_GATHER
-            if records and alone and not behind:
+            if records == 0 and read_some and alone:
                 # Nobody else reads the reader table while this node is alone (its own
-                # pages and reports count from its ledger): gathering a few seconds of
-                # records copies an article's newest image once, not each one. Behind
-                # (a read returns what the stream gives, not all there is), read on.
+                # pages and reports count from its ledger): caught up, it lets a few
+                # seconds of its records gather, so a read copies an article's newest
+                # image once, not each one. (A read returns what the stream gives, not
+                # all there is: it reads on until one comes back empty.)
+                read_some = False
                 wait = min(ALONE_GATHER, max(0.0, next_leasing - loop.time()))
                 if await pause(stop, wait):
                     break

@@ -41,6 +41,9 @@ BATCH = 25  # statements a BatchExecuteStatement takes
 BATCH_ROUNDS = 3  # update, insert, update: then the one-write-a-request path decides
 BATCH_PROBES = 3  # whole batches failing before any answered: the endpoint takes none
 KNOWN_ITEMS = 200_000  # keys remembered as existing, to pick update or insert first
+# Batches out at once, all flushes together: each is 25 writes, and a store that is
+# slower than the views come gets no longer queues (its answers would only time out).
+BATCHES_AT_ONCE = 4
 
 
 @dataclass(slots=True)
@@ -71,6 +74,7 @@ class Store:
         # Per item, the last flush sequence number this node applied to it.
         self.flush_attribute = f"flush:{node_id}"
         self._limit = asyncio.Semaphore(concurrency)
+        self._batches = asyncio.Semaphore(BATCHES_AT_ONCE)
         # Set when a flush changed a writer item: its stream record is on its way, so
         # the stream consumer looks now rather than at its next quiet poll.
         self.written = asyncio.Event()
@@ -210,6 +214,13 @@ class Store:
             answers = await asyncio.gather(*(self._batch([s for _, s in c]) for c in chunks))
             jobs = []
             for chunk, got in zip(chunks, answers, strict=True):
+                if isinstance(got, StoreUnavailable) and self._batched_once:
+                    # A timeout, a 5xx, a throttle: unknown, resent by a later flush
+                    # (batched again), not at once one a request, which would only
+                    # add to the load of a store that is struggling.
+                    for job, _ in chunk:
+                        self._failed(result, job)
+                    continue
                 if isinstance(got, LivecountError) or len(got) != len(chunk):
                     alone += [job for job, _ in chunk]
                     continue
@@ -277,7 +288,7 @@ class Store:
         request. An endpoint that never took one (an emulator without PartiQL) is not
         asked again."""
         try:
-            async with self._limit:
+            async with self._batches:
                 got = await answer(self.ddb_once.batch_execute_statement(
                     Statements=[s.request for s in statements]), "BatchExecuteStatement")
         except (StoreUnavailable, StoreRefused, StoreRejected) as exc:

@@ -27,6 +27,7 @@ from livecount.logs import warn
 TRIMMED = "TrimmedDataAccessException"  # the records asked for are past the 24 hours kept
 BATCH = 25  # statements a BatchExecuteStatement takes
 KNOWN_READERS = 200_000  # reader items remembered as existing: UPDATE first, not INSERT
+BATCHES_AT_ONCE = 4  # a copy's batches out at once (each 25 writes)
 _OWNER = {"#o": "owner", "#c": "counter"}
 _ONE = {":one": {"N": "1"}}
 
@@ -45,7 +46,8 @@ class StreamStore:
         self.table = tables.checkpoints
         self.ddb_once = ddb_once  # batches, not retried: a failed one goes one a request
         self._readers: dict[str, None] = {}  # reader items known to exist, oldest first
-        self._limit = asyncio.Semaphore(8)  # batches of one copy at once
+        self._limit = asyncio.Semaphore(BATCHES_AT_ONCE)  # batches of one copy at once
+        self._batched_once = False  # a batch got an answer: the endpoint takes them
 
     # -- the stream's shards -----------------------------------------------------------
     async def stream_arn(self) -> str:
@@ -106,7 +108,8 @@ class StreamStore:
         (PartiQL: an UPDATE on condition of `version` when the reader item is known to
         exist, else an INSERT, each falling back to the other), concurrently; the rest,
         and whatever a batch cannot settle, one request each, in order per article.
-        Raises what the store raises when it is away: the caller reads them again."""
+        Raises what the store raises when it is away (a batch failing as a whole, once
+        batches work, included): the caller reads the records again."""
         outcomes: list[bool | StoreRejected | None] = [None] * len(writes)
         articles = [article_of(w) for w in writes]
         times = Counter(articles)
@@ -127,7 +130,9 @@ class StreamStore:
                 for i in chunk]) for chunk in chunks))
             batched = []
             for chunk, got in zip(chunks, answers, strict=True):
-                if got is None or len(got) != len(chunk):
+                if isinstance(got, StoreUnavailable) and self._batched_once:
+                    raise got  # the records are read again: a struggling store gets no more
+                if isinstance(got, Exception) or len(got) != len(chunk):
                     alone += chunk
                     continue
                 for i, response in zip(chunk, got, strict=True):
@@ -171,17 +176,20 @@ class StreamStore:
         if len(self._readers) > KNOWN_READERS:
             del self._readers[next(iter(self._readers))]
 
-    async def _batch(self, statements: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-        """One BatchExecuteStatement; None when it failed as a whole."""
+    async def _batch(self, statements: list[dict[str, Any]],
+                     ) -> list[dict[str, Any]] | StoreUnavailable | StoreRejected | StoreRefused:
+        """One BatchExecuteStatement: an answer per statement, or the whole request's
+        error. Refused or not understood, batches are not asked again."""
         try:
             async with self._limit:
                 got = await answer(self.ddb_once.batch_execute_statement(
                     Statements=statements), "BatchExecuteStatement")
         except (StoreUnavailable, StoreRefused, StoreRejected) as exc:
             if isinstance(exc, StoreRefused | StoreRejected):
-                self.ddb_once = None  # not allowed or not understood: never again
+                self.ddb_once = None
                 warn("stream_batching_off", error=exc.detail)
-            return None
+            return exc
+        self._batched_once = True
         return list(got.get("Responses", []))
 
     async def share(self, puts: list[dict[str, Any]]) -> None:

@@ -161,10 +161,19 @@ class Flusher:
             while not await pause(stop, interval):
                 now = time.monotonic()
                 rows = every <= interval or now >= next_report
+                self._unjam()
                 if self._start(rows) and rows:
                     next_report = now + every
         finally:
             await self.settled()
+
+    def _unjam(self) -> None:
+        """A journal that failed (a full disk) while everything it holds is stored is
+        emptied in place: its space comes back, and views are taken again. Without
+        this, a node refusing every view would never flush, so never rotate."""
+        journal, ledger = self.journal, self.engine.ledger
+        if not journal.healthy and ledger.idle and not journal.queued:
+            _quietly(journal.rotate(self.engine.next_seq(time.time_ns() // 1000), first=True))
 
     def _start(self, rows: bool) -> bool:
         """Start a flush unless too many are out, or (while a replayed journal waits

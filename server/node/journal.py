@@ -15,6 +15,7 @@ the old ones.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
 from collections.abc import Callable, Iterator
@@ -25,7 +26,10 @@ from typing import Any
 import msgspec
 from livecount.core.errors import JournalUnavailable
 from livecount.core.journal import start_record
-from livecount.logs import error, log
+from livecount.logs import error, log, warn
+
+RESERVE = "reserve"  # ballast, given up when the disk is full
+RESERVE_BYTES = 16 * 1024
 
 
 class JournalBusy(RuntimeError):
@@ -130,7 +134,27 @@ class Journal:
         self._path = self._next_path()
         self._fd = self.disk.open(self._path)
         self._good = self.disk.size(self._fd)
+        self._reserve()
         self._task = asyncio.create_task(self._run())
+
+    def _reserve(self) -> None:
+        """Keep RESERVE_BYTES of ballast beside the journal. On a full disk it is given
+        up, so the flushes' own small records still fit: what the journal holds gets
+        stored, the journal empties itself, and the ballast comes back."""
+        path = self.directory / RESERVE
+        try:
+            if not path.exists() or path.stat().st_size < RESERVE_BYTES:
+                with path.open("wb") as ballast:
+                    os.posix_fallocate(ballast.fileno(), 0, RESERVE_BYTES)
+        except OSError:
+            path.unlink(missing_ok=True)  # no room even for that: do without
+
+    def _release_reserve(self) -> None:
+        path = self.directory / RESERVE
+        if path.exists():
+            path.unlink(missing_ok=True)
+            warn("journal_reserve_released", hint="the disk is full; views are refused "
+                 "until what the journal holds is stored")
 
     def _next_path(self) -> Path:
         files = self._files()
@@ -153,10 +177,18 @@ class Journal:
         self._queue.append(_Entry(record, apply, then))
         self._wake.set()
 
-    def rotate(self, last_seq: int) -> asyncio.Future[Any]:
+    def rotate(self, last_seq: int, first: bool = False) -> asyncio.Future[Any]:
         """Start a new file (with `last_seq`) and drop the older ones: call only when
-        the ledger is idle, so nothing in them is needed any more."""
-        return self._enqueue(_Entry(None, None, self._future(), rotate=last_seq))
+        the ledger is idle, so nothing in them is needed any more. `first` puts it
+        before records queued since (they go into the new file), so that on a full
+        disk the space is freed before they are written."""
+        entry = _Entry(None, None, self._future(), rotate=last_seq)
+        if first:
+            self._queue.insert(0, entry)
+            self._wake.set()
+            assert isinstance(entry.waiter, asyncio.Future)
+            return entry.waiter
+        return self._enqueue(entry)
 
     def sync(self) -> asyncio.Future[Any]:
         """Resolves once everything appended so far is on disk."""
@@ -182,6 +214,8 @@ class Journal:
                 if self.healthy:
                     error("journal_failed", exc)
                 self.healthy = False
+                if exc.errno == errno.ENOSPC:
+                    self._release_reserve()
                 failure = JournalUnavailable(
                     f"the journal could not write ({exc.strerror or exc}); nothing counted")
                 for entry in batch:
@@ -262,6 +296,7 @@ class Journal:
         self.disk.append(self._fd, start_record(last_seq) + b"\n")
         self.disk.sync(self._fd)
         self._good = self.disk.size(self._fd)
+        self._reserve()
         folder = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(folder)

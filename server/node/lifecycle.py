@@ -127,7 +127,8 @@ async def run(config: Config, ready: asyncio.Event | None = None,
         background.start(node.feed.loop)
         server = await _listen(node, config, sock)
         loops = Background()
-        loops.start(lambda s: node.flusher.loop(s, config.flush_interval))
+        loops.start(lambda s: node.flusher.loop(
+            s, config.flush_interval, config.report_interval))
         loops.start(lambda s: node.sockets.push_loop(s, config.push_interval))
         loops.start(lambda s: node.sockets.keepalive_loop(s, config.idle_timeout))
         if node.archive is not None:

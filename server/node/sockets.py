@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from livecount.aws.store import Store
 from livecount.core.engine import Engine, Outcome, PendingView, Push
-from livecount.core.errors import LivecountError, Unavailable
+from livecount.core.errors import JournalUnavailable, LivecountError, Unavailable
 from livecount.core.ledger import Counts
 from livecount.core.pages import Target
 from livecount.logs import error, warn_limited
@@ -541,6 +541,12 @@ class Sockets:
             conn.settled(slot, reply, None if failure is not None or view.counts is None
                          else (view.target, view.counts))
 
+        if not self.journal.healthy:
+            # A failing journal (a full disk) takes the flushes' small records first:
+            # they let what it holds be stored, and then it can empty itself.
+            then(None, JournalUnavailable("the journal cannot write right now; "
+                                          "nothing counted"))
+            return
         self.journal.append_then(view.record, count, then)
 
     async def push_loop(self, stop: asyncio.Event, interval: float) -> None:

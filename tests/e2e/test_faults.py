@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,9 +19,10 @@ from livecount.aws.store import Store
 from websockets.asyncio.client import connect
 
 from tests.faults import FaultProxy
-from tests.support import Launch, Served, eventually
+from tests.support import Launch, Served, eventually, http_get
 
 ARTICLES = ("alpha", "beta", "gamma")
+WRITES = ("UpdateItem", "BatchExecuteStatement")  # counts go one by one or 25 a request
 OUTAGE_SECONDS = float(os.environ.get("LIVECOUNT_OUTAGE_SECONDS", "0"))
 
 
@@ -74,7 +76,7 @@ def expected_for(views: int) -> dict[str, tuple[int, int]]:
 async def test_lost_answers_throttling_and_5xx_cost_no_view(
         launch: Launch, local_store: Store, proxy: FaultProxy, fault: Any):
     served = await launch("--dynamodb-endpoint", proxy.url)
-    proxy.set(fault, only="UpdateItem", budget=8)
+    proxy.set(fault, only=WRITES, budget=8)
     replied = await send_views(served, 40)
     assert replied == expected_for(40)
     await exactly(local_store, replied)
@@ -102,10 +104,14 @@ async def test_an_unreachable_store_does_not_stop_counting(
         reply = json.loads(await ws.recv())
         assert (reply["message"], reply["error"]) == ("error", "unavailable")
 
-    async def failures() -> int:
-        return len(served.events("flush_failed"))
+    async def failures() -> float:
+        _, _, body = await asyncio.to_thread(http_get, served.http + "/metrics")
+        found = re.search(rb"^livecount_flush_failures_total (\S+)$", body, re.M)
+        return float(found.group(1)) if found else 0.0
 
     await eventually(failures, lambda n: n >= 3)  # and the store really was down
+    print(sorted({e["event"] for e in served.logs if e.get("level") != "info"}))
+    assert served.events("flush_failed")  # said in the log (rate-limited, not per write)
     proxy.set("pass")
     await exactly(local_store, replied)
 
@@ -124,7 +130,7 @@ async def test_sigkill_before_a_flush_loses_nothing(launch: Launch, local_store:
 async def test_sigkill_after_an_unconfirmed_flush_counts_it_once(
         launch: Launch, local_store: Store, proxy: FaultProxy):
     served = await launch("--dynamodb-endpoint", proxy.url)
-    proxy.set("cut", only="UpdateItem")  # every write applies; no answer ever comes back
+    proxy.set("cut", only=WRITES)  # every write applies; no answer ever comes back
     replied = await send_views(served, 12)
     # The writes got through, but the node cannot know it.
     await eventually(lambda: table(local_store, local_store.tables.writer),

@@ -227,7 +227,8 @@ async def test_a_batch_guessing_wrong_about_an_item_tries_the_other_statement(
     assert not singles.calls
 
 
-async def test_a_batch_whose_answer_is_lost_is_resent_one_write_a_request(local_store: Store):
+async def test_a_first_batch_whose_answer_is_lost_is_resent_one_write_a_request(
+        local_store: Store):
     store, batches, singles = spied(local_store, lose=True)
     flush = flush_of(targets={A: Delta(2, 1), HOME: Delta(1, 1)},
                      rows={Row("referrer", A.ref, "x.org"): Delta(2)}, new={A})
@@ -237,6 +238,22 @@ async def test_a_batch_whose_answer_is_lost_is_resent_one_write_a_request(local_
     assert batches.calls["batch_execute_statement"] == 1
     assert singles.calls == {"update_item": 3, "put_item": 1}
     assert await writer_counts(local_store) == {"a": Counts(2, 1)}
+    assert await local_store.top_referrers(A.ref) == [("x.org", 2)]
+
+
+async def test_once_batches_work_one_lost_leaves_its_writes_unknown_for_a_later_flush(
+        local_store: Store):
+    store, batches, singles = spied(local_store)
+    assert settled(await store.flush(flush_of(targets={B: Delta(1, 1)})))
+    batches.lose = True  # applied, and the answer never comes back
+    flush = flush_of(targets={A: Delta(2, 1)}, rows={Row("referrer", A.ref, "x.org"): Delta(2)})
+    lost = await store.flush(flush)
+    assert lost.failed_targets == {A} and len(lost.failed_rows) == 1
+    assert not singles.calls  # not resent at once: the store may be struggling
+    batches.lose = False
+    again = await store.flush(flush)  # the next flush resends them unchanged
+    assert settled(again) and again.applied == {A: Counts(2, 1)}
+    assert await writer_counts(local_store) == {"a": Counts(2, 1), "b": Counts(1, 1)}
     assert await local_store.top_referrers(A.ref) == [("x.org", 2)]
 
 

@@ -6,11 +6,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from livecount.aws import consumer as consumer_module
 from livecount.aws.consumer import StreamConsumer
 from livecount.aws.store import Store
 from livecount.core import feed
-from livecount.core.errors import StoreRejected
+from livecount.core.errors import StoreRejected, StoreUnavailable
 from livecount.core.leases import NODE_PREFIX, Lease, LeaseItem
 from livecount.core.ledger import Delta
 from livecount.core.pages import Target
@@ -323,5 +324,27 @@ async def test_alone_and_busy_an_articles_newest_image_is_copied_once(local_stor
             await write(local_store, a=1)
             await asyncio.sleep(0.2)
         await eventually(lambda: reader(local_store), lambda r: r.get("a") == (5, 5, 5))
-        print("LAG", consumer.lag, consumer.copied)
         assert consumer.copied <= 3  # not each image: the newest of a gathering
+
+
+async def test_once_copies_batch_one_lost_is_raised_for_the_records_to_be_read_again(
+        local_store: Store):
+    stream = local_store.stream
+    batch = stream.ddb_once.batch_execute_statement
+    lose = False
+
+    async def maybe_lost(**kwargs: Any) -> Any:
+        answered = await batch(**kwargs)
+        if lose:
+            raise EndpointConnectionError(endpoint_url="http://lost")
+        return answered
+
+    stream.ddb_once.batch_execute_statement = maybe_lost
+    assert await stream.copy_many(puts(local_store.tables, 1, ["a"])) == [True]
+    lose = True
+    with pytest.raises(StoreUnavailable):
+        await stream.copy_many(puts(local_store.tables, 2, ["a", "b"]))
+    lose = False
+    # Read again: the copies that got through are refused as the reader's own.
+    assert await stream.copy_many(puts(local_store.tables, 2, ["a", "b"])) == [False, False]
+    assert await reader(local_store) == {"a": (20, 20, 2), "b": (20, 20, 2)}

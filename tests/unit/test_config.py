@@ -133,10 +133,12 @@ def test_page_rules_are_configurable(monkeypatch):
 
 def test_values_that_look_odd_but_are_right_are_accepted():
     cfg = parse(["--port", "0", "--site-domain", "Bücher.example", "--site-domain", "Ex.COM.",
+                 "--site-domain", "127.0.0.1",
                  "--allowed-origin", "http://127.0.0.1:8080", "--trusted-proxy", "10.0.0.5",
                  "--dynamodb-endpoint", "aws", "--max-pending-views", "1_000", "--region",
                  "local", "--node-id", "host-1.example:a"])
-    assert cfg.port == 0 and cfg.site_domains == ("xn--bcher-kva.example", "ex.com")
+    assert cfg.site_domains == ("xn--bcher-kva.example", "ex.com", "127.0.0.1")
+    assert cfg.port == 0
     assert cfg.max_pending_views == 1000 and cfg.node_id == "host-1.example:a"
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from livecount.core import journal
-from livecount.core.ledger import Counts, FlushResult, Ledger
+from livecount.core.ledger import SITE, Counts, FlushResult, Ledger, Row
 from livecount.core.pages import Target
 from livecount.node.journal import Disk, Journal, JournalBusy
 
@@ -66,7 +66,7 @@ async def test_appends_are_durable_and_rotation_drops_stored_history(tmp_path: P
     await log.rotate(42)
     await log.append(journal.view_record(A, False, H, None, None))
     await log.close()
-    files = sorted(tmp_path.iterdir())
+    files = sorted(tmp_path.glob("journal-*.log"))
     assert len(files) == 1
     records = list(Journal(tmp_path).read())
     assert records[0] == ["s", 42] and records[1][:3] == ["v", "post", "a"]
@@ -204,3 +204,34 @@ async def test_rotation_frees_a_full_disk_before_it_writes(tmp_path: Path):
     await log.close()
     assert [r[0] for r in Journal(tmp_path).read()] == ["s", "v"]
     assert len(list(tmp_path.glob("journal-*.log"))) == 1
+
+
+def test_flushes_in_flight_when_a_run_ended_are_unsettled_from_the_next_runs_start():
+    """A crash leaves flush 5 without its completion; the next run replayed it as
+    unsettled and resent it in flush 7. Replaying both runs must take the same keys."""
+    history = [
+        ["v", "post", "a", False, H, None, None], ["t", 5, 1],  # first run: A out, no answer
+        ["s", 5],  # the next run's file
+        ["t", 7, 1], ["v", "post", "a", False, H, None, None],
+        ["c", 7, [], [], [], [], [], []],  # A's unsettled write (seq 5) applied
+    ]
+    rebuilt = Ledger()
+    summary = journal.replay(history, rebuilt)
+    assert summary.last_seq == 7
+    pending, unknown = rebuilt.outstanding()
+    assert not unknown  # flush 7 carried flush 5's write, and it applied
+    assert pending[A] == (1, 1)  # the second view, still to send
+
+
+def test_journals_from_before_overlapping_flushes_replay_as_they_did():
+    """`["t", seq]` records: one flush at a time, an earlier one never completed is
+    resent with its own sequence number."""
+    history = [["v", "post", "a", False, H, None, None], ["t", 3],
+               ["v", "page", "Home_Page", True, H, None, None], ["t", 4],
+               ["c", 4, [A.ref], [], [], [], [], []]]  # flush 4: A's resend unknown again
+    rebuilt = Ledger()
+    journal.replay(history, rebuilt)
+    pending, unknown = rebuilt.outstanding()
+    assert set(unknown) == {A} and unknown[A].seq == 3
+    # The site's row of B's view waits behind its elder, resent with A in flush 4.
+    assert pending == {Row("timeline", SITE, H): (1, 0)}

@@ -218,6 +218,9 @@ class Store:
                     # A timeout, a 5xx, a throttle: unknown, resent by a later flush
                     # (batched again), not at once one a request, which would only
                     # add to the load of a store that is struggling.
+                    code = aws_code(got)
+                    warn_limited("flush_failed", key=f"BatchExecuteStatement {code}",
+                                 table="BatchExecuteStatement", code=code, error=got.detail)
                     for job, _ in chunk:
                         self._failed(result, job)
                     continue

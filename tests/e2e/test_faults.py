@@ -110,7 +110,6 @@ async def test_an_unreachable_store_does_not_stop_counting(
         return float(found.group(1)) if found else 0.0
 
     await eventually(failures, lambda n: n >= 3)  # and the store really was down
-    print(sorted({e["event"] for e in served.logs if e.get("level") != "info"}))
     assert served.events("flush_failed")  # said in the log (rate-limited, not per write)
     proxy.set("pass")
     await exactly(local_store, replied)

@@ -23,6 +23,7 @@ BAD: dict[str, tuple[str, str]] = {
     "allowed_origins": ("blog.example.com", "must be an origin"),
     "site_domains": ("https://blog.example.com/", "must be a DNS name"),
     "flush_interval": ("0", "must be above 0"),
+    "report_interval": ("0", "must be above 0"),
     "push_interval": ("-0.1", "must be above 0"),
     "pages": ("/about", "must be PATH=NAME"),
     "max_pending_views": ("1.5", "must be a whole number"),

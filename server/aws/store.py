@@ -43,7 +43,7 @@ BATCH_PROBES = 3  # whole batches failing before any answered: the endpoint take
 KNOWN_ITEMS = 200_000  # keys remembered as existing, to pick update or insert first
 # Batches out at once, all flushes together: each is 25 writes, and a store that is
 # slower than the views come gets no longer queues (its answers would only time out).
-BATCHES_AT_ONCE = 4
+BATCHES_AT_ONCE = 8
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ from livecount.logs import warn
 TRIMMED = "TrimmedDataAccessException"  # the records asked for are past the 24 hours kept
 BATCH = 25  # statements a BatchExecuteStatement takes
 KNOWN_READERS = 200_000  # reader items remembered as existing: UPDATE first, not INSERT
-BATCHES_AT_ONCE = 4  # a copy's batches out at once (each 25 writes)
+BATCHES_AT_ONCE = 8  # a copy's batches out at once (each 25 writes)
 _OWNER = {"#o": "owner", "#c": "counter"}
 _ONE = {":one": {"N": "1"}}
 

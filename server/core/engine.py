@@ -97,6 +97,7 @@ class Outcome:
     load: Sequence[Target] = ()
     again: protocol.Inbound | None = None
     view: PendingView | None = None
+    counts: Sequence[Target] = ()  # `count` answers, read with `push_now` when sent
     refused: str | None = None
     bot: bool = False  # answered, not counted
 
@@ -197,7 +198,7 @@ class Engine(Generic[C]):
             self.hub.subscribe(conn, targets)
             if missing := [t for t in dict.fromkeys(targets) if not self.ledger.has_base(t)]:
                 return Outcome(load=missing, again=message)
-            return Outcome([self._count_message(t) for t in dict.fromkeys(targets)])
+            return Outcome(counts=tuple(dict.fromkeys(targets)))
         except protocol.ProtocolError as exc:
             return Outcome([exc.reply()], refused=exc.code)
         except LivecountError as exc:
@@ -324,9 +325,6 @@ class Engine(Generic[C]):
         counts = self.ledger.current(target)
         return counts, protocol.encode(protocol.Count(counts.total, counts.unique,
                                                       **{_field(target): target.id}))
-
-    def _count_message(self, target: Target) -> bytes:
-        return self.push_now(target)[1]
 
     @staticmethod
     def _reply(target: Target, counts: Counts) -> bytes:

@@ -18,8 +18,9 @@ it did when that run's successor replayed it, and is resent with its own sequenc
 number.
 
 Lines are JSON arrays: `["v", kind, id, refreshed, hour, title, host]`,
-`["t", seq, rows]` (rows 1: report rows taken too, 0: counts only; `["t", seq]`,
-from before flushes overlapped, takes everything once every earlier flush is over),
+`["t", seq, kind]` (1: counts and report rows, 0: counts only, 2: rows only, 3:
+neither; `["t", seq]`, from before flushes overlapped, takes everything once every
+earlier flush is over),
 `["c", seq, failed targets, failed rows, failed index, rejected targets, rejected
 rows, rejected index]`, and `["s", seq]` (the last sequence number, first in a new
 file).
@@ -43,8 +44,12 @@ def view_record(target: Target, refreshed: bool, hour: str, title: str | None,
     return _encoder.encode(["v", target.kind, target.id, refreshed, hour, title, host])
 
 
-def taken_record(seq: int, rows: bool = True) -> bytes:
-    return _encoder.encode(["t", seq, 1 if rows else 0])
+def taken_record(seq: int, rows: bool = True, counts: bool = True) -> bytes:
+    return _encoder.encode(["t", seq, _KINDS[(counts, rows)]])
+
+
+_KINDS = {(True, True): 1, (True, False): 0, (False, True): 2, (False, False): 3}
+_TAKES = {kind: what for what, kind in _KINDS.items()}  # kind → (counts, rows)
 
 
 def completed_record(flush: Flush, result: FlushResult) -> bytes:
@@ -90,8 +95,8 @@ def replay(records: Iterable[list[Any]], ledger: Ledger) -> Replayed:
             summary.last_seq = max(summary.last_seq, seq)
             if len(record) < 3:  # one flush at a time: an earlier one never completed
                 _abandon(ledger, flights)
-            taken = ledger.take(seq, rows=bool(record[2]) if len(record) >= 3 else True,
-                                hold=True)
+            counts, rows = _TAKES[record[2]] if len(record) >= 3 else (True, True)
+            taken = ledger.take(seq, rows=rows, counts=counts, hold=True)
             if taken:
                 flights[seq] = taken
         elif kind == "c" and (flush := flights.pop(record[1], None)) is not None:

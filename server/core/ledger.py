@@ -13,8 +13,9 @@ Several flushes may be in flight at once, so a slow one never delays the others,
 but each key is in at most one: a key's newer write is never sent while an older one
 is in flight or unsettled, or the store would refuse the older one for ever. A flush
 taken with `hold` keeps its keys until `release`, once its completion is on disk:
-a journal replay then takes exactly what the node took. Report rows may be left out
-of a take (`rows=False`): they wait for a slower cadence, in the same order rules.
+a journal replay then takes exactly what the node took. Counts and report rows may
+be taken apart (`rows=False`, `counts=False`): rows wait for a slower cadence, and a
+flush of many rows holds no count up, in the same order rules.
 
 The count a client sees is `known + unsettled + in flight + pending`, so a node
 reads its own writes before DynamoDB Streams has copied them to the reader table.
@@ -186,10 +187,10 @@ class Ledger:
         """Flushes taken and not yet released."""
         return len(self._flights) + len(self._holding)
 
-    def waiting(self, rows: bool = True) -> bool:
-        """Whether a take could find anything (rows too, if `rows`). Cheap, and may say
+    def waiting(self, rows: bool = True, counts: bool = True) -> bool:
+        """Whether a take of the same kinds could find anything. Cheap, and may say
         yes when everything waiting is held by flushes in flight."""
-        return bool(self._pending or self._unsettled
+        return bool((counts and (self._pending or self._unsettled))
                     or (rows and (self._rows or self._unsettled_rows)))
 
     def outstanding(self) -> tuple[dict[Target | Row, tuple[int, int]],
@@ -268,17 +269,21 @@ class Ledger:
             self._indexed.clear()  # costs one idempotent index write per target, later
         return len(stale)
 
-    def take(self, seq: int, *, rows: bool = True, hold: bool = False) -> Flush:
+    def take(self, seq: int, *, rows: bool = True, counts: bool = True,
+             hold: bool = False) -> Flush:
         """Everything to write now, stamped `seq`: unsettled writes as they were, then
         pending deltas of keys with nothing unsettled, leaving out every key another
-        flush holds; report rows only if `rows`. Empty when there is nothing.
+        flush holds; counts (and their page-index entries) only if `counts`, report
+        rows only if `rows`. Empty when there is nothing.
 
         With `hold`, the flush's keys stay out of later takes until `release`, not
         just until `complete`: the journal's completed record must be on disk before
         a key is taken again, so a replay takes exactly what was taken."""
         if seq in self._flights or seq in self._holding:
             raise RuntimeError(f"flush {seq} is already in flight")
-        targets, self._pending = _stamp(seq, self._unsettled, self._pending, self._held)
+        targets: dict[Target, Write] = {}
+        if counts:
+            targets, self._pending = _stamp(seq, self._unsettled, self._pending, self._held)
         taken_rows: dict[Row, Write] = {}
         if rows:
             taken_rows, self._rows = _stamp(seq, self._unsettled_rows, self._rows,

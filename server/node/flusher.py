@@ -8,8 +8,8 @@ exactly-once rule needs and does the waiting:
   ledger keeps each key in one at a time;
 - a flush's keys are released only once its completed record is on disk, so no later
   take can include them in a different order than a replay would;
-- report rows (Timeline, Referrer) are taken every `report_interval`, counts every
-  `interval`; a drain takes everything.
+- report rows (Timeline, Referrer) are taken every `report_interval`, in flushes of
+  their own, counts every `interval`; a drain takes everything.
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ class Flusher:
         self._last_seq = 0  # the highest sequence number taken: a new journal file's first
         self._started = False  # this run's start record is on disk: takes may follow
 
-    async def flush_once(self, rows: bool = True) -> int:
-        """Write what is pending (report rows too if `rows`) and is not in another
-        flush; returns how many views the store confirmed."""
+    async def flush_once(self, rows: bool = True, counts: bool = True) -> int:
+        """Write what is pending (counts if `counts`, report rows if `rows`) and is not
+        in another flush; returns how many views the store confirmed."""
         ledger = self.engine.ledger
-        if not ledger.waiting(rows) and not self.journal.queued:
+        if not ledger.waiting(rows, counts) and not self.journal.queued:
             return 0
         try:
             await self._start_record()
@@ -58,8 +58,8 @@ class Flusher:
             # Taken in the journal's order, once its record is on disk: a replay
             # then resends these writes with the same sequence numbers.
             flush: Flush = await self.journal.append(
-                records.taken_record(seq, rows),
-                lambda: ledger.take(seq, rows=rows, hold=True))
+                records.taken_record(seq, rows, counts),
+                lambda: ledger.take(seq, rows=rows, counts=counts, hold=True))
         except Exception as exc:
             warn_limited("flush_not_journaled", error=str(exc))
             return 0
@@ -152,17 +152,19 @@ class Flusher:
 
     async def loop(self, stop: asyncio.Event, interval: float,
                    report_interval: float | None = None) -> None:
-        """A flush every `interval`, each in its own task so a slow one holds up no
-        other; report rows every `report_interval` (None: with every flush). Returns
-        once the flushes it started are over."""
+        """Counts every `interval`, each flush in its own task so a slow one holds up
+        no other; report rows every `report_interval` in a flush of their own, so many
+        rows hold no count up (None, or no slower than `interval`: with every flush).
+        Returns once the flushes it started are over."""
         every = interval if report_interval is None else report_interval
         next_report = time.monotonic() + every
         try:
             while not await pause(stop, interval):
                 now = time.monotonic()
-                rows = every <= interval or now >= next_report
+                together = True
                 self._unjam()
-                if self._start(rows) and rows:
+                self._start(rows=together, counts=True)
+                if not together and now >= next_report and self._start(rows=True, counts=False):
                     next_report = now + every
         finally:
             await self.settled()
@@ -175,7 +177,7 @@ class Flusher:
         if not journal.healthy and ledger.idle and not journal.queued:
             _quietly(journal.rotate(self.engine.next_seq(time.time_ns() // 1000), first=True))
 
-    def _start(self, rows: bool) -> bool:
+    def _start(self, rows: bool, counts: bool) -> bool:
         """Start a flush unless too many are out, or (while a replayed journal waits
         for the store) any is: recovery ends on a flush that found nothing unknown,
         which says so only when it was the one flush out."""
@@ -183,9 +185,7 @@ class Flusher:
             if len(self._tasks) >= self.max_in_flight:
                 warn_limited("flushes_piling_up", in_flight=len(self._tasks))
             return False
-        if not rows and self.engine.recovering:
-            rows = True  # replayed rows wait for the store too
-        task = asyncio.create_task(self.flush_once(rows))
+        task = asyncio.create_task(self.flush_once(rows, counts))
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return True

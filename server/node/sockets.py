@@ -17,6 +17,7 @@ import os
 import time
 from collections import deque
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -38,7 +39,16 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin
 
-Slot = list[Any]  # [the reply's frame, or None until its view is on disk; what it told]
+Slot = list[Any]  # [the reply's frame(s), or None until its view is on disk; what it told]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A `count` owed to a subscribe, read when its turn comes (unlike a push, it is
+    sent even when it repeats what the page was told)."""
+
+    target: Target
+
 BASE_READ_TIMEOUT = 3.0  # a page waits this long at most for a first count
 MAX_WAITING = 64  # replies a socket may have waiting before it is read no further
 PING_INTERVAL = 20.0
@@ -127,7 +137,7 @@ class Connection(asyncio.Protocol):
         # In order: a reply ready to frame (bytes), a slot filled once its view is on
         # disk ([frame or None, what it told]), or a push whose count is read when its
         # turn comes (a Target).
-        self.outbox: deque[bytes | Slot | Target] = deque()
+        self.outbox: deque[bytes | Slot | Target | Answer] = deque()
         self.told: tuple[Target, Counts] | None = None  # the last count this page was sent
         self.open = False  # the WebSocket handshake is done and no close was sent
         self.pinged = 0.0  # when an unanswered ping left (0: none)
@@ -302,6 +312,8 @@ class Connection(asyncio.Protocol):
             hub.journal_view(self, outcome.view, slot)
         for reply in outcome.replies:
             self.outbox.append(reply)
+        for target in outcome.counts:
+            self.outbox.append(Answer(target))
         if outcome.close is not None:
             self.close(outcome.close.code, outcome.close.reason)
         if len(self.outbox) > MAX_WAITING:
@@ -326,7 +338,7 @@ class Connection(asyncio.Protocol):
         if again.view is not None:
             hub.journal_view(self, again.view, slot)
         else:
-            slot[0] = b"".join(text_frame(r) for r in again.replies) or b""
+            slot[0] = [*again.replies, *map(Answer, again.counts)]
             hub.dirty(self)
         held, self._held = self._held, None
         while held:  # in order, until one of them needs a first read in its turn
@@ -337,27 +349,24 @@ class Connection(asyncio.Protocol):
 
     # -- what goes back -----------------------------------------------------------------
     def settled(self, slot: Slot, reply: bytes, told: tuple[Target, Counts] | None) -> None:
-        slot[0], slot[1] = text_frame(reply), told
+        slot[0], slot[1] = reply, told
         self.hub.dirty(self)
 
     def flush(self) -> None:
-        """Write every reply that is ready, in order, in one write."""
-        outbox, parts = self.outbox, []
+        """Write every reply that is ready, in order, in one write. Counts are read as
+        they leave, so none shows less than a reply that left before it."""
+        outbox, parts = self.outbox, list[bytes]()
         while outbox:
             head = outbox[0]
             if isinstance(head, list):
                 if head[0] is None:
                     break
-                parts.append(head[0])
+                for part in head[0] if isinstance(head[0], list) else (head[0],):
+                    self._add(parts, part)
                 if head[1] is not None:
                     self.told = head[1]
-            elif isinstance(head, Target):
-                counts, message = self.hub.engine.push_now(head)
-                if self.told != (head, counts):
-                    parts.append(text_frame(message))
-                    self.told = (head, counts)
             else:
-                parts.append(text_frame(head))
+                self._add(parts, head)
             outbox.popleft()
         if parts and self.open and self.transport is not None:
             self.transport.write(b"".join(parts))
@@ -367,6 +376,19 @@ class Connection(asyncio.Protocol):
             self._send_protocol_data()
         if self._paused and len(outbox) <= MAX_WAITING // 2 and not self._write_paused:
             self._resume()
+
+    def _add(self, parts: list[bytes], entry: bytes | Target | Answer) -> None:
+        if isinstance(entry, bytes):
+            parts.append(text_frame(entry))
+            return
+        if isinstance(entry, Answer):  # owed to a subscribe: always sent
+            target, push = entry.target, False
+        else:  # a push: not when it repeats what the page was told
+            target, push = entry, True
+        counts, message = self.hub.engine.push_now(target)
+        if not push or self.told != (target, counts):
+            parts.append(text_frame(message))
+            self.told = (target, counts)
 
     def push(self, push: Push, frame: bytes) -> None:
         """A count push: at once if nothing waits before it, else in its turn, with the

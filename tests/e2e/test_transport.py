@@ -66,3 +66,18 @@ async def test_frames_in_the_handshakes_segment_come_after_its_answer(launch: La
     writer.close()
     assert head.startswith(b"HTTP/1.1 101 ") and reply["totalViews"] == 1
     assert not [e for e in served.logs if e.get("level") == "error"]
+
+
+async def test_a_subscribe_right_after_a_view_answers_with_that_view(launch: Launch):
+    """The subscribe's answer waits behind the view's reply, and is read when it
+    leaves: never the count from before the view reached the disk."""
+    served = await launch()
+    async with connect(served.ws) as ws:
+        await ws.send(json.dumps({"message": "subscribe", "articleIds": ["sub"]}))
+        assert json.loads(await ws.recv())["totalViews"] == 0
+        for n in range(1, 6):
+            await ws.send(json.dumps({"message": "views", "articleId": "sub"}))
+            await ws.send(json.dumps({"message": "subscribe", "articleIds": ["sub"]}))
+            messages = [json.loads(await ws.recv()) for _ in range(2)]
+            assert [(m["message"], m["totalViews"]) for m in messages] == [
+                ("views", n), ("count", n)], messages

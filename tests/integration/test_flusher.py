@@ -25,10 +25,11 @@ HOUR = "2026-11-24T07"
 
 
 class GatedStore(Store):
-    """Holds every flush that writes `gated` until `gate` is set: a slow flush. With
-    `lost`, those writes reach the table first and their answer never comes."""
+    """Holds every flush that writes `gated` (a target, or "rows": any report row)
+    until `gate` is set: a slow flush. With `lost`, those writes reach the table first
+    and their answer never comes."""
 
-    def __init__(self, store: Store, gated: Target, lost: bool = False) -> None:
+    def __init__(self, store: Store, gated: Target | str, lost: bool = False) -> None:
         super().__init__(store.ddb, store.streams, store.tables)
         self.gated, self.lost = gated, lost
         self.gate = asyncio.Event()
@@ -48,7 +49,7 @@ class GatedStore(Store):
         assert not any(keys & other for other in self.flights), "a key in two flushes"
         self.flights.append(keys)
         try:
-            if self.gated not in flush.targets:
+            if self.gated not in flush.targets and not (self.gated == "rows" and flush.rows):
                 return await super().flush(flush)
             result = await super().flush(flush) if self.lost else None
             self.held.set()
@@ -133,6 +134,22 @@ async def test_report_rows_go_with_every_flush_when_their_cadence_is_no_slower(
         await n.view(B, "y.org")
         await eventually(lambda: counts(local_store, local_store.tables.referrers, "target"),
                          lambda c: c == {f"{B.ref} y.org": 1, f"{SITE} y.org": 1})
+
+
+async def test_a_slow_report_flush_holds_up_no_count(local_store: Store, tmp_path: Path):
+    gated = GatedStore(local_store, "rows")
+    tables = local_store.tables
+    async with node(gated, tmp_path, report_interval=0.1) as (n, drain):
+        await n.view(A, "x.org")
+        await asyncio.wait_for(gated.held.wait(), 10)  # the rows' flush is out, and slow
+        await n.view(A, "x.org")
+        await eventually(lambda: counts(local_store, tables.writer, "articleId"),
+                         lambda c: c == {"a": 2})
+        assert await counts(local_store, tables.referrers, "target") == {}
+        gated.gate.set()
+        await drain()
+    assert await counts(local_store, tables.referrers, "target") == {
+        f"{A.ref} x.org": 2, f"{SITE} x.org": 2}
 
 
 async def test_a_slow_flush_holds_up_no_other_key(local_store: Store, tmp_path: Path):

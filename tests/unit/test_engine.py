@@ -99,8 +99,9 @@ def test_subscribe_answers_each_count_once_its_base_is_read():
     assert out.load == [A]
     e.loaded({A: Counts(4, 2)})
     out = e.handle("s", out.again, T)  # type: ignore[arg-type]
-    assert answer(out) == [{"message": "count", "totalViews": 4, "uniqueViews": 2,
-                            "articleId": "a"}]
+    assert out.counts == (A,)  # one answer per id, read as it is sent
+    assert msgspec.json.decode(e.push_now(A)[1]) == {
+        "message": "count", "totalViews": 4, "uniqueViews": 2, "articleId": "a"}
     bad = e.receive("s", '{"message":"subscribe","pageNames":["Nope"]}', T)
     assert bad.refused == "unknown_page"
 

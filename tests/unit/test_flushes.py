@@ -99,15 +99,15 @@ class Flushes(RuleBasedStateMachine):
             self.truth[(key, "total")] += 1
             self.truth[(key, "unique")] += unique
 
-    @rule(rows=st.booleans())
-    def take(self, rows: bool) -> None:
+    @rule(rows=st.booleans(), counts=st.booleans())
+    def take(self, rows: bool, counts: bool) -> None:
         self.seq += 1
-        self.records.append(decoded(journal.taken_record(self.seq, rows)))
-        flush = self.live.take(self.seq, rows=rows, hold=True)
+        self.records.append(decoded(journal.taken_record(self.seq, rows, counts)))
+        flush = self.live.take(self.seq, rows=rows, counts=counts, hold=True)
         if flush:
             self.flights.append(flush)
-        if not rows:
-            assert not flush.rows
+        assert rows or not flush.rows
+        assert counts or not (flush.targets or flush.new)
 
     @precondition(lambda self: bool(self.flights))
     @rule(data=st.data())

@@ -161,7 +161,7 @@ class Flusher:
         try:
             while not await pause(stop, interval):
                 now = time.monotonic()
-                together = True
+                together = every <= interval or self.engine.recovering
                 self._unjam()
                 self._start(rows=together, counts=True)
                 if not together and now >= next_report and self._start(rows=True, counts=False):

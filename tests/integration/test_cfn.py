@@ -30,7 +30,8 @@ READ_ONLY = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"}
 # (harmless: it names streams and reads none). Scan only on the lease table.
 NODE_ACTIONS = READ_ONLY | {
     "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-    "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable", "dynamodb:DescribeStream",
+    "dynamodb:ConditionCheckItem", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLInsert",
+    "dynamodb:DescribeTable", "dynamodb:DescribeStream",
     "dynamodb:GetShardIterator", "dynamodb:GetRecords", "dynamodb:ListStreams",
     "dynamodb:Scan"}
 
@@ -173,12 +174,15 @@ def called_operations(paths: list[Path]) -> set[str]:
     found: set[str] = set()
     for path in paths:
         text = path.read_text()
-        for op in re.findall(r"\b(?:ddb|streams)\.([a-z_]+)\(", text):
+        for op in re.findall(r"\b(?:ddb|ddb_once|streams)\.([a-z_]+)\(", text):
             if op in ("get_waiter", "get_paginator", "close"):
                 continue
             found.add("dynamodb:" + "".join(part.capitalize() for part in op.split("_")))
         if re.search(r"get_waiter\(\s*[\"']table_exists", text):
             found.add("dynamodb:DescribeTable")
+    if "dynamodb:BatchExecuteStatement" in found:  # authorised per statement type
+        found.remove("dynamodb:BatchExecuteStatement")
+        found |= {"dynamodb:PartiQLUpdate", "dynamodb:PartiQLInsert"}
     if "dynamodb:TransactWriteItems" in found:  # authorised per item, not as a whole
         found.remove("dynamodb:TransactWriteItems")
         found |= {"dynamodb:ConditionCheckItem"}

@@ -38,6 +38,7 @@ class Flusher:
                  metrics: Metrics, data_dir: Path, max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self.engine = engine
         self.journal = journal
+        journal.idle = lambda: engine.ledger.idle  # rotations wait until all is stored
         self.store = store
         self.metrics = metrics
         self.dead_letters = data_dir / DEAD_LETTERS

@@ -77,6 +77,9 @@ class Journal:
         self.directory = directory
         self.disk = disk or Disk()
         self.healthy = True
+        # Whether everything written so far is stored (the node sets it to its
+        # ledger's `idle`); asked, in the file's order, before each rotation.
+        self.idle: Callable[[], bool] = lambda: True
         self._queue: list[_Entry] = []
         self._wake = asyncio.Event()
         self._fd: int | None = None
@@ -208,6 +211,14 @@ class Journal:
             await self._wake.wait()
             self._wake.clear()
             batch, self._queue = self._queue, []
+            for i, entry in enumerate(batch):
+                # Rotation drops what the file holds: only right if, in the file's
+                # order, everything before it is stored. Records ahead of it in this
+                # batch, or views of earlier batches not stored yet, say otherwise; a
+                # later rotation will do.
+                if entry.rotate is not None and (
+                        any(e.data is not None for e in batch[:i]) or not self.idle()):
+                    entry.rotate = None
             try:
                 await asyncio.to_thread(self._write, batch)
             except OSError as exc:

@@ -235,3 +235,20 @@ def test_journals_from_before_overlapping_flushes_replay_as_they_did():
     assert set(unknown) == {A} and unknown[A].seq == 3
     # The site's row of B's view waits behind its elder, resent with A in flush 4.
     assert pending == {Row("timeline", SITE, H): (1, 0)}
+
+
+async def test_a_rotation_behind_unstored_records_does_not_happen(tmp_path: Path):
+    """A rotation decided when all was stored, but queued behind views that came
+    since, would drop them from disk: in the file's order it is not right any more."""
+    log = Journal(tmp_path)
+    stored = [True]
+    log.idle = lambda: stored[0]
+    log.open()
+    view = log.append(journal.view_record(A, False, H, None, None))
+    rotation = log.rotate(5)  # same batch, behind the view
+    await view
+    await rotation
+    stored[0] = False  # that view waits for the store
+    await log.rotate(6)  # a later batch: the ledger says not idle
+    await log.close()
+    assert [r[0] for r in Journal(tmp_path).read()] == ["v"]

@@ -112,7 +112,6 @@ class Settled:
 
     record: bytes  # the journal's completed record
     dead_letters: list[tuple[str, bytes]]  # (key, JSON line) of writes the store refused
-    rotate: bool  # everything is stored: the journal may start afresh
     views: int  # views the store confirmed
 
 
@@ -302,8 +301,7 @@ class Engine(Generic[C]):
         ]
         applied = sum(w.delta.total for t, w in flush.targets.items()
                       if t not in result.failed_targets and t not in result.rejected_targets)
-        return Settled(journal.completed_record(flush, result), letters,
-                       self.ledger.idle, applied)
+        return Settled(journal.completed_record(flush, result), letters, applied)
 
     # -- pushes ----------------------------------------------------------------------
     def _changed(self, target: Target, now: float) -> None:

@@ -10,8 +10,8 @@ capacity comes back: it is counted as one WCU (every item here is under 1 KB).
 PartiQL (`ExecuteStatement`, `BatchExecuteStatement`, `ExecuteTransaction`): DynamoDB
 Local takes `ReturnConsumedCapacity` there but returns no capacity, so each statement
 is estimated as AWS bills an item under 1 KB: one unit (two in a transaction), also
-when its condition fails, none when it is refused as invalid. Estimates are kept apart
-(`Tally.estimated`) so a reader can see them.
+when its condition fails or its INSERT finds the item there, none when it is refused
+as invalid. Estimates are kept apart (`Tally.estimated`) so a reader can see them.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ STREAM_OPS = ("GetRecords", "GetShardIterator", "DescribeStream", "ListStreams")
 _STATEMENT_TABLE = re.compile(
     r'^\s*(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM|SELECT\s.*?\sFROM|EXISTS\s*\(.*?\sFROM)\s+'
     r'"?([A-Za-z0-9_.-]+)"?', re.I | re.S)
+# a statement whose condition fails is billed as a write: an UPDATE's WHERE, an INSERT's
+# "item exists" (DuplicateItem)
+BILLED_FAILURES = {"ConditionalCheckFailed", "DuplicateItem"}
 HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding"}
 
 
@@ -192,7 +195,7 @@ class CountingProxy:
         unit = 2.0 if op == "ExecuteTransaction" else 1.0
         for statement, outcome in zip(statements, outcomes, strict=False):
             error = outcome.get("Error") if isinstance(outcome, dict) else None
-            if error and error.get("Code") != "ConditionalCheckFailed":
+            if error and error.get("Code") not in BILLED_FAILURES:
                 continue  # refused as invalid: not billed
             table = _statement_table(statement)
             units: Any = unit

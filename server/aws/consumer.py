@@ -1,22 +1,19 @@
 """The stream consumer: PostCountWriter's stream → PostCountReader, and live counts.
 
-A thin loop around `replication` (which shards, in which order), `leases` (which
-shards are this node's) and `stream_copy` (what a batch of records asks of the
-store, the same work the Lambda does). Each round it keeps its presence and leases
-alive, takes what the planner says, reads the shards it holds, applies each batch's
-conditional copies, shares what changed on the live feed (while other nodes are
-alive), and checkpoints. Copy first, checkpoint second: a crash in between replays
-records, and the version condition makes replays no-ops. Every request goes through
-`store.stream`.
+A thin loop around `shard_leases` (which shards are this node's, kept alive every
+`lease_time`/3, with their checkpoints) and `stream_copy` (what a batch of records
+asks of the store, the same work the Lambda does). Each round it keeps its leases,
+reads the shards it holds, applies each batch's conditional copies, shares what
+changed on the live feed (while other nodes are alive), and checkpoints. Copy first,
+checkpoint second: a crash in between replays records, and the version condition
+makes replays no-ops. Every request goes through `store.stream`.
 
-What it writes is what it must: a checkpoint rides on its lease's renewal (every
-`lease_time`/3, the write that keeps the lease anyway), a node announces its presence
-only while it holds no lease (a lease it renews says it is alive), and an image that
-a later one of the same article in the same batch supersedes is not copied. A quiet
-shard is polled once a second while other nodes may write to it; alone, a node's own
-flushes wake it (`Store.written`) and it polls at each lease round otherwise, and
-while busy it reads a couple of seconds of records at a time (nobody else reads the
-reader table then), copying each article's newest image once.
+What it writes is what it must: checkpoints ride on the leases' renewals, and an
+image that a later one of the same article in the same batch supersedes is not
+copied. A quiet shard is polled once a second while other nodes may write to it;
+alone, a node's own flushes wake it (`Store.written`) and it polls at each lease
+round otherwise, and while busy it reads a couple of seconds of records at a time
+(nobody else reads the reader table then), copying each article's newest image once.
 """
 
 from __future__ import annotations
@@ -26,12 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from livecount.aws.shard_leases import ShardLeases
 from livecount.aws.store import Store
 from livecount.aws.store_errors import aws_code
 from livecount.aws.store_stream import article_of
 from livecount.core.errors import LivecountError, StoreRejected
-from livecount.core.leases import NODE_PREFIX, Lease, Observer, plan
-from livecount.core.replication import Shard, readable
 from livecount.core.stream_copy import ReaderWrite, copy_and_feed
 from livecount.logs import error, log, warn_limited
 from livecount.waits import pause
@@ -53,24 +49,22 @@ class StreamConsumer:
         self.lease_time = lease_time
         self.poll_interval = poll_interval
         self.discover_interval = discover_interval
+        self.leases = ShardLeases(store, node_id, lease_time)
         self._rounds = Rounds()
         self.caught_up = self._rounds.caught_up  # set once the shards held are read to the end
         self.copied = 0
         self.lag: dict[str, float] = {}  # shard → seconds behind, at the last record read
-        self.nodes = 1  # live nodes seen, this one included
-        self._arn = ""
-        self._shards: list[Shard] = []
-        self._finished: set[str] = set()
-        self._held: dict[str, int] = {}  # shard → my lease counter
-        self._checkpoints: dict[str, str] = {}
-        self._checkpointed: dict[str, str] = {}  # shard → the checkpoint last written
         self._hurry = False  # someone waits for the copy to settle: poll promptly
-        self._iterators: dict[str, str] = {}
-        self._observer = Observer(lease_time)
+        self._iterators: dict[str, str] = {}  # shard → where its next read starts
 
     @property
     def held(self) -> set[str]:
-        return set(self._held)
+        return set(self.leases.held)
+
+    @property
+    def nodes(self) -> int:
+        """Live nodes seen, this one included."""
+        return self.leases.nodes
 
     # -- lifecycle -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -85,20 +79,21 @@ class StreamConsumer:
             records = 0
             try:
                 if loop.time() >= next_discovery:
-                    await self._discover()
+                    await self.leases.discover()
                     next_discovery = loop.time() + self.discover_interval
                 if loop.time() >= next_leasing:
-                    await self._lease_round()
+                    await self.leases.round()
                     next_leasing = loop.time() + self.lease_time / 3
+                await self._follow()
                 written.clear()
                 records = sum(await asyncio.gather(*(self._poll(s) for s in list(self._iterators))))
             except LivecountError as exc:  # the store is away or refuses: next round
                 warn_limited("stream_error", key=aws_code(exc), code=aws_code(exc), error=str(exc))
             except Exception as exc:  # a bug here must not stop the copy for good
                 error("stream_crash", exc)
-            if await self._rounds.end(records, bool(self._shards)):
-                log("stream_caught_up", shards=len(self._shards), held=len(self._held),
-                    copied=self.copied)
+            if await self._rounds.end(records, bool(self.leases.shards)):
+                log("stream_caught_up", shards=len(self.leases.shards),
+                    held=len(self.leases.held), copied=self.copied)
             # Quiet shards are polled less and less often: GetRecords calls are billed,
             # and most of a blog's seconds are quiet. Within a few seconds of a record
             # (or of a write of ours) the poll stays quick, so pushes stay prompt.
@@ -128,7 +123,7 @@ class StreamConsumer:
                     break
                 if written.is_set():
                     last_record = loop.time()
-        await self._release()
+        await self.leases.hand_back()
 
     async def settled(self) -> None:
         """Wait for two rounds that start after this call and find nothing new.
@@ -143,97 +138,31 @@ class StreamConsumer:
         finally:
             self._hurry = False
 
-    async def _release(self) -> None:
-        """Hand leases back at once on a clean stop, rather than after `lease_time`."""
-        for shard_id in [*self._held, None]:
-            try:
-                if shard_id is None:
-                    await self.stream.leave(self.node_id)
-                else:
-                    await self.stream.release(shard_id, self.node_id,
-                                              self._checkpoints.get(shard_id))
-            except LivecountError as exc:  # it expires after lease_time instead
-                warn_limited("lease_release_failed", key=aws_code(exc), shard=shard_id,
-                             error=str(exc))
-        self._held.clear()
-
-    # -- shards and leases ------------------------------------------------------------
-    async def _discover(self) -> None:
-        if not self._arn:
-            self._arn = await self.stream.stream_arn()
-        shards = await self.stream.shards(self._arn)
-        known = {s.id for s in self._shards}
-        for shard in shards:
-            if shard.id not in known:  # a lease item for every shard, made once
-                await self.stream.add_lease(shard.id, self._arn)
-        self._shards = shards
-
-    async def _lease_round(self) -> None:
-        """Keep presence (while no lease says it) and leases alive, checkpointing in
-        the same writes, then take and steal what the plan says."""
-        if not self._held:
-            await self.stream.announce(self.node_id)
-        for shard_id, counter in list(self._held.items()):
-            checkpoint = self._checkpoints.get(shard_id)
-            if checkpoint == self._checkpointed.get(shard_id):
-                checkpoint = None  # nothing new: a renewal alone
-            renewed = await self.stream.renew(shard_id, self.node_id, counter, checkpoint)
-            if renewed is None:
-                self._drop(shard_id, "lease_lost")
-            else:
-                self._held[shard_id] = renewed
-                if checkpoint is not None:
-                    self._checkpointed[shard_id] = checkpoint
-        items = await self.stream.leases(self._arn)
-        for item in items:
-            if item.finished:
-                self._finished.add(item.lease.key)
-            if item.checkpoint is not None and item.lease.key not in self._held:
-                self._checkpoints[item.lease.key] = item.checkpoint
-        leases = [item.lease for item in items]
-        now = asyncio.get_running_loop().time()
-        wanted = {s.id for s in readable(self._shards, self._finished)}
-        decision = plan(self.node_id, leases, wanted, set(self._held), self._observer, now)
-        # Alive: a presence kept alive, or a lease renewed (a node holding one does not
-        # announce itself too).
-        self.nodes = 1 + len({lease.owner for lease in leases
-                              if lease.owner is not None and lease.owner != self.node_id
-                              and (lease.key.startswith(NODE_PREFIX) or lease.key in wanted)
-                              and self._observer.alive(lease, now)})
-        for shard_id in decision.lost:
-            self._drop(shard_id, "lease_lost")
-        for lease in decision.take + decision.steal:
-            await self._take(lease, stolen=lease in decision.steal)
-
-    async def _take(self, lease: Lease, stolen: bool) -> None:
-        taken = await self.stream.take(lease, self.node_id)
-        if taken is None:
-            return  # someone else moved first
-        self._held[lease.key] = taken.lease.counter
-        if taken.checkpoint is not None:
-            self._checkpoints[lease.key] = taken.checkpoint
-        self._iterators[lease.key] = await self.stream.iterator(
-            self._arn, lease.key, self._checkpoints.get(lease.key))
-        log("lease_taken", shard=lease.key, stolen=stolen, previous=lease.owner)
-
-    def _drop(self, shard_id: str, why: str) -> None:
-        self._held.pop(shard_id, None)
-        self._iterators.pop(shard_id, None)
-        self.lag.pop(shard_id, None)
-        log(why, shard=shard_id)
-
     # -- records ----------------------------------------------------------------------
+    async def _follow(self) -> None:
+        """Read what the leases hold: a shard newly taken from its checkpoint, and no
+        longer one whose lease is gone."""
+        for shard_id in [s for s in self._iterators if s not in self.leases.held]:
+            del self._iterators[shard_id]
+            self.lag.pop(shard_id, None)
+        for shard_id in list(self.leases.fresh):
+            await self._start(shard_id)
+            self.leases.fresh.discard(shard_id)
+
+    async def _start(self, shard_id: str) -> None:
+        """Read `shard_id` from its checkpoint (from its oldest record without one)."""
+        self._iterators[shard_id] = await self.stream.iterator(
+            self.leases.arn, shard_id, self.leases.checkpoints.get(shard_id))
+
     async def _poll(self, shard_id: str) -> int:
         batch = await self.stream.read(self._iterators[shard_id])
         if batch is None:  # expired or trimmed: start again from the checkpoint
-            self._iterators[shard_id] = await self.stream.iterator(
-                self._arn, shard_id, self._checkpoints.get(shard_id))
+            await self._start(shard_id)
             return 0
         records = batch.records
         if records:
             await self._copy(records)
-            # Written with the lease's next renewal, or when the lease is handed back.
-            self._checkpoints[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
+            self.leases.advance(shard_id, records[-1]["dynamodb"]["SequenceNumber"])
             made = records[-1]["dynamodb"].get("ApproximateCreationDateTime")
             self.lag[shard_id] = max(0.0, time.time() - made.timestamp()) if made else 0.0
         else:
@@ -243,9 +172,9 @@ class StreamConsumer:
         if batch.next is not None:
             self._iterators[shard_id] = batch.next
         else:  # closed and read to its end: its children may start
-            self._finished.add(shard_id)
-            await self._finish(shard_id)
-            self._drop(shard_id, "shard_finished")
+            await self.leases.finish(shard_id)
+            del self._iterators[shard_id]
+            self.lag.pop(shard_id, None)
         return len(records)
 
     async def _copy(self, records: list[dict[str, Any]]) -> None:
@@ -265,13 +194,6 @@ class StreamConsumer:
                 await self.stream.share(work.feed)
             except LivecountError as exc:  # live pushes only: the reader table is right
                 warn_limited("feed_failed", key=aws_code(exc), error=str(exc))
-
-    async def _finish(self, shard_id: str) -> None:
-        """Record that a closed shard was read to its end (only while this node owns
-        the lease): its children may start."""
-        if not await self.stream.checkpoint(shard_id, self.node_id,
-                                            self._checkpoints.get(shard_id), finished=True):
-            self._drop(shard_id, "lease_lost")
 
 
 def _newest(writes: list[ReaderWrite]) -> list[ReaderWrite]:

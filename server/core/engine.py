@@ -6,7 +6,9 @@ read, a view reached the disk, a flush came back, the stream saw a count, time
 passed) and do what it returns (reply, close, read these bases, journal this view,
 write these dead letters, push these counts). Time is always an argument, so every
 policy here is a plain unit test: admission, rate strikes, bots, the watch policy,
-sequence numbers, recovery, and "never show less than stored".
+sequence numbers, recovery, and "never show less than stored". Two collaborators
+keep their own state: `core.admission` (which sockets may talk, and how fast) and
+`core.settlement` (flush sequence numbers, recovery, dead letters).
 
 How a view flows: `receive` checks and classifies it; if the target's stored count
 was never read it asks for it first (`Outcome.load`, then `handle` again), so no
@@ -23,19 +25,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar
 
-import msgspec
 from livecount.core import archive, journal, protocol
+from livecount.core.admission import Admission
 from livecount.core.errors import Busy, LivecountError
 from livecount.core.hub import Hub
-from livecount.core.ledger import Counts, Delta, Flush, FlushResult, Ledger, Write
-from livecount.core.limits import AddressCounter, Network, TokenBucket, client_address, is_bot
+from livecount.core.ledger import Counts, Flush, FlushResult, Ledger
+from livecount.core.limits import Network
 from livecount.core.pages import PageRules, Target, referrer_host
 from livecount.core.reports import hour_of
+from livecount.core.settlement import Settled as Settled
+from livecount.core.settlement import Settlement
 
 C = TypeVar("C", bound=Hashable)
 RATE_LIMITED: Final = protocol.encode(protocol.Error(
     "rate_limited", "too many messages; slow down or the connection will be closed"))
-_encoder = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True)
@@ -106,75 +109,44 @@ class Outcome:
         return cls([protocol.encode(protocol.Error(exc.code, exc.detail))], refused=exc.code)
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """What a flush's completion asks of the edge."""
-
-    record: bytes  # the journal's completed record
-    dead_letters: list[tuple[str, bytes]]  # (key, JSON line) of writes the store refused
-    views: int  # views the store confirmed
-
-
-@dataclass(slots=True)
-class _Socket:
-    address: str
-    bot: bool
-    bucket: TokenBucket
-    seen: float
-
-
 class Engine(Generic[C]):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ledger = Ledger(settings.max_pending_views)
         self.hub: Hub[C] = Hub(settings.max_subscriptions)
-        self.sockets: dict[C, _Socket] = {}
-        self.addresses = AddressCounter(settings.max_connections_per_ip)
-        self.recovering = False  # replayed views wait for the store
-        self._seq = 0
+        self.admission: Admission[C] = Admission(
+            settings.max_connections_per_ip, settings.rate_limit, settings.rate_burst,
+            settings.trusted_proxies)
+        self.sockets = self.admission.sockets  # the open ones
+        self.settlement = Settlement(self.ledger)
         self._queued = 0  # views sent to the journal, not yet counted
         self._changed_at: dict[Target, float] = {}
         self._hour = (-1, "")
-        self._gone: dict[C, _Socket] = {}  # sockets that closed lately, oldest first
 
     # -- sockets ---------------------------------------------------------------------
     def opened(self, conn: C, peer: str, forwarded_for: str | None, user_agent: str | None,
                now: float) -> Close | None:
-        address = client_address(peer, forwarded_for, self.settings.trusted_proxies)
-        if not self.addresses.admit(address):
+        if not self.admission.open(conn, peer, forwarded_for, user_agent, now):
             return Close(1008, "too many connections from this address")
-        self.sockets[conn] = _Socket(
-            address, is_bot(user_agent),
-            TokenBucket(self.settings.rate_limit, self.settings.rate_burst), now)
         return None
 
     def closed(self, conn: C) -> None:
         self.hub.drop(conn)
-        if (socket := self.sockets.pop(conn, None)) is not None:
-            self.addresses.release(socket.address)
-            # Its messages still waiting for a stored count keep its rate and bot flag.
-            self._gone[conn] = socket
-            while len(self._gone) > 1000:
-                del self._gone[next(iter(self._gone))]
+        self.admission.close(conn)
 
     def idle(self, now: float) -> list[C]:
         """Sockets that watch nothing and said nothing for `idle_timeout`: they cost
         memory and serve no page. Watching sockets stay, kept honest by pings."""
-        cutoff = now - self.settings.idle_timeout
-        return [conn for conn, s in self.sockets.items()
-                if s.seen < cutoff and not self.hub.subscriptions(conn)]
+        return [conn for conn in self.admission.quiet(now - self.settings.idle_timeout)
+                if not self.hub.subscriptions(conn)]
 
     # -- frames ----------------------------------------------------------------------
     def receive(self, conn: C, frame: str | bytes, now: float) -> Outcome:
         """A frame from `conn`, which may have closed since it sent it (see `handle`)."""
-        socket = self.sockets.get(conn) or self._gone.get(conn)
-        if socket is not None:
-            socket.seen = now
-            if not socket.bucket.allow(now):
-                if socket.bucket.strikes > self.settings.max_strikes:
-                    return Outcome(close=Close(1008, "rate limit exceeded"),
-                                   refused="rate_limited")
-                return Outcome([RATE_LIMITED], refused="rate_limited")
+        if strikes := self.admission.heard(conn, now):
+            if strikes > self.settings.max_strikes:
+                return Outcome(close=Close(1008, "rate limit exceeded"), refused="rate_limited")
+            return Outcome([RATE_LIMITED], refused="rate_limited")
         try:
             message = protocol.decode(frame)
         except protocol.ProtocolError as exc:
@@ -211,13 +183,12 @@ class Engine(Generic[C]):
                 f"currentPage {msg.currentPage!r} is not a known page; posts need an articleId")
         if not self.ledger.has_base(target):
             return Outcome(load=[target], again=msg)
-        socket = self.sockets.get(conn)
-        if socket is not None:
+        if (socket := self.sockets.get(conn)) is not None:
             self.hub.view(conn, target)
-        elif (gone := self._gone.get(conn)) is not None and gone.bot:  # left, still a bot
+            if socket.bot:  # shown the counts, not counted
+                return Outcome([self._reply(target, self.ledger.current(target))], bot=True)
+        elif (gone := self.admission.standing(conn)) is not None and gone.bot:  # left, a bot
             return Outcome(bot=True)
-        if socket is not None and socket.bot:  # shown the counts, not counted
-            return Outcome([self._reply(target, self.ledger.current(target))], bot=True)
         if self.ledger.pending_views + self._queued >= self.settings.max_pending_views:
             raise Busy(f"{self.ledger.pending_views} views wait for the store")
         host = referrer_host(msg.referrer, self.settings.site_domains)
@@ -272,36 +243,25 @@ class Engine(Generic[C]):
         return self.ledger.current(target) if self.ledger.has_base(target) else None
 
     # -- flushes ---------------------------------------------------------------------
+    @property
+    def recovering(self) -> bool:
+        """Replayed views wait for the store (see `Settlement`)."""
+        return self.settlement.recovering
+
     def next_seq(self, now_us: int) -> int:
-        """Flush sequence numbers grow across restarts: the journal's last, or the
-        clock in microseconds, whichever is larger."""
-        self._seq = max(self._seq + 1, now_us)
-        return self._seq
+        return self.settlement.next_seq(now_us)
 
     def replayed(self, last_seq: int) -> None:
-        self._seq = max(self._seq, last_seq)
-        self.recovering = not self.ledger.idle
+        self.settlement.replayed(last_seq)
 
     def settle(self, flush: Flush, result: FlushResult, now: float) -> Settled:
         """A flush came back: what applied becomes known, what is unknown is resent
         later, what the store refused is set aside and never holds anything up."""
-        for target in self.ledger.complete(flush, result):
+        moved, settled = self.settlement.settle(flush, result)
+        for target in moved:
             self._changed(target, now)
         self.ledger.trim(self.settings.max_tracked, self.hub.watched())
-        if not (result.failed_targets or result.failed_rows or result.failed_index):
-            self.recovering = False  # every unsettled write, replayed ones first, is settled
-        letters = [
-            *((t.ref, _letter("count", t.ref, "", flush.targets[t], error))
-              for t, error in result.rejected_targets.items()),
-            *((f"{row.table} {row.target} {row.sort}",
-               _letter(row.table, row.target, row.sort, flush.rows[row], error))
-              for row, error in result.rejected_rows.items()),
-            *((t.ref, _letter("index", t.ref, "", Write(flush.seq, Delta()), error))
-              for t, error in result.rejected_index.items()),
-        ]
-        applied = sum(w.delta.total for t, w in flush.targets.items()
-                      if t not in result.failed_targets and t not in result.rejected_targets)
-        return Settled(journal.completed_record(flush, result), letters, applied)
+        return settled
 
     # -- pushes ----------------------------------------------------------------------
     def _changed(self, target: Target, now: float) -> None:
@@ -332,13 +292,4 @@ class Engine(Generic[C]):
 
 def _field(target: Target) -> str:
     return "articleId" if target.kind == "post" else "pageName"
-
-
-def _letter(table: str, key: str, sort: str, write: Write, error: str) -> bytes:
-    """One dead-letter line: enough to see what was lost and to store it by hand.
-    After a crash the same (key, seq) may be set aside twice: count it once."""
-    delta = write.delta
-    return _encoder.encode({"table": table, "key": key, "sort": sort or None, "seq": write.seq,
-                            "totalViews": delta.total, "uniqueViews": delta.unique,
-                            "title": delta.title, "error": error})
 

@@ -20,48 +20,24 @@ flush of many rows holds no count up, in the same order rules.
 The count a client sees is `known + unsettled + in flight + pending`, so a node
 reads its own writes before DynamoDB Streams has copied them to the reader table.
 Counts only grow, so store observations merge by taking the larger value.
+
+The ledger coordinates flushes over three parts: a `WriteOrder` of the counts, one
+of the report rows (`core/write_order.py`: the order rules per key), and the
+`Bases` the store was seen to hold (`core/bases.py`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, TypeVar
+from typing import Literal, NamedTuple
 
+from livecount.core.bases import ZERO, Bases, Counts
 from livecount.core.errors import Busy
 from livecount.core.pages import Target
+from livecount.core.write_order import Delta, Write, WriteOrder
 
 __all__ = ["SITE", "ZERO", "Busy", "Counts", "Delta", "Flush", "FlushResult", "Ledger",
            "Row", "Write"]
-
-
-class Counts(NamedTuple):
-    total: int
-    unique: int
-
-    def plus(self, delta: Delta) -> Counts:
-        return Counts(self.total + delta.total, self.unique + delta.unique)
-
-    def max(self, other: Counts) -> Counts:
-        return Counts(max(self.total, other.total), max(self.unique, other.unique))
-
-
-ZERO = Counts(0, 0)
-K = TypeVar("K", "Target", "Row")
-
-
-@dataclass(slots=True)
-class Delta:
-    """Views of one key since the last flush; one DynamoDB ADD carries all of them."""
-
-    total: int = 0
-    unique: int = 0
-    title: str | None = None
-
-    def add(self, other: Delta) -> None:
-        self.total += other.total
-        self.unique += other.unique
-        if other.title:
-            self.title = other.title
 
 
 SITE = "site"  # the report rows that sum every page, for site-wide reports
@@ -74,13 +50,6 @@ class Row(NamedTuple):
     table: Literal["referrer", "timeline"]
     target: str
     sort: str  # the referrer host, or the hour as YYYY-MM-DDTHH (UTC)
-
-
-class Write(NamedTuple):
-    """One idempotent ADD: applied at most once per (key, node, seq)."""
-
-    seq: int
-    delta: Delta
 
 
 @dataclass(slots=True)
@@ -124,43 +93,27 @@ class FlushResult:
 class Ledger:
     def __init__(self, max_pending_views: int = 1_000_000) -> None:
         self.max_pending_views = max_pending_views
-        self._known: dict[Target, Counts] = {}
-        self._pending: dict[Target, Delta] = {}
-        self._rows: dict[Row, Delta] = {}
-        self._unsettled: dict[Target, Write] = {}
-        self._unsettled_rows: dict[Row, Write] = {}
+        self._bases = Bases()  # what the store was seen to hold
+        self._counts: WriteOrder[Target] = WriteOrder()
+        self._rows: WriteOrder[Row] = WriteOrder()  # report rows, taken on their own cadence
         self._indexed: set[Target] = set()
         self._flights: dict[int, Flush] = {}  # taken, not completed, by sequence number
-        self._sending: dict[Target, Write] = {}  # the target writes of those flights
         self._holding: dict[int, Flush] = {}  # completed, keys held until released
         self._auto: set[int] = set()  # flights taken without `hold`: released on completion
-        self._held: dict[Target, int] = {}  # key → the flush it is in, until released
-        self._held_rows: dict[Row, int] = {}
-        # Store observations of a key with a write in flight or unsettled may or may
-        # not include that write; they wait until it settles.
-        self._deferred: dict[Target, Counts] = {}
         self._pending_views = 0
 
     # -- reading ---------------------------------------------------------------
     def has_base(self, target: Target) -> bool:
         """Whether the stored count was read (or told by the store): only then may a
         count be shown, or it could be less than what is stored."""
-        return target in self._known or target in self._deferred
+        return target in self._bases
 
     def current(self, target: Target) -> Counts:
         """The count to show: never below what the store was seen to hold, and
         including every view this node accepted."""
-        counts = self._known.get(target, ZERO)
-        write = self._unsettled.get(target)  # when resent, the same write is in flight
-        if write is None:
-            write = self._sending.get(target)
-        if write is not None:
-            counts = counts.plus(write.delta)
-        if (seen := self._deferred.get(target)) is not None:
-            # Read while a write was unsettled: it may or may not include that write,
-            # so it is a floor, not a base to add to.
-            counts = counts.max(seen)
-        if delta := self._pending.get(target):
+        write = self._counts.in_doubt(target)
+        counts = self._bases.shown(target, None if write is None else write.delta)
+        if delta := self._counts.pending.get(target):
             counts = counts.plus(delta)
         return counts
 
@@ -168,8 +121,7 @@ class Ledger:
         """Drop every base, keeping what waits for the store. After a journal replay
         the bases are only the replayed views, not the stored counts: each target's
         stored count must be read again before it is shown."""
-        self._known.clear()
-        self._deferred.clear()
+        self._bases.forget()
 
     @property
     def pending_views(self) -> int:
@@ -179,8 +131,8 @@ class Ledger:
     @property
     def idle(self) -> bool:
         """Nothing accepted waits for the store: every view so far is stored."""
-        return not (self._pending or self._rows or self._unsettled or self._unsettled_rows
-                    or self._flights or self._holding)
+        return not (self._counts.waiting or self._rows.waiting or self._flights
+                    or self._holding)
 
     @property
     def in_flight(self) -> int:
@@ -190,8 +142,7 @@ class Ledger:
     def waiting(self, rows: bool = True, counts: bool = True) -> bool:
         """Whether a take of the same kinds could find anything. Cheap, and may say
         yes when everything waiting is held by flushes in flight."""
-        return bool((counts and (self._pending or self._unsettled))
-                    or (rows and (self._rows or self._unsettled_rows)))
+        return (counts and self._counts.waiting) or (rows and self._rows.waiting)
 
     def outstanding(self) -> tuple[dict[Target | Row, tuple[int, int]],
                                    dict[Target | Row, Write]]:
@@ -200,14 +151,10 @@ class Ledger:
         replay must rebuild."""
         pending: dict[Target | Row, tuple[int, int]] = {}
         writes: dict[Target | Row, Write] = {}
-        for deltas in (self._pending, self._rows):
-            for key, delta in deltas.items():
-                pending[key] = (delta.total, delta.unique)
-        for flush in self._flights.values():
-            for each in (flush.targets, flush.rows):
-                writes.update(each.items())
-        for each in (self._unsettled, self._unsettled_rows):
-            writes.update(each.items())
+        for order in (self._counts, self._rows):
+            deltas, unknown = order.outstanding()
+            pending.update(deltas.items())
+            writes.update(unknown.items())
         return pending, writes
 
     # -- writing ---------------------------------------------------------------
@@ -222,52 +169,29 @@ class Ledger:
         if self._pending_views >= self.max_pending_views and not force:
             raise Busy(f"{self._pending_views} views wait for the store")
         unique = 0 if refreshed else 1
-        delta = self._pending.get(target)
-        if delta is None:
-            delta = self._pending[target] = Delta()
-        delta.total += 1
-        delta.unique += unique
-        if title:
-            delta.title = title
+        self._counts.add(target, unique, title)
         for ref in (target.ref, SITE):
-            self._count(Row("timeline", ref, hour), unique)
+            self._rows.add(Row("timeline", ref, hour), unique)
             if referrer:
-                self._count(Row("referrer", ref, referrer), unique)
+                self._rows.add(Row("referrer", ref, referrer), unique)
         self._pending_views += 1
         return self.current(target)
 
-    def _count(self, row: Row, unique: int) -> None:
-        delta = self._rows.get(row)
-        if delta is None:
-            delta = self._rows[row] = Delta()
-        delta.total += 1
-        delta.unique += unique
-
     def observe(self, target: Target, counts: Counts) -> bool:
         """Merge a count read from the store; True when the visible count changed."""
-        if target in self._unsettled or target in self._sending:
-            self._deferred[target] = self._deferred.get(target, ZERO).max(counts)
-            return False
-        before = self._known.get(target)
-        after = counts if before is None else before.max(counts)
-        self._known[target] = after
-        return after != before
+        return self._bases.observe(target, counts, self._counts.in_doubt(target) is not None)
 
     def trim(self, most: int, keep: set[Target]) -> int:
         """Forget the earliest-seen counts past `most` targets, except what is watched
         or waits for the store: a reader re-reads them when it needs them. Keeps a
         client inventing article ids from growing memory without end."""
-        excess = len(self._known) - most
-        if excess <= 0:
+        if len(self._bases.known) <= most:
             return 0
-        busy = keep | self._pending.keys() | self._unsettled.keys() | self._held.keys()
-        stale = [t for t in self._known if t not in busy][:excess]
-        for target in stale:
-            del self._known[target]
-            self._deferred.pop(target, None)
         if len(self._indexed) > most:
             self._indexed.clear()  # costs one idempotent index write per target, later
-        return len(stale)
+        order = self._counts
+        return self._bases.trim(
+            most, keep | order.pending.keys() | order.unsettled.keys() | order.held.keys())
 
     def take(self, seq: int, *, rows: bool = True, counts: bool = True,
              hold: bool = False) -> Flush:
@@ -281,19 +205,11 @@ class Ledger:
         a key is taken again, so a replay takes exactly what was taken."""
         if seq in self._flights or seq in self._holding:
             raise RuntimeError(f"flush {seq} is already in flight")
-        targets: dict[Target, Write] = {}
-        if counts:
-            targets, self._pending = _stamp(seq, self._unsettled, self._pending, self._held)
-        taken_rows: dict[Row, Write] = {}
-        if rows:
-            taken_rows, self._rows = _stamp(seq, self._unsettled_rows, self._rows,
-                                            self._held_rows)
-        flush = Flush(seq, targets, taken_rows, set(targets) - self._indexed)
+        targets = self._counts.take(seq) if counts else {}
+        flush = Flush(seq, targets, self._rows.take(seq) if rows else {},
+                      set(targets) - self._indexed)
         if flush:
             self._flights[seq] = flush
-            self._sending.update(targets)
-            self._held.update(dict.fromkeys(targets, seq))
-            self._held_rows.update(dict.fromkeys(taken_rows, seq))
             if not hold:
                 self._auto.add(seq)
         return flush
@@ -308,31 +224,19 @@ class Ledger:
         del self._flights[flush.seq]
         changed: set[Target] = set()
         for target, write in flush.targets.items():
-            del self._sending[target]
-            if target in result.failed_targets:
-                self._unsettled[target] = write
+            failed = target in result.failed_targets
+            self._counts.settle(target, write, failed)
+            if failed:
                 continue
-            self._unsettled.pop(target, None)
             self._pending_views -= write.delta.total
             if target in result.rejected_targets:
                 continue  # set aside as a dead letter: never stored, never shown
-            before = self._known.get(target, ZERO)
-            # The store's answer already includes this write; without one, add it.
-            answer = result.applied.get(target)
-            known = before.plus(write.delta) if answer is None else before.max(answer)
-            if (seen := self._deferred.pop(target, None)) is not None:
-                known = known.max(seen)
-            self._known[target] = known
-            if known != before.plus(write.delta):
+            if self._bases.applied(target, write.delta, result.applied.get(target)):
                 changed.add(target)
         for row, write in flush.rows.items():
-            if row in result.failed_rows:
-                self._unsettled_rows[row] = write
-            else:
-                self._unsettled_rows.pop(row, None)
+            self._rows.settle(row, write, row in result.failed_rows)
         self._indexed |= flush.new - result.failed_index  # a rejected one is not retried
-        deferred, self._deferred = self._deferred, {}
-        changed.update(t for t, counts in deferred.items() if self.observe(t, counts))
+        changed.update(t for t, seen in self._bases.undefer().items() if self.observe(t, seen))
         self._holding[flush.seq] = flush
         if flush.seq in self._auto:
             self._auto.discard(flush.seq)
@@ -344,24 +248,5 @@ class Ledger:
         if self._holding.get(flush.seq) is not flush:
             raise RuntimeError("releasing a flush that is not completed")
         del self._holding[flush.seq]
-        for target in flush.targets:
-            if self._held.get(target) == flush.seq:
-                del self._held[target]
-        for row in flush.rows:
-            if self._held_rows.get(row) == flush.seq:
-                del self._held_rows[row]
-
-
-def _stamp(seq: int, unsettled: dict[K, Write], pending: dict[K, Delta], held: dict[K, int],
-           ) -> tuple[dict[K, Write], dict[K, Delta]]:
-    """Unsettled writes go again unchanged; a pending delta of the same key must wait,
-    since the store only accepts a key's writes in sequence order. A key another
-    flush holds waits, whatever it has."""
-    writes = {key: write for key, write in unsettled.items() if key not in held}
-    waiting: dict[K, Delta] = {}
-    for key, delta in pending.items():
-        if key in unsettled or key in held:
-            waiting[key] = delta
-        else:
-            writes[key] = Write(seq, delta)
-    return writes, waiting
+        self._counts.release(flush.targets, flush.seq)
+        self._rows.release(flush.rows, flush.seq)

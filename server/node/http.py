@@ -1,7 +1,8 @@
 """Plain HTTP on the WebSocket's port: the report API, health, the pages.
 
-The node's transport (`node/sockets.py`) hands every request that is not a
-WebSocket handshake to `Routes`, so one port and one event loop serve both.
+The node's transport (`node/opening.py`, a connection's first bytes) hands every
+request that is not a WebSocket handshake to `Routes`, so one port and one event
+loop serve both.
 Handlers parse parameters with `reports`, ask the store, and format; nothing else.
 
 Every answer is deliberate JSON (or the resource): a bad parameter is 400, a method

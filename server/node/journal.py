@@ -1,4 +1,4 @@
-"""The journal files: every accepted view is on disk before it counts or is answered.
+"""The journal: every accepted view is on disk before it counts or is answered.
 
 Appends are group-committed: the records of one event-loop moment are written and
 fsynced together, in a thread. Only then is each record's `apply` run, on the loop
@@ -9,7 +9,8 @@ it), and a view whose write or fsync failed was never counted: its waiter gets
 reports itself unhealthy until a write succeeds.
 
 When the ledger is idle (everything stored), the journal starts a new file and drops
-the old ones.
+the old ones. The files themselves (appends, cuts, the ballast for a full disk) are
+`livecount.node.journal_files`; this module decides what is written when.
 """
 
 from __future__ import annotations
@@ -23,42 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from livecount.core.errors import JournalUnavailable
-from livecount.core.journal import start_record
-from livecount.logs import error, log, warn
-
-RESERVE = "reserve"  # ballast, given up when the disk is full
-RESERVE_BYTES = 16 * 1024
+from livecount.logs import error, log
+from livecount.node.journal_files import Disk, JournalFiles
 
 
 class JournalBusy(RuntimeError):
     pass
-
-
-class Disk:
-    """The journal's only system calls: a seam where tests make the disk fail."""
-
-    def open(self, path: Path) -> int:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-
-    def size(self, fd: int) -> int:
-        return os.fstat(fd).st_size
-
-    def append(self, fd: int, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-
-    def sync(self, fd: int) -> None:
-        os.fsync(fd)
-
-    def truncate(self, fd: int, size: int) -> None:
-        os.ftruncate(fd, size)
-        os.fsync(fd)
-
-    def close(self, fd: int) -> None:
-        os.close(fd)
 
 
 Then = Callable[[Any, BaseException | None], None]  # (what apply returned, or the failure)
@@ -75,31 +47,19 @@ class _Entry:
 class Journal:
     def __init__(self, directory: Path, disk: Disk | None = None) -> None:
         self.directory = directory
-        self.disk = disk or Disk()
+        self.files = JournalFiles(directory, disk)
         self.healthy = True
         # Whether everything written so far is stored (the node sets it to its
         # ledger's `idle`); asked, in the file's order, before each rotation.
         self.idle: Callable[[], bool] = lambda: True
         self._queue: list[_Entry] = []
         self._wake = asyncio.Event()
-        self._fd: int | None = None
-        self._path: Path | None = None
-        self._good = 0  # the file's size after the last batch that was fully written
         self._lock: Any = None
         self._task: asyncio.Task[None] | None = None
 
-    def _files(self) -> list[Path]:
-        return sorted(self.directory.glob("journal-*.log"))
-
     def read(self) -> Iterator[list[Any]]:
-        """Every record of every file, oldest first. A torn last line (a crash mid
-        write, never fsynced, so never replied to) ends its file."""
-        for path in self._files():
-            for line in path.read_bytes().splitlines():
-                try:
-                    yield msgspec.json.decode(line)
-                except msgspec.DecodeError:
-                    break
+        """Every record of every file, oldest first, up to a torn last line."""
+        return self.files.read()
 
     def lock(self) -> None:
         """Hold the directory for this process: two nodes on one journal would replay
@@ -133,36 +93,9 @@ class Journal:
             raise JournalBusy(f"cannot write {meta}: {exc.strerror or exc}") from None
 
     def open(self) -> None:
-        """Start appending, to a new file: never after a torn line of an old one."""
-        self._path = self._next_path()
-        self._fd = self.disk.open(self._path)
-        self._good = self.disk.size(self._fd)
-        self._reserve()
+        """Start appending, to a new file, and committing what is queued."""
+        self.files.open()
         self._task = asyncio.create_task(self._run())
-
-    def _reserve(self) -> None:
-        """Keep RESERVE_BYTES of ballast beside the journal. On a full disk it is given
-        up, so the flushes' own small records still fit: what the journal holds gets
-        stored, the journal empties itself, and the ballast comes back."""
-        path = self.directory / RESERVE
-        try:
-            if not path.exists() or path.stat().st_size < RESERVE_BYTES:
-                with path.open("wb") as ballast:
-                    os.posix_fallocate(ballast.fileno(), 0, RESERVE_BYTES)
-        except OSError:
-            path.unlink(missing_ok=True)  # no room even for that: do without
-
-    def _release_reserve(self) -> None:
-        path = self.directory / RESERVE
-        if path.exists():
-            path.unlink(missing_ok=True)
-            warn("journal_reserve_released", hint="the disk is full; views are refused "
-                 "until what the journal holds is stored")
-
-    def _next_path(self) -> Path:
-        files = self._files()
-        number = int(files[-1].stem.split("-")[1]) + 1 if files else 0
-        return self.directory / f"journal-{number:09d}.log"
 
     @property
     def queued(self) -> bool:
@@ -226,7 +159,7 @@ class Journal:
                     error("journal_failed", exc)
                 self.healthy = False
                 if exc.errno == errno.ENOSPC:
-                    self._release_reserve()
+                    self.files.release_reserve()
                 failure = JournalUnavailable(
                     f"the journal could not write ({exc.strerror or exc}); nothing counted")
                 for entry in batch:
@@ -263,63 +196,23 @@ class Journal:
             waiter.set_exception(exc)
 
     def _write(self, batch: list[_Entry]) -> None:
-        """One batch, all or nothing: on failure the file is cut back to its last good
-        size, so a replay never counts a view that was answered `unavailable`."""
-        assert self._fd is not None
-        if self.disk.size(self._fd) != self._good:  # an earlier cut failed: try again
-            self.disk.truncate(self._fd, self._good)
+        """One batch, all or nothing (see `JournalFiles.batch`), in the queue's order:
+        a rotation writes what comes before it, then starts the file afresh."""
         data = bytearray()
-        try:
+        with self.files.batch():
             for entry in batch:
                 if entry.rotate is not None:
-                    self._flush(data)
-                    self._new_file(entry.rotate)
+                    self.files.append(bytes(data))
+                    data.clear()
+                    self.files.restart(entry.rotate)
                 elif entry.data is not None:
                     data += entry.data + b"\n"
-            self._flush(data)
-        except OSError:
-            try:
-                self.disk.truncate(self._fd, self._good)
-            except OSError as cut:
-                error("journal_cut_failed", cut, size=self._good)
-            raise
-
-    def _flush(self, data: bytearray) -> None:
-        assert self._fd is not None
-        if data:
-            self.disk.append(self._fd, bytes(data))
-            data.clear()
-        self.disk.sync(self._fd)
-        self._good = self.disk.size(self._fd)
-
-    def _new_file(self, last_seq: int) -> None:
-        """Everything the files hold is stored: keep only the current file, emptied,
-        starting with the last sequence number. Space is freed before anything is
-        written, so this also works on a full disk (and is how a journal that filled
-        its disk gets going again). A crash mid-way leaves an empty file: nothing is
-        lost but the last sequence number, and the clock stands in for it."""
-        assert self._fd is not None and self._path is not None
-        for stale in self._files():
-            if stale != self._path:
-                stale.unlink()
-        self.disk.truncate(self._fd, 0)
-        self._good = 0
-        self.disk.append(self._fd, start_record(last_seq) + b"\n")
-        self.disk.sync(self._fd)
-        self._good = self.disk.size(self._fd)
-        self._reserve()
-        folder = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+            self.files.append(bytes(data))
 
     async def close(self) -> None:
         if self._task is not None:
             await asyncio.gather(self.sync(), return_exceptions=True)
             self._task.cancel()
-        if self._fd is not None:
-            self.disk.close(self._fd)
-            self._fd = None
+        self.files.close()
         if self._lock is not None:
             self._lock.close()

@@ -26,15 +26,17 @@ import sys
 import time
 from bisect import bisect_right
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final, cast
+from urllib.parse import urlencode
 
 import msgspec
 import uvloop
 from livecount import config
 from livecount.config import Option, filled, number, positive, text
+from livecount.tools.report import ReportError, fetch
 from livecount.waits import pause
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -47,10 +49,12 @@ from websockets.protocol import Event, State
 from websockets.uri import WebSocketURI, parse_uri
 
 SATURATED_PCT: Final = 90.0  # client CPU above this share of one core: the client may be the limit
+BEHIND_SHARE: Final = 0.9  # a paced run answered below this share of its rate fell behind
 MAX_SUBSCRIBED: Final = 100  # ids a subscriber watches: the server's per-message limit
 FD_HEADROOM: Final = 64  # descriptors the process needs besides its sockets
 MAX_TRACKED: Final = 1_000_000  # views awaiting their push; beyond, views go untracked
 REFERRER_HOSTS: Final = 10
+LOADTEST_PREFIX: Final = "loadtest-"  # the default article ids: not a real site's
 
 
 # -- pure parts ----------------------------------------------------------------------------
@@ -98,12 +102,17 @@ class ViewMix:
         self._zipf = Zipf(articles, zipf, self._rng)
         self.ids = [f"{prefix}{k}" for k in range(articles)]
         self._heads = [b'{"message":"views","articleId":' + msgspec.json.encode(i)
-                       + b',"articleTitle":' + msgspec.json.encode(f"Load test {i}")
+                       + b',"articleTitle":' + msgspec.json.encode(self.title(i))
                        for i in self.ids]
         self._referrers = [b',"referrer":"https://ref%d.example/post"' % j
                            for j in range(REFERRER_HOSTS)]
         self.refreshed_ratio = refreshed_ratio
         self.referrer_ratio = referrer_ratio
+
+    @staticmethod
+    def title(article_id: str) -> str:
+        """A load test's title: how a later run knows these posts are no real site's."""
+        return f"Load test {article_id}"
 
     def hottest(self, n: int) -> list[str]:
         return self.ids[:n]
@@ -400,7 +409,47 @@ class Report:
     stopped_at: float
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"limited_by": [code for code, _ in self.shortfall()]}
+
+    def behind(self) -> bool:
+        """A paced run that delivered clearly less than its target rate."""
+        if not self.target_rate or self.duration_s <= 0:
+            return False
+        return self.missed > 0 or self.views_per_s < BEHIND_SHARE * self.target_rate
+
+    def shortfall(self) -> list[tuple[str, str]]:
+        """What held a paced run below its target rate, as (code, what to do); most
+        certain first. Empty when the run kept up, or had no target."""
+        if not self.behind():
+            return []
+        found = []
+        if self.client_saturated:
+            found.append(("client_cpu", f"the client's own CPU ({self.client_cpu_pct:.0f}% of "
+                                        "a core): run several clients on other cores"))
+        limited = self.errors.get("rate_limited", 0)
+        if limited:
+            found.append(("rate_limited", f"the server's rate limit: {limited:,} views were "
+                          "refused rate_limited; serve's --rate-limit is per socket, so spread "
+                          "--rate over more --connections (or raise it on a test server)"))
+        other = {k: n for k, n in self.errors.items() if k != "rate_limited"}
+        if other:
+            found.append(("errors", "the server refused views: " + ", ".join(
+                f"{k} {n:,}" for k, n in sorted(other.items()))))
+        if self.missed:
+            p50 = self.reply_ms.p50
+            pace = (f" (replies took {p50:.1f} ms at p50, so {self.connections:,} sockets x "
+                    f"{self.in_flight} allow about "
+                    f"{self.connections * self.in_flight * 1000 / p50:,.0f} views/s)"
+                    if p50 else "")
+            found.append(("replies", f"the server's replies: {self.missed:,} views found "
+                          f"every socket with --in-flight {self.in_flight} views unanswered"
+                          f"{pace}; raise --connections or --in-flight"))
+        if self.dropped:
+            found.append(("dropped", f"the server closed {self.dropped:,} sockets"))
+        if not found:
+            found.append(("replies", f"the server's replies: {self.acked_in_window:,} of the "
+                          f"{self.sent:,} views sent were answered within the load"))
+        return found
 
     def render(self) -> Table:
         table = Table(title=f"livecount loadtest → {self.url}", show_header=False,
@@ -441,7 +490,11 @@ class Report:
 
     def notes(self) -> list[str]:
         notes = []
-        if self.client_saturated:
+        if causes := self.shortfall():
+            notes.append(f"Behind the target of {self.target_rate:,.0f} views/s "
+                         f"({self.views_per_s:,.0f} answered a second). Limited by "
+                         + "; and by ".join(text for _, text in causes) + ".")
+        if self.client_saturated and "client_cpu" not in dict(causes):
             notes.append(f"The client used {self.client_cpu_pct:.0f}% of a core: it may be the "
                          "bottleneck. Run fewer sockets or several clients on other cores.")
         if self.interrupted:
@@ -485,7 +538,7 @@ class Options:
     open_timeout: float = 10.0
     drain_timeout: float = 10.0
     push_wait: float = 3.0
-    article_prefix: str = "loadtest-"
+    article_prefix: str = LOADTEST_PREFIX
     seed: int | None = None
     subscribe_url: str | None = None  # subscribers elsewhere: pushes across nodes
 
@@ -539,7 +592,8 @@ OPTIONS: Final = (
     _opt("open-timeout", "seconds for one socket to open", positive(float)),
     _opt("push-wait", "seconds to wait after the load for the last pushes",
          _non_negative(float)),
-    _opt("article-prefix", "article ids are PREFIX0, PREFIX1, …", filled),
+    _opt("article-prefix", "article ids are PREFIX0, PREFIX1, …; ids with this prefix (or "
+                           f"{LOADTEST_PREFIX}) do not count as a real site", filled),
     _opt("seed", "random seed, for repeatable mixes", number(int)),
     _opt("subscribe-url", "where the subscribers connect; another node's address measures "
                           "pushes across nodes", _ws_url, shown="--url"),
@@ -708,25 +762,44 @@ class _Socket(asyncio.Protocol):
 
 
 class _Display:
-    """A rich progress bar on a terminal, nothing otherwise (and never with --json)."""
+    """Progress on stderr, never with --json: a rich bar on a terminal, otherwise (a CI
+    log, a pipe) a plain line when a phase starts and ends and every `every` seconds."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.console = Console(stderr=True)
+    def __init__(self, enabled: bool, console: Console | None = None, every: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.console = console or Console(stderr=True)
         self.progress: Progress | None = None
         self.task: TaskID | None = None
+        self.plain = enabled and not self.console.is_terminal
+        self.every = every
+        self.clock = clock
+        self._phase: tuple[str, float, str] | None = None  # description, total, unit
+        self._last: tuple[float, str] = (0.0, "")  # completed, info
+        self._printed = 0.0
         if enabled and self.console.is_terminal:
             self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(), console=self.console, transient=True,
-                refresh_per_second=4)
+                TextColumn("{task.description}"), BarColumn(),
+                TextColumn("{task.completed:,.0f}/{task.total:,.0f}{task.fields[unit]}"),
+                TextColumn("{task.fields[info]}"), TimeRemainingColumn(compact=True),
+                TextColumn("left"), console=self.console,
+                transient=True, refresh_per_second=4)
 
     @contextmanager
-    def phase(self, description: str, total: float) -> Iterator[None]:
+    def phase(self, description: str, total: float, unit: str = "") -> Iterator[None]:
+        if self.plain:
+            self._phase, self._last = (description, total, unit), (0.0, "")
+            self._line()
+            try:
+                yield
+            finally:
+                self._line()
+                self._phase = None
+            return
         if self.progress is None:
             yield
             return
         with self.progress:
-            self.task = self.progress.add_task(description, total=total, info="")
+            self.task = self.progress.add_task(description, total=total, info="", unit=unit)
             try:
                 yield
             finally:
@@ -736,6 +809,19 @@ class _Display:
     def update(self, completed: float, info: str) -> None:
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, completed=completed, info=info)
+        elif self.plain and self._phase is not None:
+            self._last = (completed, info)
+            if self.clock() - self._printed >= self.every:
+                self._line()
+
+    def _line(self) -> None:
+        assert self._phase is not None
+        description, total, unit = self._phase
+        completed, info = self._last
+        line = f"loadtest {description}: {completed:,.0f} of {total:,.0f}{unit}"
+        self.console.print(line + (f", {info}" if info else ""), markup=False,
+                           highlight=False, soft_wrap=True)
+        self._printed = self.clock()
 
 
 class _Run:
@@ -847,13 +933,12 @@ class _Run:
             for _ in range(opts.in_flight):  # one entry per free slot of a socket
                 self.idle.extend(live)
             pacer = asyncio.create_task(self._pace(opts.rate, len(self.idle)))
-        with self.display.phase("load", opts.duration):
+        with self.display.phase("load", opts.duration, " s"):
             deadline = t0 + opts.duration
             while (left := deadline - time.perf_counter()) > 0 \
                     and not await pause(self.stop, min(0.25, left)):
                 elapsed = time.perf_counter() - t0
-                self.display.update(elapsed, f"{self.acked / elapsed:,.0f} views/s, "
-                                             f"{sum(self.errors.values()):,} errors")
+                self.display.update(elapsed, self.progress_info(elapsed))
         self.sending = False
         wall, cpu, acked = time.perf_counter() - t0, time.process_time() - cpu0, self.acked
         if pacer is not None:
@@ -861,6 +946,15 @@ class _Run:
             with suppress(asyncio.CancelledError):
                 await pacer
         return wall, cpu, acked
+
+    def progress_info(self, elapsed: float) -> str:
+        info = f"{self.acked / elapsed:,.0f} views/s"
+        if self.options.rate is not None:
+            info += f" of {self.options.rate:,.0f} targeted"
+        info += f", {sum(self.errors.values()):,} errors"
+        if self.missed:
+            info += f", {self.missed:,} views behind: no socket free"
+        return info
 
     async def _pace(self, rate: float, sockets: int) -> None:
         """Hand views to free slots of sockets at `rate` (`sockets`: how many slots);
@@ -929,11 +1023,12 @@ async def open_all(run: _Run) -> float:
                 run.connect_failures[type(exc).__name__] += 1
                 sock.abort()
             done += 1
-            run.display.update(done, f"{done:,}/{total:,} sockets")
+            failed = sum(run.connect_failures.values())
+            run.display.update(done, f"{failed:,} failed" if failed else "")
 
     run.viewers = [_Socket(run, i, False) for i in range(opts.connections)]
     run.subscribers = [_Socket(run, i, True) for i in range(opts.subscribers)]
-    with run.display.phase("opening", total):
+    with run.display.phase("opening", total, " sockets"):
         await asyncio.gather(*(one(s) for s in [*run.subscribers, *run.viewers]))
     return time.perf_counter() - started
 
@@ -1014,6 +1109,69 @@ async def run(options: Options, display: _Display | None = None,
         interrupted=r.interrupted, started_at=started_at, stopped_at=stopped_at)
 
 
+# -- the real site's safety ------------------------------------------------------------------
+SEPARATE_STORE: Final = (
+    "Run it against a store of its own instead: a second server on another port,\n"
+    "  livecount serve --port 8081 --table-prefix loadtest- --data-dir data-loadtest\n"
+    "  livecount loadtest --url ws://127.0.0.1:8081/ws\n"
+    "and delete data-loadtest afterwards (on AWS: its loadtest- tables).\n"
+    "Or pass --into-real-site to write into this one anyway.")
+
+
+def api_base(ws_url: str) -> str:
+    """The HTTP address of the server behind a WebSocket URL: `/ws` is beside `/api`."""
+    uri = parse_uri(ws_url)
+    host = f"[{uri.host}]" if ":" in uri.host else uri.host
+    path = uri.path.split("?", 1)[0].removesuffix("/").removesuffix("/ws")
+    return f"{'https' if uri.secure else 'http'}://{host}:{uri.port}{path}"
+
+
+def real_pages(rows: Iterable[Mapping[str, Any]], prefix: str) -> list[str]:
+    """The ids in `/api/pages` rows that no load test wrote: every page (a load test
+    sends posts only), and every post but those with `prefix`, the default prefix or a
+    load test's title (`ViewMix`'s; a title shows once the stream has copied it)."""
+    found = []
+    for row in rows:
+        if (name := row.get("pageName")) is not None:
+            found.append(str(name))
+        elif (id_ := row.get("articleId")) is not None \
+                and not str(id_).startswith((prefix, LOADTEST_PREFIX)) \
+                and row.get("articleTitle") != ViewMix.title(str(id_)):
+            found.append(str(id_))
+    return found
+
+
+def stored_real_pages(options: Options) -> list[str]:
+    """Real pages the target's store holds, asked of its report API (`ReportError` when
+    it cannot be asked). The API lists at most 1000 rows: the most viewed, and the
+    first by title, which together catch a site beside a large load test's rows."""
+    base = api_base(options.url)
+    found: dict[str, None] = {}
+    for sort in ("total", "title"):
+        url = f"{base}/api/pages?{urlencode({'sort': sort, 'limit': 1000})}"
+        rows = fetch(url)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ReportError(f"{url} did not answer a list of pages: is it livecount?")
+        found |= dict.fromkeys(real_pages(rows, options.article_prefix))
+    return list(found)
+
+
+def refusal(options: Options) -> tuple[str, int] | None:
+    """Why the load test must not write into the target's store, and the exit code;
+    None when it may."""
+    try:
+        real = stored_real_pages(options)
+    except ReportError as exc:
+        return (f"{exc}\nBefore it sends anything, the load test asks the server's "
+                "/api/pages whether it counts a real site; for a server without that API, "
+                "pass --into-real-site.", 1)
+    if not real:
+        return None
+    shown = ", ".join(real[:5]) + (f" and {len(real) - 5:,} more" if len(real) > 5 else "")
+    return (f"{options.url} counts a real site ({shown}): a load test's views would stay in "
+            f"its stats for good, so nothing was sent.\n{SEPARATE_STORE}", 2)
+
+
 def main(ns: argparse.Namespace) -> int:
     options = options_from(ns)
     try:
@@ -1021,6 +1179,9 @@ def main(ns: argparse.Namespace) -> int:
         parse_uri(options.subscribe_url or options.url)
     except InvalidURI as exc:
         ns.parser.error(str(exc))
+    if not ns.into_real_site and (refused := refusal(options)) is not None:
+        print(f"livecount loadtest: {refused[0]}", file=sys.stderr)
+        return refused[1]
     display = _Display(not ns.json)
 
     async def go() -> Report:
@@ -1053,10 +1214,19 @@ def main(ns: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = commands.add_parser("loadtest", help="drive a server with many WebSockets and report",
-                            description="Open many WebSockets, send views, report throughput "
-                                        "and latency. Ctrl-C stops the load and still reports.")
+    p = commands.add_parser(
+        "loadtest", help="drive a server with many WebSockets and report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Open many WebSockets, send views, report throughput and latency. "
+                    "Ctrl-C stops the\nload and still reports. Its views are counted like "
+                    "any others, so it refuses a\nserver whose store already counts real "
+                    "pages.",
+        epilog=SEPARATE_STORE)
     add_options(p)
+    config.add_options(p, [Option(
+        "into-real-site", "into_real_site", "write into a store that already counts real "
+        "pages; the load test's views stay in its stats", switch=True, default=False,
+        env=False)])
     p.set_defaults(run=main, parser=p)
 
 

@@ -2,7 +2,8 @@
 
 It asks a running `livecount serve` over HTTP rather than DynamoDB directly, so it
 works the same on the embedded store (whose files only the server may open) and on
-AWS, and needs no credentials of its own.
+AWS, and needs no credentials of its own. The tables are for people (ids to chain
+into the next command, empty hours folded); `--json` is the API's answer, untouched.
 """
 
 from __future__ import annotations
@@ -12,20 +13,28 @@ import json
 import sys
 import urllib.error
 import urllib.request
-from typing import Any
-from urllib.parse import urlencode, urlsplit
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import quote, urlencode, urlsplit
 
 from livecount.config import Option, add_options, choice, filled, number
 from livecount.core.reports import SORTS
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-BUCKETS = ("hour", "day")
+DEFAULT_URL: Final = "http://127.0.0.1:8080"
+BUCKETS: Final = ("hour", "day")
+FOLD_AT: Final = 2  # a run of this many empty buckets or more is one line
+NEVER_COUNTED: Final = 1  # exit code: the id asked about has no views at all
+LIMITS: Final = {"pages": 100, "referrers": 10}  # the API's defaults, when --limit is not given
 
 
 class ReportError(Exception):
-    pass
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _http_url(value: str) -> str:
@@ -41,54 +50,74 @@ def _http_url(value: str) -> str:
     return value
 
 
-def _common(limit: str | None) -> list[Option]:
-    """Every report's options; `limit` is the server's default, None for no --limit."""
+def _common(limit: Option | None) -> list[Option]:
     found = [Option("url", "url", "a running `livecount serve`", _http_url, DEFAULT_URL),
-             Option("json", "json", "print the API's JSON, complete", switch=True,
-                    default=False, env=False)]
-    if limit:
-        found.append(Option("limit", "limit", "rows at most", number(int, least=1, most=1000),
-                            shown=limit, env=False, metavar="N"))
-    return found
+             Option("json", "json", "print the API's JSON, complete and unformatted",
+                    switch=True, default=False, env=False)]
+    return [*found, limit] if limit else found
 
 
-_ONE = (Option("article", "article", "one article", filled, shown="the whole site",
-               env=False, metavar="ID"),
-        Option("page", "page", "one page, such as Home_Page", filled, env=False,
-               metavar="NAME"))
+def _limit(what: str, report: str) -> Option:
+    return Option("limit", "limit", f"{what}, from 1 to 1000", number(int, least=1, most=1000),
+                  shown=str(LIMITS[report]), env=False, metavar="N")
+
+
+_ONE = (Option("article", "article", "one post: its id, as the Id column of `report pages` "
+                                     "shows it for a post", filled,
+               shown="the whole site", env=False, metavar="ID"),
+        Option("page", "page", "one page: its name, as the Id column of `report pages` "
+                               "shows it for a page, such as Home_Page", filled,
+               env=False, metavar="NAME"))
+
+_CHAIN = ("The Id column is what --article (a post) or --page (a page) takes:\n"
+          "  livecount report referrers --article hello-world\n"
+          "  livecount report timeline --page About_Page --bucket day")
+_RAW = argparse.RawDescriptionHelpFormatter
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report = commands.add_parser(
         "report", help="pages, referrers or views over time",
-        description="Ask a running livecount serve for its reports, over HTTP.")
+        description="Ask a running livecount serve for its reports, over HTTP.",
+        epilog="Each report has its own help: livecount report pages --help, …")
     whats = report.add_subparsers(dest="what", required=True, metavar="{pages,referrers,timeline}")
 
-    pages = whats.add_parser("pages", help="every page and article, with its views",
-                             description="Every page and article, with total and unique "
-                                         "views.")
-    add_options(pages, [*_common("100"), Option(
-        "sort", "sort", "order of the rows", choice(*SORTS), "total", choices=SORTS,
-        env=False)])
+    pages = whats.add_parser(
+        "pages", help="every page and post, with its views", formatter_class=_RAW,
+        description="Every post and page counted, with its id, kind, title, total and "
+                    "unique views,\nand a total row.",
+        epilog=_CHAIN)
+    add_options(pages, [*_common(_limit("rows at most, the first ones in --sort order", "pages")),
+                        Option("sort", "sort", "order of the rows: most total views first, "
+                                               "most unique views first, or by title A to Z",
+                               choice(*SORTS), "total", choices=SORTS, env=False)])
 
-    referrers = whats.add_parser("referrers", help="top external referrers",
-                                 description="The hosts that sent the most views, for the "
-                                             "site or for one article or page.")
-    add_options(referrers, _common("10"))
+    referrers = whats.add_parser(
+        "referrers", help="top external referrers", formatter_class=_RAW,
+        description="The external hosts that sent the most views, for the whole site or "
+                    "for one post\nor page. An id that was never counted is an error "
+                    f"(exit {NEVER_COUNTED}).",
+        epilog=_CHAIN)
+    add_options(referrers, _common(_limit("hosts at most, most views first", "referrers")))
     add_options(referrers.add_mutually_exclusive_group(), _ONE)
 
-    timeline = whats.add_parser("timeline", help="views over time",
-                                description="Total and unique views per hour or day, for the "
-                                            "site or for one article or page.")
+    timeline = whats.add_parser(
+        "timeline", help="views over time", formatter_class=_RAW,
+        description="Total and unique views per hour or per day (UTC), for the whole site "
+                    "or for one\npost or page. Runs of empty buckets are folded into one "
+                    "line; --json lists\nevery bucket. An id that was never counted is an "
+                    f"error (exit {NEVER_COUNTED}).",
+        epilog=_CHAIN)
     add_options(timeline, [
         *_common(None),
-        Option("since", "since", "ISO 8601 time, UTC unless it says otherwise",
-               filled, shown="the 48 hours (or 30 days) up to --until",
-               env=False, metavar="TIME"),
-        Option("until", "until", "ISO 8601 time, UTC unless it says otherwise", filled,
+        Option("since", "since", "the first bucket: an ISO 8601 time, UTC unless it says "
+                                 "otherwise, such as 2026-11-24 or 2026-11-24T07:00Z",
+               filled, shown="48 hours, or 30 days, up to --until", env=False, metavar="TIME"),
+        Option("until", "until", "the last bucket: an ISO 8601 time as --since", filled,
                shown="now", env=False, metavar="TIME"),
-        Option("bucket", "bucket", "one row per hour or per day", choice(*BUCKETS), "hour",
-               choices=BUCKETS, env=False)])
+        Option("bucket", "bucket", "one row per hour or per day; at most 744 hours or 400 "
+                                   "days at once", choice(*BUCKETS), "hour", choices=BUCKETS,
+               env=False)])
     add_options(timeline.add_mutually_exclusive_group(), _ONE)
     timeline.set_defaults(limit=None)  # the timeline is never cut short
 
@@ -126,46 +155,158 @@ def fetch(url: str) -> Any:
         except ValueError:
             detail = {}
         raise ReportError(f"{detail.get('parameter', '')} {detail.get('detail', exc.reason)}"
-                          .strip()) from None
+                          .strip(), exc.code) from None
     except (urllib.error.URLError, OSError) as exc:
         raise ReportError(f"cannot reach {url}: {exc}; is `livecount serve` running?") from None
 
 
-def table(what: str, rows: list[dict[str, Any]]) -> Table:
-    if what == "pages":
-        out = Table("Page", "Total", "Unique", title="Pages")
-        for r in rows:
-            label = r.get("articleTitle") or r.get("articleId") or r.get("pageName", "")
-            out.add_row(label, f"{r['totalViews']:,}", f"{r['uniqueViews']:,}")
-        return out
-    if what == "referrers":
-        out = Table("Referrer", "Views", "", title="Top external referrers")
-        most = max((r["views"] for r in rows), default=1) or 1
-        for r in rows:
-            out.add_row(r["host"], f"{r['views']:,}", _bar(r["views"], most))
-        return out
-    out = Table("From (UTC)", "Total", "Unique", "", title="Views over time")
-    most = max((r["totalViews"] for r in rows), default=1) or 1
+def never_counted(base: str, ns: argparse.Namespace) -> str | None:
+    """The message when `--article`/`--page` names something with no views at all.
+
+    Asked only when a report came back empty: the page API answers 404 for an id the
+    store never counted, which an empty range alone cannot tell."""
+    if ns.what == "pages" or not (ns.article or ns.page):
+        return None
+    kind, id_ = ("post", ns.article) if ns.article else ("page", ns.page)
+    try:
+        fetch(f"{base}/api/pages/{quote(id_, safe='')}?kind={kind}")
+    except ReportError as exc:
+        if exc.status != 404:
+            raise
+        flag = "--article" if kind == "post" else "--page"
+        return (f"{kind} {id_!r} was never counted ({flag} takes an id from the Id "
+                "column of `livecount report pages`)")
+    return None
+
+
+def _empty(what: str, rows: list[dict[str, Any]]) -> bool:
+    if what == "timeline":
+        return not any(r["totalViews"] for r in rows)
+    return not rows
+
+
+# -- tables ---------------------------------------------------------------------------------
+def readable(page_name: str) -> str:
+    """A page's name as the dashboard shows it: `About_Page` is "About Page"."""
+    return page_name.replace("_", " ")
+
+
+def _number(n: int) -> str:
+    return f"{n:,}"
+
+
+def pages_table(rows: Sequence[dict[str, Any]], limit: int | None = None) -> Table:
+    out = Table(title="Pages", show_footer=True, title_justify="left",
+                caption="Id: what --article (a post) or --page (a page) takes",
+                caption_justify="left")
+    out.add_column("Kind", footer="Total")
+    out.add_column("Id", footer=_shown(len(rows), limit), overflow="fold")
+    out.add_column("Title", overflow="fold")
+    out.add_column("Total", justify="right", footer=_number(sum(r["totalViews"] for r in rows)))
+    out.add_column("Unique", justify="right",
+                   footer=_number(sum(r["uniqueViews"] for r in rows)))
     for r in rows:
-        out.add_row(r["t"].replace("T", " ").removesuffix(":00Z"), f"{r['totalViews']:,}",
-                    f"{r['uniqueViews']:,}", _bar(r["totalViews"], most))
+        if r.get("pageName") is not None:
+            kind, id_, title = "page", r["pageName"], readable(r["pageName"])
+        else:
+            kind, id_, title = "post", r.get("articleId", ""), r.get("articleTitle") or ""
+        # Text, not str: a title is anyone's text, and rich would read `[…]` as markup.
+        out.add_row(kind, Text(id_), Text(title), _number(r["totalViews"]),
+                    _number(r["uniqueViews"]))
     return out
 
 
+def _shown(n: int, limit: int | None) -> str:
+    rows = f"{n:,} row{'s' if n != 1 else ''}"
+    return f"{rows} (the first {limit:,}: raise --limit for more)" if limit and n >= limit \
+        else rows
+
+
+def referrers_table(rows: Sequence[dict[str, Any]]) -> Table:
+    out = Table(title="Top external referrers", title_justify="left")
+    out.add_column("Referrer", overflow="fold")
+    out.add_column("Views", justify="right")
+    out.add_column("")
+    most = max((r["views"] for r in rows), default=1) or 1
+    for r in rows:
+        out.add_row(Text(r["host"]), _number(r["views"]), _bar(r["views"], most))
+    return out
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A run of empty buckets, shown as one line."""
+
+    count: int
+    bucket: str
+
+    def __str__(self) -> str:
+        return f"… {self.count:,} empty {self.bucket}{'s' if self.count != 1 else ''} …"
+
+
+def fold(points: Iterable[dict[str, Any]], bucket: str,
+         at: int = FOLD_AT) -> list[dict[str, Any] | Fold]:
+    """The points with every run of at least `at` empty buckets replaced by one `Fold`."""
+    out: list[dict[str, Any] | Fold] = []
+    run: list[dict[str, Any]] = []
+    for p in [*points, None]:
+        if p is not None and not p["totalViews"] and not p["uniqueViews"]:
+            run.append(p)
+            continue
+        out.extend([Fold(len(run), bucket)] if len(run) >= at else run)
+        run = []
+        if p is not None:
+            out.append(p)
+    return out
+
+
+def timeline_table(points: Sequence[dict[str, Any]], bucket: str) -> Table:
+    out = Table(title=f"Views per {bucket} (UTC)", title_justify="left", show_footer=True)
+    out.add_column("From", footer="Total")
+    out.add_column("Total", justify="right", footer=_number(sum(p["totalViews"] for p in points)))
+    out.add_column("Unique", justify="right",
+                   footer=_number(sum(p["uniqueViews"] for p in points)))
+    out.add_column("")
+    most = max((p["totalViews"] for p in points), default=1) or 1
+    for p in fold(points, bucket):
+        if isinstance(p, Fold):
+            out.add_row(Text(str(p), style="dim"), "", "", "")
+            continue
+        when = p["t"].replace("T", " ").removesuffix(":00Z")
+        if bucket == "day":
+            when = when.removesuffix(" 00:00")
+        out.add_row(when, _number(p["totalViews"]), _number(p["uniqueViews"]),
+                    _bar(p["totalViews"], most))
+    return out
+
+
+def table(ns: argparse.Namespace, rows: list[dict[str, Any]]) -> Table:
+    if ns.what == "pages":
+        return pages_table(rows, ns.limit or LIMITS["pages"])
+    if ns.what == "referrers":
+        return referrers_table(rows)
+    return timeline_table(rows, ns.bucket)
+
+
 def _bar(value: int, most: int, width: int = 30) -> str:
-    return "█" * round(width * value / most) if value else ""
+    return "█" * max(1, round(width * value / most)) if value else ""
 
 
 def run(ns: argparse.Namespace) -> int:
     path, params = query(ns)
-    url = ns.url.rstrip("/") + path + ("?" + urlencode(params) if params else "")
+    base = ns.url.rstrip("/")
+    url = base + path + ("?" + urlencode(params) if params else "")
     try:
         rows = fetch(url)
+        missing = never_counted(base, ns) if _empty(ns.what, rows) else None
     except ReportError as exc:
         print(f"livecount report: {exc}", file=sys.stderr)
         return 2
+    if missing:
+        print(f"livecount report: {missing}", file=sys.stderr)
+        return NEVER_COUNTED
     if ns.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        Console().print(table(ns.what, rows))
+        Console().print(table(ns, rows))
     return 0

@@ -17,20 +17,32 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.support import ROOT, Launch, eventually
+from tests.support import ROOT, Launch, Served, eventually, http_get
 
 ARTICLES = 5
 
 
-async def loadtest(url: str, *args: str) -> dict[str, Any]:
-    """Run `livecount loadtest --json`; it must exit 0 and print its report."""
+async def command(url: str, *args: str) -> tuple[int, str, str]:
+    """Run `livecount loadtest`: its exit code, stdout and stderr."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "livecount", "loadtest", "--url", url, "--json", *args,
+        sys.executable, "-m", "livecount", "loadtest", "--url", url, *args,
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()[-2000:]
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def loadtest(url: str, *args: str) -> dict[str, Any]:
+    """Run `livecount loadtest --json`; it must exit 0 and print its report."""
+    code, out, err = await command(url, "--json", *args)
+    assert code == 0, err[-2000:]
     report: dict[str, Any] = json.loads(out)
     return report
+
+
+async def listed(served: Served) -> dict[str, int]:
+    """The ids `/api/pages` lists, posts and pages, with their total views."""
+    _, _, body = await asyncio.to_thread(http_get, served.http + "/api/pages?limit=1000")
+    return {r.get("articleId") or r["pageName"]: r["totalViews"] for r in json.loads(body)}
 
 
 async def reader_total(store: Store) -> int:
@@ -133,3 +145,49 @@ async def test_pipelined_views_are_each_answered_and_counted_once(launch: Launch
         counts = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in ids]
     assert sum(c["totalViews"] for c in counts) == report["sent"]
     await eventually(lambda: reader_total(local_store), lambda n: n == report["sent"])
+
+
+async def test_a_store_that_counts_a_real_site_is_refused_unless_asked(launch: Launch):
+    """A store with only load tests' rows is fair game; one real post, and nothing is
+    sent until --into-real-site says so."""
+    served = await launch()
+    first = await loadtest(served.ws, "--connections", "1", "--max-views", "5",
+                           "--articles", "1")
+    assert first["acked"] == 5
+    await eventually(lambda: listed(served), lambda ids: "loadtest-0" in ids)
+    again = await loadtest(served.ws, "--connections", "1", "--max-views", "5",
+                           "--articles", "1", "--article-prefix", "again-")
+    assert again["acked"] == 5  # a load test's rows are no real site
+    async with connect(served.ws) as ws:
+        await ws.send(json.dumps({"message": "views", "articleId": "hello-world",
+                                  "articleTitle": "Hello"}))
+        assert json.loads(await ws.recv())["message"] == "views"
+    await eventually(lambda: listed(served),
+                     lambda ids: "hello-world" in ids and ids.get("again-0") == 5)
+
+    code, out, err = await command(served.ws, "--connections", "1", "--max-views", "5",
+                                   "--articles", "1", "--article-prefix", "again-")
+    assert code == 2 and out == ""
+    assert err.startswith(f"livecount loadtest: {served.ws} counts a real site (hello-world)")
+    assert "livecount serve --port 8081 --table-prefix loadtest- --data-dir data-loadtest" in err
+    assert "--into-real-site" in err
+    assert (await listed(served))["again-0"] == 5  # nothing more was sent
+
+    code, out, err = await command(served.ws, "--connections", "1", "--max-views", "5",
+                                   "--articles", "1", "--article-prefix", "asked-",
+                                   "--into-real-site", "--json")
+    assert code == 0, err
+    assert json.loads(out)["acked"] == 5
+    await eventually(lambda: listed(served), lambda ids: "asked-0" in ids)
+
+
+async def test_progress_off_a_terminal_is_plain_lines(launch: Launch):
+    served = await launch()
+    code, out, err = await command(served.ws, "--connections", "2", "--duration", "1",
+                                   "--articles", "1")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert "loadtest opening: 0 of 2 sockets" in lines
+    assert "loadtest opening: 2 of 2 sockets" in lines
+    assert lines[-1].startswith("loadtest load: 1 of 1 s, ") and "views/s" in lines[-1]
+    assert "views sent" in out  # the report itself, on stdout

@@ -4,11 +4,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from livecount.aws import store_requests
 from livecount.aws.store import Store
 from livecount.core.ledger import SITE, Counts, Delta, Flush, FlushResult, Row, Write
 from livecount.core.pages import Target
+from livecount.core.replication import Copy
+from livecount.core.stream_copy import ReaderWrite
 
 from tests.support import flush_of
 
@@ -297,3 +299,41 @@ async def test_batches_without_returning_still_store_every_write_once(local_stor
     assert settled(await store.flush(flush_of(targets={A: Delta(1, 1)})))
     assert once.calls["batch_execute_statement"] == calls + 1  # asked once, without it
     assert await writer_counts(local_store) == {"a": Counts(4, 3), "b": Counts(1, 1)}
+
+
+class RefusesSecond(Spy):
+    """An endpoint that refuses its second batch as invalid, as a whole."""
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        async def call(**kwargs: Any) -> Any:
+            self.calls[name] += 1
+            if name == "batch_execute_statement" and self.calls[name] == 2:
+                raise ClientError({"Error": {"Code": "ValidationException", "Message": "no"},
+                                   "ResponseMetadata": {"HTTPStatusCode": 400}},
+                                  "BatchExecuteStatement")
+            return await method(**kwargs)
+
+        return call
+
+
+async def test_copies_still_batched_when_batches_go_off_are_sent_one_a_request(
+        local_store: Store):
+    tables = local_store.tables
+    articles = [f"r{i}" for i in range(30)]
+    for a in articles:  # there already: a store that does not know it INSERTs first
+        await local_store.ddb.put_item(TableName=tables.reader, Item={
+            "articleId": {"S": a}, "totalViews": {"N": "1"}, "uniqueViews": {"N": "1"},
+            "version": {"N": "1"}})
+    once = RefusesSecond(local_store.ddb_once)
+    stream = Store(local_store.ddb, local_store.streams, tables, ddb_once=once).stream
+    writes = [ReaderWrite(str(n), "put", Copy("put", {"articleId": {"S": a}}, 2, {
+        "articleId": {"S": a}, "totalViews": {"N": "2"}, "uniqueViews": {"N": "2"},
+        "version": {"N": "2"}}).request(tables.reader), None) for n, a in enumerate(articles)]
+    # The first batch's 25 are DuplicateItems, to go round again as UPDATEs; the second
+    # batch is refused, which turns batching off: the 25 go one a request instead.
+    assert await stream.copy_many(writes) == [True] * 30
+    assert once.calls["batch_execute_statement"] == 2
+    items = (await local_store.ddb.scan(TableName=tables.reader, ConsistentRead=True))["Items"]
+    assert {i["articleId"]["S"]: i["version"]["N"] for i in items} == dict.fromkeys(articles, "2")

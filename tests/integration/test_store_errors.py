@@ -123,3 +123,19 @@ async def test_the_store_raises_its_error_classes(proxied: tuple[FaultProxy, Sto
     proxy.set("pass")
     assert (await store.flush(flush_of(targets={A: Delta(1, 1)}))).applied == {
         A: (1, 1)}
+
+
+async def test_a_store_away_at_start_does_not_turn_batching_off(
+        proxied: tuple[FaultProxy, Store]) -> None:
+    """A batch with no answer (a lost connection, a timeout) says nothing about PartiQL:
+    only error answers count as the endpoint taking no batches, or a store briefly
+    away at start would cost batching for good."""
+    proxy, store = proxied
+    proxy.set("cut", only="BatchExecuteStatement")  # applied, the answer lost
+    for _ in range(5):
+        result = await store.flush(flush_of(targets={A: Delta(1, 1)}))
+        assert A in result.applied  # resent one a request: applied before
+    assert store.batching
+    proxy.set("pass")
+    assert (await store.flush(flush_of(targets={A: Delta(1, 1)}))).applied[A][0] == 6
+    assert store.batching

@@ -86,7 +86,7 @@ def test_report_subcommands_each_have_their_help(capsys):
     assert len(set(texts.values())) == 3
     assert "--sort {total,unique,title}" in texts[("report", "pages")]
     assert "--bucket {hour,day}" in texts[("report", "timeline")]
-    assert "--article" not in texts[("report", "pages")]
+    assert "--article ID" not in texts[("report", "pages")]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -4,6 +4,7 @@ from typing import Any
 
 import msgspec
 from livecount.core import journal, protocol
+from livecount.core.admission import GONE_KEPT
 from livecount.core.engine import Close, Engine, Outcome, PendingView, Settings
 from livecount.core.ledger import Counts, FlushResult, Ledger
 from livecount.core.pages import Target
@@ -206,3 +207,17 @@ def test_a_bot_that_left_is_still_not_counted():
     e.loaded({A: Counts(0, 0)})
     late = e.handle("bot", out.again, T)  # type: ignore[arg-type]
     assert late.bot and late.view is None and e.ledger.pending_views == 0
+
+
+def test_a_socket_that_left_keeps_its_rate_for_a_while():
+    """Frames read before a close are judged by the socket that sent them; the
+    memory of closed sockets is bounded."""
+    e = engine(rate_limit=1.0, rate_burst=1.0)
+    e.loaded({A: Counts(0, 0)})
+    assert e.receive("s", frame(articleId="a"), T).refused is None
+    e.closed("s")
+    assert e.receive("s", frame(articleId="a"), T).refused == "rate_limited"
+    for n in range(GONE_KEPT):
+        assert e.opened(f"other{n}", "10.0.0.7", None, None, T) is None
+        e.closed(f"other{n}")
+    assert e.receive("s", frame(articleId="a"), T).refused is None  # forgotten

@@ -8,7 +8,8 @@ import pytest
 from livecount.core import journal
 from livecount.core.ledger import SITE, Counts, FlushResult, Ledger, Row
 from livecount.core.pages import Target
-from livecount.node.journal import Disk, Journal, JournalBusy
+from livecount.node.journal import Journal, JournalBusy
+from livecount.node.journal_files import RESERVE, RESERVE_BYTES, Disk, JournalFiles
 
 A, B = Target("post", "a"), Target("page", "Home_Page")
 H = "2026-11-24T07"
@@ -135,10 +136,17 @@ def test_rejected_writes_are_not_replayed():
 
 
 class FailingDisk(Disk):
-    """Writes fail while `full` is set, after writing part of the data, as ENOSPC does."""
+    """Writes fail while `full` is set, after writing part of the data, as ENOSPC does;
+    cuts fail while `stuck` is set."""
 
     def __init__(self) -> None:
         self.full = False
+        self.stuck = False
+
+    def truncate(self, fd: int, size: int) -> None:
+        if self.stuck:
+            raise OSError(5, "Input/output error")
+        super().truncate(fd, size)
 
     def append(self, fd: int, data: bytes) -> None:
         if self.full:
@@ -252,3 +260,38 @@ async def test_a_rotation_behind_unstored_records_does_not_happen(tmp_path: Path
     await log.rotate(6)  # a later batch: the ledger says not idle
     await log.close()
     assert [r[0] for r in Journal(tmp_path).read()] == ["v"]
+
+
+async def test_a_full_disk_gives_up_the_ballast_and_a_rotation_brings_it_back(tmp_path: Path):
+    disk = FailingDisk()
+    log = Journal(tmp_path, disk)
+    log.open()
+    ballast = tmp_path / RESERVE
+    assert ballast.stat().st_size == RESERVE_BYTES
+    disk.full = True
+    with pytest.raises(Exception, match="journal could not write"):
+        await log.append(journal.view_record(A, False, H, None, None))
+    assert not ballast.exists()  # its room is for the flushes' records
+    disk.full = False
+    await log.rotate(3)
+    await log.close()
+    assert ballast.stat().st_size == RESERVE_BYTES
+
+
+def test_a_cut_that_failed_is_made_before_the_next_batch(tmp_path: Path):
+    """A torn batch the disk would not cut off must not stay in front of later ones:
+    replayed, it would count a view that was answered `unavailable`."""
+    disk = FailingDisk()
+    files = JournalFiles(tmp_path, disk)
+    files.open()
+    with files.batch():
+        files.append(journal.view_record(A, False, H, None, None) + b"\n")
+    disk.full = disk.stuck = True
+    with pytest.raises(OSError, match="No space"), files.batch():
+        files.append(journal.view_record(B, False, H, None, None) + b"\n")
+    disk.full = disk.stuck = False
+    with files.batch():
+        files.append(journal.view_record(A, True, H, None, None) + b"\n")
+    files.close()
+    assert [(r[1], r[3]) for r in JournalFiles(tmp_path).read()] == [
+        ("post", False), ("post", True)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import json
 import random
@@ -247,3 +248,170 @@ def test_the_descriptor_limit_is_raised_only_within_the_hard_limit():
     if hard != resource.RLIM_INFINITY:
         with pytest.raises(OSError, match="ulimit -Hn"):
             loadtest.raise_fd_limit(hard + 1)
+
+
+# -- falling behind the target rate ---------------------------------------------------------
+def _paced(**changes: object) -> loadtest.Report:
+    """A run of 100 views/s for 2 s on 2 sockets of 3 slots, replies at 1.5 ms."""
+    return _report(**{"target_rate": 100.0, "errors": {}, "sent": 200, "acked": 200,
+                      "acked_in_window": 200, "views_per_s": 100.0, **changes})
+
+
+def test_a_run_that_kept_up_or_had_no_target_names_no_limit():
+    assert _paced().shortfall() == [] and _paced().to_json()["limited_by"] == []
+    assert _paced(views_per_s=91.0).shortfall() == []
+    assert _report(views_per_s=1.0, missed=50).shortfall() == []  # no --rate: no target
+    assert not any("target" in n for n in _paced().notes())
+
+
+def test_a_saturated_client_names_its_own_cpu():
+    r = _paced(views_per_s=60.0, missed=80, client_cpu_pct=99.0, client_saturated=True)
+    assert [code for code, _ in r.shortfall()] == ["client_cpu", "replies"]
+    note, = r.notes()  # the CPU is said once, in the shortfall
+    assert note.startswith("Behind the target of 100 views/s (60 answered a second). "
+                           "Limited by the client's own CPU (99% of a core)")
+
+
+def test_rate_limit_errors_are_named_with_what_to_do():
+    r = _paced(views_per_s=40.0, acked=80, acked_in_window=80,
+               errors={"rate_limited": 120, "too_large": 1})
+    assert [code for code, _ in r.shortfall()] == ["rate_limited", "errors"]
+    assert r.to_json()["limited_by"] == ["rate_limited", "errors"]
+    note = r.notes()[0]
+    assert "120 views were refused rate_limited" in note and "--connections" in note
+    assert "too_large 1" in note
+
+
+def test_a_full_in_flight_window_names_the_servers_replies():
+    r = _paced(views_per_s=50.0, missed=100)
+    (code, text), = r.shortfall()
+    assert code == "replies"
+    assert "100 views found every socket with --in-flight 3 views unanswered" in text
+    # 2 sockets x 3 slots at 1.5 ms a reply
+    assert "about 4,000 views/s" in text and "raise --connections or --in-flight" in text
+
+
+def test_replies_still_missing_at_the_end_are_the_fallback():
+    r = _paced(views_per_s=70.0, acked_in_window=140)
+    assert r.shortfall() == [("replies", "the server's replies: 140 of the 200 views sent "
+                                         "were answered within the load")]
+
+
+# -- progress -------------------------------------------------------------------------------
+def test_progress_off_a_terminal_is_plain_lines_every_few_seconds():
+    out = io.StringIO()
+    now = [0.0]
+    display = loadtest._Display(True, Console(file=out, force_terminal=False), every=5.0,
+                                clock=lambda: now[0])
+    assert display.plain and display.progress is None
+    with display.phase("load", 10, " s"):
+        for t in (1.0, 2.0, 4.9, 5.0, 7.0, 10.0):
+            now[0] = t
+            display.update(t, f"{int(t * 100)} views/s, 0 errors")
+    assert out.getvalue().splitlines() == [
+        "loadtest load: 0 of 10 s",
+        "loadtest load: 5 of 10 s, 500 views/s, 0 errors",
+        "loadtest load: 10 of 10 s, 1000 views/s, 0 errors",  # 10 s after the last line
+        "loadtest load: 10 of 10 s, 1000 views/s, 0 errors",  # the phase's end
+    ]
+
+
+def test_progress_on_a_terminal_is_a_bar_whose_remaining_time_is_labelled():
+    out = io.StringIO()
+    display = loadtest._Display(True, Console(file=out, force_terminal=True, width=120))
+    assert display.progress is not None and not display.plain
+    with display.phase("opening", 4, " sockets"):
+        display.update(2, "1 failed")
+        display.progress.refresh()
+    text = out.getvalue()
+    assert "2/4 sockets" in text and "1 failed" in text and "left" in text
+
+
+def test_no_progress_with_json():
+    out = io.StringIO()
+    display = loadtest._Display(False, Console(file=out, force_terminal=False))
+    with display.phase("load", 1, " s"):
+        display.update(1, "x")
+    assert out.getvalue() == "" and display.progress is None
+
+
+# -- the real site's safety -----------------------------------------------------------------
+@pytest.mark.parametrize("ws, http", [
+    ("ws://127.0.0.1:8080/ws", "http://127.0.0.1:8080"),
+    ("wss://blog.example/ws", "https://blog.example:443"),
+    ("ws://[::1]:81/ws/", "http://[::1]:81"),
+    ("ws://h.example:9/livecount/ws", "http://h.example:9/livecount"),
+])
+def test_the_api_is_beside_the_websocket(ws, http):
+    assert loadtest.api_base(ws) == http
+
+
+def test_pages_and_posts_outside_the_load_tests_prefixes_are_a_real_site():
+    rows: list[dict[str, object]] = [
+        {"articleId": "loadtest-3", "totalViews": 1}, {"articleId": "lt-1"},
+        {"pageName": "Home_Page"}, {"articleId": "hello-world"}, {"articleId": "lt"},
+        {"articleId": "old-7", "articleTitle": "Load test old-7"},  # a run with its own prefix
+        {"articleId": "old-8", "articleTitle": "Load test old-7"}]
+    assert loadtest.real_pages(rows, "lt-") == ["Home_Page", "hello-world", "lt", "old-8"]
+    assert loadtest.real_pages(rows[:2], "lt-") == []
+    assert loadtest.real_pages(rows[:2], "loadtest-") == ["lt-1"]
+
+
+def _stored(monkeypatch, answers: dict[str, object]) -> list[str]:
+    asked: list[str] = []
+
+    def fetch(url: str) -> object:
+        asked.append(url)
+        answer = answers[url.partition("sort=")[2].partition("&")[0]]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(loadtest, "fetch", fetch)
+    return asked
+
+
+def test_a_store_with_a_real_site_is_refused_with_the_separate_prefix_way(monkeypatch):
+    opts = loadtest.Options(url="ws://127.0.0.1:8080/ws")
+    asked = _stored(monkeypatch, {
+        "total": [{"articleId": "loadtest-1"}] + [{"articleId": f"p{i}"} for i in range(6)],
+        "title": [{"pageName": "About_Page"}, {"articleId": "p0"}]})
+    message, code = loadtest.refusal(opts)  # type: ignore[misc]
+    assert code == 2
+    assert asked == ["http://127.0.0.1:8080/api/pages?sort=total&limit=1000",
+                     "http://127.0.0.1:8080/api/pages?sort=title&limit=1000"]
+    assert message.startswith("ws://127.0.0.1:8080/ws counts a real site (p0, p1, p2, p3, p4 "
+                              "and 2 more): a load test's views would stay in its stats")
+    assert "livecount serve --port 8081 --table-prefix loadtest- --data-dir data-loadtest" \
+        in message
+    assert "--into-real-site" in message
+
+
+def test_a_store_of_load_tests_only_is_not_refused(monkeypatch):
+    _stored(monkeypatch, {"total": [{"articleId": "loadtest-1"}], "title": []})
+    assert loadtest.refusal(loadtest.Options(url="ws://127.0.0.1:1/ws")) is None
+
+
+def test_a_server_that_cannot_be_asked_is_refused(monkeypatch):
+    from livecount.tools.report import ReportError
+
+    _stored(monkeypatch, {"total": ReportError("cannot reach it; is `livecount serve` running?")})
+    message, code = loadtest.refusal(loadtest.Options(url="ws://127.0.0.1:1/ws"))  # type: ignore[misc]
+    assert code == 1 and "is `livecount serve` running?" in message
+    assert "pass --into-real-site" in message
+    _stored(monkeypatch, {"total": {"not": "a list"}})
+    message, code = loadtest.refusal(loadtest.Options(url="ws://127.0.0.1:1/ws"))  # type: ignore[misc]
+    assert code == 1 and "did not answer a list of pages" in message
+
+
+def test_the_help_shows_the_separate_store_and_the_flag(capsys):
+    top = argparse.ArgumentParser()
+    loadtest.register(top.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        top.parse_args(["loadtest", "--help"])
+    text = capsys.readouterr().out
+    assert "--into-real-site" in text
+    assert "livecount serve --port 8081 --table-prefix loadtest- --data-dir data-loadtest\n" \
+           "  livecount loadtest --url ws://127.0.0.1:8081/ws" in text
+    assert top.parse_args(["loadtest"]).into_real_site is False
+    assert top.parse_args(["loadtest", "--into-real-site"]).into_real_site is True

@@ -96,6 +96,10 @@ class Ledger:
         self._bases = Bases()  # what the store was seen to hold
         self._counts: WriteOrder[Target] = WriteOrder()
         self._rows: WriteOrder[Row] = WriteOrder()  # report rows, taken on their own cadence
+        # Views not yet spread over their report rows: (target, hour, referrer host) →
+        # [total, unique]. One dict entry a view instead of four rows; `_spread` makes
+        # the rows when a take or a replay asks for them.
+        self._unspread: dict[tuple[Target, str, str | None], list[int]] = {}
         self._indexed: set[Target] = set()
         self._flights: dict[int, Flush] = {}  # taken, not completed, by sequence number
         self._holding: dict[int, Flush] = {}  # completed, keys held until released
@@ -131,8 +135,8 @@ class Ledger:
     @property
     def idle(self) -> bool:
         """Nothing accepted waits for the store: every view so far is stored."""
-        return not (self._counts.waiting or self._rows.waiting or self._flights
-                    or self._holding)
+        return not (self._counts.waiting or self._unspread or self._rows.waiting
+                    or self._flights or self._holding)
 
     @property
     def in_flight(self) -> int:
@@ -142,7 +146,8 @@ class Ledger:
     def waiting(self, rows: bool = True, counts: bool = True) -> bool:
         """Whether a take of the same kinds could find anything. Cheap, and may say
         yes when everything waiting is held by flushes in flight."""
-        return (counts and self._counts.waiting) or (rows and self._rows.waiting)
+        return (counts and self._counts.waiting) or (
+            rows and bool(self._unspread or self._rows.waiting))
 
     def outstanding(self) -> tuple[dict[Target | Row, tuple[int, int]],
                                    dict[Target | Row, Write]]:
@@ -151,7 +156,7 @@ class Ledger:
         replay must rebuild."""
         pending: dict[Target | Row, tuple[int, int]] = {}
         writes: dict[Target | Row, Write] = {}
-        for order in (self._counts, self._rows):
+        for order in (self._counts, self._spread()):
             deltas, unknown = order.outstanding()
             pending.update(deltas.items())
             writes.update(unknown.items())
@@ -170,12 +175,25 @@ class Ledger:
             raise Busy(f"{self._pending_views} views wait for the store")
         unique = 0 if refreshed else 1
         self._counts.add(target, unique, title)
-        for ref in (target.ref, SITE):
-            self._rows.add(Row("timeline", ref, hour), unique)
-            if referrer:
-                self._rows.add(Row("referrer", ref, referrer), unique)
+        if (seen := self._unspread.get(key := (target, hour, referrer or None))) is None:
+            self._unspread[key] = [1, unique]
+        else:
+            seen[0] += 1
+            seen[1] += unique
         self._pending_views += 1
         return self.current(target)
+
+    def _spread(self) -> WriteOrder[Row]:
+        """The report rows, with every view recorded so far spread over them."""
+        if self._unspread:
+            unspread, self._unspread = self._unspread, {}
+            add = self._rows.add
+            for (target, hour, referrer), (total, unique) in unspread.items():
+                for ref in (target.ref, SITE):
+                    add(Row("timeline", ref, hour), unique, None, total)
+                    if referrer:
+                        add(Row("referrer", ref, referrer), unique, None, total)
+        return self._rows
 
     def observe(self, target: Target, counts: Counts) -> bool:
         """Merge a count read from the store; True when the visible count changed."""
@@ -206,7 +224,7 @@ class Ledger:
         if seq in self._flights or seq in self._holding:
             raise RuntimeError(f"flush {seq} is already in flight")
         targets = self._counts.take(seq) if counts else {}
-        flush = Flush(seq, targets, self._rows.take(seq) if rows else {},
+        flush = Flush(seq, targets, self._spread().take(seq) if rows else {},
                       set(targets) - self._indexed)
         if flush:
             self._flights[seq] = flush

@@ -58,12 +58,12 @@ class WriteOrder(Generic[K]):
         write = self.unsettled.get(key)
         return self.sending.get(key) if write is None else write
 
-    def add(self, key: K, unique: int, title: str | None = None) -> None:
-        """One view of `key`."""
+    def add(self, key: K, unique: int, title: str | None = None, total: int = 1) -> None:
+        """`total` views of `key` (one by default), `unique` of them unique."""
         delta = self.pending.get(key)
         if delta is None:
             delta = self.pending[key] = Delta()
-        delta.total += 1
+        delta.total += total
         delta.unique += unique
         if title:
             delta.title = title

@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from livecount.core.errors import JournalUnavailable
 from livecount.logs import error, log
@@ -33,15 +33,22 @@ class JournalBusy(RuntimeError):
     pass
 
 
-Then = Callable[[Any, BaseException | None], None]  # (what apply returned, or the failure)
+class Views(Protocol):
+    """Where a view's record goes once written: the per-view path has no future and no
+    closure of its own, only the token it was appended with."""
+
+    def stored(self, token: Any) -> None: ...
+
+    def failed(self, token: Any, failure: BaseException) -> None: ...
 
 
 @dataclass(slots=True)
 class _Entry:
     data: bytes | None  # None: a sync point, nothing to write
     apply: Callable[[], Any] | None
-    waiter: asyncio.Future[Any] | Then
+    waiter: asyncio.Future[Any] | None
     rotate: int | None = None  # start a new file with this last sequence number first
+    view: Any = None  # a view's token for `Journal.views` (then `waiter` is None)
 
 
 class Journal:
@@ -52,6 +59,7 @@ class Journal:
         # Whether everything written so far is stored (the node sets it to its
         # ledger's `idle`); asked, in the file's order, before each rotation.
         self.idle: Callable[[], bool] = lambda: True
+        self.views: Views | None = None  # the node's sockets, for `append_view`
         self._queue: list[_Entry] = []
         self._wake = asyncio.Event()
         self._lock: Any = None
@@ -107,10 +115,10 @@ class Journal:
         """Queue a record; the future resolves to `apply()`, run once it is on disk."""
         return self._enqueue(_Entry(record, apply, self._future()))
 
-    def append_then(self, record: bytes, apply: Callable[[], Any], then: Then) -> None:
-        """`append` without a future, for the per-view path: `then(apply(), None)` once
-        the record is on disk, or `then(None, error)` if it could not be written."""
-        self._queue.append(_Entry(record, apply, then))
+    def append_view(self, record: bytes, token: Any) -> None:
+        """`append` for the per-view path: `views.stored(token)` once the record is on
+        disk, in the file's order, or `views.failed(token, error)` if it could not be."""
+        self._queue.append(_Entry(record, None, None, view=token))
         self._wake.set()
 
     def rotate(self, last_seq: int, first: bool = False) -> asyncio.Future[Any]:
@@ -153,7 +161,7 @@ class Journal:
                         any(e.data is not None for e in batch[:i]) or not self.idle()):
                     entry.rotate = None
             try:
-                await asyncio.to_thread(self._write, batch)
+                await asyncio.to_thread(self._write, self._segments(batch))
             except OSError as exc:
                 if self.healthy:
                     error("journal_failed", exc)
@@ -163,29 +171,27 @@ class Journal:
                 failure = JournalUnavailable(
                     f"the journal could not write ({exc.strerror or exc}); nothing counted")
                 for entry in batch:
-                    if isinstance(entry.waiter, asyncio.Future):
-                        if not entry.waiter.done():
-                            entry.waiter.set_exception(failure)
-                    else:
-                        entry.waiter(None, failure)
+                    if entry.view is not None:
+                        assert self.views is not None
+                        self.views.failed(entry.view, failure)
+                    elif entry.waiter is not None and not entry.waiter.done():
+                        entry.waiter.set_exception(failure)
                 continue
             if not self.healthy:
                 log("journal_recovered")
                 self.healthy = True
+            views = self.views
             for entry in batch:
-                self._settle(entry)
+                if entry.view is not None:
+                    assert views is not None
+                    views.stored(entry.view)
+                else:
+                    self._settle(entry)
 
     @staticmethod
     def _settle(entry: _Entry) -> None:
         waiter = entry.waiter
-        if not isinstance(waiter, asyncio.Future):
-            try:
-                result = entry.apply() if entry.apply is not None else None
-            except Exception as exc:  # a bug in apply: its caller hears of it
-                waiter(None, exc)
-            else:
-                waiter(result, None)
-            return
+        assert waiter is not None
         if waiter.done():  # its caller went away; the record still applies
             if entry.apply is not None:
                 entry.apply()
@@ -195,19 +201,29 @@ class Journal:
         except Exception as exc:  # a bug in apply: its caller hears of it, nobody else
             waiter.set_exception(exc)
 
-    def _write(self, batch: list[_Entry]) -> None:
+    @staticmethod
+    def _segments(batch: list[_Entry]) -> list[tuple[bytes, int | None]]:
+        """The batch's bytes, cut where a rotation starts the file afresh. Joined here,
+        on the loop: the thread then holds the GIL for nothing but its system calls."""
+        segments: list[tuple[bytes, int | None]] = []
+        records: list[bytes] = []
+        for entry in batch:
+            if entry.rotate is not None:
+                segments.append((b"".join(records), entry.rotate))
+                records = []
+            elif entry.data is not None:
+                records += (entry.data, b"\n")
+        segments.append((b"".join(records), None))
+        return segments
+
+    def _write(self, segments: list[tuple[bytes, int | None]]) -> None:
         """One batch, all or nothing (see `JournalFiles.batch`), in the queue's order:
-        a rotation writes what comes before it, then starts the file afresh."""
-        data = bytearray()
+        each segment's bytes, then the rotation that follows it, if any."""
         with self.files.batch():
-            for entry in batch:
-                if entry.rotate is not None:
-                    self.files.append(bytes(data))
-                    data.clear()
-                    self.files.restart(entry.rotate)
-                elif entry.data is not None:
-                    data += entry.data + b"\n"
-            self.files.append(bytes(data))
+            for data, rotate in segments:
+                self.files.append(data)
+                if rotate is not None:
+                    self.files.restart(rotate)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -291,6 +291,8 @@ class Sockets:
         self._dirty: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._all_closed = asyncio.Event()
+        self._counted = 0  # views counted since the last loop turn's metrics
+        journal.views = self
 
     def lost(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -322,39 +324,45 @@ class Sockets:
         dirty, self._dirty = self._dirty, set()
         for conn in dirty:
             conn.flush()
+        if self._counted:  # once a loop turn, not once a view
+            self.metrics.views.inc(self._counted)
+            self._counted = 0
 
-    def journal_view(self, conn: Connection, view: PendingView,
-                     slot: Slot) -> None:
-        """Journal a view; it counts, and its reply is released, once on disk."""
-        engine = self.engine
-
-        def count() -> bytes:
-            now = time.time()
-            reply = engine.count(view, now)
-            self.metrics.views.inc()
-            if self.archive is not None and view.archived is not None:
-                self.archive.add(view.archived, now)
-            return reply
-
-        def then(reply: Any, failure: BaseException | None) -> None:
-            if failure is not None:
-                engine.dropped(view)
-                exc = failure if isinstance(failure, LivecountError) else INTERNAL
-                if not isinstance(failure, LivecountError):
-                    error("handle_failed", failure)
-                self.metrics.rejected.labels(exc.code).inc()
-                reply = Outcome.error(exc).replies[0]
-            slot[0], slot[1] = reply, (None if failure is not None or view.counts is None
-                                       else (view.target, view.counts))
-            self.dirty(conn)
-
+    def journal_view(self, conn: Connection, view: PendingView, slot: Slot) -> None:
+        """Journal a view; it counts, and its reply is released, once on disk
+        (`stored`, called by the journal in the file's order)."""
         if not self.journal.healthy:
             # A failing journal (a full disk) takes the flushes' small records first:
             # they let what it holds be stored, and then it can empty itself.
-            then(None, JournalUnavailable("the journal cannot write right now; "
-                                          "nothing counted"))
+            self.failed((conn, view, slot), JournalUnavailable(
+                "the journal cannot write right now; nothing counted"))
             return
-        self.journal.append_then(view.record, count, then)
+        self.journal.append_view(view.record, (conn, view, slot))
+
+    def stored(self, token: tuple[Connection, PendingView, Slot]) -> None:
+        conn, view, slot = token
+        now = time.time()
+        try:
+            reply = self.engine.count(view, now)
+        except Exception as exc:  # a bug: that page hears `internal`, the node goes on
+            self.failed(token, exc)
+            return
+        self._counted += 1
+        if self.archive is not None and view.archived is not None:
+            self.archive.add(view.archived, now)
+        slot[0], slot[1] = reply, (None if view.counts is None else (view.target, view.counts))
+        self.dirty(conn)
+
+    def failed(self, token: tuple[Connection, PendingView, Slot],
+               failure: BaseException) -> None:
+        conn, view, slot = token
+        self.engine.dropped(view)
+        exc = failure if isinstance(failure, LivecountError) else INTERNAL
+        if not isinstance(failure, LivecountError):
+            error("handle_failed", failure)
+        self.metrics.rejected.labels(exc.code).inc()
+        slot[0], slot[1] = Outcome.error(exc).replies[0], None
+        self.dirty(conn)
 
     async def push_loop(self, stop: asyncio.Event, interval: float) -> None:
         while not await pause(stop, interval):

@@ -20,10 +20,10 @@ holds, and only views on disk are counted and answered.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 from livecount.core import archive, journal, protocol
 from livecount.core.admission import Admission
@@ -32,6 +32,7 @@ from livecount.core.hub import Hub
 from livecount.core.ledger import Counts, Flush, FlushResult, Ledger
 from livecount.core.limits import Network
 from livecount.core.pages import PageRules, Target, referrer_host
+from livecount.core.readers import Readers
 from livecount.core.reports import hour_of
 from livecount.core.settlement import Settled as Settled
 from livecount.core.settlement import Settlement
@@ -57,6 +58,15 @@ class Settings:
     max_strikes: int = 20  # refused messages in a row before a socket is closed
 
 
+class Shown(NamedTuple):
+    """What a page is told of a target: its counts and its readers now. A push that
+    would tell a page exactly what it was told last is not sent."""
+
+    total: int
+    unique: int
+    reading: int
+
+
 @dataclass(frozen=True, slots=True)
 class Close:
     code: int
@@ -74,7 +84,7 @@ class PendingView:
     host: str | None
     record: bytes
     archived: archive.ArchivedView | None
-    counts: Counts | None = None  # what its reply said, once counted
+    counts: Shown | None = None  # what its reply said, once counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +94,7 @@ class Push:
     push never shows less than a reply that went out before it."""
 
     target: Target
-    counts: Counts
+    counts: Shown
     message: bytes
     watchers: set[Any]
 
@@ -118,6 +128,7 @@ class Engine(Generic[C]):
             settings.max_connections_per_ip, settings.rate_limit, settings.rate_burst,
             settings.trusted_proxies)
         self.sockets = self.admission.sockets  # the open ones
+        self.readers: Readers[C] = Readers()
         self.settlement = Settlement(self.ledger)
         self._queued = 0  # views sent to the journal, not yet counted
         self._changed_at: dict[Target, float] = {}
@@ -131,8 +142,12 @@ class Engine(Generic[C]):
         return None
 
     def closed(self, conn: C) -> None:
+        """With or without a close frame: its page reads no more, pushed at once."""
         self.hub.drop(conn)
         self.admission.close(conn)
+        for target in self.readers.drop(conn):
+            if self.ledger.has_base(target):
+                self.hub.changed(target)
 
     def idle(self, now: float) -> list[C]:
         """Sockets that watch nothing and said nothing for `idle_timeout`: they cost
@@ -160,7 +175,11 @@ class Engine(Generic[C]):
         try:
             if isinstance(message, protocol.Views):
                 return self._views(conn, message, now)
-            if conn not in self.sockets:
+            if (socket := self.sockets.get(conn)) is None:
+                return Outcome()
+            if isinstance(message, protocol.Visibility):
+                if not socket.bot:
+                    self.moved(self.readers.visible(conn, message.visible), now)
                 return Outcome()
             targets = self._targets(message)
             if isinstance(message, protocol.Unsubscribe):
@@ -178,6 +197,7 @@ class Engine(Generic[C]):
     def _views(self, conn: C, msg: protocol.Views, now: float) -> Outcome:
         target = self.settings.pages.classify(msg.articleId, msg.currentPage)
         if target is None:
+            self.moved(self.readers.leave(conn), now)
             raise protocol.ProtocolError(
                 "unrecognised_page",
                 f"currentPage {msg.currentPage!r} is not a known page; posts need an articleId")
@@ -185,8 +205,11 @@ class Engine(Generic[C]):
             return Outcome(load=[target], again=msg)
         if (socket := self.sockets.get(conn)) is not None:
             self.hub.view(conn, target)
-            if socket.bot:  # shown the counts, not counted
-                return Outcome([self._reply(target, self.ledger.current(target))], bot=True)
+            if socket.bot:  # shown the counts, not counted, and never a reader
+                shown = Shown(*self.ledger.current(target), self.readers.now(target))
+                return Outcome([_reply(target, shown, counted=False)], bot=True)
+            if moved := self.readers.view(conn, target):
+                self.moved(moved, now)
         elif (gone := self.admission.standing(conn)) is not None and gone.bot:  # left, a bot
             return Outcome(bot=True)
         if self.ledger.pending_views + self._queued >= self.settings.max_pending_views:
@@ -218,8 +241,8 @@ class Engine(Generic[C]):
         counts = self.ledger.record(view.target, refreshed=view.refreshed, hour=view.hour,
                                     title=view.title, referrer=view.host, force=True)
         self._changed(view.target, now)
-        view.counts = counts
-        return self._reply(view.target, counts)
+        view.counts = shown = Shown(*counts, self.readers.now(view.target))
+        return _reply(view.target, shown)
 
     def dropped(self, view: PendingView) -> None:
         """The journal could not take the view: it was not counted."""
@@ -268,6 +291,12 @@ class Engine(Generic[C]):
         if self.hub.changed(target):
             self._changed_at.setdefault(target, now)
 
+    def moved(self, targets: Iterable[Target], now: float) -> None:
+        """Readers of `targets` moved (here, or on another node): push them, once shown."""
+        for target in targets:
+            if self.ledger.has_base(target):
+                self._changed(target, now)
+
     def due(self, now: float) -> tuple[list[Push], list[float]]:
         """The pushes to send now, and how long each change waited for its push."""
         pushes, waited = [], []
@@ -278,18 +307,19 @@ class Engine(Generic[C]):
                 waited.append(now - since)
         return pushes, waited
 
-    def push_now(self, target: Target) -> tuple[Counts, bytes]:
+    def push_now(self, target: Target) -> tuple[Shown, bytes]:
         """The `count` message for `target` as it stands now."""
-        counts = self.ledger.current(target)
-        return counts, protocol.encode(protocol.Count(counts.total, counts.unique,
-                                                      **{_field(target): target.id}))
-
-    @staticmethod
-    def _reply(target: Target, counts: Counts) -> bytes:
-        return protocol.encode(protocol.ViewsReply(counts.total, counts.unique,
-                                                   **{_field(target): target.id}))
+        shown = Shown(*self.ledger.current(target), self.readers.now(target))
+        return shown, protocol.encode(protocol.Count(*shown, *_ids(target)))
 
 
-def _field(target: Target) -> str:
-    return "articleId" if target.kind == "post" else "pageName"
+def _reply(target: Target, shown: Shown, counted: bool = True) -> bytes:
+    """A view's answer; a view not counted (a bot's) says so, and why."""
+    return protocol.encode(protocol.ViewsReply(
+        *shown, *_ids(target), counted=counted, reason=None if counted else "bot"))
+
+
+def _ids(target: Target) -> tuple[str | None, str | None]:
+    """`articleId` and `pageName` of a message about `target`: one of them is None."""
+    return (target.id, None) if target.kind == "post" else (None, target.id)
 

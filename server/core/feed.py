@@ -8,6 +8,12 @@ however many articles and nodes. Counts only grow and merge by maximum, so readi
 item twice (readers re-read a short window to forgive clock skew between writers)
 changes nothing. Items expire by TTL after an hour.
 
+Nodes also say, on the same feed, how many of their sockets read each post and page
+now (`Said`; see `core.readers`): a whole snapshot every few seconds, which also says
+the node is alive, and the targets that moved in between. They ride here because every
+node reads the feed every half second anyway: one more small item per change, and no
+new table, request or loop. Only numbers travel: no reader's address or id.
+
 Pure: encoding, chunking, the items and cursors; the store does the I/O. Standard
 library only (no msgspec), because the Lambda copy writes the feed too and ships as
 the core plus boto3.
@@ -18,7 +24,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal, NamedTuple
 
 from livecount.core.tables import FEED_TTL_ATTRIBUTE
 
@@ -28,6 +34,15 @@ SKEW_WINDOW_US: Final = 5_000_000  # re-read this much behind the cursor
 MAX_ITEM_BYTES: Final = 300_000  # DynamoDB's item limit is 400 KB
 
 Change = tuple[str, int, int]  # articleId, totalViews, uniqueViews
+Reading = tuple[Literal["post", "page"], str, int]  # a target's kind and id, readers now
+
+
+class Said(NamedTuple):
+    """A node's readers: its whole snapshot (`whole`), or the targets that moved."""
+
+    node: str
+    whole: bool
+    readers: list[Reading]
 
 
 def _encode(value: Any) -> bytes:
@@ -70,10 +85,19 @@ def puts(changes: Mapping[str, tuple[int, int]], table: str, writer: str, now: f
 
 def decode(payload: str | bytes) -> list[Change]:
     """The changes of one item; [] for anything that is not a list of them."""
+    value = read(payload)
+    return value if isinstance(value, list) else []
+
+
+def read(payload: str | bytes) -> list[Change] | Said:
+    """What one item says: count changes, or a node's readers; [] for anything else
+    (an item no node could have written says nothing)."""
     try:
         value = json.loads(payload)
     except ValueError:
         return []
+    if isinstance(value, dict):
+        return _said(value) or []
     if not isinstance(value, list) or not all(_is_change(c) for c in value):
         return []
     return [(c[0], c[1], c[2]) for c in value]
@@ -82,6 +106,41 @@ def decode(payload: str | bytes) -> list[Change]:
 def _is_change(value: Any) -> bool:
     return (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
             and all(type(n) is int for n in value[1:]))
+
+
+def _said(value: dict[str, Any]) -> Said | None:
+    node, whole, readers = value.get("node"), value.get("whole"), value.get("readers")
+    if not isinstance(node, str) or type(whole) is not bool or not isinstance(readers, list) \
+            or not all(_is_reading(r) for r in readers):
+        return None
+    return Said(node, whole, [(r[0], r[1], r[2]) for r in readers])
+
+
+def _is_reading(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 3 and value[0] in ("post", "page")
+            and isinstance(value[1], str) and type(value[2]) is int and value[2] >= 0)
+
+
+def says(node: str, readers: Iterable[Reading], whole: bool) -> list[bytes]:
+    """`node`'s readers as payloads, each small enough for one item. A whole snapshot
+    that needs several says so in its first: the others add to it. A whole snapshot
+    of nothing is one payload still (it says the node is alive)."""
+    def payload(batch: list[Reading], first: bool) -> bytes:
+        return _encode({"node": node, "whole": whole and first, "readers": batch})
+
+    out: list[bytes] = []
+    batch: list[Reading] = []
+    size = len(payload([], True))
+    for entry in readers:
+        cost = len(_encode(entry)) + 1
+        if batch and size + cost > MAX_ITEM_BYTES:
+            out.append(payload(batch, not out))
+            batch, size = [], len(payload([], False))
+        batch.append(entry)
+        size += cost
+    if batch or (whole and not out):
+        out.append(payload(batch, not out))
+    return out
 
 
 def stamps(now_us: int, node_salt: int, count: int) -> list[int]:

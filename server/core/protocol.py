@@ -74,19 +74,32 @@ class Unsubscribe(msgspec.Struct, tag="unsubscribe", tag_field="message", frozen
         _check_ids(self)
 
 
-Inbound = Views | Subscribe | Unsubscribe
+class Visibility(msgspec.Struct, tag="visibility", tag_field="message", frozen=True):
+    """The page's tab was hidden or shown again (the Page Visibility API): a hidden
+    page is not reading. A socket starts visible."""
+
+    visible: bool
+
+
+Inbound = Views | Subscribe | Unsubscribe | Visibility
 
 
 class ViewsReply(msgspec.Struct, tag="views", tag_field="message", omit_defaults=True, gc=False):
+    """`readingNow` is always sent, 0 included; `counted` only when false (a bot)."""
+
     totalViews: int
     uniqueViews: int
+    readingNow: int
     articleId: str | None = None
     pageName: str | None = None
+    counted: bool = True
+    reason: str | None = None
 
 
 class Count(msgspec.Struct, tag="count", tag_field="message", omit_defaults=True, gc=False):
     totalViews: int
     uniqueViews: int
+    readingNow: int
     articleId: str | None = None
     pageName: str | None = None
 
@@ -113,7 +126,7 @@ class ProtocolError(Exception):
 
 _decoder: Final = msgspec.json.Decoder(Inbound)
 _encoder: Final = msgspec.json.Encoder()
-_KNOWN = ("views", "subscribe", "unsubscribe")
+_KNOWN = ("views", "subscribe", "unsubscribe", "visibility")
 
 
 def decode(frame: str | bytes) -> Inbound:

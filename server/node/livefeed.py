@@ -1,50 +1,134 @@
-"""The live feed's reading edge: learn the counts the other nodes' stream readers
-saw. (The stream consumer, or the Lambda, writes them; what goes in a feed item and
-where a reader resumes is `core.feed`'s.)"""
+"""The live feed's edge: learn the counts the other nodes' stream readers saw, and
+tell the other nodes how many of this node's sockets read each target now.
+
+The stream consumer (or the Lambda) writes the count changes; this loop writes this
+node's readers (`feed.says`) and reads both. What goes in an item and where a reader
+resumes is `core.feed`'s; whose readers are alive is `core.readers`'.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+import zlib
 from typing import Any
 
 from livecount.aws.consumer import StreamConsumer
 from livecount.aws.store import Store
 from livecount.core import feed
 from livecount.core.engine import Engine
-from livecount.core.errors import Unavailable
+from livecount.core.errors import LivecountError, Unavailable
 from livecount.core.ledger import Counts
+from livecount.core.pages import Target
 from livecount.logs import warn_limited
 from livecount.waits import pause
 
-INTERVAL = 0.5  # seconds between live-feed reads
+INTERVAL = 0.5  # seconds between live-feed reads (and writes of readers that moved)
+LEASE_TIME = 10.0  # without a stream consumer and no `lease_time` given: the default
 
 
 class LiveFeed:
+    """Alone (this node's consumer sees no other node alive) it neither reads nor
+    writes: nobody else has pages or readers. With others, every INTERVAL it writes the
+    targets whose readers moved, and its whole snapshot every `lease_time`/4 (which says
+    it is alive too); other nodes forget its readers once it has been silent for
+    `expiry`, so a node that dies takes its readers along within `lease_time`."""
+
     def __init__(self, store: Store, engine: Engine[Any], consumer: StreamConsumer | None,
-                 ) -> None:
+                 node_id: str | None = None, lease_time: float | None = None) -> None:
         self.store = store
         self.engine = engine
         self.consumer = consumer
+        self._node_id = node_id
+        self._lease_time = lease_time
         self._cursor = time.time_ns() // 1000 * 1000
+        self._stamp = 0  # the last stamp written: this node's items only ever go up
+        self._whole_at: float | None = None  # when the last whole snapshot went (None: owed)
+
+    @property
+    def node_id(self) -> str:
+        """Its readers' name on the feed: the node id (a restart's items then replace its
+        earlier run's), else a name for this run."""
+        if self._node_id is None:
+            self._node_id = self.consumer.node_id if self.consumer else uuid.uuid4().hex
+        return self._node_id
+
+    @property
+    def lease_time(self) -> float:
+        if self._lease_time is None:
+            return self.consumer.lease_time if self.consumer else LEASE_TIME
+        return self._lease_time
+
+    @property
+    def expiry(self) -> float:
+        """Seconds of silence after which a node's readers are gone: its whole snapshot
+        comes every `lease_time`/4 (every INTERVAL at least), and what it said last is
+        read within an INTERVAL and forgotten within the next, so within `lease_time`
+        of its death (never under 4 INTERVALs, or a slow read would blink readers off)."""
+        return max(self.lease_time - 2 * INTERVAL, 4 * INTERVAL)
 
     def on_image(self, article_id: str, total: int, unique: int) -> None:
         """A count this node's stream consumer copied."""
         self.engine.observed(article_id, Counts(total, unique), time.time())
 
     async def loop(self, stop: asyncio.Event) -> None:
-        """Read the other nodes' changes every INTERVAL; alone (this node holds every
-        shard) there is nothing to read."""
+        """Write this node's readers, read the other nodes' changes and readers, and
+        forget nodes gone silent, every INTERVAL."""
+        clock = asyncio.get_running_loop().time
         while not await pause(stop, INTERVAL):
-            if self.consumer is not None and self.consumer.nodes <= 1:
-                continue
-            try:
-                items = await self.store.read_feed(feed.window_start(self._cursor))
-            except Unavailable as exc:
-                warn_limited("feed_failed", error=str(exc))
-                continue
+            alone = self.consumer is not None and self.consumer.nodes <= 1
+            if alone:
+                self.engine.readers.take_moved()
+                self._whole_at = None  # when others come, they get the whole snapshot
+            else:
+                await self._say(clock())
+                await self._read(clock())
             now = time.time()
-            for _, payload in items:
-                for article, total, unique in feed.decode(payload):
-                    self.engine.observed(article, Counts(total, unique), now)
-            self._cursor = feed.next_cursor(self._cursor, (at for at, _ in items))
+            gone = self.engine.readers.elsewhere.expire(
+                clock(), self.expiry, feed.window_start(self._cursor))
+            self.engine.moved(gone, now)
+
+    async def _say(self, now: float) -> None:
+        """This node's readers that moved since the last write, or all of them when a
+        whole snapshot is due. A write that fails is made whole the next time."""
+        readers = self.engine.readers
+        moved = readers.take_moved()
+        whole = self._whole_at is None or now - self._whole_at >= self.lease_time / 4
+        if not whole and not moved:
+            return
+        said = readers.here if whole else moved
+        payloads = feed.says(self.node_id, ((t.kind, t.id, n) for t, n in said.items()),
+                             whole)
+        wall = time.time()
+        stamps = feed.stamps(max(int(wall * 1e6), self._stamp // 1000 + 1),
+                             zlib.crc32(self.node_id.encode()), len(payloads))
+        try:
+            await self.store.write_feed(list(zip(stamps, payloads, strict=True)),
+                                        int(wall) + feed.TTL_SECONDS)
+        except LivecountError as exc:
+            warn_limited("feed_failed", error=str(exc))
+            self._whole_at = None
+            return
+        self._stamp = stamps[-1]
+        if whole:
+            self._whole_at = now
+
+    async def _read(self, now: float) -> None:
+        try:
+            items = await self.store.read_feed(feed.window_start(self._cursor))
+        except Unavailable as exc:
+            warn_limited("feed_failed", error=str(exc))
+            return
+        engine, elsewhere, wall = self.engine, self.engine.readers.elsewhere, time.time()
+        for at, payload in items:
+            said = feed.read(payload)
+            if isinstance(said, list):
+                for article, total, unique in said:
+                    engine.observed(article, Counts(total, unique), wall)
+            elif said.node != self.node_id:
+                engine.moved(elsewhere.heard(
+                    said.node, at, said.whole,
+                    ((Target(kind, id_), n) for kind, id_, n in said.readers),
+                    now), wall)
+        self._cursor = feed.next_cursor(self._cursor, (at for at, _ in items))

@@ -6,8 +6,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from livecount.core.engine import Engine
-from livecount.core.ledger import Counts
+from livecount.core.engine import Engine, Shown
 from livecount.core.pages import Target
 
 Slot = list[Any]  # [the reply's frame(s), or None until its view is on disk; what it told]
@@ -44,7 +43,7 @@ class Outbox(deque[bytes | Slot | Target | Answer]):
     def __init__(self, engine: Engine[Any]) -> None:
         super().__init__()
         self.engine = engine
-        self.told: tuple[Target, Counts] | None = None  # the last count this page was sent
+        self.told: tuple[Target, Shown] | None = None  # the last count this page was sent
 
     def ready(self) -> bytes:
         """Every entry ready at the head, framed, in order, for one write. Counts are

@@ -214,16 +214,21 @@ class Connection(asyncio.Protocol):
             self.transport.write(frame)
             outbox.told = (push.target, push.counts)
 
-    def ping(self, now: float) -> None:
+    def ping(self, now: float, send: bool) -> None:
+        """Ping when `send` and none is out; a pong late past PING_TIMEOUT means the
+        page is gone without a word (a sleeping laptop, a lost network): drop it now,
+        with no close handshake to wait for, so it stops counting as a reader."""
         if not self.open:
             return
         if self.pinged and now - self.pinged > PING_TIMEOUT:
             self.protocol.fail(1011, "keepalive ping timeout")
             self.open = False
-        elif not self.pinged:
+            self._send_protocol_data()
+            self._abort()
+        elif send and not self.pinged:
             self.pinged = now
             self.protocol.send_ping(os.urandom(4))
-        self._send_protocol_data()
+            self._send_protocol_data()
 
     def close(self, code: int, reason: str) -> None:
         """Close once every reply owed is sent: a view answered is a view counted."""
@@ -384,10 +389,11 @@ class Sockets:
             for conn in self.engine.idle(time.time()):
                 conn.close(1001, "idle")
             now = time.monotonic()
-            if now - last_ping >= PING_INTERVAL:
+            send = now - last_ping >= PING_INTERVAL
+            if send:
                 last_ping = now
-                for conn in list(self.connections):
-                    conn.ping(now)
+            for conn in list(self.connections):  # late pongs are looked for every tick
+                conn.ping(now, send)
 
     async def close_all(self, within: float) -> None:
         """Close every socket with 1001 (going away) and wait, bounded, for them."""

@@ -155,6 +155,7 @@ async def send_all(served: Served, views: list[dict[str, Any]]) -> Expected:
             assert target is not None and msg is not None
             assert storable(fields), fields
             total, unique = expected.add(target, msg)
+            assert reply.pop("readingNow") >= 1, (fields, reply)  # this page, at least
             assert reply == {"message": "views", "totalViews": total, "uniqueViews": unique,
                              ("articleId" if target.kind == "post" else "pageName"): target.id
                              }, (fields, reply)

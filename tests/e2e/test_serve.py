@@ -45,9 +45,10 @@ async def test_replies_count_the_view_and_pushes_reach_subscribers(launch: Launc
     async with connect(served.ws) as reader_page, connect(served.ws) as writer_page:
         first = await ask(reader_page, {"message": "subscribe", "articleIds": ["hello"]})
         assert first == {"message": "count", "articleId": "hello",
-                         "totalViews": 0, "uniqueViews": 0}
+                         "totalViews": 0, "uniqueViews": 0, "readingNow": 0}
         assert await view(writer_page, "hello", articleTitle="Hello") == {
-            "message": "views", "articleId": "hello", "totalViews": 1, "uniqueViews": 1}
+            "message": "views", "articleId": "hello", "totalViews": 1, "uniqueViews": 1,
+            "readingNow": 1}
         assert (await view(writer_page, "hello", refreshed=True))["totalViews"] == 2
         reply = await view(writer_page, "hello", refreshed=False)
         assert (reply["totalViews"], reply["uniqueViews"]) == (3, 2)
@@ -60,7 +61,7 @@ async def test_pages_are_counted_and_unknown_pages_are_not(launch: Launch, local
     async with connect(served.ws) as ws:
         home = await ask(ws, {"message": "views", "currentPage": "/", "previousPage": ""})
         assert home == {"message": "views", "pageName": "Home_Page",
-                        "totalViews": 1, "uniqueViews": 1}
+                        "totalViews": 1, "uniqueViews": 1, "readingNow": 1}
         assert (await ask(ws, {"message": "views", "currentPage": "/now/"}))["pageName"] == \
             "Now_Page"
         bad = await ask(ws, {"message": "views", "currentPage": "/pages/about"})

@@ -5,7 +5,7 @@ from typing import Any
 import msgspec
 from livecount.core import journal, protocol
 from livecount.core.admission import GONE_KEPT
-from livecount.core.engine import Close, Engine, Outcome, PendingView, Settings
+from livecount.core.engine import Close, Engine, Outcome, PendingView, Settings, Shown
 from livecount.core.ledger import Counts, FlushResult, Ledger
 from livecount.core.pages import Target
 
@@ -48,7 +48,8 @@ def test_a_first_view_waits_for_the_stored_count_and_never_shows_less():
     assert isinstance(pending.view, PendingView)
     assert pending.view.record == journal.view_record(A, False, pending.view.hour, None, None)
     reply = msgspec.json.decode(e.count(pending.view, T))
-    assert reply == {"message": "views", "totalViews": 11, "uniqueViews": 8, "articleId": "a"}
+    assert reply == {"message": "views", "totalViews": 11, "uniqueViews": 8, "readingNow": 1,
+                     "articleId": "a"}
 
 
 def test_nothing_counts_until_the_journal_has_it():
@@ -65,7 +66,10 @@ def test_bots_see_counts_and_are_not_counted():
     e.opened("bot", "10.0.0.2", None, "Mozilla/5.0 HeadlessChrome/120", T)
     e.loaded({A: Counts(3, 3)})
     out = e.receive("bot", frame(articleId="a"), T)
-    assert out.bot and out.view is None and answer(out)[0]["totalViews"] == 3
+    assert out.bot and out.view is None
+    assert answer(out)[0] == {"message": "views", "totalViews": 3, "uniqueViews": 3,
+                              "readingNow": 0, "articleId": "a", "counted": False,
+                              "reason": "bot"}
     assert e.ledger.pending_views == 0
 
 
@@ -102,7 +106,8 @@ def test_subscribe_answers_each_count_once_its_base_is_read():
     out = e.handle("s", out.again, T)  # type: ignore[arg-type]
     assert out.counts == (A,)  # one answer per id, read as it is sent
     assert msgspec.json.decode(e.push_now(A)[1]) == {
-        "message": "count", "totalViews": 4, "uniqueViews": 2, "articleId": "a"}
+        "message": "count", "totalViews": 4, "uniqueViews": 2, "readingNow": 0,
+        "articleId": "a"}
     bad = e.receive("s", '{"message":"subscribe","pageNames":["Nope"]}', T)
     assert bad.refused == "unknown_page"
 
@@ -159,7 +164,7 @@ def test_changes_are_pushed_to_watchers_with_their_wait():
     pushes, waited = e.due(T + 0.25)
     (push,) = pushes
     assert push.watchers == {"s"} and msgspec.json.decode(push.message)["totalViews"] == 1
-    assert push.target == A and push.counts == Counts(1, 1)
+    assert push.target == A and push.counts == Shown(1, 1, 1)
     assert waited == [0.25]
     assert e.due(T + 1) == ([], [])
 
@@ -221,3 +226,74 @@ def test_a_socket_that_left_keeps_its_rate_for_a_while():
         assert e.opened(f"other{n}", "10.0.0.7", None, None, T) is None
         e.closed(f"other{n}")
     assert e.receive("s", frame(articleId="a"), T).refused is None  # forgotten
+
+
+# -- reading now -------------------------------------------------------------------
+def reading(e: Engine[str], target: Target = A) -> int:
+    """What a push of `target` would tell its watchers now."""
+    return int(msgspec.json.decode(e.push_now(target)[1])["readingNow"])
+
+
+def pushed(e: Engine[str], now: float = T) -> dict[Target, int]:
+    return {p.target: p.counts.reading for p in e.due(now)[0]}
+
+
+def test_a_second_reader_is_pushed_to_the_first_and_a_move_to_both():
+    e = engine()
+    e.opened("s2", "10.0.0.2", None, "Mozilla/5.0", T)
+    assert view(e, articleId="a")["readingNow"] == 1
+    e.due(T)
+    assert view(e, "s2", articleId="a")["readingNow"] == 2
+    assert pushed(e) == {A: 2}  # s watches A: it learns of s2
+    e.receive("s", '{"message":"subscribe","articleIds":["a"]}', T)
+    view(e, articleId="b")  # s moves to B; still subscribed to A
+    assert pushed(e) == {A: 1, B: 1}
+
+
+def test_a_hidden_tab_stops_reading_and_is_pushed():
+    e = engine()
+    e.opened("s2", "10.0.0.2", None, "Mozilla/5.0", T)
+    view(e, articleId="a")
+    view(e, "s2", articleId="a")
+    e.due(T)
+    assert e.receive("s2", '{"message":"visibility","visible":false}', T) == Outcome()
+    assert pushed(e) == {A: 1}
+    e.receive("s2", '{"message":"visibility","visible":true}', T)
+    assert pushed(e) == {A: 2}
+
+
+def test_a_closed_socket_stops_reading_at_once():
+    e = engine()
+    e.opened("s2", "10.0.0.2", None, "Mozilla/5.0", T)
+    view(e, articleId="a")
+    view(e, "s2", articleId="a")
+    e.due(T)
+    e.closed("s2")  # with or without a close frame: the transport is gone
+    assert pushed(e) == {A: 1} and reading(e) == 1
+    e.closed("s")
+    assert reading(e) == 0 and e.readers.sockets == 0
+
+
+def test_a_view_of_a_page_that_is_not_counted_leaves_the_one_before():
+    e = engine()
+    view(e, articleId="a")
+    out = e.receive("s", frame(currentPage="/tags/"), T)
+    assert out.refused == "unrecognised_page" and reading(e) == 0
+
+
+def test_bots_never_read_even_when_they_say_they_are_visible():
+    e = engine()
+    e.opened("bot", "10.0.0.2", None, "Lighthouse", T)
+    view(e, articleId="a")
+    assert view(e, "bot", articleId="a")["readingNow"] == 1
+    e.receive("bot", '{"message":"visibility","visible":true}', T)
+    assert reading(e) == 1 and e.readers.sockets == 1
+
+
+def test_other_nodes_readers_add_to_what_is_shown_and_pushed():
+    e = engine()
+    view(e, articleId="a")
+    e.due(T)
+    e.moved(e.readers.elsewhere.heard("n2", 1, True, [(A, 3), (B, 5)], 0.0), T)
+    assert pushed(e) == {A: 4}  # B: nobody here shows it
+    assert e.readers.everywhere() == {A: 4, B: 5}

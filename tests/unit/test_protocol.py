@@ -4,7 +4,7 @@ import msgspec
 import pytest
 from livecount.core import protocol, sizes
 from livecount.core.pages import Target
-from livecount.core.protocol import ProtocolError, Subscribe, Views
+from livecount.core.protocol import ProtocolError, Subscribe, Views, Visibility
 
 
 def error_of(frame: str | bytes) -> ProtocolError:
@@ -71,12 +71,27 @@ def test_error_reply_is_json_with_code_and_detail():
     assert reply["message"] == "error" and reply["error"] == "invalid_json" and reply["detail"]
 
 
-def test_replies_carry_either_article_or_page():
-    post = msgspec.json.decode(protocol.encode(protocol.ViewsReply(3, 2, articleId="a")))
-    page = msgspec.json.decode(protocol.encode(protocol.Count(3, 2, pageName="Home_Page")))
-    assert post == {"message": "views", "totalViews": 3, "uniqueViews": 2, "articleId": "a"}
-    assert page == {"message": "count", "totalViews": 3, "uniqueViews": 2,
+def test_replies_carry_either_article_or_page_and_reading_now_even_at_zero():
+    post = msgspec.json.decode(protocol.encode(protocol.ViewsReply(3, 2, 0, articleId="a")))
+    page = msgspec.json.decode(protocol.encode(protocol.Count(3, 2, 4, pageName="Home_Page")))
+    assert post == {"message": "views", "totalViews": 3, "uniqueViews": 2, "readingNow": 0,
+                    "articleId": "a"}
+    assert page == {"message": "count", "totalViews": 3, "uniqueViews": 2, "readingNow": 4,
                     "pageName": "Home_Page"}
+
+
+def test_a_reply_to_a_view_not_counted_says_so_and_why():
+    reply = msgspec.json.decode(protocol.encode(
+        protocol.ViewsReply(3, 2, 0, articleId="a", counted=False, reason="bot")))
+    assert reply["counted"] is False and reply["reason"] == "bot"
+
+
+def test_visibility_says_whether_the_tab_is_shown():
+    assert protocol.decode('{"message":"visibility","visible":false}') == Visibility(False)
+    assert protocol.decode('{"message":"visibility","visible":true}') == Visibility(True)
+    assert error_of('{"message":"visibility"}').code == "invalid_field"
+    assert error_of('{"message":"visibility","visible":"no"}').code == "invalid_field"
+    assert "visibility" in error_of('{"message":"hidden"}').detail  # listed as known
 
 
 # -- every limit at its exact boundary, per field ----------------------------------

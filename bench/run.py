@@ -129,7 +129,8 @@ def serve_args(endpoint: str, prefix: str, data: Path, workers: int = 1) -> list
             # The load comes from one address and faster than pages do: measure the
             # server's ceiling, not its abuse limits.
             "--rate-limit", "1000000", "--rate-burst", "1000000",
-            "--max-connections-per-ip", "1000000"]
+            "--max-connections-per-ip", "1000000",
+            "--public", "metrics"]  # the bench reads /metrics
 
 
 @asynccontextmanager

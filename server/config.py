@@ -33,6 +33,9 @@ from livecount.core.pages import DEFAULT_PAGES, PageRules, dns_host
 
 ENV_PREFIX = "LIVECOUNT_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# What `--public` can open: each private report by name, or `all` (the dashboard too).
+REPORTS = ("pages", "referrers", "timeline", "now", "metrics", "all")
+TOKEN_FILE = "admin-token"  # in the data dir, unless --admin-token-file says otherwise
 
 Parse = Callable[[str], Any]
 
@@ -341,6 +344,15 @@ class Config:
     lease_time: float = option(
         "seconds without renewal before another node takes a shard lease",
         parse=positive(float), default=10.0)
+    admin_token_file: Path | None = option(  # noqa: RUF009
+        "the operator's token, which the dashboard, the reports and `/metrics` ask for "
+        "(docs/SECURITY.md); made, random and mode 0600, if missing. Give every node of a "
+        "cluster the same one", parse=path, default=None, shown=f"`DATA_DIR/{TOKEN_FILE}`")
+    public: tuple[str, ...] = option(
+        "a report served without the token: `pages` for a \"most read\" widget, `metrics` "
+        "for a Prometheus on a private network, `all` for everything, the dashboard too",
+        parse=choice(*REPORTS), default=(), many=True, choices=REPORTS,
+        shown="none: only what a page shows")
 
 
 def _declared() -> list[Option]:
@@ -435,6 +447,8 @@ def from_args(ns: argparse.Namespace) -> Config:
         values[opt.dest] = opt.finish(value) if opt.finish else value
     if not values["node_id"]:
         values["node_id"] = default_node_id(values["data_dir"])
+    if values["admin_token_file"] is None:  # here, so that workers share their parent's
+        values["admin_token_file"] = values["data_dir"] / TOKEN_FILE
     return Config(**values)
 
 

@@ -71,17 +71,21 @@ async def launch(dynamodb_local_url: str, prefix: str, tmp_path: Path,
 
     Every process of one test is the same node (one data dir, so one journal) unless
     it passes its own `--data-dir`. Tests send faster than a page does, so the
-    per-socket rate limit is raised unless a test sets its own.
+    per-socket rate limit is raised unless a test sets its own. Every report is
+    public (`--public all`) unless the test says `private=True`: the tests of the
+    credential (tests/e2e/test_auth.py, tests/browser/test_login.py) do, and choose
+    their own `--public`.
     """
     started: list[Served] = []
 
-    async def start(*args: str, shared: bool = True) -> Served:
+    async def start(*args: str, shared: bool = True, private: bool = False) -> Served:
         store = ["--dynamodb-endpoint", dynamodb_local_url, "--table-prefix", prefix] \
             if shared else []
+        public = [] if private else ["--public", "all"]
         served = await Served("--flush-interval", "0.2", "--report-interval", "0.2",
                               "--data-dir", str(tmp_path / "node"),
                               "--rate-limit", "100000", "--rate-burst", "100000",
-                              *store, *args).start()
+                              *store, *public, *args).start()
         started.append(served)
         return served
 

@@ -189,3 +189,11 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict
             return answer.status, dict(answer.headers), answer.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
+
+
+def login_url(served: Child) -> str:
+    """The login URL `livecount serve` printed on stderr when it started."""
+    prefix = "livecount: log in to the dashboard at "
+    found = [line.split(prefix, 1)[1] for line in served.output if prefix in line]
+    assert len(found) == 1, f"expected one login URL, found {found}"
+    return found[0].strip()

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,11 +34,10 @@ from typing import Any, Literal
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from livecount.aws import local as dynamodb_local  # noqa: E402
+from livecount.aws.store import Store  # noqa: E402
 from playwright.async_api import Page, ViewportSize, async_playwright  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
-
-from server import dynamodb_local  # noqa: E402
-from livecount.aws.store import Store  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 PREFIX = "shot_"
@@ -139,12 +138,14 @@ def demo_views(now: datetime, seed: int = 4) -> list[View]:
 
 
 @asynccontextmanager
-async def livecount(endpoint: str) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    """`livecount serve` on a free port; yields its http:// URL."""
+async def livecount(endpoint: str, data_dir: Path,
+                    ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """`livecount serve` on a free port, its reports open (no login for the camera);
+    yields its http:// URL."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "livecount", "serve", "--host", "127.0.0.1", "--port", "0",
         "--dynamodb-endpoint", endpoint, "--table-prefix", PREFIX, "--flush-interval", "0.2",
-        "--site-domain", SITE_DOMAIN, cwd=ROOT,
+        "--site-domain", SITE_DOMAIN, "--public", "all", "--data-dir", str(data_dir), cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     assert proc.stdout is not None
     try:
@@ -185,6 +186,25 @@ async def send_all(ws_url: str, views: list[View], per_visit: int = 20,
                     await send(ws, view.message)
 
     await asyncio.gather(*(visitor() for _ in range(parallel)))
+
+
+# Readers on the site while the photos are taken, each on a socket kept open: the
+# dashboard's "Reading now". Their views count, in the current hour, as any would.
+READERS: list[dict[str, Any]] = [
+    {"message": "views", "articleId": "realtime-counters-asyncio", "refreshed": True},
+    {"message": "views", "articleId": "realtime-counters-asyncio", "refreshed": True},
+    {"message": "views", "articleId": "hand-written-svg-charts", "refreshed": True},
+    {"message": "views", "currentPage": "/", "refreshed": True},
+]
+
+
+@asynccontextmanager
+async def reading(ws_url: str) -> AsyncIterator[None]:
+    async with AsyncExitStack() as stack:
+        for message in READERS:
+            ws = await stack.enter_async_context(connect(ws_url))
+            await send(ws, message)
+        yield
 
 
 async def send(ws: ClientConnection, message: dict[str, Any]) -> None:
@@ -255,7 +275,7 @@ async def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="livecount-shot-") as tmp:
         async with dynamodb_local.running(Path(tmp)) as ddb_url, \
-                livecount(ddb_url) as (http, _), \
+                livecount(ddb_url, Path(tmp) / "node") as (http, _), \
                 Store.open(ddb_url, "us-east-1", PREFIX) as store:
             now = datetime.now(UTC)
             views = demo_views(now) if not args.no_backdate else \
@@ -268,7 +288,8 @@ async def main() -> None:
             if not args.no_backdate:
                 await backdate(store, views, first_hour, last_hour)
 
-            async with async_playwright() as pw:
+            async with async_playwright() as pw, \
+                    reading(http.replace("http://", "ws://") + "/ws"):
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                    args=FLAGS)
                 schemes: list[tuple[Literal["light", "dark"], str]] = [("light", "")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import sys
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
@@ -24,11 +25,13 @@ from livecount.core.errors import StoreRefused, Unavailable
 from livecount.core.limits import parse_networks
 from livecount.logs import log, warn
 from livecount.node.archive import Writer
+from livecount.node.auth import Guard, TokenFileError, login_url, token_path
 from livecount.node.flusher import Flusher
 from livecount.node.http import Routes
 from livecount.node.journal import Journal
 from livecount.node.livefeed import LiveFeed
 from livecount.node.metrics import Metrics
+from livecount.node.now import Now
 from livecount.node.sockets import Bases, Connection, Sockets
 from livecount.waits import backoff, pause
 from websockets.typing import Origin
@@ -53,8 +56,9 @@ def settings(config: Config) -> Settings:
 class Node:
     """The parts of one node, built from its config and an open store."""
 
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, store: Store, guard: Guard | None = None) -> None:
         self.config = config
+        self.guard = guard or admin_guard(config)
         self.engine: Engine[Connection] = Engine(settings(config))
         self.journal = Journal(config.data_dir / "journal")
         self.metrics = Metrics(config.node_id)
@@ -63,7 +67,8 @@ class Node:
             config.archive_max_events, config.archive_max_seconds, prefix=config.node_id)) \
             if config.archive_dir else None
         self.consumer: StreamConsumer | None = None
-        self.feed = LiveFeed(store, self.engine, None)
+        self.feed = LiveFeed(store, self.engine, None, node_id=config.node_id,
+                             lease_time=config.lease_time)
         if config.stream_consumer == "on":
             self.consumer = StreamConsumer(store, self.feed.on_image, config.node_id,
                                            lease_time=config.lease_time)
@@ -77,7 +82,8 @@ class Node:
             journal_healthy=lambda: self.journal.healthy,
             recovering=lambda: self.engine.recovering)
         self.routes = Routes(store, self.engine.shown, config.pages, config.allowed_origins,
-                             metrics=self.metrics.render, problems=self.problems)
+                             metrics=self.metrics.render, problems=self.problems,
+                             guard=self.guard, now=Now(self.engine.readers, store))
         # Browsers always send Origin; other clients (load testers, scripts) may not.
         origins: list[Origin | None] | None = [
             *map(Origin, config.allowed_origins), None] if config.allowed_origins else None
@@ -95,10 +101,21 @@ class Node:
         return found
 
 
+def admin_guard(config: Config) -> Guard:
+    """The operator's credential, its file made on first start. A file that cannot be
+    used stops the node with one line, exit 2, as a wrong option does."""
+    try:
+        return Guard(token_path(config), config.public, parse_networks(config.trusted_proxies))
+    except TokenFileError as exc:
+        print(f"livecount: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 async def run(config: Config, ready: asyncio.Event | None = None,
               sock: socket.socket | None = None, *, endpoint: str | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then flush everything and stop. A worker gets its
     listening `sock` and the DynamoDB `endpoint` from its parent (`node/workers.py`)."""
+    guard = admin_guard(config)  # before DynamoDB: a bad token file fails at once
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -112,7 +129,7 @@ async def run(config: Config, ready: asyncio.Event | None = None,
         await _prepare(store, stop)
         if stop.is_set():
             return
-        node = Node(config, store)
+        node = Node(config, store, guard)
         await node.flusher.recover(
             stop, RECOVERY_BOUND,
             f"{config.dynamodb_endpoint} {config.region} {config.table_prefix}")
@@ -209,5 +226,14 @@ async def _listen(node: Node, config: Config, sock: socket.socket | None,
         server = await loop.create_server(node.sockets, config.host, config.port)
     ports = [s.getsockname()[1] for s in server.sockets]
     port = ports[0] if ports else config.port
+    if sock is None:  # a lone node; workers' parent says it once for all of them
+        announce(node.guard.current(), config.host, port)
     log("listening", host=config.host, port=port, url=f"ws://{config.host}:{port}/ws")
     return server
+
+
+def announce(token: str, host: str, port: int) -> None:
+    """The login URL, once, as Jupyter prints its own: on stderr, never in the JSON log
+    (which holds no token: logs travel to places the token must not)."""
+    print(f"livecount: log in to the dashboard at {login_url(host, port, token)}",
+          file=sys.stderr, flush=True)

@@ -78,7 +78,9 @@ class Opening:
     async def _answer(self, request: Request) -> None:
         """A plain HTTP request: the routes answer it, written directly (whatever the
         client sent after it, websockets' parser may have choked on), then EOF."""
-        answer = await self.conn.hub.routes(request)
+        transport = self.conn.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        answer = await self.conn.hub.routes(request, str(peer[0]) if peer else "")
         if answer is None:  # /ws, but not a GET: the routes answer that; never here
             answer = bad_request("use GET for a WebSocket")
         self._end(answer)

@@ -29,6 +29,7 @@ from livecount.core.ledger import Counts
 from livecount.core.pages import Target
 from livecount.logs import error, warn_limited
 from livecount.node.archive import Writer
+from livecount.node.auth import header
 from livecount.node.http import Routes
 from livecount.node.inbox import INTERNAL, Inbox
 from livecount.node.journal import Journal
@@ -178,8 +179,8 @@ class Connection(asyncio.Protocol):
         headers = request.headers
         peer = self.transport.get_extra_info("peername") if self.transport else None
         close = self.hub.engine.opened(self, str(peer[0]) if peer else "",
-                                       headers.get("X-Forwarded-For"),
-                                       headers.get("User-Agent"), time.time())
+                                       header(headers, "X-Forwarded-For"),
+                                       header(headers, "User-Agent"), time.time())
         self.open = True
         if close is not None:
             self.hub.metrics.rejected.labels("too_many_connections").inc()

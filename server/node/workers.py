@@ -39,6 +39,7 @@ from livecount.core.errors import StoreRefused
 from livecount.core.ledger import Ledger
 from livecount.logs import error, log, warn, warn_limited
 from livecount.node import lifecycle
+from livecount.node.auth import read_token, token_path
 from livecount.node.journal import Journal, JournalBusy
 from livecount.waits import backoff, pause
 
@@ -110,6 +111,7 @@ def serve(config: Config) -> int:
     """Run `config.workers` workers on one port until SIGTERM or SIGINT; the exit code:
     0 once every worker drained, 1 if one did not (or kept dying), 2 for a bad setup."""
     refuse_strays(config)
+    lifecycle.admin_guard(config)  # the token file, made once here, before any worker
     try:
         anchor = claim(config.host, config.port)
     except OSError as exc:
@@ -243,6 +245,7 @@ class Supervisor:
         """The port's one `listening`, once every worker serves (tests wait for it)."""
         await asyncio.gather(*(w.served.wait() for w in self.workers))
         host = self.config.host
+        lifecycle.announce(read_token(token_path(self.config)), host, self.port)
         log("listening", host=host, port=self.port, url=f"ws://{host}:{self.port}/ws",
             workers=len(self.workers))
 

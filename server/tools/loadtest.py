@@ -29,13 +29,15 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import urlencode
 
 import msgspec
 import uvloop
 from livecount import config
-from livecount.config import Option, filled, number, positive, text
+from livecount.config import TOKEN_FILE, Option, filled, number, positive, text
+from livecount.node.auth import client_token
 from livecount.tools.report import ReportError, fetch
 from livecount.waits import pause
 from rich.console import Console
@@ -1147,9 +1149,11 @@ def stored_real_pages(options: Options) -> list[str]:
     first by title, which together catch a site beside a large load test's rows."""
     base = api_base(options.url)
     found: dict[str, None] = {}
+    # the listing is private: the token `livecount report` would send, from here
+    token = client_token(Path("data") / TOKEN_FILE)
     for sort in ("total", "title"):
         url = f"{base}/api/pages?{urlencode({'sort': sort, 'limit': 1000})}"
-        rows = fetch(url)
+        rows = fetch(url, token)
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise ReportError(f"{url} did not answer a list of pages: is it livecount?")
         found |= dict.fromkeys(real_pages(rows, options.article_prefix))

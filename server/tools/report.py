@@ -2,7 +2,8 @@
 
 It asks a running `livecount serve` over HTTP rather than DynamoDB directly, so it
 works the same on the embedded store (whose files only the server may open) and on
-AWS, and needs no credentials of its own. The tables are for people (ids to chain
+AWS, and needs no AWS credentials: only the server's admin token, which it reads
+from `LIVECOUNT_TOKEN` or from the server's token file. The tables are for people (ids to chain
 into the next command, empty hours folded); `--json` is the API's answer, untouched.
 """
 
@@ -15,11 +16,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlencode, urlsplit
 
-from livecount.config import Option, add_options, choice, filled, number
+from livecount.config import TOKEN_FILE, Option, add_options, choice, filled, number, path
 from livecount.core.reports import SORTS
+from livecount.node.auth import TOKEN_ENV, client_token
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -53,7 +56,14 @@ def _http_url(value: str) -> str:
 def _common(limit: Option | None) -> list[Option]:
     found = [Option("url", "url", "a running `livecount serve`", _http_url, DEFAULT_URL),
              Option("json", "json", "print the API's JSON, complete and unformatted",
-                    switch=True, default=False, env=False)]
+                    switch=True, default=False, env=False),
+             # No variables: serve's (LIVECOUNT_DATA_DIR …) are not this command's business.
+             Option("data-dir", "data_dir", f"the server's data dir, whose `{TOKEN_FILE}` is "
+                                            f"sent unless `{TOKEN_ENV}` is set", path,
+                    Path("data"), env=False),
+             Option("admin-token-file", "admin_token_file", "the server's token file, if "
+                    "not in the data dir", path, None, shown=f"`DATA_DIR/{TOKEN_FILE}`",
+                    env=False)]
     return [*found, limit] if limit else found
 
 
@@ -145,22 +155,34 @@ def query(ns: argparse.Namespace) -> tuple[str, dict[str, str]]:
     return "/api/timeline", params
 
 
-def fetch(url: str) -> Any:
+def token(ns: argparse.Namespace) -> str | None:
+    """The admin token to send: `LIVECOUNT_TOKEN`, else the server's token file's."""
+    return client_token(ns.admin_token_file or ns.data_dir / TOKEN_FILE)
+
+
+def fetch(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=30) as answer:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=30) as answer:
             return json.load(answer)
     except urllib.error.HTTPError as exc:
         try:
             detail = json.load(exc)
         except ValueError:
             detail = {}
+        if exc.code == 401:
+            why = "the token sent is wrong" if token else "no token was found"
+            raise ReportError(f"{url.split('?')[0]} is private and {why}: set {TOKEN_ENV}, "
+                              "or --data-dir or --admin-token-file as the server's",
+                              401) from None
         raise ReportError(f"{detail.get('parameter', '')} {detail.get('detail', exc.reason)}"
                           .strip(), exc.code) from None
     except (urllib.error.URLError, OSError) as exc:
         raise ReportError(f"cannot reach {url}: {exc}; is `livecount serve` running?") from None
 
 
-def never_counted(base: str, ns: argparse.Namespace) -> str | None:
+def never_counted(base: str, ns: argparse.Namespace, token: str | None = None) -> str | None:
     """The message when `--article`/`--page` names something with no views at all.
 
     Asked only when a report came back empty: the page API answers 404 for an id the
@@ -169,7 +191,7 @@ def never_counted(base: str, ns: argparse.Namespace) -> str | None:
         return None
     kind, id_ = ("post", ns.article) if ns.article else ("page", ns.page)
     try:
-        fetch(f"{base}/api/pages/{quote(id_, safe='')}?kind={kind}")
+        fetch(f"{base}/api/pages/{quote(id_, safe='')}?kind={kind}", token)
     except ReportError as exc:
         if exc.status != 404:
             raise
@@ -296,9 +318,10 @@ def run(ns: argparse.Namespace) -> int:
     path, params = query(ns)
     base = ns.url.rstrip("/")
     url = base + path + ("?" + urlencode(params) if params else "")
+    sent = token(ns)
     try:
-        rows = fetch(url)
-        missing = never_counted(base, ns) if _empty(ns.what, rows) else None
+        rows = fetch(url, sent)
+        missing = never_counted(base, ns, sent) if _empty(ns.what, rows) else None
     except ReportError as exc:
         print(f"livecount report: {exc}", file=sys.stderr)
         return 2

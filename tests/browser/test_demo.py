@@ -86,3 +86,66 @@ async def test_pages_reconnect_after_a_server_restart(browser: Browser, launch: 
     await writer.click("#nav-hello")
     # The reader re-subscribed on reconnect: the push after the restart reaches it.
     await expect(reader.locator("#total")).to_have_text("2", timeout=TIMEOUT)
+
+
+HEADLESS_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                  "HeadlessChrome/156.0.0.0 Safari/537.36")
+
+
+async def test_a_bot_is_told_its_view_was_not_counted(browser: Browser, launch: Launch):
+    """Headless Chromium as it is: a bot to the server, which says so in its reply."""
+    served = await launch()
+    bot = await (await browser.new_context(user_agent=HEADLESS_AGENT)).new_page()
+    await bot.goto(served.http + "/demo/posts/hello-world")
+    reply = bot.locator("#reply")
+    await expect(reply).to_have_attribute("data-counted", "false", timeout=TIMEOUT)
+    await expect(reply).to_have_attribute("data-reason", "bot")
+    await expect(reply).to_contain_text("not counted")
+    await expect(reply).to_contain_text("bot")
+    await expect(bot.locator("#post-total")).to_have_text("0")
+
+    reader = await open_demo(browser, served.http + "/demo/posts/hello-world")
+    await expect(reader.locator("#reply")).to_have_attribute("data-counted", "true",
+                                                             timeout=TIMEOUT)
+    await expect(reader.locator("#post-total")).to_have_text("1", timeout=TIMEOUT)
+    await expect(bot.locator("#post-total")).to_have_text("1", timeout=TIMEOUT)  # live, still
+    async with connect(served.ws) as ws:  # the server counted the reader alone
+        await ws.send(json.dumps({"message": "subscribe", "articleIds": ["hello-world"]}))
+        assert json.loads(await ws.recv())["totalViews"] == 1
+
+
+async def test_the_demo_home_page_is_counted_as_the_home_page(browser: Browser,
+                                                              launch: Launch):
+    served = await launch()
+    page = await open_demo(browser, served.http + "/demo")
+    reply = page.locator("#reply")
+    await expect(reply).to_have_attribute("data-counted", "true", timeout=TIMEOUT)
+    await expect(reply).to_contain_text("Home_Page")
+    async with connect(served.ws) as ws:
+        await ws.send(json.dumps({"message": "subscribe", "pageNames": ["Home_Page"]}))
+        assert json.loads(await ws.recv())["totalViews"] == 1
+
+    await page.click("#nav-hello")  # an in-app navigation away and back
+    await expect(reply).to_contain_text("hello-world", timeout=TIMEOUT)
+    await page.click("#nav-home")
+    await expect(reply).to_contain_text("Home_Page", timeout=TIMEOUT)
+    await expect(reply).to_have_attribute("data-counted", "true")
+
+
+async def test_the_counts_read_as_english(browser: Browser, launch: Launch):
+    served = await launch()
+    page = await open_demo(browser, served.http + "/demo/posts/hello-world")
+    footer = page.locator("footer")
+    await expect(footer).to_have_text(
+        "“Hello, world” has been viewed 1 time by 1 visitor.", timeout=TIMEOUT)
+    await page.reload()  # a reload: total only
+    await expect(footer).to_have_text(
+        "“Hello, world” has been viewed 2 times by 1 visitor.", timeout=TIMEOUT)
+    other = await open_demo(browser, served.http + "/demo/posts/hello-world")
+    await expect(other.locator("footer")).to_have_text(
+        "“Hello, world” has been viewed 3 times by 2 visitors.", timeout=TIMEOUT)
+    # Both are on the post now, and both pages say so.
+    await expect(other.locator("#post-reading")).to_have_text("2", timeout=TIMEOUT)
+    await expect(page.locator("#post-reading")).to_have_text("2", timeout=TIMEOUT)
+    await other.close()
+    await expect(page.locator("#post-reading")).to_have_text("1", timeout=TIMEOUT)

@@ -17,6 +17,8 @@ BAD: dict[str, tuple[str, str]] = {
     "port": ("http", "must be a whole number"),
     "workers": ("0", "must be a whole number from 1 to 1024, or auto"),
     "data_dir": (" ", "must not be empty"),
+    "admin_token_file": (" ", "must not be empty"),
+    "public": ("dashboard", "must be one of pages, referrers, timeline, now, metrics, all"),
     "dynamodb_endpoint": ("localhost:8000", "must be 'embedded', 'aws' or an http(s) URL"),
     "region": ("EU West", "must be an AWS region"),
     "table_prefix": ("prod prefix", "must be at most 200 of"),
@@ -80,8 +82,9 @@ def test_defaults_match_the_documented_contract():
 def test_the_command_line_defaults_are_the_dataclass_defaults():
     """One declaration: `Config()` and an empty command line agree on every field."""
     rules = config.Config().pages  # PageRules compare by identity: set the same on both
-    assert dataclasses.replace(parse([]), node_id="", pages=rules) == dataclasses.replace(
-        config.Config(), pages=rules)
+    parsed = parse([])
+    assert dataclasses.replace(parsed, node_id="", admin_token_file=None, pages=rules) == \
+        dataclasses.replace(config.Config(), pages=rules)
     assert parse([]).pages.classify(None, "/pages/about") == \
         config.Config().pages.classify(None, "/pages/about")
 

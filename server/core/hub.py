@@ -119,6 +119,11 @@ class Hub(Generic[C]):
             return True
         return False
 
+    @property
+    def waiting(self) -> bool:
+        """Whether a push is due (cheap: the push loop asks every tick)."""
+        return bool(self._dirty)
+
     def due(self) -> list[tuple[Target, set[C]]]:
         """Targets changed since the last call that still have watchers, with them."""
         dirty, self._dirty = self._dirty, set()

@@ -185,8 +185,11 @@ class StreamConsumer:
             if isinstance(outcome, StoreRejected):  # no retry can copy it: never block
                 warn_limited("copy_rejected", key=aws_code(outcome), sequence=write.sequence,
                              code=aws_code(outcome), error=outcome.detail)
-            elif outcome:  # not applied: the reader holds this image or a newer one
-                self.copied += 1
+            else:
+                if outcome:  # else not applied: the reader holds this image or a newer one
+                    self.copied += 1
+                # Either way the image is news to pages: the reader may hold it because
+                # something else copied it (`livecount admin`, an import).
                 if write.change is not None:
                     self.on_image(*write.change)
         if self.nodes > 1 and work.feed:

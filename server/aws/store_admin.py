@@ -1,0 +1,372 @@
+"""The operator's side of the store: rename, delete, export, import.
+
+Not a request path: these read whole partitions (one Query each, never a Scan) and
+write many items. Each operation is made of steps that are idempotent and applied
+once however often they are sent, so a run stopped anywhere (a SIGKILL, a lost
+answer, DynamoDB away) is finished by running it again:
+
+- a move (`core/moves.py`) is one transaction, on condition of its source's `admin`
+  counter as read;
+- an import write carries the file's marker and is refused where it already is;
+- index entries, reader copies (on condition of `version`) and feed items are
+  the same item however often they are written.
+
+Running servers go on counting meanwhile; what they add to a renamed article after
+its items were read stays on it, for the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError
+from botocore.exceptions import ClientError as BotoClientError
+from livecount.aws import store_requests
+from livecount.aws.store import Store
+from livecount.aws.store_errors import ConditionFailed, answer, translate
+from livecount.core import feed, imports, moves
+from livecount.core.errors import ClientError
+from livecount.core.exports import Record
+from livecount.core.imports import ImportPlan
+from livecount.core.ledger import SITE, ZERO, Counts, Row
+from livecount.core.moves import Operation, Plan, Source
+from livecount.core.pages import Target
+from livecount.core.replication import Copy
+
+AT_ONCE: Final = 8  # writes of one operation in flight at once
+ATTEMPTS: Final = 20  # tries of one move that keeps meeting other writers
+Progress = Callable[[int, int], None]  # (done, of)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Items:
+    """Reads and small writes every operation shares."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.ddb = store.ddb
+        self.tables = store.tables
+
+    async def partition(self, table: str, key: str, value: str) -> list[dict[str, Any]]:
+        """Every item of one partition, consistently: one Query, page by page."""
+        request = store_requests.query(table, key, value, consistent=True)
+        items: list[dict[str, Any]] = []
+        while True:
+            page = await answer(self.ddb.query(**request), table)
+            items += page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return items
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    async def get(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        got = await answer(self.ddb.get_item(TableName=table, Key=key, ConsistentRead=True),
+                           table)
+        item = got.get("Item")
+        return dict(item) if item else None
+
+    async def writer(self, article: str) -> dict[str, Any] | None:
+        return await self.get(self.tables.writer, {"articleId": {"S": article}})
+
+    async def index(self, target: Target, present: bool) -> None:
+        """Put `target` in the page index, or take it out."""
+        key = {"index": {"S": store_requests.INDEX}, "target": {"S": target.ref}}
+        if present:
+            await answer(self.ddb.put_item(TableName=self.tables.index, Item=key),
+                         self.tables.index)
+        else:
+            await answer(self.ddb.delete_item(TableName=self.tables.index, Key=key),
+                         self.tables.index)
+
+    async def copy(self, images: Iterable[dict[str, Any]]) -> None:
+        """Writer images into the reader table by the stream copy's own rule (newer
+        `version` only), and their counts on the live feed, so that pages see them now
+        rather than when a stream consumer next looks."""
+        changes: dict[str, tuple[int, int]] = {}
+        for image in images:
+            if "version" not in image:
+                continue
+            copy = Copy("put", {"articleId": image["articleId"]}, int(image["version"]["N"]),
+                        image)
+            with contextlib.suppress(ConditionFailed):  # it holds this image or a newer one
+                await answer(self.ddb.put_item(**copy.request(self.tables.reader)),
+                             self.tables.reader)
+            counts = store_requests.counts(image)
+            changes[image["articleId"]["S"]] = (counts.total, counts.unique)
+        await self.announce(changes)
+
+    async def announce(self, changes: dict[str, tuple[int, int]]) -> None:
+        """Counts on the live feed; nodes merge them by maximum into what pages see."""
+        if changes:
+            for put in feed.puts(changes, self.tables.feed, "admin", time.time()):
+                await answer(self.ddb.put_item(**put), self.tables.feed)
+
+
+async def gather_limited(jobs: Iterable[Awaitable[Any]], limit: int = AT_ONCE) -> list[Any]:
+    """Await `jobs`, at most `limit` at once; the first failure fails the whole."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(job: Awaitable[Any]) -> Any:
+        async with gate:
+            return await job
+
+    return list(await asyncio.gather(*(one(j) for j in jobs)))
+
+
+@dataclass
+class Moved:
+    """What one run of a rename or delete did."""
+
+    plan: Plan
+    resumed: bool
+    items: int = 0  # items moved
+    views: Counts = ZERO  # the writer totals moved
+    now: Counts | None = None  # a rename: the new id's totals after it
+    purged: int = 0
+
+
+class Operations(Items):
+    """Rename and delete (`core/moves.py`), resumable: each run moves what is left."""
+
+    async def current(self, article: str) -> Operation | None:
+        item = await self.get(self.tables.index, moves.operation_key(article))
+        return Operation.from_item(item) if item else None
+
+    async def run(self, plan: Plan, progress: Progress | None = None,
+                  purge: bool = False) -> Moved:
+        """Start (or resume) `plan` and move everything its article holds now."""
+        before = await self.current(plan.article)
+        found = await self.sources(plan.article)
+        if not found and before is None:
+            raise ClientError("never_counted", f"{plan.article!r} was never counted: there "
+                                               "is nothing to rename or delete")
+        operation = Operation(plan.article, plan.to, "running",
+                              before.started if before and before.state == "running" else _now())
+        try:
+            await answer(self.ddb.put_item(**moves.start_request(self.tables.index, operation)),
+                         self.tables.index)
+        except ConditionFailed:
+            running = await self.current(plan.article)
+            what = running.plan.describe() if running else "another operation"
+            raise ClientError("operation_running",
+                              f"the {what} is not finished: run it again to finish it, "
+                              f"then this one") from None
+        moved = Moved(plan, resumed=before is not None and before.state == "running"
+                      and before.plan == plan)
+        if plan.to is not None:
+            await self.index(Target("post", plan.to), present=True)
+        sources = plan.moves(found)
+        rows = [s for s in sources if s.kind != "writer"]
+        done = 0
+
+        async def move(source: Source) -> None:
+            nonlocal done
+            if (applied := await self.move(plan, source)) is not None:
+                moved.items += 1
+                if applied.kind == "writer":
+                    moved.views = Counts(applied.amounts[0], applied.amounts[1])
+            done += 1
+            if progress is not None:
+                progress(done, len(sources))
+
+        await gather_limited(move(s) for s in rows)
+        for source in sources:
+            if source.kind == "writer":
+                await move(source)
+        await self.index(Target("post", plan.article), present=False)
+        images = [i for a in (plan.article, plan.to) if a and (i := await self.writer(a))]
+        await self.copy(images)
+        if plan.to is not None:
+            new = next((i for i in images if i["articleId"]["S"] == plan.to), None)
+            moved.now = store_requests.counts(new) if new else Counts(0, 0)
+            # Pages of the old id see the new one's count: nodes merge it by maximum.
+            await self.announce({plan.article: (moved.now.total, moved.now.unique)})
+        if purge:
+            moved.purged = await self.purge(plan)
+        await answer(self.ddb.put_item(TableName=self.tables.index, Item=Operation(
+            plan.article, plan.to, "done", operation.started).item()), self.tables.index)
+        return moved
+
+    async def sources(self, article: str) -> list[Source]:
+        """Every item of the article, as read now."""
+        ref = Target("post", article).ref
+        timeline, referrers, writer = await asyncio.gather(
+            self.partition(self.tables.timeline, "target", ref),
+            self.partition(self.tables.referrers, "target", ref),
+            self.writer(article))
+        found = [Source.of("timeline", i) for i in timeline]
+        found += [Source.of("referrer", i) for i in referrers]
+        if writer is not None:
+            found.append(Source.of("writer", writer))
+        return found
+
+    async def move(self, plan: Plan, source: Source) -> Source | None:
+        """Apply one move, reading the source again whenever another writer got there
+        first; the move as applied, or None when nothing was left to move."""
+        for attempt in range(ATTEMPTS):
+            try:
+                await self.ddb.transact_write_items(
+                    TransactItems=plan.transaction(source, self.tables))
+                return source
+            except BotoClientError as exc:
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if "ConditionalCheckFailed" in reasons:
+                    fresh = await self.reread(plan, source)
+                    if fresh is None:
+                        return None
+                    source = fresh
+                elif "TransactionConflict" in reasons or exc.response.get("Error", {}).get(
+                        "Code") == "TransactionConflictException":
+                    await asyncio.sleep(0.05 * (attempt + 1))  # another write in progress
+                else:
+                    raise translate(exc, "TransactWriteItems") from exc
+            except BotoCoreError as exc:  # no answer: the next run reads what applied
+                raise translate(exc, "TransactWriteItems") from exc
+        raise ClientError("operation_contended", f"{plan.describe()}: an item kept changing "
+                                                 f"under {ATTEMPTS} tries; run it again")
+
+    async def reread(self, plan: Plan, source: Source) -> Source | None:
+        key = plan.transaction(source, self.tables)[0]["Update"]
+        item = await self.get(key["TableName"], key["Key"])
+        fresh = Source.of(source.kind, item) if item else None
+        return None if fresh is None or fresh.empty else fresh
+
+    async def purge(self, plan: Plan) -> int:
+        """Delete the article's items left at zero, and its reader item: for when no
+        node has a write of it in doubt (see `core/moves.py`)."""
+        purged = 0
+        for source in await self.sources(plan.article):
+            if source.empty:
+                try:
+                    await answer(self.ddb.delete_item(**plan.purge(source, self.tables)),
+                                 "DeleteItem")
+                    purged += 1
+                except ConditionFailed:
+                    pass  # counted on since: a later run moves it
+        with_version = await self.get(self.tables.reader, {"articleId": {"S": plan.article}})
+        if with_version and await self.writer(plan.article) is None:
+            copy = Copy("delete", {"articleId": {"S": plan.article}},
+                        int(with_version.get("version", {}).get("N", 0)))
+            with contextlib.suppress(ConditionFailed):
+                await answer(self.ddb.delete_item(**copy.request(self.tables.reader)),
+                             self.tables.reader)
+        return purged
+
+
+@dataclass
+class Imported:
+    """What one run of an import did, per stored count."""
+
+    already: bool  # the whole file was imported before: nothing written
+    added: dict[Target, bool] = field(default_factory=dict)  # True: added now; False: before
+    rows: int = 0  # report rows added now
+
+
+class Imports(Items):
+    async def run(self, plan: ImportPlan, import_id: str, name: str,
+                  progress: Progress | None = None) -> Imported:
+        """Add `plan` once: a file imported before (whole or in part) adds only what
+        it has not added yet."""
+        key = {"index": {"S": imports.IMPORTS}, "target": {"S": import_id}}
+        record = await self.get(self.tables.index, key)
+        if record is not None:
+            if record.get("plan", {}).get("S") != plan.fingerprint():
+                raise ClientError("imported_before", (
+                    f"{record['file']['S']} was imported on {record['at']['S']} with other "
+                    "--path-pattern, --page or --site-domain options: importing it with "
+                    "these would count views twice (finish it with the same options)"))
+            if record.get("state", {}).get("S") == "done":
+                return Imported(already=True, added=dict.fromkeys(plan.counts, False))
+        await answer(self.ddb.put_item(TableName=self.tables.index, Item=imports.record_item(
+            import_id, name, plan, "running", _now())), self.tables.index)
+        mark = imports.marker(import_id)
+        result = Imported(already=False)
+        images: list[dict[str, Any]] = []
+        steps = len(plan.counts) + len(plan.rows)
+        done = 0
+
+        async def write(request: dict[str, Any]) -> dict[str, Any] | None:
+            """The item after the write; None when this import wrote it before."""
+            nonlocal done
+            try:
+                got = await answer(self.ddb.update_item(**request), request["TableName"])
+                item: dict[str, Any] | None = dict(got.get("Attributes", {}))
+            except ConditionFailed as exc:
+                item = None
+                if request["TableName"] == self.tables.writer:
+                    images.append(exc.item)
+            done += 1
+            if progress is not None:
+                progress(done, steps)
+            return item
+
+        async def count(target: Target, counts: Counts) -> None:
+            item = await write(imports.count_write(self.tables, target, counts,
+                                                   plan.titles.get(target, ""), mark))
+            result.added[target] = item is not None
+            if item is not None and target.kind == "post":
+                images.append(item)
+
+        async def row(row: Row, counts: Counts) -> None:
+            if await write(imports.row_write(self.tables, row, counts, mark)) is not None:
+                result.rows += 1
+
+        await gather_limited([count(t, c) for t, c in plan.counts.items() if c.total],
+                             limit=16)
+        await gather_limited([row(r, c) for r, c in plan.rows.items() if c.total], limit=16)
+        await gather_limited([self.index(t, present=True) for t in plan.counts], limit=16)
+        await self.copy(images)
+        await answer(self.ddb.put_item(TableName=self.tables.index, Item=imports.record_item(
+            import_id, name, plan, "done", _now())), self.tables.index)
+        return result
+
+
+class Exports(Items):
+    async def records(self) -> AsyncIterator[Record]:
+        """Every stored count, from the writer side (what the reader copies), for every
+        post and page in the page index, and the site's rows; rows at zero (what a
+        rename or delete leaves) are left out."""
+        targets = sorted(await self.store.tracked())
+        counts = await self.counts(targets)
+        for target in targets:
+            total, title = counts.get(target, (Counts(0, 0), ""))
+            yield Record("count", target.ref, total.total, total.unique, title=title)
+        for ref in [*(t.ref for t in targets), SITE]:
+            for item in await self.partition(self.tables.timeline, "target", ref):
+                hour = store_requests.counts(item)
+                if hour.total:
+                    yield Record("timeline", ref, hour.total, hour.unique,
+                                 hour=item["hour"]["S"])
+        for ref in [*(t.ref for t in targets), SITE]:
+            for item in await self.partition(self.tables.referrers, "target", ref):
+                if (views := int(item.get("views", {}).get("N", 0))) > 0:
+                    yield Record("referrer", ref, views, host=item["host"]["S"])
+
+    async def counts(self, targets: list[Target]) -> dict[Target, tuple[Counts, str]]:
+        """Totals and titles from the writer table and HomeAndProfile, consistently."""
+        found: dict[Target, tuple[Counts, str]] = {}
+        t = self.tables
+        for start in range(0, len(targets), 100):
+            request: dict[str, Any] = {}
+            for target in targets[start:start + 100]:
+                table, key = (t.writer, {"articleId": {"S": target.id}}) \
+                    if target.kind == "post" else (t.pages, {"pageName": {"S": target.id}})
+                request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(key)
+            while request:
+                got = await answer(self.ddb.batch_get_item(RequestItems=request), "BatchGetItem")
+                for table, items in got.get("Responses", {}).items():
+                    post = table == t.writer
+                    for item in items:
+                        target = Target("post" if post else "page",
+                                        item["articleId" if post else "pageName"]["S"])
+                        found[target] = (store_requests.counts(item),
+                                         item.get("articleTitle", {}).get("S", ""))
+                request = got.get("UnprocessedKeys") or {}
+        return found

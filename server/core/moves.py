@@ -1,0 +1,245 @@
+"""Rename and delete as moves of counts between items, sans I/O.
+
+A rename moves each count of an article onto the new id: its writer item, every
+Timeline bucket and every Referrer row of `post#<old>`. A delete moves them out of
+the site's rows and nowhere else. Each move of one item is one DynamoDB
+transaction: take from the source what was read, give it to the destination, on
+condition that the source's `admin` counter is still the one read (and bump it).
+
+Why that is exactly once, with servers counting meanwhile and a crash anywhere:
+
+- Servers only ever ADD to the source, and ADDs commute, so the views that land
+  between the read and the transaction stay on the source for the next pass.
+- Nothing else changes `admin`, so two runs of the tool (a resumed one and the one
+  it replaces, or two operators) cannot both apply a move of the same read: the
+  second finds the counter moved and reads again.
+- A transaction either applies whole or not at all, and its retry by botocore carries
+  the same idempotency token; after a crash the next run reads the items afresh and
+  moves only what is still there.
+
+What stays of a source is an item with zero counts: its `flush:<node>` attributes
+are what refuses a node's resent write, and a resent write must not count twice, so
+the item is kept (`purge` removes it, for when no node has a write in doubt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from livecount.core.ledger import SITE
+from livecount.core.pages import Target
+from livecount.core.tables import Tables
+
+ADMIN: Final = "admin"  # attribute: how many moves changed the item, the optimistic lock
+OPERATIONS: Final = "admin"  # the PageIndex partition of operation records
+Kind = Literal["writer", "timeline", "referrer"]
+Op = Literal["rename", "delete"]
+Item = dict[str, Any]  # DynamoDB's typed JSON
+
+# The counters of each kind of item, in the order `Source.amounts` holds them.
+AMOUNTS: Final[Mapping[Kind, tuple[str, ...]]] = {
+    "writer": ("totalViews", "uniqueViews"),
+    "timeline": ("totalViews", "uniqueViews"),
+    "referrer": ("views",),
+}
+_SORT: Final[Mapping[Kind, str]] = {"timeline": "hour", "referrer": "host"}
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One item of the article as read: what a move takes from it."""
+
+    kind: Kind
+    sort: str  # the hour or the host of a row; "" for the writer item
+    amounts: tuple[int, ...]
+    admin: int  # the item's `admin` counter as read; 0 when it has none
+    title: str = ""
+
+    @classmethod
+    def of(cls, kind: Kind, item: Item) -> Source:
+        return cls(kind, item[_SORT[kind]]["S"] if kind != "writer" else "",
+                   tuple(int(item.get(name, {}).get("N", 0)) for name in AMOUNTS[kind]),
+                   int(item.get(ADMIN, {}).get("N", 0)),
+                   item.get("articleTitle", {}).get("S", ""))
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to move: zero counts and, for the writer, no title left to clear."""
+        return not any(self.amounts) and not self.title
+
+    @property
+    def total(self) -> int:
+        return self.amounts[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One rename (`to` set) or delete (`to` None) of the post `article`."""
+
+    article: str
+    to: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.to == self.article:
+            raise ValueError(f"{self.article!r} would be renamed to itself")
+
+    @property
+    def op(self) -> Op:
+        return "delete" if self.to is None else "rename"
+
+    @property
+    def ref(self) -> str:
+        return Target("post", self.article).ref
+
+    def describe(self) -> str:
+        return (f"delete of {self.article!r}" if self.to is None
+                else f"rename of {self.article!r} to {self.to!r}")
+
+    def moves(self, sources: Iterable[Source]) -> list[Source]:
+        """What still has something to move, rows first and the writer item last, so
+        that a run stopped half way leaves the live count where it was."""
+        return sorted((s for s in sources if not s.empty), key=lambda s: s.kind == "writer")
+
+    def transaction(self, source: Source, tables: Tables) -> list[dict[str, Any]]:
+        """The TransactItems of one move: the source gives what was read, on condition
+        that its `admin` counter is unchanged; the destination (the new id's item, or
+        for a delete the site's row) takes it."""
+        names = AMOUNTS[source.kind]
+        taken = {n: -v for n, v in zip(names, source.amounts, strict=True) if v}
+        items = [{"Update": _update(
+            self._table(source, tables), self._key(source, self.article), taken,
+            version=source.kind == "writer", admin=source.admin,
+            remove_title=bool(source.title))}]
+        if self.to is not None:
+            given = {n: -v for n, v in taken.items()}
+            if given or source.title:
+                items.append({"Update": _update(
+                    self._table(source, tables), self._key(source, self.to), given,
+                    version=source.kind == "writer", title=source.title)})
+        elif source.kind != "writer" and taken:
+            items.append({"Update": _update(
+                self._table(source, tables), self._key(source, None), taken)})
+        return items
+
+    def purge(self, source: Source, tables: Tables) -> dict[str, Any]:
+        """DeleteItem of a source left at zero, unless something counted on it since."""
+        names = AMOUNTS[source.kind]
+        zero = " AND ".join(f"(attribute_not_exists(#a{i}) OR #a{i} = :zero)"
+                            for i in range(len(names)))
+        condition, values = _admin_condition(source.admin)
+        return {"TableName": self._table(source, tables), "Key": self._key(source, self.article),
+                "ConditionExpression": f"{zero} AND {condition}",
+                "ExpressionAttributeNames": {f"#a{i}": n for i, n in enumerate(names)}
+                | {"#adm": ADMIN},
+                "ExpressionAttributeValues": {":zero": {"N": "0"}} | values}
+
+    @staticmethod
+    def _table(source: Source, tables: Tables) -> str:
+        return {"writer": tables.writer, "timeline": tables.timeline,
+                "referrer": tables.referrers}[source.kind]
+
+    @staticmethod
+    def _key(source: Source, article: str | None) -> Item:
+        """The source's key for `article`, or the site's row when `article` is None."""
+        if source.kind == "writer":
+            assert article is not None
+            return {"articleId": {"S": article}}
+        target = Target("post", article).ref if article is not None else SITE
+        return {"target": {"S": target}, _SORT[source.kind]: {"S": source.sort}}
+
+
+def _admin_condition(seen: int) -> tuple[str, dict[str, Any]]:
+    if seen == 0:
+        return "attribute_not_exists(#adm)", {}
+    return "#adm = :seen", {":seen": {"N": str(seen)}}
+
+
+def _update(table: str, key: Item, adds: Mapping[str, int], *, version: bool = False,
+            admin: int | None = None, title: str = "", remove_title: bool = False,
+            ) -> dict[str, Any]:
+    """One Update of a transaction. With `admin` (the counter as read) it is the source:
+    conditional on that counter, which it bumps."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    parts = []
+    for i, (name, amount) in enumerate(adds.items()):
+        names[f"#a{i}"] = name
+        values[f":a{i}"] = {"N": str(amount)}
+        parts.append(f"#a{i} :a{i}")
+    if version:
+        names["#v"], values[":one"] = "version", {"N": "1"}
+        parts.append("#v :one")
+    update: dict[str, Any] = {"TableName": table, "Key": key}
+    if admin is not None:
+        names["#adm"], values[":one"] = ADMIN, {"N": "1"}
+        parts.append("#adm :one")
+        condition, seen = _admin_condition(admin)
+        update["ConditionExpression"] = condition
+        values |= seen
+    expression = f"ADD {', '.join(parts)}" if parts else ""
+    if title:
+        names["#t"], values[":t"] = "articleTitle", {"S": title}
+        expression += " SET #t = if_not_exists(#t, :t)"
+    if remove_title:
+        names["#t"] = "articleTitle"
+        expression += " REMOVE #t"
+    update |= {"UpdateExpression": expression.strip(), "ExpressionAttributeNames": names}
+    if values:
+        update["ExpressionAttributeValues"] = values
+    return update
+
+
+# -- operation records: what is under way, so that a run can be resumed ---------------------
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """An operation on an article, as its record in the PageIndex partition `admin`
+    says: one at a time per article, `running` until a run completes it."""
+
+    article: str
+    to: str | None
+    state: Literal["running", "done"]
+    started: str  # ISO 8601, UTC
+
+    @property
+    def plan(self) -> Plan:
+        return Plan(self.article, self.to)
+
+    def item(self) -> Item:
+        item: Item = {"index": {"S": OPERATIONS}, "target": {"S": self.plan.ref},
+                      "op": {"S": self.plan.op}, "state": {"S": self.state},
+                      "started": {"S": self.started}}
+        if self.to is not None:
+            item["to"] = {"S": self.to}
+        return item
+
+    @classmethod
+    def from_item(cls, item: Item) -> Operation | None:
+        target = Target.from_ref(item.get("target", {}).get("S", ""))
+        state = item.get("state", {}).get("S")
+        if target is None or target.kind != "post" or state not in ("running", "done"):
+            return None
+        to = item.get("to", {}).get("S")
+        return cls(target.id, to, "running" if state == "running" else "done",
+                   item.get("started", {}).get("S", ""))
+
+
+def start_request(table: str, operation: Operation) -> dict[str, Any]:
+    """PutItem of a running operation: refused while another one on the article runs
+    (the same one may be started again: that is how a run resumes)."""
+    names = {"#t": "target", "#s": "state", "#op": "op", "#to": "to"}
+    values: dict[str, Any] = {":done": {"S": "done"}, ":op": {"S": operation.plan.op}}
+    same = "#op = :op AND "
+    if operation.to is None:
+        same += "attribute_not_exists(#to)"
+    else:
+        same += "#to = :to"
+        values[":to"] = {"S": operation.to}
+    return {"TableName": table, "Item": operation.item(),
+            "ConditionExpression": f"attribute_not_exists(#t) OR #s = :done OR ({same})",
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+
+
+def operation_key(article: str) -> Item:
+    return {"index": {"S": OPERATIONS}, "target": {"S": Target("post", article).ref}}

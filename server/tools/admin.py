@@ -1,0 +1,201 @@
+"""`livecount admin rename|delete`: move or remove every count of an article.
+
+They work on the store directly, with the same store options as `serve`, so they run
+with or without a server. Running servers keep counting meanwhile; see
+`aws/store_admin.py` for why each step applies once. A run stopped anywhere (Ctrl-C,
+a kill, DynamoDB away) is finished by running the same command again.
+
+With the embedded store only one process may open its files: the commands refuse
+while a `livecount serve` holds the data dir (use the dashboard's admin actions, or
+stop it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import logging
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import IO
+
+import uvloop
+from livecount import config, logs
+from livecount.aws import local as dynamodb_local
+from livecount.aws.store import Store
+from livecount.aws.store_admin import Moved, Operations
+from livecount.aws.store_errors import Answered, answer
+from livecount.core import sizes
+from livecount.core.errors import ClientError
+from livecount.core.moves import Plan
+
+PROGRESS_EVERY = 50  # moves between two `admin_moved` log lines
+NEVER_COUNTED = 1  # exit code: the id has no counts at all, as `livecount report` says
+
+ENV_NOTE = (f"Store options also read {config.ENV_PREFIX}<NAME>, as serve's do; a flag "
+            "wins over the variable.")
+
+
+# The options of `serve` these commands read: where the store is, and how paths map.
+STORE_OPTIONS = ("data_dir", "dynamodb_endpoint", "region", "table_prefix", "node_id",
+                 "log_level")
+
+
+def add_store_options(parser: argparse.ArgumentParser, extra: tuple[str, ...] = ()) -> None:
+    """`serve`'s options that say where the store is (and `extra` ones); the others
+    keep their defaults, so that `config.from_args` reads a whole `Config`."""
+    wanted = STORE_OPTIONS + extra
+    config.add_options(parser, [o for o in config.OPTIONS if o.dest in wanted])
+    parser.set_defaults(**{o.dest: o.default for o in config.OPTIONS if o.dest not in wanted})
+
+
+def article_id(value: str) -> str:
+    if (wrong := sizes.problem(value, sizes.ID)) is not None:
+        raise argparse.ArgumentTypeError(f"an article id {wrong}, got {value[:60]!r}")
+    return value
+
+
+def store_config(ns: argparse.Namespace) -> config.Config:
+    """The store options, checked; logs go to stderr, so stdout is the command's own."""
+    try:
+        cfg = config.from_args(ns)
+    except ValueError as exc:
+        ns.parser.error(str(exc))
+    logs.setup(cfg.log_level, cfg.node_id)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
+    return cfg
+
+
+@contextlib.contextmanager
+def _embedded_free(cfg: config.Config) -> Iterator[None]:
+    """With the embedded store, hold the data dir as a node does (its journal locks),
+    so that no server opens the same DynamoDB Local files meanwhile."""
+    if cfg.dynamodb_endpoint != "embedded":
+        yield
+        return
+    held: list[IO[str]] = []
+    try:
+        for journal in [cfg.data_dir / "journal", *sorted(cfg.data_dir.glob("worker-*/journal"))]:
+            journal.mkdir(parents=True, exist_ok=True)
+            lock: IO[str] = (journal / "lock").open("a")
+            held.append(lock)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ClientError("store_in_use", (
+                    f"a livecount serve is running on {cfg.data_dir} with the embedded store, "
+                    "whose files only one process may open: stop it first, or use the "
+                    "dashboard's admin actions")) from None
+        yield
+    finally:
+        for lock in held:
+            lock.close()
+
+
+@contextlib.asynccontextmanager
+async def opened(cfg: config.Config, create: bool = False) -> AsyncIterator[Store]:
+    """The store of `cfg`'s options; its tables must exist unless `create`."""
+    with _embedded_free(cfg):
+        async with dynamodb_local.endpoint_for(cfg.dynamodb_endpoint, cfg.data_dir) as url, \
+                Store.open(url, cfg.region, cfg.table_prefix, cfg.node_id) as store:
+            if create:
+                await store.create_tables()
+            else:
+                await _tables_exist(store)
+            yield store
+
+
+async def _tables_exist(store: Store) -> None:
+    try:
+        await answer(store.ddb.describe_table(TableName=store.tables.writer),
+                     store.tables.writer, expected=["ResourceNotFoundException"])
+    except Answered:
+        raise ClientError("no_tables", f"there is no table {store.tables.writer}: check "
+                                       "--dynamodb-endpoint and --table-prefix") from None
+
+
+def progress(done: int, of: int) -> None:
+    if done % PROGRESS_EVERY == 0 or done == of:
+        logs.log("admin_moved", done=done, of=of)
+
+
+async def operate(cfg: config.Config, plan: Plan, purge: bool) -> Moved:
+    async with opened(cfg) as store:
+        return await Operations(store).run(plan, progress, purge)
+
+
+def report(moved: Moved) -> str:
+    plan = moved.plan
+    lines = [f"Resumed the unfinished {plan.describe()}."] if moved.resumed else []
+    views = f"{moved.views.total:,} views ({moved.views.unique:,} unique)"
+    if plan.to is None:
+        lines.append(f"Deleted {plan.article!r}: {moved.items:,} items emptied, {views} "
+                     "taken out of the site's totals.")
+        if moved.purged:
+            lines.append(f"Purged {moved.purged:,} emptied items.")
+    else:
+        assert moved.now is not None
+        lines.append(f"Renamed {plan.article!r} to {plan.to!r}: {moved.items:,} items moved, "
+                     f"{views} added to {plan.to!r}, which now has {moved.now.total:,} views "
+                     f"({moved.now.unique:,} unique).")
+        lines.append(f"Views still sent for {plan.article!r} count under it: run this again "
+                     "to move them.")
+    return "\n".join(lines)
+
+
+def _run(ns: argparse.Namespace, plan: Plan, purge: bool = False) -> int:
+    cfg = store_config(ns)
+    try:
+        moved = uvloop.run(operate(cfg, plan, purge))
+    except ClientError as exc:
+        print(f"livecount: {exc.detail}", file=sys.stderr)
+        return NEVER_COUNTED if exc.code == "never_counted" else 2
+    print(report(moved))
+    return 0
+
+
+def _rename(ns: argparse.Namespace) -> int:
+    if ns.old == ns.new:
+        ns.parser.error("OLD and NEW are the same id")
+    return _run(ns, Plan(ns.old, ns.new))
+
+
+def _delete(ns: argparse.Namespace) -> int:
+    return _run(ns, Plan(ns.article), ns.purge)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    admin = commands.add_parser(
+        "admin", help="rename or delete an article's counts",
+        description="Operations on the stored counts of one article, straight on the "
+                    "store. Each is resumable: run it again to finish one that stopped.",
+        epilog="Each has its own help: livecount admin rename --help, …")
+    actions = admin.add_subparsers(dest="action", required=True)
+    rename = actions.add_parser(
+        "rename", help="move every count of OLD onto NEW (merging)",
+        description="Move every count of the article OLD onto NEW: totals and unique views, "
+                    "every hour of its timeline, every referrer, and its place in the page "
+                    "listing. NEW's own counts stay; OLD's add to them. Views sent for OLD "
+                    "afterwards count under OLD: run it again to move them.",
+        epilog=ENV_NOTE)
+    rename.add_argument("old", metavar="OLD", type=article_id, help="the article id it had")
+    rename.add_argument("new", metavar="NEW", type=article_id, help="the article id it has now")
+    add_store_options(rename)
+    rename.set_defaults(run=_rename, parser=rename)
+    delete = actions.add_parser(
+        "delete", help="remove every count of an article",
+        description="Remove every count of the article ID: its totals, timeline and "
+                    "referrers, also from the site's totals, and its place in the page "
+                    "listing. Emptied items stay, at zero, so that a node's resent write "
+                    "cannot count twice; --purge removes them too.",
+        epilog=ENV_NOTE)
+    delete.add_argument("article", metavar="ID", type=article_id, help="the article id")
+    delete.add_argument("--purge", action="store_true",
+                        help="also remove the emptied items; only when no node may still "
+                             "resend a write of this article (all stopped cleanly)")
+    add_store_options(delete)
+    delete.set_defaults(run=_delete, parser=delete)
+

@@ -1,0 +1,318 @@
+"""`livecount admin rename`, `import` and `export` against real servers on DynamoDB Local.
+
+The rename races live views, is SIGKILLed midway and resumed, and every view ends up
+counted once under the new id; pages of both ids see the merged count. The imports
+read small Plausible and GoatCounter files written here in their documented formats
+(the sources are named in tests/unit/test_imports.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import signal
+import sys
+import zipfile
+from collections import Counter
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from livecount.aws import store_requests
+from livecount.aws.store import Store
+from livecount.aws.store_admin import Operations
+from livecount.core.ledger import SITE, Counts, Delta, Row
+from livecount.core.pages import Target
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.support import ROOT, Launch, Served, eventually, flush_of
+
+HOSTS = [f"h{i}.example" for i in range(5)]
+PACE = 0.002  # seconds between one view's reply and the next view
+
+
+def livecount(*args: str) -> list[str]:
+    return [sys.executable, "-m", "livecount", *args]
+
+
+def store_args(url: str, prefix: str, tmp_path: Path) -> list[str]:
+    return ["--dynamodb-endpoint", url, "--table-prefix", prefix,
+            "--data-dir", str(tmp_path / "admin")]
+
+
+async def run(argv: list[str], timeout: float = 120) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def item(store: Store, table: str, key: dict[str, Any]) -> dict[str, Any]:
+    answer = await store.ddb.get_item(TableName=table, Key=key, ConsistentRead=True)
+    return dict(answer.get("Item", {}))
+
+
+async def counts(store: Store, article: str, table: str | None = None) -> Counts:
+    return store_requests.counts(await item(store, table or store.tables.writer,
+                                            {"articleId": {"S": article}}))
+
+
+async def partition(store: Store, table: str, ref: str) -> list[dict[str, Any]]:
+    request = store_requests.query(table, "target", ref, consistent=True)
+    found: list[dict[str, Any]] = []
+    while True:
+        page = await store.ddb.query(**request)
+        found += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return found
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+async def timeline_sum(store: Store, ref: str) -> Counts:
+    hours = [store_requests.counts(i) for i in await partition(store, store.tables.timeline, ref)]
+    return Counts(sum(h.total for h in hours), sum(h.unique for h in hours))
+
+
+async def referrers(store: Store, ref: str) -> Counter[str]:
+    return Counter({i["host"]["S"]: int(i["views"]["N"])
+                    for i in await partition(store, store.tables.referrers, ref)
+                    if int(i["views"]["N"])})
+
+
+class Page:
+    """A page on a node showing some articles; `seen` holds every total pushed, per id."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.seen: dict[str, list[int]] = {}
+
+    async def read(self) -> None:
+        async for raw in self.ws:
+            message = json.loads(raw)
+            if message.get("message") == "count":
+                self.seen.setdefault(message["articleId"], []).append(message["totalViews"])
+
+    async def most(self) -> dict[str, int]:
+        return {a: max(t) for a, t in self.seen.items()}
+
+
+class Viewer:
+    """Views of one article on one node, as fast as they are answered, until `stop`; each
+    replied view is tallied as it was sent (refreshed or not, from which host)."""
+
+    def __init__(self, served: Served, article: str) -> None:
+        self.served = served
+        self.article = article
+        self.stop = asyncio.Event()
+        self.total = 0
+        self.unique = 0
+        self.hosts: Counter[str] = Counter()
+
+    async def run(self) -> None:
+        async with connect(self.served.ws) as ws:
+            n = 0
+            while not self.stop.is_set():
+                refreshed, host = n % 3 == 0, HOSTS[n % len(HOSTS)]
+                await ws.send(json.dumps({
+                    "message": "views", "articleId": self.article, "articleTitle": "Old",
+                    "refreshed": refreshed, "referrer": f"https://{host}/post"}))
+                while json.loads(await asyncio.wait_for(ws.recv(), 20))["message"] != "views":
+                    pass
+                self.total += 1
+                self.unique += not refreshed
+                self.hosts[host] += 1
+                n += 1
+                await asyncio.sleep(PACE)  # a busy page, not a flood: the CPUs are shared
+
+    async def replied(self) -> int:
+        return self.total
+
+
+async def seed_history(store: Store) -> None:
+    """What `old` and `new` held before the test: `new` 1,000 views; `old` 100 views
+    spread over 100 past hours and 300 referrer hosts, so a rename has 400 moves."""
+    old, new = Target("post", "old"), Target("post", "new")
+    rows: dict[Row, Delta] = {}
+    for i in range(100):
+        hour = f"2025-01-{1 + i // 24:02d}T{i % 24:02d}"
+        for ref in (old.ref, SITE):
+            rows[Row("timeline", ref, hour)] = Delta(1, 1)
+    for i in range(300):
+        for ref in (old.ref, SITE):
+            rows[Row("referrer", ref, f"past{i}.example")] = Delta(1, 0)
+    rows[Row("timeline", new.ref, "2025-02-01T00")] = Delta(1000, 900)
+    rows[Row("timeline", SITE, "2025-02-01T00")] = Delta(1000, 900)
+    result = await store.flush(flush_of(
+        targets={old: Delta(100, 100, "Old"), new: Delta(1000, 900, "New")}, rows=rows,
+        new={old, new}))
+    assert not (result.failed_targets or result.failed_rows or result.failed_index)
+
+
+async def rename_killed_midway(argv: list[str]) -> None:
+    """Start the rename and SIGKILL it once it reports its first moves."""
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    try:
+        async with asyncio.timeout(120):
+            while line := await proc.stderr.readline():
+                if b'"admin_moved"' in line:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            else:
+                raise AssertionError("the rename ended without reporting a move")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+async def test_a_rename_racing_live_views_counts_each_view_once_under_the_new_id(
+        launch: Launch, local_store: Store, dynamodb_local_url: str, prefix: str,
+        tmp_path: Path):
+    store = local_store
+    await seed_history(store)
+    counter = await launch("--node-id", "a", "--data-dir", str(tmp_path / "a"))
+    shower = await launch("--node-id", "b", "--data-dir", str(tmp_path / "b"))
+    rename = livecount("admin", "rename", "old", "new",
+                       *store_args(dynamodb_local_url, prefix, tmp_path))
+    viewer = Viewer(counter, "old")
+    async with asyncio.TaskGroup() as tasks, AsyncExitStack() as pages:
+        ws = await pages.enter_async_context(connect(shower.ws))
+        await ws.send(json.dumps({"message": "subscribe", "articleIds": ["old", "new"]}))
+        page = Page(ws)
+        tasks.create_task(page.read())
+        viewing = tasks.create_task(viewer.run())
+        await eventually(viewer.replied, lambda n: n >= 50)
+
+        await rename_killed_midway(rename)
+        operation = await Operations(store).current("old")
+        assert operation is not None and operation.state == "running"  # killed midway:
+        assert await referrers(store, "post#old")  # rows still to move
+        assert await counts(store, "old") != Counts(0, 0)  # the writer item moves last
+
+        code, out, err = await run(rename)  # resumed, views still arriving
+        assert code == 0, err
+        assert "Resumed the unfinished rename of 'old' to 'new'" in out
+        viewer.stop.set()
+        await viewing
+        sent = Counts(viewer.total, viewer.unique)
+        everything = Counts(1100 + sent.total, 1000 + sent.unique)
+
+        # The views that arrived after the rename moved its items are still under `old`:
+        # once the node has stored them, the next run moves them too.
+        async def stored() -> Counts:
+            old, new = await counts(store, "old"), await counts(store, "new")
+            return Counts(old.total + new.total, old.unique + new.unique)
+
+        await eventually(stored, lambda c: c == everything, timeout=30)
+        await eventually(lambda: timeline_sum(store, SITE), lambda c: c == everything,
+                         timeout=30)
+        code, out, err = await run(rename)
+        assert code == 0, err
+
+        assert await counts(store, "new") == everything
+        assert await counts(store, "old") == Counts(0, 0)
+        assert await timeline_sum(store, "post#new") == everything
+        assert await timeline_sum(store, "post#old") == Counts(0, 0)
+        assert await timeline_sum(store, SITE) == everything  # the site: the same views
+        expected_hosts = Counter({f"past{i}.example": 1 for i in range(300)}) + viewer.hosts
+        assert await referrers(store, "post#new") == expected_hosts
+        assert await referrers(store, "post#old") == Counter()
+        assert set(await store.tracked()) == {Target("post", "new")}
+        await eventually(lambda: counts(store, "new", store.tables.reader),
+                         lambda c: c == everything)
+        # Live pages of both ids on the other node are shown the merged count, which
+        # `old` alone never reached (it had 1,000 views fewer).
+        await eventually(page.most, lambda m: m.get("old", 0) == m.get("new", 0)
+                         == everything.total)
+
+GOATCOUNTER = (  # https://www.goatcounter.com/help/export, version 2
+    "2Path,Title,Event,UserAgent,Browser,System,Session,Bot,Referrer,Referrer scheme,"
+    "Screen size,Location,FirstVisit,Date\n"
+    '/blog/hello/,Hello,false,,Firefox 120,Linux,s1,0,news.ycombinator.com,h,'
+    '"1920,1080,1",NL,true,2024-03-01T10:15:00Z\n'
+    '/blog/hello/,Hello,false,,Firefox 120,Linux,s1,0,,,"1920,1080,1",NL,false,'
+    "2024-03-01T10:40:00Z\n"
+    '/,Home,false,,Chrome 119,Windows 10,s2,0,,,"1280,720,1",US,true,2024-03-01T11:00:00Z\n'
+    'click-subscribe,Subscribe,true,,Firefox 120,Linux,s1,0,,,"",NL,false,'
+    "2024-03-01T10:16:00Z\n")
+PLAUSIBLE_PAGES = ("name,visitors,pageviews,bounce_rate,time_on_page\n"  # Plausible's pages.csv
+                   "/blog/hello/,10,25,40,60.0\n"
+                   "/blog/other/,3,4,50,12.0\n"
+                   "/tags/x/,1,1,,\n")
+
+
+async def test_imports_of_goatcounter_and_plausible_exports_add_once_and_export_back(
+        launch: Launch, local_store: Store, dynamodb_local_url: str, prefix: str,
+        tmp_path: Path):
+    store = local_store
+    # Two nodes: the import tells pages its counts over the live feed, which a node reads
+    # while others are alive (alone, its stream consumer pushes what it copies itself).
+    await launch("--node-id", "a", "--data-dir", str(tmp_path / "a"))
+    served = await launch("--node-id", "b", "--data-dir", str(tmp_path / "b"))
+    options = store_args(dynamodb_local_url, prefix, tmp_path)
+    goat = tmp_path / "goatcounter-export.csv"
+    goat.write_text(GOATCOUNTER)
+    plausible = tmp_path / "plausible_export.zip"
+    with zipfile.ZipFile(plausible, "w") as archive:
+        archive.writestr("visitors.csv", "date,visitors,pageviews,visits,views_per_visit,"
+                                         "bounce_rate,visit_duration\n2024-03-01,13,29,14,2,40,30\n")
+        archive.writestr("pages.csv", PLAUSIBLE_PAGES)
+
+    async with connect(served.ws) as ws:
+        await ws.send(json.dumps({"message": "subscribe", "articleIds": ["hello"]}))
+        assert json.loads(await ws.recv())["totalViews"] == 0
+
+        code, out, err = await run(livecount("import", str(goat), "--path-pattern", "/blog/{id}/",
+                                             *options))
+        assert code == 0, err
+        assert "hello" in out and "Home_Page" in out and "1 events" in out
+        code, out, err = await run(livecount("import", str(plausible), "--path-pattern",
+                                             "/blog/{id}/", "--json", *options))
+        assert code == 0, err
+        outcome = json.loads(out)
+        assert outcome["format"] == "plausible" and outcome["unmatched"] == {"/tags/x/": 1}
+        assert [(p["id"], p["totalViews"], p["added"]) for p in outcome["pages"]] == \
+            [("hello", 25, True), ("other", 4, True)]
+        # A page showing the post sees the imported views.
+        while (pushed := json.loads(await asyncio.wait_for(ws.recv(), 60)))["totalViews"] < 27:
+            assert pushed["articleId"] == "hello"
+
+    assert await counts(store, "hello") == Counts(27, 11)
+    assert await counts(store, "other") == Counts(4, 3)
+    home = await item(store, store.tables.pages, {"pageName": {"S": "Home_Page"}})
+    assert store_requests.counts(home) == Counts(1, 1)
+    assert await referrers(store, "post#hello") == Counter({"news.ycombinator.com": 1})
+
+    for again in (goat, plausible):  # the same files again: nothing added
+        code, out, err = await run(livecount("import", str(again), "--path-pattern",
+                                             "/blog/{id}/", *options))
+        assert code == 0, err
+        assert "was imported before: nothing added" in out
+    assert await counts(store, "hello") == Counts(27, 11)
+
+    code, out, err = await run(livecount("import", str(tmp_path / "missing.csv"), *options))
+    assert code == 2 and "cannot read" in err
+    posts_only = tmp_path / "posts.csv"
+    posts_only.write_text("".join(GOATCOUNTER.splitlines(keepends=True)[:3]))
+    code, out, err = await run(livecount("import", str(posts_only), *options))  # no pattern
+    assert code == 2 and "'/blog/hello/'): give --path-pattern" in err
+
+    code, out, err = await run(livecount("export", "--format", "ndjson", *options))
+    assert code == 0, err
+    lines = [json.loads(line) for line in io.StringIO(out)]
+    assert lines[0]["format"] == "livecount"
+    exported = {(r["record"], r["target"]): r for r in lines[1:]}
+    assert exported["count", "post#hello"]["totalViews"] == 27
+    assert exported["count", "page#Home_Page"]["uniqueViews"] == 1
+    assert exported["referrer", "site"] == {"record": "referrer", "target": "site",
+                                            "host": "news.ycombinator.com", "views": 1}
+    output = tmp_path / "out.csv"
+    code, _, err = await run(livecount("export", "--output", str(output), *options))
+    assert code == 0, err
+    assert output.read_text().splitlines()[0] == \
+        "record,target,title,hour,host,totalViews,uniqueViews"

@@ -1,0 +1,251 @@
+"""Rename, delete, import and export on DynamoDB Local: each count moves or arrives once,
+whatever was stopped midway, resent, or run twice at once."""
+
+import asyncio
+from typing import Any
+
+import pytest
+from livecount.aws import store_requests
+from livecount.aws.store import Store
+from livecount.aws.store_admin import Exports, Imports, Operations
+from livecount.core import exports, feed, imports, moves
+from livecount.core.errors import ClientError
+from livecount.core.imports import ImportPlan, PathMap
+from livecount.core.ledger import SITE, Counts, Delta, Row
+from livecount.core.moves import Operation, Plan
+from livecount.core.pages import PageRules, Target
+
+from tests.conftest import open_store
+from tests.support import flush_of
+
+OLD, NEW = Target("post", "old"), Target("post", "new")
+H1, H2 = "2026-01-02T03", "2026-01-02T04"
+
+
+async def get(store: Store, table: str, key: dict[str, Any]) -> dict[str, Any]:
+    answer = await store.ddb.get_item(TableName=table, Key=key, ConsistentRead=True)
+    return dict(answer.get("Item", {}))
+
+
+async def writer(store: Store, article: str, table: str | None = None) -> Counts:
+    item = await get(store, table or store.tables.writer, {"articleId": {"S": article}})
+    return store_requests.counts(item)
+
+
+async def rows(store: Store, kind: str, ref: str) -> dict[str, Counts]:
+    """A partition's rows: hour → counts, or host → (views, 0)."""
+    table = store.tables.timeline if kind == "timeline" else store.tables.referrers
+    sort = "hour" if kind == "timeline" else "host"
+    items = (await store.ddb.query(**store_requests.query(table, "target", ref,
+                                                          consistent=True)))["Items"]
+    if kind == "referrer":
+        return {i[sort]["S"]: Counts(int(i["views"]["N"]), 0) for i in items}
+    return {i[sort]["S"]: store_requests.counts(i) for i in items}
+
+
+async def seed(store: Store, target: Target, total: int, unique: int, title: str = "",
+               hosts: int = 1, hour: str = H1) -> None:
+    """Views of `target` as a node stores them: counts, a timeline bucket, referrer rows
+    (spread over `hosts` hosts), the site's rows and the page index."""
+    row_deltas = {Row("timeline", target.ref, hour): Delta(total, unique),
+                  Row("timeline", SITE, hour): Delta(total, unique)}
+    for i in range(hosts):
+        for ref in (target.ref, SITE):
+            row = Row("referrer", ref, f"h{i}.example")
+            row_deltas[row] = Delta(row_deltas.get(row, Delta()).total + 1, 0)
+    flush = flush_of(targets={target: Delta(total, unique, title or None)}, rows=row_deltas,
+                     new={target})
+    result = await store.flush(flush)
+    assert not (result.failed_targets or result.failed_rows or result.rejected_rows)
+
+
+async def test_a_rename_merges_every_count_onto_the_new_id(local_store: Store):
+    store = local_store
+    await seed(store, OLD, 5, 3, "Old title", hosts=2)
+    await seed(store, NEW, 2, 2, "New title", hosts=1, hour=H2)
+    site_before = await rows(store, "timeline", SITE), await rows(store, "referrer", SITE)
+
+    moved = await Operations(store).run(Plan("old", "new"))
+
+    assert (moved.views, moved.now, moved.resumed) == (Counts(5, 3), Counts(7, 5), False)
+    assert moved.items == 4  # a bucket, two referrers, the writer item
+    assert await writer(store, "new") == Counts(7, 5)
+    assert await writer(store, "new", store.tables.reader) == Counts(7, 5)  # copied at once
+    assert await writer(store, "old") == Counts(0, 0)
+    assert (await get(store, store.tables.writer, {"articleId": {"S": "new"}}))[
+        "articleTitle"] == {"S": "New title"}  # the new id's own title stays
+    assert "articleTitle" not in await get(store, store.tables.writer, {"articleId": {"S": "old"}})
+    assert await rows(store, "timeline", NEW.ref) == {H1: Counts(5, 3), H2: Counts(2, 2)}
+    assert await rows(store, "referrer", NEW.ref) == {"h0.example": Counts(2, 0),
+                                                      "h1.example": Counts(1, 0)}
+    assert set((await rows(store, "timeline", OLD.ref)).values()) == {Counts(0, 0)}
+    assert (await rows(store, "timeline", SITE), await rows(store, "referrer", SITE)) == \
+        site_before  # the site's totals are the same views
+    assert set(await store.tracked()) == {NEW}
+    record = await Operations(store).current("old")
+    assert record is not None and (record.to, record.state) == ("new", "done")
+    # Pages of the old id are told the new id's count over the live feed.
+    shared = [c for _, payload in await store.read_feed(0) for c in feed.decode(payload)]
+    assert ("old", 7, 5) in shared and ("new", 7, 5) in shared
+
+
+async def test_a_run_stopped_midway_is_finished_by_the_next_exactly_once(local_store: Store):
+    store = local_store
+    await seed(store, OLD, 40, 30, hosts=30)
+    plan = Plan("old", "new")
+    ops = Operations(store)
+    await store.ddb.put_item(**moves.start_request(
+        store.tables.index, Operation("old", "new", "running", "2026-01-01T00:00:00Z")))
+    sources = plan.moves(await ops.sources("old"))
+    for source in sources[:12]:  # a run that was killed after 12 moves
+        assert await ops.move(plan, source) == source
+    # The same moves resent as they were read (a resumed run racing the old one):
+    # each finds the source moved since, reads it again, and moves nothing more.
+    for source in sources[:12]:
+        assert await ops.move(plan, source) is None
+    await seed(store, OLD, 3, 1, hosts=2)  # a node counts more views meanwhile
+
+    moved = await ops.run(plan)
+
+    assert moved.resumed and moved.now == Counts(43, 31)
+    assert await writer(store, "new") == Counts(43, 31) and await writer(store, "old") == ZERO
+    referred = await rows(store, "referrer", NEW.ref)
+    assert sum(c.total for c in referred.values()) == 32
+    assert referred["h0.example"] == referred["h1.example"] == Counts(2, 0)
+    assert await rows(store, "timeline", NEW.ref) == {H1: Counts(43, 31)}
+
+
+ZERO = Counts(0, 0)
+
+
+async def test_two_runs_at_once_move_each_count_once(local_store: Store):
+    store = local_store
+    await seed(store, OLD, 25, 20, hosts=20)
+    first, second = await asyncio.gather(Operations(store).run(Plan("old", "new")),
+                                         Operations(store).run(Plan("old", "new")))
+    assert first.items + second.items == 22  # each move applied by one of them
+    assert await writer(store, "new") == Counts(25, 20)
+    assert sum(c.total for c in (await rows(store, "referrer", NEW.ref)).values()) == 20
+    assert await rows(store, "timeline", NEW.ref) == {H1: Counts(25, 20)}
+
+
+async def test_a_renamed_ids_resent_write_is_refused_by_the_item_left_behind(local_store: Store):
+    """The emptied item keeps each node's flush number, so a write whose answer was lost
+    before the rename, resent after it, cannot count its views a second time."""
+    store = local_store
+    flush = flush_of(targets={OLD: Delta(4, 4)}, new={OLD})
+    await store.flush(flush)
+    await Operations(store).run(Plan("old", "new"))
+    result = await store.flush(flush)  # the same writes again: a resend
+    assert not result.failed_targets
+    assert await writer(store, "old") == ZERO and await writer(store, "new") == Counts(4, 4)
+
+
+async def test_a_delete_takes_the_article_out_of_everything(local_store: Store):
+    store = local_store
+    await seed(store, OLD, 5, 3, "Old", hosts=2)
+    await seed(store, NEW, 2, 2, hosts=1)
+    moved = await Operations(store).run(Plan("old"))
+    assert moved.views == Counts(5, 3) and moved.now is None
+    assert await writer(store, "old") == ZERO
+    assert await rows(store, "timeline", SITE) == {H1: Counts(2, 2)}
+    assert await rows(store, "referrer", SITE) == {"h0.example": Counts(1, 0),
+                                                   "h1.example": ZERO}
+    assert set(await store.tracked()) == {NEW}
+    purged = await Operations(store).run(Plan("old"), purge=True)
+    assert purged.purged == 4  # the writer item, the bucket, two referrer rows
+    assert await get(store, store.tables.writer, {"articleId": {"S": "old"}}) == {}
+    assert await rows(store, "referrer", OLD.ref) == {} == await rows(store, "timeline", OLD.ref)
+    assert await writer(store, "new") == Counts(2, 2)
+
+
+async def test_an_unfinished_operation_must_be_finished_first(local_store: Store):
+    store = local_store
+    await seed(store, OLD, 1, 1)
+    await store.ddb.put_item(**moves.start_request(
+        store.tables.index, Operation("old", "new", "running", "2026-01-01T00:00:00Z")))
+    for other in (Plan("old"), Plan("old", "other")):
+        with pytest.raises(ClientError, match="rename of 'old' to 'new' is not finished") as no:
+            await Operations(store).run(other)
+        assert no.value.code == "operation_running"
+    assert await writer(store, "old") == Counts(1, 1)
+    assert (await Operations(store).run(Plan("old", "new"))).resumed
+    assert (await Operations(store).run(Plan("old"))).views == ZERO  # free again
+
+
+def goat_plan() -> ImportPlan:
+    plan = ImportPlan("goatcounter-v2")
+    for i in range(12):
+        plan.add_views(Target("post", f"p{i % 4}"), 1, i % 2, H1, f"r{i % 3}.example", "T")
+    plan.add_views(Target("page", "Home_Page"), 3, 2, H2)
+    return plan
+
+
+async def test_an_import_adds_once_however_often_it_is_run(local_store: Store):
+    store = local_store
+    await seed(store, Target("post", "p0"), 10, 10)  # counted here before the import
+    plan, name = goat_plan(), "export.csv"
+    first = await Imports(store).run(plan, "id1", name)
+    assert not first.already and all(first.added.values())
+    assert await writer(store, "p0") == Counts(13, 10)
+    assert await writer(store, "p1", store.tables.reader) == Counts(3, 3)
+    assert store_requests.counts(await get(store, store.tables.pages, {
+        "pageName": {"S": "Home_Page"}})) == Counts(3, 2)
+    assert (await rows(store, "timeline", SITE))[H1] == Counts(22, 16)
+    assert (await rows(store, "referrer", SITE))["r0.example"] == Counts(4, 0)
+    assert Target("page", "Home_Page") in await store.tracked()
+
+    again = await Imports(store).run(plan, "id1", name)
+    assert again.already and not any(again.added.values())
+    # A run stopped before its record said done: every write is refused by its marker.
+    await store.ddb.put_item(TableName=store.tables.index, Item=imports.record_item(
+        "id1", name, plan, "running", "2026-01-01T00:00:00Z"))
+    resumed = await Imports(store).run(plan, "id1", name)
+    assert not resumed.already and not any(resumed.added.values()) and resumed.rows == 0
+    assert await writer(store, "p0") == Counts(13, 10)
+    assert (await rows(store, "timeline", SITE))[H1] == Counts(22, 16)
+    # The same file read with other rules maps other views: refused, not added twice.
+    other = goat_plan()
+    other.add_views(Target("post", "p9"), 1, 1, H1)
+    with pytest.raises(ClientError, match="with other --path-pattern") as refused:
+        await Imports(store).run(other, "id1", name)
+    assert refused.value.code == "imported_before"
+    assert await writer(store, "p9") == ZERO
+
+
+async def test_an_import_stopped_midway_adds_the_rest_once(local_store: Store):
+    store = local_store
+    plan = goat_plan()
+    mark = imports.marker("id2")
+    for target, counts in list(plan.counts.items())[:2]:  # written before a crash
+        await store.ddb.update_item(**imports.count_write(store.tables, target, counts, "",
+                                                          mark))
+    done = await Imports(store).run(plan, "id2", "x.csv")
+    assert sorted(done.added.values()) == [False, False, True, True, True]
+    for i in range(4):
+        assert await writer(store, f"p{i}") == plan.counts[Target("post", f"p{i}")]
+
+
+async def test_an_export_imported_elsewhere_is_the_same_store(local_store: Store,
+                                                              dynamodb_local_url: str):
+    store = local_store
+    await seed(store, OLD, 5, 3, "Old", hosts=2)
+    await seed(store, Target("page", "Home_Page"), 4, 4, hour=H2)
+    await Operations(store).run(Plan("old", "new"))  # emptied rows are not exported
+    records = [r async for r in Exports(store).records()]
+    assert {r.target for r in records if r.record == "count"} == {"post#new", "page#Home_Page"}
+    assert all(r.total for r in records)
+    text = exports.ndjson_head("2026-01-01T00:00:00Z") + "".join(map(exports.ndjson_line,
+                                                                      records))
+    async for other in open_store(dynamodb_local_url, "copy_" + store.tables.writer[:11]):
+        await Imports(other).run(imports.read(text.encode(), PathMap(PageRules())), "e", "e")
+        assert [r async for r in Exports(other).records()] == records
+
+
+async def test_an_id_never_counted_is_refused(local_store: Store):
+    for plan in (Plan("ghost", "new"), Plan("ghost")):
+        with pytest.raises(ClientError, match="'ghost' was never counted") as refused:
+            await Operations(local_store).run(plan)
+        assert refused.value.code == "never_counted"
+    assert await Operations(local_store).current("ghost") is None
+    assert await local_store.tracked() == []

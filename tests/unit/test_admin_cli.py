@@ -1,0 +1,89 @@
+"""`livecount admin`, `export` and `import` as a person meets them: options, mistakes,
+and what they say when done."""
+
+import argparse
+import fcntl
+
+import pytest
+from livecount import config
+from livecount.aws.store_admin import Moved
+from livecount.core.errors import ClientError
+from livecount.core.ledger import Counts
+from livecount.core.moves import Plan
+from livecount.tools import admin, transfer
+
+
+def parser() -> argparse.ArgumentParser:
+    top: argparse.ArgumentParser = config.Parser(prog="livecount")
+    commands = top.add_subparsers(dest="command", required=True)
+    admin.register(commands)
+    transfer.register(commands)
+    return top
+
+
+def refused(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exited:
+        ns = parser().parse_args(argv)
+        ns.run(ns)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["admin", "rename", "a", "a"], "livecount: OLD and NEW are the same id\n"),
+    (["admin", "rename", "a"], "livecount: the following arguments are required: NEW\n"),
+    (["admin", "delete", ""], "livecount: ID: an article id must not be empty, got ''\n"),
+    (["import", "f.csv", "--path-pattern", "blog/{id}"],
+     "livecount: --path-pattern: 'blog/{id}' must start with / and hold {id} once, such as "
+     "/blog/{id}/\n"),
+    (["export", "--format", "xml"],
+     "livecount: --format: must be one of csv, ndjson, got 'xml'\n"),
+    (["admin", "delete", "x", "--port", "1"], "livecount: unrecognized arguments: --port 1\n"),
+])
+def test_mistakes_are_one_line(argv, message, capsys):
+    assert refused(argv, capsys) == message
+
+
+def test_only_the_store_options_are_read_and_the_rest_keep_their_defaults(monkeypatch):
+    monkeypatch.setenv("LIVECOUNT_PORT", "not a port")  # serve's, not these commands'
+    monkeypatch.setenv("LIVECOUNT_TABLE_PREFIX", "blog_")
+    ns = parser().parse_args(["import", "f.csv", "--page", "/=Start",
+                              "--path-pattern", "/p/{id}", "--path-pattern", "/{id}.html"])
+    config.resolve(ns)
+    cfg = config.from_args(ns)
+    assert (cfg.table_prefix, cfg.port, cfg.pages.names) == ("blog_", 8080, ["Start"])
+    assert ns.path_pattern == ["/p/{id}", "/{id}.html"]
+
+
+def test_with_the_embedded_store_a_running_server_is_refused(tmp_path):
+    ns = parser().parse_args(["admin", "delete", "x", "--data-dir", str(tmp_path)])
+    config.resolve(ns)
+    cfg = config.from_args(ns)
+    (tmp_path / "journal").mkdir()
+    with (tmp_path / "journal" / "lock").open("a") as server:  # as a serving node holds it
+        fcntl.flock(server, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ClientError, match="stop it first") as busy, \
+                admin._embedded_free(cfg):
+            pass
+        assert busy.value.code == "store_in_use"
+    # Free again: the command holds it meanwhile, so no server starts on the same files.
+    with admin._embedded_free(cfg), (tmp_path / "journal" / "lock").open("a") as other, \
+            pytest.raises(BlockingIOError):
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_the_reports_say_what_was_done_and_what_is_left():
+    renamed = admin.report(Moved(Plan("old", "new"), resumed=True, items=12,
+                                 views=Counts(40, 30), now=Counts(50, 35)))
+    assert renamed.splitlines() == [
+        "Resumed the unfinished rename of 'old' to 'new'.",
+        "Renamed 'old' to 'new': 12 items moved, 40 views (30 unique) added to 'new', which "
+        "now has 50 views (35 unique).",
+        "Views still sent for 'old' count under it: run this again to move them."]
+    deleted = admin.report(Moved(Plan("old"), resumed=False, items=3, views=Counts(5, 4),
+                                 purged=3))
+    assert deleted.splitlines() == [
+        "Deleted 'old': 3 items emptied, 5 views (4 unique) taken out of the site's totals.",
+        "Purged 3 emptied items."]

@@ -164,7 +164,37 @@ def _rename(ns: argparse.Namespace) -> int:
 
 
 def _delete(ns: argparse.Namespace) -> int:
-    return _run(ns, Plan(ns.article), ns.purge)
+    if (ns.article is None) == (ns.prefix is None):
+        ns.parser.error("give one article ID, or --prefix, not both")
+    if ns.article is not None:
+        return _run(ns, Plan(ns.article), ns.purge)
+    cfg = store_config(ns)
+    try:
+        done = uvloop.run(_delete_prefixed(cfg, ns.prefix, ns.purge))
+    except ClientError as exc:
+        print(f"livecount: {exc.detail}", file=sys.stderr)
+        return 2
+    if not done:
+        print(f"livecount: no counted article id starts with {ns.prefix!r}", file=sys.stderr)
+        return NEVER_COUNTED
+    for moved in done:
+        print(report(moved))
+    print(f"Deleted {len(done):,} articles whose id starts with {ns.prefix!r}.")
+    return 0
+
+
+async def _delete_prefixed(cfg: config.Config, prefix: str, purge: bool) -> list[Moved]:
+    async with opened(cfg) as store:
+        return await delete_prefixed(store, prefix, purge)
+
+
+async def delete_prefixed(store: Store, prefix: str, purge: bool = False) -> list[Moved]:
+    """Every counted post whose id starts with `prefix` (a load test's `loadtest-`),
+    deleted one after the other, each exactly once as `delete ID` is."""
+    operations = Operations(store)
+    found = [t.id for t in await store.tracked()
+             if t.kind == "post" and t.id.startswith(prefix)]
+    return [await operations.run(Plan(article), progress, purge) for article in found]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -192,7 +222,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "listing. Emptied items stay, at zero, so that a node's resent write "
                     "cannot count twice; --purge removes them too.",
         epilog=ENV_NOTE)
-    delete.add_argument("article", metavar="ID", type=article_id, help="the article id")
+    delete.add_argument("article", metavar="ID", type=article_id, nargs="?",
+                        help="the article id")
+    delete.add_argument("--prefix", type=article_id,
+                        help="instead of one ID, every article whose id starts with this: "
+                             "`--prefix loadtest-` removes what a load test counted")
     delete.add_argument("--purge", action="store_true",
                         help="also remove the emptied items; only when no node may still "
                              "resend a write of this article (all stopped cleanly)")

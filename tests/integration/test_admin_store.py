@@ -14,6 +14,7 @@ from livecount.core.imports import ImportPlan, PathMap
 from livecount.core.ledger import SITE, Counts, Delta, Row
 from livecount.core.moves import Operation, Plan
 from livecount.core.pages import PageRules, Target
+from livecount.tools import admin
 
 from tests.conftest import open_store
 from tests.support import flush_of
@@ -249,3 +250,14 @@ async def test_an_id_never_counted_is_refused(local_store: Store):
         assert refused.value.code == "never_counted"
     assert await Operations(local_store).current("ghost") is None
     assert await local_store.tracked() == []
+
+
+async def test_a_prefix_deletes_a_load_tests_articles_and_nothing_else(local_store: Store):
+    kept, tested = Target("post", "hello"), [Target("post", f"loadtest-{i}") for i in range(3)]
+    for target in (kept, *tested):
+        await seed(local_store, target, 2, 1)
+    done = await admin.delete_prefixed(local_store, "loadtest-")
+    assert sorted(m.plan.article for m in done) == [t.id for t in tested]
+    assert await local_store.tracked() == [kept]
+    assert await writer(local_store, "hello") == Counts(2, 1)
+    assert await rows(local_store, "timeline", SITE) == {H1: Counts(2, 1)}

@@ -41,6 +41,9 @@ def refused(argv: list[str], capsys) -> str:
     (["export", "--format", "xml"],
      "livecount: --format: must be one of csv, ndjson, got 'xml'\n"),
     (["admin", "delete", "x", "--port", "1"], "livecount: unrecognized arguments: --port 1\n"),
+    (["admin", "delete"], "livecount: give one article ID, or --prefix, not both\n"),
+    (["admin", "delete", "x", "--prefix", "y"],
+     "livecount: give one article ID, or --prefix, not both\n"),
 ])
 def test_mistakes_are_one_line(argv, message, capsys):
     assert refused(argv, capsys) == message

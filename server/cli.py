@@ -20,7 +20,7 @@ from livecount.core.errors import StoreRefused, Unavailable
 from livecount.node import lifecycle as app
 from livecount.node import workers
 from livecount.node.journal import JournalBusy
-from livecount.tools import loadtest
+from livecount.tools import admin, loadtest, transfer
 from livecount.tools import report as console
 
 
@@ -61,7 +61,7 @@ def _config(ns: argparse.Namespace) -> config.Config:
         cfg = config.from_args(ns)
     except ValueError as exc:
         ns.parser.error(str(exc))
-    logs.setup(cfg.log_level, cfg.node_id)
+    logs.setup(cfg.log_level, cfg.node_id, cfg.log_format)
     return cfg
 
 
@@ -109,6 +109,8 @@ def parser() -> argparse.ArgumentParser:
     register(commands)
     loadtest.register(commands)
     console.register(commands)
+    admin.register(commands)
+    transfer.register(commands)
     return top
 
 

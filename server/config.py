@@ -33,6 +33,7 @@ from livecount.core.pages import DEFAULT_PAGES, PageRules, dns_host
 
 ENV_PREFIX = "LIVECOUNT_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "human")  # logs.FORMATS (a sibling layer: not imported)
 # What `--public` can open: each private report by name, or `all` (the dashboard too).
 REPORTS = ("pages", "referrers", "timeline", "now", "metrics", "all")
 TOKEN_FILE = "admin-token"  # in the data dir, unless --admin-token-file says otherwise
@@ -317,6 +318,9 @@ class Config:
                                         parse=positive(float), default=300.0)
     log_level: str = option("the least severe level logged", parse=choice(*LOG_LEVELS),
                             default="info", choices=LOG_LEVELS)
+    log_format: str = option(
+        "`auto`: short lines and a banner on a terminal, JSON lines otherwise; `json` or "
+        "`human` to choose", parse=choice(*LOG_FORMATS), default="auto", choices=LOG_FORMATS)
     node_id: str = option(
         "this node's stable name (flush sequence numbers are per node)", default="",
         shown="host name + data-dir hash",

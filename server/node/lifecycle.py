@@ -2,7 +2,8 @@
 
 Start: the store's tables, the journal's replay (bounded), the stream caught up,
 then listen. Stop (SIGINT/SIGTERM): close sockets, flush everything, wait for the
-stream copy, close the journal.
+stream copy, close the journal. Each step is told as it begins (`node/banner.py`: a
+line on a terminal, a `starting` event otherwise), and the start ends with where to go.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
 
+from livecount import logs
 from livecount.aws import local
 from livecount.aws.consumer import StreamConsumer
 from livecount.aws.store import Store
@@ -24,8 +26,10 @@ from livecount.core.engine import Engine, Settings
 from livecount.core.errors import StoreRefused, Unavailable
 from livecount.core.limits import parse_networks
 from livecount.logs import log, warn
+from livecount.node.admin_api import AdminApi, announcer, operator_only
 from livecount.node.archive import Writer
 from livecount.node.auth import Guard, TokenFileError, login_url, token_path
+from livecount.node.banner import Banner
 from livecount.node.flusher import Flusher
 from livecount.node.http import Routes
 from livecount.node.journal import Journal
@@ -83,7 +87,9 @@ class Node:
             recovering=lambda: self.engine.recovering)
         self.routes = Routes(store, self.engine.shown, config.pages, config.allowed_origins,
                              metrics=self.metrics.render, problems=self.problems,
-                             guard=self.guard, now=Now(self.engine.readers, store))
+                             guard=self.guard, now=Now(self.engine.readers, store),
+                             admin=AdminApi(store, operator_only(self.guard),
+                                            announcer(self.engine.observed)))
         # Browsers always send Origin; other clients (load testers, scripts) may not.
         origins: list[Origin | None] | None = [
             *map(Origin, config.allowed_origins), None] if config.allowed_origins else None
@@ -116,33 +122,40 @@ async def run(config: Config, ready: asyncio.Event | None = None,
     """Serve until SIGINT or SIGTERM, then flush everything and stop. A worker gets its
     listening `sock` and the DynamoDB `endpoint` from its parent (`node/workers.py`)."""
     guard = admin_guard(config)  # before DynamoDB: a bad token file fails at once
+    shown = Banner(config, human=logs.human() and sock is None)  # a worker: its parent speaks
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
         if endpoint is None:
+            if config.dynamodb_endpoint == "embedded":
+                shown.step("dynamodb_local")
             endpoint = await stack.enter_async_context(
                 local.endpoint_for(config.dynamodb_endpoint, config.data_dir))
         store = await stack.enter_async_context(
             Store.open(endpoint, config.region, config.table_prefix, config.node_id))
+        shown.step("tables")
         await _prepare(store, stop)
         if stop.is_set():
+            shown.stopped()
             return
         node = Node(config, store, guard)
+        shown.step("journal")
         await node.flusher.recover(
             stop, RECOVERY_BOUND,
             f"{config.dynamodb_endpoint} {config.region} {config.table_prefix}")
         background = Background()
         if node.consumer is not None:
             background.start(node.consumer.run)
+            shown.step("stream")
             try:
                 # Serve only once the reader table holds what earlier runs wrote.
                 await asyncio.wait_for(node.consumer.caught_up.wait(), CATCH_UP_TIMEOUT)
             except TimeoutError:
                 warn("stream_not_caught_up", timeout=CATCH_UP_TIMEOUT)
         background.start(node.feed.loop)
-        server = await _listen(node, config, sock)
+        server = await _listen(node, config, sock, shown, endpoint)
         loops = Background()
         loops.start(lambda s: node.flusher.loop(
             s, config.flush_interval, config.report_interval))
@@ -155,6 +168,7 @@ async def run(config: Config, ready: asyncio.Event | None = None,
             ready.set()
         await stop.wait()
         log("stopping")
+        shown.stopping()
         server.close()  # no new connections
         await node.sockets.close_all(CLOSE_TIMEOUT)  # 1001, going away
         await loops.stop()
@@ -172,6 +186,7 @@ async def run(config: Config, ready: asyncio.Event | None = None,
         await node.journal.close()
         log("stopped", stream_settled=settled,
             copied=node.consumer.copied if node.consumer else 0)
+        shown.stopped(settled)
 
 
 class Background:
@@ -214,9 +229,10 @@ async def _prepare(store: Store, stop: asyncio.Event) -> None:
         return
 
 
-async def _listen(node: Node, config: Config, sock: socket.socket | None,
-                  ) -> asyncio.Server:
-    """Listen on `sock` (a worker's, bound by its parent) or on host and port."""
+async def _listen(node: Node, config: Config, sock: socket.socket | None, shown: Banner,
+                  endpoint: str) -> asyncio.Server:
+    """Listen on `sock` (a worker's, bound by its parent) or on host and port; a lone
+    node then says where to go (workers' parent says it once for all of them)."""
     if not config.allowed_origins:
         warn("any_origin_accepted", hint="set --allowed-origin to your blog's origin")
     loop = asyncio.get_running_loop()
@@ -226,9 +242,12 @@ async def _listen(node: Node, config: Config, sock: socket.socket | None,
         server = await loop.create_server(node.sockets, config.host, config.port)
     ports = [s.getsockname()[1] for s in server.sockets]
     port = ports[0] if ports else config.port
-    if sock is None:  # a lone node; workers' parent says it once for all of them
+    if sock is None and not shown.human:  # before `listening`: who waits for it reads it
         announce(node.guard.current(), config.host, port)
     log("listening", host=config.host, port=port, url=f"ws://{config.host}:{port}/ws")
+    if sock is None:  # for a person, the login URL is in the banner, not a line apart
+        login = {"Log in": login_url(config.host, port, node.guard.current())}
+        shown.ready(port, endpoint, extra=login if shown.human else None)
     return server
 
 

@@ -7,7 +7,8 @@ worker (`python -m livecount.node.workers`) is a whole node, with its own journa
 the live feed make the workers one cluster, as they do nodes on many hosts.
 
 The parent starts the embedded DynamoDB Local once, for all; relays the workers' logs
-as whole lines; logs `listening` once, when every worker serves; restarts a worker
+as whole lines (on a terminal, as its own short lines); logs `listening` once, when
+every worker serves, and shows the one banner (`node/banner.py`); restarts a worker
 that dies, and gives up on one that keeps dying at once; forwards SIGTERM and SIGINT
 so that every worker drains as a lone node does. Parent and worker talk over a socket
 pair: the parent sends the job, the worker says when it serves, and a worker that sees
@@ -39,7 +40,8 @@ from livecount.core.errors import StoreRefused
 from livecount.core.ledger import Ledger
 from livecount.logs import error, log, warn, warn_limited
 from livecount.node import lifecycle
-from livecount.node.auth import read_token, token_path
+from livecount.node.auth import login_url, read_token, token_path
+from livecount.node.banner import Banner
 from livecount.node.journal import Journal, JournalBusy
 from livecount.waits import backoff, pause
 
@@ -184,22 +186,27 @@ class Supervisor:
         self.workers: list[Worker] = []
         self.reason = ""  # why it gave up, if it did
         self.code = 0
+        self.shown = Banner(config)
 
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop, sig)
+        if self.config.dynamodb_endpoint == "embedded":
+            self.shown.step("dynamodb_local")
         async with local.endpoint_for(self.config.dynamodb_endpoint,
                                       self.config.data_dir) as endpoint:
             code = await self.run(endpoint) if not self.stopping.is_set() else 0
         log("stopped", workers=self.config.workers, code=code)
+        self.shown.stopped(code == 0)
         return code
 
     async def run(self, endpoint: str) -> int:
         self.workers = [Worker(job(self.config, i, endpoint, self.port))
                         for i in range(self.config.workers)]
+        self.shown.step("workers")
         keepers = [asyncio.create_task(self._keep(w)) for w in self.workers]
-        announce = asyncio.create_task(self._announce())
+        announce = asyncio.create_task(self._announce(endpoint))
         await self.stopping.wait()
         announce.cancel()
         _, running = await asyncio.wait(keepers, timeout=STOP_TIMEOUT)
@@ -218,6 +225,7 @@ class Supervisor:
         """SIGTERM or SIGINT: every worker gets it, and drains."""
         if not self.stopping.is_set():
             log("stopping", signal=signal.Signals(sig).name)
+            self.shown.stopping()
         self._halt(sig)
 
     def give_up(self, code: int, reason: str) -> None:
@@ -241,13 +249,18 @@ class Supervisor:
             with suppress(ProcessLookupError):
                 w.proc.send_signal(sig)
 
-    async def _announce(self) -> None:
-        """The port's one `listening`, once every worker serves (tests wait for it)."""
+    async def _announce(self, endpoint: str) -> None:
+        """The port's one `listening`, once every worker serves (tests wait for it), and
+        where to go: the login URL in the banner for a person, else on stderr."""
         await asyncio.gather(*(w.served.wait() for w in self.workers))
-        host = self.config.host
-        lifecycle.announce(read_token(token_path(self.config)), host, self.port)
+        host, token = self.config.host, read_token(token_path(self.config))
+        if not self.shown.human:
+            lifecycle.announce(token, host, self.port)
         log("listening", host=host, port=self.port, url=f"ws://{host}:{self.port}/ws",
             workers=len(self.workers))
+        login = {"Log in": login_url(host, self.port, token)}
+        self.shown.ready(self.port, endpoint, workers=len(self.workers),
+                         extra=login if self.shown.human else None)
 
     async def _keep(self, w: Worker) -> None:
         """Run the slot's worker until stopped, restarting it when it dies."""
@@ -326,7 +339,8 @@ class Supervisor:
 
 async def _relay(source: asyncio.StreamReader, sink: BinaryIO) -> None:
     """Copy a worker's output line by line, so two workers' lines never mix. Its own
-    `listening` becomes `worker_listening`: the port's one `listening` is the parent's."""
+    `listening` becomes `worker_listening`: the port's one `listening` is the parent's.
+    For a person, its JSON lines are shown as the parent's own (`logs.relayed`)."""
     while True:
         try:
             line = await source.readline()
@@ -337,8 +351,11 @@ async def _relay(source: asyncio.StreamReader, sink: BinaryIO) -> None:
             return
         if b'"event":"listening"' in line:
             line = _renamed(line, "worker_listening")
+        shown = logs.relayed(line)
+        if shown is None:  # below what a person is shown
+            continue
         with suppress(OSError):  # nobody reads our output any more: keep draining theirs
-            sink.write(line if line.endswith(b"\n") else line + b"\n")
+            sink.write(shown if shown.endswith(b"\n") else shown + b"\n")
             sink.flush()
 
 
@@ -373,7 +390,7 @@ async def _work(listener: socket.socket, control: socket.socket) -> None:
     reader, writer = await asyncio.open_connection(sock=control)
     size = int.from_bytes(await reader.readexactly(4), "big")
     given: Job = pickle.loads(await reader.readexactly(size))  # from our own parent
-    logs.setup(given.config.log_level, given.config.node_id)
+    logs.setup(given.config.log_level, given.config.node_id, "json")  # its parent relays
     ready = asyncio.Event()
     helpers = [asyncio.create_task(_tell(ready, writer)),
                asyncio.create_task(_orphaned(reader))]

@@ -226,7 +226,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         help="the article id")
     delete.add_argument("--prefix", type=article_id,
                         help="instead of one ID, every article whose id starts with this: "
-                             "`--prefix loadtest-` removes what a load test counted")
+                             "--prefix loadtest- removes what a load test counted")
     delete.add_argument("--purge", action="store_true",
                         help="also remove the emptied items; only when no node may still "
                              "resend a write of this article (all stopped cleanly)")

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
+import pty
+import re
+import sys
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +20,18 @@ from livecount.core.ledger import Counts
 from livecount.core.pages import Target
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.support import Launch, Served, eventually, free_port, http_get
+from tests.support import ROOT, Launch, Served, eventually, free_port, http_get
 
 
 async def ask(ws: ClientConnection, message: dict[str, Any]) -> dict[str, Any]:
+    """The answer to `message`. A `views` is answered by a `views` or an error; a `count`
+    push may come first (readers move with every view), and is no answer."""
     await ws.send(json.dumps(message))
-    return json.loads(await asyncio.wait_for(ws.recv(), 10))
+    async with asyncio.timeout(10):
+        while True:
+            answer: dict[str, Any] = json.loads(await ws.recv())
+            if message["message"] != "views" or answer["message"] != "count":
+                return answer
 
 
 async def view(ws: ClientConnection, article: str, **fields: Any) -> dict[str, Any]:
@@ -247,3 +259,140 @@ async def test_a_page_watches_what_it_shows_not_everything_it_showed(launch: Lau
                 .get("articleId") != "sync":
             seen.add(message["articleId"])
         assert "first" not in seen
+
+
+# -- at a terminal ----------------------------------------------------------------------------
+class OnTerminal:
+    """`livecount serve` on a pseudo-terminal, as a person runs it: the terminal is its
+    stdin, stdout, stderr and controlling terminal, so ^C typed there is the SIGINT
+    Ctrl-C sends. What it shows is collected, line ends as a terminal gets them."""
+
+    def __init__(self, *args: str) -> None:
+        self.argv = [sys.executable, "-m", "livecount", "serve", "--host", "127.0.0.1",
+                     "--port", "0", *args]
+        self.text = ""
+        self.closed = asyncio.Event()
+        self.master = -1
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> OnTerminal:
+        self.master, slave = pty.openpty()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOUNT_")}
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env,
+                start_new_session=True, preexec_fn=_take_the_terminal)
+        finally:
+            os.close(slave)
+        os.set_blocking(self.master, False)
+        asyncio.get_running_loop().add_reader(self.master, self._read)
+        return self
+
+    def _read(self) -> None:
+        try:
+            data = os.read(self.master, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the process and its children closed the terminal
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(self.master)
+            self.closed.set()
+            return
+        self.text += data.decode(errors="replace")
+
+    @property
+    def lines(self) -> list[str]:
+        return self.text.replace("\r\n", "\n").splitlines()
+
+    async def shows(self, wanted: str, timeout: float = 90.0) -> None:
+        async def text() -> str:
+            return self.text
+        await eventually(text, lambda t: wanted in t, timeout=timeout)
+
+    def port(self) -> int:
+        found = re.search(r"Dashboard +http://127\.0\.0\.1:(\d+)/", self.text)
+        assert found, self.text
+        return int(found[1])
+
+    async def ctrl_c(self, timeout: float = 60.0) -> int:
+        """Type ^C; the exit code, once the output is read to its end."""
+        assert self.proc is not None
+        os.write(self.master, b"\x03")
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        await asyncio.wait_for(self.closed.wait(), timeout)
+        return code
+
+    async def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        if not self.closed.is_set():
+            asyncio.get_running_loop().remove_reader(self.master)
+        os.close(self.master)
+
+
+def _take_the_terminal() -> None:
+    """In the child, a session leader by then: stdin's terminal becomes its own."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+async def test_at_a_terminal_serve_shows_progress_then_where_to_go_and_ctrl_c_stops_it(
+        dynamodb_local_url: str, prefix: str, tmp_path: Path, local_store: Store):
+    data = tmp_path / "node"
+    shown = await OnTerminal("--dynamodb-endpoint", dynamodb_local_url, "--table-prefix",
+                             prefix, "--data-dir", str(data),
+                             "--flush-interval", "3600").start()
+    try:
+        await shown.shows("Ctrl-C stops it")
+        lines = [" ".join(line.split()) for line in shown.lines]
+        ready = next(i for i, line in enumerate(lines) if " is ready (" in line)
+        steps = [line for line in lines[:ready] if " warning " not in line]
+        assert steps == ["checking the tables…", "replaying the journal…",
+                         "catching up the stream…"], shown.text
+        port = shown.port()
+        token = (data / "admin-token").read_text().strip()
+        for row in (f"Dashboard http://127.0.0.1:{port}/",
+                    f"Demo http://127.0.0.1:{port}/demo",
+                    f"WebSocket ws://127.0.0.1:{port}/ws",
+                    f"Log in http://127.0.0.1:{port}/login?token={token}",
+                    f'Store DynamoDB at {dynamodb_local_url}, table prefix "{prefix}"',
+                    f"Data dir {data.resolve()}"):
+            assert row in lines, (row, shown.text)
+        assert not [line for line in lines if line.startswith("{")]  # no JSON for a person
+        assert "log in to the dashboard at" not in shown.text  # the banner says it
+        async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            assert (await view(ws, "typed"))["totalViews"] == 1
+        assert await table(local_store, local_store.tables.writer, "articleId") == {}
+        assert await shown.ctrl_c() == 0
+        tail = [" ".join(line.split()) for line in shown.lines[len(lines):]]
+        assert [line for line in tail if line.endswith("stopping: closing sockets, storing "
+                                                       "the last views…")], shown.text
+        assert tail[-1] == "stopped.", shown.text
+        # Stopped after storing what it counted, as the banner promised.
+        assert await table(local_store, local_store.tables.writer, "articleId") == \
+            {"typed": (1, 1)}
+    finally:
+        await shown.close()
+
+
+async def test_at_a_terminal_log_format_json_gives_json_lines(
+        dynamodb_local_url: str, prefix: str, tmp_path: Path):
+    shown = await OnTerminal("--dynamodb-endpoint", dynamodb_local_url, "--table-prefix",
+                             prefix, "--data-dir", str(tmp_path / "node"),
+                             "--log-format", "json").start()
+    try:
+        await shown.shows('"event":"ready"')
+        entries = [json.loads(line) for line in shown.lines if line.startswith("{")]
+        events = [e["event"] for e in entries]
+        assert {"starting", "tables_ready", "listening", "ready"} <= set(events), events
+        others = [line for line in shown.lines if line.strip() and not line.startswith("{")]
+        assert [line.split(" at ")[0] for line in others] == [
+            "livecount: log in to the dashboard"]  # stderr, as before: not the JSON log
+        assert "is ready" not in shown.text
+        seen = len(shown.lines)
+        assert await shown.ctrl_c() == 0
+        after = [line.removeprefix("^C") for line in shown.lines[seen:]]
+        assert "stopped" in [json.loads(line)["event"] for line in after if line]
+    finally:
+        await shown.close()

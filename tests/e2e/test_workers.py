@@ -18,6 +18,7 @@ from livecount.core.journal import view_record
 from livecount.core.pages import Target
 from websockets.asyncio.client import connect
 
+from tests.e2e.test_serve import OnTerminal
 from tests.support import ROOT, Launch, Served, eventually
 
 SOCKETS = 32  # on two workers, the chance that all land on one is 2**-31
@@ -109,6 +110,29 @@ async def test_two_workers_count_as_one_survive_a_kill_and_drain_on_sigterm(
     stored = await item(local_store, "hot")
     assert stored["totalViews"] == replied
     assert stored["flush:base-w0"] > 0 and stored["flush:base-w1"] > 0  # both wrote
+
+
+async def test_at_a_terminal_the_parent_shows_one_banner_and_ctrl_c_drains_every_worker(
+        dynamodb_local_url: str, prefix: str, tmp_path: Path, local_store: Store):
+    shown = await OnTerminal("--workers", "2", "--dynamodb-endpoint", dynamodb_local_url,
+                             "--table-prefix", prefix, "--data-dir", str(tmp_path / "node"),
+                             "--flush-interval", "3600").start()
+    try:
+        await shown.shows("Ctrl-C stops it")
+        lines = [" ".join(line.split()) for line in shown.lines]
+        assert lines[0] == "starting the workers…"
+        port = shown.port()
+        assert f"Workers 2 processes on port {port}" in lines
+        assert sum(" is ready (" in line for line in lines) == 1  # the parent's, once
+        # The workers' routine JSON lines are not shown; their warnings are, as lines.
+        assert not [line for line in lines if "{" in line], shown.text
+        assert [line for line in lines if " warning any_origin_accepted " in line]
+        replied = await view(f"ws://127.0.0.1:{port}/ws", "typed", sockets=8, each=1)
+        assert await shown.ctrl_c() == 0
+        assert shown.lines[-1] == "stopped.", shown.text
+        assert (await item(local_store, "typed"))["totalViews"] == replied
+    finally:
+        await shown.close()
 
 
 async def test_workers_drain_and_stop_when_the_parent_is_killed(

@@ -6,7 +6,7 @@ import re
 from importlib import metadata
 
 import pytest
-from livecount import cli, config
+from livecount import cli, config, logs
 from livecount.tools import loadtest
 
 from tests.unit.test_config import BAD
@@ -53,7 +53,8 @@ def help_of(words: tuple[str, ...], capsys) -> str:
 
 def test_every_command_is_known():
     assert set(ALL) == {("serve",), ("tables", "create"), ("loadtest",), ("report", "pages"),
-                        ("report", "referrers"), ("report", "timeline")}
+                        ("report", "referrers"), ("report", "timeline"), ("admin", "rename"),
+                        ("admin", "delete"), ("export",), ("import",)}
 
 
 def test_version_comes_from_the_package(capsys):
@@ -161,3 +162,12 @@ def test_report_namespaces_hold_what_the_query_reads():
 def test_help_never_shows_markdown(capsys):
     for words in ALL:
         assert not re.search(r"`", help_of(words, capsys)), words
+
+
+def test_the_log_format_reaches_the_logs(monkeypatch):
+    given = []
+    monkeypatch.setattr(logs, "setup", lambda *args: given.append(args))
+    for words in (["serve"], ["tables", "create"]):
+        cli._config(parse([*words, "--log-format", "json", "--node-id", "n"]))
+    cli._config(parse(["serve", "--node-id", "n", "--log-level", "debug"]))
+    assert given == [("info", "n", "json"), ("info", "n", "json"), ("debug", "n", "auto")]

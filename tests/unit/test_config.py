@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
-from livecount import config
+from livecount import config, logs
 from livecount.core.pages import DEFAULT_PAGES, Target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +34,7 @@ BAD: dict[str, tuple[str, str]] = {
     "archive_max_events": ("-1", "must be above 0"),
     "archive_max_seconds": ("inf", "must be a finite number"),
     "log_level": ("verbose", "must be one of debug, info, warning, error"),
+    "log_format": ("yaml", "must be one of auto, json, human"),
     "node_id": ("node one", "must be 1 to 128 printable ASCII characters"),
     "max_frame_bytes": ("4k", "must be a whole number"),
     "rate_limit": ("nan", "must be a finite number"),
@@ -125,6 +126,15 @@ def test_a_plain_argparse_parser_still_reads_the_environment(monkeypatch):
     monkeypatch.setenv("LIVECOUNT_PORT", "x")
     with pytest.raises(config.ConfigError, match=r"^LIVECOUNT_PORT: must be a whole number"):
         config.from_args(parser.parse_args([]))
+
+
+def test_the_log_format_is_one_logs_knows(monkeypatch):
+    """config may not import logs (sibling floors): the two lists must agree."""
+    assert config.LOG_FORMATS == logs.FORMATS
+    assert parse([]).log_format == "auto"
+    monkeypatch.setenv("LIVECOUNT_LOG_FORMAT", "JSON")
+    assert parse([]).log_format == "json"
+    assert parse(["--log-format", "human"]).log_format == "human"
 
 
 def test_page_rules_are_configurable(monkeypatch):

@@ -360,7 +360,7 @@ def test_pages_and_posts_outside_the_load_tests_prefixes_are_a_real_site():
 def _stored(monkeypatch, answers: dict[str, object]) -> list[str]:
     asked: list[str] = []
 
-    def fetch(url: str) -> object:
+    def fetch(url: str, token: str | None = None) -> object:
         asked.append(url)
         answer = answers[url.partition("sort=")[2].partition("&")[0]]
         if isinstance(answer, Exception):

@@ -4,12 +4,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test soak lint unit js system-deps install clean bench
+# The Gatsby 5 site tests/browser/test_gatsby.py drives: node_modules is installed
+# once per package-lock.json (npm ci), the site rebuilt only when its sources change.
+GATSBY_SITE    := tests/gatsby-site
+GATSBY_MODULES := $(GATSBY_SITE)/node_modules/.installed-$(shell cksum < $(GATSBY_SITE)/package-lock.json | cut -d' ' -f1)
+GATSBY_SOURCES := $(GATSBY_SITE)/package.json $(GATSBY_SITE)/gatsby-config.js $(GATSBY_SITE)/gatsby-node.js \
+	$(shell find $(GATSBY_SITE)/src -type f) $(wildcard client/gatsby-plugin-livecount/*)
+
+.PHONY: run test soak lint unit js system-deps install clean bench gatsby-site
 
 run: install system-deps  ## livecount serve on the embedded DynamoDB Local
 	$(BIN)/livecount serve $(ARGS)
 
-test: install system-deps lint  ## everything CI runs
+test: install system-deps lint gatsby-site  ## everything CI runs
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	node --test tests/js/
 
@@ -40,8 +47,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
+gatsby-site: $(GATSBY_SITE)/public/index.html  ## the test Gatsby site, built (cached)
+
+# sharp's install script downloads libvips from a host this machine cannot reach,
+# and the site has no images: skip every install script, then run those Gatsby needs.
+$(GATSBY_MODULES): $(GATSBY_SITE)/package-lock.json | system-deps
+	cd $(GATSBY_SITE) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	cd $(GATSBY_SITE) && npm rebuild --loglevel=error lmdb msgpackr-extract @parcel/watcher gatsby gatsby-cli
+	touch $@
+
+$(GATSBY_SITE)/public/index.html: $(GATSBY_MODULES) $(GATSBY_SOURCES)
+	cd $(GATSBY_SITE) && GATSBY_TELEMETRY_DISABLED=1 CI=true node_modules/.bin/gatsby build
+	touch $@
+
 system-deps:  ## Java and npm for DynamoDB Local; installed with apt-get when root
 	@bash scripts/system-deps.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(GATSBY_SITE)/node_modules $(GATSBY_SITE)/.cache $(GATSBY_SITE)/public

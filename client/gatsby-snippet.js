@@ -7,14 +7,24 @@
 // build their own instance with a fake WebSocket, DOM, timers and random.
 // Only Gatsby's own API names are exported (Gatsby flags any other export of
 // gatsby-browser.js); the factory rides on onRouteUpdate as a property.
+// gatsby-plugin-livecount ships an identical copy of this file (livecount.js):
+// a published package cannot reach outside itself; tests/js keeps the two equal.
 
 const ATTR_TOTAL = "data-livecount";
 const ATTR_UNIQUE = "data-livecount-unique";
+const ATTR_NOW = "data-livecount-now";
+const ATTR_COUNTED = "data-livecount-counted";
 const ATTR_ARTICLE_ID = "data-article-id";
 const ATTR_ARTICLE_TITLE = "data-article-title";
-const COUNTER_SELECTOR = "[" + ATTR_TOTAL + "],[" + ATTR_UNIQUE + "]";
+const COUNTER_SELECTOR = "[" + ATTR_TOTAL + "],[" + ATTR_UNIQUE + "],[" + ATTR_NOW + "]";
+// Which snapshot field each counter attribute shows.
+const COUNTER_FIELDS = [
+  [ATTR_TOTAL, "totalViews"],
+  [ATTR_UNIQUE, "uniqueViews"],
+  [ATTR_NOW, "readingNow"],
+];
 
-// Server limits (server/protocol.py). Anything longer is rejected, and a frame
+// Server limits (server/core/sizes.py). Anything longer is rejected, and a frame
 // over MAX_FRAME_BYTES closes the connection, so the client fits every message
 // to them rather than lose a view.
 const MAX_ID = 256; // ids and titles, in characters
@@ -23,8 +33,22 @@ const MAX_FRAME_BYTES = 4096; // one JSON text frame, UTF-8
 const MAX_IDS_PER_MESSAGE = 100;
 
 const STATUS_EVENT = "livecount:status";
+const SEEN_KEY = "livecount:seen"; // sessionStorage, uniqueness "tab" only
+const SEEN_LIMIT = 200; // targets one tab remembers, the oldest forgotten first
+
+const UNIQUENESS = ["seed", "tab"];
+const TITLES = ["head", "document", "none"];
+/** What a watcher sees before the server has said anything about an id. */
+const EMPTY = Object.freeze({ totalViews: null, uniqueViews: null, readingNow: null, counted: null });
 
 function noop() {}
+
+/** A mistake in the site's configuration: reported once, never swallowed silently. */
+function configError(message) {
+  const e = new TypeError("livecount: " + message);
+  e.livecountConfig = true;
+  return e;
+}
 
 // Truncate to `max` UTF-16 units (never more code points than the server
 // allows) without leaving half a surrogate pair at the end.
@@ -105,11 +129,18 @@ function readEnvUrl() {
  * @param {object} [options.document]   defaults to window.document
  * @param {object} [options.navigator]  defaults to window.navigator
  * @param {object} [options.performance] defaults to window.performance
+ * @param {object} [options.sessionStorage] defaults to window.sessionStorage (uniqueness "tab")
  * @param {Function} [options.WebSocket] defaults to window.WebSocket
+ * @param {Function} [options.MutationObserver] defaults to window.MutationObserver
  * @param {Function} [options.setTimeout] / [options.clearTimeout] / [options.requestAnimationFrame]
  * @param {Function} [options.random]   returns [0, 1), used for backoff jitter
  * @param {string} [options.url]        server URL, overrides everything else
  * @param {string} [options.envUrl]     stands in for process.env.GATSBY_LIVECOUNT_URL
+ * @param {boolean} [options.respectDnt] else window.LIVECOUNT_RESPECT_DNT
+ * @param {string} [options.uniqueness] "seed" (default) or "tab"; else window.LIVECOUNT_UNIQUENESS
+ * @param {string} [options.titles]     "head" (default), "document" or "none"; else window.LIVECOUNT_TITLES
+ * @param {number} [options.titleTimeout=1000] longest wait for a new route's <title>, ms
+ * @param {boolean} [options.dom=true]  find and fill counter elements; false: watchers only
  * @param {number} [options.queueLimit=20]       views kept while disconnected
  * @param {number} [options.backoffBase=1000]    first reconnect delay ceiling, ms
  * @param {number} [options.backoffMax=30000]    cap on any reconnect delay, ms
@@ -123,6 +154,7 @@ function createLivecount(options) {
   const nav = opts.navigator || (win && win.navigator);
   const perf = opts.performance || (win && win.performance);
   const WS = opts.WebSocket || (win && win.WebSocket);
+  const MO = opts.MutationObserver || (win && win.MutationObserver);
   const timerHost = win && typeof win.setTimeout === "function" ? win : globalThis;
   const setT = opts.setTimeout || ((fn, ms) => timerHost.setTimeout(fn, ms));
   const clearT = opts.clearTimeout || ((id) => timerHost.clearTimeout(id));
@@ -138,6 +170,13 @@ function createLivecount(options) {
   const backoffMax = opts.backoffMax > 0 ? opts.backoffMax : 30000;
   const connectTimeout = opts.connectTimeout > 0 ? opts.connectTimeout : 10000;
   const onError = opts.onError || noop;
+  const dom = opts.dom !== false;
+  const uniqueness = choice("uniqueness", "LIVECOUNT_UNIQUENESS", UNIQUENESS);
+  const titles = choice("titles", "LIVECOUNT_TITLES", TITLES);
+  const titleTimeout = opts.titleTimeout == null ? 1000 : opts.titleTimeout;
+  if (typeof titleTimeout !== "number" || !(titleTimeout >= 0) || titleTimeout === Infinity) {
+    throw configError("titleTimeout must be a number of milliseconds, not " + String(opts.titleTimeout));
+  }
 
   let ws = null; // current socket (connecting or open)
   let isOpen = false;
@@ -146,13 +185,39 @@ function createLivecount(options) {
   let attempt = 0; // failed connects since the last successful open
   let stopped = false;
   let status = null;
+  let sentVisible = true; // what the server believes; every new socket starts visible
   const queue = []; // views messages waiting for a connection
-  let wanted = new Set(); // article ids shown on the page
+  let domIds = new Set(); // article ids shown by counter elements
+  const watchers = new Map(); // article id -> Set of listeners (the React hook)
+  const statusListeners = new Set();
+  let syncTimer = null;
+  let wanted = new Set(); // article ids to follow: domIds and watched ids
   let subscribed = new Set(); // article ids the server knows we follow
-  const counts = new Map(); // id -> { total, unique }, last known values
+  const counts = new Map(); // id -> frozen snapshot, like EMPTY
   let landed = false;
   let routeSeq = 0;
   let lastPath = "";
+  let endTitleWait = null; // finishes the view waiting for its <title>, if any
+  let leavingTitle = null; // the title when the route change began (onPreRouteUpdate)
+
+  // An explicit option wins, then the window global, then the first allowed value.
+  function choice(name, global, allowed) {
+    let value = opts[name];
+    if (value == null) {
+      try {
+        value = win ? win[global] : undefined;
+      } catch (e) {
+        value = undefined;
+      }
+    }
+    if (value == null) return allowed[0];
+    if (allowed.indexOf(value) === -1) {
+      throw configError(
+        name + " must be " + allowed.map((a) => JSON.stringify(a)).join(" or ") + ", not " + JSON.stringify(value),
+      );
+    }
+    return value;
+  }
 
   // Run fn without ever letting an exception reach the page.
   function guard(fn) {
@@ -170,6 +235,7 @@ function createLivecount(options) {
   function setStatus(next) {
     if (next === status) return;
     status = next;
+    statusListeners.forEach((listener) => guard(() => listener(next)));
     if (!win || typeof win.dispatchEvent !== "function" || typeof win.CustomEvent !== "function") return;
     guard(() => win.dispatchEvent(new win.CustomEvent(STATUS_EVENT, { detail: next })));
   }
@@ -236,7 +302,10 @@ function createLivecount(options) {
         clearOpenTimer();
         isOpen = true;
         attempt = 0;
+        sentVisible = true;
         setStatus("open");
+        // A hidden tab says so before its views, so it never counts as reading.
+        syncVisibility();
         flushQueue();
         // `subscribed` is empty on a fresh connection, so this sends the full set.
         syncSubscriptions();
@@ -294,26 +363,64 @@ function createLivecount(options) {
     connect();
   }
 
+  // ---- reading now: hidden tabs are not reading --------------------------
+
+  function isVisible() {
+    try {
+      const state = doc && doc.visibilityState;
+      return state == null || state === "visible";
+    } catch (e) {
+      return true;
+    }
+  }
+
+  // Never opens a socket: a closed one is told on open.
+  function syncVisibility() {
+    const visible = isVisible();
+    if (visible === sentVisible) return;
+    if (rawSend({ message: "visibility", visible })) sentVisible = visible;
+  }
+
+  const onVisibilityChange = () => guard(syncVisibility);
+  if (doc && typeof doc.addEventListener === "function") {
+    guard(() => doc.addEventListener("visibilitychange", onVisibilityChange));
+  }
+
   // ---- live counters ----------------------------------------------------
 
   function counterElements() {
+    if (!dom) return [];
     return doc && typeof doc.querySelectorAll === "function" ? doc.querySelectorAll(COUNTER_SELECTOR) : [];
   }
 
   function paintElement(el, id) {
     const known = counts.get(id);
     if (!known) return;
-    if (clean(el.getAttribute(ATTR_TOTAL), MAX_ID) === id && known.total !== undefined) {
-      setText(el, known.total);
+    let shows = false;
+    for (let i = 0; i < COUNTER_FIELDS.length; i++) {
+      const [attr, field] = COUNTER_FIELDS[i];
+      if (clean(el.getAttribute(attr), MAX_ID) !== id) continue;
+      shows = true;
+      if (known[field] != null) setText(el, known[field]);
     }
-    if (clean(el.getAttribute(ATTR_UNIQUE), MAX_ID) === id && known.unique !== undefined) {
-      setText(el, known.unique);
-    }
+    if (shows) markCounted(el, known.counted);
   }
 
   function setText(el, n) {
     const text = String(n);
     if (el.textContent !== text) el.textContent = text; // avoid needless DOM writes
+  }
+
+  // data-livecount-counted="false" while this tab's last view was not counted.
+  function markCounted(el, counted) {
+    if (!el || counted === null || counted === undefined) return;
+    if (counted === false) {
+      if (typeof el.setAttribute === "function" && el.getAttribute(ATTR_COUNTED) !== "false") {
+        el.setAttribute(ATTR_COUNTED, "false");
+      }
+    } else if (typeof el.removeAttribute === "function" && el.getAttribute(ATTR_COUNTED) !== null) {
+      el.removeAttribute(ATTR_COUNTED);
+    }
   }
 
   // Find the ids shown on the page, paint last known values, and follow them.
@@ -322,13 +429,23 @@ function createLivecount(options) {
     const els = counterElements();
     for (let i = 0; i < els.length; i++) {
       const el = els[i];
-      const total = el.getAttribute(ATTR_TOTAL);
-      const unique = el.getAttribute(ATTR_UNIQUE);
-      if (total) ids.add(clean(total, MAX_ID));
-      if (unique) ids.add(clean(unique, MAX_ID));
-      if (total) paintElement(el, clean(total, MAX_ID));
-      if (unique && unique !== total) paintElement(el, clean(unique, MAX_ID));
+      const seen = new Set();
+      for (let f = 0; f < COUNTER_FIELDS.length; f++) {
+        const raw = el.getAttribute(COUNTER_FIELDS[f][0]);
+        if (!raw) continue;
+        const id = clean(raw, MAX_ID);
+        ids.add(id);
+        if (!seen.has(id)) paintElement(el, id);
+        seen.add(id);
+      }
     }
+    domIds = ids;
+    updateWanted();
+  }
+
+  function updateWanted() {
+    const ids = new Set(domIds);
+    watchers.forEach((_, id) => ids.add(id));
     wanted = ids;
     syncSubscriptions();
   }
@@ -371,6 +488,10 @@ function createLivecount(options) {
     return true;
   }
 
+  function number(value, fallback) {
+    return typeof value === "number" && isFinite(value) ? value : fallback;
+  }
+
   function handleMessage(data) {
     let msg;
     try {
@@ -379,20 +500,70 @@ function createLivecount(options) {
       return;
     }
     if (!msg || (msg.message !== "count" && msg.message !== "views")) return;
+    // A views reply answers this tab's own view; `counted` absent means counted.
+    const counted = msg.message === "views" ? msg.counted !== false : undefined;
+    if (counted !== undefined && dom && doc && doc.documentElement) {
+      guard(() => markCounted(doc.documentElement, counted));
+    }
     if (typeof msg.articleId !== "string") return; // page counts have no counters
     const id = msg.articleId;
-    const known = counts.get(id) || {};
-    if (typeof msg.totalViews === "number") known.total = msg.totalViews;
-    if (typeof msg.uniqueViews === "number") known.unique = msg.uniqueViews;
-    counts.set(id, known);
+    const known = counts.get(id) || EMPTY;
+    const next = {
+      totalViews: number(msg.totalViews, known.totalViews),
+      uniqueViews: number(msg.uniqueViews, known.uniqueViews),
+      // absent until the server knows readers: the counter keeps its placeholder
+      readingNow: number(msg.readingNow, known.readingNow),
+      counted: counted === undefined ? known.counted : counted,
+    };
+    if (
+      next.totalViews === known.totalViews &&
+      next.uniqueViews === known.uniqueViews &&
+      next.readingNow === known.readingNow &&
+      next.counted === known.counted &&
+      counts.has(id)
+    ) {
+      return;
+    }
+    const snap = Object.freeze(next);
+    counts.set(id, snap);
     const els = counterElements();
     for (let i = 0; i < els.length; i++) paintElement(els[i], id);
+    const listeners = watchers.get(id);
+    if (listeners) listeners.forEach((listener) => guard(() => listener(snap)));
+  }
+
+  // Follow an id without any DOM: for React, which renders the numbers itself.
+  // Subscriptions change on the next tick, so an unmount and a mount of the
+  // same id in one render cost no unsubscribe and subscribe.
+  function watch(id, listener) {
+    const key = clean(id, MAX_ID);
+    if (!key || typeof listener !== "function") return noop;
+    let set = watchers.get(key);
+    if (!set) watchers.set(key, (set = new Set()));
+    set.add(listener);
+    scheduleSync();
+    return () =>
+      guard(() => {
+        const current = watchers.get(key);
+        if (!current || !current.delete(listener)) return;
+        if (current.size === 0) watchers.delete(key);
+        scheduleSync();
+      });
+  }
+
+  function scheduleSync() {
+    if (syncTimer !== null || stopped) return;
+    syncTimer = setT(() => {
+      syncTimer = null;
+      guard(updateWanted);
+    }, 0);
   }
 
   // ---- page views -------------------------------------------------------
 
   function dntActive() {
-    return Boolean(win && win.LIVECOUNT_RESPECT_DNT) && Boolean(nav) && nav.doNotTrack === "1";
+    const respect = opts.respectDnt != null ? opts.respectDnt : win && win.LIVECOUNT_RESPECT_DNT;
+    return Boolean(respect) && Boolean(nav) && nav.doNotTrack === "1";
   }
 
   function wasReload() {
@@ -406,27 +577,59 @@ function createLivecount(options) {
     }
   }
 
+  function readTitle() {
+    try {
+      return doc ? clean(doc.title, MAX_ID) : "";
+    } catch (e) {
+      return "";
+    }
+  }
+
   // data-article-id on the page wins; else the slug after "/posts/" anywhere
   // in the path. `fresh` is false when another route update has happened
-  // since, so the DOM and title belong to a different page.
+  // since, so the DOM belongs to a different page.
   function findArticle(pathname, fresh) {
     if (fresh && doc && typeof doc.querySelector === "function") {
       try {
         const el = doc.querySelector("[" + ATTR_ARTICLE_ID + "]");
         const id = el && el.getAttribute(ATTR_ARTICLE_ID);
-        if (id) {
-          return { id: clean(id, MAX_ID), title: clean(el.getAttribute(ATTR_ARTICLE_TITLE) || doc.title, MAX_ID) };
-        }
+        if (id) return { id: clean(id, MAX_ID), title: clean(el.getAttribute(ATTR_ARTICLE_TITLE), MAX_ID) };
       } catch (e) {
         onError(e); // a DOM problem must not cost the view: fall back to the path
       }
     }
     const m = /\/posts\/([^/?#]+)/.exec(pathname);
     if (!m) return null;
-    return { id: clean(safeDecode(m[1]), MAX_ID), title: fresh && doc ? clean(doc.title, MAX_ID) : "" };
+    return { id: clean(safeDecode(m[1]), MAX_ID), title: "" };
   }
 
-  function buildView(route) {
+  // Uniqueness "tab": a tab that comes back to a target it has viewed sends
+  // refreshed. Remembers the last SEEN_LIMIT targets in sessionStorage (this
+  // tab only, gone when it closes); no cookie and no identifier.
+  function seenInThisTab(key) {
+    let store;
+    try {
+      store = opts.sessionStorage || (win && win.sessionStorage);
+    } catch (e) {
+      store = null; // storage disabled: the seed rule applies
+    }
+    if (!store) return false;
+    try {
+      let list = JSON.parse(store.getItem(SEEN_KEY) || "[]");
+      if (!Array.isArray(list)) list = [];
+      const at = list.indexOf(key);
+      if (at !== -1) list.splice(at, 1);
+      list.push(key);
+      while (list.length > SEEN_LIMIT) list.shift();
+      store.setItem(SEEN_KEY, JSON.stringify(list));
+      return at !== -1;
+    } catch (e) {
+      onError(e);
+      return false;
+    }
+  }
+
+  function buildView(route, article, title) {
     const msg = {
       message: "views",
       currentPage: clean(route.pathname, MAX_PATH),
@@ -434,16 +637,85 @@ function createLivecount(options) {
       referrer: route.landing && doc ? clean(doc.referrer, MAX_PATH) : "",
       refreshed: route.landing ? wasReload() : false,
     };
-    const article = findArticle(route.pathname, route.seq === routeSeq);
     if (article && article.id) {
       msg.articleId = article.id;
-      if (article.title) msg.articleTitle = article.title.trim();
+      const t = titles === "none" ? "" : title.trim();
+      if (t) msg.articleTitle = t;
+    }
+    if (uniqueness === "tab") {
+      const key = msg.articleId ? "post:" + msg.articleId : "page:" + (msg.currentPage.replace(/\/+$/, "") || "/");
+      if (seenInThisTab(key)) msg.refreshed = true;
     }
     return fitViews(msg);
   }
 
-  // Run fn after the next frame (the page and its <title> have rendered by
-  // then); the timeout covers background tabs, where frames never come.
+  // Gatsby's Head API and React Helmet set the new <title> after the route
+  // update: wait for it to change (bounded), unless the article names its own
+  // title. The landing page's title is already right, unless it has none yet.
+  function viewWhenTitled(route) {
+    const fresh = route.seq === routeSeq;
+    const article = findArticle(route.pathname, fresh);
+    const send = (title) => {
+      if (!dntActive()) sendView(buildView(route, article, title));
+    };
+    if (!article || article.title || titles === "none") return send(article ? article.title : "");
+    if (!fresh) return send("");
+    if (titles === "document" || isNewTitle(route, readTitle())) return send(readTitle());
+    waitForTitle(route, send);
+  }
+
+  // Gatsby removes the old <title> before it adds the new one: an empty title
+  // is a moment between the two, not the new route's.
+  function isNewTitle(route, title) {
+    return title !== route.staleTitle && title.trim() !== "";
+  }
+
+  function waitForTitle(route, send) {
+    let finished = false;
+    let observer = null;
+    let poll = null;
+    let timer = null;
+    // A later route update ends the wait: the page is no longer this route's,
+    // so no title is better than a wrong one.
+    const finish = (superseded) => {
+      if (finished) return;
+      finished = true;
+      endTitleWait = null;
+      if (observer) guard(() => observer.disconnect());
+      if (poll !== null) clearT(poll);
+      if (timer !== null) clearT(timer);
+      guard(() => send(superseded === true ? "" : readTitle()));
+    };
+    const check = () => {
+      if (isNewTitle(route, readTitle())) finish(false);
+    };
+    endTitleWait = finish;
+    if (typeof MO === "function" && doc) {
+      try {
+        observer = new MO(() => guard(check));
+        observer.observe(doc.head || doc.documentElement || doc, {
+          childList: true,
+          subtree: true,
+          characterData: true,
+        });
+      } catch (e) {
+        observer = null;
+        onError(e);
+      }
+    }
+    if (!observer) {
+      const tick = () => {
+        poll = null;
+        check();
+        if (!finished) poll = setT(tick, 25);
+      };
+      poll = setT(tick, 25);
+    }
+    timer = setT(() => finish(false), titleTimeout);
+  }
+
+  // Run fn after the next frame (the page has rendered by then); the timeout
+  // covers background tabs, where frames never come.
   function afterFrame(fn) {
     let done = false;
     const once = () => {
@@ -470,21 +742,38 @@ function createLivecount(options) {
       landing,
       pathname,
       previousPage: landing ? "" : String((prevLocation && prevLocation.pathname) || lastPath),
+      // the title the new route's replaces: the one shown when the change began,
+      // if Gatsby said so (a head manager may beat onRouteUpdate); none on landing
+      staleTitle: landing ? null : leavingTitle !== null ? leavingTitle : readTitle(),
     };
+    leavingTitle = null;
     lastPath = pathname;
+    if (endTitleWait) endTitleWait(true);
     // First pass: counters may already be on the page.
     setT(() => guard(scan), 0);
     // Second pass: send the view, and re-scan for counters rendered late.
     afterFrame(() => {
-      if (!dntActive()) sendView(buildView(route));
+      viewWhenTitled(route);
       scan();
     });
+  }
+
+  // Gatsby calls onPreRouteUpdate while it renders the new route, before any of
+  // its head changes: the title then is surely the page being left's.
+  function onPreRouteUpdate() {
+    if (stopped || !landed) return;
+    leavingTitle = readTitle();
   }
 
   function close() {
     stopped = true;
     if (reconnectTimer !== null) clearT(reconnectTimer);
     reconnectTimer = null;
+    if (syncTimer !== null) clearT(syncTimer);
+    syncTimer = null;
+    if (doc && typeof doc.removeEventListener === "function") {
+      guard(() => doc.removeEventListener("visibilitychange", onVisibilityChange));
+    }
     const sock = ws;
     if (sock) {
       drop(sock);
@@ -493,9 +782,23 @@ function createLivecount(options) {
   }
 
   return {
+    onPreRouteUpdate: (args) => guard(() => onPreRouteUpdate(args)),
     onRouteUpdate: (args) => guard(() => onRouteUpdate(args)),
     /** Re-scan the page for counters, e.g. after rendering some late. */
     scan: () => guard(scan),
+    /** Follow an article's counts without DOM: listener(snapshot) on every change; returns unwatch. */
+    watch: (id, listener) => {
+      let off = noop;
+      guard(() => (off = watch(id, listener)));
+      return off;
+    },
+    /** The last known {totalViews, uniqueViews, readingNow, counted} of an article (null: unknown). */
+    snapshot: (id) => counts.get(clean(id, MAX_ID)) || EMPTY,
+    /** listener(status) on every change of status; returns a function that stops it. */
+    onStatus: (listener) => {
+      statusListeners.add(listener);
+      return () => statusListeners.delete(listener);
+    },
     /** Close the socket and stop for good (tests, hot reload). */
     close: () => guard(close),
     /** "open", "closed", or null before the first connection attempt. */
@@ -508,10 +811,31 @@ function createLivecount(options) {
 // ---- Gatsby browser API -------------------------------------------------
 
 let instance = null;
+let reported = false;
 
 function getInstance() {
   if (!instance) instance = createLivecount();
   return instance;
+}
+
+// A configuration mistake is said once on the console; nothing else reaches it.
+function report(e) {
+  if (reported || !e || !e.livecountConfig) return;
+  reported = true;
+  try {
+    if (typeof console !== "undefined") console.error(e.message);
+  } catch (ignored) {
+    // no console either
+  }
+}
+
+/** Gatsby calls this when a navigation begins, before the new page renders. */
+export function onPreRouteUpdate(args) {
+  try {
+    getInstance().onPreRouteUpdate(args);
+  } catch (e) {
+    report(e); // never break the page
+  }
 }
 
 /** Gatsby calls this on the landing page and on every in-app navigation. */
@@ -519,7 +843,7 @@ export function onRouteUpdate(args) {
   try {
     getInstance().onRouteUpdate(args);
   } catch (e) {
-    // never break the page
+    report(e); // never break the page
   }
 }
 
@@ -531,6 +855,7 @@ function reset() {
     // ignore
   }
   instance = null;
+  reported = false;
 }
 
 onRouteUpdate.createLivecount = createLivecount;

@@ -126,6 +126,12 @@ export class FakeElement {
   getAttribute(name) {
     return Object.prototype.hasOwnProperty.call(this.attrs, name) ? this.attrs[name] : null;
   }
+  setAttribute(name, value) {
+    this.attrs[name] = String(value);
+  }
+  removeAttribute(name) {
+    delete this.attrs[name];
+  }
 }
 
 /** el({"data-livecount": "x"}) */
@@ -139,11 +145,39 @@ export function el(attrs, text) {
  * so a test notices if the snippet starts relying on more.
  */
 export function createDocument({ elements = [], title = "", referrer = "" } = {}) {
+  const listeners = new Map(); // type -> Set
+  let title_ = title;
   const doc = {
     elements,
-    title,
     referrer,
     queries: 0,
+    visibilityState: "visible",
+    documentElement: new FakeElement(),
+    head: { name: "head" },
+    /** Fake MutationObservers watching this document; each title change notifies them. */
+    observers: new Set(),
+    get title() {
+      return title_;
+    },
+    set title(value) {
+      title_ = value;
+      for (const o of [...doc.observers]) o.notify();
+    },
+    addEventListener(type, fn) {
+      if (!listeners.has(type)) listeners.set(type, new Set());
+      listeners.get(type).add(fn);
+    },
+    removeEventListener(type, fn) {
+      if (listeners.has(type)) listeners.get(type).delete(fn);
+    },
+    listenerCount(type) {
+      return listeners.has(type) ? listeners.get(type).size : 0;
+    },
+    /** Change visibilityState and fire visibilitychange, like a tab switch. */
+    setVisibility(state) {
+      doc.visibilityState = state;
+      for (const fn of [...(listeners.get("visibilitychange") || [])]) fn({ type: "visibilitychange" });
+    },
     querySelectorAll(selector) {
       doc.queries++;
       const names = selector.split(",").map((part) => {
@@ -158,6 +192,46 @@ export function createDocument({ elements = [], title = "", referrer = "" } = {}
     },
   };
   return doc;
+}
+
+/** A MutationObserver class bound to one fake document: it fires when the title changes. */
+export function createMutationObserverClass(doc) {
+  return class FakeMutationObserver {
+    constructor(callback) {
+      this.callback = callback;
+      this.target = null;
+    }
+    observe(target, init) {
+      this.target = target;
+      this.init = init;
+      doc.observers.add(this);
+    }
+    disconnect() {
+      doc.observers.delete(this);
+    }
+    notify() {
+      this.callback([{ type: "childList", target: this.target }], this);
+    }
+  };
+}
+
+/** sessionStorage: strings only, like the real one; `broken` makes every call throw. */
+export function createStorage({ broken = false } = {}) {
+  const data = new Map();
+  const check = () => {
+    if (broken) throw new Error("SecurityError: storage is disabled");
+  };
+  return {
+    data,
+    getItem(key) {
+      check();
+      return data.has(key) ? data.get(key) : null;
+    },
+    setItem(key, value) {
+      check();
+      data.set(key, String(value));
+    },
+  };
 }
 
 // ---- window ---------------------------------------------------------------

@@ -7,48 +7,7 @@ import * as snippet from "../../client/gatsby-snippet.js";
 const { onRouteUpdate } = snippet;
 const { createLivecount, reset: __livecountReset } = onRouteUpdate;
 import { createClock, createWebSocketClass, createDocument, createWindow, el, sequenceRandom } from "./fakes.mjs";
-
-// Long enough for both deferred passes (setTimeout 0 and the next frame).
-const SETTLE = 200;
-
-function setup({ elements = [], title = "", referrer = "", protocol, random = () => 0.5, options = {} } = {}) {
-  const clock = createClock();
-  const ws = createWebSocketClass();
-  const doc = createDocument({ elements, title, referrer });
-  const win = createWindow({ protocol, document: doc, clock, WebSocket: ws.WebSocket });
-  const errors = [];
-  const lc = createLivecount({ window: win, random, envUrl: undefined, onError: (e) => errors.push(e), ...options });
-
-  let current = null;
-  const env = {
-    clock, ws, doc, win, lc, errors,
-    /** Simulate Gatsby calling onRouteUpdate, then let deferred work run. */
-    go(pathname, { settle = true } = {}) {
-      win.location.pathname = pathname;
-      lc.onRouteUpdate({ location: { pathname }, prevLocation: current === null ? null : { pathname: current } });
-      current = pathname;
-      if (settle) clock.advance(SETTLE);
-    },
-    /** Open the current socket from the server side. */
-    open() {
-      ws.last.serverOpen();
-    },
-    /** Let time pass until the client tries a new socket; returns the delay. */
-    reconnect() {
-      const before = ws.sockets.length;
-      const start = clock.now;
-      while (ws.sockets.length === before) {
-        if (clock.now - start > 120_000) throw new Error("no reconnect attempt within 120 s");
-        clock.advance(1);
-      }
-      return clock.now - start;
-    },
-    sent(type) {
-      return ws.sockets.flatMap((s) => s.messages()).filter((m) => !type || m.message === type);
-    },
-  };
-  return env;
-}
+import { setup, SETTLE } from "./harness.mjs";
 
 describe("views message", () => {
   test("landing page: pathname, empty previousPage, referrer, not refreshed, no articleId", () => {
@@ -64,11 +23,11 @@ describe("views message", () => {
   });
 
   test("in-app navigation: previous pathname, empty referrer, refreshed false, slug after /posts/", () => {
-    const t = setup({ referrer: "https://ref.example/", title: "My post" });
+    const t = setup({ referrer: "https://ref.example/", title: "Home" });
     t.win.performance.getEntriesByType = () => [{ type: "reload" }];
     t.go("/");
     t.open();
-    t.go("/posts/my-post/");
+    t.go("/posts/my-post/", { title: "My post" });
     const [landing, second] = t.sent("views");
     assert.equal(landing.refreshed, true);
     assert.deepEqual(second, {
@@ -188,7 +147,7 @@ describe("views message", () => {
     });
     const path = "/posts/x/" + "p".repeat(2100);
     t.go(path);
-    t.go(path + "/again");
+    t.go(path + "/again", { title: "è".repeat(300) });
     t.open();
     const frames = t.ws.last.sent;
     assert.equal(frames.length, 2);
@@ -263,8 +222,8 @@ describe("offline queue", () => {
   test("views made while disconnected are sent in order once open", () => {
     const t = setup();
     t.go("/");
-    t.go("/posts/a");
-    t.go("/posts/b");
+    t.go("/posts/a", { title: "A" });
+    t.go("/posts/b", { title: "B" });
     assert.equal(t.ws.sockets.length, 1, "one socket per tab, not one per message");
     assert.equal(t.ws.last.sent.length, 0);
     t.open();
@@ -273,7 +232,7 @@ describe("offline queue", () => {
 
   test("the queue is bounded and drops the oldest", () => {
     const t = setup({ options: { queueLimit: 3 } });
-    for (let i = 1; i <= 5; i++) t.go("/posts/p" + i);
+    for (let i = 1; i <= 5; i++) t.go("/posts/p" + i, { title: "P" + i });
     t.open();
     assert.deepEqual(t.sent("views").map((m) => m.articleId), ["p3", "p4", "p5"]);
   });
@@ -283,8 +242,8 @@ describe("offline queue", () => {
     t.go("/");
     t.open();
     t.ws.last.serverClose();
-    t.go("/posts/a");
-    t.go("/posts/b");
+    t.go("/posts/a", { title: "A" });
+    t.go("/posts/b", { title: "B" });
     assert.equal(t.ws.sockets.length, 1, "waits for the backoff timer");
     t.reconnect();
     assert.equal(t.ws.sockets.length, 2);
@@ -593,7 +552,7 @@ describe("never throws", () => {
       const clock = createClock();
       const ws = createWebSocketClass();
       ws.control.throwOnConstruct = true;
-      const doc = createDocument();
+      const doc = createDocument({ title: "Post x" });
       globalThis.window = createWindow({ document: doc, clock, WebSocket: ws.WebSocket });
       __livecountReset();
       assert.doesNotThrow(() => {
@@ -642,6 +601,6 @@ describe("demo.html", () => {
 describe("drop-in gatsby-browser.js", () => {
   test("exports only Gatsby browser API names", () => {
     // Gatsby reports any other export of gatsby-browser.js as an unknown API.
-    assert.deepEqual(Object.keys(snippet).sort(), ["onRouteUpdate"]);
+    assert.deepEqual(Object.keys(snippet).sort(), ["onPreRouteUpdate", "onRouteUpdate"]);
   });
 });

@@ -187,6 +187,7 @@ function createLivecount(options) {
   let status = null;
   let sentVisible = true; // what the server believes; every new socket starts visible
   const queue = []; // views messages waiting for a connection
+  let lastView = null; // the page's last view, resumed (not counted again) on a new socket
   let domIds = new Set(); // article ids shown by counter elements
   const watchers = new Map(); // article id -> Set of listeners (the React hook)
   const statusListeners = new Set();
@@ -262,8 +263,11 @@ function createLivecount(options) {
     return Math.round(ceiling / 2 + (random() * ceiling) / 2);
   }
 
+  // A visible page that sent a view is a reader: after a server restart it reconnects
+  // to be counted as reading again, even with no counters to follow. A hidden one
+  // waits until it is shown.
   function hasWork() {
-    return queue.length > 0 || wanted.size > 0;
+    return queue.length > 0 || wanted.size > 0 || (lastView !== null && isVisible());
   }
 
   function scheduleReconnect() {
@@ -306,6 +310,9 @@ function createLivecount(options) {
         setStatus("open");
         // A hidden tab says so before its views, so it never counts as reading.
         syncVisibility();
+        // A socket that reopened (a server restart, a lost network) with no view
+        // waiting: the page's last view was counted already; it only reads again.
+        if (queue.length === 0 && lastView) rawSend(Object.assign({}, lastView, { resumed: true }));
         flushQueue();
         // `subscribed` is empty on a fresh connection, so this sends the full set.
         syncSubscriptions();
@@ -330,7 +337,7 @@ function createLivecount(options) {
     subscribed = new Set(); // the server forgets us with the connection
     clearOpenTimer();
     setStatus("closed");
-    // Idle tabs (nothing queued, no counters) reconnect lazily on next use.
+    // Tabs with nothing to do (no view sent, nothing queued, no counters) reconnect lazily.
     if (hasWork()) scheduleReconnect();
   }
 
@@ -357,6 +364,7 @@ function createLivecount(options) {
   }
 
   function sendView(msg) {
+    lastView = msg;
     if (queue.length === 0 && rawSend(msg)) return;
     enqueue(msg);
     flushQueue();
@@ -381,7 +389,11 @@ function createLivecount(options) {
     if (rawSend({ message: "visibility", visible })) sentVisible = visible;
   }
 
-  const onVisibilityChange = () => guard(syncVisibility);
+  const onVisibilityChange = () =>
+    guard(() => {
+      syncVisibility();
+      if (!ws && hasWork()) connect(); // shown again after a lost socket: read again
+    });
   if (doc && typeof doc.addEventListener === "function") {
     guard(() => doc.addEventListener("visibilitychange", onVisibilityChange));
   }

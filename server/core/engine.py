@@ -210,8 +210,13 @@ class Engine(Generic[C]):
                 return Outcome([_reply(target, shown, counted=False)], bot=True)
             if moved := self.readers.view(conn, target):
                 self.moved(moved, now)
+            if msg.resumed:
+                shown = Shown(*self.ledger.current(target), self.readers.now(target))
+                return Outcome([_reply(target, shown, counted=False, reason="resumed")])
         elif (gone := self.admission.standing(conn)) is not None and gone.bot:  # left, a bot
             return Outcome(bot=True)
+        elif msg.resumed:  # left meanwhile: nothing to read, nothing to count
+            return Outcome()
         if self.ledger.pending_views + self._queued >= self.settings.max_pending_views:
             raise Busy(f"{self.ledger.pending_views} views wait for the store")
         host = referrer_host(msg.referrer, self.settings.site_domains)
@@ -313,10 +318,10 @@ class Engine(Generic[C]):
         return shown, protocol.encode(protocol.Count(*shown, *_ids(target)))
 
 
-def _reply(target: Target, shown: Shown, counted: bool = True) -> bytes:
-    """A view's answer; a view not counted (a bot's) says so, and why."""
+def _reply(target: Target, shown: Shown, counted: bool = True, reason: str = "bot") -> bytes:
+    """A view's answer; a view not counted (a bot's, a resumed page's) says so, and why."""
     return protocol.encode(protocol.ViewsReply(
-        *shown, *_ids(target), counted=counted, reason=None if counted else "bot"))
+        *shown, *_ids(target), counted=counted, reason=None if counted else reason))
 
 
 def _ids(target: Target) -> tuple[str | None, str | None]:

@@ -43,6 +43,9 @@ class Views(msgspec.Struct, tag="views", tag_field="message", frozen=True, gc=Fa
     currentPage: str | None = None
     refreshed: bool = False
     referrer: str | None = None
+    # Already counted, on a socket that reopened (a server restart, a lost network): the
+    # page reads its target again and is answered its counts; no view is counted.
+    resumed: bool = False
 
     def __post_init__(self) -> None:
         _check("$.articleId", self.articleId, sizes.ID)
@@ -85,7 +88,8 @@ Inbound = Views | Subscribe | Unsubscribe | Visibility
 
 
 class ViewsReply(msgspec.Struct, tag="views", tag_field="message", omit_defaults=True, gc=False):
-    """`readingNow` is always sent, 0 included; `counted` only when false (a bot)."""
+    """`readingNow` is always sent, 0 included; `counted` only when false, with why:
+    `bot`, or `resumed` (the page said it was counted before)."""
 
     totalViews: int
     uniqueViews: int

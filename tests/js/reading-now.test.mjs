@@ -91,6 +91,20 @@ describe("hidden tabs do not count as reading", () => {
     assert.deepEqual(visibility(t), [false]);
   });
 
+  test("a socket that reopens with nothing queued resumes the last view, not counting it", () => {
+    const t = setup();
+    t.go("/posts/a", { title: "A" });
+    t.open();
+    assert.equal(t.sent("views").length, 1);
+    t.ws.last.serverClose(); // a server restart
+    t.reconnect();
+    t.open();
+    const resumed = t.ws.last.messages().filter((m) => m.message === "views");
+    assert.equal(resumed.length, 1);
+    assert.equal(resumed[0].articleId, "a");
+    assert.equal(resumed[0].resumed, true, "the page reads again; the server counts nothing");
+  });
+
   test("prerendering counts as hidden; close() stops listening", () => {
     const t = setup();
     t.go("/");

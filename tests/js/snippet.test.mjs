@@ -310,15 +310,24 @@ describe("reconnect backoff", () => {
     assert.equal(t.reconnect(), 750);
   });
 
-  test("an idle tab (nothing queued, no counters) reconnects lazily on the next view", () => {
+  test("a hidden tab (no counters) reconnects only once shown, to read again", () => {
     const t = setup();
     t.go("/");
     t.open();
+    t.doc.setVisibility("hidden");
     t.ws.last.serverClose();
     t.clock.advance(120_000);
-    assert.equal(t.ws.sockets.length, 1, "no reconnect without work");
-    t.go("/pages/about");
-    assert.equal(t.ws.sockets.length, 2);
+    assert.equal(t.ws.sockets.length, 1, "a hidden tab is no reader: nothing to reconnect for");
+    t.doc.setVisibility("visible");
+    assert.equal(t.ws.sockets.length, 2, "shown again, it reconnects to be counted as reading");
+  });
+
+  test("a tab that never sent a view opens nothing", () => {
+    const t = setup();
+    t.doc.setVisibility("hidden");
+    t.doc.setVisibility("visible");
+    t.clock.advance(120_000);
+    assert.equal(t.ws.sockets.length, 0);
   });
 });
 
@@ -386,8 +395,9 @@ describe("live counters", () => {
     const subs = t.ws.last.messages().filter((m) => m.message === "subscribe");
     assert.equal(subs.length, 1);
     assert.deepEqual(subs[0].articleIds.sort(), ["a", "c"]);
-    // the landing view was already delivered: it is not sent twice
-    assert.deepEqual(t.ws.last.messages().map((m) => m.message), ["subscribe"]);
+    // the landing view was already delivered: it is resumed (read again), not counted twice
+    assert.deepEqual(t.ws.last.messages().map((m) => m.message), ["views", "subscribe"]);
+    assert.equal(t.ws.last.messages()[0].resumed, true);
   });
 
   test("a revisited page shows the last known count at once", () => {

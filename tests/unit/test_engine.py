@@ -73,6 +73,21 @@ def test_bots_see_counts_and_are_not_counted():
     assert e.ledger.pending_views == 0
 
 
+def test_a_resumed_page_reads_again_and_counts_no_view():
+    """After a server restart a page's socket reopens: the page says its view was
+    counted already, and is back among the readers without a second view."""
+    e = engine()
+    assert view(e, articleId="a")["readingNow"] == 1
+    e.closed("s")  # the server went away
+    assert e.readers.now(A) == 0
+    e.opened("s", "10.0.0.1", None, "Mozilla/5.0", T + 1)
+    assert view(e, now=T + 1, articleId="a", resumed=True) == {
+        "message": "views", "totalViews": 1, "uniqueViews": 1, "readingNow": 1,
+        "articleId": "a", "counted": False, "reason": "resumed"}
+    assert e.readers.now(A) == 1 and e.ledger.current(A) == Counts(1, 1)
+    assert e.ledger.pending_views == 1  # only the first view waits for the store
+
+
 def test_a_socket_that_keeps_flooding_is_struck_out():
     e = engine(rate_limit=1.0, rate_burst=2.0, max_strikes=3)
     e.loaded({A: Counts(0, 0)})

@@ -9,7 +9,8 @@ exactly-once rule needs and does the waiting:
 - a flush's keys are released only once its completed record is on disk, so no later
   take can include them in a different order than a replay would;
 - report rows (Timeline, Referrer) are taken every `report_interval`, in flushes of
-  their own, counts every `interval`; a drain takes everything.
+  their own, counts every `interval`; while counts are behind, rows wait (at most one
+  more interval of theirs); a drain takes everything.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Flusher:
         self.dead_letters = data_dir / DEAD_LETTERS
         self.max_in_flight = max_in_flight
         self._tasks: set[asyncio.Task[int]] = set()
+        self._counting: set[asyncio.Task[int]] = set()  # those of them that carry counts
         self._last_seq = 0  # the highest sequence number taken: a new journal file's first
         self._started = False  # this run's start record is on disk: takes may follow
 
@@ -164,8 +166,13 @@ class Flusher:
                 now = time.monotonic()
                 together = every <= interval or self.engine.recovering
                 self._unjam()
+                # Counts still out from an earlier tick: the store is behind. Report rows
+                # then wait (up to one more report interval), so what pages and the
+                # reader table show catches up first.
+                behind = bool(self._counting)
                 self._start(rows=together, counts=True)
-                if not together and now >= next_report and self._start(rows=True, counts=False):
+                due = now >= next_report and (not behind or now >= next_report + every)
+                if not together and due and self._start(rows=True, counts=False):
                     next_report = now + every
         finally:
             await self.settled()
@@ -188,11 +195,14 @@ class Flusher:
             return False
         task = asyncio.create_task(self.flush_once(rows, counts))
         self._tasks.add(task)
+        if counts:
+            self._counting.add(task)
         task.add_done_callback(self._done)
         return True
 
     def _done(self, task: asyncio.Task[int]) -> None:
         self._tasks.discard(task)
+        self._counting.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             error("flush_crashed", exc)
 

@@ -4,6 +4,7 @@ hold no other key up, and a crash with flushes in flight stored exactly once."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -156,6 +157,36 @@ async def test_a_slow_report_flush_holds_up_no_count(local_store: Store, tmp_pat
         await drain()
     assert await counts(local_store, tables.referrers, "target") == {
         f"{A.ref} x.org": 2, f"{SITE} x.org": 2}
+
+
+class RowsClock(GatedStore):
+    """A GatedStore that notes when the first flush carrying report rows came."""
+
+    rows_at: float | None = None
+
+    async def flush(self, flush: Flush) -> FlushResult:
+        if flush.rows and self.rows_at is None:
+            self.rows_at = time.monotonic()
+        return await super().flush(flush)
+
+
+async def test_report_rows_wait_while_counts_are_behind_but_not_for_ever(
+        local_store: Store, tmp_path: Path):
+    """The store is slow (A's count flush is out): rows give the counts the store's time,
+    for one more report interval, and then go all the same."""
+    every = 0.5
+    gated = RowsClock(local_store, A)
+    began = time.monotonic()  # the loop starts after this: its first report is later
+    async with node(gated, tmp_path, report_interval=every) as (n, drain):
+        await n.view(A, "x.org")
+        await asyncio.wait_for(gated.held.wait(), 10)
+        await eventually(lambda: counts(local_store, local_store.tables.referrers, "target"),
+                         lambda c: c == {f"{A.ref} x.org": 1, f"{SITE} x.org": 1})
+        assert not gated.gate.is_set()  # the counts are still behind: rows went anyway
+        assert gated.rows_at is not None and gated.rows_at - began >= 2 * every
+        gated.gate.set()
+        await drain()
+    assert await counts(local_store, local_store.tables.writer, "articleId") == {"a": 1}
 
 
 async def test_a_slow_flush_holds_up_no_other_key(local_store: Store, tmp_path: Path):

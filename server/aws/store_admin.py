@@ -102,6 +102,11 @@ class Items:
             changes[image["articleId"]["S"]] = (counts.total, counts.unique)
         await self.announce(changes)
 
+    async def reset(self, articles: list[str]) -> None:
+        """Tell every node, on the live feed, to read `articles` again."""
+        for put in feed.resets(articles, self.tables.feed, "admin", time.time()):
+            await answer(self.ddb.put_item(**put), self.tables.feed)
+
     async def announce(self, changes: dict[str, tuple[int, int]]) -> None:
         """Counts on the live feed; nodes merge them by maximum into what pages see."""
         if changes:
@@ -139,6 +144,29 @@ class Operations(Items):
         item = await self.get(self.tables.index, moves.operation_key(article))
         return Operation.from_item(item) if item else None
 
+    async def crossing(self, plan: Plan) -> Operation | None:
+        """A running operation on another article that moves `plan`'s target away or
+        moves into its source (two renames into one target merely add: they may run)."""
+        answer_ = await self.ddb.query(**store_requests.query(
+            self.tables.index, "index", moves.OPERATIONS, consistent=True))
+        for item in answer_.get("Items", []):
+            other = Operation.from_item(item)
+            if other is None or other.state != "running" or other.article == plan.article:
+                continue
+            if other.article == plan.to or (other.to is not None and other.to == plan.article):
+                return other
+        return None
+
+    async def back_out(self, article: str, before: Operation | None) -> None:
+        """Put `article`'s operation record back as it was before this run."""
+        if before is None:
+            await answer(self.ddb.delete_item(TableName=self.tables.index,
+                                              Key=moves.operation_key(article)),
+                         self.tables.index)
+        else:
+            await answer(self.ddb.put_item(TableName=self.tables.index, Item=before.item()),
+                         self.tables.index)
+
     async def run(self, plan: Plan, progress: Progress | None = None,
                   purge: bool = False) -> Moved:
         """Start (or resume) `plan` and move everything its article holds now."""
@@ -158,6 +186,13 @@ class Operations(Items):
             raise ClientError("operation_running",
                               f"the {what} is not finished: run it again to finish it, "
                               f"then this one") from None
+        if (crossing := await self.crossing(plan)) is not None:
+            # Another operation moves this one's target away, or moves into its source:
+            # run together, they could swap articles. Back out; one goes, then the other.
+            await self.back_out(plan.article, before)
+            raise ClientError("operation_running",
+                              f"the {crossing.plan.describe()} is not finished and touches "
+                              f"{plan.article!r} or {plan.to!r}: finish it first")
         moved = Moved(plan, resumed=before is not None and before.state == "running"
                       and before.plan == plan)
         if plan.to is not None:
@@ -186,8 +221,10 @@ class Operations(Items):
         if plan.to is not None:
             new = next((i for i in images if i["articleId"]["S"] == plan.to), None)
             moved.now = store_requests.counts(new) if new else Counts(0, 0)
-            # Pages of the old id see the new one's count: nodes merge it by maximum.
-            await self.announce({plan.article: (moved.now.total, moved.now.unique)})
+        # Every node forgets what it believed of the old id (more than it holds now)
+        # and shows its pages the store's count: counts merge by maximum, so only a
+        # reset can bring them down.
+        await self.reset([plan.article])
         if purge:
             moved.purged = await self.purge(plan)
         await answer(self.ddb.put_item(TableName=self.tables.index, Item=Operation(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from livecount.core.pages import Target
@@ -74,9 +75,15 @@ class Bases:
         deferred, self.deferred = self.deferred, {}
         return deferred
 
-    def forget(self) -> None:
-        self.known.clear()
-        self.deferred.clear()
+    def forget(self, targets: Iterable[Target] | None = None) -> None:
+        """Drop the bases of `targets` (of all, by default): they are read again."""
+        if targets is None:
+            self.known.clear()
+            self.deferred.clear()
+            return
+        for target in targets:
+            self.known.pop(target, None)
+            self.deferred.pop(target, None)
 
     def trim(self, most: int, busy: set[Target]) -> int:
         """Forget the earliest-seen bases past `most` targets, except `busy` ones."""

@@ -132,7 +132,7 @@ class Engine(Generic[C]):
         self.settlement = Settlement(self.ledger)
         self._queued = 0  # views sent to the journal, not yet counted
         self._changed_at: dict[Target, float] = {}
-        self._hour = (-1, "")
+        self._hours = _Hours()
 
     # -- sockets ---------------------------------------------------------------------
     def opened(self, conn: C, peer: str, forwarded_for: str | None, user_agent: str | None,
@@ -181,7 +181,7 @@ class Engine(Generic[C]):
                 if not socket.bot:
                     self.moved(self.readers.visible(conn, message.visible), now)
                 return Outcome()
-            targets = self._targets(message)
+            targets = _targets(message, self.settings.pages.names)
             if isinstance(message, protocol.Unsubscribe):
                 self.hub.unsubscribe(conn, targets)
                 return Outcome()
@@ -220,25 +220,32 @@ class Engine(Generic[C]):
         if self.ledger.pending_views + self._queued >= self.settings.max_pending_views:
             raise Busy(f"{self.ledger.pending_views} views wait for the store")
         host = referrer_host(msg.referrer, self.settings.site_domains)
-        hour = self._current_hour(now)
+        hour = self._hours(now)
         self._queued += 1
         return Outcome(view=PendingView(
             target, msg.refreshed, hour, msg.articleTitle, host,
             journal.view_record(target, msg.refreshed, hour, msg.articleTitle, host),
             archive.record(msg, target, host, now) if self.settings.archive else None))
 
-    def _targets(self, msg: protocol.Subscribe | protocol.Unsubscribe) -> list[Target]:
-        known = set(self.settings.pages.names)
-        if unknown := [p for p in msg.pageNames if p not in known]:
-            raise protocol.ProtocolError("unknown_page", f"no page named {unknown[0]!r}; "
-                                                         f"pages are {', '.join(sorted(known))}")
-        return ([Target("post", a) for a in msg.articleIds]
-                + [Target("page", p) for p in msg.pageNames])
-
     def loaded(self, counts: dict[Target, Counts]) -> None:
         """Stored counts read for targets this node had not seen."""
         for target, stored in counts.items():
             self.ledger.observe(target, stored)
+
+    def reset(self, articles: list[str]) -> list[Target]:
+        """Articles renamed away or deleted: their stored counts went down, so what this
+        node believes is forgotten. Returns the watched ones, to read again (`reloaded`)."""
+        targets = [Target("post", article) for article in articles]
+        self.ledger.forget_bases(targets)
+        watched = self.hub.watched()
+        return [t for t in targets if t in watched]
+
+    def reloaded(self, counts: dict[Target, Counts], now: float) -> None:
+        """Counts read again after `reset`: pushed to their pages, lower as they may be."""
+        for target, stored in counts.items():
+            if not self.ledger.has_base(target):
+                self.ledger.observe(target, stored)
+                self._changed(target, now)
 
     def count(self, view: PendingView, now: float) -> bytes:
         """The view is on disk: count it, and answer with the count including it."""
@@ -252,12 +259,6 @@ class Engine(Generic[C]):
     def dropped(self, view: PendingView) -> None:
         """The journal could not take the view: it was not counted."""
         self._queued -= 1
-
-    def _current_hour(self, now: float) -> str:
-        """The UTC hour bucket of a view now, formatted once per hour, not per view."""
-        if int(now // 3600) != self._hour[0]:
-            self._hour = (int(now // 3600), hour_of(datetime.fromtimestamp(now, UTC)))
-        return self._hour[1]
 
     # -- what the store says -----------------------------------------------------------
     def observed(self, article_id: str, counts: Counts, now: float) -> None:
@@ -317,6 +318,28 @@ class Engine(Generic[C]):
         shown = Shown(*self.ledger.current(target), self.readers.now(target))
         return shown, protocol.encode(protocol.Count(*shown, *_ids(target)))
 
+
+
+def _targets(msg: protocol.Subscribe | protocol.Unsubscribe, pages: list[str]) -> list[Target]:
+    if unknown := [p for p in msg.pageNames if p not in pages]:
+        raise protocol.ProtocolError("unknown_page", f"no page named {unknown[0]!r}; "
+                                                     f"pages are {', '.join(sorted(pages))}")
+    return ([Target("post", a) for a in msg.articleIds]
+            + [Target("page", p) for p in msg.pageNames])
+
+
+class _Hours:
+    """The UTC hour bucket of a view now, formatted once per hour, not per view."""
+
+    __slots__ = ("_hour",)
+
+    def __init__(self) -> None:
+        self._hour = (-1, "")
+
+    def __call__(self, now: float) -> str:
+        if int(now // 3600) != self._hour[0]:
+            self._hour = (int(now // 3600), hour_of(datetime.fromtimestamp(now, UTC)))
+        return self._hour[1]
 
 def _reply(target: Target, shown: Shown, counted: bool = True, reason: str = "bot") -> bytes:
     """A view's answer; a view not counted (a bot's, a resumed page's) says so, and why."""

@@ -37,6 +37,13 @@ Change = tuple[str, int, int]  # articleId, totalViews, uniqueViews
 Reading = tuple[Literal["post", "page"], str, int]  # a target's kind and id, readers now
 
 
+class Reset(NamedTuple):
+    """Articles whose stored counts went down (`livecount admin` renamed them away or
+    deleted them): what nodes believe of them is wrong, and must be read again."""
+
+    articles: list[str]
+
+
 class Said(NamedTuple):
     """A node's readers: its whole snapshot (`whole`), or the targets that moved."""
 
@@ -83,20 +90,33 @@ def puts(changes: Mapping[str, tuple[int, int]], table: str, writer: str, now: f
     return [{"TableName": table, "Item": item(at, payload, expires)} for at, payload in stamped]
 
 
+def resets(articles: Iterable[str], table: str, writer: str, now: float,
+           ) -> list[dict[str, Any]]:
+    """PutItem requests telling every node to read `articles` again (one item each:
+    an article id is at most about 1 KB)."""
+    payloads = [_encode({"reset": [article]}) for article in articles]
+    stamped = zip(stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads)),
+                  payloads, strict=True)
+    expires = int(now) + TTL_SECONDS
+    return [{"TableName": table, "Item": item(at, payload, expires)} for at, payload in stamped]
+
+
 def decode(payload: str | bytes) -> list[Change]:
     """The changes of one item; [] for anything that is not a list of them."""
     value = read(payload)
     return value if isinstance(value, list) else []
 
 
-def read(payload: str | bytes) -> list[Change] | Said:
-    """What one item says: count changes, or a node's readers; [] for anything else
-    (an item no node could have written says nothing)."""
+def read(payload: str | bytes) -> list[Change] | Said | Reset:
+    """What one item says: count changes, a node's readers, or articles to read again;
+    [] for anything else (an item no node could have written says nothing)."""
     try:
         value = json.loads(payload)
     except ValueError:
         return []
     if isinstance(value, dict):
+        if isinstance(reset := value.get("reset"), list):
+            return Reset([a for a in reset if isinstance(a, str)])
         return _said(value) or []
     if not isinstance(value, list) or not all(_is_change(c) for c in value):
         return []

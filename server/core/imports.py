@@ -108,6 +108,7 @@ class ImportPlan:
     rows: dict[Row, Counts] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)  # why → lines
     unmatched: Counter[str] = field(default_factory=Counter)  # path → lines
+    seen: dict[tuple[Any, ...], int] = field(default_factory=dict)  # export record → line
 
     def add_views(self, target: Target, total: int, unique: int, hour: str | None,
                   host: str | None = None, title: str = "") -> None:
@@ -361,11 +362,19 @@ def _ndjson(text: str) -> ImportPlan:
 
 
 def _record(plan: ImportPlan, line: int, value: dict[str, Any]) -> None:
-    """One record of a livecount export, from either form."""
+    """One record of a livecount export, from either form. An export holds each item
+    once, and never more unique views than views: a file that does is not one."""
     kind, ref = value.get("record"), value.get("target")
     if not isinstance(ref, str):
         raise bad(f"line {line}: no target")
     counts = Counts(int(value.get("totalViews", 0)), int(value.get("uniqueViews", 0)))
+    if counts.unique > counts.total:
+        raise bad(f"line {line}: uniqueViews {counts.unique} is more than totalViews "
+                  f"{counts.total}")
+    key = (kind, ref, value.get("hour"), value.get("host"))
+    if key in plan.seen:
+        raise bad(f"line {line}: the same {kind} record as line {plan.seen[key]}")
+    plan.seen[key] = line
     if kind == "count":
         target = _target(ref, line)
         title = value.get("articleTitle") or ""
@@ -374,8 +383,8 @@ def _record(plan: ImportPlan, line: int, value: dict[str, Any]) -> None:
         plan.add_count(target, counts, title)
     elif kind == "timeline":
         hour = value.get("hour")
-        if not isinstance(hour, str) or not _HOUR.fullmatch(hour):
-            raise bad(f"line {line}: hour must be YYYY-MM-DDTHH")
+        if not isinstance(hour, str) or not _HOUR.fullmatch(hour) or not _real_hour(hour):
+            raise bad(f"line {line}: hour must be YYYY-MM-DDTHH, a real hour")
         plan.add_row(Row("timeline", _row_target(ref, line), hour), counts)
     elif kind == "referrer":
         host = value.get("host")
@@ -385,6 +394,14 @@ def _record(plan: ImportPlan, line: int, value: dict[str, Any]) -> None:
         plan.add_row(Row("referrer", _row_target(ref, line), host), Counts(views, 0))
     else:
         raise bad(f"line {line}: record {str(kind)[:20]!r} is not count, timeline or referrer")
+
+
+def _real_hour(hour: str) -> bool:
+    try:
+        datetime.strptime(hour, "%Y-%m-%dT%H")
+    except ValueError:
+        return False
+    return True
 
 
 def _target(ref: str, line: int) -> Target:

@@ -28,6 +28,7 @@ of the report rows (`core/write_order.py`: the order rules per key), and the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -121,11 +122,12 @@ class Ledger:
             counts = counts.plus(delta)
         return counts
 
-    def forget_bases(self) -> None:
-        """Drop every base, keeping what waits for the store. After a journal replay
-        the bases are only the replayed views, not the stored counts: each target's
-        stored count must be read again before it is shown."""
-        self._bases.forget()
+    def forget_bases(self, targets: Iterable[Target] | None = None) -> None:
+        """Drop the bases of `targets` (every base, by default), keeping what waits for
+        the store: each one's stored count must be read again before it is shown. After
+        a journal replay the bases are only the replayed views; after `livecount admin`
+        renamed an article away, its base is more than the store holds."""
+        self._bases.forget(targets)
 
     @property
     def pending_views(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from livecount.node.answers import (
     HTML,
@@ -36,7 +36,9 @@ def safe_next(value: str | None) -> str:
     if not value or not value.startswith("/") or value.startswith(("//", "/\\", "/login")) \
             or len(value) > 2048 or any(c < " " or c == "\\" for c in value):
         return "/"
-    return value
+    # A Location header is ASCII: anything else (a dashboard hash's Unicode id, DEL, a
+    # fullwidth solidus) travels percent-encoded, so it is never read as a separator.
+    return quote(value, safe="/?#&=%:@!$'()*+,;~-._")
 
 
 @dataclass(frozen=True)

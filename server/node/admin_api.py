@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
@@ -45,10 +45,12 @@ Announce = Callable[[str, Counts], None]  # show this count to this node's pages
 
 class AdminApi:
     def __init__(self, store: Store, authorize: Authorize, announce: Announce | None = None,
-                 wait: float = WAIT) -> None:
+                 wait: float = WAIT,
+                 reset: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
         self.operations = Operations(store)
         self.authorize = authorize
         self.announce = announce
+        self.reset = reset  # forget what this node believes of an id renamed away or deleted
         self.wait = wait
         self._running: dict[str, tuple[Plan, asyncio.Task[Moved]]] = {}
 
@@ -121,9 +123,10 @@ class AdminApi:
                                                  "for its outcome"})
         log("admin_done", operation=plan.op, article=plan.article, to=plan.to,
             items=moved.items, views=moved.views.total)
+        if self.reset is not None:  # this node at once; the others on the feed
+            await self.reset([plan.article])
         if self.announce is not None and plan.to is not None and moved.now is not None:
-            for article in (plan.article, plan.to):
-                self.announce(article, moved.now)
+            self.announce(plan.to, moved.now)
         return json_response(200, _outcome(moved))
 
 

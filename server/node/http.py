@@ -19,7 +19,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, unquote_to_bytes, urlsplit
 
 from livecount.aws.store import Store
 from livecount.core.errors import StoreRefused, Unavailable
@@ -93,6 +93,21 @@ def loggable(target: str) -> str:
     return target[:256]
 
 
+
+def _not_utf8() -> Response:
+    return bad_request("the request target must be UTF-8 once percent-decoded")
+
+
+def _utf8(*parts: str) -> bool:
+    """Whether every percent-escape decodes as UTF-8: checked once here, so no handler
+    silently turns `%FF` into U+FFFD (an id that is not the one sent)."""
+    try:
+        for part in parts:
+            unquote_to_bytes(part).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
 class Routes:
     """Path → handler; the only place HTTP knows about the node."""
 
@@ -148,11 +163,14 @@ class Routes:
         if url is not None and url.path == WS_PATH:
             return None if request.method == "GET" else method_not_allowed(request.method, "GET")
         if url is not None and url.path.startswith("/api/admin/") and self.admin is not None:
-            return await self.admin(request, peer)
+            return await self.admin(request, peer) if _utf8(url.path, url.query) \
+                else _not_utf8()
         if request.method not in ("GET", "HEAD"):
             return method_not_allowed(request.method)
         if url is None:
             return bad_request("the request target is not a URL path")
+        if not _utf8(url.path, url.query):
+            return _not_utf8()
         path, headers = url.path, request.headers
         if path == "/healthz":
             return await self.healthz()

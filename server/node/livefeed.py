@@ -25,12 +25,14 @@ from livecount.logs import warn_limited
 from livecount.waits import pause
 
 INTERVAL = 0.5  # seconds between live-feed reads (and writes of readers that moved)
+ALONE_EVERY = 4  # alone, the feed is read every this many INTERVALs: only admin resets
 LEASE_TIME = 10.0  # without a stream consumer and no `lease_time` given: the default
 
 
 class LiveFeed:
-    """Alone (this node's consumer sees no other node alive) it neither reads nor
-    writes: nobody else has pages or readers. With others, every INTERVAL it writes the
+    """Alone (this node's consumer sees no other node alive) it writes nothing (nobody
+    else has pages or readers) and reads every ALONE_EVERY intervals, for what
+    `livecount admin` says (a reset). With others, every INTERVAL it writes the
     targets whose readers moved, and its whole snapshot every `lease_time`/4 (which says
     it is alive too); other nodes forget its readers once it has been silent for
     `expiry`, so a node that dies takes its readers along within `lease_time`."""
@@ -45,6 +47,7 @@ class LiveFeed:
         self._cursor = time.time_ns() // 1000 * 1000
         self._stamp = 0  # the last stamp written: this node's items only ever go up
         self._whole_at: float | None = None  # when the last whole snapshot went (None: owed)
+        self._resets: set[int] = set()  # stamps of resets done (the window is re-read)
 
     @property
     def node_id(self) -> str:
@@ -76,11 +79,15 @@ class LiveFeed:
         """Write this node's readers, read the other nodes' changes and readers, and
         forget nodes gone silent, every INTERVAL."""
         clock = asyncio.get_running_loop().time
+        ticks = 0
         while not await pause(stop, INTERVAL):
+            ticks += 1
             alone = self.consumer is not None and self.consumer.nodes <= 1
             if alone:
                 self.engine.readers.take_moved()
                 self._whole_at = None  # when others come, they get the whole snapshot
+                if ticks % ALONE_EVERY == 0:
+                    await self._read(clock())
             else:
                 await self._say(clock())
                 await self._read(clock())
@@ -123,7 +130,11 @@ class LiveFeed:
         engine, elsewhere, wall = self.engine, self.engine.readers.elsewhere, time.time()
         for at, payload in items:
             said = feed.read(payload)
-            if isinstance(said, list):
+            if isinstance(said, feed.Reset):
+                if at not in self._resets:
+                    self._resets.add(at)
+                    await self.reset(said.articles)
+            elif isinstance(said, list):
                 for article, total, unique in said:
                     engine.observed(article, Counts(total, unique), wall)
             elif said.node != self.node_id:
@@ -132,3 +143,17 @@ class LiveFeed:
                     ((Target(kind, id_), n) for kind, id_, n in said.readers),
                     now), wall)
         self._cursor = feed.next_cursor(self._cursor, (at for at, _ in items))
+        start = feed.window_start(self._cursor)
+        self._resets = {at for at in self._resets if at >= start}
+
+    async def reset(self, articles: list[str]) -> None:
+        """Forget what this node believes of `articles` (renamed away or deleted), and
+        show their pages what the store holds now."""
+        if not (watched := self.engine.reset(articles)):
+            return
+        try:
+            counts = await self.store.read_counts(watched)
+        except LivecountError as exc:  # read when next asked for
+            warn_limited("feed_failed", error=str(exc))
+            return
+        self.engine.reloaded(counts, time.time())

@@ -45,9 +45,10 @@ class Outbox(deque[bytes | Slot | Target | Answer]):
         self.engine = engine
         self.told: tuple[Target, Shown] | None = None  # the last count this page was sent
 
-    def ready(self) -> bytes:
+    def ready(self, conn: Any) -> bytes:
         """Every entry ready at the head, framed, in order, for one write. Counts are
-        read as they leave, so none shows less than a reply that left before it."""
+        read as they leave, so none shows less than a reply that left before it; a push
+        of a target `conn` stopped watching meanwhile is not sent."""
         parts: list[bytes] = []
         while self:
             head = self[0]
@@ -55,22 +56,24 @@ class Outbox(deque[bytes | Slot | Target | Answer]):
                 if head[0] is None:
                     break
                 for part in head[0] if isinstance(head[0], list) else (head[0],):
-                    self._add(parts, part)
+                    self._add(parts, part, conn)
                 if head[1] is not None:
                     self.told = head[1]
             else:
-                self._add(parts, head)
+                self._add(parts, head, conn)
             self.popleft()
         return b"".join(parts)
 
-    def _add(self, parts: list[bytes], entry: bytes | Target | Answer) -> None:
+    def _add(self, parts: list[bytes], entry: bytes | Target | Answer, conn: Any) -> None:
         if isinstance(entry, bytes):
             parts.append(text_frame(entry))
             return
         if isinstance(entry, Answer):  # owed to a subscribe: always sent
             target, push = entry.target, False
-        else:  # a push: not when it repeats what the page was told
+        else:  # a push: not when it repeats what the page was told, nor left behind
             target, push = entry, True
+            if target not in self.engine.hub.subscriptions(conn):
+                return
         counts, message = self.engine.push_now(target)
         if not push or self.told != (target, counts):
             parts.append(text_frame(message))

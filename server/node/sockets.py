@@ -192,7 +192,7 @@ class Connection(asyncio.Protocol):
         """Write every reply that is ready, in order, in one write; then the close, once
         nothing is owed before it."""
         outbox = self.outbox
-        data = outbox.ready()
+        data = outbox.ready(self)
         if data and self.open and self.transport is not None:
             self.transport.write(data)
         if self.closing is not None and not outbox and self.open:

@@ -133,6 +133,18 @@ async def test_numbers_are_ascii_digits_only(launch: Launch):
     assert answer.status == 200 and answer.json() == []
 
 
+async def test_escapes_that_are_not_utf8_get_400_not_a_replacement_character(launch: Launch):
+    """Found by a hostile trial: `%FF%FE` was decoded to U+FFFD, an id nobody sent."""
+    served = await launch()
+    for target in ("/api/pages/%FF%FE", "/api/referrers?articleId=%FF", "/login?next=/%C3",
+                   "/api/admin/rename?from=a&to=%FF%FE"):
+        answer = await ask(served.port, request("GET", target))
+        assert answer.status == 400, (target, answer)
+        assert "UTF-8" in answer.json()["detail"]
+    answer = await ask(served.port, request("GET", "/api/pages/caf%C3%A9"))  # é: fine, unknown
+    assert answer.status == 404
+
+
 @pytest.mark.parametrize("outage", ["frozen", "down"])
 async def test_the_api_answers_503_while_dynamodb_is_frozen_or_down(
         launch: Launch, dynamodb_local_url: str, prefix: str, outage: str):

@@ -261,3 +261,23 @@ async def test_a_prefix_deletes_a_load_tests_articles_and_nothing_else(local_sto
     assert await local_store.tracked() == [kept]
     assert await writer(local_store, "hello") == Counts(2, 1)
     assert await rows(local_store, "timeline", SITE) == {H1: Counts(2, 1)}
+
+
+async def test_renames_that_cross_do_not_run_together(local_store: Store):
+    """Found by a hostile trial: A→B and B→A at once swapped the two articles. An
+    operation whose target another moves away (or whose source another moves into)
+    backs out until that one is finished."""
+    await seed(local_store, OLD, 5, 5, "Old")
+    await seed(local_store, NEW, 3, 3, "New")
+    ops = Operations(local_store)
+    crossing = Operation("new", "old", "running", "2026-01-01T00:00:00Z")  # a run cut short
+    await local_store.ddb.put_item(TableName=local_store.tables.index, Item=crossing.item())
+    with pytest.raises(ClientError) as refused:
+        await ops.run(Plan("old", "new"))
+    assert refused.value.code == "operation_running"
+    assert await ops.current("old") is None  # backed out: nothing of it was started
+    assert await writer(local_store, "old") == Counts(5, 5)
+    await ops.run(Plan("new", "old"))  # the one cut short finishes, then the other may go
+    assert await writer(local_store, "old") == Counts(8, 8)
+    await ops.run(Plan("old", "new"))
+    assert await writer(local_store, "new") == Counts(8, 8)

@@ -150,6 +150,11 @@ def test_livecount_exports_read_back_as_they_were_written():
     (exports.csv_head() + "count,blog#a,,,,1,1\n", "target 'blog#a'"),
     (exports.csv_head() + "timeline,post#a,,2024-03-01,,1,1\n", "hour must be"),
     (exports.csv_head() + "referrer,site,,,not a host,1,\n", "not a host name"),
+    # found by a hostile trial: these were stored as they were
+    (exports.csv_head() + "timeline,post#a,,2026-13-45T99,,1,1\n", "a real hour"),
+    (exports.csv_head() + "count,post#x,,,,1,5\n", "line 2: uniqueViews 5 is more than"),
+    (exports.csv_head() + "count,post#x,,,,2,2\ncount,post#x,,,,2,2\n",
+     "line 3: the same count record as line 2"),
     ('{"record":"export","format":"livecount","version":9}\n', "version 9"),
     ('{"record":"count"}\n', "not a livecount export"),
     ('{"record":"export","format":"livecount","version":1}\n{"record":"count",'

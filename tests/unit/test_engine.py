@@ -312,3 +312,21 @@ def test_other_nodes_readers_add_to_what_is_shown_and_pushed():
     e.moved(e.readers.elsewhere.heard("n2", 1, True, [(A, 3), (B, 5)], 0.0), T)
     assert pushed(e) == {A: 4}  # B: nobody here shows it
     assert e.readers.everywhere() == {A: 4, B: 5}
+
+
+def test_an_article_renamed_away_is_read_again_and_may_show_less():
+    """`livecount admin` moved its counts: the larger count this node saw is forgotten
+    (only a reset can bring a count down), and its pages are shown the store's."""
+    e = engine()
+    e.loaded({A: Counts(7, 5), B: Counts(2, 2)})
+    e.handle("s", protocol.Subscribe(articleIds=["a"]), T)
+    e.observed("a", Counts(9, 6), T)  # counts merge by maximum: 9 stays
+    e.observed("a", Counts(0, 0), T)
+    assert e.shown(A) == Counts(9, 6)
+    assert e.reset(["a", "b"]) == [A]  # only a's pages need it now; b is read when asked
+    assert not e.ledger.has_base(A) and not e.ledger.has_base(B)
+    e.due(T)
+    e.reloaded({A: Counts(0, 0)}, T)
+    pushes, _ = e.due(T)
+    assert [(p.target, p.counts[:2]) for p in pushes] == [(A, (0, 0))]
+    assert view(e, articleId="a")["totalViews"] == 1  # counts on from what is stored

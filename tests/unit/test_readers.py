@@ -158,3 +158,10 @@ def test_feed_items_that_no_node_wrote_say_nothing():
                 '{"node":"n","whole":"yes","readers":[]}', '{}', "null", "{"]:
         assert feed.read(bad) == [], bad
     assert feed.read(json.dumps([["a", 1, 1]])) == [("a", 1, 1)]
+
+
+def test_a_reset_on_the_feed_reads_back_as_one():
+    puts = feed.resets(["old", "deleted"], "feed", "admin", 1_764_000_000.0)
+    said = [feed.read(put["Item"]["changes"]["S"]) for put in puts]
+    assert said == [feed.Reset(["old"]), feed.Reset(["deleted"])]
+    assert feed.decode(puts[0]["Item"]["changes"]["S"]) == []  # no count change in it

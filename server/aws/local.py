@@ -95,8 +95,10 @@ async def _answers(port: int) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def running(data_dir: Path) -> AsyncIterator[str]:
-    """Run DynamoDB Local on a free loopback port; yields its endpoint URL."""
+async def running(data_dir: Path, in_memory: bool = False) -> AsyncIterator[str]:
+    """Run DynamoDB Local on a free loopback port; yields its endpoint URL. `in_memory`
+    keeps the tables in memory (the benchmarks': on disk, its SQLite syncs every write
+    and serves a few hundred a second on a shared core, which hides what livecount does)."""
     java = shutil.which("java")
     if java is None:
         raise EmbeddedError("java not found: the embedded DynamoDB Local needs Java 17+ "
@@ -112,7 +114,8 @@ async def running(data_dir: Path) -> AsyncIterator[str]:
     tied = ["setpriv", "--pdeathsig", "TERM"] if shutil.which("setpriv") else []
     proc = await asyncio.create_subprocess_exec(
         *tied, java, f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar),
-        "-port", str(port), "-dbPath", str(db_dir), "-sharedDb", "-disableTelemetry",
+        "-port", str(port), *(["-inMemory"] if in_memory else ["-dbPath", str(db_dir)]),
+        "-sharedDb", "-disableTelemetry",
         cwd=str(jar.parent), stdout=logfile, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, start_new_session=True)
     try:

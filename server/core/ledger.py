@@ -126,7 +126,11 @@ class Ledger:
         """Drop the bases of `targets` (every base, by default), keeping what waits for
         the store: each one's stored count must be read again before it is shown. After
         a journal replay the bases are only the replayed views; after `livecount admin`
-        renamed an article away, its base is more than the store holds."""
+        renamed an article away, its base is more than the store holds (and its page-index
+        entry is gone: the next write of it puts one back)."""
+        if targets is not None:
+            targets = list(targets)
+            self._indexed.difference_update(targets)
         self._bases.forget(targets)
 
     @property

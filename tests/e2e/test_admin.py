@@ -369,5 +369,10 @@ async def test_after_a_rename_or_delete_the_old_id_counts_on_from_what_the_store
         assert (await send_view(ws, "kept"))["totalViews"] == 4
     for article, total in (("moved", 1), ("gone", 1), ("kept", 4)):
         await stored(article, total)
+    # counted again, so listed again (the rename took the old id out of the listing)
+    await eventually(lambda: asyncio.to_thread(http_get, f"{api}/pages"),
+                     lambda a: {p.get("articleId") for p in json.loads(a[2])}
+                     >= {"moved", "gone", "kept"})
+    for article, total in (("moved", 1), ("gone", 1), ("kept", 4)):
         status, _, body = await asyncio.to_thread(http_get, f"{api}/pages/{article}")
         assert status == 200 and json.loads(body)["totalViews"] == total, (article, body)

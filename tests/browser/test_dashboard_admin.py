@@ -1,0 +1,394 @@
+"""Rename and delete from the dashboard, in a real Chromium against a real `livecount serve`.
+
+The reports are public here (`--public all`) but the admin routes are the operator's
+alone: the browser logs in with the URL the server printed. Views come from a real
+WebSocket client; every wait is an `expect` deadline or an event, never a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Page, Request, Route, ViewportSize, expect
+from websockets.asyncio.client import connect
+
+from tests.browser.test_dashboard import DESKTOP, PHONE, TIMEOUT, row, send_view, stored
+from tests.support import Launch, Served, eventually, http_get, login_url
+
+Scheme = Literal["light", "dark"]
+Open = Callable[..., Awaitable[Page]]
+
+
+def token_of(served: Served) -> str:
+    return parse_qs(urlsplit(login_url(served)).query)["token"][0]
+
+
+async def read(served: Served, path: str) -> tuple[int, Any]:
+    """A report read with the operator's token, as `livecount report` would."""
+    status, _, body = await asyncio.to_thread(
+        http_get, served.http + path, {"Authorization": f"Bearer {token_of(served)}"})
+    return status, json.loads(body)
+
+
+async def listed(served: Served) -> dict[str, tuple[int, int]]:
+    status, rows = await read(served, "/api/pages")
+    assert status == 200, rows
+    return {r.get("articleId") or r["pageName"]: (r["totalViews"], r["uniqueViews"])
+            for r in rows}
+
+
+@pytest_asyncio.fixture
+async def open_dashboard(browser: Browser) -> AsyncIterator[Open]:
+    """`/` + fragment in a fresh context, logged in by the printed URL unless
+    `logged_in=False`; fails the test on any uncaught page error."""
+    contexts: list[BrowserContext] = []
+    errors: list[str] = []
+
+    async def open_(served: Served, fragment: str = "", viewport: ViewportSize = DESKTOP,
+                    scheme: Scheme = "light", logged_in: bool = True) -> Page:
+        context = await browser.new_context(viewport=viewport, color_scheme=scheme)
+        contexts.append(context)
+        page = await context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        if logged_in:
+            await page.goto(login_url(served) + "&" + urlencode({"next": "/" + fragment}))
+        else:
+            await page.goto(served.http + "/" + fragment)
+        await expect(page).to_have_url(served.http + "/" + fragment, timeout=TIMEOUT)
+        await expect(page.locator("#conn")).to_have_text("live", timeout=TIMEOUT)
+        return page
+
+    yield open_
+    for context in contexts:
+        await context.close()
+    assert errors == []
+
+
+async def a_poll_of_the_pages(page: Page) -> None:
+    """Wait for the table's next re-fetch to be answered (and applied, a frame later)."""
+    async with page.expect_response(lambda r: "/api/pages" in r.url, timeout=TIMEOUT):
+        pass
+    await page.evaluate("new Promise(requestAnimationFrame)")
+
+
+def admin_requests(page: Page) -> list[str]:
+    seen: list[str] = []
+
+    def on_request(request: Request) -> None:
+        if "/api/admin/" in request.url:
+            seen.append(f"{request.method} {request.url}")
+
+    page.on("request", on_request)
+    return seen
+
+
+async def test_rename_merges_onto_the_new_id_and_selects_it(launch: Launch,
+                                                           open_dashboard: Open):
+    served = await launch()
+    async with connect(served.ws) as ws:
+        for refreshed in (False, False, True):  # 3 views, 2 unique
+            await send_view(ws, "old-slug", articleTitle="Moving post", refreshed=refreshed,
+                            referrer="https://lobste.rs/s/x")
+        for _ in range(2):
+            await send_view(ws, "new-slug")  # no title: the old one's fills it
+        await send_view(ws, "bystander", articleTitle="Bystander")
+    await stored(served, 6)
+    await eventually(lambda: listed(served), lambda rows: len(rows) == 3)
+
+    page = await open_dashboard(served, "#post=old-slug")
+    await expect(row(page, "old-slug").locator(".total")).to_have_text("3", timeout=TIMEOUT)
+    await expect(row(page, "new-slug").locator(".total")).to_have_text("2", timeout=TIMEOUT)
+    await expect(page.locator("#detail-title")).to_have_text("Moving post", timeout=TIMEOUT)
+    await expect(page.locator("#site-total")).to_have_text("6")
+
+    dialog = page.locator("#rename-dialog")
+    await page.click("#rename-open")
+    await expect(dialog).to_be_visible()
+    await expect(page.locator("#rename-to")).to_be_focused()
+    await page.fill("#rename-to", "new-slug")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#rename-what")).to_have_text(
+        "Move every count of old-slug onto new-slug, merging with new-slug's counts. Views "
+        "still sent for old-slug keep counting under old-slug until you run this again.")
+    await expect(page.locator("#rename-merge")).to_contain_text("new-slug will have 5 views")
+    await expect(page.locator("#rename-what")).to_be_focused()
+    await dialog.get_by_role("button", name="Rename", exact=True).click()
+
+    result = page.locator("#rename-result")
+    await expect(result).to_contain_text("Renamed old-slug to new-slug: moved", timeout=TIMEOUT)
+    await expect(result).to_contain_text("holding 3 views, 2 unique. "
+                                         "new-slug now has 5 views, 4 unique.")
+    await expect(result).to_be_focused()
+    # Behind the dialog: the new id selected, with the merged totals; the old one gone.
+    await expect(row(page, "new-slug").locator(".total")).to_have_text("5", timeout=TIMEOUT)
+    await expect(row(page, "new-slug").locator(".unique")).to_have_text("4")
+    await expect(row(page, "new-slug")).to_have_attribute("aria-current", "true")
+    await expect(row(page, "old-slug")).to_have_count(0)
+    await expect(page.locator("#detail-total")).to_have_text("5")
+    await expect(page.locator("#detail-title")).to_have_text("Moving post")
+    await expect(page.locator("#site-total")).to_have_text("6")  # a move, not new views
+    assert page.url.endswith("#post=new-slug")
+    await dialog.get_by_role("button", name="Close").click()
+    await expect(dialog).to_be_hidden()
+    await expect(page.locator("#rename-open")).to_be_focused()
+
+    # The store agrees, and the table's next polls do not bring the old id back.
+    assert await listed(served) == {"new-slug": (5, 4), "bystander": (1, 1)}
+    status, one = await read(served, "/api/pages/new-slug")
+    assert (status, one["articleTitle"]) == (200, "Moving post")
+    assert [r["host"] for r in one["referrers"]] == ["lobste.rs"]
+    await a_poll_of_the_pages(page)
+    await a_poll_of_the_pages(page)
+    await expect(row(page, "old-slug")).to_have_count(0)
+
+    async with connect(served.ws) as ws:
+        await send_view(ws, "new-slug")  # pushed live, on top of the merged total
+        await expect(row(page, "new-slug").locator(".total")).to_have_text("6", timeout=TIMEOUT)
+    await expect(page.locator("#detail-total")).to_have_text("6")
+    await expect(page.locator("#site-total")).to_have_text("7")
+
+
+async def test_delete_needs_the_id_typed_and_removes_the_post(launch: Launch,
+                                                              open_dashboard: Open):
+    served = await launch()
+    async with connect(served.ws) as ws:
+        await send_view(ws, "doomed", articleTitle="Doomed", referrer="https://reddit.com/r/x")
+        await send_view(ws, "doomed", refreshed=True)
+        await send_view(ws, "kept", articleTitle="Kept")
+    await stored(served, 3)
+    await eventually(lambda: listed(served), lambda rows: len(rows) == 2)
+
+    page = await open_dashboard(served, "#post=doomed")
+    await expect(row(page, "doomed").locator(".total")).to_have_text("2", timeout=TIMEOUT)
+    await expect(page.locator("#site-total")).to_have_text("3")
+
+    dialog = page.locator("#delete-dialog")
+    await page.click("#delete-open")
+    await expect(dialog).to_be_visible()
+    await expect(page.locator("#delete-what")).to_have_text(
+        "Remove every count of doomed: its 2 views (1 unique), its hours and its referrers, "
+        "from the site's totals too. This cannot be undone.")
+    await expect(page.locator("#delete-confirm")).to_be_focused()
+    go = dialog.get_by_role("button", name="Delete this post")
+    await expect(go).to_be_disabled()
+    await page.fill("#delete-confirm", "doome")
+    await expect(go).to_be_disabled()
+    await page.keyboard.press("Enter")  # not the id: nothing happens
+    await page.fill("#delete-confirm", "Doomed")
+    await expect(go).to_be_disabled()  # ids match exactly
+    await page.fill("#delete-confirm", "doomed")
+    await expect(go).to_be_enabled()
+    await go.click()
+
+    await expect(page.locator("#delete-result")).to_contain_text(
+        "Deleted doomed: removed", timeout=TIMEOUT)
+    await expect(page.locator("#delete-result")).to_contain_text("holding 2 views, 1 unique.")
+    await expect(row(page, "doomed")).to_have_count(0)
+    await expect(page.locator("#site-total")).to_have_text("1")
+    await expect(page.locator("#detail-title")).to_have_text("All pages")
+    await dialog.get_by_role("button", name="Close").click()
+    await expect(page.locator("#detail-title")).to_be_focused()  # its button went with it
+
+    status, body = await read(served, "/api/pages/doomed")
+    assert status == 404, body
+    assert await listed(served) == {"kept": (1, 1)}
+    status, refs = await read(served, "/api/referrers")
+    assert (status, refs) == (200, [])
+    await a_poll_of_the_pages(page)
+    await a_poll_of_the_pages(page)
+    await expect(row(page, "doomed")).to_have_count(0)
+    await expect(page.locator("#referrers li")).to_have_count(0, timeout=TIMEOUT)
+
+
+async def test_cancel_and_escape_leave_everything_as_it_was(launch: Launch,
+                                                            open_dashboard: Open):
+    served = await launch()
+    async with connect(served.ws) as ws:
+        await send_view(ws, "keep-me", articleTitle="Keep me")
+        await send_view(ws, "keep-me")
+        await send_view(ws, "other", articleTitle="Other")
+    await stored(served, 3)
+    await eventually(lambda: listed(served), lambda rows: len(rows) == 2)
+    page = await open_dashboard(served, "#post=keep-me")
+    sent = admin_requests(page)
+    await expect(row(page, "keep-me").locator(".total")).to_have_text("2", timeout=TIMEOUT)
+    rename, remove = page.locator("#rename-dialog"), page.locator("#delete-dialog")
+
+    # The new id is checked before anything is asked.
+    await page.click("#rename-open")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#rename-problem")).to_have_text("Type the new id.")
+    await expect(page.locator("#rename-to")).to_have_attribute("aria-invalid", "true")
+    await page.fill("#rename-to", "keep-me")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#rename-problem")).to_have_text(
+        "That is the id it has already: type another.")
+    await page.fill("#rename-to", "elsewhere")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#rename-what")).to_contain_text("onto elsewhere")
+    await rename.get_by_role("button", name="Back").click()
+    await expect(page.locator("#rename-to")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await rename.get_by_role("button", name="Cancel").click()
+    await expect(rename).to_be_hidden()
+    await expect(page.locator("#rename-open")).to_be_focused()
+
+    await page.keyboard.press("Enter")  # the focused button opens it again
+    await expect(rename).to_be_visible()
+    await page.fill("#rename-to", "elsewhere")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#rename-what")).to_be_focused()
+    await page.keyboard.press("Escape")
+    await expect(rename).to_be_hidden()
+
+    await page.click("#delete-open")
+    await page.fill("#delete-confirm", "keep-me")
+    await page.keyboard.press("Escape")
+    await expect(remove).to_be_hidden()
+    await expect(page.locator("#delete-open")).to_be_focused()
+    await page.click("#delete-open")
+    await expect(page.locator("#delete-confirm")).to_have_value("")  # asked afresh
+    await remove.get_by_role("button", name="Cancel").click()
+    await expect(remove).to_be_hidden()
+
+    await a_poll_of_the_pages(page)
+    assert sent == []
+    await expect(row(page, "keep-me").locator(".total")).to_have_text("2")
+    await expect(row(page, "other").locator(".total")).to_have_text("1")
+    await expect(page.locator("#detail-title")).to_have_text("Keep me")
+    assert page.url.endswith("#post=keep-me")
+    assert await listed(served) == {"keep-me": (2, 2), "other": (1, 1)}
+
+
+async def test_a_long_rename_shows_progress_and_asks_again(launch: Launch,
+                                                           open_dashboard: Open):
+    """The server answers 202 while an operation outlives its wait (20 s): the first
+    answer is made so here; the page asks the same again, which the real server runs."""
+    served = await launch()
+    async with connect(served.ws) as ws:
+        await send_view(ws, "slow", articleTitle="Slow")
+    await stored(served, 1)
+    await eventually(lambda: listed(served), lambda rows: len(rows) == 1)
+    page = await open_dashboard(served, "#post=slow")
+    asked: list[str] = []
+    release = asyncio.Event()
+
+    async def server_busy_once(route: Route) -> None:
+        asked.append(f"{route.request.method} {route.request.url}")
+        if len(asked) == 1:
+            await route.fulfill(status=202, json={"status": "running", "operation": "rename",
+                                                  "detail": "the rename goes on"})
+            return
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/api/admin/rename?**", server_busy_once)
+    await page.click("#rename-open")
+    await page.fill("#rename-to", "fast")
+    await page.keyboard.press("Enter")
+    await page.keyboard.press("Enter")  # focus is on the sentence: Enter does not confirm
+    await expect(page.locator("#rename-progress")).to_be_hidden()
+    await page.locator("#rename-dialog").get_by_role("button", name="Rename",
+                                                     exact=True).click()
+    progress = page.locator("#rename-progress")
+    await expect(progress).to_contain_text("Renaming slow to fast: still going after",
+                                           timeout=TIMEOUT)
+    await expect(progress).to_be_visible()
+    async def asks() -> int:
+        return len(asked)
+
+    await eventually(asks, lambda n: n == 2)
+    release.set()
+    await expect(page.locator("#rename-result")).to_contain_text(
+        "fast now has 1 view, 1 unique.", timeout=TIMEOUT)
+    assert asked[0] == asked[1] and asked[0].startswith("POST ")
+    assert await listed(served) == {"fast": (1, 1)}
+
+
+async def test_refusals_are_shown_in_words(launch: Launch, open_dashboard: Open):
+    served = await launch()
+    async with connect(served.ws) as ws:
+        await send_view(ws, "busy", articleTitle="Busy")
+    await stored(served, 1)
+    await eventually(lambda: listed(served), lambda rows: len(rows) == 1)
+
+    # 409: another operation on the post is not finished (made so: the real one is quick).
+    page = await open_dashboard(served, "#post=busy")
+    await page.route("**/api/admin/rename?**", lambda route: route.fulfill(status=409, json={
+        "error": "operation_running",
+        "detail": "the delete of 'busy' is not finished: run it again to finish it, "
+                  "then this one"}))
+    await page.click("#rename-open")
+    await page.fill("#rename-to", "calm")
+    await page.keyboard.press("Enter")
+    rename = page.locator("#rename-dialog")
+    await rename.get_by_role("button", name="Rename", exact=True).click()
+    await expect(page.locator("#rename-error")).to_have_text(
+        "Not now: the delete of 'busy' is not finished: run it again to finish it, "
+        "then this one.", timeout=TIMEOUT)
+    await expect(rename.get_by_role("button", name="Try again")).to_be_visible()
+    await expect(row(page, "busy").locator(".total")).to_have_text("1")
+    await page.keyboard.press("Escape")
+    await expect(rename).to_be_hidden()
+
+    # 404 from the real server: a post that was never counted.
+    await page.goto(served.http + "/#post=never-seen")
+    await expect(page.locator("#detail-title")).to_have_text("never-seen", timeout=TIMEOUT)
+    await page.click("#delete-open")
+    await page.fill("#delete-confirm", "never-seen")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#delete-error")).to_have_text(
+        "'never-seen' was never counted: there is nothing to rename or delete.",
+        timeout=TIMEOUT)
+    await expect(page.locator("#delete-confirm")).to_be_focused()
+
+    # 401 from the real server: reports are public here, admin actions never are.
+    guest = await open_dashboard(served, "#post=busy", logged_in=False)
+    await expect(row(guest, "busy").locator(".total")).to_have_text("1", timeout=TIMEOUT)
+    await guest.click("#delete-open")
+    await guest.fill("#delete-confirm", "busy")
+    await guest.keyboard.press("Enter")
+    await guest.wait_for_url("**/login?**", timeout=TIMEOUT)
+    assert guest.url == served.http + "/login?next=%2F%23post%3Dbusy"
+    assert await listed(served) == {"busy": (1, 1)}
+
+
+@pytest.mark.parametrize(("viewport", "scheme", "card"), [
+    (PHONE, "dark", "rgb(23, 24, 30)"), (DESKTOP, "light", "rgb(255, 255, 255)")],
+    ids=["phone-dark", "desktop-light"])
+async def test_the_dialogs_fit_and_follow_the_scheme(launch: Launch, open_dashboard: Open,
+                                                     viewport: ViewportSize, scheme: Scheme,
+                                                     card: str):
+    served = await launch()
+    long_id = "a-rather-long-article-id-with-no-spaces-in-it-" * 5
+    async with connect(served.ws) as ws:
+        await send_view(ws, long_id, articleTitle="Long")
+    await stored(served, 1)
+    page = await open_dashboard(served, "#post=" + long_id, viewport=viewport, scheme=scheme)
+    await expect(row(page, long_id).locator(".total")).to_have_text("1", timeout=TIMEOUT)
+    fits = ("(() => { const r = document.querySelector('dialog[open]').getBoundingClientRect();"
+            " return r.left >= 0 && r.right <= innerWidth && r.bottom <= innerHeight"
+            " && document.scrollingElement.scrollWidth <= innerWidth; })()")
+    for opener, dialog, field in [("#rename-open", "#rename-dialog", "#rename-to"),
+                                  ("#delete-open", "#delete-dialog", "#delete-confirm")]:
+        await page.locator(opener).scroll_into_view_if_needed()
+        await page.click(opener)
+        await expect(page.locator(dialog)).to_be_visible()
+        await page.fill(field, long_id + "-x")
+        if dialog == "#rename-dialog":
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#rename-what")).to_be_visible()
+        assert await page.evaluate(fits)
+        color = await page.locator(dialog).evaluate("d => getComputedStyle(d).backgroundColor")
+        assert color == card
+        for button in await page.locator(f"{dialog} button:visible").all():
+            assert (await button.inner_text()).strip()  # every button says what it does
+        await page.keyboard.press("Escape")
+        await expect(page.locator(dialog)).to_be_hidden()
+    assert await page.evaluate("document.scrollingElement.scrollWidth <= innerWidth")

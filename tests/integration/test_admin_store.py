@@ -85,9 +85,11 @@ async def test_a_rename_merges_every_count_onto_the_new_id(local_store: Store):
     assert set(await store.tracked()) == {NEW}
     record = await Operations(store).current("old")
     assert record is not None and (record.to, record.state) == ("new", "done")
-    # Pages of the old id are told the new id's count over the live feed.
-    shared = [c for _, payload in await store.read_feed(0) for c in feed.decode(payload)]
-    assert ("old", 7, 5) in shared and ("new", 7, 5) in shared
+    # Over the live feed: the new id's count, and a reset of the old one, whose
+    # larger count the nodes must forget (counts merge by maximum).
+    said = [feed.read(payload) for _, payload in await store.read_feed(0)]
+    assert ["new", 7, 5] in [list(c) for s in said if isinstance(s, list) for c in s]
+    assert feed.Reset(["old"]) in said
 
 
 async def test_a_run_stopped_midway_is_finished_by_the_next_exactly_once(local_store: Store):

@@ -10,7 +10,6 @@ import argparse
 import gc
 import sys
 from collections.abc import Sequence
-from importlib import metadata
 
 import uvloop
 from livecount import config, logs
@@ -19,6 +18,7 @@ from livecount.aws.store import Store
 from livecount.core.errors import StoreRefused, Unavailable
 from livecount.node import lifecycle as app
 from livecount.node import workers
+from livecount.node.banner import version
 from livecount.node.journal import JournalBusy
 from livecount.tools import admin, loadtest, transfer
 from livecount.tools import report as console
@@ -89,13 +89,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         epilog=_ENV_NOTE)
     config.add_options(create)
     create.set_defaults(run=_tables_create, parser=create)
-
-
-def version() -> str:
-    try:
-        return metadata.version("livecount")
-    except metadata.PackageNotFoundError:  # run from a tree that was never installed
-        return "unknown"
 
 
 def parser() -> argparse.ArgumentParser:

@@ -31,6 +31,7 @@ const MAX_ID = 256; // ids and titles, in characters
 const MAX_PATH = 2048; // paths and referrers, in characters
 const MAX_FRAME_BYTES = 4096; // one JSON text frame, UTF-8
 const MAX_IDS_PER_MESSAGE = 100;
+const VISIBILITY_SETTLE = 250; // ms a tab's visibility rests before the server is told
 
 const STATUS_EVENT = "livecount:status";
 const SEEN_KEY = "livecount:seen"; // sessionStorage, uniqueness "tab" only
@@ -61,11 +62,33 @@ function clip(value, max) {
   return s;
 }
 
-// Also drop control characters: the server refuses them in every string field,
-// and a data-article-title attribute may well contain a newline.
+// Also drop what the server refuses in every string field, or the whole message
+// would be refused: control characters (C0, DEL, C1: a data-article-title attribute
+// may well hold a newline), U+2028/U+2029, and lone surrogates (a title cut in the
+// middle of an emoji by the page itself).
 function clean(value, max) {
   const s = typeof value === "string" ? value : value == null ? "" : String(value);
-  return clip(s.replace(/[\u0000-\u001f\u007f]+/g, " "), max);
+  return clip(wellFormed(s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ")), max);
+}
+
+// Each lone surrogate replaced by U+FFFD (String.prototype.toWellFormed, by hand:
+// not every browser has it).
+function wellFormed(s) {
+  if (!/[\ud800-\udfff]/.test(s)) return s;
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        out += s[i] + s[i + 1];
+        i++;
+        continue;
+      }
+    }
+    out += c >= 0xd800 && c <= 0xdfff ? "\ufffd" : s[i];
+  }
+  return out;
 }
 
 // UTF-8 size of a string, as the server counts a frame.
@@ -389,10 +412,19 @@ function createLivecount(options) {
     if (rawSend({ message: "visibility", visible })) sentVisible = visible;
   }
 
+  // A tab flipped quickly (alt-tab, a swipe) says only where it ended, once it rests:
+  // a message per flip would only spend the socket's rate limit.
+  let visibilityTimer = null;
   const onVisibilityChange = () =>
     guard(() => {
-      syncVisibility();
-      if (!ws && hasWork()) connect(); // shown again after a lost socket: read again
+      if (visibilityTimer !== null) clearT(visibilityTimer);
+      visibilityTimer = setT(() => {
+        visibilityTimer = null;
+        guard(() => {
+          syncVisibility();
+          if (!ws && hasWork()) connect(); // shown again after a lost socket: read again
+        });
+      }, VISIBILITY_SETTLE);
     });
   if (doc && typeof doc.addEventListener === "function") {
     guard(() => doc.addEventListener("visibilitychange", onVisibilityChange));
@@ -783,6 +815,8 @@ function createLivecount(options) {
     reconnectTimer = null;
     if (syncTimer !== null) clearT(syncTimer);
     syncTimer = null;
+    if (visibilityTimer !== null) clearT(visibilityTimer);
+    visibilityTimer = null;
     if (doc && typeof doc.removeEventListener === "function") {
       guard(() => doc.removeEventListener("visibilitychange", onVisibilityChange));
     }

@@ -55,11 +55,25 @@ describe("hidden tabs do not count as reading", () => {
     t.open();
     t.doc.setVisibility("hidden");
     t.doc.setVisibility("hidden");
+    t.clock.advance(300);
     t.doc.setVisibility("visible");
+    t.clock.advance(300);
     assert.deepEqual(t.sent("visibility"), [
       { message: "visibility", visible: false },
       { message: "visibility", visible: true },
     ]);
+  });
+
+  test("a tab flipped fast says only where it came to rest (found by a hostile trial)", () => {
+    const t = setup();
+    t.go("/posts/a");
+    t.open();
+    for (let i = 0; i < 100; i++) t.doc.setVisibility(i % 2 ? "visible" : "hidden");
+    t.clock.advance(300);
+    assert.deepEqual(t.sent("visibility"), [], "it ended visible, as the server believes");
+    for (let i = 0; i < 51; i++) t.doc.setVisibility(i % 2 ? "visible" : "hidden");
+    t.clock.advance(300);
+    assert.deepEqual(t.sent("visibility"), [{ message: "visibility", visible: false }]);
   });
 
   test("a tab opened in the background says so before its first view", () => {
@@ -110,6 +124,7 @@ describe("hidden tabs do not count as reading", () => {
     t.go("/");
     t.open();
     t.doc.setVisibility("prerender");
+    t.clock.advance(300);
     assert.deepEqual(visibility(t), [false]);
     assert.equal(t.doc.listenerCount("visibilitychange"), 1);
     t.lc.close();

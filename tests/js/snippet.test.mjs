@@ -186,6 +186,23 @@ describe("views message", () => {
     assert.equal(msg.articleTitle, "Line one line two");
   });
 
+  test("C1 controls, line and paragraph separators and lone surrogates are replaced too", () => {
+    // found by a hostile trial: each of these made the server refuse the whole message
+    const t = setup({
+      elements: [
+        el({ "data-article-id": "a\u0085b\u2028c", "data-article-title": "half \ud83d here \udc00, whole \ud83d\ude00" }),
+        el({ "data-livecount": "good" }),
+        el({ "data-livecount": "bad\u2029one" }),
+      ],
+    });
+    t.go("/posts/x");
+    t.open();
+    const [msg] = t.sent("views");
+    assert.equal(msg.articleId, "a b c");
+    assert.equal(msg.articleTitle, "half \ufffd here \ufffd, whole \ud83d\ude00");
+    assert.deepEqual(t.sent("subscribe")[0].articleIds.sort(), ["bad one", "good"]);
+  });
+
   test("onRouteUpdate does no DOM work or sending synchronously", () => {
     const t = setup({ elements: [el({ "data-livecount": "x" })] });
     t.go("/posts/x", { settle: false });
@@ -315,10 +332,12 @@ describe("reconnect backoff", () => {
     t.go("/");
     t.open();
     t.doc.setVisibility("hidden");
+    t.clock.advance(300);
     t.ws.last.serverClose();
     t.clock.advance(120_000);
     assert.equal(t.ws.sockets.length, 1, "a hidden tab is no reader: nothing to reconnect for");
     t.doc.setVisibility("visible");
+    t.clock.advance(300);
     assert.equal(t.ws.sockets.length, 2, "shown again, it reconnects to be counted as reading");
   });
 

@@ -465,3 +465,19 @@ async def test_an_api_that_asks_for_a_login_leads_to_it(launch: Launch, browser:
         assert page.url == served.http + "/login?next=%2F%23post%3Dhello%2520world"
     finally:
         await context.close()
+
+
+async def test_a_list_cut_at_the_limit_says_whose_totals_it_shows(launch: Launch,
+                                                                  open_dashboard: Open):
+    """Found by a hostile trial: past 500 pages the tiles read "all pages, all time" for
+    a sum of the 500 listed."""
+    served = await launch()
+    async with connect(served.ws) as ws:
+        for i in range(501):
+            await send_view(ws, f"post-{i:03d}")
+    await stored(served, 501)
+    page = await open_dashboard(served)
+    await expect(page.locator("#site-total-hint")).to_have_text(
+        "the 500 most viewed pages, all time", timeout=TIMEOUT)
+    await expect(page.locator("#site-pages")).to_have_text("500+")
+    await expect(page.locator("#pages-count")).to_have_text("the 500 most viewed pages")

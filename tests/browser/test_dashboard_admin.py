@@ -229,6 +229,13 @@ async def test_cancel_and_escape_leave_everything_as_it_was(launch: Launch,
     await page.keyboard.press("Enter")
     await expect(page.locator("#rename-problem")).to_have_text(
         "That is the id it has already: type another.")
+    # The server's limits, before the confirmation (found by a hostile trial: these
+    # reached it, and only the server's 400 sent the dialog back).
+    for bad, said in (("é" * 600, "600 characters long"), ("😀" * 255, "1,020 bytes in UTF-8"),
+                      ("line\u2028sep", "line separator"), ("nel\u0085", "control character")):
+        await page.fill("#rename-to", bad)
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#rename-problem")).to_contain_text(said)
     await page.fill("#rename-to", "elsewhere")
     await page.keyboard.press("Enter")
     await expect(page.locator("#rename-what")).to_contain_text("onto elsewhere")

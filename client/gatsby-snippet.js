@@ -32,6 +32,7 @@ const MAX_PATH = 2048; // paths and referrers, in characters
 const MAX_FRAME_BYTES = 4096; // one JSON text frame, UTF-8
 const MAX_IDS_PER_MESSAGE = 100;
 const VISIBILITY_SETTLE = 250; // ms a tab's visibility rests before the server is told
+const RESUBSCRIBE_AFTER = 2000; // ms after a `rate_limited` refusal before asking again
 
 const STATUS_EVENT = "livecount:status";
 const SEEN_KEY = "livecount:seen"; // sessionStorage, uniqueness "tab" only
@@ -215,6 +216,7 @@ function createLivecount(options) {
   const watchers = new Map(); // article id -> Set of listeners (the React hook)
   const statusListeners = new Set();
   let syncTimer = null;
+  let resubscribeTimer = null;
   let wanted = new Set(); // article ids to follow: domIds and watched ids
   let subscribed = new Set(); // article ids the server knows we follow
   const counts = new Map(); // id -> frozen snapshot, like EMPTY
@@ -511,6 +513,20 @@ function createLivecount(options) {
     subscribed = new Set(wanted);
   }
 
+  // After a refusal for rate, ask again for every counter the page shows, once the
+  // limit has had time to refill (a subscribe answers with the counts: asking twice
+  // costs nothing else).
+  function resubscribeSoon() {
+    if (resubscribeTimer !== null) return;
+    resubscribeTimer = setT(() => {
+      resubscribeTimer = null;
+      guard(() => {
+        subscribed = new Set();
+        syncSubscriptions();
+      });
+    }, RESUBSCRIBE_AFTER);
+  }
+
   // Split an id list into messages within the server's count and frame limits.
   function sendIds(type, ids) {
     const overhead = utf8Length(JSON.stringify({ message: type, articleIds: [], pageNames: [] }));
@@ -541,6 +557,10 @@ function createLivecount(options) {
     try {
       msg = JSON.parse(data);
     } catch (e) {
+      return;
+    }
+    if (msg && msg.message === "error" && msg.error === "rate_limited") {
+      resubscribeSoon(); // it may have been a subscribe: the counters would wait for ever
       return;
     }
     if (!msg || (msg.message !== "count" && msg.message !== "views")) return;
@@ -817,6 +837,8 @@ function createLivecount(options) {
     syncTimer = null;
     if (visibilityTimer !== null) clearT(visibilityTimer);
     visibilityTimer = null;
+    if (resubscribeTimer !== null) clearT(resubscribeTimer);
+    resubscribeTimer = null;
     if (doc && typeof doc.removeEventListener === "function") {
       guard(() => doc.removeEventListener("visibilitychange", onVisibilityChange));
     }

@@ -419,6 +419,19 @@ describe("live counters", () => {
     assert.equal(t.ws.last.messages()[0].resumed, true);
   });
 
+  test("a refusal for rate asks again for every counter (found by a hostile trial)", () => {
+    const t = setup({ elements: [el({ "data-livecount": "a" }), el({ "data-livecount": "b" })] });
+    t.go("/");
+    t.open();
+    assert.equal(t.sent("subscribe").length, 1);
+    t.ws.last.receive({ message: "error", error: "rate_limited", detail: "slow down" });
+    t.ws.last.receive({ message: "error", error: "rate_limited", detail: "slow down" });
+    t.clock.advance(2100);
+    const subs = t.sent("subscribe");
+    assert.equal(subs.length, 2, "once, however many refusals came");
+    assert.deepEqual(subs[1].articleIds.sort(), ["a", "b"]);
+  });
+
   test("a revisited page shows the last known count at once", () => {
     const first = el({ "data-livecount": "a" }, "–");
     const t = setup({ elements: [first] });

@@ -197,8 +197,7 @@ class Store:
     async def top_referrers(self, ref: str, limit: int = 10) -> list[tuple[str, int]]:
         """External hosts that sent views to `ref` (a `Target.ref` or `SITE`), most first."""
         items = await self._query(store_requests.query(self.tables.referrers, "target", ref))
-        hosts = [(i["host"]["S"], views) for i in items
-                 if (views := int(i["views"]["N"])) > 0]  # 0: moved away by a rename
+        hosts = list(store_requests.referrer_totals(items).items())
         hosts.sort(key=lambda h: (-h[1], h[0]))
         return hosts[:limit]
 

@@ -382,9 +382,9 @@ class Exports(Items):
                     yield Record("timeline", ref, hour.total, hour.unique,
                                  hour=item["hour"]["S"])
         for ref in [*(t.ref for t in targets), SITE]:
-            for item in await self.partition(self.tables.referrers, "target", ref):
-                if (views := int(item.get("views", {}).get("N", 0))) > 0:
-                    yield Record("referrer", ref, views, host=item["host"]["S"])
+            items = await self.partition(self.tables.referrers, "target", ref)
+            for host, views in sorted(store_requests.referrer_totals(items).items()):
+                yield Record("referrer", ref, views, host=host)
 
     async def counts(self, targets: list[Target]) -> dict[Target, tuple[Counts, str]]:
         """Totals and titles from the writer table and HomeAndProfile, consistently."""

@@ -9,6 +9,7 @@ from typing import Any, Literal, NamedTuple
 
 from livecount.core.ledger import Counts, Row, Write
 from livecount.core.pages import Target
+from livecount.core.referrer_packs import MEMBERS, PACK, PACK_HOSTS, attribute
 from livecount.core.tables import Tables
 
 INDEX = "all"  # the one PageIndex partition: every tracked post and page, by ref
@@ -33,6 +34,8 @@ class Writes:
                                 adds | {"version": 1}, write.seq, title)
 
     def row(self, row: Row, write: Write) -> dict[str, Any]:
+        if row.pack:
+            return self.pack(row, write)
         if row.table == "referrer":
             return self._idempotent(
                 self.tables.referrers, {"target": {"S": row.target}, "host": {"S": row.sort}},
@@ -40,6 +43,29 @@ class Writes:
         return self._idempotent(
             self.tables.timeline, {"target": {"S": row.target}, "hour": {"S": row.sort}},
             {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}, write.seq)
+
+    def pack(self, row: Row, write: Write) -> dict[str, Any]:
+        """The UpdateItem of a referrer pack (`core/referrer_packs.py`): ADD each host's
+        views and the hosts to its members, unless this `seq` was seen or the pack is
+        full. The old item, on a refusal, tells which of the two it was."""
+        hosts = write.delta.hosts or {}
+        request = self._idempotent(
+            self.tables.referrers, {"target": {"S": row.target}, "host": {"S": PACK}},
+            {attribute(host): views for host, views in hosts.items()}, write.seq)
+        request["UpdateExpression"] = request["UpdateExpression"].replace(
+            "ADD ", "ADD #m :m, ", 1)
+        request["ExpressionAttributeNames"]["#m"] = MEMBERS
+        request["ExpressionAttributeValues"] |= {
+            ":m": {"SS": sorted(hosts)}, ":cap": {"N": str(PACK_HOSTS)}}
+        request["ConditionExpression"] = (
+            f"({request['ConditionExpression']}) AND "
+            "(attribute_not_exists(#m) OR size(#m) < :cap)")
+        request["ReturnValues"] = "NONE"
+        return request
+
+    def applied_before(self, old: dict[str, Any], seq: int) -> bool:
+        """Whether an item a conditional write found holds this node's `seq` already."""
+        return int(old.get(self.flush_attribute, {}).get("N", -1)) >= seq
 
     def index(self, t: Target) -> dict[str, Any]:
         """PutItem of a target into the page index: the same item every time."""
@@ -111,6 +137,7 @@ class Statements:
         return made
 
     def row(self, row: Row, write: Write, action: Literal["update", "insert"]) -> Statement:
+        assert not row.pack, "packs are written with UpdateItem"
         if row.table == "referrer":
             return self._write(self.tables.referrers, {"target": row.target, "host": row.sort},
                                {"views": write.delta.total}, write.seq, action)
@@ -197,3 +224,21 @@ def query(table: str, key: str, value: str, sort: tuple[str, str, str | None] | 
 def counts(item: dict[str, Any]) -> Counts:
     return Counts(int(item.get("totalViews", {}).get("N", 0)),
                   int(item.get("uniqueViews", {}).get("N", 0)))
+
+
+def referrer_counts(item: dict[str, Any]) -> dict[str, int]:
+    """The views per host a Referrer item holds: its own host's, or a pack's."""
+    if item["host"]["S"] != PACK:
+        return {item["host"]["S"]: int(item.get("views", {}).get("N", 0))}
+    return {name[1:]: int(value["N"]) for name, value in item.items()
+            if name.startswith("@") and "N" in value}
+
+
+def referrer_totals(items: list[dict[str, Any]]) -> dict[str, int]:
+    """Views per host over a target's Referrer items; hosts at zero or below left out
+    (what a rename moved away, or a delete took from a site pack but not its row)."""
+    totals: dict[str, int] = {}
+    for item in items:
+        for host, views in referrer_counts(item).items():
+            totals[host] = totals.get(host, 0) + views
+    return {host: views for host, views in totals.items() if views > 0}

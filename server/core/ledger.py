@@ -21,36 +21,25 @@ The count a client sees is `known + unsettled + in flight + pending`, so a node
 reads its own writes before DynamoDB Streams has copied them to the reader table.
 Counts only grow, so store observations merge by taking the larger value.
 
-The ledger coordinates flushes over three parts: a `WriteOrder` of the counts, one
-of the report rows (`core/write_order.py`: the order rules per key), and the
-`Bases` the store was seen to hold (`core/bases.py`).
+The ledger coordinates flushes over three parts: a `WriteOrder` of the counts
+(`core/write_order.py`: the order rules per key), the `ReportRows` views are spread
+over (`core/report_rows.py`, with a `WriteOrder` of their own), and the `Bases` the
+store was seen to hold (`core/bases.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
 
 from livecount.core.bases import ZERO, Bases, Counts
 from livecount.core.errors import Busy
 from livecount.core.pages import Target
+from livecount.core.report_rows import SITE, ReportRows, Row
 from livecount.core.write_order import Delta, Write, WriteOrder
 
 __all__ = ["SITE", "ZERO", "Busy", "Counts", "Delta", "Flush", "FlushResult", "Ledger",
            "Row", "Write"]
-
-
-SITE = "site"  # the report rows that sum every page, for site-wide reports
-
-
-class Row(NamedTuple):
-    """A report counter: views of `target` (a `Target.ref` or SITE) from a referrer
-    host, or in an hour bucket. Reports only; live counts never read these."""
-
-    table: Literal["referrer", "timeline"]
-    target: str
-    sort: str  # the referrer host, or the hour as YYYY-MM-DDTHH (UTC)
 
 
 @dataclass(slots=True)
@@ -61,6 +50,7 @@ class Flush:
     targets: dict[Target, Write] = field(default_factory=dict)
     rows: dict[Row, Write] = field(default_factory=dict)
     new: set[Target] = field(default_factory=set)  # not yet in the page index
+    full: set[str] = field(default_factory=set)  # refs whose pack write found it full
 
     @property
     def views(self) -> int:
@@ -84,6 +74,7 @@ class FlushResult:
     rejected_targets: dict[Target, str] = field(default_factory=dict)
     rejected_rows: dict[Row, str] = field(default_factory=dict)
     rejected_index: dict[Target, str] = field(default_factory=dict)
+    full_packs: set[str] = field(default_factory=set)  # refs whose pack took no more hosts
 
     @classmethod
     def nothing_known(cls, flush: Flush) -> FlushResult:
@@ -96,11 +87,8 @@ class Ledger:
         self.max_pending_views = max_pending_views
         self._bases = Bases()  # what the store was seen to hold
         self._counts: WriteOrder[Target] = WriteOrder()
-        self._rows: WriteOrder[Row] = WriteOrder()  # report rows, taken on their own cadence
-        # Views not yet spread over their report rows: (target, hour, referrer host) →
-        # [total, unique]. One dict entry a view instead of four rows; `_spread` makes
-        # the rows when a take or a replay asks for them.
-        self._unspread: dict[tuple[Target, str, str | None], list[int]] = {}
+        self._report = ReportRows()  # report rows, taken on their own cadence
+        self._rows = self._report.order
         self._indexed: set[Target] = set()
         self._flights: dict[int, Flush] = {}  # taken, not completed, by sequence number
         self._holding: dict[int, Flush] = {}  # completed, keys held until released
@@ -141,7 +129,7 @@ class Ledger:
     @property
     def idle(self) -> bool:
         """Nothing accepted waits for the store: every view so far is stored."""
-        return not (self._counts.waiting or self._unspread or self._rows.waiting
+        return not (self._counts.waiting or self._report.waiting
                     or self._flights or self._holding)
 
     @property
@@ -153,7 +141,7 @@ class Ledger:
         """Whether a take of the same kinds could find anything. Cheap, and may say
         yes when everything waiting is held by flushes in flight."""
         return (counts and self._counts.waiting) or (
-            rows and bool(self._unspread or self._rows.waiting))
+            rows and self._report.waiting)
 
     def outstanding(self) -> tuple[dict[Target | Row, tuple[int, int]],
                                    dict[Target | Row, Write]]:
@@ -162,7 +150,7 @@ class Ledger:
         replay must rebuild."""
         pending: dict[Target | Row, tuple[int, int]] = {}
         writes: dict[Target | Row, Write] = {}
-        for order in (self._counts, self._spread()):
+        for order in (self._counts, self._report.spread()):
             deltas, unknown = order.outstanding()
             pending.update(deltas.items())
             writes.update(unknown.items())
@@ -181,25 +169,9 @@ class Ledger:
             raise Busy(f"{self._pending_views} views wait for the store")
         unique = 0 if refreshed else 1
         self._counts.add(target, unique, title)
-        if (seen := self._unspread.get(key := (target, hour, referrer or None))) is None:
-            self._unspread[key] = [1, unique]
-        else:
-            seen[0] += 1
-            seen[1] += unique
+        self._report.record(target, hour, referrer, unique)
         self._pending_views += 1
         return self.current(target)
-
-    def _spread(self) -> WriteOrder[Row]:
-        """The report rows, with every view recorded so far spread over them."""
-        if self._unspread:
-            unspread, self._unspread = self._unspread, {}
-            add = self._rows.add
-            for (target, hour, referrer), (total, unique) in unspread.items():
-                for ref in (target.ref, SITE):
-                    add(Row("timeline", ref, hour), unique, None, total)
-                    if referrer:
-                        add(Row("referrer", ref, referrer), unique, None, total)
-        return self._rows
 
     def observe(self, target: Target, counts: Counts) -> bool:
         """Merge a count read from the store; True when the visible count changed."""
@@ -230,7 +202,7 @@ class Ledger:
         if seq in self._flights or seq in self._holding:
             raise RuntimeError(f"flush {seq} is already in flight")
         targets = self._counts.take(seq) if counts else {}
-        flush = Flush(seq, targets, self._spread().take(seq) if rows else {},
+        flush = Flush(seq, targets, self._report.spread().take(seq) if rows else {},
                       set(targets) - self._indexed)
         if flush:
             self._flights[seq] = flush
@@ -259,6 +231,7 @@ class Ledger:
                 changed.add(target)
         for row, write in flush.rows.items():
             self._rows.settle(row, write, row in result.failed_rows)
+        flush.full = result.full_packs
         self._indexed |= flush.new - result.failed_index  # a rejected one is not retried
         changed.update(t for t, seen in self._bases.undefer().items() if self.observe(t, seen))
         self._holding[flush.seq] = flush
@@ -274,3 +247,5 @@ class Ledger:
         del self._holding[flush.seq]
         self._counts.release(flush.targets, flush.seq)
         self._rows.release(flush.rows, flush.seq)
+        if flush.full:
+            self._report.unpack(flush.rows, flush.full)

@@ -30,6 +30,7 @@ from typing import Any, Final, Literal
 
 from livecount.core.ledger import SITE
 from livecount.core.pages import Target
+from livecount.core.referrer_packs import HOST_ATTRIBUTE, MEMBERS, PACK
 from livecount.core.tables import Tables
 
 ADMIN: Final = "admin"  # attribute: how many moves changed the item, the optimistic lock
@@ -52,17 +53,31 @@ class Source:
     """One item of the article as read: what a move takes from it."""
 
     kind: Kind
-    sort: str  # the hour or the host of a row; "" for the writer item
+    sort: str  # the hour or the host of a row, PACK for a referrer pack; "" for the writer
     amounts: tuple[int, ...]
     admin: int  # the item's `admin` counter as read; 0 when it has none
     title: str = ""
+    counters: tuple[str, ...] = ()  # a pack's: "@<host>" per member; else AMOUNTS[kind]
 
     @classmethod
     def of(cls, kind: Kind, item: Item) -> Source:
-        return cls(kind, item[_SORT[kind]]["S"] if kind != "writer" else "",
-                   tuple(int(item.get(name, {}).get("N", 0)) for name in AMOUNTS[kind]),
+        sort = item[_SORT[kind]]["S"] if kind != "writer" else ""
+        names = AMOUNTS[kind]
+        if kind == "referrer" and sort == PACK:
+            names = tuple(sorted(n for n, v in item.items()
+                                 if n.startswith(HOST_ATTRIBUTE) and "N" in v))
+        return cls(kind, sort, tuple(int(item.get(name, {}).get("N", 0)) for name in names),
                    int(item.get(ADMIN, {}).get("N", 0)),
-                   item.get("articleTitle", {}).get("S", ""))
+                   item.get("articleTitle", {}).get("S", ""), names if sort == PACK else ())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.counters or AMOUNTS[self.kind]
+
+    @property
+    def members(self) -> list[str]:
+        """A pack's hosts, which its destination pack counts as members too."""
+        return [n.removeprefix(HOST_ATTRIBUTE) for n in self.counters]
 
     @property
     def empty(self) -> bool:
@@ -71,7 +86,7 @@ class Source:
 
     @property
     def total(self) -> int:
-        return self.amounts[0]
+        return sum(self.amounts) if self.counters else self.amounts[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +121,7 @@ class Plan:
         """The TransactItems of one move: the source gives what was read, on condition
         that its `admin` counter is unchanged; the destination (the new id's item, or
         for a delete the site's row) takes it."""
-        names = AMOUNTS[source.kind]
-        taken = {n: -v for n, v in zip(names, source.amounts, strict=True) if v}
+        taken = {n: -v for n, v in zip(source.names, source.amounts, strict=True) if v}
         items = [{"Update": _update(
             self._table(source, tables), self._key(source, self.article), taken,
             version=source.kind == "writer", admin=source.admin,
@@ -117,22 +131,28 @@ class Plan:
             if given or source.title:
                 items.append({"Update": _update(
                     self._table(source, tables), self._key(source, self.to), given,
-                    version=source.kind == "writer", title=source.title)})
+                    version=source.kind == "writer", title=source.title,
+                    members=source.members)})
         elif source.kind != "writer" and taken:
             items.append({"Update": _update(
-                self._table(source, tables), self._key(source, None), taken)})
+                self._table(source, tables), self._key(source, None), taken,
+                members=source.members)})
         return items
 
     def purge(self, source: Source, tables: Tables) -> dict[str, Any]:
         """DeleteItem of a source left at zero, unless something counted on it since."""
-        names = AMOUNTS[source.kind]
-        zero = " AND ".join(f"(attribute_not_exists(#a{i}) OR #a{i} = :zero)"
-                            for i in range(len(names)))
+        names = source.names
+        zero = [f"(attribute_not_exists(#a{i}) OR #a{i} = :zero)" for i in range(len(names))]
         condition, values = _admin_condition(source.admin)
+        extra: dict[str, str] = {}
+        if source.counters:  # no host counted on the pack since it was read
+            zero.append("size(#m) = :members")
+            extra["#m"] = MEMBERS
+            values[":members"] = {"N": str(len(names))}
         return {"TableName": self._table(source, tables), "Key": self._key(source, self.article),
-                "ConditionExpression": f"{zero} AND {condition}",
+                "ConditionExpression": f"{' AND '.join(zero)} AND {condition}",
                 "ExpressionAttributeNames": {f"#a{i}": n for i, n in enumerate(names)}
-                | {"#adm": ADMIN},
+                | {"#adm": ADMIN} | extra,
                 "ExpressionAttributeValues": {":zero": {"N": "0"}} | values}
 
     @staticmethod
@@ -158,7 +178,7 @@ def _admin_condition(seen: int) -> tuple[str, dict[str, Any]]:
 
 def _update(table: str, key: Item, adds: Mapping[str, int], *, version: bool = False,
             admin: int | None = None, title: str = "", remove_title: bool = False,
-            ) -> dict[str, Any]:
+            members: list[str] | None = None) -> dict[str, Any]:
     """One Update of a transaction. With `admin` (the counter as read) it is the source:
     conditional on that counter, which it bumps."""
     names: dict[str, str] = {}
@@ -171,6 +191,9 @@ def _update(table: str, key: Item, adds: Mapping[str, int], *, version: bool = F
     if version:
         names["#v"], values[":one"] = "version", {"N": "1"}
         parts.append("#v :one")
+    if members:
+        names["#m"], values[":m"] = MEMBERS, {"SS": sorted(members)}
+        parts.append("#m :m")
     update: dict[str, Any] = {"TableName": table, "Key": key}
     if admin is not None:
         names["#adm"], values[":one"] = ADMIN, {"N": "1"}

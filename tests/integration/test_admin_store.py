@@ -14,6 +14,7 @@ from livecount.core.imports import ImportPlan, PathMap
 from livecount.core.ledger import SITE, Counts, Delta, Row
 from livecount.core.moves import Operation, Plan
 from livecount.core.pages import PageRules, Target
+from livecount.core.referrer_packs import MEMBERS, PACK
 from livecount.tools import admin
 
 from tests.conftest import open_store
@@ -283,3 +284,56 @@ async def test_renames_that_cross_do_not_run_together(local_store: Store):
     assert await writer(local_store, "old") == Counts(8, 8)
     await ops.run(Plan("old", "new"))
     assert await writer(local_store, "new") == Counts(8, 8)
+
+
+async def hosts(store: Store, ref: str) -> dict[str, int]:
+    """A target's referrers as reports add them up: packs and rows of their own."""
+    items = (await store.ddb.query(**store_requests.query(
+        store.tables.referrers, "target", ref, consistent=True)))["Items"]
+    return store_requests.referrer_totals(items)
+
+
+async def seed_pack(store: Store, target: Target, views: dict[str, int]) -> None:
+    """Views of `target` with referrers, on its pack and the site's, as nodes write them."""
+    total = sum(views.values())
+    delta = Delta(total, hosts=views)
+    result = await store.flush(flush_of(
+        targets={target: Delta(total, total)}, new={target},
+        rows={Row("referrer", target.ref, PACK): delta, Row("referrer", SITE, PACK): delta}))
+    assert not (result.failed_rows or result.rejected_rows or result.full_packs)
+
+
+async def test_referrer_packs_are_renamed_deleted_purged_and_exported_host_by_host(
+        local_store: Store):
+    store = local_store
+    await seed_pack(store, OLD, {"a.example": 3, "b.example": 1})
+    await seed_pack(store, NEW, {"a.example": 2})
+    await Operations(store).run(Plan("old", "new"))
+    assert await hosts(store, NEW.ref) == {"a.example": 5, "b.example": 1}
+    assert await hosts(store, OLD.ref) == {}
+    assert await hosts(store, SITE) == {"a.example": 5, "b.example": 1}  # the same views
+    pack = await get(store, store.tables.referrers, {"target": {"S": NEW.ref},
+                                                     "host": {"S": PACK}})
+    assert sorted(pack[MEMBERS]["SS"]) == ["a.example", "b.example"]  # it can fill up
+    records = [r async for r in Exports(store).records()]
+    assert sorted((r.target, r.host, r.total) for r in records if r.record == "referrer") == [
+        (NEW.ref, "a.example", 5), (NEW.ref, "b.example", 1),
+        (SITE, "a.example", 5), (SITE, "b.example", 1)]
+    # A delete takes the post's referrers out of the site's, and a purge its empty pack.
+    deleted = await Operations(store).run(Plan("new"), purge=True)
+    assert await hosts(store, SITE) == {} == await hosts(store, NEW.ref)
+    assert deleted.purged >= 2  # the writer item and the pack at least
+    assert await get(store, store.tables.referrers, {"target": {"S": NEW.ref},
+                                                     "host": {"S": PACK}}) == {}
+
+
+async def test_a_pack_counted_on_since_it_was_read_is_not_purged(local_store: Store):
+    store = local_store
+    await seed_pack(store, OLD, {"a.example": 1})
+    await Operations(store).run(Plan("old"))
+    source, = [s for s in await Operations(store).sources("old") if s.sort == PACK]
+    await seed_pack(store, OLD, {"late.example": 1})  # a node's write lands meanwhile
+    request = Plan("old").purge(source, store.tables)
+    with pytest.raises(Exception, match="ConditionalCheckFailed"):
+        await store.ddb.delete_item(**request)
+    assert await hosts(store, OLD.ref) == {"late.example": 1}

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from livecount.aws import store_requests
 from livecount.aws.store import Store
 from livecount.core import journal as records
 from livecount.core.engine import Engine, Settings
@@ -103,10 +104,14 @@ async def node(store: Store, data: Path, report_interval: float | None = None,
 
 
 async def counts(store: Store, table: str, key: str) -> dict[str, int]:
+    """Views per item; a Referrer partition's as reports add them up ("<target> <host>")."""
     items = (await store.ddb.scan(TableName=table, ConsistentRead=True))["Items"]
-    field = "views" if table == store.tables.referrers else "totalViews"
-    return {i[key]["S"] + (f" {i['host']['S']}" if "host" in i else ""): int(i[field]["N"])
-            for i in items}
+    if table != store.tables.referrers:
+        return {i[key]["S"]: int(i["totalViews"]["N"]) for i in items}
+    return {f"{ref} {host}": views
+            for ref in {i["target"]["S"] for i in items}
+            for host, views in store_requests.referrer_totals(
+                [i for i in items if i["target"]["S"] == ref]).items()}
 
 
 async def test_report_rows_wait_for_their_cadence_and_a_drain_writes_them(

@@ -9,6 +9,7 @@ from livecount.aws import store_requests
 from livecount.aws.store import Store
 from livecount.core.ledger import SITE, Counts, Delta, Flush, FlushResult, Row, Write
 from livecount.core.pages import Target
+from livecount.core.referrer_packs import MEMBERS, PACK, PACK_HOSTS
 from livecount.core.replication import Copy
 from livecount.core.stream_copy import ReaderWrite
 
@@ -337,3 +338,42 @@ async def test_copies_still_batched_when_batches_go_off_are_sent_one_a_request(
     assert once.calls["batch_execute_statement"] == 2
     items = (await local_store.ddb.scan(TableName=tables.reader, ConsistentRead=True))["Items"]
     assert {i["articleId"]["S"]: i["version"]["N"] for i in items} == dict.fromkeys(articles, "2")
+
+
+def pack_key(ref: str) -> dict[str, Any]:
+    return {"target": {"S": ref}, "host": {"S": PACK}}
+
+
+async def test_a_referrer_pack_is_one_item_that_adds_each_write_once(any_store: Store):
+    pack = Row("referrer", A.ref, PACK)
+    flush = flush_of(rows={pack: Delta(3, hosts={"x.org": 2, "y.org": 1}),
+                           Row("referrer", A.ref, "x.org"): Delta(4)})  # a row of its own
+    assert settled(await any_store.flush(flush))
+    assert settled(await any_store.flush(flush))  # an answer lost, resent: adds nothing
+    # Reports add a host's pack counter and its own row up.
+    assert await any_store.top_referrers(A.ref) == [("x.org", 6), ("y.org", 1)]
+    stored = await item(any_store, any_store.tables.referrers, pack_key(A.ref))
+    assert sorted(stored[MEMBERS]["SS"]) == ["x.org", "y.org"]
+    assert (stored["@x.org"], stored["@y.org"]) == ({"N": "2"}, {"N": "1"})
+
+
+async def test_a_full_pack_refuses_a_new_write_and_the_flush_says_so(any_store: Store):
+    members = [f"h{i}.example" for i in range(PACK_HOSTS)]
+    await any_store.ddb.put_item(TableName=any_store.tables.referrers, Item=pack_key(A.ref) | {
+        MEMBERS: {"SS": members}, "@h0.example": {"N": "5"}})
+    flush = flush_of(rows={Row("referrer", A.ref, PACK): Delta(1, hosts={"new.example": 1})})
+    result = await any_store.flush(flush)
+    assert result.full_packs == {A.ref} and settled(result)  # refused, not failed
+    assert await any_store.top_referrers(A.ref) == [("h0.example", 5)]  # nothing applied
+
+
+async def test_a_resent_pack_write_that_applied_before_the_pack_filled_is_not_full(
+        any_store: Store):
+    members = [f"h{i}.example" for i in range(PACK_HOSTS - 1)]
+    await any_store.ddb.put_item(TableName=any_store.tables.referrers, Item=pack_key(A.ref) | {
+        MEMBERS: {"SS": members}})
+    flush = flush_of(rows={Row("referrer", A.ref, PACK): Delta(2, hosts={"x.org": 2})})
+    assert settled(await any_store.flush(flush))  # 32 members now
+    again = await any_store.flush(flush)  # its answer was lost: resent
+    assert not again.full_packs and settled(again)
+    assert await any_store.top_referrers(A.ref) == [("x.org", 2)]

@@ -168,8 +168,9 @@ def test_refused_writes_become_dead_letters_and_hold_nothing_up():
     assert settled.views == 2
     (key, line), = settled.dead_letters
     letter = msgspec.json.decode(line)
-    assert key == f"referrer {A.ref} x.org"
+    assert key == f"referrer {A.ref} *"  # the post's referrer pack
     assert letter["error"] == "ValidationException: key" and letter["totalViews"] == 1
+    assert letter["hosts"] == {"x.org": 1}  # what was lost, host by host
     assert letter["seq"] == flush.seq
 
 

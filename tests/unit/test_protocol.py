@@ -142,6 +142,14 @@ def test_ids_are_not_empty(field):
     assert error_of(views_with(field, "")).code == "invalid_field"
 
 
+@pytest.mark.parametrize("field", ID_FIELDS)
+@pytest.mark.parametrize("blank", [" ", "\u00a0\u3000", " " * 256])
+def test_ids_of_only_whitespace_are_refused(field, blank):
+    error = error_of(views_with(field, blank))
+    assert error.code == "invalid_field" and "only whitespace" in error.detail
+    protocol.decode(views_with(field, " a "))  # a visible character is enough
+
+
 def test_titles_take_256_characters_of_any_width():
     assert isinstance(protocol.decode(frame_of(articleTitle="\U0001f600" * 256)), Views)
     protocol.decode(frame_of(articleTitle=""))

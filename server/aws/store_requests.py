@@ -46,20 +46,23 @@ class Writes:
 
     def pack(self, row: Row, write: Write) -> dict[str, Any]:
         """The UpdateItem of a referrer pack (`core/referrer_packs.py`): ADD each host's
-        views and the hosts to its members, unless this `seq` was seen or the pack is
-        full. The old item, on a refusal, tells which of the two it was."""
-        hosts = write.delta.hosts or {}
+        views and the hosts to its members, unless this `seq` was seen, or the pack is
+        too full to take every host as a new member and not all are members yet. The
+        old item, on a refusal, tells which it was."""
+        hosts = sorted(write.delta.hosts or {})
         request = self._idempotent(
             self.tables.referrers, {"target": {"S": row.target}, "host": {"S": PACK}},
-            {attribute(host): views for host, views in hosts.items()}, write.seq)
+            {attribute(host): (write.delta.hosts or {})[host] for host in hosts}, write.seq)
         request["UpdateExpression"] = request["UpdateExpression"].replace(
             "ADD ", "ADD #m :m, ", 1)
         request["ExpressionAttributeNames"]["#m"] = MEMBERS
-        request["ExpressionAttributeValues"] |= {
-            ":m": {"SS": sorted(hosts)}, ":cap": {"N": str(PACK_HOSTS)}}
+        members = {f":h{i}": {"S": host} for i, host in enumerate(hosts)}
+        request["ExpressionAttributeValues"] |= members | {
+            ":m": {"SS": hosts}, ":room": {"N": str(PACK_HOSTS - len(hosts))}}
+        known = " AND ".join(f"contains(#m, {name})" for name in members)
         request["ConditionExpression"] = (
             f"({request['ConditionExpression']}) AND "
-            "(attribute_not_exists(#m) OR size(#m) < :cap)")
+            f"(attribute_not_exists(#m) OR size(#m) <= :room OR ({known}))")
         request["ReturnValues"] = "NONE"
         return request
 

@@ -1,8 +1,9 @@
 """Rename and delete as moves of counts between items, sans I/O.
 
 A rename moves each count of an article onto the new id: its writer item, every
-Timeline bucket and every Referrer row of `post#<old>`. A delete moves them out of
-the site's rows and nowhere else. Each move of one item is one DynamoDB
+Timeline bucket and every Referrer row of `post#<old>` (a referrer pack's hosts each to
+the new id's row of that host). A delete moves them out of the site's rows and nowhere
+else. Each move of one item is one DynamoDB
 transaction: take from the source what was read, give it to the destination, on
 condition that the source's `admin` counter is still the one read (and bump it).
 
@@ -75,11 +76,6 @@ class Source:
         return self.counters or AMOUNTS[self.kind]
 
     @property
-    def members(self) -> list[str]:
-        """A pack's hosts, which its destination pack counts as members too."""
-        return [n.removeprefix(HOST_ATTRIBUTE) for n in self.counters]
-
-    @property
     def empty(self) -> bool:
         """Nothing to move: zero counts and, for the writer, no title left to clear."""
         return not any(self.amounts) and not self.title
@@ -126,17 +122,23 @@ class Plan:
             self._table(source, tables), self._key(source, self.article), taken,
             version=source.kind == "writer", admin=source.admin,
             remove_title=bool(source.title))}]
-        if self.to is not None:
+        if source.counters:
+            # A pack gives each host to the destination's row of that host, never to
+            # its pack: a pack only grows by the nodes' writes, which keep it small.
+            target = {"S": Target("post", self.to).ref if self.to is not None else SITE}
+            items += [{"Update": _update(tables.referrers, {
+                "target": target, "host": {"S": name.removeprefix(HOST_ATTRIBUTE)}},
+                {"views": -amount if self.to is not None else amount})}
+                for name, amount in taken.items()]
+        elif self.to is not None:
             given = {n: -v for n, v in taken.items()}
             if given or source.title:
                 items.append({"Update": _update(
                     self._table(source, tables), self._key(source, self.to), given,
-                    version=source.kind == "writer", title=source.title,
-                    members=source.members)})
+                    version=source.kind == "writer", title=source.title)})
         elif source.kind != "writer" and taken:
             items.append({"Update": _update(
-                self._table(source, tables), self._key(source, None), taken,
-                members=source.members)})
+                self._table(source, tables), self._key(source, None), taken)})
         return items
 
     def purge(self, source: Source, tables: Tables) -> dict[str, Any]:
@@ -178,7 +180,7 @@ def _admin_condition(seen: int) -> tuple[str, dict[str, Any]]:
 
 def _update(table: str, key: Item, adds: Mapping[str, int], *, version: bool = False,
             admin: int | None = None, title: str = "", remove_title: bool = False,
-            members: list[str] | None = None) -> dict[str, Any]:
+            ) -> dict[str, Any]:
     """One Update of a transaction. With `admin` (the counter as read) it is the source:
     conditional on that counter, which it bumps."""
     names: dict[str, str] = {}
@@ -191,9 +193,6 @@ def _update(table: str, key: Item, adds: Mapping[str, int], *, version: bool = F
     if version:
         names["#v"], values[":one"] = "version", {"N": "1"}
         parts.append("#v :one")
-    if members:
-        names["#m"], values[":m"] = MEMBERS, {"SS": sorted(members)}
-        parts.append("#m :m")
     update: dict[str, Any] = {"TableName": table, "Key": key}
     if admin is not None:
         names["#adm"], values[":one"] = ADMIN, {"N": "1"}

@@ -108,6 +108,7 @@ def _utf8(*parts: str) -> bool:
         return False
     return True
 
+
 class Routes:
     """Path → handler; the only place HTTP knows about the node."""
 

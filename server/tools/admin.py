@@ -27,7 +27,7 @@ from livecount.aws.store import Store
 from livecount.aws.store_admin import Moved, Operations
 from livecount.aws.store_errors import Answered, answer
 from livecount.core import sizes
-from livecount.core.errors import ClientError
+from livecount.core.errors import ClientError, LivecountError
 from livecount.core.moves import Plan
 
 PROGRESS_EVERY = 50  # moves between two `admin_moved` log lines
@@ -146,13 +146,19 @@ def report(moved: Moved) -> str:
     return "\n".join(lines)
 
 
+def failed(exc: LivecountError) -> int:
+    """One line on stderr for what the store or the input refused, as exit code 2 (1
+    for an id never counted, as `livecount report` says): a rerun finishes the rest."""
+    print(f"livecount: {exc.detail}", file=sys.stderr)
+    return NEVER_COUNTED if exc.code == "never_counted" else 2
+
+
 def _run(ns: argparse.Namespace, plan: Plan, purge: bool = False) -> int:
     cfg = store_config(ns)
     try:
         moved = uvloop.run(operate(cfg, plan, purge))
-    except ClientError as exc:
-        print(f"livecount: {exc.detail}", file=sys.stderr)
-        return NEVER_COUNTED if exc.code == "never_counted" else 2
+    except LivecountError as exc:
+        return failed(exc)
     print(report(moved))
     return 0
 
@@ -171,9 +177,8 @@ def _delete(ns: argparse.Namespace) -> int:
     cfg = store_config(ns)
     try:
         done = uvloop.run(_delete_prefixed(cfg, ns.prefix, ns.purge))
-    except ClientError as exc:
-        print(f"livecount: {exc.detail}", file=sys.stderr)
-        return 2
+    except LivecountError as exc:
+        return failed(exc)
     if not done:
         print(f"livecount: no counted article id starts with {ns.prefix!r}", file=sys.stderr)
         return NEVER_COUNTED

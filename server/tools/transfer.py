@@ -22,9 +22,9 @@ import uvloop
 from livecount import config, logs
 from livecount.aws.store_admin import Exports, Imported, Imports
 from livecount.core import exports, imports
-from livecount.core.errors import ClientError
+from livecount.core.errors import LivecountError
 from livecount.core.imports import ImportPlan
-from livecount.tools.admin import ENV_NOTE, add_store_options, opened, store_config
+from livecount.tools.admin import ENV_NOTE, add_store_options, failed, opened, store_config
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -70,9 +70,8 @@ def _run_export(ns: argparse.Namespace) -> int:
     try:
         with _output(ns.output) as out:
             written = uvloop.run(_export(cfg, ns.format, out))
-    except ClientError as exc:
-        print(f"livecount: {exc.detail}", file=sys.stderr)
-        return 2
+    except LivecountError as exc:
+        return failed(exc)
     except OSError as exc:
         print(f"livecount: cannot write {ns.output}: {exc.strerror or exc}", file=sys.stderr)
         return 2
@@ -137,9 +136,8 @@ def _run_import(ns: argparse.Namespace) -> int:
                               + (f" (e.g. {next(iter(plan.unmatched))!r}): give --path-pattern"
                                  if plan.unmatched else ""))
         done = uvloop.run(_import(cfg, plan, imports.import_id(data), ns.file.name))
-    except ClientError as exc:
-        print(f"livecount: {exc.detail}", file=sys.stderr)
-        return 2
+    except LivecountError as exc:
+        return failed(exc)
     if ns.json:
         print(json.dumps(summary(plan, done), ensure_ascii=False))
         return 0

@@ -9,7 +9,7 @@ from livecount.aws import store_requests
 from livecount.aws.store import Store
 from livecount.core.ledger import SITE, Counts, Delta, Flush, FlushResult, Row, Write
 from livecount.core.pages import Target
-from livecount.core.referrer_packs import MEMBERS, PACK, PACK_HOSTS
+from livecount.core.referrer_packs import MEMBERS, PACK, PACK_HOSTS, WRITE_HOSTS
 from livecount.core.replication import Copy
 from livecount.core.stream_copy import ReaderWrite
 
@@ -377,3 +377,24 @@ async def test_a_resent_pack_write_that_applied_before_the_pack_filled_is_not_fu
     again = await any_store.flush(flush)  # its answer was lost: resent
     assert not again.full_packs and settled(again)
     assert await any_store.top_referrers(A.ref) == [("x.org", 2)]
+
+
+async def test_a_pack_never_holds_more_than_its_members_whichever_nodes_write(
+        any_store: Store):
+    other = Store(any_store.ddb, any_store.streams, any_store.tables, node_id="other")
+    pack = Row("referrer", A.ref, PACK)
+    fulls = 0
+    for round_ in range(2 * PACK_HOSTS // WRITE_HOSTS + 2):
+        for store, side in ((any_store, "a"), (other, "b")):
+            hosts = {f"{side}{round_}-{i}.example": 1 for i in range(WRITE_HOSTS)}
+            result = await store.flush(flush_of(rows={pack: Delta(WRITE_HOSTS, hosts=hosts)}))
+            fulls += len(result.full_packs)
+    stored = await item(any_store, any_store.tables.referrers, pack_key(A.ref))
+    assert len(stored[MEMBERS]["SS"]) <= PACK_HOSTS and fulls
+    # Hosts that are all members already still go on a pack at its limit.
+    members = sorted(stored[MEMBERS]["SS"])[:WRITE_HOSTS]
+    again = await any_store.flush(flush_of(rows={pack: Delta(
+        len(members), hosts=dict.fromkeys(members, 2))}))
+    assert not again.full_packs and settled(again)
+    totals = dict(await any_store.top_referrers(A.ref, limit=100))
+    assert all(totals[h] == 3 for h in members)

@@ -7,7 +7,7 @@ import fcntl
 import pytest
 from livecount import config
 from livecount.aws.store_admin import Moved
-from livecount.core.errors import ClientError
+from livecount.core.errors import ClientError, StoreRejected, StoreUnavailable
 from livecount.core.ledger import Counts
 from livecount.core.moves import Plan
 from livecount.tools import admin, transfer
@@ -90,3 +90,14 @@ def test_the_reports_say_what_was_done_and_what_is_left():
     assert deleted.splitlines() == [
         "Deleted 'old': 3 items emptied, 5 views (4 unique) taken out of the site's totals.",
         "Purged 3 emptied items."]
+
+
+@pytest.mark.parametrize("error", [
+    StoreRejected("DeleteItem: ValidationException: too large"),
+    StoreUnavailable("the store did not answer"),
+    ClientError("never_counted", "'x' was never counted"),
+])
+def test_a_store_error_is_one_line_and_an_exit_code_not_a_traceback(error, capsys):
+    code = admin.failed(error)
+    assert code == (admin.NEVER_COUNTED if error.code == "never_counted" else 2)
+    assert capsys.readouterr().err == f"livecount: {error.detail}\n"

@@ -3,7 +3,7 @@ import itertools
 import pytest
 from livecount.core.ledger import SITE, ZERO, Busy, Counts, FlushResult, Ledger, Row, Write
 from livecount.core.pages import Target
-from livecount.core.referrer_packs import PACK, PACK_HOSTS, PACKABLE_HOST
+from livecount.core.referrer_packs import PACK, PACKABLE_HOST, WRITE_HOSTS
 
 A, B = Target("post", "a"), Target("page", "Home_Page")
 H = "2026-11-24T07"
@@ -251,15 +251,15 @@ def hosts_of(rows: dict[Row, Write]) -> dict[tuple[str, str], int]:
 
 def test_a_pack_write_carries_a_bounded_number_of_hosts_and_long_hosts_go_alone():
     ledger = ledger_with_base(A)
-    hosts = [f"h{i}.example" for i in range(PACK_HOSTS + 3)]
+    hosts = [f"h{i}.example" for i in range(WRITE_HOSTS + 3)]
     long = "x" * PACKABLE_HOST + ".example"
     for host in [*hosts, hosts[0], long]:
         ledger.record(A, hour=H, refreshed=False, referrer=host)
     rows = ledger.take(seq()).rows
     pack = rows[Row("referrer", A.ref, PACK)].delta.hosts
-    assert pack is not None and len(pack) == PACK_HOSTS and pack["h0.example"] == 2
+    assert pack is not None and len(pack) == WRITE_HOSTS and pack["h0.example"] == 2
     alone = {r.sort for r in rows if r.table == "referrer" and r.sort != PACK and r.target == A.ref}
-    assert alone == {*hosts[PACK_HOSTS:], long}
+    assert alone == {*hosts[WRITE_HOSTS:], long}
     assert hosts_of(rows)[(A.ref, "h0.example")] == 2 and hosts_of(rows)[(A.ref, long)] == 1
 
 

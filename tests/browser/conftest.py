@@ -1,13 +1,29 @@
-"""A real headless Chromium (Debian's), driven by Playwright without its own browser."""
+"""A real headless Chromium (Debian's), driven by Playwright without its own browser,
+and what the dashboard's tests share: opening it, sending views, waiting for a flush."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
+from urllib.parse import urlencode
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
+from websockets.asyncio.client import ClientConnection
+
+from tests.support import Served, eventually, login_url
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # This machine has no network beyond loopback: keep Chromium from reaching out.
@@ -21,6 +37,13 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 READER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
                 "Chrome/156.0.0.0 Safari/537.36")
 
+TIMEOUT = 20_000  # ms, for expect(): a deadline, not a speed claim
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+
+Scheme = Literal["light", "dark"]
+Open = Callable[..., Awaitable[Page]]
+
 
 @pytest_asyncio.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
@@ -32,3 +55,65 @@ async def browser() -> AsyncIterator[Browser]:
                                             args=[*FLAGS, f"--user-agent={READER_AGENT}"])
         yield chromium
         await chromium.close()
+
+
+@pytest_asyncio.fixture
+async def open_dashboard(browser: Browser) -> AsyncIterator[Open]:
+    """`/` + fragment of a server in a fresh context, live; with `logged_in`, through the
+    login URL the server printed. `before` runs on the page before it loads (routes).
+    Fails the test on any uncaught page error."""
+    contexts: list[BrowserContext] = []
+    errors: list[str] = []
+
+    async def open_(served: Served, fragment: str = "", viewport: ViewportSize = DESKTOP,
+                    scheme: Scheme = "light", logged_in: bool = False,
+                    before: Callable[[Page], Awaitable[None]] | None = None) -> Page:
+        context = await browser.new_context(viewport=viewport, color_scheme=scheme)
+        contexts.append(context)
+        page = await context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        if before is not None:
+            await before(page)
+        if logged_in:
+            await page.goto(login_url(served) + "&" + urlencode({"next": "/" + fragment}))
+            await expect(page).to_have_url(served.http + "/" + fragment, timeout=TIMEOUT)
+        else:
+            await page.goto(served.http + "/" + fragment)
+        await expect(page.locator("#conn")).to_have_text("live", timeout=TIMEOUT)
+        return page
+
+    yield open_
+    for context in contexts:
+        await context.close()
+    assert errors == []
+
+
+async def send_view(ws: ClientConnection, article: str | None = None, **fields: Any) -> None:
+    """One `views` message, and its answer read (so it was counted)."""
+    message: dict[str, Any] = {"message": "views", **fields}
+    if article is not None:
+        message["articleId"] = article
+    await ws.send(json.dumps(message))
+    async with asyncio.timeout(10):
+        while (answer := json.loads(await ws.recv()))["message"] == "count":
+            pass  # a push for what this socket viewed before
+    assert answer["message"] == "views", answer
+
+
+async def stored(served: Served, views: int) -> None:
+    """Wait until `views` views are flushed: report rows are written by the flush."""
+    async def flushed() -> int:
+        return sum(int(e.get("views", 0)) for e in served.events("flushed"))
+
+    await eventually(flushed, lambda n: n >= views)
+
+
+def row(page: Page, row_id: str) -> Locator:
+    return page.locator(f"#rows tr[data-id={json.dumps(row_id)}]")
+
+
+async def a_poll_of_the_pages(page: Page) -> None:
+    """Wait for the table's next re-fetch to be answered (and applied, a frame later)."""
+    async with page.expect_response(lambda r: "/api/pages" in r.url, timeout=TIMEOUT):
+        pass
+    await page.evaluate("new Promise(requestAnimationFrame)")

@@ -8,51 +8,39 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from playwright.async_api import (
     Browser,
-    BrowserContext,
-    Locator,
     Page,
     Route,
     ViewportSize,
     WebSocketRoute,
     expect,
 )
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
+from tests.browser.conftest import (
+    DESKTOP,
+    PHONE,
+    TIMEOUT,
+    Open,
+    a_poll_of_the_pages,
+    row,
+    send_view,
+    stored,
+)
 from tests.support import Launch, Served, eventually, free_port, http_get
 
-TIMEOUT = 20_000  # ms, for expect(): a deadline, not a speed claim
 # The dashboard promises a view on screen within 1-2 s (a push, or the table's 2 s poll).
 # This deadline leaves a busy machine room, yet fails what came before: a table polled
 # every 15 s and hourly rows stored every 10 s.
 LIVE = 5_000
-HEADLESS_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                  "HeadlessChrome/156.0.0.0 Safari/537.36")
-DESKTOP: ViewportSize = {"width": 1280, "height": 800}
-PHONE: ViewportSize = {"width": 390, "height": 844}
-
-Open = Callable[..., Awaitable[Page]]
 # The views the chart shows, over all its bars.
 CHART_SUM = ("[...document.querySelectorAll('#chart svg .bar')]"
              ".reduce((s, b) => s + +b.dataset.total, 0)")
-
-
-async def send_view(ws: ClientConnection, article: str | None = None, **fields: Any) -> None:
-    """One `views` message, and its answer read (so it was counted)."""
-    message: dict[str, Any] = {"message": "views", **fields}
-    if article is not None:
-        message["articleId"] = article
-    await ws.send(json.dumps(message))
-    async with asyncio.timeout(10):
-        while (answer := json.loads(await ws.recv()))["message"] == "count":
-            pass  # a push for what this socket viewed before
-    assert answer["message"] == "views", answer
 
 
 async def api(served: Served, path: str) -> Any:
@@ -61,46 +49,9 @@ async def api(served: Served, path: str) -> Any:
     return json.loads(body)
 
 
-async def stored(served: Served, views: int) -> None:
-    """Wait until `views` views are flushed: report rows are written by the flush."""
-    async def flushed() -> int:
-        return sum(int(e.get("views", 0)) for e in served.events("flushed"))
-
-    await eventually(flushed, lambda n: n >= views)
-
-
 async def only_live(page: Page) -> None:
     """Refuse the table's re-fetches from now on: what moves after this came over /ws."""
     await page.route("**/api/pages**", lambda route: route.abort())
-
-
-def row(page: Page, row_id: str) -> Locator:
-    return page.locator(f"#rows tr[data-id={json.dumps(row_id)}]")
-
-
-@pytest_asyncio.fixture
-async def open_dashboard(browser: Browser) -> AsyncIterator[Open]:
-    """Open `/` of a server in a fresh context; fail the test on any uncaught page error."""
-    contexts: list[BrowserContext] = []
-    errors: list[str] = []
-
-    async def open_(served: Served, viewport: ViewportSize | None = None,
-                    fragment: str = "",
-                    before: Callable[[Page], Awaitable[None]] | None = None) -> Page:
-        context = await browser.new_context(viewport=viewport or DESKTOP)
-        contexts.append(context)
-        page = await context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        if before is not None:
-            await before(page)
-        await page.goto(served.http + "/" + fragment)
-        await expect(page.locator("#conn")).to_have_text("live", timeout=TIMEOUT)
-        return page
-
-    yield open_
-    for context in contexts:
-        await context.close()
-    assert errors == []
 
 
 async def test_rows_and_the_site_total_move_live(launch: Launch, open_dashboard: Open):
@@ -208,9 +159,10 @@ async def test_a_view_updates_the_selected_panel(launch: Launch, open_dashboard:
         # The panel re-fetches its chart and referrers after a count it shows changed.
         await expect(page.locator("#referrers li .host")).to_have_text(["lobste.rs"],
                                                                        timeout=TIMEOUT)
-        # The chart holds both views once they are stored, as a fresh load shows it. (How
-        # it moves live is test_a_view_moves_every_figure_at_once' to check; here,
-        # an open page has failed 3 times in some 30 busy runs to reach 2: see the note.)
+        # The open page's chart holds both views, live: it showed 3 in ~1 of 7 busy runs
+        # (test_a_post_listed_after_its_hours_were_read_is_counted_once makes it happen)...
+        await page.wait_for_function(f"{CHART_SUM} === 2", timeout=TIMEOUT)
+        # ...and so does a fresh load, from the stored hours alone.
         await page.unroute("**/api/pages**")
         await page.reload()
         await expect(page.locator("#detail-total")).to_have_text("2", timeout=TIMEOUT)
@@ -367,8 +319,7 @@ async def test_a_view_moves_every_figure_at_once(launch: Launch, open_dashboard:
         await page.wait_for_function(f"{CHART_SUM} === 2", timeout=LIVE)
 
         # A new article, sent just after a poll of the table: the next poll must find it.
-        async with page.expect_response(lambda r: "/api/pages" in r.url, timeout=TIMEOUT):
-            pass
+        await a_poll_of_the_pages(page)
         await send_view(ws, "brand-new", articleTitle="Brand new")
         await expect(row(page, "brand-new").locator(".total")).to_have_text("1", timeout=LIVE)
         await expect(page.locator("#site-total")).to_have_text("3", timeout=LIVE)
@@ -389,6 +340,139 @@ async def test_a_view_moves_every_figure_at_once(launch: Launch, open_dashboard:
     await page.reload()
     await expect(page.locator("#site-day")).to_have_text("4", timeout=TIMEOUT)
     await expect(page.locator("#site-total")).to_have_text("4", timeout=TIMEOUT)
+
+
+def counts_to(page_id: str, seen: list[dict[str, Any]]) -> Callable[[Page], Awaitable[None]]:
+    """Relay /ws, keeping the counts the page is sent about `page_id` in `seen`: the
+    first is the subscribe's, where the post stands; the next ones are pushes."""
+    def relay(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            data = json.loads(message)
+            if data.get("message") == "count" and data.get("articleId") == page_id:
+                seen.append(data)
+            ws.send(message)
+
+        server.on_message(to_page)
+
+    async def before(page: Page) -> None:
+        await page.route_web_socket("**/ws", relay)
+
+    return before
+
+
+async def subscribed(seen: list[dict[str, Any]]) -> None:
+    """Wait for the subscribe's count: a view sent after it comes as a push."""
+    async def counts() -> int:
+        return len(seen)
+
+    await eventually(counts, lambda n: n >= 1)
+
+
+def post_hours(page_id: str) -> Callable[[str], bool]:
+    """The selected post's chart requests (not the site's, which the 24 h figure reads)."""
+    return lambda url: "/api/timeline?" in url and f"articleId={page_id}&" in url + "&"
+
+
+async def test_a_push_outlives_an_older_chart_answer(launch: Launch, open_dashboard: Open):
+    """The chart's answer, read before a view, lands after that view's push: the push
+    stays on the chart (an open page showed a view too few until the next answer). Any
+    later answer is refused here, so only the push can bring the bar to 2."""
+    served = await launch()
+    seen: list[dict[str, Any]] = []
+    asked, release = asyncio.Event(), asyncio.Event()
+    answers = 0
+
+    async def read_now_land_later(route: Route) -> None:
+        nonlocal answers
+        answers += 1
+        if answers > 1:
+            await route.abort()
+            return
+        response = await route.fetch()  # read now: before the view below
+        asked.set()
+        await release.wait()
+        await route.fulfill(response=response)
+
+    async def before(page: Page) -> None:
+        await counts_to("watched", seen)(page)
+        await page.route(post_hours("watched"), read_now_land_later)
+
+    async with connect(served.ws) as ws:
+        await send_view(ws, "watched", articleTitle="Watched")
+        await stored(served, 1)
+        await eventually(lambda: api(served, "/api/timeline?articleId=watched"),
+                         lambda points: sum(p["totalViews"] for p in points) == 1)
+        page = await open_dashboard(served, fragment="#post=watched", before=before)
+        await asyncio.wait_for(asked.wait(), TIMEOUT / 1000)
+        await expect(page.locator("#detail-total")).to_have_text("1", timeout=TIMEOUT)
+        await subscribed(seen)
+
+        await send_view(ws, "watched")
+        await expect(page.locator("#detail-total")).to_have_text("2", timeout=LIVE)
+        assert [c["totalViews"] for c in seen] == [1, 2]  # a push, not a subscribe's count
+        release.set()
+        await page.wait_for_function(f"{CHART_SUM} === 2", timeout=LIVE)
+        await expect(page.locator("#chart svg .bar")).to_have_count(48)
+
+
+async def test_a_post_listed_after_its_hours_were_read_is_counted_once(launch: Launch,
+                                                                      open_dashboard: Open):
+    """Found as a flake (the panel's chart at 3 for 2 views): a post's first view was in
+    the chart's answer, and the table listed the post only at its next poll, which took
+    the view for a new one and added it to the chart again. Made so here: the table's
+    polls wait while the view is stored and the chart's answer is read."""
+    served = await launch()
+    seen: list[dict[str, Any]] = []
+    polls = 0
+    let_polls, let_hours = asyncio.Event(), asyncio.Event()
+    hours_answered = 0
+
+    async def list_waits(route: Route) -> None:
+        nonlocal polls
+        polls += 1
+        if polls > 1:
+            await let_polls.wait()
+        await route.continue_()
+
+    async def hours_wait(route: Route) -> None:
+        nonlocal hours_answered
+        if hours_answered:
+            await route.abort()  # later answers refused: the chart moves on what it has
+            return
+        hours_answered += 1
+        await let_hours.wait()
+        await route.continue_()
+
+    async def before(page: Page) -> None:
+        await counts_to("new-post", seen)(page)
+        await page.route(lambda url: "/api/pages?" in url, list_waits)
+        await page.route(post_hours("new-post"), hours_wait)
+
+    page = await open_dashboard(served, fragment="#post=new-post", before=before)
+    await expect(page.locator("#rows .placeholder")).to_contain_text("No views yet",
+                                                                     timeout=TIMEOUT)
+    async with connect(served.ws) as ws:
+        await send_view(ws, "new-post", articleTitle="New post")
+        await stored(served, 1)
+        await eventually(lambda: api(served, "/api/timeline?articleId=new-post"),
+                         lambda points: sum(p["totalViews"] for p in points) == 1)
+        let_hours.set()  # the chart reads the stored view...
+        await page.wait_for_function(f"{CHART_SUM} === 1", timeout=TIMEOUT)
+        async with page.expect_response(lambda r: "/api/pages?" in r.url, timeout=TIMEOUT):
+            let_polls.set()  # ...and then the table lists it, at a poll asked before
+        await page.evaluate("new Promise(requestAnimationFrame)")
+        await expect(row(page, "new-post").locator(".total")).to_have_text("1")
+        assert await page.evaluate(CHART_SUM) == 1
+
+        await subscribed(seen)
+        await send_view(ws, "new-post")  # pushed: on the chart at once, once
+        await expect(row(page, "new-post").locator(".total")).to_have_text("2", timeout=LIVE)
+        await page.wait_for_function(f"{CHART_SUM} === 2", timeout=LIVE)
+        await page.evaluate("new Promise(requestAnimationFrame)")
+        assert await page.evaluate(CHART_SUM) == 2
+        assert [c["totalViews"] for c in seen] == [1, 2]
 
 
 async def test_the_unique_share_is_never_rounded_up(launch: Launch, open_dashboard: Open):

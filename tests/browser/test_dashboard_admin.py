@@ -8,21 +8,27 @@ WebSocket client; every wait is an `expect` deadline or an event, never a sleep.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Literal
-from urllib.parse import parse_qs, urlencode, urlsplit
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, Request, Route, ViewportSize, expect
+from playwright.async_api import Page, Request, Route, ViewportSize, expect
 from websockets.asyncio.client import connect
 
-from tests.browser.test_dashboard import DESKTOP, PHONE, TIMEOUT, row, send_view, stored
+from tests.browser.conftest import (
+    DESKTOP,
+    PHONE,
+    TIMEOUT,
+    Open,
+    Scheme,
+    a_poll_of_the_pages,
+    row,
+    send_view,
+    stored,
+)
 from tests.support import Launch, Served, eventually, http_get, login_url
-
-Scheme = Literal["light", "dark"]
-Open = Callable[..., Awaitable[Page]]
 
 
 def token_of(served: Served) -> str:
@@ -43,38 +49,11 @@ async def listed(served: Served) -> dict[str, tuple[int, int]]:
             for r in rows}
 
 
-@pytest_asyncio.fixture
-async def open_dashboard(browser: Browser) -> AsyncIterator[Open]:
-    """`/` + fragment in a fresh context, logged in by the printed URL unless
-    `logged_in=False`; fails the test on any uncaught page error."""
-    contexts: list[BrowserContext] = []
-    errors: list[str] = []
-
-    async def open_(served: Served, fragment: str = "", viewport: ViewportSize = DESKTOP,
-                    scheme: Scheme = "light", logged_in: bool = True) -> Page:
-        context = await browser.new_context(viewport=viewport, color_scheme=scheme)
-        contexts.append(context)
-        page = await context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        if logged_in:
-            await page.goto(login_url(served) + "&" + urlencode({"next": "/" + fragment}))
-        else:
-            await page.goto(served.http + "/" + fragment)
-        await expect(page).to_have_url(served.http + "/" + fragment, timeout=TIMEOUT)
-        await expect(page.locator("#conn")).to_have_text("live", timeout=TIMEOUT)
-        return page
-
-    yield open_
-    for context in contexts:
-        await context.close()
-    assert errors == []
-
-
-async def a_poll_of_the_pages(page: Page) -> None:
-    """Wait for the table's next re-fetch to be answered (and applied, a frame later)."""
-    async with page.expect_response(lambda r: "/api/pages" in r.url, timeout=TIMEOUT):
-        pass
-    await page.evaluate("new Promise(requestAnimationFrame)")
+@pytest.fixture
+def open_dashboard(open_dashboard: Open) -> Open:
+    """The shared one (conftest.py), logged in by the printed URL unless
+    `logged_in=False`: the admin routes are the operator's alone."""
+    return functools.partial(open_dashboard, logged_in=True)
 
 
 def admin_requests(page: Page) -> list[str]:

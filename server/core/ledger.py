@@ -121,9 +121,6 @@ class Ledger:
             self._indexed.difference_update(targets)
         self._bases.forget(targets)
 
-    def unstored_hours(self, ref: str) -> dict[str, Counts]:
-        return self._report.unstored_hours(ref)
-
     @property
     def pending_views(self) -> int:
         """Views accepted and not yet confirmed by the store."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from livecount.core.bases import Counts
 from livecount.core.pages import Target
 from livecount.core.referrer_packs import PACK, Packs
 from livecount.core.write_order import Write, WriteOrder
@@ -66,20 +65,6 @@ class ReportRows:
                         else:
                             add(Row("referrer", ref, referrer), 0, None, total)
         return self.order
-
-    def unstored_hours(self, ref: str) -> dict[str, Counts]:
-        """Views of `ref` (a `Target.ref` or SITE) per hour that no flush has taken yet:
-        certainly not in the Timeline, so a report adds them to what it read. (Rows in
-        flight or of unknown outcome may be stored already: those it leaves out.)"""
-        hours: dict[str, Counts] = {}
-        for (target, hour, _), (total, unique) in self._unspread.items():
-            if ref in (SITE, target.ref):
-                seen = hours.get(hour, Counts(0, 0))
-                hours[hour] = Counts(seen.total + total, seen.unique + unique)
-        for row, delta in self.order.pending.items():
-            if row.table == "timeline" and row.target == ref:
-                hours[row.sort] = hours.get(row.sort, Counts(0, 0)).plus(delta)
-        return hours
 
     def unpack(self, rows: dict[Row, Write], full: set[str]) -> None:
         """Pack writes refused because the pack was full were not applied: their views

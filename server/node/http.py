@@ -40,7 +40,7 @@ from livecount.node.answers import (
 )
 from livecount.node.auth import Guard
 from livecount.node.metrics import CONTENT_TYPE_LATEST
-from livecount.node.report_reads import Overlay, Query, Reports, Unstored
+from livecount.node.report_reads import Overlay, Query, Reports
 from websockets.datastructures import Headers
 from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
 from websockets.http11 import Request, Response
@@ -119,11 +119,10 @@ class Routes:
                  problems: Callable[[], Sequence[str]] = lambda: (),
                  timeout: float = REQUEST_TIMEOUT, guard: Guard | None = None,
                  now: Callable[[Query], Awaitable[Any]] | None = None,
-                 admin: Callable[[Request, str], Awaitable[Response]] | None = None,
-                 unstored: Unstored = lambda ref: {}) -> None:
+                 admin: Callable[[Request, str], Awaitable[Response]] | None = None) -> None:
         self.store = store
         self.admin = admin  # rename and delete: POST, the operator's alone (node/admin_api)
-        self.reports = Reports(store, overlay, pages, clock, unstored)
+        self.reports = Reports(store, overlay, pages, clock)
         self.metrics = metrics
         self.problems = problems  # what the node knows is wrong, beyond the store
         self.timeout = timeout

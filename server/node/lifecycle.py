@@ -90,8 +90,7 @@ class Node:
                              guard=self.guard, now=Now(self.engine.readers, store),
                              admin=AdminApi(store, operator_only(self.guard),
                                             announcer(self.engine.observed),
-                                            reset=self.feed.reset),
-                             unstored=self.engine.ledger.unstored_hours)
+                                            reset=self.feed.reset))
         # Browsers always send Origin; other clients (load testers, scripts) may not.
         origins: list[Origin | None] | None = [
             *map(Origin, config.allowed_origins), None] if config.allowed_origins else None

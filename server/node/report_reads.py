@@ -22,7 +22,6 @@ from livecount.core.reports import BadParameter, PageRow
 DETAILS: tuple[str, ...] = ("referrers", "timeline")  # one page's, private unless public
 
 Overlay = Callable[[Target], Counts | None]  # what this node counted that may not be stored
-Unstored = Callable[[str], Mapping[str, Counts]]  # a ref's hours this node has not stored
 Query = Mapping[str, str]
 
 
@@ -30,11 +29,9 @@ class Reports:
     """Each report as `(query) -> value`, the value encoded as the JSON answer."""
 
     def __init__(self, store: Store, overlay: Overlay, pages: PageRules,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 unstored: Unstored = lambda ref: {}) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.store = store
         self.overlay = overlay
-        self.unstored = unstored  # Timeline rows wait for --report-interval; reports do not
         self.pages = pages
         self.clock = clock
 
@@ -90,8 +87,7 @@ class Reports:
         if hosts is not None:
             answer["referrers"] = [reports.Referrer(h, v) for h, v in hosts]
         if hours is not None:
-            answer["timeline"] = reports.timeline(self._hours(target.ref, hours), start, end,
-                                                  "hour")
+            answer["timeline"] = reports.timeline(hours, start, end, "hour")
         return answer
 
     async def referrers(self, query: Query) -> list[reports.Referrer]:
@@ -105,17 +101,9 @@ class Reports:
         bucket = reports.parse_bucket(query.get("bucket"))
         start, end = reports.time_range(query.get("since"), query.get("until"), bucket,
                                         self.clock())
-        ref = target.ref if target else SITE
-        hours = await self.store.hours(ref, *reports.hour_span(start, end, bucket))
-        return reports.timeline(self._hours(ref, hours), start, end, bucket)
-
-    def _hours(self, ref: str, stored: Mapping[str, Counts]) -> dict[str, Counts]:
-        """The stored hours with this node's views that no flush has taken yet."""
-        hours = dict(stored)
-        for hour, mine in self.unstored(ref).items():
-            seen = hours.get(hour, Counts(0, 0))
-            hours[hour] = Counts(seen.total + mine.total, seen.unique + mine.unique)
-        return hours
+        hours = await self.store.hours(target.ref if target else SITE,
+                                       *reports.hour_span(start, end, bucket))
+        return reports.timeline(hours, start, end, bucket)
 
 
 async def _none() -> None:

@@ -124,27 +124,6 @@ async def test_timeline_hours_and_days(served: Served, hours: list[str]):
     assert len(days) == 30 and sum(d["totalViews"] for d in days) == len(SENT)
 
 
-async def test_views_over_time_include_what_waits_for_the_report_interval(launch: Launch):
-    # Timeline rows are written once an hour here: the answer must not wait for them.
-    served = await launch("--report-interval", "3600", "--flush-interval", "0.2")
-    first = utc_hour()
-    async with connect(served.ws) as ws:
-        for refreshed in (False, True):
-            await ws.send(json.dumps({"message": "views", "articleId": "fresh",
-                                      "refreshed": refreshed}))
-            assert (await reply(ws))["message"] == "views"
-    if utc_hour() != first:
-        pytest.skip("the views straddled an hour's end")
-    hour = f"{first:%Y-%m-%dT%H}:00:00Z"
-    for query in ("articleId=fresh&", ""):
-        _, _, points = await get(served, f"/api/timeline?{query}since={hour}&until={hour}")
-        assert points == [{"t": hour, "totalViews": 2, "uniqueViews": 1}], query
-    _, _, page = await get(served, "/api/pages/fresh")
-    assert [(p["totalViews"], p["uniqueViews"]) for p in page["timeline"]
-            if p["t"] == hour] == [(2, 1)]
-    assert not any(e["rows"] for e in served.events("flushed"))  # none stored yet
-
-
 @pytest.mark.parametrize(("path", "parameter"), [
     ("/api/pages?sort=views", "sort"),
     ("/api/pages?limit=0", "limit"),

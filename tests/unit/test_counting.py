@@ -281,19 +281,3 @@ def test_a_full_pack_puts_its_views_back_on_rows_of_their_own_once_released():
     assert Row("referrer", A.ref, PACK) not in again.rows
     ledger.record(A, hour=H, refreshed=False, referrer="z.org")  # the pack is known full
     assert Row("referrer", A.ref, "z.org") in ledger.take(seq()).rows
-
-
-def test_hours_not_yet_taken_are_what_a_report_adds_to_the_store():
-    ledger = ledger_with_base(A, B)
-    ledger.record(A, hour=H, refreshed=False, referrer="x.org")
-    ledger.record(A, hour=H, refreshed=True)
-    ledger.record(B, hour="2026-11-24T08", refreshed=False)
-    assert ledger.unstored_hours(A.ref) == {H: Counts(2, 1)}
-    assert ledger.unstored_hours(SITE) == {H: Counts(2, 1), "2026-11-24T08": Counts(1, 1)}
-    taken = ledger.take(seq(), counts=False)  # in flight: maybe stored, left out
-    ledger.record(A, hour=H, refreshed=False)
-    assert ledger.unstored_hours(A.ref) == {H: Counts(1, 1)}
-    ledger.complete(taken, FlushResult(failed_rows=set(taken.rows)))  # unknown: left out
-    assert ledger.unstored_hours(A.ref) == {H: Counts(1, 1)}
-    ledger.take(seq(), counts=False)  # the spread view is pending, its key held: still
-    assert ledger.unstored_hours(SITE) == {H: Counts(1, 1)}

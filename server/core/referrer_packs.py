@@ -12,8 +12,8 @@ that target's hosts on rows of their own (sort key: the host). A rename or delet
 gives a pack's counts to rows too, never to another pack. Reports add up a target's
 pack and rows.
 
-Pure: the ledger asks `row` where a view goes; the flush result says which packs
-were found full.
+Pure: `core/report_rows.py` asks `Packs.packed` where a view goes; a flush result
+says which packs were found full (`ReportRows.unpack`).
 """
 
 from __future__ import annotations

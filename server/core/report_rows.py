@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 from livecount.core.pages import Target
-from livecount.core.referrer_packs import PACK, Packs
+from livecount.core.referrer_packs import PACK, packed
 from livecount.core.write_order import Write, WriteOrder
 
 SITE = "site"  # the report rows that sum every page, for site-wide reports
@@ -31,11 +31,10 @@ class Row(NamedTuple):
 
 
 class ReportRows:
-    __slots__ = ("_packs", "_unspread", "order")
+    __slots__ = ("_unspread", "order")
 
     def __init__(self) -> None:
         self.order: WriteOrder[Row] = WriteOrder()
-        self._packs = Packs()
         # (target, hour, referrer host) → [total, unique] of views not yet spread.
         self._unspread: dict[tuple[Target, str, str | None], list[int]] = {}
 
@@ -54,13 +53,13 @@ class ReportRows:
         """The report rows, with every view recorded so far spread over them."""
         if self._unspread:
             unspread, self._unspread = self._unspread, {}
-            add, pending, packed = self.order.add, self.order.pending, self._packs.packed
+            add, pending = self.order.add, self.order.pending
             for (target, hour, referrer), (total, unique) in unspread.items():
                 for ref in (target.ref, SITE):
                     add(Row("timeline", ref, hour), unique, None, total)
                     if referrer:  # referrer rows keep no unique count
                         waiting = pending.get(pack := Row("referrer", ref, PACK))
-                        if packed(ref, referrer, waiting.hosts if waiting else None):
+                        if packed(referrer, waiting.hosts if waiting else None):
                             add(pack, 0, None, total, referrer)
                         else:
                             add(Row("referrer", ref, referrer), 0, None, total)
@@ -70,10 +69,7 @@ class ReportRows:
         """Pack writes refused because the pack was full were not applied: their views
         wait again, on each host's own row. Called when their flush is released, in
         the journal's order, so that a replay routes later views as the node did."""
-        self._packs.found_full(full)
         for ref in full:
-            write = rows.get(pack := Row("referrer", ref, PACK))
-            waiting = self.order.pending.pop(pack, None)  # would only be refused too
-            for delta in (write.delta if write else None, waiting):
-                for host, views in ((delta.hosts or {}) if delta else {}).items():
-                    self.order.add(Row("referrer", ref, host), 0, None, views)
+            write = rows.get(Row("referrer", ref, PACK))
+            for host, views in ((write.delta.hosts or {}) if write else {}).items():
+                self.order.add(Row("referrer", ref, host), 0, None, views)

@@ -49,16 +49,14 @@ class Writes:
         views and the hosts to its members, unless this `seq` was seen, or the pack is
         too full to take every host as a new member and not all are members yet. The
         old item, on a refusal, tells which it was."""
-        hosts = sorted(write.delta.hosts or {})
+        views = write.delta.hosts or {}
+        hosts = sorted(views)
         request = self._idempotent(
             self.tables.referrers, {"target": {"S": row.target}, "host": {"S": PACK}},
-            {attribute(host): (write.delta.hosts or {})[host] for host in hosts}, write.seq)
-        request["UpdateExpression"] = request["UpdateExpression"].replace(
-            "ADD ", "ADD #m :m, ", 1)
-        request["ExpressionAttributeNames"]["#m"] = MEMBERS
+            {attribute(host): views[host] for host in hosts}, write.seq, members=hosts)
         members = {f":h{i}": {"S": host} for i, host in enumerate(hosts)}
         request["ExpressionAttributeValues"] |= members | {
-            ":m": {"SS": hosts}, ":room": {"N": str(PACK_HOSTS - len(hosts))}}
+            ":room": {"N": str(PACK_HOSTS - len(hosts))}}
         known = " AND ".join(f"contains(#m, {name})" for name in members)
         request["ConditionExpression"] = (
             f"({request['ConditionExpression']}) AND "
@@ -76,11 +74,16 @@ class Writes:
                 "Item": {"index": {"S": INDEX}, "target": {"S": t.ref}}}
 
     def _idempotent(self, table: str, key: dict[str, Any], adds: dict[str, int], seq: int,
-                    sets: dict[str, str] | None = None) -> dict[str, Any]:
-        """UpdateItem: ADD `adds` and remember `seq`, unless this node's `seq` was seen."""
+                    sets: dict[str, str] | None = None, members: list[str] | None = None,
+                    ) -> dict[str, Any]:
+        """UpdateItem: ADD `adds` (and `members` to a pack's set) and remember `seq`,
+        unless this node's `seq` was seen."""
         names = {"#f": self.flush_attribute}
         values: dict[str, Any] = {":seq": {"N": str(seq)}}
         parts = []
+        if members:
+            names["#m"], values[":m"] = MEMBERS, {"SS": members}
+            parts.append("#m :m")
         for i, (name, amount) in enumerate(adds.items()):
             names[f"#a{i}"] = name
             values[f":a{i}"] = {"N": str(amount)}

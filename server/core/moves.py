@@ -125,9 +125,9 @@ class Plan:
         if source.counters:
             # A pack gives each host to the destination's row of that host, never to
             # its pack: a pack only grows by the nodes' writes, which keep it small.
-            target = {"S": Target("post", self.to).ref if self.to is not None else SITE}
-            items += [{"Update": _update(tables.referrers, {
-                "target": target, "host": {"S": name.removeprefix(HOST_ATTRIBUTE)}},
+            to = self._key(source, self.to)
+            items += [{"Update": _update(
+                tables.referrers, to | {"host": {"S": name.removeprefix(HOST_ATTRIBUTE)}},
                 {"views": -amount if self.to is not None else amount})}
                 for name, amount in taken.items()]
         elif self.to is not None:

@@ -499,8 +499,17 @@ async def test_serve_sigkill_many_referrers(launch: Launch, tmp_path: Path) -> N
     for cycle in range(3):
         stop = asyncio.Event()
         tasks = [asyncio.create_task(client(n, 1500, stop)) for n in ("n1", "n1", "n2", "n2")]
-        await asyncio.sleep(1.0 + cycle * 0.37)
-        await nodes["n1"].kill()  # SIGKILL
+        before = sent.total()
+
+        async def answered(before: int = before) -> int:
+            return sent.total() - before
+
+        # SIGKILL mid-load, at a different point each cycle
+        def far_enough(n: int, cycle: int = cycle) -> bool:  # a view counts post and site
+            return n >= 2 * (300 + 150 * cycle)
+
+        await eventually(answered, far_enough, timeout=60)
+        await nodes["n1"].kill()
         await asyncio.gather(*tasks)
         nodes["n1"] = await launch("--node-id", "n1", "--data-dir", str(tmp_path / "n1"),
                                    "--lease-time", "3")
@@ -527,12 +536,15 @@ async def test_serve_sigkill_many_referrers(launch: Launch, tmp_path: Path) -> N
                     if not want.get(h, 0) <= got.get(h, 0) <= hi.get(h, 0)}
             raise AssertionError((ref, diff)) from None
         if ref != SITE:
-            _, _, body = await asyncio.to_thread(
-                http_get, nodes["n2"].http + f"/api/pages/{ref.split('#')[1]}")
-            page = json.loads(body)
-            print(ref, "totalViews", page["totalViews"], "referrer sum", sum(got.values()),
-                  "answered", sum(want.values()))
-            assert page["totalViews"] == sum(got.values())
+            async def total(ref: str = ref) -> int:  # the reader copy follows the stream
+                _, _, body = await asyncio.to_thread(
+                    http_get, nodes["n2"].http + f"/api/pages/{ref.split('#')[1]}")
+                return int(json.loads(body)["totalViews"])
+
+            def as_referred(n: int, views: int = sum(got.values())) -> bool:
+                return n == views
+
+            await eventually(total, as_referred, timeout=30)
 
 
 async def test_rename_and_delete_racing_live_pack_writes(dynamodb_local_url: str, prefix: str):
@@ -546,8 +558,12 @@ async def test_rename_and_delete_racing_live_pack_writes(dynamodb_local_url: str
         hosts = [host_of(i, 48 if i % 5 == 0 else None) for i in range(70)]
         C = Target("post", "c")
 
+        started = asyncio.Event()  # both nodes have counted a while
+
         async def count(node: Node) -> None:
-            for _ in range(40):
+            for round_ in range(40):
+                if round_ == 10:
+                    started.set()
                 for _ in range(8):
                     t = rng.choice((A, C))
                     h = rng.choice(hosts)
@@ -560,9 +576,8 @@ async def test_rename_and_delete_racing_live_pack_writes(dynamodb_local_url: str
 
         async def operate() -> None:
             ops = Operations(sa)
-            await asyncio.sleep(0.3)
-            for _ in range(6):
-                await asyncio.sleep(0.05)
+            await started.wait()
+            for _ in range(6):  # each pass yields to the counting between its moves
                 await ops.run(Plan("a", "b"))
                 await ops.run(Plan("c"))
 

@@ -475,7 +475,7 @@ def from_args(ns: argparse.Namespace) -> Config:
         value = getattr(ns, opt.dest)
         values[opt.dest] = opt.finish(value) if opt.finish else value
     # The page rules take the patterns and the policy for other paths too.
-    values["pages"] = PageRules.parse(getattr(ns, "pages"), values["path_patterns"],
+    values["pages"] = PageRules.parse(ns.pages, values["path_patterns"],
                                       values["unmatched_paths"])
     if not values["node_id"]:
         values["node_id"] = default_node_id(values["data_dir"])

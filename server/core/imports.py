@@ -43,7 +43,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Final
-from urllib.parse import unquote
 
 from livecount.core import exports, sizes
 from livecount.core.errors import ClientError

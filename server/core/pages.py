@@ -101,7 +101,7 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     parts, end = [], 0
     for found in _PLACEHOLDER.finditer(normal):
         if (regex := _PLACEHOLDERS.get(found.group(1))) is None:
-            raise ValueError(f"must hold only the placeholders "
+            raise ValueError("must hold only the placeholders "
                              + ", ".join("{" + name + "}" for name in _PLACEHOLDERS)
                              + f", not {found.group()}")
         parts += [re.escape(normal[end:found.start()]), regex]

@@ -172,8 +172,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Add the counts of FILE: a livecount export, GoatCounter's CSV export "
                     "(.csv or .csv.gz), or Plausible's export (its zip, pages.csv or "
                     "imported_pages_*.csv). Paths map as serve maps them: --page rules, then "
-                    "--path-pattern posts, then pages of their own (--unmatched-paths). Importing the same "
-                    "file again adds nothing.", epilog=ENV_NOTE)
+                    "--path-pattern posts, then pages of their own (--unmatched-paths). "
+                    "Importing the same file again adds nothing.", epilog=ENV_NOTE)
     load.add_argument("file", metavar="FILE", type=config.path, help="the export to read")
     load.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_store_options(load, ("pages", "path_patterns", "unmatched_paths", "site_domains"))

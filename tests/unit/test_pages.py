@@ -78,7 +78,7 @@ def test_page_rules_come_before_patterns_and_data_article_id_before_both():
 @pytest.mark.parametrize("bad", ["blog/{id}", "/blog/", "/{id}/{id}", "/{slug}/{id}",
                                  "/{id}?x", "/{id}}", "/{{id}/"])
 def test_bad_patterns_are_refused_with_what_to_write(bad):
-    with pytest.raises(ValueError, match="^must "):
+    with pytest.raises(ValueError, match=r"^must "):
         compile_pattern(bad)
 
 

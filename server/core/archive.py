@@ -50,7 +50,7 @@ def record(msg: Views, target: Target, host: str | None, now: float) -> Archived
 
 
 @dataclass(slots=True)
-class Batch:
+class ArchiveFile:
     lines: list[bytes]
     started: float
     name: str
@@ -68,27 +68,27 @@ class Buffer:
     _sequence: int = 0
     _encoder: msgspec.json.Encoder = field(default_factory=msgspec.json.Encoder)
 
-    def add(self, view: ArchivedView, now: float) -> Batch | None:
+    def add(self, view: ArchivedView, now: float) -> ArchiveFile | None:
         """Buffer a view; returns the full batch when this view completes one."""
         if self._started is None:
             self._started = now
         self._lines.append(self._encoder.encode(view))
         return self.take() if len(self._lines) >= self.max_events else None
 
-    def due(self, now: float) -> Batch | None:
+    def due(self, now: float) -> ArchiveFile | None:
         """The batch, if its first view is older than `max_seconds`."""
         if self._started is not None and now - self._started >= self.max_seconds:
             return self.take()
         return None
 
-    def take(self) -> Batch | None:
+    def take(self) -> ArchiveFile | None:
         if not self._lines or self._started is None:
             return None
         self._sequence += 1
         start = datetime.fromtimestamp(self._started, UTC)
         name = (f"dt={start:%Y-%m-%d}/views-{start:%Y%m%dT%H%M%S}Z-{self.prefix}"
                 f"-{self._sequence:06d}.ndjson.gz")
-        batch = Batch(self._lines, self._started, name)
+        batch = ArchiveFile(self._lines, self._started, name)
         self._lines, self._started = [], None
         return batch
 

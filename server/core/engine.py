@@ -1,45 +1,50 @@
 """The node's decisions, free of I/O: events in, actions out.
 
-Modelled on websockets' sans-I/O protocol and h11: the asyncio edges in
-`livecount.node` feed it what happened (a socket opened, a frame arrived, bases were
-read, a view reached the disk, a flush came back, the stream saw a count, time
-passed) and do what it returns (reply, close, read these bases, journal this view,
-write these dead letters, push these counts). Time is always an argument, so every
-policy here is a plain unit test: admission, rate strikes, bots, the watch policy,
-sequence numbers, recovery, and "never show less than stored". Two collaborators
-keep their own state: `core.admission` (which sockets may talk, and how fast) and
-`core.settlement` (flush sequence numbers, recovery, dead letters).
+Modelled on websockets' sans-I/O protocol and h11. The asyncio edges in
+`livecount.node` tell it what happened (a socket opened, a frame arrived, stored
+counts were read, a view reached the disk, a flush came back, the stream saw a
+count, time passed) and do what it asks, one small action at a time: `Send` (ask
+`output` for the socket's bytes), `Append` (a view's record to the journal), `NeedCounts`
+(read stored counts) or `Close`. Time is always an argument, so every policy here
+is a plain unit test: admission, rate strikes, bots, the watch policy, sequence
+numbers, recovery, message order and "never show less than stored".
 
-How a view flows: `receive` checks and classifies it; if the target's stored count
-was never read it asks for it first (`Outcome.load`, then `handle` again), so no
-count is ever shown below what is stored. Otherwise it returns a `PendingView` with
-its journal record. The edge journals it and, once the record is on disk, calls
-`count`, in the journal's order: the ledger then holds exactly what the journal
-holds, and only views on disk are counted and answered.
+How a view flows: `receive` checks and classifies it. If the target's stored count
+was never read it asks for it (`NeedCounts`) and holds the socket's later messages
+until `loaded`, so a socket's views count in the order it sent them and no count is
+ever shown below what is stored. Otherwise it asks for the view's journal record to
+be appended (`Append`); once it is on disk the edge calls `stored`, in the journal's
+order, so the ledger holds exactly what the journal holds. Every count a socket is
+sent is read when `output` frames it: a socket never sees a count go down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 from livecount.core import archive, journal, protocol
 from livecount.core.admission import Admission
-from livecount.core.errors import Busy, LivecountError
+from livecount.core.conversations import Conversations
+from livecount.core.errors import Busy, LivecountError, Unavailable
 from livecount.core.hub import Hub
-from livecount.core.ledger import Counts, Flush, FlushResult, Ledger
+from livecount.core.ledger import Counts, Ledger
 from livecount.core.limits import Network
+from livecount.core.live import Live
+from livecount.core.outbox import Reply
 from livecount.core.pages import PageError, PageRules, Target, referrer_host
 from livecount.core.readers import Readers
 from livecount.core.reports import hour_of
-from livecount.core.settlement import Settled as Settled
 from livecount.core.settlement import Settlement
+from livecount.core.tally import Tally
 
 C = TypeVar("C", bound=Hashable)
 RATE_LIMITED: Final = protocol.encode(protocol.Error(
     "rate_limited", "too many messages; slow down or the connection will be closed"))
+INTERNAL: Final = LivecountError("livecount failed on this message; it was not counted")
+UNREAD: Final = Unavailable("counts are unavailable right now; nothing was counted")
 
 
 @dataclass(frozen=True)
@@ -58,25 +63,43 @@ class Settings:
     max_strikes: int = 20  # refused messages in a row before a socket is closed
 
 
-class Shown(NamedTuple):
-    """What a page is told of a target: its counts and its readers now. A push that
-    would tell a page exactly what it was told last is not sent."""
+# -- what the edge is asked to do -----------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Send:
+    """The socket is owed messages that are ready: write `output(conn)`."""
 
-    total: int
-    unique: int
-    reading: int
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Write `view.record` to the journal, then call `stored` (or `unstored`)."""
+
+    view: PendingView
+
+
+@dataclass(frozen=True, slots=True)
+class NeedCounts:
+    """Read these targets' stored counts, then call `loaded` (or `unloaded`)."""
+
+    targets: tuple[Target, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Close:
+    """Close the socket with this code once what it is owed is sent."""
+
     code: int
     reason: str
+
+
+Action = Send | Append | NeedCounts | Close
+SEND: Final = Send()
 
 
 @dataclass(slots=True)  # not frozen: one is made per view, and frozen ones build slowly
 class PendingView:
     """A view that counts once its journal record is on disk."""
 
+    conn: Any
     target: Target
     refreshed: bool
     hour: str
@@ -84,239 +107,231 @@ class PendingView:
     host: str | None
     record: bytes
     archived: archive.ArchivedView | None
-    counts: Shown | None = None  # what its reply said, once counted
+    reply: Reply
 
 
-@dataclass(frozen=True, slots=True)
-class Push:
-    """A changed count for the sockets that watch it. A socket whose earlier replies
-    still wait for the disk asks `engine.push_now(target)` when its turn comes, so a
-    push never shows less than a reply that went out before it."""
+class Core(NamedTuple, Generic[C]):
+    """The node's pure parts, sharing one ledger, one hub and one set of readers: the
+    engine (messages), `Live` (what pages are shown, pushes), `Settlement` (flushes)
+    and `Readers` (reading now, for the live feed). Each edge talks to the ones it
+    needs, through their methods."""
 
-    target: Target
-    counts: Shown
-    message: bytes
-    watchers: set[Any]
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What the edge does with a frame, in this order: read `load` and `handle` the
-    message again; or journal `view` and reply with what `count` returns; then send
-    `replies` and `close`. `refused` names the error code sent, for metrics."""
-
-    replies: Sequence[bytes] = ()
-    close: Close | None = None
-    load: Sequence[Target] = ()
-    again: protocol.Inbound | None = None
-    view: PendingView | None = None
-    counts: Sequence[Target] = ()  # `count` answers, read with `push_now` when sent
-    refused: str | None = None
-    bot: bool = False  # answered, not counted
+    engine: Engine[C]
+    live: Live[C]
+    writes: Settlement
+    readers: Readers[C]
 
     @classmethod
-    def error(cls, exc: LivecountError) -> Outcome:
-        return cls([protocol.encode(protocol.Error(exc.code, exc.detail))], refused=exc.code)
+    def make(cls, settings: Settings) -> Core[C]:
+        ledger = Ledger(settings.max_pending_views)
+        hub: Hub[C] = Hub(settings.max_subscriptions)
+        readers: Readers[C] = Readers()
+        talks: Conversations[C] = Conversations()
+        tally = Tally()
+        live = Live(ledger, readers, hub, talks, tally, settings.max_tracked)
+        return cls(Engine(settings, ledger, readers, hub, talks, live, tally), live,
+                   Settlement(ledger), readers)
 
 
 class Engine(Generic[C]):
-    def __init__(self, settings: Settings) -> None:
+    """Sockets and their messages: admission, rates, bots, what a view counts as and
+    watches, first reads, and each view's way to the journal."""
+
+    def __init__(self, settings: Settings, ledger: Ledger, readers: Readers[C], hub: Hub[C],
+                 talks: Conversations[C], live: Live[C], tally: Tally) -> None:
         self.settings = settings
-        self.ledger = Ledger(settings.max_pending_views)
-        self.hub: Hub[C] = Hub(settings.max_subscriptions)
-        self.admission: Admission[C] = Admission(
+        self.tally = tally
+        self._ledger = ledger
+        self._hub = hub
+        self._admission: Admission[C] = Admission(
             settings.max_connections_per_ip, settings.rate_limit, settings.rate_burst,
             settings.trusted_proxies)
-        self.sockets = self.admission.sockets  # the open ones
-        self.readers: Readers[C] = Readers()
-        self.settlement = Settlement(self.ledger)
+        self._readers = readers
+        self._talks = talks
+        self._live = live
         self._queued = 0  # views sent to the journal, not yet counted
-        self._changed_at: dict[Target, float] = {}
+        self._told_bug = False  # a view's reply says `internal` (see `failed`)
         self._hours = _Hours()
 
     # -- sockets ---------------------------------------------------------------------
     def opened(self, conn: C, peer: str, forwarded_for: str | None, user_agent: str | None,
                now: float) -> Close | None:
-        if not self.admission.open(conn, peer, forwarded_for, user_agent, now):
+        if not self._admission.open(conn, peer, forwarded_for, user_agent, now):
+            self.tally.refused["too_many_connections"] += 1
             return Close(1008, "too many connections from this address")
+        self._talks.open(conn)
         return None
 
     def closed(self, conn: C) -> None:
         """With or without a close frame: its page reads no more, pushed at once."""
-        self.hub.drop(conn)
-        self.admission.close(conn)
-        for target in self.readers.drop(conn):
-            if self.ledger.has_base(target):
-                self.hub.changed(target)
+        self._hub.drop(conn)
+        self._admission.close(conn)
+        self._talks.close(conn)
+        self._live.moved(self._readers.drop(conn))
+
+    @property
+    def sockets(self) -> int:  # open
+        return len(self._admission.sockets)
 
     def idle(self, now: float) -> list[C]:
         """Sockets that watch nothing and said nothing for `idle_timeout`: they cost
         memory and serve no page. Watching sockets stay, kept honest by pings."""
-        return [conn for conn in self.admission.quiet(now - self.settings.idle_timeout)
-                if not self.hub.subscriptions(conn)]
+        return [conn for conn in self._admission.quiet(now - self.settings.idle_timeout)
+                if not self._hub.subscriptions(conn)]
+
+    def owed(self, conn: C) -> int:  # messages owed, or held behind a first read
+        return self._talks.owed(conn)
 
     # -- frames ----------------------------------------------------------------------
-    def receive(self, conn: C, frame: str | bytes, now: float) -> Outcome:
-        """A frame from `conn`, which may have closed since it sent it (see `handle`)."""
-        if strikes := self.admission.heard(conn, now):
+    def receive(self, conn: C, frame: str | bytes, now: float) -> Action | None:
+        """A frame from `conn`, which may have closed since it sent it."""
+        if self._talks.hold(conn, frame):  # behind a first read
+            return None
+        if strikes := self._admission.heard(conn, now):
             if strikes > self.settings.max_strikes:
-                return Outcome(close=Close(1008, "rate limit exceeded"), refused="rate_limited")
-            return Outcome([RATE_LIMITED], refused="rate_limited")
+                self.tally.refused["rate_limited"] += 1
+                return Close(1008, "rate limit exceeded")
+            return self._refuse(conn, "rate_limited", RATE_LIMITED, None)
         try:
             message = protocol.decode(frame)
         except protocol.ProtocolError as exc:
-            return Outcome([exc.reply()], refused=exc.code)
-        return self.handle(conn, message, now)
+            return self._refuse(conn, exc.code, exc.reply(), None)
+        return self._handle(conn, message, None, now)
 
-    def handle(self, conn: C, message: protocol.Inbound, now: float) -> Outcome:
-        """Decide on one message; client mistakes become error replies. A socket may
-        have closed while its message waited for a stored count: its view still
-        counts (a view sent just before a page leaves is a view), nothing else does."""
+    def _handle(self, conn: C, message: protocol.Inbound, entry: Reply | None,
+                now: float) -> Action | None:
+        """Decide on one message; client mistakes become error replies. `entry` is the
+        place a view kept while it waited for counts. A socket may have closed while its
+        message waited: its view still counts, nothing else does."""
         try:
             if isinstance(message, protocol.Views):
-                return self._views(conn, message, now)
-            if (socket := self.sockets.get(conn)) is None:
-                return Outcome()
+                return self._views(conn, message, entry, now)
+            if conn not in self._admission.sockets:
+                return None
             if isinstance(message, protocol.Visibility):
-                if not socket.bot:
-                    self.moved(self.readers.visible(conn, message.visible), now)
-                return Outcome()
+                if not self._admission.sockets[conn].bot:
+                    self._live.moved(self._readers.visible(conn, message.visible), now)
+                return None
             targets = _targets(message, self.settings.pages)
             if isinstance(message, protocol.Unsubscribe):
-                self.hub.unsubscribe(conn, targets)
-                return Outcome()
-            self.hub.subscribe(conn, targets)
-            if missing := [t for t in dict.fromkeys(targets) if not self.ledger.has_base(t)]:
-                return Outcome(load=missing, again=message)
-            return Outcome(counts=tuple(dict.fromkeys(targets)))
+                self._hub.unsubscribe(conn, targets)
+                return None
+            self._hub.subscribe(conn, targets)
+            if missing := [t for t in dict.fromkeys(targets) if not self._ledger.has_base(t)]:
+                return _asking(self._talks.wait(conn, message, missing, None))
+            return SEND if self._talks.answer(conn, dict.fromkeys(targets)) else None
         except protocol.ProtocolError as exc:
-            return Outcome([exc.reply()], refused=exc.code)
+            return self._refuse(conn, exc.code, exc.reply(), entry)
         except LivecountError as exc:
-            return Outcome.error(exc)
+            return self._refuse(conn, exc.code, _error(exc), entry)
 
-    def _views(self, conn: C, msg: protocol.Views, now: float) -> Outcome:
+    def _views(self, conn: C, msg: protocol.Views, entry: Reply | None,
+               now: float) -> Action | None:
         try:
             target = self.settings.pages.classify(msg.articleId, msg.currentPage)
         except PageError as exc:
-            self.moved(self.readers.leave(conn), now)
+            self._live.moved(self._readers.leave(conn), now)
             raise protocol.ProtocolError(exc.code, exc.detail) from None
-        if not self.ledger.has_base(target):
-            return Outcome(load=[target], again=msg)
-        if (socket := self.sockets.get(conn)) is not None:
-            self.hub.view(conn, target)
-            if socket.bot:  # shown the counts, not counted, and never a reader
-                shown = Shown(*self.ledger.current(target), self.readers.now(target))
-                return Outcome([_reply(target, shown, counted=False)], bot=True)
-            if moved := self.readers.view(conn, target):
-                self.moved(moved, now)
-            if msg.resumed:
-                shown = Shown(*self.ledger.current(target), self.readers.now(target))
-                return Outcome([_reply(target, shown, counted=False, reason="resumed")])
-        elif (gone := self.admission.standing(conn)) is not None and gone.bot:  # left, a bot
-            return Outcome(bot=True)
+        if entry is None:  # its place in the socket's order, from now on
+            entry = self._talks.reply(conn, target)
+        try:
+            return self._view(conn, msg, target, entry, now)
+        except LivecountError as exc:
+            return self._refuse(conn, exc.code, _error(exc), entry)
+        except Exception:
+            entry.error, self._told_bug = _error(INTERNAL), True  # a bug: the edge logs it
+            raise
+
+    def _view(self, conn: C, msg: protocol.Views, target: Target, entry: Reply,
+              now: float) -> Action | None:
+        if not self._ledger.has_base(target):
+            return _asking(self._talks.wait(conn, msg, [target], entry))
+        if (socket := self._admission.sockets.get(conn)) is not None:
+            self._hub.view(conn, target)
+            if socket.bot or msg.resumed:  # shown the counts, not counted
+                entry.counted, entry.reason = False, "bot" if socket.bot else "resumed"
+                self.tally.bots += socket.bot  # and never a reader
+                if not socket.bot:
+                    self._live.moved(self._readers.view(conn, target), now)
+                return SEND
+            self._live.moved(self._readers.view(conn, target), now)
+        elif (gone := self._admission.standing(conn)) is not None and gone.bot:  # left, a bot
+            self.tally.bots += 1
+            return None
         elif msg.resumed:  # left meanwhile: nothing to read, nothing to count
-            return Outcome()
-        if self.ledger.pending_views + self._queued >= self.settings.max_pending_views:
-            raise Busy(f"{self.ledger.pending_views} views wait for the store")
+            return None
+        if self._ledger.pending_views + self._queued >= self.settings.max_pending_views:
+            raise Busy(f"{self._ledger.pending_views} views wait for the store")
         host = referrer_host(msg.referrer, self.settings.site_domains)
         hour = self._hours(now)
         self._queued += 1
-        return Outcome(view=PendingView(
-            target, msg.refreshed, hour, msg.articleTitle, host,
+        return Append(PendingView(
+            conn, target, msg.refreshed, hour, msg.articleTitle, host,
             journal.view_record(target, msg.refreshed, hour, msg.articleTitle, host),
-            archive.record(msg, target, host, now) if self.settings.archive else None))
+            archive.record(msg, target, host, now) if self.settings.archive else None, entry))
 
-    def loaded(self, counts: dict[Target, Counts]) -> None:
-        """Stored counts read for targets this node had not seen."""
+    def failed(self, conn: C) -> Send | None:
+        """Handling `conn`'s frame raised (a bug, which the edge logs): it hears so,
+        unless its view's reply says so already (`_views`)."""
+        if self._told_bug:
+            self._told_bug = False
+            self.tally.refused[INTERNAL.code] += 1
+            return SEND
+        return self._refuse(conn, INTERNAL.code, _error(INTERNAL), None)
+
+    def _refuse(self, conn: C, code: str, message: bytes, entry: Reply | None) -> Send | None:
+        """`conn` hears `message` in its turn (in place of its view's reply, `entry`)."""
+        self.tally.refused[code] += 1
+        return SEND if self._talks.refuse(conn, message, entry) else None
+
+    # -- first reads -------------------------------------------------------------------
+    def loaded(self, counts: Mapping[Target, Counts], now: float) -> list[tuple[C, Action]]:
+        """Stored counts read for targets this node had not seen: the messages that
+        waited for them go on, each socket's in its order."""
         for target, stored in counts.items():
-            self.ledger.observe(target, stored)
+            self._ledger.observe(target, stored)
+        return self._resume(self._talks.read(counts, self._ledger.has_base), now)
 
-    def reset(self, articles: list[str]) -> list[Target]:
-        """Articles renamed away or deleted: their stored counts went down, so what this
-        node believes is forgotten. Returns the watched ones, to read again (`reloaded`)."""
-        targets = [Target("post", article) for article in articles]
-        self.ledger.forget_bases(targets)
-        watched = self.hub.watched()
-        return [t for t in targets if t in watched]
+    def unloaded(self, targets: Iterable[Target], now: float) -> list[tuple[C, Action]]:
+        """The counts could not be read: the messages that waited for them are refused
+        `unavailable`, and the messages held behind them go on."""
+        return self._resume(self._talks.unread(targets), now, UNREAD)
 
-    def reloaded(self, counts: dict[Target, Counts], now: float) -> None:
-        """Counts read again after `reset`: pushed to their pages, lower as they may be."""
-        for target, stored in counts.items():
-            if not self.ledger.has_base(target):
-                self.ledger.observe(target, stored)
-                self._changed(target, now)
+    def _resume(self, conns: list[C], now: float,
+                failure: LivecountError | None = None) -> list[tuple[C, Action]]:
+        actions: list[tuple[C, Action]] = []
+        for conn in conns:
+            waiting = self._talks.resume(conn)
+            if failure is None:  # it may wait again: counts forgotten meanwhile (a reset)
+                action = self._handle(conn, waiting.message, waiting.entry, now)
+            else:
+                action = self._refuse(conn, failure.code, _error(failure), waiting.entry)
+            if action is not None:
+                actions.append((conn, action))
+            held = waiting.held  # in order, until one of them waits for counts in its turn
+            while held and not self._talks.hold_back(conn, held):
+                if (action := self.receive(conn, held.popleft(), now)) is not None:
+                    actions.append((conn, action))
+            if conn not in self._admission.sockets:
+                self._talks.gone(conn)
+        return actions
 
-    def count(self, view: PendingView, now: float) -> bytes:
-        """The view is on disk: count it, and answer with the count including it."""
+    # -- the journal's outcome -----------------------------------------------------------
+    def stored(self, view: PendingView, now: float) -> None:
+        """The view is on disk: count it. Its reply is read when it leaves."""
+        self._ledger.record(view.target, refreshed=view.refreshed, hour=view.hour,
+                            title=view.title, referrer=view.host, force=True)
         self._queued -= 1
-        counts = self.ledger.record(view.target, refreshed=view.refreshed, hour=view.hour,
-                                    title=view.title, referrer=view.host, force=True)
-        self._changed(view.target, now)
-        view.counts = shown = Shown(*counts, self.readers.now(view.target))
-        return _reply(view.target, shown)
+        self._live.changed(view.target, now)
+        self.tally.views += 1
+        view.reply.counted = True
 
-    def dropped(self, view: PendingView) -> None:
-        """The journal could not take the view: it was not counted."""
+    def unstored(self, view: PendingView, failure: BaseException) -> None:
+        """The journal could not take the view (or counting it failed): not counted."""
         self._queued -= 1
-
-    # -- what the store says -----------------------------------------------------------
-    def observed(self, article_id: str, counts: Counts, now: float) -> None:
-        """A count seen in the stream or the live feed: it may move a watched count."""
-        target = Target("post", article_id)
-        if self.ledger.has_base(target) and self.ledger.observe(target, counts):
-            self._changed(target, now)
-
-    def shown(self, target: Target) -> Counts | None:
-        """What this node would show for `target`, if it knows (for the API's max)."""
-        return self.ledger.current(target) if self.ledger.has_base(target) else None
-
-    # -- flushes ---------------------------------------------------------------------
-    @property
-    def recovering(self) -> bool:
-        """Replayed views wait for the store (see `Settlement`)."""
-        return self.settlement.recovering
-
-    def next_seq(self, now_us: int) -> int:
-        return self.settlement.next_seq(now_us)
-
-    def replayed(self, last_seq: int) -> None:
-        self.settlement.replayed(last_seq)
-
-    def settle(self, flush: Flush, result: FlushResult, now: float) -> Settled:
-        """A flush came back: what applied becomes known, what is unknown is resent
-        later, what the store refused is set aside and never holds anything up."""
-        moved, settled = self.settlement.settle(flush, result)
-        for target in moved:
-            self._changed(target, now)
-        self.ledger.trim(self.settings.max_tracked, self.hub.watched())
-        return settled
-
-    # -- pushes ----------------------------------------------------------------------
-    def _changed(self, target: Target, now: float) -> None:
-        if self.hub.changed(target):
-            self._changed_at.setdefault(target, now)
-
-    def moved(self, targets: Iterable[Target], now: float) -> None:
-        """Readers of `targets` moved (here, or on another node): push them, once shown."""
-        for target in targets:
-            if self.ledger.has_base(target):
-                self._changed(target, now)
-
-    def due(self, now: float) -> tuple[list[Push], list[float]]:
-        """The pushes to send now, and how long each change waited for its push."""
-        pushes, waited = [], []
-        for target, watchers in self.hub.due():
-            counts, message = self.push_now(target)
-            pushes.append(Push(target, counts, message, watchers))
-            if (since := self._changed_at.pop(target, None)) is not None:
-                waited.append(now - since)
-        return pushes, waited
-
-    def push_now(self, target: Target) -> tuple[Shown, bytes]:
-        """The `count` message for `target` as it stands now."""
-        shown = Shown(*self.ledger.current(target), self.readers.now(target))
-        return shown, protocol.encode(protocol.Count(*shown, *_ids(target)))
-
+        exc = failure if isinstance(failure, LivecountError) else INTERNAL
+        self.tally.refused[exc.code] += 1
+        view.reply.error = _error(exc)
 
 
 def _targets(msg: protocol.Subscribe | protocol.Unsubscribe, pages: PageRules) -> list[Target]:
@@ -325,6 +340,12 @@ def _targets(msg: protocol.Subscribe | protocol.Unsubscribe, pages: PageRules) -
     except PageError as exc:
         raise protocol.ProtocolError(exc.code, exc.detail) from None
     return [Target("post", a) for a in msg.articleIds] + named
+
+
+def _asking(ask: tuple[Target, ...]) -> NeedCounts | None:
+    """What a message waits for: its socket's later messages are held meanwhile; only
+    counts nobody asked for yet are read."""
+    return NeedCounts(ask) if ask else None
 
 
 class _Hours:
@@ -340,13 +361,20 @@ class _Hours:
             self._hour = (int(now // 3600), hour_of(datetime.fromtimestamp(now, UTC)))
         return self._hour[1]
 
-def _reply(target: Target, shown: Shown, counted: bool = True, reason: str = "bot") -> bytes:
-    """A view's answer; a view not counted (a bot's, a resumed page's) says so, and why."""
-    return protocol.encode(protocol.ViewsReply(
-        *shown, *_ids(target), counted=counted, reason=None if counted else reason))
+
+def _error(exc: LivecountError) -> bytes:
+    return protocol.encode(protocol.Error(exc.code, exc.detail))
 
 
-def _ids(target: Target) -> tuple[str | None, str | None]:
-    """`articleId` and `pageName` of a message about `target`: one of them is None."""
-    return (target.id, None) if target.kind == "post" else (None, target.id)
-
+__all__ = [
+    "Action",
+    "Append",
+    "Close",
+    "Core",
+    "Engine",
+    "NeedCounts",
+    "PendingView",
+    "Send",
+    "Settings",
+    "Tally",
+]

@@ -27,7 +27,7 @@ class Hub(Generic[C]):
         self._watching: dict[C, set[Target]] = {}
         self._explicit: dict[C, set[Target]] = {}  # asked for with `subscribe`
         self._viewing: dict[C, Target] = {}  # the page it last viewed
-        self._dirty: set[Target] = set()
+        self._dirty: dict[Target, float | None] = {}  # changed since the last push: when
 
     def view(self, conn: C, target: Target) -> None:
         """A view watches its own page, in place of the page viewed before (unless that
@@ -112,10 +112,12 @@ class Hub(Generic[C]):
     def connections(self) -> int:
         return len(self._watching)
 
-    def changed(self, target: Target) -> bool:
-        """Mark a watched target for the next push; False if nobody watches it."""
+    def changed(self, target: Target, now: float | None = None) -> bool:
+        """Mark a watched target for the next push (from `now`, to time the wait);
+        False if nobody watches it."""
         if target in self._watchers:
-            self._dirty.add(target)
+            if self._dirty.get(target) is None:
+                self._dirty[target] = now
             return True
         return False
 
@@ -124,7 +126,9 @@ class Hub(Generic[C]):
         """Whether a push is due (cheap: the push loop asks every tick)."""
         return bool(self._dirty)
 
-    def due(self) -> list[tuple[Target, set[C]]]:
-        """Targets changed since the last call that still have watchers, with them."""
-        dirty, self._dirty = self._dirty, set()
-        return [(t, w) for t in dirty if (w := self._watchers.get(t))]
+    def due(self, now: float) -> tuple[list[Target], list[float]]:
+        """Targets changed since the last call that still have watchers, and how long
+        each change waited for its push."""
+        dirty, self._dirty = self._dirty, {}
+        due = [t for t in dirty if t in self._watchers]
+        return due, [now - since for t in due if (since := dirty[t]) is not None]

@@ -40,7 +40,7 @@ class LeaseItem:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class LeaseMoves:
     take: list[Lease] = field(default_factory=list)   # expired or free: take them
     steal: list[Lease] = field(default_factory=list)  # alive, but their owner has too many
     lost: list[str] = field(default_factory=list)     # held here, but owned elsewhere now
@@ -68,7 +68,7 @@ class Observer:
 
 
 def plan(me: str, leases: Iterable[Lease], readable: set[str], held: set[str],
-         observer: Observer, now: float) -> Plan:
+         observer: Observer, now: float) -> LeaseMoves:
     """What `me` should do about the leases of the `readable` shards.
 
     Aim for an even spread: ceil(shards / live nodes) each. Take expired or free
@@ -95,7 +95,7 @@ def plan(me: str, leases: Iterable[Lease], readable: set[str], held: set[str],
     target = math.ceil(len(shards) / len(nodes)) if shards else 0
     wanted = target - len(mine)
     if wanted <= 0:
-        return Plan(lost=lost)
+        return LeaseMoves(lost=lost)
     free = orphans + sorted((lease for lease in shards
                              if lease.owner != me and not observer.alive(lease, now)),
                             key=lambda lease: lease.key)
@@ -106,5 +106,5 @@ def plan(me: str, leases: Iterable[Lease], readable: set[str], held: set[str],
                       default=None)
         if richest is not None and len(owners[richest]) > target:
             steal = [sorted(owners[richest], key=lambda lease: lease.key)[0]]
-    return Plan(take, steal, lost)
+    return LeaseMoves(take, steal, lost)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import idna
@@ -126,7 +126,12 @@ class PageRules:
         if unmatched not in UNMATCHED:
             raise ValueError(f"unmatched paths must be one of {', '.join(UNMATCHED)}")
         self.unmatched = unmatched
-        self._classify = lru_cache(maxsize=4096)(self._path)
+        self._given = (dict(rules), self.patterns, unmatched)
+        self._classify = lru_cache(maxsize=4096)(self._path)  # a blog's paths repeat
+
+    def __reduce__(self) -> tuple[type[PageRules], tuple[Any, ...]]:
+        """Pickled for `--workers` by what it was made of (its cache is not picklable)."""
+        return PageRules, self._given
 
     @classmethod
     def parse(cls, specs: Iterable[str], patterns: Iterable[str] = DEFAULT_PATTERNS,

@@ -101,6 +101,15 @@ class Readers(Generic[C]):
             merged[target] = merged.get(target, 0) + n
         return merged
 
+    def heard(self, node: str, at: int, whole: bool, entries: Iterable[tuple[Target, int]],
+              now: float) -> list[Target]:
+        """Another node's readers (`Elsewhere.heard`): the targets whose number moved."""
+        return self.elsewhere.heard(node, at, whole, entries, now)
+
+    def expire(self, now: float, expiry: float, horizon: int) -> list[Target]:
+        """Forget nodes silent for `expiry` seconds (`Elsewhere.expire`)."""
+        return self.elsewhere.expire(now, expiry, horizon)
+
     @property
     def sockets(self) -> int:
         """Sockets this node tracks (visible or not), for tests and metrics."""

@@ -1,11 +1,15 @@
-"""What a flush's answer settles, kept beside the engine's decisions about messages."""
+"""The write path's side of the ledger: flushes taken, sent, settled and released,
+kept beside the engine's decisions about messages (the node's flusher talks to it)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from livecount.core import journal
+from livecount.core.journal import Replayed
 from livecount.core.ledger import Delta, Flush, FlushResult, Ledger, Write
 from livecount.core.pages import Target
 
@@ -28,9 +32,40 @@ class Settlement:
     the store refused, so they hold nothing up."""
 
     def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
+        self._ledger = ledger
         self.recovering = False  # replayed views wait for the store
         self._seq = 0
+
+    @property
+    def idle(self) -> bool:
+        """Nothing accepted waits for the store: every view so far is stored."""
+        return self._ledger.idle
+
+    @property
+    def pending_views(self) -> int:
+        return self._ledger.pending_views
+
+    @property
+    def in_flight(self) -> int:
+        return self._ledger.in_flight
+
+    def waiting(self, rows: bool = True, counts: bool = True) -> bool:
+        """Whether a flush of these kinds could find anything to write."""
+        return self._ledger.waiting(rows, counts)
+
+    def replay(self, records: Iterable[list[Any]]) -> Replayed:
+        """Rebuild the ledger from the journal's records (`core.journal.replay`)."""
+        replayed = journal.replay(records, self._ledger)
+        self._seq = max(self._seq, replayed.last_seq)
+        self.recovering = not self._ledger.idle
+        return replayed
+
+    def take(self, seq: int, rows: bool = True, counts: bool = True) -> Flush:
+        """A flush of what waits, held until `release` (see `Ledger.take`)."""
+        return self._ledger.take(seq, rows=rows, counts=counts, hold=True)
+
+    def release(self, flush: Flush) -> None:
+        self._ledger.release(flush)
 
     def next_seq(self, now_us: int) -> int:
         """Flush sequence numbers grow across restarts: the journal's last, or the
@@ -38,14 +73,10 @@ class Settlement:
         self._seq = max(self._seq + 1, now_us)
         return self._seq
 
-    def replayed(self, last_seq: int) -> None:
-        self._seq = max(self._seq, last_seq)
-        self.recovering = not self.ledger.idle
-
     def settle(self, flush: Flush, result: FlushResult) -> tuple[set[Target], Settled]:
         """Complete `flush` in the ledger; the targets whose shown count may have
         moved, and what the edge is to write."""
-        moved = self.ledger.complete(flush, result)
+        moved = self._ledger.complete(flush, result)
         if not (result.failed_targets or result.failed_rows or result.failed_index):
             self.recovering = False  # every unsettled write, replayed ones first, is settled
         letters = [

@@ -16,12 +16,12 @@ import os
 import time
 from pathlib import Path
 
-from livecount.core.archive import ArchivedView, Batch, Buffer
+from livecount.core.archive import ArchivedView, ArchiveFile, Buffer
 from livecount.logs import error, log, warn
 from livecount.waits import backoff, pause
 
 
-def write(directory: Path, batch: Batch) -> Path:
+def write(directory: Path, batch: ArchiveFile) -> Path:
     """Write a batch atomically: temporary file, fsync, rename, fsync the folder."""
     final = directory / batch.name
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +49,7 @@ class Writer:
     def __init__(self, directory: Path, buffer: Buffer) -> None:
         self.directory = directory
         self.buffer = buffer
-        self.queue: asyncio.Queue[Batch] = asyncio.Queue()
+        self.queue: asyncio.Queue[ArchiveFile] = asyncio.Queue()
 
     def add(self, view: ArchivedView, now: float) -> None:
         if batch := self.buffer.add(view, now):

@@ -23,8 +23,9 @@ from typing import Any
 
 from livecount.aws.store import Store
 from livecount.core import journal as records
-from livecount.core.engine import Engine, Settled
 from livecount.core.ledger import Flush, FlushResult
+from livecount.core.live import Live
+from livecount.core.settlement import Settled, Settlement
 from livecount.logs import error, log, warn, warn_limited
 from livecount.node.journal import Journal
 from livecount.node.metrics import Metrics
@@ -35,11 +36,13 @@ MAX_IN_FLIGHT = 8  # flushes at once: beyond, a tick is skipped (the store is st
 
 
 class Flusher:
-    def __init__(self, engine: Engine[Any], journal: Journal, store: Store,
-                 metrics: Metrics, data_dir: Path, max_in_flight: int = MAX_IN_FLIGHT) -> None:
-        self.engine = engine
+    def __init__(self, writes: Settlement, live: Live[Any], journal: Journal,
+                 store: Store, metrics: Metrics, data_dir: Path,
+                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
+        self.live = live  # told what a flush's answer moved
+        self.writes = writes
         self.journal = journal
-        journal.idle = lambda: engine.ledger.idle  # rotations wait until all is stored
+        journal.idle = lambda: writes.idle  # rotations wait until all is stored
         self.store = store
         self.metrics = metrics
         self.dead_letters = data_dir / DEAD_LETTERS
@@ -52,17 +55,17 @@ class Flusher:
     async def flush_once(self, rows: bool = True, counts: bool = True) -> int:
         """Write what is pending (counts if `counts`, report rows if `rows`) and is not
         in another flush; returns how many views the store confirmed."""
-        ledger = self.engine.ledger
-        if not ledger.waiting(rows, counts) and not self.journal.queued:
+        writes = self.writes
+        if not writes.waiting(rows, counts) and not self.journal.queued:
             return 0
         try:
             await self._start_record()
-            seq = self._last_seq = self.engine.next_seq(time.time_ns() // 1000)
+            seq = self._last_seq = writes.next_seq(time.time_ns() // 1000)
             # Taken in the journal's order, once its record is on disk: a replay
             # then resends these writes with the same sequence numbers.
             flush: Flush = await self.journal.append(
                 records.taken_record(seq, rows, counts),
-                lambda: ledger.take(seq, rows=rows, counts=counts, hold=True))
+                lambda: writes.take(seq, rows=rows, counts=counts))
         except Exception as exc:
             warn_limited("flush_not_journaled", error=str(exc))
             return 0
@@ -74,7 +77,8 @@ class Flusher:
         except Exception as exc:  # whatever broke, the writes stay unsettled
             error("flush_crashed", exc)
             result = FlushResult.nothing_known(flush)
-        settled = self.engine.settle(flush, result, time.time())
+        moved, settled = writes.settle(flush, result)
+        self.live.stored_moved(moved, time.time())
         if settled.dead_letters:
             await self._set_aside(settled)
         if await self._completed(settled.record, flush):
@@ -83,7 +87,7 @@ class Flusher:
         self.metrics.flush_failures.inc(failed)
         log("flushed", views=settled.views, targets=len(result.applied), rows=len(flush.rows),
             failed=failed, rejected=len(settled.dead_letters),
-            pending=ledger.pending_views, in_flight=ledger.in_flight)
+            pending=writes.pending_views, in_flight=writes.in_flight)
         return settled.views
 
     async def _start_record(self) -> None:
@@ -97,11 +101,11 @@ class Flusher:
         """Put the completed record on disk, then release the flush's keys; retried
         until the journal takes it, since releasing them before would let a later
         take differ from what a replay takes. True when everything is now stored."""
-        ledger = self.engine.ledger
+        writes = self.writes
 
         def release() -> bool:
-            ledger.release(flush)
-            return ledger.idle and not self.journal.queued
+            writes.release(flush)
+            return writes.idle and not self.journal.queued
 
         for delay in backoff(0.1, 2.0):
             try:
@@ -128,9 +132,8 @@ class Flusher:
         """Replay the journal, then try to store what it holds for up to `bound`
         seconds; what is left is retried by the flush loop while the node serves."""
         self.journal.lock()
-        replayed = records.replay(self.journal.read(), self.engine.ledger)
-        self.journal.bind(store_id, unstored=not self.engine.ledger.idle)
-        self.engine.replayed(replayed.last_seq)
+        replayed = self.writes.replay(self.journal.read())
+        self.journal.bind(store_id, unstored=not self.writes.idle)
         self._last_seq = replayed.last_seq
         self.journal.open()
         try:
@@ -139,18 +142,18 @@ class Flusher:
             warn_limited("flush_not_journaled", error=str(exc))
         if replayed.records:
             log("journal_replayed", records=replayed.records, views=replayed.views,
-                unstored=self.engine.ledger.pending_views)
+                unstored=self.writes.pending_views)
         deadline = time.monotonic() + bound
         for delay in backoff():
-            if not self.engine.recovering or stop.is_set():
+            if not self.writes.recovering or stop.is_set():
                 return
             await self.flush_once()
             left = deadline - time.monotonic()
-            if not self.engine.recovering or left <= 0:
+            if not self.writes.recovering or left <= 0:
                 break
             await pause(stop, min(delay, left))
-        if self.engine.recovering:
-            warn("recovery_continues", unstored=self.engine.ledger.pending_views,
+        if self.writes.recovering:
+            warn("recovery_continues", unstored=self.writes.pending_views,
                  hint="the node serves; unstored views are retried every flush")
 
     async def loop(self, stop: asyncio.Event, interval: float,
@@ -164,7 +167,7 @@ class Flusher:
         try:
             while not await pause(stop, interval):
                 now = time.monotonic()
-                together = every <= interval or self.engine.recovering
+                together = every <= interval or self.writes.recovering
                 self._unjam()
                 # Counts still out from an earlier tick: the store is behind. Report rows
                 # then wait (up to one more report interval), so what pages and the
@@ -181,15 +184,15 @@ class Flusher:
         """A journal that failed (a full disk) while everything it holds is stored is
         emptied in place: its space comes back, and views are taken again. Without
         this, a node refusing every view would never flush, so never rotate."""
-        journal, ledger = self.journal, self.engine.ledger
-        if not journal.healthy and ledger.idle and not journal.queued:
-            _quietly(journal.rotate(self.engine.next_seq(time.time_ns() // 1000), first=True))
+        journal = self.journal
+        if not journal.healthy and self.writes.idle and not journal.queued:
+            _quietly(journal.rotate(self.writes.next_seq(time.time_ns() // 1000), first=True))
 
     def _start(self, rows: bool, counts: bool) -> bool:
         """Start a flush unless too many are out, or (while a replayed journal waits
         for the store) any is: recovery ends on a flush that found nothing unknown,
         which says so only when it was the one flush out."""
-        if len(self._tasks) >= self.max_in_flight or (self.engine.recovering and self._tasks):
+        if len(self._tasks) >= self.max_in_flight or (self.writes.recovering and self._tasks):
             if len(self._tasks) >= self.max_in_flight:
                 warn_limited("flushes_piling_up", in_flight=len(self._tasks))
             return False
@@ -222,11 +225,11 @@ class Flusher:
         deadline = time.monotonic() + within
         await self.settled(within)
         delays = backoff(0.2, 2.0)
-        while not self.engine.ledger.idle and time.monotonic() < deadline:
-            if not await self.flush_once() and not self.engine.ledger.idle:
+        while not self.writes.idle and time.monotonic() < deadline:
+            if not await self.flush_once() and not self.writes.idle:
                 await asyncio.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
-        if not self.engine.ledger.idle:
-            warn("shutdown_unflushed", views=self.engine.ledger.pending_views)
+        if not self.writes.idle:
+            warn("shutdown_unflushed", views=self.writes.pending_views)
 
 
 def _append(path: Path, data: bytes) -> None:

@@ -33,7 +33,7 @@ class JournalBusy(RuntimeError):
     pass
 
 
-class Views(Protocol):
+class ViewOutcomes(Protocol):
     """Where a view's record goes once written: the per-view path has no future and no
     closure of its own, only the token it was appended with."""
 
@@ -59,7 +59,7 @@ class Journal:
         # Whether everything written so far is stored (the node sets it to its
         # ledger's `idle`); asked, in the file's order, before each rotation.
         self.idle: Callable[[], bool] = lambda: True
-        self.views: Views | None = None  # the node's sockets, for `append_view`
+        self.views: ViewOutcomes | None = None  # the node's sockets, for `append_view`
         self._queue: list[_Entry] = []
         self._wake = asyncio.Event()
         self._lock: Any = None

@@ -22,7 +22,7 @@ from livecount.aws.consumer import StreamConsumer
 from livecount.aws.store import Store
 from livecount.config import Config
 from livecount.core.archive import Buffer
-from livecount.core.engine import Engine, Settings
+from livecount.core.engine import Core, Settings
 from livecount.core.errors import StoreRefused, Unavailable
 from livecount.core.limits import parse_networks
 from livecount.logs import log, warn
@@ -36,7 +36,7 @@ from livecount.node.journal import Journal
 from livecount.node.livefeed import LiveFeed
 from livecount.node.metrics import Metrics
 from livecount.node.now import Now
-from livecount.node.sockets import Bases, Connection, Sockets
+from livecount.node.sockets import Connection, Sockets
 from livecount.waits import backoff, pause
 from websockets.typing import Origin
 
@@ -63,47 +63,51 @@ class Node:
     def __init__(self, config: Config, store: Store, guard: Guard | None = None) -> None:
         self.config = config
         self.guard = guard or admin_guard(config)
-        self.engine: Engine[Connection] = Engine(settings(config))
+        core: Core[Connection] = Core.make(settings(config))
+        self.engine, self.live, self.writes, self.readers = core
         self.journal = Journal(config.data_dir / "journal")
         self.metrics = Metrics(config.node_id)
-        self.flusher = Flusher(self.engine, self.journal, store, self.metrics, config.data_dir)
+        self.flusher = Flusher(self.writes, self.live, self.journal, store, self.metrics,
+                               config.data_dir)
         self.archive = Writer(config.archive_dir, Buffer(
             config.archive_max_events, config.archive_max_seconds, prefix=config.node_id)) \
             if config.archive_dir else None
         self.consumer: StreamConsumer | None = None
-        self.feed = LiveFeed(store, self.engine, None, node_id=config.node_id,
+        self.feed = LiveFeed(store, self.live, self.readers, None, node_id=config.node_id,
                              lease_time=config.lease_time)
         if config.stream_consumer == "on":
             self.consumer = StreamConsumer(store, self.feed.on_image, config.node_id,
                                            lease_time=config.lease_time)
             self.feed.consumer = self.consumer
         consumer = self.consumer
+        engine = self.engine
         self.metrics.watch(
-            sockets=lambda: len(self.engine.sockets),
-            pending=lambda: self.engine.ledger.pending_views,
+            tally=lambda: engine.tally,
+            sockets=lambda: engine.sockets,
+            pending=lambda: self.writes.pending_views,
             leases=lambda: len(consumer.held) if consumer else 0,
             lag=lambda: dict(consumer.lag) if consumer else {},
             journal_healthy=lambda: self.journal.healthy,
-            recovering=lambda: self.engine.recovering)
-        self.routes = Routes(store, self.engine.shown, config.pages, config.allowed_origins,
+            recovering=lambda: self.writes.recovering)
+        self.routes = Routes(store, self.live.shown, config.pages, config.allowed_origins,
                              metrics=self.metrics.render, problems=self.problems,
-                             guard=self.guard, now=Now(self.engine.readers, store),
+                             guard=self.guard, now=Now(self.readers.everywhere, store),
                              admin=AdminApi(store, operator_only(self.guard),
-                                            announcer(self.engine.observed),
+                                            announcer(self.live.observed),
                                             reset=self.feed.reset))
         # Browsers always send Origin; other clients (load testers, scripts) may not.
         origins: list[Origin | None] | None = [
             *map(Origin, config.allowed_origins), None] if config.allowed_origins else None
-        self.sockets = Sockets(self.engine, Bases(store, self.engine), self.journal,
-                               self.metrics, self.archive, self.routes, origins,
-                               config.max_frame_bytes, config.handshake_timeout)
+        self.sockets = Sockets(self.engine, self.live, store, self.journal, self.metrics,
+                               self.archive, self.routes, origins, config.max_frame_bytes,
+                               config.handshake_timeout)
 
     def problems(self) -> list[str]:
         """What /healthz reports besides the store."""
         found = []
         if not self.journal.healthy:
             found.append("journal_failing")
-        if self.engine.recovering:
+        if self.writes.recovering:
             found.append("recovering")
         return found
 

@@ -17,10 +17,11 @@ from typing import Any
 from livecount.aws.consumer import StreamConsumer
 from livecount.aws.store import Store
 from livecount.core import feed
-from livecount.core.engine import Engine
 from livecount.core.errors import LivecountError, Unavailable
 from livecount.core.ledger import Counts
+from livecount.core.live import Live
 from livecount.core.pages import Target
+from livecount.core.readers import Readers
 from livecount.logs import warn_limited
 from livecount.waits import pause
 
@@ -37,10 +38,12 @@ class LiveFeed:
     it is alive too); other nodes forget its readers once it has been silent for
     `expiry`, so a node that dies takes its readers along within `lease_time`."""
 
-    def __init__(self, store: Store, engine: Engine[Any], consumer: StreamConsumer | None,
-                 node_id: str | None = None, lease_time: float | None = None) -> None:
+    def __init__(self, store: Store, live: Live[Any], readers: Readers[Any],
+                 consumer: StreamConsumer | None, node_id: str | None = None,
+                 lease_time: float | None = None) -> None:
         self.store = store
-        self.engine = engine
+        self.live = live  # told of counts seen, and of readers that moved
+        self.readers = readers
         self.consumer = consumer
         self._node_id = node_id
         self._lease_time = lease_time
@@ -73,7 +76,7 @@ class LiveFeed:
 
     def on_image(self, article_id: str, total: int, unique: int) -> None:
         """A count this node's stream consumer copied."""
-        self.engine.observed(article_id, Counts(total, unique), time.time())
+        self.live.observed(article_id, Counts(total, unique), time.time())
 
     async def loop(self, stop: asyncio.Event) -> None:
         """Write this node's readers, read the other nodes' changes and readers, and
@@ -84,27 +87,24 @@ class LiveFeed:
             ticks += 1
             alone = self.consumer is not None and self.consumer.nodes <= 1
             if alone:
-                self.engine.readers.take_moved()
+                self.readers.take_moved()
                 self._whole_at = None  # when others come, they get the whole snapshot
                 if ticks % ALONE_EVERY == 0:
                     await self._read(clock())
             else:
                 await self._say(clock())
                 await self._read(clock())
-            now = time.time()
-            gone = self.engine.readers.elsewhere.expire(
-                clock(), self.expiry, feed.window_start(self._cursor))
-            self.engine.moved(gone, now)
+            gone = self.readers.expire(clock(), self.expiry, feed.window_start(self._cursor))
+            self.live.moved(gone, time.time())
 
     async def _say(self, now: float) -> None:
         """This node's readers that moved since the last write, or all of them when a
         whole snapshot is due. A write that fails is made whole the next time."""
-        readers = self.engine.readers
-        moved = readers.take_moved()
+        moved = self.readers.take_moved()
         whole = self._whole_at is None or now - self._whole_at >= self.lease_time / 4
         if not whole and not moved:
             return
-        said = readers.here if whole else moved
+        said = self.readers.here if whole else moved
         payloads = feed.says(self.node_id, ((t.kind, t.id, n) for t, n in said.items()),
                              whole)
         wall = time.time()
@@ -127,7 +127,7 @@ class LiveFeed:
         except Unavailable as exc:
             warn_limited("feed_failed", error=str(exc))
             return
-        engine, elsewhere, wall = self.engine, self.engine.readers.elsewhere, time.time()
+        live, wall = self.live, time.time()
         for at, payload in items:
             said = feed.read(payload)
             if isinstance(said, feed.Reset):
@@ -136,12 +136,11 @@ class LiveFeed:
                     await self.reset(said.articles)
             elif isinstance(said, list):
                 for article, total, unique in said:
-                    engine.observed(article, Counts(total, unique), wall)
+                    live.observed(article, Counts(total, unique), wall)
             elif said.node != self.node_id:
-                engine.moved(elsewhere.heard(
+                live.moved(self.readers.heard(
                     said.node, at, said.whole,
-                    ((Target(kind, id_), n) for kind, id_, n in said.readers),
-                    now), wall)
+                    ((Target(kind, id_), n) for kind, id_, n in said.readers), now), wall)
         self._cursor = feed.next_cursor(self._cursor, (at for at, _ in items))
         start = feed.window_start(self._cursor)
         self._resets = {at for at in self._resets if at >= start}
@@ -149,11 +148,11 @@ class LiveFeed:
     async def reset(self, articles: list[str]) -> None:
         """Forget what this node believes of `articles` (renamed away or deleted), and
         show their pages what the store holds now."""
-        if not (watched := self.engine.reset(articles)):
+        if not (watched := self.live.reset(articles)):
             return
         try:
             counts = await self.store.read_counts(watched)
         except LivecountError as exc:  # read when next asked for
             warn_limited("feed_failed", error=str(exc))
             return
-        self.engine.reloaded(counts, time.time())
+        self.live.reloaded(counts, time.time())

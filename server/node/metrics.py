@@ -1,14 +1,17 @@
 """The operators' view: Prometheus metrics at `GET /metrics`.
 
 One registry per node (not the library's global one), so tests and several nodes in
-one process never mix figures. Counters are bumped where things happen; gauges that
-mirror state are read from the node when scraped, so they cannot drift.
+one process never mix figures. What the engine counts (views, bots, pushes, refusals)
+it keeps in its `Tally`, read when scraped, as are the gauges that mirror state: they
+cannot drift. The edges bump their own counters where things happen.
 """
 
 from __future__ import annotations
 
+from collections import Counter as Tallied
 from collections.abc import Callable, Iterator, Mapping
 
+from livecount.core.tally import Tally
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -17,10 +20,32 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class _Tallies(Collector):
+    """The engine's counts, and the refusals the edges made (a bad Origin)."""
+
+    def __init__(self, tally: Callable[[], Tally], edge: Tallied[str]) -> None:
+        self._tally = tally
+        self._edge = edge
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        tally = self._tally()
+        yield CounterMetricFamily("livecount_views", "Views accepted and counted",
+                                  value=tally.views)
+        yield CounterMetricFamily("livecount_bot_views", "Bot views shown counts, not counted",
+                                  value=tally.bots)
+        yield CounterMetricFamily("livecount_pushes", "Count messages pushed to sockets",
+                                  value=tally.pushes)
+        refused = CounterMetricFamily("livecount_rejected", "Messages refused, by reason",
+                                      labels=["reason"])
+        for reason, n in sorted((tally.refused + self._edge).items()):
+            refused.add_metric([reason], n)
+        yield refused
 
 
 class _Lag(Collector):
@@ -40,13 +65,7 @@ class Metrics:
     def __init__(self, node_id: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.views = Counter("livecount_views", "Views accepted and counted", registry=r)
-        self.rejected = Counter("livecount_rejected", "Messages refused, by reason",
-                                ["reason"], registry=r)
-        self.bots = Counter("livecount_bot_views", "Bot views shown counts, not counted",
-                            registry=r)
-        self.pushes = Counter("livecount_pushes", "Count messages pushed to sockets",
-                              registry=r)
+        self._refused: Tallied[str] = Tallied()
         self.push_latency = Histogram(
             "livecount_push_latency_seconds", "From a count changing to its push",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5), registry=r)
@@ -71,10 +90,16 @@ class Metrics:
         self.leases = Gauge("livecount_leases_held", "Stream shard leases held", registry=r)
         Gauge("livecount_node_info", "This node", ["node"], registry=r).labels(node_id).set(1)
 
-    def watch(self, sockets: Callable[[], int], pending: Callable[[], int],
-              leases: Callable[[], int], lag: Callable[[], Mapping[str, float]],
-              journal_healthy: Callable[[], bool], recovering: Callable[[], bool]) -> None:
-        """Gauges read from the node at scrape time."""
+    def refused(self, reason: str) -> None:
+        """A refusal the edge made (the engine tallies its own)."""
+        self._refused[reason] += 1
+
+    def watch(self, tally: Callable[[], Tally], sockets: Callable[[], int],
+              pending: Callable[[], int], leases: Callable[[], int],
+              lag: Callable[[], Mapping[str, float]], journal_healthy: Callable[[], bool],
+              recovering: Callable[[], bool]) -> None:
+        """What is read from the node at scrape time."""
+        self.registry.register(_Tallies(tally, self._refused))
         self.journal_healthy.set_function(lambda: float(journal_healthy()))
         self.recovering.set_function(lambda: float(recovering()))
         self.open_sockets.set_function(sockets)

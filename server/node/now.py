@@ -8,14 +8,13 @@ store, briefly, and left out if it does not answer in time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from livecount.aws.store import Store
 from livecount.core import reports
 from livecount.core.errors import LivecountError
 from livecount.core.pages import Target
-from livecount.core.readers import Readers
 from livecount.logs import warn_limited
 
 TITLES_TIMEOUT = 1.0  # seconds the titles may take before the answer goes without them
@@ -27,15 +26,15 @@ class Now:
     "readingNow"}, ...]}`: every reader in the total, the `limit` most read targets
     (default 100) in the list, ties in id order."""
 
-    def __init__(self, readers: Readers[Any], store: Store,
+    def __init__(self, reading: Callable[[], dict[Target, int]], store: Store,
                  titles_timeout: float = TITLES_TIMEOUT) -> None:
-        self.readers = readers
+        self.reading = reading  # every target read now, on any node
         self.store = store
         self.titles_timeout = titles_timeout
 
     async def __call__(self, query: Mapping[str, str]) -> dict[str, Any]:
         limit = reports.parse_limit(query.get("limit"), default=DEFAULT_LIMIT)
-        reading = self.readers.everywhere()
+        reading = self.reading()
         top = sorted(reading.items(), key=lambda tn: (-tn[1], tn[0].kind, tn[0].id))[:limit]
         titles = await self._titles([t for t, _ in top if t.kind == "post"])
         pages: list[dict[str, Any]] = []

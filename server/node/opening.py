@@ -73,14 +73,14 @@ class Opening:
             self._handshake(request)
         else:
             self.http = True
-            self.conn.hub.spawn(self._answer(request))
+            self.conn.sockets.spawn(self._answer(request))
 
     async def _answer(self, request: Request) -> None:
         """A plain HTTP request: the routes answer it, written directly (whatever the
         client sent after it, websockets' parser may have choked on), then EOF."""
         transport = self.conn.transport
         peer = transport.get_extra_info("peername") if transport is not None else None
-        answer = await self.conn.hub.routes(request, str(peer[0]) if peer else "")
+        answer = await self.conn.sockets.routes(request, str(peer[0]) if peer else "")
         if answer is None:  # /ws, but not a GET: the routes answer that; never here
             answer = bad_request("use GET for a WebSocket")
         self._end(answer)
@@ -91,7 +91,7 @@ class Opening:
         response = protocol.accept(request)
         if response.status_code != 101:
             if isinstance(protocol.handshake_exc, InvalidOrigin):
-                conn.hub.metrics.rejected.labels("origin").inc()
+                conn.sockets.metrics.refused("origin")
             protocol.send_response(handshake_refusal(response))
             return
         protocol.send_response(response)

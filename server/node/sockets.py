@@ -1,17 +1,16 @@
 """The WebSocket edge: websockets' sans-I/O `ServerProtocol` under a plain
-`asyncio.Protocol`, frames handed to the engine, its outcomes written back.
+`asyncio.Protocol`, frames handed to the engine, its actions carried out.
 
 Why not websockets' asyncio server: it runs a task per connection and an `await
 send` (a context manager and a future) per reply. Here a frame costs a parse, an
 engine call and, for a view, one journal entry; the replies and pushes a socket
 gets in one loop turn leave in one `transport.write`. A socket keeps reading while
-earlier views wait for their group-committed fsync, and its replies still leave in
-order, each only once its view is on disk. Handshake, Origin checks, frame limits,
+earlier views wait for their group-committed fsync; what it is owed, and in which
+order, is the engine's (`core/outbox.py`). Handshake, Origin checks, frame limits,
 close codes, pings and the HTTP routes behave as websockets' server does.
 
-A `Connection` composes its `Opening` (node/opening.py: the one HTTP request or
-handshake), its `Inbox` (node/inbox.py: messages to the engine, in order) and its
-`Outbox` (node/outbox.py: what it owes the page, in order).
+A `Connection` is its `Opening` (node/opening.py: the one HTTP request or handshake)
+and then a WebSocket whose messages go to the engine and whose bytes come from it.
 """
 
 from __future__ import annotations
@@ -24,19 +23,26 @@ from contextlib import suppress
 from typing import Any, cast
 
 from livecount.aws.store import Store
-from livecount.core.engine import Engine, Outcome, PendingView, Push
-from livecount.core.errors import JournalUnavailable, LivecountError, Unavailable
-from livecount.core.ledger import Counts
+from livecount.core.engine import (
+    Action,
+    Append,
+    Close,
+    Engine,
+    NeedCounts,
+    PendingView,
+    Send,
+)
+from livecount.core.errors import JournalUnavailable
+from livecount.core.live import Live
+from livecount.core.outbox import MAX_OWED
 from livecount.core.pages import Target
 from livecount.logs import error, warn_limited
 from livecount.node.archive import Writer
 from livecount.node.auth import header
 from livecount.node.http import Routes
-from livecount.node.inbox import INTERNAL, Inbox
 from livecount.node.journal import Journal
 from livecount.node.metrics import Metrics
 from livecount.node.opening import Opening
-from livecount.node.outbox import MAX_WAITING, Outbox, Slot, text_frame
 from livecount.waits import pause
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
@@ -44,7 +50,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Origin
 
-BASE_READ_TIMEOUT = 3.0  # a page waits this long at most for a first count
+COUNTS_READ_TIMEOUT = 3.0  # a page waits this long at most for a first count
 PING_INTERVAL = 20.0
 PING_TICK = 1.0  # the keepalive loop's step: a share of the sockets is pinged each one
 PUSH_TICKS = 10  # the push loop looks for changes this many times a push interval
@@ -53,59 +59,77 @@ CLOSE_TIMEOUT = 5.0
 BROADCAST_CHUNK = 1000  # sockets written to before a push yields to the loop
 
 
-class Bases:
-    """Stored counts of targets this node has not seen. Targets asked for in the same
-    loop turn, from any socket, share one BatchGetItem."""
+class CountReader:
+    """Stored counts the engine asked for. Targets asked for in the same loop turn,
+    from any socket, share one BatchGetItem."""
 
-    def __init__(self, store: Store, engine: Engine[Any]) -> None:
+    def __init__(self, store: Store, sockets: Sockets) -> None:
         self.store = store
-        self.engine = engine
-        self._queued: dict[Target, asyncio.Future[None]] = {}
-        self._loader: asyncio.Task[None] | None = None
+        self.sockets = sockets
+        self._queued: set[Target] = set()
 
-    async def load(self, targets: list[Target]) -> None:
-        waits = []
-        for target in targets:
-            if (waiting := self._queued.get(target)) is None:
-                waiting = self._queued[target] = asyncio.get_running_loop().create_future()
-            waits.append(waiting)
-        if self._loader is None:
-            self._loader = asyncio.create_task(self._load())
-        await asyncio.gather(*waits)
+    def need(self, targets: tuple[Target, ...]) -> None:
+        if not self._queued:
+            self.sockets.spawn(self._read())
+        self._queued.update(targets)
 
-    async def _load(self) -> None:
+    async def _read(self) -> None:
         await asyncio.sleep(0)  # one loop turn: let other sockets' first views join in
-        queued, self._queued, self._loader = self._queued, {}, None
+        targets, self._queued = list(self._queued), set()
+        engine = self.sockets.engine
         try:
-            counts: dict[Target, Counts] = await asyncio.wait_for(
-                self.store.read_counts(list(queued)), BASE_READ_TIMEOUT)
+            counts = await asyncio.wait_for(self.store.read_counts(targets),
+                                            COUNTS_READ_TIMEOUT)
         except Exception as exc:  # every waiter answers `unavailable`; nothing counted
             warn_limited("counts_unavailable", error=str(exc) or type(exc).__name__)
-            failure = Unavailable("counts are unavailable right now; nothing was counted")
-            for waiting in queued.values():
-                waiting.set_exception(failure)
-            return
-        self.engine.loaded(counts)
-        for waiting in queued.values():
-            waiting.set_result(None)
+            actions = engine.unloaded(targets, time.time())
+        else:
+            actions = engine.loaded(counts, time.time())
+        for conn, action in actions:
+            self.sockets.act(conn, action)
+
+
+class Fragments:
+    """Data frames joined into messages: `add` gives (data, binary) once one is whole."""
+
+    __slots__ = ("_binary", "_parts")
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] | None = None
+        self._binary = False
+
+    def add(self, frame: Frame) -> tuple[bytes, bool] | None:
+        opcode, data = frame.opcode, frame.data
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if frame.fin:
+                return data, opcode is Opcode.BINARY
+            self._parts, self._binary = [data], opcode is Opcode.BINARY
+        elif opcode is Opcode.CONT and self._parts is not None:
+            self._parts.append(data)
+            if frame.fin:
+                data, self._parts = b"".join(self._parts), None
+                return data, self._binary
+        return None
 
 
 class Connection(asyncio.Protocol):
     """One TCP connection: its opening (an HTTP request, or a WebSocket handshake),
-    then a WebSocket whose messages go in through its inbox and whose replies leave
-    through its outbox."""
+    then a WebSocket whose messages go to the engine and whose bytes come from it."""
 
-    def __init__(self, hub: Sockets) -> None:
-        self.hub = hub
-        self.protocol = ServerProtocol(origins=hub.origins, max_size=hub.max_size)
+    def __init__(self, sockets: Sockets) -> None:
+        self.sockets = sockets
+        self.engine = sockets.engine
+        self.live = sockets.live
+        self.protocol = ServerProtocol(origins=sockets.origins, max_size=sockets.max_size)
         self.transport: asyncio.Transport | None = None
         self.opening: Opening | None = Opening(self)  # None once a WebSocket
-        self.outbox = Outbox(hub.engine)
-        self.inbox = Inbox(self)
         self.open = False  # the WebSocket handshake is done and no close was sent
         self.pinged = 0.0  # when an unanswered ping left (0: none)
-        self.order = next(hub.opened)  # which keepalive step pings it
-        self.closing: tuple[int, str] | None = None  # sent once the replies before it are
+        self.order = next(sockets.opened)  # which keepalive step pings it
+        self.closing: tuple[int, str] | None = None  # sent once what it is owed is
+        self._fragments = Fragments()
         self._paused = False
         self._write_paused = False
         self._timer: asyncio.TimerHandle | None = None
@@ -113,15 +137,14 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self.hub.connections.add(self)
-        self._timer = self.hub.loop.call_later(self.hub.open_timeout, self._abort)
+        self.sockets.connections.add(self)
+        self._timer = self.sockets.loop.call_later(self.sockets.open_timeout, self._abort)
 
     def data_received(self, data: bytes) -> None:
         if self.opening is not None:
             self.opening.received(data)
-            return
-        self.protocol.receive_data(data)
-        self._events()
+        else:
+            self.receive(data)
 
     def eof_received(self) -> bool | None:
         opening = self.opening
@@ -134,11 +157,11 @@ class Connection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.hub.lost(self)
+        self.sockets.lost(self)
         if self._timer is not None:
             self._timer.cancel()
         if self.open or self.protocol.state is not State.CONNECTING:
-            self.hub.engine.closed(self)
+            self.engine.closed(self)
         self.open = False
 
     def pause_writing(self) -> None:  # the client does not read: stop reading it
@@ -147,7 +170,7 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if len(self.outbox) <= MAX_WAITING // 2:
+        if self.engine.owed(self) <= MAX_OWED // 2:
             self._resume()
 
     # -- what the client sent -----------------------------------------------------------
@@ -158,7 +181,6 @@ class Connection(asyncio.Protocol):
 
     def _events(self) -> None:
         try:
-            inbox = self.inbox
             for event in self.protocol.events_received():
                 if isinstance(event, Frame):
                     opcode = event.opcode
@@ -166,14 +188,38 @@ class Connection(asyncio.Protocol):
                         self.pinged = 0.0
                     elif opcode is Opcode.CLOSE:
                         self.open = False
-                    else:
-                        inbox.frame(event)
+                    elif (message := self._fragments.add(event)) is not None:
+                        self._message(*message)
                 elif isinstance(event, Request) and self.opening is not None:
                     self.opening.request(event)
             self._send_protocol_data()
         except Exception as exc:  # a bug: this socket goes, the node stays
             error("connection_failed", exc)
             self._abort()
+
+    def _message(self, data: bytes, binary: bool) -> None:
+        """Counted even when the page closed right after sending it: a view sent
+        before leaving is a view."""
+        if self.protocol.state is State.CONNECTING or self.closing is not None:
+            return  # nothing after the server's own close counts
+        if binary:
+            frame: str | bytes = data
+        else:
+            try:
+                frame = data.decode()
+            except UnicodeDecodeError:
+                self.protocol.fail(1007, "invalid UTF-8")
+                return
+        engine = self.engine
+        try:
+            action = engine.receive(self, frame, time.time())
+        except Exception as exc:  # a bug: logged as one, answered as one
+            error("handle_failed", exc)
+            action = engine.failed(self)
+        if action is not None:
+            self.sockets.act(self, action)
+        if engine.owed(self) > MAX_OWED:
+            self.pause_reading()
 
     def opened(self, request: Request) -> None:
         """The handshake is answered: the engine admits this socket, or closes it."""
@@ -182,42 +228,32 @@ class Connection(asyncio.Protocol):
             self._timer.cancel()
         headers = request.headers
         peer = self.transport.get_extra_info("peername") if self.transport else None
-        close = self.hub.engine.opened(self, str(peer[0]) if peer else "",
-                                       header(headers, "X-Forwarded-For"),
-                                       header(headers, "User-Agent"), time.time())
+        close = self.engine.opened(self, str(peer[0]) if peer else "",
+                                   header(headers, "X-Forwarded-For"),
+                                   header(headers, "User-Agent"), time.time())
         self.open = True
         if close is not None:
-            self.hub.metrics.rejected.labels("too_many_connections").inc()
             self.close(close.code, close.reason)
 
     # -- what goes back -----------------------------------------------------------------
     def flush(self) -> None:
-        """Write every reply that is ready, in order, in one write; then the close, once
-        nothing is owed before it."""
-        outbox = self.outbox
-        data = outbox.ready(self)
+        """Write everything the socket is owed that is ready, in one write; then the
+        close, once nothing is owed before it."""
+        engine = self.engine
+        data = self.live.output(self)
         if data and self.open and self.transport is not None:
             self.transport.write(data)
-        if self.closing is not None and not outbox and self.open:
+        if self.closing is not None and not engine.owed(self) and self.open:
             self.open = False
             self.protocol.send_close(*self.closing)
             self._send_protocol_data()
-        if self._paused and len(outbox) <= MAX_WAITING // 2 and not self._write_paused:
+        if self._paused and not self._write_paused and engine.owed(self) <= MAX_OWED // 2:
             self._resume()
 
-    def push(self, push: Push, frame: bytes) -> None:
-        """A count push: at once if nothing waits before it, else in its turn, with the
-        count as it is then. Not at all if this page was last told that very count
-        (its own view's reply, mostly)."""
-        if not self.open:
-            return
-        outbox = self.outbox
-        if outbox:
-            outbox.append(push.target)
-            self.hub.dirty(self)
-        elif outbox.told != (push.target, push.counts) and self.transport is not None:
+    def write(self, frame: bytes) -> None:
+        """A push the engine found nothing owed before: now."""
+        if self.open and self.transport is not None:
             self.transport.write(frame)
-            outbox.told = (push.target, push.counts)
 
     def ping(self, now: float, send: bool) -> None:
         """Ping when `send` and none is out; a pong late past PING_TIMEOUT means the
@@ -236,7 +272,7 @@ class Connection(asyncio.Protocol):
             self._send_protocol_data()
 
     def close(self, code: int, reason: str) -> None:
-        """Close once every reply owed is sent: a view answered is a view counted."""
+        """Close once everything owed is sent: a view answered is a view counted."""
         if self.protocol.state is State.OPEN and self.closing is None:
             self.closing = (code, reason)
             self.flush()
@@ -261,7 +297,7 @@ class Connection(asyncio.Protocol):
         """This side has said its last: the client gets CLOSE_TIMEOUT to hang up."""
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self.hub.loop.call_later(CLOSE_TIMEOUT, self._abort)
+        self._timer = self.sockets.loop.call_later(CLOSE_TIMEOUT, self._abort)
 
     def _abort(self) -> None:
         if self.transport is not None:
@@ -280,15 +316,16 @@ class Connection(asyncio.Protocol):
 
 
 class Sockets:
-    """Every connection of the node, and what they share: the loop turn's writes,
-    pushes, pings and idle reaping."""
+    """Every connection of the node, and what they share: carrying out the engine's
+    actions, the loop turn's writes, pushes, pings and idle reaping. Called, it makes
+    a `Connection` (asyncio's protocol factory)."""
 
-    def __init__(self, engine: Engine[Connection], bases: Bases, journal: Journal,
-                 metrics: Metrics, archive: Writer | None, routes: Routes,
+    def __init__(self, engine: Engine[Connection], live: Live[Connection], store: Store,
+                 journal: Journal, metrics: Metrics, archive: Writer | None, routes: Routes,
                  origins: list[Origin | None] | None, max_size: int,
                  open_timeout: float) -> None:
         self.engine = engine
-        self.bases = bases
+        self.live = live
         self.journal = journal
         self.metrics = metrics
         self.archive = archive
@@ -297,13 +334,16 @@ class Sockets:
         self.max_size = max_size
         self.open_timeout = open_timeout
         self.loop = asyncio.get_running_loop()
+        self.counts = CountReader(store, self)
         self.connections: set[Connection] = set()
         self._dirty: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._all_closed = asyncio.Event()
         self.opened = itertools.count()
-        self._counted = 0  # views counted since the last loop turn's metrics
         journal.views = self
+
+    def __call__(self) -> Connection:
+        return Connection(self)
 
     def lost(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -311,20 +351,22 @@ class Sockets:
         if not self.connections:
             self._all_closed.set()
 
-    def __call__(self) -> Connection:
-        return Connection(self)
-
     def spawn(self, work: Any) -> None:
-        """A task nobody awaits (HTTP answers, first reads): kept until done."""
+        """A task nobody awaits (HTTP answers, count reads): kept until done."""
         task = self.loop.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def counted(self, outcome: Outcome) -> None:
-        if outcome.refused is not None:
-            self.metrics.rejected.labels(outcome.refused).inc()
-        elif outcome.bot:
-            self.metrics.bots.inc()
+    def act(self, conn: Connection, action: Action) -> None:
+        """Carry out what the engine asked of `conn`."""
+        if isinstance(action, Append):
+            self._append(action.view)
+        elif isinstance(action, Send):
+            self.dirty(conn)
+        elif isinstance(action, NeedCounts):
+            self.counts.need(action.targets)
+        elif isinstance(action, Close):
+            conn.close(action.code, action.reason)
 
     def dirty(self, conn: Connection) -> None:
         if not self._dirty:
@@ -335,64 +377,54 @@ class Sockets:
         dirty, self._dirty = self._dirty, set()
         for conn in dirty:
             conn.flush()
-        if self._counted:  # once a loop turn, not once a view
-            self.metrics.views.inc(self._counted)
-            self._counted = 0
 
-    def journal_view(self, conn: Connection, view: PendingView, slot: Slot) -> None:
-        """Journal a view; it counts, and its reply is released, once on disk
-        (`stored`, called by the journal in the file's order)."""
+    def _append(self, view: PendingView) -> None:
+        """Journal a view; it counts, and its reply is ready, once on disk (`stored`,
+        called by the journal in the file's order)."""
         if not self.journal.healthy:
             # A failing journal (a full disk) takes the flushes' small records first:
             # they let what it holds be stored, and then it can empty itself.
-            self.failed((conn, view, slot), JournalUnavailable(
+            self.failed(view, JournalUnavailable(
                 "the journal cannot write right now; nothing counted"))
             return
-        self.journal.append_view(view.record, (conn, view, slot))
+        self.journal.append_view(view.record, view)
 
-    def stored(self, token: tuple[Connection, PendingView, Slot]) -> None:
-        conn, view, slot = token
+    def stored(self, view: PendingView) -> None:
         now = time.time()
         try:
-            reply = self.engine.count(view, now)
+            self.engine.stored(view, now)
         except Exception as exc:  # a bug: that page hears `internal`, the node goes on
-            self.failed(token, exc)
+            self.failed(view, exc)
             return
-        self._counted += 1
         if self.archive is not None and view.archived is not None:
             self.archive.add(view.archived, now)
-        slot[0], slot[1] = reply, (None if view.counts is None else (view.target, view.counts))
-        self.dirty(conn)
+        self.dirty(view.conn)
 
-    def failed(self, token: tuple[Connection, PendingView, Slot],
-               failure: BaseException) -> None:
-        conn, view, slot = token
-        self.engine.dropped(view)
-        exc = failure if isinstance(failure, LivecountError) else INTERNAL
-        if not isinstance(failure, LivecountError):
+    def failed(self, view: PendingView, failure: BaseException) -> None:
+        if not isinstance(failure, JournalUnavailable):
             error("handle_failed", failure)
-        self.metrics.rejected.labels(exc.code).inc()
-        slot[0], slot[1] = Outcome.error(exc).replies[0], None
-        self.dirty(conn)
+        self.engine.unstored(view, failure)
+        self.dirty(view.conn)
 
     async def push_loop(self, stop: asyncio.Event, interval: float) -> None:
         """Pushes go out at most once an `interval`, but a change after a quiet one goes
         at the next tick (a tenth of it), not at the interval's end: a lone view
         reaches its readers about `interval` sooner, and a busy page costs no more."""
         last = 0.0
+        live = self.live
         while not await pause(stop, interval / PUSH_TICKS):
             now = time.monotonic()
-            if now - last < interval or not self.engine.hub.waiting:
+            if now - last < interval or not live.pushes_due:
                 continue
             last = now
-            pushes, waited = self.engine.due(time.time())
-            for push in pushes:
-                frame, watchers = text_frame(push.message), push.watchers
-                for i, conn in enumerate(list(watchers)):
-                    conn.push(push, frame)
+            targets, waited = live.due(time.time())
+            for target in targets:
+                frame, watchers = live.push(target)
+                for i, conn in enumerate(watchers):
+                    conn.write(frame)
                     if i % BROADCAST_CHUNK == BROADCAST_CHUNK - 1:
                         await asyncio.sleep(0)  # let replies and reads through
-                self.metrics.pushes.inc(len(watchers))
+                        frame = live.frame(target)  # never older than those
             for seconds in waited:
                 self.metrics.push_latency.observe(seconds)
 
@@ -429,4 +461,3 @@ class Sockets:
             conn._abort()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=within)
-

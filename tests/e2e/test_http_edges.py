@@ -20,12 +20,12 @@ import pytest_asyncio
 from hypothesis import HealthCheck, assume, given, seed, settings
 from hypothesis import strategies as st
 from livecount.aws.store import Store
-from livecount.core.engine import Engine, Settings
+from livecount.core.engine import Core, Settings
 from livecount.core.pages import PageRules
 from livecount.node.http import Routes
 from livecount.node.journal import Journal
 from livecount.node.metrics import Metrics
-from livecount.node.sockets import Bases, Connection, Sockets
+from livecount.node.sockets import Connection, Sockets
 from websockets.asyncio.client import connect
 from websockets.datastructures import Headers
 from websockets.http11 import Request
@@ -192,12 +192,12 @@ async def test_a_raw_non_ascii_request_line_gets_400_from_livecount_serve(launch
 @pytest_asyncio.fixture
 async def edge(local_store: Store, tmp_path: Path) -> AsyncIterator[int]:
     """`Routes` behind the node's transport (`node/sockets.py`), as `serve` wires them."""
-    engine: Engine[Connection] = Engine(Settings())
+    core: Core[Connection] = Core.make(Settings())
     journal = Journal(tmp_path / "journal")
     journal.lock()
     journal.open()
-    routes = Routes(local_store, engine.shown, PageRules())
-    sockets = Sockets(engine, Bases(local_store, engine), journal, Metrics("edge"), None,
+    routes = Routes(local_store, core.live.shown, PageRules())
+    sockets = Sockets(core.engine, core.live, local_store, journal, Metrics("edge"), None,
                       routes, None, 4096, 10.0)
     server = await asyncio.get_running_loop().create_server(sockets, "127.0.0.1", 0)
     yield server.sockets[0].getsockname()[1]

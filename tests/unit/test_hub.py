@@ -38,11 +38,11 @@ def test_a_refused_first_request_leaves_no_trace():
 def test_changes_are_coalesced_until_due():
     hub: Hub[str] = Hub()
     hub.subscribe("s", [A])
-    for _ in range(100):
-        hub.changed(A)
-    hub.changed(B)  # nobody watches B
-    assert hub.due() == [(A, {"s"})]
-    assert hub.due() == []
+    for n in range(100):
+        hub.changed(A, 10.0 + n)
+    hub.changed(B, 10.0)  # nobody watches B
+    assert hub.due(12.5) == ([A], [2.5])  # waited from its first change
+    assert hub.due(13.0) == ([], [])
 
 
 def test_a_change_whose_watchers_left_is_not_pushed():
@@ -50,7 +50,7 @@ def test_a_change_whose_watchers_left_is_not_pushed():
     hub.subscribe("s", [A])
     hub.changed(A)
     hub.drop("s")
-    assert hub.due() == []
+    assert hub.due(1.0) == ([], [])
 
 
 def test_a_view_watches_its_page_in_place_of_the_one_viewed_before():

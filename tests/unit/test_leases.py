@@ -1,4 +1,4 @@
-from livecount.core.leases import NODE_PREFIX, Lease, Observer, Plan, plan
+from livecount.core.leases import NODE_PREFIX, Lease, LeaseMoves, Observer, plan
 
 LEASE_TIME = 10.0
 
@@ -27,11 +27,11 @@ def test_leases_spread_evenly_and_a_newcomer_steals_one_at_a_time():
     # Once "a" holds only its share (6 / 3 = 2 each with b holding 2), nothing moves.
     balanced = [node("a"), node("b"), node("c")] + [
         shard(f"s{i}", owner) for i, owner in enumerate("aabbcc")]
-    assert plan("c", balanced, readable, {"s4", "s5"}, observer, 1.0) == Plan()
+    assert plan("c", balanced, readable, {"s4", "s5"}, observer, 1.0) == LeaseMoves()
     # "a" still over its share: the newcomer would take one more, never two at once.
     crowded = [node("a"), node("b"), node("c")] + [
         shard(f"s{i}", owner) for i, owner in enumerate("aaabbc")]
-    assert plan("c", crowded, readable, {"s5"}, observer, 1.0) == Plan(steal=[crowded[3]])
+    assert plan("c", crowded, readable, {"s5"}, observer, 1.0) == LeaseMoves(steal=[crowded[3]])
 
 
 def test_a_dead_owner_loses_its_leases_after_the_lease_time():

@@ -258,3 +258,14 @@ def test_a_current_page_that_is_not_a_path_names_no_page(path: str | None) -> No
     with pytest.raises(PageError) as refused:
         PageRules().classify(None, path)
     assert refused.value.code == "unrecognised_page"
+
+
+def test_page_rules_travel_to_workers_whole():
+    import pickle
+
+    rules = PageRules.parse(["/=Start"], ["/blog/{id}/"], "refuse")
+    rules.classify(None, "/blog/x/")  # a warm cache is no obstacle
+    copy = pickle.loads(pickle.dumps(rules))
+    assert copy.classify(None, "/blog/x/") == Target("post", "x")
+    assert copy.classify(None, "/") == Target("page", "Start")
+    assert copy.unmatched == "refuse"

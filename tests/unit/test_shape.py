@@ -1,5 +1,6 @@
 """The codebase's shape rules that no linter checks: each class can be read at once."""
 import ast
+import re
 from pathlib import Path
 
 SERVER = Path(__file__).resolve().parents[2] / "server"
@@ -25,3 +26,23 @@ def test_the_walk_sees_the_known_classes() -> None:
 def test_no_class_is_over_200_lines() -> None:
     over = {name: lines for name, lines in classes() if lines > MAX_CLASS_LINES}
     assert not over, f"split these along a concept: {over}"
+
+
+def test_no_two_classes_share_a_name() -> None:
+    """One name per concept: a reader who meets `Plan` knows which one it is."""
+    seen: dict[str, list[str]] = {}
+    for name, _ in classes():
+        path, _, cls = name.partition(":")
+        seen.setdefault(cls, []).append(path)
+    assert {c: p for c, p in seen.items() if len(p) > 1} == {}
+
+
+def test_the_edges_ask_the_core_through_its_methods() -> None:
+    """node/ calls the engine's (and its siblings') methods, never through their parts:
+    `engine.ledger.idle` would tie an edge to how the engine keeps its books."""
+    reach = re.compile(r"\b(engine|live|writes|readers)\.[a-z_]+\.[a-z_]+\(?")
+    found = [f"{path.name}:{n}: {line.strip()}"
+             for path in sorted((SERVER / "node").rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if reach.search(line.split("#")[0])]
+    assert found == []

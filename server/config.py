@@ -499,9 +499,27 @@ class Parser(argparse.ArgumentParser):
             self.error(str(exc))
         return ns, extra
 
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            self.error(_with_hint(f"unrecognized arguments: {' '.join(extra)}",
+                                  getattr(ns, "ids_hint", None)))
+        return ns
+
     def error(self, message: str) -> NoReturn:
         command = (self.prog.split() or ["livecount"])[0]
-        self.exit(2, f"{command}: {message.removeprefix('argument ')}\n")
+        message = _with_hint(message.removeprefix("argument "), self.get_default("ids_hint"))
+        self.exit(2, f"{command}: {message}\n")
+
+
+def _with_hint(message: str, ids_hint: str | None) -> str:
+    """A command whose positionals are ids (`set_defaults(ids_hint=…)`) says how to give
+    one that starts with -, when that is what went wrong."""
+    given = message.partition("unrecognized arguments: ")[2].split()
+    if ids_hint and any(a.startswith("-") and not a.startswith("--") for a in given):
+        return f"{message} (an id that starts with - goes after --: {ids_hint})"
+    return message
 
 
 # -- the README's table ---------------------------------------------------------------------

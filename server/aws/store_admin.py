@@ -172,9 +172,12 @@ class Operations(Items):
         """Start (or resume) `plan` and move everything its article holds now."""
         before = await self.current(plan.article)
         found = await self.sources(plan.article)
-        if not found and before is None:
-            raise ClientError("never_counted", f"{plan.article!r} was never counted: there "
-                                               "is nothing to rename or delete")
+        if all(source.empty for source in found) and (before is None or before.state == "done"):
+            # Never counted, or emptied by an earlier rename or delete (its items stay, at
+            # zero): nothing to move, and NEW must not be listed for it.
+            raise ClientError("never_counted", f"{plan.article!r} was never counted, or has "
+                                               "no views left: there is nothing to rename "
+                                               "or delete")
         operation = Operation(plan.article, plan.to, "running",
                               before.started if before and before.state == "running" else _now())
         try:

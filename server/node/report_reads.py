@@ -60,8 +60,9 @@ class Reports:
         sort = reports.parse_sort(query.get("sort"))
         limit = reports.parse_limit(query.get("limit"), default=100)
         stored = await self.store.read(await self.store.tracked())
-        rows = [PageRow.of(t, self._counts(t, counts), title)
-                for t, (counts, title) in stored.items()]
+        shown = ((t, self._counts(t, counts), title) for t, (counts, title) in stored.items())
+        # An id a rename, delete or undone import emptied keeps its items, at zero: gone.
+        rows = [PageRow.of(t, counts, title) for t, counts, title in shown if counts.total]
         return reports.sort_rows(rows, sort, limit)
 
     async def page(self, id_: str, query: Query,
@@ -74,7 +75,7 @@ class Reports:
         assert target is not None
         (counts, title), = (await self.store.read([target])).values()
         counts = self._counts(target, counts)
-        if counts == Counts(0, 0) and target not in await self.store.tracked():
+        if not counts.total:  # never counted, or emptied by a rename, delete or undo
             return None
         answer: dict[str, Any] = {
             k: v for k, v in msgspec.structs.asdict(PageRow.of(target, counts, title)).items()

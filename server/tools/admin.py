@@ -214,12 +214,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Move every count of the article OLD onto NEW: totals and unique views, "
                     "every hour of its timeline, every referrer, and its place in the page "
                     "listing. NEW's own counts stay; OLD's add to them. Views sent for OLD "
-                    "afterwards count under OLD: run it again to move them.",
+                    "afterwards count under OLD: run it again to move them. An id that "
+                    "starts with - goes after --: rename [options] -- -old NEW.",
         epilog=ENV_NOTE)
     rename.add_argument("old", metavar="OLD", type=article_id, help="the article id it had")
     rename.add_argument("new", metavar="NEW", type=article_id, help="the article id it has now")
     add_store_options(rename)
-    rename.set_defaults(run=_rename, parser=rename)
+    rename.set_defaults(run=_rename, parser=rename,
+                        ids_hint="livecount admin rename [options] -- -old-id -new-id")
     delete = actions.add_parser(
         "delete", help="remove every count of an article",
         description="Remove every count of the article ID: its totals, timeline and "
@@ -236,5 +238,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         help="also remove the emptied items; only when no node may still "
                              "resend a write of this article (all stopped cleanly)")
     add_store_options(delete)
-    delete.set_defaults(run=_delete, parser=delete)
+    delete.set_defaults(run=_delete, parser=delete,
+                        ids_hint="livecount admin delete [options] -- -the-id")
 

@@ -330,7 +330,8 @@ async def test_refusals_are_shown_in_words(launch: Launch, open_dashboard: Open)
     await page.fill("#delete-confirm", "never-seen")
     await page.keyboard.press("Enter")
     await expect(page.locator("#delete-error")).to_have_text(
-        "'never-seen' was never counted: there is nothing to rename or delete.",
+        "'never-seen' was never counted, or has no views left: there is nothing to rename or "
+        "delete.",
         timeout=TIMEOUT)
     await expect(page.locator("#delete-confirm")).to_be_focused()
 

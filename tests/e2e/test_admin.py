@@ -363,6 +363,11 @@ async def test_after_a_rename_or_delete_the_old_id_counts_on_from_what_the_store
     assert status == 200 and done["now"]["totalViews"] == 3, done
     status, done = await asyncio.to_thread(post, f"{api}/admin/delete?articleId=gone", token)
     assert status == 200, done
+    # Emptied (their items stay, at zero): not listed, and not found when asked for.
+    status, _, body = await asyncio.to_thread(http_get, f"{api}/pages")
+    assert {p.get("articleId") for p in json.loads(body)} == {"kept"}, body
+    for article in ("moved", "gone"):
+        assert (await asyncio.to_thread(http_get, f"{api}/pages/{article}"))[0] == 404
     async with connect(served.ws) as ws:
         assert (await send_view(ws, "moved"))["totalViews"] == 1
         assert (await send_view(ws, "gone"))["totalViews"] == 1

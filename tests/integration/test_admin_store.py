@@ -247,6 +247,19 @@ async def test_an_export_imported_elsewhere_is_the_same_store(local_store: Store
         assert [r async for r in Exports(other).records()] == records
 
 
+async def test_an_emptied_id_is_gone_and_renaming_it_lists_nothing_new(local_store: Store):
+    """Issue 22: renaming an id an earlier rename emptied moved "0 items" and listed the
+    new id at zero. Its items stay at zero (they hold the nodes' flush numbers), but
+    there is nothing to move: refused, and nothing new listed."""
+    await seed(local_store, OLD, 3, 2)
+    await Operations(local_store).run(Plan("old", "new"))
+    for plan in (Plan("old", "fresh-id"), Plan("old")):
+        with pytest.raises(ClientError, match="no views left") as refused:
+            await Operations(local_store).run(plan)
+        assert refused.value.code == "never_counted"
+    assert Target("post", "fresh-id") not in await local_store.tracked()
+
+
 async def test_an_id_never_counted_is_refused(local_store: Store):
     for plan in (Plan("ghost", "new"), Plan("ghost")):
         with pytest.raises(ClientError, match="'ghost' was never counted") as refused:

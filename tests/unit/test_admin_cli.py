@@ -44,6 +44,8 @@ def refused(argv: list[str], capsys) -> str:
     (["admin", "delete"], "livecount: give one article ID, or --prefix, not both\n"),
     (["admin", "delete", "x", "--prefix", "y"],
      "livecount: give one article ID, or --prefix, not both\n"),
+    (["admin", "delete", "-abc"], "livecount: unrecognized arguments: -abc (an id that "
+     "starts with - goes after --: livecount admin delete [options] -- -the-id)\n"),
 ])
 def test_mistakes_are_one_line(argv, message, capsys):
     assert refused(argv, capsys) == message
@@ -101,3 +103,8 @@ def test_a_store_error_is_one_line_and_an_exit_code_not_a_traceback(error, capsy
     code = admin.failed(error)
     assert code == (admin.NEVER_COUNTED if error.code == "never_counted" else 2)
     assert capsys.readouterr().err == f"livecount: {error.detail}\n"
+
+
+def test_ids_that_start_with_a_dash_go_after_a_double_dash():
+    ns = parser().parse_args(["admin", "rename", "--table-prefix", "p_", "--", "-old", "--help"])
+    assert (ns.old, ns.new, ns.table_prefix) == ("-old", "--help", "p_")

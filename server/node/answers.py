@@ -1,15 +1,16 @@
-"""The words every HTTP answer is made of: JSON bodies, the client's files, refusals.
+"""The words every HTTP answer is made of: JSON bodies, refusals.
 
-Shared by the routes (`node/http.py`), the access rules (`node/access.py`) and the
-admin API, so that every answer has the same headers: a length, a cache policy,
-`nosniff`, and `Connection: close` (websockets closes after any HTTP answer).
+Shared by the router (`node/router.py`), the routes (`node/http.py`), the access rules
+(`node/access.py`), the client's files (`node/static.py`) and the admin API, so that
+every answer has the same headers: a length, a cache policy and `nosniff`. An answer is
+websockets' `Response`, as the WebSocket handshake's own answers are; the connection
+(`node/opening.py`) writes it through h11.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from http import HTTPStatus
-from importlib import resources
 from typing import Any
 
 import msgspec
@@ -17,8 +18,6 @@ from livecount.node.auth import Verdict, session_cookie
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-CLIENT = resources.files("livecount_client")  # client/ in the repo, package data in a wheel
-ALLOW = "GET, HEAD"
 HTML = "text/html; charset=utf-8"
 UNFRAMED = {"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY"}
 
@@ -26,8 +25,7 @@ UNFRAMED = {"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Option
 def response(status: int, body: bytes, content_type: str, cache: str = "no-store",
              extra: Mapping[str, str] | None = None) -> Response:
     headers = Headers({"Content-Type": content_type, "Content-Length": str(len(body)),
-                       "Cache-Control": cache, "X-Content-Type-Options": "nosniff",
-                       "Connection": "close"})  # websockets closes after any HTTP answer
+                       "Cache-Control": cache, "X-Content-Type-Options": "nosniff"})
     for name, value in (extra or {}).items():
         headers[name] = value
     return Response(status, HTTPStatus(status).phrase, headers, body)
@@ -46,19 +44,10 @@ def bad_request(detail: str) -> Response:
     return json_response(400, {"error": "bad_request", "detail": detail})
 
 
-def method_not_allowed(method: str, allow: str = ALLOW) -> Response:
+def method_not_allowed(method: str, allow: str) -> Response:
     return json_response(405, {"error": "method_not_allowed",
                                "detail": f"{method} is not served here; use {allow}"},
                          extra={"Allow": allow})
-
-
-def client_file(name: str, content_type: str, cache: str = "public, max-age=300",
-                extra: Mapping[str, str] | None = None) -> Response:
-    try:
-        body = CLIENT.joinpath(name).read_bytes()
-    except FileNotFoundError:
-        return not_found(f"{name} is missing from this installation")
-    return response(200, body, content_type, cache, extra)
 
 
 def unauthorized(verdict: Verdict, secure: bool) -> Response:

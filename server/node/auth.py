@@ -6,9 +6,11 @@ cookie. The cookie is an expiry and an HMAC of that expiry keyed by the token: i
 proves the token without holding it, so nothing needs storing, and replacing the
 token's file ends every session at once (the file is read again when it changes).
 
-Wrong tokens are counted per client address and refused for a while past a burst, as
-a wrong guess costs the guesser nothing else. A cookie is never counted: its HMAC
-cannot be guessed, and a browser holding an old one would lock its owner out.
+Wrong tokens are counted per client address: past a burst they are answered 429 with
+`Retry-After` and logged, as a wrong guess costs the guesser nothing else. The right
+token and a valid session always get in, limited or not: an address may be shared (by
+everyone behind a proxy that is not a `--trusted-proxy`), and a guesser must not be
+able to lock the operator out. A cookie is never counted: its HMAC cannot be guessed.
 """
 
 from __future__ import annotations
@@ -227,14 +229,14 @@ class Guard:
                               "log in again at /login", stale=True)
 
     def try_token(self, given: str, address: str) -> Verdict:
-        """`given` against the token, unless `address` sent too many wrong ones lately:
-        then it is not even compared."""
-        if wait := self.failures.wait(address):
-            warn_limited("login_limited", address, address=address, retry_after=wait)
-            return Verdict(False, "too many wrong tokens from this address", retry_after=wait)
+        """`given` against the token: the right one gets in whatever `address` sent
+        before; a wrong one is counted, and past the burst answered `retry_after`."""
         if hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
                                self.current().encode()):
             return GRANTED
+        if wait := self.failures.wait(address):
+            warn_limited("login_limited", address, address=address, retry_after=wait)
+            return Verdict(False, "too many wrong tokens from this address", retry_after=wait)
         self.failures.failed(address)
         warn_limited("wrong_token", address, address=address)
         return Verdict(False, "wrong token")

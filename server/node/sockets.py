@@ -9,8 +9,8 @@ earlier views wait for their group-committed fsync, and its replies still leave 
 order, each only once its view is on disk. Handshake, Origin checks, frame limits,
 close codes, pings and the HTTP routes behave as websockets' server does.
 
-A `Connection` composes its `Opening` (node/opening.py: the one HTTP request or
-handshake), its `Inbox` (node/inbox.py: messages to the engine, in order) and its
+A `Connection` composes its `Opening` (node/opening.py: its HTTP requests, over h11,
+and the handshake), its `Inbox` (node/inbox.py: messages to the engine, in order) and its
 `Outbox` (node/outbox.py: what it owes the page, in order).
 """
 
@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import os
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, cast
 
@@ -114,7 +115,8 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.hub.connections.add(self)
-        self._timer = self.hub.loop.call_later(self.hub.open_timeout, self._abort)
+        if self.opening is not None:
+            self.later(self.hub.open_timeout, self.opening.timed_out)
 
     def data_received(self, data: bytes) -> None:
         if self.opening is not None:
@@ -124,11 +126,8 @@ class Connection(asyncio.Protocol):
         self._events()
 
     def eof_received(self) -> bool | None:
-        opening = self.opening
-        if opening is not None:
-            opening.eof = True
-            if opening.http:
-                return True  # keep the connection to write the answer
+        if self.opening is not None:
+            return self.opening.eof()
         self.protocol.receive_eof()
         self._events()
         return None
@@ -169,7 +168,7 @@ class Connection(asyncio.Protocol):
                     else:
                         inbox.frame(event)
                 elif isinstance(event, Request) and self.opening is not None:
-                    self.opening.request(event)
+                    self.opening.request_head(event)
             self._send_protocol_data()
         except Exception as exc:  # a bug: this socket goes, the node stays
             error("connection_failed", exc)
@@ -259,9 +258,13 @@ class Connection(asyncio.Protocol):
 
     def ending(self) -> None:
         """This side has said its last: the client gets CLOSE_TIMEOUT to hang up."""
+        self.later(CLOSE_TIMEOUT, self._abort)
+
+    def later(self, seconds: float, then: Callable[[], None]) -> None:
+        """The connection's one timer: the opening's deadlines, then the close's."""
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self.hub.loop.call_later(CLOSE_TIMEOUT, self._abort)
+        self._timer = self.hub.loop.call_later(seconds, then)
 
     def _abort(self) -> None:
         if self.transport is not None:

@@ -12,7 +12,9 @@ a parser that refuses what is not HTTP/1.1.
 
 Limits (docs/SECURITY.md): a request line over 8 KiB is 414; a header line over
 8 KiB, over 128 headers, or a head over 64 KiB 431; a body over 16 KiB 413, and one
-on a route that takes none 400; whatever h11 refuses 400. A request must arrive whole
+on a route that takes none 400; whatever h11 refuses 400, and a head with a line that
+ends in a bare LF (RFC 9112 lets a server take one, h11 does; a proxy in front that
+does not would read other requests than this node: request smuggling). A request must arrive whole
 within `--handshake-timeout` of the connection or of the answer before it, or it gets
 408 (a client that trickles its head or body); a keep-alive connection idle that long
 is closed. Every refusal is JSON, and ends the connection.
@@ -25,6 +27,8 @@ in behind the head (h11's trailing data) goes to its frame parser.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -45,7 +49,7 @@ MAX_LINE = 8192  # bytes in the request line, and in a header line
 MAX_HEADERS = 128
 MAX_HEAD = 65536  # bytes of a request's head, all lines together
 MAX_BODY = 16384  # bytes of a request's body (the admin API's JSON)
-_HEAD = "HEAD"
+_BARE_LF = re.compile(rb"(?<!\r)\n")  # h11 takes one as a line's end; we do not (below)
 
 
 def handshake_refusal(response: Response) -> Response:
@@ -61,11 +65,12 @@ def handshake_refusal(response: Response) -> Response:
     return answer
 
 
-def _refused(exc: h11.RemoteProtocolError, head: bytes) -> Response:
-    """The answer to what h11 would not parse; `head` is what it held of the request."""
-    line = head.partition(b"\n")[0]
+def _refused(exc: h11.RemoteProtocolError, start: bytes, held: bytes) -> Response:
+    """The answer to what h11 would not parse: `start` is how the request began, `held`
+    what h11 still holds of it."""
+    line = start.partition(b"\n")[0]
     if str(exc) == "Receive buffer too long":  # no whole head within MAX_HEAD
-        if b"\n" not in head[:MAX_LINE]:
+        if b"\n" not in held[:MAX_LINE]:
             return _too_long()
         return _too_large()
     if any(byte >= 0x80 for byte in line):
@@ -116,12 +121,20 @@ class Opening:
         self.closing = False  # the last answer is out: what comes in is dropped
         self.upgrading = False  # websockets has the handshake
         self.eof_seen = False
+        self.suspect = False  # a bare LF came in: the next head is looked at for it
+        self._last = b""  # the last byte received, for a CR and LF in two segments
+        self._start = b""  # how a request h11 has not read yet began: its method, its line
         self._peer: str | None = None
 
     # -- from the connection --------------------------------------------------------------
     def received(self, data: bytes) -> None:
         if self.closing:
             return
+        if b"\n" in data and _BARE_LF.search(self._last + data):
+            self.suspect = True
+        self._last = data[-1:]
+        if self.head is None and not self._start:
+            self._start = data[:MAX_LINE]
         self.h11.receive_data(data)
         if self.busy:
             self.held += len(data)
@@ -190,13 +203,18 @@ class Opening:
     # -- reading ----------------------------------------------------------------------------
     def _read(self) -> None:
         while not self.busy and not self.closing:
+            if self.suspect and self.h11.their_state is h11.IDLE and self._bare_lf():
+                self._end(bad_request("not an HTTP/1.1 request: its lines end with CRLF, "
+                                      "not a bare LF"))
+                return
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
                 if self.eof_seen:  # the client left halfway: nobody to answer
                     self._close()
                 else:
-                    self._end(_refused(exc, self.h11.trailing_data[0]))
+                    self._unframed(_refused(exc, self._start, self.h11.trailing_data[0]),
+                                   self._start.startswith(b"HEAD "))
                 return
             if isinstance(event, h11.Request):
                 self._head(event)
@@ -212,6 +230,15 @@ class Opening:
             else:  # NEED_DATA; PAUSED after a handshake's head
                 return
 
+    def _bare_lf(self) -> bool:
+        """Whether the head h11 holds has a line ending in a bare LF."""
+        held = self.h11.trailing_data[0]
+        end = held.find(b"\r\n\r\n")
+        if _BARE_LF.search(held, 0, len(held) if end < 0 else end + 4):
+            return True
+        self.suspect = _BARE_LF.search(held) is not None  # a body's, behind this head
+        return False
+
     def _head(self, event: h11.Request) -> None:
         self.started = time.monotonic()
         self.head, self.route, self.body = event, None, bytearray()
@@ -220,7 +247,8 @@ class Opening:
             self._end(_too_long())
             return
         raw = event.headers.raw_items()
-        if len(raw) > MAX_HEADERS or any(len(n) + len(v) + 2 > MAX_LINE for n, v in raw):
+        sizes = [len(n) + len(v) + 4 for n, v in raw]  # h11 takes a head that came whole
+        if len(raw) > MAX_HEADERS or max(sizes, default=0) > MAX_LINE or sum(sizes) > MAX_HEAD:
             self._end(_too_large())
             return
         if event.http_version not in (b"1.0", b"1.1"):
@@ -293,7 +321,7 @@ class Opening:
             data = self.h11.send(h11.Response(
                 status_code=answer.status_code, reason=answer.reason_phrase.encode(),
                 headers=[(k.encode(), v.encode("latin-1")) for k, v in answer.headers.raw_items()]))
-            if answer.body and (request is None or request.method != _HEAD):
+            if answer.body and (self.head is None or self.head.method != b"HEAD"):
                 data += self.h11.send(h11.Data(data=bytes(answer.body))) or b""
             data += self.h11.send(h11.EndOfMessage()) or b""
         except (h11.LocalProtocolError, UnicodeEncodeError) as exc:  # a bug: not HTTP
@@ -305,7 +333,7 @@ class Opening:
             route = self.route if isinstance(self.route, Route) else None
             self.conn.hub.routes.router.record(request, route, answer.status_code,
                                                self.started)
-        self.request = None
+        self.request, self.head, self._start = None, None, b""
         if close or self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
             self._finish()
             return
@@ -316,6 +344,17 @@ class Opening:
             transport.resume_reading()
         self.conn.later(self.conn.hub.open_timeout, self.timed_out)
         self._read()  # a request pipelined behind this one
+
+    def _unframed(self, answer: Response, head: bool) -> None:
+        """A refusal of what h11 could not read as a request: written as is (h11 will
+        frame nothing more), without its body if it looked like a HEAD."""
+        transport = self.conn.transport
+        if transport is None or transport.is_closing():
+            return
+        answer.headers["Connection"] = "close"
+        transport.write(dataclasses.replace(answer, body=b"").serialize() if head
+                        else answer.serialize())
+        self._finish()
 
     def _end(self, answer: Response) -> None:
         """A refusal: answered, then the connection ends."""

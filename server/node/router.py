@@ -56,7 +56,8 @@ Handler = Callable[[HttpRequest], Awaitable[Response]]
 @dataclass(frozen=True)
 class Route:
     """`method` on `pattern`: `{name}` is one path segment, `{name:path}` the rest of the
-    path; both are percent-decoded into `params`. A GET route answers HEAD too. `body`:
+    path; both are percent-decoded into `params`. A GET route answers HEAD too, but the
+    handshake. `body`:
     the route reads a request body (others refuse one); `upgrade`: the WebSocket
     handshake, which websockets answers, not a handler."""
 
@@ -68,7 +69,8 @@ class Route:
 
     @property
     def methods(self) -> tuple[str, ...]:
-        return (self.method, "HEAD") if self.method == "GET" else (self.method,)
+        return (self.method, "HEAD") if self.method == "GET" and not self.upgrade \
+            else (self.method,)
 
     def match(self, path: str) -> dict[str, str] | None:
         found = _compiled(self.pattern).fullmatch(path)

@@ -326,9 +326,10 @@ async def test_imports_of_goatcounter_and_plausible_exports_add_once_and_export_
         "record,target,title,hour,host,totalViews,uniqueViews"
 
 
-def post(url: str, token: str) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, method="POST",
-                                     headers={"Authorization": f"Bearer {token}"})
+def post(url: str, token: str, body: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=60) as answer:
             return answer.status, json.loads(answer.read())
@@ -359,9 +360,11 @@ async def test_after_a_rename_or_delete_the_old_id_counts_on_from_what_the_store
     for article, total in (("moved", 3), ("gone", 2)):  # stored: what admin works on
         await stored(article, total)
     api = f"http://127.0.0.1:{served.port}/api"
-    status, done = await asyncio.to_thread(post, f"{api}/admin/rename?from=moved&to=kept", token)
+    status, done = await asyncio.to_thread(post, f"{api}/admin/rename", token,
+                                           {"from": "moved", "to": "kept"})
     assert status == 200 and done["now"]["totalViews"] == 3, done
-    status, done = await asyncio.to_thread(post, f"{api}/admin/delete?articleId=gone", token)
+    status, done = await asyncio.to_thread(post, f"{api}/admin/delete", token,
+                                           {"articleId": "gone"})
     assert status == 200, done
     async with connect(served.ws) as ws:
         assert (await send_view(ws, "moved"))["totalViews"] == 1

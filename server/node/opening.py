@@ -27,6 +27,7 @@ in behind the head (h11's trailing data) goes to its frame parser.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import time
@@ -49,6 +50,7 @@ MAX_LINE = 8192  # bytes in the request line, and in a header line
 MAX_HEADERS = 128
 MAX_HEAD = 65536  # bytes of a request's head, all lines together
 MAX_BODY = 16384  # bytes of a request's body (the admin API's JSON)
+HELD = MAX_HEAD + MAX_BODY  # bytes read on while a request is answered
 _BARE_LF = re.compile(rb"(?<!\r)\n")  # h11 takes one as a line's end; we do not (below)
 
 
@@ -91,6 +93,63 @@ def _too_large() -> Response:
                                          f"are over {MAX_HEAD // 1024} KiB in all"})
 
 
+def head_refusal(event: h11.Request) -> Response | None:
+    """The refusal of a head h11 read whole but livecount does not take, or None."""
+    if len(event.target) + len(event.method) + 10 > MAX_LINE:
+        return _too_long()
+    raw = event.headers.raw_items()
+    sizes = [len(n) + len(v) + 4 for n, v in raw]  # h11 takes a head that came whole
+    if len(raw) > MAX_HEADERS or max(sizes, default=0) > MAX_LINE or sum(sizes) > MAX_HEAD:
+        return _too_large()
+    if event.http_version not in (b"1.0", b"1.1"):
+        return bad_request(f"HTTP/{event.http_version.decode()} is not served here: "
+                           "HTTP/1.1 only")
+    return None
+
+
+def bare_lf(held: bytes) -> bool | None:
+    """Whether the head at the start of `held` has a line ending in a bare LF: True;
+    False when only what follows it may have one; None when nothing has."""
+    end = held.find(b"\r\n\r\n")
+    if _BARE_LF.search(held, 0, len(held) if end < 0 else end + 4):
+        return True
+    return False if _BARE_LF.search(held) else None
+
+
+def _too_big() -> Response:
+    return json_response(413, {"error": "payload_too_large",
+                               "detail": f"the body is over {MAX_BODY // 1024} KiB"})
+
+
+def body_refusal(event: h11.Request, request: HttpRequest,
+                 route: Route | Response) -> Response | None:
+    """The refusal of a request by its body, before it is read: the table's own
+    refusal (the body is then never read), a body on a route that takes none, or one
+    that says it is over MAX_BODY."""
+    if not _has_body(event):
+        return None
+    if not isinstance(route, Route):
+        return route
+    if not route.body:
+        return bad_request(f"{request.method} {request.path[:256]} takes no body")
+    return _too_big() if _length(event) > MAX_BODY else None
+
+
+def frame(conn: h11.Connection, answer: Response, head: bool) -> bytes:
+    """`answer` as h11 writes it, without its body to a HEAD."""
+    data = conn.send(h11.Response(
+        status_code=answer.status_code, reason=answer.reason_phrase.encode(),
+        headers=[(k.encode(), v.encode("latin-1")) for k, v in answer.headers.raw_items()]))
+    if answer.body and not head:
+        data = (data or b"") + (conn.send(h11.Data(data=bytes(answer.body))) or b"")
+    return (data or b"") + (conn.send(h11.EndOfMessage()) or b"")
+
+
+def peer_of(transport: asyncio.Transport | None) -> str:
+    found = transport.get_extra_info("peername") if transport is not None else None
+    return str(found[0]) if found else ""
+
+
 def _has_body(event: h11.Request) -> bool:
     for name, value in event.headers:
         if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
@@ -116,15 +175,13 @@ class Opening:
         self.body = bytearray()
         self.started = 0.0  # when its head was read
         self.busy = False  # it is being answered: what follows waits in h11
-        self.held = 0  # bytes that came in meanwhile
-        self.paused = False
+        self.held = 0  # bytes that came in meanwhile (past HELD, reading pauses)
         self.closing = False  # the last answer is out: what comes in is dropped
-        self.upgrading = False  # websockets has the handshake
+        self.handshake = Handshake(self)
         self.eof_seen = False
         self.suspect = False  # a bare LF came in: the next head is looked at for it
         self._last = b""  # the last byte received, for a CR and LF in two segments
         self._start = b""  # how a request h11 has not read yet began: its method, its line
-        self._peer: str | None = None
 
     # -- from the connection --------------------------------------------------------------
     def received(self, data: bytes) -> None:
@@ -138,10 +195,8 @@ class Opening:
         self.h11.receive_data(data)
         if self.busy:
             self.held += len(data)
-            transport = self.conn.transport
-            if self.held > MAX_HEAD + MAX_BODY and not self.paused and transport is not None:
-                self.paused = True  # a client pipelining without end: read it later
-                transport.pause_reading()
+            if self.held - len(data) <= HELD < self.held and self.conn.transport is not None:
+                self.conn.transport.pause_reading()  # a client pipelining without end
             return
         self._read()
 
@@ -166,47 +221,20 @@ class Opening:
         elif self.h11.their_state is h11.IDLE and not self.h11.trailing_data[0]:
             transport.close()  # idle: nothing to answer
         else:
-            self._end(json_response(408, {
+            self.end(json_response(408, {
                 "error": "request_timeout",
                 "detail": "the request did not arrive whole in time"}))
-
-    def request_head(self, request: Request) -> None:
-        """websockets parsed the handshake's head: it answers it."""
-        conn = self.conn
-        protocol = conn.protocol
-        origin = header(request.headers, "Origin")
-        if origin is not None and protocol.origins is not None \
-                and origin.lower() == own_origin(request.headers):
-            protocol.origins = None  # its own dashboard, whatever --allowed-origin says
-        response = protocol.accept(request)
-        if response.status_code != 101:
-            if isinstance(protocol.handshake_exc, InvalidOrigin):
-                conn.hub.metrics.rejected.labels("origin").inc()
-                shown = (origin or "")[:256]
-                warn_limited("origin_refused", shown, origin=shown,
-                             hint=f"--allowed-origin {shown} accepts it")
-            self._end(handshake_refusal(response))
-            return
-        protocol.send_response(response)
-        conn.opened(request)
-
-    def answers(self) -> bool:
-        """While the connection is HTTP, h11 answers, not websockets' output: websockets
-        only ever parses a head h11 read already, so a head it refuses is a 400."""
-        protocol = self.conn.protocol
-        protocol.data_to_send()
-        if self.upgrading and protocol.handshake_exc is not None:
-            self._end(json_response(400, {"error": "bad_handshake",
-                                          "detail": str(protocol.handshake_exc)}))
-        return True
 
     # -- reading ----------------------------------------------------------------------------
     def _read(self) -> None:
         while not self.busy and not self.closing:
-            if self.suspect and self.h11.their_state is h11.IDLE and self._bare_lf():
-                self._end(bad_request("not an HTTP/1.1 request: its lines end with CRLF, "
-                                      "not a bare LF"))
-                return
+            if self.suspect and self.h11.their_state is h11.IDLE:
+                found = bare_lf(self.h11.trailing_data[0])
+                if found:
+                    self.end(bad_request("not an HTTP/1.1 request: its lines end with "
+                                          "CRLF, not a bare LF"))
+                    return
+                self.suspect = found is not None  # a body's, behind this head
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
@@ -221,7 +249,7 @@ class Opening:
             elif isinstance(event, h11.Data):
                 self.body += event.data
                 if len(self.body) > MAX_BODY:
-                    self._end(self._too_big())
+                    self.end(_too_big())
             elif isinstance(event, h11.EndOfMessage):
                 self._complete()
             elif isinstance(event, h11.ConnectionClosed):
@@ -230,51 +258,24 @@ class Opening:
             else:  # NEED_DATA; PAUSED after a handshake's head
                 return
 
-    def _bare_lf(self) -> bool:
-        """Whether the head h11 holds has a line ending in a bare LF."""
-        held = self.h11.trailing_data[0]
-        end = held.find(b"\r\n\r\n")
-        if _BARE_LF.search(held, 0, len(held) if end < 0 else end + 4):
-            return True
-        self.suspect = _BARE_LF.search(held) is not None  # a body's, behind this head
-        return False
-
     def _head(self, event: h11.Request) -> None:
         self.started = time.monotonic()
         self.head, self.route, self.body = event, None, bytearray()
         self.request = None
-        if len(event.target) + len(event.method) + 10 > MAX_LINE:
-            self._end(_too_long())
+        if (refused := head_refusal(event)) is not None:
+            self.end(refused)
             return
-        raw = event.headers.raw_items()
-        sizes = [len(n) + len(v) + 4 for n, v in raw]  # h11 takes a head that came whole
-        if len(raw) > MAX_HEADERS or max(sizes, default=0) > MAX_LINE or sum(sizes) > MAX_HEAD:
-            self._end(_too_large())
-            return
-        if event.http_version not in (b"1.0", b"1.1"):
-            self._end(bad_request(f"HTTP/{event.http_version.decode()} is not served here: "
-                                  "HTTP/1.1 only"))
-            return
-        headers = Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw])
+        headers = Headers([(n.decode("latin-1"), v.decode("latin-1"))
+                           for n, v in event.headers.raw_items()])
         request = parse_target(event.method.decode(), event.target.decode(), headers,
-                               self.peer)
+                               peer_of(self.conn.transport))
         if isinstance(request, Response):
-            self._end(request)
+            self.end(request)
             return
         self.request = request
-        self.route = route = self.conn.hub.routes.router.find(request)
-        if not _has_body(event):
-            return
-        if not isinstance(route, Route):
-            self._end(route)  # its body is not read: the connection ends with the answer
-        elif not route.body:
-            self._end(bad_request(f"{request.method} {request.path[:256]} takes no body"))
-        elif _length(event) > MAX_BODY:
-            self._end(self._too_big())
-
-    def _too_big(self) -> Response:
-        return json_response(413, {"error": "payload_too_large",
-                                   "detail": f"the body is over {MAX_BODY // 1024} KiB"})
+        self.route = self.conn.hub.routes.router.find(request)
+        if (refused := body_refusal(event, request, self.route)) is not None:
+            self.end(refused)
 
     def _complete(self) -> None:
         """The request is whole: the table's refusal, the handshake, or its handler."""
@@ -284,7 +285,7 @@ class Opening:
         if not isinstance(route, Route):
             self._answer(route)
         elif route.upgrade:
-            self._upgrade()
+            self.handshake.start(self.head)
         else:
             request.body = bytes(self.body)
             self.busy = True
@@ -294,19 +295,6 @@ class Opening:
 
     async def _route(self, request: HttpRequest, route: Route) -> None:
         self._answer(await self.conn.hub.routes.router(request, route))
-
-    def _upgrade(self) -> None:
-        """websockets parses the head h11 read, as if from the socket, and answers it
-        (`request_head`); once it is a WebSocket, what came behind the head is its."""
-        head = self.head
-        assert head is not None
-        self.upgrading = True
-        conn = self.conn
-        conn.receive(b"".join([
-            head.method, b" ", head.target, b" HTTP/", head.http_version, b"\r\n",
-            *(b"%s: %s\r\n" % pair for pair in head.headers.raw_items()), b"\r\n"]))
-        if conn.opening is None and (behind := self.h11.trailing_data[0]):
-            conn.receive(behind)
 
     # -- answering --------------------------------------------------------------------------
     def _answer(self, answer: Response, close: bool = False) -> None:
@@ -318,17 +306,12 @@ class Opening:
         if close:
             answer.headers["Connection"] = "close"
         try:
-            data = self.h11.send(h11.Response(
-                status_code=answer.status_code, reason=answer.reason_phrase.encode(),
-                headers=[(k.encode(), v.encode("latin-1")) for k, v in answer.headers.raw_items()]))
-            if answer.body and (self.head is None or self.head.method != b"HEAD"):
-                data += self.h11.send(h11.Data(data=bytes(answer.body))) or b""
-            data += self.h11.send(h11.EndOfMessage()) or b""
+            data = frame(self.h11, answer, self.head is not None and self.head.method == b"HEAD")
         except (h11.LocalProtocolError, UnicodeEncodeError) as exc:  # a bug: not HTTP
             error("http_failed", exc, path=loggable(request.target) if request else "")
             transport.abort()
             return
-        transport.write(data or b"")
+        transport.write(data)
         if request is not None:
             route = self.route if isinstance(self.route, Route) else None
             self.conn.hub.routes.router.record(request, route, answer.status_code,
@@ -338,10 +321,9 @@ class Opening:
             self._finish()
             return
         self.h11.start_next_cycle()
-        self.busy, self.held = False, 0
-        if self.paused:
-            self.paused = False
+        if self.held > HELD:
             transport.resume_reading()
+        self.busy, self.held = False, 0
         self.conn.later(self.conn.hub.open_timeout, self.timed_out)
         self._read()  # a request pipelined behind this one
 
@@ -356,7 +338,7 @@ class Opening:
                         else answer.serialize())
         self._finish()
 
-    def _end(self, answer: Response) -> None:
+    def end(self, answer: Response) -> None:
         """A refusal: answered, then the connection ends."""
         self._answer(answer, close=True)
         if not self.closing:  # h11 could not frame it: nothing more to say
@@ -379,10 +361,56 @@ class Opening:
         if self.conn.transport is not None:
             self.conn.transport.close()
 
-    @property
-    def peer(self) -> str:
-        if self._peer is None:
-            transport = self.conn.transport
-            found = transport.get_extra_info("peername") if transport is not None else None
-            self._peer = str(found[0]) if found else ""
-        return self._peer
+
+class Handshake:
+    """A `/ws` request, handed to websockets: it parses the head h11 read, as if from the
+    socket (so its own checks hold), and answers it; its refusals are JSON, and once
+    it is a WebSocket, what came in behind the head is its."""
+
+    def __init__(self, opening: Opening) -> None:
+        self.opening = opening
+        self.conn = opening.conn
+        self.started = False
+
+    def start(self, head: h11.Request | None) -> None:
+        assert head is not None
+        self.started = True
+        conn = self.conn
+        conn.receive(b"".join([  # websockets answers it in `request_head`
+            head.method, b" ", head.target, b" HTTP/", head.http_version, b"\r\n",
+            *(b"%s: %s\r\n" % pair for pair in head.headers.raw_items()), b"\r\n"]))
+        if conn.opening is None:  # a WebSocket now: h11 reads nothing more of it
+            self.opening.closing = True
+            if behind := self.opening.h11.trailing_data[0]:
+                conn.receive(behind)
+
+    def request_head(self, request: Request) -> None:
+        """websockets parsed the head: it accepts it, or refuses it in JSON. The
+        server's own origin (its dashboard) is taken whatever `--allowed-origin` says."""
+        conn = self.conn
+        protocol = conn.protocol
+        origin = header(request.headers, "Origin")
+        if origin is not None and protocol.origins is not None \
+                and origin.lower() == own_origin(request.headers):
+            protocol.origins = None
+        response = protocol.accept(request)
+        if response.status_code != 101:
+            if isinstance(protocol.handshake_exc, InvalidOrigin):
+                conn.hub.metrics.rejected.labels("origin").inc()
+                shown = (origin or "")[:256]
+                warn_limited("origin_refused", shown, origin=shown,
+                             hint=f"--allowed-origin {shown} accepts it")
+            self.opening.end(handshake_refusal(response))
+            return
+        protocol.send_response(response)
+        conn.opened(request)
+
+    def answers(self) -> bool:
+        """While the connection is HTTP, h11 answers, not websockets' output: websockets
+        only ever parses a head h11 read already, so a head it refuses is a 400."""
+        protocol = self.conn.protocol
+        protocol.data_to_send()
+        if self.started and protocol.handshake_exc is not None:
+            self.opening.end(json_response(400, {"error": "bad_handshake",
+                                                 "detail": str(protocol.handshake_exc)}))
+        return True

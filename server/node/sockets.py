@@ -168,7 +168,7 @@ class Connection(asyncio.Protocol):
                     else:
                         inbox.frame(event)
                 elif isinstance(event, Request) and self.opening is not None:
-                    self.opening.request_head(event)
+                    self.opening.handshake.request_head(event)
             self._send_protocol_data()
         except Exception as exc:  # a bug: this socket goes, the node stays
             error("connection_failed", exc)
@@ -245,7 +245,7 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if self.opening is not None and self.opening.answers():
+        if self.opening is not None and self.opening.handshake.answers():
             return
         for data in self.protocol.data_to_send():
             if data:

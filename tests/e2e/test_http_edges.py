@@ -519,6 +519,18 @@ async def test_the_router_bounds_every_route(conn: int, caplog: pytest.LogCaptur
                                                            ("/echo/{word}", 200)]
 
 
+async def test_a_client_pipelining_without_end_is_read_as_it_is_answered(conn: int):
+    """While one request is answered, what comes behind it waits; past 80 KiB the
+    connection is read no further until the answer is out, and nothing is lost."""
+    many = 2000  # about 120 KB of requests behind one that takes the router's timeout
+    raw = request("GET", "/forever", close=False) + b"".join(
+        request("GET", f"/echo/{i}", close=False) for i in range(many - 1))
+    data = await talk(conn, raw + request("GET", "/echo/last"))
+    got = answers(data, ["GET"] * (many + 1))
+    assert got[0].status == 503 and {a.status for a in got[1:]} == {200}
+    assert got[-1].json()["query"] == {} and len(got) == many + 1
+
+
 async def test_a_client_that_trickles_its_request_gets_408(conn: int):
     """Slowloris: a head (or a body) that never ends gets 408 at the deadline."""
     for start in (b"GET /echo/x HTTP/1.1\r\nHost: x\r\nX-A: ",

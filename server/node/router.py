@@ -142,10 +142,6 @@ class Router:
             return not_found(f"no route for {request.path[:256]}")
         return method_not_allowed(request.method, ", ".join(allowed))
 
-    def allow(self, path: str) -> list[str]:
-        """The methods the table serves on `path`."""
-        return [m for r in self.routes if r.match(path) is not None for m in r.methods]
-
     async def __call__(self, request: HttpRequest, route: Route) -> Response:
         """The handler's answer, within `timeout`. Never raises."""
         assert route.handler is not None

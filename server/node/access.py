@@ -41,8 +41,13 @@ def own_origin(headers: Headers) -> str | None:
 def safe_next(value: str | None) -> str:
     """Where to go after logging in: a path on this site, never another site's URL
     (`//evil.example`, `/\\evil.example`) nor the login page again."""
-    if not value or not value.startswith("/") or value.startswith(("//", "/\\", "/login")) \
-            or len(value) > 2048 or any(c < " " or c == "\\" for c in value):
+    if (
+        not value
+        or not value.startswith("/")
+        or value.startswith(("//", "/\\", "/login"))
+        or len(value) > 2048
+        or any(c < " " or c == "\\" for c in value)
+    ):
         return "/"
     # A Location header is ASCII: anything else (a dashboard hash's Unicode id, DEL, a
     # fullwidth solidus) travels percent-encoded, so it is never read as a separator.
@@ -62,8 +67,9 @@ class Grant:
 class Access:
     """The credential's checks, the login and logout pages, CORS and cache headers."""
 
-    def __init__(self, guard: Guard | None, allowed_origins: tuple[str, ...] = (),
-                 files: Files | None = None) -> None:
+    def __init__(
+        self, guard: Guard | None, allowed_origins: tuple[str, ...] = (), files: Files | None = None
+    ) -> None:
         self.guard = guard  # None: no credential at all, every report public (tests)
         self.allowed_origins = allowed_origins
         self.files = files or Files()
@@ -103,8 +109,11 @@ class Access:
         if verdict.retry_after:
             return unauthorized(verdict, over_https(headers))
         if not verdict.granted:
-            extra = {"Set-Cookie": session_cookie("", 0, over_https(headers))} \
-                if verdict.stale else None
+            extra = (
+                {"Set-Cookie": session_cookie("", 0, over_https(headers))}
+                if verdict.stale
+                else None
+            )
             return redirect("/login?" + urlencode({"next": target}), extra)
         return self.files.answer("dashboard.html", headers, "private, no-cache", UNFRAMED)
 
@@ -125,12 +134,15 @@ class Access:
         if verdict.granted:
             value, max_age = self.guard.session()
             cookie = {"Set-Cookie": session_cookie(value, max_age, secure)}
-            return json_response(200, {"next": go}, extra=cookie) if scripted \
-                else redirect(go, cookie)
+            return (
+                json_response(200, {"next": go}, extra=cookie) if scripted else redirect(go, cookie)
+            )
         if scripted:
             return unauthorized(verdict, secure)
-        failed = {"next": go, "error": "too_many_attempts" if verdict.retry_after
-                  else "wrong_token"}
+        failed = {
+            "next": go,
+            "error": "too_many_attempts" if verdict.retry_after else "wrong_token",
+        }
         if verdict.retry_after:
             failed["retry"] = str(verdict.retry_after)
         return redirect("/login?" + urlencode(failed))
@@ -151,8 +163,11 @@ class Access:
         verdict = self.guard.check(headers, peer)
         if verdict.granted:
             return DETAILS
-        return shown if verdict.missing or verdict.stale \
+        return (
+            shown
+            if verdict.missing or verdict.stale
             else unauthorized(verdict, over_https(headers))
+        )
 
     def _cors(self, origin: str | None) -> dict[str, str]:
         if not self.allowed_origins:

@@ -52,9 +52,14 @@ Announce = Callable[[str, Counts], None]  # show this count to this node's pages
 
 
 class AdminApi:
-    def __init__(self, store: Store, authorize: Authorize, announce: Announce | None = None,
-                 wait: float = WAIT,
-                 reset: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        authorize: Authorize,
+        announce: Announce | None = None,
+        wait: float = WAIT,
+        reset: Callable[[list[str]], Awaitable[None]] | None = None,
+    ) -> None:
         self.operations = Operations(store)
         self.authorize = authorize
         self.announce = announce
@@ -65,7 +70,8 @@ class AdminApi:
     async def operation(self, request: HttpRequest) -> Response:
         """`GET /api/admin/operation?articleId=ID`."""
         return self._refused(request) or await self._operation(
-            _id(request.query.get("articleId"), "articleId"))
+            _id(request.query.get("articleId"), "articleId")
+        )
 
     async def rename(self, request: HttpRequest) -> Response:
         """`POST /api/admin/rename` `{"from":OLD,"to":NEW}`."""
@@ -90,17 +96,25 @@ class AdminApi:
         if (refusal := self.authorize(request.headers, request.peer)) is not None:
             return refusal
         if not _same_origin(request.headers):
-            return json_response(403, {"error": "cross_origin",
-                                       "detail": "admin actions are taken from this host's "
-                                                 "own pages only"})
+            return json_response(
+                403,
+                {
+                    "error": "cross_origin",
+                    "detail": "admin actions are taken from this host's own pages only",
+                },
+            )
         return None
 
     async def _operation(self, article: str) -> Response:
         found = await self.operations.current(article)
         value: dict[str, Any] | None = None
         if found is not None:
-            value = {"operation": found.plan.op, "articleId": found.article,
-                     "state": found.state, "started": found.started}
+            value = {
+                "operation": found.plan.op,
+                "articleId": found.article,
+                "state": found.state,
+                "started": found.started,
+            }
             if found.to is not None:
                 value["to"] = found.to
         return json_response(200, {"operation": value})
@@ -111,8 +125,9 @@ class AdminApi:
         running = self._running.get(plan.article)
         try:
             if running is not None and running[0] != plan:
-                raise ClientError("operation_running", f"the {running[0].describe()} is "
-                                                       "under way on this node")
+                raise ClientError(
+                    "operation_running", f"the {running[0].describe()} is under way on this node"
+                )
             if running is None:
                 # A store that does not answer is the router's 503, before anything starts.
                 await self.operations.current(plan.article)
@@ -123,39 +138,60 @@ class AdminApi:
                 task = running[1]
             moved = await asyncio.wait_for(asyncio.shield(task), self.wait)
         except TimeoutError:
-            return json_response(202, {"status": "running", "operation": plan.op,
-                                       "detail": f"the {plan.describe()} goes on; ask again "
-                                                 "for its outcome"})
+            return json_response(
+                202,
+                {
+                    "status": "running",
+                    "operation": plan.op,
+                    "detail": f"the {plan.describe()} goes on; ask again for its outcome",
+                },
+            )
         except ClientError as exc:  # another operation under way, or nothing to act on
             status = 404 if exc.code == "never_counted" else 409
             return json_response(status, {"error": exc.code, "detail": exc.detail})
-        log("admin_done", operation=plan.op, article=plan.article, to=plan.to,
-            items=moved.items, views=moved.views.total)
+        log(
+            "admin_done",
+            operation=plan.op,
+            article=plan.article,
+            to=plan.to,
+            items=moved.items,
+            views=moved.views.total,
+        )
         if self.reset is not None:  # this node at once; the others on the feed
             await self.reset([plan.article])
         if self.announce is not None and plan.to is not None and moved.now is not None:
             self.announce(plan.to, moved.now)
         return json_response(200, _outcome(moved))
 
-
     def _ended(self, plan: Plan, task: asyncio.Task[Moved]) -> None:
         """Forget a finished operation; one nobody waited for any more logs its failure
         (it stays resumable)."""
         self._running.pop(plan.article, None)
         if not task.cancelled() and (exc := task.exception()) is not None:
-            warn_limited("admin_failed", plan.article, operation=plan.op,
-                         article=plan.article, error=str(exc))
+            warn_limited(
+                "admin_failed",
+                plan.article,
+                operation=plan.op,
+                article=plan.article,
+                error=str(exc),
+            )
 
 
 def _outcome(moved: Moved) -> dict[str, Any]:
     plan = moved.plan
     value: dict[str, Any] = {
-        "status": "done", "operation": plan.op, "articleId": plan.article,
-        "resumed": moved.resumed, "itemsMoved": moved.items,
-        "movedViews": {"totalViews": moved.views.total, "uniqueViews": moved.views.unique}}
+        "status": "done",
+        "operation": plan.op,
+        "articleId": plan.article,
+        "resumed": moved.resumed,
+        "itemsMoved": moved.items,
+        "movedViews": {"totalViews": moved.views.total, "uniqueViews": moved.views.unique},
+    }
     if plan.to is not None and moved.now is not None:
-        value |= {"to": plan.to, "now": {"totalViews": moved.now.total,
-                                         "uniqueViews": moved.now.unique}}
+        value |= {
+            "to": plan.to,
+            "now": {"totalViews": moved.now.total, "uniqueViews": moved.now.unique},
+        }
     return value
 
 
@@ -164,12 +200,16 @@ def _body(request: HttpRequest, fields: tuple[str, ...]) -> dict[str, Any]:
     caller). Parameters in the query are refused: they travel in the body."""
     shape = msgspec.json.encode({f: "…" for f in fields}).decode()
     if request.query:
-        raise BadParameter(next(iter(request.query)), "parameters travel in a JSON body "
-                           f"(`Content-Type: {JSON}`), not in the query: send {shape}")
+        raise BadParameter(
+            next(iter(request.query)),
+            "parameters travel in a JSON body "
+            f"(`Content-Type: {JSON}`), not in the query: send {shape}",
+        )
     kind = (header(request.headers, "Content-Type") or "").partition(";")[0]
     if kind.strip().lower() != JSON:
-        raise _Unsupported(f"send the parameters as a JSON body {shape}, with "
-                           f"`Content-Type: {JSON}`")
+        raise _Unsupported(
+            f"send the parameters as a JSON body {shape}, with `Content-Type: {JSON}`"
+        )
     if not request.body.strip():
         raise BadParameter("body", f"is empty: send {shape}")
     try:
@@ -180,8 +220,9 @@ def _body(request: HttpRequest, fields: tuple[str, ...]) -> dict[str, Any]:
         raise BadParameter("body", f"must be a JSON object: {shape}")
     for name in value:
         if name not in fields:
-            raise BadParameter(str(name)[:64], f"is not a field of this action, which takes "
-                                               f"{shape}")
+            raise BadParameter(
+                str(name)[:64], f"is not a field of this action, which takes {shape}"
+            )
     return value
 
 
@@ -213,6 +254,7 @@ def _same_origin(headers: Headers) -> bool:
 
 def operator_only(guard: Guard) -> Authorize:
     """The token or a session, never `--public`: admin actions are the operator's alone."""
+
     def authorize(headers: Headers, peer: str) -> Response | None:
         verdict = guard.check(headers, peer)
         return None if verdict.granted else unauthorized(verdict, over_https(headers))

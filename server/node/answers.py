@@ -22,17 +22,29 @@ HTML = "text/html; charset=utf-8"
 UNFRAMED = {"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY"}
 
 
-def response(status: int, body: bytes, content_type: str, cache: str = "no-store",
-             extra: Mapping[str, str] | None = None) -> Response:
-    headers = Headers({"Content-Type": content_type, "Content-Length": str(len(body)),
-                       "Cache-Control": cache, "X-Content-Type-Options": "nosniff"})
+def response(
+    status: int,
+    body: bytes,
+    content_type: str,
+    cache: str = "no-store",
+    extra: Mapping[str, str] | None = None,
+) -> Response:
+    headers = Headers(
+        {
+            "Content-Type": content_type,
+            "Content-Length": str(len(body)),
+            "Cache-Control": cache,
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
     for name, value in (extra or {}).items():
         headers[name] = value
     return Response(status, HTTPStatus(status).phrase, headers, body)
 
 
-def json_response(status: int, value: Any, cache: str = "no-store",
-                  extra: Mapping[str, str] | None = None) -> Response:
+def json_response(
+    status: int, value: Any, cache: str = "no-store", extra: Mapping[str, str] | None = None
+) -> Response:
     return response(status, msgspec.json.encode(value), "application/json", cache, extra)
 
 
@@ -45,26 +57,30 @@ def bad_request(detail: str) -> Response:
 
 
 def method_not_allowed(method: str, allow: str) -> Response:
-    return json_response(405, {"error": "method_not_allowed",
-                               "detail": f"{method} is not served here; use {allow}"},
-                         extra={"Allow": allow})
+    return json_response(
+        405,
+        {"error": "method_not_allowed", "detail": f"{method} is not served here; use {allow}"},
+        extra={"Allow": allow},
+    )
 
 
 def unauthorized(verdict: Verdict, secure: bool) -> Response:
     """401 for a request without the credential (429 for an address that sent too
     many wrong tokens), clearing a session cookie that no longer holds."""
     if verdict.retry_after:
-        return json_response(429, {"error": "too_many_attempts",
-                                   "detail": f"{verdict.problem}: try again in "
-                                             f"{verdict.retry_after} s"},
-                             extra={"Retry-After": str(verdict.retry_after)})
+        return json_response(
+            429,
+            {
+                "error": "too_many_attempts",
+                "detail": f"{verdict.problem}: try again in {verdict.retry_after} s",
+            },
+            extra={"Retry-After": str(verdict.retry_after)},
+        )
     extra = {"WWW-Authenticate": 'Bearer realm="livecount"'}
     if verdict.stale:
         extra["Set-Cookie"] = session_cookie("", 0, secure)
-    return json_response(401, {"error": "unauthorized", "detail": verdict.problem},
-                         extra=extra)
+    return json_response(401, {"error": "unauthorized", "detail": verdict.problem}, extra=extra)
 
 
 def redirect(location: str, extra: Mapping[str, str] | None = None) -> Response:
-    return json_response(303, {"location": location}, extra={"Location": location,
-                                                             **(extra or {})})
+    return json_response(303, {"location": location}, extra={"Location": location, **(extra or {})})

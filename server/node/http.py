@@ -51,16 +51,24 @@ CORS_ANY = {"Access-Control-Allow-Origin": "*"}  # the client's scripts are for 
 class Routes:
     """The node's table, its handlers, and the router over them."""
 
-    def __init__(self, store: Store, overlay: Overlay, pages: PageRules,
-                 allowed_origins: tuple[str, ...] = (),
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 metrics: Callable[[], bytes] = lambda: b"",
-                 problems: Callable[[], Sequence[str]] = lambda: (),
-                 timeout: float = REQUEST_TIMEOUT, guard: Guard | None = None,
-                 now: Callable[[Query], Awaitable[Any]] | None = None,
-                 admin: AdminApi | None = None, files: Files | None = None,
-                 seconds: Histogram | None = None, access_log: bool = False,
-                 slow: float = SLOW_REQUEST) -> None:
+    def __init__(
+        self,
+        store: Store,
+        overlay: Overlay,
+        pages: PageRules,
+        allowed_origins: tuple[str, ...] = (),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: Callable[[], bytes] = lambda: b"",
+        problems: Callable[[], Sequence[str]] = lambda: (),
+        timeout: float = REQUEST_TIMEOUT,
+        guard: Guard | None = None,
+        now: Callable[[Query], Awaitable[Any]] | None = None,
+        admin: AdminApi | None = None,
+        files: Files | None = None,
+        seconds: Histogram | None = None,
+        access_log: bool = False,
+        slow: float = SLOW_REQUEST,
+    ) -> None:
         self.store = store
         self.admin = admin  # rename and delete: the operator's alone (node/admin_api)
         self.reports = Reports(store, overlay, pages, clock)
@@ -90,14 +98,18 @@ class Routes:
             Route("GET", "/demo/{rest:path}", self.demo),
             *(Route("GET", path, self.script) for path in SCRIPTS),
             Route("GET", "/client/{name}", self.script),
-            *(Route("GET", f"/api/{name}", self._report(name, read))
-              for name, read in self._api.items()),
+            *(
+                Route("GET", f"/api/{name}", self._report(name, read))
+                for name, read in self._api.items()
+            ),
             Route("GET", "/api/pages/{id:path}", self.page),
         ]
         if self.admin is not None:
-            routes += [Route("GET", "/api/admin/operation", self.admin.operation),
-                       Route("POST", "/api/admin/rename", self.admin.rename, body=True),
-                       Route("POST", "/api/admin/delete", self.admin.delete, body=True)]
+            routes += [
+                Route("GET", "/api/admin/operation", self.admin.operation),
+                Route("POST", "/api/admin/rename", self.admin.rename, body=True),
+                Route("POST", "/api/admin/delete", self.admin.delete, body=True),
+            ]
         return routes
 
     @property
@@ -107,8 +119,11 @@ class Routes:
 
     # -- the handlers ---------------------------------------------------------------------
     async def dashboard(self, request: HttpRequest) -> Response:
-        return self.access.dashboard(request.target if request.target.startswith("/")
-                                     else request.path, request.headers, request.peer)
+        return self.access.dashboard(
+            request.target if request.target.startswith("/") else request.path,
+            request.headers,
+            request.peer,
+        )
 
     async def login(self, request: HttpRequest) -> Response:
         return self.access.login(request.query, request.headers, request.peer)
@@ -117,8 +132,9 @@ class Routes:
         return self.access.logout(request.headers)
 
     async def prometheus(self, request: HttpRequest) -> Response:
-        return self.access.refused("metrics", request.headers, request.peer) \
-            or response(200, self.metrics(), CONTENT_TYPE_LATEST)
+        return self.access.refused("metrics", request.headers, request.peer) or response(
+            200, self.metrics(), CONTENT_TYPE_LATEST
+        )
 
     async def demo(self, request: HttpRequest) -> Response:
         return self.files.answer("demo.html", request.headers, "public, max-age=300")
@@ -129,8 +145,11 @@ class Routes:
             return not_found(f"no client script {name[:256]!r}")
         return self.files.answer(name, request.headers, SCRIPT_CACHE, CORS_ANY)
 
-    def _report(self, name: str, read: Callable[[Query], Awaitable[Any]],
-                ) -> Callable[[HttpRequest], Awaitable[Response]]:
+    def _report(
+        self,
+        name: str,
+        read: Callable[[Query], Awaitable[Any]],
+    ) -> Callable[[HttpRequest], Awaitable[Response]]:
         async def report(request: HttpRequest) -> Response:
             grant = self.access.report(name, request.headers, request.peer)
             if not isinstance(grant, Grant):
@@ -163,9 +182,14 @@ class Routes:
                 self._health = (now, str(exc) or "timeout")
         problems = [str(p) for p in self.problems()]
         if detail := self._health[1]:
-            return json_response(503, {"status": "unavailable", "detail": detail,
-                                       "problems": [f"dynamodb: {detail}", *problems]})
+            return json_response(
+                503,
+                {
+                    "status": "unavailable",
+                    "detail": detail,
+                    "problems": [f"dynamodb: {detail}", *problems],
+                },
+            )
         if problems:
             return json_response(503, {"status": "unavailable", "problems": problems})
         return json_response(200, {"status": "ok"})
-

@@ -59,8 +59,10 @@ def handshake_refusal(response: Response) -> Response:
     JSON like every other answer livecount gives."""
     codes = {403: "origin_not_allowed", 426: "upgrade_required"}
     detail = response.body.decode(errors="replace").strip() if response.body else ""
-    answer = json_response(response.status_code, {
-        "error": codes.get(response.status_code, "bad_handshake"), "detail": detail})
+    answer = json_response(
+        response.status_code,
+        {"error": codes.get(response.status_code, "bad_handshake"), "detail": detail},
+    )
     for name in ("Upgrade", "Allow"):
         if name in response.headers and name not in answer.headers:
             answer.headers[name] = response.headers[name]
@@ -76,21 +78,28 @@ def _refused(exc: h11.RemoteProtocolError, start: bytes, held: bytes) -> Respons
             return _too_long()
         return _too_large()
     if any(byte >= 0x80 for byte in line):
-        return bad_request("the request line must be ASCII: percent-encode other "
-                           "characters as UTF-8 (RFC 3986)")
+        return bad_request(
+            "the request line must be ASCII: percent-encode other characters as UTF-8 (RFC 3986)"
+        )
     return bad_request(f"not an HTTP/1.1 request: {exc}")
 
 
 def _too_long() -> Response:
-    return json_response(414, {"error": "uri_too_long",
-                               "detail": f"the request line is over {MAX_LINE // 1024} KiB"})
+    return json_response(
+        414, {"error": "uri_too_long", "detail": f"the request line is over {MAX_LINE // 1024} KiB"}
+    )
 
 
 def _too_large() -> Response:
-    return json_response(431, {"error": "headers_too_large",
-                               "detail": f"a header line is over {MAX_LINE // 1024} KiB, "
-                                         f"there are over {MAX_HEADERS} headers, or they "
-                                         f"are over {MAX_HEAD // 1024} KiB in all"})
+    return json_response(
+        431,
+        {
+            "error": "headers_too_large",
+            "detail": f"a header line is over {MAX_LINE // 1024} KiB, "
+            f"there are over {MAX_HEADERS} headers, or they "
+            f"are over {MAX_HEAD // 1024} KiB in all",
+        },
+    )
 
 
 def head_refusal(event: h11.Request) -> Response | None:
@@ -102,8 +111,7 @@ def head_refusal(event: h11.Request) -> Response | None:
     if len(raw) > MAX_HEADERS or max(sizes, default=0) > MAX_LINE or sum(sizes) > MAX_HEAD:
         return _too_large()
     if event.http_version not in (b"1.0", b"1.1"):
-        return bad_request(f"HTTP/{event.http_version.decode()} is not served here: "
-                           "HTTP/1.1 only")
+        return bad_request(f"HTTP/{event.http_version.decode()} is not served here: HTTP/1.1 only")
     return None
 
 
@@ -117,12 +125,14 @@ def bare_lf(held: bytes) -> bool | None:
 
 
 def _too_big() -> Response:
-    return json_response(413, {"error": "payload_too_large",
-                               "detail": f"the body is over {MAX_BODY // 1024} KiB"})
+    return json_response(
+        413, {"error": "payload_too_large", "detail": f"the body is over {MAX_BODY // 1024} KiB"}
+    )
 
 
-def body_refusal(event: h11.Request, request: HttpRequest,
-                 route: Route | Response) -> Response | None:
+def body_refusal(
+    event: h11.Request, request: HttpRequest, route: Route | Response
+) -> Response | None:
     """The refusal of a request by its body, before it is read: the table's own
     refusal (the body is then never read), a body on a route that takes none, or one
     that says it is over MAX_BODY."""
@@ -137,9 +147,13 @@ def body_refusal(event: h11.Request, request: HttpRequest,
 
 def frame(conn: h11.Connection, answer: Response, head: bool) -> bytes:
     """`answer` as h11 writes it, without its body to a HEAD."""
-    data = conn.send(h11.Response(
-        status_code=answer.status_code, reason=answer.reason_phrase.encode(),
-        headers=[(k.encode(), v.encode("latin-1")) for k, v in answer.headers.raw_items()]))
+    data = conn.send(
+        h11.Response(
+            status_code=answer.status_code,
+            reason=answer.reason_phrase.encode(),
+            headers=[(k.encode(), v.encode("latin-1")) for k, v in answer.headers.raw_items()],
+        )
+    )
     if answer.body and not head:
         data = (data or b"") + (conn.send(h11.Data(data=bytes(answer.body))) or b"")
     return (data or b"") + (conn.send(h11.EndOfMessage()) or b"")
@@ -148,6 +162,18 @@ def frame(conn: h11.Connection, answer: Response, head: bool) -> bytes:
 def peer_of(transport: asyncio.Transport | None) -> str:
     found = transport.get_extra_info("peername") if transport is not None else None
     return str(found[0]) if found else ""
+
+
+def _late() -> Response:
+    return json_response(
+        408, {"error": "request_timeout", "detail": "the request did not arrive whole in time"}
+    )
+
+
+def _headers(event: h11.Request) -> Headers:
+    return Headers(
+        [(n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers.raw_items()]
+    )
 
 
 def _has_body(event: h11.Request) -> bool:
@@ -203,13 +229,12 @@ class Opening:
     def eof(self) -> bool | None:
         """The client will send no more: True to keep the connection for the answer
         under way (asyncio's `eof_received`)."""
-        if self.closing:
-            return None
-        self.eof_seen = True
-        self.h11.receive_data(b"")
-        if not self.busy:
-            self._read()
-        return True if self.busy else None
+        if not self.closing:
+            self.eof_seen = True
+            self.h11.receive_data(b"")
+            if not self.busy:
+                self._read()
+        return True if self.busy and not self.closing else None
 
     def timed_out(self) -> None:
         """The deadline of the request under way, or of an idle connection."""
@@ -221,9 +246,7 @@ class Opening:
         elif self.h11.their_state is h11.IDLE and not self.h11.trailing_data[0]:
             transport.close()  # idle: nothing to answer
         else:
-            self.end(json_response(408, {
-                "error": "request_timeout",
-                "detail": "the request did not arrive whole in time"}))
+            self.end(_late())
 
     # -- reading ----------------------------------------------------------------------------
     def _read(self) -> None:
@@ -231,8 +254,7 @@ class Opening:
             if self.suspect and self.h11.their_state is h11.IDLE:
                 found = bare_lf(self.h11.trailing_data[0])
                 if found:
-                    self.end(bad_request("not an HTTP/1.1 request: its lines end with "
-                                          "CRLF, not a bare LF"))
+                    self.end(bad_request("not an HTTP/1.1 request: lines end with CRLF"))
                     return
                 self.suspect = found is not None  # a body's, behind this head
             try:
@@ -241,8 +263,10 @@ class Opening:
                 if self.eof_seen:  # the client left halfway: nobody to answer
                     self._close()
                 else:
-                    self._unframed(_refused(exc, self._start, self.h11.trailing_data[0]),
-                                   self._start.startswith(b"HEAD "))
+                    self._unframed(
+                        _refused(exc, self._start, self.h11.trailing_data[0]),
+                        self._start.startswith(b"HEAD "),
+                    )
                 return
             if isinstance(event, h11.Request):
                 self._head(event)
@@ -260,15 +284,16 @@ class Opening:
 
     def _head(self, event: h11.Request) -> None:
         self.started = time.monotonic()
-        self.head, self.route, self.body = event, None, bytearray()
-        self.request = None
+        self.head, self.route, self.body, self.request = event, None, bytearray(), None
         if (refused := head_refusal(event)) is not None:
             self.end(refused)
             return
-        headers = Headers([(n.decode("latin-1"), v.decode("latin-1"))
-                           for n, v in event.headers.raw_items()])
-        request = parse_target(event.method.decode(), event.target.decode(), headers,
-                               peer_of(self.conn.transport))
+        request = parse_target(
+            event.method.decode(),
+            event.target.decode(),
+            _headers(event),
+            peer_of(self.conn.transport),
+        )
         if isinstance(request, Response):
             self.end(request)
             return
@@ -289,8 +314,9 @@ class Opening:
         else:
             request.body = bytes(self.body)
             self.busy = True
-            self.conn.later(self.conn.hub.open_timeout + self.conn.hub.routes.router.timeout,
-                            self.timed_out)
+            self.conn.later(
+                self.conn.hub.open_timeout + self.conn.hub.routes.router.timeout, self.timed_out
+            )
             self.conn.hub.spawn(self._route(request, route))
 
     async def _route(self, request: HttpRequest, route: Route) -> None:
@@ -314,8 +340,7 @@ class Opening:
         transport.write(data)
         if request is not None:
             route = self.route if isinstance(self.route, Route) else None
-            self.conn.hub.routes.router.record(request, route, answer.status_code,
-                                               self.started)
+            self.conn.hub.routes.router.record(request, route, answer.status_code, self.started)
         self.request, self.head, self._start = None, None, b""
         if close or self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
             self._finish()
@@ -334,8 +359,9 @@ class Opening:
         if transport is None or transport.is_closing():
             return
         answer.headers["Connection"] = "close"
-        transport.write(dataclasses.replace(answer, body=b"").serialize() if head
-                        else answer.serialize())
+        transport.write(
+            dataclasses.replace(answer, body=b"").serialize() if head else answer.serialize()
+        )
         self._finish()
 
     def end(self, answer: Response) -> None:
@@ -376,9 +402,20 @@ class Handshake:
         assert head is not None
         self.started = True
         conn = self.conn
-        conn.receive(b"".join([  # websockets answers it in `request_head`
-            head.method, b" ", head.target, b" HTTP/", head.http_version, b"\r\n",
-            *(b"%s: %s\r\n" % pair for pair in head.headers.raw_items()), b"\r\n"]))
+        conn.receive(
+            b"".join(
+                [  # websockets answers it in `request_head`
+                    head.method,
+                    b" ",
+                    head.target,
+                    b" HTTP/",
+                    head.http_version,
+                    b"\r\n",
+                    *(b"%s: %s\r\n" % pair for pair in head.headers.raw_items()),
+                    b"\r\n",
+                ]
+            )
+        )
         if conn.opening is None:  # a WebSocket now: h11 reads nothing more of it
             self.opening.closing = True
             if behind := self.opening.h11.trailing_data[0]:
@@ -390,16 +427,23 @@ class Handshake:
         conn = self.conn
         protocol = conn.protocol
         origin = header(request.headers, "Origin")
-        if origin is not None and protocol.origins is not None \
-                and origin.lower() == own_origin(request.headers):
+        if (
+            origin is not None
+            and protocol.origins is not None
+            and origin.lower() == own_origin(request.headers)
+        ):
             protocol.origins = None
         response = protocol.accept(request)
         if response.status_code != 101:
             if isinstance(protocol.handshake_exc, InvalidOrigin):
                 conn.hub.metrics.rejected.labels("origin").inc()
                 shown = (origin or "")[:256]
-                warn_limited("origin_refused", shown, origin=shown,
-                             hint=f"--allowed-origin {shown} accepts it")
+                warn_limited(
+                    "origin_refused",
+                    shown,
+                    origin=shown,
+                    hint=f"--allowed-origin {shown} accepts it",
+                )
             self.opening.end(handshake_refusal(response))
             return
         protocol.send_response(response)
@@ -411,6 +455,9 @@ class Handshake:
         protocol = self.conn.protocol
         protocol.data_to_send()
         if self.started and protocol.handshake_exc is not None:
-            self.opening.end(json_response(400, {"error": "bad_handshake",
-                                                 "detail": str(protocol.handshake_exc)}))
+            self.opening.end(
+                json_response(
+                    400, {"error": "bad_handshake", "detail": str(protocol.handshake_exc)}
+                )
+            )
         return True

@@ -69,8 +69,9 @@ class Route:
 
     @property
     def methods(self) -> tuple[str, ...]:
-        return (self.method, "HEAD") if self.method == "GET" and not self.upgrade \
-            else (self.method,)
+        return (
+            (self.method, "HEAD") if self.method == "GET" and not self.upgrade else (self.method,)
+        )
 
     def match(self, path: str) -> dict[str, str] | None:
         found = _compiled(self.pattern).fullmatch(path)
@@ -84,8 +85,10 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     if (compiled := _patterns.get(pattern)) is None:
         parts, at = [], 0
         for found in _PARAM.finditer(pattern):
-            parts += [re.escape(pattern[at:found.start()]),
-                      f"(?P<{found[1]}>{'.+' if found[2] else '[^/]+'})"]
+            parts += [
+                re.escape(pattern[at : found.start()]),
+                f"(?P<{found[1]}>{'.+' if found[2] else '[^/]+'})",
+            ]
             at = found.end()
         compiled = _patterns[pattern] = re.compile("".join([*parts, re.escape(pattern[at:])]))
     return compiled
@@ -119,9 +122,14 @@ def loggable(target: str) -> str:
 class Router:
     """The table, and the one place a handler is timed, bounded and turned into JSON."""
 
-    def __init__(self, routes: Sequence[Route], timeout: float = REQUEST_TIMEOUT,
-                 seconds: Histogram | None = None, access_log: bool = False,
-                 slow: float = SLOW_REQUEST) -> None:
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        timeout: float = REQUEST_TIMEOUT,
+        seconds: Histogram | None = None,
+        access_log: bool = False,
+        slow: float = SLOW_REQUEST,
+    ) -> None:
         self.routes = tuple(routes)
         self.timeout = timeout
         self.seconds = seconds  # livecount_http_request_seconds{route}
@@ -149,38 +157,65 @@ class Router:
             async with asyncio.timeout(self.timeout):
                 answer = await route.handler(request)
         except BadParameter as exc:
-            answer = json_response(400, {"error": "invalid_parameter",
-                                         "parameter": exc.parameter, "detail": exc.detail})
+            answer = json_response(
+                400,
+                {"error": "invalid_parameter", "parameter": exc.parameter, "detail": exc.detail},
+            )
         except (TimeoutError, Unavailable, StoreRefused) as exc:
             # Away, slow, or refusing our credentials: 503. A request the store refused
             # as invalid (StoreRejected) is a bug in livecount and goes on to be a 500.
-            warn_limited("api_unavailable", type(exc).__name__, route=route.pattern,
-                         error=str(exc) or "timeout")
-            answer = json_response(503, {"error": "unavailable",
-                                         "detail": "DynamoDB is away, slow or refusing right "
-                                                   "now; try again shortly"},
-                                   extra={"Retry-After": "5"})
+            warn_limited(
+                "api_unavailable",
+                type(exc).__name__,
+                route=route.pattern,
+                error=str(exc) or "timeout",
+            )
+            answer = json_response(
+                503,
+                {
+                    "error": "unavailable",
+                    "detail": "DynamoDB is away, slow or refusing right now; try again shortly",
+                },
+                extra={"Retry-After": "5"},
+            )
         except Exception as exc:
             error("http_failed", exc, method=request.method[:16], path=loggable(request.target))
-            answer = json_response(500, {"error": "internal",
-                                         "detail": "livecount failed on this request; "
-                                                   "its log says why"})
+            answer = json_response(
+                500,
+                {
+                    "error": "internal",
+                    "detail": "livecount failed on this request; its log says why",
+                },
+            )
         for name, value in request.extra.items():
             if name not in answer.headers:
                 answer.headers[name] = value
         return answer
 
-    def record(self, request: HttpRequest, route: Route | None, status: int,
-               started: float) -> None:
+    def record(
+        self, request: HttpRequest, route: Route | None, status: int, started: float
+    ) -> None:
         """Time an answered request: the histogram, a slow warning, the access log."""
         seconds = time.monotonic() - started
         name = route.pattern if route is not None else UNROUTED
         if self.seconds is not None:
             self.seconds.labels(name).observe(seconds)
         if seconds >= self.slow:
-            warn_limited("slow_request", name, method=request.method[:16], route=name,
-                         path=loggable(request.target), status=status,
-                         seconds=round(seconds, 3))
+            warn_limited(
+                "slow_request",
+                name,
+                method=request.method[:16],
+                route=name,
+                path=loggable(request.target),
+                status=status,
+                seconds=round(seconds, 3),
+            )
         if self.access_log:
-            log("request", method=request.method[:16], path=loggable(request.target),
-                route=name, status=status, ms=round(seconds * 1000, 1))
+            log(
+                "request",
+                method=request.method[:16],
+                path=loggable(request.target),
+                route=name,
+                status=status,
+                ms=round(seconds * 1000, 1),
+            )

@@ -50,8 +50,9 @@ class Files:
     def scripts(self) -> list[str]:
         return sorted(n for n, f in self.files.items() if f.content_type == SCRIPT)
 
-    def answer(self, name: str, headers: Headers, cache: str,
-               extra: Mapping[str, str] | None = None) -> Response:
+    def answer(
+        self, name: str, headers: Headers, cache: str, extra: Mapping[str, str] | None = None
+    ) -> Response:
         """`name` for a request with these `headers`: 200, 304, or 404 if not installed."""
         found = self.files.get(name)
         if found is None:
@@ -65,8 +66,9 @@ class Files:
             answer = response(304, b"", found.content_type, cache, more)
             del answer.headers["Content-Length"], answer.headers["Content-Type"]
             return answer
-        return response(200, found.gzipped if zipped else found.body, found.content_type,
-                        cache, more)
+        return response(
+            200, found.gzipped if zipped else found.body, found.content_type, cache, more
+        )
 
 
 def accepts_gzip(value: str | None) -> bool:

@@ -88,8 +88,12 @@ def exchange(port: int, raw: bytes) -> Answer:
 
 def request(method: str, target: str, *extra: str, close: bool = True) -> bytes:
     """One request; by default the last on its connection (`exchange` reads to EOF)."""
-    lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", *extra,
-             *(["Connection: close"] if close else [])]
+    lines = [
+        f"{method} {target} HTTP/1.1",
+        "Host: 127.0.0.1",
+        *extra,
+        *(["Connection: close"] if close else []),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -121,13 +125,23 @@ def errors_logged(served: Served) -> list[dict[str, Any]]:
 
 # -- on a real `livecount serve` --------------------------------------------------------
 
-@pytest.mark.parametrize("query", [
-    "until=9999-12-31T23:00:00Z", "since=0001-01-01", "since=0001-01-01&until=0001-01-02",
-    "until=0001-01-01T00:00:00%2B01:00", "until=9999-12-31T23:59:59.999999-23:59",
-    "since=9999-12-31&bucket=day", "until=1999-12-31T23:59:59Z", "until=2201-01-01",
-])
-async def test_extreme_dates_get_400_naming_the_range(edge: int, query,
-                                                      caplog: pytest.LogCaptureFixture):
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "until=9999-12-31T23:00:00Z",
+        "since=0001-01-01",
+        "since=0001-01-01&until=0001-01-02",
+        "until=0001-01-01T00:00:00%2B01:00",
+        "until=9999-12-31T23:59:59.999999-23:59",
+        "since=9999-12-31&bucket=day",
+        "until=1999-12-31T23:59:59Z",
+        "until=2201-01-01",
+    ],
+)
+async def test_extreme_dates_get_400_naming_the_range(
+    edge: int, query, caplog: pytest.LogCaptureFixture
+):
     for path in ("/api/timeline", "/api/timeline"):  # twice: the first did not break it
         answer = await ask(edge, request("GET", f"{path}?{query}"))
         body = answer.json()
@@ -147,8 +161,13 @@ async def test_numbers_are_ascii_digits_only(edge: int):
 
 async def test_escapes_that_are_not_utf8_get_400_not_a_replacement_character(edge: int):
     """Found by a hostile trial: `%FF%FE` was decoded to U+FFFD, an id nobody sent."""
-    for target in ("/api/pages/%FF%FE", "/api/referrers?articleId=%FF", "/login?next=/%C3",
-                   "/api/admin/operation?articleId=%FF%FE", "/nowhere/%FF"):
+    for target in (
+        "/api/pages/%FF%FE",
+        "/api/referrers?articleId=%FF",
+        "/login?next=/%C3",
+        "/api/admin/operation?articleId=%FF%FE",
+        "/nowhere/%FF",
+    ):
         answer = await ask(edge, request("GET", target))
         assert answer.status == 400, (target, answer)
         assert "UTF-8" in answer.json()["detail"]
@@ -158,20 +177,29 @@ async def test_escapes_that_are_not_utf8_get_400_not_a_replacement_character(edg
 
 @pytest.mark.parametrize("outage", ["frozen", "down"])
 async def test_the_api_answers_503_while_dynamodb_is_frozen_or_down(
-        launch: Launch, dynamodb_local_url: str, prefix: str, outage: str):
+    launch: Launch, dynamodb_local_url: str, prefix: str, outage: str
+):
     proxy = await FaultProxy(int(urlsplit(dynamodb_local_url).port or 0)).start()
     try:
-        served = await launch("--dynamodb-endpoint", proxy.url, "--table-prefix", prefix,
-                              shared=False)
+        served = await launch(
+            "--dynamodb-endpoint", proxy.url, "--table-prefix", prefix, shared=False
+        )
         assert (await ask(served.port, request("GET", "/api/pages"))).status == 200
         if outage == "frozen":
             proxy.set("hold")  # connections open, requests read, never answered
         else:
             await proxy.stop()  # the port closes: connections are refused
-        paths = ("/api/pages", "/api/pages/some-post", "/api/pages/Home_Page?kind=page",
-                 "/api/referrers", "/api/timeline?bucket=day", "/healthz")
-        answers = await asyncio.gather(*(
-            ask(served.port, request("GET", path, "Origin: https://a.example")) for path in paths))
+        paths = (
+            "/api/pages",
+            "/api/pages/some-post",
+            "/api/pages/Home_Page?kind=page",
+            "/api/referrers",
+            "/api/timeline?bucket=day",
+            "/healthz",
+        )
+        answers = await asyncio.gather(
+            *(ask(served.port, request("GET", path, "Origin: https://a.example")) for path in paths)
+        )
         for path, answer in zip(paths, answers, strict=True):
             body = answer.json()
             assert answer.status == 503, (path, answer)
@@ -205,8 +233,13 @@ def _java_of(port: int) -> int:
 def api_routes() -> list[Route]:
     """Every `/api/*` route of the node's table, admin included: a new one is called too."""
     admin = AdminApi(cast(Any, SimpleNamespace(ddb=None, tables=None)), lambda h, p: None)
-    table = Routes(cast(Any, None), lambda target: None, PageRules(), admin=admin,
-                   now=cast(Any, admin.operation)).table()
+    table = Routes(
+        cast(Any, None),
+        lambda target: None,
+        PageRules(),
+        admin=admin,
+        now=cast(Any, admin.operation),
+    ).table()
     return [r for r in table if r.pattern.startswith("/api/")]
 
 
@@ -214,8 +247,11 @@ def call_of(route: Route, token: str) -> bytes:
     target = route.pattern.replace("{id:path}", "some-post")
     extra = [f"Authorization: Bearer {token}"]
     if route.body:
-        body = json.dumps({"from": "some-post", "to": "other"} if "rename" in target
-                          else {"articleId": "some-post"})
+        body = json.dumps(
+            {"from": "some-post", "to": "other"}
+            if "rename" in target
+            else {"articleId": "some-post"}
+        )
         extra += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
         return request(route.method, target, *extra) + body.encode()
     if "admin" in target:
@@ -224,13 +260,19 @@ def call_of(route: Route, token: str) -> bytes:
 
 
 async def test_every_api_route_answers_json_in_time_while_dynamodb_is_sigstopped(
-        launch: Launch, tmp_path: Path):
+    launch: Launch, tmp_path: Path
+):
     """Issue 22: admin routes used to hold the connection for 10 s and drop it, with
     nothing logged, while DynamoDB Local was frozen. Its own DynamoDB Local, stopped
     with SIGSTOP (the test's, not the session's: the others would freeze too)."""
     routes = api_routes()
-    assert {"/api/pages", "/api/pages/{id:path}", "/api/admin/rename", "/api/admin/delete",
-            "/api/admin/operation"} <= {r.pattern for r in routes}
+    assert {
+        "/api/pages",
+        "/api/pages/{id:path}",
+        "/api/admin/rename",
+        "/api/admin/delete",
+        "/api/admin/operation",
+    } <= {r.pattern for r in routes}
     async with dynamodb_local.running(tmp_path / "ddb", in_memory=True) as url:
         java = _java_of(int(urlsplit(url).port or 0))
         served = await launch("--dynamodb-endpoint", url, shared=False, private=True)
@@ -240,14 +282,16 @@ async def test_every_api_route_answers_json_in_time_while_dynamodb_is_sigstopped
             assert json.loads(await ws.recv())["message"] == "views"
         os.kill(java, signal.SIGSTOP)
         try:
+
             def timed(route: Route) -> tuple[Answer, float]:
                 started = time.monotonic()
                 answer = exchange(served.port, call_of(route, token))
                 return answer, time.monotonic() - started
 
             with ThreadPoolExecutor(len(routes)) as threads:  # all at once
-                results = await asyncio.gather(*(asyncio.wrap_future(threads.submit(timed, r))
-                                                 for r in routes))
+                results = await asyncio.gather(
+                    *(asyncio.wrap_future(threads.submit(timed, r)) for r in routes)
+                )
             for route, (answer, seconds) in zip(routes, results, strict=True):
                 assert seconds < 6, (route.pattern, seconds)  # the issue's bound
                 answer.json()  # JSON, whatever it says
@@ -257,8 +301,12 @@ async def test_every_api_route_answers_json_in_time_while_dynamodb_is_sigstopped
             os.kill(java, signal.SIGCONT)
 
         async def operation() -> Answer:
-            return await ask(served.port, request(
-                "GET", "/api/admin/operation?articleId=none", f"Authorization: Bearer {token}"))
+            return await ask(
+                served.port,
+                request(
+                    "GET", "/api/admin/operation?articleId=none", f"Authorization: Bearer {token}"
+                ),
+            )
 
         await eventually(operation, lambda a: a.status == 200, timeout=30)
         assert (await ask(served.port, call_of(routes[0], token))).status == 200
@@ -268,24 +316,37 @@ async def test_every_api_route_answers_json_in_time_while_dynamodb_is_sigstopped
 
 async def test_a_raw_non_ascii_request_line_gets_400_from_livecount_serve(launch: Launch):
     served = await launch()
-    for raw in (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",
-                b"POST /api/pages HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"):
+    for raw in (
+        b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /api/pages HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+    ):
         answer = await ask(served.port, raw)
         assert answer.status in (400, 405) and answer.json()["error"], answer
 
 
 # -- the node's own transport, in process, on DynamoDB Local ----------------------------
 
-async def serving(routes: Any, tmp_path: Path, origins: list[Origin | None] | None = None,
-                  timeout: float = 10.0) -> tuple[int, Callable[[], Awaitable[None]]]:
+
+async def serving(
+    routes: Any, tmp_path: Path, origins: list[Origin | None] | None = None, timeout: float = 10.0
+) -> tuple[int, Callable[[], Awaitable[None]]]:
     """`routes` behind the node's transport (`node/sockets.py`), as `serve` wires them;
     the port, and how to stop it."""
     engine: Engine[Connection] = Engine(Settings())
     journal = Journal(tmp_path / "journal")
     journal.lock()
     journal.open()
-    sockets = Sockets(engine, Bases(cast(Any, routes).store, engine), journal, Metrics("edge"),
-                      None, routes, origins, 4096, timeout)
+    sockets = Sockets(
+        engine,
+        Bases(cast(Any, routes).store, engine),
+        journal,
+        Metrics("edge"),
+        None,
+        routes,
+        origins,
+        4096,
+        timeout,
+    )
     server = await asyncio.get_running_loop().create_server(sockets, "127.0.0.1", 0)
 
     async def stop() -> None:
@@ -306,8 +367,15 @@ async def edge(local_store: Store, tmp_path: Path) -> AsyncIterator[int]:
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "FOO"])
 async def test_methods_the_table_does_not_list_get_405_with_allow_from_it(edge: int, method):
-    for path in ("/", "/api/pages", "/api/pages/x", "/healthz", "/metrics", "/ws",
-                 "/client/gatsby-snippet.js"):
+    for path in (
+        "/",
+        "/api/pages",
+        "/api/pages/x",
+        "/healthz",
+        "/metrics",
+        "/ws",
+        "/client/gatsby-snippet.js",
+    ):
         answer = await ask(edge, request(method, path, "Content-Length: 0"))
         assert answer.status == 405, (method, path, answer)
         assert answer.headers["allow"] == ("GET" if path == "/ws" else "GET, HEAD")
@@ -317,8 +385,16 @@ async def test_methods_the_table_does_not_list_get_405_with_allow_from_it(edge: 
 
 
 async def test_head_sends_the_headers_of_get_and_no_body(edge: int):
-    for path in ("/", "/client/gatsby-snippet.js", "/livecount.js", "/api/pages",
-                 "/api/timeline", "/healthz", "/nowhere", "/api/timeline?bucket=week"):
+    for path in (
+        "/",
+        "/client/gatsby-snippet.js",
+        "/livecount.js",
+        "/api/pages",
+        "/api/timeline",
+        "/healthz",
+        "/nowhere",
+        "/api/timeline?bucket=week",
+    ):
         got = await ask(edge, request("GET", path))
         head = await ask(edge, request("HEAD", path))
         assert (head.status, head.body) == (got.status, b""), path
@@ -326,33 +402,49 @@ async def test_head_sends_the_headers_of_get_and_no_body(edge: int):
         assert head.headers["content-type"] == got.headers["content-type"], path
 
 
-@pytest.mark.parametrize(("raw", "status", "error"), [
-    (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
-    (b"GET /api/pages?articleId=\xff HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
-    (b"G\xc3\x89T / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
-    (b"POST /api/pages HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 405,
-     "method_not_allowed"),
-    (b"PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 405,
-     "method_not_allowed"),
-    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 400, "bad_request"),
-    (b"GET /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 400, "bad_request"),
-    (b"GET / HTTP/1.1\r\n\r\n", 400, "bad_request"),  # HTTP/1.1 without Host
-    (b"GET / HTTP/2.0\r\n\r\n", 400, "bad_request"),
-    (b"GET /\r\n\r\n", 400, "bad_request"),
-    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400, "bad_request"),  # TLS hello
-    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
-    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
-    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 200 + b"\r\n", 431, "headers_too_large"),
-    (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"y" * 9000 + b"\r\n\r\n", 431, "headers_too_large"),
-    (b"GET / HTTP/1.1\r\nHost: x\r\n" + (b"X: " + b"y" * 8000 + b"\r\n") * 9 + b"\r\n", 431,
-     "headers_too_large"),  # every line fits, the head does not (64 KiB)
-    (b"GET /api/pages HTTP/1.1\nHost: x\n\n", 400, "bad_request"),  # bare LF
-    (b"GET /api/pages HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 400, "bad_request"),  # one bare LF
-    (b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", 426, "upgrade_required"),
-    (b"GET /ws HTTP/1.0\r\nHost: x\r\n\r\n", 505, "bad_handshake"),
-    (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-     b"Sec-WebSocket-Key: x\r\nSec-WebSocket-Version: 8\r\n\r\n", 400, "bad_handshake"),
-])
+@pytest.mark.parametrize(
+    ("raw", "status", "error"),
+    [
+        (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
+        (b"GET /api/pages?articleId=\xff HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
+        (b"G\xc3\x89T / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
+        (
+            b"POST /api/pages HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+            405,
+            "method_not_allowed",
+        ),
+        (
+            b"PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            405,
+            "method_not_allowed",
+        ),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 400, "bad_request"),
+        (b"GET /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 400, "bad_request"),
+        (b"GET / HTTP/1.1\r\n\r\n", 400, "bad_request"),  # HTTP/1.1 without Host
+        (b"GET / HTTP/2.0\r\n\r\n", 400, "bad_request"),
+        (b"GET /\r\n\r\n", 400, "bad_request"),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400, "bad_request"),  # TLS hello
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 200 + b"\r\n", 431, "headers_too_large"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"y" * 9000 + b"\r\n\r\n", 431, "headers_too_large"),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\n" + (b"X: " + b"y" * 8000 + b"\r\n") * 9 + b"\r\n",
+            431,
+            "headers_too_large",
+        ),  # every line fits, the head does not (64 KiB)
+        (b"GET /api/pages HTTP/1.1\nHost: x\n\n", 400, "bad_request"),  # bare LF
+        (b"GET /api/pages HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 400, "bad_request"),  # one bare LF
+        (b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", 426, "upgrade_required"),
+        (b"GET /ws HTTP/1.0\r\nHost: x\r\n\r\n", 505, "bad_handshake"),
+        (
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: x\r\nSec-WebSocket-Version: 8\r\n\r\n",
+            400,
+            "bad_handshake",
+        ),
+    ],
+)
 async def test_what_the_parser_refuses_gets_a_json_answer(edge: int, raw, status, error):
     answer = await ask(edge, raw)
     assert answer.status == status and answer.json()["error"] == error, answer
@@ -398,8 +490,14 @@ async def test_three_gets_on_one_keep_alive_connection(edge: int):
 async def test_pipelined_requests_are_answered_in_order(edge: int):
     """Sent back to back in one segment: each answered, in the order sent, on the one
     connection."""
-    sent = [("GET", "/healthz"), ("HEAD", "/api/pages"), ("GET", "/nowhere"),
-            ("GET", "/api/pages/never-seen"), ("POST", "/healthz"), ("GET", "/healthz")]
+    sent = [
+        ("GET", "/healthz"),
+        ("HEAD", "/api/pages"),
+        ("GET", "/nowhere"),
+        ("GET", "/api/pages/never-seen"),
+        ("POST", "/healthz"),
+        ("GET", "/healthz"),
+    ]
     raw = b"".join(request(m, p, close=False) for m, p in sent[:-1])
     data = await talk(edge, raw + request(*sent[-1]))
     got = answers(data, [m for m, _ in sent])
@@ -413,9 +511,8 @@ async def test_what_follows_a_request_does_not_cost_its_answer(edge: int, after:
     """Stray bytes behind a request (a CRLF, which h11 does not skip, or garbage): the
     request is answered, then the bytes get a 400 that ends the connection; bytes that
     are no whole line yet, from a client that then hangs up, get nothing."""
-    data = await talk(edge, request("GET", "/healthz", close=False) + after,
-                      hang_up=after == b"ab")
-    got = answers(data, ["GET", "GET"][:1 if after == b"ab" else 2])
+    data = await talk(edge, request("GET", "/healthz", close=False) + after, hang_up=after == b"ab")
+    got = answers(data, ["GET", "GET"][: 1 if after == b"ab" else 2])
     assert got[0].status == 200 and got[0].json() == {"status": "ok"}
     assert [(a.status, a.json()["error"]) for a in got[1:]] in ([], [(400, "bad_request")])
 
@@ -438,6 +535,7 @@ async def test_a_client_that_sends_nothing_and_leaves_is_let_go(edge: int):
 
 # -- the connection alone: a table of its own, no store ---------------------------------
 
+
 def fields(record: logging.LogRecord) -> dict[str, Any]:
     """A log line's fields, as `livecount.logs` gives them."""
     return dict(getattr(record, "fields", {}))
@@ -458,17 +556,28 @@ class Table:
     store = None
 
     def __init__(self, *routes: Route, timeout: float = 0.5) -> None:
-        self.router = Router([Route("GET", "/ws", upgrade=True), *routes], timeout,
-                             Metrics("t").http_seconds, access_log=True, slow=0.2)
+        self.router = Router(
+            [Route("GET", "/ws", upgrade=True), *routes],
+            timeout,
+            Metrics("t").http_seconds,
+            access_log=True,
+            slow=0.2,
+        )
 
 
 @pytest_asyncio.fixture
 async def conn(tmp_path: Path) -> AsyncIterator[int]:
     """A table of test routes behind the node's transport, short deadlines."""
-    port, stop = await serving(Table(Route("POST", "/echo", echo, body=True),
-                                     Route("GET", "/echo/{word}", echo),
-                                     Route("GET", "/forever", forever)),
-                               tmp_path, [Origin("https://blog.example"), None], timeout=1.0)
+    port, stop = await serving(
+        Table(
+            Route("POST", "/echo", echo, body=True),
+            Route("GET", "/echo/{word}", echo),
+            Route("GET", "/forever", forever),
+        ),
+        tmp_path,
+        [Origin("https://blog.example"), None],
+        timeout=1.0,
+    )
     yield port
     await stop()
 
@@ -478,19 +587,25 @@ def post(path: str, body: bytes, *extra: str, close: bool = True) -> bytes:
 
 
 async def test_bodies_are_read_whole_in_either_framing(conn: int):
-    chunked = (request("POST", "/echo", "Transfer-Encoding: chunked")
-               + b"5\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\n\r\n")
+    chunked = (
+        request("POST", "/echo", "Transfer-Encoding: chunked")
+        + b'5\r\n{"a":\r\n3\r\n 1}\r\n0\r\n\r\n'
+    )
     for raw in (post("/echo", b'{"a": 1}'), chunked):
         answer = await ask(conn, raw)
         assert answer.status == 200 and json.loads(answer.json()["body"]) == {"a": 1}
 
 
-@pytest.mark.parametrize("raw", [
-    post("/echo", b"x" * (MAX_BODY + 1)),
-    request("POST", "/echo", f"Content-Length: {MAX_BODY + 1}"),  # refused before it is sent
-    request("POST", "/echo", "Transfer-Encoding: chunked")
-    + b"".join(b"1000\r\n" + b"x" * 4096 + b"\r\n" for _ in range(5)) + b"0\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        post("/echo", b"x" * (MAX_BODY + 1)),
+        request("POST", "/echo", f"Content-Length: {MAX_BODY + 1}"),  # refused before it is sent
+        request("POST", "/echo", "Transfer-Encoding: chunked")
+        + b"".join(b"1000\r\n" + b"x" * 4096 + b"\r\n" for _ in range(5))
+        + b"0\r\n\r\n",
+    ],
+)
 async def test_a_body_over_the_limit_gets_413(conn: int, raw: bytes):
     answer = await ask(conn, raw)
     assert answer.status == 413 and answer.json()["error"] == "payload_too_large"
@@ -505,18 +620,17 @@ async def test_the_router_bounds_every_route(conn: int, caplog: pytest.LogCaptur
     """A handler that never ends (a store that never answers) is 503 at the router's
     timeout, and the connection serves on."""
     caplog.set_level(logging.INFO, logger="livecount")
-    data = await talk(conn, request("GET", "/forever", close=False)
-                      + request("GET", "/echo/after"))
+    data = await talk(conn, request("GET", "/forever", close=False) + request("GET", "/echo/after"))
     late, after = answers(data, ["GET", "GET"])
     assert late.status == 503 and late.json()["error"] == "unavailable"
     assert late.headers["retry-after"] == "5"
     assert after.status == 200 and after.json()["query"] == {}
     # Slow, so logged as such (by route pattern), and in the access log, which is on here.
-    assert [fields(r)["route"] for r in caplog.records if r.getMessage() == "slow_request"] \
-        == ["/forever"]
+    assert [fields(r)["route"] for r in caplog.records if r.getMessage() == "slow_request"] == [
+        "/forever"
+    ]
     logged = [fields(r) for r in caplog.records if r.getMessage() == "request"]
-    assert [(e["route"], e["status"]) for e in logged] == [("/forever", 503),
-                                                           ("/echo/{word}", 200)]
+    assert [(e["route"], e["status"]) for e in logged] == [("/forever", 503), ("/echo/{word}", 200)]
 
 
 async def test_a_client_pipelining_without_end_is_read_as_it_is_answered(conn: int):
@@ -524,7 +638,8 @@ async def test_a_client_pipelining_without_end_is_read_as_it_is_answered(conn: i
     connection is read no further until the answer is out, and nothing is lost."""
     many = 2000  # about 120 KB of requests behind one that takes the router's timeout
     raw = request("GET", "/forever", close=False) + b"".join(
-        request("GET", f"/echo/{i}", close=False) for i in range(many - 1))
+        request("GET", f"/echo/{i}", close=False) for i in range(many - 1)
+    )
     data = await talk(conn, raw + request("GET", "/echo/last"))
     got = answers(data, ["GET"] * (many + 1))
     assert got[0].status == 503 and {a.status for a in got[1:]} == {200}
@@ -533,8 +648,10 @@ async def test_a_client_pipelining_without_end_is_read_as_it_is_answered(conn: i
 
 async def test_a_client_that_trickles_its_request_gets_408(conn: int):
     """Slowloris: a head (or a body) that never ends gets 408 at the deadline."""
-    for start in (b"GET /echo/x HTTP/1.1\r\nHost: x\r\nX-A: ",
-                  request("POST", "/echo", "Content-Length: 100", close=False) + b"{"):
+    for start in (
+        b"GET /echo/x HTTP/1.1\r\nHost: x\r\nX-A: ",
+        request("POST", "/echo", "Content-Length: 100", close=False) + b"{",
+    ):
         reader, writer = await asyncio.open_connection("127.0.0.1", conn)
         writer.write(start)
         try:
@@ -559,10 +676,12 @@ async def test_an_idle_keep_alive_connection_is_closed(conn: int):
 
 
 async def test_the_servers_own_origin_always_opens_the_websocket(
-        conn: int, caplog: pytest.LogCaptureFixture):
+    conn: int, caplog: pytest.LogCaptureFixture
+):
     """Issue 22: with `--allowed-origin` set, the dashboard's own socket got 403."""
-    async with connect(f"ws://127.0.0.1:{conn}/ws",
-                       origin=Origin(f"http://127.0.0.1:{conn}")) as ws:
+    async with connect(
+        f"ws://127.0.0.1:{conn}/ws", origin=Origin(f"http://127.0.0.1:{conn}")
+    ) as ws:
         await ws.send('{"message":"subscribe","pageNames":["Home_Page"]}')
         assert json.loads(await ws.recv())["message"] in ("count", "error")  # (no store)
     async with connect(f"ws://127.0.0.1:{conn}/ws", origin=Origin("https://blog.example")):
@@ -574,21 +693,30 @@ async def test_the_servers_own_origin_always_opens_the_websocket(
                 pass
         assert refused.value.response.status_code == 403
     warned = [fields(r) for r in caplog.records if r.getMessage() == "origin_refused"]
-    assert warned[0] == {"origin": "https://evil.example",
-                         "hint": "--allowed-origin https://evil.example accepts it"}
+    assert warned[0] == {
+        "origin": "https://evil.example",
+        "hint": "--allowed-origin https://evil.example accepts it",
+    }
 
 
 async def test_what_follows_the_handshake_in_its_segment_goes_to_the_websocket(conn: int):
     key = base64.b64encode(os.urandom(16))
     payload = b'{"message":"subscribe","pageNames":["Home_Page"]}'
     mask = os.urandom(4)
-    frame = bytes([0x81, 0x80 | len(payload)]) + mask \
+    frame = (
+        bytes([0x81, 0x80 | len(payload)])
+        + mask
         + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
     reader, writer = await asyncio.open_connection("127.0.0.1", conn)
     try:
-        writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key
-                     + b"\r\nSec-WebSocket-Version: 13\r\n\r\n" + frame)
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: "
+            + key
+            + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            + frame
+        )
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), CLIENT_TIMEOUT)
         assert head.startswith(b"HTTP/1.1 101 ")
         first = await asyncio.wait_for(reader.readexactly(2), CLIENT_TIMEOUT)
@@ -611,8 +739,12 @@ async def test_request_durations_are_a_histogram_by_route(tmp_path: Path):
         await stop()
     seconds = table.router.seconds
     assert seconds is not None
-    counts = {s.labels["route"]: s.value for m in seconds.collect() for s in m.samples
-              if s.name.endswith("_count")}
+    counts = {
+        s.labels["route"]: s.value
+        for m in seconds.collect()
+        for s in m.samples
+        if s.name.endswith("_count")
+    }
     assert counts == {"/echo/{word}": 3, "(none)": 1}  # the pattern, never the raw path
 
 
@@ -622,8 +754,11 @@ async def call(routes: Routes, path: str, method: str = "GET") -> Answer:
     assert not isinstance(request, Response)
     route = routes.router.find(request)
     response = route if not isinstance(route, Route) else await routes.router(request, route)
-    return Answer(response.status_code, {k.lower(): v for k, v in response.headers.raw_items()},
-                  bytes(response.body))
+    return Answer(
+        response.status_code,
+        {k.lower(): v for k, v in response.headers.raw_items()},
+        bytes(response.body),
+    )
 
 
 async def test_problems_the_node_reports_make_healthz_503(local_store: Store):
@@ -633,14 +768,17 @@ async def test_problems_the_node_reports_make_healthz_503(local_store: Store):
     problems.append("journal: cannot write (ENOSPC)")
     answer = await call(routes, "/healthz")
     assert answer.status == 503
-    assert answer.json() == {"status": "unavailable",
-                             "problems": ["journal: cannot write (ENOSPC)"]}
+    assert answer.json() == {
+        "status": "unavailable",
+        "problems": ["journal: cannot write (ENOSPC)"],
+    }
     problems.clear()
     assert (await call(routes, "/healthz")).status == 200
 
 
 async def test_a_bug_is_a_500_logged_once_with_its_traceback(
-        local_store: Store, caplog: pytest.LogCaptureFixture):
+    local_store: Store, caplog: pytest.LogCaptureFixture
+):
     def broken(target: object) -> None:
         raise ZeroDivisionError("a bug")
 
@@ -658,20 +796,71 @@ async def test_a_bug_is_a_500_logged_once_with_its_traceback(
 
 # For each parameter: values that work (so a request gets past it to the next one),
 # odd values for what it takes, then anything at all.
-DATES = ("9999-12-31T23:00:00Z", "0001-01-01", "0001-01-01T00:00:00+01:00", "2000-01-01",
-         "9999-12-31T23:59:59.999999-23:59", "1999-12-31T23:59:59Z", "2200-12-31T23:59:59Z",
-         "2201-01-01", "9999-12-31", "2026-11-24T09:30:00+02:00", "2026-W48-2", "yesterday",
-         "\uff12\uff10\uff12\uff16-11-24", "2026-11-24T07:00:00\uff3a", "0", "")
-NUMBERS = ("0", "1001", "-1", "\uff11", "\u0665", "\u00b2", "+5", " 5", "5_0", "0x10", "1e3",
-           "5.0", "9" * 40, "NaN", "")
-IDS = ("post#a", "x" * 256, "x" * 257, "\U0001f600" * 254, "\U0001f600" * 255,
-       "\U0001f600" * 256, "\u00e9" * 600, "a\n", "\x00", "\x85", "\u2028", "\u202e", "\ufeff",
-       "\ufffd", "\U0010ffff", ".", "..", "/", "%", "")
+DATES = (
+    "9999-12-31T23:00:00Z",
+    "0001-01-01",
+    "0001-01-01T00:00:00+01:00",
+    "2000-01-01",
+    "9999-12-31T23:59:59.999999-23:59",
+    "1999-12-31T23:59:59Z",
+    "2200-12-31T23:59:59Z",
+    "2201-01-01",
+    "9999-12-31",
+    "2026-11-24T09:30:00+02:00",
+    "2026-W48-2",
+    "yesterday",
+    "\uff12\uff10\uff12\uff16-11-24",
+    "2026-11-24T07:00:00\uff3a",
+    "0",
+    "",
+)
+NUMBERS = (
+    "0",
+    "1001",
+    "-1",
+    "\uff11",
+    "\u0665",
+    "\u00b2",
+    "+5",
+    " 5",
+    "5_0",
+    "0x10",
+    "1e3",
+    "5.0",
+    "9" * 40,
+    "NaN",
+    "",
+)
+IDS = (
+    "post#a",
+    "x" * 256,
+    "x" * 257,
+    "\U0001f600" * 254,
+    "\U0001f600" * 255,
+    "\U0001f600" * 256,
+    "\u00e9" * 600,
+    "a\n",
+    "\x00",
+    "\x85",
+    "\u2028",
+    "\u202e",
+    "\ufeff",
+    "\ufffd",
+    "\U0010ffff",
+    ".",
+    "..",
+    "/",
+    "%",
+    "",
+)
 WORDS = ("week", "Total", "hour ", "\u0127our", "")
 PARAMETERS = {  # name: (values that work, odd values)
-    "articleId": (("a", "never-seen"), IDS), "pageName": (("Home_Page",), IDS),
-    "kind": (("post", "page"), WORDS), "sort": (("total", "unique", "title"), WORDS),
-    "limit": (("1", "05", "1000"), NUMBERS), "bucket": (("hour", "day"), WORDS),
+    "articleId": (("a", "never-seen"), IDS),
+    "pageName": (("Home_Page",), IDS),
+    "kind": (("post", "page"), WORDS),
+    "sort": (("total", "unique", "title"), WORDS),
+    "limit": (("1", "05", "1000"), NUMBERS),
+    "bucket": (("hour", "day"), WORDS),
     "since": (("2026-11-01", "2000-01-01T00:00:00Z"), DATES),
     "until": (("2026-11-24T23:59:59Z", "2200-12-31T23:59:59Z"), DATES),
 }
@@ -698,17 +887,20 @@ def value(name: str) -> st.SearchStrategy[str]:
 
 def query(names: tuple[str, ...]) -> st.SearchStrategy[str]:
     known = st.fixed_dictionaries({}, optional={n: value(n) for n in names})
-    extra = st.lists(st.tuples(st.one_of(st.sampled_from(list(PARAMETERS)), anything), anything),
-                     max_size=2)  # unknown names, and repeats of known ones
+    extra = st.lists(
+        st.tuples(st.one_of(st.sampled_from(list(PARAMETERS)), anything), anything), max_size=2
+    )  # unknown names, and repeats of known ones
     return st.tuples(known, extra).map(
-        lambda q: "&".join(f"{n}={v}" for n, v in [*q[0].items(), *q[1]]))
+        lambda q: "&".join(f"{n}={v}" for n, v in [*q[0].items(), *q[1]])
+    )
 
 
 def api_request(route: str) -> st.SearchStrategy[str]:
     ids = st.one_of(value("articleId"), value("pageName"))
     path = ids.map(route.format) if "{}" in route else st.just(route)
     return st.tuples(path, st.one_of(st.none(), query(ROUTES[route]))).map(
-        lambda pq: pq[0] if pq[1] is None else f"{pq[0]}?{pq[1]}")
+        lambda pq: pq[0] if pq[1] is None else f"{pq[0]}?{pq[1]}"
+    )
 
 
 targets = st.one_of(
@@ -718,8 +910,20 @@ targets = st.one_of(
     st.tuples(anything.map(lambda v: f"/api/{v}"), query(tuple(PARAMETERS))).map("?".join),
     anything.map(lambda v: f"/demo/{v}"),
     anything.map(lambda v: f"/{v}"),
-    st.sampled_from(["/", "/healthz", "/metrics", "/client/gatsby-snippet.js", "/api/pages/",
-                     "//[", "/api/pages/a/b", "/api//pages", "*", "http://x/api/pages"]),
+    st.sampled_from(
+        [
+            "/",
+            "/healthz",
+            "/metrics",
+            "/client/gatsby-snippet.js",
+            "/api/pages/",
+            "//[",
+            "/api/pages/a/b",
+            "/api//pages",
+            "*",
+            "http://x/api/pages",
+        ]
+    ),
 )
 methods = st.sampled_from(["GET"] * 6 + ["HEAD", "POST", "OPTIONS"])
 
@@ -761,8 +965,16 @@ async def seeded(launch: Launch) -> Served:
     """A server with one counted post, so lookups also find something."""
     served = await launch()
     async with connect(served.ws) as ws:
-        await ws.send(json.dumps({"message": "views", "articleId": "a", "articleTitle": "A",
-                                  "currentPage": "/posts/a"}))
+        await ws.send(
+            json.dumps(
+                {
+                    "message": "views",
+                    "articleId": "a",
+                    "articleTitle": "A",
+                    "currentPage": "/posts/a",
+                }
+            )
+        )
         while (reply := json.loads(await ws.recv()))["message"] == "count":
             pass  # a live push of the page it watches may come before the reply
         assert reply["message"] == "views", reply
@@ -793,8 +1005,12 @@ async def test_any_request_to_any_route_gets_a_deliberate_answer(launch: Launch)
     statuses: set[int] = set()
 
     @seed(20261125)
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
     @given(method=methods, target=targets)
     def run(method: str, target: str) -> None:
         assume(len(target) < 8000)  # longer is a 414: the parser tests cover that

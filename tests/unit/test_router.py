@@ -24,8 +24,9 @@ from websockets.http11 import Response
 
 
 def made(method: str, target: str, **headers: str) -> HttpRequest:
-    request = parse_target(method, target, Headers({k.replace("_", "-"): v
-                                                    for k, v in headers.items()}), "192.0.2.1")
+    request = parse_target(
+        method, target, Headers({k.replace("_", "-"): v for k, v in headers.items()}), "192.0.2.1"
+    )
     assert isinstance(request, HttpRequest), request
     return request
 
@@ -45,15 +46,24 @@ def test_patterns_match_whole_paths_and_decode_their_parameters():
 
 
 def test_the_table_decides_404_and_405_with_allow_and_head_is_get():
-    router = Router([Route("GET", "/ws", upgrade=True), Route("GET", "/thing", ok),
-                     Route("POST", "/thing", ok, body=True), Route("POST", "/act", ok)])
+    router = Router(
+        [
+            Route("GET", "/ws", upgrade=True),
+            Route("GET", "/thing", ok),
+            Route("POST", "/thing", ok, body=True),
+            Route("POST", "/act", ok),
+        ]
+    )
     assert isinstance(router.find(made("HEAD", "/thing")), Route)
     assert router.find(made("POST", "/thing")) == router.routes[2]
     refused = router.find(made("DELETE", "/thing"))
     assert isinstance(refused, Response) and refused.status_code == 405
     assert refused.headers["Allow"] == "GET, HEAD, POST"
-    for method, path, allow in (("GET", "/act", "POST"), ("HEAD", "/ws", "GET"),
-                                ("POST", "/ws", "GET")):
+    for method, path, allow in (
+        ("GET", "/act", "POST"),
+        ("HEAD", "/ws", "GET"),
+        ("POST", "/ws", "GET"),
+    ):
         refused = router.find(made(method, path))
         assert isinstance(refused, Response) and refused.headers["Allow"] == allow, path
     missing = router.find(made("POST", "/nothing"))
@@ -69,12 +79,15 @@ def test_a_target_is_parsed_once_and_its_escapes_must_be_utf8():
         assert isinstance(refused, Response) and refused.status_code == 400, target
 
 
-@pytest.mark.parametrize(("raised", "status", "error"), [
-    (BadParameter("limit", "must be 1 to 1000"), 400, "invalid_parameter"),
-    (Unavailable("away"), 503, "unavailable"),
-    (TimeoutError(), 503, "unavailable"),
-    (ZeroDivisionError("a bug"), 500, "internal"),
-])
+@pytest.mark.parametrize(
+    ("raised", "status", "error"),
+    [
+        (BadParameter("limit", "must be 1 to 1000"), 400, "invalid_parameter"),
+        (Unavailable("away"), 503, "unavailable"),
+        (TimeoutError(), 503, "unavailable"),
+        (ZeroDivisionError("a bug"), 500, "internal"),
+    ],
+)
 async def test_what_a_handler_raises_is_json_with_the_headers_it_set(raised, status, error):
     async def failing(request: HttpRequest) -> Response:
         request.extra["Access-Control-Allow-Origin"] = "*"  # decided before it failed
@@ -101,12 +114,20 @@ def test_every_api_route_is_in_the_node_table():
     admin = AdminApi(cast(Any, type("S", (), {"ddb": None, "tables": None})), lambda h, p: None)
     routes = Routes(cast(Any, None), lambda target: None, PageRules(), admin=admin)
     table = {(r.method, r.pattern) for r in routes.table()}
-    assert {("GET", "/api/pages"), ("GET", "/api/pages/{id:path}"), ("GET", "/ws"),
-            ("POST", "/api/admin/rename"), ("POST", "/api/admin/delete"),
-            ("GET", "/api/admin/operation"), ("GET", "/livecount.js"),
-            ("GET", "/client/{name}")} <= table
-    assert [r.pattern for r in routes.table() if r.body] == ["/api/admin/rename",
-                                                             "/api/admin/delete"]
+    assert {
+        ("GET", "/api/pages"),
+        ("GET", "/api/pages/{id:path}"),
+        ("GET", "/ws"),
+        ("POST", "/api/admin/rename"),
+        ("POST", "/api/admin/delete"),
+        ("GET", "/api/admin/operation"),
+        ("GET", "/livecount.js"),
+        ("GET", "/client/{name}"),
+    } <= table
+    assert [r.pattern for r in routes.table() if r.body] == [
+        "/api/admin/rename",
+        "/api/admin/delete",
+    ]
 
 
 def test_no_token_reaches_a_log_line():
@@ -143,21 +164,39 @@ def test_a_matching_if_none_match_gets_304_without_a_body(files: Files):
     for sent in (tag, f"W/{tag}", f'"other", {tag}', "*"):
         answer = files.answer("tag.js", Headers({"If-None-Match": sent}), "public, max-age=1")
         assert (answer.status_code, answer.body) == (304, b""), sent
-        assert answer.headers["ETag"] == tag and answer.headers["Cache-Control"] \
-            == "public, max-age=1"
+        assert (
+            answer.headers["ETag"] == tag and answer.headers["Cache-Control"] == "public, max-age=1"
+        )
         assert "Content-Length" not in answer.headers
     assert files.answer("tag.js", Headers({"If-None-Match": '"other"'}), "x").status_code == 200
     # The gzipped bytes are another representation, with a tag of their own.
-    assert files.answer("tag.js", Headers({"If-None-Match": tag, "Accept-Encoding": "gzip"}),
-                        "x").status_code == 200
+    assert (
+        files.answer(
+            "tag.js", Headers({"If-None-Match": tag, "Accept-Encoding": "gzip"}), "x"
+        ).status_code
+        == 200
+    )
     assert files.answer("gone.js", Headers(), "x").status_code == 404
 
 
-@pytest.mark.parametrize(("value", "takes"), [
-    (None, False), ("", False), ("gzip", True), ("deflate, gzip", True), ("GZIP", True),
-    ("gzip;q=0", False), ("gzip; q=0.5", True), ("*", True), ("*;q=0", False),
-    ("br", False), ("gzip;q=0, *", False), ("x-gzip", True), ("gzip;q=nope", False),
-])
+@pytest.mark.parametrize(
+    ("value", "takes"),
+    [
+        (None, False),
+        ("", False),
+        ("gzip", True),
+        ("deflate, gzip", True),
+        ("GZIP", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.5", True),
+        ("*", True),
+        ("*;q=0", False),
+        ("br", False),
+        ("gzip;q=0, *", False),
+        ("x-gzip", True),
+        ("gzip;q=nope", False),
+    ],
+)
 def test_accept_encoding(value, takes):
     assert accepts_gzip(value) is takes
 
@@ -185,12 +224,18 @@ async def test_the_one_tag_script_and_the_client_scripts_are_served_to_any_site(
 
 
 # -- the server's own origin ------------------------------------------------------------------
-@pytest.mark.parametrize(("headers", "origin"), [
-    ({"Host": "stats.example:8080"}, "http://stats.example:8080"),
-    ({"Host": "Stats.Example"}, "http://stats.example"),
-    ({"Host": "stats.example", "X-Forwarded-Proto": "https"}, "https://stats.example"),
-    ({"Host": "stats.example", "Forwarded": "for=1.2.3.4;proto=https"}, "https://stats.example"),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    ("headers", "origin"),
+    [
+        ({"Host": "stats.example:8080"}, "http://stats.example:8080"),
+        ({"Host": "Stats.Example"}, "http://stats.example"),
+        ({"Host": "stats.example", "X-Forwarded-Proto": "https"}, "https://stats.example"),
+        (
+            {"Host": "stats.example", "Forwarded": "for=1.2.3.4;proto=https"},
+            "https://stats.example",
+        ),
+        ({}, None),
+    ],
+)
 def test_own_origin_is_the_host_over_the_scheme_the_browser_used(headers, origin):
     assert own_origin(Headers(headers)) == origin

@@ -364,8 +364,16 @@ class Config:
     idle_timeout: float = option(
         "seconds before a socket that watches nothing and says nothing is closed",
         parse=positive(float), default=60.0)
-    handshake_timeout: float = option("seconds to finish the WebSocket handshake",
-                                      parse=positive(float), default=10.0)
+    handshake_timeout: float = option(
+        "seconds an HTTP request or WebSocket handshake may take to arrive whole (then 408), "
+        "and a keep-alive connection may stay idle", parse=positive(float), default=10.0)
+    access_log: str = option(
+        "`on`: one `request` line per HTTP request (method, path, route, status, ms; never "
+        "the client's address nor a login's token)", parse=choice("on", "off"),
+        default="off", choices=("on", "off"))
+    slow_request: float = option(
+        "seconds after which an HTTP request is logged as `slow_request` (a warning, at most "
+        "one per route every 10 s)", parse=positive(float), default=1.0)
     stream_consumer: str = option(
         "`on`: this node copies the writer's stream to the reader table; `off`: a Lambda "
         "does (docs/DEPLOY.md)", parse=choice("on", "off"), default="on",

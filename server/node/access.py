@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from livecount.node.answers import (
-    HTML,
     UNFRAMED,
-    client_file,
     json_response,
     not_found,
     redirect,
@@ -23,18 +21,33 @@ from livecount.node.answers import (
 )
 from livecount.node.auth import Guard, header, over_https, session_cookie
 from livecount.node.report_reads import DETAILS
+from livecount.node.static import Files
 from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
+from websockets.http11 import Response
 
 API_CACHE = "public, max-age=5"  # live data: short, but enough to absorb a refresh storm
 PRIVATE_CACHE = "private, max-age=5"  # the same, kept by the browser only, never a proxy
 
 
+def own_origin(headers: Headers) -> str | None:
+    """This server's origin as a browser on it names it: the request's `Host`, over http,
+    or https when the proxy in front says so (`over_https`)."""
+    host = header(headers, "Host")
+    if not host:
+        return None
+    return f"{'https' if over_https(headers) else 'http'}://{host.strip().lower()}"
+
+
 def safe_next(value: str | None) -> str:
     """Where to go after logging in: a path on this site, never another site's URL
     (`//evil.example`, `/\\evil.example`) nor the login page again."""
-    if not value or not value.startswith("/") or value.startswith(("//", "/\\", "/login")) \
-            or len(value) > 2048 or any(c < " " or c == "\\" for c in value):
+    if (
+        not value
+        or not value.startswith("/")
+        or value.startswith(("//", "/\\", "/login"))
+        or len(value) > 2048
+        or any(c < " " or c == "\\" for c in value)
+    ):
         return "/"
     # A Location header is ASCII: anything else (a dashboard hash's Unicode id, DEL, a
     # fullwidth solidus) travels percent-encoded, so it is never read as a separator.
@@ -54,9 +67,12 @@ class Grant:
 class Access:
     """The credential's checks, the login and logout pages, CORS and cache headers."""
 
-    def __init__(self, guard: Guard | None, allowed_origins: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, guard: Guard | None, allowed_origins: tuple[str, ...] = (), files: Files | None = None
+    ) -> None:
         self.guard = guard  # None: no credential at all, every report public (tests)
         self.allowed_origins = allowed_origins
+        self.files = files or Files()
 
     def refused(self, report: str, headers: Headers, peer: str) -> Response | None:
         """None if `report` may be served to this request; else why not (401 or 429)."""
@@ -64,15 +80,6 @@ class Access:
             return None
         verdict = self.guard.check(headers, peer)
         return None if verdict.granted else unauthorized(verdict, over_https(headers))
-
-    def authorize(self, request: Request, peer: str = "") -> Response | None:
-        """None if `request` carries the operator's credential, else the 401 (or 429)
-        to send: for what changes counts (`node/admin_api.py`), which `--public` never
-        opens, `all` included."""
-        if self.guard is None:
-            return None
-        verdict = self.guard.check(request.headers, peer)
-        return None if verdict.granted else unauthorized(verdict, over_https(request.headers))
 
     def report(self, name: str | None, headers: Headers, peer: str) -> Grant | Response:
         """How to answer the report `name` (None: one page's own answer, whose totals
@@ -97,15 +104,18 @@ class Access:
     def dashboard(self, target: str, headers: Headers, peer: str) -> Response:
         """The dashboard, or without the credential a redirect to the login page."""
         if self.guard is None or self.guard.opens("all"):
-            return client_file("dashboard.html", HTML)
+            return self.files.answer("dashboard.html", headers, "no-cache")
         verdict = self.guard.check(headers, peer)
         if verdict.retry_after:
             return unauthorized(verdict, over_https(headers))
         if not verdict.granted:
-            extra = {"Set-Cookie": session_cookie("", 0, over_https(headers))} \
-                if verdict.stale else None
+            extra = (
+                {"Set-Cookie": session_cookie("", 0, over_https(headers))}
+                if verdict.stale
+                else None
+            )
             return redirect("/login?" + urlencode({"next": target}), extra)
-        return client_file("dashboard.html", HTML, "private, no-cache", UNFRAMED)
+        return self.files.answer("dashboard.html", headers, "private, no-cache", UNFRAMED)
 
     def login(self, query: Mapping[str, str], headers: Headers, peer: str) -> Response:
         """`GET /login`: the page. With `?token=` (the URL `serve` prints) a redirect to
@@ -115,7 +125,7 @@ class Access:
             return not_found("this node has no credential: every report is public")
         given, scripted = query.get("token"), header(headers, "Authorization") is not None
         if given is None and not scripted:
-            return client_file("login.html", HTML, "no-store", UNFRAMED)
+            return self.files.answer("login.html", headers, "no-store", UNFRAMED)
         go, secure = safe_next(query.get("next")), over_https(headers)
         if scripted:
             verdict = self.guard.check(headers, peer)
@@ -124,12 +134,15 @@ class Access:
         if verdict.granted:
             value, max_age = self.guard.session()
             cookie = {"Set-Cookie": session_cookie(value, max_age, secure)}
-            return json_response(200, {"next": go}, extra=cookie) if scripted \
-                else redirect(go, cookie)
+            return (
+                json_response(200, {"next": go}, extra=cookie) if scripted else redirect(go, cookie)
+            )
         if scripted:
             return unauthorized(verdict, secure)
-        failed = {"next": go, "error": "too_many_attempts" if verdict.retry_after
-                  else "wrong_token"}
+        failed = {
+            "next": go,
+            "error": "too_many_attempts" if verdict.retry_after else "wrong_token",
+        }
         if verdict.retry_after:
             failed["retry"] = str(verdict.retry_after)
         return redirect("/login?" + urlencode(failed))
@@ -150,8 +163,11 @@ class Access:
         verdict = self.guard.check(headers, peer)
         if verdict.granted:
             return DETAILS
-        return shown if verdict.missing or verdict.stale \
+        return (
+            shown
+            if verdict.missing or verdict.stale
             else unauthorized(verdict, over_https(headers))
+        )
 
     def _cors(self, origin: str | None) -> dict[str, str]:
         if not self.allowed_origins:

@@ -6,9 +6,11 @@ cookie. The cookie is an expiry and an HMAC of that expiry keyed by the token: i
 proves the token without holding it, so nothing needs storing, and replacing the
 token's file ends every session at once (the file is read again when it changes).
 
-Wrong tokens are counted per client address and refused for a while past a burst, as
-a wrong guess costs the guesser nothing else. A cookie is never counted: its HMAC
-cannot be guessed, and a browser holding an old one would lock its owner out.
+Wrong tokens are counted per client address: past a burst they are answered 429 with
+`Retry-After` and logged, as a wrong guess costs the guesser nothing else. The right
+token and a valid session always get in, limited or not: an address may be shared (by
+everyone behind a proxy that is not a `--trusted-proxy`), and a guesser must not be
+able to lock the operator out. A cookie is never counted: its HMAC cannot be guessed.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def read_token(path: Path) -> str:
     if not _TOKEN.fullmatch(text):
         raise TokenFileError(
             f"{path} must hold one token of 16 to 512 printable ASCII characters, no "
-            "space; delete the file to have a new one made")
+            "space; delete the file to have a new one made"
+        )
     return text
 
 
@@ -127,16 +130,21 @@ def session_valid(token: str, value: str, now: float) -> bool:
 
 def session_cookie(value: str, max_age: int, secure: bool) -> str:
     """A `Set-Cookie` value: sent back only to this site, never to its scripts."""
-    return (f"{COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict"
-            + ("; Secure" if secure else ""))
+    return f"{COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict" + (
+        "; Secure" if secure else ""
+    )
 
 
 # -- wrong tokens, per address ---------------------------------------------------------------
 class Failures:
     """Wrong tokens per client address: `burst` at once, then one per 1/`rate` seconds."""
 
-    def __init__(self, burst: float = FAILURE_BURST, rate: float = FAILURE_RATE,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        burst: float = FAILURE_BURST,
+        rate: float = FAILURE_RATE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.burst = burst
         self.rate = rate
         self.clock = clock
@@ -153,14 +161,16 @@ class Failures:
     def failed(self, address: str) -> None:
         if address not in self._buckets and len(self._buckets) >= MAX_ADDRESSES:
             self._forget()
-        self._buckets.setdefault(address, TokenBucket(self.rate, self.burst)).allow(
-            self.clock())
+        self._buckets.setdefault(address, TokenBucket(self.rate, self.burst)).allow(self.clock())
 
     def _forget(self) -> None:
         """Drop the addresses whose allowance has grown back whole, or else everyone."""
         now = self.clock()
-        calm = [a for a, b in self._buckets.items()
-                if b.tokens + (now - b.stamp) * self.rate >= self.burst]
+        calm = [
+            a
+            for a, b in self._buckets.items()
+            if b.tokens + (now - b.stamp) * self.rate >= self.burst
+        ]
         for address in calm or list(self._buckets):
             del self._buckets[address]
 
@@ -178,18 +188,26 @@ class Verdict:
 
 
 GRANTED = Verdict(True)
-_MISSING = Verdict(False, "this report is private: send the admin token as "
-                          "`Authorization: Bearer <token>`, or log in at /login", missing=True)
+_MISSING = Verdict(
+    False,
+    "this report is private: send the admin token as "
+    "`Authorization: Bearer <token>`, or log in at /login",
+    missing=True,
+)
 
 
 class Guard:
     """The token (re-read when its file changes), the sessions made from it, and the
     wrong tokens counted per address. `public` names the reports anyone may read."""
 
-    def __init__(self, path: Path, public: Iterable[str] = (),
-                 trusted: tuple[Network, ...] = (),
-                 clock: Callable[[], float] = time.time,
-                 failures: Failures | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        public: Iterable[str] = (),
+        trusted: tuple[Network, ...] = (),
+        clock: Callable[[], float] = time.time,
+        failures: Failures | None = None,
+    ) -> None:
         self.path = path
         self.public = frozenset(public)
         self.trusted = trusted
@@ -199,8 +217,12 @@ class Guard:
         self._seen = self._signature()
         mode = self._seen[3] if self._seen else 0
         if mode & 0o077:
-            warn("admin_token_readable", file=str(path), mode=oct(mode),
-                 hint=f"others on this machine can read it: chmod 600 {path}")
+            warn(
+                "admin_token_readable",
+                file=str(path),
+                mode=oct(mode),
+                hint=f"others on this machine can read it: chmod 600 {path}",
+            )
         log("admin_token", file=str(path), made=self.made)
 
     def opens(self, report: str) -> bool:
@@ -223,26 +245,27 @@ class Guard:
             return _MISSING
         if session_valid(self.current(), value, self.clock()):
             return GRANTED
-        return Verdict(False, "the session has ended (it expired, or the token changed): "
-                              "log in again at /login", stale=True)
+        return Verdict(
+            False,
+            "the session has ended (it expired, or the token changed): log in again at /login",
+            stale=True,
+        )
 
     def try_token(self, given: str, address: str) -> Verdict:
-        """`given` against the token, unless `address` sent too many wrong ones lately:
-        then it is not even compared."""
+        """`given` against the token: the right one gets in whatever `address` sent
+        before; a wrong one is counted, and past the burst answered `retry_after`."""
+        if hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.current().encode()):
+            return GRANTED
         if wait := self.failures.wait(address):
             warn_limited("login_limited", address, address=address, retry_after=wait)
             return Verdict(False, "too many wrong tokens from this address", retry_after=wait)
-        if hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
-                               self.current().encode()):
-            return GRANTED
         self.failures.failed(address)
         warn_limited("wrong_token", address, address=address)
         return Verdict(False, "wrong token")
 
     def session(self) -> tuple[str, int]:
         """A new session's cookie value, and its lifetime in seconds."""
-        return session_value(self.current(), int(self.clock()) + SESSION_SECONDS), \
-            SESSION_SECONDS
+        return session_value(self.current(), int(self.clock()) + SESSION_SECONDS), SESSION_SECONDS
 
     def current(self) -> str:
         """The token, read again if its file changed. A file that is missing or broken
@@ -253,8 +276,13 @@ class Guard:
             try:
                 token = read_token(self.path)
             except (OSError, TokenFileError) as exc:
-                warn_limited("admin_token_unreadable", str(self.path), file=str(self.path),
-                             error=str(exc), hint="the token read last is still used")
+                warn_limited(
+                    "admin_token_unreadable",
+                    str(self.path),
+                    file=str(self.path),
+                    error=str(exc),
+                    hint="the token read last is still used",
+                )
             else:
                 if token != self.token:
                     log("admin_token_changed", file=str(self.path))
@@ -293,5 +321,6 @@ def over_https(headers: Headers) -> bool:
     anyone: it only adds `Secure`, which can harm no one but the one who lied."""
     proto = (header(headers, "X-Forwarded-Proto") or "").split(",")[0].strip().lower()
     forwarded = (header(headers, "Forwarded") or "").split(",")[0].lower()
-    return proto == "https" or re.search(r"(^|;)\s*proto=\"?https\"?\s*(;|$)",
-                                         forwarded) is not None
+    return (
+        proto == "https" or re.search(r"(^|;)\s*proto=\"?https\"?\s*(;|$)", forwarded) is not None
+    )

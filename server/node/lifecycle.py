@@ -94,7 +94,10 @@ class Node:
                              guard=self.guard, now=Now(self.readers.everywhere, store),
                              admin=AdminApi(store, operator_only(self.guard),
                                             announcer(self.live.observed),
-                                            reset=self.feed.reset))
+                                            reset=self.feed.reset),
+                             seconds=self.metrics.http_seconds,
+                             access_log=config.access_log == "on",
+                             slow=config.slow_request)
         # Browsers always send Origin; other clients (load testers, scripts) may not.
         origins: list[Origin | None] | None = [
             *map(Origin, config.allowed_origins), None] if config.allowed_origins else None

@@ -72,6 +72,11 @@ class Metrics:
         self.flush_seconds = Histogram(
             "livecount_flush_seconds", "Time to write one flush to DynamoDB",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
+        self.http_seconds = Histogram(
+            "livecount_http_request_seconds", "Time to answer an HTTP request, by route "
+            "(the route table's pattern; `(none)`: no route took it)", ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r)
         self.flush_failures = Counter("livecount_flush_failures",
                                       "Writes whose outcome was unknown, to be resent",
                                       registry=r)

@@ -9,8 +9,9 @@ earlier views wait for their group-committed fsync; what it is owed, and in whic
 order, is the engine's (`core/outbox.py`). Handshake, Origin checks, frame limits,
 close codes, pings and the HTTP routes behave as websockets' server does.
 
-A `Connection` is its `Opening` (node/opening.py: the one HTTP request or handshake)
-and then a WebSocket whose messages go to the engine and whose bytes come from it.
+A `Connection` is its `Opening` (node/opening.py: its HTTP requests, over h11, and
+the handshake) and then a WebSocket whose messages go to the engine and whose bytes
+come from it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import itertools
 import os
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, cast
 
@@ -115,13 +117,12 @@ class Fragments:
 
 
 class Connection(asyncio.Protocol):
-    """One TCP connection: its opening (an HTTP request, or a WebSocket handshake),
-    then a WebSocket whose messages go to the engine and whose bytes come from it."""
+    """One TCP connection: its opening (HTTP requests, or a WebSocket handshake), then
+    a WebSocket whose messages go to the engine and whose bytes come from it."""
 
     def __init__(self, sockets: Sockets) -> None:
         self.sockets = sockets
         self.engine = sockets.engine
-        self.live = sockets.live
         self.protocol = ServerProtocol(origins=sockets.origins, max_size=sockets.max_size)
         self.transport: asyncio.Transport | None = None
         self.opening: Opening | None = Opening(self)  # None once a WebSocket
@@ -138,7 +139,8 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.sockets.connections.add(self)
-        self._timer = self.sockets.loop.call_later(self.sockets.open_timeout, self._abort)
+        if self.opening is not None:
+            self.later(self.sockets.open_timeout, self.opening.timed_out)
 
     def data_received(self, data: bytes) -> None:
         if self.opening is not None:
@@ -147,11 +149,8 @@ class Connection(asyncio.Protocol):
             self.receive(data)
 
     def eof_received(self) -> bool | None:
-        opening = self.opening
-        if opening is not None:
-            opening.eof = True
-            if opening.http:
-                return True  # keep the connection to write the answer
+        if self.opening is not None:
+            return self.opening.eof()
         self.protocol.receive_eof()
         self._events()
         return None
@@ -191,7 +190,7 @@ class Connection(asyncio.Protocol):
                     elif (message := self._fragments.add(event)) is not None:
                         self._message(*message)
                 elif isinstance(event, Request) and self.opening is not None:
-                    self.opening.request(event)
+                    self.opening.handshake.request_head(event)
             self._send_protocol_data()
         except Exception as exc:  # a bug: this socket goes, the node stays
             error("connection_failed", exc)
@@ -240,7 +239,7 @@ class Connection(asyncio.Protocol):
         """Write everything the socket is owed that is ready, in one write; then the
         close, once nothing is owed before it."""
         engine = self.engine
-        data = self.live.output(self)
+        data = self.sockets.live.output(self)
         if data and self.open and self.transport is not None:
             self.transport.write(data)
         if self.closing is not None and not engine.owed(self) and self.open:
@@ -282,7 +281,7 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if self.opening is not None and self.opening.answers():
+        if self.opening is not None and self.opening.handshake.answers():
             return
         for data in self.protocol.data_to_send():
             if data:
@@ -295,9 +294,13 @@ class Connection(asyncio.Protocol):
 
     def ending(self) -> None:
         """This side has said its last: the client gets CLOSE_TIMEOUT to hang up."""
+        self.later(CLOSE_TIMEOUT, self._abort)
+
+    def later(self, seconds: float, then: Callable[[], None]) -> None:
+        """The connection's one timer: the opening's deadlines, then the close's."""
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self.sockets.loop.call_later(CLOSE_TIMEOUT, self._abort)
+        self._timer = self.sockets.loop.call_later(seconds, then)
 
     def _abort(self) -> None:
         if self.transport is not None:

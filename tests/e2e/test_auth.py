@@ -3,8 +3,8 @@
 Every private route refuses a request with no token, a wrong one, a session cookie
 that expired, was forged, or was made from an older token; what a page shows stays
 open; `--public` opens exactly what it names. The token file is 0600 and kept across
-restarts, wrong tokens are rate-limited per address, no token reaches the JSON log,
-and no private answer carries CORS headers.
+restarts, wrong tokens are rate-limited per address (never the right one), no token
+reaches the JSON log, and no private answer carries CORS headers.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from livecount.config import REPORTS
 from livecount.core.pages import PageRules
+from livecount.node.admin_api import operator_only
 from livecount.node.auth import (
     COOKIE,
     FAILURE_BURST,
@@ -34,15 +35,22 @@ from livecount.node.auth import (
     session_value,
 )
 from livecount.node.http import Routes
+from livecount.node.router import HttpRequest, Route, parse_target
 from websockets.asyncio.client import connect
 from websockets.datastructures import Headers
-from websockets.http11 import Request
 
 from tests.support import Launch, Served, eventually, login_url
 
 API = Routes(cast(Any, None), lambda target: None, PageRules()).report_paths  # every report route
 PRIVATE = ("/", *API, "/metrics")
-PUBLIC = ("/healthz", "/demo", "/demo/posts/x", "/client/gatsby-snippet.js", "/login")
+PUBLIC = (
+    "/healthz",
+    "/demo",
+    "/demo/posts/x",
+    "/client/gatsby-snippet.js",
+    "/livecount.js",
+    "/login",
+)
 
 
 class Answer:
@@ -61,8 +69,7 @@ class Answer:
 
 def _get(port: int, path: str, headers: dict[str, str], source: str) -> Answer:
     """One GET that does not follow redirects, from the loopback address `source`."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10,
-                                      source_address=(source, 0))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
     try:
         conn.request("GET", path, headers=headers)
         answer = conn.getresponse()
@@ -72,8 +79,9 @@ def _get(port: int, path: str, headers: dict[str, str], source: str) -> Answer:
 
 
 async def get(served: Served, path: str, source: str = "127.0.0.1", **headers: str) -> Answer:
-    return await asyncio.to_thread(_get, served.port, path,
-                                   {k.replace("_", "-"): v for k, v in headers.items()}, source)
+    return await asyncio.to_thread(
+        _get, served.port, path, {k.replace("_", "-"): v for k, v in headers.items()}, source
+    )
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -95,9 +103,17 @@ async def private(launch: Launch, *args: str) -> tuple[Served, str]:
 
 async def count_a_view(served: Served, article: str = "hello") -> dict[str, Any]:
     async with connect(served.ws) as ws:
-        await ws.send(json.dumps({"message": "views", "articleId": article,
-                                  "articleTitle": "Hello", "referrer": "https://news.example/",
-                                  "currentPage": f"/posts/{article}"}))
+        await ws.send(
+            json.dumps(
+                {
+                    "message": "views",
+                    "articleId": article,
+                    "articleTitle": "Hello",
+                    "referrer": "https://news.example/",
+                    "currentPage": f"/posts/{article}",
+                }
+            )
+        )
         reply: dict[str, Any] = json.loads(await ws.recv())
     return reply
 
@@ -107,14 +123,16 @@ def refused(answer: Answer, path: str) -> bool:
     API and /metrics say 401 in JSON, with no CORS header."""
     if path == "/":
         return answer.status == 303 and answer.headers["location"] == "/login?next=%2F"
-    return (answer.status == 401 and answer.json()["error"] == "unauthorized"
-            and answer.headers["www-authenticate"].startswith("Bearer")
-            and "access-control-allow-origin" not in answer.headers)
+    return (
+        answer.status == 401
+        and answer.json()["error"] == "unauthorized"
+        and answer.headers["www-authenticate"].startswith("Bearer")
+        and "access-control-allow-origin" not in answer.headers
+    )
 
 
 # -- every private route, every way of not holding the credential ----------------------------
-async def test_every_private_route_refuses_no_token_a_wrong_one_and_a_bad_cookie(
-        launch: Launch):
+async def test_every_private_route_refuses_no_token_a_wrong_one_and_a_bad_cookie(launch: Launch):
     served, token = await private(launch)
     assert {"/api/pages", "/api/referrers", "/api/timeline"} <= set(API)
     now = int(time.time())
@@ -132,8 +150,9 @@ async def test_every_private_route_refuses_no_token_a_wrong_one_and_a_bad_cookie
             answer = await get(served, path, Origin="https://evil.example", **headers)
             assert refused(answer, path), (path, way, answer)
             if "cookie" in way and "not one" not in way:  # a stale session is cleared
-                assert any(c.startswith(f"{COOKIE}=;") and "Max-Age=0" in c
-                           for c in answer.cookies), (path, way, answer)
+                assert any(
+                    c.startswith(f"{COOKIE}=;") and "Max-Age=0" in c for c in answer.cookies
+                ), (path, way, answer)
     # … and the right token, or a session made from it, opens every one of them.
     session = cookie(session_value(token, now + 60))
     for path in PRIVATE:
@@ -171,8 +190,9 @@ async def test_what_a_page_shows_is_public(launch: Launch):
     assert stale.status == 200 and "referrers" not in stale.json()
 
 
-@pytest.mark.parametrize("opened", [("pages",), ("metrics",), ("pages", "now", "referrers"),
-                                    ("timeline",), ("all",)])
+@pytest.mark.parametrize(
+    "opened", [("pages",), ("metrics",), ("pages", "now", "referrers"), ("timeline",), ("all",)]
+)
 async def test_public_opens_exactly_the_reports_it_names(launch: Launch, opened):
     served, _ = await private(launch, *(a for name in opened for a in ("--public", name)))
     names = {"/": "all", "/metrics": "metrics"} | {p: p.removeprefix("/api/") for p in API}
@@ -193,8 +213,10 @@ async def test_public_takes_only_report_names(tmp_path: Path):
     assert served.proc is not None and await asyncio.wait_for(served.proc.wait(), 30) == 2
     with pytest.raises(RuntimeError):
         await listening
-    assert any("--public" in line and "must be one of" in line and "metrics" in line
-               for line in served.output), served.output
+    assert any(
+        "--public" in line and "must be one of" in line and "metrics" in line
+        for line in served.output
+    ), served.output
     assert set(REPORTS) == {"pages", "referrers", "timeline", "now", "metrics", "all"}
 
 
@@ -257,8 +279,9 @@ async def test_the_token_file_is_0600_and_kept_across_restarts(launch: Launch, t
     path.write_text("a-brand-new-token-of-enough-length\n")
     for headers in (session, bearer(token)):
         assert (await get(again, "/api/pages", **headers)).status == 401
-    assert (await get(again, "/api/pages", **bearer("a-brand-new-token-of-enough-length"))
-            ).status == 200
+    assert (
+        await get(again, "/api/pages", **bearer("a-brand-new-token-of-enough-length"))
+    ).status == 200
     assert again.events("admin_token_changed")
 
 
@@ -280,80 +303,89 @@ async def test_an_unusable_token_file_stops_serve_with_one_line(tmp_path: Path, 
         await listening
     assert [line for line in served.output if line.startswith("livecount:")] == [
         f"livecount: {tmp_path / 'admin-token'} must hold one token of 16 to 512 printable "
-        "ASCII characters, no space; delete the file to have a new one made"]
+        "ASCII characters, no space; delete the file to have a new one made"
+    ]
 
 
 # -- wrong tokens, per address ----------------------------------------------------------------
-async def test_wrong_tokens_are_limited_but_a_session_still_works(launch: Launch):
+async def test_wrong_tokens_are_limited_but_the_operator_is_never_locked_out(launch: Launch):
+    """Issue 22: ten wrong tokens used to lock the address out, the right token with it
+    (and behind a proxy that is not a `--trusted-proxy`, every address is one)."""
     served, token = await private(launch)
     session = cookie(session_value(token, int(time.time()) + 600))
     for i in range(FAILURE_BURST):
-        assert (await get(served, "/api/pages", **bearer(f"guess-{i:02d}-xxxxxxxxxx"))).status \
-            == 401
+        assert (
+            await get(served, "/api/pages", **bearer(f"guess-{i:02d}-xxxxxxxxxx"))
+        ).status == 401
     answer = await get(served, "/api/pages", **bearer("guess-next-xxxxxxxx"))
     assert answer.status == 429 and answer.json()["error"] == "too_many_attempts"
     assert int(answer.headers["retry-after"]) >= 1
-    # Now even the right token is not compared, by header or by link …
-    assert (await get(served, "/api/pages", **bearer(token))).status == 429
-    answer = await get(served, f"/login?token={token}")
-    assert not answer.cookies
+    answer = await get(served, "/login?token=guess-by-link-xxxxxx")
     assert parse_qs(urlsplit(answer.headers["location"]).query)["error"] == ["too_many_attempts"]
-    # … but a browser already logged in is not locked out, and forged cookies count for
-    # nothing (they cannot be guessed).
+    # The right token still gets in, by header or by link, and so does a session …
+    assert (await get(served, "/api/pages", **bearer(token))).status == 200
+    answer = await get(served, f"/login?token={token}")
+    assert answer.status == 303 and answer.cookies and answer.headers["location"] == "/"
     assert (await get(served, "/api/pages", **session)).status == 200
+    # … and the address is still limited for wrong ones.
+    assert (await get(served, "/api/pages", **bearer("guess-after-xxxxxxx"))).status == 429
     assert served.events("wrong_token") and served.events("login_limited")
 
 
 async def test_another_address_is_not_limited(launch: Launch):
-    served, token = await private(launch)
+    served, _ = await private(launch)
     other = "127.0.0.2"
     with socket.socket() as probe:  # Linux routes all of 127/8 to loopback
         probe.bind((other, 0))
     for i in range(FAILURE_BURST + 1):
         await get(served, "/api/pages", **bearer(f"guess-{i:02d}-xxxxxxxxxx"))
-    assert (await get(served, "/api/pages", **bearer(token))).status == 429
-    assert (await get(served, "/api/pages", other, **bearer(token))).status == 200
+    assert (await get(served, "/api/pages", **bearer("guess-more-xxxxxxxx"))).status == 429
+    assert (await get(served, "/api/pages", other, **bearer("guess-more-xxxxxxxx"))).status == 401
 
 
-def _request(path: str, **headers: str) -> Request:
-    return Request(path, Headers({k.replace("_", "-"): v for k, v in headers.items()}))
+def _request(path: str, **headers: str) -> Headers:
+    return Headers({k.replace("_", "-"): v for k, v in headers.items()})
 
 
 async def test_the_limit_is_per_address_and_believes_only_trusted_proxies(tmp_path: Path):
     guard = Guard(tmp_path / "token", trusted=(ipaddress.ip_network("10.0.0.1"),))
-    routes = Routes(cast(Any, None), lambda target: None, PageRules(), guard=guard)
+    router = Routes(cast(Any, None), lambda target: None, PageRules(), guard=guard).router
     wrong = {"Authorization": "Bearer wrong-wrong-wrong-wrong"}
     right = {"Authorization": f"Bearer {guard.token}"}
 
     async def status(peer: str, **headers: str) -> int:
-        answer = await routes(_request("/metrics", **headers), peer)
-        assert answer is not None
-        return answer.status_code
+        request = parse_target("GET", "/metrics", _request("/metrics", **headers), peer)
+        assert isinstance(request, HttpRequest)
+        route = router.find(request)
+        assert isinstance(route, Route)
+        return (await router(request, route)).status_code
 
     for _ in range(FAILURE_BURST):
         assert await status("192.0.2.1", **wrong) == 401
-    assert await status("192.0.2.1", **right) == 429
-    assert await status("192.0.2.2", **right) == 200  # another address
+    assert await status("192.0.2.1", **wrong) == 429
+    assert await status("192.0.2.1", **right) == 200  # the right token is never locked out
+    assert await status("192.0.2.2", **wrong) == 401  # another address
     # Behind the trusted proxy, the address it forwards is the one limited …
     for _ in range(FAILURE_BURST):
         await status("10.0.0.1", **wrong, X_Forwarded_For="198.51.100.7")
-    assert await status("10.0.0.1", **right, X_Forwarded_For="198.51.100.7") == 429
-    assert await status("10.0.0.1", **right, X_Forwarded_For="198.51.100.8") == 200
+    assert await status("10.0.0.1", **wrong, X_Forwarded_For="198.51.100.7") == 429
+    assert await status("10.0.0.1", **wrong, X_Forwarded_For="198.51.100.8") == 401
     # … and from anyone else the header is not believed.
-    assert await status("192.0.2.1", **right, X_Forwarded_For="198.51.100.9") == 429
+    assert await status("192.0.2.1", **wrong, X_Forwarded_For="198.51.100.9") == 429
 
 
 async def test_authorize_asks_for_the_credential_whatever_is_public(tmp_path: Path):
     """What changes counts (the dashboard's rename and delete) is never opened by
     `--public`, not even `all`."""
     guard = Guard(tmp_path / "token", public=("all",))
-    routes = Routes(cast(Any, None), lambda target: None, PageRules(), guard=guard)
-    refusal = routes.authorize(_request("/api/admin/delete"), "192.0.2.1")
+    authorize = operator_only(guard)
+    refusal = authorize(_request("/api/admin/delete"), "192.0.2.1")
     assert refusal is not None and refusal.status_code == 401
-    assert routes.authorize(_request("/api/admin/delete",
-                                     Authorization=f"Bearer {guard.token}")) is None
+    assert (
+        authorize(_request("/api/admin/delete", Authorization=f"Bearer {guard.token}"), "") is None
+    )
     session = session_value(guard.token, int(time.time()) + 60)
-    assert routes.authorize(_request("/x", Cookie=f"{COOKIE}={session}")) is None
+    assert authorize(_request("/x", Cookie=f"{COOKIE}={session}"), "") is None
 
 
 def test_failures_grow_back_one_every_few_seconds():
@@ -386,12 +418,14 @@ async def test_no_token_reaches_the_json_log(launch: Launch):
     json_lines = [line for line in served.output if line.startswith("{")]
     assert json_lines and not [line for line in json_lines if token in line or wrong in line]
     assert [line for line in served.output if token in line] == [
-        f"livecount: log in to the dashboard at {login_url(served)}"]
+        f"livecount: log in to the dashboard at {login_url(served)}"
+    ]
 
 
 async def test_cors_never_gives_a_private_report_to_another_origin(launch: Launch):
-    served, token = await private(launch, "--allowed-origin", "https://blog.example",
-                                  "--public", "pages")
+    served, token = await private(
+        launch, "--allowed-origin", "https://blog.example", "--public", "pages"
+    )
     await count_a_view(served)
     for path in (*API, "/metrics", "/api/pages/hello"):
         if path == "/api/pages":
@@ -407,34 +441,53 @@ async def test_cors_never_gives_a_private_report_to_another_origin(launch: Launc
         assert "access-control-allow-credentials" not in answer.headers
 
 
-async def report(served: Served, *args: str, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> tuple[int, str, str]:
+async def report(
+    served: Served, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "livecount", "report", *args, "--url", served.http,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd,
-        env={k: v for k, v in os.environ.items() if not k.startswith("LIVECOUNT_")}
-        | (env or {}))
+        sys.executable,
+        "-m",
+        "livecount",
+        "report",
+        *args,
+        "--url",
+        served.http,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LIVECOUNT_")} | (env or {}),
+    )
     out, err = await proc.communicate()
     return proc.returncode or 0, out.decode(), err.decode()
 
 
 async def test_report_sends_the_token_from_the_data_dir_or_the_environment(
-        launch: Launch, tmp_path: Path):
+    launch: Launch, tmp_path: Path
+):
     served, token = await private(launch)
     await count_a_view(served)
     nowhere = tmp_path / "elsewhere"
     nowhere.mkdir()
     code, _, err = await report(served, "pages", "--json", cwd=nowhere)
     assert code == 2 and "private" in err and "LIVECOUNT_TOKEN" in err
-    code, out, _ = await report(served, "pages", "--json", "--data-dir", str(tmp_path / "node"),
-                                cwd=nowhere)
+    code, out, _ = await report(
+        served, "pages", "--json", "--data-dir", str(tmp_path / "node"), cwd=nowhere
+    )
     assert code == 0 and isinstance(json.loads(out), list)
-    code, out, _ = await report(served, "timeline", "--json", cwd=nowhere,
-                                env={"LIVECOUNT_TOKEN": token})
+    code, out, _ = await report(
+        served, "timeline", "--json", cwd=nowhere, env={"LIVECOUNT_TOKEN": token}
+    )
     assert code == 0 and len(json.loads(out)) >= 48
-    code, _, err = await report(served, "referrers", cwd=nowhere,
-                                env={"LIVECOUNT_TOKEN": "not-the-token-at-all"})
+    code, _, err = await report(
+        served, "referrers", cwd=nowhere, env={"LIVECOUNT_TOKEN": "not-the-token-at-all"}
+    )
     assert code == 2 and "wrong" in err
-    code, out, _ = await report(served, "pages", "--json", "--admin-token-file",
-                                str(tmp_path / "node" / "admin-token"), cwd=nowhere)
+    code, out, _ = await report(
+        served,
+        "pages",
+        "--json",
+        "--admin-token-file",
+        str(tmp_path / "node" / "admin-token"),
+        cwd=nowhere,
+    )
     assert code == 0

@@ -45,6 +45,8 @@ BAD: dict[str, tuple[str, str]] = {
     "trusted_proxies": ("10.0.0.0/33", "must be an IP address or CIDR block"),
     "idle_timeout": ("soon", "must be a number"),
     "handshake_timeout": ("0", "must be above 0"),
+    "access_log": ("yes", "must be one of on, off"),
+    "slow_request": ("0", "must be above 0"),
     "stream_consumer": ("lambda", "must be one of on, off"),
     "lease_time": ("-5", "must be above 0"),
 }

@@ -26,8 +26,9 @@ soak: install system-deps  ## long variants: a million hostile frames, a 30 s st
 		tests/e2e/test_boundaries.py tests/e2e/test_http_edges.py
 
 lint: install  ## ruff, mypy (server/ seen as `livecount`) and the import contract
-	$(BIN)/ruff check server tests bench
-	mkdir -p build/mypy && ln -sfn ../../server build/mypy/livecount
+	$(BIN)/ruff check server client tests bench
+	mkdir -p build/mypy && ln -sfn ../../server build/mypy/livecount \
+		&& ln -sfn ../../client build/mypy/livecount_client
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

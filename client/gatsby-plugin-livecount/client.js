@@ -1,6 +1,6 @@
 // The one livecount client of a Gatsby site, shared by gatsby-browser.js (views)
 // and the hook (counts). Created lazily in the browser only: SSR never has one.
-import { onRouteUpdate as snippet } from "./livecount.js";
+import { onRouteUpdate as snippet } from "./livecount.mjs";
 
 // The plugin options the client takes; Gatsby adds others (`plugins`).
 const KEYS = ["url", "respectDnt", "uniqueness", "titles", "titleTimeout"];

@@ -41,6 +41,7 @@ from livecount.node.answers import (
 from livecount.node.auth import Guard
 from livecount.node.metrics import CONTENT_TYPE_LATEST
 from livecount.node.report_reads import Overlay, Query, Reports
+from livecount_client.tag import tag
 from websockets.datastructures import Headers
 from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
 from websockets.http11 import Request, Response
@@ -52,9 +53,8 @@ WS_PATH = "/ws"
 HEALTH_TTL = 2.0  # seconds a health answer is reused
 REQUEST_TIMEOUT = 3.0  # seconds an API request may wait on the store before 503
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # an HTTP method (RFC 9110 token)
-_STATIC = {
-    "/client/gatsby-snippet.js": ("gatsby-snippet.js", "text/javascript; charset=utf-8"),
-}
+_JS = "text/javascript; charset=utf-8"
+_STATIC = {"/client/livecount.mjs": ("gatsby-plugin-livecount/livecount.mjs", _JS)}
 
 
 def refusal(exc: Exception, head: bytes) -> Response | None:
@@ -129,6 +129,7 @@ class Routes:
         self.access = Access(guard, allowed_origins)
         self.authorize = self.access.authorize  # for what changes counts (admin API)
         self._health: tuple[float, str] = (-HEALTH_TTL - 1, "")
+        tag()  # built now: a broken client source stops the start, not a page later
         self._api: dict[str, Callable[[Query], Awaitable[Any]]] = {
             "/api/pages": self.reports.pages_list,
             "/api/referrers": self.reports.referrers,
@@ -187,6 +188,8 @@ class Routes:
             return self.access.logout(headers)
         if path in _STATIC:
             return client_file(*_STATIC[path])
+        if path == "/livecount.js":  # the tag, built from the client's source at start
+            return response(200, tag(), _JS, "public, max-age=300")
         if path == "/demo" or path.startswith("/demo/"):
             return client_file("demo.html", HTML)
         if path.startswith("/api/"):

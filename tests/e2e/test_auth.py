@@ -42,7 +42,8 @@ from tests.support import Launch, Served, eventually, login_url
 
 API = Routes(cast(Any, None), lambda target: None, PageRules()).report_paths  # every report route
 PRIVATE = ("/", *API, "/metrics")
-PUBLIC = ("/healthz", "/demo", "/demo/posts/x", "/client/gatsby-snippet.js", "/login")
+PUBLIC = ("/healthz", "/demo", "/demo/posts/x", "/client/livecount.mjs", "/livecount.js",
+          "/login")
 
 
 class Answer:

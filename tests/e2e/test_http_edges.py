@@ -98,8 +98,8 @@ async def test_methods_other_than_get_and_head_get_405_with_allow(launch: Launch
 
 async def test_head_sends_the_headers_of_get_and_no_body(launch: Launch):
     served = await launch()
-    for path in ("/", "/client/gatsby-snippet.js", "/api/pages", "/api/timeline", "/healthz",
-                 "/nowhere", "/api/timeline?bucket=week"):
+    for path in ("/", "/client/livecount.mjs", "/livecount.js", "/api/pages", "/api/timeline",
+                 "/healthz", "/nowhere", "/api/timeline?bucket=week"):
         got = await ask(served.port, request("GET", path))
         head = await ask(served.port, request("HEAD", path))
         assert (head.status, head.body) == (got.status, b""), path
@@ -358,8 +358,9 @@ targets = st.one_of(
     st.tuples(anything.map(lambda v: f"/api/{v}"), query(tuple(PARAMETERS))).map("?".join),
     anything.map(lambda v: f"/demo/{v}"),
     anything.map(lambda v: f"/{v}"),
-    st.sampled_from(["/", "/healthz", "/metrics", "/client/gatsby-snippet.js", "/api/pages/",
-                     "//[", "/api/pages/a/b", "/api//pages", "*", "http://x/api/pages"]),
+    st.sampled_from(["/", "/healthz", "/metrics", "/client/livecount.mjs", "/livecount.js",
+                     "/api/pages/", "//[", "/api/pages/a/b", "/api//pages", "*",
+                     "http://x/api/pages"]),
 )
 methods = st.sampled_from(["GET"] * 6 + ["HEAD", "POST", "OPTIONS"])
 

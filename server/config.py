@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from livecount.core.pages import DEFAULT_PAGES, PageRules, dns_host
+from livecount.core.pages import (
+    DEFAULT_PAGES,
+    DEFAULT_PATTERNS,
+    UNMATCHED,
+    PageRules,
+    compile_pattern,
+    dns_host,
+)
 
 ENV_PREFIX = "LIVECOUNT_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -194,6 +201,14 @@ def page_rule(value: str) -> str:
     return value
 
 
+def path_pattern(value: str) -> str:
+    try:
+        compile_pattern(value)
+    except ValueError as exc:
+        raise _bad(str(exc), value) from None
+    return value
+
+
 # -- the declaration ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Option:
@@ -305,6 +320,16 @@ class Config:
         "`PATH=NAME` page rule; given at all, the rules replace the defaults", flag="page",
         parse=page_rule, default=(), many=True, shown=_pages_shown(), metavar="PATH=NAME",
         finish=PageRules.parse)
+    path_patterns: tuple[str, ...] = option(
+        "where posts live: a path whose `{id}` is the post's id, such as `/blog/{id}/` or "
+        "`/{yyyy}/{mm}/{dd}/{id}/` (`{yyyy}`, `{mm}`, `{dd}` and `{*}` match a segment); "
+        "`livecount import` maps paths the same way. Given at all, they replace the default",
+        flag="path-pattern", parse=path_pattern, default=DEFAULT_PATTERNS, many=True,
+        metavar="PATTERN")
+    unmatched_paths: str = option(
+        "a path that is no `--page` and matches no `--path-pattern`: `page`, counted as a "
+        "page of its own named by its path; `refuse`, not counted (the page is told why)",
+        parse=choice(*UNMATCHED), default="page", choices=UNMATCHED)
     max_pending_views: int = option("views held for DynamoDB before new ones get `busy`",
                                     parse=positive(int), default=1_000_000)
     max_subscriptions: int = option("subscriptions per socket", parse=positive(int),
@@ -449,6 +474,9 @@ def from_args(ns: argparse.Namespace) -> Config:
     for opt in OPTIONS:
         value = getattr(ns, opt.dest)
         values[opt.dest] = opt.finish(value) if opt.finish else value
+    # The page rules take the patterns and the policy for other paths too.
+    values["pages"] = PageRules.parse(ns.pages, values["path_patterns"],
+                                      values["unmatched_paths"])
     if not values["node_id"]:
         values["node_id"] = default_node_id(values["data_dir"])
     if values["admin_token_file"] is None:  # here, so that workers share their parent's

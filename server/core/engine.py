@@ -31,7 +31,7 @@ from livecount.core.errors import Busy, LivecountError
 from livecount.core.hub import Hub
 from livecount.core.ledger import Counts, Flush, FlushResult, Ledger
 from livecount.core.limits import Network
-from livecount.core.pages import PageRules, Target, referrer_host
+from livecount.core.pages import PageError, PageRules, Target, referrer_host
 from livecount.core.readers import Readers
 from livecount.core.reports import hour_of
 from livecount.core.settlement import Settled as Settled
@@ -181,7 +181,7 @@ class Engine(Generic[C]):
                 if not socket.bot:
                     self.moved(self.readers.visible(conn, message.visible), now)
                 return Outcome()
-            targets = _targets(message, self.settings.pages.names)
+            targets = _targets(message, self.settings.pages)
             if isinstance(message, protocol.Unsubscribe):
                 self.hub.unsubscribe(conn, targets)
                 return Outcome()
@@ -195,12 +195,11 @@ class Engine(Generic[C]):
             return Outcome.error(exc)
 
     def _views(self, conn: C, msg: protocol.Views, now: float) -> Outcome:
-        target = self.settings.pages.classify(msg.articleId, msg.currentPage)
-        if target is None:
+        try:
+            target = self.settings.pages.classify(msg.articleId, msg.currentPage)
+        except PageError as exc:
             self.moved(self.readers.leave(conn), now)
-            raise protocol.ProtocolError(
-                "unrecognised_page",
-                f"currentPage {msg.currentPage!r} is not a known page; posts need an articleId")
+            raise protocol.ProtocolError(exc.code, exc.detail) from None
         if not self.ledger.has_base(target):
             return Outcome(load=[target], again=msg)
         if (socket := self.sockets.get(conn)) is not None:
@@ -320,12 +319,12 @@ class Engine(Generic[C]):
 
 
 
-def _targets(msg: protocol.Subscribe | protocol.Unsubscribe, pages: list[str]) -> list[Target]:
-    if unknown := [p for p in msg.pageNames if p not in pages]:
-        raise protocol.ProtocolError("unknown_page", f"no page named {unknown[0]!r}; "
-                                                     f"pages are {', '.join(sorted(pages))}")
-    return ([Target("post", a) for a in msg.articleIds]
-            + [Target("page", p) for p in msg.pageNames])
+def _targets(msg: protocol.Subscribe | protocol.Unsubscribe, pages: PageRules) -> list[Target]:
+    try:
+        named = [pages.page(p) for p in msg.pageNames]
+    except PageError as exc:
+        raise protocol.ProtocolError(exc.code, exc.detail) from None
+    return [Target("post", a) for a in msg.articleIds] + named
 
 
 class _Hours:

@@ -22,8 +22,9 @@ The formats, as their makers document and write them:
   one line per page and day; each day goes in its `T00` hour bucket.
 
 Plausible's `visitors` are unique visitors over the row's period; they become unique
-views, at most the row's pageviews. Paths become targets by the page rules, then by
-the `--path-pattern`s (`/blog/{id}/`): anything else is skipped and reported.
+views, at most the row's pageviews. Paths become targets by `serve`'s page rules
+(`core/pages.py`: `--page`, `--path-pattern`, `--unmatched-paths`); a path they refuse
+is skipped and reported.
 A file is read whole before anything is written: a line that cannot be read stops the
 import with its line number, and nothing is counted.
 """
@@ -42,12 +43,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Final
-from urllib.parse import unquote
 
 from livecount.core import exports, sizes
 from livecount.core.errors import ClientError
 from livecount.core.ledger import SITE, Counts, Row
-from livecount.core.pages import PageRules, Target, dns_host, normalise_path, referrer_host
+from livecount.core.pages import PageError, PageRules, Target, dns_host, referrer_host
 from livecount.core.reports import EARLIEST, LATEST, hour_of
 from livecount.core.tables import Tables
 
@@ -64,38 +64,23 @@ def bad(detail: str) -> ClientError:
     return ClientError("invalid_file", detail)
 
 
-class PathMap:
-    """A path of another tool's export → the post or page livecount counts it as."""
+_WHY: Final = {"unrecognised_page": "no page rule or --path-pattern matches"}
 
-    def __init__(self, pages: PageRules, patterns: Iterable[str] = ()) -> None:
+
+class PathMap:
+    """A path of another tool's export → the post or page livecount counts it as: the
+    page rules `serve` counts live views by (`--page`, `--path-pattern`,
+    `--unmatched-paths`), so a URL's history lands on the id its live views do."""
+
+    def __init__(self, pages: PageRules) -> None:
         self.pages = pages
-        self.patterns = [compile_pattern(p) for p in patterns]
 
     def target(self, path: str) -> Target | str:
-        """The target of `path`, or why it has none."""
-        if (page := self.pages.classify(None, path)) is not None:
-            return page
-        if not path.startswith("/"):
-            return "not a path"
-        normal = normalise_path(path)
-        for pattern in self.patterns:
-            if found := pattern.fullmatch(normal):
-                article = unquote(found.group(1))
-                if sizes.problem(article, sizes.ID) is not None:
-                    return "an id livecount cannot store"
-                return Target("post", article)
-        return "no page rule or --path-pattern matches"
-
-
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """`/blog/{id}/` → a regex for normalised paths whose one group is the id."""
-    if not pattern.startswith("/") or pattern.count("{id}") != 1:
-        raise ValueError(f"{pattern!r} must start with / and hold {{id}} once, "
-                         "such as /blog/{id}/")
-    before, after = normalise_path(pattern).split("{id}")
-    if "{" in before + after or "}" in before + after:
-        raise ValueError(f"{pattern!r}: only {{id}} may be in braces")
-    return re.compile(re.escape(before) + r"([^/]+)" + re.escape(after))
+        """The target of `path`, or why it has none (one reason per kind, to count)."""
+        try:
+            return self.pages.classify(None, path)
+        except PageError as exc:
+            return _WHY.get(exc.code, "an id livecount cannot store")
 
 
 @dataclass

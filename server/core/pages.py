@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Final, Literal, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import idna
 from livecount.core import sizes
@@ -49,22 +49,88 @@ class Target(NamedTuple):
         return None
 
 
+DEFAULT_PATTERNS: Final = ("/posts/{id}",)
+UNMATCHED: Final = ("page", "refuse")  # what a path that names no post or page becomes
+
+# A pattern's placeholders: `{id}` (once) is the post's id; the others match a path
+# segment and are left out of it (`/{yyyy}/{mm}/{dd}/{id}/`).
+_PLACEHOLDERS: Final = {"id": "([^/]+)", "yyyy": "[0-9]{4}", "mm": "[0-9]{2}",
+                        "dd": "[0-9]{2}", "*": "[^/]+"}
+_PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
+
+
+class PageError(ValueError):
+    """A view whose path counts as nothing, with the protocol's error code and why."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
 def normalise_path(path: str) -> str:
-    """`/pages/about/?x=1#top` and `/pages/about` are the same page."""
-    path = path.split("#", 1)[0].split("?", 1)[0].strip()
+    """The one form of a path, for keys and for matching: no query or fragment,
+    percent-escapes decoded once as UTF-8, runs of `/` as one, a final `/index.html`
+    and trailing slashes folded (`/blog/x/index.html?a#b` is `/blog/x`).
+
+    Raises ValueError when the escapes are not UTF-8 (the key would not be the path)."""
+    path = path.split("#", 1)[0].split("?", 1)[0]
+    if "%" in path:
+        try:
+            path = unquote(path, errors="strict")
+        except UnicodeDecodeError:
+            raise ValueError("its percent-escapes are not UTF-8") from None
     if not path.startswith("/"):
         path = "/" + path
+    path = _SLASHES.sub("/", path)
+    path = path.removesuffix("/index.html")
     return path.rstrip("/") or "/"
 
 
-class PageRules:
-    """Maps a path to a page name; paths that are neither posts nor known pages are refused."""
+_SLASHES: Final = re.compile("//+")
 
-    def __init__(self, rules: Mapping[str, str] = DEFAULT_PAGES) -> None:
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """`/blog/{id}/` → a regex over normalised paths whose one group is the post's id."""
+    if not pattern.startswith("/") or pattern.count("{id}") != 1:
+        raise ValueError("must start with / and hold {id} once, such as /blog/{id}/ or "
+                         "/{yyyy}/{mm}/{dd}/{id}/")
+    if "?" in pattern or "#" in pattern:
+        raise ValueError("must be a path, without ? or #")
+    normal = normalise_path(pattern)
+    parts, end = [], 0
+    for found in _PLACEHOLDER.finditer(normal):
+        if (regex := _PLACEHOLDERS.get(found.group(1))) is None:
+            raise ValueError("must hold only the placeholders "
+                             + ", ".join("{" + name + "}" for name in _PLACEHOLDERS)
+                             + f", not {found.group()}")
+        parts += [re.escape(normal[end:found.start()]), regex]
+        end = found.end()
+    rest = normal[end:]
+    if "{" in rest or "}" in rest or any("{" in p or "}" in p for p in parts[::2]):
+        raise ValueError("must have braces only around a placeholder")
+    return re.compile("".join(parts) + re.escape(rest))
+
+
+class PageRules:
+    """Where a view of a path counts: a configured page (`--page`), else the post a
+    `--path-pattern` names, else a page of its own named by the path (or refused, with
+    `--unmatched-paths refuse`). Imports map paths with the same rules, so a URL's
+    history and its live views land on one id."""
+
+    def __init__(self, rules: Mapping[str, str] = DEFAULT_PAGES,
+                 patterns: Iterable[str] = DEFAULT_PATTERNS, unmatched: str = "page") -> None:
         self._rules = {normalise_path(path): name for path, name in rules.items()}
+        self.patterns = tuple(patterns)
+        self._compiled = [compile_pattern(p) for p in self.patterns]
+        if unmatched not in UNMATCHED:
+            raise ValueError(f"unmatched paths must be one of {', '.join(UNMATCHED)}")
+        self.unmatched = unmatched
+        self._classify = lru_cache(maxsize=4096)(self._path)
 
     @classmethod
-    def parse(cls, specs: Iterable[str]) -> PageRules:
+    def parse(cls, specs: Iterable[str], patterns: Iterable[str] = DEFAULT_PATTERNS,
+              unmatched: str = "page") -> PageRules:
         """Build from `PATH=NAME` strings (the `--page` option); none means the defaults."""
         rules: dict[str, str] = {}
         for spec in specs:
@@ -73,22 +139,65 @@ class PageRules:
                 raise ValueError(f"page rule {spec!r} is not PATH=NAME")
             if (wrong := sizes.problem(name.strip(), sizes.ID)) is not None:
                 raise ValueError(f"page rule {spec!r}: the name {wrong}")
+            if name.strip().startswith("/"):
+                raise ValueError(f"page rule {spec!r}: a name starting with / is the name "
+                                 "of a path's own page")
             rules[path.strip()] = name.strip()
-        return cls(rules or DEFAULT_PAGES)
+        return cls(rules or DEFAULT_PAGES, patterns, unmatched)
 
     @property
     def names(self) -> list[str]:
         return sorted(set(self._rules.values()))
 
-    def classify(self, article_id: str | None, current_page: str | None) -> Target | None:
-        """A post by its id; otherwise a configured page by its path, which starts with
-        `/` as `location.pathname` does (an empty or relative one names no page)."""
+    def classify(self, article_id: str | None, current_page: str | None) -> Target:
+        """A post by its id; otherwise what the path counts as (see the class).
+        Raises PageError for a path that counts as nothing."""
         if article_id is not None:
             return Target("post", article_id)
         if current_page is None or not current_page.startswith("/"):
-            return None
-        name = self._rules.get(normalise_path(current_page))
-        return Target("page", name) if name else None
+            raise PageError("unrecognised_page", "a view needs an articleId, or a "
+                            "currentPage that is a path starting with /")
+        return self._classify(current_page)
+
+    def page(self, name: str) -> Target:
+        """A page by its configured name, or by a path (its own page); PageError if none."""
+        if name in self._rules.values():
+            return Target("page", name)
+        if name.startswith("/") and self.unmatched == "page":
+            return _own_page(_normal(name))
+        raise PageError("unknown_page", f"no page named {name[:256]!r}; pages are "
+                        f"{', '.join(self.names)}, or a path starting with /")
+
+    def _path(self, path: str) -> Target:
+        normal = _normal(path)
+        if (name := self._rules.get(normal)) is not None:
+            return Target("page", name)
+        for pattern in self._compiled:
+            if found := pattern.fullmatch(normal):
+                if (wrong := sizes.problem(found.group(1), sizes.ID)) is not None:
+                    raise PageError("invalid_field", f"the post id in the path {wrong}")
+                return Target("post", found.group(1))
+        if self.unmatched == "refuse":
+            raise PageError("unrecognised_page", (
+                f"{normal[:256]!r} is not a known page and no --path-pattern names a post in "
+                "it: the server counts it with --unmatched-paths page, or as a post with "
+                "--path-pattern (such as /blog/{id}/)"))
+        return _own_page(normal)
+
+
+def _normal(path: str) -> str:
+    try:
+        return normalise_path(path)
+    except ValueError as exc:
+        raise PageError("invalid_field", f"the path {exc}") from None
+
+
+def _own_page(normal: str) -> Target:
+    """A path's own page: its normal form is its name, so it must fit an id."""
+    if (wrong := sizes.problem(normal, sizes.ID)) is not None:
+        raise PageError("invalid_field", f"the path, as the name of its page, {wrong}: give "
+                                         "the page an articleId")
+    return Target("page", normal)
 
 
 def referrer_host(referrer: str | None, site_domains: Iterable[str]) -> str | None:

@@ -32,10 +32,6 @@ class _Invalid(ValueError):
 def _check(path: str, value: str | None, limit: sizes.TextLimit) -> None:
     if value is not None and (wrong := sizes.problem(value, limit)) is not None:
         raise _Invalid(f"`{path}` {wrong}")
-    if limit is sizes.ID and value is not None and not value.strip():
-        # A page with an empty-looking id (a template variable that came out blank)
-        # would count every such page as one, under a name no report can show.
-        raise _Invalid(f"`{path}` is only whitespace: an id needs a visible character")
 
 
 class Views(msgspec.Struct, tag="views", tag_field="message", frozen=True, gc=False):

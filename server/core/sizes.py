@@ -26,6 +26,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
@@ -50,20 +51,31 @@ MAX_LABEL_CHARS: Final = 63
 _FORBIDDEN: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
+# Refused in ids only: bidirectional embeddings, overrides and isolates, which make an
+# id read differently from what it is in a report or a terminal ("Trojan Source").
+_BIDI: Final = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Characters that show nothing: spaces of every kind, format characters (zero-width
+# space, joiners, the byte-order mark) and the other default-ignorable code points.
+_INVISIBLE_CATEGORIES: Final = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
+_INVISIBLE: Final = frozenset("\u115f\u1160\u3164\uffa0\u034f\u180b\u180c\u180d\u180e")
+
+
 @dataclass(frozen=True, slots=True)
 class TextLimit:
-    """The size of one kind of client text, in characters and in UTF-8 bytes."""
+    """The size of one kind of client text, in characters and in UTF-8 bytes. An `id`
+    names a row: it must show something, and cannot hide its direction."""
 
     chars: int
     bytes: int
     min_chars: int = 0
+    id: bool = False
 
     def __post_init__(self) -> None:
         if self.bytes > 4 * self.chars:
             raise ValueError("a byte limit above 4 bytes a character never binds")
 
 
-ID: Final = TextLimit(MAX_ID_CHARS, MAX_ID_BYTES, min_chars=1)
+ID: Final = TextLimit(MAX_ID_CHARS, MAX_ID_BYTES, min_chars=1, id=True)
 TITLE: Final = TextLimit(MAX_TITLE_CHARS, 4 * MAX_TITLE_CHARS)
 URL: Final = TextLimit(MAX_URL_CHARS, 4 * MAX_URL_CHARS)
 
@@ -84,7 +96,20 @@ def problem(value: str, limit: TextLimit) -> str | None:
     if 4 * chars > limit.bytes and (size := len(value.encode())) > limit.bytes:
         return (f"is {size:,} bytes in UTF-8; at most {limit.bytes:,} (up to {limit.chars:,} "
                 "characters; each one outside ASCII takes 2 to 4 bytes)")
+    if limit.id:
+        if found := _BIDI.search(value):
+            return (f"has U+{ord(found.group()):04X} at character {found.start() + 1}: "
+                    "bidirectional embeddings, overrides and isolates are not allowed in ids")
+        if not any(map(_visible, value)):
+            # A template variable that came out blank would count every such page as one,
+            # under a name no report can show.
+            return "shows nothing (only spaces or invisible characters): an id needs a " \
+                   "visible character"
     return None
+
+
+def _visible(char: str) -> bool:
+    return char not in _INVISIBLE and unicodedata.category(char) not in _INVISIBLE_CATEGORIES
 
 
 def fits(value: str, limit: TextLimit) -> bool:

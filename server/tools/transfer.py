@@ -129,7 +129,7 @@ def _run_import(ns: argparse.Namespace) -> int:
         print(f"livecount: cannot read {ns.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     try:
-        plan = imports.read(data, imports.PathMap(cfg.pages, ns.path_pattern),
+        plan = imports.read(data, imports.PathMap(cfg.pages),
                             cfg.site_domains)
         if not plan.counts:
             raise imports.bad(f"nothing in {ns.file} maps to a post or page"
@@ -154,14 +154,6 @@ def _run_import(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _pattern(value: str) -> str:
-    try:
-        imports.compile_pattern(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
-
-
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export = commands.add_parser(
         "export", help="write every count as CSV or NDJSON",
@@ -179,14 +171,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "import", help="add counts from an export: livecount's, Plausible's, GoatCounter's",
         description="Add the counts of FILE: a livecount export, GoatCounter's CSV export "
                     "(.csv or .csv.gz), or Plausible's export (its zip, pages.csv or "
-                    "imported_pages_*.csv). Paths become posts by --path-pattern and pages "
-                    "by the --page rules; the rest is skipped and listed. Importing the same "
-                    "file again adds nothing.", epilog=ENV_NOTE)
+                    "imported_pages_*.csv). Paths map as serve maps them: --page rules, then "
+                    "--path-pattern posts, then pages of their own (--unmatched-paths). "
+                    "Importing the same file again adds nothing.", epilog=ENV_NOTE)
     load.add_argument("file", metavar="FILE", type=config.path, help="the export to read")
-    load.add_argument("--path-pattern", type=_pattern, action="append", default=[],
-                      metavar="PATTERN",
-                      help="where posts live, {id} standing for the article id, such as "
-                           "/blog/{id}/ (repeatable)")
     load.add_argument("--json", action="store_true", help="print the outcome as JSON")
-    add_store_options(load, ("pages", "site_domains"))
+    add_store_options(load, ("pages", "path_patterns", "unmatched_paths", "site_domains"))
     load.set_defaults(run=_run_import, parser=load)

@@ -25,7 +25,7 @@ ORDER BY views DESC, page
 
 async def test_views_are_archived_whole_rotated_and_queryable(launch: Launch, tmp_path: Path):
     served = await launch("--archive-dir", str(tmp_path), "--archive-max-events", "3",
-                          "--site-domain", "blog.example")
+                          "--site-domain", "blog.example", "--unmatched-paths", "refuse")
     async with connect(served.ws) as ws:
         for n in range(7):
             await ws.send(json.dumps({

@@ -27,7 +27,7 @@ from livecount.aws import store_requests
 from livecount.aws.store import Store
 from livecount.core import protocol
 from livecount.core.ledger import SITE
-from livecount.core.pages import PageRules, Target, referrer_host
+from livecount.core.pages import PageError, PageRules, Target, referrer_host
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.strategies import post_views, protocol_views
@@ -124,8 +124,10 @@ def oracle(frame: str) -> tuple[Target | None, protocol.Views | None, str | None
     except protocol.ProtocolError as exc:
         return None, None, exc.code
     assert isinstance(msg, protocol.Views)
-    target = PageRules().classify(msg.articleId, msg.currentPage)
-    return target, msg, None if target is not None else "unrecognised_page"
+    try:
+        return PageRules().classify(msg.articleId, msg.currentPage), msg, None
+    except PageError as exc:
+        return None, None, exc.code
 
 
 async def send_all(served: Served, views: list[dict[str, Any]]) -> Expected:

@@ -69,7 +69,8 @@ async def test_replies_count_the_view_and_pushes_reach_subscribers(launch: Launc
 
 
 async def test_pages_are_counted_and_unknown_pages_are_not(launch: Launch, local_store: Store):
-    served = await launch("--page", "/=Home_Page", "--page", "/now=Now_Page")
+    served = await launch("--page", "/=Home_Page", "--page", "/now=Now_Page",
+                          "--unmatched-paths", "refuse")
     async with connect(served.ws) as ws:
         home = await ask(ws, {"message": "views", "currentPage": "/", "previousPage": ""})
         assert home == {"message": "views", "pageName": "Home_Page",
@@ -78,10 +79,43 @@ async def test_pages_are_counted_and_unknown_pages_are_not(launch: Launch, local
             "Now_Page"
         bad = await ask(ws, {"message": "views", "currentPage": "/pages/about"})
         assert bad["message"] == "error" and bad["error"] == "unrecognised_page"
+        assert "--unmatched-paths page" in bad["detail"]
         sub = await ask(ws, {"message": "subscribe", "pageNames": ["Now_Page"]})
         assert sub["pageName"] == "Now_Page" and sub["totalViews"] == 1
     await eventually(lambda: table(local_store, local_store.tables.pages, "pageName"),
                      lambda t: t == {"Home_Page": (1, 1), "Now_Page": (1, 1)})
+
+
+async def test_every_path_counts_as_a_post_by_pattern_or_a_page_of_its_own(
+        launch: Launch, local_store: Store):
+    served = await launch("--path-pattern", "/blog/{id}/", "--path-pattern",
+                          "/{yyyy}/{mm}/{dd}/{id}/")
+    async with connect(served.ws) as ws:
+        post = await ask(ws, {"message": "views", "currentPage": "/blog/hello-plain/",
+                              "articleTitle": "Hello, plain"})
+        assert (post.get("articleId"), post["totalViews"]) == ("hello-plain", 1)
+        dated = await ask(ws, {"message": "views", "currentPage": "/2024/05/17/dated/?x=1"})
+        assert dated.get("articleId") == "dated"
+        for spelling in ("/about/", "/about", "/about/index.html", "/about?utm=1"):
+            about = await ask(ws, {"message": "views", "currentPage": spelling})
+            assert about.get("pageName") == "/about", about
+        assert about["totalViews"] == 4
+        sub = await ask(ws, {"message": "subscribe", "pageNames": ["/about/"]})
+        assert (sub["pageName"], sub["totalViews"]) == ("/about", 4)
+        home = await ask(ws, {"message": "views", "currentPage": "/"})
+        assert home.get("pageName") == "Home_Page"  # the seed's names stay
+
+    def listed(rows: list[dict[str, Any]]) -> dict[str, tuple[int, str | None]]:
+        return {r.get("articleId") or r["pageName"]: (r["totalViews"], r.get("articleTitle"))
+                for r in rows}
+
+    async def pages() -> list[dict[str, Any]]:
+        status, _, body = await asyncio.to_thread(http_get, served.http + "/api/pages")
+        return list(json.loads(body)) if status == 200 else []
+
+    expected = {"/about": (4, None), "hello-plain": (1, "Hello, plain"), "dated": (1, ""),
+                "Home_Page": (1, None)}
+    await eventually(pages, lambda rows: listed(rows) == expected)
 
 
 async def test_the_reader_table_ends_equal_to_the_writer(launch: Launch, local_store: Store):

@@ -36,8 +36,8 @@ def refused(argv: list[str], capsys) -> str:
     (["admin", "rename", "a"], "livecount: the following arguments are required: NEW\n"),
     (["admin", "delete", ""], "livecount: ID: an article id must not be empty, got ''\n"),
     (["import", "f.csv", "--path-pattern", "blog/{id}"],
-     "livecount: --path-pattern: 'blog/{id}' must start with / and hold {id} once, such as "
-     "/blog/{id}/\n"),
+     "livecount: --path-pattern: must start with / and hold {id} once, such as /blog/{id}/ or "
+     "/{yyyy}/{mm}/{dd}/{id}/, got 'blog/{id}'\n"),
     (["export", "--format", "xml"],
      "livecount: --format: must be one of csv, ndjson, got 'xml'\n"),
     (["admin", "delete", "x", "--port", "1"], "livecount: unrecognized arguments: --port 1\n"),
@@ -57,7 +57,7 @@ def test_only_the_store_options_are_read_and_the_rest_keep_their_defaults(monkey
     config.resolve(ns)
     cfg = config.from_args(ns)
     assert (cfg.table_prefix, cfg.port, cfg.pages.names) == ("blog_", 8080, ["Start"])
-    assert ns.path_pattern == ["/p/{id}", "/{id}.html"]
+    assert cfg.pages.patterns == ("/p/{id}", "/{id}.html")
 
 
 def test_with_the_embedded_store_a_running_server_is_refused(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from livecount import config, logs
-from livecount.core.pages import DEFAULT_PAGES, Target
+from livecount.core.pages import DEFAULT_PAGES, PageError, Target
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +28,8 @@ BAD: dict[str, tuple[str, str]] = {
     "report_interval": ("0", "must be above 0"),
     "push_interval": ("-0.1", "must be above 0"),
     "pages": ("/about", "must be PATH=NAME"),
+    "path_patterns": ("/blog/{id}/{slug}/", "must hold only the placeholders {id}"),
+    "unmatched_paths": ("count", "must be one of page, refuse"),
     "max_pending_views": ("1.5", "must be a whole number"),
     "max_subscriptions": ("0", "must be above 0"),
     "archive_dir": ("", "must not be empty"),
@@ -140,9 +142,18 @@ def test_the_log_format_is_one_logs_knows(monkeypatch):
 def test_page_rules_are_configurable(monkeypatch):
     cfg = parse(["--page", "/now=Now_Page"])
     assert cfg.pages.classify(None, "/now") == Target("page", "Now_Page")
-    assert cfg.pages.classify(None, "/") is None  # given at all, they replace the defaults
+    # Given at all, they replace the defaults: `/` is now a path's own page.
+    assert cfg.pages.classify(None, "/") == Target("page", "/")
     monkeypatch.setenv("LIVECOUNT_PAGE", "/=Home,/uses=Uses_Page")
     assert parse([]).pages.names == ["Home", "Uses_Page"]
+
+
+def test_path_patterns_and_unmatched_paths_reach_the_page_rules():
+    cfg = parse(["--path-pattern", "/blog/{id}/", "--unmatched-paths", "refuse"])
+    assert cfg.pages.classify(None, "/blog/hello/") == Target("post", "hello")
+    assert cfg.pages.classify(None, "/") == Target("page", "Home_Page")
+    with pytest.raises(PageError):  # the default /posts/{id} is replaced
+        cfg.pages.classify(None, "/posts/x")
 
 
 def test_values_that_look_odd_but_are_right_are_accepted():

@@ -7,7 +7,7 @@ from livecount.core import journal, protocol
 from livecount.core.admission import GONE_KEPT
 from livecount.core.engine import Close, Engine, Outcome, PendingView, Settings, Shown
 from livecount.core.ledger import Counts, FlushResult, Ledger
-from livecount.core.pages import Target
+from livecount.core.pages import PageRules, Target
 
 A, B = Target("post", "a"), Target("post", "b")
 T = 1_764_000_000.0  # a wall-clock moment
@@ -291,7 +291,7 @@ def test_a_closed_socket_stops_reading_at_once():
 
 
 def test_a_view_of_a_page_that_is_not_counted_leaves_the_one_before():
-    e = engine()
+    e = engine(pages=PageRules(unmatched="refuse"))
     view(e, articleId="a")
     out = e.receive("s", frame(currentPage="/tags/"), T)
     assert out.refused == "unrecognised_page" and reading(e) == 0

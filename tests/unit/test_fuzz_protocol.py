@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from livecount.aws.store import Store, Tables
 from livecount.core import protocol, sizes
 from livecount.core.ledger import Ledger
-from livecount.core.pages import PageRules, referrer_host
+from livecount.core.pages import PageError, PageRules, referrer_host
 
 from tests.strategies import frames, post_views, protocol_views, text_frames
 
@@ -99,11 +99,13 @@ def test_every_key_the_store_builds_from_accepted_views_fits(views: list[dict[st
         except protocol.ProtocolError:
             continue
         assert isinstance(message, protocol.Views)
-        target = rules.classify(message.articleId, message.currentPage)
-        if target is not None:
-            ledger.record(target, refreshed=message.refreshed, hour="2026-01-01T00",
-                          title=message.articleTitle,
-                          referrer=referrer_host(message.referrer, ["example.com"]))
+        try:
+            target = rules.classify(message.articleId, message.currentPage)
+        except PageError:
+            continue
+        ledger.record(target, refreshed=message.refreshed, hour="2026-01-01T00",
+                      title=message.articleTitle,
+                      referrer=referrer_host(message.referrer, ["example.com"]))
     dynamo = RecordingDynamo()
     store = Store(dynamo, None, Tables.named("PREFIX_"))
     asyncio.run(store.flush(ledger.take(1)))

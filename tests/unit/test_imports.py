@@ -18,12 +18,12 @@ import pytest
 from livecount.core import exports
 from livecount.core.errors import ClientError
 from livecount.core.exports import Record
-from livecount.core.imports import PathMap, compile_pattern, count_write, import_id, read
+from livecount.core.imports import PathMap, count_write, import_id, read
 from livecount.core.ledger import SITE, Counts, Row
 from livecount.core.pages import PageRules, Target
 from livecount.core.tables import Tables
 
-PATHS = PathMap(PageRules(), ["/blog/{id}/"])
+PATHS = PathMap(PageRules(patterns=["/blog/{id}/"], unmatched="refuse"))
 HELLO, CAFE, HOME = Target("post", "hello"), Target("post", "café"), Target("page", "Home_Page")
 
 GOATCOUNTER = (
@@ -173,19 +173,19 @@ def test_non_utf8_and_damaged_archives_are_refused():
         read(gzip.compress(b"x" * 100)[:20], PATHS)
 
 
-def test_path_patterns_take_the_id_and_page_rules_come_first():
-    paths = PathMap(PageRules.parse(["/=Home_Page", "/blog/=Blog_Index"]),
-                    ["/blog/{id}/", "/{id}.html"])
+def test_paths_map_as_serve_maps_them():
+    """One set of rules (`core/pages.py`, tested in test_pages.py) for live views and
+    imports; a path the rules refuse is skipped with their reason."""
+    paths = PathMap(PageRules.parse(["/=Home_Page", "/blog/=Blog_Index"],
+                                    ["/blog/{id}/", "/{id}.html"], "refuse"))
     assert paths.target("/blog/") == Target("page", "Blog_Index")
     assert paths.target("/blog/a-post/?ref=x") == Target("post", "a-post")
     assert paths.target("/blog/a%20b") == Target("post", "a b")
-    assert paths.target("/old.html") == Target("post", "old")
     assert paths.target("/blog/a/b/") == "no page rule or --path-pattern matches"
-    assert paths.target("blog/a") == "not a path"
+    assert paths.target("blog/a") == "no page rule or --path-pattern matches"
     assert paths.target("/blog/" + "x" * 300) == "an id livecount cannot store"
-    for bad in ("blog/{id}", "/blog/", "/{id}/{id}", "/{slug}/{id}"):
-        with pytest.raises(ValueError):
-            compile_pattern(bad)
+    assert paths.target("/blog/%20%20/") == "an id livecount cannot store"
+    assert PathMap(PageRules()).target("/about/") == Target("page", "/about")
 
 
 def test_an_import_writes_each_item_once_under_its_files_marker():
@@ -202,6 +202,6 @@ def test_an_import_writes_each_item_once_under_its_files_marker():
 def test_a_plan_is_known_by_what_it_adds():
     same = read(GOATCOUNTER.encode(), PATHS), read(GOATCOUNTER.encode(), PATHS)
     assert same[0].fingerprint() == same[1].fingerprint()
-    without_posts = read(GOATCOUNTER.encode(), PathMap(PageRules()))
+    without_posts = read(GOATCOUNTER.encode(), PathMap(PageRules(unmatched="refuse")))
     assert without_posts.counts == {HOME: Counts(1, 1)}
     assert without_posts.fingerprint() != same[0].fingerprint()

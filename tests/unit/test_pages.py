@@ -1,8 +1,19 @@
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from livecount.core import sizes
-from livecount.core.pages import PageRules, Target, dns_host, normalise_path, referrer_host
+from livecount.core.pages import (
+    PageError,
+    PageRules,
+    Target,
+    compile_pattern,
+    dns_host,
+    normalise_path,
+    referrer_host,
+)
 
 from tests.strategies import urls
 
@@ -16,9 +27,98 @@ def test_default_pages(path, name):
     assert PageRules().classify(None, path) == Target("page", name)
 
 
-@pytest.mark.parametrize("path", ["/pages", "/posts/x", "/pages/about/more", None])
-def test_other_paths_are_unrecognised(path):
-    assert PageRules().classify(None, path) is None
+@pytest.mark.parametrize(("path", "page"), [
+    ("/pages", "/pages"), ("/pages/about/more/", "/pages/about/more"), ("/tags/x?p=2", "/tags/x"),
+    ("/blog/x/index.html", "/blog/x"), ("/caf%C3%A9", "/café")])
+def test_every_other_path_is_a_page_of_its_own_named_by_its_normal_form(path, page):
+    assert PageRules().classify(None, path) == Target("page", page)
+
+
+@pytest.mark.parametrize("path", ["/pages", "/tags/x"])
+def test_other_paths_can_be_refused_with_a_reason_that_names_the_options(path):
+    with pytest.raises(PageError) as refused:
+        PageRules(unmatched="refuse").classify(None, path)
+    assert refused.value.code == "unrecognised_page"
+    assert "--unmatched-paths page" in refused.value.detail
+    assert "--path-pattern" in refused.value.detail
+
+
+def test_the_default_pattern_makes_posts_of_the_seeds_paths():
+    assert PageRules().classify(None, "/posts/hello-world/") == Target("post", "hello-world")
+    assert PageRules().classify(None, "/posts/caf%C3%A9") == Target("post", "café")
+
+
+@pytest.mark.parametrize(("pattern", "path", "post"), [
+    ("/blog/{id}/", "/blog/my-hugo-post/", "my-hugo-post"),
+    ("/{yyyy}/{mm}/{dd}/{id}/", "/2024/05/17/dated-post/", "dated-post"),
+    ("/{yyyy}/{mm}/{id}/", "/2024/05/dated-post/?utm=x", "dated-post"),
+    ("/{*}/posts/{id}", "/en/posts/hello", "hello"),
+    ("/{id}.html", "/old-post.html", "old-post"),
+    ("/blog/{id}", "/blog/a%20b", "a b"),
+])
+def test_path_patterns_name_posts(pattern, path, post):
+    assert PageRules(patterns=[pattern]).classify(None, path) == Target("post", post)
+
+
+@pytest.mark.parametrize(("pattern", "path"), [
+    ("/{yyyy}/{mm}/{dd}/{id}/", "/2024/5/17/dated-post/"),
+    ("/blog/{id}/", "/blog/a/b/"),
+    ("/blog/{id}/", "/blog/"),
+])
+def test_a_path_a_pattern_does_not_match_is_a_page(pattern, path):
+    assert PageRules(patterns=[pattern]).classify(None, path).kind == "page"
+
+
+def test_page_rules_come_before_patterns_and_data_article_id_before_both():
+    rules = PageRules.parse(["/blog/=Blog_Index"], ["/blog/{id}/"])
+    assert rules.classify(None, "/blog/") == Target("page", "Blog_Index")
+    assert rules.classify("chosen", "/blog/other/") == Target("post", "chosen")
+
+
+@pytest.mark.parametrize("bad", ["blog/{id}", "/blog/", "/{id}/{id}", "/{slug}/{id}",
+                                 "/{id}?x", "/{id}}", "/{{id}/"])
+def test_bad_patterns_are_refused_with_what_to_write(bad):
+    with pytest.raises(ValueError, match=r"^must "):
+        compile_pattern(bad)
+
+
+@pytest.mark.parametrize("path", ["/blog/%20%20/", "/blog/%E3%80%80/", "/blog/" + "x" * 300,
+                                  "/blog/a%00b/"])
+def test_an_id_from_a_path_passes_the_ids_validation(path):
+    with pytest.raises(PageError) as refused:
+        PageRules(patterns=["/blog/{id}/"]).classify(None, path)
+    assert refused.value.code == "invalid_field"
+
+
+@pytest.mark.parametrize("path", ["/" + "x" * 300, "/" + "\u00e9" * 600, "/a%01"])
+def test_a_path_that_cannot_name_a_page_is_refused(path):
+    with pytest.raises(PageError) as refused:
+        PageRules().classify(None, path)
+    assert refused.value.code == "invalid_field"
+
+
+def test_subscriptions_name_configured_pages_or_paths():
+    assert PageRules().page("Home_Page") == Target("page", "Home_Page")
+    assert PageRules().page("/about/") == Target("page", "/about")
+    for refused, rules in (("Nope", PageRules()), ("/about", PageRules(unmatched="refuse"))):
+        with pytest.raises(PageError) as error:
+            rules.page(refused)
+        assert error.value.code == "unknown_page"
+
+
+VECTORS = json.loads((Path(__file__).parent.parent / "paths.json").read_text())
+
+
+@pytest.mark.parametrize(("raw", "normal"), VECTORS["normalised"])
+def test_paths_normalise_as_the_browser_client_does(raw, normal):
+    assert normalise_path(raw) == normal
+    assert normalise_path(normal.replace("%", "%25")) == normal  # its own spelling, encoded
+
+
+@pytest.mark.parametrize("raw", VECTORS["refused"])
+def test_paths_whose_escapes_are_not_utf8_are_refused(raw):
+    with pytest.raises(ValueError, match="UTF-8"):
+        normalise_path(raw)
 
 
 def test_an_article_id_makes_a_post_whatever_the_path():
@@ -28,7 +128,7 @@ def test_an_article_id_makes_a_post_whatever_the_path():
 def test_custom_rules_replace_the_defaults():
     rules = PageRules.parse(["/=Start", "/now/=Now_Page"])
     assert rules.classify(None, "/now") == Target("page", "Now_Page")
-    assert rules.classify(None, "/pages/about") is None
+    assert rules.classify(None, "/pages/about") == Target("page", "/pages/about")
     assert rules.names == ["Now_Page", "Start"]
 
 
@@ -153,6 +253,8 @@ def test_www_and_bare_domain_are_one_site_whichever_is_configured() -> None:
     assert referrer_host("https://blog.example.com/", ["www.example.com"]) is None
 
 
-@pytest.mark.parametrize("path", ["", " ", "?x=1", "#frag", "\u3000", "pages/about"])
-def test_a_current_page_that_is_not_a_path_names_no_page(path: str) -> None:
-    assert PageRules().classify(None, path) is None
+@pytest.mark.parametrize("path", ["", " ", "?x=1", "#frag", "\u3000", "pages/about", None])
+def test_a_current_page_that_is_not_a_path_names_no_page(path: str | None) -> None:
+    with pytest.raises(PageError) as refused:
+        PageRules().classify(None, path)
+    assert refused.value.code == "unrecognised_page"

@@ -146,7 +146,7 @@ def test_ids_are_not_empty(field):
 @pytest.mark.parametrize("blank", [" ", "\u00a0\u3000", " " * 256])
 def test_ids_of_only_whitespace_are_refused(field, blank):
     error = error_of(views_with(field, blank))
-    assert error.code == "invalid_field" and "only whitespace" in error.detail
+    assert error.code == "invalid_field" and "shows nothing" in error.detail
     protocol.decode(views_with(field, " a "))  # a visible character is enough
 
 
@@ -166,7 +166,7 @@ def test_paths_and_referrers_take_2048_characters(field):
 
 # -- no control characters anywhere, the last one included --------------------------
 REFUSED = ["\x00", "\t", "\n", "\r", "\x1f", "\x7f", "\x80", "\x85", "\x9f", "\u2028", "\u2029"]
-ALLOWED = ["\xa0", "\u200b", "\u200e", "\u202e", "\ufeff", "\ufffd", "\uffff", "\U0001f600",
+ALLOWED = ["\xa0", "\u200b", "\u200e", "\ufeff", "\ufffd", "\uffff", "\U0001f600",
            "\U0010ffff", "e\u0301"]
 TEXT_FIELDS = ["articleId", "articleTitle", "previousPage", "currentPage", "referrer",
                "articleIds", "pageNames"]
@@ -186,6 +186,22 @@ def test_controls_are_refused_anywhere(field, char, where):
 @pytest.mark.parametrize("char", ALLOWED)
 def test_other_characters_are_text(field, char):
     protocol.decode(views_with(field, f"x{char}y{char}"))
+
+
+@pytest.mark.parametrize("char", ["\u202a", "\u202e", "\u2066", "\u2069"])
+def test_ids_hold_no_direction_overrides_that_text_may(char):
+    """An id reads in reports as it is: `abc\u202egpj.exe` would show as `abcexe.jpg`."""
+    for field in ID_FIELDS:
+        assert "bidirectional" in error_of(views_with(field, f"abc{char}x")).detail
+    for field in set(TEXT_FIELDS) - set(ID_FIELDS):
+        protocol.decode(views_with(field, f"abc{char}x"))
+
+
+@pytest.mark.parametrize("blank", ["\u200b", "\u200b\u200d\ufeff", "\u3164", "\u115f\u1160",
+                                   "\u0301", "\u2060", "\ufe0f"])
+def test_ids_that_show_nothing_are_refused(blank):
+    for field in ID_FIELDS:
+        assert "shows nothing" in error_of(views_with(field, blank)).detail
 
 
 @pytest.mark.parametrize("escaped", [r"\ud800", r"\udfff", r"a\ud800", r"\ud800a", r"\ud800\u0041",

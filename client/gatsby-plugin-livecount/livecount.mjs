@@ -144,17 +144,17 @@ function fitViews(msg) {
 }
 
 // The server's rule for the page a path is (tests/paths.json holds both sides'
-// cases): cut at ? or #, percent-decode once as UTF-8, one / for a run of them, no
-// final /index.html, no trailing / but the root's. null for a path the server does
-// not count: a bad escape, or a control character once decoded.
+// cases): cut at ? or #, percent-decode once as UTF-8 (a % without two hex digits
+// stays), one / for a run of them, no final /index.html, no trailing / but the
+// root's. null for escapes that are not UTF-8: the server does not count the path.
 function normalisePath(path) {
   let p = String(path).split(/[?#]/)[0];
   try {
-    p = decodeURIComponent(p);
+    p = p.replace(/(%[0-9a-f]{2})+/gi, (run) => decodeURIComponent(run));
   } catch (e) {
     return null;
   }
-  if (p.search(CONTROLS) !== -1) return null;
+  if (p.charAt(0) !== "/") p = "/" + p;
   return p.replace(/\/+/g, "/").replace(/\/index\.html$/, "").replace(/\/$/, "") || "/";
 }
 
@@ -470,7 +470,8 @@ function createLivecount(options) {
   // as written, to normalise it itself (normalising twice is not always the same).
   function pageKey(name) {
     const p = name.charAt(0) === "/" ? normalisePath(name) : clean(name, MAX_ID);
-    if (!p) return null;
+    // a control character once decoded: refused, with the whole message that asks
+    if (!p || p.search(CONTROLS) !== -1) return null;
     if (!pageNames.has(PAGE + p)) pageNames.set(PAGE + p, clean(name, MAX_ID));
     return PAGE + p;
   }

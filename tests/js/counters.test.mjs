@@ -84,7 +84,13 @@ describe("a page's counter: data-livecount-page", () => {
   });
 
   test("a path the server would refuse is not asked for", () => {
-    const t = setup({ elements: [el({ "data-livecount": "", "data-livecount-page": "/bad%zz" }), el({ "data-livecount": "x" })] });
+    const t = setup({
+      elements: [
+        el({ "data-livecount": "", "data-livecount-page": "/bad%FF" }),
+        el({ "data-livecount": "", "data-livecount-page": "/nul%00" }),
+        el({ "data-livecount": "x" }),
+      ],
+    });
     t.go("/");
     t.open();
     assert.deepEqual(t.sent("subscribe"), [{ message: "subscribe", articleIds: ["x"], pageNames: [] }]);

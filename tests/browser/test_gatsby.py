@@ -9,21 +9,18 @@ pages sent is read from Chromium's own record of the WebSocket frames.
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Locator, Page, WebSocket, expect
+from playwright.async_api import Locator, expect
 from websockets.asyncio.client import connect
 
-from tests.support import ROOT, Launch, Served, eventually, free_port
+from tests.browser.conftest import OpenTab
+from tests.browser.sites import StaticSite, Tab
+from tests.support import ROOT, Launch, Served, free_port
 
 TIMEOUT = 20_000  # ms, for expect(): a deadline, not a speed claim
 SITE = ROOT / "tests" / "gatsby-site"
@@ -37,33 +34,16 @@ HEADLESS_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, li
                   "HeadlessChrome/156.0.0.0 Safari/537.36")
 
 
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
 def site() -> Iterator[str]:
     """The production build of tests/gatsby-site, served on loopback; its origin."""
     subprocess.run(["make", "-s", "gatsby-site"], cwd=ROOT, check=True)
-    handler = functools.partial(_Quiet, directory=str(SITE / "public"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with StaticSite(SITE / "public") as served:
+        yield served.origin
 
 
-@dataclass
-class Reader:
+class Reader(Tab):
     """One tab of the blog and the messages it sent to livecount."""
-
-    page: Page
-    sent: list[dict[str, Any]] = field(default_factory=list)
-
-    def views(self) -> list[dict[str, Any]]:
-        return [m for m in self.sent if m.get("message") == "views"]
 
     async def go(self, link: str) -> None:
         """Follow a <Link> of the navigation; wait for the new page and its title."""
@@ -80,30 +60,16 @@ class Reader:
 OpenReader = Callable[..., Awaitable[Reader]]
 
 
-@pytest_asyncio.fixture
-async def open_reader(browser: Browser, site: str) -> AsyncIterator[OpenReader]:
-    contexts = []
-
+@pytest.fixture
+def open_reader(open_tab: OpenTab, site: str) -> OpenReader:
     async def open_(served: Served, path: str, *, user_agent: str | None = None,
                     init: str = "") -> Reader:
-        context = await browser.new_context(user_agent=user_agent) if user_agent \
-            else await browser.new_context()
-        contexts.append(context)
-        await context.add_init_script(f"window.LIVECOUNT_URL = {json.dumps(served.ws)};{init}")
-        page = await context.new_page()
-        reader = Reader(page)
-
-        def on_socket(ws: WebSocket) -> None:
-            ws.on("framesent", lambda payload: reader.sent.append(json.loads(payload))
-                  if isinstance(payload, str) else None)
-
-        page.on("websocket", on_socket)
-        await page.goto(site + path)
+        reader = await open_tab(site + path, user_agent=user_agent, kind=Reader,
+                                init=f"window.LIVECOUNT_URL = {json.dumps(served.ws)};{init}")
+        assert isinstance(reader, Reader)
         return reader
 
-    yield open_
-    for context in contexts:
-        await context.close()
+    return open_
 
 
 async def start(launch: Launch, site: str, *args: str) -> Served:
@@ -119,15 +85,9 @@ async def probe(served: Served, agent: str | None = None) -> dict[str, Any]:
         return answer
 
 
-async def sent_views(reader: Reader, n: int) -> list[dict[str, Any]]:
-    async def views() -> list[dict[str, Any]]:
-        return reader.views()
-    return await eventually(views, lambda v: len(v) >= n)
-
-
 async def test_link_navigation_sends_one_view_per_route_with_its_own_title(
         launch: Launch, site: str, open_reader: OpenReader) -> None:
-    """The title race: Gatsby's Head API sets <title> after onRouteUpdate."""
+    """The title race: Gatsby's Head API sets <title> after onRouteUpdate, on every route."""
     served = await start(launch, site)
     reader = await open_reader(served, "/")
     await expect(reader.page.locator("h1")).to_have_text("livecount test blog", timeout=TIMEOUT)
@@ -135,15 +95,15 @@ async def test_link_navigation_sends_one_view_per_route_with_its_own_title(
              "second-post", "home", "second-post", "hello-world", "third-post", "hello-world"]
     for link in route:
         await reader.go(link)
-    views = await sent_views(reader, 1 + len(route))
+    views = await reader.sent_views(1 + len(route))
     assert [v["currentPage"] for v in views] == ["/", *[
         {"home": "/", "about": "/pages/about/"}.get(link, f"/posts/{link}/") for link in route]]
     for link, view in zip(route, views[1:], strict=True):
-        if link in POSTS:
+        assert view["articleTitle"] == TITLES[link], view  # pages' titles too: the server
+        if link in POSTS:  # may count a path as a post (--path-pattern)
             assert view["articleId"] == link
-            assert view["articleTitle"] == POSTS[link], view
         else:
-            assert "articleId" not in view and "articleTitle" not in view
+            assert "articleId" not in view
     # The seed's rule: every in-app view is unique; only the landing page may be a reload.
     assert [v["refreshed"] for v in views] == [False] * len(views)
     await expect(reader.count("hello-world", "total")).to_have_text("4", timeout=TIMEOUT)
@@ -161,7 +121,7 @@ async def test_reload_counts_total_but_keeps_unique(
     await reader.page.reload()
     await expect(reader.count("third-post", "total")).to_have_text("2", timeout=TIMEOUT)
     await expect(reader.count("third-post", "unique")).to_have_text("1", timeout=TIMEOUT)
-    views = await sent_views(reader, 2)
+    views = await reader.sent_views(2)
     assert [v["refreshed"] for v in views] == [False, True]
     assert [v["articleTitle"] for v in views] == ["The third post"] * 2
 
@@ -177,7 +137,7 @@ async def test_uniqueness_tab_makes_a_return_to_a_post_a_repeat(
     await reader.go("hello-world")
     await expect(reader.count("hello-world", "total")).to_have_text("2", timeout=TIMEOUT)
     await expect(reader.count("hello-world", "unique")).to_have_text("1", timeout=TIMEOUT)
-    assert [v["refreshed"] for v in await sent_views(reader, 3)] == [False, False, True]
+    assert [v["refreshed"] for v in await reader.sent_views(3)] == [False, False, True]
     stored = await reader.page.evaluate("sessionStorage.getItem('livecount:seen')")
     assert json.loads(stored) == ["post:second-post", "post:hello-world"]
     assert await reader.page.evaluate("document.cookie") == ""
@@ -269,6 +229,6 @@ async def test_pages_survive_a_server_restart_and_views_made_meanwhile_count(
     await expect(first.count("third-post", "total")).to_have_text("1", timeout=TIMEOUT)
     await second.go("hello-world")
     await expect(first.count("hello-world", "total")).to_have_text("2", timeout=TIMEOUT)
-    titled = [(v.get("articleId"), v.get("articleTitle")) for v in await sent_views(second, 3)]
+    titled = [(v.get("articleId"), v.get("articleTitle")) for v in await second.sent_views(3)]
     assert titled == [("hello-world", "Hello, world"), ("third-post", "The third post"),
                       ("hello-world", "Hello, world")]

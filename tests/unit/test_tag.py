@@ -3,8 +3,12 @@ classic script, and nothing else."""
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 from livecount_client.tag import CUT, START, build, tag
+
+from tests.support import ROOT
 
 SOURCE = f"""// a comment line
 const A = 1; // a trailing comment stays: the build does not parse JavaScript
@@ -48,3 +52,11 @@ def test_the_served_tag_is_built_from_the_installed_source() -> None:
     assert body.endswith(f"{START}\n}})();\n")
     assert "function createLivecount(" in body and "function startTag(" in body
     assert "getInstance" not in body, "the Gatsby API stays out of the tag"
+
+
+def test_the_readme_says_how_big_the_tag_is() -> None:
+    body = tag()
+    size = f"{len(body) / 1000:.1f} KB, {len(gzip.compress(body, 9)) / 1000:.1f} KB gzipped"
+    assert size in " ".join((ROOT / "README.md").read_text().split()), (
+        f"README.md's size of the tag is stale: it is {size}"
+    )

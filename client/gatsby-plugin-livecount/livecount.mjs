@@ -1,8 +1,9 @@
 // livecount's browser client: the one source of its three builds.
 //
-// - The Gatsby snippet is this file as it is: an ES module with no imports that
-//   exports only Gatsby's browser API names (Gatsby flags any other export of
-//   gatsby-browser.js). The livecount server serves it at /client/livecount.mjs.
+// - The module is this file as it is: an ES module with no imports that exports
+//   only Gatsby's browser API names (Gatsby flags any other export of
+//   gatsby-browser.js), a drop-in gatsby-browser.js. The server serves it at
+//   /client/livecount.mjs.
 // - gatsby-plugin-livecount imports it from its own directory: a packed npm package
 //   cannot reach outside itself, so the source lives here.
 // - The tag, <script defer src="https://count.example.com/livecount.js">, is built

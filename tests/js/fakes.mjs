@@ -142,7 +142,7 @@ export function el(attrs, text) {
 /**
  * A document holding a flat list of elements. Only attribute-presence
  * selectors ("[a]" and lists "[a],[b]") are supported; anything else throws
- * so a test notices if the snippet starts relying on more.
+ * so a test notices if the client starts relying on more.
  */
 export function createDocument({ elements = [], title = "", referrer = "" } = {}) {
   const listeners = new Map(); // type -> Set

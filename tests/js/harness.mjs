@@ -1,5 +1,5 @@
 // A livecount client on fakes, driven like Gatsby drives it; shared by the tests.
-import * as snippet from "../../client/gatsby-plugin-livecount/livecount.mjs";
+import * as client from "../../client/gatsby-plugin-livecount/livecount.mjs";
 import {
   createClock,
   createWebSocketClass,
@@ -10,7 +10,7 @@ import {
   el,
 } from "./fakes.mjs";
 
-const { createLivecount } = snippet.onRouteUpdate;
+const { createLivecount } = client.onRouteUpdate;
 
 // Long enough for both deferred passes (setTimeout 0 and the next frame); not
 // for the wait for a new <title> (1000 ms), so go() sets one like Gatsby does.

@@ -135,7 +135,7 @@ describe('titles: "head" (the default)', () => {
 });
 
 describe("other title rules", () => {
-  test('"document" reads document.title on the next frame, as the snippet used to', () => {
+  test('"document" reads document.title on the next frame, as earlier versions did', () => {
     const t = landed({ titles: "document" });
     t.go("/posts/a");
     t.doc.title = "Post A"; // too late for this rule
@@ -149,7 +149,7 @@ describe("other title rules", () => {
     assert.equal("articleTitle" in postViews(t)[0], false);
   });
 
-  test("window.LIVECOUNT_TITLES sets the rule for the copy-in snippet; an option wins over it", () => {
+  test("window.LIVECOUNT_TITLES sets the rule for the module; an option wins over it", () => {
     const t = setup({ title: "Home", globals: { LIVECOUNT_TITLES: "document" } });
     t.go("/");
     t.open();

@@ -78,7 +78,7 @@ describe("uniqueness", () => {
     assert.deepEqual(JSON.parse(storage.data.get("livecount:seen")), ["post:a"]);
   });
 
-  test("window.LIVECOUNT_UNIQUENESS picks the rule for the copy-in snippet", () => {
+  test("window.LIVECOUNT_UNIQUENESS picks the rule for the module", () => {
     const t = setup({ globals: { LIVECOUNT_UNIQUENESS: "tab" } });
     assert.deepEqual(walk(t).at(-2), ["a", true]);
   });

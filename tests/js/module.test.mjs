@@ -1,11 +1,11 @@
 // Unit tests for the browser client (client/gatsby-plugin-livecount/livecount.mjs),
-// used as the Gatsby snippet. Run: node --test tests/js/
+// used as the module (a drop-in gatsby-browser.js). Run: node --test tests/js/
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 
-import * as snippet from "../../client/gatsby-plugin-livecount/livecount.mjs";
+import * as module from "../../client/gatsby-plugin-livecount/livecount.mjs";
 
-const { onRouteUpdate } = snippet;
+const { onRouteUpdate } = module;
 const { createLivecount, reset: __livecountReset } = onRouteUpdate;
 import { createClock, createWebSocketClass, createDocument, createWindow, el, sequenceRandom } from "./fakes.mjs";
 import { setup, SETTLE } from "./harness.mjs";
@@ -612,7 +612,7 @@ describe("never throws", () => {
 
 describe("demo.html", () => {
   // Browser tests drive the demo through these; keep them stable.
-  test("imports the served snippet and has the stable ids and article markup", async () => {
+  test("imports the served module and has the stable ids and article markup", async () => {
     const { readFile } = await import("node:fs/promises");
     const html = await readFile(new URL("../../client/demo.html", import.meta.url), "utf8");
     assert.match(html, /import \{ onRouteUpdate \} from "\/client\/livecount\.mjs"/);
@@ -632,6 +632,6 @@ describe("demo.html", () => {
 describe("drop-in gatsby-browser.js", () => {
   test("exports only Gatsby browser API names", () => {
     // Gatsby reports any other export of gatsby-browser.js as an unknown API.
-    assert.deepEqual(Object.keys(snippet).sort(), ["onPreRouteUpdate", "onRouteUpdate"]);
+    assert.deepEqual(Object.keys(module).sort(), ["onPreRouteUpdate", "onRouteUpdate"]);
   });
 });

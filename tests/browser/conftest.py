@@ -110,6 +110,7 @@ async def open_tab(browser: Browser) -> AsyncIterator[OpenTab]:
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         tab = kind(page)
         page.on("websocket", tab.follow)
+        page.on("console", tab.said)
         await page.goto(url)
         return tab
 

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from playwright.async_api import Page, WebSocket
+from playwright.async_api import ConsoleMessage, Page, WebSocket
 
 from tests.support import eventually
 
@@ -89,33 +89,52 @@ class StaticSite:
         self._thread.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._server.shutdown()
         self._server.server_close()
 
 
 @dataclass
 class Tab:
-    """One browser tab of a site, and what it said to livecount: the messages it sent,
-    and its sockets' errors (a refused handshake), across reloads and navigations."""
+    """One browser tab of a site, and what passed between it and livecount: the
+    messages it sent and received, its sockets' errors (a refused handshake) and its
+    console, across reloads and navigations."""
 
     page: Page
     sent: list[dict[str, Any]] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
     sockets: int = 0
+    console: list[str] = field(default_factory=list)  # "warning: livecount: …"
 
     def follow(self, ws: WebSocket) -> None:
         self.sockets += 1
-        ws.on("framesent", lambda payload: self.sent.append(json.loads(payload))
-              if isinstance(payload, str) else None)
+        ws.on(
+            "framesent",
+            lambda payload: (
+                self.sent.append(json.loads(payload)) if isinstance(payload, str) else None
+            ),
+        )
+        ws.on(
+            "framereceived",
+            lambda payload: (
+                self.received.append(json.loads(payload)) if isinstance(payload, str) else None
+            ),
+        )
         ws.on("socketerror", lambda error: self.refusals.append(error))
+
+    def said(self, message: ConsoleMessage) -> None:
+        self.console.append(f"{message.type}: {message.text}")
 
     def views(self) -> list[dict[str, Any]]:
         return [m for m in self.sent if m.get("message") == "views"]
 
     async def sent_views(self, n: int) -> list[dict[str, Any]]:
         """The views sent, once there are at least `n`."""
+
         async def views() -> list[dict[str, Any]]:
             return self.views()
+
         return await eventually(views, lambda v: len(v) >= n)

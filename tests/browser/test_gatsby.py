@@ -26,12 +26,17 @@ TIMEOUT = 20_000  # ms, for expect(): a deadline, not a speed claim
 SITE = ROOT / "tests" / "gatsby-site"
 # Post titles, as their <title> and as livecount should store them. The third's is
 # set 300 ms late (src/components/late-title.js), so reading it early always fails.
-POSTS = {"hello-world": "Hello, world", "second-post": "A second post",
-         "third-post": "The third post"}
+POSTS = {
+    "hello-world": "Hello, world",
+    "second-post": "A second post",
+    "third-post": "The third post",
+}
 HEADINGS = {**POSTS, "about": "About", "home": "livecount test blog"}
 TITLES = {**POSTS, "about": "About this blog", "home": "livecount test blog"}
-HEADLESS_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                  "HeadlessChrome/156.0.0.0 Safari/537.36")
+HEADLESS_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "HeadlessChrome/156.0.0.0 Safari/537.36"
+)
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +58,9 @@ class Reader(Tab):
 
     def count(self, post: str, show: str) -> Locator:
         """A <LiveCount/> of `post` on the page: on its post page, or in the home list."""
-        return self.page.locator(f"article[data-article-id='{post}'] .{show},"
-                                 f" li[data-post='{post}'] .{show}")
+        return self.page.locator(
+            f"article[data-article-id='{post}'] .{show}, li[data-post='{post}'] .{show}"
+        )
 
 
 OpenReader = Callable[..., Awaitable[Reader]]
@@ -62,10 +68,15 @@ OpenReader = Callable[..., Awaitable[Reader]]
 
 @pytest.fixture
 def open_reader(open_tab: OpenTab, site: str) -> OpenReader:
-    async def open_(served: Served, path: str, *, user_agent: str | None = None,
-                    init: str = "") -> Reader:
-        reader = await open_tab(site + path, user_agent=user_agent, kind=Reader,
-                                init=f"window.LIVECOUNT_URL = {json.dumps(served.ws)};{init}")
+    async def open_(
+        served: Served, path: str, *, user_agent: str | None = None, init: str = ""
+    ) -> Reader:
+        reader = await open_tab(
+            site + path,
+            user_agent=user_agent,
+            kind=Reader,
+            init=f"window.LIVECOUNT_URL = {json.dumps(served.ws)};{init}",
+        )
         assert isinstance(reader, Reader)
         return reader
 
@@ -86,18 +97,33 @@ async def probe(served: Served, agent: str | None = None) -> dict[str, Any]:
 
 
 async def test_link_navigation_sends_one_view_per_route_with_its_own_title(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
     """The title race: Gatsby's Head API sets <title> after onRouteUpdate, on every route."""
     served = await start(launch, site)
     reader = await open_reader(served, "/")
     await expect(reader.page.locator("h1")).to_have_text("livecount test blog", timeout=TIMEOUT)
-    route = ["hello-world", "second-post", "third-post", "about", "hello-world", "third-post",
-             "second-post", "home", "second-post", "hello-world", "third-post", "hello-world"]
+    route = [
+        "hello-world",
+        "second-post",
+        "third-post",
+        "about",
+        "hello-world",
+        "third-post",
+        "second-post",
+        "home",
+        "second-post",
+        "hello-world",
+        "third-post",
+        "hello-world",
+    ]
     for link in route:
         await reader.go(link)
     views = await reader.sent_views(1 + len(route))
-    assert [v["currentPage"] for v in views] == ["/", *[
-        {"home": "/", "about": "/pages/about/"}.get(link, f"/posts/{link}/") for link in route]]
+    assert [v["currentPage"] for v in views] == [
+        "/",
+        *[{"home": "/", "about": "/pages/about/"}.get(link, f"/posts/{link}/") for link in route],
+    ]
     for link, view in zip(route, views[1:], strict=True):
         assert view["articleTitle"] == TITLES[link], view  # pages' titles too: the server
         if link in POSTS:  # may count a path as a post (--path-pattern)
@@ -112,7 +138,8 @@ async def test_link_navigation_sends_one_view_per_route_with_its_own_title(
 
 
 async def test_reload_counts_total_but_keeps_unique(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
     """On the post whose title comes late: a landing page waits for it too."""
     served = await start(launch, site)
     reader = await open_reader(served, "/posts/third-post/")
@@ -127,11 +154,13 @@ async def test_reload_counts_total_but_keeps_unique(
 
 
 async def test_uniqueness_tab_makes_a_return_to_a_post_a_repeat(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
     """sessionStorage in a real tab: the same <Link> walk as the seed's rule, unique once."""
     served = await start(launch, site)
-    reader = await open_reader(served, "/posts/hello-world/",
-                               init="window.LIVECOUNT_UNIQUENESS = 'tab';")
+    reader = await open_reader(
+        served, "/posts/hello-world/", init="window.LIVECOUNT_UNIQUENESS = 'tab';"
+    )
     await expect(reader.count("hello-world", "total")).to_have_text("1", timeout=TIMEOUT)
     await reader.go("second-post")
     await reader.go("hello-world")
@@ -144,7 +173,8 @@ async def test_uniqueness_tab_makes_a_return_to_a_post_a_repeat(
 
 
 async def test_a_second_reader_moves_the_first_readers_counts_live(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
     served = await start(launch, site)
     first = await open_reader(served, "/")
     await expect(first.page.locator(".status")).to_have_text("open", timeout=TIMEOUT)
@@ -162,7 +192,8 @@ async def test_a_second_reader_moves_the_first_readers_counts_live(
 
 
 async def test_reading_now_follows_readers_and_hidden_tabs_do_not_count(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
     served = await start(launch, site)
     if "readingNow" not in await probe(served):
         pytest.skip("this livecount server does not send readingNow yet (issue 13's server side)")
@@ -185,8 +216,10 @@ async def test_reading_now_follows_readers_and_hidden_tabs_do_not_count(
     }""")
     await expect(first.count("hello-world", "now")).to_have_text("1", timeout=TIMEOUT)
     visibility = [m for m in second.sent if m.get("message") == "visibility"]
-    assert visibility == [{"message": "visibility", "visible": False},
-                          {"message": "visibility", "visible": True}]
+    assert visibility == [
+        {"message": "visibility", "visible": False},
+        {"message": "visibility", "visible": True},
+    ]
 
     await second.go("second-post")  # leaves hello-world
     await expect(first.count("hello-world", "now")).to_have_text("0", timeout=TIMEOUT)
@@ -196,7 +229,8 @@ async def test_reading_now_follows_readers_and_hidden_tabs_do_not_count(
 
 
 async def test_a_headless_browser_is_not_counted_and_is_told_so(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
     served = await start(launch, site)
     if "counted" not in await probe(served, HEADLESS_AGENT):
         pytest.skip("this livecount server does not send counted: false yet (issue 13)")
@@ -207,12 +241,14 @@ async def test_a_headless_browser_is_not_counted_and_is_told_so(
     reader = await open_reader(served, "/posts/hello-world/")
     await expect(reader.count("hello-world", "total")).to_have_text("1", timeout=TIMEOUT)
     await expect(reader.count("hello-world", "total")).not_to_have_attribute(
-        "data-livecount-counted", "false")
+        "data-livecount-counted", "false"
+    )
     await expect(total).to_have_text("1", timeout=TIMEOUT)  # it still shows live counts
 
 
 async def test_pages_survive_a_server_restart_and_views_made_meanwhile_count(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
     port = str(free_port())
     served = await start(launch, site, "--port", port)
     first = await open_reader(served, "/")
@@ -230,5 +266,8 @@ async def test_pages_survive_a_server_restart_and_views_made_meanwhile_count(
     await second.go("hello-world")
     await expect(first.count("hello-world", "total")).to_have_text("2", timeout=TIMEOUT)
     titled = [(v.get("articleId"), v.get("articleTitle")) for v in await second.sent_views(3)]
-    assert titled == [("hello-world", "Hello, world"), ("third-post", "The third post"),
-                      ("hello-world", "Hello, world")]
+    assert titled == [
+        ("hello-world", "Hello, world"),
+        ("third-post", "The third post"),
+        ("hello-world", "Hello, world"),
+    ]

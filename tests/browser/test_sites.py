@@ -38,8 +38,12 @@ SITES = {
     "hugo": ("tests/hugo-site/public", "hugo-site", False, "A Hugo blog"),
     "spa": ("tests/spa-site/dist", "spa-site", True, "A single-page blog"),
 }
-POSTS = {"first-post": "The first post", "second-post": "The second post",
-         "third-post": "The third post", "fourth-post": "The fourth post"}
+POSTS = {
+    "first-post": "The first post",
+    "second-post": "The second post",
+    "third-post": "The third post",
+    "fourth-post": "The fourth post",
+}
 
 
 @dataclass
@@ -68,16 +72,19 @@ class Blog:
 
 
 @pytest_asyncio.fixture(scope="module", params=list(SITES))
-async def blog(request: pytest.FixtureRequest, dynamodb_local_url: str,
-               tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Blog]:
+async def blog(
+    request: pytest.FixtureRequest,
+    dynamodb_local_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Blog]:
     files, target, spa, home_title = SITES[request.param]
     if target is not None:
         await asyncio.to_thread(subprocess.run, ["make", "-s", target], cwd=ROOT, check=True)
     with StaticSite(ROOT / files, spa) as site, StaticSite(ROOT / files, spa) as elsewhere:
-        async with launcher(dynamodb_local_url, f"t{uuid.uuid4().hex[:10]}_",
-                            tmp_path_factory.mktemp("node")) as launch:
-            served = await launch("--allowed-origin", site.origin,
-                                  "--path-pattern", "/blog/{id}/")
+        async with launcher(
+            dynamodb_local_url, f"t{uuid.uuid4().hex[:10]}_", tmp_path_factory.mktemp("node")
+        ) as launch:
+            served = await launch("--allowed-origin", site.origin, "--path-pattern", "/blog/{id}/")
             site.livecount = elsewhere.livecount = served.http
             yield Blog(served, site, elsewhere, home_title)
 
@@ -93,42 +100,62 @@ def listed(page: Page, post: str) -> Locator:
 
 
 async def test_a_fresh_open_counts_once_and_a_reload_counts_total_only(
-        blog: Blog, open_tab: OpenTab) -> None:
+    blog: Blog, open_tab: OpenTab
+) -> None:
     tab = await open_tab(blog.url("/blog/first-post/"))
     await expect(this_page(tab.page)).to_have_text("1", timeout=TIMEOUT)
     await expect(this_page(tab.page, "unique")).to_have_text("1", timeout=TIMEOUT)
     await tab.page.reload()
     await expect(this_page(tab.page)).to_have_text("2", timeout=TIMEOUT)
     await expect(this_page(tab.page, "unique")).to_have_text("1", timeout=TIMEOUT)
-    views = [(v["currentPage"], v["refreshed"], v.get("articleId"), v.get("articleTitle"))
-             for v in await tab.sent_views(2)]
-    assert views == [("/blog/first-post/", False, None, "The first post"),
-                     ("/blog/first-post/", True, None, "The first post")]
+    views = [
+        (v["currentPage"], v["refreshed"], v.get("articleId"), v.get("articleTitle"))
+        for v in await tab.sent_views(2)
+    ]
+    assert views == [
+        ("/blog/first-post/", False, None, "The first post"),
+        ("/blog/first-post/", True, None, "The first post"),
+    ]
 
 
 async def test_a_navigation_counts_the_new_page_once_with_its_own_title(
-        blog: Blog, open_tab: OpenTab) -> None:
+    blog: Blog, open_tab: OpenTab
+) -> None:
     tab = await open_tab(blog.url("/"))
     await expect(listed(tab.page, "second-post")).to_have_text("0", timeout=TIMEOUT)
     await tab.page.click("#nav-second-post")
     await expect(tab.page).to_have_title("The second post", timeout=TIMEOUT)
     await expect(this_page(tab.page)).to_have_text("1", timeout=TIMEOUT)
-    views = [(v["currentPage"], v["previousPage"], v.get("articleTitle"))
-             for v in await tab.sent_views(2)]
+    views = [
+        (v["currentPage"], v["previousPage"], v.get("articleTitle"))
+        for v in await tab.sent_views(2)
+    ]
     # A multi-page site loads the post as a new page: its previous page is the referrer's.
     previous = "/" if blog.site.root.name == "dist" else ""
-    assert views == [("/", "", blog.home_title),
-                     ("/blog/second-post/", previous, "The second post")]
+    assert views == [
+        ("/", "", blog.home_title),
+        ("/blog/second-post/", previous, "The second post"),
+    ]
     # The title reaches the report through the stream, after the counts.
-    rows = await eventually(blog.pages, lambda rows: any(
-        r.get("articleId") == "second-post" and r.get("articleTitle") for r in rows))
+    rows = await eventually(
+        blog.pages,
+        lambda rows: any(
+            r.get("articleId") == "second-post" and r.get("articleTitle") for r in rows
+        ),
+    )
     assert [r for r in rows if r.get("articleId") == "second-post"] == [
-        {"articleId": "second-post", "articleTitle": "The second post",
-         "totalViews": 1, "uniqueViews": 1}]
+        {
+            "articleId": "second-post",
+            "articleTitle": "The second post",
+            "totalViews": 1,
+            "uniqueViews": 1,
+        }
+    ]
 
 
 async def test_counters_fill_in_and_follow_a_second_reader_live(
-        blog: Blog, open_tab: OpenTab) -> None:
+    blog: Blog, open_tab: OpenTab
+) -> None:
     home = await open_tab(blog.url("/"))
     third = listed(home.page, "third-post")
     await expect(third).to_have_text("0", timeout=TIMEOUT)
@@ -157,20 +184,27 @@ async def test_reading_now_counts_the_tabs_on_a_post(blog: Blog, open_tab: OpenT
 
 
 async def test_a_path_no_rule_names_is_listed_as_a_page_of_its_own(
-        blog: Blog, open_tab: OpenTab) -> None:
+    blog: Blog, open_tab: OpenTab
+) -> None:
     tab = await open_tab(blog.url("/about/"))
     await expect(this_page(tab.page)).to_have_text("1", timeout=TIMEOUT)
     [view] = await tab.sent_views(1)
     assert (view["currentPage"], view.get("articleId"), view["articleTitle"]) == (
-        "/about/", None, "About")
-    rows = await eventually(blog.pages, lambda rows: any(
-        r.get("pageName") == "/about" for r in rows))
+        "/about/",
+        None,
+        "About",
+    )
+    rows = await eventually(
+        blog.pages, lambda rows: any(r.get("pageName") == "/about" for r in rows)
+    )
     assert [r for r in rows if r.get("pageName") == "/about"] == [
-        {"pageName": "/about", "totalViews": 1, "uniqueViews": 1}]
+        {"pageName": "/about", "totalViews": 1, "uniqueViews": 1}
+    ]
 
 
 async def test_a_page_on_an_origin_livecount_does_not_allow_is_refused(
-        blog: Blog, open_tab: OpenTab) -> None:
+    blog: Blog, open_tab: OpenTab
+) -> None:
     before = (await blog.live("first-post"))["totalViews"]
     tab = await open_tab(blog.elsewhere.origin + "/blog/first-post/")
 

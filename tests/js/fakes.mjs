@@ -1,5 +1,6 @@
-// Tiny fakes for testing the browser client (client/gatsby-plugin-livecount/livecount.mjs) under node:test without
-// a browser or npm packages: WebSocket, DOM, timers, random and window.
+// Tiny fakes for testing the browser client (client/gatsby-plugin-livecount/livecount.mjs)
+// under node:test without a browser or npm packages: WebSocket, DOM, timers, random
+// and window.
 
 // ---- timers ---------------------------------------------------------------
 

@@ -11,12 +11,20 @@ GATSBY_MODULES := $(GATSBY_SITE)/node_modules/.installed-$(shell cksum < $(GATSB
 GATSBY_SOURCES := $(GATSBY_SITE)/package.json $(GATSBY_SITE)/gatsby-config.js $(GATSBY_SITE)/gatsby-node.js \
 	$(shell find $(GATSBY_SITE)/src -type f) $(wildcard client/gatsby-plugin-livecount/*)
 
-.PHONY: run test soak lint unit js system-deps install clean bench gatsby-site
+# The Hugo site and the single-page app (Vite, React Router) tests/browser/test_sites.py
+# drives, built once per change of their sources; the plain HTML site needs no build.
+HUGO_SITE    := tests/hugo-site
+HUGO_SOURCES := $(HUGO_SITE)/hugo.toml $(shell find $(HUGO_SITE)/content $(HUGO_SITE)/layouts -type f)
+SPA_SITE     := tests/spa-site
+SPA_MODULES  := $(SPA_SITE)/node_modules/.installed-$(shell cksum < $(SPA_SITE)/package-lock.json | cut -d' ' -f1)
+SPA_SOURCES  := $(SPA_SITE)/index.html $(SPA_SITE)/vite.config.js $(shell find $(SPA_SITE)/src -type f)
+
+.PHONY: run test soak lint unit js system-deps install clean bench gatsby-site hugo-site spa-site
 
 run: install system-deps  ## livecount serve on the embedded DynamoDB Local
 	$(BIN)/livecount serve $(ARGS)
 
-test: install system-deps lint gatsby-site  ## everything CI runs
+test: install system-deps lint gatsby-site hugo-site spa-site  ## everything CI runs
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	node --test tests/js/
 
@@ -26,8 +34,9 @@ soak: install system-deps  ## long variants: a million hostile frames, a 30 s st
 		tests/e2e/test_boundaries.py tests/e2e/test_http_edges.py
 
 lint: install  ## ruff, mypy (server/ seen as `livecount`) and the import contract
-	$(BIN)/ruff check server tests bench
-	mkdir -p build/mypy && ln -sfn ../../server build/mypy/livecount
+	$(BIN)/ruff check server client tests bench
+	mkdir -p build/mypy && ln -sfn ../../server build/mypy/livecount \
+		&& ln -sfn ../../client build/mypy/livecount_client
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -60,9 +69,26 @@ $(GATSBY_SITE)/public/index.html: $(GATSBY_MODULES) $(GATSBY_SOURCES)
 	cd $(GATSBY_SITE) && GATSBY_TELEMETRY_DISABLED=1 CI=true node_modules/.bin/gatsby build
 	touch $@
 
+hugo-site: $(HUGO_SITE)/public/index.html  ## the test Hugo site, built (cached)
+
+$(HUGO_SITE)/public/index.html: $(HUGO_SOURCES) | system-deps
+	cd $(HUGO_SITE) && hugo --quiet --cleanDestinationDir
+	touch $@
+
+spa-site: $(SPA_SITE)/dist/index.html  ## the test single-page app, built (cached)
+
+$(SPA_MODULES): $(SPA_SITE)/package-lock.json | system-deps
+	cd $(SPA_SITE) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(SPA_SITE)/dist/index.html: $(SPA_MODULES) $(SPA_SOURCES)
+	cd $(SPA_SITE) && node_modules/.bin/vite build --logLevel error
+	touch $@
+
 system-deps:  ## Java and npm for DynamoDB Local; installed with apt-get when root
 	@bash scripts/system-deps.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 	rm -rf $(GATSBY_SITE)/node_modules $(GATSBY_SITE)/.cache $(GATSBY_SITE)/public
+	rm -rf $(HUGO_SITE)/public $(HUGO_SITE)/resources $(SPA_SITE)/node_modules $(SPA_SITE)/dist

@@ -1,1 +1,3 @@
-"""The browser files (snippet, demo, dashboard), shipped in the wheel as `livecount_client`."""
+"""The browser files (the client's source, the demo, the dashboard, the login page),
+shipped in the wheel as `livecount_client`; `tag` builds the `<script>` tag from the
+client's source."""

@@ -38,7 +38,7 @@ package() {
   "$prefix/bin/python" -m pip install --quiet "$source"
   # The browser files ship inside the wheel (package `livecount_client`): check.
   "$prefix/bin/python" -I -c 'from importlib import resources as r
-assert r.files("livecount_client").joinpath("gatsby-snippet.js").is_file()'
+assert r.files("livecount_client").joinpath("gatsby-plugin-livecount/livecount.mjs").is_file()'
   "$prefix/bin/livecount" --help >/dev/null
   say "done: $prefix/bin/livecount"
 }

@@ -9,6 +9,7 @@ command -v npm >/dev/null || need+=(npm)
 command -v node >/dev/null || need+=(nodejs)
 if [[ "${LIVECOUNT_BROWSER_TESTS:-1}" == 1 ]]; then
   command -v chromium >/dev/null || need+=(chromium)
+  command -v hugo >/dev/null || need+=(hugo)  # builds tests/hugo-site
 fi
 ((${#need[@]})) || exit 0
 

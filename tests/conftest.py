@@ -5,6 +5,7 @@ Each test gets its own table prefix, so tests share the servers but never data.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -64,17 +65,16 @@ async def any_store(any_url: str, prefix: str) -> AsyncIterator[Store]:
         yield store
 
 
-@pytest_asyncio.fixture
-async def launch(dynamodb_local_url: str, prefix: str, tmp_path: Path,
-                 ) -> AsyncIterator[Launch]:
+@contextlib.asynccontextmanager
+async def launcher(dynamodb_local_url: str, prefix: str, data: Path) -> AsyncIterator[Launch]:
     """Start `livecount serve` processes on the shared DynamoDB Local, own table prefix.
 
-    Every process of one test is the same node (one data dir, so one journal) unless
-    it passes its own `--data-dir`. Tests send faster than a page does, so the
-    per-socket rate limit is raised unless a test sets its own. Every report is
-    public (`--public all`) unless the test says `private=True`: the tests of the
-    credential (tests/e2e/test_auth.py, tests/browser/test_login.py) do, and choose
-    their own `--public`.
+    Every process is the same node (one data dir, so one journal) unless it passes its
+    own `--data-dir`. Tests send faster than a page does, so the per-socket rate limit
+    is raised unless a test sets its own. Every report is public (`--public all`)
+    unless the test says `private=True`: the tests of the credential
+    (tests/e2e/test_auth.py, tests/browser/test_login.py) do, and choose their own
+    `--public`.
     """
     started: list[Served] = []
 
@@ -83,15 +83,25 @@ async def launch(dynamodb_local_url: str, prefix: str, tmp_path: Path,
             if shared else []
         public = [] if private else ["--public", "all"]
         served = await Served("--flush-interval", "0.2", "--report-interval", "0.2",
-                              "--data-dir", str(tmp_path / "node"),
+                              "--data-dir", str(data / "node"),
                               "--rate-limit", "100000", "--rate-burst", "100000",
                               *store, *public, *args).start()
         started.append(served)
         return served
 
-    yield start
-    for served in started:
-        await served.kill()
+    try:
+        yield start
+    finally:
+        for served in started:
+            await served.kill()
+
+
+@pytest_asyncio.fixture
+async def launch(dynamodb_local_url: str, prefix: str, tmp_path: Path,
+                 ) -> AsyncIterator[Launch]:
+    """`launcher` for one test: its servers stop when it ends."""
+    async with launcher(dynamodb_local_url, prefix, tmp_path) as start:
+        yield start
 
 
 @pytest.fixture

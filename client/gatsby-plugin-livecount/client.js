@@ -1,6 +1,6 @@
 // The one livecount client of a Gatsby site, shared by gatsby-browser.js (views)
 // and the hook (counts). Created lazily in the browser only: SSR never has one.
-import { onRouteUpdate as snippet } from "./livecount.js";
+import { onRouteUpdate as snippet } from "./livecount.mjs";
 
 // The plugin options the client takes; Gatsby adds others (`plugins`).
 const KEYS = ["url", "respectDnt", "uniqueness", "titles", "titleTimeout"];
@@ -17,6 +17,7 @@ export function clientOptions(pluginOptions) {
   }
   // React renders every number: the client never writes into the page.
   picked.dom = false;
+  picked.postsFromPath = true; // a post's slug after "/posts/", as the seed's site had
   return picked;
 }
 

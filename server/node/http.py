@@ -42,9 +42,9 @@ WS_PATH = "/ws"
 HEALTH_TTL = 2.0  # seconds a health answer is reused
 HEALTH_TIMEOUT = 2.0  # seconds DynamoDB has to answer /healthz's ping: inside the router's
 # timeout, so that /healthz says what failed itself
-# The one-tag script (issue 20): served from the snippet until `client/livecount.js`
-# lands; then this names that file. Every script is also at /client/<name>.
-SCRIPTS = {"/livecount.js": "gatsby-snippet.js"}
+# The one tag for any site (issue 20), built from the client's source at start
+# (`livecount_client.tag`). Every script is also at /client/<name>.
+SCRIPTS = {"/livecount.js": "livecount.js"}
 CORS_ANY = {"Access-Control-Allow-Origin": "*"}  # the client's scripts are for any site
 
 

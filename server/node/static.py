@@ -16,10 +16,12 @@ from importlib.resources.abc import Traversable
 
 from livecount.node.answers import HTML, not_found, response
 from livecount.node.auth import header
+from livecount_client.tag import tag
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 CLIENT = resources.files("livecount_client")  # client/ in the repo, package data in a wheel
+MODULE = CLIENT / "gatsby-plugin-livecount" / "livecount.mjs"  # the client's one source
 SCRIPT = "text/javascript; charset=utf-8"
 SCRIPT_CACHE = "public, max-age=3600"
 TYPES = {".js": SCRIPT, ".html": HTML}
@@ -34,17 +36,24 @@ class File:
 
 
 class Files:
-    """Every top-level file of `root` that has a type in `TYPES`, by name."""
+    """Every top-level file of `root` that has a type in `TYPES`, by name, and the
+    builds of the browser client's one source: the module (`livecount.mjs`, the
+    Gatsby plugin's own file) and the tag (`livecount.js`, `livecount_client.tag`),
+    built here, at start, so that a broken source stops the node, not a page later."""
 
     def __init__(self, root: Traversable = CLIENT) -> None:
         self.files: dict[str, File] = {}
         for entry in root.iterdir():
             kind = TYPES.get("." + entry.name.rpartition(".")[2])
-            if kind is None or not entry.is_file():
-                continue
-            body = entry.read_bytes()
-            tag = hashlib.sha256(body).hexdigest()[:32]
-            self.files[entry.name] = File(body, gzip.compress(body, 9, mtime=0), tag, kind)
+            if kind is not None and entry.is_file():
+                self._add(entry.name, entry.read_bytes(), kind)
+        if root is CLIENT:
+            self._add("livecount.mjs", MODULE.read_bytes(), SCRIPT)
+            self._add("livecount.js", tag(), SCRIPT)
+
+    def _add(self, name: str, body: bytes, kind: str) -> None:
+        etag = hashlib.sha256(body).hexdigest()[:32]
+        self.files[name] = File(body, gzip.compress(body, 9, mtime=0), etag, kind)
 
     @property
     def scripts(self) -> list[str]:

@@ -1,5 +1,6 @@
-"""A real headless Chromium (Debian's), driven by Playwright without its own browser,
-and what the dashboard's tests share: opening it, sending views, waiting for a flush."""
+"""A real headless Chromium (Debian's), driven by Playwright without its own browser;
+tabs of the test sites (`open_tab`), and what the dashboard's tests share: opening it,
+sending views, waiting for a flush."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from playwright.async_api import (
 )
 from websockets.asyncio.client import ClientConnection
 
+from tests.browser.sites import Tab
 from tests.support import Served, eventually, login_url
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -43,6 +45,7 @@ PHONE: ViewportSize = {"width": 390, "height": 844}
 
 Scheme = Literal["light", "dark"]
 Open = Callable[..., Awaitable[Page]]
+OpenTab = Callable[..., Awaitable[Tab]]
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -81,6 +84,35 @@ async def open_dashboard(browser: Browser) -> AsyncIterator[Open]:
             await page.goto(served.http + "/" + fragment)
         await expect(page.locator("#conn")).to_have_text("live", timeout=TIMEOUT)
         return page
+
+    yield open_
+    for context in contexts:
+        await context.close()
+    assert errors == []
+
+
+@pytest_asyncio.fixture
+async def open_tab(browser: Browser) -> AsyncIterator[OpenTab]:
+    """`url` in a tab of a fresh context (a reader of its own), following its sockets;
+    `init` runs before the page's scripts, `kind` is the Tab class. Fails the test on
+    any uncaught page error."""
+    contexts: list[BrowserContext] = []
+    errors: list[str] = []
+
+    async def open_(url: str, *, user_agent: str | None = None, init: str = "",
+                    kind: type[Tab] = Tab) -> Tab:
+        context = await (browser.new_context(user_agent=user_agent) if user_agent
+                         else browser.new_context())
+        contexts.append(context)
+        if init:
+            await context.add_init_script(init)
+        page = await context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        tab = kind(page)
+        page.on("websocket", tab.follow)
+        page.on("console", tab.said)
+        await page.goto(url)
+        return tab
 
     yield open_
     for context in contexts:

@@ -9,61 +9,46 @@ pages sent is read from Chromium's own record of the WebSocket frames.
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Locator, Page, WebSocket, expect
+from playwright.async_api import Locator, expect
 from websockets.asyncio.client import connect
 
-from tests.support import ROOT, Launch, Served, eventually, free_port
+from tests.browser.conftest import OpenTab
+from tests.browser.sites import StaticSite, Tab
+from tests.support import ROOT, Launch, Served, free_port
 
 TIMEOUT = 20_000  # ms, for expect(): a deadline, not a speed claim
 SITE = ROOT / "tests" / "gatsby-site"
 # Post titles, as their <title> and as livecount should store them. The third's is
 # set 300 ms late (src/components/late-title.js), so reading it early always fails.
-POSTS = {"hello-world": "Hello, world", "second-post": "A second post",
-         "third-post": "The third post"}
+POSTS = {
+    "hello-world": "Hello, world",
+    "second-post": "A second post",
+    "third-post": "The third post",
+}
 HEADINGS = {**POSTS, "about": "About", "home": "livecount test blog"}
 TITLES = {**POSTS, "about": "About this blog", "home": "livecount test blog"}
-HEADLESS_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                  "HeadlessChrome/156.0.0.0 Safari/537.36")
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+HEADLESS_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "HeadlessChrome/156.0.0.0 Safari/537.36"
+)
 
 
 @pytest.fixture(scope="session")
 def site() -> Iterator[str]:
     """The production build of tests/gatsby-site, served on loopback; its origin."""
     subprocess.run(["make", "-s", "gatsby-site"], cwd=ROOT, check=True)
-    handler = functools.partial(_Quiet, directory=str(SITE / "public"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with StaticSite(SITE / "public") as served:
+        yield served.origin
 
 
-@dataclass
-class Reader:
+class Reader(Tab):
     """One tab of the blog and the messages it sent to livecount."""
-
-    page: Page
-    sent: list[dict[str, Any]] = field(default_factory=list)
-
-    def views(self) -> list[dict[str, Any]]:
-        return [m for m in self.sent if m.get("message") == "views"]
 
     async def go(self, link: str) -> None:
         """Follow a <Link> of the navigation; wait for the new page and its title."""
@@ -73,37 +58,29 @@ class Reader:
 
     def count(self, post: str, show: str) -> Locator:
         """A <LiveCount/> of `post` on the page: on its post page, or in the home list."""
-        return self.page.locator(f"article[data-article-id='{post}'] .{show},"
-                                 f" li[data-post='{post}'] .{show}")
+        return self.page.locator(
+            f"article[data-article-id='{post}'] .{show}, li[data-post='{post}'] .{show}"
+        )
 
 
 OpenReader = Callable[..., Awaitable[Reader]]
 
 
-@pytest_asyncio.fixture
-async def open_reader(browser: Browser, site: str) -> AsyncIterator[OpenReader]:
-    contexts = []
-
-    async def open_(served: Served, path: str, *, user_agent: str | None = None,
-                    init: str = "") -> Reader:
-        context = await browser.new_context(user_agent=user_agent) if user_agent \
-            else await browser.new_context()
-        contexts.append(context)
-        await context.add_init_script(f"window.LIVECOUNT_URL = {json.dumps(served.ws)};{init}")
-        page = await context.new_page()
-        reader = Reader(page)
-
-        def on_socket(ws: WebSocket) -> None:
-            ws.on("framesent", lambda payload: reader.sent.append(json.loads(payload))
-                  if isinstance(payload, str) else None)
-
-        page.on("websocket", on_socket)
-        await page.goto(site + path)
+@pytest.fixture
+def open_reader(open_tab: OpenTab, site: str) -> OpenReader:
+    async def open_(
+        served: Served, path: str, *, user_agent: str | None = None, init: str = ""
+    ) -> Reader:
+        reader = await open_tab(
+            site + path,
+            user_agent=user_agent,
+            kind=Reader,
+            init=f"window.LIVECOUNT_URL = {json.dumps(served.ws)};{init}",
+        )
+        assert isinstance(reader, Reader)
         return reader
 
-    yield open_
-    for context in contexts:
-        await context.close()
+    return open_
 
 
 async def start(launch: Launch, site: str, *args: str) -> Served:
@@ -119,31 +96,40 @@ async def probe(served: Served, agent: str | None = None) -> dict[str, Any]:
         return answer
 
 
-async def sent_views(reader: Reader, n: int) -> list[dict[str, Any]]:
-    async def views() -> list[dict[str, Any]]:
-        return reader.views()
-    return await eventually(views, lambda v: len(v) >= n)
-
-
 async def test_link_navigation_sends_one_view_per_route_with_its_own_title(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
-    """The title race: Gatsby's Head API sets <title> after onRouteUpdate."""
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
+    """The title race: Gatsby's Head API sets <title> after onRouteUpdate, on every route."""
     served = await start(launch, site)
     reader = await open_reader(served, "/")
     await expect(reader.page.locator("h1")).to_have_text("livecount test blog", timeout=TIMEOUT)
-    route = ["hello-world", "second-post", "third-post", "about", "hello-world", "third-post",
-             "second-post", "home", "second-post", "hello-world", "third-post", "hello-world"]
+    route = [
+        "hello-world",
+        "second-post",
+        "third-post",
+        "about",
+        "hello-world",
+        "third-post",
+        "second-post",
+        "home",
+        "second-post",
+        "hello-world",
+        "third-post",
+        "hello-world",
+    ]
     for link in route:
         await reader.go(link)
-    views = await sent_views(reader, 1 + len(route))
-    assert [v["currentPage"] for v in views] == ["/", *[
-        {"home": "/", "about": "/pages/about/"}.get(link, f"/posts/{link}/") for link in route]]
+    views = await reader.sent_views(1 + len(route))
+    assert [v["currentPage"] for v in views] == [
+        "/",
+        *[{"home": "/", "about": "/pages/about/"}.get(link, f"/posts/{link}/") for link in route],
+    ]
     for link, view in zip(route, views[1:], strict=True):
-        if link in POSTS:
+        assert view["articleTitle"] == TITLES[link], view  # pages' titles too: the server
+        if link in POSTS:  # may count a path as a post (--path-pattern)
             assert view["articleId"] == link
-            assert view["articleTitle"] == POSTS[link], view
         else:
-            assert "articleId" not in view and "articleTitle" not in view
+            assert "articleId" not in view
     # The seed's rule: every in-app view is unique; only the landing page may be a reload.
     assert [v["refreshed"] for v in views] == [False] * len(views)
     await expect(reader.count("hello-world", "total")).to_have_text("4", timeout=TIMEOUT)
@@ -152,7 +138,8 @@ async def test_link_navigation_sends_one_view_per_route_with_its_own_title(
 
 
 async def test_reload_counts_total_but_keeps_unique(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
     """On the post whose title comes late: a landing page waits for it too."""
     served = await start(launch, site)
     reader = await open_reader(served, "/posts/third-post/")
@@ -161,30 +148,33 @@ async def test_reload_counts_total_but_keeps_unique(
     await reader.page.reload()
     await expect(reader.count("third-post", "total")).to_have_text("2", timeout=TIMEOUT)
     await expect(reader.count("third-post", "unique")).to_have_text("1", timeout=TIMEOUT)
-    views = await sent_views(reader, 2)
+    views = await reader.sent_views(2)
     assert [v["refreshed"] for v in views] == [False, True]
     assert [v["articleTitle"] for v in views] == ["The third post"] * 2
 
 
 async def test_uniqueness_tab_makes_a_return_to_a_post_a_repeat(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
     """sessionStorage in a real tab: the same <Link> walk as the seed's rule, unique once."""
     served = await start(launch, site)
-    reader = await open_reader(served, "/posts/hello-world/",
-                               init="window.LIVECOUNT_UNIQUENESS = 'tab';")
+    reader = await open_reader(
+        served, "/posts/hello-world/", init="window.LIVECOUNT_UNIQUENESS = 'tab';"
+    )
     await expect(reader.count("hello-world", "total")).to_have_text("1", timeout=TIMEOUT)
     await reader.go("second-post")
     await reader.go("hello-world")
     await expect(reader.count("hello-world", "total")).to_have_text("2", timeout=TIMEOUT)
     await expect(reader.count("hello-world", "unique")).to_have_text("1", timeout=TIMEOUT)
-    assert [v["refreshed"] for v in await sent_views(reader, 3)] == [False, False, True]
+    assert [v["refreshed"] for v in await reader.sent_views(3)] == [False, False, True]
     stored = await reader.page.evaluate("sessionStorage.getItem('livecount:seen')")
     assert json.loads(stored) == ["post:second-post", "post:hello-world"]
     assert await reader.page.evaluate("document.cookie") == ""
 
 
 async def test_a_second_reader_moves_the_first_readers_counts_live(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
     served = await start(launch, site)
     first = await open_reader(served, "/")
     await expect(first.page.locator(".status")).to_have_text("open", timeout=TIMEOUT)
@@ -202,7 +192,8 @@ async def test_a_second_reader_moves_the_first_readers_counts_live(
 
 
 async def test_reading_now_follows_readers_and_hidden_tabs_do_not_count(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
     served = await start(launch, site)
     if "readingNow" not in await probe(served):
         pytest.skip("this livecount server does not send readingNow yet (issue 13's server side)")
@@ -225,8 +216,10 @@ async def test_reading_now_follows_readers_and_hidden_tabs_do_not_count(
     }""")
     await expect(first.count("hello-world", "now")).to_have_text("1", timeout=TIMEOUT)
     visibility = [m for m in second.sent if m.get("message") == "visibility"]
-    assert visibility == [{"message": "visibility", "visible": False},
-                          {"message": "visibility", "visible": True}]
+    assert visibility == [
+        {"message": "visibility", "visible": False},
+        {"message": "visibility", "visible": True},
+    ]
 
     await second.go("second-post")  # leaves hello-world
     await expect(first.count("hello-world", "now")).to_have_text("0", timeout=TIMEOUT)
@@ -236,7 +229,8 @@ async def test_reading_now_follows_readers_and_hidden_tabs_do_not_count(
 
 
 async def test_a_headless_browser_is_not_counted_and_is_told_so(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
     served = await start(launch, site)
     if "counted" not in await probe(served, HEADLESS_AGENT):
         pytest.skip("this livecount server does not send counted: false yet (issue 13)")
@@ -247,12 +241,14 @@ async def test_a_headless_browser_is_not_counted_and_is_told_so(
     reader = await open_reader(served, "/posts/hello-world/")
     await expect(reader.count("hello-world", "total")).to_have_text("1", timeout=TIMEOUT)
     await expect(reader.count("hello-world", "total")).not_to_have_attribute(
-        "data-livecount-counted", "false")
+        "data-livecount-counted", "false"
+    )
     await expect(total).to_have_text("1", timeout=TIMEOUT)  # it still shows live counts
 
 
 async def test_pages_survive_a_server_restart_and_views_made_meanwhile_count(
-        launch: Launch, site: str, open_reader: OpenReader) -> None:
+    launch: Launch, site: str, open_reader: OpenReader
+) -> None:
     port = str(free_port())
     served = await start(launch, site, "--port", port)
     first = await open_reader(served, "/")
@@ -269,6 +265,9 @@ async def test_pages_survive_a_server_restart_and_views_made_meanwhile_count(
     await expect(first.count("third-post", "total")).to_have_text("1", timeout=TIMEOUT)
     await second.go("hello-world")
     await expect(first.count("hello-world", "total")).to_have_text("2", timeout=TIMEOUT)
-    titled = [(v.get("articleId"), v.get("articleTitle")) for v in await sent_views(second, 3)]
-    assert titled == [("hello-world", "Hello, world"), ("third-post", "The third post"),
-                      ("hello-world", "Hello, world")]
+    titled = [(v.get("articleId"), v.get("articleTitle")) for v in await second.sent_views(3)]
+    assert titled == [
+        ("hello-world", "Hello, world"),
+        ("third-post", "The third post"),
+        ("hello-world", "Hello, world"),
+    ]

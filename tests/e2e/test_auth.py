@@ -47,7 +47,7 @@ PUBLIC = (
     "/healthz",
     "/demo",
     "/demo/posts/x",
-    "/client/gatsby-snippet.js",
+    "/client/livecount.mjs",
     "/livecount.js",
     "/login",
 )

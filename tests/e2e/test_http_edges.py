@@ -375,7 +375,7 @@ async def test_methods_the_table_does_not_list_get_405_with_allow_from_it(edge: 
         "/healthz",
         "/metrics",
         "/ws",
-        "/client/gatsby-snippet.js",
+        "/client/livecount.mjs",
     ):
         answer = await ask(edge, request(method, path, "Content-Length: 0"))
         assert answer.status == 405, (method, path, answer)
@@ -388,7 +388,7 @@ async def test_methods_the_table_does_not_list_get_405_with_allow_from_it(edge: 
 async def test_head_sends_the_headers_of_get_and_no_body(edge: int):
     for path in (
         "/",
-        "/client/gatsby-snippet.js",
+        "/client/livecount.mjs",
         "/livecount.js",
         "/api/pages",
         "/api/timeline",
@@ -916,7 +916,7 @@ targets = st.one_of(
             "/",
             "/healthz",
             "/metrics",
-            "/client/gatsby-snippet.js",
+            "/client/livecount.mjs",
             "/api/pages/",
             "//[",
             "/api/pages/a/b",

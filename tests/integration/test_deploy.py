@@ -348,8 +348,9 @@ async def test_the_image_command_serves_health_and_the_snippet_and_stops_on_sigt
 
         assert await asyncio.to_thread(healthcheck) == 0
         status, _, body = await asyncio.to_thread(
-            http_get, f"http://127.0.0.1:{port}/client/gatsby-snippet.js")
-        assert status == 200 and b"onRouteUpdate" in body  # the browser files are installed
+            http_get, f"http://127.0.0.1:{port}/livecount.js")
+        # the browser client is installed, and the tag is built from it
+        assert status == 200 and b"startTag(window, document.currentScript)" in body
 
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 60) == 0
@@ -467,8 +468,8 @@ def test_dockerignore_keeps_the_context_to_what_the_image_needs() -> None:
                  "tests/unit/test_config.py", "server/__pycache__/app.cpython-311.pyc", ".env",
                  "docker-compose.yml", "livecount.egg-info/PKG-INFO", "build/lib/x.py"):
         assert ignored(path), path
-    for path in ("pyproject.toml", "README.md", "server/node/node.py", "client/gatsby-snippet.js",
-                 "deploy/install.sh"):
+    for path in ("pyproject.toml", "README.md", "server/node/node.py", "deploy/install.sh",
+                 "client/gatsby-plugin-livecount/livecount.mjs"):
         assert not ignored(path), path
 
 

@@ -1,5 +1,6 @@
-// Tiny fakes for testing client/gatsby-snippet.js under node:test without
-// a browser or npm packages: WebSocket, DOM, timers, random and window.
+// Tiny fakes for testing the browser client (client/gatsby-plugin-livecount/livecount.mjs)
+// under node:test without a browser or npm packages: WebSocket, DOM, timers, random
+// and window.
 
 // ---- timers ---------------------------------------------------------------
 
@@ -142,7 +143,7 @@ export function el(attrs, text) {
 /**
  * A document holding a flat list of elements. Only attribute-presence
  * selectors ("[a]" and lists "[a],[b]") are supported; anything else throws
- * so a test notices if the snippet starts relying on more.
+ * so a test notices if the client starts relying on more.
  */
 export function createDocument({ elements = [], title = "", referrer = "" } = {}) {
   const listeners = new Map(); // type -> Set
@@ -154,8 +155,15 @@ export function createDocument({ elements = [], title = "", referrer = "" } = {}
     visibilityState: "visible",
     documentElement: new FakeElement(),
     head: { name: "head" },
-    /** Fake MutationObservers watching this document; each title change notifies them. */
+    /** Fake MutationObservers watching <head>; each title change notifies them. */
     observers: new Set(),
+    /** Fake MutationObservers watching the whole document (counters rendered later). */
+    treeObservers: new Set(),
+    /** Like a render that adds elements: notifies the tree observers of it. */
+    render(...added) {
+      doc.elements.push(...added);
+      for (const o of [...doc.treeObservers]) o.notify([{ type: "childList", target: doc.documentElement, addedNodes: added }]);
+    },
     get title() {
       return title_;
     },
@@ -194,7 +202,8 @@ export function createDocument({ elements = [], title = "", referrer = "" } = {}
   return doc;
 }
 
-/** A MutationObserver class bound to one fake document: it fires when the title changes. */
+/** A MutationObserver class bound to one fake document: one on <head> fires when the
+ * title changes, one on the document when doc.render() adds elements. */
 export function createMutationObserverClass(doc) {
   return class FakeMutationObserver {
     constructor(callback) {
@@ -204,13 +213,14 @@ export function createMutationObserverClass(doc) {
     observe(target, init) {
       this.target = target;
       this.init = init;
-      doc.observers.add(this);
+      (target === doc.head ? doc.observers : doc.treeObservers).add(this);
     }
     disconnect() {
       doc.observers.delete(this);
+      doc.treeObservers.delete(this);
     }
-    notify() {
-      this.callback([{ type: "childList", target: this.target }], this);
+    notify(records = [{ type: "childList", target: this.target }]) {
+      this.callback(records, this);
     }
   };
 }

@@ -1,5 +1,5 @@
 // A livecount client on fakes, driven like Gatsby drives it; shared by the tests.
-import * as snippet from "../../client/gatsby-snippet.js";
+import * as client from "../../client/gatsby-plugin-livecount/livecount.mjs";
 import {
   createClock,
   createWebSocketClass,
@@ -7,9 +7,10 @@ import {
   createWindow,
   createMutationObserverClass,
   createStorage,
+  el,
 } from "./fakes.mjs";
 
-const { createLivecount } = snippet.onRouteUpdate;
+const { createLivecount } = client.onRouteUpdate;
 
 // Long enough for both deferred passes (setTimeout 0 and the next frame); not
 // for the wait for a new <title> (1000 ms), so go() sets one like Gatsby does.
@@ -47,9 +48,15 @@ export function setup({
      * Simulate Gatsby calling onRouteUpdate, then let deferred work run. Like
      * Gatsby's Head API, `title` replaces document.title after the call; `pre`
      * calls onPreRouteUpdate first, and `early` is a title set between the two.
+     * `post` renders the new page as that post (an element with data-article-id, as
+     * a blog's post template has); null renders a page that names no post.
      */
-    go(pathname, { settle = true, title, pre = false, early } = {}) {
+    go(pathname, { settle = true, title, pre = false, early, post } = {}) {
       win.location.pathname = pathname;
+      if (post !== undefined) {
+        doc.elements = doc.elements.filter((e) => e.getAttribute("data-article-id") === null);
+        if (post !== null) doc.elements.push(el({ "data-article-id": post }));
+      }
       const args = { location: { pathname }, prevLocation: current === null ? null : { pathname: current } };
       // Gatsby: onPreRouteUpdate, the new page renders (and may set its title), onRouteUpdate
       if (pre || early !== undefined) lc.onPreRouteUpdate(args);

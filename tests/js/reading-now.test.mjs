@@ -107,7 +107,7 @@ describe("hidden tabs do not count as reading", () => {
 
   test("a socket that reopens with nothing queued resumes the last view, not counting it", () => {
     const t = setup();
-    t.go("/posts/a", { title: "A" });
+    t.go("/posts/a", { title: "A", post: "a" });
     t.open();
     assert.equal(t.sent("views").length, 1);
     t.ws.last.serverClose(); // a server restart

@@ -1,5 +1,6 @@
-// The title a view carries is the new route's, even though Gatsby's Head API and
-// React Helmet set it after onRouteUpdate. Run: node --test tests/js/
+// The title a view carries is the new route's, even though Gatsby's Head API, React
+// Helmet and single-page routers set it after the route changed. Every view carries
+// one: the server decides which paths are posts. Run: node --test tests/js/
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 
@@ -13,7 +14,8 @@ function landed(options = {}, title = "Home") {
   return t;
 }
 
-const postViews = (t) => t.sent("views").filter((m) => m.articleId);
+// The views of the posts' paths (the landing page is "/").
+const postViews = (t) => t.sent("views").filter((m) => m.currentPage.startsWith("/posts/"));
 
 describe('titles: "head" (the default)', () => {
   test("waits for the <title> to change, then sends the new one", () => {
@@ -65,7 +67,7 @@ describe('titles: "head" (the default)', () => {
     t.go("/posts/a"); // its title never comes
     t.go("/posts/b", { title: "Post B" });
     const views = postViews(t);
-    assert.deepEqual(views.map((m) => m.articleId), ["a", "b"], "in order, one each");
+    assert.deepEqual(views.map((m) => m.currentPage), ["/posts/a", "/posts/b"], "in order, one each");
     assert.equal("articleTitle" in views[0], false);
     assert.equal(views[1].articleTitle, "Post B");
   });
@@ -89,11 +91,25 @@ describe('titles: "head" (the default)', () => {
     assert.deepEqual(postViews(t).map((m) => m.articleTitle), ["Post A"]);
   });
 
-  test("pages that are not posts carry no title and wait for none", () => {
+  test("a page that names no post waits for its title too: the server may count its path as a post", () => {
     const t = landed();
     t.go("/pages/about", { settle: false });
     t.clock.advance(SETTLE);
-    assert.deepEqual(t.sent("views").map((m) => m.currentPage), ["/", "/pages/about"]);
+    assert.deepEqual(t.sent("views").map((m) => m.currentPage), ["/"]);
+    t.doc.title = "About";
+    assert.deepEqual(t.sent("views").map((m) => [m.currentPage, m.articleTitle]), [["/", "Home"], ["/pages/about", "About"]]);
+    assert.equal("articleId" in t.sent("views")[1], false, "a path alone names no post");
+  });
+
+  test("a post rendered only after the route change is found once the title came", () => {
+    const t = landed();
+    t.go("/blog/late/");
+    t.doc.elements = [el({ "data-article-id": "late" })];
+    t.doc.title = "Late";
+    assert.deepEqual(t.sent("views").at(-1), {
+      message: "views", currentPage: "/blog/late/", previousPage: "/", referrer: "", refreshed: false,
+      articleId: "late", articleTitle: "Late",
+    });
   });
 
   test("without MutationObserver the title is polled, still bounded", () => {
@@ -119,7 +135,7 @@ describe('titles: "head" (the default)', () => {
 });
 
 describe("other title rules", () => {
-  test('"document" reads document.title on the next frame, as the snippet used to', () => {
+  test('"document" reads document.title on the next frame, as earlier versions did', () => {
     const t = landed({ titles: "document" });
     t.go("/posts/a");
     t.doc.title = "Post A"; // too late for this rule
@@ -133,7 +149,7 @@ describe("other title rules", () => {
     assert.equal("articleTitle" in postViews(t)[0], false);
   });
 
-  test("window.LIVECOUNT_TITLES sets the rule for the copy-in snippet; an option wins over it", () => {
+  test("window.LIVECOUNT_TITLES sets the rule for the module; an option wins over it", () => {
     const t = setup({ title: "Home", globals: { LIVECOUNT_TITLES: "document" } });
     t.go("/");
     t.open();

@@ -6,14 +6,14 @@ import assert from "node:assert/strict";
 import { createStorage } from "./fakes.mjs";
 import { setup } from "./harness.mjs";
 
-// Landing on /, then in-app to a, b, a again, and home again.
+// Landing on /, then in-app to posts a, b, a again, and home again.
 function walk(t) {
   t.go("/");
   t.open();
-  t.go("/posts/a", { title: "A" });
-  t.go("/posts/b", { title: "B" });
-  t.go("/posts/a", { title: "A" });
-  t.go("/", { title: "Home" });
+  t.go("/posts/a", { title: "A", post: "a" });
+  t.go("/posts/b", { title: "B", post: "b" });
+  t.go("/posts/a", { title: "A", post: "a" });
+  t.go("/", { title: "Home", post: null });
   return t.sent("views").map((m) => [m.articleId || m.currentPage, m.refreshed]);
 }
 
@@ -72,13 +72,13 @@ describe("uniqueness", () => {
     const storage = createStorage();
     storage.setItem("livecount:seen", '{"post:a": true}');
     const t = setup({ storage, options: { uniqueness: "tab" } });
-    t.go("/posts/a");
+    t.go("/posts/a", { post: "a" });
     t.open();
     assert.equal(t.sent("views")[0].refreshed, false);
     assert.deepEqual(JSON.parse(storage.data.get("livecount:seen")), ["post:a"]);
   });
 
-  test("window.LIVECOUNT_UNIQUENESS picks the rule for the copy-in snippet", () => {
+  test("window.LIVECOUNT_UNIQUENESS picks the rule for the module", () => {
     const t = setup({ globals: { LIVECOUNT_UNIQUENESS: "tab" } });
     assert.deepEqual(walk(t).at(-2), ["a", true]);
   });

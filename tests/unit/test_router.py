@@ -209,7 +209,7 @@ def test_if_none_match_compares_weakly():
 async def test_the_one_tag_script_and_the_client_scripts_are_served_to_any_site():
     routes = Routes(cast(Any, None), lambda target: None, PageRules())
     assert all(name in routes.files.scripts for name in SCRIPTS.values())
-    for target in ("/livecount.js", "/client/gatsby-snippet.js"):
+    for target in ("/livecount.js", "/client/livecount.mjs"):
         request = made("GET", target)
         route = routes.router.find(request)
         assert isinstance(route, Route) and route.handler is not None

@@ -1,18 +1,27 @@
-// livecount browser client: a drop-in gatsby-browser.js module (ES module,
-// no dependencies, no build step). It also works on plain sites: import it
-// with <script type="module"> and call onRouteUpdate() on every navigation.
+// livecount's browser client: the one source of its three builds.
 //
-// Everything lives in createLivecount(); the exported Gatsby API is a thin,
-// exception-proof wrapper around one lazily created instance, so tests can
-// build their own instance with a fake WebSocket, DOM, timers and random.
-// Only Gatsby's own API names are exported (Gatsby flags any other export of
-// gatsby-browser.js); the factory rides on onRouteUpdate as a property.
-// gatsby-plugin-livecount ships an identical copy of this file (livecount.js):
-// a published package cannot reach outside itself; tests/js keeps the two equal.
+// - The module is this file as it is: an ES module with no imports that exports
+//   only Gatsby's browser API names (Gatsby flags any other export of
+//   gatsby-browser.js), a drop-in gatsby-browser.js. The server serves it at
+//   /client/livecount.mjs.
+// - gatsby-plugin-livecount imports it from its own directory: a packed npm package
+//   cannot reach outside itself, so the source lives here.
+// - The tag, <script defer src="https://count.example.com/livecount.js">, is built
+//   from it by client/tag.py when the server starts: everything above the "Gatsby
+//   browser API" line, without comment lines and indentation, in a function that
+//   ends with startTag(window, document.currentScript).
+// So, for that build: no imports; comments only on lines of their own; no string or
+// template literal over several lines; exports only below the Gatsby line.
+//
+// Everything lives in createLivecount(); the tag and the Gatsby API are thin,
+// exception-proof starters of one instance, so tests build their own instance with
+// a fake WebSocket, DOM, timers and random. The factory and the tag's starter ride
+// on onRouteUpdate as properties.
 
 const ATTR_TOTAL = "data-livecount";
 const ATTR_UNIQUE = "data-livecount-unique";
 const ATTR_NOW = "data-livecount-now";
+const ATTR_PAGE = "data-livecount-page";
 const ATTR_COUNTED = "data-livecount-counted";
 const ATTR_ARTICLE_ID = "data-article-id";
 const ATTR_ARTICLE_TITLE = "data-article-title";
@@ -23,29 +32,39 @@ const COUNTER_FIELDS = [
   [ATTR_UNIQUE, "uniqueViews"],
   [ATTR_NOW, "readingNow"],
 ];
+// A page's key among the counts: no cleaned id holds a control character, so a page
+// name never meets a post id of the same spelling.
+const PAGE = "\u0001";
 
 // Server limits (server/core/sizes.py). Anything longer is rejected, and a frame
 // over MAX_FRAME_BYTES closes the connection, so the client fits every message
 // to them rather than lose a view.
-const MAX_ID = 256; // ids and titles, in characters
-const MAX_PATH = 2048; // paths and referrers, in characters
-const MAX_FRAME_BYTES = 4096; // one JSON text frame, UTF-8
+// ids and titles, in characters
+const MAX_ID = 256;
+// paths and referrers, in characters
+const MAX_PATH = 2048;
+// one JSON text frame, UTF-8
+const MAX_FRAME_BYTES = 4096;
 const MAX_IDS_PER_MESSAGE = 100;
-const VISIBILITY_SETTLE = 250; // ms a tab's visibility rests before the server is told
-const RESUBSCRIBE_AFTER = 2000; // ms after a `rate_limited` refusal before asking again
+// ms a tab's visibility rests before the server is told
+const VISIBILITY_SETTLE = 250;
+// ms after a `rate_limited` refusal before asking again
+const RESUBSCRIBE_AFTER = 2000;
 
 const STATUS_EVENT = "livecount:status";
-const SEEN_KEY = "livecount:seen"; // sessionStorage, uniqueness "tab" only
-const SEEN_LIMIT = 200; // targets one tab remembers, the oldest forgotten first
+// sessionStorage, uniqueness "tab" only; at most SEEN_LIMIT targets, oldest forgotten first
+const SEEN_KEY = "livecount:seen";
+const SEEN_LIMIT = 200;
 
 const UNIQUENESS = ["seed", "tab"];
 const TITLES = ["head", "document", "none"];
-/** What a watcher sees before the server has said anything about an id. */
+// What a watcher sees before the server has said anything about an id.
 const EMPTY = Object.freeze({ totalViews: null, uniqueViews: null, readingNow: null, counted: null });
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
 
 function noop() {}
 
-/** A mistake in the site's configuration: reported once, never swallowed silently. */
+// A mistake in the site's configuration: reported once, never swallowed silently.
 function configError(message) {
   const e = new TypeError("livecount: " + message);
   e.livecountConfig = true;
@@ -69,7 +88,7 @@ function clip(value, max) {
 // middle of an emoji by the page itself).
 function clean(value, max) {
   const s = typeof value === "string" ? value : value == null ? "" : String(value);
-  return clip(wellFormed(s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ")), max);
+  return clip(wellFormed(s.replace(CONTROLS, " ")), max);
 }
 
 // Each lone surrogate replaced by U+FFFD (String.prototype.toWellFormed, by hand:
@@ -100,7 +119,8 @@ function utf8Length(s) {
     if (c < 0x80) n += 1;
     else if (c < 0x800) n += 2;
     else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      n += 4; // a surrogate pair is one 4-byte character
+      // a surrogate pair is one 4-byte character
+      n += 4;
       i++;
     } else n += 3;
   }
@@ -124,12 +144,23 @@ function fitViews(msg) {
   return msg;
 }
 
-function safeDecode(s) {
+// The server's rule for the page a path is (tests/paths.json holds both sides'
+// cases): cut at ? or #, percent-decode once as UTF-8 (a % without two hex digits
+// stays), one / for a run of them, no final /index.html, no trailing / but the
+// root's. null for escapes that are not UTF-8: the server does not count the path.
+function normalisePath(path) {
+  let p = String(path).split(/[?#]/)[0];
   try {
-    return decodeURIComponent(s);
+    p = p.replace(/(%[0-9a-f]{2})+/gi, (run) => decodeURIComponent(run));
   } catch (e) {
-    return s;
+    return null;
   }
+  if (p.charAt(0) !== "/") p = "/" + p;
+  return p.replace(/\/+/g, "/").replace(/\/index\.html$/, "").replace(/\/$/, "") || "/";
+}
+
+function samePage(a, b) {
+  return (normalisePath(a) || a) === (normalisePath(b) || b);
 }
 
 // Gatsby's webpack replaces the exact expression process.env.GATSBY_LIVECOUNT_URL
@@ -144,33 +175,8 @@ function readEnvUrl() {
   }
 }
 
-/**
- * Create an independent livecount client.
- *
- * Every option is optional; defaults come from `window`.
- * @param {object} [options]
- * @param {object} [options.window]     global object (location, LIVECOUNT_URL, events, timers)
- * @param {object} [options.document]   defaults to window.document
- * @param {object} [options.navigator]  defaults to window.navigator
- * @param {object} [options.performance] defaults to window.performance
- * @param {object} [options.sessionStorage] defaults to window.sessionStorage (uniqueness "tab")
- * @param {Function} [options.WebSocket] defaults to window.WebSocket
- * @param {Function} [options.MutationObserver] defaults to window.MutationObserver
- * @param {Function} [options.setTimeout] / [options.clearTimeout] / [options.requestAnimationFrame]
- * @param {Function} [options.random]   returns [0, 1), used for backoff jitter
- * @param {string} [options.url]        server URL, overrides everything else
- * @param {string} [options.envUrl]     stands in for process.env.GATSBY_LIVECOUNT_URL
- * @param {boolean} [options.respectDnt] else window.LIVECOUNT_RESPECT_DNT
- * @param {string} [options.uniqueness] "seed" (default) or "tab"; else window.LIVECOUNT_UNIQUENESS
- * @param {string} [options.titles]     "head" (default), "document" or "none"; else window.LIVECOUNT_TITLES
- * @param {number} [options.titleTimeout=1000] longest wait for a new route's <title>, ms
- * @param {boolean} [options.dom=true]  find and fill counter elements; false: watchers only
- * @param {number} [options.queueLimit=20]       views kept while disconnected
- * @param {number} [options.backoffBase=1000]    first reconnect delay ceiling, ms
- * @param {number} [options.backoffMax=30000]    cap on any reconnect delay, ms
- * @param {number} [options.connectTimeout=10000] give up on a socket stuck connecting, ms
- * @param {Function} [options.onError]  receives errors that were swallowed
- */
+// Create an independent livecount client. Every option is optional and defaults to
+// the real browser object; docs/CLIENT.md lists them ("For tests and advanced use").
 function createLivecount(options) {
   const opts = options || {};
   const win = "window" in opts ? opts.window : typeof window !== "undefined" ? window : undefined;
@@ -195,6 +201,7 @@ function createLivecount(options) {
   const connectTimeout = opts.connectTimeout > 0 ? opts.connectTimeout : 10000;
   const onError = opts.onError || noop;
   const dom = opts.dom !== false;
+  const postsFromPath = opts.postsFromPath === true; // the Gatsby builds' seed rule
   const uniqueness = choice("uniqueness", "LIVECOUNT_UNIQUENESS", UNIQUENESS);
   const titles = choice("titles", "LIVECOUNT_TITLES", TITLES);
   const titleTimeout = opts.titleTimeout == null ? 1000 : opts.titleTimeout;
@@ -202,29 +209,50 @@ function createLivecount(options) {
     throw configError("titleTimeout must be a number of milliseconds, not " + String(opts.titleTimeout));
   }
 
-  let ws = null; // current socket (connecting or open)
+  // the current socket (connecting or open)
+  let ws = null;
   let isOpen = false;
   let openTimer = null;
   let reconnectTimer = null;
-  let attempt = 0; // failed connects since the last successful open
+  // failed connects since the last successful open
+  let attempt = 0;
   let stopped = false;
   let status = null;
-  let sentVisible = true; // what the server believes; every new socket starts visible
-  const queue = []; // views messages waiting for a connection
-  let lastView = null; // the page's last view, resumed (not counted again) on a new socket
-  let domIds = new Set(); // article ids shown by counter elements
-  const watchers = new Map(); // article id -> Set of listeners (the React hook)
+  // what the server believes; every new socket starts visible
+  let sentVisible = true;
+  // views messages waiting for a connection
+  const queue = [];
+  // the page's last view, resumed (not counted again) on a new socket
+  let lastView = null;
+  // keys of the posts and pages counter elements name (a post's key is its id)
+  let domIds = new Set();
+  // post id -> Set of listeners (the React hook)
+  const watchers = new Map();
   const statusListeners = new Set();
   let syncTimer = null;
   let resubscribeTimer = null;
-  let wanted = new Set(); // article ids to follow: domIds and watched ids
-  let subscribed = new Set(); // article ids the server knows we follow
-  const counts = new Map(); // id -> frozen snapshot, like EMPTY
+  // keys to follow: domIds and watched ids; and those the server knows we follow
+  let wanted = new Set();
+  let subscribed = new Set();
+  // key -> frozen snapshot, like EMPTY
+  const counts = new Map();
+  // a page's key -> its name as a counter wrote it
+  const pageNames = new Map();
+  // the key this page counted as (the answer to its view): what a counter without
+  // an id shows; null from a route change until the new route's view is answered
+  let here = null;
+  let viewPending = false;
+  // error codes already said on the console: once per page load each
+  const warned = new Set();
+  let observer = null;
+  let scanQueued = false;
   let landed = false;
   let routeSeq = 0;
   let lastPath = "";
-  let endTitleWait = null; // finishes the view waiting for its <title>, if any
-  let leavingTitle = null; // the title when the route change began (onPreRouteUpdate)
+  // finishes the view waiting for its <title>, if any
+  let endTitleWait = null;
+  // the title when the route change began (onPreRouteUpdate)
+  let leavingTitle = null;
 
   // An explicit option wins, then the window global, then the first allowed value.
   function choice(name, global, allowed) {
@@ -253,7 +281,7 @@ function createLivecount(options) {
       try {
         onError(e);
       } catch (ignored) {
-        /* nothing left to do */
+        // nothing left to do
       }
     }
   }
@@ -347,7 +375,8 @@ function createLivecount(options) {
         if (ws === sock) handleMessage(event && event.data);
       });
     sock.onclose = () => guard(() => drop(sock));
-    sock.onerror = noop; // a close event always follows
+    // a close event always follows
+    sock.onerror = noop;
   }
 
   function clearOpenTimer() {
@@ -359,7 +388,8 @@ function createLivecount(options) {
     if (ws !== sock) return;
     ws = null;
     isOpen = false;
-    subscribed = new Set(); // the server forgets us with the connection
+    // the server forgets us with the connection
+    subscribed = new Set();
     clearOpenTimer();
     setStatus("closed");
     // Tabs with nothing to do (no view sent, nothing queued, no counters) reconnect lazily.
@@ -376,11 +406,6 @@ function createLivecount(options) {
     }
   }
 
-  function enqueue(msg) {
-    queue.push(msg);
-    while (queue.length > queueLimit) queue.shift(); // drop the oldest
-  }
-
   function flushQueue() {
     while (queue.length > 0) {
       if (!rawSend(queue[0])) return;
@@ -391,7 +416,9 @@ function createLivecount(options) {
   function sendView(msg) {
     lastView = msg;
     if (queue.length === 0 && rawSend(msg)) return;
-    enqueue(msg);
+    queue.push(msg);
+    // drop the oldest
+    while (queue.length > queueLimit) queue.shift();
     flushQueue();
     connect();
   }
@@ -424,7 +451,8 @@ function createLivecount(options) {
         visibilityTimer = null;
         guard(() => {
           syncVisibility();
-          if (!ws && hasWork()) connect(); // shown again after a lost socket: read again
+          // shown again after a lost socket: read again
+          if (!ws && hasWork()) connect();
         });
       }, VISIBILITY_SETTLE);
     });
@@ -439,22 +467,43 @@ function createLivecount(options) {
     return doc && typeof doc.querySelectorAll === "function" ? doc.querySelectorAll(COUNTER_SELECTOR) : [];
   }
 
-  function paintElement(el, id) {
-    const known = counts.get(id);
-    if (!known) return;
-    let shows = false;
-    for (let i = 0; i < COUNTER_FIELDS.length; i++) {
-      const [attr, field] = COUNTER_FIELDS[i];
-      if (clean(el.getAttribute(attr), MAX_ID) !== id) continue;
-      shows = true;
-      if (known[field] != null) setText(el, known[field]);
-    }
-    if (shows) markCounted(el, known.counted);
+  // A page named by a path or by a --page name. Its key is the name the server's
+  // counts carry (a path normalised as the server does); the server is sent the name
+  // as written, to normalise it itself (normalising twice is not always the same).
+  function pageKey(name) {
+    const p = name.charAt(0) === "/" ? normalisePath(name) : clean(name, MAX_ID);
+    // a control character once decoded: refused, with the whole message that asks
+    if (!p || p.search(CONTROLS) !== -1) return null;
+    if (!pageNames.has(PAGE + p)) pageNames.set(PAGE + p, clean(name, MAX_ID));
+    return PAGE + p;
   }
 
-  function setText(el, n) {
-    const text = String(n);
-    if (el.textContent !== text) el.textContent = text; // avoid needless DOM writes
+  // What one attribute of a counter names: a post by its id; with no id, the page
+  // in data-livecount-page, else this page (known once the server answered its view).
+  // `followed` leaves out this page: its view has the server push its counts.
+  function keyOf(el, attr, followed) {
+    const raw = el.getAttribute(attr);
+    if (raw === null) return null;
+    if (raw) return clean(raw, MAX_ID);
+    const page = el.getAttribute(ATTR_PAGE);
+    return page ? pageKey(page) : followed ? null : here;
+  }
+
+  function paintAll() {
+    const els = counterElements();
+    for (let i = 0; i < els.length; i++) paintElement(els[i]);
+  }
+
+  function paintElement(el) {
+    for (let i = 0; i < COUNTER_FIELDS.length; i++) {
+      const key = keyOf(el, COUNTER_FIELDS[i][0], false);
+      const known = key !== null && counts.get(key);
+      if (!known) continue;
+      const n = known[COUNTER_FIELDS[i][1]];
+      // avoid needless DOM writes
+      if (n != null && el.textContent !== String(n)) el.textContent = String(n);
+      markCounted(el, known.counted);
+    }
   }
 
   // data-livecount-counted="false" while this tab's last view was not counted.
@@ -469,24 +518,56 @@ function createLivecount(options) {
     }
   }
 
-  // Find the ids shown on the page, paint last known values, and follow them.
+  // Find the posts and pages shown on the page, paint last known values, follow them.
   function scan() {
     const ids = new Set();
     const els = counterElements();
     for (let i = 0; i < els.length; i++) {
-      const el = els[i];
-      const seen = new Set();
       for (let f = 0; f < COUNTER_FIELDS.length; f++) {
-        const raw = el.getAttribute(COUNTER_FIELDS[f][0]);
-        if (!raw) continue;
-        const id = clean(raw, MAX_ID);
-        ids.add(id);
-        if (!seen.has(id)) paintElement(el, id);
-        seen.add(id);
+        const key = keyOf(els[i], COUNTER_FIELDS[f][0], true);
+        if (key) ids.add(key);
       }
+      paintElement(els[i]);
     }
     domIds = ids;
     updateWanted();
+    observeCounters();
+  }
+
+  // Counters an app renders later (a single-page app's route, a list that loads) are
+  // found by a scan on the next frame; the page's own writes (ours: a counter's text)
+  // cause none.
+  function observeCounters() {
+    if (observer || !dom || typeof MO !== "function" || !doc || !doc.documentElement) return;
+    observer = new MO((records) =>
+      guard(() => {
+        for (let i = 0; i < records.length; i++) {
+          const r = records[i];
+          if (r.type === "attributes" || (r.addedNodes && r.addedNodes.length > 0 && !isCounter(r.target))) {
+            return scanSoon();
+          }
+        }
+      }),
+    );
+    observer.observe(doc.documentElement, {
+      childList: true,
+      subtree: true,
+      attributes: true,
+      attributeFilter: [ATTR_TOTAL, ATTR_UNIQUE, ATTR_NOW, ATTR_PAGE],
+    });
+  }
+
+  function isCounter(node) {
+    return Boolean(node) && typeof node.getAttribute === "function" && COUNTER_FIELDS.some((f) => node.getAttribute(f[0]) !== null);
+  }
+
+  function scanSoon() {
+    if (scanQueued || stopped) return;
+    scanQueued = true;
+    afterFrame(() => {
+      scanQueued = false;
+      scan();
+    });
   }
 
   function updateWanted() {
@@ -499,7 +580,8 @@ function createLivecount(options) {
   function syncSubscriptions() {
     if (!isOpen) {
       if (wanted.size > 0) connect();
-      return; // the full set is sent on open
+      // the full set is sent on open
+      return;
     }
     const add = [];
     const remove = [];
@@ -527,21 +609,24 @@ function createLivecount(options) {
     }, RESUBSCRIBE_AFTER);
   }
 
-  // Split an id list into messages within the server's count and frame limits.
-  function sendIds(type, ids) {
+  // Split a list of keys into messages within the server's count and frame limits.
+  function sendIds(type, keys) {
     const overhead = utf8Length(JSON.stringify({ message: type, articleIds: [], pageNames: [] }));
     let batch = [];
     let size = overhead;
-    for (let i = 0; i <= ids.length; i++) {
-      const cost = i < ids.length ? utf8Length(JSON.stringify(ids[i])) + 1 : 0; // +1 for the comma
-      const full = i === ids.length || batch.length === MAX_IDS_PER_MESSAGE || size + cost > MAX_FRAME_BYTES;
+    for (let i = 0; i <= keys.length; i++) {
+      // +1 for the comma
+      const cost = i < keys.length ? utf8Length(JSON.stringify(pageNames.get(keys[i]) || keys[i])) + 1 : 0;
+      const full = i === keys.length || batch.length === MAX_IDS_PER_MESSAGE || size + cost > MAX_FRAME_BYTES;
       if (full && batch.length > 0) {
-        if (!rawSend({ message: type, articleIds: batch, pageNames: [] })) return false;
+        const msg = { message: type, articleIds: [], pageNames: [] };
+        batch.forEach((k) => (k.charAt(0) === PAGE ? msg.pageNames.push(pageNames.get(k)) : msg.articleIds.push(k)));
+        if (!rawSend(msg)) return false;
         batch = [];
         size = overhead;
       }
-      if (i < ids.length) {
-        batch.push(ids[i]);
+      if (i < keys.length) {
+        batch.push(keys[i]);
         size += cost;
       }
     }
@@ -552,6 +637,15 @@ function createLivecount(options) {
     return typeof value === "number" && isFinite(value) ? value : fallback;
   }
 
+  // The server's refusals a site owner must hear of (a path no rule counts, a site at
+  // its page cap): one console line per kind and page load, in the server's words.
+  function warn(msg) {
+    const code = String(msg.error);
+    if (warned.has(code)) return;
+    warned.add(code);
+    if (typeof console !== "undefined") console.warn("livecount: " + (msg.detail || code) + " (" + code + ")");
+  }
+
   function handleMessage(data) {
     let msg;
     try {
@@ -559,18 +653,25 @@ function createLivecount(options) {
     } catch (e) {
       return;
     }
-    if (msg && msg.message === "error" && msg.error === "rate_limited") {
-      resubscribeSoon(); // it may have been a subscribe: the counters would wait for ever
+    if (msg && msg.message === "error") {
+      // a rate refusal may have been a subscribe: the counters would wait for ever
+      if (msg.error === "rate_limited") resubscribeSoon();
+      else warn(msg);
       return;
     }
     if (!msg || (msg.message !== "count" && msg.message !== "views")) return;
     // A views reply answers this tab's own view; `counted` absent means counted.
-    const counted = msg.message === "views" ? msg.counted !== false : undefined;
-    if (counted !== undefined && dom && doc && doc.documentElement) {
+    const views = msg.message === "views";
+    const counted = views ? msg.counted !== false : undefined;
+    if (views && dom && doc && doc.documentElement) {
       guard(() => markCounted(doc.documentElement, counted));
     }
-    if (typeof msg.articleId !== "string") return; // page counts have no counters
-    const id = msg.articleId;
+    const id =
+      typeof msg.articleId === "string" ? msg.articleId : typeof msg.pageName === "string" ? PAGE + msg.pageName : null;
+    if (id === null) return;
+    // A reply to an earlier route's view, while this one's waits for its title, is not this page's.
+    const moved = views && !viewPending && here !== id;
+    if (moved) here = id;
     const known = counts.get(id) || EMPTY;
     const next = {
       totalViews: number(msg.totalViews, known.totalViews),
@@ -579,20 +680,17 @@ function createLivecount(options) {
       readingNow: number(msg.readingNow, known.readingNow),
       counted: counted === undefined ? known.counted : counted,
     };
-    if (
+    const same =
+      counts.has(id) &&
       next.totalViews === known.totalViews &&
       next.uniqueViews === known.uniqueViews &&
       next.readingNow === known.readingNow &&
-      next.counted === known.counted &&
-      counts.has(id)
-    ) {
-      return;
-    }
-    const snap = Object.freeze(next);
+      next.counted === known.counted;
+    if (same && !moved) return;
+    const snap = same ? known : Object.freeze(next);
     counts.set(id, snap);
-    const els = counterElements();
-    for (let i = 0; i < els.length; i++) paintElement(els[i], id);
-    const listeners = watchers.get(id);
+    paintAll();
+    const listeners = !same && watchers.get(id);
     if (listeners) listeners.forEach((listener) => guard(() => listener(snap)));
   }
 
@@ -649,22 +747,24 @@ function createLivecount(options) {
     }
   }
 
-  // data-article-id on the page wins; else the slug after "/posts/" anywhere
-  // in the path. `fresh` is false when another route update has happened
-  // since, so the DOM belongs to a different page.
-  function findArticle(pathname, fresh) {
-    if (fresh && doc && typeof doc.querySelector === "function") {
+  // The post a page names with data-article-id (and its title); any other page is
+  // classified by the server, by its path (--page, --path-pattern). The Gatsby
+  // builds keep the seed's rule too (`postsFromPath`): the slug after "/posts/"
+  // anywhere in the path, so a site behind a path prefix counts as it always did.
+  function findArticle(pathname) {
+    if (doc && typeof doc.querySelector === "function") {
       try {
         const el = doc.querySelector("[" + ATTR_ARTICLE_ID + "]");
-        const id = el && el.getAttribute(ATTR_ARTICLE_ID);
-        if (id) return { id: clean(id, MAX_ID), title: clean(el.getAttribute(ATTR_ARTICLE_TITLE), MAX_ID) };
+        const id = el && clean(el.getAttribute(ATTR_ARTICLE_ID), MAX_ID);
+        if (id) return { id, title: clean(el.getAttribute(ATTR_ARTICLE_TITLE), MAX_ID) };
       } catch (e) {
-        onError(e); // a DOM problem must not cost the view: fall back to the path
+        // a DOM problem must not cost the view: the server goes by the path
+        onError(e);
       }
     }
-    const m = /\/posts\/([^/?#]+)/.exec(pathname);
-    if (!m) return null;
-    return { id: clean(safeDecode(m[1]), MAX_ID), title: "" };
+    const slug = postsFromPath && /\/posts\/([^/?#]+)/.exec(pathname);
+    const id = slug && normalisePath(slug[1]);
+    return id && id !== "/" ? { id: clean(id.slice(1), MAX_ID), title: "" } : null;
   }
 
   // Uniqueness "tab": a tab that comes back to a target it has viewed sends
@@ -675,7 +775,8 @@ function createLivecount(options) {
     try {
       store = opts.sessionStorage || (win && win.sessionStorage);
     } catch (e) {
-      store = null; // storage disabled: the seed rule applies
+      // storage disabled: the seed rule applies
+      store = null;
     }
     if (!store) return false;
     try {
@@ -701,31 +802,33 @@ function createLivecount(options) {
       referrer: route.landing && doc ? clean(doc.referrer, MAX_PATH) : "",
       refreshed: route.landing ? wasReload() : false,
     };
-    if (article && article.id) {
-      msg.articleId = article.id;
-      const t = titles === "none" ? "" : title.trim();
-      if (t) msg.articleTitle = t;
-    }
+    if (article) msg.articleId = article.id;
+    const t = titles === "none" ? "" : String(title).trim();
+    if (t) msg.articleTitle = t;
     if (uniqueness === "tab") {
-      const key = msg.articleId ? "post:" + msg.articleId : "page:" + (msg.currentPage.replace(/\/+$/, "") || "/");
+      const key = article ? "post:" + article.id : "page:" + (normalisePath(msg.currentPage) || msg.currentPage);
       if (seenInThisTab(key)) msg.refreshed = true;
     }
     return fitViews(msg);
   }
 
-  // Gatsby's Head API and React Helmet set the new <title> after the route
-  // update: wait for it to change (bounded), unless the article names its own
-  // title. The landing page's title is already right, unless it has none yet.
+  // The server keeps the title a view carries, so it must be the new route's. Gatsby's
+  // Head API, React Helmet and single-page routers set the new <title> after the route
+  // changed: wait for it to change (bounded), unless the page names its post's title.
+  // The landing page's title is already right, unless it has none yet. The post is
+  // looked for again after a wait: by then the new route has rendered.
   function viewWhenTitled(route) {
     const fresh = route.seq === routeSeq;
-    const article = findArticle(route.pathname, fresh);
-    const send = (title) => {
-      if (!dntActive()) sendView(buildView(route, article, title));
+    const article = fresh ? findArticle(route.pathname) : null;
+    const send = (title, waited) => {
+      const current = route.seq === routeSeq;
+      if (current) viewPending = false;
+      const post = article || (waited && current ? findArticle(route.pathname) : null);
+      if (!dntActive()) sendView(buildView(route, post, post && post.title ? post.title : title));
     };
-    if (!article || article.title || titles === "none") return send(article ? article.title : "");
-    if (!fresh) return send("");
+    if ((article && article.title) || titles === "none" || !fresh) return send("");
     if (titles === "document" || isNewTitle(route, readTitle())) return send(readTitle());
-    waitForTitle(route, send);
+    waitForTitle(route, (title) => send(title, true));
   }
 
   // Gatsby removes the old <title> before it adds the new one: an empty title
@@ -736,7 +839,7 @@ function createLivecount(options) {
 
   function waitForTitle(route, send) {
     let finished = false;
-    let observer = null;
+    let titleObserver = null;
     let poll = null;
     let timer = null;
     // A later route update ends the wait: the page is no longer this route's,
@@ -745,7 +848,7 @@ function createLivecount(options) {
       if (finished) return;
       finished = true;
       endTitleWait = null;
-      if (observer) guard(() => observer.disconnect());
+      if (titleObserver) guard(() => titleObserver.disconnect());
       if (poll !== null) clearT(poll);
       if (timer !== null) clearT(timer);
       guard(() => send(superseded === true ? "" : readTitle()));
@@ -756,18 +859,18 @@ function createLivecount(options) {
     endTitleWait = finish;
     if (typeof MO === "function" && doc) {
       try {
-        observer = new MO(() => guard(check));
-        observer.observe(doc.head || doc.documentElement || doc, {
+        titleObserver = new MO(() => guard(check));
+        titleObserver.observe(doc.head || doc.documentElement || doc, {
           childList: true,
           subtree: true,
           characterData: true,
         });
       } catch (e) {
-        observer = null;
+        titleObserver = null;
         onError(e);
       }
     }
-    if (!observer) {
+    if (!titleObserver) {
       const tick = () => {
         poll = null;
         check();
@@ -812,6 +915,8 @@ function createLivecount(options) {
     };
     leavingTitle = null;
     lastPath = pathname;
+    here = null;
+    viewPending = true;
     if (endTitleWait) endTitleWait(true);
     // First pass: counters may already be on the page.
     setT(() => guard(scan), 0);
@@ -831,14 +936,9 @@ function createLivecount(options) {
 
   function close() {
     stopped = true;
-    if (reconnectTimer !== null) clearT(reconnectTimer);
-    reconnectTimer = null;
-    if (syncTimer !== null) clearT(syncTimer);
-    syncTimer = null;
-    if (visibilityTimer !== null) clearT(visibilityTimer);
-    visibilityTimer = null;
-    if (resubscribeTimer !== null) clearT(resubscribeTimer);
-    resubscribeTimer = null;
+    [reconnectTimer, syncTimer, visibilityTimer, resubscribeTimer].forEach((t) => t !== null && clearT(t));
+    reconnectTimer = syncTimer = visibilityTimer = resubscribeTimer = null;
+    if (observer) guard(() => observer.disconnect());
     if (doc && typeof doc.removeEventListener === "function") {
       guard(() => doc.removeEventListener("visibilitychange", onVisibilityChange));
     }
@@ -852,37 +952,110 @@ function createLivecount(options) {
   return {
     onPreRouteUpdate: (args) => guard(() => onPreRouteUpdate(args)),
     onRouteUpdate: (args) => guard(() => onRouteUpdate(args)),
-    /** Re-scan the page for counters, e.g. after rendering some late. */
+    // Re-scan the page for counters, e.g. after rendering some late.
     scan: () => guard(scan),
-    /** Follow an article's counts without DOM: listener(snapshot) on every change; returns unwatch. */
+    // Follow a post's counts without DOM: listener(snapshot) on every change; returns unwatch.
     watch: (id, listener) => {
       let off = noop;
       guard(() => (off = watch(id, listener)));
       return off;
     },
-    /** The last known {totalViews, uniqueViews, readingNow, counted} of an article (null: unknown). */
+    // The last known {totalViews, uniqueViews, readingNow, counted} of a post (null: unknown).
     snapshot: (id) => counts.get(clean(id, MAX_ID)) || EMPTY,
-    /** listener(status) on every change of status; returns a function that stops it. */
+    // listener(status) on every change of status; returns a function that stops it.
     onStatus: (listener) => {
       statusListeners.add(listener);
       return () => statusListeners.delete(listener);
     },
-    /** Close the socket and stop for good (tests, hot reload). */
+    // Close the socket and stop for good (tests, hot reload).
     close: () => guard(close),
-    /** "open", "closed", or null before the first connection attempt. */
+    // "open", "closed", or null before the first connection attempt.
     get status() {
       return status;
     },
   };
 }
 
-// ---- Gatsby browser API -------------------------------------------------
+// ---- the tag --------------------------------------------------------------
+
+// The tag's start: its options from its own data-* attributes, its server from its
+// own src (https://host/path/livecount.js: wss://host/path/ws), a view for the landing
+// page and for each History API navigation to another page. The client is
+// window.livecount; a second copy of the tag finds it and does nothing.
+function startTag(win, script) {
+  if (!win || (win.livecount && typeof win.livecount.scan === "function")) return;
+  const doc = win.document;
+  const attr = (name) => {
+    const value = script && script.getAttribute("data-" + name);
+    return value == null ? undefined : value;
+  };
+  const timeout = attr("title-timeout");
+  const routing = attr("routing") || "history";
+  let lc;
+  try {
+    if (routing !== "history" && routing !== "hash") {
+      throw configError('routing must be "history" or "hash", not ' + JSON.stringify(routing));
+    }
+    lc = createLivecount({
+      window: win,
+      url: attr("url"),
+      envUrl: script && script.src ? new URL("ws", script.src).href : undefined,
+      respectDnt: attr("respect-dnt") === undefined ? undefined : attr("respect-dnt") !== "false",
+      uniqueness: attr("uniqueness"),
+      titles: attr("titles"),
+      titleTimeout: timeout === undefined ? undefined : /^\d+$/.test(timeout) ? Number(timeout) : timeout,
+    });
+  } catch (e) {
+    if (typeof console !== "undefined") console.error(e && e.livecountConfig ? e.message : e);
+    return;
+  }
+  win.livecount = lc;
+  // With hash routing the page is the path in the fragment (#/about, #!/about): no
+  // fragment is the root, and one that is no path (#top, an anchor) leaves the page.
+  let current = "/";
+  const path = () => {
+    if (routing !== "hash") return win.location.pathname;
+    const route = /^#!?(\/.*)/.exec(win.location.hash);
+    return route ? route[1] : win.location.hash.length > 1 ? current : "/";
+  };
+  current = path();
+  let started = false;
+  const follow = () => {
+    try {
+      const next = path();
+      if (samePage(next, current)) return;
+      current = next;
+      if (started) lc.onRouteUpdate({ location: { pathname: next } });
+    } catch (e) {
+      // never break the site's router
+    }
+  };
+  ["pushState", "replaceState"].forEach((name) => {
+    const original = win.history && win.history[name];
+    if (typeof original !== "function") return;
+    win.history[name] = function () {
+      const result = original.apply(this, arguments);
+      follow();
+      return result;
+    };
+  });
+  win.addEventListener("popstate", follow);
+  if (routing === "hash") win.addEventListener("hashchange", follow);
+  const start = () => {
+    started = true;
+    lc.onRouteUpdate({ location: { pathname: current } });
+  };
+  if (doc && doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", start);
+  else start();
+}
+
+// ---- Gatsby browser API: client/tag.py cuts the tag here --------------------
 
 let instance = null;
 let reported = false;
 
 function getInstance() {
-  if (!instance) instance = createLivecount();
+  if (!instance) instance = createLivecount({ postsFromPath: true });
   return instance;
 }
 
@@ -902,7 +1075,7 @@ export function onPreRouteUpdate(args) {
   try {
     getInstance().onPreRouteUpdate(args);
   } catch (e) {
-    report(e); // never break the page
+    report(e);
   }
 }
 
@@ -911,7 +1084,7 @@ export function onRouteUpdate(args) {
   try {
     getInstance().onRouteUpdate(args);
   } catch (e) {
-    report(e); // never break the page
+    report(e);
   }
 }
 
@@ -927,4 +1100,6 @@ function reset() {
 }
 
 onRouteUpdate.createLivecount = createLivecount;
+onRouteUpdate.startTag = startTag;
+onRouteUpdate.normalisePath = normalisePath;
 onRouteUpdate.reset = reset;

@@ -1,28 +1,29 @@
-// Unit tests for client/gatsby-snippet.js. Run: node --test tests/js/
+// Unit tests for the browser client (client/gatsby-plugin-livecount/livecount.mjs),
+// used as the module (a drop-in gatsby-browser.js). Run: node --test tests/js/
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 
-import * as snippet from "../../client/gatsby-snippet.js";
+import * as module from "../../client/gatsby-plugin-livecount/livecount.mjs";
 
-const { onRouteUpdate } = snippet;
+const { onRouteUpdate } = module;
 const { createLivecount, reset: __livecountReset } = onRouteUpdate;
 import { createClock, createWebSocketClass, createDocument, createWindow, el, sequenceRandom } from "./fakes.mjs";
 import { setup, SETTLE } from "./harness.mjs";
 
 describe("views message", () => {
-  test("landing page: pathname, empty previousPage, referrer, not refreshed, no articleId", () => {
+  test("landing page: pathname, empty previousPage, referrer, not refreshed, its title, no articleId", () => {
     const t = setup({ referrer: "https://search.example/?q=x", title: "Home" });
     t.go("/");
     assert.equal(t.ws.sockets.length, 1, "a view opens the socket lazily");
     assert.equal(t.ws.last.url, "ws://example.test/ws");
     t.open();
     assert.deepEqual(t.sent("views"), [
-      { message: "views", currentPage: "/", previousPage: "", referrer: "https://search.example/?q=x", refreshed: false },
+      { message: "views", currentPage: "/", previousPage: "", referrer: "https://search.example/?q=x", refreshed: false, articleTitle: "Home" },
     ]);
     assert.deepEqual(t.errors, []);
   });
 
-  test("in-app navigation: previous pathname, empty referrer, refreshed false, slug after /posts/", () => {
+  test("in-app navigation: previous pathname, empty referrer, refreshed false, the new title", () => {
     const t = setup({ referrer: "https://ref.example/", title: "Home" });
     t.win.performance.getEntriesByType = () => [{ type: "reload" }];
     t.go("/");
@@ -36,7 +37,6 @@ describe("views message", () => {
       previousPage: "/",
       referrer: "",
       refreshed: false,
-      articleId: "my-post",
       articleTitle: "My post",
     });
   });
@@ -47,6 +47,7 @@ describe("views message", () => {
     t.lc.onRouteUpdate({ location: { pathname: "/" }, prevLocation: { pathname: "/elsewhere" } });
     // and one that omits prevLocation still gets the previous path
     t.lc.onRouteUpdate({ location: { pathname: "/pages/about" } });
+    t.doc.title = "About";
     t.clock.advance(SETTLE);
     t.open();
     assert.deepEqual(t.sent("views").map((m) => m.previousPage), ["", "/"]);
@@ -74,30 +75,18 @@ describe("views message", () => {
     assert.equal(d.sent("views")[0].refreshed, false, "the modern entry wins over the legacy API");
   });
 
-  test("post slug is found after /posts/ anywhere in the path", () => {
+  test("a path alone names no post: the server classifies it (--page, --path-pattern)", () => {
     const t = setup({ title: "Hello" });
     t.go("/demo/posts/hello-world");
+    t.go("/pages/about", { title: "About" });
     t.open();
-    const [msg] = t.sent("views");
-    assert.equal(msg.articleId, "hello-world");
-    assert.equal(msg.articleTitle, "Hello");
-    assert.equal(msg.currentPage, "/demo/posts/hello-world");
+    assert.deepEqual(
+      t.sent("views").map((m) => [m.currentPage, m.articleTitle, "articleId" in m]),
+      [["/demo/posts/hello-world", "Hello", false], ["/pages/about", "About", false]],
+    );
   });
 
-  test("pages that are not posts send no articleId or articleTitle", () => {
-    const t = setup({ title: "Tags" });
-    t.go("/tags/javascript");
-    t.go("/pages/about");
-    t.open();
-    const msgs = t.sent("views");
-    assert.equal(msgs.length, 2);
-    for (const m of msgs) {
-      assert.equal("articleId" in m, false);
-      assert.equal("articleTitle" in m, false);
-    }
-  });
-
-  test("data-article-id / data-article-title win over the slug and document.title", () => {
+  test("data-article-id / data-article-title win over the path and document.title", () => {
     const t = setup({
       title: "Page title",
       elements: [el({ "data-article-id": "real-id", "data-article-title": "Real title" })],
@@ -114,6 +103,20 @@ describe("views message", () => {
     u.open();
     assert.equal(u.sent("views")[0].articleId, "x");
     assert.equal(u.sent("views")[0].articleTitle, "Doc title");
+  });
+
+  test("the Gatsby builds keep the seed's rule: a post's slug after /posts/ anywhere", () => {
+    const t = setup({ options: { postsFromPath: true }, title: "Post" });
+    t.go("/blog/posts/caf%C3%A9/");
+    t.open();
+    t.go("/tags/x", { title: "Tag" });
+    const [post, tag] = t.sent("views");
+    assert.equal(post.articleId, "café");
+    assert.equal(tag.articleId, undefined); // classified by the server, by its path
+    const u = setup({ title: "Post" }); // the tag: the server's --path-pattern decides
+    u.go("/blog/posts/x/");
+    u.open();
+    assert.equal(u.sent("views")[0].articleId, undefined);
   });
 
   test("the page is read after render: DOM added after onRouteUpdate is still seen", () => {
@@ -165,7 +168,7 @@ describe("views message", () => {
   });
 
   test("even a current page too big for a frame on its own is cut to fit", () => {
-    const t = setup({ title: "€".repeat(300), referrer: "https://r.example/" + "€".repeat(3000) });
+    const t = setup({ title: "€".repeat(300), referrer: "https://r.example/" + "€".repeat(3000), elements: [el({ "data-article-id": "x" })] });
     t.go("/posts/x/" + "€".repeat(2100)); // 3 bytes per character: ~6 KB of path
     t.open();
     const [frame] = t.ws.last.sent;
@@ -251,7 +254,7 @@ describe("offline queue", () => {
     const t = setup({ options: { queueLimit: 3 } });
     for (let i = 1; i <= 5; i++) t.go("/posts/p" + i, { title: "P" + i });
     t.open();
-    assert.deepEqual(t.sent("views").map((m) => m.articleId), ["p3", "p4", "p5"]);
+    assert.deepEqual(t.sent("views").map((m) => m.currentPage), ["/posts/p3", "/posts/p4", "/posts/p5"]);
   });
 
   test("views made during an outage are flushed after reconnecting", () => {
@@ -543,7 +546,7 @@ describe("never throws", () => {
     t.clock.advance(1);
     assert.equal(t.ws.control.attempts, 3);
     t.open();
-    assert.equal(t.sent("views")[0].articleId, "a");
+    assert.equal(t.sent("views")[0].currentPage, "/posts/a");
   });
 
   test("broken environments and bad arguments never throw", () => {
@@ -567,7 +570,7 @@ describe("never throws", () => {
       t.open();
       t.ws.last.receive({ message: "count", articleId: "a", totalViews: 1, uniqueViews: 1 });
     });
-    assert.equal(t.sent("views")[0].articleId, "a", "the view still goes out, from the path");
+    assert.equal(t.sent("views")[0].currentPage, "/posts/a", "the view still goes out, with its path");
     assert.ok(t.errors.length > 0, "errors are swallowed and reported to onError");
   });
 
@@ -594,7 +597,7 @@ describe("never throws", () => {
       const clock = createClock();
       const ws = createWebSocketClass();
       ws.control.throwOnConstruct = true;
-      const doc = createDocument({ title: "Post x" });
+      const doc = createDocument({ title: "Post x", elements: [el({ "data-article-id": "x" })] });
       globalThis.window = createWindow({ document: doc, clock, WebSocket: ws.WebSocket });
       __livecountReset();
       assert.doesNotThrow(() => {
@@ -623,10 +626,10 @@ describe("never throws", () => {
 
 describe("demo.html", () => {
   // Browser tests drive the demo through these; keep them stable.
-  test("imports the served snippet and has the stable ids and article markup", async () => {
+  test("imports the served module and has the stable ids and article markup", async () => {
     const { readFile } = await import("node:fs/promises");
     const html = await readFile(new URL("../../client/demo.html", import.meta.url), "utf8");
-    assert.match(html, /import \{ onRouteUpdate \} from "\/client\/gatsby-snippet\.js"/);
+    assert.match(html, /import \{ onRouteUpdate \} from "\/client\/livecount\.mjs"/);
     for (const id of ["total", "unique", "nav-home", "nav-hello", "nav-second", "status", "view"]) {
       assert.match(html, new RegExp(`id="${id}"`), `missing id="${id}"`);
     }
@@ -643,6 +646,6 @@ describe("demo.html", () => {
 describe("drop-in gatsby-browser.js", () => {
   test("exports only Gatsby browser API names", () => {
     // Gatsby reports any other export of gatsby-browser.js as an unknown API.
-    assert.deepEqual(Object.keys(snippet).sort(), ["onPreRouteUpdate", "onRouteUpdate"]);
+    assert.deepEqual(Object.keys(module).sort(), ["onPreRouteUpdate", "onRouteUpdate"]);
   });
 });

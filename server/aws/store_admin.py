@@ -172,9 +172,11 @@ class Operations(Items):
         """Start (or resume) `plan` and move everything its article holds now."""
         before = await self.current(plan.article)
         found = await self.sources(plan.article)
-        if all(source.empty for source in found) and (before is None or before.state == "done"):
-            # Never counted, or emptied by an earlier rename or delete (its items stay, at
-            # zero): nothing to move, and NEW must not be listed for it.
+        idle = before is None or before.state == "done"
+        if idle and (not found or plan.to is not None and all(s.empty for s in found)):
+            # Never counted; or, for a rename, emptied by an earlier one (its items stay,
+            # at zero): nothing to move, and NEW must not be listed for it. (A delete of
+            # an emptied id is harmless, and how its items are purged.)
             raise ClientError("never_counted", f"{plan.article!r} was never counted, or has "
                                                "no views left: there is nothing to rename "
                                                "or delete")

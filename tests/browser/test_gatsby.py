@@ -51,7 +51,10 @@ class Reader(Tab):
     """One tab of the blog and the messages it sent to livecount."""
 
     async def go(self, link: str) -> None:
-        """Follow a <Link> of the navigation; wait for the new page and its title."""
+        """Follow a <Link> of the navigation; wait for the new page and its title. The
+        first waits for the landing page's view: until Gatsby has hydrated the page, a
+        click is a full page load (the server-rendered link), a landing of its own."""
+        await self.sent_views(1)
         await self.page.click(f"#nav-{link}")
         await expect(self.page.locator("h1")).to_have_text(HEADINGS[link], timeout=TIMEOUT)
         await expect(self.page).to_have_title(TITLES[link], timeout=TIMEOUT)

@@ -1,8 +1,12 @@
 # Two commands do all the set-up on a fresh machine: `make run` and `make test`.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# `make run` installs what serving needs (the runtime dependencies, a JDK for the
+# embedded DynamoDB Local); `make test` adds the dev extras and the browser.
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+CKSUM   := $(shell cksum < pyproject.toml | cut -d' ' -f1)
+RUNTIME := $(VENV)/.runtime-$(CKSUM)
+STAMP   := $(VENV)/.installed-$(CKSUM)
 
 # The Gatsby 5 site tests/browser/test_gatsby.py drives: node_modules is installed
 # once per package-lock.json (npm ci), the site rebuilt only when its sources change.
@@ -11,16 +15,16 @@ GATSBY_MODULES := $(GATSBY_SITE)/node_modules/.installed-$(shell cksum < $(GATSB
 GATSBY_SOURCES := $(GATSBY_SITE)/package.json $(GATSBY_SITE)/gatsby-config.js $(GATSBY_SITE)/gatsby-node.js \
 	$(shell find $(GATSBY_SITE)/src -type f) $(wildcard client/gatsby-plugin-livecount/*)
 
-.PHONY: run test soak lint unit js system-deps install clean bench gatsby-site
+.PHONY: run test soak lint unit js system-deps test-deps runtime install clean bench gatsby-site
 
-run: install system-deps  ## livecount serve on the embedded DynamoDB Local
+run: runtime system-deps  ## livecount serve on the embedded DynamoDB Local
 	$(BIN)/livecount serve $(ARGS)
 
-test: install system-deps lint gatsby-site  ## everything CI runs
+test: install test-deps lint gatsby-site  ## everything CI runs
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	node --test tests/js/
 
-soak: install system-deps  ## long variants: a million hostile frames, a 30 s store outage
+soak: install test-deps  ## long variants: a million hostile frames, a 30 s store outage
 	LIVECOUNT_FUZZ_FRAMES=1000000 LIVECOUNT_OUTAGE_SECONDS=30 LIVECOUNT_SOAK=1 \
 		$(BIN)/python -m pytest -q tests/e2e/test_fuzz.py tests/e2e/test_faults.py \
 		tests/e2e/test_boundaries.py tests/e2e/test_http_edges.py
@@ -38,12 +42,20 @@ bench: install system-deps  ## issue 5's benchmarks into docs/BENCHMARKS.md (~10
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'  # py-spy, for the profile
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run $(BENCH_ARGS)
 
-install: $(STAMP)
+runtime: $(RUNTIME)  ## the venv with what `livecount serve` needs, nothing more
 
-$(STAMP): pyproject.toml
+install: $(STAMP)  ## the venv with the dev extras too (tests, lint, types)
+
+$(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "livecount needs Python 3.11+"'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	rm -f $(VENV)/.runtime-* && touch $@
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
@@ -60,8 +72,11 @@ $(GATSBY_SITE)/public/index.html: $(GATSBY_MODULES) $(GATSBY_SOURCES)
 	cd $(GATSBY_SITE) && GATSBY_TELEMETRY_DISABLED=1 CI=true node_modules/.bin/gatsby build
 	touch $@
 
-system-deps:  ## Java and npm for DynamoDB Local; installed with apt-get when root
+system-deps:  ## a JDK and npm for DynamoDB Local; installed with apt-get when root
 	@bash scripts/system-deps.sh
+
+test-deps:  ## the same, and Chromium for the browser tests
+	@bash scripts/system-deps.sh test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

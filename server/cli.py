@@ -16,8 +16,8 @@ from livecount import config, logs
 from livecount.aws import local as dynamodb_local
 from livecount.aws.store import Store
 from livecount.core.errors import StoreRefused, Unavailable
+from livecount.node import claims, workers
 from livecount.node import lifecycle as app
-from livecount.node import workers
 from livecount.node.banner import version
 from livecount.node.journal import JournalBusy
 from livecount.tools import admin, loadtest, transfer
@@ -29,8 +29,10 @@ def _serve(ns: argparse.Namespace) -> int:
     _fewer_collections()
     if cfg.workers > 1:
         return workers.serve(cfg)
+    listener = claims.claim(cfg.host, cfg.port, share=False)  # before anything starts
+    journal = claims.hold(cfg.data_dir)
     workers.refuse_strays(cfg)
-    uvloop.run(app.run(cfg))
+    uvloop.run(app.run(cfg, sock=listener, journal=journal))
     return 0
 
 
@@ -111,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser().parse_args(argv)
     try:
         code: int = ns.run(ns)
-    except (dynamodb_local.EmbeddedError, JournalBusy, StoreRefused) as exc:
+    except (dynamodb_local.EmbeddedError, JournalBusy, claims.PortBusy, StoreRefused) as exc:
         print(f"livecount: {exc}", file=sys.stderr)
         return 2
     except Unavailable as exc:  # `tables create` against a store that does not answer

@@ -48,6 +48,7 @@ STREAM_SETTLE_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0  # seconds sockets get to answer the server's close
 CATCH_UP_TIMEOUT = 30.0
 RECOVERY_BOUND = 10.0  # seconds a restart tries to store its journal before serving
+SYNC_TIMEOUT = 30.0  # seconds a backup's sync may take to store what the node holds
 
 
 def settings(config: Config) -> Settings:
@@ -76,7 +77,8 @@ class Node:
             if config.archive_dir else None
         self.consumer: StreamConsumer | None = None
         self.feed = LiveFeed(store, self.engine, None, node_id=config.node_id,
-                             lease_time=config.lease_time)
+                             lease_time=config.lease_time,
+                             stored=lambda: self.flusher.store_accepted(SYNC_TIMEOUT))
         if config.stream_consumer == "on":
             self.consumer = StreamConsumer(store, self.feed.on_image, config.node_id,
                                            lease_time=config.lease_time)

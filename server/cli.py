@@ -20,7 +20,7 @@ from livecount.node import claims, workers
 from livecount.node import lifecycle as app
 from livecount.node.banner import version
 from livecount.node.journal import JournalBusy
-from livecount.tools import admin, loadtest, transfer
+from livecount.tools import admin, backups, loadtest, transfer
 from livecount.tools import report as console
 
 
@@ -106,6 +106,7 @@ def parser() -> argparse.ArgumentParser:
     console.register(commands)
     admin.register(commands)
     transfer.register(commands)
+    backups.register(commands)
     return top
 
 

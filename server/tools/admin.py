@@ -5,17 +5,21 @@ with or without a server. Running servers keep counting meanwhile; see
 `aws/store_admin.py` for why each step applies once. A run stopped anywhere (Ctrl-C,
 a kill, DynamoDB away) is finished by running the same command again.
 
-With the embedded store only one process may open its files: the commands refuse
-while a `livecount serve` holds the data dir (use the dashboard's admin actions, or
-stop it).
+With a `livecount serve` running on `--data-dir`, the commands use the store it
+recorded there (`node/store_record.py`: its endpoint, region and table prefix), the
+embedded DynamoDB Local included. Without one, they open the store of their options;
+with the embedded store they start DynamoDB Local themselves, holding the data dir
+meanwhile as a node does.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import IO
@@ -29,6 +33,8 @@ from livecount.aws.store_errors import Answered, answer
 from livecount.core import sizes
 from livecount.core.errors import ClientError, LivecountError
 from livecount.core.moves import Plan
+from livecount.node import claims, store_record
+from livecount.node.store_record import StoreRecord
 
 PROGRESS_EVERY = 50  # moves between two `admin_moved` log lines
 NEVER_COUNTED = 1  # exit code: the id has no counts at all, as `livecount report` says
@@ -57,7 +63,8 @@ def article_id(value: str) -> str:
 
 
 def store_config(ns: argparse.Namespace) -> config.Config:
-    """The store options, checked; logs go to stderr, so stdout is the command's own."""
+    """The store options, checked, or the store of the node serving `--data-dir`; logs
+    go to stderr, so stdout is the command's own."""
     try:
         cfg = config.from_args(ns)
     except ValueError as exc:
@@ -66,7 +73,23 @@ def store_config(ns: argparse.Namespace) -> config.Config:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(sys.stderr)
+    if (node := serving(cfg)) is not None:
+        cfg = dataclasses.replace(cfg, dynamodb_endpoint=node.endpoint, region=node.region,
+                                  table_prefix=node.table_prefix, lease_time=node.lease_time)
     return cfg
+
+
+def serving(cfg: config.Config) -> StoreRecord | None:
+    """The store recorded by the `livecount serve` running on `cfg.data_dir`, if any."""
+    if not claims.in_use(cfg.data_dir) or (node := store_record.read(cfg.data_dir)) is None:
+        return None
+    try:
+        os.kill(node.pid, 0)
+    except ProcessLookupError:  # left by a node that died; the lock is an admin tool's
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return node
 
 
 @contextlib.contextmanager

@@ -216,25 +216,6 @@ class Flusher:
                 return
             await asyncio.wait(set(self._tasks), timeout=left)
 
-    async def store_accepted(self, within: float) -> bool:
-        """Store every view accepted so far, report rows too, however many come
-        meanwhile (a backup's sync, `core/syncs.py`); False if some are still not
-        stored after `within` seconds."""
-        ledger = self.engine.ledger
-        barrier = ledger.barrier()
-        deadline = time.monotonic() + within
-        delays = backoff(0.05, 1.0)
-        try:
-            while not barrier.done and (left := deadline - time.monotonic()) > 0:
-                await self.settled(left)  # the loop's flushes first: they hold keys
-                if not barrier.done:
-                    await self.flush_once()
-                if not barrier.done:
-                    await asyncio.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
-        finally:
-            ledger.drop(barrier)
-        return barrier.done
-
     async def drain(self, within: float) -> None:
         """Flush until nothing is pending, report rows too, giving up after `within`
         seconds."""
@@ -246,6 +227,26 @@ class Flusher:
                 await asyncio.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
         if not self.engine.ledger.idle:
             warn("shutdown_unflushed", views=self.engine.ledger.pending_views)
+
+
+async def store_accepted(flusher: Flusher, within: float) -> bool:
+    """Store every view accepted so far, report rows too, however many come meanwhile
+    (a backup's sync, `core/syncs.py`); False if some are still not stored after
+    `within` seconds."""
+    ledger = flusher.engine.ledger
+    barrier = ledger.barrier()
+    deadline = time.monotonic() + within
+    delays = backoff(0.05, 1.0)
+    try:
+        while not barrier.done and (left := deadline - time.monotonic()) > 0:
+            await flusher.settled(left)  # the loop's flushes first: they hold keys
+            if not barrier.done:
+                await flusher.flush_once()
+            if not barrier.done:
+                await asyncio.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
+    finally:
+        ledger.drop(barrier)
+    return barrier.done
 
 
 def _append(path: Path, data: bytes) -> None:

@@ -32,7 +32,7 @@ from livecount.node.admin_api import AdminApi, announcer, operator_only
 from livecount.node.archive import Writer
 from livecount.node.auth import Guard, TokenFileError, login_url, token_path
 from livecount.node.banner import Banner
-from livecount.node.flusher import Flusher
+from livecount.node.flusher import Flusher, store_accepted
 from livecount.node.http import Routes
 from livecount.node.journal import Journal
 from livecount.node.livefeed import LiveFeed
@@ -78,7 +78,7 @@ class Node:
         self.consumer: StreamConsumer | None = None
         self.feed = LiveFeed(store, self.engine, None, node_id=config.node_id,
                              lease_time=config.lease_time,
-                             stored=lambda: self.flusher.store_accepted(SYNC_TIMEOUT))
+                             stored=lambda: store_accepted(self.flusher, SYNC_TIMEOUT))
         if config.stream_consumer == "on":
             self.consumer = StreamConsumer(store, self.feed.on_image, config.node_id,
                                            lease_time=config.lease_time)

@@ -15,7 +15,7 @@ import uvloop
 from livecount import config, logs
 from livecount.aws import local as dynamodb_local
 from livecount.aws.store import Store
-from livecount.core.errors import StoreRefused, Unavailable
+from livecount.core.errors import ClientError, StoreRefused, Unavailable
 from livecount.node import claims, workers
 from livecount.node import lifecycle as app
 from livecount.node.banner import version
@@ -46,10 +46,10 @@ def _fewer_collections() -> None:
 
 
 def _tables_create(ns: argparse.Namespace) -> int:
-    cfg = _config(ns)
+    cfg = admin.with_node(_config(ns))  # a node serving --data-dir: its store
 
     async def create() -> None:
-        async with dynamodb_local.endpoint_for(cfg.dynamodb_endpoint, cfg.data_dir) as url, \
+        async with admin.endpoint(cfg) as url, \
                 Store.open(url, cfg.region, cfg.table_prefix) as store:
             made = await store.create_tables()
             logs.log("tables_ready", created=made, writer=store.tables.writer)
@@ -114,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser().parse_args(argv)
     try:
         code: int = ns.run(ns)
-    except (dynamodb_local.EmbeddedError, JournalBusy, claims.PortBusy, StoreRefused) as exc:
+    except (dynamodb_local.EmbeddedError, JournalBusy, claims.PortBusy, StoreRefused,
+            ClientError) as exc:
         print(f"livecount: {exc}", file=sys.stderr)
         return 2
     except Unavailable as exc:  # `tables create` against a store that does not answer

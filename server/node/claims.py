@@ -14,7 +14,7 @@ import fcntl
 import socket
 from pathlib import Path
 
-from livecount.node.journal import Journal
+from livecount.node.journal import Journal, JournalBusy
 
 
 class PortBusy(RuntimeError):
@@ -60,7 +60,13 @@ def hold(data_dir: Path) -> Journal:
     another livecount has it): the lone node's journal, or the directory a parent of
     workers keeps for itself."""
     journal = Journal(data_dir / "journal")
-    journal.lock()
+    try:
+        journal.lock()
+    except JournalBusy:
+        raise JournalBusy(
+            f"the data dir {data_dir} is in use by another livecount (a serve, "
+            "or an admin command); give each node its own --data-dir"
+        ) from None
     return journal
 
 

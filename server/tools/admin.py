@@ -73,10 +73,15 @@ def store_config(ns: argparse.Namespace) -> config.Config:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(sys.stderr)
-    if (node := serving(cfg)) is not None:
-        cfg = dataclasses.replace(cfg, dynamodb_endpoint=node.endpoint, region=node.region,
-                                  table_prefix=node.table_prefix, lease_time=node.lease_time)
-    return cfg
+    return with_node(cfg)
+
+
+def with_node(cfg: config.Config) -> config.Config:
+    """`cfg`, or with the store of the node serving `cfg.data_dir` if one does."""
+    if (node := serving(cfg)) is None:
+        return cfg
+    return dataclasses.replace(cfg, dynamodb_endpoint=node.endpoint, region=node.region,
+                               table_prefix=node.table_prefix, lease_time=node.lease_time)
 
 
 def serving(cfg: config.Config) -> StoreRecord | None:
@@ -119,16 +124,24 @@ def _embedded_free(cfg: config.Config) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
+async def endpoint(cfg: config.Config) -> AsyncIterator[str]:
+    """The URL of `cfg`'s store; the embedded one started for the duration, the data dir
+    held meanwhile as a node holds it."""
+    with _embedded_free(cfg):
+        async with dynamodb_local.endpoint_for(cfg.dynamodb_endpoint, cfg.data_dir) as url:
+            yield url
+
+
+@contextlib.asynccontextmanager
 async def opened(cfg: config.Config, create: bool = False) -> AsyncIterator[Store]:
     """The store of `cfg`'s options; its tables must exist unless `create`."""
-    with _embedded_free(cfg):
-        async with dynamodb_local.endpoint_for(cfg.dynamodb_endpoint, cfg.data_dir) as url, \
-                Store.open(url, cfg.region, cfg.table_prefix, cfg.node_id) as store:
-            if create:
-                await store.create_tables()
-            else:
-                await _tables_exist(store)
-            yield store
+    async with endpoint(cfg) as url, \
+            Store.open(url, cfg.region, cfg.table_prefix, cfg.node_id) as store:
+        if create:
+            await store.create_tables()
+        else:
+            await _tables_exist(store)
+        yield store
 
 
 async def _tables_exist(store: Store) -> None:

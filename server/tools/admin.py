@@ -114,9 +114,9 @@ def _embedded_free(cfg: config.Config) -> Iterator[None]:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise ClientError("store_in_use", (
-                    f"a livecount serve is running on {cfg.data_dir} with the embedded store, "
-                    "whose files only one process may open: stop it first, or use the "
-                    "dashboard's admin actions")) from None
+                    f"{cfg.data_dir} is held by another livecount (a serve still starting, "
+                    "or another command), and only one process may open the embedded "
+                    "store's files: try again once it serves or has finished")) from None
         yield
     finally:
         for lock in held:

@@ -152,13 +152,14 @@ def _run_backup(ns: argparse.Namespace) -> int:
         print(f"livecount: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     nodes = (
-        f"after {len(synced)} node{'s' * (len(synced) != 1)} stored what they held"
+        f"it holds every view that the running node{'s' * (len(synced) > 1)} "
+        f"{', '.join(synced)} acknowledged before it began"
         if synced
         else "no node was running"
     )
     shown.outcome(
-        f"Backed up {written['count']:,} posts and pages, {written['timeline']:,} "
-        f"hours and {written['referrer']:,} referrers to {path} ({nodes}).",
+        f"Backed up to {path}: {written['count']:,} posts and pages, "
+        f"{written['timeline']:,} hours, {written['referrer']:,} referrers; {nodes}.",
         file=str(path),
         counts=written["count"],
         hours=written["timeline"],
@@ -248,7 +249,7 @@ def _run_restore(ns: argparse.Namespace) -> int:
         return STOPPED
     except LivecountError as exc:
         return failed(exc)
-    views = sum(c.total for t, c in plan.counts.items())
+    views = sum(c.total for c in plan.counts.values())
     shown.outcome(
         f"Restored {len(plan.counts):,} posts and pages ({views:,} views), "
         f"{len(plan.rows):,} report rows from {ns.file} into {cfg.data_dir}.",

@@ -24,7 +24,7 @@ test: install test-deps lint gatsby-site  ## everything CI runs
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	node --test tests/js/
 
-soak: install test-deps  ## long variants: a million hostile frames, a 30 s store outage
+soak: install system-deps  ## long variants: a million hostile frames, a 30 s store outage
 	LIVECOUNT_FUZZ_FRAMES=1000000 LIVECOUNT_OUTAGE_SECONDS=30 LIVECOUNT_SOAK=1 \
 		$(BIN)/python -m pytest -q tests/e2e/test_fuzz.py tests/e2e/test_faults.py \
 		tests/e2e/test_boundaries.py tests/e2e/test_http_edges.py

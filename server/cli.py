@@ -15,12 +15,12 @@ import uvloop
 from livecount import config, logs
 from livecount.aws import local as dynamodb_local
 from livecount.aws.store import Store
-from livecount.core.errors import StoreRefused, Unavailable
+from livecount.core.errors import ClientError, StoreRefused, Unavailable
+from livecount.node import claims, workers
 from livecount.node import lifecycle as app
-from livecount.node import workers
 from livecount.node.banner import version
 from livecount.node.journal import JournalBusy
-from livecount.tools import admin, loadtest, transfer
+from livecount.tools import admin, backups, loadtest, transfer
 from livecount.tools import report as console
 
 
@@ -29,8 +29,10 @@ def _serve(ns: argparse.Namespace) -> int:
     _fewer_collections()
     if cfg.workers > 1:
         return workers.serve(cfg)
+    listener = claims.claim(cfg.host, cfg.port, share=False)  # before anything starts
+    journal = claims.hold(cfg.data_dir)
     workers.refuse_strays(cfg)
-    uvloop.run(app.run(cfg))
+    uvloop.run(app.run(cfg, sock=listener, journal=journal))
     return 0
 
 
@@ -44,10 +46,10 @@ def _fewer_collections() -> None:
 
 
 def _tables_create(ns: argparse.Namespace) -> int:
-    cfg = _config(ns)
+    cfg = admin.with_node(_config(ns))  # a node serving --data-dir: its store
 
     async def create() -> None:
-        async with dynamodb_local.endpoint_for(cfg.dynamodb_endpoint, cfg.data_dir) as url, \
+        async with admin.endpoint(cfg) as url, \
                 Store.open(url, cfg.region, cfg.table_prefix) as store:
             made = await store.create_tables()
             logs.log("tables_ready", created=made, writer=store.tables.writer)
@@ -104,6 +106,7 @@ def parser() -> argparse.ArgumentParser:
     console.register(commands)
     admin.register(commands)
     transfer.register(commands)
+    backups.register(commands)
     return top
 
 
@@ -111,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser().parse_args(argv)
     try:
         code: int = ns.run(ns)
-    except (dynamodb_local.EmbeddedError, JournalBusy, StoreRefused) as exc:
+    except (dynamodb_local.EmbeddedError, JournalBusy, claims.PortBusy, StoreRefused,
+            ClientError) as exc:
         print(f"livecount: {exc}", file=sys.stderr)
         return 2
     except Unavailable as exc:  # `tables create` against a store that does not answer

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -117,12 +118,18 @@ class Items:
 async def gather_limited(jobs: Iterable[Awaitable[Any]], limit: int = AT_ONCE) -> list[Any]:
     """Await `jobs`, at most `limit` at once; the first failure fails the whole."""
     gate = asyncio.Semaphore(limit)
+    jobs = list(jobs)
 
     async def one(job: Awaitable[Any]) -> Any:
         async with gate:
             return await job
 
-    return list(await asyncio.gather(*(one(j) for j in jobs)))
+    try:
+        return list(await asyncio.gather(*(one(j) for j in jobs)))
+    finally:  # cancelled (Ctrl-C): those not begun are closed, not left "never awaited"
+        for job in jobs:
+            if inspect.iscoroutine(job) and inspect.getcoroutinestate(job) == inspect.CORO_CREATED:
+                job.close()
 
 
 @dataclass
@@ -173,7 +180,7 @@ class Operations(Items):
         before = await self.current(plan.article)
         found = await self.sources(plan.article)
         idle = before is None or before.state == "done"
-        if idle and (not found or plan.to is not None and all(s.empty for s in found)):
+        if idle and (not found or (plan.to is not None and all(s.empty for s in found))):
             # Never counted; or, for a rename, emptied by an earlier one (its items stay,
             # at zero): nothing to move, and NEW must not be listed for it. (A delete of
             # an emptied id is harmless, and how its items are purged.)
@@ -371,25 +378,35 @@ class Imports(Items):
 
 
 class Exports(Items):
-    async def records(self) -> AsyncIterator[Record]:
+    async def records(self, progress: Progress | None = None) -> AsyncIterator[Record]:
         """Every stored count, from the writer side (what the reader copies), for every
         post and page in the page index, and the site's rows; rows at zero (what a
-        rename or delete leaves) are left out."""
+        rename or delete leaves) are left out. `progress` hears of each read."""
         targets = sorted(await self.store.tracked())
         counts = await self.counts(targets)
+        refs = [*(t.ref for t in targets), SITE]
+        reads, done = 1 + 2 * len(refs), 1
+        if progress is not None:
+            progress(done, reads)
         for target in targets:
             total, title = counts.get(target, (Counts(0, 0), ""))
             yield Record("count", target.ref, total.total, total.unique, title=title)
-        for ref in [*(t.ref for t in targets), SITE]:
+        for ref in refs:
             for item in await self.partition(self.tables.timeline, "target", ref):
                 hour = store_requests.counts(item)
                 if hour.total:
                     yield Record("timeline", ref, hour.total, hour.unique,
                                  hour=item["hour"]["S"])
-        for ref in [*(t.ref for t in targets), SITE]:
+            done += 1
+            if progress is not None:
+                progress(done, reads)
+        for ref in refs:
             items = await self.partition(self.tables.referrers, "target", ref)
             for host, views in sorted(store_requests.referrer_totals(items).items()):
                 yield Record("referrer", ref, views, host=host)
+            done += 1
+            if progress is not None:
+                progress(done, reads)
 
     async def counts(self, targets: list[Target]) -> dict[Target, tuple[Counts, str]]:
         """Totals and titles from the writer table and HomeAndProfile, consistently."""

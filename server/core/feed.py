@@ -44,6 +44,22 @@ class Reset(NamedTuple):
     articles: list[str]
 
 
+class Sync(NamedTuple):
+    """A backup asks every node to store what it acknowledged before now, and to say
+    so (`core/syncs.py`)."""
+
+    request: str
+
+
+class Synced(NamedTuple):
+    """A node's answer to a sync: `stored`, everything it held then is in the store
+    (False: it could not store it all in time)."""
+
+    request: str
+    node: str
+    stored: bool
+
+
 class Said(NamedTuple):
     """A node's readers: its whole snapshot (`whole`), or the targets that moved."""
 
@@ -101,15 +117,24 @@ def resets(articles: Iterable[str], table: str, writer: str, now: float,
     return [{"TableName": table, "Item": item(at, payload, expires)} for at, payload in stamped]
 
 
+def sync(request: str) -> bytes:
+    return _encode({"sync": request})
+
+
+def synced(request: str, node: str, stored: bool) -> bytes:
+    return _encode({"synced": request, "node": node, "stored": stored})
+
+
 def decode(payload: str | bytes) -> list[Change]:
     """The changes of one item; [] for anything that is not a list of them."""
     value = read(payload)
     return value if isinstance(value, list) else []
 
 
-def read(payload: str | bytes) -> list[Change] | Said | Reset:
-    """What one item says: count changes, a node's readers, or articles to read again;
-    [] for anything else (an item no node could have written says nothing)."""
+def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced:
+    """What one item says: count changes, a node's readers, articles to read again, or
+    a backup's sync and the nodes' answers; [] for anything else (an item no node
+    could have written says nothing)."""
     try:
         value = json.loads(payload)
     except ValueError:
@@ -117,6 +142,12 @@ def read(payload: str | bytes) -> list[Change] | Said | Reset:
     if isinstance(value, dict):
         if isinstance(reset := value.get("reset"), list):
             return Reset([a for a in reset if isinstance(a, str)])
+        if isinstance(request := value.get("sync"), str):
+            return Sync(request)
+        if isinstance(request := value.get("synced"), str):
+            node, stored = value.get("node"), value.get("stored")
+            return Synced(request, node, stored) if isinstance(node, str) \
+                and type(stored) is bool else []
         return _said(value) or []
     if not isinstance(value, list) or not all(_is_change(c) for c in value):
         return []

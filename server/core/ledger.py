@@ -36,6 +36,7 @@ from livecount.core.bases import ZERO, Bases, Counts
 from livecount.core.errors import Busy
 from livecount.core.pages import Target
 from livecount.core.report_rows import SITE, ReportRows, Row
+from livecount.core.syncs import Barrier
 from livecount.core.write_order import Delta, Write, WriteOrder
 
 __all__ = ["SITE", "ZERO", "Busy", "Counts", "Delta", "Flush", "FlushResult", "Ledger",
@@ -94,6 +95,8 @@ class Ledger:
         self._holding: dict[int, Flush] = {}  # completed, keys held until released
         self._auto: set[int] = set()  # flights taken without `hold`: released on completion
         self._pending_views = 0
+        self._taken = 0  # the last take's sequence number
+        self._barriers: set[Barrier] = set()
 
     # -- reading ---------------------------------------------------------------
     def has_base(self, target: Target) -> bool:
@@ -156,6 +159,19 @@ class Ledger:
             writes.update(unknown.items())
         return pending, writes
 
+    def barrier(self) -> Barrier:
+        """Everything accepted so far, as something to wait for: done once all of it is
+        stored (or set aside), however many views come meanwhile (`core/syncs.py`).
+        `drop` it when no longer waited for."""
+        pending, unknown = self.outstanding()
+        barrier = Barrier(pending, unknown, self._taken)
+        if not barrier.done:
+            self._barriers.add(barrier)
+        return barrier
+
+    def drop(self, barrier: Barrier) -> None:
+        self._barriers.discard(barrier)
+
     # -- writing ---------------------------------------------------------------
     def record(
         self, target: Target, *, refreshed: bool, hour: str, title: str | None = None,
@@ -204,6 +220,7 @@ class Ledger:
         targets = self._counts.take(seq) if counts else {}
         flush = Flush(seq, targets, self._report.spread().take(seq) if rows else {},
                       set(targets) - self._indexed)
+        self._taken = max(self._taken, seq)
         if flush:
             self._flights[seq] = flush
             if not hold:
@@ -234,6 +251,13 @@ class Ledger:
         flush.full = result.full_packs
         self._indexed |= flush.new - result.failed_index  # a rejected one is not retried
         changed.update(t for t, seen in self._bases.undefer().items() if self.observe(t, seen))
+        if self._barriers:
+            unknown: set[Target | Row] = result.failed_targets | result.failed_rows
+            for barrier in list(self._barriers):
+                barrier.settled(flush.targets, unknown, result.full_packs)
+                barrier.settled(flush.rows, unknown, result.full_packs)
+                if barrier.done:
+                    self._barriers.discard(barrier)
         self._holding[flush.seq] = flush
         if flush.seq in self._auto:
             self._auto.discard(flush.seq)
@@ -249,3 +273,5 @@ class Ledger:
         self._rows.release(flush.rows, flush.seq)
         if flush.full:
             self._report.unpack(flush.rows, flush.full)
+            for barrier in self._barriers:
+                barrier.released(flush.rows, flush.full, self._taken)

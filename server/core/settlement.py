@@ -12,6 +12,7 @@ from livecount.core import journal
 from livecount.core.journal import Replayed
 from livecount.core.ledger import Delta, Flush, FlushResult, Ledger, Write
 from livecount.core.pages import Target
+from livecount.core.syncs import Barrier
 
 _encoder = msgspec.json.Encoder()
 
@@ -66,6 +67,13 @@ class Settlement:
 
     def release(self, flush: Flush) -> None:
         self._ledger.release(flush)
+
+    def barrier(self) -> Barrier:
+        """What settles once every view accepted so far is stored (a backup's sync)."""
+        return self._ledger.barrier()
+
+    def drop(self, barrier: Barrier) -> None:
+        self._ledger.drop(barrier)
 
     def next_seq(self, now_us: int) -> int:
         """Flush sequence numbers grow across restarts: the journal's last, or the

@@ -232,6 +232,26 @@ class Flusher:
             warn("shutdown_unflushed", views=self.writes.pending_views)
 
 
+async def store_accepted(flusher: Flusher, within: float) -> bool:
+    """Store every view accepted so far, report rows too, however many come meanwhile
+    (a backup's sync, `core/syncs.py`); False if some are still not stored after
+    `within` seconds."""
+    writes = flusher.writes
+    barrier = writes.barrier()
+    deadline = time.monotonic() + within
+    delays = backoff(0.05, 1.0)
+    try:
+        while not barrier.done and (left := deadline - time.monotonic()) > 0:
+            await flusher.settled(left)  # the loop's flushes first: they hold keys
+            if not barrier.done:
+                await flusher.flush_once()
+            if not barrier.done:
+                await asyncio.sleep(min(next(delays), max(0.0, deadline - time.monotonic())))
+    finally:
+        writes.drop(barrier)
+    return barrier.done
+
+
 def _append(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:

@@ -71,14 +71,25 @@ class Journal:
 
     def lock(self) -> None:
         """Hold the directory for this process: two nodes on one journal would replay
-        each other's views. The lock dies with the process, however it dies."""
+        each other's views. The lock dies with the process, however it dies. Held
+        already (`serve` takes it before anything else starts), it is kept."""
+        if self._lock is not None:
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = (self.directory / "lock").open("a")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self._lock.close()
+            self._lock = None
             raise JournalBusy(f"{self.directory} is in use by another livecount; "
                               "give each node its own --data-dir") from None
+
+    def unlock(self) -> None:
+        """Let the directory go, for a holder that never opened the journal."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def bind(self, store: str, unstored: bool) -> None:
         """Tie the journal to the tables it is for. Views waiting for one set of tables

@@ -9,11 +9,12 @@ line on a terminal, a `starting` event otherwise), and the start ends with where
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from typing import Any
 
 from livecount import logs
@@ -26,17 +27,19 @@ from livecount.core.engine import Core, Settings
 from livecount.core.errors import StoreRefused, Unavailable
 from livecount.core.limits import parse_networks
 from livecount.logs import log, warn
+from livecount.node import store_record
 from livecount.node.admin_api import AdminApi, announcer, operator_only
 from livecount.node.archive import Writer
 from livecount.node.auth import Guard, TokenFileError, login_url, token_path
 from livecount.node.banner import Banner
-from livecount.node.flusher import Flusher
+from livecount.node.flusher import Flusher, store_accepted
 from livecount.node.http import Routes
 from livecount.node.journal import Journal
 from livecount.node.livefeed import LiveFeed
 from livecount.node.metrics import Metrics
 from livecount.node.now import Now
 from livecount.node.sockets import Connection, Sockets
+from livecount.node.store_record import StoreRecord
 from livecount.waits import backoff, pause
 from websockets.typing import Origin
 
@@ -45,6 +48,7 @@ STREAM_SETTLE_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0  # seconds sockets get to answer the server's close
 CATCH_UP_TIMEOUT = 30.0
 RECOVERY_BOUND = 10.0  # seconds a restart tries to store its journal before serving
+SYNC_TIMEOUT = 30.0  # seconds a backup's sync may take to store what the node holds
 
 
 def settings(config: Config) -> Settings:
@@ -60,12 +64,13 @@ def settings(config: Config) -> Settings:
 class Node:
     """The parts of one node, built from its config and an open store."""
 
-    def __init__(self, config: Config, store: Store, guard: Guard | None = None) -> None:
+    def __init__(self, config: Config, store: Store, guard: Guard | None = None,
+                 journal: Journal | None = None) -> None:
         self.config = config
         self.guard = guard or admin_guard(config)
         core: Core[Connection] = Core.make(settings(config))
         self.engine, self.live, self.writes, self.readers = core
-        self.journal = Journal(config.data_dir / "journal")
+        self.journal = journal or Journal(config.data_dir / "journal")
         self.metrics = Metrics(config.node_id)
         self.flusher = Flusher(self.writes, self.live, self.journal, store, self.metrics,
                                config.data_dir)
@@ -74,7 +79,8 @@ class Node:
             if config.archive_dir else None
         self.consumer: StreamConsumer | None = None
         self.feed = LiveFeed(store, self.live, self.readers, None, node_id=config.node_id,
-                             lease_time=config.lease_time)
+                             lease_time=config.lease_time,
+                             stored=lambda: store_accepted(self.flusher, SYNC_TIMEOUT))
         if config.stream_consumer == "on":
             self.consumer = StreamConsumer(store, self.feed.on_image, config.node_id,
                                            lease_time=config.lease_time)
@@ -126,11 +132,15 @@ def admin_guard(config: Config) -> Guard:
 
 
 async def run(config: Config, ready: asyncio.Event | None = None,
-              sock: socket.socket | None = None, *, endpoint: str | None = None) -> None:
-    """Serve until SIGINT or SIGTERM, then flush everything and stop. A worker gets its
-    listening `sock` and the DynamoDB `endpoint` from its parent (`node/workers.py`)."""
+              sock: socket.socket | None = None, *, endpoint: str | None = None,
+              journal: Journal | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then flush everything and stop. A lone node gets
+    its listening `sock` and its locked `journal` from `livecount serve`, which takes
+    them before anything starts (`node/claims.py`); a worker gets its `sock` and the
+    DynamoDB `endpoint` from its parent (`node/workers.py`)."""
+    lone = endpoint is None
     guard = admin_guard(config)  # before DynamoDB: a bad token file fails at once
-    shown = Banner(config, human=logs.human() and sock is None)  # a worker: its parent speaks
+    shown = Banner(config, human=logs.human() and lone)  # a worker: its parent speaks
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -143,12 +153,14 @@ async def run(config: Config, ready: asyncio.Event | None = None,
                 local.endpoint_for(config.dynamodb_endpoint, config.data_dir))
         store = await stack.enter_async_context(
             Store.open(endpoint, config.region, config.table_prefix, config.node_id))
+        if lone:
+            record(config, endpoint, stack)
         shown.step("tables")
         await _prepare(store, stop)
         if stop.is_set():
             shown.stopped()
             return
-        node = Node(config, store, guard)
+        node = Node(config, store, guard, journal)
         shown.step("journal")
         await node.flusher.recover(
             stop, RECOVERY_BOUND,
@@ -163,7 +175,7 @@ async def run(config: Config, ready: asyncio.Event | None = None,
             except TimeoutError:
                 warn("stream_not_caught_up", timeout=CATCH_UP_TIMEOUT)
         background.start(node.feed.loop)
-        server = await _listen(node, config, sock, shown, endpoint)
+        server = await _listen(node, config, sock, shown, endpoint, lone)
         loops = Background()
         loops.start(lambda s: node.flusher.loop(
             s, config.flush_interval, config.report_interval))
@@ -237,9 +249,17 @@ async def _prepare(store: Store, stop: asyncio.Event) -> None:
         return
 
 
+def record(config: Config, endpoint: str, stack: AsyncExitStack | ExitStack) -> None:
+    """Say in the data dir where the store is, for the tools, until `stack` closes."""
+    store_record.write(config.data_dir, StoreRecord(
+        endpoint, config.region, config.table_prefix, config.node_id, config.lease_time,
+        os.getpid()))
+    stack.callback(store_record.remove, config.data_dir)
+
+
 async def _listen(node: Node, config: Config, sock: socket.socket | None, shown: Banner,
-                  endpoint: str) -> asyncio.Server:
-    """Listen on `sock` (a worker's, bound by its parent) or on host and port; a lone
+                  endpoint: str, lone: bool) -> asyncio.Server:
+    """Listen on `sock` (bound before anything started) or on host and port; a lone
     node then says where to go (workers' parent says it once for all of them)."""
     if not config.allowed_origins:
         warn("any_origin_accepted", hint="set --allowed-origin to your blog's origin")
@@ -250,10 +270,10 @@ async def _listen(node: Node, config: Config, sock: socket.socket | None, shown:
         server = await loop.create_server(node.sockets, config.host, config.port)
     ports = [s.getsockname()[1] for s in server.sockets]
     port = ports[0] if ports else config.port
-    if sock is None and not shown.human:  # before `listening`: who waits for it reads it
+    if lone and not shown.human:  # before `listening`: who waits for it reads it
         announce(node.guard.current(), config.host, port)
     log("listening", host=config.host, port=port, url=f"ws://{config.host}:{port}/ws")
-    if sock is None:  # for a person, the login URL is in the banner, not a line apart
+    if lone:  # for a person, the login URL is in the banner, not a line apart
         login = {"Log in": login_url(config.host, port, node.guard.current())}
         shown.ready(port, endpoint, extra=login if shown.human else None)
     return server

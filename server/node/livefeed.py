@@ -1,5 +1,7 @@
 """The live feed's edge: learn the counts the other nodes' stream readers saw, and
-tell the other nodes how many of this node's sockets read each target now.
+tell the other nodes how many of this node's sockets read each target now. It also
+carries `livecount admin`'s resets, and a backup's sync, which the node answers once
+it stored everything it had acknowledged (`core/syncs.py`).
 
 The stream consumer (or the Lambda) writes the count changes; this loop writes this
 node's readers (`feed.says`) and reads both. What goes in an item and where a reader
@@ -12,6 +14,7 @@ import asyncio
 import time
 import uuid
 import zlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livecount.aws.consumer import StreamConsumer
@@ -22,8 +25,8 @@ from livecount.core.ledger import Counts
 from livecount.core.live import Live
 from livecount.core.pages import Target
 from livecount.core.readers import Readers
-from livecount.logs import warn_limited
-from livecount.waits import pause
+from livecount.logs import log, warn_limited
+from livecount.waits import backoff, pause
 
 INTERVAL = 0.5  # seconds between live-feed reads (and writes of readers that moved)
 ALONE_EVERY = 4  # alone, the feed is read every this many INTERVALs: only admin resets
@@ -40,17 +43,22 @@ class LiveFeed:
 
     def __init__(self, store: Store, live: Live[Any], readers: Readers[Any],
                  consumer: StreamConsumer | None, node_id: str | None = None,
-                 lease_time: float | None = None) -> None:
+                 lease_time: float | None = None,
+                 stored: Callable[[], Awaitable[bool]] | None = None) -> None:
         self.store = store
         self.live = live  # told of counts seen, and of readers that moved
         self.readers = readers
         self.consumer = consumer
+        # Stores everything acknowledged so far; True once done (a sync's answer).
+        self.stored = stored
         self._node_id = node_id
         self._lease_time = lease_time
         self._cursor = time.time_ns() // 1000 * 1000
         self._stamp = 0  # the last stamp written: this node's items only ever go up
         self._whole_at: float | None = None  # when the last whole snapshot went (None: owed)
         self._resets: set[int] = set()  # stamps of resets done (the window is re-read)
+        self._syncs: set[int] = set()  # stamps of syncs answered or being answered
+        self._answering: set[asyncio.Task[None]] = set()
 
     @property
     def node_id(self) -> str:
@@ -81,6 +89,13 @@ class LiveFeed:
     async def loop(self, stop: asyncio.Event) -> None:
         """Write this node's readers, read the other nodes' changes and readers, and
         forget nodes gone silent, every INTERVAL."""
+        try:
+            await self._loop(stop)
+        finally:
+            for task in self._answering:
+                task.cancel()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         clock = asyncio.get_running_loop().time
         ticks = 0
         while not await pause(stop, INTERVAL):
@@ -107,19 +122,35 @@ class LiveFeed:
         said = self.readers.here if whole else moved
         payloads = feed.says(self.node_id, ((t.kind, t.id, n) for t, n in said.items()),
                              whole)
-        wall = time.time()
-        stamps = feed.stamps(max(int(wall * 1e6), self._stamp // 1000 + 1),
-                             zlib.crc32(self.node_id.encode()), len(payloads))
         try:
-            await self.store.write_feed(list(zip(stamps, payloads, strict=True)),
-                                        int(wall) + feed.TTL_SECONDS)
+            await self._write(payloads)
         except LivecountError as exc:
             warn_limited("feed_failed", error=str(exc))
             self._whole_at = None
             return
-        self._stamp = stamps[-1]
         if whole:
             self._whole_at = now
+
+    async def _write(self, payloads: list[bytes]) -> None:
+        """Items of this node's, stamped after every earlier one of it."""
+        wall = time.time()
+        stamps = feed.stamps(max(int(wall * 1e6), self._stamp // 1000 + 1),
+                             zlib.crc32(self.node_id.encode()), len(payloads))
+        self._stamp = stamps[-1]  # taken now: a write meanwhile stamps after these
+        await self.store.write_feed(list(zip(stamps, payloads, strict=True)),
+                                    int(wall) + feed.TTL_SECONDS)
+
+    async def _answer(self, request: str) -> None:
+        """Store everything acknowledged before the sync came, then say whether it is."""
+        stored = True if self.stored is None else await self.stored()
+        log("synced", request=request, stored=stored)
+        for delay in backoff(0.2, 2.0):
+            try:
+                await self._write([feed.synced(request, self.node_id, stored)])
+                return
+            except LivecountError as exc:  # the backup waits for it: try again
+                warn_limited("feed_failed", error=str(exc))
+                await asyncio.sleep(delay)
 
     async def _read(self, now: float) -> None:
         try:
@@ -134,6 +165,14 @@ class LiveFeed:
                 if at not in self._resets:
                     self._resets.add(at)
                     await self.reset(said.articles)
+            elif isinstance(said, feed.Sync):
+                if at not in self._syncs:
+                    self._syncs.add(at)
+                    task = asyncio.create_task(self._answer(said.request))
+                    self._answering.add(task)
+                    task.add_done_callback(self._answering.discard)
+            elif isinstance(said, feed.Synced):
+                continue  # for the backup that asked
             elif isinstance(said, list):
                 for article, total, unique in said:
                     live.observed(article, Counts(total, unique), wall)
@@ -144,6 +183,7 @@ class LiveFeed:
         self._cursor = feed.next_cursor(self._cursor, (at for at, _ in items))
         start = feed.window_start(self._cursor)
         self._resets = {at for at in self._resets if at >= start}
+        self._syncs = {at for at in self._syncs if at >= start}
 
     async def reset(self, articles: list[str]) -> None:
         """Forget what this node believes of `articles` (renamed away or deleted), and

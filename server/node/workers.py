@@ -25,7 +25,7 @@ import signal
 import socket
 import sys
 import time
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -39,7 +39,7 @@ from livecount.core import journal as records
 from livecount.core.errors import StoreRefused
 from livecount.core.ledger import Ledger
 from livecount.logs import error, log, warn, warn_limited
-from livecount.node import lifecycle
+from livecount.node import claims, lifecycle
 from livecount.node.auth import login_url, read_token, token_path
 from livecount.node.banner import Banner
 from livecount.node.journal import Journal, JournalBusy
@@ -112,49 +112,24 @@ def refuse_strays(config: Config) -> None:
 def serve(config: Config) -> int:
     """Run `config.workers` workers on one port until SIGTERM or SIGINT; the exit code:
     0 once every worker drained, 1 if one did not (or kept dying), 2 for a bad setup."""
+    # The port, then the data dir, before anything starts (`node/claims.py`): the
+    # parent holds the port with a socket that never listens, and the data dir's own
+    # journal lock, which no worker uses.
+    try:
+        anchor = claims.claim(config.host, config.port)
+        held = claims.hold(config.data_dir)
+    except (claims.PortBusy, JournalBusy) as exc:
+        print(f"livecount: {exc}", file=sys.stderr)
+        return REFUSED
     refuse_strays(config)
     lifecycle.admin_guard(config)  # the token file, made once here, before any worker
-    try:
-        anchor = claim(config.host, config.port)
-    except OSError as exc:
-        print(f"livecount: cannot listen on {config.host} port {config.port}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
-        return REFUSED
     with anchor:
         supervisor = Supervisor(config, anchor.getsockname()[1])
         code = uvloop.run(supervisor.main())
+    held.unlock()
     if supervisor.reason:
         print(f"livecount: {supervisor.reason}", file=sys.stderr)
     return code
-
-
-def bind(host: str, port: int, share: bool = True) -> socket.socket:
-    """A socket on `host`'s first address and `port`, not listening yet. Shared
-    (SO_REUSEPORT), it gets a share of the port's connections once it listens, and
-    none before: a worker's socket leaves the port with it."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if share:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def claim(host: str, port: int) -> socket.socket:
-    """Hold the port for the workers with a socket that never listens (`0`: a free one).
-    A port already served is refused, since SO_REUSEPORT would silently share it with
-    another server of the same user."""
-    if port:
-        bind(host, port, share=False).close()
-    return bind(host, port)
 
 
 class Worker:
@@ -194,9 +169,11 @@ class Supervisor:
             loop.add_signal_handler(sig, self.stop, sig)
         if self.config.dynamodb_endpoint == "embedded":
             self.shown.step("dynamodb_local")
-        async with local.endpoint_for(self.config.dynamodb_endpoint,
-                                      self.config.data_dir) as endpoint:
-            code = await self.run(endpoint) if not self.stopping.is_set() else 0
+        with ExitStack() as recorded:
+            async with local.endpoint_for(self.config.dynamodb_endpoint,
+                                          self.config.data_dir) as endpoint:
+                lifecycle.record(self.config, endpoint, recorded)
+                code = await self.run(endpoint) if not self.stopping.is_set() else 0
         log("stopped", workers=self.config.workers, code=code)
         self.shown.stopped(code == 0)
         return code
@@ -296,7 +273,7 @@ class Supervisor:
     async def _run(self, w: Worker) -> int:
         """One process of the slot, from spawn to exit; its exit code."""
         w.serving, w.signalled = False, 0
-        listener = bind(self.config.host, self.port)
+        listener = claims.bind(self.config.host, self.port)
         ours, theirs = socket.socketpair()
         try:
             fds = (listener.fileno(), theirs.fileno())

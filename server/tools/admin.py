@@ -5,17 +5,21 @@ with or without a server. Running servers keep counting meanwhile; see
 `aws/store_admin.py` for why each step applies once. A run stopped anywhere (Ctrl-C,
 a kill, DynamoDB away) is finished by running the same command again.
 
-With the embedded store only one process may open its files: the commands refuse
-while a `livecount serve` holds the data dir (use the dashboard's admin actions, or
-stop it).
+With a `livecount serve` running on `--data-dir`, the commands use the store it
+recorded there (`node/store_record.py`: its endpoint, region and table prefix), the
+embedded DynamoDB Local included. Without one, they open the store of their options;
+with the embedded store they start DynamoDB Local themselves, holding the data dir
+meanwhile as a node does.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import IO
@@ -29,6 +33,8 @@ from livecount.aws.store_errors import Answered, answer
 from livecount.core import sizes
 from livecount.core.errors import ClientError, LivecountError
 from livecount.core.moves import Plan
+from livecount.node import claims, store_record
+from livecount.node.store_record import StoreRecord
 
 PROGRESS_EVERY = 50  # moves between two `admin_moved` log lines
 NEVER_COUNTED = 1  # exit code: the id has no counts at all, as `livecount report` says
@@ -57,7 +63,8 @@ def article_id(value: str) -> str:
 
 
 def store_config(ns: argparse.Namespace) -> config.Config:
-    """The store options, checked; logs go to stderr, so stdout is the command's own."""
+    """The store options, checked, or the store of the node serving `--data-dir`; logs
+    go to stderr, so stdout is the command's own."""
     try:
         cfg = config.from_args(ns)
     except ValueError as exc:
@@ -66,7 +73,28 @@ def store_config(ns: argparse.Namespace) -> config.Config:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(sys.stderr)
-    return cfg
+    return with_node(cfg)
+
+
+def with_node(cfg: config.Config) -> config.Config:
+    """`cfg`, or with the store of the node serving `cfg.data_dir` if one does."""
+    if (node := serving(cfg)) is None:
+        return cfg
+    return dataclasses.replace(cfg, dynamodb_endpoint=node.endpoint, region=node.region,
+                               table_prefix=node.table_prefix, lease_time=node.lease_time)
+
+
+def serving(cfg: config.Config) -> StoreRecord | None:
+    """The store recorded by the `livecount serve` running on `cfg.data_dir`, if any."""
+    if not claims.in_use(cfg.data_dir) or (node := store_record.read(cfg.data_dir)) is None:
+        return None
+    try:
+        os.kill(node.pid, 0)
+    except ProcessLookupError:  # left by a node that died; the lock is an admin tool's
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return node
 
 
 @contextlib.contextmanager
@@ -86,9 +114,9 @@ def _embedded_free(cfg: config.Config) -> Iterator[None]:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise ClientError("store_in_use", (
-                    f"a livecount serve is running on {cfg.data_dir} with the embedded store, "
-                    "whose files only one process may open: stop it first, or use the "
-                    "dashboard's admin actions")) from None
+                    f"{cfg.data_dir} is held by another livecount (a serve still starting, "
+                    "or another command), and only one process may open the embedded "
+                    "store's files: try again once it serves or has finished")) from None
         yield
     finally:
         for lock in held:
@@ -96,16 +124,24 @@ def _embedded_free(cfg: config.Config) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
+async def endpoint(cfg: config.Config) -> AsyncIterator[str]:
+    """The URL of `cfg`'s store; the embedded one started for the duration, the data dir
+    held meanwhile as a node holds it."""
+    with _embedded_free(cfg):
+        async with dynamodb_local.endpoint_for(cfg.dynamodb_endpoint, cfg.data_dir) as url:
+            yield url
+
+
+@contextlib.asynccontextmanager
 async def opened(cfg: config.Config, create: bool = False) -> AsyncIterator[Store]:
     """The store of `cfg`'s options; its tables must exist unless `create`."""
-    with _embedded_free(cfg):
-        async with dynamodb_local.endpoint_for(cfg.dynamodb_endpoint, cfg.data_dir) as url, \
-                Store.open(url, cfg.region, cfg.table_prefix, cfg.node_id) as store:
-            if create:
-                await store.create_tables()
-            else:
-                await _tables_exist(store)
-            yield store
+    async with endpoint(cfg) as url, \
+            Store.open(url, cfg.region, cfg.table_prefix, cfg.node_id) as store:
+        if create:
+            await store.create_tables()
+        else:
+            await _tables_exist(store)
+        yield store
 
 
 async def _tables_exist(store: Store) -> None:

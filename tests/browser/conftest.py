@@ -51,7 +51,7 @@ OpenTab = Callable[..., Awaitable[Tab]]
 @pytest_asyncio.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
     if not shutil.which("chromium"):
-        pytest.fail("chromium is not installed: run `make system-deps` "
+        pytest.fail("chromium is not installed: run `make test-deps` "
                     "(Debian: apt-get install chromium)")
     async with async_playwright() as pw:
         chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,

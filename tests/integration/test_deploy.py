@@ -41,6 +41,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
 NGINX = ROOT / "deploy" / "nginx.conf"
 UNIT = ROOT / "deploy" / "livecount.service"
+EMBEDDED_UNIT = ROOT / "deploy" / "livecount-embedded.service"
 TARGETS = ("slim", "embedded")
 PING_INTERVAL = 20  # server/app.py: websockets' ping_interval of every connection
 
@@ -508,9 +509,9 @@ def test_every_serve_command_in_the_deploy_guide_is_accepted(
 
 
 # -- the systemd unit ---------------------------------------------------------------------
-def unit() -> dict[str, list[str]]:
+def unit(path: Path = UNIT) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if "=" in line and not line.startswith(("#", "[")):
             key, _, value = line.partition("=")
             found.setdefault(key, []).append(value)
@@ -532,12 +533,31 @@ def test_the_systemd_unit_runs_the_installed_node_on_aws_with_time_to_stop(
     assert stop > app.SHUTDOWN_FLUSH_TIMEOUT + app.STREAM_SETTLE_TIMEOUT
 
 
-def test_systemd_accepts_the_unit(image_root: Path, tmp_path: Path) -> None:
+def test_the_vps_unit_runs_the_embedded_store_behind_a_local_proxy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = unit(EMBEDDED_UNIT)
+    program, _, *args = shlex.split(settings["ExecStart"][0])
+    assert program == "/opt/livecount/bin/livecount"
+    environment = dict(e.partition("=")[::2] for e in settings["Environment"])
+    cfg = serve_config(args, environment, monkeypatch)
+    assert cfg.dynamodb_endpoint == "embedded" and cfg.host == "127.0.0.1"
+    assert cfg.trusted_proxies == ("127.0.0.1",)  # nginx on this host
+    # DynamoDB Local's jar and launcher where `install.sh all PREFIX CACHE` puts them.
+    assert environment["XDG_CACHE_HOME"] == "/opt/livecount/cache"
+    assert str(cfg.data_dir) == settings["WorkingDirectory"][0] == \
+        f"/var/lib/{settings['StateDirectory'][0]}"
+    # SIGTERM to livecount alone: it stops DynamoDB Local after its last flush.
+    assert settings["KillMode"] == ["mixed"] and settings["KillSignal"] == ["SIGTERM"]
+    assert int(settings["TimeoutStopSec"][0]) > app.SHUTDOWN_FLUSH_TIMEOUT
+
+
+@pytest.mark.parametrize("path", [UNIT, EMBEDDED_UNIT], ids=lambda p: p.name)
+def test_systemd_accepts_the_unit(image_root: Path, tmp_path: Path, path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    text = UNIT.read_text().replace("/opt/livecount", str(inside(image_root, "/opt/livecount")))
-    copy = tmp_path / UNIT.name
+    text = path.read_text().replace("/opt/livecount", str(inside(image_root, "/opt/livecount")))
+    copy = tmp_path / path.name
     copy.write_text(text)
     done = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True,
                           timeout=60, check=False)
@@ -623,6 +643,28 @@ def test_nginx_proxies_websockets_round_robin_to_every_node() -> None:
     assert re.search(r"listen\s+8080;", text)
 
 
+def test_the_tls_site_passes_what_livecount_reads_to_the_vps_node() -> None:
+    """The TLS server sets the forwarded headers that `--trusted-proxy` (the reader's
+    address) and the Secure cookie (the scheme) need, upgrades WebSockets, and proxies to
+    the port the VPS unit listens on, which trusts this proxy."""
+    text = re.sub(r"#.*", "", (ROOT / "deploy" / "nginx-tls.conf").read_text())
+    assert re.search(r"listen\s+443\s+ssl;", text)
+    assert re.search(r"ssl_certificate\s+\S+;", text)
+    assert re.search(r"proxy_set_header\s+X-Forwarded-For\s+\$proxy_add_x_forwarded_for;", text)
+    assert re.search(r"proxy_set_header\s+X-Forwarded-Proto\s+\$scheme;", text)
+    assert re.search(r"proxy_set_header\s+Upgrade\s+\$http_upgrade;", text)
+    assert re.search(r"proxy_set_header\s+Connection\s+\$connection_upgrade;", text)
+    assert re.search(r"map\s+\$http_upgrade\s+\$connection_upgrade\s*\{[^}]*default\s+upgrade;",
+                     text)
+    timeout = re.search(r"proxy_read_timeout\s+(\d+)s;", text)
+    assert timeout is not None and int(timeout[1]) > PING_INTERVAL
+    target = re.search(r"proxy_pass\s+http://([\d.]+):(\d+);", text)
+    assert target is not None
+    ours = shlex.split(unit(EMBEDDED_UNIT)["ExecStart"][0])
+    assert ours[ours.index("--port") + 1] == target[2]
+    assert ours[ours.index("--trusted-proxy") + 1] == target[1]
+
+
 def test_nginx_accepts_the_config(tmp_path: Path) -> None:
     nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     if nginx is None:
@@ -632,6 +674,28 @@ def test_nginx_accepts_the_config(tmp_path: Path) -> None:
         text = text.replace(f"{name}:8080", "127.0.0.1:8080")
     conf = tmp_path / "nginx.conf"
     conf.write_text(text)
+    done = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr",
+                           "-g", f"pid {tmp_path}/nginx.pid;"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_nginx_accepts_the_tls_site(tmp_path: Path) -> None:
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    openssl = shutil.which("openssl")
+    if nginx is None or openssl is None:
+        pytest.skip("nginx or openssl is not installed")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=count.example.com", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem")],
+                   capture_output=True, timeout=60, check=True)
+    site = (ROOT / "deploy" / "nginx-tls.conf").read_text()
+    site = re.sub(r"/etc/letsencrypt/live/[^/]+/fullchain\.pem", str(tmp_path / "cert.pem"), site)
+    site = re.sub(r"/etc/letsencrypt/live/[^/]+/privkey\.pem", str(tmp_path / "key.pem"), site)
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "logs").mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"events {{}}\nhttp {{ include {tmp_path / 'site.conf'}; }}\n")
     done = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr",
                            "-g", f"pid {tmp_path}/nginx.pid;"],
                           capture_output=True, text=True, timeout=30, check=False)

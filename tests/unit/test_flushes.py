@@ -8,6 +8,8 @@ the journal later, SIGKILLs, journal rotation) and checks, after every step:
 - replaying the journal as it is on disk rebuilds exactly what the node would have
   to resend after a crash at that moment;
 and at the end, once everything is stored, that every view is in the store once.
+A backup's sync (`core/syncs.py`) takes a barrier at any step: once the barrier says
+done, every view counted before it is in the store, whatever came after.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from livecount.core import journal
 from livecount.core.ledger import SITE, Counts, Flush, FlushResult, Ledger, Row, Write
 from livecount.core.pages import Target
 from livecount.core.referrer_packs import PACKABLE_HOST
+from livecount.core.syncs import Barrier
 
 POISON = Target("post", "poison")  # the store refuses every write of it, every time
 BAD_HOST = "bad-" + "x" * PACKABLE_HOST + ".example"  # too long for a pack: a row alone
@@ -94,6 +97,7 @@ class Flushes(RuleBasedStateMachine):
         self.store = ModelStore()
         self.truth: Counter[tuple[Key, str]] = Counter()
         self.seq = 0
+        self.barriers: list[tuple[Barrier, Counter[tuple[Key, str]]]] = []
 
     # -- what the node does ------------------------------------------------------------
     @rule(page=st.sampled_from(TARGETS), refreshed=st.booleans(),
@@ -162,6 +166,12 @@ class Flushes(RuleBasedStateMachine):
         self.records.append(decoded(journal.completed_record(flush, result)))
         self.live.release(flush)
 
+    @rule()
+    def sync(self) -> None:
+        """A backup's sync comes: what was counted so far must be stored before the
+        node answers."""
+        self.barriers.append((self.live.barrier(), Counter(self.truth)))
+
     @precondition(lambda self: self.live.idle)
     @rule()
     def rotate(self) -> None:
@@ -176,7 +186,7 @@ class Flushes(RuleBasedStateMachine):
                 if not poisoned(key) and data.draw(st.booleans()):
                     self.store.send(key, write)
         self.live = Ledger()
-        self.flights, self.completed = [], []
+        self.flights, self.completed, self.barriers = [], [], []  # no answer from it
         assert journal.replay(self.records, self.live).last_seq <= self.seq
         self.records.append(decoded(journal.start_record(self.seq)))  # the new run's file
 
@@ -188,6 +198,14 @@ class Flushes(RuleBasedStateMachine):
             keys = {key for key, _ in writes_of(flush)}
             assert not keys & seen
             seen |= keys
+
+    @invariant()
+    def a_sync_is_done_only_once_what_came_before_is_stored(self) -> None:
+        for barrier, before in self.barriers:
+            if barrier.done:
+                missing = {k: n for k, n in before.items()
+                           if not poisoned(k[0]) and self.store.stored[k] < n}
+                assert not missing, missing
 
     @invariant()
     def replay_rebuilds_what_a_crash_now_would_leave(self) -> None:
@@ -216,6 +234,7 @@ class Flushes(RuleBasedStateMachine):
             if flush := self.live.take(self.seq, hold=True):
                 self.flights.append(flush)
         assert self.live.idle and self.live.pending_views == 0
+        assert all(barrier.done for barrier, _ in self.barriers)
         expected = Counter({k: n for k, n in self.truth.items() if not poisoned(k[0])})
         assert +self.store.stored == +expected
 

@@ -13,7 +13,6 @@ from typing import Any, Literal, NamedTuple
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from livecount.core.ledger import Counts, Row, Write
 from livecount.core.pages import Target
-from livecount.core.referrer_packs import MEMBERS, PACK, PACK_HOSTS, attribute
 from livecount.core.tables import Tables
 
 INDEX = "all"  # the one PageIndex partition: every tracked post and page, by ref
@@ -50,8 +49,6 @@ class Writes:
                                 adds | {"version": 1}, write.seq, title)
 
     def row(self, row: Row, write: Write) -> dict[str, Any]:
-        if row.pack:
-            return self.pack(row, write)
         if row.table == "referrer":
             return self._idempotent(self.tables.referrers, {"target": row.target, "host": row.sort},
                                     {"views": write.delta.total}, write.seq)
@@ -59,48 +56,20 @@ class Writes:
             self.tables.timeline, {"target": row.target, "hour": row.sort},
             {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}, write.seq)
 
-    def pack(self, row: Row, write: Write) -> dict[str, Any]:
-        """The UpdateItem of a referrer pack (`core/referrer_packs.py`): ADD each host's
-        views and the hosts to its members, unless this `seq` was seen, or the pack is
-        too full to take every host as a new member and not all are members yet. The
-        old item, on a refusal, tells which it was."""
-        views = write.delta.hosts or {}
-        hosts = sorted(views)
-        request = self._idempotent(
-            self.tables.referrers, {"target": row.target, "host": PACK},
-            {attribute(host): views[host] for host in hosts}, write.seq, members=hosts)
-        members = {f":h{i}": host for i, host in enumerate(hosts)}
-        request["ExpressionAttributeValues"] |= typed(
-            members | {":room": PACK_HOSTS - len(hosts)})
-        known = " AND ".join(f"contains(#m, {name})" for name in members)
-        request["ConditionExpression"] = (
-            f"({request['ConditionExpression']}) AND "
-            f"(attribute_not_exists(#m) OR size(#m) <= :room OR ({known}))")
-        request["ReturnValues"] = "NONE"
-        return request
-
-    def applied_before(self, old: dict[str, Any], seq: int) -> bool:
-        """Whether an item a conditional write found holds this node's `seq` already."""
-        return bool(plain(old).get(self.flush_attribute, -1) >= seq)
-
     def index(self, t: Target) -> dict[str, Any]:
         """PutItem of a target into the page index: the same item every time."""
         return {"TableName": self.tables.index, "Item": typed({"index": INDEX, "target": t.ref})}
 
     def _idempotent(self, table: str, key: dict[str, str], adds: dict[str, int], seq: int,
-                    sets: dict[str, str] | None = None, members: list[str] | None = None,
-                    ) -> dict[str, Any]:
-        """UpdateItem: ADD `adds` (and `members` to a pack's set), SET `sets` and
-        remember `seq`, unless this node's `seq` was seen."""
+                    sets: dict[str, str] | None = None) -> dict[str, Any]:
+        """UpdateItem: ADD `adds`, SET `sets` and remember `seq`, unless this node's
+        `seq` was seen."""
         sets = sets or {}
         names = {"#f": self.flush_attribute} | {f"#a{i}": n for i, n in enumerate(adds)} \
             | {f"#s{i}": n for i, n in enumerate(sets)}
-        values: dict[str, Any] = {":seq": seq} | {f":a{i}": v for i, v in enumerate(
-            adds.values())} | {f":s{i}": v for i, v in enumerate(sets.values())}
+        values = {":seq": seq} | {f":a{i}": v for i, v in enumerate(adds.values())} \
+            | {f":s{i}": v for i, v in enumerate(sets.values())}
         added = ", ".join(f"#a{i} :a{i}" for i in range(len(adds)))
-        if members:
-            names["#m"], values[":m"] = MEMBERS, set(members)  # a string set
-            added = f"#m :m, {added}"
         assigned = ", ".join(["#f = :seq", *(f"#s{i} = :s{i}" for i in range(len(sets)))])
         return {
             "TableName": table, "Key": typed(key),
@@ -152,7 +121,6 @@ class Statements:
         return made
 
     def row(self, row: Row, write: Write, action: Literal["update", "insert"]) -> Statement:
-        assert not row.pack, "packs are written with UpdateItem"
         if row.table == "referrer":
             return self._write(self.tables.referrers, {"target": row.target, "host": row.sort},
                                {"views": write.delta.total}, write.seq, action)
@@ -234,19 +202,8 @@ def counts(item: dict[str, Any]) -> Counts:
                   int(item.get("uniqueViews", {}).get("N", 0)))
 
 
-def referrer_counts(item: dict[str, Any]) -> dict[str, int]:
-    """The views per host a Referrer item holds: its own host's, or a pack's."""
-    if item["host"]["S"] != PACK:
-        return {item["host"]["S"]: int(item.get("views", {}).get("N", 0))}
-    return {name[1:]: int(value["N"]) for name, value in item.items()
-            if name.startswith("@") and "N" in value}
-
-
 def referrer_totals(items: list[dict[str, Any]]) -> dict[str, int]:
-    """Views per host over a target's Referrer items; hosts at zero or below left out
-    (what a rename moved away, or a delete took from a site pack but not its row)."""
-    totals: dict[str, int] = {}
-    for item in items:
-        for host, views in referrer_counts(item).items():
-            totals[host] = totals.get(host, 0) + views
-    return {host: views for host, views in totals.items() if views > 0}
+    """Views per host of a target's Referrer items; hosts at zero (what a rename or a
+    delete moved away) left out."""
+    return {i["host"]["S"]: views for i in items
+            if (views := int(i.get("views", {}).get("N", 0))) > 0}

@@ -70,10 +70,10 @@ class Store:
             # DynamoDB Local and moto accept any key but the SDK insists on one.
             creds = {"aws_access_key_id": "livecount", "aws_secret_access_key": "livecount"}
         boto = BotoConfig(
-            retries={"mode": "standard", "max_attempts": attempts},
+            retries={"mode": "standard", "total_max_attempts": attempts},
             connect_timeout=3, read_timeout=10, max_pool_connections=64,
         )
-        once = boto.merge(BotoConfig(retries={"mode": "standard", "max_attempts": 1}))
+        once = boto.merge(BotoConfig(retries={"mode": "standard", "total_max_attempts": 1}))
         async with AsyncExitStack() as stack:
             ddb = await stack.enter_async_context(session.client(
                 "dynamodb", endpoint_url=url, region_name=region, config=boto, **creds))
@@ -185,14 +185,8 @@ class Store:
 
     async def _query(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         """Every item a Query (`store_requests.query`) finds, page by page; never a Scan."""
-        table = kwargs["TableName"]
-        items: list[dict[str, Any]] = []
-        while True:
-            page = await answer(self.ddb.query(**kwargs), table)
-            items += page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        pages = self.ddb.get_paginator("query").paginate(**kwargs)
+        return list((await answer(pages.build_full_result(), kwargs["TableName"])).get("Items", []))
 
     async def top_referrers(self, ref: str, limit: int = 10) -> list[tuple[str, int]]:
         """External hosts that sent views to `ref` (a `Target.ref` or `SITE`), most first."""

@@ -57,7 +57,7 @@ class KnownItems(Generic[K]):
 class Job:
     """One write of a flush on its way through batches, and where its outcome goes."""
 
-    kind: Literal["target", "row", "pack", "index"]
+    kind: Literal["target", "row", "index"]
     key: Any  # a Target, or a Row
     write: Write | None  # None: a page-index entry
     item: Item
@@ -76,7 +76,7 @@ class Job:
         """Outcome unknown: a later flush resends it unchanged."""
         if self.kind == "target":
             result.failed_targets.add(self.key)
-        elif self.kind in ("row", "pack"):
+        elif self.kind == "row":
             result.failed_rows.add(self.key)
         else:
             result.failed_index.add(self.key)
@@ -84,7 +84,7 @@ class Job:
     def rejected(self, result: FlushResult, detail: str) -> None:
         if self.kind == "target":
             result.rejected_targets[self.key] = detail
-        elif self.kind in ("row", "pack"):
+        elif self.kind == "row":
             result.rejected_rows[self.key] = detail
         else:
             result.rejected_index[self.key] = detail
@@ -246,9 +246,7 @@ class FlushWriter:
         """Every write of `flush`; what failed comes back, nothing raises but a bug."""
         result = FlushResult()
         jobs = self._jobs(flush)
-        alone = [job for job in jobs if job.kind == "pack"]  # PartiQL has no ADD to a set
-        jobs = [job for job in jobs if job.kind != "pack"]
-        alone += await self.batches.send(jobs, result) if self.batches.on and jobs else jobs
+        alone = await self.batches.send(jobs, result) if self.batches.on and jobs else jobs
         async with asyncio.TaskGroup() as group:
             for job in alone:
                 group.create_task(self._one(job, result))
@@ -262,8 +260,7 @@ class FlushWriter:
             jobs.append(Job("target", target, write, item, item not in self.known))
         for row, write in flush.rows.items():
             item = (t.referrers if row.table == "referrer" else t.timeline, row.target, row.sort)
-            jobs.append(Job("pack" if row.pack else "row", row, write, item,
-                            item not in self.known))
+            jobs.append(Job("row", row, write, item, item not in self.known))
         jobs += [Job("index", target, None, (t.index, store_requests.INDEX, target.ref), True)
                  for target in flush.new]
         return jobs
@@ -278,12 +275,6 @@ class FlushWriter:
             assert job.write is not None
             request = self.requests.row(job.key, job.write)
         outcome = await self._send(request)
-        if job.kind == "pack" and isinstance(outcome, dict) and outcome:
-            # Refused (an applied write asks for nothing back): full, or sent before.
-            assert job.write is not None
-            if not self.requests.applied_before(outcome, job.write.seq):
-                result.full_packs.add(job.key.target)
-                return
         if isinstance(outcome, StoreRejected):
             job.rejected(result, outcome.detail)
         elif isinstance(outcome, LivecountError):

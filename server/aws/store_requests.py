@@ -1,23 +1,39 @@
 """The store's requests and the items they return, in DynamoDB's typed JSON.
 
 Pure: the store sends these; keeping them apart keeps the store class about I/O.
+boto3's TypeSerializer and TypeDeserializer do the typing (`typed`, `plain`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from livecount.core.ledger import Counts, Row, Write
 from livecount.core.pages import Target
-from livecount.core.referrer_packs import MEMBERS, PACK, PACK_HOSTS, attribute
 from livecount.core.tables import Tables
 
 INDEX = "all"  # the one PageIndex partition: every tracked post and page, by ref
+_serializer, _deserializer = TypeSerializer(), TypeDeserializer()
+
+
+def typed(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Python values (str, int, bool) as DynamoDB's typed JSON."""
+    return {name: _serializer.serialize(value) for name, value in values.items()}
+
+
+def plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item out of DynamoDB's typed JSON; numbers as int (livecount stores no others)."""
+    values = {name: _deserializer.deserialize(value) for name, value in item.items()}
+    return {name: int(v) if isinstance(v, Decimal) else v for name, v in values.items()}
 
 
 class Writes:
-    """The idempotent writes of one node: each ADD remembers the flush sequence number
-    in `flush:<node>` and is refused once that number was applied."""
+    """The idempotent writes of one node: each UpdateItem ADDs its delta, remembers the
+    flush sequence number in `flush:<node>`, and is refused once that number was
+    applied (the refusal returns the item as it is)."""
 
     def __init__(self, tables: Tables, flush_attribute: str) -> None:
         self.tables = tables
@@ -26,78 +42,40 @@ class Writes:
     def views(self, t: Target, write: Write) -> dict[str, Any]:
         adds = {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}
         if t.kind == "page":
-            return self._idempotent(self.tables.pages, {"pageName": {"S": t.id}}, adds,
-                                    write.seq)
+            return self._idempotent(self.tables.pages, {"pageName": t.id}, adds, write.seq)
         # Posts also bump `version`, which orders their images for the stream copy.
-        title = {"articleTitle": write.delta.title} if write.delta.title else None
-        return self._idempotent(self.tables.writer, {"articleId": {"S": t.id}},
+        title = {"articleTitle": write.delta.title} if write.delta.title else {}
+        return self._idempotent(self.tables.writer, {"articleId": t.id},
                                 adds | {"version": 1}, write.seq, title)
 
     def row(self, row: Row, write: Write) -> dict[str, Any]:
-        if row.pack:
-            return self.pack(row, write)
         if row.table == "referrer":
-            return self._idempotent(
-                self.tables.referrers, {"target": {"S": row.target}, "host": {"S": row.sort}},
-                {"views": write.delta.total}, write.seq)
+            return self._idempotent(self.tables.referrers, {"target": row.target, "host": row.sort},
+                                    {"views": write.delta.total}, write.seq)
         return self._idempotent(
-            self.tables.timeline, {"target": {"S": row.target}, "hour": {"S": row.sort}},
+            self.tables.timeline, {"target": row.target, "hour": row.sort},
             {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}, write.seq)
-
-    def pack(self, row: Row, write: Write) -> dict[str, Any]:
-        """The UpdateItem of a referrer pack (`core/referrer_packs.py`): ADD each host's
-        views and the hosts to its members, unless this `seq` was seen, or the pack is
-        too full to take every host as a new member and not all are members yet. The
-        old item, on a refusal, tells which it was."""
-        views = write.delta.hosts or {}
-        hosts = sorted(views)
-        request = self._idempotent(
-            self.tables.referrers, {"target": {"S": row.target}, "host": {"S": PACK}},
-            {attribute(host): views[host] for host in hosts}, write.seq, members=hosts)
-        members = {f":h{i}": {"S": host} for i, host in enumerate(hosts)}
-        request["ExpressionAttributeValues"] |= members | {
-            ":room": {"N": str(PACK_HOSTS - len(hosts))}}
-        known = " AND ".join(f"contains(#m, {name})" for name in members)
-        request["ConditionExpression"] = (
-            f"({request['ConditionExpression']}) AND "
-            f"(attribute_not_exists(#m) OR size(#m) <= :room OR ({known}))")
-        request["ReturnValues"] = "NONE"
-        return request
-
-    def applied_before(self, old: dict[str, Any], seq: int) -> bool:
-        """Whether an item a conditional write found holds this node's `seq` already."""
-        return int(old.get(self.flush_attribute, {}).get("N", -1)) >= seq
 
     def index(self, t: Target) -> dict[str, Any]:
         """PutItem of a target into the page index: the same item every time."""
-        return {"TableName": self.tables.index,
-                "Item": {"index": {"S": INDEX}, "target": {"S": t.ref}}}
+        return {"TableName": self.tables.index, "Item": typed({"index": INDEX, "target": t.ref})}
 
-    def _idempotent(self, table: str, key: dict[str, Any], adds: dict[str, int], seq: int,
-                    sets: dict[str, str] | None = None, members: list[str] | None = None,
-                    ) -> dict[str, Any]:
-        """UpdateItem: ADD `adds` (and `members` to a pack's set) and remember `seq`,
-        unless this node's `seq` was seen."""
-        names = {"#f": self.flush_attribute}
-        values: dict[str, Any] = {":seq": {"N": str(seq)}}
-        parts = []
-        if members:
-            names["#m"], values[":m"] = MEMBERS, {"SS": members}
-            parts.append("#m :m")
-        for i, (name, amount) in enumerate(adds.items()):
-            names[f"#a{i}"] = name
-            values[f":a{i}"] = {"N": str(amount)}
-            parts.append(f"#a{i} :a{i}")
-        assignments = ["#f = :seq"]
-        for i, (name, text) in enumerate((sets or {}).items()):
-            names[f"#s{i}"] = name
-            values[f":s{i}"] = {"S": text}
-            assignments.append(f"#s{i} = :s{i}")
+    def _idempotent(self, table: str, key: dict[str, str], adds: dict[str, int], seq: int,
+                    sets: dict[str, str] | None = None) -> dict[str, Any]:
+        """UpdateItem: ADD `adds`, SET `sets` and remember `seq`, unless this node's
+        `seq` was seen."""
+        sets = sets or {}
+        names = {"#f": self.flush_attribute} | {f"#a{i}": n for i, n in enumerate(adds)} \
+            | {f"#s{i}": n for i, n in enumerate(sets)}
+        values = {":seq": seq} | {f":a{i}": v for i, v in enumerate(adds.values())} \
+            | {f":s{i}": v for i, v in enumerate(sets.values())}
+        added = ", ".join(f"#a{i} :a{i}" for i in range(len(adds)))
+        assigned = ", ".join(["#f = :seq", *(f"#s{i} = :s{i}" for i in range(len(sets)))])
         return {
-            "TableName": table, "Key": key,
-            "UpdateExpression": f"ADD {', '.join(parts)} SET {', '.join(assignments)}",
+            "TableName": table, "Key": typed(key),
+            "UpdateExpression": f"ADD {added} SET {assigned}",
             "ConditionExpression": "attribute_not_exists(#f) OR #f < :seq",
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": typed(values),
             "ReturnValues": "ALL_NEW", "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
 
@@ -143,7 +121,6 @@ class Statements:
         return made
 
     def row(self, row: Row, write: Write, action: Literal["update", "insert"]) -> Statement:
-        assert not row.pack, "packs are written with UpdateItem"
         if row.table == "referrer":
             return self._write(self.tables.referrers, {"target": row.target, "host": row.sort},
                                {"views": write.delta.total}, write.seq, action)
@@ -159,34 +136,27 @@ class Statements:
     def _write(self, table: str, key: dict[str, str], adds: dict[str, int], seq: int,
                action: Literal["update", "insert"], sets: dict[str, str] | None = None,
                version: bool = False) -> Statement:
+        sets = sets or {}
         if action == "insert":
-            values: dict[str, Any] = {**{n: {"N": str(v)} for n, v in adds.items()},
-                                      self.flush_attribute: {"N": str(seq)}}
-            if version:
-                values["version"] = {"N": "1"}
-            values |= {n: {"S": v} for n, v in (sets or {}).items()}
-            return self._insert(table, key, values)
+            return self._insert(table, key, adds | {self.flush_attribute: seq}
+                                | ({"version": 1} if version else {}) | sets)
         parts = [f'SET "{n}" = "{n}" + ?' for n in adds]
-        params: list[dict[str, Any]] = [{"N": str(v)} for v in adds.values()]
         if version:
             parts.append('SET "version" = "version" + 1')
-        for n, v in (sets or {}).items():
-            parts.append(f'SET "{n}" = ?')
-            params.append({"S": v})
+        parts += [f'SET "{n}" = ?' for n in sets]
         flush = f'"{self.flush_attribute}"'
         parts.append(f"SET {flush} = ?")
-        params.append({"N": str(seq)})
         where = " AND ".join(f'"{n}" = ?' for n in key)
-        params += [{"S": v} for v in key.values()]
-        params.append({"N": str(seq)})
+        params = [*adds.values(), *sets.values(), seq, *key.values(), seq]
         return Statement(table, tuple(key.values()), {
             "Statement": f'UPDATE "{table}" {" ".join(parts)} WHERE {where} '
                          f"AND ({flush} IS MISSING OR {flush} < ?)",
-            "Parameters": params, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"})
+            "Parameters": [_serializer.serialize(p) for p in params],
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD"})
 
     @staticmethod
     def _insert(table: str, key: dict[str, str], values: dict[str, Any]) -> Statement:
-        fields = {**{n: {"S": v} for n, v in key.items()}, **values}
+        fields = typed(key | values)
         body = ", ".join(f"'{n}': ?" for n in fields)
         return Statement(table, tuple(key.values()), {
             "Statement": f'INSERT INTO "{table}" VALUE {{{body}}}',
@@ -200,9 +170,10 @@ def batch_gets(tables: Tables, targets: list[Target]) -> list[dict[str, Any]]:
     for start in range(0, len(targets), 100):
         request: dict[str, Any] = {}
         for t in targets[start:start + 100]:
-            table, key = (tables.reader, {"articleId": {"S": t.id}}) if t.kind == "post" \
-                else (tables.pages, {"pageName": {"S": t.id}})
-            request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(key)
+            table, key = (tables.reader, {"articleId": t.id}) if t.kind == "post" \
+                else (tables.pages, {"pageName": t.id})
+            request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(
+                typed(key))
         requests.append(request)
     return requests
 
@@ -212,18 +183,17 @@ def query(table: str, key: str, value: str, sort: tuple[str, str, str | None] | 
     """A Query of one partition, optionally with the sort key in [low, high] (or above
     low, when high is None)."""
     names = {"#k": key}
-    values: dict[str, Any] = {":k": {"S": value}}
+    values = {":k": value}
     condition = "#k = :k"
     if sort is not None:
-        names["#s"] = sort[0]
-        values[":a"] = {"S": sort[1]}
+        names["#s"], values[":a"] = sort[0], sort[1]
         if sort[2] is None:
             condition += " AND #s > :a"
         else:
-            values[":b"] = {"S": sort[2]}
+            values[":b"] = sort[2]
             condition += " AND #s BETWEEN :a AND :b"
     return {"TableName": table, "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": typed(values),
             "ConsistentRead": consistent}
 
 
@@ -232,19 +202,8 @@ def counts(item: dict[str, Any]) -> Counts:
                   int(item.get("uniqueViews", {}).get("N", 0)))
 
 
-def referrer_counts(item: dict[str, Any]) -> dict[str, int]:
-    """The views per host a Referrer item holds: its own host's, or a pack's."""
-    if item["host"]["S"] != PACK:
-        return {item["host"]["S"]: int(item.get("views", {}).get("N", 0))}
-    return {name[1:]: int(value["N"]) for name, value in item.items()
-            if name.startswith("@") and "N" in value}
-
-
 def referrer_totals(items: list[dict[str, Any]]) -> dict[str, int]:
-    """Views per host over a target's Referrer items; hosts at zero or below left out
-    (what a rename moved away, or a delete took from a site pack but not its row)."""
-    totals: dict[str, int] = {}
-    for item in items:
-        for host, views in referrer_counts(item).items():
-            totals[host] = totals.get(host, 0) + views
-    return {host: views for host, views in totals.items() if views > 0}
+    """Views per host of a target's Referrer items; hosts at zero (what a rename or a
+    delete moved away) left out."""
+    return {i["host"]["S"]: views for i in items
+            if (views := int(i.get("views", {}).get("N", 0))) > 0}

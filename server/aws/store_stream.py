@@ -17,6 +17,7 @@ from typing import Any
 
 from livecount.aws.store_copy import ReaderCopy, article_of
 from livecount.aws.store_errors import Answered, ConditionFailed, answer
+from livecount.aws.store_requests import plain, typed
 from livecount.core.errors import StoreRejected
 from livecount.core.leases import NODE_PREFIX, Lease, LeaseItem
 from livecount.core.replication import Shard
@@ -28,7 +29,6 @@ __all__ = ["TRIMMED", "Batch", "StreamStore", "article_of"]
 
 TRIMMED = "TrimmedDataAccessException"  # the records asked for are past the 24 hours kept
 _OWNER = {"#o": "owner", "#c": "counter"}
-_ONE = {":one": {"N": "1"}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,17 +113,17 @@ class StreamStore:
             await answer(self.ddb.put_item(
                 TableName=self.table, ConditionExpression="attribute_not_exists(#k)",
                 ExpressionAttributeNames={"#k": "shardId"},
-                Item={"shardId": {"S": shard_id}, "streamArn": {"S": arn},
-                      "finished": {"BOOL": False}, "counter": {"N": "0"}}), self.table)
+                Item=typed({"shardId": shard_id, "streamArn": arn, "finished": False,
+                            "counter": 0})), self.table)
 
     async def announce(self, me: str) -> int:
         """Keep this node's presence alive; returns its counter."""
         item = await answer(self.ddb.update_item(
             TableName=self.table, Key=_key(NODE_PREFIX + me),
             UpdateExpression="SET #o = :me ADD #c :one", ExpressionAttributeNames=_OWNER,
-            ExpressionAttributeValues={":me": {"S": me}} | _ONE,
+            ExpressionAttributeValues=typed({":me": me, ":one": 1}),
             ReturnValues="UPDATED_NEW"), self.table)
-        return int(item["Attributes"]["counter"]["N"])
+        return int(plain(item["Attributes"])["counter"])
 
     async def leave(self, me: str) -> None:
         await answer(self.ddb.delete_item(TableName=self.table, Key=_key(NODE_PREFIX + me)),
@@ -133,15 +133,9 @@ class StreamStore:
         """Every lease of the stream `arn` and every presence item. The table is one
         small item per shard and per node: a Scan, off any request path, as the Kinesis
         Client Library does it."""
-        found: list[LeaseItem] = []
-        kwargs: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
-        while True:
-            page = await answer(self.ddb.scan(**kwargs), self.table)
-            found += [_lease_item(i) for i in page.get("Items", [])
-                      if i.get("streamArn", {}).get("S", arn) == arn]
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        pages = self.ddb.get_paginator("scan").paginate(TableName=self.table, ConsistentRead=True)
+        items = (await answer(pages.build_full_result(), self.table)).get("Items", [])
+        return [_lease_item(i) for i in map(plain, items) if i.get("streamArn", arn) == arn]
 
     async def take(self, lease: Lease, me: str) -> LeaseItem | None:
         """Take `lease` if its counter is still the one seen; None if another node moved
@@ -151,72 +145,69 @@ class StreamStore:
                 TableName=self.table, Key=_key(lease.key),
                 UpdateExpression="SET #o = :me ADD #c :one",
                 ConditionExpression="#c = :seen", ExpressionAttributeNames=_OWNER,
-                ExpressionAttributeValues={":me": {"S": me},
-                                           ":seen": {"N": str(lease.counter)}} | _ONE,
+                ExpressionAttributeValues=typed({":me": me, ":seen": lease.counter, ":one": 1}),
                 ReturnValues="ALL_NEW"), self.table)
         except ConditionFailed:
             return None
-        return _lease_item(item["Attributes"])
+        return _lease_item(plain(item["Attributes"]))
 
     async def renew(self, shard_id: str, me: str, counter: int,
                     checkpoint: str | None = None) -> int | None:
         """Bump a held lease's counter, recording `checkpoint` in the same write (a
         checkpoint costs nothing more than the renewal); None if it is no longer this
         node's."""
-        update, names, values = "ADD #c :one", dict(_OWNER), {
-            ":me": {"S": me}, ":mine": {"N": str(counter)}} | _ONE
+        update, names = "ADD #c :one", dict(_OWNER)
+        values: dict[str, Any] = {":me": me, ":mine": counter, ":one": 1}
         if checkpoint:
             update += " SET #s = :s"
-            names["#s"], values[":s"] = "sequenceNumber", {"S": checkpoint}
+            names["#s"], values[":s"] = "sequenceNumber", checkpoint
         try:
             item = await answer(self.ddb.update_item(
                 TableName=self.table, Key=_key(shard_id), UpdateExpression=update,
                 ConditionExpression="#o = :me AND #c = :mine", ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values, ReturnValues="UPDATED_NEW"), self.table)
+                ExpressionAttributeValues=typed(values), ReturnValues="UPDATED_NEW"), self.table)
         except ConditionFailed:
             return None
-        return int(item["Attributes"]["counter"]["N"])
+        return int(plain(item["Attributes"])["counter"])
 
     async def release(self, shard_id: str, me: str, checkpoint: str | None = None) -> None:
         """Hand a lease back at once (if it is still this node's), with its last
         checkpoint in the same write."""
-        update, names, values = "REMOVE #o", {"#o": "owner"}, {":me": {"S": me}}
+        update, names, values = "REMOVE #o", {"#o": "owner"}, {":me": me}
         if checkpoint:
             update += " SET #s = :s"
-            names["#s"], values[":s"] = "sequenceNumber", {"S": checkpoint}
+            names["#s"], values[":s"] = "sequenceNumber", checkpoint
         with contextlib.suppress(ConditionFailed):
             await answer(self.ddb.update_item(
                 TableName=self.table, Key=_key(shard_id), UpdateExpression=update,
                 ConditionExpression="#o = :me", ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values), self.table)
+                ExpressionAttributeValues=typed(values)), self.table)
 
     async def checkpoint(self, shard_id: str, me: str, sequence: str | None,
                          finished: bool = False) -> bool:
         """Record how far `shard_id` was copied; False if the lease is not `me`'s."""
         updates = ["#f = :f"]
         names = {"#f": "finished", "#o": "owner"}
-        values = {":f": {"BOOL": finished}, ":me": {"S": me}}
+        values: dict[str, Any] = {":f": finished, ":me": me}
         if sequence:
             updates.append("#s = :s")
-            names["#s"] = "sequenceNumber"
-            values[":s"] = {"S": sequence}
+            names["#s"], values[":s"] = "sequenceNumber", sequence
         try:
             await answer(self.ddb.update_item(
                 TableName=self.table, Key=_key(shard_id),
                 UpdateExpression="SET " + ", ".join(updates), ConditionExpression="#o = :me",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values), self.table)
+                ExpressionAttributeNames=names, ExpressionAttributeValues=typed(values)),
+                self.table)
         except ConditionFailed:
             return False
         return True
 
 
 def _key(shard_id: str) -> dict[str, Any]:
-    return {"shardId": {"S": shard_id}}
+    return typed({"shardId": shard_id})
 
 
 def _lease_item(item: dict[str, Any]) -> LeaseItem:
-    return LeaseItem(
-        Lease(item["shardId"]["S"], item.get("owner", {}).get("S"),
-              int(item.get("counter", {}).get("N", 0))),
-        finished=bool(item.get("finished", {}).get("BOOL")),
-        checkpoint=item.get("sequenceNumber", {}).get("S"))
+    """A lease table item, out of typed JSON (`plain`)."""
+    return LeaseItem(Lease(item["shardId"], item.get("owner"), item.get("counter", 0)),
+                     finished=item.get("finished", False), checkpoint=item.get("sequenceNumber"))

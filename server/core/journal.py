@@ -22,8 +22,8 @@ Lines are JSON arrays: `["v", kind, id, refreshed, hour, title, host]`,
 neither; `["t", seq]`, from before flushes overlapped, takes everything once every
 earlier flush is over),
 `["c", seq, failed targets, failed rows, failed index, rejected targets, rejected
-rows, rejected index, full packs]` (older files lack the last lists), and `["s", seq]`
-(the last sequence number, first in a new file).
+rows, rejected index]`, and `["s", seq]` (the last sequence number, first in a new
+file).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def completed_record(flush: Flush, result: FlushResult) -> bytes:
         sorted(list(r) for r in result.failed_rows), sorted(t.ref for t in result.failed_index),
         sorted(t.ref for t in result.rejected_targets),
         sorted(list(r) for r in result.rejected_rows),
-        sorted(t.ref for t in result.rejected_index), sorted(result.full_packs)])
+        sorted(t.ref for t in result.rejected_index)])
 
 
 def start_record(last_seq: int) -> bytes:
@@ -107,8 +107,7 @@ def replay(records: Iterable[list[Any]], ledger: Ledger) -> Replayed:
                 failed_index=_targets(record[4]),
                 rejected_targets=dict.fromkeys(_targets(rejected[0]), "replayed"),
                 rejected_rows=dict.fromkeys((Row(*r) for r in rejected[1]), "replayed"),
-                rejected_index=dict.fromkeys(_targets(rejected[2]), "replayed"),
-                full_packs=set(record[8]) if len(record) >= 9 else set()))
+                rejected_index=dict.fromkeys(_targets(rejected[2]), "replayed")))
             ledger.release(flush)
         elif kind == "s":  # a new file: a restart, or a rotation with nothing in flight
             summary.last_seq = max(summary.last_seq, record[1])

@@ -51,7 +51,6 @@ class Flush:
     targets: dict[Target, Write] = field(default_factory=dict)
     rows: dict[Row, Write] = field(default_factory=dict)
     new: set[Target] = field(default_factory=set)  # not yet in the page index
-    full: set[str] = field(default_factory=set)  # refs whose pack write found it full
 
     @property
     def views(self) -> int:
@@ -75,7 +74,6 @@ class FlushResult:
     rejected_targets: dict[Target, str] = field(default_factory=dict)
     rejected_rows: dict[Row, str] = field(default_factory=dict)
     rejected_index: dict[Target, str] = field(default_factory=dict)
-    full_packs: set[str] = field(default_factory=set)  # refs whose pack took no more hosts
 
     @classmethod
     def nothing_known(cls, flush: Flush) -> FlushResult:
@@ -248,14 +246,13 @@ class Ledger:
                 changed.add(target)
         for row, write in flush.rows.items():
             self._rows.settle(row, write, row in result.failed_rows)
-        flush.full = result.full_packs
         self._indexed |= flush.new - result.failed_index  # a rejected one is not retried
         changed.update(t for t, seen in self._bases.undefer().items() if self.observe(t, seen))
         if self._barriers:
             unknown: set[Target | Row] = result.failed_targets | result.failed_rows
             for barrier in list(self._barriers):
-                barrier.settled(flush.targets, unknown, result.full_packs)
-                barrier.settled(flush.rows, unknown, result.full_packs)
+                barrier.settled(flush.targets, unknown)
+                barrier.settled(flush.rows, unknown)
                 if barrier.done:
                     self._barriers.discard(barrier)
         self._holding[flush.seq] = flush
@@ -271,7 +268,3 @@ class Ledger:
         del self._holding[flush.seq]
         self._counts.release(flush.targets, flush.seq)
         self._rows.release(flush.rows, flush.seq)
-        if flush.full:
-            self._report.unpack(flush.rows, flush.full)
-            for barrier in self._barriers:
-                barrier.released(flush.rows, flush.full, self._taken)

@@ -1,9 +1,8 @@
 """Rename and delete as moves of counts between items, sans I/O.
 
 A rename moves each count of an article onto the new id: its writer item, every
-Timeline bucket and every Referrer row of `post#<old>` (a referrer pack's hosts each to
-the new id's row of that host). A delete moves them out of the site's rows and nowhere
-else. Each move of one item is one DynamoDB
+Timeline bucket and every Referrer row of `post#<old>`. A delete moves them out of
+the site's rows and nowhere else. Each move of one item is one DynamoDB
 transaction: take from the source what was read, give it to the destination, on
 condition that the source's `admin` counter is still the one read (and bump it).
 
@@ -31,7 +30,6 @@ from typing import Any, Final, Literal
 
 from livecount.core.ledger import SITE
 from livecount.core.pages import Target
-from livecount.core.referrer_packs import HOST_ATTRIBUTE, MEMBERS, PACK
 from livecount.core.tables import Tables
 
 ADMIN: Final = "admin"  # attribute: how many moves changed the item, the optimistic lock
@@ -54,26 +52,17 @@ class Source:
     """One item of the article as read: what a move takes from it."""
 
     kind: Kind
-    sort: str  # the hour or the host of a row, PACK for a referrer pack; "" for the writer
+    sort: str  # the hour or the host of a row; "" for the writer item
     amounts: tuple[int, ...]
     admin: int  # the item's `admin` counter as read; 0 when it has none
     title: str = ""
-    counters: tuple[str, ...] = ()  # a pack's: "@<host>" per member; else AMOUNTS[kind]
 
     @classmethod
     def of(cls, kind: Kind, item: Item) -> Source:
-        sort = item[_SORT[kind]]["S"] if kind != "writer" else ""
-        names = AMOUNTS[kind]
-        if kind == "referrer" and sort == PACK:
-            names = tuple(sorted(n for n, v in item.items()
-                                 if n.startswith(HOST_ATTRIBUTE) and "N" in v))
-        return cls(kind, sort, tuple(int(item.get(name, {}).get("N", 0)) for name in names),
+        return cls(kind, item[_SORT[kind]]["S"] if kind != "writer" else "",
+                   tuple(int(item.get(name, {}).get("N", 0)) for name in AMOUNTS[kind]),
                    int(item.get(ADMIN, {}).get("N", 0)),
-                   item.get("articleTitle", {}).get("S", ""), names if sort == PACK else ())
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self.counters or AMOUNTS[self.kind]
+                   item.get("articleTitle", {}).get("S", ""))
 
     @property
     def empty(self) -> bool:
@@ -82,7 +71,7 @@ class Source:
 
     @property
     def total(self) -> int:
-        return sum(self.amounts) if self.counters else self.amounts[0]
+        return self.amounts[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,20 +106,13 @@ class Plan:
         """The TransactItems of one move: the source gives what was read, on condition
         that its `admin` counter is unchanged; the destination (the new id's item, or
         for a delete the site's row) takes it."""
-        taken = {n: -v for n, v in zip(source.names, source.amounts, strict=True) if v}
+        names = AMOUNTS[source.kind]
+        taken = {n: -v for n, v in zip(names, source.amounts, strict=True) if v}
         items = [{"Update": _update(
             self._table(source, tables), self._key(source, self.article), taken,
             version=source.kind == "writer", admin=source.admin,
             remove_title=bool(source.title))}]
-        if source.counters:
-            # A pack gives each host to the destination's row of that host, never to
-            # its pack: a pack only grows by the nodes' writes, which keep it small.
-            to = self._key(source, self.to)
-            items += [{"Update": _update(
-                tables.referrers, to | {"host": {"S": name.removeprefix(HOST_ATTRIBUTE)}},
-                {"views": -amount if self.to is not None else amount})}
-                for name, amount in taken.items()]
-        elif self.to is not None:
+        if self.to is not None:
             given = {n: -v for n, v in taken.items()}
             if given or source.title:
                 items.append({"Update": _update(
@@ -143,18 +125,14 @@ class Plan:
 
     def purge(self, source: Source, tables: Tables) -> dict[str, Any]:
         """DeleteItem of a source left at zero, unless something counted on it since."""
-        names = source.names
-        zero = [f"(attribute_not_exists(#a{i}) OR #a{i} = :zero)" for i in range(len(names))]
+        names = AMOUNTS[source.kind]
+        zero = " AND ".join(f"(attribute_not_exists(#a{i}) OR #a{i} = :zero)"
+                            for i in range(len(names)))
         condition, values = _admin_condition(source.admin)
-        extra: dict[str, str] = {}
-        if source.counters:  # no host counted on the pack since it was read
-            zero.append("size(#m) = :members")
-            extra["#m"] = MEMBERS
-            values[":members"] = {"N": str(len(names))}
         return {"TableName": self._table(source, tables), "Key": self._key(source, self.article),
-                "ConditionExpression": f"{' AND '.join(zero)} AND {condition}",
+                "ConditionExpression": f"{zero} AND {condition}",
                 "ExpressionAttributeNames": {f"#a{i}": n for i, n in enumerate(names)}
-                | {"#adm": ADMIN} | extra,
+                | {"#adm": ADMIN},
                 "ExpressionAttributeValues": {":zero": {"N": "0"}} | values}
 
     @staticmethod

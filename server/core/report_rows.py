@@ -1,9 +1,8 @@
 """Report rows: each view spread over the Timeline and Referrer counters it adds to.
 
 A view adds to its page's hour and the site's, and, with an external referrer, to
-its page's and the site's referrer counts: a host's counts go on the target's
-referrer pack (`core/referrer_packs.py`) or on a row of the host's own. Spreading
-waits until a flush takes the rows: one dict entry a view, not four rows.
+its page's and the site's row of that host. Spreading waits until a flush takes
+the rows: one dict entry a view, not four rows.
 """
 
 from __future__ import annotations
@@ -11,8 +10,7 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 from livecount.core.pages import Target
-from livecount.core.referrer_packs import PACK, packed
-from livecount.core.write_order import Write, WriteOrder
+from livecount.core.write_order import WriteOrder
 
 SITE = "site"  # the report rows that sum every page, for site-wide reports
 
@@ -23,11 +21,7 @@ class Row(NamedTuple):
 
     table: Literal["referrer", "timeline"]
     target: str
-    sort: str  # the referrer host or PACK (its write's delta has the hosts), or the hour
-
-    @property
-    def pack(self) -> bool:
-        return self.sort == PACK and self.table == "referrer"
+    sort: str  # the referrer host, or the hour as YYYY-MM-DDTHH (UTC)
 
 
 class ReportRows:
@@ -53,23 +47,10 @@ class ReportRows:
         """The report rows, with every view recorded so far spread over them."""
         if self._unspread:
             unspread, self._unspread = self._unspread, {}
-            add, pending = self.order.add, self.order.pending
+            add = self.order.add
             for (target, hour, referrer), (total, unique) in unspread.items():
                 for ref in (target.ref, SITE):
                     add(Row("timeline", ref, hour), unique, None, total)
                     if referrer:  # referrer rows keep no unique count
-                        waiting = pending.get(pack := Row("referrer", ref, PACK))
-                        if packed(referrer, waiting.hosts if waiting else None):
-                            add(pack, 0, None, total, referrer)
-                        else:
-                            add(Row("referrer", ref, referrer), 0, None, total)
+                        add(Row("referrer", ref, referrer), 0, None, total)
         return self.order
-
-    def unpack(self, rows: dict[Row, Write], full: set[str]) -> None:
-        """Pack writes refused because the pack was full were not applied: their views
-        wait again, on each host's own row. Called when their flush is released, in
-        the journal's order, so that a replay routes later views as the node did."""
-        for ref in full:
-            write = rows.get(Row("referrer", ref, PACK))
-            for host, views in ((write.delta.hosts or {}) if write else {}).items():
-                self.order.add(Row("referrer", ref, host), 0, None, views)

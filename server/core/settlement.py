@@ -107,4 +107,4 @@ def _letter(table: str, key: str, sort: str, write: Write, error: str) -> bytes:
     delta = write.delta
     return _encoder.encode({"table": table, "key": key, "sort": sort or None, "seq": write.seq,
                             "totalViews": delta.total, "uniqueViews": delta.unique,
-                            "title": delta.title, "hosts": delta.hosts, "error": error})
+                            "title": delta.title, "error": error})

@@ -19,8 +19,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from livecount.core.leases import Lease, Observer
-from livecount.core.referrer_packs import PACK
-from livecount.core.report_rows import Row
 from livecount.core.write_order import Write
 
 Key = Any  # a `Target` (counts) or a `Row` (report rows): the ledger's keys
@@ -44,32 +42,13 @@ class Barrier:
     def done(self) -> bool:
         return not self.required
 
-    def settled(self, writes: Mapping[Key, Write], failed: set[Any], full: set[str]) -> None:
-        """A flush's `writes` were answered: all but the `failed` ones (and the pack
-        writes of `full` packs, whose views go to rows of their own) are done with."""
+    def settled(self, writes: Mapping[Key, Write], failed: set[Any]) -> None:
+        """A flush's `writes` were answered: all but the `failed` ones are done with."""
         for key, write in writes.items():
             need = self.required.get(key)
-            if need is None or write.seq < need or key in failed or _pack_of(key, full):
+            if need is None or write.seq < need or key in failed:
                 continue
             del self.required[key]
-
-    def released(self, writes: Mapping[Key, Write], full: set[str], taken: int) -> None:
-        """A flush's keys were released, the views of its `full` packs now pending on
-        each host's own row: those rows are waited for instead, until a take after now."""
-        for ref in full:
-            pack = Row("referrer", ref, PACK)
-            write = writes.get(pack)
-            need = self.required.get(pack)
-            if write is None or need is None or write.seq < need:
-                continue
-            del self.required[pack]
-            for host in write.delta.hosts or {}:
-                row = Row("referrer", ref, host)
-                self.required[row] = max(self.required.get(row, 0), taken + 1)
-
-
-def _pack_of(key: Key, full: set[str]) -> bool:
-    return isinstance(key, Row) and key.sort == PACK and key.target in full
 
 
 class Roll:

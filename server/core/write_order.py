@@ -18,21 +18,12 @@ class Delta:
     total: int = 0
     unique: int = 0
     title: str | None = None
-    hosts: dict[str, int] | None = None  # a referrer pack's views per host
 
     def add(self, other: Delta) -> None:
         self.total += other.total
         self.unique += other.unique
         if other.title:
             self.title = other.title
-        if other.hosts:
-            for host, views in other.hosts.items():
-                self.count_host(host, views)
-
-    def count_host(self, host: str, views: int) -> None:
-        if self.hosts is None:
-            self.hosts = {}
-        self.hosts[host] = self.hosts.get(host, 0) + views
 
 
 class Write(NamedTuple):
@@ -67,10 +58,8 @@ class WriteOrder(Generic[K]):
         write = self.unsettled.get(key)
         return self.sending.get(key) if write is None else write
 
-    def add(self, key: K, unique: int, title: str | None = None, total: int = 1,
-            host: str | None = None) -> None:
-        """`total` views of `key` (one by default), `unique` of them unique; from
-        `host` when `key` is a referrer pack."""
+    def add(self, key: K, unique: int, title: str | None = None, total: int = 1) -> None:
+        """`total` views of `key` (one by default), `unique` of them unique."""
         delta = self.pending.get(key)
         if delta is None:
             delta = self.pending[key] = Delta()
@@ -78,8 +67,6 @@ class WriteOrder(Generic[K]):
         delta.unique += unique
         if title:
             delta.title = title
-        if host:
-            delta.count_host(host, total)
 
     def take(self, seq: int) -> dict[K, Write]:
         """Unsettled writes go again unchanged; a pending delta of the same key must

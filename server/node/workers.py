@@ -56,7 +56,7 @@ READY = b"ready\n"
 
 
 @dataclass(frozen=True)
-class Job:
+class WorkerJob:
     """What a worker is told: its node's config, and the store endpoint to use (the
     parent's DynamoDB Local when embedded; the journal stays bound to `embedded`)."""
 
@@ -64,8 +64,8 @@ class Job:
     endpoint: str
 
 
-def job(config: Config, index: int, endpoint: str, port: int) -> Job:
-    return Job(dataclasses.replace(
+def job(config: Config, index: int, endpoint: str, port: int) -> WorkerJob:
+    return WorkerJob(dataclasses.replace(
         config, data_dir=config.data_dir / f"worker-{index}",
         node_id=f"{config.node_id}-w{index}", port=port, workers=1), endpoint)
 
@@ -135,7 +135,7 @@ def serve(config: Config) -> int:
 class Worker:
     """One worker slot: its node, its current process, and how it has been dying."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: WorkerJob) -> None:
         self.job = job
         self.node = job.config.node_id
         self.proc: asyncio.subprocess.Process | None = None
@@ -366,7 +366,7 @@ def work(listener_fd: int, control_fd: int) -> int:
 async def _work(listener: socket.socket, control: socket.socket) -> None:
     reader, writer = await asyncio.open_connection(sock=control)
     size = int.from_bytes(await reader.readexactly(4), "big")
-    given: Job = pickle.loads(await reader.readexactly(size))  # from our own parent
+    given: WorkerJob = pickle.loads(await reader.readexactly(size))  # from our own parent
     logs.setup(given.config.log_level, given.config.node_id, "json")  # its parent relays
     ready = asyncio.Event()
     helpers = [asyncio.create_task(_tell(ready, writer)),

@@ -2,6 +2,9 @@
 whatever was stopped midway, resent, or run twice at once."""
 
 import asyncio
+import itertools
+import random
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -11,10 +14,9 @@ from livecount.aws.store_admin import Exports, Imports, Operations
 from livecount.core import exports, feed, imports, moves
 from livecount.core.errors import ClientError
 from livecount.core.imports import ImportPlan, PathMap
-from livecount.core.ledger import SITE, Counts, Delta, Row
+from livecount.core.ledger import SITE, Counts, Delta, Ledger, Row
 from livecount.core.moves import Operation, Plan
 from livecount.core.pages import PageRules, Target
-from livecount.core.referrer_packs import MEMBERS, PACK
 from livecount.tools import admin
 
 from tests.conftest import open_store
@@ -300,55 +302,75 @@ async def test_renames_that_cross_do_not_run_together(local_store: Store):
     assert await writer(local_store, "new") == Counts(8, 8)
 
 
-async def hosts(store: Store, ref: str) -> dict[str, int]:
-    """A target's referrers as reports add them up: packs and rows of their own."""
-    items = (await store.ddb.query(**store_requests.query(
-        store.tables.referrers, "target", ref, consistent=True)))["Items"]
-    return store_requests.referrer_totals(items)
-
-
-async def seed_pack(store: Store, target: Target, views: dict[str, int]) -> None:
-    """Views of `target` with referrers, on its pack and the site's, as nodes write them."""
-    total = sum(views.values())
-    delta = Delta(total, hosts=views)
-    result = await store.flush(flush_of(
-        targets={target: Delta(total, total)}, new={target},
-        rows={Row("referrer", target.ref, PACK): delta, Row("referrer", SITE, PACK): delta}))
-    assert not (result.failed_rows or result.rejected_rows or result.full_packs)
-
-
-async def test_referrer_packs_are_renamed_deleted_purged_and_exported_host_by_host(
-        local_store: Store):
+async def test_a_row_counted_on_since_it_was_read_is_not_purged(local_store: Store):
     store = local_store
-    await seed_pack(store, OLD, {"a.example": 3, "b.example": 1})
-    await seed_pack(store, NEW, {"a.example": 2})
-    await Operations(store).run(Plan("old", "new"))
-    assert await hosts(store, NEW.ref) == {"a.example": 5, "b.example": 1}
-    assert await hosts(store, OLD.ref) == {}
-    assert await hosts(store, SITE) == {"a.example": 5, "b.example": 1}  # the same views
-    # The moved hosts went to rows of their own: only nodes' writes grow a pack.
-    pack = await get(store, store.tables.referrers, {"target": {"S": NEW.ref},
-                                                     "host": {"S": PACK}})
-    assert pack[MEMBERS]["SS"] == ["a.example"] and pack["@a.example"] == {"N": "2"}
-    records = [r async for r in Exports(store).records()]
-    assert sorted((r.target, r.host, r.total) for r in records if r.record == "referrer") == [
-        (NEW.ref, "a.example", 5), (NEW.ref, "b.example", 1),
-        (SITE, "a.example", 5), (SITE, "b.example", 1)]
-    # A delete takes the post's referrers out of the site's, and a purge its empty pack.
-    deleted = await Operations(store).run(Plan("new"), purge=True)
-    assert await hosts(store, SITE) == {} == await hosts(store, NEW.ref)
-    assert deleted.purged >= 2  # the writer item and the pack at least
-    assert await get(store, store.tables.referrers, {"target": {"S": NEW.ref},
-                                                     "host": {"S": PACK}}) == {}
-
-
-async def test_a_pack_counted_on_since_it_was_read_is_not_purged(local_store: Store):
-    store = local_store
-    await seed_pack(store, OLD, {"a.example": 1})
+    await seed(store, OLD, 1, 1)
     await Operations(store).run(Plan("old"))
-    source, = [s for s in await Operations(store).sources("old") if s.sort == PACK]
-    await seed_pack(store, OLD, {"late.example": 1})  # a node's write lands meanwhile
-    request = Plan("old").purge(source, store.tables)
+    source, = [s for s in await Operations(store).sources("old") if s.kind == "referrer"]
+    late = Row("referrer", OLD.ref, "h0.example")
+    await store.flush(flush_of(rows={late: Delta(1)}))  # a node's write lands meanwhile
     with pytest.raises(Exception, match="ConditionalCheckFailed"):
-        await store.ddb.delete_item(**request)
-    assert await hosts(store, OLD.ref) == {"late.example": 1}
+        await store.ddb.delete_item(**Plan("old").purge(source, store.tables))
+    assert await rows(store, "referrer", OLD.ref) == {"h0.example": Counts(1, 0)}
+
+
+async def test_a_delete_purge_of_an_id_renamed_into_twice_can_run_again(local_store: Store):
+    store = local_store
+    for article in ("p0", "p1"):
+        await seed(store, Target("post", article), 3, 3, hosts=3)
+        await Operations(store).run(Plan(article, "t"))
+    assert sum(c.total for c in (await rows(store, "referrer", "post#t")).values()) == 6
+    for _ in range(2):  # the second run finds it done, and nothing left
+        await Operations(store).run(Plan("t"), purge=True)
+        assert await rows(store, "referrer", "post#t") == {} == await rows(
+            store, "timeline", "post#t")
+        assert await get(store, store.tables.writer, {"articleId": {"S": "t"}}) == {}
+        assert store_requests.referrer_totals((await store.ddb.query(**store_requests.query(
+            store.tables.referrers, "target", SITE, consistent=True)))["Items"]) == {}
+
+
+async def test_renames_and_deletes_racing_two_counting_nodes_move_each_view_once(
+        dynamodb_local_url: str, prefix: str):
+    rng = random.Random(3)
+    hosts = [f"h{i}.example" for i in range(70)]
+    gone = Target("post", "gone")
+    sent: Counter[tuple[str, str]] = Counter()
+    started = asyncio.Event()  # both nodes have counted a while
+
+    async def count(store: Store) -> None:
+        ledger, seq = Ledger(), itertools.count(1)
+        for round_ in range(40):
+            if round_ == 10:
+                started.set()
+            for _ in range(8):
+                target, host = rng.choice((OLD, gone)), rng.choice(hosts)
+                ledger.record(target, refreshed=False, hour=H1, referrer=host, force=True)
+                sent[(target.ref, host)] += 1
+                sent[(SITE, host)] += 1
+            flush = ledger.take(next(seq))
+            ledger.complete(flush, await store.flush(flush))
+        for _ in range(10):
+            if flush := ledger.take(next(seq)):
+                ledger.complete(flush, await store.flush(flush))
+        assert ledger.idle
+
+    async def operate(store: Store) -> None:
+        await started.wait()
+        for _ in range(6):  # each pass yields to the counting between its moves
+            await Operations(store).run(Plan("old", "new"))
+            await Operations(store).run(Plan("gone"))
+
+    async with Store.open(dynamodb_local_url, "us-east-1", prefix, node_id="a") as a, \
+            Store.open(dynamodb_local_url, "us-east-1", prefix, node_id="b") as b:
+        await a.create_tables()
+        await asyncio.gather(count(a), count(b), operate(a))
+        got = {ref: {h: c.total for h, c in (await rows(a, "referrer", ref)).items() if c.total}
+               for ref in (OLD.ref, NEW.ref, gone.ref, SITE)}
+
+    def sent_to(ref: str) -> Counter[str]:
+        return Counter({h: n for (r, h), n in sent.items() if r == ref})
+
+    # Every view of old is on old or new; the site lost exactly what the deletes took.
+    assert Counter(got[OLD.ref]) + Counter(got[NEW.ref]) == sent_to(OLD.ref)
+    site = sent_to(SITE) - sent_to(gone.ref) + Counter(got[gone.ref])
+    assert got[SITE] == dict(site)

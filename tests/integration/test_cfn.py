@@ -174,7 +174,9 @@ def called_operations(paths: list[Path]) -> set[str]:
     found: set[str] = set()
     for path in paths:
         text = path.read_text()
-        for op in re.findall(r"\b(?:ddb|ddb_once|streams)\.([a-z_]+)\(", text):
+        ops = re.findall(r"\b(?:ddb|ddb_once|streams)\.([a-z_]+)\(", text)
+        ops += re.findall(r"get_paginator\(\s*[\"']([a-z_]+)", text)  # the paginator's calls
+        for op in ops:
             if op in ("get_waiter", "get_paginator", "close"):
                 continue
             found.add("dynamodb:" + "".join(part.capitalize() for part in op.split("_")))

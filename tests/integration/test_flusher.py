@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from livecount.aws import store_requests
 from livecount.aws.store import Store
 from livecount.core import journal as records
 from livecount.core.engine import Append, Core, Settings
@@ -113,14 +112,10 @@ async def node(store: Store, data: Path, report_interval: float | None = None,
 
 
 async def counts(store: Store, table: str, key: str) -> dict[str, int]:
-    """Views per item; a Referrer partition's as reports add them up ("<target> <host>")."""
     items = (await store.ddb.scan(TableName=table, ConsistentRead=True))["Items"]
-    if table != store.tables.referrers:
-        return {i[key]["S"]: int(i["totalViews"]["N"]) for i in items}
-    return {f"{ref} {host}": views
-            for ref in {i["target"]["S"] for i in items}
-            for host, views in store_requests.referrer_totals(
-                [i for i in items if i["target"]["S"] == ref]).items()}
+    field = "views" if table == store.tables.referrers else "totalViews"
+    return {i[key]["S"] + (f" {i['host']['S']}" if "host" in i else ""): int(i[field]["N"])
+            for i in items}
 
 
 async def test_report_rows_wait_for_their_cadence_and_a_drain_writes_them(
@@ -227,12 +222,12 @@ async def test_a_crash_with_flushes_in_flight_stores_every_view_once(
         local_store: Store, tmp_path: Path):
     # A's writes reach the table, their answer never comes; B's flushes complete.
     gated = GatedStore(local_store, A, lost=True)
-    writer = local_store.tables.writer
+    writer, referrers = local_store.tables.writer, local_store.tables.referrers
     async with node(gated, tmp_path) as (n, _):
-        await n.view(A)
+        await n.view(A, "x.org")
         await asyncio.wait_for(gated.held.wait(), 10)
-        await n.view(A)
-        await n.view(B)
+        await n.view(A, "x.org")
+        await n.view(B, "y.org")
         await eventually(lambda: counts(local_store, writer, "articleId"),
                          lambda c: c == {"a": 1, "b": 1})
         assert n.writes.in_flight >= 1
@@ -249,3 +244,5 @@ async def test_a_crash_with_flushes_in_flight_stores_every_view_once(
         await drain()
         assert again.writes.idle
     assert await counts(local_store, writer, "articleId") == {"a": 2, "b": 1}
+    assert await counts(local_store, referrers, "target") == {
+        "post#a x.org": 2, "post#b y.org": 1, f"{SITE} x.org": 2, f"{SITE} y.org": 1}

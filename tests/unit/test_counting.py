@@ -1,9 +1,8 @@
 import itertools
 
 import pytest
-from livecount.core.ledger import SITE, ZERO, Busy, Counts, FlushResult, Ledger, Row, Write
+from livecount.core.ledger import SITE, ZERO, Busy, Counts, FlushResult, Ledger, Row
 from livecount.core.pages import Target
-from livecount.core.referrer_packs import PACK, PACKABLE_HOST, WRITE_HOSTS
 
 A, B = Target("post", "a"), Target("page", "Home_Page")
 H = "2026-11-24T07"
@@ -41,15 +40,12 @@ def test_report_rows_count_per_page_and_site_wide():
     ledger.record(A, hour=H, refreshed=False, referrer="news.ycombinator.com")
     ledger.record(B, hour=H, refreshed=True, referrer="news.ycombinator.com")
     ledger.record(B, hour="2026-11-24T08", refreshed=False)
-    taken = ledger.take(seq()).rows
-    rows = {row: (w.delta.total, w.delta.unique) for row, w in taken.items()}
-    # Referrer hosts go on their target's pack: one item a target, whatever the hosts.
-    assert taken[Row("referrer", SITE, PACK)].delta.hosts == {"news.ycombinator.com": 2}
-    assert taken[Row("referrer", B.ref, PACK)].delta.hosts == {"news.ycombinator.com": 1}
+    rows = {row: (w.delta.total, w.delta.unique) for row, w in ledger.take(seq()).rows.items()}
+    # A referrer row per (target, host); referrers keep no unique count.
     assert rows == {
-        Row("referrer", A.ref, PACK): (1, 0),
-        Row("referrer", B.ref, PACK): (1, 0),
-        Row("referrer", SITE, PACK): (2, 0),
+        Row("referrer", A.ref, "news.ycombinator.com"): (1, 0),
+        Row("referrer", B.ref, "news.ycombinator.com"): (1, 0),
+        Row("referrer", SITE, "news.ycombinator.com"): (2, 0),
         Row("timeline", A.ref, H): (1, 1),
         Row("timeline", B.ref, H): (1, 0),
         Row("timeline", B.ref, "2026-11-24T08"): (1, 1),
@@ -89,7 +85,7 @@ def test_a_write_of_unknown_outcome_is_resent_unchanged_before_anything_newer():
     first = ledger.take(10)
     ledger.record(A, hour=H, refreshed=False)
     ledger.record(B, hour=H, refreshed=False)
-    failed_row = Row("referrer", A.ref, PACK)
+    failed_row = Row("referrer", A.ref, "x.org")
     ledger.complete(first, FlushResult(failed_targets={A}, failed_rows={failed_row}))
     assert ledger.current(A) == Counts(2, 2) and ledger.pending_views == 3
     retry = ledger.take(11)
@@ -97,7 +93,7 @@ def test_a_write_of_unknown_outcome_is_resent_unchanged_before_anything_newer():
     assert retry.targets[A] == first.targets[A] and retry.targets[A].seq == 10
     assert retry.rows[failed_row] == first.rows[failed_row]
     assert retry.targets[B].seq == 11
-    assert Row("referrer", SITE, PACK) not in retry.rows  # that one was written
+    assert Row("referrer", SITE, "x.org") not in retry.rows  # that one was written
     ledger.complete(retry, FlushResult())
     assert ledger.current(A) == Counts(2, 2) and ledger.pending_views == 1
     last = ledger.take(12)  # A's newer view waited for the old write to settle
@@ -238,60 +234,24 @@ def test_trim_forgets_the_oldest_idle_counts_but_never_watched_or_waiting_ones()
     assert ledger.trim(3, keep=set()) == 0
 
 
-def hosts_of(rows: dict[Row, Write]) -> dict[tuple[str, str], int]:
-    """Views per (target, host), over packs and rows of their own."""
-    found: dict[tuple[str, str], int] = {}
-    for row, write in rows.items():
-        if row.table != "referrer":
-            continue
-        for host, views in (write.delta.hosts or {row.sort: write.delta.total}).items():
-            found[(row.target, host)] = found.get((row.target, host), 0) + views
-    return found
-
-
-def test_a_pack_write_carries_a_bounded_number_of_hosts_and_long_hosts_go_alone():
+def test_each_referrer_host_has_a_row_of_its_own_however_many_or_long():
     ledger = ledger_with_base(A)
-    hosts = [f"h{i}.example" for i in range(WRITE_HOSTS + 3)]
-    long = "x" * PACKABLE_HOST + ".example"
-    for host in [*hosts, hosts[0], long]:
+    hosts = [f"h{i}.example" for i in range(40)] + ["x" * 240 + ".example"]
+    for host in [*hosts, hosts[0]]:
         ledger.record(A, hour=H, refreshed=False, referrer=host)
     rows = ledger.take(seq()).rows
-    pack = rows[Row("referrer", A.ref, PACK)].delta.hosts
-    assert pack is not None and len(pack) == WRITE_HOSTS and pack["h0.example"] == 2
-    alone = {r.sort for r in rows if r.table == "referrer" and r.sort != PACK and r.target == A.ref}
-    assert alone == {*hosts[WRITE_HOSTS:], long}
-    assert hosts_of(rows)[(A.ref, "h0.example")] == 2 and hosts_of(rows)[(A.ref, long)] == 1
+    for ref in (A.ref, SITE):
+        views = {r.sort: w.delta.total for r, w in rows.items()
+                 if r.table == "referrer" and r.target == ref}
+        assert views == {host: 2 if host == hosts[0] else 1 for host in hosts}
 
 
-def test_a_full_pack_puts_its_views_back_on_rows_of_their_own_once_released():
-    ledger = ledger_with_base(A)
-    ledger.record(A, hour=H, refreshed=False, referrer="x.org")
-    ledger.record(A, hour=H, refreshed=False, referrer="y.org")
-    first = ledger.take(seq(), hold=True)
-    ledger.record(A, hour=H, refreshed=False, referrer="x.org")
-    ledger.complete(first, FlushResult(full_packs={A.ref}))
-    # Until the completion is on disk (released), nothing is re-routed (a replay must
-    # route what comes next as the node did): the newer view waits on the held pack.
-    assert not ledger.take(seq()).rows.keys() - {Row("timeline", A.ref, H),
-                                                 Row("timeline", SITE, H)}
-    ledger.release(first)
-    again = ledger.take(seq())
-    assert hosts_of(again.rows) == {(A.ref, "x.org"): 2, (A.ref, "y.org"): 1,
-                                    (SITE, "x.org"): 1}  # the site's pack is not full
-    # The refused write's views on rows; the newer one still tries the pack: only the
-    # store's answer, never a memory of it, routes views (see the test below).
-    assert again.rows[Row("referrer", A.ref, "y.org")].delta.total == 1
-    assert again.rows[Row("referrer", A.ref, PACK)].delta.hosts == {"x.org": 1}
-
-
-def test_after_a_full_pack_views_go_where_a_replay_of_the_cut_journal_sends_them():
+def test_after_a_journal_cut_a_replay_takes_the_rows_the_node_took():
     live = ledger_with_base(A)
     live.record(A, hour=H, refreshed=False, referrer="x.org")
-    full = live.take(seq(), hold=True)
-    live.complete(full, FlushResult(full_packs={A.ref, SITE}))
-    live.release(full)
-    rows = live.take(seq())  # the refused views, on rows of their own
-    live.complete(rows, FlushResult())
+    first = live.take(seq(), hold=True)
+    live.complete(first, FlushResult())
+    live.release(first)
     assert live.idle  # everything stored: the node may cut its journal here
     replayed = Ledger()  # what a replay of the journal from the cut rebuilds
     for ledger in (live, replayed):

@@ -276,8 +276,9 @@ def test_refused_writes_become_dead_letters_and_hold_nothing_up():
     assert settled.views == 2
     (key, line), = settled.dead_letters
     letter = msgspec.json.decode(line)
-    assert key == f"referrer {bad.target} {bad.sort}"
+    assert key == f"referrer {A.ref} x.org"  # the post's row of that host
     assert letter["error"] == "ValidationException: key" and letter["totalViews"] == 1
+    assert letter["sort"] == "x.org"
     assert letter["seq"] == flush.seq
 
 

@@ -24,11 +24,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from livecount.core import journal
 from livecount.core.ledger import SITE, Counts, Flush, FlushResult, Ledger, Row, Write
 from livecount.core.pages import Target
-from livecount.core.referrer_packs import PACKABLE_HOST
 from livecount.core.syncs import Barrier
 
 POISON = Target("post", "poison")  # the store refuses every write of it, every time
-BAD_HOST = "bad-" + "x" * PACKABLE_HOST + ".example"  # too long for a pack: a row alone
+BAD_HOST = "bad.example"
 TARGETS = [Target("post", "a"), Target("post", "b"), Target("page", "Home_Page"), POISON]
 HOURS = ["2026-11-24T07", "2026-11-24T08"]
 HOSTS = [None, "x.org", BAD_HOST]
@@ -41,37 +40,27 @@ def poisoned(key: Key) -> bool:
 
 class ModelStore:
     """Per key: the views stored and the last sequence number applied, with the
-    store's rule: a write applies only above the last one. Referrer views are kept
-    per host (packs and rows of their own add up), total only, as reports read them;
-    a pack in `full` refuses any write it has not applied yet."""
+    store's rule: a write applies only above the last one. Referrer rows keep their
+    total only, as the Referrer table does."""
 
     def __init__(self) -> None:
         self.stored: Counter[tuple[Key, str]] = Counter()
         self.last: dict[Key, int] = {}
-        self.applied: dict[tuple[Key, int], Any] = {}
-        self.full: set[str] = set()
+        self.applied: dict[tuple[Key, int], tuple[int, int]] = {}
 
-    def send(self, key: Key, write: Write) -> bool:
-        """False when a full pack refused the write."""
-        hosts = sorted((write.delta.hosts or {}).items())
-        delta = (write.delta.total, write.delta.unique, hosts)
+    def send(self, key: Key, write: Write) -> None:
+        delta = (write.delta.total, write.delta.unique)
         if write.seq <= self.last.get(key, 0):
             # Refused. Fine for a resend of what applied; a write never applied that
             # the store now refuses would be lost for ever.
             assert self.applied.get((key, write.seq)) == delta, (
                 f"{key}: write {write.seq} refused, a newer one got there first")
-            return True
-        if isinstance(key, Row) and key.pack and key.target in self.full:
-            return False
+            return
         self.last[key] = write.seq
         self.applied[(key, write.seq)] = delta
-        if isinstance(key, Row) and key.table == "referrer":
-            for host, views in hosts or [(key.sort, write.delta.total)]:
-                self.stored[(Row("referrer", key.target, host), "total")] += views
-        else:
-            self.stored[(key, "total")] += delta[0]
+        self.stored[(key, "total")] += delta[0]
+        if not (isinstance(key, Row) and key.table == "referrer"):
             self.stored[(key, "unique")] += delta[1]
-        return True
 
     def counts(self, key: Key) -> Counts:
         return Counts(self.stored[(key, "total")], self.stored[(key, "unique")])
@@ -140,12 +129,8 @@ class Flushes(RuleBasedStateMachine):
                 fate = data.draw(st.sampled_from(["rejected", "failed"]))
             else:
                 fate = data.draw(st.sampled_from(["applied", "applied", "lost", "failed"]))
-            if isinstance(key, Row) and key.pack and data.draw(st.booleans()):
-                self.store.full.add(key.target)  # others filled it meanwhile
-            if fate in ("applied", "lost") and not self.store.send(key, write):
-                assert isinstance(key, Row)
-                result.full_packs.add(key.target)
-                continue
+            if fate in ("applied", "lost"):
+                self.store.send(key, write)
             if fate in ("lost", "failed"):
                 (result.failed_targets if isinstance(key, Target) else result.failed_rows
                  ).add(key)  # type: ignore[arg-type]
@@ -241,12 +226,12 @@ class Flushes(RuleBasedStateMachine):
     def _let_through(self) -> None:
         for flush in self.flights:
             keys = writes_of(flush)
-            full = {k.target for k, w in keys
-                    if not poisoned(k) and not self.store.send(k, w) and isinstance(k, Row)}
+            for key, write in keys:
+                if not poisoned(key):
+                    self.store.send(key, write)
             self.live.complete(flush, FlushResult(
                 rejected_targets={k: "x" for k, _ in keys if isinstance(k, Target) and poisoned(k)},
-                rejected_rows={k: "x" for k, _ in keys if isinstance(k, Row) and poisoned(k)},
-                full_packs=full))
+                rejected_rows={k: "x" for k, _ in keys if isinstance(k, Row) and poisoned(k)}))
             self.live.release(flush)
         for flush, _ in self.completed:
             self.live.release(flush)

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from livecount.core import feed
 from livecount.core.leases import Lease
-from livecount.core.ledger import SITE, FlushResult, Ledger, Row
+from livecount.core.ledger import FlushResult, Ledger
 from livecount.core.pages import Target
-from livecount.core.referrer_packs import PACK
 from livecount.core.syncs import Roll
 
 POST = Target("post", "a")
@@ -68,26 +67,6 @@ def test_a_write_the_store_refused_is_done_with() -> None:
             rejected_rows=dict.fromkeys(flush.rows, "ValidationException"),
         ),
     )
-    assert barrier.done
-
-
-def test_views_of_a_full_pack_are_waited_for_on_their_own_rows() -> None:
-    ledger = Ledger()
-    view(ledger, "x.org")
-    barrier = ledger.barrier()
-    flush = ledger.take(1, hold=True)
-    packs = {r.target for r in flush.rows if r.sort == PACK}
-    assert packs == {POST.ref, SITE}
-    ledger.complete(flush, FlushResult(full_packs=packs))
-    assert not barrier.done
-    ledger.release(flush)  # the pack's views now wait on the host's own rows
-    assert not barrier.done
-    rows = ledger.take(2)
-    assert {r for r in rows.rows if r.table == "referrer"} == {
-        Row("referrer", POST.ref, "x.org"),
-        Row("referrer", SITE, "x.org"),
-    }
-    ledger.complete(rows, FlushResult())
     assert barrier.done
 
 

@@ -44,7 +44,7 @@ from livecount.tools.admin import (
     serving,
     store_config,
 )
-from livecount.tools.progress import Shown
+from livecount.tools.progress import ProgressReport
 from livecount.tools.transfer import _output
 
 LOOK_EVERY = 0.25  # seconds between two looks for the nodes' answers
@@ -52,7 +52,7 @@ STOPPED = 130  # exit code after Ctrl-C, as a shell's
 
 
 # -- backup ---------------------------------------------------------------------------------
-async def sync(store: Store, lease_time: float, within: float, shown: Shown) -> list[str]:
+async def sync(store: Store, lease_time: float, within: float, shown: ProgressReport) -> list[str]:
     """Ask every live node to store what it acknowledged so far, and wait until each
     says it did (or is seen gone); the nodes that answered."""
     loop = asyncio.get_running_loop()
@@ -112,7 +112,7 @@ def feed_nodes(items: list[tuple[int, str]], request: str, roll: Roll) -> list[t
 
 
 async def backup(
-    cfg: config.Config, out: IO[str], within: float, shown: Shown
+    cfg: config.Config, out: IO[str], within: float, shown: ProgressReport
 ) -> tuple[list[str], dict[str, int]]:
     """Sync the nodes, then write every record; the nodes synced and what was written."""
     written = {"count": 0, "timeline": 0, "referrer": 0}
@@ -137,7 +137,7 @@ def default_file() -> Path:
 def _run_backup(ns: argparse.Namespace) -> int:
     cfg = store_config(ns)
     path: Path = ns.file or default_file()
-    shown = Shown(
+    shown = ProgressReport(
         "backup", ns.json, {"sync": "nodes storing what they hold", "read": "reading the tables"}
     )
     try:
@@ -178,7 +178,7 @@ class Undo:
 
 
 async def restore(
-    cfg: config.Config, plan: ImportPlan, import_id: str, name: str, shown: Shown, undo: Undo
+    cfg: config.Config, plan: ImportPlan, import_id: str, name: str, shown: ProgressReport, undo: Undo
 ) -> Imported:
     async with opened(cfg, create=True) as store:
         restores = Restores(store)
@@ -227,7 +227,7 @@ def _run_restore(ns: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    shown = Shown("restore", ns.json, {"write": "writing the store"})
+    shown = ProgressReport("restore", ns.json, {"write": "writing the store"})
     undo = Undo()
     try:
         plan, import_id = read_backup(ns.file, cfg)

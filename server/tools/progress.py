@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 EVERY: Final = 0.5  # seconds between two JSON lines of one phase
 
 
-class Shown:
+class ProgressReport:
     def __init__(self, command: str, json_lines: bool, phases: dict[str, str]) -> None:
         self.command = command
         self.json = json_lines or not sys.stderr.isatty()
@@ -40,7 +40,7 @@ class Shown:
         self._tasks: dict[str, TaskID] = {}
         self._last: dict[str, float] = {}
 
-    def __enter__(self) -> Shown:
+    def __enter__(self) -> ProgressReport:
         if self._bar is not None:
             self._bar.start()
         return self

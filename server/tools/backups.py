@@ -178,7 +178,12 @@ class Undo:
 
 
 async def restore(
-    cfg: config.Config, plan: ImportPlan, import_id: str, name: str, shown: ProgressReport, undo: Undo
+    cfg: config.Config,
+    plan: ImportPlan,
+    import_id: str,
+    name: str,
+    shown: ProgressReport,
+    undo: Undo,
 ) -> Imported:
     async with opened(cfg, create=True) as store:
         restores = Restores(store)

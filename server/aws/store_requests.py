@@ -43,10 +43,24 @@ class Writes:
         adds = {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}
         if t.kind == "page":
             return self._idempotent(self.tables.pages, {"pageName": t.id}, adds, write.seq)
-        # Posts also bump `version`, which orders their images for the stream copy.
+        # Posts also bump `version`, which orders their images for the stream copy. A
+        # post keeps the first title it was given (`title` to change it): any client can
+        # send a view, so no view may rename a post.
         title = {"articleTitle": write.delta.title} if write.delta.title else {}
         return self._idempotent(self.tables.writer, {"articleId": t.id},
                                 adds | {"version": 1}, write.seq, title)
+
+    def title(self, article: str, title: str, keep: bool = True) -> dict[str, Any]:
+        """UpdateItem of a post's title: only where it has none (`keep`: the first title
+        stays; a flush's batched count writes cannot say so), or the operator's, which
+        replaces it. Bumps `version`, so the stream copies it to the reader table."""
+        value = "if_not_exists(#t, :t)" if keep else ":t"
+        return {
+            "TableName": self.tables.writer, "Key": typed({"articleId": article}),
+            "UpdateExpression": f"SET #t = {value} ADD #v :one",
+            "ExpressionAttributeNames": {"#t": "articleTitle", "#v": "version"},
+            "ExpressionAttributeValues": typed({":t": title, ":one": 1}),
+            "ReturnValues": "ALL_NEW"}
 
     def row(self, row: Row, write: Write) -> dict[str, Any]:
         if row.table == "referrer":
@@ -62,15 +76,17 @@ class Writes:
 
     def _idempotent(self, table: str, key: dict[str, str], adds: dict[str, int], seq: int,
                     sets: dict[str, str] | None = None) -> dict[str, Any]:
-        """UpdateItem: ADD `adds`, SET `sets` and remember `seq`, unless this node's
-        `seq` was seen."""
+        """UpdateItem: ADD `adds`, SET `sets` where unset, and remember `seq`, unless this
+        node's `seq` was seen."""
         sets = sets or {}
         names = {"#f": self.flush_attribute} | {f"#a{i}": n for i, n in enumerate(adds)} \
             | {f"#s{i}": n for i, n in enumerate(sets)}
         values = {":seq": seq} | {f":a{i}": v for i, v in enumerate(adds.values())} \
             | {f":s{i}": v for i, v in enumerate(sets.values())}
         added = ", ".join(f"#a{i} :a{i}" for i in range(len(adds)))
-        assigned = ", ".join(["#f = :seq", *(f"#s{i} = :s{i}" for i in range(len(sets)))])
+        # Set only where unset: a title, the one attribute set here, is the first one.
+        assigned = ", ".join(["#f = :seq",
+                              *(f"#s{i} = if_not_exists(#s{i}, :s{i})" for i in range(len(sets)))])
         return {
             "TableName": table, "Key": typed(key),
             "UpdateExpression": f"ADD {added} SET {assigned}",
@@ -112,10 +128,10 @@ class Statements:
         counts = {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}
         if t.kind == "page":
             made = self._write(self.tables.pages, {"pageName": t.id}, counts, write.seq, action)
-        else:
+        else:  # PartiQL cannot SET where unset: only a new item takes the title here
             title = {"articleTitle": write.delta.title} if write.delta.title else {}
             made = self._write(self.tables.writer, {"articleId": t.id}, counts, write.seq,
-                               action, title, version=True)
+                               action, title if action == "insert" else {}, version=True)
         if returning and action == "update":
             made.request["Statement"] += " RETURNING ALL NEW *"
         return made

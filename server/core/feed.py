@@ -38,10 +38,12 @@ Reading = tuple[Literal["post", "page"], str, int]  # a target's kind and id, re
 
 
 class Reset(NamedTuple):
-    """Articles whose stored counts went down (`livecount admin` renamed them away or
-    deleted them): what nodes believe of them is wrong, and must be read again."""
+    """Posts (`articles`) and pages whose stored counts went down (`livecount admin`
+    renamed them away or deleted them): what nodes believe of them is wrong, and must
+    be read again."""
 
     articles: list[str]
+    pages: tuple[str, ...] = ()
 
 
 class Sync(NamedTuple):
@@ -107,10 +109,12 @@ def puts(changes: Mapping[str, tuple[int, int]], table: str, writer: str, now: f
 
 
 def resets(articles: Iterable[str], table: str, writer: str, now: float,
-           ) -> list[dict[str, Any]]:
-    """PutItem requests telling every node to read `articles` again (one item each:
-    an article id is at most about 1 KB)."""
+           pages: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """PutItem requests telling every node to read `articles` (posts) and `pages` again
+    (one item each: an id is at most about 1 KB). A page's item says `"page": true`;
+    a node that knows no pages there reads a post of that name again, which is harmless."""
     payloads = [_encode({"reset": [article]}) for article in articles]
+    payloads += [_encode({"reset": [page], "page": True}) for page in pages]
     stamped = zip(stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads)),
                   payloads, strict=True)
     expires = int(now) + TTL_SECONDS
@@ -141,7 +145,8 @@ def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced:
         return []
     if isinstance(value, dict):
         if isinstance(reset := value.get("reset"), list):
-            return Reset([a for a in reset if isinstance(a, str)])
+            ids = [a for a in reset if isinstance(a, str)]
+            return Reset([], tuple(ids)) if value.get("page") is True else Reset(ids)
         if isinstance(request := value.get("sync"), str):
             return Sync(request)
         if isinstance(request := value.get("synced"), str):

@@ -103,7 +103,7 @@ class Node:
                                             reset=self.feed.reset),
                              seconds=self.metrics.http_seconds,
                              access_log=config.access_log == "on",
-                             slow=config.slow_request)
+                             slow=config.slow_request, demo=config.demo == "on")
         # Browsers always send Origin; other clients (load testers, scripts) may not.
         origins: list[Origin | None] | None = [
             *map(Origin, config.allowed_origins), None] if config.allowed_origins else None

@@ -44,11 +44,10 @@ from livecount.tools.admin import (
     serving,
     store_config,
 )
-from livecount.tools.progress import ProgressReport
+from livecount.tools.progress import STOPPED, ProgressReport
 from livecount.tools.transfer import _output
 
 LOOK_EVERY = 0.25  # seconds between two looks for the nodes' answers
-STOPPED = 130  # exit code after Ctrl-C, as a shell's
 
 
 # -- backup ---------------------------------------------------------------------------------

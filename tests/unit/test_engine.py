@@ -435,7 +435,7 @@ def test_an_article_renamed_away_is_read_again_and_may_show_less():
     e.live.observed("a", Counts(9, 6), T)  # counts merge by maximum: 9 stays
     e.live.observed("a", Counts(0, 0), T)
     assert e.live.shown(A) == Counts(9, 6)
-    assert e.live.reset(["a", "b"]) == [A]  # only a's pages need it now; b is read when asked
+    assert e.live.reset([A, B]) == [A]  # only a's pages need it now; b is read when asked
     assert e.live.shown(A) is None and e.live.shown(B) is None
     e.live.due(T)
     e.live.reloaded({A: Counts(0, 0)}, T)

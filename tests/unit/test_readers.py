@@ -161,7 +161,7 @@ def test_feed_items_that_no_node_wrote_say_nothing():
 
 
 def test_a_reset_on_the_feed_reads_back_as_one():
-    puts = feed.resets(["old", "deleted"], "feed", "admin", 1_764_000_000.0)
+    puts = feed.resets(["old", "deleted"], "feed", "admin", 1_764_000_000.0, pages=["/about"])
     said = [feed.read(put["Item"]["changes"]["S"]) for put in puts]
-    assert said == [feed.Reset(["old"]), feed.Reset(["deleted"])]
+    assert said == [feed.Reset(["old"]), feed.Reset(["deleted"]), feed.Reset([], ("/about",))]
     assert feed.decode(puts[0]["Item"]["changes"]["S"]) == []  # no count change in it

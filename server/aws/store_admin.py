@@ -189,6 +189,7 @@ class Deleted:
     done: list[Moved] = field(default_factory=list)
     refused: dict[Target, str] = field(default_factory=dict)  # why, in words
     under_way: set[Target] = field(default_factory=set)  # moves begun, not all applied
+    empty: set[Target] = field(default_factory=set)  # emptied before, nothing since: no write
 
     @property
     def views(self) -> Counts:
@@ -198,8 +199,13 @@ class Deleted:
     @property
     def left(self) -> list[Target]:
         """The ids not deleted (yet)."""
-        deleted = {m.plan.target for m in self.done}
+        deleted = {m.plan.target for m in self.done} | self.empty
         return [t for t in self.targets if t not in deleted]
+
+    @property
+    def finished(self) -> int:
+        """How many ids are deleted, or had nothing left to delete."""
+        return len(self.done) + len(self.empty)
 
 
 class Records(Items):
@@ -210,8 +216,17 @@ class Records(Items):
         return Operation.from_item(item) if item else None
 
     async def running(self) -> list[Operation]:
-        """The operations running now, on any id: one Query, page by page."""
-        request = moves.running_query(self.tables.index)
+        """The operations running now, on any id."""
+        return await self._records(moves.records_query(self.tables.index, running=True))
+
+    async def operated(self, prefix: str) -> list[Operation]:
+        """The operations, running or done, on the posts and pages whose id starts with
+        `prefix`."""
+        return [o for kind in ("post", "page") for o in await self._records(
+            moves.records_query(self.tables.index, refs=Target(kind, prefix).ref))]
+
+    async def _records(self, request: dict[str, Any]) -> list[Operation]:
+        """The records a Query finds, page by page."""
         found: list[Operation] = []
         while True:
             page = await answer(self.ddb.query(**request), self.tables.index)
@@ -254,14 +269,17 @@ class Operations(Records):
             raise refused[plan]
         return await self.apply(begun[0], progress, purge)
 
-    async def begin(self, plans: list[Plan]) -> tuple[list[Begun], dict[Plan, ClientError]]:
+    async def begin(self, plans: list[Plan], skip_empty: bool = False,
+                    ) -> tuple[list[Begun], dict[Plan, ClientError]]:
         """Record each plan as running (what is refused, and why, apart), then look once
-        for operations that cross them: those back out, and are refused too."""
+        for operations that cross them: those back out, and are refused too. With
+        `skip_empty`, a plan with nothing to move is refused as never counted before
+        anything is written."""
         refused: dict[Plan, ClientError] = {}
 
         async def start(plan: Plan) -> Begun | None:
             try:
-                return await self._start(plan)
+                return await self._start(plan, skip_empty)
             except ClientError as exc:
                 refused[plan] = exc
                 return None
@@ -282,11 +300,14 @@ class Operations(Records):
                 "finish it first")
         return begun, refused
 
-    async def _start(self, plan: Plan) -> Begun:
+    async def _start(self, plan: Plan, skip_empty: bool = False) -> Begun:
         before = await self.current(plan.target)
         found = await self.sources(plan.target)
+        resuming = before is not None and before.state == "running"
         idle = before is None or (before.state == "done" and before.plan != plan)
-        if idle and (not found or (plan.to is not None and all(s.empty for s in found))):
+        empty = all(s.empty for s in found)
+        if (idle and (not found or (plan.to is not None and empty))) or (
+                skip_empty and empty and not resuming):
             # Never counted; or, for a rename, emptied by an earlier one (its items stay,
             # at zero): nothing to move, and NEW must not be listed for it. (A delete of
             # an emptied id is harmless, and how its items are purged; the same operation
@@ -294,13 +315,13 @@ class Operations(Records):
             raise ClientError("never_counted", f"{plan.id!r} was never counted, or has "
                                                "no views left: there is nothing to rename "
                                                "or delete")
-        started = before.started if before and before.state == "running" else _now()
+        started = before.started if before is not None and resuming else _now()
         try:
             await answer(self.ddb.put_item(**moves.start_request(
                 self.tables.index, Operation(plan, "running", started))), self.tables.index)
         except ConditionFailed:
-            running = await self.current(plan.target)
-            what = running.plan.describe() if running else "another operation"
+            other = await self.current(plan.target)
+            what = other.plan.describe() if other else "another operation"
             raise ClientError("operation_running",
                               f"the {what} is not finished: run it again to finish it, "
                               f"then this one") from None
@@ -446,25 +467,37 @@ class BulkDeletes(Operations):
             deleted.done.append(await self.apply(begun, purge=purge))
             deleted.under_way.discard(begun.plan.target)
             if progress is not None:
-                progress(len(deleted.done), of)
+                progress(deleted.finished, of)
 
         for start in range(0, of, chunk):
             if stop.is_set():
                 break
             plans = [Plan(t.id, None, t.kind) for t in deleted.targets[start:start + chunk]]
-            begun, refused = await self.begin(plans)
+            begun, refused = await self.begin(plans, skip_empty=True)
             for plan, exc in refused.items():
-                if exc.code != "never_counted":  # emptied since it was listed: nothing to do
+                if exc.code != "never_counted":
                     deleted.refused[plan.target] = exc.detail
+                else:  # nothing (left) to move: nothing to do
+                    deleted.empty.add(plan.target)
+                    if progress is not None:
+                        progress(deleted.finished, of)
             await gather_limited((one(b) for b in begun), at_once)
         return deleted
 
     async def matching(self, prefix: str) -> dict[Target, Counts]:
-        """The posts and pages with views whose id starts with `prefix`, and their
-        counts (the writer side, consistently), by id."""
-        found = [t for t in await self.store.tracked() if t.id.startswith(prefix)]
-        counts = await self.counts(found)
-        return {t: c for t in sorted(found) if (c := counts.get(t, (ZERO, ""))[0]).total}
+        """The posts and pages whose id starts with `prefix`, with their counts (the
+        writer side, consistently): those with views in the page index, and every one
+        an operation emptied before, whatever it holds. A node writes an id's count and
+        its report rows apart, and may write them in the moment between a delete and
+        its hearing of it: such views stay on the id (the listing shows it again only
+        from its next view), in its count or only in its rows. A run after the views
+        stopped finds them here and takes them out; an id with nothing left is skipped
+        without a write."""
+        indexed = [t for t in await self.store.tracked() if t.id.startswith(prefix)]
+        emptied = {o.plan.target for o in await self.operated(prefix)}
+        counts = await self.counts(sorted({*indexed, *emptied}))
+        found = {t: counts.get(t, (ZERO, ""))[0] for t in sorted({*indexed, *emptied})}
+        return {t: c for t, c in found.items() if c.total or t in emptied}
 
 
 @dataclass

@@ -99,26 +99,32 @@ def item(at: int, payload: bytes, expires: int) -> dict[str, dict[str, str]]:
 def puts(changes: Mapping[str, tuple[int, int]], table: str, writer: str, now: float,
          ) -> list[dict[str, Any]]:
     """PutItem requests that share `changes` with every node: the feed write of the
-    node's stream consumer and of the Lambda alike. `writer` names who writes (a node
-    id, a Lambda request id), so two writers in the same microsecond do not collide."""
-    payloads = list(chunks(changes))
-    stamped = zip(stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads)),
-                  payloads, strict=True)
-    expires = int(now) + TTL_SECONDS
-    return [{"TableName": table, "Item": item(at, payload, expires)} for at, payload in stamped]
+    node's stream consumer and of the Lambda alike."""
+    return stamped(list(chunks(changes)), table, writer, now)
 
 
 def resets(articles: Iterable[str], table: str, writer: str, now: float,
            pages: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """PutItem requests telling every node to read `articles` (posts) and `pages` again
-    (one item each: an id is at most about 1 KB). A page's item says `"page": true`;
-    a node that knows no pages there reads a post of that name again, which is harmless."""
+    """PutItem requests telling every node to read `articles` (posts) and `pages` again."""
+    return stamped(reset_payloads(articles, pages), table, writer, now)
+
+
+def reset_payloads(articles: Iterable[str], pages: Iterable[str] = ()) -> list[bytes]:
+    """One item each (an id is at most about 1 KB). A page's says `"page": true`; a
+    node that knows no pages there reads a post of that name again, which is harmless."""
     payloads = [_encode({"reset": [article]}) for article in articles]
-    payloads += [_encode({"reset": [page], "page": True}) for page in pages]
-    stamped = zip(stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads)),
-                  payloads, strict=True)
+    return payloads + [_encode({"reset": [page], "page": True}) for page in pages]
+
+
+def stamped(payloads: list[bytes], table: str, writer: str, now: float,
+            ) -> list[dict[str, Any]]:
+    """PutItem requests of `payloads`, in this order. `writer` names who writes (a node
+    id, a Lambda request id, `admin`), so two writers in the same microsecond do not
+    collide."""
+    at = stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads))
     expires = int(now) + TTL_SECONDS
-    return [{"TableName": table, "Item": item(at, payload, expires)} for at, payload in stamped]
+    return [{"TableName": table, "Item": item(stamp, payload, expires)}
+            for stamp, payload in zip(at, payloads, strict=True)]
 
 
 def sync(request: str) -> bytes:

@@ -274,11 +274,19 @@ def operation_key(target: Target) -> Item:
     return {"index": {"S": OPERATIONS}, "target": {"S": target.ref}}
 
 
-def running_query(table: str) -> dict[str, Any]:
-    """The Query of the operations running now: the `admin` partition, those done left
-    out by DynamoDB (it still reads them)."""
-    return {"TableName": table, "KeyConditionExpression": "#i = :i",
-            "FilterExpression": "#s = :running",
-            "ExpressionAttributeNames": {"#i": "index", "#s": "state"},
-            "ExpressionAttributeValues": {":i": {"S": OPERATIONS}, ":running": {"S": "running"}},
-            "ConsistentRead": True}
+def records_query(table: str, *, running: bool = False, refs: str = "") -> dict[str, Any]:
+    """A Query of the operation records (the `admin` partition): those `running` only
+    (DynamoDB leaves the others out, reading them still), or those whose target ref
+    starts with `refs` (`post#loadtest-`)."""
+    condition = "#i = :i"
+    names, values = {"#i": "index"}, {":i": {"S": OPERATIONS}}
+    if refs:
+        condition += " AND begins_with(#t, :t)"
+        names["#t"], values[":t"] = "target", {"S": refs}
+    request = {"TableName": table, "KeyConditionExpression": condition,
+               "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
+               "ConsistentRead": True}
+    if running:
+        names["#s"], values[":running"] = "state", {"S": "running"}
+        request["FilterExpression"] = "#s = :running"
+    return request

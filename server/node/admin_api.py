@@ -209,14 +209,14 @@ class AdminApi:
     async def _delete_prefix(self, prefix: str, dry_run: bool) -> Response:
         """Every post and page with views whose id starts with `prefix`, deleted in the
         background as a long rename is; or, `dry_run`, what that would delete."""
+        none = ClientError(
+            "never_counted", f"no post or page with views has an id starting with {prefix!r}"
+        )
         try:
             if (job := self._prefixes.find(prefix, prefix)) is None:
                 found = await self.deletes.matching(prefix)
-                if not found:
-                    raise ClientError(
-                        "never_counted",
-                        f"no post or page with views has an id starting with {prefix!r}",
-                    )
+                if not any(c.total for c in found.values()) if dry_run else not found:
+                    raise none
                 if dry_run:
                     return json_response(200, _dry_run(prefix, found))
                 deleted = Deleted(list(found))
@@ -229,6 +229,8 @@ class AdminApi:
                 )
             deleted = job.state
             await self._prefixes.outcome(prefix, job, self.wait)
+            if not (deleted.done or deleted.refused):  # only ids emptied before: nothing left
+                raise none
         except TimeoutError:
             return json_response(
                 202,
@@ -322,7 +324,7 @@ def _dry_run(prefix: str, found: dict[Target, Counts]) -> dict[str, Any]:
         "status": "dryRun",
         "operation": "delete",
         "prefix": prefix,
-        "ids": [t.named | _views(c) for t, c in found.items()],
+        "ids": [t.named | _views(c) for t, c in found.items() if c.total],
         **_views(views),
     }
 

@@ -83,7 +83,8 @@ class Node:
                              stored=lambda: store_accepted(self.flusher, SYNC_TIMEOUT))
         if config.stream_consumer == "on":
             self.consumer = StreamConsumer(store, self.feed.on_image, config.node_id,
-                                           lease_time=config.lease_time)
+                                           lease_time=config.lease_time,
+                                           on_down=self.feed.went_down)
             self.feed.consumer = self.consumer
         consumer = self.consumer
         engine = self.engine

@@ -248,10 +248,11 @@ def _delete(ns: argparse.Namespace) -> int:
 async def delete_prefixed(cfg: config.Config, prefix: str, deleted: Deleted,
                           shown: ProgressReport, purge: bool = False, dry_run: bool = False,
                           ) -> dict[Target, Counts]:
-    """The posts and pages with views whose id starts with `prefix`, each deleted exactly
-    once as `delete ID` is (unless `dry_run`), into `deleted`. Cancelled (Ctrl-C), it
-    begins no other id and finishes those under way: each id is then deleted whole or
-    untouched (a second Ctrl-C stops even those: their next run finishes them)."""
+    """The posts and pages whose id starts with `prefix` (`BulkDeletes.matching`), each
+    deleted exactly once as `delete ID` is (unless `dry_run`), into `deleted`. Cancelled
+    (Ctrl-C), it begins no other id and finishes those under way: each id is then
+    deleted whole or untouched (a second Ctrl-C stops even those: their next run
+    finishes them)."""
     async with opened(cfg) as store:
         operations = BulkDeletes(store)
         found = await operations.matching(prefix)
@@ -281,32 +282,35 @@ def _delete_prefix(ns: argparse.Namespace) -> int:
             found = uvloop.run(delete_prefixed(cfg, prefix, deleted, shown, ns.purge,
                                                ns.dry_run))
     except KeyboardInterrupt:
-        left, part = deleted.left, sorted(deleted.under_way)
-        text = (f"livecount: delete stopped: {len(deleted.done):,} of {len(deleted.targets):,} "
-                f"ids starting with {prefix!r} deleted whole, ")
+        part, views = sorted(deleted.under_way), deleted.views
+        text = (f"Stopped: {len(deleted.done):,} of {len(deleted.targets):,} ids starting with "
+                f"{prefix!r} deleted whole ({views.total:,} views taken out), ")
         text += (f"{', '.join(repr(t.id) for t in part)} part way, the others untouched"
                  if part else "the others untouched")
         shown.outcome(f"{text}: run the same command again to delete the rest.",
                       prefix=prefix, stopped=True,
-                      deleted=_ids(m.plan.target for m in deleted.done), partWay=_ids(part),
-                      left=_ids(left))
+                      deleted=_ids(m.plan.target for m in deleted.done),
+                      totalViews=views.total, uniqueViews=views.unique, partWay=_ids(part),
+                      left=_ids(deleted.left))
         return STOPPED
     except LivecountError as exc:
         return failed(exc)
-    if not found:
+    viewed = {t: c for t, c in found.items() if c.total}
+    if not (viewed if ns.dry_run else deleted.done or deleted.refused):
         print(f"livecount: no post or page with views has an id starting with {prefix!r}",
               file=sys.stderr)
         return NEVER_COUNTED
     if ns.dry_run:
-        views = Counts(sum(c.total for c in found.values()), sum(c.unique for c in found.values()))
+        views = Counts(sum(c.total for c in viewed.values()),
+                       sum(c.unique for c in viewed.values()))
         lines = [f"{t.kind}  {t.id}  {c.total:,} views ({c.unique:,} unique)"
-                 for t, c in found.items()]
-        shown.outcome("\n".join([*lines, f"Would delete {_counted(found)} starting with "
+                 for t, c in viewed.items()]
+        shown.outcome("\n".join([*lines, f"Would delete {_counted(viewed)} starting with "
                                           f"{prefix!r}: {views.total:,} views ({views.unique:,} "
                                           "unique). Nothing was written."]),
                       prefix=prefix, dryRun=True,
                       ids=[t.named | {"totalViews": c.total, "uniqueViews": c.unique}
-                           for t, c in found.items()],
+                           for t, c in viewed.items()],
                       totalViews=views.total, uniqueViews=views.unique)
         return 0
     views = deleted.views

@@ -22,7 +22,7 @@ class Delta:
     def add(self, other: Delta) -> None:
         self.total += other.total
         self.unique += other.unique
-        if other.title:
+        if other.title and not self.title:  # a post keeps its first title
             self.title = other.title
 
 
@@ -65,7 +65,7 @@ class WriteOrder(Generic[K]):
             delta = self.pending[key] = Delta()
         delta.total += total
         delta.unique += unique
-        if title:
+        if title and not delta.title:  # a post keeps its first title
             delta.title = title
 
     def take(self, seq: int) -> dict[K, Write]:

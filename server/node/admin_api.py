@@ -128,7 +128,7 @@ class AdminApi:
         except _Unsupported as exc:
             return _unsupported(exc)
         article, title = _id(body.get("articleId"), "articleId"), body.get("title")
-        if not isinstance(title, str) or not title.strip():
+        if not isinstance(title, str) or not sizes.shows(title):
             raise BadParameter("title", "is required, and must show something")
         if (wrong := sizes.problem(title, sizes.TITLE)) is not None:
             raise BadParameter("title", wrong)
@@ -209,14 +209,11 @@ class AdminApi:
     async def _delete_prefix(self, prefix: str, dry_run: bool) -> Response:
         """Every post and page with views whose id starts with `prefix`, deleted in the
         background as a long rename is; or, `dry_run`, what that would delete."""
-        none = ClientError(
-            "never_counted", f"no post or page with views has an id starting with {prefix!r}"
-        )
         try:
             if (job := self._prefixes.find(prefix, prefix)) is None:
                 found = await self.deletes.matching(prefix)
                 if not any(c.total for c in found.values()) if dry_run else not found:
-                    raise none
+                    raise _nothing(prefix)
                 if dry_run:
                     return json_response(200, _dry_run(prefix, found))
                 deleted = Deleted(list(found))
@@ -230,7 +227,7 @@ class AdminApi:
             deleted = job.state
             await self._prefixes.outcome(prefix, job, self.wait)
             if not (deleted.done or deleted.refused):  # only ids emptied before: nothing left
-                raise none
+                raise _nothing(prefix)
         except TimeoutError:
             return json_response(
                 202,
@@ -316,6 +313,12 @@ class Underway(Generic[T]):
     def _forget(self, key: Any, job: Running[T]) -> None:
         if self._jobs.get(key) is job:
             del self._jobs[key]
+
+
+def _nothing(prefix: str) -> ClientError:
+    return ClientError(
+        "never_counted", f"no post or page with views has an id starting with {prefix!r}"
+    )
 
 
 def _dry_run(prefix: str, found: dict[Target, Counts]) -> dict[str, Any]:

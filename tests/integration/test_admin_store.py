@@ -56,8 +56,8 @@ async def seed(store: Store, target: Target, total: int, unique: int, title: str
         for ref in (target.ref, SITE):
             row = Row("referrer", ref, f"h{i}.example")
             row_deltas[row] = Delta(row_deltas.get(row, Delta()).total + 1, 0)
-    flush = flush_of(targets={target: Delta(total, unique, title or None)}, rows=row_deltas,
-                     new={target})
+    flush = flush_of(targets={target: Delta(total, unique, title or None)}, rows=row_deltas)
+    await store.pages.register([target], None)  # as a node does at its first view
     result = await store.flush(flush)
     assert not (result.failed_targets or result.failed_rows or result.rejected_rows)
 
@@ -138,7 +138,8 @@ async def test_a_renamed_ids_resent_write_is_refused_by_the_item_left_behind(loc
     """The emptied item keeps each node's flush number, so a write whose answer was lost
     before the rename, resent after it, cannot count its views a second time."""
     store = local_store
-    flush = flush_of(targets={OLD: Delta(4, 4)}, new={OLD})
+    flush = flush_of(targets={OLD: Delta(4, 4)})
+    await store.pages.register([OLD], None)
     await store.flush(flush)
     await Operations(store).run(Plan("old", "new"))
     result = await store.flush(flush)  # the same writes again: a resend
@@ -292,6 +293,7 @@ async def test_a_prefix_deletes_a_load_tests_posts_and_pages_and_nothing_else(
     assert sorted(steps) == [(i, 5) for i in range(1, 6)]
     assert (await ops.current(emptied)).plan == Plan("loadtest-emptied", "hello")  # type: ignore[union-attr]
     assert sorted(await local_store.tracked()) == sorted(kept)
+    assert await local_store.pages.count() == len(kept)  # the count of the entries, in step
     assert await writer(local_store, "hello") == Counts(3, 2)
     assert await rows(local_store, "timeline", SITE) == {H1: Counts(5, 3)}
     said = [feed.read(payload) for _, payload in await local_store.read_feed(0)]
@@ -342,11 +344,12 @@ async def test_a_page_is_deleted_or_renamed_like_a_post(local_store: Store):
     assert await rows(store, "timeline", SITE) == {H1: ZERO, H2: Counts(2, 2)}
     assert await rows(store, "referrer", SITE) == {"h0.example": Counts(1, 0),
                                                    "h1.example": ZERO}
-    assert await store.tracked() == [about]
+    assert await store.tracked() == [about] and await store.pages.count() == 1
     renamed = await ops.run(Plan("/about", "/about-us", "page"))
     assert renamed.now == Counts(2, 2)
     assert await rows(store, "timeline", "page#/about-us") == {H2: Counts(2, 2)}
     assert await store.tracked() == [Target("page", "/about-us")]
+    assert await store.pages.count() == 1
     said = [feed.read(payload) for _, payload in await store.read_feed(0)]
     # Pages have no feed of counts: both ids of a rename are read again.
     for name in ("Home_Page", "/about", "/about-us"):

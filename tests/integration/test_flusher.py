@@ -77,13 +77,13 @@ class Node:
     async def view(self, target: Target, host: str | None = None) -> None:
         """A view of `target` from `host`, on its way through the engine and the journal."""
         engine = self.core.engine
-        engine.loaded({target: Counts(0, 0)}, time.time())
+        engine.loaded({target: Counts(0, 0)}, time.time(), [target])
         action = engine.receive("page", json.dumps({
             "message": "views", "articleId": target.id,
             "referrer": f"https://{host}/" if host else None}), time.time())
         assert isinstance(action, Append)
         await self.journal.append(action.view.record,
-                                  lambda: engine.stored(action.view, time.time()))
+                                  lambda: self.core.live.stored(action.view, time.time()))
 
 
 @asynccontextmanager

@@ -72,20 +72,24 @@ async def test_every_route_needs_the_operators_token(
     for method, path, sent in (
         ("POST", "/api/admin/rename", {"from": "old", "to": "new"}),
         ("POST", "/api/admin/delete", {"articleId": "old"}),
+        ("POST", "/api/admin/delete", {"pageName": "Home_Page"}),
+        ("POST", "/api/admin/delete", {"prefix": "o"}),
+        ("POST", "/api/admin/delete", {"prefix": "o", "dryRun": True}),
         ("GET", "/api/admin/operation?articleId=old", None),
     ):
         for token in (None, "not-the-token-at-all"):
             answer, body = await ask(api, path, method, token=token, body=sent)
             assert answer.status_code == 401 and body["error"] == "unauthorized", path
     # A page of another site that holds the operator's cookie cannot act with it.
-    answer, body = await ask(
-        api,
-        "/api/admin/delete",
-        token=guard.current(),
-        body={"articleId": "old"},
-        Origin="https://evil.example",
-    )
-    assert (answer.status_code, body["error"]) == (403, "cross_origin")
+    for sent in ({"articleId": "old"}, {"prefix": "o"}):
+        answer, body = await ask(
+            api,
+            "/api/admin/delete",
+            token=guard.current(),
+            body=sent,
+            Origin="https://evil.example",
+        )
+        assert (answer.status_code, body["error"]) == (403, "cross_origin")
     raw = await local_store.ddb.get_item(
         TableName=local_store.tables.writer, Key={"articleId": {"S": "old"}}
     )

@@ -20,7 +20,7 @@ from livecount.node import lifecycle as app
 from livecount.node import workers
 from livecount.node.banner import version
 from livecount.node.journal import JournalBusy
-from livecount.tools import admin, loadtest, transfer
+from livecount.tools import admin, importer, loadtest, transfer
 from livecount.tools import report as console
 
 
@@ -104,6 +104,7 @@ def parser() -> argparse.ArgumentParser:
     console.register(commands)
     admin.register(commands)
     transfer.register(commands)
+    importer.register(commands)
     return top
 
 

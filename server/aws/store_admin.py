@@ -1,4 +1,4 @@
-"""The operator's side of the store: rename, delete, export, import.
+"""The operator's side of the store: rename, delete, export, import and its undo.
 
 Not a request path: these read whole partitions (one Query each, never a Scan) and
 write many items. Each operation is made of steps that are idempotent and applied
@@ -7,7 +7,9 @@ answer, DynamoDB away) is finished by running it again:
 
 - a move (`core/moves.py`) is one transaction, on condition of its source's `admin`
   counter as read;
-- an import write carries the file's marker and is refused where it already is;
+- an import's chunk is one transaction that also puts the chunk's own item, on
+  condition that there is none (`core/import_chunks.py`), and its undo another that
+  marks that item undone;
 - index entries, reader copies (on condition of `version`) and feed items are
   the same item however often they are written.
 
@@ -21,19 +23,20 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotoClientError
-from livecount.aws import store_requests
+from livecount.aws import store_errors, store_requests
 from livecount.aws.store import Store
 from livecount.aws.store_errors import ConditionFailed, answer, translate
-from livecount.core import feed, imports, moves
+from livecount.core import feed, import_chunks, moves
 from livecount.core.errors import ClientError
 from livecount.core.exports import Record
-from livecount.core.imports import ImportPlan
-from livecount.core.ledger import SITE, ZERO, Counts, Row
+from livecount.core.import_chunks import ImportRecord
+from livecount.core.imports import Add
+from livecount.core.ledger import SITE, ZERO, Counts
 from livecount.core.moves import Operation, Plan, Source
 from livecount.core.pages import Target
 from livecount.core.replication import Copy
@@ -298,71 +301,383 @@ class Operations(Items):
 
 
 @dataclass
-class Imported:
-    """What one run of an import did, per stored count."""
+class Begun:
+    """Where an import stands once started: new, resumed, or done before."""
 
-    already: bool  # the whole file was imported before: nothing written
-    added: dict[Target, bool] = field(default_factory=dict)  # True: added now; False: before
-    rows: int = 0  # report rows added now
+    record: ImportRecord
+    resumed: bool = False
+    already: bool = False  # done before: nothing to write
+
+
+@dataclass
+class Undone:
+    record: ImportRecord
+    already: bool = False  # undone before: nothing to do
+    chunks: int = 0  # chunks taken back by this run
+    kept: int = 0  # adds left where a rename or delete had moved their views (every run)
+
+
+IN_FLIGHT: Final = 4  # chunk transactions of one import in flight at once
 
 
 class Imports(Items):
-    async def run(self, plan: ImportPlan, import_id: str, name: str,
-                  progress: Progress | None = None) -> Imported:
-        """Add `plan` once: a file imported before (whole or in part) adds only what
-        it has not added yet."""
-        key = {"index": {"S": imports.IMPORTS}, "target": {"S": import_id}}
-        record = await self.get(self.tables.index, key)
-        if record is not None:
-            if record.get("plan", {}).get("S") != plan.fingerprint():
-                raise ClientError("imported_before", (
-                    f"{record['file']['S']} was imported on {record['at']['S']} with other "
-                    "--path-pattern, --page or --site-domain options: importing it with "
-                    "these would count views twice (finish it with the same options)"))
-            if record.get("state", {}).get("S") == "done":
-                return Imported(already=True, added=dict.fromkeys(plan.counts, False))
-        await answer(self.ddb.put_item(TableName=self.tables.index, Item=imports.record_item(
-            import_id, name, plan, "running", _now())), self.tables.index)
-        mark = imports.marker(import_id)
-        result = Imported(already=False)
-        images: list[dict[str, Any]] = []
-        steps = len(plan.counts) + len(plan.rows)
-        done = 0
+    """Imports and their undo (`core/import_chunks.py`): chunks of adds, each one
+    transaction that applies once, so that a run killed anywhere is finished (or taken
+    back) exactly by running the command again."""
 
-        async def write(request: dict[str, Any]) -> dict[str, Any] | None:
-            """The item after the write; None when this import wrote it before."""
-            nonlocal done
+    async def record(self, import_id: str) -> ImportRecord | None:
+        item = await self.get(self.tables.index, import_chunks.record_key(import_id))
+        return ImportRecord.from_item(item) if item else None
+
+    async def records(self) -> list[ImportRecord]:
+        """Every import, oldest first."""
+        items = await self.partition(self.tables.index, "index", import_chunks.IMPORTS)
+        return sorted((ImportRecord.from_item(i) for i in items), key=lambda r: r.started)
+
+    async def begin(self, fresh: ImportRecord) -> Begun:
+        """Start the import `fresh` describes, resume it, or say it is done; refuse it
+        while the same records, mapped otherwise, are imported (or being undone)."""
+        was = await self.record(fresh.id)
+        if was is not None and was.content != fresh.content:  # 1 in 2**48
+            raise ClientError(
+                "import_id_taken",
+                f"import {fresh.id} holds other records: undo it before importing this file",
+            )
+        if was is None or was.state == "undone":
+            now = _now()
+            record = replace(
+                fresh,
+                attempt=was.attempt + 1 if was else 1,
+                state="running",
+                started=now,
+                changed=now,
+            )
             try:
-                got = await answer(self.ddb.update_item(**request), request["TableName"])
-                item: dict[str, Any] | None = dict(got.get("Attributes", {}))
-            except ConditionFailed as exc:
-                item = None
-                if request["TableName"] == self.tables.writer:
-                    images.append(exc.item)
+                await answer(
+                    self.ddb.put_item(**record.put(self.tables.index, was)), self.tables.index
+                )
+            except ConditionFailed:
+                raise ClientError(
+                    "import_running",
+                    f"another run started import {fresh.id} just now: let it finish",
+                ) from None
+            return Begun(record)
+        if was.state == "undoing":
+            raise ClientError(
+                "import_undoing",
+                (
+                    f"import {was.id} of these records is being undone: finish that with "
+                    f"livecount import --undo {was.id}, then import again"
+                ),
+            )
+        if was.plan != fresh.plan:
+            unfinished = "an unfinished" if was.state == "running" else "an"
+            raise ClientError(
+                "imported_before",
+                (
+                    f"these records ({was.file}) are {unfinished} import, {was.id}, of "
+                    f"{was.started}, mapped otherwise (other --page, --path-pattern, "
+                    "--unmatched-paths or --site-domain options): importing them as well would "
+                    f"count their views twice. Undo it first: livecount import --undo {was.id}"
+                ),
+            )
+        return Begun(was, resumed=was.state == "running", already=was.state == "done")
+
+    async def write(
+        self, record: ImportRecord, chunks: Iterable[list[Add]], progress: Progress | None = None
+    ) -> int:
+        """Add every chunk of `record` not added yet, `IN_FLIGHT` at once; the chunks
+        added by this run."""
+        present = {import_chunks.chunk_number(i) for i in await self.chunk_items(record)}
+        written = done = 0
+        todo = iter(enumerate(chunks))
+        at = _now()
+
+        async def worker() -> None:
+            nonlocal written, done
+            for n, adds in todo:  # shared: each chunk goes to one worker
+                if (
+                    n not in present
+                    and await self.transact(
+                        [
+                            [a]
+                            for a in import_chunks.chunk_transaction(
+                                self.tables, record.id, record.attempt, n, adds, at
+                            )
+                        ],
+                        essential=True,
+                    )
+                    is not None
+                ):
+                    written += 1
+                done += 1
+                if progress is not None:
+                    progress(done, record.chunks)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(IN_FLIGHT):
+                group.create_task(worker())
+        return written
+
+    async def settle(self, record: ImportRecord, targets: Iterable[Target]) -> ImportRecord:
+        """Once every chunk is in: the posts and pages in the page index, the posts'
+        counts in the reader table and on the live feed, and the record `done`."""
+        batch: list[Target] = []
+        for target in targets:
+            batch.append(target)
+            if len(batch) == 100:
+                await self._settle(batch)
+                batch = []
+        await self._settle(batch)
+        done = replace(record, state="done", changed=_now())
+        await self.move_on(record, done)
+        return done
+
+    async def _settle(self, targets: list[Target]) -> None:
+        if not targets:
+            return
+        index = store_requests.INDEX
+        await self.transact(
+            [
+                [
+                    {
+                        "Put": {
+                            "TableName": self.tables.index,
+                            "Item": {"index": {"S": index}, "target": {"S": t.ref}},
+                        }
+                    }
+                ]
+                for t in targets
+            ]
+        )
+        await self.copy_many([t.id for t in targets if t.kind == "post"], announce=True)
+
+    async def undo(self, import_id: str, progress: Progress | None = None) -> Undone:
+        """Take back every chunk of the import that is still in, exactly once; mark
+        the ones never written so that no run adds them later; take the posts and pages
+        it emptied out of the page index; then the record `undone`."""
+        was = await self.record(import_id)
+        if was is None:
+            raise ClientError(
+                "never_imported",
+                f"there is no import {import_id!r}: livecount import --list lists them",
+            )
+        if was.attempt == 0:
+            raise ClientError(
+                "not_undoable",
+                f"import {import_id} was made by an older "
+                "livecount, whose imports cannot be undone",
+            )
+        if was.state == "undone":
+            return Undone(was, already=True, kept=was.kept)
+        record = replace(was, state="undoing", changed=_now())
+        if was.state != "undoing":
+            await self.move_on(was, record)
+        result = Undone(record)
+        seen: set[int] = set()
+        done = 0
+        at = _now()
+
+        async def one(item: dict[str, Any]) -> None:
+            nonlocal done
+            seen.add(import_chunks.chunk_number(item))
+            await self._undo_chunk(record, item, at, result)
             done += 1
             if progress is not None:
-                progress(done, steps)
-            return item
+                progress(done, record.chunks)
 
-        async def count(target: Target, counts: Counts) -> None:
-            item = await write(imports.count_write(self.tables, target, counts,
-                                                   plan.titles.get(target, ""), mark))
-            result.added[target] = item is not None
-            if item is not None and target.kind == "post":
-                images.append(item)
-
-        async def row(row: Row, counts: Counts) -> None:
-            if await write(imports.row_write(self.tables, row, counts, mark)) is not None:
-                result.rows += 1
-
-        await gather_limited([count(t, c) for t, c in plan.counts.items() if c.total],
-                             limit=16)
-        await gather_limited([row(r, c) for r, c in plan.rows.items() if c.total], limit=16)
-        await gather_limited([self.index(t, present=True) for t in plan.counts], limit=16)
-        await self.copy(images)
-        await answer(self.ddb.put_item(TableName=self.tables.index, Item=imports.record_item(
-            import_id, name, plan, "done", _now())), self.tables.index)
+        await gather_limited((one(i) for i in await self.chunk_items(record, adds=True)), IN_FLIGHT)
+        missing = sorted(set(range(record.chunks)) - seen)
+        for start in range(0, len(missing), 100):
+            numbers = missing[start : start + 100]
+            refused = await self.transact(
+                [
+                    [import_chunks.tombstone(self.tables, record.id, record.attempt, n, at)]
+                    for n in numbers
+                ]
+            )
+            for i in refused or []:  # written meanwhile by a run still going: take it back
+                item = await self.get(
+                    self.tables.index,
+                    import_chunks.chunk_key(record.id, record.attempt, numbers[i]),
+                )
+                if item is not None:
+                    await self._undo_chunk(record, item, at, result)
+            done += len(numbers)
+            if progress is not None:
+                progress(done, record.chunks)
+        undone = replace(record, state="undone", changed=_now(), kept=result.kept)
+        await self.move_on(record, undone)
+        result.record = undone
         return result
+
+    async def _undo_chunk(
+        self, record: ImportRecord, item: dict[str, Any], at: str, result: Undone
+    ) -> None:
+        """Take one chunk back (unless it was), then tidy what its counts emptied:
+        again on every run, so that a run killed in between leaves nothing undone."""
+        if "adds" not in item:
+            return  # a tombstone: never written
+        n = import_chunks.chunk_number(item)
+        adds = import_chunks.unpack(item["adds"]["B"])
+        if "undone" not in item:
+            left, kept = list(adds), 0
+            while True:
+                refused = await self.transact(
+                    [
+                        [a]
+                        for a in import_chunks.undo_transaction(
+                            self.tables, record.id, record.attempt, n, left, kept, at
+                        )
+                    ],
+                    essential=True,
+                )
+                if refused is None:
+                    break  # another run took it back
+                if not refused:
+                    result.chunks += 1
+                    result.kept += kept
+                    break
+                # Items that no longer hold what the chunk added (a rename or delete moved
+                # their views): left as they are, counted, and the rest taken back.
+                kept += len(refused)
+                left = [a for i, a in enumerate(left) if i not in set(refused)]
+        else:
+            result.kept += int(item.get("kept", {}).get("N", 0))
+        targets = [Target(a.kind, a.key) for a in adds if a.kind in ("post", "page")]
+        if targets:
+            await self.transact([self._emptied(t) for t in targets])
+            posts = [t.id for t in targets if t.kind == "post"]
+            await self.copy_many(posts, announce=False)
+            await self.reset(posts)
+
+    def _emptied(self, target: Target) -> list[dict[str, Any]]:
+        """TransactItems taking `target` out of the page index, on condition that it has
+        no views (an undo emptied it, and no node counted one since)."""
+        table, key = (
+            (self.tables.writer, {"articleId": {"S": target.id}})
+            if target.kind == "post"
+            else (self.tables.pages, {"pageName": {"S": target.id}})
+        )
+        return [
+            {
+                "ConditionCheck": {
+                    "TableName": table,
+                    "Key": key,
+                    "ConditionExpression": "attribute_not_exists(#t) OR #t = :zero",
+                    "ExpressionAttributeNames": {"#t": "totalViews"},
+                    "ExpressionAttributeValues": {":zero": {"N": "0"}},
+                }
+            },
+            {
+                "Delete": {
+                    "TableName": self.tables.index,
+                    "Key": {"index": {"S": store_requests.INDEX}, "target": {"S": target.ref}},
+                }
+            },
+        ]
+
+    async def chunk_items(
+        self,
+        record: ImportRecord,
+        adds: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The chunk items of the record's attempt (their adds too, or just their keys)."""
+        request = store_requests.query(
+            self.tables.index,
+            "index",
+            import_chunks.chunk_partition(record.id, record.attempt),
+            consistent=True,
+        )
+        if not adds:
+            request["ProjectionExpression"] = "#p"
+            request["ExpressionAttributeNames"]["#p"] = "target"
+        items: list[dict[str, Any]] = []
+        while True:
+            page = await answer(self.ddb.query(**request), self.tables.index)
+            items += page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return items
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    async def move_on(self, was: ImportRecord, now: ImportRecord) -> None:
+        """The record from `was` to `now`, unless another run moved it first."""
+        try:
+            await answer(self.ddb.put_item(**now.put(self.tables.index, was)), self.tables.index)
+        except ConditionFailed:
+            raise ClientError(
+                "import_running",
+                (
+                    f"import {was.id} changed under this run (another run of it, or of its "
+                    "undo): see livecount import --list"
+                ),
+            ) from None
+
+    async def copy_many(self, articles: list[str], announce: bool) -> None:
+        """`Items.copy` for many posts: their writer items read 100 at a time, copied
+        into the reader table by the version rule in one transaction, and (`announce`)
+        their counts put on the live feed."""
+        for start in range(0, len(articles), 100):
+            keys = [{"articleId": {"S": a}} for a in articles[start : start + 100]]
+            images: list[dict[str, Any]] = []
+            request: dict[str, Any] = {self.tables.writer: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                got = await answer(self.ddb.batch_get_item(RequestItems=request), "BatchGetItem")
+                images += got.get("Responses", {}).get(self.tables.writer, [])
+                request = got.get("UnprocessedKeys") or {}
+            copies = [
+                Copy("put", {"articleId": i["articleId"]}, int(i["version"]["N"]), i)
+                for i in images
+                if "version" in i
+            ]
+            await self.transact([[{"Put": c.request(self.tables.reader)}] for c in copies])
+            if announce:
+                await self.announce({i["articleId"]["S"]: store_requests.counts(i) for i in images})
+
+    async def transact(
+        self,
+        groups: list[list[dict[str, Any]]],
+        essential: bool = False,
+    ) -> list[int] | None:
+        """Apply `groups` of TransactItems in one transaction, leaving out each group
+        one of whose conditions fails: the indices of those are returned. With
+        `essential`, the last group's failing means nothing is applied: None. A
+        conflict with another write is tried again, a while; anything else the store
+        refuses stops the operation (a rerun finishes it)."""
+        left = list(range(len(groups)))
+        refused: list[int] = []
+        for attempt in range(ATTEMPTS):
+            owner = [g for g in left for _ in groups[g]]
+            if not owner:
+                return refused
+            try:
+                await self.ddb.transact_write_items(
+                    TransactItems=[a for g in left for a in groups[g]]
+                )
+                return refused
+            except BotoClientError as exc:
+                codes = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                failed = {
+                    owner[i] for i, code in enumerate(codes) if code == "ConditionalCheckFailed"
+                }
+                if failed:
+                    if essential and len(groups) - 1 in failed:
+                        return None
+                    refused += sorted(failed)
+                    left = [g for g in left if g not in failed]
+                elif "TransactionConflict" in codes or store_errors.aws_code(exc) in (
+                    "TransactionConflictException",
+                    "TransactionInProgressException",
+                ):
+                    await asyncio.sleep(0.05 * (attempt + 1))  # another write in progress
+                else:
+                    raise translate(exc, "TransactWriteItems") from exc
+            except BotoCoreError as exc:  # no answer: a rerun reads what applied
+                raise translate(exc, "TransactWriteItems") from exc
+        raise ClientError(
+            "operation_contended",
+            f"a transaction kept meeting other writes under {ATTEMPTS} tries; run it again",
+        )
 
 
 class Exports(Items):

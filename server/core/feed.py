@@ -92,9 +92,20 @@ def puts(changes: Mapping[str, tuple[int, int]], table: str, writer: str, now: f
 
 def resets(articles: Iterable[str], table: str, writer: str, now: float,
            ) -> list[dict[str, Any]]:
-    """PutItem requests telling every node to read `articles` again (one item each:
-    an article id is at most about 1 KB)."""
-    payloads = [_encode({"reset": [article]}) for article in articles]
+    """PutItem requests telling every node to read `articles` again: as many to an
+    item as fit (an undone import may reset thousands)."""
+    payloads: list[bytes] = []
+    batch: list[str] = []
+    size = 16
+    for article in articles:
+        cost = len(_encode(article)) + 1
+        if batch and size + cost > MAX_ITEM_BYTES:
+            payloads.append(_encode({"reset": batch}))
+            batch, size = [], 16
+        batch.append(article)
+        size += cost
+    if batch:
+        payloads.append(_encode({"reset": batch}))
     stamped = zip(stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads)),
                   payloads, strict=True)
     expires = int(now) + TTL_SECONDS

@@ -30,6 +30,22 @@ class Row(NamedTuple):
         return self.sort == PACK and self.table == "referrer"
 
 
+def view_rows(target: Target, hour: str, referrer: str | None) -> list[Row]:
+    """Every report row a view adds to: its hour, for its target and for the site, and
+    with an external referrer that host's row of each. Referrer rows keep no unique
+    count (`counts_unique`). The node spreads its views by this, and imports theirs."""
+    rows = []
+    for ref in (target.ref, SITE):
+        rows.append(Row("timeline", ref, hour))
+        if referrer:
+            rows.append(Row("referrer", ref, referrer))
+    return rows
+
+
+def counts_unique(row: Row) -> bool:
+    return row.table == "timeline"
+
+
 class ReportRows:
     __slots__ = ("_unspread", "order")
 
@@ -55,14 +71,15 @@ class ReportRows:
             unspread, self._unspread = self._unspread, {}
             add, pending = self.order.add, self.order.pending
             for (target, hour, referrer), (total, unique) in unspread.items():
-                for ref in (target.ref, SITE):
-                    add(Row("timeline", ref, hour), unique, None, total)
-                    if referrer:  # referrer rows keep no unique count
-                        waiting = pending.get(pack := Row("referrer", ref, PACK))
-                        if packed(referrer, waiting.hosts if waiting else None):
-                            add(pack, 0, None, total, referrer)
-                        else:
-                            add(Row("referrer", ref, referrer), 0, None, total)
+                for row in view_rows(target, hour, referrer):
+                    if counts_unique(row):
+                        add(row, unique, None, total)
+                        continue
+                    waiting = pending.get(pack := Row("referrer", row.target, PACK))
+                    if packed(row.sort, waiting.hosts if waiting else None):
+                        add(pack, 0, None, total, row.sort)
+                    else:
+                        add(row, 0, None, total)
         return self.order
 
     def unpack(self, rows: dict[Row, Write], full: set[str]) -> None:

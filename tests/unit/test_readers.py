@@ -163,5 +163,11 @@ def test_feed_items_that_no_node_wrote_say_nothing():
 def test_a_reset_on_the_feed_reads_back_as_one():
     puts = feed.resets(["old", "deleted"], "feed", "admin", 1_764_000_000.0)
     said = [feed.read(put["Item"]["changes"]["S"]) for put in puts]
-    assert said == [feed.Reset(["old"]), feed.Reset(["deleted"])]
+    assert said == [feed.Reset(["old", "deleted"])]
     assert feed.decode(puts[0]["Item"]["changes"]["S"]) == []  # no count change in it
+    # An undone import resets thousands: as many to an item as fit in one.
+    many = [f"{i:04d}" + "x" * 995 for i in range(1000)]
+    puts = feed.resets(many, "feed", "admin", 1_764_000_000.0)
+    assert 1 < len(puts) < 10
+    assert all(len(put["Item"]["changes"]["S"].encode()) <= feed.MAX_ITEM_BYTES for put in puts)
+    assert [a for put in puts for a in feed.read(put["Item"]["changes"]["S"]).articles] == many

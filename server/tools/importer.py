@@ -1,0 +1,418 @@
+"""`livecount import`: add another counter's history (or livecount's own export), see
+what it would add first (`--dry-run`), list imports (`--list`), take one back
+(`--undo ID`).
+
+An import runs in two steps. The file is read, decompressed and parsed a line at a
+time into a plan on disk (`core/imports.py`, `tools/import_plan.py`), so memory stays
+bounded whatever the file, and a line that cannot be read stops it before anything is
+written. Then the plan's chunks are added, each one transaction that applies once
+(`core/import_chunks.py`, `aws/store_admin.py`): Ctrl-C or a kill anywhere leaves every
+chunk whole or absent, and the same command finishes the import; `--undo ID` takes
+back exactly what it added.
+
+The store is opened by `tools/admin.opened`, as every command that works on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import uvloop
+from livecount import config
+from livecount.aws.store_admin import Begun, Imports, Undone
+from livecount.core import imports
+from livecount.core.errors import LivecountError
+from livecount.core.import_chunks import ImportRecord
+from livecount.core.imports import PathMap, Reader
+from livecount.tools.admin import ENV_NOTE, add_store_options, failed, opened, store_config
+from livecount.tools.import_plan import ImportPlan, Summary
+from livecount.tools.meter import Meter
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+TOP = 20  # posts and pages in the table (the JSON has TOP_JSON)
+TOP_JSON = 1000
+STOPPED = 130  # exit code after Ctrl-C, as a shell reports SIGINT
+
+
+def _size(value: str) -> int:
+    """`2GiB`, `500MB`, `1000000`: a size in bytes (K, M, G and T are powers of 1024)."""
+    found = re.fullmatch(r"\s*([0-9]+)\s*(?:([kmgt])i?)?b?\s*", value.lower())
+    if not found or int(found.group(1)) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size such as 2GiB or 500MB")
+    return int(found.group(1)) << (10 * " kmgt".index(found.group(2) or " "))
+
+
+# -- reading --------------------------------------------------------------------------------
+def read(
+    path: Path, plan: ImportPlan, cfg: config.Config, max_expanded: int, meter: Meter
+) -> Reader:
+    """The file into `plan`; raises `invalid_file` (or OSError) for what cannot be read."""
+    with path.open("rb") as stream:
+        meter.start("reading", path.stat().st_size, f"Reading {path.name}")
+        reader = Reader(
+            PathMap(cfg.pages),
+            cfg.site_domains,
+            max_expanded,
+            tick=lambda: meter.update(stream.tell()),
+        )
+        for tally in reader.tallies(stream, path.name):
+            plan.take(tally)
+        meter.update(stream.tell())
+    meter.end()
+    plan.check(reader)
+    if not plan.summary().adds:
+        unmatched = plan.paths(1, mapped=False)
+        raise imports.bad(
+            f"nothing in {path.name} maps to a post or page"
+            + (
+                f" (e.g. {unmatched[0][0]!r}: {unmatched[0][1]}): give --path-pattern or --page"
+                if unmatched
+                else ""
+            )
+        )
+    return reader
+
+
+def fresh_record(reader: Reader, plan: ImportPlan, name: str) -> ImportRecord:
+    s = plan.summary()
+    return ImportRecord(
+        id=reader.import_id,
+        content=reader.content_hash,
+        plan=s.plan,
+        attempt=0,
+        state="running",
+        file=name,
+        format=reader.format,
+        chunks=s.chunks,
+        adds=s.adds,
+        posts=s.posts,
+        pages=s.pages,
+        views=s.views,
+        unique=s.unique,
+        started="",
+    )
+
+
+async def write(
+    cfg: config.Config, plan: ImportPlan, fresh: ImportRecord, meter: Meter
+) -> tuple[Begun, int]:
+    """Begin (or resume) the import and add every chunk not in yet."""
+    async with opened(cfg, create=True) as store:
+        store_imports = Imports(store)
+        begun = await store_imports.begin(fresh)
+        if begun.already:
+            return begun, 0
+        meter.start("writing", begun.record.chunks, f"Import {fresh.id}")
+        written = await store_imports.write(
+            begun.record, plan.chunks(), lambda done, _: meter.update(done)
+        )
+        meter.end()
+        begun.record = await store_imports.settle(begun.record, plan.targets())
+        return begun, written
+
+
+# -- what is shown ---------------------------------------------------------------------------
+def _views(s: Summary | ImportRecord) -> str:
+    return (
+        f"{s.posts:,} posts and {s.pages:,} pages: {s.views:,} views "
+        f"({s.unique:,} unique), {s.adds:,} items in {s.chunks:,} transactions"
+    )
+
+
+def outcome(
+    plan: ImportPlan, reader: Reader, status: str, record: ImportRecord | None, written: int = 0
+) -> dict[str, Any]:
+    """The `--json` object of an import or a dry run."""
+    s = plan.summary()
+    return {
+        "status": status,
+        "import": reader.import_id,
+        "format": reader.format,
+        "records": reader.records,
+        "posts": s.posts,
+        "pages": s.pages,
+        "totalViews": s.views,
+        "uniqueViews": s.unique,
+        "items": s.adds,
+        "chunks": s.chunks,
+        "chunksWritten": written,
+        "attempt": record.attempt if record else None,
+        "skipped": dict(reader.skipped.most_common()),
+        "unmatched": {p: n for p, _, n in plan.paths(20, mapped=False)},
+        "top": [
+            {"kind": t.kind, "id": t.id, "totalViews": total, "uniqueViews": unique}
+            for t, total, unique in plan.top(TOP_JSON)
+        ],
+    }
+
+
+def top_table(plan: ImportPlan, title: str) -> Table:
+    s = plan.summary()
+    out = Table(title=title, title_justify="left", show_footer=True)
+    out.add_column("Kind", footer="Total")
+    out.add_column(
+        "Id",
+        overflow="fold",
+        footer=f"{s.posts + s.pages:,}"
+        + (" (most viewed shown)" if s.posts + s.pages > TOP else ""),
+    )
+    out.add_column("Total", justify="right", footer=f"{s.views:,}")
+    out.add_column("Unique", justify="right", footer=f"{s.unique:,}")
+    for target, total, unique in plan.top(TOP):
+        out.add_row(target.kind, Text(target.id), f"{total:,}", f"{unique:,}")
+    return out
+
+
+def _skipped(console: Console, reader: Reader, plan: ImportPlan) -> None:
+    if reader.skipped:
+        why = ", ".join(f"{n:,} {reason}" for reason, n in reader.skipped.most_common())
+        console.print(Text(f"Skipped records: {why}."))
+    if unmatched := plan.paths(5, mapped=False):
+        console.print(
+            Text("Paths that map to nothing (most first): " + ", ".join(p for p, _, _ in unmatched))
+        )
+
+
+def dry_run(console: Console, plan: ImportPlan, reader: Reader, name: str) -> None:
+    console.print(
+        Text(
+            f"Dry run of {name} ({reader.format}, {reader.records:,} records): nothing was written."
+        )
+    )
+    if mapped := plan.paths(30, mapped=True):
+        paths = Table(title="Paths and where they count (most records first)", title_justify="left")
+        paths.add_column("Path", overflow="fold")
+        paths.add_column("Counts as", overflow="fold")
+        paths.add_column("Records", justify="right")
+        for path, ref, n in mapped:
+            kind, _, id_ = ref.partition("#")
+            paths.add_row(Text(path), Text(f"{kind} {id_}"), f"{n:,}")
+        console.print(paths)
+    console.print(top_table(plan, "What it would add"))
+    _skipped(console, reader, plan)
+    console.print(Text(f"It would add {_views(plan.summary())}, as import {reader.import_id}."))
+
+
+def done(
+    console: Console, plan: ImportPlan, reader: Reader, begun: Begun, written: int, name: str
+) -> None:
+    record = begun.record
+    if begun.already:
+        console.print(
+            Text(
+                f"These records were imported before, as import {record.id} "
+                f"({record.file}, {record.started}): nothing added."
+            )
+        )
+        return
+    console.print(top_table(plan, f"Import {record.id}: {name} ({reader.format})"))
+    _skipped(console, reader, plan)
+    if begun.resumed:
+        console.print(
+            Text(
+                f"Resumed import {record.id}: {written:,} transactions written "
+                f"now, {record.chunks - written:,} were in already."
+            )
+        )
+    console.print(Text(f"Added {_views(record)}."))
+    console.print(Text(f"Undo it with: livecount import --undo {record.id}"))
+
+
+# -- the commands ----------------------------------------------------------------------------
+def _run_import(ns: argparse.Namespace) -> int:
+    picked = [bool(ns.file), ns.list, bool(ns.undo)]
+    if sum(picked) != 1:
+        ns.parser.error("give FILE, --list or --undo ID (one of them)")
+    if ns.dry_run and not ns.file:
+        ns.parser.error("--dry-run goes with FILE")
+    cfg = store_config(ns)
+    if ns.list:
+        return _list(cfg, ns.json)
+    if ns.undo:
+        return _undo(cfg, ns.undo, ns.json)
+    meter = Meter.for_command("import", ns.json)
+    with tempfile.TemporaryDirectory(prefix="livecount-import-") as tmp:
+        plan = ImportPlan(Path(tmp))
+        try:
+            return _import(cfg, ns, plan, meter)
+        finally:
+            plan.close()
+
+
+def _import(cfg: config.Config, ns: argparse.Namespace, plan: ImportPlan, meter: Meter) -> int:
+    name = ns.file.name
+    reader: Reader | None = None
+    try:
+        reader = read(ns.file, plan, cfg, ns.max_expanded, meter)
+        if ns.dry_run:
+            if ns.json:
+                print(json.dumps(outcome(plan, reader, "dry_run", None), ensure_ascii=False))
+            else:
+                dry_run(Console(), plan, reader, name)
+            return 0
+        begun, written = uvloop.run(write(cfg, plan, fresh_record(reader, plan, name), meter))
+    except LivecountError as exc:
+        meter.end()
+        return failed(exc)
+    except OSError as exc:
+        meter.end()
+        print(f"livecount: cannot read {ns.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        meter.end()
+        if reader is None or meter.phase != "writing":
+            print("livecount: stopped before writing: nothing was written.", file=sys.stderr)
+        else:
+            print(
+                f"livecount: stopped: {meter.done:,} of {meter.of:,} transactions of import "
+                f"{reader.import_id} were done, each whole or not at all. Run the same "
+                "command again to finish it, or take it back with: livecount import "
+                f"--undo {reader.import_id}",
+                file=sys.stderr,
+            )
+        return STOPPED
+    status = "already_imported" if begun.already else "resumed" if begun.resumed else "imported"
+    if ns.json:
+        print(json.dumps(outcome(plan, reader, status, begun.record, written), ensure_ascii=False))
+    else:
+        done(Console(), plan, reader, begun, written, name)
+    return 0
+
+
+def _list(cfg: config.Config, as_json: bool) -> int:
+    async def listed() -> list[ImportRecord]:
+        async with opened(cfg) as store:
+            return await Imports(store).records()
+
+    try:
+        records = uvloop.run(listed())
+    except LivecountError as exc:
+        return failed(exc)
+    if as_json:
+        print(json.dumps([asdict(r) for r in records], ensure_ascii=False))
+        return 0
+    if not records:
+        print("No imports.")
+        return 0
+    out = Table(title="Imports, oldest first", title_justify="left")
+    for column in ("Id", "State", "Format", "File", "Views", "Posts", "Pages", "Started"):
+        out.add_column(
+            column,
+            justify="right" if column in ("Views", "Posts", "Pages") else "left",
+            overflow="fold",
+        )
+    for r in records:
+        state = r.state if r.attempt else f"{r.state} (cannot be undone)"
+        out.add_row(
+            r.id,
+            state,
+            r.format,
+            Text(r.file),
+            f"{r.views:,}",
+            f"{r.posts:,}",
+            f"{r.pages:,}",
+            r.started,
+        )
+    Console().print(out)
+    return 0
+
+
+def _undo(cfg: config.Config, import_id: str, as_json: bool) -> int:
+    meter = Meter.for_command("import_undo", as_json)
+
+    async def undo() -> Undone:
+        async with opened(cfg) as store:
+            found = await Imports(store).record(import_id)
+            meter.start("undoing", found.chunks if found else 0, f"Undo {import_id}")
+            return await Imports(store).undo(import_id, lambda done, _: meter.update(done))
+
+    try:
+        undone = uvloop.run(undo())
+    except LivecountError as exc:
+        meter.end()
+        return failed(exc)
+    except KeyboardInterrupt:
+        meter.end()
+        print(
+            f"livecount: stopped: {meter.done:,} of {meter.of:,} transactions taken back, "
+            f"each whole or not at all. Run livecount import --undo {import_id} again to "
+            "finish.",
+            file=sys.stderr,
+        )
+        return STOPPED
+    meter.end()
+    record = undone.record
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "status": "already_undone" if undone.already else "undone",
+                    "import": record.id,
+                    "chunksUndone": undone.chunks,
+                    "kept": undone.kept,
+                    "record": asdict(record),
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    if undone.already:
+        print(f"Import {record.id} ({record.file}) was undone before: nothing to do.")
+    else:
+        print(
+            f"Undid import {record.id} ({record.file}): {record.views:,} views of "
+            f"{record.posts:,} posts and {record.pages:,} pages taken back."
+        )
+    if undone.kept:
+        print(
+            f"{undone.kept:,} items kept what the import added, since a rename or delete "
+            "had moved it elsewhere."
+        )
+    return 0
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    load = commands.add_parser(
+        "import",
+        help="add counts from an export: livecount's, Plausible's, GoatCounter's",
+        description="Add the counts of FILE: a livecount export, GoatCounter's CSV export "
+        "(.csv or .csv.gz), or Plausible's export (its zip, pages.csv or "
+        "imported_pages_*.csv). Paths map as serve maps them: --page rules, then "
+        "--path-pattern posts, then pages of their own (--unmatched-paths). "
+        "Each import has an id, from its records: importing the same records "
+        "again (gzipped or not) adds nothing; --undo ID takes one back.",
+        epilog=ENV_NOTE,
+    )
+    load.add_argument(
+        "file", metavar="FILE", type=config.path, nargs="?", help="the export to read"
+    )
+    load.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show where the paths go and what it would add; write nothing",
+    )
+    load.add_argument("--list", action="store_true", help="list the imports")
+    load.add_argument("--undo", metavar="ID", help="take back the import ID, exactly")
+    load.add_argument(
+        "--max-expanded",
+        type=_size,
+        default=imports.MAX_EXPANDED,
+        metavar="SIZE",
+        help="refuse a compressed file (.gz, .zip) that expands to more than this (default: 2GiB)",
+    )
+    load.add_argument(
+        "--json",
+        action="store_true",
+        help="print the outcome as JSON (progress goes to stderr as JSON lines)",
+    )
+    add_store_options(load, ("pages", "path_patterns", "unmatched_paths", "site_domains"))
+    load.set_defaults(run=_run_import, parser=load)

@@ -318,6 +318,7 @@ class Undone:
 
 
 IN_FLIGHT: Final = 4  # chunk transactions of one import in flight at once
+CHECK_FAILED: Final = "ConditionalCheckFailed"  # a cancellation reason
 
 
 class Imports(Items):
@@ -396,20 +397,18 @@ class Imports(Items):
         async def worker() -> None:
             nonlocal written, done
             for n, adds in todo:  # shared: each chunk goes to one worker
-                if (
-                    n not in present
-                    and await self.transact(
-                        [
-                            [a]
-                            for a in import_chunks.chunk_transaction(
-                                self.tables, record.id, record.attempt, n, adds, at
-                            )
-                        ],
-                        essential=True,
+                if n not in present:
+                    refused = await self.transact_once(
+                        import_chunks.chunk_transaction(
+                            self.tables, record.id, record.attempt, n, adds, at
+                        )
                     )
-                    is not None
-                ):
-                    written += 1
+                    if refused is not None and refused[-1] != CHECK_FAILED:
+                        raise ClientError(
+                            "import_refused",
+                            f"import {record.id}: chunk {n} was refused ({refused})",
+                        )
+                    written += refused is None  # else: in already, by another run
                 done += 1
                 if progress is not None:
                     progress(done, record.chunks)
@@ -496,7 +495,7 @@ class Imports(Items):
                     for n in numbers
                 ]
             )
-            for i in refused or []:  # written meanwhile by a run still going: take it back
+            for i in refused:  # written meanwhile by a run still going: take it back
                 item = await self.get(
                     self.tables.index,
                     import_chunks.chunk_key(record.id, record.attempt, numbers[i]),
@@ -523,25 +522,21 @@ class Imports(Items):
         if "undone" not in item:
             left, kept = list(adds), 0
             while True:
-                refused = await self.transact(
-                    [
-                        [a]
-                        for a in import_chunks.undo_transaction(
-                            self.tables, record.id, record.attempt, n, left, kept, at
-                        )
-                    ],
-                    essential=True,
+                refused = await self.transact_once(
+                    import_chunks.undo_transaction(
+                        self.tables, record.id, record.attempt, n, left, kept, at
+                    )
                 )
                 if refused is None:
-                    break  # another run took it back
-                if not refused:
                     result.chunks += 1
                     result.kept += kept
                     break
+                if refused[-1] == CHECK_FAILED:
+                    break  # another run took it back
                 # Items that no longer hold what the chunk added (a rename or delete moved
                 # their views): left as they are, counted, and the rest taken back.
-                kept += len(refused)
-                left = [a for i, a in enumerate(left) if i not in set(refused)]
+                kept += refused.count(CHECK_FAILED)
+                left = [a for a, why in zip(left, refused, strict=False) if why != CHECK_FAILED]
         else:
             result.kept += int(item.get("kept", {}).get("N", 0))
         targets = [Target(a.kind, a.key) for a in adds if a.kind in ("post", "page")]
@@ -634,44 +629,40 @@ class Imports(Items):
             if announce:
                 await self.announce({i["articleId"]["S"]: store_requests.counts(i) for i in images})
 
-    async def transact(
-        self,
-        groups: list[list[dict[str, Any]]],
-        essential: bool = False,
-    ) -> list[int] | None:
+    async def transact(self, groups: list[list[dict[str, Any]]]) -> list[int]:
         """Apply `groups` of TransactItems in one transaction, leaving out each group
-        one of whose conditions fails: the indices of those are returned. With
-        `essential`, the last group's failing means nothing is applied: None. A
-        conflict with another write is tried again, a while; anything else the store
-        refuses stops the operation (a rerun finishes it)."""
+        one of whose conditions fails: the indices of those are returned."""
         left = list(range(len(groups)))
         refused: list[int] = []
-        for attempt in range(ATTEMPTS):
+        while left:
             owner = [g for g in left for _ in groups[g]]
-            if not owner:
-                return refused
+            codes = await self.transact_once([a for g in left for a in groups[g]])
+            if codes is None:
+                break
+            failed = {owner[i] for i, code in enumerate(codes) if code == CHECK_FAILED}
+            refused += sorted(failed)
+            left = [g for g in left if g not in failed]
+        return refused
+
+    async def transact_once(self, actions: list[dict[str, Any]]) -> list[str] | None:
+        """One TransactWriteItems: None when it applied, or the reason for each action
+        when conditions refused it. A conflict with another write is tried again, a
+        while; anything else the store refuses stops the operation (a rerun finishes
+        it)."""
+        for attempt in range(ATTEMPTS):
             try:
-                await self.ddb.transact_write_items(
-                    TransactItems=[a for g in left for a in groups[g]]
-                )
-                return refused
+                await self.ddb.transact_write_items(TransactItems=actions)
+                return None
             except BotoClientError as exc:
-                codes = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                failed = {
-                    owner[i] for i, code in enumerate(codes) if code == "ConditionalCheckFailed"
-                }
-                if failed:
-                    if essential and len(groups) - 1 in failed:
-                        return None
-                    refused += sorted(failed)
-                    left = [g for g in left if g not in failed]
-                elif "TransactionConflict" in codes or store_errors.aws_code(exc) in (
+                codes = [r.get("Code", "") for r in exc.response.get("CancellationReasons", [])]
+                if CHECK_FAILED in codes:
+                    return codes
+                if "TransactionConflict" not in codes and store_errors.aws_code(exc) not in (
                     "TransactionConflictException",
                     "TransactionInProgressException",
                 ):
-                    await asyncio.sleep(0.05 * (attempt + 1))  # another write in progress
-                else:
                     raise translate(exc, "TransactWriteItems") from exc
+                await asyncio.sleep(0.05 * (attempt + 1))  # another write in progress
             except BotoCoreError as exc:  # no answer: a rerun reads what applied
                 raise translate(exc, "TransactWriteItems") from exc
         raise ClientError(

@@ -291,7 +291,11 @@ class Reader:
             yield from self._zip(stream)
         else:
             stream.seek(0)
-            yield from self._text(_decoded(stream), name)
+            text = _decoded(stream)
+            try:
+                yield from self._text(text, name)
+            finally:
+                text.detach()  # the caller's stream stays open
         yield self._tally
 
     def _zip(self, stream: IO[bytes]) -> Iterator[Tally]:

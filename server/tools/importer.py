@@ -155,6 +155,11 @@ def outcome(
     }
 
 
+def say(console: Console, text: str) -> None:
+    """A line of its own, not wrapped: ids and commands stay whole for copying."""
+    console.print(Text(text), soft_wrap=True)
+
+
 def top_table(plan: ImportPlan, title: str) -> Table:
     s = plan.summary()
     out = Table(title=title, title_justify="left", show_footer=True)
@@ -175,18 +180,18 @@ def top_table(plan: ImportPlan, title: str) -> Table:
 def _skipped(console: Console, reader: Reader, plan: ImportPlan) -> None:
     if reader.skipped:
         why = ", ".join(f"{n:,} {reason}" for reason, n in reader.skipped.most_common())
-        console.print(Text(f"Skipped records: {why}."))
+        say(console, f"Skipped records: {why}.")
     if unmatched := plan.paths(5, mapped=False):
-        console.print(
-            Text("Paths that map to nothing (most first): " + ", ".join(p for p, _, _ in unmatched))
+        say(
+            console,
+            "Paths that map to nothing (most first): " + ", ".join(p for p, _, _ in unmatched),
         )
 
 
 def dry_run(console: Console, plan: ImportPlan, reader: Reader, name: str) -> None:
-    console.print(
-        Text(
-            f"Dry run of {name} ({reader.format}, {reader.records:,} records): nothing was written."
-        )
+    say(
+        console,
+        f"Dry run of {name} ({reader.format}, {reader.records:,} records): nothing was written.",
     )
     if mapped := plan.paths(30, mapped=True):
         paths = Table(title="Paths and where they count (most records first)", title_justify="left")
@@ -199,7 +204,7 @@ def dry_run(console: Console, plan: ImportPlan, reader: Reader, name: str) -> No
         console.print(paths)
     console.print(top_table(plan, "What it would add"))
     _skipped(console, reader, plan)
-    console.print(Text(f"It would add {_views(plan.summary())}, as import {reader.import_id}."))
+    say(console, f"It would add {_views(plan.summary())}, as import {reader.import_id}.")
 
 
 def done(
@@ -207,24 +212,22 @@ def done(
 ) -> None:
     record = begun.record
     if begun.already:
-        console.print(
-            Text(
-                f"These records were imported before, as import {record.id} "
-                f"({record.file}, {record.started}): nothing added."
-            )
+        say(
+            console,
+            f"These records were imported before, as import {record.id} "
+            f"({record.file}, {record.started}): nothing added.",
         )
         return
     console.print(top_table(plan, f"Import {record.id}: {name} ({reader.format})"))
     _skipped(console, reader, plan)
     if begun.resumed:
-        console.print(
-            Text(
-                f"Resumed import {record.id}: {written:,} transactions written "
-                f"now, {record.chunks - written:,} were in already."
-            )
+        say(
+            console,
+            f"Resumed import {record.id}: {written:,} transactions written now, "
+            f"{record.chunks - written:,} were in already.",
         )
-    console.print(Text(f"Added {_views(record)}."))
-    console.print(Text(f"Undo it with: livecount import --undo {record.id}"))
+    say(console, f"Added {_views(record)}.")
+    say(console, f"Undo it with: livecount import --undo {record.id}")
 
 
 # -- the commands ----------------------------------------------------------------------------
@@ -304,23 +307,21 @@ def _list(cfg: config.Config, as_json: bool) -> int:
         print("No imports.")
         return 0
     out = Table(title="Imports, oldest first", title_justify="left")
-    for column in ("Id", "State", "Format", "File", "Views", "Posts", "Pages", "Started"):
-        out.add_column(
-            column,
-            justify="right" if column in ("Views", "Posts", "Pages") else "left",
-            overflow="fold",
-        )
+    out.add_column("Id", no_wrap=True)
+    out.add_column("State")
+    out.add_column("File", overflow="fold")
+    out.add_column("Views", justify="right")
+    out.add_column("Posts, pages", justify="right")
+    out.add_column("Started (UTC)", no_wrap=True)
     for r in records:
         state = r.state if r.attempt else f"{r.state} (cannot be undone)"
         out.add_row(
             r.id,
             state,
-            r.format,
-            Text(r.file),
+            Text(f"{r.file} ({r.format})"),
             f"{r.views:,}",
-            f"{r.posts:,}",
-            f"{r.pages:,}",
-            r.started,
+            f"{r.posts:,}, {r.pages:,}",
+            r.started.replace("T", " ").rstrip("Z"),
         )
     Console().print(out)
     return 0

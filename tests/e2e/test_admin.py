@@ -4,12 +4,13 @@ The rename races live views, is SIGKILLed midway and resumed, and every view end
 counted once under the new id; pages of the new id see the merged count, pages of the
 old one what is left of it. The imports
 read small Plausible and GoatCounter files written here in their documented formats
-(the sources are named in tests/unit/test_imports.py).
+(the sources are named in tests/unit/test_imports.py), and are undone and redone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 import signal
@@ -61,6 +62,10 @@ async def item(store: Store, table: str, key: dict[str, Any]) -> dict[str, Any]:
 async def counts(store: Store, article: str, table: str | None = None) -> Counts:
     return store_requests.counts(await item(store, table or store.tables.writer,
                                             {"articleId": {"S": article}}))
+
+
+async def page_counts(store: Store, name: str) -> Counts:
+    return store_requests.counts(await item(store, store.tables.pages, {"pageName": {"S": name}}))
 
 
 async def partition(store: Store, table: str, ref: str) -> list[dict[str, Any]]:
@@ -241,74 +246,114 @@ async def test_a_rename_racing_live_views_counts_each_view_once_under_the_new_id
 GOATCOUNTER = (  # https://www.goatcounter.com/help/export, version 2
     "2Path,Title,Event,UserAgent,Browser,System,Session,Bot,Referrer,Referrer scheme,"
     "Screen size,Location,FirstVisit,Date\n"
-    '/blog/hello/,Hello,false,,Firefox 120,Linux,s1,0,news.ycombinator.com,h,'
+    "/blog/hello/,Hello,false,,Firefox 120,Linux,s1,0,news.ycombinator.com,h,"
     '"1920,1080,1",NL,true,2024-03-01T10:15:00Z\n'
     '/blog/hello/,Hello,false,,Firefox 120,Linux,s1,0,,,"1920,1080,1",NL,false,'
     "2024-03-01T10:40:00Z\n"
     '/,Home,false,,Chrome 119,Windows 10,s2,0,,,"1280,720,1",US,true,2024-03-01T11:00:00Z\n'
     'click-subscribe,Subscribe,true,,Firefox 120,Linux,s1,0,,,"",NL,false,'
-    "2024-03-01T10:16:00Z\n")
-PLAUSIBLE_PAGES = ("name,visitors,pageviews,bounce_rate,time_on_page\n"  # Plausible's pages.csv
-                   "/blog/hello/,10,25,40,60.0\n"
-                   "/blog/other/,3,4,50,12.0\n"
-                   "/tags/x/,1,1,,\n")
+    "2024-03-01T10:16:00Z\n"
+    # Issue 22 B: ids that show nothing, skipped with their reason
+    '/blog/%20%20/,Blank,false,,Firefox 120,Linux,s6,0,,,"",NL,true,2024-03-01T12:00:00Z\n'
+    '/blog/%E3%80%80/,Blank,false,,Firefox 120,Linux,s7,0,,,"",NL,true,2024-03-01T12:00:00Z\n'
+)
+PLAUSIBLE_PAGES = (
+    "name,visitors,pageviews,bounce_rate,time_on_page\n"  # Plausible's pages.csv
+    "/blog/hello/,10,25,40,60.0\n"
+    "/blog/other/,3,4,50,12.0\n"
+    "/tags/x/,1,1,,\n"
+)
 
 
-async def test_imports_of_goatcounter_and_plausible_exports_add_once_and_export_back(
-        launch: Launch, local_store: Store, dynamodb_local_url: str, prefix: str,
-        tmp_path: Path):
+async def test_a_wrong_import_is_undone_and_redone_and_the_rest_adds_once(
+    launch: Launch, local_store: Store, dynamodb_local_url: str, prefix: str, tmp_path: Path
+):
+    """Issue 21's story: a GoatCounter import without --path-pattern counted only the home
+    page; it is seen (--list), undone, looked at (--dry-run) and redone. A .gz copy of the
+    file is the same import, and Plausible's export adds to it."""
     store = local_store
     # Two nodes: the import tells pages its counts over the live feed, which a node reads
     # while others are alive (alone, its stream consumer pushes what it copies itself).
     await launch("--node-id", "a", "--data-dir", str(tmp_path / "a"))
     served = await launch("--node-id", "b", "--data-dir", str(tmp_path / "b"))
     options = store_args(dynamodb_local_url, prefix, tmp_path)
+    mapping = [*options, "--unmatched-paths", "refuse"]
+    pattern = ["--path-pattern", "/blog/{id}/"]
     goat = tmp_path / "goatcounter-export.csv"
     goat.write_text(GOATCOUNTER)
     plausible = tmp_path / "plausible_export.zip"
     with zipfile.ZipFile(plausible, "w") as archive:
-        archive.writestr("visitors.csv", "date,visitors,pageviews,visits,views_per_visit,"
-                                         "bounce_rate,visit_duration\n2024-03-01,13,29,14,2,40,30\n")
+        archive.writestr(
+            "visitors.csv",
+            "date,visitors,pageviews,visits,views_per_visit,"
+            "bounce_rate,visit_duration\n2024-03-01,13,29,14,2,40,30\n",
+        )
         archive.writestr("pages.csv", PLAUSIBLE_PAGES)
+
+    code, out, err = await run(livecount("import", str(goat), "--json", *mapping))  # no pattern
+    assert code == 0, err
+    wrong = json.loads(out)
+    assert (wrong["status"], wrong["posts"], wrong["pages"]) == ("imported", 0, 1)
+    assert json.loads(err.splitlines()[-1])["event"] == "import_progress"  # not a terminal
+    assert await store.tracked() == [Target("page", "Home_Page")]
+    code, out, err = await run(livecount("import", str(goat), *pattern, *mapping))
+    assert code == 2
+    assert f"Undo it first: livecount import --undo {wrong['import']}" in err
+    code, out, err = await run(livecount("import", "--list", *mapping))
+    assert code == 0 and wrong["import"] in out and "done" in out
+    code, out, err = await run(livecount("import", "--undo", wrong["import"], *mapping))
+    assert code == 0, err
+    assert f"Undid import {wrong['import']}" in out
+    assert await store.tracked() == []  # Home_Page was emptied: out of the listing
+    assert await page_counts(store, "Home_Page") == Counts(0, 0)
+
+    code, out, err = await run(livecount("import", str(goat), "--dry-run", *pattern, *mapping))
+    assert code == 0, err
+    assert "nothing was written" in out and "/blog/hello/" in out and "post hello" in out
+    assert "2 an id livecount cannot store" in out  # "  " and "\u3000"
+    assert await store.tracked() == []
 
     async with connect(served.ws) as ws:
         await ws.send(json.dumps({"message": "subscribe", "articleIds": ["hello"]}))
         assert json.loads(await ws.recv())["totalViews"] == 0
-
-        code, out, err = await run(livecount("import", str(goat), "--path-pattern", "/blog/{id}/",
-                                             *options))
+        code, out, err = await run(livecount("import", str(goat), *pattern, *mapping))
         assert code == 0, err
         assert "hello" in out and "Home_Page" in out and "1 events" in out
-        code, out, err = await run(livecount("import", str(plausible), "--path-pattern",
-                                             "/blog/{id}/", "--json", *options))
+        assert f"Undo it with: livecount import --undo {wrong['import']}" in out
+        code, out, err = await run(
+            livecount("import", str(plausible), *pattern, "--json", *mapping)
+        )
         assert code == 0, err
         outcome = json.loads(out)
         assert outcome["format"] == "plausible" and outcome["unmatched"] == {"/tags/x/": 1}
-        assert [(p["id"], p["totalViews"], p["added"]) for p in outcome["pages"]] == \
-            [("hello", 25, True), ("other", 4, True)]
+        assert [(p["id"], p["totalViews"]) for p in outcome["top"]] == [("hello", 25), ("other", 4)]
         # A page showing the post sees the imported views.
         while (pushed := json.loads(await asyncio.wait_for(ws.recv(), 60)))["totalViews"] < 27:
             assert pushed["articleId"] == "hello"
 
     assert await counts(store, "hello") == Counts(27, 11)
     assert await counts(store, "other") == Counts(4, 3)
-    home = await item(store, store.tables.pages, {"pageName": {"S": "Home_Page"}})
-    assert store_requests.counts(home) == Counts(1, 1)
+    assert await page_counts(store, "Home_Page") == Counts(1, 1)
     assert await referrers(store, "post#hello") == Counter({"news.ycombinator.com": 1})
+    assert all(t.id.strip() and t.id != "\u3000" for t in await store.tracked())
 
-    for again in (goat, plausible):  # the same files again: nothing added
-        code, out, err = await run(livecount("import", str(again), "--path-pattern",
-                                             "/blog/{id}/", *options))
+    gzipped = tmp_path / "goatcounter-export.csv.gz"
+    gzipped.write_bytes(gzip.compress(GOATCOUNTER.encode()))
+    for again in (goat, gzipped, plausible):  # the same records again: nothing added
+        code, out, err = await run(livecount("import", str(again), *pattern, *mapping))
         assert code == 0, err
-        assert "was imported before: nothing added" in out
+        assert "imported before" in out and "nothing added" in out
     assert await counts(store, "hello") == Counts(27, 11)
 
-    code, out, err = await run(livecount("import", str(tmp_path / "missing.csv"), *options))
+    code, out, err = await run(livecount("import", str(tmp_path / "missing.csv"), *mapping))
     assert code == 2 and "cannot read" in err
     posts_only = tmp_path / "posts.csv"
     posts_only.write_text("".join(GOATCOUNTER.splitlines(keepends=True)[:3]))
-    code, out, err = await run(livecount("import", str(posts_only), *options))  # no pattern
-    assert code == 2 and "'/blog/hello/'): give --path-pattern" in err
+    code, out, err = await run(livecount("import", str(posts_only), *mapping))  # no pattern
+    assert (
+        code == 2
+        and "'/blog/hello/': no page rule or --path-pattern matches): give --path-pattern" in err
+    )
 
     code, out, err = await run(livecount("export", "--format", "ndjson", *options))
     assert code == 0, err
@@ -317,13 +362,57 @@ async def test_imports_of_goatcounter_and_plausible_exports_add_once_and_export_
     exported = {(r["record"], r["target"]): r for r in lines[1:]}
     assert exported["count", "post#hello"]["totalViews"] == 27
     assert exported["count", "page#Home_Page"]["uniqueViews"] == 1
-    assert exported["referrer", "site"] == {"record": "referrer", "target": "site",
-                                            "host": "news.ycombinator.com", "views": 1}
+    assert exported["referrer", "site"] == {
+        "record": "referrer",
+        "target": "site",
+        "host": "news.ycombinator.com",
+        "views": 1,
+    }
     output = tmp_path / "out.csv"
     code, _, err = await run(livecount("export", "--output", str(output), *options))
     assert code == 0, err
-    assert output.read_text().splitlines()[0] == \
-        "record,target,title,hour,host,totalViews,uniqueViews"
+    assert (
+        output.read_text().splitlines()[0] == "record,target,title,hour,host,totalViews,uniqueViews"
+    )
+
+
+PEAK_RSS = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(done.stderr, file=sys.stderr)
+"""
+
+
+async def test_an_import_bomb_is_refused_in_bounded_memory(
+    dynamodb_local_url: str, prefix: str, tmp_path: Path
+):
+    """Issue 22 D: a 1.36 MB .csv.gz that expands to 400 MB took 2.2-2.4 GB. Imports
+    stream: 300 MB of zeros stop at the first line, 300 MB of blank NDJSON lines at
+    --max-expanded, each under 500 MB (the importer's peak, measured alone in a
+    process of its own)."""
+    zeros = tmp_path / "zeros.csv.gz"
+    blanks = tmp_path / "blanks.ndjson.gz"
+    with gzip.open(zeros, "wb", compresslevel=1) as packed:
+        for _ in range(300):
+            packed.write(bytes(1 << 20))
+    with gzip.open(blanks, "wb", compresslevel=1) as packed:
+        packed.write(b'{"record":"export","format":"livecount","version":1}\n')
+        for _ in range(300):
+            packed.write(b" " * ((1 << 20) - 1) + b"\n")
+    assert zeros.stat().st_size < 2 << 20 and blanks.stat().st_size < 2 << 20
+    options = [*store_args(dynamodb_local_url, prefix, tmp_path), "--max-expanded", "200MiB"]
+    for bomb, refusal in (
+        (zeros, "line 1 is longer than 1,048,576 characters"),
+        (blanks, "expands to more than 209,715,200 bytes, the limit --max-expanded sets"),
+    ):
+        code, out, err = await run(
+            [sys.executable, "-c", PEAK_RSS, *livecount("import", str(bomb), *options)]
+        )
+        assert code == 0, err  # the wrapper's
+        exit_code, peak_kib = map(int, out.split())
+        assert exit_code == 2 and refusal in err, err
+        assert peak_kib < 500 * 1024, f"{bomb.name}: {peak_kib} KiB"
 
 
 def post(url: str, token: str) -> tuple[int, dict[str, Any]]:

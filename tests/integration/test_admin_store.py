@@ -2,20 +2,25 @@
 whatever was stopped midway, resent, or run twice at once."""
 
 import asyncio
+import io
+from pathlib import Path
 from typing import Any
 
 import pytest
 from livecount.aws import store_requests
 from livecount.aws.store import Store
 from livecount.aws.store_admin import Exports, Imports, Operations
-from livecount.core import exports, feed, imports, moves
+from livecount.core import exports, feed, moves
 from livecount.core.errors import ClientError
-from livecount.core.imports import ImportPlan, PathMap
+from livecount.core.import_chunks import ImportRecord
+from livecount.core.imports import PathMap, Reader, Tally
 from livecount.core.ledger import SITE, Counts, Delta, Row
 from livecount.core.moves import Operation, Plan
 from livecount.core.pages import PageRules, Target
 from livecount.core.referrer_packs import MEMBERS, PACK
-from livecount.tools import admin
+from livecount.tools import admin, import_plan
+from livecount.tools.import_plan import ImportPlan
+from livecount.tools.importer import fresh_record
 
 from tests.conftest import open_store
 from tests.support import flush_of
@@ -177,61 +182,185 @@ async def test_an_unfinished_operation_must_be_finished_first(local_store: Store
     assert (await Operations(store).run(Plan("old"))).views == ZERO  # free again
 
 
-def goat_plan() -> ImportPlan:
-    plan = ImportPlan("goatcounter-v2")
+def planned(tmp: Path, tally: Tally, content: str = "c" * 64) -> tuple[ImportPlan, ImportRecord]:
+    """A plan of `tally`'s adds, and the record of its import (id from `content`)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    plan = ImportPlan(tmp)
+    plan.take(tally)
+    s = plan.summary()
+    return plan, ImportRecord(
+        content[:12],
+        content,
+        s.plan,
+        0,
+        "running",
+        "x.csv",
+        "goatcounter-v2",
+        s.chunks,
+        s.adds,
+        s.posts,
+        s.pages,
+        s.views,
+        s.unique,
+        "",
+    )
+
+
+def goat_tally(pages: int = 1) -> Tally:
+    tally = Tally()
     for i in range(12):
-        plan.add_views(Target("post", f"p{i % 4}"), 1, i % 2, H1, f"r{i % 3}.example", "T")
-    plan.add_views(Target("page", "Home_Page"), 3, 2, H2)
-    return plan
+        tally.add_views(Target("post", f"p{i % 4}"), 1, i % 2, H1, f"r{i % 3}.example")
+    for page in range(pages):
+        tally.add_views(Target("page", f"P{page}"), 3, 2, H2)
+    return tally
 
 
-async def test_an_import_adds_once_however_often_it_is_run(local_store: Store):
+async def nonzero(store: Store, kind: str, ref: str) -> dict[str, Counts]:
+    return {key: counts for key, counts in (await rows(store, kind, ref)).items() if counts.total}
+
+
+async def imported(store: Store, plan: ImportPlan, record: ImportRecord) -> ImportRecord:
+    done = Imports(store)
+    begun = await done.begin(record)
+    assert not begun.already
+    await done.write(begun.record, plan.chunks())
+    return await done.settle(begun.record, plan.targets())
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Chunks of 5 adds, so that a small plan has many."""
+    monkeypatch.setattr(import_plan, "CHUNK_ADDS", 5)
+    return 5
+
+
+async def test_an_import_adds_once_however_often_it_is_run(
+    local_store: Store, tmp_path: Path, small_chunks: int
+):
     store = local_store
     await seed(store, Target("post", "p0"), 10, 10)  # counted here before the import
-    plan, name = goat_plan(), "export.csv"
-    first = await Imports(store).run(plan, "id1", name)
-    assert not first.already and all(first.added.values())
+    plan, fresh = planned(tmp_path, goat_tally())
+    assert fresh.chunks == 6  # 30 adds (4 posts, a page, 20 rows, 5 of the site)
+    done = await imported(store, plan, fresh)
+    assert (done.state, done.attempt) == ("done", 1)
     assert await writer(store, "p0") == Counts(13, 10)
-    assert await writer(store, "p1", store.tables.reader) == Counts(3, 3)
-    assert store_requests.counts(await get(store, store.tables.pages, {
-        "pageName": {"S": "Home_Page"}})) == Counts(3, 2)
+    assert await writer(store, "p1", store.tables.reader) == Counts(3, 3)  # copied at once
+    assert store_requests.counts(
+        await get(store, store.tables.pages, {"pageName": {"S": "P0"}})
+    ) == Counts(3, 2)
     assert (await rows(store, "timeline", SITE))[H1] == Counts(22, 16)
     assert (await rows(store, "referrer", SITE))["r0.example"] == Counts(4, 0)
-    assert Target("page", "Home_Page") in await store.tracked()
-
-    again = await Imports(store).run(plan, "id1", name)
-    assert again.already and not any(again.added.values())
-    # A run stopped before its record said done: every write is refused by its marker.
-    await store.ddb.put_item(TableName=store.tables.index, Item=imports.record_item(
-        "id1", name, plan, "running", "2026-01-01T00:00:00Z"))
-    resumed = await Imports(store).run(plan, "id1", name)
-    assert not resumed.already and not any(resumed.added.values()) and resumed.rows == 0
-    assert await writer(store, "p0") == Counts(13, 10)
-    assert (await rows(store, "timeline", SITE))[H1] == Counts(22, 16)
-    # The same file read with other rules maps other views: refused, not added twice.
-    other = goat_plan()
-    other.add_views(Target("post", "p9"), 1, 1, H1)
-    with pytest.raises(ClientError, match="with other --path-pattern") as refused:
-        await Imports(store).run(other, "id1", name)
-    assert refused.value.code == "imported_before"
-    assert await writer(store, "p9") == ZERO
+    assert Target("page", "P0") in await store.tracked()
+    again = await Imports(store).begin(fresh)
+    assert again.already and again.record == done
+    # A run stopped midway: two chunks in, then the whole run again adds the rest once.
+    plan2, fresh2 = planned(tmp_path / "2", goat_tally(), "d" * 64)
+    begun = await Imports(store).begin(fresh2)
+    chunks = list(plan2.chunks())
+    assert await Imports(store).write(begun.record, chunks[:2]) == 2
+    resumed = await Imports(store).begin(fresh2)
+    assert resumed.resumed and resumed.record == begun.record
+    assert await Imports(store).write(resumed.record, plan2.chunks()) == len(chunks) - 2
+    assert await Imports(store).write(resumed.record, plan2.chunks()) == 0  # and no more
+    assert await writer(store, "p0") == Counts(16, 10)
+    assert (await rows(store, "timeline", SITE))[H1] == Counts(34, 22)
 
 
-async def test_an_import_stopped_midway_adds_the_rest_once(local_store: Store):
+async def test_the_same_records_mapped_otherwise_wait_for_an_undo(
+    local_store: Store, tmp_path: Path, small_chunks: int
+):
+    """Issue 21: a GoatCounter import with the wrong --path-pattern could not be redone.
+    It is refused while the first stands; once undone, it goes in, as attempt 2."""
     store = local_store
-    plan = goat_plan()
-    mark = imports.marker("id2")
-    for target, counts in list(plan.counts.items())[:2]:  # written before a crash
-        await store.ddb.update_item(**imports.count_write(store.tables, target, counts, "",
-                                                          mark))
-    done = await Imports(store).run(plan, "id2", "x.csv")
-    assert sorted(done.added.values()) == [False, False, True, True, True]
+    await seed(store, Target("post", "p0"), 10, 10, hosts=0)
+    before = {
+        ref: (await nonzero(store, "timeline", ref), await nonzero(store, "referrer", ref))
+        for ref in (SITE, "post#p0")
+    }
+    plan, fresh = planned(tmp_path, goat_tally())
+    first = await imported(store, plan, fresh)
+    other_plan, other = planned(tmp_path / "other", goat_tally(pages=2))
+    assert other.id == first.id and other.plan != first.plan
+    with pytest.raises(
+        ClientError, match=f"Undo it first: livecount import --undo {first.id}"
+    ) as refused:
+        await Imports(store).begin(other)
+    assert refused.value.code == "imported_before"
+
+    undone = await Imports(store).undo(first.id)
+    assert (undone.record.state, undone.chunks, undone.kept) == ("undone", fresh.chunks, 0)
+    assert await writer(store, "p0") == Counts(10, 10)
+    assert await writer(store, "p0", store.tables.reader) == Counts(10, 10)
+    for i in range(1, 4):  # emptied: at zero, never below, and out of the listing
+        assert await writer(store, f"p{i}") == Counts(0, 0)
+        assert await rows(store, "timeline", f"post#p{i}") == {H1: Counts(0, 0)}
+    assert await store.tracked() == [Target("post", "p0")]
+    assert {
+        ref: (await nonzero(store, "timeline", ref), await nonzero(store, "referrer", ref))
+        for ref in before
+    } == before  # rows emptied stay, at zero
+    again = await Imports(store).undo(first.id)
+    assert again.already and again.chunks == 0
+
+    redone = await imported(store, other_plan, other)
+    assert (redone.attempt, redone.state) == (2, "done")
+    assert sorted(await store.tracked()) == sorted(
+        [Target("page", "P0"), Target("page", "P1"), *(Target("post", f"p{i}") for i in range(4))]
+    )
+    assert await writer(store, "p1") == Counts(3, 3)
+
+
+async def test_an_undo_is_exact_while_a_node_counts_and_after_a_rename(
+    local_store: Store, tmp_path: Path, small_chunks: int
+):
+    """Servers only ADD, which commutes with the undo's subtractions; views a rename
+    moved since the import stay where they went, and nothing goes below zero."""
+    store = local_store
+    plan, fresh = planned(tmp_path, goat_tally())
+    await imported(store, plan, fresh)
+    await Operations(store).run(Plan("p3", "moved"))  # p3's imported views went to `moved`
+    node_views = 0
+
+    async def node() -> None:
+        nonlocal node_views
+        for _ in range(20):
+            await seed(store, Target("post", "p0"), 1, 1, hosts=0)
+            node_views += 1
+
+    undone, _ = await asyncio.gather(Imports(store).undo(fresh.id), node())
+    assert undone.kept == 5  # p3's writer item, its timeline row, its 3 referrer rows
+    assert await writer(store, "p0") == Counts(node_views, node_views)
+    assert await writer(store, "moved") == Counts(3, 3)  # the rename's
+    assert await writer(store, "p3") == Counts(0, 0)
+    assert (await rows(store, "timeline", SITE))[H1] == Counts(node_views, node_views)
+    assert all(c.total >= 0 for c in (await rows(store, "referrer", SITE)).values())
+    assert Target("post", "p0") in await store.tracked()
+
+
+async def test_an_undo_marks_chunks_never_written_so_a_late_run_adds_none(
+    local_store: Store, tmp_path: Path, small_chunks: int
+):
+    store = local_store
+    plan, fresh = planned(tmp_path, goat_tally())
+    begun = await Imports(store).begin(fresh)
+    chunks = list(plan.chunks())
+    await Imports(store).write(begun.record, chunks[:2])  # then killed
+    undone = await Imports(store).undo(fresh.id)
+    assert undone.chunks == 2
+    # The killed run, had it gone on, finds every chunk taken: it adds nothing.
+    assert await Imports(store).write(begun.record, plan.chunks()) == 0
+    with pytest.raises(ClientError) as moved_on:
+        await Imports(store).settle(begun.record, plan.targets())
+    assert moved_on.value.code == "import_running"
     for i in range(4):
-        assert await writer(store, f"p{i}") == plan.counts[Target("post", f"p{i}")]
+        assert await writer(store, f"p{i}") == Counts(0, 0)
+    assert set((await rows(store, "timeline", SITE)).values()) <= {Counts(0, 0)}
+    assert [r.state for r in await Imports(store).records()] == ["undone"]
 
 
-async def test_an_export_imported_elsewhere_is_the_same_store(local_store: Store,
-                                                              dynamodb_local_url: str):
+async def test_an_export_imported_elsewhere_is_the_same_store(
+    local_store: Store, dynamodb_local_url: str, tmp_path: Path
+):
     store = local_store
     await seed(store, OLD, 5, 3, "Old", hosts=2)
     await seed(store, Target("page", "Home_Page"), 4, 4, hour=H2)
@@ -239,11 +368,14 @@ async def test_an_export_imported_elsewhere_is_the_same_store(local_store: Store
     records = [r async for r in Exports(store).records()]
     assert {r.target for r in records if r.record == "count"} == {"post#new", "page#Home_Page"}
     assert all(r.total for r in records)
-    text = exports.ndjson_head("2026-01-01T00:00:00Z") + "".join(map(exports.ndjson_line,
-                                                                      records))
+    text = exports.ndjson_head("2026-01-01T00:00:00Z") + "".join(map(exports.ndjson_line, records))
+    plan = ImportPlan(tmp_path)
+    reader = Reader(PathMap(PageRules(unmatched="refuse")))
+    for tally in reader.tallies(io.BytesIO(text.encode())):
+        plan.take(tally)
+    plan.check(reader)
     async for other in open_store(dynamodb_local_url, "copy_" + store.tables.writer[:11]):
-        paths = PathMap(PageRules(unmatched="refuse"))
-        await Imports(other).run(imports.read(text.encode(), paths), "e", "e")
+        await imported(other, plan, fresh_record(reader, plan, "export.ndjson"))
         assert [r async for r in Exports(other).records()] == records
 
 

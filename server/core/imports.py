@@ -266,7 +266,7 @@ class Reader:
         self.skipped: Counter[str] = Counter()  # why → records
         self.skipped_views = [0, 0]  # the totals of count records skipped
         self._digest = hashlib.sha256()
-        self._tally = Tally(tally_keys)
+        self.tally = Tally(tally_keys)
 
     @property
     def content_hash(self) -> str:
@@ -296,7 +296,7 @@ class Reader:
                 yield from self._text(text, name)
             finally:
                 text.detach()  # the caller's stream stays open
-        yield self._tally
+        yield self.tally
 
     def _zip(self, stream: IO[bytes]) -> Iterator[Tally]:
         """A Plausible export: its pages file(s) (`pages.csv` of the dashboard's export,
@@ -323,7 +323,7 @@ class Reader:
         lines = _lines(text, name)
         first = next(lines, "")
         if first.lstrip().startswith("{"):
-            yield from self._ndjson(itertools.chain([first], lines), name)
+            yield from _ndjson(self, itertools.chain([first], lines), name)
             return
         reader = csv.reader(itertools.chain([first], lines))
 
@@ -344,7 +344,7 @@ class Reader:
         header = [c.strip().lower() for c in head[1]]
         columns = {n: i for i, n in enumerate(header)}
         if tuple(c.strip() for c in head[1]) == exports.CSV_HEADER:
-            yield from self._livecount(_csv_records(lines))
+            yield from _livecount(self, _csv_records(lines))
             return
         if header and (version := _GOAT.fullmatch(header[0])):
             if version.group(1) not in ("1", "2"):
@@ -353,13 +353,13 @@ class Reader:
                 )
             columns["path"] = 0
             _need(columns, GOAT_COLUMNS, "GoatCounter")
-            yield from self._goatcounter(lines, columns, f"goatcounter-v{version.group(1)}")
+            yield from _goatcounter(self, lines, columns, f"goatcounter-v{version.group(1)}")
             return
         if {"date", "page", "visitors", "pageviews"} <= columns.keys():
-            yield from self._plausible(lines, columns, "page")
+            yield from _plausible(self, lines, columns, "page")
             return
         if header[:1] == ["name"] and {"visitors", "pageviews"} <= columns.keys():
-            yield from self._plausible(lines, columns, "name")
+            yield from _plausible(self, lines, columns, "name")
             return
         if {"date", "visitors", "pageviews"} <= columns.keys():
             raise bad(
@@ -373,174 +373,178 @@ class Reader:
         )
 
     # -- each record -------------------------------------------------------------------
-    def _begin(self, form: str) -> None:
+    def begin(self, form: str) -> None:
         if self.format and self.format != form:
             raise bad(f"a {form} file beside a {self.format} one")
         self.format = form
-        self._tally.distinct = form == "livecount"
+        self.tally.distinct = form == "livecount"
 
-    def _record(self, fields: list[str]) -> Iterator[Tally]:
+    def read_record(self, fields: list[str]) -> Iterator[Tally]:
         """Hash one record as read; give the tally to empty when it is full."""
         self._digest.update(_canonical([self.format, *fields]))
         self.records += 1
         if self.tick is not None and self.records % TICK == 0:
             self.tick()
-        if self._tally.full:
-            yield self._tally
-            self._tally.clear()
+        if self.tally.full:
+            yield self.tally
+            self.tally.clear()
 
-    def _skip(self, why: str) -> None:
+    def skip(self, why: str) -> None:
         self.skipped[why] += 1
 
-    def _goatcounter(
-        self, lines: Iterator[tuple[int, list[str]]], columns: dict[str, int], form: str
-    ) -> Iterator[Tally]:
-        self._begin(form)
-        at = [columns[n] for n in GOAT_COLUMNS]
-        tally = self._tally
-        for line, cells in lines:
-            values = [cells[i].strip() if i < len(cells) else "" for i in at]
-            path, title, event, bot, referrer, scheme, first, when = values
-            yield from self._record(values)
-            if event.lower() in ("true", "1"):
-                self._skip("events")
-                continue
-            if bot not in ("", "0"):
-                self._skip("bots")
-                continue
-            hour = _moment(when, line)
-            if sizes.problem(path, sizes.URL) is not None:
-                self._skip("paths livecount cannot store")
-                continue
-            target = self.paths.target(path)
-            if isinstance(target, str):
-                self._skip(target)
-                tally.path(path, target)
-                continue
-            tally.path(path, target.ref)
-            host = None
-            if scheme == "h" and referrer:
-                host = referrer_host(
-                    referrer if "://" in referrer else f"https://{referrer}", self.site_domains
-                )
-            tally.add_views(target, 1, 1 if first.lower() in ("true", "1") else 0, hour, host)
-            if title and target.kind == "post":
-                self._title(target.id, title[: sizes.MAX_TITLE_CHARS])
-
-    def _title(self, post: str, title: str) -> None:
+    def keep_title(self, post: str, title: str) -> None:
         if sizes.problem(title, sizes.TITLE) is None:
-            self._tally.titles[post] = title
+            self.tally.titles[post] = title
         else:
-            self._skip("titles livecount does not keep (the views count)")
+            self.skip("titles livecount does not keep (the views count)")
 
-    def _plausible(
-        self, lines: Iterator[tuple[int, list[str]]], columns: dict[str, int], page: str
-    ) -> Iterator[Tally]:
-        self._begin("plausible")
-        dated = page == "page"
-        for line, cells in lines:
 
-            def cell(name: str, cells: list[str] = cells) -> str:
-                i = columns[name]
-                return cells[i].strip() if i < len(cells) else ""
+# -- the formats -----------------------------------------------------------------------------
+def _goatcounter(
+    reader: Reader, lines: Iterator[tuple[int, list[str]]], columns: dict[str, int], form: str
+) -> Iterator[Tally]:
+    reader.begin(form)
+    at = [columns[n] for n in GOAT_COLUMNS]
+    tally = reader.tally
+    for line, cells in lines:
+        values = [cells[i].strip() if i < len(cells) else "" for i in at]
+        path, title, event, bot, referrer, scheme, first, when = values
+        yield from reader.read_record(values)
+        if event.lower() in ("true", "1"):
+            reader.skip("events")
+            continue
+        if bot not in ("", "0"):
+            reader.skip("bots")
+            continue
+        hour = _moment(when, line)
+        if sizes.problem(path, sizes.URL) is not None:
+            reader.skip("paths livecount cannot store")
+            continue
+        target = reader.paths.target(path)
+        if isinstance(target, str):
+            reader.skip(target)
+            tally.path(path, target)
+            continue
+        tally.path(path, target.ref)
+        host = None
+        if scheme == "h" and referrer:
+            host = referrer_host(
+                referrer if "://" in referrer else f"https://{referrer}", reader.site_domains
+            )
+        tally.add_views(target, 1, 1 if first.lower() in ("true", "1") else 0, hour, host)
+        if title and target.kind == "post":
+            reader.keep_title(target.id, title[: sizes.MAX_TITLE_CHARS])
 
-            day, path = (cell("date") if dated else ""), cell(page)
-            visitors, views = cell("visitors"), cell("pageviews")
-            yield from self._record([page, day, path, visitors, views])
-            hour = None
-            if dated:
-                try:
-                    moment = datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
-                except ValueError:
-                    raise bad(f"line {line}: date {day[:40]!r} is not YYYY-MM-DD") from None
-                if not EARLIEST <= moment <= LATEST:
-                    raise bad(
-                        f"line {line}: date {day[:40]!r} is out of range "
-                        f"({EARLIEST:%Y} to {LATEST:%Y})"
-                    )
-                hour = hour_of(moment)
-            total = _count(views, line, "pageviews")
-            unique = _count(visitors, line, "visitors")
-            if sizes.problem(path, sizes.URL) is not None:
-                self._skip("paths livecount cannot store")
-                continue
-            target = self.paths.target(path)
-            if isinstance(target, str):
-                self._skip(target)
-                self._tally.path(path, target)
-                continue
-            self._tally.path(path, target.ref)
-            if total:
-                self._tally.add_views(target, total, unique, hour)
 
-    def _livecount(self, records: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[Tally]:
-        """Records of livecount's export, from either form. An export holds each item
-        once, never more unique views than views, and no hour outside the years reports
-        cover: a file that does is not one. `PARTS_RULE` needs every record, so the plan
-        checks it once all are read."""
-        self._begin("livecount")
-        tally = self._tally
-        for line, value in records:
-            kind, ref = value["record"], value["target"]
-            total = value.get("totalViews", value.get("views", 0))
-            unique = value.get("uniqueViews", 0)
-            hour, host = value.get("hour", ""), value.get("host", "")
-            title = value.get("articleTitle", "")
-            yield from self._record([kind, ref, title, hour, host, str(total), str(unique)])
-            if unique > total:
-                raise bad(f"line {line}: uniqueViews {unique} is more than totalViews {total}")
-            if kind == "timeline" and not _in_range(hour):
+def _plausible(
+    reader: Reader, lines: Iterator[tuple[int, list[str]]], columns: dict[str, int], page: str
+) -> Iterator[Tally]:
+    reader.begin("plausible")
+    dated = page == "page"
+    for line, cells in lines:
+
+        def cell(name: str, cells: list[str] = cells) -> str:
+            i = columns[name]
+            return cells[i].strip() if i < len(cells) else ""
+
+        day, path = (cell("date") if dated else ""), cell(page)
+        visitors, views = cell("visitors"), cell("pageviews")
+        yield from reader.read_record([page, day, path, visitors, views])
+        hour = None
+        if dated:
+            try:
+                moment = datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
+            except ValueError:
+                raise bad(f"line {line}: date {day[:40]!r} is not YYYY-MM-DD") from None
+            if not EARLIEST <= moment <= LATEST:
                 raise bad(
-                    f"line {line}: hour {hour[:40]!r} must be YYYY-MM-DDTHH, a real "
-                    f"hour from {EARLIEST:%Y} to {LATEST:%Y}"
+                    f"line {line}: date {day[:40]!r} is out of range ({EARLIEST:%Y} to {LATEST:%Y})"
                 )
-            target = None if kind != "count" and ref == SITE else _target(ref, line)
-            if target is not None and sizes.problem(target.id, sizes.ID) is not None:
-                self._skip(f"{target.kind} ids livecount cannot store")
-                if kind == "count":
-                    self.skipped_views[0] += total
-                    self.skipped_views[1] += unique
-                continue
+            hour = hour_of(moment)
+        total = _count(views, line, "pageviews")
+        unique = _count(visitors, line, "visitors")
+        if sizes.problem(path, sizes.URL) is not None:
+            reader.skip("paths livecount cannot store")
+            continue
+        target = reader.paths.target(path)
+        if isinstance(target, str):
+            reader.skip(target)
+            reader.tally.path(path, target)
+            continue
+        reader.tally.path(path, target.ref)
+        if total:
+            reader.tally.add_views(target, total, unique, hour)
+
+
+def _livecount(reader: Reader, records: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[Tally]:
+    """Records of livecount's export, from either form. An export holds each item
+    once, never more unique views than views, and no hour outside the years reports
+    cover: a file that does is not one. `PARTS_RULE` needs every record, so the plan
+    checks it once all are read."""
+    reader.begin("livecount")
+    tally = reader.tally
+    for line, value in records:
+        kind, ref = value["record"], value["target"]
+        total = value.get("totalViews", value.get("views", 0))
+        unique = value.get("uniqueViews", 0)
+        hour, host = value.get("hour", ""), value.get("host", "")
+        title = value.get("articleTitle", "")
+        yield from reader.read_record([kind, ref, title, hour, host, str(total), str(unique)])
+        if unique > total:
+            raise bad(f"line {line}: uniqueViews {unique} is more than totalViews {total}")
+        if kind == "timeline" and not _in_range(hour):
+            raise bad(
+                f"line {line}: hour {hour[:40]!r} must be YYYY-MM-DDTHH, a real "
+                f"hour from {EARLIEST:%Y} to {LATEST:%Y}"
+            )
+        target = None if kind != "count" and ref == SITE else _target(ref, line)
+        if target is not None and sizes.problem(target.id, sizes.ID) is not None:
+            reader.skip(f"{target.kind} ids livecount cannot store")
             if kind == "count":
-                assert target is not None
-                tally.add(target.kind, target.id, "", total, unique, line)
-                if title and target.kind == "post":
-                    self._title(target.id, title)
+                reader.skipped_views[0] += total
+                reader.skipped_views[1] += unique
+            continue
+        if kind == "count":
+            assert target is not None
+            tally.add(target.kind, target.id, "", total, unique, line)
+            if title and target.kind == "post":
+                reader.keep_title(target.id, title)
+            continue
+        row = SITE if target is None else target.ref
+        if kind == "timeline":
+            tally.add("timeline", row, hour, total, unique, line)
+        elif dns_host(host) == host:
+            tally.add("referrer", row, host, total, 0, line)
+        else:
+            reader.skip("referrer hosts livecount cannot store")
+
+
+def _ndjson(reader: Reader, lines: Iterator[str], name: str) -> Iterator[Tally]:
+    def records() -> Iterator[tuple[int, dict[str, Any]]]:
+        for line, raw in enumerate(lines, 1):
+            if not raw.strip():
                 continue
-            row = SITE if target is None else target.ref
-            if kind == "timeline":
-                tally.add("timeline", row, hour, total, unique, line)
-            elif dns_host(host) == host:
-                tally.add("referrer", row, host, total, 0, line)
-            else:
-                self._skip("referrer hosts livecount cannot store")
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                raise bad(f"{name}: line {line}: not JSON") from None
+            if not isinstance(value, dict):
+                raise bad(f"{name}: line {line}: not a JSON object")
+            if line == 1:
+                if value.get("record") != "export" or value.get("format") != "livecount":
+                    raise bad(
+                        "NDJSON that is not a livecount export (its first line is "
+                        '{"record":"export","format":"livecount",…})'
+                    )
+                if value.get("version") != exports.VERSION:
+                    raise bad(
+                        f"livecount export version {value.get('version')!r}; this "
+                        f"livecount reads version {exports.VERSION}"
+                    )
+                continue
+            yield line, _ndjson_record(value, line)
 
-    def _ndjson(self, lines: Iterator[str], name: str) -> Iterator[Tally]:
-        def records() -> Iterator[tuple[int, dict[str, Any]]]:
-            for line, raw in enumerate(lines, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    value = json.loads(raw)
-                except ValueError:
-                    raise bad(f"{name}: line {line}: not JSON") from None
-                if not isinstance(value, dict):
-                    raise bad(f"{name}: line {line}: not a JSON object")
-                if line == 1:
-                    if value.get("record") != "export" or value.get("format") != "livecount":
-                        raise bad(
-                            "NDJSON that is not a livecount export (its first line is "
-                            '{"record":"export","format":"livecount",…})'
-                        )
-                    if value.get("version") != exports.VERSION:
-                        raise bad(
-                            f"livecount export version {value.get('version')!r}; this "
-                            f"livecount reads version {exports.VERSION}"
-                        )
-                    continue
-                yield line, _ndjson_record(value, line)
-
-        yield from self._livecount(records())
+    yield from _livecount(reader, records())
 
 
 # -- livecount's own records, either form --------------------------------------------------

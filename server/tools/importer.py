@@ -26,7 +26,7 @@ from typing import Any
 
 import uvloop
 from livecount import config
-from livecount.aws.store_admin import Begun, Imports, Undone
+from livecount.aws.store_imports import Begun, Imports, ImportUndo, Undone
 from livecount.core import imports
 from livecount.core.errors import LivecountError
 from livecount.core.import_chunks import ImportRecord
@@ -47,7 +47,7 @@ def _size(value: str) -> int:
     """`2GiB`, `500MB`, `1000000`: a size in bytes (K, M, G and T are powers of 1024)."""
     found = re.fullmatch(r"\s*([0-9]+)\s*(?:([kmgt])i?)?b?\s*", value.lower())
     if not found or int(found.group(1)) < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a size such as 2GiB or 500MB")
+        raise argparse.ArgumentTypeError(f"must be a size such as 2GiB or 500MB, got {value!r}")
     return int(found.group(1)) << (10 * " kmgt".index(found.group(2) or " "))
 
 
@@ -334,7 +334,7 @@ def _undo(cfg: config.Config, import_id: str, as_json: bool) -> int:
         async with opened(cfg) as store:
             found = await Imports(store).record(import_id)
             meter.start("undoing", found.chunks if found else 0, f"Undo {import_id}")
-            return await Imports(store).undo(import_id, lambda done, _: meter.update(done))
+            return await ImportUndo(store).undo(import_id, lambda done, _: meter.update(done))
 
     try:
         undone = uvloop.run(undo())

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from livecount.aws import store_requests
 from livecount.aws.store import Store
-from livecount.aws.store_admin import Exports, Imports, Operations
+from livecount.aws.store_admin import Exports, Operations
+from livecount.aws.store_imports import ImportUndo, Imports
 from livecount.core import exports, feed, moves
 from livecount.core.errors import ClientError
 from livecount.core.import_chunks import ImportRecord
@@ -287,7 +288,7 @@ async def test_the_same_records_mapped_otherwise_wait_for_an_undo(
         await Imports(store).begin(other)
     assert refused.value.code == "imported_before"
 
-    undone = await Imports(store).undo(first.id)
+    undone = await ImportUndo(store).undo(first.id)
     assert (undone.record.state, undone.chunks, undone.kept) == ("undone", fresh.chunks, 0)
     assert await writer(store, "p0") == Counts(10, 10)
     assert await writer(store, "p0", store.tables.reader) == Counts(10, 10)
@@ -299,7 +300,7 @@ async def test_the_same_records_mapped_otherwise_wait_for_an_undo(
         ref: (await nonzero(store, "timeline", ref), await nonzero(store, "referrer", ref))
         for ref in before
     } == before  # rows emptied stay, at zero
-    again = await Imports(store).undo(first.id)
+    again = await ImportUndo(store).undo(first.id)
     assert again.already and again.chunks == 0
 
     redone = await imported(store, other_plan, other)
@@ -327,7 +328,7 @@ async def test_an_undo_is_exact_while_a_node_counts_and_after_a_rename(
             await seed(store, Target("post", "p0"), 1, 1, hosts=0)
             node_views += 1
 
-    undone, _ = await asyncio.gather(Imports(store).undo(fresh.id), node())
+    undone, _ = await asyncio.gather(ImportUndo(store).undo(fresh.id), node())
     assert undone.kept == 5  # p3's writer item, its timeline row, its 3 referrer rows
     assert await writer(store, "p0") == Counts(node_views, node_views)
     assert await writer(store, "moved") == Counts(3, 3)  # the rename's
@@ -345,7 +346,7 @@ async def test_an_undo_marks_chunks_never_written_so_a_late_run_adds_none(
     begun = await Imports(store).begin(fresh)
     chunks = list(plan.chunks())
     await Imports(store).write(begun.record, chunks[:2])  # then killed
-    undone = await Imports(store).undo(fresh.id)
+    undone = await ImportUndo(store).undo(fresh.id)
     assert undone.chunks == 2
     # The killed run, had it gone on, finds every chunk taken: it adds nothing.
     assert await Imports(store).write(begun.record, plan.chunks()) == 0

@@ -10,7 +10,7 @@ import pytest
 from livecount.aws import store_requests
 from livecount.aws.store import Store
 from livecount.aws.store_admin import Exports, Operations
-from livecount.aws.store_imports import ImportUndo, Imports
+from livecount.aws.store_imports import Imports, ImportUndo
 from livecount.core import exports, feed, moves
 from livecount.core.errors import ClientError
 from livecount.core.import_chunks import ImportRecord

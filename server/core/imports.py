@@ -55,6 +55,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import IO, Any, Final, Literal, NamedTuple
 
 from livecount.core import exports, sizes
@@ -626,11 +627,15 @@ def _target(ref: str, line: int) -> Target:
     return target
 
 
+@lru_cache(maxsize=1 << 16)  # a history's hours repeat, target after target
 def _in_range(hour: str) -> bool:
+    """`hour` is `YYYY-MM-DDTHH`, a real hour, within the years reports cover."""
     if not _HOUR.fullmatch(hour):
         return False
     try:
-        moment = datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+        moment = datetime(
+            int(hour[:4]), int(hour[5:7]), int(hour[8:10]), int(hour[11:]), tzinfo=UTC
+        )
     except ValueError:
         return False
     return EARLIEST <= moment <= LATEST

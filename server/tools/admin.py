@@ -96,11 +96,14 @@ def _embedded_free(cfg: config.Config) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def opened(cfg: config.Config, create: bool = False) -> AsyncIterator[Store]:
-    """The store of `cfg`'s options; its tables must exist unless `create`."""
+async def opened(cfg: config.Config, create: bool = False, bulk: bool = False,
+                 ) -> AsyncIterator[Store]:
+    """The store of `cfg`'s options; its tables must exist unless `create`. `bulk`
+    (an import): requests go unchecked by the SDK (`Store.open`)."""
     with _embedded_free(cfg):
         async with dynamodb_local.endpoint_for(cfg.dynamodb_endpoint, cfg.data_dir) as url, \
-                Store.open(url, cfg.region, cfg.table_prefix, cfg.node_id) as store:
+                Store.open(url, cfg.region, cfg.table_prefix, cfg.node_id,
+                           validate=not bulk) as store:
             if create:
                 await store.create_tables()
             else:

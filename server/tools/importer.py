@@ -106,7 +106,7 @@ async def write(
     cfg: config.Config, plan: ImportPlan, fresh: ImportRecord, meter: Meter
 ) -> tuple[Begun, int]:
     """Begin (or resume) the import and add every chunk not in yet."""
-    async with opened(cfg, create=True) as store:
+    async with opened(cfg, create=True, bulk=True) as store:
         store_imports = Imports(store)
         begun = await store_imports.begin(fresh)
         if begun.already:
@@ -331,7 +331,7 @@ def _undo(cfg: config.Config, import_id: str, as_json: bool) -> int:
     meter = Meter.for_command("import_undo", as_json)
 
     async def undo() -> Undone:
-        async with opened(cfg) as store:
+        async with opened(cfg, bulk=True) as store:
             found = await Imports(store).record(import_id)
             meter.start("undoing", found.chunks if found else 0, f"Undo {import_id}")
             return await ImportUndo(store).undo(import_id, lambda done, _: meter.update(done))

@@ -20,7 +20,6 @@ import argparse
 import bisect
 import gzip
 import itertools
-import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,9 +38,34 @@ TOP_SHARE = 485_000 / VIEWS
 HOSTS = 300
 REFERRED = 0.02  # share of views with an external referrer
 UNIQUE = 0.62  # share of views that are unique (first visits)
-WORDS = ("how", "why", "notes", "on", "building", "a", "fast", "small", "python", "server",
-         "counting", "views", "with", "dynamodb", "streams", "in", "practice", "the", "road",
-         "to", "release", "debugging", "asyncio", "tests", "that", "matter")
+WORDS = (
+    "how",
+    "why",
+    "notes",
+    "on",
+    "building",
+    "a",
+    "fast",
+    "small",
+    "python",
+    "server",
+    "counting",
+    "views",
+    "with",
+    "dynamodb",
+    "streams",
+    "in",
+    "practice",
+    "the",
+    "road",
+    "to",
+    "release",
+    "debugging",
+    "asyncio",
+    "tests",
+    "that",
+    "matter",
+)
 
 
 def zipf_weights(n: int, top_share: float) -> list[float]:
@@ -49,15 +73,9 @@ def zipf_weights(n: int, top_share: float) -> list[float]:
     low, high = 0.5, 3.0
     for _ in range(60):
         s = (low + high) / 2
-        share = 1 / sum(i ** -s for i in range(1, n + 1))
+        share = 1 / sum(i**-s for i in range(1, n + 1))
         low, high = (s, high) if share < top_share else (low, s)
-    return [i ** -s for i in range(1, n + 1)]
-
-
-def spread(total: int, parts: int, rng: random.Random) -> list[int]:
-    """`total` split into `parts` whole shares, each at least 0, summing to `total`."""
-    cuts = sorted(rng.randrange(total + 1) for _ in range(parts - 1))
-    return [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True)]
+    return [i**-s for i in range(1, n + 1)]
 
 
 @dataclass
@@ -85,8 +103,10 @@ def history(seed: int = 1, posts: int = POSTS, views: int = VIEWS) -> list[Post]
     counts = [max(1, round(w * scale)) for w in weights]
     counts[0] += views - sum(counts)  # exact total
     host_weights = list(itertools.accumulate(zipf_weights(HOSTS, 0.3)))
-    names = [f"{'.'.join(rng.sample(['news', 'blog', 'forum', 'read', 'links'], 1))}"
-             f"{i}.example" for i in range(HOSTS)]
+    names = [
+        f"{'.'.join(rng.sample(['news', 'blog', 'forum', 'read', 'links'], 1))}{i}.example"
+        for i in range(HOSTS)
+    ]
     out = []
     start = END - timedelta(days=DAYS)
     for rank, n in enumerate(counts):
@@ -118,16 +138,22 @@ def records(posts: list[Post]) -> list[Record]:
     out = [Record("count", f"post#{p.id}", p.views, p.unique, title=p.title) for p in ordered]
     for post in ordered:
         for slot in sorted(post.slots):
-            out.append(Record("timeline", f"post#{post.id}", post.slots[slot],
-                              post.uniques[slot], hour=slot))
+            out.append(
+                Record(
+                    "timeline", f"post#{post.id}", post.slots[slot], post.uniques[slot], hour=slot
+                )
+            )
         site_slots.update(post.slots)
         site_uniques.update(post.uniques)
         site_hosts.update(post.hosts)
-    out += [Record("timeline", "site", site_slots[s], site_uniques[s], hour=s)
-            for s in sorted(site_slots)]
+    out += [
+        Record("timeline", "site", site_slots[s], site_uniques[s], hour=s)
+        for s in sorted(site_slots)
+    ]
     for post in ordered:
-        out += [Record("referrer", f"post#{post.id}", n, host=h)
-                for h, n in sorted(post.hosts.items())]
+        out += [
+            Record("referrer", f"post#{post.id}", n, host=h) for h, n in sorted(post.hosts.items())
+        ]
     out += [Record("referrer", "site", n, host=h) for h, n in sorted(site_hosts.items())]
     return out
 
@@ -139,13 +165,21 @@ def write_ndjson(posts: list[Post], path: Path) -> dict[str, int]:
         out.write(exports.ndjson_head(END.strftime("%Y-%m-%dT%H:%M:%SZ")))
         for record in written:
             out.write(exports.ndjson_line(record))
-    return {"records": len(written), "counts": found["count"], "timeline": found["timeline"],
-            "referrer": found["referrer"], "bytes": path.stat().st_size,
-            "views": sum(p.views for p in posts), "top": max(p.views for p in posts)}
+    return {
+        "records": len(written),
+        "counts": found["count"],
+        "timeline": found["timeline"],
+        "referrer": found["referrer"],
+        "bytes": path.stat().st_size,
+        "views": sum(p.views for p in posts),
+        "top": max(p.views for p in posts),
+    }
 
 
-GOAT_HEADER = ("2Path,Title,Event,UserAgent,Browser,System,Session,Bot,Referrer,"
-               "Referrer scheme,Screen size,Location,FirstVisit,Date\n")
+GOAT_HEADER = (
+    "2Path,Title,Event,UserAgent,Browser,System,Session,Bot,Referrer,"
+    "Referrer scheme,Screen size,Location,FirstVisit,Date\n"
+)
 
 
 def write_goatcounter(posts: list[Post], path: Path, views: int, seed: int = 1) -> dict[str, int]:
@@ -167,10 +201,29 @@ def write_goatcounter(posts: list[Post], path: Path, views: int, seed: int = 1) 
                 hour = int(slot[11:]) if hourly else rng.randrange(24)
                 when = f"{slot[:10]}T{hour:02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}Z"
                 host = hosts.pop() if hosts and rng.random() < REFERRED * 1.5 else ""
-                lines.append((when, ",".join([
-                    f"/blog/{post.id}/", post.title, "false", "Mozilla/5.0", "Firefox 120",
-                    "Linux", f"s{rng.randrange(10**6)}", "0", host, "h" if host else "",
-                    '"1920,1080,1"', "NL", "true" if i < firsts else "false", when])))
+                lines.append(
+                    (
+                        when,
+                        ",".join(
+                            [
+                                f"/blog/{post.id}/",
+                                post.title,
+                                "false",
+                                "Mozilla/5.0",
+                                "Firefox 120",
+                                "Linux",
+                                f"s{rng.randrange(10**6)}",
+                                "0",
+                                host,
+                                "h" if host else "",
+                                '"1920,1080,1"',
+                                "NL",
+                                "true" if i < firsts else "false",
+                                when,
+                            ]
+                        ),
+                    )
+                )
     lines.sort()
     with gzip.open(path, "wt", encoding="utf-8", newline="", compresslevel=6) as out:
         out.write(GOAT_HEADER)
@@ -185,15 +238,23 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--posts", type=int, default=POSTS)
     p.add_argument("--views", type=int, default=VIEWS)
-    p.add_argument("--goatcounter-views", type=int, default=0,
-                   help="also a GoatCounter export of this many views (0: none)")
+    p.add_argument(
+        "--goatcounter-views",
+        type=int,
+        default=0,
+        help="also a GoatCounter export of this many views (0: none)",
+    )
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     posts = history(args.seed, args.posts, args.views)
     print("ndjson", write_ndjson(posts, args.out / "history.ndjson"))
     if args.goatcounter_views:
-        print("goatcounter", write_goatcounter(posts, args.out / "goatcounter.csv.gz",
-                                               args.goatcounter_views, args.seed))
+        print(
+            "goatcounter",
+            write_goatcounter(
+                posts, args.out / "goatcounter.csv.gz", args.goatcounter_views, args.seed
+            ),
+        )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ meanwhile: they only ADD, which commutes with both.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -65,12 +65,11 @@ class ImportChunks(Items):
                 ),
             ) from None
 
-    async def chunk_items(
-        self,
-        record: ImportRecord,
-        adds: bool = False,
-    ) -> list[dict[str, Any]]:
-        """The chunk items of the record's attempt (their adds too, or just their keys)."""
+    async def chunk_pages(
+        self, record: ImportRecord, adds: bool = False
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The chunk items of the record's attempt, a Query page (up to 1 MB) at a time:
+        with their adds, or just their keys."""
         request = store_requests.query(
             self.tables.index,
             "index",
@@ -80,12 +79,11 @@ class ImportChunks(Items):
         if not adds:
             request["ProjectionExpression"] = "#p"
             request["ExpressionAttributeNames"]["#p"] = "target"
-        items: list[dict[str, Any]] = []
         while True:
             page = await answer(self.ddb.query(**request), self.tables.index)
-            items += page.get("Items", [])
+            yield page.get("Items", [])
             if "LastEvaluatedKey" not in page:
-                return items
+                return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     async def copy_many(self, articles: list[str], announce: bool) -> None:
@@ -213,7 +211,11 @@ class Imports(ImportChunks):
     ) -> int:
         """Add every chunk of `record` not added yet, `IN_FLIGHT` at once; the chunks
         added by this run."""
-        present = {import_chunks.chunk_number(i) for i in await self.chunk_items(record)}
+        present = {
+            import_chunks.chunk_number(item)
+            async for page in self.chunk_pages(record)
+            for item in page
+        }
         written = done = 0
         todo = iter(enumerate(chunks))
         at = _now()
@@ -313,7 +315,8 @@ class ImportUndo(ImportChunks):
             if progress is not None:
                 progress(done, record.chunks)
 
-        await gather_limited((one(i) for i in await self.chunk_items(record, adds=True)), IN_FLIGHT)
+        async for page in self.chunk_pages(record, adds=True):
+            await gather_limited((one(i) for i in page), IN_FLIGHT)
         missing = sorted(set(range(record.chunks)) - seen)
         for start in range(0, len(missing), 100):
             numbers = missing[start : start + 100]

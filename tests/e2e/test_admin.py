@@ -376,6 +376,51 @@ async def test_a_wrong_import_is_undone_and_redone_and_the_rest_adds_once(
     )
 
 
+def history(posts: int, hours: int) -> str:
+    """livecount's NDJSON export of `posts` posts, each viewed in `hours` hours."""
+    lines = ['{"record":"export","format":"livecount","version":1}']
+    site: Counter[str] = Counter()
+    for p in range(posts):
+        lines.append(json.dumps({"record": "count", "target": f"post#p{p}",
+                                 "totalViews": 2 * hours, "uniqueViews": hours}))
+        for h in range(hours):
+            hour = f"2025-{1 + h // 672:02d}-{1 + h // 24 % 28:02d}T{h % 24:02d}"
+            site[hour] += 2
+            lines.append(json.dumps({"record": "timeline", "target": f"post#p{p}",
+                                     "hour": hour, "totalViews": 2, "uniqueViews": 1}))
+    lines += [json.dumps({"record": "timeline", "target": "site", "hour": hour,
+                          "totalViews": n, "uniqueViews": n // 2}) for hour, n in site.items()]
+    return "\n".join(lines) + "\n"
+
+
+async def test_an_import_stopped_by_ctrl_c_says_so_and_finishes_when_run_again(
+        local_store: Store, dynamodb_local_url: str, prefix: str, tmp_path: Path):
+    store = local_store
+    file = tmp_path / "history.ndjson"
+    file.write_text(history(40, 100))  # 4,140 items: 42 transactions
+    argv = livecount("import", str(file), *store_args(dynamodb_local_url, prefix, tmp_path))
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    seen = b""
+    while b'"phase": "writing"' not in seen:  # progress lines: stdout is not a terminal
+        seen += await asyncio.wait_for(proc.stderr.readline(), 60)
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 130, err
+    stopped = err.decode().splitlines()[-1]
+    assert "livecount: stopped: " in stopped and "Run the same command again to finish it, " \
+        "or take it back with: livecount import --undo " in stopped
+    done_before = int(stopped.split("stopped: ")[1].split(" of ")[0].replace(",", ""))
+    assert done_before < 42
+    code, out, err = await run(argv)
+    assert code == 0, err
+    assert "Resumed import" in out.replace("\n", " ")
+    for p in (0, 39):
+        assert await counts(store, f"p{p}") == Counts(200, 100)
+    assert await timeline_sum(store, SITE) == Counts(8000, 4000)
+
+
 PEAK_RSS = """
 import resource, subprocess, sys
 done = subprocess.run(sys.argv[1:], capture_output=True, text=True)

@@ -406,9 +406,9 @@ async def test_an_import_stopped_by_ctrl_c_says_so_and_finishes_when_run_again(
     while b'"phase": "writing"' not in seen:  # progress lines: stdout is not a terminal
         seen += await asyncio.wait_for(proc.stderr.readline(), 60)
     proc.send_signal(signal.SIGINT)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 130, err
-    stopped = err.decode().splitlines()[-1]
+    _, said = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 130, said
+    stopped = said.decode().splitlines()[-1]
     assert "livecount: stopped: " in stopped and "Run the same command again to finish it, " \
         "or take it back with: livecount import --undo " in stopped
     done_before = int(stopped.split("stopped: ")[1].split(" of ")[0].replace(",", ""))

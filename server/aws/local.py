@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tarfile
 import tempfile
@@ -72,6 +73,22 @@ def fetch() -> Path:
     return jar
 
 
+SHARED_DB = "shared-local-instance.db"  # the file DynamoDB Local keeps with -sharedDb
+
+
+def write_ahead(db: Path) -> None:
+    """DynamoDB Local's SQLite file in write-ahead-log mode, which SQLite keeps in the
+    file, so DynamoDB Local opens it so: a commit syncs the log once rather than the
+    rollback journal and the database in turn. On disk that is about a quarter more
+    writes a second and a fifth fewer bytes written (docs/BENCHMARKS.md, imports); a
+    commit is as durable. A file in use (by a stray DynamoDB Local) is left as it is."""
+    try:
+        with contextlib.closing(sqlite3.connect(db, timeout=0.5)) as connection:
+            connection.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.Error as exc:
+        log("dynamodb_local_journal_kept", db=str(db), error=str(exc))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -107,6 +124,8 @@ async def running(data_dir: Path, in_memory: bool = False) -> AsyncIterator[str]
     jar = await asyncio.to_thread(fetch)
     db_dir = (data_dir / "dynamodb").resolve()
     db_dir.mkdir(parents=True, exist_ok=True)
+    if not in_memory:
+        write_ahead(db_dir / SHARED_DB)
     port = _free_port()
     logfile = (data_dir / "dynamodb-local.log").open("ab")
     # Tied to this process: a SIGKILL of livecount takes DynamoDB Local with it (the

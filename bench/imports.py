@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -105,6 +106,7 @@ def _update(table: str, key: dict[str, Any]) -> dict[str, Any]:
 
 async def write_modes(work: Path, items: int, log: Log) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    shutil.rmtree(work / "ddb-modes", ignore_errors=True)
     async with dynamodb_local.running(work / "ddb-modes") as url, \
             Store.open(url, "us-east-1", "modes_", validate=False) as store:
         await store.create_tables()
@@ -160,6 +162,7 @@ async def import_one(work: Path, name: str, file: Path, options: list[str], log:
     """`livecount import` of `file` into a fresh DynamoDB Local on disk, then the same
     file read alone (`--dry-run`)."""
     data = work / f"ddb-import-{name}"
+    shutil.rmtree(data, ignore_errors=True)  # a fresh store: never one a past run filled
     usage = work / f"rusage-{name}.json"
     async with dynamodb_local.running(data) as url:
         java = java_of(data)
@@ -182,7 +185,9 @@ async def import_one(work: Path, name: str, file: Path, options: list[str], log:
 
         stdout, _ = await asyncio.gather(proc.stdout.read(), progress(proc.stderr))
         await proc.wait()
-        outcome = json.loads(stdout)
+        outcome = json.loads(stdout.splitlines()[-1])  # the outcome is the last line
+        if outcome.get("status") != "imported":
+            raise RuntimeError(f"{file.name}: {outcome.get('status')}, not imported")
         wall = time.monotonic() - t0
         java_cpu, java_written = cpu_s(java) - j0, written(java) - w0
     used, db, file_bytes = _facts(usage, data / "dynamodb", file)

@@ -41,7 +41,7 @@ class Undone:
     kept: int = 0  # adds left where a rename or delete had moved their views (every run)
 
 
-IN_FLIGHT: Final = 4  # chunk transactions of one import in flight at once
+IN_FLIGHT: Final = 4  # chunk transactions of one import or undo in flight at once
 CHECK_FAILED: Final = "ConditionalCheckFailed"  # a cancellation reason
 
 
@@ -207,9 +207,13 @@ class Imports(ImportChunks):
         return Begun(was, resumed=was.state == "running", already=was.state == "done")
 
     async def write(
-        self, record: ImportRecord, chunks: Iterable[list[Add]], progress: Progress | None = None
+        self,
+        record: ImportRecord,
+        chunks: Iterable[list[Add]],
+        progress: Progress | None = None,
+        in_flight: int = IN_FLIGHT,
     ) -> int:
-        """Add every chunk of `record` not added yet, `IN_FLIGHT` at once; the chunks
+        """Add every chunk of `record` not added yet, `in_flight` at once; the chunks
         added by this run."""
         present = {
             import_chunks.chunk_number(item)
@@ -240,7 +244,7 @@ class Imports(ImportChunks):
                     progress(done, record.chunks)
 
         async with asyncio.TaskGroup() as group:
-            for _ in range(IN_FLIGHT):
+            for _ in range(in_flight):
                 group.create_task(worker())
         return written
 

@@ -16,13 +16,14 @@ The store is opened by `tools/admin.opened`, as every command that works on it.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvloop
 from livecount import config
@@ -33,7 +34,7 @@ from livecount.core.import_chunks import ImportRecord
 from livecount.core.imports import PathMap, Reader
 from livecount.tools.admin import ENV_NOTE, add_store_options, failed, opened, store_config
 from livecount.tools.import_plan import ImportPlan, Summary
-from livecount.tools.meter import Meter
+from livecount.tools.progress import ProgressReport
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -51,23 +52,23 @@ def _size(value: str) -> int:
     return int(found.group(1)) << (10 * " kmgt".index(found.group(2) or " "))
 
 
-# -- reading --------------------------------------------------------------------------------
-def read(
-    path: Path, plan: ImportPlan, cfg: config.Config, max_expanded: int, meter: Meter
-) -> Reader:
+# -- reading and writing --------------------------------------------------------------------
+Step = Callable[[str, int, int], None]  # (phase, done, of)
+
+
+def read(path: Path, plan: ImportPlan, cfg: config.Config, max_expanded: int, step: Step) -> Reader:
     """The file into `plan`; raises `invalid_file` (or OSError) for what cannot be read."""
     with path.open("rb") as stream:
-        meter.start("reading", path.stat().st_size, f"Reading {path.name}")
+        size = path.stat().st_size
         reader = Reader(
             PathMap(cfg.pages),
             cfg.site_domains,
             max_expanded,
-            tick=lambda: meter.update(stream.tell()),
+            tick=lambda: step("read", stream.tell(), size),
         )
         for tally in reader.tallies(stream, path.name):
             plan.take(tally)
-        meter.update(stream.tell())
-    meter.end()
+        step("read", size, size)
     plan.check(reader)
     if not plan.summary().adds:
         unmatched = plan.paths(1, mapped=False)
@@ -102,8 +103,24 @@ def fresh_record(reader: Reader, plan: ImportPlan, name: str) -> ImportRecord:
     )
 
 
+def in_flight(cfg: config.Config) -> int:
+    """Chunk transactions at once: DynamoDB Local (embedded, or on this host) applies
+    one at a time, and writes more a second without a queue (docs/BENCHMARKS.md,
+    imports); DynamoDB proper takes many, each a network round trip away."""
+    host = urlsplit(cfg.dynamodb_endpoint).hostname or ""
+    local = (
+        cfg.dynamodb_endpoint == "embedded"
+        or host in ("localhost", "::1")
+        or host.startswith("127.")
+    )
+    return 1 if local else 8
+
+
 async def write(
-    cfg: config.Config, plan: ImportPlan, fresh: ImportRecord, meter: Meter
+    cfg: config.Config,
+    plan: ImportPlan,
+    fresh: ImportRecord,
+    step: Step,
 ) -> tuple[Begun, int]:
     """Begin (or resume) the import and add every chunk not in yet."""
     async with opened(cfg, create=True, bulk=True) as store:
@@ -111,11 +128,10 @@ async def write(
         begun = await store_imports.begin(fresh)
         if begun.already:
             return begun, 0
-        meter.start("writing", begun.record.chunks, f"Import {fresh.id}")
+        step("write", 0, begun.record.chunks)
         written = await store_imports.write(
-            begun.record, plan.chunks(), lambda done, _: meter.update(done)
+            begun.record, plan.chunks(), lambda done, of: step("write", done, of), in_flight(cfg)
         )
-        meter.end()
         begun.record = await store_imports.settle(begun.record, plan.targets())
         return begun, written
 
@@ -148,6 +164,7 @@ def outcome(
         "attempt": record.attempt if record else None,
         "skipped": dict(reader.skipped.most_common()),
         "unmatched": {p: n for p, _, n in plan.paths(20, mapped=False)},
+        "paths": [{"path": p, "to": to, "records": n} for p, to, n in plan.paths(30, True)],
         "top": [
             {"kind": t.kind, "id": t.id, "totalViews": total, "uniqueViews": unique}
             for t, total, unique in plan.top(TOP_JSON)
@@ -204,7 +221,6 @@ def dry_run(console: Console, plan: ImportPlan, reader: Reader, name: str) -> No
         console.print(paths)
     console.print(top_table(plan, "What it would add"))
     _skipped(console, reader, plan)
-    say(console, f"It would add {_views(plan.summary())}, as import {reader.import_id}.")
 
 
 def done(
@@ -227,7 +243,6 @@ def done(
             f"{record.chunks - written:,} were in already.",
         )
     say(console, f"Added {_views(record)}.")
-    say(console, f"Undo it with: livecount import --undo {record.id}")
 
 
 # -- the commands ----------------------------------------------------------------------------
@@ -242,52 +257,66 @@ def _run_import(ns: argparse.Namespace) -> int:
         return _list(cfg, ns.json)
     if ns.undo:
         return _undo(cfg, ns.undo, ns.json)
-    meter = Meter.for_command("import", ns.json)
     with tempfile.TemporaryDirectory(prefix="livecount-import-") as tmp:
         plan = ImportPlan(Path(tmp))
         try:
-            return _import(cfg, ns, plan, meter)
+            return _import(cfg, ns, plan)
         finally:
             plan.close()
 
 
-def _import(cfg: config.Config, ns: argparse.Namespace, plan: ImportPlan, meter: Meter) -> int:
+def _import(cfg: config.Config, ns: argparse.Namespace, plan: ImportPlan) -> int:
     name = ns.file.name
+    shown = ProgressReport("import", ns.json, {"read": f"Reading {name}", "write": "Writing"})
+    last = ["", 0, 0]  # the last step shown: where a Ctrl-C stopped it
+
+    def step(phase: str, done: int, of: int) -> None:
+        last[:] = [phase, done, of]
+        shown.step(phase, done, of)
+
     reader: Reader | None = None
     try:
-        reader = read(ns.file, plan, cfg, ns.max_expanded, meter)
-        if ns.dry_run:
-            if ns.json:
-                print(json.dumps(outcome(plan, reader, "dry_run", None), ensure_ascii=False))
+        with shown:
+            reader = read(ns.file, plan, cfg, ns.max_expanded, step)
+            if ns.dry_run:
+                begun, written = None, 0
             else:
-                dry_run(Console(), plan, reader, name)
-            return 0
-        begun, written = uvloop.run(write(cfg, plan, fresh_record(reader, plan, name), meter))
+                begun, written = uvloop.run(
+                    write(cfg, plan, fresh_record(reader, plan, name), step)
+                )
     except LivecountError as exc:
-        meter.end()
         return failed(exc)
     except OSError as exc:
-        meter.end()
         print(f"livecount: cannot read {ns.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        meter.end()
-        if reader is None or meter.phase != "writing":
+        if reader is None or last[0] != "write":
             print("livecount: stopped before writing: nothing was written.", file=sys.stderr)
         else:
             print(
-                f"livecount: stopped: {meter.done:,} of {meter.of:,} transactions of import "
+                f"livecount: stopped: {last[1]:,} of {last[2]:,} transactions of import "
                 f"{reader.import_id} were done, each whole or not at all. Run the same "
                 "command again to finish it, or take it back with: livecount import "
                 f"--undo {reader.import_id}",
                 file=sys.stderr,
             )
         return STOPPED
+    if begun is None:
+        if not shown.json:
+            dry_run(Console(), plan, reader, name)
+        shown.outcome(
+            f"It would add {_views(plan.summary())}, as import {reader.import_id}.",
+            **outcome(plan, reader, "dry_run", None),
+        )
+        return 0
     status = "already_imported" if begun.already else "resumed" if begun.resumed else "imported"
-    if ns.json:
-        print(json.dumps(outcome(plan, reader, status, begun.record, written), ensure_ascii=False))
-    else:
+    if not shown.json:
         done(Console(), plan, reader, begun, written, name)
+    record = begun.record
+    shown.outcome(
+        f"Undo it with: livecount import --undo {record.id}",
+        **outcome(plan, reader, status, record, written),
+    )
     return 0
 
 
@@ -300,8 +329,9 @@ def _list(cfg: config.Config, as_json: bool) -> int:
         records = uvloop.run(listed())
     except LivecountError as exc:
         return failed(exc)
-    if as_json:
-        print(json.dumps([asdict(r) for r in records], ensure_ascii=False))
+    shown = ProgressReport("import_list", as_json, {})
+    if shown.json:
+        shown.outcome("", imports=[asdict(r) for r in records])
         return 0
     if not records:
         print("No imports.")
@@ -328,56 +358,48 @@ def _list(cfg: config.Config, as_json: bool) -> int:
 
 
 def _undo(cfg: config.Config, import_id: str, as_json: bool) -> int:
-    meter = Meter.for_command("import_undo", as_json)
+    shown = ProgressReport("import_undo", as_json, {"undo": f"Taking back import {import_id}"})
+    last = [0, 0]
+
+    def step(done: int, of: int) -> None:
+        last[:] = [done, of]
+        shown.step("undo", done, of)
 
     async def undo() -> Undone:
         async with opened(cfg, bulk=True) as store:
-            found = await Imports(store).record(import_id)
-            meter.start("undoing", found.chunks if found else 0, f"Undo {import_id}")
-            return await ImportUndo(store).undo(import_id, lambda done, _: meter.update(done))
+            return await ImportUndo(store).undo(import_id, step)
 
     try:
-        undone = uvloop.run(undo())
+        with shown:
+            undone = uvloop.run(undo())
     except LivecountError as exc:
-        meter.end()
         return failed(exc)
     except KeyboardInterrupt:
-        meter.end()
         print(
-            f"livecount: stopped: {meter.done:,} of {meter.of:,} transactions taken back, "
-            f"each whole or not at all. Run livecount import --undo {import_id} again to "
-            "finish.",
+            f"livecount: stopped: {last[0]:,} of {last[1]:,} transactions taken back, each "
+            f"whole or not at all. Run livecount import --undo {import_id} again to finish.",
             file=sys.stderr,
         )
         return STOPPED
-    meter.end()
     record = undone.record
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "status": "already_undone" if undone.already else "undone",
-                    "import": record.id,
-                    "chunksUndone": undone.chunks,
-                    "kept": undone.kept,
-                    "record": asdict(record),
-                },
-                ensure_ascii=False,
-            )
-        )
-        return 0
     if undone.already:
-        print(f"Import {record.id} ({record.file}) was undone before: nothing to do.")
+        text = f"Import {record.id} ({record.file}) was undone before: nothing to do."
     else:
-        print(
+        text = (
             f"Undid import {record.id} ({record.file}): {record.views:,} views of "
             f"{record.posts:,} posts and {record.pages:,} pages taken back."
         )
     if undone.kept:
-        print(
-            f"{undone.kept:,} items kept what the import added, since a rename or delete "
-            "had moved it elsewhere."
+        text += (
+            f" {undone.kept:,} items kept what the import added, since a rename or "
+            "delete had moved it elsewhere."
         )
+    shown.outcome(
+        text,
+        status="already_undone" if undone.already else "undone",
+        chunksUndone=undone.chunks,
+        **asdict(record),  # its `kept`: every run's
+    )
     return 0
 
 
@@ -413,7 +435,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     load.add_argument(
         "--json",
         action="store_true",
-        help="print the outcome as JSON (progress goes to stderr as JSON lines)",
+        help="progress and outcome as JSON lines (the default off a terminal)",
     )
     add_store_options(load, ("pages", "path_patterns", "unmatched_paths", "site_domains"))
     load.set_defaults(run=_run_import, parser=load)

@@ -64,6 +64,12 @@ async def counts(store: Store, article: str, table: str | None = None) -> Counts
                                             {"articleId": {"S": article}}))
 
 
+def outcome_of(out: str) -> dict[str, Any]:
+    """A command's outcome: its last JSON line (stdout is not a terminal here)."""
+    outcome: dict[str, Any] = json.loads(out.splitlines()[-1])
+    return outcome
+
+
 async def page_counts(store: Store, name: str) -> Counts:
     return store_requests.counts(await item(store, store.tables.pages, {"pageName": {"S": name}}))
 
@@ -290,27 +296,35 @@ async def test_a_wrong_import_is_undone_and_redone_and_the_rest_adds_once(
         )
         archive.writestr("pages.csv", PLAUSIBLE_PAGES)
 
-    code, out, err = await run(livecount("import", str(goat), "--json", *mapping))  # no pattern
+    code, out, err = await run(livecount("import", str(goat), *mapping))  # no pattern
     assert code == 0, err
-    wrong = json.loads(out)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0]["event"] == "progress"  # JSON lines: stdout is not a terminal
+    wrong = lines[-1]
+    assert wrong["event"] == "import"
     assert (wrong["status"], wrong["posts"], wrong["pages"]) == ("imported", 0, 1)
-    assert json.loads(err.splitlines()[-1])["event"] == "import_progress"  # not a terminal
     assert await store.tracked() == [Target("page", "Home_Page")]
     code, out, err = await run(livecount("import", str(goat), *pattern, *mapping))
     assert code == 2
     assert f"Undo it first: livecount import --undo {wrong['import']}" in err
     code, out, err = await run(livecount("import", "--list", *mapping))
-    assert code == 0 and wrong["import"] in out and "done" in out
+    assert code == 0, err
+    assert [(i["id"], i["state"]) for i in outcome_of(out)["imports"]] == [(wrong["import"],
+                                                                          "done")]
     code, out, err = await run(livecount("import", "--undo", wrong["import"], *mapping))
     assert code == 0, err
-    assert f"Undid import {wrong['import']}" in out
+    undone = outcome_of(out)
+    assert (undone["event"], undone["status"], undone["id"]) == ("import_undo", "undone",
+                                                                 wrong["import"])
     assert await store.tracked() == []  # Home_Page was emptied: out of the listing
     assert await page_counts(store, "Home_Page") == Counts(0, 0)
 
     code, out, err = await run(livecount("import", str(goat), "--dry-run", *pattern, *mapping))
     assert code == 0, err
-    assert "nothing was written" in out and "/blog/hello/" in out and "post hello" in out
-    assert "2 an id livecount cannot store" in out  # "  " and "\u3000"
+    dry = outcome_of(out)
+    assert (dry["status"], dry["import"]) == ("dry_run", wrong["import"])
+    assert {"path": "/blog/hello/", "to": "post#hello", "records": 2} in dry["paths"]
+    assert dry["skipped"]["an id livecount cannot store"] == 2  # "  " and "\u3000"
     assert await store.tracked() == []
 
     async with connect(served.ws) as ws:
@@ -318,13 +332,16 @@ async def test_a_wrong_import_is_undone_and_redone_and_the_rest_adds_once(
         assert json.loads(await ws.recv())["totalViews"] == 0
         code, out, err = await run(livecount("import", str(goat), *pattern, *mapping))
         assert code == 0, err
-        assert "hello" in out and "Home_Page" in out and "1 events" in out
-        assert f"Undo it with: livecount import --undo {wrong['import']}" in out
+        redone = outcome_of(out)
+        assert (redone["status"], redone["import"], redone["attempt"]) == ("imported",
+                                                                            wrong["import"], 2)
+        assert [p["id"] for p in redone["top"]] == ["hello", "Home_Page"]
+        assert redone["skipped"]["events"] == 1
         code, out, err = await run(
             livecount("import", str(plausible), *pattern, "--json", *mapping)
         )
         assert code == 0, err
-        outcome = json.loads(out)
+        outcome = outcome_of(out)
         assert outcome["format"] == "plausible" and outcome["unmatched"] == {"/tags/x/": 1}
         assert [(p["id"], p["totalViews"]) for p in outcome["top"]] == [("hello", 25), ("other", 4)]
         # A page showing the post sees the imported views.
@@ -342,7 +359,7 @@ async def test_a_wrong_import_is_undone_and_redone_and_the_rest_adds_once(
     for again in (goat, gzipped, plausible):  # the same records again: nothing added
         code, out, err = await run(livecount("import", str(again), *pattern, *mapping))
         assert code == 0, err
-        assert "imported before" in out and "nothing added" in out
+        assert outcome_of(out)["status"] == "already_imported"
     assert await counts(store, "hello") == Counts(27, 11)
 
     code, out, err = await run(livecount("import", str(tmp_path / "missing.csv"), *mapping))
@@ -401,10 +418,10 @@ async def test_an_import_stopped_by_ctrl_c_says_so_and_finishes_when_run_again(
     argv = livecount("import", str(file), *store_args(dynamodb_local_url, prefix, tmp_path))
     proc = await asyncio.create_subprocess_exec(*argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
-    assert proc.stderr is not None
+    assert proc.stdout is not None
     seen = b""
-    while b'"phase": "writing"' not in seen:  # progress lines: stdout is not a terminal
-        seen += await asyncio.wait_for(proc.stderr.readline(), 60)
+    while b'"phase":"write"' not in seen:  # progress lines: stdout is not a terminal
+        seen += await asyncio.wait_for(proc.stdout.readline(), 60)
     proc.send_signal(signal.SIGINT)
     _, said = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 130, said
@@ -415,7 +432,7 @@ async def test_an_import_stopped_by_ctrl_c_says_so_and_finishes_when_run_again(
     assert done_before < 42
     code, out, err = await run(argv)
     assert code == 0, err
-    assert "Resumed import" in out.replace("\n", " ")
+    assert outcome_of(out)["status"] == "resumed"
     for p in (0, 39):
         assert await counts(store, f"p{p}") == Counts(200, 100)
     assert await timeline_sum(store, SITE) == Counts(8000, 4000)

@@ -12,15 +12,17 @@ The other tools' files are written here as their makers document them:
 import gzip
 import io
 import json
+import re
 import sqlite3
 import tempfile
 import zipfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from livecount.aws import local as dynamodb_local
+from livecount.aws.store_imports import Begun
 from livecount.core import exports, import_chunks
 from livecount.core.errors import ClientError
 from livecount.core.exports import Record
@@ -29,7 +31,9 @@ from livecount.core.imports import MAX_EXPANDED, TALLY_KEYS, Add, PathMap, Reade
 from livecount.core.ledger import SITE, Counts, Row
 from livecount.core.pages import PageRules, Target
 from livecount.core.tables import Tables
+from livecount.tools import importer
 from livecount.tools.import_plan import ImportPlan
+from rich.console import Console
 
 PATHS = PathMap(PageRules(patterns=["/blog/{id}/"], unmatched="refuse"))
 HELLO, CAFE, HOME = Target("post", "hello"), Target("post", "café"), Target("page", "Home_Page")
@@ -514,3 +518,29 @@ def test_the_embedded_store_writes_ahead(tmp_path: Path):
         dynamodb_local.write_ahead(busy)  # in use: left as it is, and no error
         holder.execute("COMMIT")
         assert holder.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+def test_a_person_at_a_terminal_reads_where_paths_go_and_what_was_added(tmp_path: Path):
+    """On a terminal (JSON lines otherwise, which tests/e2e/test_admin.py reads): the
+    dry run's paths and targets, the skipped records with their reasons, the import."""
+    plan = ImportPlan(tmp_path)
+    reader = Reader(PATHS, ("blog.example",))
+    for tally in reader.tallies(io.BytesIO(GOATCOUNTER.encode())):
+        plan.take(tally)
+    console = Console(record=True, width=120)
+    importer.dry_run(console, plan, reader, "export.csv")
+    shown = console.export_text()
+    assert "Dry run of export.csv (goatcounter-v2, 7 records): nothing was written." in shown
+    assert re.search(r"/blog/hello/\s+│ post hello\s+│\s+1", shown)
+    assert re.search(r"/blog/caf%C3%A9/\s+│ post café", shown)
+    assert "Skipped records: 1 bots, 1 events, 1 no page rule or --path-pattern matches." in shown
+    assert "Paths that map to nothing (most first): /tags/python/" in shown
+    record = importer.fresh_record(reader, plan, "export.csv")
+    console = Console(record=True, width=120)
+    importer.done(console, plan, reader, Begun(replace(record, attempt=1)), record.chunks,
+                  "export.csv")
+    shown = console.export_text()
+    assert f"Import {reader.import_id}: export.csv" in shown
+    assert re.search(r"post\s+│ hello\s+│\s+2 │\s+1", shown)
+    assert "Added 2 posts and 1 pages: 4 views (3 unique), 10 items in 1 transactions." in shown
+    plan.close()

@@ -173,19 +173,16 @@ async def import_one(work: Path, name: str, file: Path, options: list[str], log:
         j0, w0, t0 = cpu_s(java), written(java), time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", WRAPPER, str(usage), *argv,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         reading_ended: float | None = None
-        assert proc.stderr is not None and proc.stdout is not None
-
-        async def progress(lines: asyncio.StreamReader) -> None:
-            nonlocal reading_ended
-            async for line in lines:  # progress: when the writing began
-                if reading_ended is None and b'"writing"' in line:
-                    reading_ended = time.monotonic()
-
-        stdout, _ = await asyncio.gather(proc.stdout.read(), progress(proc.stderr))
+        assert proc.stdout is not None
+        last = b""
+        async for line in proc.stdout:  # JSON lines: progress, then the outcome
+            if reading_ended is None and b'"phase":"write"' in line:
+                reading_ended = time.monotonic()
+            last = line
         await proc.wait()
-        outcome = json.loads(stdout.splitlines()[-1])  # the outcome is the last line
+        outcome = json.loads(last)
         if outcome.get("status") != "imported":
             raise RuntimeError(f"{file.name}: {outcome.get('status')}, not imported")
         wall = time.monotonic() - t0

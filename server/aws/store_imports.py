@@ -285,7 +285,9 @@ class Imports(ImportChunks):
 class ImportUndo(ImportChunks):
     """An import taken back, chunk by chunk, exactly."""
 
-    async def undo(self, import_id: str, progress: Progress | None = None) -> Undone:
+    async def undo(
+        self, import_id: str, progress: Progress | None = None, in_flight: int = IN_FLIGHT
+    ) -> Undone:
         """Take back every chunk of the import that is still in, exactly once; mark
         the ones never written so that no run adds them later; take the posts and pages
         it emptied out of the page index; then the record `undone`."""
@@ -320,7 +322,7 @@ class ImportUndo(ImportChunks):
                 progress(done, record.chunks)
 
         async for page in self.chunk_pages(record, adds=True):
-            await gather_limited((one(i) for i in page), IN_FLIGHT)
+            await gather_limited((one(i) for i in page), in_flight)
         missing = sorted(set(range(record.chunks)) - seen)
         for start in range(0, len(missing), 100):
             numbers = missing[start : start + 100]

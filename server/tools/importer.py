@@ -367,7 +367,7 @@ def _undo(cfg: config.Config, import_id: str, as_json: bool) -> int:
 
     async def undo() -> Undone:
         async with opened(cfg, bulk=True) as store:
-            return await ImportUndo(store).undo(import_id, step)
+            return await ImportUndo(store).undo(import_id, step, in_flight(cfg))
 
     try:
         with shown:

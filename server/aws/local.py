@@ -112,7 +112,8 @@ async def _answers(port: int) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def running(data_dir: Path, in_memory: bool = False) -> AsyncIterator[str]:
+async def running(data_dir: Path, in_memory: bool = False, wal: bool = True,
+                  ) -> AsyncIterator[str]:
     """Run DynamoDB Local on a free loopback port; yields its endpoint URL. `in_memory`
     keeps the tables in memory (the benchmarks': on disk, its SQLite syncs every write
     and serves a few hundred a second on a shared core, which hides what livecount does)."""
@@ -124,7 +125,7 @@ async def running(data_dir: Path, in_memory: bool = False) -> AsyncIterator[str]
     jar = await asyncio.to_thread(fetch)
     db_dir = (data_dir / "dynamodb").resolve()
     db_dir.mkdir(parents=True, exist_ok=True)
-    if not in_memory:
+    if wal and not in_memory:  # without: the benchmark's comparison
         write_ahead(db_dir / SHARED_DB)
     port = _free_port()
     logfile = (data_dir / "dynamodb-local.log").open("ab")

@@ -6,7 +6,7 @@ An import runs in two steps. The file is read, decompressed and parsed a line at
 time into a plan on disk (`core/imports.py`, `tools/import_plan.py`), so memory stays
 bounded whatever the file, and a line that cannot be read stops it before anything is
 written. Then the plan's chunks are added, each one transaction that applies once
-(`core/import_chunks.py`, `aws/store_admin.py`): Ctrl-C or a kill anywhere leaves every
+(`core/import_chunks.py`, `aws/store_imports.py`): Ctrl-C or a kill anywhere leaves every
 chunk whole or absent, and the same command finishes the import; `--undo ID` takes
 back exactly what it added.
 

@@ -20,7 +20,7 @@ from livecount.node import claims, workers
 from livecount.node import lifecycle as app
 from livecount.node.banner import version
 from livecount.node.journal import JournalBusy
-from livecount.tools import admin, backups, loadtest, transfer
+from livecount.tools import admin, backups, importer, loadtest, transfer
 from livecount.tools import report as console
 
 
@@ -107,6 +107,7 @@ def parser() -> argparse.ArgumentParser:
     admin.register(commands)
     transfer.register(commands)
     backups.register(commands)
+    importer.register(commands)
     return top
 
 

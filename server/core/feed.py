@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal, NamedTuple
 
 from livecount.core.tables import FEED_TTL_ATTRIBUTE
@@ -38,10 +38,11 @@ Reading = tuple[Literal["post", "page"], str, int]  # a target's kind and id, re
 
 
 class Reset(NamedTuple):
-    """Articles whose stored counts went down (`livecount admin` renamed them away or
-    deleted them): what nodes believe of them is wrong, and must be read again."""
+    """Posts and pages whose stored counts went down (`livecount admin` renamed them
+    away or deleted them, an import was undone): what nodes believe of them is wrong,
+    and must be read again."""
 
-    articles: list[str]
+    targets: list[tuple[Literal["post", "page"], str]]
 
 
 class Sync(NamedTuple):
@@ -72,20 +73,28 @@ def _encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def chunks(changes: Mapping[str, tuple[int, int]]) -> Iterator[bytes]:
-    """The changes as JSON arrays, each small enough for one item."""
-    batch: list[Change] = []
-    size = 2
-    for article, (total, unique) in changes.items():
-        entry = (article, total, unique)
+def _batched(entries: Iterable[Any], wrap: Callable[[list[Any], bool], Any],
+             always: bool = False) -> list[bytes]:
+    """`entries` in payloads `wrap(batch, first)`, each small enough for one item; one
+    payload of none if `always`."""
+    out: list[bytes] = []
+    batch: list[Any] = []
+    size = len(_encode(wrap([], True)))
+    for entry in entries:
         cost = len(_encode(entry)) + 1
         if batch and size + cost > MAX_ITEM_BYTES:
-            yield _encode(batch)
-            batch, size = [], 2
+            out.append(_encode(wrap(batch, not out)))
+            batch, size = [], len(_encode(wrap([], False)))
         batch.append(entry)
         size += cost
-    if batch:
-        yield _encode(batch)
+    if batch or (always and not out):
+        out.append(_encode(wrap(batch, not out)))
+    return out
+
+
+def chunks(changes: Mapping[str, tuple[int, int]]) -> list[bytes]:
+    """The changes as JSON arrays, each small enough for one item."""
+    return _batched(((a, t, u) for a, (t, u) in changes.items()), lambda batch, _: batch)
 
 
 def item(at: int, payload: bytes, expires: int) -> dict[str, dict[str, str]]:
@@ -99,18 +108,18 @@ def puts(changes: Mapping[str, tuple[int, int]], table: str, writer: str, now: f
     """PutItem requests that share `changes` with every node: the feed write of the
     node's stream consumer and of the Lambda alike. `writer` names who writes (a node
     id, a Lambda request id), so two writers in the same microsecond do not collide."""
-    payloads = list(chunks(changes))
-    stamped = zip(stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads)),
-                  payloads, strict=True)
-    expires = int(now) + TTL_SECONDS
-    return [{"TableName": table, "Item": item(at, payload, expires)} for at, payload in stamped]
+    return _items(chunks(changes), table, writer, now)
 
 
-def resets(articles: Iterable[str], table: str, writer: str, now: float,
+def resets(targets: Iterable[tuple[str, str]], table: str, writer: str, now: float,
            ) -> list[dict[str, Any]]:
-    """PutItem requests telling every node to read `articles` again (one item each:
-    an article id is at most about 1 KB)."""
-    payloads = [_encode({"reset": [article]}) for article in articles]
+    """PutItem requests telling every node to read `targets` (kind, id) again: as many
+    to an item as fit (an undone import may reset thousands)."""
+    return _items(_batched(targets, lambda batch, _: {"reset": batch}), table, writer, now)
+
+
+def _items(payloads: list[bytes], table: str, writer: str, now: float,
+           ) -> list[dict[str, Any]]:
     stamped = zip(stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads)),
                   payloads, strict=True)
     expires = int(now) + TTL_SECONDS
@@ -141,7 +150,8 @@ def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced:
         return []
     if isinstance(value, dict):
         if isinstance(reset := value.get("reset"), list):
-            return Reset([a for a in reset if isinstance(a, str)])
+            return Reset([(r[0], r[1]) for r in reset
+                          if isinstance(r, list) and _is_reading([*r, 0])])
         if isinstance(request := value.get("sync"), str):
             return Sync(request)
         if isinstance(request := value.get("synced"), str):
@@ -176,22 +186,8 @@ def says(node: str, readers: Iterable[Reading], whole: bool) -> list[bytes]:
     """`node`'s readers as payloads, each small enough for one item. A whole snapshot
     that needs several says so in its first: the others add to it. A whole snapshot
     of nothing is one payload still (it says the node is alive)."""
-    def payload(batch: list[Reading], first: bool) -> bytes:
-        return _encode({"node": node, "whole": whole and first, "readers": batch})
-
-    out: list[bytes] = []
-    batch: list[Reading] = []
-    size = len(payload([], True))
-    for entry in readers:
-        cost = len(_encode(entry)) + 1
-        if batch and size + cost > MAX_ITEM_BYTES:
-            out.append(payload(batch, not out))
-            batch, size = [], len(payload([], False))
-        batch.append(entry)
-        size += cost
-    if batch or (whole and not out):
-        out.append(payload(batch, not out))
-    return out
+    return _batched(readers, lambda batch, first: {
+        "node": node, "whole": whole and first, "readers": batch}, always=whole)
 
 
 def stamps(now_us: int, node_salt: int, count: int) -> list[int]:

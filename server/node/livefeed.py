@@ -164,7 +164,7 @@ class LiveFeed:
             if isinstance(said, feed.Reset):
                 if at not in self._resets:
                     self._resets.add(at)
-                    await self.reset(said.articles)
+                    await self.reset([Target(kind, id_) for kind, id_ in said.targets])
             elif isinstance(said, feed.Sync):
                 if at not in self._syncs:
                     self._syncs.add(at)
@@ -185,10 +185,10 @@ class LiveFeed:
         self._resets = {at for at in self._resets if at >= start}
         self._syncs = {at for at in self._syncs if at >= start}
 
-    async def reset(self, articles: list[str]) -> None:
-        """Forget what this node believes of `articles` (renamed away or deleted), and
-        show their pages what the store holds now."""
-        if not (watched := self.live.reset(articles)):
+    async def reset(self, targets: list[Target]) -> None:
+        """Forget what this node believes of `targets` (renamed away, deleted, an import
+        undone), and show their pages what the store holds now."""
+        if not (watched := self.live.reset(targets)):
             return
         try:
             counts = await self.store.read_counts(watched)

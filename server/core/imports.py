@@ -394,10 +394,11 @@ class Reader:
         self.skipped[why] += 1
 
     def keep_title(self, post: str, title: str) -> None:
-        if sizes.problem(title, sizes.TITLE) is None:
-            self.tally.titles[post] = title
-        else:
+        """A title the WebSocket would keep; one that shows nothing is no title."""
+        if sizes.problem(title, sizes.TITLE) is not None:
             self.skip("titles livecount does not keep (the views count)")
+        elif sizes.shows(title):
+            self.tally.titles[post] = title
 
 
 # -- the formats -----------------------------------------------------------------------------

@@ -186,13 +186,28 @@ def test_ids_that_show_nothing_are_skipped_with_their_reason_and_the_rest_import
             Record("count", "post#hello", 2, 1),
             Record("count", "post#   ", 5, 5),
             Record("timeline", "post#   ", 5, 5, hour="2024-03-01T10"),
+            Record("count", "post#\u200b\u2060", 1, 1),  # zero-width: invisible
             Record("timeline", SITE, 7, 6, hour="2024-03-01T10"),
         ]
     )
     plan = read(ndjson.encode())
     assert plan.counts == {HELLO: Counts(2, 1)}
     assert plan.rows == {Row("timeline", SITE, "2024-03-01T10"): Counts(7, 6)}
-    assert plan.skipped == {"post ids livecount cannot store": 2}
+    assert plan.skipped == {"post ids livecount cannot store": 3}
+
+
+def test_a_title_that_shows_nothing_is_no_title_as_on_the_websocket():
+    """`sizes.shows`: a blank title would be kept as the post's first, so the WebSocket
+    takes it as none; an import does the same (its views count, it is not skipped)."""
+    lines = GOATCOUNTER.splitlines(keepends=True)
+    blank = lines[1].replace(",Hello,", ",\u3000\u200b ,")
+    plan = read("".join([lines[0], blank]).encode())
+    assert plan.counts == {HELLO: Counts(1, 1)} and plan.titles == {} and plan.skipped == {}
+    ndjson = exports.ndjson_head("2026-01-01T00:00:00Z") + exports.ndjson_line(
+        Record("count", "post#hello", 2, 1, title="  \u200b")
+    )
+    plan = read(ndjson.encode())
+    assert plan.counts == {HELLO: Counts(2, 1)} and plan.titles == {} and plan.skipped == {}
 
 
 def test_plausible_pages_add_totals_without_a_timeline():

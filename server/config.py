@@ -25,6 +25,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -534,6 +535,13 @@ def _with_hint(message: str, ids_hint: str | None) -> str:
         return f"{message} (an id that starts with - goes after --: {ids_hint})"
     return message
 
+
+
+def version() -> str:
+    try:
+        return metadata.version("livecount")
+    except metadata.PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown"
 
 # -- the documented table -------------------------------------------------------------
 def readme_table(options: Iterable[Option] = OPTIONS) -> str:

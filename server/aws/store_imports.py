@@ -148,6 +148,8 @@ class Imports(ImportChunks):
             return "this backup, restored before"
         if others := [r for r in records if r.id != import_id]:
             return f"{len(others)} imports"
+        if records:  # this restore, cut short: what the store holds is its own
+            return None
         if tracked := await self.store.tracked():
             return f"{len(tracked)} posts and pages"
         for table in (self.tables.timeline, self.tables.referrers):

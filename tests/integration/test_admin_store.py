@@ -394,6 +394,26 @@ async def test_an_undo_marks_chunks_never_written_so_a_late_run_adds_none(
     assert [r.state for r in await Imports(store).records()] == ["undone"]
 
 
+async def test_a_restore_cut_short_is_finished_by_the_same_backup_only(
+    local_store: Store, tmp_path: Path, small_chunks: int
+):
+    """A restore writes into a store that holds nothing (`Imports.holds`): killed half
+    way, the store holds its own chunks only, so the same backup may finish it."""
+    store = local_store
+    assert await Imports(store).holds() is None
+    plan, fresh = planned(tmp_path, goat_tally())
+    begun = await Imports(store).begin(fresh)
+    await Imports(store).write(begun.record, plan.chunks())  # then killed, unsettled
+    assert await Imports(store).holds(fresh.id) is None
+    assert await Imports(store).holds("another") == "1 imports"
+    await Imports(store).settle(begun.record, plan.targets())
+    assert await Imports(store).holds(fresh.id) == "this backup, restored before"
+    await ImportUndo(store).undo(fresh.id)
+    assert await Imports(store).holds() is None  # rows at zero hold nothing
+    await seed(store, Target("post", "p0"), 1, 1)
+    assert await Imports(store).holds() == "1 posts and pages"
+
+
 async def test_an_export_imported_elsewhere_is_the_same_store(
     local_store: Store, dynamodb_local_url: str, tmp_path: Path
 ):

@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "serve": __name__, "tables": __name__,
     "loadtest": "livecount.tools.loadtest", "report": "livecount.tools.report",
     "admin": "livecount.tools.admin",
-    "export": "livecount.tools.transfer", "import": "livecount.tools.transfer",
+    "export": "livecount.tools.transfer", "import": "livecount.tools.importer",
     "backup": "livecount.tools.backups", "restore": "livecount.tools.backups",
 }
 

@@ -1,5 +1,5 @@
 """The operator's side of the store: rename, delete (of posts and pages, one id or
-every id with a prefix), export, import.
+every id with a prefix), export (imports: `aws/store_imports.py`).
 
 Not a request path: these read whole partitions (one Query each, never a Scan) and
 write many items. Each operation is made of steps that are idempotent and applied
@@ -8,7 +8,6 @@ answer, DynamoDB away) is finished by running it again:
 
 - a move (`core/moves.py`) is one transaction, on condition of its source's `admin`
   counter as read;
-- an import write carries the file's marker and is refused where it already is;
 - index entries, reader copies (on condition of `version`) and feed items are
   the same item however often they are written.
 
@@ -26,22 +25,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from botocore.exceptions import BotoCoreError
-from botocore.exceptions import ClientError as BotoClientError
 from livecount.aws import store_requests
 from livecount.aws.store import Store
-from livecount.aws.store_errors import ConditionFailed, answer, translate
-from livecount.core import feed, imports, moves
+from livecount.aws.store_errors import ATTEMPTS, ConditionFailed, answer, transact
+from livecount.core import feed, moves
 from livecount.core.errors import ClientError
 from livecount.core.exports import Record
-from livecount.core.imports import ImportPlan
-from livecount.core.ledger import SITE, ZERO, Counts, Row
+from livecount.core.ledger import SITE, ZERO, Counts
 from livecount.core.moves import Operation, Plan, Source
 from livecount.core.pages import Target
 from livecount.core.replication import Copy
 
 AT_ONCE: Final = 8  # writes of one operation in flight at once
-ATTEMPTS: Final = 20  # tries of one move that keeps meeting other writers
 Progress = Callable[[int, int], None]  # (done, of)
 
 
@@ -57,16 +52,16 @@ class Items:
         self.ddb = store.ddb
         self.tables = store.tables
 
+    async def query_pages(self, request: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+        """The items a Query finds, a page (up to 1 MB) at a time."""
+        pages = self.ddb.get_paginator("query").paginate(**request).__aiter__()
+        while (page := await answer(anext(pages, None), request["TableName"])) is not None:
+            yield page.get("Items", [])
+
     async def partition(self, table: str, key: str, value: str) -> list[dict[str, Any]]:
-        """Every item of one partition, consistently: one Query, page by page."""
+        """Every item of one partition, consistently."""
         request = store_requests.query(table, key, value, consistent=True)
-        items: list[dict[str, Any]] = []
-        while True:
-            page = await answer(self.ddb.query(**request), table)
-            items += page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return items
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [item async for page in self.query_pages(request) for item in page]
 
     async def get(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
         got = await answer(self.ddb.get_item(TableName=table, Key=key, ConsistentRead=True),
@@ -124,11 +119,9 @@ class Items:
             changes[image["articleId"]["S"]] = (counts.total, counts.unique)
         await self.announce(changes)
 
-    async def reset(self, targets: list[Target]) -> None:
+    async def reset(self, targets: Iterable[Target]) -> None:
         """Tell every node, on the live feed, to read `targets` again."""
-        for put in feed.resets([t.id for t in targets if t.kind == "post"], self.tables.feed,
-                               "admin", time.time(),
-                               pages=[t.id for t in targets if t.kind == "page"]):
+        for put in feed.resets(targets, self.tables.feed, "admin", time.time()):
             await answer(self.ddb.put_item(**put), self.tables.feed)
 
     async def announce(self, changes: dict[str, tuple[int, int]]) -> None:
@@ -168,7 +161,7 @@ class Moved:
 
 
 @dataclass
-class Begun:
+class Started:
     """An operation whose record says it runs, and the items found to move."""
 
     plan: Plan
@@ -268,14 +261,14 @@ class Operations(Records):
         return await self.apply(begun[0], progress, purge)
 
     async def begin(self, plans: list[Plan], skip_empty: bool = False,
-                    ) -> tuple[list[Begun], dict[Plan, ClientError]]:
+                    ) -> tuple[list[Started], dict[Plan, ClientError]]:
         """Record each plan as running (what is refused, and why, apart), then look once
         for operations that cross them: those back out, and are refused too. With
         `skip_empty`, a plan with nothing to move is refused as never counted before
         anything is written."""
         refused: dict[Plan, ClientError] = {}
 
-        async def start(plan: Plan) -> Begun | None:
+        async def start(plan: Plan) -> Started | None:
             try:
                 return await self._start(plan, skip_empty)
             except ClientError as exc:
@@ -298,7 +291,7 @@ class Operations(Records):
                 "finish it first")
         return begun, refused
 
-    async def _start(self, plan: Plan, skip_empty: bool = False) -> Begun:
+    async def _start(self, plan: Plan, skip_empty: bool = False) -> Started:
         before = await self.current(plan.target)
         found = await self.sources(plan.target)
         resuming = before is not None and before.state == "running"
@@ -323,9 +316,9 @@ class Operations(Records):
             raise ClientError("operation_running",
                               f"the {what} is not finished: run it again to finish it, "
                               f"then this one") from None
-        return Begun(plan, before, found, started)
+        return Started(plan, before, found, started)
 
-    async def apply(self, begun: Begun, progress: Progress | None = None,
+    async def apply(self, begun: Started, progress: Progress | None = None,
                     purge: bool = False) -> Moved:
         """Move what `begun` found, then tell the reader side and the nodes, and record
         the operation done."""
@@ -391,25 +384,13 @@ class Operations(Records):
     async def move(self, plan: Plan, source: Source) -> Source | None:
         """Apply one move, reading the source again whenever another writer got there
         first; the move as applied, or None when nothing was left to move."""
-        for attempt in range(ATTEMPTS):
-            try:
-                await self.ddb.transact_write_items(
-                    TransactItems=plan.transaction(source, self.tables))
+        for _ in range(ATTEMPTS):
+            if await transact(self.ddb, plan.transaction(source, self.tables)) is None:
                 return source
-            except BotoClientError as exc:
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                if "ConditionalCheckFailed" in reasons:
-                    fresh = await self.reread(plan, source)
-                    if fresh is None:
-                        return None
-                    source = fresh
-                elif "TransactionConflict" in reasons or exc.response.get("Error", {}).get(
-                        "Code") == "TransactionConflictException":
-                    await asyncio.sleep(0.05 * (attempt + 1))  # another write in progress
-                else:
-                    raise translate(exc, "TransactWriteItems") from exc
-            except BotoCoreError as exc:  # no answer: the next run reads what applied
-                raise translate(exc, "TransactWriteItems") from exc
+            fresh = await self.reread(plan, source)
+            if fresh is None:
+                return None
+            source = fresh
         raise ClientError("operation_contended", f"{plan.describe()}: an item kept changing "
                                                  f"under {ATTEMPTS} tries; run it again")
 
@@ -457,7 +438,7 @@ class BulkDeletes(Operations):
         stop = stop or asyncio.Event()
         of = len(deleted.targets)
 
-        async def one(begun: Begun) -> None:
+        async def one(begun: Started) -> None:
             if stop.is_set():
                 await self.back_out(begun.plan.target, begun.before)
                 return
@@ -497,73 +478,6 @@ class BulkDeletes(Operations):
         found = {t: counts.get(t, (ZERO, ""))[0] for t in sorted({*indexed, *emptied})}
         return {t: c for t, c in found.items() if c.total or t in emptied}
 
-
-@dataclass
-class Imported:
-    """What one run of an import did, per stored count."""
-
-    already: bool  # the whole file was imported before: nothing written
-    added: dict[Target, bool] = field(default_factory=dict)  # True: added now; False: before
-    rows: int = 0  # report rows added now
-
-
-class Imports(Items):
-    async def run(self, plan: ImportPlan, import_id: str, name: str,
-                  progress: Progress | None = None) -> Imported:
-        """Add `plan` once: a file imported before (whole or in part) adds only what
-        it has not added yet."""
-        key = {"index": {"S": imports.IMPORTS}, "target": {"S": import_id}}
-        record = await self.get(self.tables.index, key)
-        if record is not None:
-            if record.get("plan", {}).get("S") != plan.fingerprint():
-                raise ClientError("imported_before", (
-                    f"{record['file']['S']} was imported on {record['at']['S']} with other "
-                    "--path-pattern, --page or --site-domain options: importing it with "
-                    "these would count views twice (finish it with the same options)"))
-            if record.get("state", {}).get("S") == "done":
-                return Imported(already=True, added=dict.fromkeys(plan.counts, False))
-        await answer(self.ddb.put_item(TableName=self.tables.index, Item=imports.record_item(
-            import_id, name, plan, "running", _now())), self.tables.index)
-        mark = imports.marker(import_id)
-        result = Imported(already=False)
-        images: list[dict[str, Any]] = []
-        steps = len(plan.counts) + len(plan.rows)
-        done = 0
-
-        async def write(request: dict[str, Any]) -> dict[str, Any] | None:
-            """The item after the write; None when this import wrote it before."""
-            nonlocal done
-            try:
-                got = await answer(self.ddb.update_item(**request), request["TableName"])
-                item: dict[str, Any] | None = dict(got.get("Attributes", {}))
-            except ConditionFailed as exc:
-                item = None
-                if request["TableName"] == self.tables.writer:
-                    images.append(exc.item)
-            done += 1
-            if progress is not None:
-                progress(done, steps)
-            return item
-
-        async def count(target: Target, counts: Counts) -> None:
-            item = await write(imports.count_write(self.tables, target, counts,
-                                                   plan.titles.get(target, ""), mark))
-            result.added[target] = item is not None
-            if item is not None and target.kind == "post":
-                images.append(item)
-
-        async def row(row: Row, counts: Counts) -> None:
-            if await write(imports.row_write(self.tables, row, counts, mark)) is not None:
-                result.rows += 1
-
-        await gather_limited([count(t, c) for t, c in plan.counts.items() if c.total],
-                             limit=16)
-        await gather_limited([row(r, c) for r, c in plan.rows.items() if c.total], limit=16)
-        await gather_limited([self.index(t, present=True) for t in plan.counts], limit=16)
-        await self.copy(images)
-        await answer(self.ddb.put_item(TableName=self.tables.index, Item=imports.record_item(
-            import_id, name, plan, "done", _now())), self.tables.index)
-        return result
 
 
 class Exports(Items):

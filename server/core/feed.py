@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal, NamedTuple
 
 from livecount.core.tables import FEED_TTL_ATTRIBUTE
@@ -38,12 +38,11 @@ Reading = tuple[Literal["post", "page"], str, int]  # a target's kind and id, re
 
 
 class Reset(NamedTuple):
-    """Posts (`articles`) and pages whose stored counts went down (`livecount admin`
-    renamed them away or deleted them): what nodes believe of them is wrong, and must
-    be read again."""
+    """Posts and pages whose stored counts went down (`livecount admin` renamed them
+    away or deleted them, an import was undone): what nodes believe of them is wrong,
+    and must be read again."""
 
-    articles: list[str]
-    pages: tuple[str, ...] = ()
+    targets: list[tuple[Literal["post", "page"], str]]
 
 
 class Sync(NamedTuple):
@@ -74,20 +73,28 @@ def _encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def chunks(changes: Mapping[str, tuple[int, int]]) -> Iterator[bytes]:
-    """The changes as JSON arrays, each small enough for one item."""
-    batch: list[Change] = []
-    size = 2
-    for article, (total, unique) in changes.items():
-        entry = (article, total, unique)
+def _batched(entries: Iterable[Any], wrap: Callable[[list[Any], bool], Any],
+             always: bool = False) -> list[bytes]:
+    """`entries` in payloads `wrap(batch, first)`, each small enough for one item; one
+    payload of none if `always`."""
+    out: list[bytes] = []
+    batch: list[Any] = []
+    size = len(_encode(wrap([], True)))
+    for entry in entries:
         cost = len(_encode(entry)) + 1
         if batch and size + cost > MAX_ITEM_BYTES:
-            yield _encode(batch)
-            batch, size = [], 2
+            out.append(_encode(wrap(batch, not out)))
+            batch, size = [], len(_encode(wrap([], False)))
         batch.append(entry)
         size += cost
-    if batch:
-        yield _encode(batch)
+    if batch or (always and not out):
+        out.append(_encode(wrap(batch, not out)))
+    return out
+
+
+def chunks(changes: Mapping[str, tuple[int, int]]) -> list[bytes]:
+    """The changes as JSON arrays, each small enough for one item."""
+    return _batched(((a, t, u) for a, (t, u) in changes.items()), lambda batch, _: batch)
 
 
 def item(at: int, payload: bytes, expires: int) -> dict[str, dict[str, str]]:
@@ -99,28 +106,27 @@ def item(at: int, payload: bytes, expires: int) -> dict[str, dict[str, str]]:
 def puts(changes: Mapping[str, tuple[int, int]], table: str, writer: str, now: float,
          ) -> list[dict[str, Any]]:
     """PutItem requests that share `changes` with every node: the feed write of the
-    node's stream consumer and of the Lambda alike."""
-    return stamped(list(chunks(changes)), table, writer, now)
+    node's stream consumer and of the Lambda alike. `writer` names who writes (a node
+    id, a Lambda request id), so two writers in the same microsecond do not collide."""
+    return stamped(chunks(changes), table, writer, now)
 
 
-def resets(articles: Iterable[str], table: str, writer: str, now: float,
-           pages: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """PutItem requests telling every node to read `articles` (posts) and `pages` again."""
-    return stamped(reset_payloads(articles, pages), table, writer, now)
+def resets(targets: Iterable[tuple[str, str]], table: str, writer: str, now: float,
+           ) -> list[dict[str, Any]]:
+    """PutItem requests telling every node to read `targets` (kind, id) again: as many
+    to an item as fit (an undone import may reset thousands)."""
+    return stamped(reset_payloads(targets), table, writer, now)
 
 
-def reset_payloads(articles: Iterable[str], pages: Iterable[str] = ()) -> list[bytes]:
-    """One item each (an id is at most about 1 KB). A page's says `"page": true`; a
-    node that knows no pages there reads a post of that name again, which is harmless."""
-    payloads = [_encode({"reset": [article]}) for article in articles]
-    return payloads + [_encode({"reset": [page], "page": True}) for page in pages]
+def reset_payloads(targets: Iterable[tuple[str, str]]) -> list[bytes]:
+    """Resets of `targets` (kind, id), as many to a payload as fit in one item."""
+    return _batched(targets, lambda batch, _: {"reset": batch})
 
 
 def stamped(payloads: list[bytes], table: str, writer: str, now: float,
             ) -> list[dict[str, Any]]:
-    """PutItem requests of `payloads`, in this order. `writer` names who writes (a node
-    id, a Lambda request id, `admin`), so two writers in the same microsecond do not
-    collide."""
+    """PutItem requests of `payloads`, stamped in this order: the stream copy ends a
+    batch's changes with the resets of counts that went down."""
     at = stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads))
     expires = int(now) + TTL_SECONDS
     return [{"TableName": table, "Item": item(stamp, payload, expires)}
@@ -151,8 +157,8 @@ def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced:
         return []
     if isinstance(value, dict):
         if isinstance(reset := value.get("reset"), list):
-            ids = [a for a in reset if isinstance(a, str)]
-            return Reset([], tuple(ids)) if value.get("page") is True else Reset(ids)
+            return Reset([(r[0], r[1]) for r in reset
+                          if isinstance(r, list) and _is_reading([*r, 0])])
         if isinstance(request := value.get("sync"), str):
             return Sync(request)
         if isinstance(request := value.get("synced"), str):
@@ -187,22 +193,8 @@ def says(node: str, readers: Iterable[Reading], whole: bool) -> list[bytes]:
     """`node`'s readers as payloads, each small enough for one item. A whole snapshot
     that needs several says so in its first: the others add to it. A whole snapshot
     of nothing is one payload still (it says the node is alive)."""
-    def payload(batch: list[Reading], first: bool) -> bytes:
-        return _encode({"node": node, "whole": whole and first, "readers": batch})
-
-    out: list[bytes] = []
-    batch: list[Reading] = []
-    size = len(payload([], True))
-    for entry in readers:
-        cost = len(_encode(entry)) + 1
-        if batch and size + cost > MAX_ITEM_BYTES:
-            out.append(payload(batch, not out))
-            batch, size = [], len(payload([], False))
-        batch.append(entry)
-        size += cost
-    if batch or (whole and not out):
-        out.append(payload(batch, not out))
-    return out
+    return _batched(readers, lambda batch, first: {
+        "node": node, "whole": whole and first, "readers": batch}, always=whole)
 
 
 def stamps(now_us: int, node_salt: int, count: int) -> list[int]:

@@ -24,6 +24,22 @@ class Row(NamedTuple):
     sort: str  # the referrer host, or the hour as YYYY-MM-DDTHH (UTC)
 
 
+def view_rows(target: Target, hour: str, referrer: str | None) -> list[Row]:
+    """Every report row a view adds to: its hour, for its target and for the site, and
+    with an external referrer that host's row of each. Referrer rows keep no unique
+    count (`counts_unique`). The node spreads its views by this, and imports theirs."""
+    rows = []
+    for ref in (target.ref, SITE):
+        rows.append(Row("timeline", ref, hour))
+        if referrer:
+            rows.append(Row("referrer", ref, referrer))
+    return rows
+
+
+def counts_unique(row: Row) -> bool:
+    return row.table == "timeline"
+
+
 class ReportRows:
     __slots__ = ("_unspread", "order")
 
@@ -49,8 +65,6 @@ class ReportRows:
             unspread, self._unspread = self._unspread, {}
             add = self.order.add
             for (target, hour, referrer), (total, unique) in unspread.items():
-                for ref in (target.ref, SITE):
-                    add(Row("timeline", ref, hour), unique, None, total)
-                    if referrer:  # referrer rows keep no unique count
-                        add(Row("referrer", ref, referrer), 0, None, total)
+                for row in view_rows(target, hour, referrer):
+                    add(row, unique if counts_unique(row) else 0, None, total)
         return self.order

@@ -72,7 +72,7 @@ def copy_and_feed(records: Iterable[Mapping[str, Any]], tables: Tables, writer: 
             if article not in newest or newest[article][0] < copy.version:
                 newest[article] = (copy.version, total, unique)
     changes = {article: (total, unique) for article, (_, total, unique) in newest.items()}
-    payloads = [*feed.chunks(changes), *feed.reset_payloads(down)]
+    payloads = [*feed.chunks(changes), *feed.reset_payloads(("post", a) for a in down)]
     return CopyWork(writes, feed.stamped(payloads, tables.feed, writer, now), list(down))
 
 

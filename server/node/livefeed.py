@@ -170,12 +170,12 @@ class LiveFeed:
         for at, payload in items:
             said = feed.read(payload)
             if isinstance(said, feed.Reset):
-                for article in said.articles:
-                    self._reset_at[article] = max(at, self._reset_at.get(article, at))
+                for kind, article in said.targets:
+                    if kind == "post":
+                        self._reset_at[article] = max(at, self._reset_at.get(article, at))
                 if at not in self._resets:
                     self._resets.add(at)
-                    await self.reset([*(Target("post", a) for a in said.articles),
-                                      *(Target("page", p) for p in said.pages)])
+                    await self.reset([Target(kind, id_) for kind, id_ in said.targets])
             elif isinstance(said, feed.Sync):
                 if at not in self._syncs:
                     self._syncs.add(at)
@@ -199,8 +199,8 @@ class LiveFeed:
         self._syncs = {at for at in self._syncs if at >= start}
 
     async def reset(self, targets: list[Target]) -> None:
-        """Forget what this node believes of `targets` (renamed away or deleted), and
-        show their pages what the store holds now."""
+        """Forget what this node believes of `targets` (renamed away, deleted, an import
+        undone), and show their pages what the store holds now."""
         if not (watched := self.live.reset(targets)):
             return
         try:

@@ -38,7 +38,7 @@ async def test_counts_read_again_in_the_window_do_not_undo_a_reset():
     start = live._cursor
     store.items = [
         (start + 1000, json.dumps([["a", 9, 6]])),
-        (start + 2000, feed.reset_payloads(["a"])[0].decode()),
+        (start + 2000, feed.reset_payloads([("post", "a")])[0].decode()),
     ]
     await live._read(0.0)
     assert e.live.shown(A) == Counts(0, 0)  # the store's, read again after the reset

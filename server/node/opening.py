@@ -14,7 +14,10 @@ Limits (docs/SECURITY.md): a request line over 8 KiB is 414; a header line over
 8 KiB, over 128 headers, or a head over 64 KiB 431; a body over 16 KiB 413, and one
 on a route that takes none 400; whatever h11 refuses 400, and a head with a line that
 ends in a bare LF (RFC 9112 lets a server take one, h11 does; a proxy in front that
-does not would read other requests than this node: request smuggling). A request must arrive whole
+does not would read other requests than this node: request smuggling), or with both
+`Content-Length` and `Transfer-Encoding` (h11 reads the body by the latter and keeps
+the connection; a proxy that goes by the former would read another request there:
+RFC 9112 6.1 says to close at least). A request must arrive whole
 within `--handshake-timeout` of the connection or of the answer before it, or it gets
 408 (a client that trickles its head or body); a keep-alive connection idle that long
 is closed. Every refusal is JSON, and ends the connection.
@@ -112,6 +115,9 @@ def head_refusal(event: h11.Request) -> Response | None:
         return _too_large()
     if event.http_version not in (b"1.0", b"1.1"):
         return bad_request(f"HTTP/{event.http_version.decode()} is not served here: HTTP/1.1 only")
+    names = {name for name, _ in event.headers}
+    if {b"content-length", b"transfer-encoding"} <= names:  # h11 would go by the latter
+        return bad_request("a request with both Content-Length and Transfer-Encoding is refused")
     return None
 
 

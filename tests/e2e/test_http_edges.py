@@ -439,6 +439,12 @@ async def test_head_sends_the_headers_of_get_and_no_body(edge: int):
         ),  # every line fits, the head does not (64 KiB)
         (b"GET /api/pages HTTP/1.1\nHost: x\n\n", 400, "bad_request"),  # bare LF
         (b"GET /api/pages HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 400, "bad_request"),  # one bare LF
+        (  # smuggling: a proxy that goes by Content-Length reads another request here
+            b"POST /api/admin/title HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "bad_request",
+        ),
         (b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", 426, "upgrade_required"),
         (b"GET /ws HTTP/1.0\r\nHost: x\r\n\r\n", 505, "bad_handshake"),
         (

@@ -20,7 +20,9 @@ the connection; a proxy that goes by the former would read another request there
 RFC 9112 6.1 says to close at least). A request must arrive whole
 within `--handshake-timeout` of the connection or of the answer before it, or it gets
 408 (a client that trickles its head or body); a keep-alive connection idle that long
-is closed. Every refusal is JSON, and ends the connection.
+is closed. A client that leaves its answers unread (asyncio pauses our writing) has
+no further request read until it reads: its deadline runs meanwhile. Every refusal
+is JSON, and ends the connection.
 
 The handshake: h11 reads it like any request; websockets then parses the same head
 itself, so its own checks hold (`Origin`, `Sec-WebSocket-Key` and version, method and
@@ -227,8 +229,8 @@ class Opening:
         self.h11.receive_data(data)
         if self.busy:
             self.held += len(data)
-            if self.held - len(data) <= HELD < self.held and self.conn.transport is not None:
-                self.conn.transport.pause_reading()  # a client pipelining without end
+            if self.held - len(data) <= HELD < self.held:
+                self.conn.pause_reading()  # a client pipelining without end
             return
         self._read()
 
@@ -240,7 +242,7 @@ class Opening:
             self.h11.receive_data(b"")
             if not self.busy:
                 self._read()
-        return True if self.busy and not self.closing else None
+        return True if (self.busy or self.conn.write_paused) and not self.closing else None
 
     def timed_out(self) -> None:
         """The deadline of the request under way, or of an idle connection."""
@@ -256,7 +258,7 @@ class Opening:
 
     # -- reading ----------------------------------------------------------------------------
     def _read(self) -> None:
-        while not self.busy and not self.closing:
+        while not self.busy and not self.closing and not self.conn.write_paused:
             if self.suspect and self.h11.their_state is h11.IDLE:
                 found = bare_lf(self.h11.trailing_data[0])
                 if found:
@@ -351,11 +353,18 @@ class Opening:
             self._finish()
             return
         self.h11.start_next_cycle()
-        if self.held > HELD:
-            transport.resume_reading()
         self.busy, self.held = False, 0
         self.conn.later(self.conn.sockets.open_timeout, self.timed_out)
-        self._read()  # a request pipelined behind this one
+        self.writable()
+
+    def writable(self) -> None:
+        """Read on, to a request pipelined behind the last: not while the client leaves
+        its answers unread (asyncio paused our writing; `resume_writing` calls this
+        again), so that it cannot have every answer it asks for held in memory."""
+        if self.busy or self.closing or self.conn.write_paused:
+            return
+        self.conn.resume_reading()
+        self._read()
 
     def _unframed(self, answer: Response, head: bool) -> None:
         """A refusal of what h11 could not read as a request: written as is (h11 will

@@ -73,74 +73,38 @@ function configError(message) {
 
 // Truncate to `max` UTF-16 units (never more code points than the server
 // allows) without leaving half a surrogate pair at the end.
-function clip(value, max) {
-  let s = typeof value === "string" ? value : value == null ? "" : String(value);
-  if (s.length <= max) return s;
-  s = s.slice(0, max);
-  const last = s.charCodeAt(s.length - 1);
-  if (last >= 0xd800 && last <= 0xdbff) s = s.slice(0, -1);
-  return s;
+function clip(s, max) {
+  return s.length > max ? s.slice(0, /[\ud800-\udbff]/.test(s[max - 1]) ? max - 1 : max) : s;
 }
 
 // Also drop what the server refuses in every string field, or the whole message
 // would be refused: control characters (C0, DEL, C1: a data-article-title attribute
 // may well hold a newline), U+2028/U+2029, and lone surrogates (a title cut in the
-// middle of an emoji by the page itself).
+// middle of an emoji by the page itself), each replaced by U+FFFD
+// (String.prototype.toWellFormed, by hand: not every browser has it).
 function clean(value, max) {
-  const s = typeof value === "string" ? value : value == null ? "" : String(value);
-  return clip(wellFormed(s.replace(CONTROLS, " ")), max);
+  const s = value == null ? "" : String(value);
+  return clip(
+    s.replace(CONTROLS, " ").replace(/[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]/g, (c) => (c.length > 1 ? c : "\ufffd")),
+    max,
+  );
 }
 
-// Each lone surrogate replaced by U+FFFD (String.prototype.toWellFormed, by hand:
-// not every browser has it).
-function wellFormed(s) {
-  if (!/[\ud800-\udfff]/.test(s)) return s;
-  let out = "";
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        out += s[i] + s[i + 1];
-        i++;
-        continue;
-      }
-    }
-    out += c >= 0xd800 && c <= 0xdfff ? "\ufffd" : s[i];
-  }
-  return out;
-}
-
-// UTF-8 size of a string, as the server counts a frame.
-function utf8Length(s) {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      // a surrogate pair is one 4-byte character
-      n += 4;
-      i++;
-    } else n += 3;
-  }
-  return n;
+// UTF-8 size of a value's JSON, as the server counts a frame.
+function bytes(value) {
+  return new TextEncoder().encode(JSON.stringify(value)).length;
 }
 
 // Each field may be at its own limit, yet together too big for one frame:
 // shorten the least useful fields first until the JSON fits.
 function fitViews(msg) {
-  const fields = ["referrer", "previousPage", "articleTitle", "currentPage"];
-  for (let f = 0; f < fields.length; f++) {
-    const field = fields[f];
-    let excess = utf8Length(JSON.stringify(msg)) - MAX_FRAME_BYTES;
-    while (excess > 0 && msg[field]) {
+  ["referrer", "previousPage", "articleTitle", "currentPage"].forEach((field) => {
+    let excess;
+    while ((excess = bytes(msg) - MAX_FRAME_BYTES) > 0 && msg[field]) {
       // a character is at most 4 bytes, so this never cuts more than needed
       msg[field] = clip(msg[field], Math.max(0, msg[field].length - Math.ceil(excess / 4)));
-      excess = utf8Length(JSON.stringify(msg)) - MAX_FRAME_BYTES;
     }
-    if (excess <= 0) break;
-  }
+  });
   return msg;
 }
 
@@ -611,12 +575,12 @@ function createLivecount(options) {
 
   // Split a list of keys into messages within the server's count and frame limits.
   function sendIds(type, keys) {
-    const overhead = utf8Length(JSON.stringify({ message: type, articleIds: [], pageNames: [] }));
+    const overhead = bytes({ message: type, articleIds: [], pageNames: [] });
     let batch = [];
     let size = overhead;
     for (let i = 0; i <= keys.length; i++) {
       // +1 for the comma
-      const cost = i < keys.length ? utf8Length(JSON.stringify(pageNames.get(keys[i]) || keys[i])) + 1 : 0;
+      const cost = i < keys.length ? bytes(pageNames.get(keys[i]) || keys[i]) + 1 : 0;
       const full = i === keys.length || batch.length === MAX_IDS_PER_MESSAGE || size + cost > MAX_FRAME_BYTES;
       if (full && batch.length > 0) {
         const msg = { message: type, articleIds: [], pageNames: [] };

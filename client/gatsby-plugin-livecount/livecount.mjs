@@ -18,20 +18,17 @@
 // a fake WebSocket, DOM, timers and random. The factory and the tag's starter ride
 // on onRouteUpdate as properties.
 
-const ATTR_TOTAL = "data-livecount";
-const ATTR_UNIQUE = "data-livecount-unique";
-const ATTR_NOW = "data-livecount-now";
-const ATTR_PAGE = "data-livecount-page";
-const ATTR_COUNTED = "data-livecount-counted";
-const ATTR_ARTICLE_ID = "data-article-id";
-const ATTR_ARTICLE_TITLE = "data-article-title";
-const COUNTER_SELECTOR = "[" + ATTR_TOTAL + "],[" + ATTR_UNIQUE + "],[" + ATTR_NOW + "]";
-// Which snapshot field each counter attribute shows.
-const COUNTER_FIELDS = [
-  [ATTR_TOTAL, "totalViews"],
-  [ATTR_UNIQUE, "uniqueViews"],
-  [ATTR_NOW, "readingNow"],
+const ATTR = "data-livecount";
+// The counter attributes, and the snapshot field each shows.
+const COUNTERS = [
+  [ATTR, "totalViews"],
+  [ATTR + "-unique", "uniqueViews"],
+  [ATTR + "-now", "readingNow"],
 ];
+const COUNTER_SELECTOR = COUNTERS.map((c) => "[" + c[0] + "]").join();
+const ATTR_PAGE = ATTR + "-page";
+const ATTR_COUNTED = ATTR + "-counted";
+const ATTR_ARTICLE_ID = "data-article-id";
 // A page's key among the counts: no cleaned id holds a control character, so a page
 // name never meets a post id of the same spelling.
 const PAGE = "\u0001";
@@ -69,6 +66,15 @@ function configError(message) {
   const e = new TypeError("livecount: " + message);
   e.livecountConfig = true;
   return e;
+}
+
+// An option's value, one of `allowed` (the first is the default).
+function oneOf(name, value, allowed) {
+  if (value == null) return allowed[0];
+  if (allowed.indexOf(value) === -1) {
+    throw configError(name + ' must be "' + allowed.join('" or "') + '", not ' + JSON.stringify(value));
+  }
+  return value;
 }
 
 // Truncate to `max` UTF-16 units (never more code points than the server
@@ -176,8 +182,6 @@ function createLivecount(options) {
   // the current socket (connecting or open)
   let ws = null;
   let isOpen = false;
-  let openTimer = null;
-  let reconnectTimer = null;
   // failed connects since the last successful open
   let attempt = 0;
   let stopped = false;
@@ -193,8 +197,6 @@ function createLivecount(options) {
   // post id -> Set of listeners (the React hook)
   const watchers = new Map();
   const statusListeners = new Set();
-  let syncTimer = null;
-  let resubscribeTimer = null;
   // keys to follow: domIds and watched ids; and those the server knows we follow
   let wanted = new Set();
   let subscribed = new Set();
@@ -220,21 +222,23 @@ function createLivecount(options) {
 
   // An explicit option wins, then the window global, then the first allowed value.
   function choice(name, global, allowed) {
-    let value = opts[name];
-    if (value == null) {
-      try {
-        value = win ? win[global] : undefined;
-      } catch (e) {
-        value = undefined;
-      }
+    return oneOf(name, opts[name] != null ? opts[name] : win && win[global], allowed);
+  }
+
+  // The client's one-shot timers by name (reconnect, open, sync, resubscribe,
+  // visibility): at most one of each waits.
+  const timers = {};
+  function later(name, ms, fn) {
+    if (timers[name] == null) {
+      timers[name] = setT(() => {
+        timers[name] = null;
+        guard(fn);
+      }, ms);
     }
-    if (value == null) return allowed[0];
-    if (allowed.indexOf(value) === -1) {
-      throw configError(
-        name + " must be " + allowed.map((a) => JSON.stringify(a)).join(" or ") + ", not " + JSON.stringify(value),
-      );
-    }
-    return value;
+  }
+  function cancel(name) {
+    if (timers[name] != null) clearT(timers[name]);
+    timers[name] = null;
   }
 
   // Run fn without ever letting an exception reach the page.
@@ -254,8 +258,7 @@ function createLivecount(options) {
     if (next === status) return;
     status = next;
     statusListeners.forEach((listener) => guard(() => listener(next)));
-    if (!win || typeof win.dispatchEvent !== "function" || typeof win.CustomEvent !== "function") return;
-    guard(() => win.dispatchEvent(new win.CustomEvent(STATUS_EVENT, { detail: next })));
+    if (win && win.CustomEvent) guard(() => win.dispatchEvent(new win.CustomEvent(STATUS_EVENT, { detail: next })));
   }
 
   // ---- connection -------------------------------------------------------
@@ -288,16 +291,12 @@ function createLivecount(options) {
   }
 
   function scheduleReconnect() {
-    if (stopped || reconnectTimer !== null) return;
-    reconnectTimer = setT(() => {
-      reconnectTimer = null;
-      guard(connect);
-    }, nextDelay());
+    if (!stopped && !timers.reconnect) later("reconnect", nextDelay(), connect);
   }
 
   // Opened lazily: only when there is a view to send or a counter to follow.
   function connect() {
-    if (stopped || ws || reconnectTimer !== null || !WS) return;
+    if (stopped || ws || timers.reconnect || !WS) return;
     const url = resolveUrl();
     if (!url) return;
     let sock;
@@ -310,17 +309,16 @@ function createLivecount(options) {
       return;
     }
     ws = sock;
-    openTimer = setT(() => {
-      openTimer = null;
+    later("open", connectTimeout, () => {
       if (ws === sock && !isOpen) {
         drop(sock);
-        guard(() => sock.close());
+        sock.close();
       }
-    }, connectTimeout);
+    });
     sock.onopen = () =>
       guard(() => {
         if (ws !== sock) return;
-        clearOpenTimer();
+        cancel("open");
         isOpen = true;
         attempt = 0;
         sentVisible = true;
@@ -343,10 +341,6 @@ function createLivecount(options) {
     sock.onerror = noop;
   }
 
-  function clearOpenTimer() {
-    if (openTimer !== null) clearT(openTimer);
-    openTimer = null;
-  }
 
   function drop(sock) {
     if (ws !== sock) return;
@@ -354,7 +348,7 @@ function createLivecount(options) {
     isOpen = false;
     // the server forgets us with the connection
     subscribed = new Set();
-    clearOpenTimer();
+    cancel("open");
     setStatus("closed");
     // Tabs with nothing to do (no view sent, nothing queued, no counters) reconnect lazily.
     if (hasWork()) scheduleReconnect();
@@ -390,12 +384,8 @@ function createLivecount(options) {
   // ---- reading now: hidden tabs are not reading --------------------------
 
   function isVisible() {
-    try {
-      const state = doc && doc.visibilityState;
-      return state == null || state === "visible";
-    } catch (e) {
-      return true;
-    }
+    const state = doc && doc.visibilityState;
+    return !state || state === "visible";
   }
 
   // Never opens a socket: a closed one is told on open.
@@ -407,18 +397,14 @@ function createLivecount(options) {
 
   // A tab flipped quickly (alt-tab, a swipe) says only where it ended, once it rests:
   // a message per flip would only spend the socket's rate limit.
-  let visibilityTimer = null;
   const onVisibilityChange = () =>
     guard(() => {
-      if (visibilityTimer !== null) clearT(visibilityTimer);
-      visibilityTimer = setT(() => {
-        visibilityTimer = null;
-        guard(() => {
-          syncVisibility();
-          // shown again after a lost socket: read again
-          if (!ws && hasWork()) connect();
-        });
-      }, VISIBILITY_SETTLE);
+      cancel("visibility");
+      later("visibility", VISIBILITY_SETTLE, () => {
+        syncVisibility();
+        // shown again after a lost socket: read again
+        if (!ws && hasWork()) connect();
+      });
     });
   if (doc && typeof doc.addEventListener === "function") {
     guard(() => doc.addEventListener("visibilitychange", onVisibilityChange));
@@ -426,9 +412,10 @@ function createLivecount(options) {
 
   // ---- live counters ----------------------------------------------------
 
-  function counterElements() {
-    if (!dom) return [];
-    return doc && typeof doc.querySelectorAll === "function" ? doc.querySelectorAll(COUNTER_SELECTOR) : [];
+  // fn(element, attribute, field) for each counter attribute on the page.
+  function eachCounter(fn) {
+    const els = dom && doc ? doc.querySelectorAll(COUNTER_SELECTOR) : [];
+    for (let i = 0; i < els.length; i++) COUNTERS.forEach((c) => fn(els[i], c[0], c[1]));
   }
 
   // A page named by a path or by a --page name. Its key is the name the server's
@@ -453,46 +440,31 @@ function createLivecount(options) {
     return page ? pageKey(page) : followed ? null : here;
   }
 
-  function paintAll() {
-    const els = counterElements();
-    for (let i = 0; i < els.length; i++) paintElement(els[i]);
+  function paint(el, attr, field) {
+    const known = counts.get(keyOf(el, attr, false));
+    if (!known) return;
+    const n = known[field];
+    // avoid needless DOM writes
+    if (n != null && el.textContent !== String(n)) el.textContent = String(n);
+    markCounted(el, known.counted);
   }
 
-  function paintElement(el) {
-    for (let i = 0; i < COUNTER_FIELDS.length; i++) {
-      const key = keyOf(el, COUNTER_FIELDS[i][0], false);
-      const known = key !== null && counts.get(key);
-      if (!known) continue;
-      const n = known[COUNTER_FIELDS[i][1]];
-      // avoid needless DOM writes
-      if (n != null && el.textContent !== String(n)) el.textContent = String(n);
-      markCounted(el, known.counted);
-    }
-  }
-
-  // data-livecount-counted="false" while this tab's last view was not counted.
+  // data-livecount-counted="false" while this tab's last view was not counted
+  // (written only when it changes).
   function markCounted(el, counted) {
-    if (!el || counted === null || counted === undefined) return;
-    if (counted === false) {
-      if (typeof el.setAttribute === "function" && el.getAttribute(ATTR_COUNTED) !== "false") {
-        el.setAttribute(ATTR_COUNTED, "false");
-      }
-    } else if (typeof el.removeAttribute === "function" && el.getAttribute(ATTR_COUNTED) !== null) {
-      el.removeAttribute(ATTR_COUNTED);
-    }
+    if (counted == null || (el.getAttribute(ATTR_COUNTED) === null) === counted) return;
+    if (counted) el.removeAttribute(ATTR_COUNTED);
+    else el.setAttribute(ATTR_COUNTED, "false");
   }
 
   // Find the posts and pages shown on the page, paint last known values, follow them.
   function scan() {
     const ids = new Set();
-    const els = counterElements();
-    for (let i = 0; i < els.length; i++) {
-      for (let f = 0; f < COUNTER_FIELDS.length; f++) {
-        const key = keyOf(els[i], COUNTER_FIELDS[f][0], true);
-        if (key) ids.add(key);
-      }
-      paintElement(els[i]);
-    }
+    eachCounter((el, attr, field) => {
+      const key = keyOf(el, attr, true);
+      if (key) ids.add(key);
+      paint(el, attr, field);
+    });
     domIds = ids;
     updateWanted();
     observeCounters();
@@ -517,12 +489,12 @@ function createLivecount(options) {
       childList: true,
       subtree: true,
       attributes: true,
-      attributeFilter: [ATTR_TOTAL, ATTR_UNIQUE, ATTR_NOW, ATTR_PAGE],
+      attributeFilter: COUNTERS.map((c) => c[0]).concat(ATTR_PAGE),
     });
   }
 
   function isCounter(node) {
-    return Boolean(node) && typeof node.getAttribute === "function" && COUNTER_FIELDS.some((f) => node.getAttribute(f[0]) !== null);
+    return Boolean(node && node.getAttribute) && COUNTERS.some((c) => node.getAttribute(c[0]) !== null);
   }
 
   function scanSoon() {
@@ -563,42 +535,29 @@ function createLivecount(options) {
   // limit has had time to refill (a subscribe answers with the counts: asking twice
   // costs nothing else).
   function resubscribeSoon() {
-    if (resubscribeTimer !== null) return;
-    resubscribeTimer = setT(() => {
-      resubscribeTimer = null;
-      guard(() => {
-        subscribed = new Set();
-        syncSubscriptions();
-      });
-    }, RESUBSCRIBE_AFTER);
+    later("resubscribe", RESUBSCRIBE_AFTER, () => {
+      subscribed = new Set();
+      syncSubscriptions();
+    });
   }
 
-  // Split a list of keys into messages within the server's count and frame limits.
+  // Split a list of keys into messages within the server's count and frame limits
+  // (a page is sent by its name as written).
   function sendIds(type, keys) {
-    const overhead = bytes({ message: type, articleIds: [], pageNames: [] });
-    let batch = [];
-    let size = overhead;
-    for (let i = 0; i <= keys.length; i++) {
-      // +1 for the comma
-      const cost = i < keys.length ? bytes(pageNames.get(keys[i]) || keys[i]) + 1 : 0;
-      const full = i === keys.length || batch.length === MAX_IDS_PER_MESSAGE || size + cost > MAX_FRAME_BYTES;
-      if (full && batch.length > 0) {
-        const msg = { message: type, articleIds: [], pageNames: [] };
-        batch.forEach((k) => (k.charAt(0) === PAGE ? msg.pageNames.push(pageNames.get(k)) : msg.articleIds.push(k)));
-        if (!rawSend(msg)) return false;
-        batch = [];
-        size = overhead;
+    const msgs = [];
+    let msg = null;
+    keys.forEach((key) => {
+      const name = pageNames.get(key);
+      const list = name ? "pageNames" : "articleIds";
+      if (msg) {
+        msg[list].push(name || key);
+        if (msg.articleIds.length + msg.pageNames.length <= MAX_IDS_PER_MESSAGE && bytes(msg) <= MAX_FRAME_BYTES) return;
+        msg[list].pop();
       }
-      if (i < keys.length) {
-        batch.push(keys[i]);
-        size += cost;
-      }
-    }
-    return true;
-  }
-
-  function number(value, fallback) {
-    return typeof value === "number" && isFinite(value) ? value : fallback;
+      msgs.push((msg = { message: type, articleIds: [], pageNames: [] }));
+      msg[list].push(name || key);
+    });
+    return msgs.every(rawSend);
   }
 
   // The server's refusals a site owner must hear of (a path no rule counts, a site at
@@ -637,23 +596,15 @@ function createLivecount(options) {
     const moved = views && !viewPending && here !== id;
     if (moved) here = id;
     const known = counts.get(id) || EMPTY;
-    const next = {
-      totalViews: number(msg.totalViews, known.totalViews),
-      uniqueViews: number(msg.uniqueViews, known.uniqueViews),
-      // absent until the server knows readers: the counter keeps its placeholder
-      readingNow: number(msg.readingNow, known.readingNow),
-      counted: counted === undefined ? known.counted : counted,
-    };
-    const same =
-      counts.has(id) &&
-      next.totalViews === known.totalViews &&
-      next.uniqueViews === known.uniqueViews &&
-      next.readingNow === known.readingNow &&
-      next.counted === known.counted;
+    const next = {};
+    // a count absent (readingNow, until the server knows readers) keeps the known one
+    COUNTERS.forEach((c) => (next[c[1]] = typeof msg[c[1]] === "number" && isFinite(msg[c[1]]) ? msg[c[1]] : known[c[1]]));
+    next.counted = counted === undefined ? known.counted : counted;
+    const same = counts.has(id) && Object.keys(next).every((f) => next[f] === known[f]);
     if (same && !moved) return;
     const snap = same ? known : Object.freeze(next);
     counts.set(id, snap);
-    paintAll();
+    eachCounter(paint);
     const listeners = !same && watchers.get(id);
     if (listeners) listeners.forEach((listener) => guard(() => listener(snap)));
   }
@@ -678,11 +629,7 @@ function createLivecount(options) {
   }
 
   function scheduleSync() {
-    if (syncTimer !== null || stopped) return;
-    syncTimer = setT(() => {
-      syncTimer = null;
-      guard(updateWanted);
-    }, 0);
+    if (!stopped) later("sync", 0, updateWanted);
   }
 
   // ---- page views -------------------------------------------------------
@@ -704,11 +651,7 @@ function createLivecount(options) {
   }
 
   function readTitle() {
-    try {
-      return doc ? clean(doc.title, MAX_ID) : "";
-    } catch (e) {
-      return "";
-    }
+    return doc ? clean(doc.title, MAX_ID) : "";
   }
 
   // The post a page names with data-article-id (and its title); any other page is
@@ -720,7 +663,7 @@ function createLivecount(options) {
       try {
         const el = doc.querySelector("[" + ATTR_ARTICLE_ID + "]");
         const id = el && clean(el.getAttribute(ATTR_ARTICLE_ID), MAX_ID);
-        if (id) return { id, title: clean(el.getAttribute(ATTR_ARTICLE_TITLE), MAX_ID) };
+        if (id) return { id, title: clean(el.getAttribute("data-article-title"), MAX_ID) };
       } catch (e) {
         // a DOM problem must not cost the view: the server goes by the path
         onError(e);
@@ -900,8 +843,8 @@ function createLivecount(options) {
 
   function close() {
     stopped = true;
-    [reconnectTimer, syncTimer, visibilityTimer, resubscribeTimer].forEach((t) => t !== null && clearT(t));
-    reconnectTimer = syncTimer = visibilityTimer = resubscribeTimer = null;
+    Object.keys(timers).forEach(cancel);
+
     if (observer) guard(() => observer.disconnect());
     if (doc && typeof doc.removeEventListener === "function") {
       guard(() => doc.removeEventListener("visibilitychange", onVisibilityChange));
@@ -954,13 +897,12 @@ function startTag(win, script) {
     return value == null ? undefined : value;
   };
   const timeout = attr("title-timeout");
-  const routing = attr("routing") || "history";
+  let routing;
   let lc;
   try {
-    if (routing !== "history" && routing !== "hash") {
-      throw configError('routing must be "history" or "hash", not ' + JSON.stringify(routing));
-    }
+    routing = oneOf("routing", attr("routing"), ["history", "hash"]);
     lc = createLivecount({
+
       window: win,
       url: attr("url"),
       envUrl: script && script.src ? new URL("ws", script.src).href : undefined,

@@ -150,25 +150,24 @@ function readEnvUrl() {
 function createLivecount(options) {
   const opts = options || {};
   const win = "window" in opts ? opts.window : typeof window !== "undefined" ? window : undefined;
-  const doc = opts.document || (win && win.document);
-  const nav = opts.navigator || (win && win.navigator);
-  const perf = opts.performance || (win && win.performance);
-  const WS = opts.WebSocket || (win && win.WebSocket);
-  const MO = opts.MutationObserver || (win && win.MutationObserver);
-  const timerHost = win && typeof win.setTimeout === "function" ? win : globalThis;
-  const setT = opts.setTimeout || ((fn, ms) => timerHost.setTimeout(fn, ms));
-  const clearT = opts.clearTimeout || ((id) => timerHost.clearTimeout(id));
-  const raf =
-    opts.requestAnimationFrame ||
-    (win && typeof win.requestAnimationFrame === "function"
-      ? (fn) => win.requestAnimationFrame(fn)
-      : null);
+  // an option, else the window's own (browser functions called unbound work, as in
+  // a plain setTimeout(...) call)
+  const from = (name) => opts[name] || (win && win[name]);
+  const doc = from("document");
+  const nav = from("navigator");
+  const perf = from("performance");
+  const WS = from("WebSocket");
+  const MO = from("MutationObserver");
+  const setT = from("setTimeout") || setTimeout;
+  const clearT = from("clearTimeout") || clearTimeout;
+  const raf = from("requestAnimationFrame");
   const random = opts.random || Math.random;
   const envUrl = "envUrl" in opts ? opts.envUrl : readEnvUrl();
-  const queueLimit = opts.queueLimit > 0 ? opts.queueLimit : 20;
-  const backoffBase = opts.backoffBase > 0 ? opts.backoffBase : 1000;
-  const backoffMax = opts.backoffMax > 0 ? opts.backoffMax : 30000;
-  const connectTimeout = opts.connectTimeout > 0 ? opts.connectTimeout : 10000;
+  const positive = (name, fallback) => (opts[name] > 0 ? opts[name] : fallback);
+  const queueLimit = positive("queueLimit", 20);
+  const backoffBase = positive("backoffBase", 1000);
+  const backoffMax = positive("backoffMax", 30000);
+  const connectTimeout = positive("connectTimeout", 10000);
   const onError = opts.onError || noop;
   const dom = opts.dom !== false;
   const postsFromPath = opts.postsFromPath === true; // the Gatsby builds' seed rule
@@ -365,10 +364,7 @@ function createLivecount(options) {
   }
 
   function flushQueue() {
-    while (queue.length > 0) {
-      if (!rawSend(queue[0])) return;
-      queue.shift();
-    }
+    while (queue.length > 0 && rawSend(queue[0])) queue.shift();
   }
 
   function sendView(msg) {
@@ -376,7 +372,7 @@ function createLivecount(options) {
     if (queue.length === 0 && rawSend(msg)) return;
     queue.push(msg);
     // drop the oldest
-    while (queue.length > queueLimit) queue.shift();
+    if (queue.length > queueLimit) queue.shift();
     flushQueue();
     connect();
   }
@@ -406,9 +402,7 @@ function createLivecount(options) {
         if (!ws && hasWork()) connect();
       });
     });
-  if (doc && typeof doc.addEventListener === "function") {
-    guard(() => doc.addEventListener("visibilitychange", onVisibilityChange));
-  }
+  if (doc) guard(() => doc.addEventListener("visibilitychange", onVisibilityChange));
 
   // ---- live counters ----------------------------------------------------
 
@@ -474,7 +468,7 @@ function createLivecount(options) {
   // found by a scan on the next frame; the page's own writes (ours: a counter's text)
   // cause none.
   function observeCounters() {
-    if (observer || !dom || typeof MO !== "function" || !doc || !doc.documentElement) return;
+    if (observer || !dom || !MO || !doc || !doc.documentElement) return;
     observer = new MO((records) =>
       guard(() => {
         for (let i = 0; i < records.length; i++) {
@@ -507,9 +501,7 @@ function createLivecount(options) {
   }
 
   function updateWanted() {
-    const ids = new Set(domIds);
-    watchers.forEach((_, id) => ids.add(id));
-    wanted = ids;
+    wanted = new Set([...domIds, ...watchers.keys()]);
     syncSubscriptions();
   }
 
@@ -519,16 +511,9 @@ function createLivecount(options) {
       // the full set is sent on open
       return;
     }
-    const add = [];
-    const remove = [];
-    wanted.forEach((id) => {
-      if (!subscribed.has(id)) add.push(id);
-    });
-    subscribed.forEach((id) => {
-      if (!wanted.has(id)) remove.push(id);
-    });
-    if (!sendIds("unsubscribe", remove) || !sendIds("subscribe", add)) return;
-    subscribed = new Set(wanted);
+    const add = [...wanted].filter((id) => !subscribed.has(id));
+    const remove = [...subscribed].filter((id) => !wanted.has(id));
+    if (sendIds("unsubscribe", remove) && sendIds("subscribe", add)) subscribed = new Set(wanted);
   }
 
   // After a refusal for rate, ask again for every counter the page shows, once the
@@ -566,7 +551,7 @@ function createLivecount(options) {
     const code = String(msg.error);
     if (warned.has(code)) return;
     warned.add(code);
-    if (typeof console !== "undefined") console.warn("livecount: " + (msg.detail || code) + " (" + code + ")");
+    console.warn("livecount: " + (msg.detail || code) + " (" + code + ")");
   }
 
   function handleMessage(data) {
@@ -636,15 +621,14 @@ function createLivecount(options) {
 
   function dntActive() {
     const respect = opts.respectDnt != null ? opts.respectDnt : win && win.LIVECOUNT_RESPECT_DNT;
-    return Boolean(respect) && Boolean(nav) && nav.doNotTrack === "1";
+    return Boolean(respect && nav && nav.doNotTrack === "1");
   }
 
   function wasReload() {
     try {
-      const entries =
-        perf && typeof perf.getEntriesByType === "function" ? perf.getEntriesByType("navigation") : null;
-      if (entries && entries.length > 0) return entries[0].type === "reload";
-      return Boolean(perf && perf.navigation && perf.navigation.type === 1);
+      // Navigation Timing 2, else the legacy performance.navigation
+      const entry = perf.getEntriesByType && perf.getEntriesByType("navigation")[0];
+      return entry ? entry.type === "reload" : perf.navigation.type === 1;
     } catch (e) {
       return false;
     }
@@ -659,7 +643,7 @@ function createLivecount(options) {
   // builds keep the seed's rule too (`postsFromPath`): the slug after "/posts/"
   // anywhere in the path, so a site behind a path prefix counts as it always did.
   function findArticle(pathname) {
-    if (doc && typeof doc.querySelector === "function") {
+    if (doc) {
       try {
         const el = doc.querySelector("[" + ATTR_ARTICLE_ID + "]");
         const id = el && clean(el.getAttribute(ATTR_ARTICLE_ID), MAX_ID);
@@ -680,7 +664,7 @@ function createLivecount(options) {
   function seenInThisTab(key) {
     let store;
     try {
-      store = opts.sessionStorage || (win && win.sessionStorage);
+      store = from("sessionStorage");
     } catch (e) {
       // storage disabled: the seed rule applies
       store = null;
@@ -745,26 +729,25 @@ function createLivecount(options) {
   }
 
   function waitForTitle(route, send) {
-    let finished = false;
     let titleObserver = null;
     let poll = null;
-    let timer = null;
     // A later route update ends the wait: the page is no longer this route's,
     // so no title is better than a wrong one.
     const finish = (superseded) => {
-      if (finished) return;
-      finished = true;
+      if (endTitleWait !== finish) return;
       endTitleWait = null;
       if (titleObserver) guard(() => titleObserver.disconnect());
-      if (poll !== null) clearT(poll);
-      if (timer !== null) clearT(timer);
+      clearT(poll);
+      clearT(timer);
       guard(() => send(superseded === true ? "" : readTitle()));
     };
+    // on every change of <head>, or every 25 ms without a MutationObserver
     const check = () => {
       if (isNewTitle(route, readTitle())) finish(false);
+      else if (!titleObserver) poll = setT(check, 25);
     };
     endTitleWait = finish;
-    if (typeof MO === "function" && doc) {
+    if (MO && doc) {
       try {
         titleObserver = new MO(() => guard(check));
         titleObserver.observe(doc.head || doc.documentElement || doc, {
@@ -777,15 +760,8 @@ function createLivecount(options) {
         onError(e);
       }
     }
-    if (!titleObserver) {
-      const tick = () => {
-        poll = null;
-        check();
-        if (!finished) poll = setT(tick, 25);
-      };
-      poll = setT(tick, 25);
-    }
-    timer = setT(() => finish(false), titleTimeout);
+    if (!titleObserver) poll = setT(check, 25);
+    const timer = setT(() => finish(false), titleTimeout);
   }
 
   // Run fn after the next frame (the page has rendered by then); the timeout
@@ -793,9 +769,8 @@ function createLivecount(options) {
   function afterFrame(fn) {
     let done = false;
     const once = () => {
-      if (done) return;
+      if (!done) guard(fn);
       done = true;
-      guard(fn);
     };
     if (raf) raf(once);
     setT(once, 100);
@@ -846,9 +821,7 @@ function createLivecount(options) {
     Object.keys(timers).forEach(cancel);
 
     if (observer) guard(() => observer.disconnect());
-    if (doc && typeof doc.removeEventListener === "function") {
-      guard(() => doc.removeEventListener("visibilitychange", onVisibilityChange));
-    }
+    if (doc) guard(() => doc.removeEventListener("visibilitychange", onVisibilityChange));
     const sock = ws;
     if (sock) {
       drop(sock);
@@ -890,7 +863,7 @@ function createLivecount(options) {
 // page and for each History API navigation to another page. The client is
 // window.livecount; a second copy of the tag finds it and does nothing.
 function startTag(win, script) {
-  if (!win || (win.livecount && typeof win.livecount.scan === "function")) return;
+  if (!win || (win.livecount && win.livecount.scan)) return;
   const doc = win.document;
   const attr = (name) => {
     const value = script && script.getAttribute("data-" + name);
@@ -912,8 +885,9 @@ function startTag(win, script) {
       titleTimeout: timeout === undefined ? undefined : /^\d+$/.test(timeout) ? Number(timeout) : timeout,
     });
   } catch (e) {
-    if (typeof console !== "undefined") console.error(e && e.livecountConfig ? e.message : e);
+    console.error(e && e.livecountConfig ? e.message : e);
     return;
+
   }
   win.livecount = lc;
   // With hash routing the page is the path in the fragment (#/about, #!/about): no

@@ -333,13 +333,12 @@ function createLivecount(options) {
       });
     sock.onmessage = (event) =>
       guard(() => {
-        if (ws === sock) handleMessage(event && event.data);
+        if (ws === sock) handleMessage(event.data);
       });
     sock.onclose = () => guard(() => drop(sock));
     // a close event always follows
     sock.onerror = noop;
   }
-
 
   function drop(sock) {
     if (ws !== sock) return;
@@ -354,7 +353,7 @@ function createLivecount(options) {
   }
 
   function rawSend(msg) {
-    if (!ws || !isOpen) return false;
+    if (!isOpen) return false;
     try {
       ws.send(JSON.stringify(msg));
       return true;
@@ -471,11 +470,8 @@ function createLivecount(options) {
     if (observer || !dom || !MO || !doc || !doc.documentElement) return;
     observer = new MO((records) =>
       guard(() => {
-        for (let i = 0; i < records.length; i++) {
-          const r = records[i];
-          if (r.type === "attributes" || (r.addedNodes && r.addedNodes.length > 0 && !isCounter(r.target))) {
-            return scanSoon();
-          }
+        if (records.some((r) => r.type === "attributes" || (r.addedNodes.length > 0 && !isCounter(r.target)))) {
+          scanSoon();
         }
       }),
     );
@@ -487,8 +483,9 @@ function createLivecount(options) {
     });
   }
 
+  // (the target may be the document itself, which has no attributes)
   function isCounter(node) {
-    return Boolean(node && node.getAttribute) && COUNTERS.some((c) => node.getAttribute(c[0]) !== null);
+    return node.getAttribute && COUNTERS.some((c) => node.getAttribute(c[0]) !== null);
   }
 
   function scanSoon() {
@@ -557,23 +554,21 @@ function createLivecount(options) {
   function handleMessage(data) {
     let msg;
     try {
-      msg = JSON.parse(data);
+      msg = JSON.parse(data) || {};
     } catch (e) {
       return;
     }
-    if (msg && msg.message === "error") {
+    if (msg.message === "error") {
       // a rate refusal may have been a subscribe: the counters would wait for ever
       if (msg.error === "rate_limited") resubscribeSoon();
       else warn(msg);
       return;
     }
-    if (!msg || (msg.message !== "count" && msg.message !== "views")) return;
-    // A views reply answers this tab's own view; `counted` absent means counted.
     const views = msg.message === "views";
-    const counted = views ? msg.counted !== false : undefined;
-    if (views && dom && doc && doc.documentElement) {
-      guard(() => markCounted(doc.documentElement, counted));
-    }
+    if (!views && msg.message !== "count") return;
+    // A views reply answers this tab's own view; `counted` absent means counted.
+    const counted = views && msg.counted !== false;
+    if (views && dom && doc && doc.documentElement) markCounted(doc.documentElement, counted);
     const id =
       typeof msg.articleId === "string" ? msg.articleId : typeof msg.pageName === "string" ? PAGE + msg.pageName : null;
     if (id === null) return;
@@ -584,7 +579,7 @@ function createLivecount(options) {
     const next = {};
     // a count absent (readingNow, until the server knows readers) keeps the known one
     COUNTERS.forEach((c) => (next[c[1]] = typeof msg[c[1]] === "number" && isFinite(msg[c[1]]) ? msg[c[1]] : known[c[1]]));
-    next.counted = counted === undefined ? known.counted : counted;
+    next.counted = views ? counted : known.counted;
     const same = counts.has(id) && Object.keys(next).every((f) => next[f] === known[f]);
     if (same && !moved) return;
     const snap = same ? known : Object.freeze(next);
@@ -671,13 +666,13 @@ function createLivecount(options) {
     }
     if (!store) return false;
     try {
-      let list = JSON.parse(store.getItem(SEEN_KEY) || "[]");
-      if (!Array.isArray(list)) list = [];
+      const stored = JSON.parse(store.getItem(SEEN_KEY) || "[]");
+      // a stored value that is not a list is replaced, not trusted
+      const list = Array.isArray(stored) ? stored : [];
       const at = list.indexOf(key);
       if (at !== -1) list.splice(at, 1);
       list.push(key);
-      while (list.length > SEEN_LIMIT) list.shift();
-      store.setItem(SEEN_KEY, JSON.stringify(list));
+      store.setItem(SEEN_KEY, JSON.stringify(list.slice(-SEEN_LIMIT)));
       return at !== -1;
     } catch (e) {
       onError(e);
@@ -865,29 +860,26 @@ function createLivecount(options) {
 function startTag(win, script) {
   if (!win || (win.livecount && win.livecount.scan)) return;
   const doc = win.document;
-  const attr = (name) => {
-    const value = script && script.getAttribute("data-" + name);
-    return value == null ? undefined : value;
-  };
+  // an attribute's value, or null (an option left unset)
+  const attr = (name) => script && script.getAttribute("data-" + name);
+  const dnt = attr("respect-dnt");
   const timeout = attr("title-timeout");
   let routing;
   let lc;
   try {
     routing = oneOf("routing", attr("routing"), ["history", "hash"]);
     lc = createLivecount({
-
       window: win,
       url: attr("url"),
       envUrl: script && script.src ? new URL("ws", script.src).href : undefined,
-      respectDnt: attr("respect-dnt") === undefined ? undefined : attr("respect-dnt") !== "false",
+      respectDnt: dnt == null ? null : dnt !== "false",
       uniqueness: attr("uniqueness"),
       titles: attr("titles"),
-      titleTimeout: timeout === undefined ? undefined : /^\d+$/.test(timeout) ? Number(timeout) : timeout,
+      titleTimeout: /^\d+$/.test(timeout) ? Number(timeout) : timeout,
     });
   } catch (e) {
     console.error(e && e.livecountConfig ? e.message : e);
     return;
-
   }
   win.livecount = lc;
   // With hash routing the page is the path in the fragment (#/about, #!/about): no
@@ -911,8 +903,7 @@ function startTag(win, script) {
     }
   };
   ["pushState", "replaceState"].forEach((name) => {
-    const original = win.history && win.history[name];
-    if (typeof original !== "function") return;
+    const original = win.history[name];
     win.history[name] = function () {
       const result = original.apply(this, arguments);
       follow();
@@ -925,7 +916,8 @@ function startTag(win, script) {
     started = true;
     lc.onRouteUpdate({ location: { pathname: current } });
   };
-  if (doc && doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", start);
+  if (doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", start);
+
   else start();
 }
 

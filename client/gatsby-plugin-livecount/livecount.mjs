@@ -43,18 +43,11 @@ const MAX_PATH = 2048;
 // one JSON text frame, UTF-8
 const MAX_FRAME_BYTES = 4096;
 const MAX_IDS_PER_MESSAGE = 100;
-// ms a tab's visibility rests before the server is told
-const VISIBILITY_SETTLE = 250;
-// ms after a `rate_limited` refusal before asking again
-const RESUBSCRIBE_AFTER = 2000;
 
-const STATUS_EVENT = "livecount:status";
 // sessionStorage, uniqueness "tab" only; at most SEEN_LIMIT targets, oldest forgotten first
 const SEEN_KEY = "livecount:seen";
 const SEEN_LIMIT = 200;
 
-const UNIQUENESS = ["seed", "tab"];
-const TITLES = ["head", "document", "none"];
 // What a watcher sees before the server has said anything about an id.
 const EMPTY = Object.freeze({ totalViews: null, uniqueViews: null, readingNow: null, counted: null });
 const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
@@ -171,8 +164,8 @@ function createLivecount(options) {
   const onError = opts.onError || noop;
   const dom = opts.dom !== false;
   const postsFromPath = opts.postsFromPath === true; // the Gatsby builds' seed rule
-  const uniqueness = choice("uniqueness", "LIVECOUNT_UNIQUENESS", UNIQUENESS);
-  const titles = choice("titles", "LIVECOUNT_TITLES", TITLES);
+  const uniqueness = choice("uniqueness", "LIVECOUNT_UNIQUENESS", ["seed", "tab"]);
+  const titles = choice("titles", "LIVECOUNT_TITLES", ["head", "document", "none"]);
   const titleTimeout = opts.titleTimeout == null ? 1000 : opts.titleTimeout;
   if (typeof titleTimeout !== "number" || !(titleTimeout >= 0) || titleTimeout === Infinity) {
     throw configError("titleTimeout must be a number of milliseconds, not " + String(opts.titleTimeout));
@@ -257,7 +250,7 @@ function createLivecount(options) {
     if (next === status) return;
     status = next;
     statusListeners.forEach((listener) => guard(() => listener(next)));
-    if (win && win.CustomEvent) guard(() => win.dispatchEvent(new win.CustomEvent(STATUS_EVENT, { detail: next })));
+    if (win && win.CustomEvent) guard(() => win.dispatchEvent(new win.CustomEvent("livecount:status", { detail: next })));
   }
 
   // ---- connection -------------------------------------------------------
@@ -395,7 +388,8 @@ function createLivecount(options) {
   const onVisibilityChange = () =>
     guard(() => {
       cancel("visibility");
-      later("visibility", VISIBILITY_SETTLE, () => {
+      // once the tab's visibility has rested 250 ms
+      later("visibility", 250, () => {
         syncVisibility();
         // shown again after a lost socket: read again
         if (!ws && hasWork()) connect();
@@ -514,10 +508,11 @@ function createLivecount(options) {
   }
 
   // After a refusal for rate, ask again for every counter the page shows, once the
-  // limit has had time to refill (a subscribe answers with the counts: asking twice
-  // costs nothing else).
+  // limit has had time to refill, 2 s (a subscribe answers with the counts: asking
+  // twice costs nothing else).
   function resubscribeSoon() {
-    later("resubscribe", RESUBSCRIBE_AFTER, () => {
+    later("resubscribe", 2000, () => {
+
       subscribed = new Set();
       syncSubscriptions();
     });

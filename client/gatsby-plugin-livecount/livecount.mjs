@@ -167,13 +167,12 @@ function createLivecount(options) {
   const uniqueness = choice("uniqueness", "LIVECOUNT_UNIQUENESS", ["seed", "tab"]);
   const titles = choice("titles", "LIVECOUNT_TITLES", ["head", "document", "none"]);
   const titleTimeout = opts.titleTimeout == null ? 1000 : opts.titleTimeout;
-  if (typeof titleTimeout !== "number" || !(titleTimeout >= 0) || titleTimeout === Infinity) {
-    throw configError("titleTimeout must be a number of milliseconds, not " + String(opts.titleTimeout));
+  if (!(Number.isFinite(titleTimeout) && titleTimeout >= 0)) {
+    throw configError("titleTimeout must be a number of milliseconds, not " + titleTimeout);
   }
 
-  // the current socket (connecting or open)
+  // the current socket (connecting or open: status "open")
   let ws = null;
-  let isOpen = false;
   // failed connects since the last successful open
   let attempt = 0;
   let stopped = false;
@@ -204,7 +203,7 @@ function createLivecount(options) {
   const warned = new Set();
   let observer = null;
   let scanQueued = false;
-  let landed = false;
+  // route updates so far (0: the landing page's is to come)
   let routeSeq = 0;
   let lastPath = "";
   // finishes the view waiting for its <title>, if any
@@ -256,14 +255,11 @@ function createLivecount(options) {
   // ---- connection -------------------------------------------------------
 
   function resolveUrl() {
-    let url = opts.url || (win && win.LIVECOUNT_URL) || envUrl;
-    if (!url) {
-      const loc = win && win.location;
-      if (!loc || !loc.host) return "";
-      url = (loc.protocol === "https:" ? "wss://" : "ws://") + loc.host + "/ws";
-    }
+    const url = opts.url || (win && win.LIVECOUNT_URL) || envUrl;
+    const loc = win && win.location;
     // Accept http(s):// too: it is an easy mistake in an env variable.
-    return String(url).replace(/^http(s?):/i, "ws$1:");
+    if (url) return String(url).replace(/^http(s?):/i, "ws$1:");
+    return loc && loc.host ? (loc.protocol === "https:" ? "wss://" : "ws://") + loc.host + "/ws" : "";
   }
 
   // "Equal jitter": the delay ceiling doubles per failure up to the cap and
@@ -302,7 +298,7 @@ function createLivecount(options) {
     }
     ws = sock;
     later("open", connectTimeout, () => {
-      if (ws === sock && !isOpen) {
+      if (ws === sock && status !== "open") {
         drop(sock);
         sock.close();
       }
@@ -311,7 +307,6 @@ function createLivecount(options) {
       guard(() => {
         if (ws !== sock) return;
         cancel("open");
-        isOpen = true;
         attempt = 0;
         sentVisible = true;
         setStatus("open");
@@ -328,15 +323,13 @@ function createLivecount(options) {
       guard(() => {
         if (ws === sock) handleMessage(event.data);
       });
+    // (an error event is always followed by this one)
     sock.onclose = () => guard(() => drop(sock));
-    // a close event always follows
-    sock.onerror = noop;
   }
 
   function drop(sock) {
     if (ws !== sock) return;
     ws = null;
-    isOpen = false;
     // the server forgets us with the connection
     subscribed = new Set();
     cancel("open");
@@ -346,7 +339,7 @@ function createLivecount(options) {
   }
 
   function rawSend(msg) {
-    if (!isOpen) return false;
+    if (status !== "open") return false;
     try {
       ws.send(JSON.stringify(msg));
       return true;
@@ -361,7 +354,6 @@ function createLivecount(options) {
 
   function sendView(msg) {
     lastView = msg;
-    if (queue.length === 0 && rawSend(msg)) return;
     queue.push(msg);
     // drop the oldest
     if (queue.length > queueLimit) queue.shift();
@@ -395,7 +387,7 @@ function createLivecount(options) {
         if (!ws && hasWork()) connect();
       });
     });
-  if (doc) guard(() => doc.addEventListener("visibilitychange", onVisibilityChange));
+  if (doc) doc.addEventListener("visibilitychange", onVisibilityChange);
 
   // ---- live counters ----------------------------------------------------
 
@@ -497,7 +489,7 @@ function createLivecount(options) {
   }
 
   function syncSubscriptions() {
-    if (!isOpen) {
+    if (status !== "open") {
       if (wanted.size > 0) connect();
       // the full set is sent on open
       return;
@@ -774,8 +766,7 @@ function createLivecount(options) {
     const prevLocation = args && args.prevLocation;
     const loc = win && win.location;
     const pathname = String((location && location.pathname) || (loc && loc.pathname) || "/");
-    const landing = !landed;
-    landed = true;
+    const landing = routeSeq === 0;
     const route = {
       seq: ++routeSeq,
       landing,
@@ -802,7 +793,7 @@ function createLivecount(options) {
   // Gatsby calls onPreRouteUpdate while it renders the new route, before any of
   // its head changes: the title then is surely the page being left's.
   function onPreRouteUpdate() {
-    if (stopped || !landed) return;
+    if (stopped || routeSeq === 0) return;
     leavingTitle = readTitle();
   }
 
@@ -811,7 +802,8 @@ function createLivecount(options) {
     Object.keys(timers).forEach(cancel);
 
     if (observer) guard(() => observer.disconnect());
-    if (doc) guard(() => doc.removeEventListener("visibilitychange", onVisibilityChange));
+    if (doc) doc.removeEventListener("visibilitychange", onVisibilityChange);
+
     const sock = ws;
     if (sock) {
       drop(sock);

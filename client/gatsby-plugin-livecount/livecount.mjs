@@ -185,8 +185,8 @@ function createLivecount(options) {
   let lastView = null;
   // keys of the posts and pages counter elements name (a post's key is its id)
   let domIds = new Set();
-  // post id -> Set of listeners (the React hook)
-  const watchers = new Map();
+  // {key, listener} of each watch (the React hook)
+  const watchers = new Set();
   const statusListeners = new Set();
   // keys to follow: domIds and watched ids; and those the server knows we follow
   let wanted = new Set();
@@ -484,7 +484,8 @@ function createLivecount(options) {
   }
 
   function updateWanted() {
-    wanted = new Set([...domIds, ...watchers.keys()]);
+    wanted = new Set(domIds);
+    watchers.forEach((w) => wanted.add(w.key));
     syncSubscriptions();
   }
 
@@ -572,8 +573,9 @@ function createLivecount(options) {
     const snap = same ? known : Object.freeze(next);
     counts.set(id, snap);
     eachCounter(paint);
-    const listeners = !same && watchers.get(id);
-    if (listeners) listeners.forEach((listener) => guard(() => listener(snap)));
+    watchers.forEach((w) => {
+      if (!same && w.key === id) guard(() => w.listener(snap));
+    });
   }
 
   // Follow an id without any DOM: for React, which renders the numbers itself.
@@ -582,18 +584,14 @@ function createLivecount(options) {
   function watch(id, listener) {
     const key = clean(id, MAX_ID);
     if (!key || typeof listener !== "function") return noop;
-    let set = watchers.get(key);
-    if (!set) watchers.set(key, (set = new Set()));
-    set.add(listener);
+    const watcher = { key, listener };
+    watchers.add(watcher);
     scheduleSync();
-    return () =>
-      guard(() => {
-        const current = watchers.get(key);
-        if (!current || !current.delete(listener)) return;
-        if (current.size === 0) watchers.delete(key);
-        scheduleSync();
-      });
+    return () => {
+      if (watchers.delete(watcher)) scheduleSync();
+    };
   }
+
 
   function scheduleSync() {
     if (!stopped) later("sync", 0, updateWanted);
@@ -672,8 +670,8 @@ function createLivecount(options) {
       message: "views",
       currentPage: clean(route.pathname, MAX_PATH),
       previousPage: clean(route.previousPage, MAX_PATH),
-      referrer: route.landing && doc ? clean(doc.referrer, MAX_PATH) : "",
-      refreshed: route.landing ? wasReload() : false,
+      referrer: route.seq === 1 && doc ? clean(doc.referrer, MAX_PATH) : "",
+      refreshed: route.seq === 1 && wasReload(),
     };
     if (article) msg.articleId = article.id;
     const t = titles === "none" ? "" : String(title).trim();
@@ -762,15 +760,15 @@ function createLivecount(options) {
   // deferred so the route change is never slowed down.
   function onRouteUpdate(args) {
     if (stopped) return;
-    const location = args && args.location;
-    const prevLocation = args && args.prevLocation;
+    const { location, prevLocation } = args || {};
     const loc = win && win.location;
     const pathname = String((location && location.pathname) || (loc && loc.pathname) || "/");
     const landing = routeSeq === 0;
+    // (seq 1 is the landing page's)
     const route = {
       seq: ++routeSeq,
-      landing,
       pathname,
+
       previousPage: landing ? "" : String((prevLocation && prevLocation.pathname) || lastPath),
       // the title the new route's replaces: the one shown when the change began,
       // if Gatsby said so (a head manager may beat onRouteUpdate); none on landing

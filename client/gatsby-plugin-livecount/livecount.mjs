@@ -556,7 +556,7 @@ function createLivecount(options) {
     if (!views && msg.message !== "count") return;
     // A views reply answers this tab's own view; `counted` absent means counted.
     const counted = views && msg.counted !== false;
-    if (views && dom && doc && doc.documentElement) markCounted(doc.documentElement, counted);
+    if (views && dom && doc) markCounted(doc.documentElement, counted);
     const id =
       typeof msg.articleId === "string" ? msg.articleId : typeof msg.pageName === "string" ? PAGE + msg.pageName : null;
     if (id === null) return;
@@ -566,15 +566,13 @@ function createLivecount(options) {
     const known = counts.get(id) || EMPTY;
     const next = {};
     // a count absent (readingNow, until the server knows readers) keeps the known one
-    COUNTERS.forEach((c) => (next[c[1]] = typeof msg[c[1]] === "number" && isFinite(msg[c[1]]) ? msg[c[1]] : known[c[1]]));
+    COUNTERS.forEach((c) => (next[c[1]] = Number.isFinite(msg[c[1]]) ? msg[c[1]] : known[c[1]]));
     next.counted = views ? counted : known.counted;
     const same = counts.has(id) && Object.keys(next).every((f) => next[f] === known[f]);
-    if (same && !moved) return;
-    const snap = same ? known : Object.freeze(next);
-    counts.set(id, snap);
-    eachCounter(paint);
+    if (!same) counts.set(id, Object.freeze(next));
+    if (!same || moved) eachCounter(paint);
     watchers.forEach((w) => {
-      if (!same && w.key === id) guard(() => w.listener(snap));
+      if (!same && w.key === id) guard(() => w.listener(next));
     });
   }
 
@@ -877,15 +875,13 @@ function startTag(win, script) {
   };
   current = path();
   let started = false;
+  const view = () => lc.onRouteUpdate({ location: { pathname: current } });
+  // (nothing here throws: the site's router never breaks)
   const follow = () => {
-    try {
-      const next = path();
-      if (samePage(next, current)) return;
-      current = next;
-      if (started) lc.onRouteUpdate({ location: { pathname: next } });
-    } catch (e) {
-      // never break the site's router
-    }
+    const next = path();
+    if (samePage(next, current)) return;
+    current = next;
+    if (started) view();
   };
   ["pushState", "replaceState"].forEach((name) => {
     const original = win.history[name];
@@ -895,12 +891,14 @@ function startTag(win, script) {
       return result;
     };
   });
+  // (a hash that changes no page changes nothing)
   win.addEventListener("popstate", follow);
-  if (routing === "hash") win.addEventListener("hashchange", follow);
+  win.addEventListener("hashchange", follow);
   const start = () => {
     started = true;
-    lc.onRouteUpdate({ location: { pathname: current } });
+    view();
   };
+
   if (doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", start);
 
   else start();

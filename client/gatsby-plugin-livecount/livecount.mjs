@@ -232,10 +232,10 @@ function createLivecount(options) {
     timers[name] = null;
   }
 
-  // Run fn without ever letting an exception reach the page.
-  function guard(fn) {
+  // Run fn(arg) without ever letting an exception reach the page.
+  function guard(fn, arg) {
     try {
-      fn();
+      fn(arg);
     } catch (e) {
       try {
         onError(e);
@@ -248,7 +248,7 @@ function createLivecount(options) {
   function setStatus(next) {
     if (next === status) return;
     status = next;
-    statusListeners.forEach((listener) => guard(() => listener(next)));
+    statusListeners.forEach((listener) => guard(listener, next));
     if (win && win.CustomEvent) guard(() => win.dispatchEvent(new win.CustomEvent("livecount:status", { detail: next })));
   }
 
@@ -324,7 +324,7 @@ function createLivecount(options) {
         if (ws === sock) handleMessage(event.data);
       });
     // (an error event is always followed by this one)
-    sock.onclose = () => guard(() => drop(sock));
+    sock.onclose = () => guard(drop, sock);
   }
 
   function drop(sock) {
@@ -572,7 +572,7 @@ function createLivecount(options) {
     if (!same) counts.set(id, Object.freeze(next));
     if (!same || moved) eachCounter(paint);
     watchers.forEach((w) => {
-      if (!same && w.key === id) guard(() => w.listener(next));
+      if (!same && w.key === id) guard(w.listener, next);
     });
   }
 
@@ -621,16 +621,15 @@ function createLivecount(options) {
   // builds keep the seed's rule too (`postsFromPath`): the slug after "/posts/"
   // anywhere in the path, so a site behind a path prefix counts as it always did.
   function findArticle(pathname) {
-    if (doc) {
-      try {
-        const el = doc.querySelector("[" + ATTR_ARTICLE_ID + "]");
-        const id = el && clean(el.getAttribute(ATTR_ARTICLE_ID), MAX_ID);
-        if (id) return { id, title: clean(el.getAttribute("data-article-title"), MAX_ID) };
-      } catch (e) {
-        // a DOM problem must not cost the view: the server goes by the path
-        onError(e);
-      }
+    try {
+      const el = doc && doc.querySelector("[" + ATTR_ARTICLE_ID + "]");
+      const id = el && clean(el.getAttribute(ATTR_ARTICLE_ID), MAX_ID);
+      if (id) return { id, title: clean(el.getAttribute("data-article-title"), MAX_ID) };
+    } catch (e) {
+      // a DOM problem must not cost the view: the server goes by the path
+      onError(e);
     }
+
     const slug = postsFromPath && /\/posts\/([^/?#]+)/.exec(pathname);
     const id = slug && normalisePath(slug[1]);
     return id && id !== "/" ? { id: clean(id.slice(1), MAX_ID), title: "" } : null;
@@ -640,15 +639,10 @@ function createLivecount(options) {
   // refreshed. Remembers the last SEEN_LIMIT targets in sessionStorage (this
   // tab only, gone when it closes); no cookie and no identifier.
   function seenInThisTab(key) {
-    let store;
     try {
-      store = from("sessionStorage");
-    } catch (e) {
-      // storage disabled: the seed rule applies
-      store = null;
-    }
-    if (!store) return false;
-    try {
+      // (where storage is disabled, reading sessionStorage throws: the seed rule applies)
+      const store = from("sessionStorage");
+      if (!store) return false;
       const stored = JSON.parse(store.getItem(SEEN_KEY) || "[]");
       // a stored value that is not a list is replaced, not trusted
       const list = Array.isArray(stored) ? stored : [];
@@ -714,10 +708,10 @@ function createLivecount(options) {
     const finish = (superseded) => {
       if (endTitleWait !== finish) return;
       endTitleWait = null;
-      if (titleObserver) guard(() => titleObserver.disconnect());
+      if (titleObserver) titleObserver.disconnect();
       clearT(poll);
       clearT(timer);
-      guard(() => send(superseded === true ? "" : readTitle()));
+      guard(send, superseded === true ? "" : readTitle());
     };
     // on every change of <head>, or every 25 ms without a MutationObserver
     const check = () => {
@@ -796,20 +790,18 @@ function createLivecount(options) {
   function close() {
     stopped = true;
     Object.keys(timers).forEach(cancel);
-
-    if (observer) guard(() => observer.disconnect());
+    if (observer) observer.disconnect();
     if (doc) doc.removeEventListener("visibilitychange", onVisibilityChange);
-
     const sock = ws;
     if (sock) {
       drop(sock);
-      guard(() => sock.close());
+      sock.close();
     }
   }
 
   return {
-    onPreRouteUpdate: (args) => guard(() => onPreRouteUpdate(args)),
-    onRouteUpdate: (args) => guard(() => onRouteUpdate(args)),
+    onPreRouteUpdate: (args) => guard(onPreRouteUpdate, args),
+    onRouteUpdate: (args) => guard(onRouteUpdate, args),
     // Re-scan the page for counters, e.g. after rendering some late.
     scan: () => guard(scan),
     // Follow a post's counts without DOM: listener(snapshot) on every change; returns unwatch.

@@ -666,7 +666,8 @@ function createLivecount(options) {
       refreshed: route.seq === 1 && wasReload(),
     };
     if (article) msg.articleId = article.id;
-    const t = titles === "none" ? "" : String(title).trim();
+    // the title the page gives its post wins
+    const t = titles === "none" ? "" : String((article && article.title) || title).trim();
     if (t) msg.articleTitle = t;
     if (uniqueness === "tab") {
       const key = article ? "post:" + article.id : "page:" + (normalisePath(msg.currentPage) || msg.currentPage);
@@ -683,15 +684,16 @@ function createLivecount(options) {
   function viewWhenTitled(route) {
     const fresh = route.seq === routeSeq;
     const article = fresh ? findArticle(route.pathname) : null;
-    const send = (title, waited) => {
+    const send = (title) => {
       const current = route.seq === routeSeq;
       if (current) viewPending = false;
-      const post = article || (waited && current ? findArticle(route.pathname) : null);
-      if (!dntActive()) sendView(buildView(route, post, post && post.title ? post.title : title));
+      const post = article || (current ? findArticle(route.pathname) : null);
+      if (!dntActive()) sendView(buildView(route, post, title));
     };
     if ((article && article.title) || titles === "none" || !fresh) return send("");
     if (titles === "document" || isNewTitle(route, readTitle())) return send(readTitle());
-    waitForTitle(route, (title) => send(title, true));
+    waitForTitle(route, send);
+
   }
 
   // Gatsby removes the old <title> before it adds the new one: an empty title

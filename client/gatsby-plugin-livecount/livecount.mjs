@@ -164,8 +164,10 @@ function createLivecount(options) {
   const onError = opts.onError || noop;
   const dom = opts.dom !== false;
   const postsFromPath = opts.postsFromPath === true; // the Gatsby builds' seed rule
-  const uniqueness = choice("uniqueness", "LIVECOUNT_UNIQUENESS", ["seed", "tab"]);
-  const titles = choice("titles", "LIVECOUNT_TITLES", ["head", "document", "none"]);
+  // An explicit option wins, then the window global.
+  const setting = (name, global) => (opts[name] != null ? opts[name] : win && win[global]);
+  const uniqueness = oneOf("uniqueness", setting("uniqueness", "LIVECOUNT_UNIQUENESS"), ["seed", "tab"]);
+  const titles = oneOf("titles", setting("titles", "LIVECOUNT_TITLES"), ["head", "document", "none"]);
   const titleTimeout = opts.titleTimeout == null ? 1000 : opts.titleTimeout;
   if (!(Number.isFinite(titleTimeout) && titleTimeout >= 0)) {
     throw configError("titleTimeout must be a number of milliseconds, not " + titleTimeout);
@@ -211,10 +213,6 @@ function createLivecount(options) {
   // the title when the route change began (onPreRouteUpdate)
   let leavingTitle = null;
 
-  // An explicit option wins, then the window global, then the first allowed value.
-  function choice(name, global, allowed) {
-    return oneOf(name, opts[name] != null ? opts[name] : win && win[global], allowed);
-  }
 
   // The client's one-shot timers by name (reconnect, open, sync, resubscribe,
   // visibility): at most one of each waits.
@@ -297,11 +295,10 @@ function createLivecount(options) {
       return;
     }
     ws = sock;
+    // (opening and dropping the socket cancel this)
     later("open", connectTimeout, () => {
-      if (ws === sock && status !== "open") {
-        drop(sock);
-        sock.close();
-      }
+      drop(sock);
+      sock.close();
     });
     sock.onopen = () =>
       guard(() => {
@@ -314,7 +311,8 @@ function createLivecount(options) {
         syncVisibility();
         // A socket that reopened (a server restart, a lost network) with no view
         // waiting: the page's last view was counted already; it only reads again.
-        if (queue.length === 0 && lastView) rawSend(Object.assign({}, lastView, { resumed: true }));
+        if (queue.length === 0 && lastView) rawSend({ ...lastView, resumed: true });
+
         flushQueue();
         // `subscribed` is empty on a fresh connection, so this sends the full set.
         syncSubscriptions();
@@ -453,7 +451,7 @@ function createLivecount(options) {
   // found by a scan on the next frame; the page's own writes (ours: a counter's text)
   // cause none.
   function observeCounters() {
-    if (observer || !dom || !MO || !doc || !doc.documentElement) return;
+    if (observer || !dom || !MO || !doc) return;
     observer = new MO((records) =>
       guard(() => {
         if (records.some((r) => r.type === "attributes" || (r.addedNodes.length > 0 && !isCounter(r.target)))) {
@@ -598,8 +596,8 @@ function createLivecount(options) {
   // ---- page views -------------------------------------------------------
 
   function dntActive() {
-    const respect = opts.respectDnt != null ? opts.respectDnt : win && win.LIVECOUNT_RESPECT_DNT;
-    return Boolean(respect && nav && nav.doNotTrack === "1");
+    return Boolean(setting("respectDnt", "LIVECOUNT_RESPECT_DNT") && nav && nav.doNotTrack === "1");
+
   }
 
   function wasReload() {

@@ -122,8 +122,9 @@ function normalisePath(path) {
   return p.replace(/\/+/g, "/").replace(/\/index\.html$/, "").replace(/\/$/, "") || "/";
 }
 
-function samePage(a, b) {
-  return (normalisePath(a) || a) === (normalisePath(b) || b);
+// The page a path is, or the path as it is if the server would not count it.
+function pageOf(path) {
+  return normalisePath(path) || path;
 }
 
 // Gatsby's webpack replaces the exact expression process.env.GATSBY_LIVECOUNT_URL
@@ -142,7 +143,7 @@ function readEnvUrl() {
 // the real browser object; docs/CLIENT.md lists them ("For tests and advanced use").
 function createLivecount(options) {
   const opts = options || {};
-  const win = "window" in opts ? opts.window : typeof window !== "undefined" ? window : undefined;
+  const win = "window" in opts ? opts.window : globalThis.window;
   // an option, else the window's own (browser functions called unbound work, as in
   // a plain setTimeout(...) call)
   const from = (name) => opts[name] || (win && win[name]);
@@ -163,7 +164,8 @@ function createLivecount(options) {
   const connectTimeout = positive("connectTimeout", 10000);
   const onError = opts.onError || noop;
   const dom = opts.dom !== false;
-  const postsFromPath = opts.postsFromPath === true; // the Gatsby builds' seed rule
+  // the Gatsby builds' seed rule
+  const postsFromPath = opts.postsFromPath === true;
   // An explicit option wins, then the window global.
   const setting = (name, global) => (opts[name] != null ? opts[name] : win && win[global]);
   const uniqueness = oneOf("uniqueness", setting("uniqueness", "LIVECOUNT_UNIQUENESS"), ["seed", "tab"]);
@@ -668,7 +670,7 @@ function createLivecount(options) {
     const t = titles === "none" ? "" : String((article && article.title) || title).trim();
     if (t) msg.articleTitle = t;
     if (uniqueness === "tab") {
-      const key = article ? "post:" + article.id : "page:" + (normalisePath(msg.currentPage) || msg.currentPage);
+      const key = article ? "post:" + article.id : "page:" + pageOf(msg.currentPage);
       if (seenInThisTab(key)) msg.refreshed = true;
     }
     return fitViews(msg);
@@ -871,7 +873,8 @@ function startTag(win, script) {
   // (nothing here throws: the site's router never breaks)
   const follow = () => {
     const next = path();
-    if (samePage(next, current)) return;
+    if (pageOf(next) === pageOf(current)) return;
+
     current = next;
     if (started) view();
   };

@@ -220,7 +220,7 @@ function createLivecount(options) {
   // visibility): at most one of each waits.
   const timers = {};
   function later(name, ms, fn) {
-    if (timers[name] == null) {
+    if (!timers[name]) {
       timers[name] = setT(() => {
         timers[name] = null;
         guard(fn);
@@ -228,7 +228,7 @@ function createLivecount(options) {
     }
   }
   function cancel(name) {
-    if (timers[name] != null) clearT(timers[name]);
+    clearT(timers[name]);
     timers[name] = null;
   }
 
@@ -371,8 +371,7 @@ function createLivecount(options) {
   // Never opens a socket: a closed one is told on open.
   function syncVisibility() {
     const visible = isVisible();
-    if (visible === sentVisible) return;
-    if (rawSend({ message: "visibility", visible })) sentVisible = visible;
+    if (visible !== sentVisible && rawSend({ message: "visibility", visible })) sentVisible = visible;
   }
 
   // A tab flipped quickly (alt-tab, a swipe) says only where it ended, once it rests:
@@ -785,8 +784,7 @@ function createLivecount(options) {
   // Gatsby calls onPreRouteUpdate while it renders the new route, before any of
   // its head changes: the title then is surely the page being left's.
   function onPreRouteUpdate() {
-    if (stopped || routeSeq === 0) return;
-    leavingTitle = readTitle();
+    if (routeSeq > 0) leavingTitle = readTitle();
   }
 
   function close() {
@@ -856,6 +854,7 @@ function startTag(win, script) {
     });
   } catch (e) {
     console.error(e && e.livecountConfig ? e.message : e);
+
     return;
   }
   win.livecount = lc;

@@ -712,11 +712,11 @@ function createLivecount(options) {
       if (titleObserver) titleObserver.disconnect();
       clearT(poll);
       clearT(timer);
-      guard(send, superseded === true ? "" : readTitle());
+      guard(send, superseded ? "" : readTitle());
     };
     // on every change of <head>, or every 25 ms without a MutationObserver
     const check = () => {
-      if (isNewTitle(route, readTitle())) finish(false);
+      if (isNewTitle(route, readTitle())) finish();
       else if (!titleObserver) poll = setT(check, 25);
     };
     endTitleWait = finish;
@@ -734,7 +734,8 @@ function createLivecount(options) {
       }
     }
     if (!titleObserver) poll = setT(check, 25);
-    const timer = setT(() => finish(false), titleTimeout);
+    const timer = setT(() => finish(), titleTimeout);
+
   }
 
   // Run fn after the next frame (the page has rendered by then); the timeout

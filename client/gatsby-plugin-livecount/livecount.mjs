@@ -215,7 +215,6 @@ function createLivecount(options) {
   // the title when the route change began (onPreRouteUpdate)
   let leavingTitle = null;
 
-
   // The client's one-shot timers by name (reconnect, open, sync, resubscribe,
   // visibility): at most one of each waits.
   const timers = {};
@@ -314,7 +313,6 @@ function createLivecount(options) {
         // A socket that reopened (a server restart, a lost network) with no view
         // waiting: the page's last view was counted already; it only reads again.
         if (queue.length === 0 && lastView) rawSend({ ...lastView, resumed: true });
-
         flushQueue();
         // `subscribed` is empty on a fresh connection, so this sends the full set.
         syncSubscriptions();
@@ -504,7 +502,6 @@ function createLivecount(options) {
   // twice costs nothing else).
   function resubscribeSoon() {
     later("resubscribe", 2000, () => {
-
       subscribed = new Set();
       syncSubscriptions();
     });
@@ -589,7 +586,6 @@ function createLivecount(options) {
     };
   }
 
-
   function scheduleSync() {
     if (!stopped) later("sync", 0, updateWanted);
   }
@@ -598,7 +594,6 @@ function createLivecount(options) {
 
   function dntActive() {
     return Boolean(setting("respectDnt", "LIVECOUNT_RESPECT_DNT") && nav && nav.doNotTrack === "1");
-
   }
 
   function wasReload() {
@@ -628,7 +623,6 @@ function createLivecount(options) {
       // a DOM problem must not cost the view: the server goes by the path
       onError(e);
     }
-
     const slug = postsFromPath && /\/posts\/([^/?#]+)/.exec(pathname);
     const id = slug && normalisePath(slug[1]);
     return id && id !== "/" ? { id: clean(id.slice(1), MAX_ID), title: "" } : null;
@@ -692,7 +686,6 @@ function createLivecount(options) {
     if ((article && article.title) || titles === "none" || !fresh) return send("");
     if (titles === "document" || isNewTitle(route, readTitle())) return send(readTitle());
     waitForTitle(route, send);
-
   }
 
   // Gatsby removes the old <title> before it adds the new one: an empty title
@@ -735,7 +728,6 @@ function createLivecount(options) {
     }
     if (!titleObserver) poll = setT(check, 25);
     const timer = setT(() => finish(), titleTimeout);
-
   }
 
   // Run fn after the next frame (the page has rendered by then); the timeout
@@ -762,7 +754,6 @@ function createLivecount(options) {
     const route = {
       seq: ++routeSeq,
       pathname,
-
       previousPage: landing ? "" : String((prevLocation && prevLocation.pathname) || lastPath),
       // the title the new route's replaces: the one shown when the change began,
       // if Gatsby said so (a head manager may beat onRouteUpdate); none on landing
@@ -855,7 +846,6 @@ function startTag(win, script) {
     });
   } catch (e) {
     console.error(e && e.livecountConfig ? e.message : e);
-
     return;
   }
   win.livecount = lc;
@@ -874,7 +864,6 @@ function startTag(win, script) {
   const follow = () => {
     const next = path();
     if (pageOf(next) === pageOf(current)) return;
-
     current = next;
     if (started) view();
   };
@@ -893,9 +882,7 @@ function startTag(win, script) {
     started = true;
     view();
   };
-
   if (doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", start);
-
   else start();
 }
 

@@ -143,7 +143,7 @@ function readEnvUrl() {
 // the real browser object; docs/CLIENT.md lists them ("For tests and advanced use").
 function createLivecount(options) {
   const opts = options || {};
-  const win = "window" in opts ? opts.window : globalThis.window;
+  const win = "window" in opts ? opts.window : typeof window !== "undefined" ? window : undefined;
   // an option, else the window's own (browser functions called unbound work, as in
   // a plain setTimeout(...) call)
   const from = (name) => opts[name] || (win && win[name]);

@@ -18,20 +18,17 @@
 // a fake WebSocket, DOM, timers and random. The factory and the tag's starter ride
 // on onRouteUpdate as properties.
 
-const ATTR_TOTAL = "data-livecount";
-const ATTR_UNIQUE = "data-livecount-unique";
-const ATTR_NOW = "data-livecount-now";
-const ATTR_PAGE = "data-livecount-page";
-const ATTR_COUNTED = "data-livecount-counted";
-const ATTR_ARTICLE_ID = "data-article-id";
-const ATTR_ARTICLE_TITLE = "data-article-title";
-const COUNTER_SELECTOR = "[" + ATTR_TOTAL + "],[" + ATTR_UNIQUE + "],[" + ATTR_NOW + "]";
-// Which snapshot field each counter attribute shows.
-const COUNTER_FIELDS = [
-  [ATTR_TOTAL, "totalViews"],
-  [ATTR_UNIQUE, "uniqueViews"],
-  [ATTR_NOW, "readingNow"],
+const ATTR = "data-livecount";
+// The counter attributes, and the snapshot field each shows.
+const COUNTERS = [
+  [ATTR, "totalViews"],
+  [ATTR + "-unique", "uniqueViews"],
+  [ATTR + "-now", "readingNow"],
 ];
+const COUNTER_SELECTOR = COUNTERS.map((c) => "[" + c[0] + "]").join();
+const ATTR_PAGE = ATTR + "-page";
+const ATTR_COUNTED = ATTR + "-counted";
+const ATTR_ARTICLE_ID = "data-article-id";
 // A page's key among the counts: no cleaned id holds a control character, so a page
 // name never meets a post id of the same spelling.
 const PAGE = "\u0001";
@@ -46,18 +43,11 @@ const MAX_PATH = 2048;
 // one JSON text frame, UTF-8
 const MAX_FRAME_BYTES = 4096;
 const MAX_IDS_PER_MESSAGE = 100;
-// ms a tab's visibility rests before the server is told
-const VISIBILITY_SETTLE = 250;
-// ms after a `rate_limited` refusal before asking again
-const RESUBSCRIBE_AFTER = 2000;
 
-const STATUS_EVENT = "livecount:status";
 // sessionStorage, uniqueness "tab" only; at most SEEN_LIMIT targets, oldest forgotten first
 const SEEN_KEY = "livecount:seen";
 const SEEN_LIMIT = 200;
 
-const UNIQUENESS = ["seed", "tab"];
-const TITLES = ["head", "document", "none"];
 // What a watcher sees before the server has said anything about an id.
 const EMPTY = Object.freeze({ totalViews: null, uniqueViews: null, readingNow: null, counted: null });
 const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
@@ -71,76 +61,49 @@ function configError(message) {
   return e;
 }
 
+// An option's value, one of `allowed` (the first is the default).
+function oneOf(name, value, allowed) {
+  if (value == null) return allowed[0];
+  if (allowed.indexOf(value) === -1) {
+    throw configError(name + ' must be "' + allowed.join('" or "') + '", not ' + JSON.stringify(value));
+  }
+  return value;
+}
+
 // Truncate to `max` UTF-16 units (never more code points than the server
 // allows) without leaving half a surrogate pair at the end.
-function clip(value, max) {
-  let s = typeof value === "string" ? value : value == null ? "" : String(value);
-  if (s.length <= max) return s;
-  s = s.slice(0, max);
-  const last = s.charCodeAt(s.length - 1);
-  if (last >= 0xd800 && last <= 0xdbff) s = s.slice(0, -1);
-  return s;
+function clip(s, max) {
+  return s.length > max ? s.slice(0, /[\ud800-\udbff]/.test(s[max - 1]) ? max - 1 : max) : s;
 }
 
 // Also drop what the server refuses in every string field, or the whole message
 // would be refused: control characters (C0, DEL, C1: a data-article-title attribute
 // may well hold a newline), U+2028/U+2029, and lone surrogates (a title cut in the
-// middle of an emoji by the page itself).
+// middle of an emoji by the page itself), each replaced by U+FFFD
+// (String.prototype.toWellFormed, by hand: not every browser has it).
 function clean(value, max) {
-  const s = typeof value === "string" ? value : value == null ? "" : String(value);
-  return clip(wellFormed(s.replace(CONTROLS, " ")), max);
+  const s = value == null ? "" : String(value);
+  return clip(
+    s.replace(CONTROLS, " ").replace(/[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]/g, (c) => (c.length > 1 ? c : "\ufffd")),
+    max,
+  );
 }
 
-// Each lone surrogate replaced by U+FFFD (String.prototype.toWellFormed, by hand:
-// not every browser has it).
-function wellFormed(s) {
-  if (!/[\ud800-\udfff]/.test(s)) return s;
-  let out = "";
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        out += s[i] + s[i + 1];
-        i++;
-        continue;
-      }
-    }
-    out += c >= 0xd800 && c <= 0xdfff ? "\ufffd" : s[i];
-  }
-  return out;
-}
-
-// UTF-8 size of a string, as the server counts a frame.
-function utf8Length(s) {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      // a surrogate pair is one 4-byte character
-      n += 4;
-      i++;
-    } else n += 3;
-  }
-  return n;
+// UTF-8 size of a value's JSON, as the server counts a frame.
+function bytes(value) {
+  return new TextEncoder().encode(JSON.stringify(value)).length;
 }
 
 // Each field may be at its own limit, yet together too big for one frame:
 // shorten the least useful fields first until the JSON fits.
 function fitViews(msg) {
-  const fields = ["referrer", "previousPage", "articleTitle", "currentPage"];
-  for (let f = 0; f < fields.length; f++) {
-    const field = fields[f];
-    let excess = utf8Length(JSON.stringify(msg)) - MAX_FRAME_BYTES;
-    while (excess > 0 && msg[field]) {
+  ["referrer", "previousPage", "articleTitle", "currentPage"].forEach((field) => {
+    let excess;
+    while ((excess = bytes(msg) - MAX_FRAME_BYTES) > 0 && msg[field]) {
       // a character is at most 4 bytes, so this never cuts more than needed
       msg[field] = clip(msg[field], Math.max(0, msg[field].length - Math.ceil(excess / 4)));
-      excess = utf8Length(JSON.stringify(msg)) - MAX_FRAME_BYTES;
     }
-    if (excess <= 0) break;
-  }
+  });
   return msg;
 }
 
@@ -159,8 +122,9 @@ function normalisePath(path) {
   return p.replace(/\/+/g, "/").replace(/\/index\.html$/, "").replace(/\/$/, "") || "/";
 }
 
-function samePage(a, b) {
-  return (normalisePath(a) || a) === (normalisePath(b) || b);
+// The page a path is, or the path as it is if the server would not count it.
+function pageOf(path) {
+  return normalisePath(path) || path;
 }
 
 // Gatsby's webpack replaces the exact expression process.env.GATSBY_LIVECOUNT_URL
@@ -180,40 +144,39 @@ function readEnvUrl() {
 function createLivecount(options) {
   const opts = options || {};
   const win = "window" in opts ? opts.window : typeof window !== "undefined" ? window : undefined;
-  const doc = opts.document || (win && win.document);
-  const nav = opts.navigator || (win && win.navigator);
-  const perf = opts.performance || (win && win.performance);
-  const WS = opts.WebSocket || (win && win.WebSocket);
-  const MO = opts.MutationObserver || (win && win.MutationObserver);
-  const timerHost = win && typeof win.setTimeout === "function" ? win : globalThis;
-  const setT = opts.setTimeout || ((fn, ms) => timerHost.setTimeout(fn, ms));
-  const clearT = opts.clearTimeout || ((id) => timerHost.clearTimeout(id));
-  const raf =
-    opts.requestAnimationFrame ||
-    (win && typeof win.requestAnimationFrame === "function"
-      ? (fn) => win.requestAnimationFrame(fn)
-      : null);
+  // an option, else the window's own (browser functions called unbound work, as in
+  // a plain setTimeout(...) call)
+  const from = (name) => opts[name] || (win && win[name]);
+  const doc = from("document");
+  const nav = from("navigator");
+  const perf = from("performance");
+  const WS = from("WebSocket");
+  const MO = from("MutationObserver");
+  const setT = from("setTimeout") || setTimeout;
+  const clearT = from("clearTimeout") || clearTimeout;
+  const raf = from("requestAnimationFrame");
   const random = opts.random || Math.random;
   const envUrl = "envUrl" in opts ? opts.envUrl : readEnvUrl();
-  const queueLimit = opts.queueLimit > 0 ? opts.queueLimit : 20;
-  const backoffBase = opts.backoffBase > 0 ? opts.backoffBase : 1000;
-  const backoffMax = opts.backoffMax > 0 ? opts.backoffMax : 30000;
-  const connectTimeout = opts.connectTimeout > 0 ? opts.connectTimeout : 10000;
+  const positive = (name, fallback) => (opts[name] > 0 ? opts[name] : fallback);
+  const queueLimit = positive("queueLimit", 20);
+  const backoffBase = positive("backoffBase", 1000);
+  const backoffMax = positive("backoffMax", 30000);
+  const connectTimeout = positive("connectTimeout", 10000);
   const onError = opts.onError || noop;
   const dom = opts.dom !== false;
-  const postsFromPath = opts.postsFromPath === true; // the Gatsby builds' seed rule
-  const uniqueness = choice("uniqueness", "LIVECOUNT_UNIQUENESS", UNIQUENESS);
-  const titles = choice("titles", "LIVECOUNT_TITLES", TITLES);
+  // the Gatsby builds' seed rule
+  const postsFromPath = opts.postsFromPath === true;
+  // An explicit option wins, then the window global.
+  const setting = (name, global) => (opts[name] != null ? opts[name] : win && win[global]);
+  const uniqueness = oneOf("uniqueness", setting("uniqueness", "LIVECOUNT_UNIQUENESS"), ["seed", "tab"]);
+  const titles = oneOf("titles", setting("titles", "LIVECOUNT_TITLES"), ["head", "document", "none"]);
   const titleTimeout = opts.titleTimeout == null ? 1000 : opts.titleTimeout;
-  if (typeof titleTimeout !== "number" || !(titleTimeout >= 0) || titleTimeout === Infinity) {
-    throw configError("titleTimeout must be a number of milliseconds, not " + String(opts.titleTimeout));
+  if (!(Number.isFinite(titleTimeout) && titleTimeout >= 0)) {
+    throw configError("titleTimeout must be a number of milliseconds, not " + titleTimeout);
   }
 
-  // the current socket (connecting or open)
+  // the current socket (connecting or open: status "open")
   let ws = null;
-  let isOpen = false;
-  let openTimer = null;
-  let reconnectTimer = null;
   // failed connects since the last successful open
   let attempt = 0;
   let stopped = false;
@@ -226,11 +189,9 @@ function createLivecount(options) {
   let lastView = null;
   // keys of the posts and pages counter elements name (a post's key is its id)
   let domIds = new Set();
-  // post id -> Set of listeners (the React hook)
-  const watchers = new Map();
+  // {key, listener} of each watch (the React hook)
+  const watchers = new Set();
   const statusListeners = new Set();
-  let syncTimer = null;
-  let resubscribeTimer = null;
   // keys to follow: domIds and watched ids; and those the server knows we follow
   let wanted = new Set();
   let subscribed = new Set();
@@ -246,7 +207,7 @@ function createLivecount(options) {
   const warned = new Set();
   let observer = null;
   let scanQueued = false;
-  let landed = false;
+  // route updates so far (0: the landing page's is to come)
   let routeSeq = 0;
   let lastPath = "";
   // finishes the view waiting for its <title>, if any
@@ -254,29 +215,26 @@ function createLivecount(options) {
   // the title when the route change began (onPreRouteUpdate)
   let leavingTitle = null;
 
-  // An explicit option wins, then the window global, then the first allowed value.
-  function choice(name, global, allowed) {
-    let value = opts[name];
-    if (value == null) {
-      try {
-        value = win ? win[global] : undefined;
-      } catch (e) {
-        value = undefined;
-      }
+  // The client's one-shot timers by name (reconnect, open, sync, resubscribe,
+  // visibility): at most one of each waits.
+  const timers = {};
+  function later(name, ms, fn) {
+    if (!timers[name]) {
+      timers[name] = setT(() => {
+        timers[name] = null;
+        guard(fn);
+      }, ms);
     }
-    if (value == null) return allowed[0];
-    if (allowed.indexOf(value) === -1) {
-      throw configError(
-        name + " must be " + allowed.map((a) => JSON.stringify(a)).join(" or ") + ", not " + JSON.stringify(value),
-      );
-    }
-    return value;
+  }
+  function cancel(name) {
+    clearT(timers[name]);
+    timers[name] = null;
   }
 
-  // Run fn without ever letting an exception reach the page.
-  function guard(fn) {
+  // Run fn(arg) without ever letting an exception reach the page.
+  function guard(fn, arg) {
     try {
-      fn();
+      fn(arg);
     } catch (e) {
       try {
         onError(e);
@@ -289,22 +247,18 @@ function createLivecount(options) {
   function setStatus(next) {
     if (next === status) return;
     status = next;
-    statusListeners.forEach((listener) => guard(() => listener(next)));
-    if (!win || typeof win.dispatchEvent !== "function" || typeof win.CustomEvent !== "function") return;
-    guard(() => win.dispatchEvent(new win.CustomEvent(STATUS_EVENT, { detail: next })));
+    statusListeners.forEach((listener) => guard(listener, next));
+    if (win && win.CustomEvent) guard(() => win.dispatchEvent(new win.CustomEvent("livecount:status", { detail: next })));
   }
 
   // ---- connection -------------------------------------------------------
 
   function resolveUrl() {
-    let url = opts.url || (win && win.LIVECOUNT_URL) || envUrl;
-    if (!url) {
-      const loc = win && win.location;
-      if (!loc || !loc.host) return "";
-      url = (loc.protocol === "https:" ? "wss://" : "ws://") + loc.host + "/ws";
-    }
+    const url = opts.url || (win && win.LIVECOUNT_URL) || envUrl;
+    const loc = win && win.location;
     // Accept http(s):// too: it is an easy mistake in an env variable.
-    return String(url).replace(/^http(s?):/i, "ws$1:");
+    if (url) return String(url).replace(/^http(s?):/i, "ws$1:");
+    return loc && loc.host ? (loc.protocol === "https:" ? "wss://" : "ws://") + loc.host + "/ws" : "";
   }
 
   // "Equal jitter": the delay ceiling doubles per failure up to the cap and
@@ -324,16 +278,12 @@ function createLivecount(options) {
   }
 
   function scheduleReconnect() {
-    if (stopped || reconnectTimer !== null) return;
-    reconnectTimer = setT(() => {
-      reconnectTimer = null;
-      guard(connect);
-    }, nextDelay());
+    if (!stopped && !timers.reconnect) later("reconnect", nextDelay(), connect);
   }
 
   // Opened lazily: only when there is a view to send or a counter to follow.
   function connect() {
-    if (stopped || ws || reconnectTimer !== null || !WS) return;
+    if (stopped || ws || timers.reconnect || !WS) return;
     const url = resolveUrl();
     if (!url) return;
     let sock;
@@ -346,18 +296,15 @@ function createLivecount(options) {
       return;
     }
     ws = sock;
-    openTimer = setT(() => {
-      openTimer = null;
-      if (ws === sock && !isOpen) {
-        drop(sock);
-        guard(() => sock.close());
-      }
-    }, connectTimeout);
+    // (opening and dropping the socket cancel this)
+    later("open", connectTimeout, () => {
+      drop(sock);
+      sock.close();
+    });
     sock.onopen = () =>
       guard(() => {
         if (ws !== sock) return;
-        clearOpenTimer();
-        isOpen = true;
+        cancel("open");
         attempt = 0;
         sentVisible = true;
         setStatus("open");
@@ -365,39 +312,32 @@ function createLivecount(options) {
         syncVisibility();
         // A socket that reopened (a server restart, a lost network) with no view
         // waiting: the page's last view was counted already; it only reads again.
-        if (queue.length === 0 && lastView) rawSend(Object.assign({}, lastView, { resumed: true }));
+        if (queue.length === 0 && lastView) rawSend({ ...lastView, resumed: true });
         flushQueue();
         // `subscribed` is empty on a fresh connection, so this sends the full set.
         syncSubscriptions();
       });
     sock.onmessage = (event) =>
       guard(() => {
-        if (ws === sock) handleMessage(event && event.data);
+        if (ws === sock) handleMessage(event.data);
       });
-    sock.onclose = () => guard(() => drop(sock));
-    // a close event always follows
-    sock.onerror = noop;
-  }
-
-  function clearOpenTimer() {
-    if (openTimer !== null) clearT(openTimer);
-    openTimer = null;
+    // (an error event is always followed by this one)
+    sock.onclose = () => guard(drop, sock);
   }
 
   function drop(sock) {
     if (ws !== sock) return;
     ws = null;
-    isOpen = false;
     // the server forgets us with the connection
     subscribed = new Set();
-    clearOpenTimer();
+    cancel("open");
     setStatus("closed");
     // Tabs with nothing to do (no view sent, nothing queued, no counters) reconnect lazily.
     if (hasWork()) scheduleReconnect();
   }
 
   function rawSend(msg) {
-    if (!ws || !isOpen) return false;
+    if (status !== "open") return false;
     try {
       ws.send(JSON.stringify(msg));
       return true;
@@ -407,18 +347,14 @@ function createLivecount(options) {
   }
 
   function flushQueue() {
-    while (queue.length > 0) {
-      if (!rawSend(queue[0])) return;
-      queue.shift();
-    }
+    while (queue.length > 0 && rawSend(queue[0])) queue.shift();
   }
 
   function sendView(msg) {
     lastView = msg;
-    if (queue.length === 0 && rawSend(msg)) return;
     queue.push(msg);
     // drop the oldest
-    while (queue.length > queueLimit) queue.shift();
+    if (queue.length > queueLimit) queue.shift();
     flushQueue();
     connect();
   }
@@ -426,45 +362,36 @@ function createLivecount(options) {
   // ---- reading now: hidden tabs are not reading --------------------------
 
   function isVisible() {
-    try {
-      const state = doc && doc.visibilityState;
-      return state == null || state === "visible";
-    } catch (e) {
-      return true;
-    }
+    const state = doc && doc.visibilityState;
+    return !state || state === "visible";
   }
 
   // Never opens a socket: a closed one is told on open.
   function syncVisibility() {
     const visible = isVisible();
-    if (visible === sentVisible) return;
-    if (rawSend({ message: "visibility", visible })) sentVisible = visible;
+    if (visible !== sentVisible && rawSend({ message: "visibility", visible })) sentVisible = visible;
   }
 
   // A tab flipped quickly (alt-tab, a swipe) says only where it ended, once it rests:
   // a message per flip would only spend the socket's rate limit.
-  let visibilityTimer = null;
   const onVisibilityChange = () =>
     guard(() => {
-      if (visibilityTimer !== null) clearT(visibilityTimer);
-      visibilityTimer = setT(() => {
-        visibilityTimer = null;
-        guard(() => {
-          syncVisibility();
-          // shown again after a lost socket: read again
-          if (!ws && hasWork()) connect();
-        });
-      }, VISIBILITY_SETTLE);
+      cancel("visibility");
+      // once the tab's visibility has rested 250 ms
+      later("visibility", 250, () => {
+        syncVisibility();
+        // shown again after a lost socket: read again
+        if (!ws && hasWork()) connect();
+      });
     });
-  if (doc && typeof doc.addEventListener === "function") {
-    guard(() => doc.addEventListener("visibilitychange", onVisibilityChange));
-  }
+  if (doc) doc.addEventListener("visibilitychange", onVisibilityChange);
 
   // ---- live counters ----------------------------------------------------
 
-  function counterElements() {
-    if (!dom) return [];
-    return doc && typeof doc.querySelectorAll === "function" ? doc.querySelectorAll(COUNTER_SELECTOR) : [];
+  // fn(element, attribute, field) for each counter attribute on the page.
+  function eachCounter(fn) {
+    const els = dom && doc ? doc.querySelectorAll(COUNTER_SELECTOR) : [];
+    for (let i = 0; i < els.length; i++) COUNTERS.forEach((c) => fn(els[i], c[0], c[1]));
   }
 
   // A page named by a path or by a --page name. Its key is the name the server's
@@ -489,46 +416,31 @@ function createLivecount(options) {
     return page ? pageKey(page) : followed ? null : here;
   }
 
-  function paintAll() {
-    const els = counterElements();
-    for (let i = 0; i < els.length; i++) paintElement(els[i]);
+  function paint(el, attr, field) {
+    const known = counts.get(keyOf(el, attr, false));
+    if (!known) return;
+    const n = known[field];
+    // avoid needless DOM writes
+    if (n != null && el.textContent !== String(n)) el.textContent = String(n);
+    markCounted(el, known.counted);
   }
 
-  function paintElement(el) {
-    for (let i = 0; i < COUNTER_FIELDS.length; i++) {
-      const key = keyOf(el, COUNTER_FIELDS[i][0], false);
-      const known = key !== null && counts.get(key);
-      if (!known) continue;
-      const n = known[COUNTER_FIELDS[i][1]];
-      // avoid needless DOM writes
-      if (n != null && el.textContent !== String(n)) el.textContent = String(n);
-      markCounted(el, known.counted);
-    }
-  }
-
-  // data-livecount-counted="false" while this tab's last view was not counted.
+  // data-livecount-counted="false" while this tab's last view was not counted
+  // (written only when it changes).
   function markCounted(el, counted) {
-    if (!el || counted === null || counted === undefined) return;
-    if (counted === false) {
-      if (typeof el.setAttribute === "function" && el.getAttribute(ATTR_COUNTED) !== "false") {
-        el.setAttribute(ATTR_COUNTED, "false");
-      }
-    } else if (typeof el.removeAttribute === "function" && el.getAttribute(ATTR_COUNTED) !== null) {
-      el.removeAttribute(ATTR_COUNTED);
-    }
+    if (counted == null || (el.getAttribute(ATTR_COUNTED) === null) === counted) return;
+    if (counted) el.removeAttribute(ATTR_COUNTED);
+    else el.setAttribute(ATTR_COUNTED, "false");
   }
 
   // Find the posts and pages shown on the page, paint last known values, follow them.
   function scan() {
     const ids = new Set();
-    const els = counterElements();
-    for (let i = 0; i < els.length; i++) {
-      for (let f = 0; f < COUNTER_FIELDS.length; f++) {
-        const key = keyOf(els[i], COUNTER_FIELDS[f][0], true);
-        if (key) ids.add(key);
-      }
-      paintElement(els[i]);
-    }
+    eachCounter((el, attr, field) => {
+      const key = keyOf(el, attr, true);
+      if (key) ids.add(key);
+      paint(el, attr, field);
+    });
     domIds = ids;
     updateWanted();
     observeCounters();
@@ -538,14 +450,11 @@ function createLivecount(options) {
   // found by a scan on the next frame; the page's own writes (ours: a counter's text)
   // cause none.
   function observeCounters() {
-    if (observer || !dom || typeof MO !== "function" || !doc || !doc.documentElement) return;
+    if (observer || !dom || !MO || !doc) return;
     observer = new MO((records) =>
       guard(() => {
-        for (let i = 0; i < records.length; i++) {
-          const r = records[i];
-          if (r.type === "attributes" || (r.addedNodes && r.addedNodes.length > 0 && !isCounter(r.target))) {
-            return scanSoon();
-          }
+        if (records.some((r) => r.type === "attributes" || (r.addedNodes.length > 0 && !isCounter(r.target)))) {
+          scanSoon();
         }
       }),
     );
@@ -553,12 +462,13 @@ function createLivecount(options) {
       childList: true,
       subtree: true,
       attributes: true,
-      attributeFilter: [ATTR_TOTAL, ATTR_UNIQUE, ATTR_NOW, ATTR_PAGE],
+      attributeFilter: COUNTERS.map((c) => c[0]).concat(ATTR_PAGE),
     });
   }
 
+  // (the target may be the document itself, which has no attributes)
   function isCounter(node) {
-    return Boolean(node) && typeof node.getAttribute === "function" && COUNTER_FIELDS.some((f) => node.getAttribute(f[0]) !== null);
+    return node.getAttribute && COUNTERS.some((c) => node.getAttribute(c[0]) !== null);
   }
 
   function scanSoon() {
@@ -571,70 +481,49 @@ function createLivecount(options) {
   }
 
   function updateWanted() {
-    const ids = new Set(domIds);
-    watchers.forEach((_, id) => ids.add(id));
-    wanted = ids;
+    wanted = new Set(domIds);
+    watchers.forEach((w) => wanted.add(w.key));
     syncSubscriptions();
   }
 
   function syncSubscriptions() {
-    if (!isOpen) {
+    if (status !== "open") {
       if (wanted.size > 0) connect();
       // the full set is sent on open
       return;
     }
-    const add = [];
-    const remove = [];
-    wanted.forEach((id) => {
-      if (!subscribed.has(id)) add.push(id);
-    });
-    subscribed.forEach((id) => {
-      if (!wanted.has(id)) remove.push(id);
-    });
-    if (!sendIds("unsubscribe", remove) || !sendIds("subscribe", add)) return;
-    subscribed = new Set(wanted);
+    const add = [...wanted].filter((id) => !subscribed.has(id));
+    const remove = [...subscribed].filter((id) => !wanted.has(id));
+    if (sendIds("unsubscribe", remove) && sendIds("subscribe", add)) subscribed = new Set(wanted);
   }
 
   // After a refusal for rate, ask again for every counter the page shows, once the
-  // limit has had time to refill (a subscribe answers with the counts: asking twice
-  // costs nothing else).
+  // limit has had time to refill, 2 s (a subscribe answers with the counts: asking
+  // twice costs nothing else).
   function resubscribeSoon() {
-    if (resubscribeTimer !== null) return;
-    resubscribeTimer = setT(() => {
-      resubscribeTimer = null;
-      guard(() => {
-        subscribed = new Set();
-        syncSubscriptions();
-      });
-    }, RESUBSCRIBE_AFTER);
+    later("resubscribe", 2000, () => {
+      subscribed = new Set();
+      syncSubscriptions();
+    });
   }
 
-  // Split a list of keys into messages within the server's count and frame limits.
+  // Split a list of keys into messages within the server's count and frame limits
+  // (a page is sent by its name as written).
   function sendIds(type, keys) {
-    const overhead = utf8Length(JSON.stringify({ message: type, articleIds: [], pageNames: [] }));
-    let batch = [];
-    let size = overhead;
-    for (let i = 0; i <= keys.length; i++) {
-      // +1 for the comma
-      const cost = i < keys.length ? utf8Length(JSON.stringify(pageNames.get(keys[i]) || keys[i])) + 1 : 0;
-      const full = i === keys.length || batch.length === MAX_IDS_PER_MESSAGE || size + cost > MAX_FRAME_BYTES;
-      if (full && batch.length > 0) {
-        const msg = { message: type, articleIds: [], pageNames: [] };
-        batch.forEach((k) => (k.charAt(0) === PAGE ? msg.pageNames.push(pageNames.get(k)) : msg.articleIds.push(k)));
-        if (!rawSend(msg)) return false;
-        batch = [];
-        size = overhead;
+    const msgs = [];
+    let msg = null;
+    keys.forEach((key) => {
+      const name = pageNames.get(key);
+      const list = name ? "pageNames" : "articleIds";
+      if (msg) {
+        msg[list].push(name || key);
+        if (msg.articleIds.length + msg.pageNames.length <= MAX_IDS_PER_MESSAGE && bytes(msg) <= MAX_FRAME_BYTES) return;
+        msg[list].pop();
       }
-      if (i < keys.length) {
-        batch.push(keys[i]);
-        size += cost;
-      }
-    }
-    return true;
-  }
-
-  function number(value, fallback) {
-    return typeof value === "number" && isFinite(value) ? value : fallback;
+      msgs.push((msg = { message: type, articleIds: [], pageNames: [] }));
+      msg[list].push(name || key);
+    });
+    return msgs.every(rawSend);
   }
 
   // The server's refusals a site owner must hear of (a path no rule counts, a site at
@@ -643,29 +532,27 @@ function createLivecount(options) {
     const code = String(msg.error);
     if (warned.has(code)) return;
     warned.add(code);
-    if (typeof console !== "undefined") console.warn("livecount: " + (msg.detail || code) + " (" + code + ")");
+    console.warn("livecount: " + (msg.detail || code) + " (" + code + ")");
   }
 
   function handleMessage(data) {
     let msg;
     try {
-      msg = JSON.parse(data);
+      msg = JSON.parse(data) || {};
     } catch (e) {
       return;
     }
-    if (msg && msg.message === "error") {
+    if (msg.message === "error") {
       // a rate refusal may have been a subscribe: the counters would wait for ever
       if (msg.error === "rate_limited") resubscribeSoon();
       else warn(msg);
       return;
     }
-    if (!msg || (msg.message !== "count" && msg.message !== "views")) return;
-    // A views reply answers this tab's own view; `counted` absent means counted.
     const views = msg.message === "views";
-    const counted = views ? msg.counted !== false : undefined;
-    if (views && dom && doc && doc.documentElement) {
-      guard(() => markCounted(doc.documentElement, counted));
-    }
+    if (!views && msg.message !== "count") return;
+    // A views reply answers this tab's own view; `counted` absent means counted.
+    const counted = views && msg.counted !== false;
+    if (views && dom && doc) markCounted(doc.documentElement, counted);
     const id =
       typeof msg.articleId === "string" ? msg.articleId : typeof msg.pageName === "string" ? PAGE + msg.pageName : null;
     if (id === null) return;
@@ -673,25 +560,16 @@ function createLivecount(options) {
     const moved = views && !viewPending && here !== id;
     if (moved) here = id;
     const known = counts.get(id) || EMPTY;
-    const next = {
-      totalViews: number(msg.totalViews, known.totalViews),
-      uniqueViews: number(msg.uniqueViews, known.uniqueViews),
-      // absent until the server knows readers: the counter keeps its placeholder
-      readingNow: number(msg.readingNow, known.readingNow),
-      counted: counted === undefined ? known.counted : counted,
-    };
-    const same =
-      counts.has(id) &&
-      next.totalViews === known.totalViews &&
-      next.uniqueViews === known.uniqueViews &&
-      next.readingNow === known.readingNow &&
-      next.counted === known.counted;
-    if (same && !moved) return;
-    const snap = same ? known : Object.freeze(next);
-    counts.set(id, snap);
-    paintAll();
-    const listeners = !same && watchers.get(id);
-    if (listeners) listeners.forEach((listener) => guard(() => listener(snap)));
+    const next = {};
+    // a count absent (readingNow, until the server knows readers) keeps the known one
+    COUNTERS.forEach((c) => (next[c[1]] = Number.isFinite(msg[c[1]]) ? msg[c[1]] : known[c[1]]));
+    next.counted = views ? counted : known.counted;
+    const same = counts.has(id) && Object.keys(next).every((f) => next[f] === known[f]);
+    if (!same) counts.set(id, Object.freeze(next));
+    if (!same || moved) eachCounter(paint);
+    watchers.forEach((w) => {
+      if (!same && w.key === id) guard(w.listener, next);
+    });
   }
 
   // Follow an id without any DOM: for React, which renders the numbers itself.
@@ -700,51 +578,36 @@ function createLivecount(options) {
   function watch(id, listener) {
     const key = clean(id, MAX_ID);
     if (!key || typeof listener !== "function") return noop;
-    let set = watchers.get(key);
-    if (!set) watchers.set(key, (set = new Set()));
-    set.add(listener);
+    const watcher = { key, listener };
+    watchers.add(watcher);
     scheduleSync();
-    return () =>
-      guard(() => {
-        const current = watchers.get(key);
-        if (!current || !current.delete(listener)) return;
-        if (current.size === 0) watchers.delete(key);
-        scheduleSync();
-      });
+    return () => {
+      if (watchers.delete(watcher)) scheduleSync();
+    };
   }
 
   function scheduleSync() {
-    if (syncTimer !== null || stopped) return;
-    syncTimer = setT(() => {
-      syncTimer = null;
-      guard(updateWanted);
-    }, 0);
+    if (!stopped) later("sync", 0, updateWanted);
   }
 
   // ---- page views -------------------------------------------------------
 
   function dntActive() {
-    const respect = opts.respectDnt != null ? opts.respectDnt : win && win.LIVECOUNT_RESPECT_DNT;
-    return Boolean(respect) && Boolean(nav) && nav.doNotTrack === "1";
+    return Boolean(setting("respectDnt", "LIVECOUNT_RESPECT_DNT") && nav && nav.doNotTrack === "1");
   }
 
   function wasReload() {
     try {
-      const entries =
-        perf && typeof perf.getEntriesByType === "function" ? perf.getEntriesByType("navigation") : null;
-      if (entries && entries.length > 0) return entries[0].type === "reload";
-      return Boolean(perf && perf.navigation && perf.navigation.type === 1);
+      // Navigation Timing 2, else the legacy performance.navigation
+      const entry = perf.getEntriesByType && perf.getEntriesByType("navigation")[0];
+      return entry ? entry.type === "reload" : perf.navigation.type === 1;
     } catch (e) {
       return false;
     }
   }
 
   function readTitle() {
-    try {
-      return doc ? clean(doc.title, MAX_ID) : "";
-    } catch (e) {
-      return "";
-    }
+    return doc ? clean(doc.title, MAX_ID) : "";
   }
 
   // The post a page names with data-article-id (and its title); any other page is
@@ -752,15 +615,13 @@ function createLivecount(options) {
   // builds keep the seed's rule too (`postsFromPath`): the slug after "/posts/"
   // anywhere in the path, so a site behind a path prefix counts as it always did.
   function findArticle(pathname) {
-    if (doc && typeof doc.querySelector === "function") {
-      try {
-        const el = doc.querySelector("[" + ATTR_ARTICLE_ID + "]");
-        const id = el && clean(el.getAttribute(ATTR_ARTICLE_ID), MAX_ID);
-        if (id) return { id, title: clean(el.getAttribute(ATTR_ARTICLE_TITLE), MAX_ID) };
-      } catch (e) {
-        // a DOM problem must not cost the view: the server goes by the path
-        onError(e);
-      }
+    try {
+      const el = doc && doc.querySelector("[" + ATTR_ARTICLE_ID + "]");
+      const id = el && clean(el.getAttribute(ATTR_ARTICLE_ID), MAX_ID);
+      if (id) return { id, title: clean(el.getAttribute("data-article-title"), MAX_ID) };
+    } catch (e) {
+      // a DOM problem must not cost the view: the server goes by the path
+      onError(e);
     }
     const slug = postsFromPath && /\/posts\/([^/?#]+)/.exec(pathname);
     const id = slug && normalisePath(slug[1]);
@@ -771,22 +632,17 @@ function createLivecount(options) {
   // refreshed. Remembers the last SEEN_LIMIT targets in sessionStorage (this
   // tab only, gone when it closes); no cookie and no identifier.
   function seenInThisTab(key) {
-    let store;
     try {
-      store = opts.sessionStorage || (win && win.sessionStorage);
-    } catch (e) {
-      // storage disabled: the seed rule applies
-      store = null;
-    }
-    if (!store) return false;
-    try {
-      let list = JSON.parse(store.getItem(SEEN_KEY) || "[]");
-      if (!Array.isArray(list)) list = [];
+      // (where storage is disabled, reading sessionStorage throws: the seed rule applies)
+      const store = from("sessionStorage");
+      if (!store) return false;
+      const stored = JSON.parse(store.getItem(SEEN_KEY) || "[]");
+      // a stored value that is not a list is replaced, not trusted
+      const list = Array.isArray(stored) ? stored : [];
       const at = list.indexOf(key);
       if (at !== -1) list.splice(at, 1);
       list.push(key);
-      while (list.length > SEEN_LIMIT) list.shift();
-      store.setItem(SEEN_KEY, JSON.stringify(list));
+      store.setItem(SEEN_KEY, JSON.stringify(list.slice(-SEEN_LIMIT)));
       return at !== -1;
     } catch (e) {
       onError(e);
@@ -799,14 +655,15 @@ function createLivecount(options) {
       message: "views",
       currentPage: clean(route.pathname, MAX_PATH),
       previousPage: clean(route.previousPage, MAX_PATH),
-      referrer: route.landing && doc ? clean(doc.referrer, MAX_PATH) : "",
-      refreshed: route.landing ? wasReload() : false,
+      referrer: route.seq === 1 && doc ? clean(doc.referrer, MAX_PATH) : "",
+      refreshed: route.seq === 1 && wasReload(),
     };
     if (article) msg.articleId = article.id;
-    const t = titles === "none" ? "" : String(title).trim();
+    // the title the page gives its post wins
+    const t = titles === "none" ? "" : String((article && article.title) || title).trim();
     if (t) msg.articleTitle = t;
     if (uniqueness === "tab") {
-      const key = article ? "post:" + article.id : "page:" + (normalisePath(msg.currentPage) || msg.currentPage);
+      const key = article ? "post:" + article.id : "page:" + pageOf(msg.currentPage);
       if (seenInThisTab(key)) msg.refreshed = true;
     }
     return fitViews(msg);
@@ -820,15 +677,15 @@ function createLivecount(options) {
   function viewWhenTitled(route) {
     const fresh = route.seq === routeSeq;
     const article = fresh ? findArticle(route.pathname) : null;
-    const send = (title, waited) => {
+    const send = (title) => {
       const current = route.seq === routeSeq;
       if (current) viewPending = false;
-      const post = article || (waited && current ? findArticle(route.pathname) : null);
-      if (!dntActive()) sendView(buildView(route, post, post && post.title ? post.title : title));
+      const post = article || (current ? findArticle(route.pathname) : null);
+      if (!dntActive()) sendView(buildView(route, post, title));
     };
     if ((article && article.title) || titles === "none" || !fresh) return send("");
     if (titles === "document" || isNewTitle(route, readTitle())) return send(readTitle());
-    waitForTitle(route, (title) => send(title, true));
+    waitForTitle(route, send);
   }
 
   // Gatsby removes the old <title> before it adds the new one: an empty title
@@ -838,26 +695,25 @@ function createLivecount(options) {
   }
 
   function waitForTitle(route, send) {
-    let finished = false;
     let titleObserver = null;
     let poll = null;
-    let timer = null;
     // A later route update ends the wait: the page is no longer this route's,
     // so no title is better than a wrong one.
     const finish = (superseded) => {
-      if (finished) return;
-      finished = true;
+      if (endTitleWait !== finish) return;
       endTitleWait = null;
-      if (titleObserver) guard(() => titleObserver.disconnect());
-      if (poll !== null) clearT(poll);
-      if (timer !== null) clearT(timer);
-      guard(() => send(superseded === true ? "" : readTitle()));
+      if (titleObserver) titleObserver.disconnect();
+      clearT(poll);
+      clearT(timer);
+      guard(send, superseded ? "" : readTitle());
     };
+    // on every change of <head>, or every 25 ms without a MutationObserver
     const check = () => {
-      if (isNewTitle(route, readTitle())) finish(false);
+      if (isNewTitle(route, readTitle())) finish();
+      else if (!titleObserver) poll = setT(check, 25);
     };
     endTitleWait = finish;
-    if (typeof MO === "function" && doc) {
+    if (MO && doc) {
       try {
         titleObserver = new MO(() => guard(check));
         titleObserver.observe(doc.head || doc.documentElement || doc, {
@@ -870,15 +726,8 @@ function createLivecount(options) {
         onError(e);
       }
     }
-    if (!titleObserver) {
-      const tick = () => {
-        poll = null;
-        check();
-        if (!finished) poll = setT(tick, 25);
-      };
-      poll = setT(tick, 25);
-    }
-    timer = setT(() => finish(false), titleTimeout);
+    if (!titleObserver) poll = setT(check, 25);
+    const timer = setT(() => finish(), titleTimeout);
   }
 
   // Run fn after the next frame (the page has rendered by then); the timeout
@@ -886,9 +735,8 @@ function createLivecount(options) {
   function afterFrame(fn) {
     let done = false;
     const once = () => {
-      if (done) return;
+      if (!done) guard(fn);
       done = true;
-      guard(fn);
     };
     if (raf) raf(once);
     setT(once, 100);
@@ -898,15 +746,13 @@ function createLivecount(options) {
   // deferred so the route change is never slowed down.
   function onRouteUpdate(args) {
     if (stopped) return;
-    const location = args && args.location;
-    const prevLocation = args && args.prevLocation;
+    const { location, prevLocation } = args || {};
     const loc = win && win.location;
     const pathname = String((location && location.pathname) || (loc && loc.pathname) || "/");
-    const landing = !landed;
-    landed = true;
+    const landing = routeSeq === 0;
+    // (seq 1 is the landing page's)
     const route = {
       seq: ++routeSeq,
-      landing,
       pathname,
       previousPage: landing ? "" : String((prevLocation && prevLocation.pathname) || lastPath),
       // the title the new route's replaces: the one shown when the change began,
@@ -930,28 +776,24 @@ function createLivecount(options) {
   // Gatsby calls onPreRouteUpdate while it renders the new route, before any of
   // its head changes: the title then is surely the page being left's.
   function onPreRouteUpdate() {
-    if (stopped || !landed) return;
-    leavingTitle = readTitle();
+    if (routeSeq > 0) leavingTitle = readTitle();
   }
 
   function close() {
     stopped = true;
-    [reconnectTimer, syncTimer, visibilityTimer, resubscribeTimer].forEach((t) => t !== null && clearT(t));
-    reconnectTimer = syncTimer = visibilityTimer = resubscribeTimer = null;
-    if (observer) guard(() => observer.disconnect());
-    if (doc && typeof doc.removeEventListener === "function") {
-      guard(() => doc.removeEventListener("visibilitychange", onVisibilityChange));
-    }
+    Object.keys(timers).forEach(cancel);
+    if (observer) observer.disconnect();
+    if (doc) doc.removeEventListener("visibilitychange", onVisibilityChange);
     const sock = ws;
     if (sock) {
       drop(sock);
-      guard(() => sock.close());
+      sock.close();
     }
   }
 
   return {
-    onPreRouteUpdate: (args) => guard(() => onPreRouteUpdate(args)),
-    onRouteUpdate: (args) => guard(() => onRouteUpdate(args)),
+    onPreRouteUpdate: (args) => guard(onPreRouteUpdate, args),
+    onRouteUpdate: (args) => guard(onRouteUpdate, args),
     // Re-scan the page for counters, e.g. after rendering some late.
     scan: () => guard(scan),
     // Follow a post's counts without DOM: listener(snapshot) on every change; returns unwatch.
@@ -983,30 +825,27 @@ function createLivecount(options) {
 // page and for each History API navigation to another page. The client is
 // window.livecount; a second copy of the tag finds it and does nothing.
 function startTag(win, script) {
-  if (!win || (win.livecount && typeof win.livecount.scan === "function")) return;
+  if (!win || (win.livecount && win.livecount.scan)) return;
   const doc = win.document;
-  const attr = (name) => {
-    const value = script && script.getAttribute("data-" + name);
-    return value == null ? undefined : value;
-  };
+  // an attribute's value, or null (an option left unset)
+  const attr = (name) => script && script.getAttribute("data-" + name);
+  const dnt = attr("respect-dnt");
   const timeout = attr("title-timeout");
-  const routing = attr("routing") || "history";
+  let routing;
   let lc;
   try {
-    if (routing !== "history" && routing !== "hash") {
-      throw configError('routing must be "history" or "hash", not ' + JSON.stringify(routing));
-    }
+    routing = oneOf("routing", attr("routing"), ["history", "hash"]);
     lc = createLivecount({
       window: win,
       url: attr("url"),
       envUrl: script && script.src ? new URL("ws", script.src).href : undefined,
-      respectDnt: attr("respect-dnt") === undefined ? undefined : attr("respect-dnt") !== "false",
+      respectDnt: dnt == null ? null : dnt !== "false",
       uniqueness: attr("uniqueness"),
       titles: attr("titles"),
-      titleTimeout: timeout === undefined ? undefined : /^\d+$/.test(timeout) ? Number(timeout) : timeout,
+      titleTimeout: /^\d+$/.test(timeout) ? Number(timeout) : timeout,
     });
   } catch (e) {
-    if (typeof console !== "undefined") console.error(e && e.livecountConfig ? e.message : e);
+    console.error(e && e.livecountConfig ? e.message : e);
     return;
   }
   win.livecount = lc;
@@ -1020,32 +859,30 @@ function startTag(win, script) {
   };
   current = path();
   let started = false;
+  const view = () => lc.onRouteUpdate({ location: { pathname: current } });
+  // (nothing here throws: the site's router never breaks)
   const follow = () => {
-    try {
-      const next = path();
-      if (samePage(next, current)) return;
-      current = next;
-      if (started) lc.onRouteUpdate({ location: { pathname: next } });
-    } catch (e) {
-      // never break the site's router
-    }
+    const next = path();
+    if (pageOf(next) === pageOf(current)) return;
+    current = next;
+    if (started) view();
   };
   ["pushState", "replaceState"].forEach((name) => {
-    const original = win.history && win.history[name];
-    if (typeof original !== "function") return;
+    const original = win.history[name];
     win.history[name] = function () {
       const result = original.apply(this, arguments);
       follow();
       return result;
     };
   });
+  // (a hash that changes no page changes nothing)
   win.addEventListener("popstate", follow);
-  if (routing === "hash") win.addEventListener("hashchange", follow);
+  win.addEventListener("hashchange", follow);
   const start = () => {
     started = true;
-    lc.onRouteUpdate({ location: { pathname: current } });
+    view();
   };
-  if (doc && doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", start);
+  if (doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", start);
   else start();
 }
 

@@ -272,10 +272,10 @@ describe("the tag as served (python3 client/tag.py)", () => {
     assert.doesNotMatch(code, /^\s*\/\//m, "no comment lines");
     const p = page({ url: "/blog/hello/" });
     p.doc.currentScript = script({ uniqueness: "tab" }, "http://127.0.0.1:9999/livecount.js");
-    const context = vm.createContext({ window: p.win, document: p.doc, URL, console });
+    const context = vm.createContext({ window: p.win, document: p.doc, URL, TextEncoder, console });
     vm.runInContext(code, context, { filename: "livecount.js" });
     vm.runInContext(code, context, { filename: "livecount.js" });
-    assert.deepEqual(Object.keys(context).sort(), ["URL", "console", "document", "window"], "no globals of its own");
+    assert.deepEqual(Object.keys(context).sort(), ["TextEncoder", "URL", "console", "document", "window"], "no globals of its own");
     p.clock.advance(SETTLE);
     p.ws.last.serverOpen();
     assert.equal(p.ws.sockets.length, 1);

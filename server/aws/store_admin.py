@@ -38,6 +38,7 @@ from livecount.core.ledger import SITE, ZERO, Counts, Row
 from livecount.core.moves import Operation, Plan, Source
 from livecount.core.pages import Target
 from livecount.core.replication import Copy
+from livecount.core.report_rows import buckets_of
 
 AT_ONCE: Final = 8  # writes of one operation in flight at once
 ATTEMPTS: Final = 20  # tries of one move that keeps meeting other writers
@@ -103,9 +104,10 @@ class Items:
             changes[image["articleId"]["S"]] = (counts.total, counts.unique)
         await self.announce(changes)
 
-    async def reset(self, articles: list[str]) -> None:
-        """Tell every node, on the live feed, to read `articles` again."""
-        for put in feed.resets(articles, self.tables.feed, "admin", time.time()):
+    async def reset(self, articles: list[str], pages: Iterable[str] = ()) -> None:
+        """Tell every node, on the live feed, to read `articles` and `pages` again, and
+        the report rows it cached (they moved)."""
+        for put in feed.resets(articles, self.tables.feed, "admin", time.time(), pages):
             await answer(self.ddb.put_item(**put), self.tables.feed)
 
     async def announce(self, changes: dict[str, tuple[int, int]]) -> None:
@@ -244,17 +246,33 @@ class Operations(Items):
         return moved
 
     async def sources(self, article: str) -> list[Source]:
-        """Every item of the article, as read now."""
+        """Every item of the article, as read now: its hours, their rollups (found by
+        the hours: a rollup row is keyed by its bucket), its referrer rows, its writer
+        item."""
         ref = Target("post", article).ref
         timeline, referrers, writer = await asyncio.gather(
             self.partition(self.tables.timeline, "target", ref),
             self.partition(self.tables.referrers, "target", ref),
             self.writer(article))
         found = [Source.of("timeline", i) for i in timeline]
+        buckets = dict.fromkeys(b for s in found for b in buckets_of(s.sort))
+        found += [Source.of("rollup", i) for i in await self.rollups(list(buckets), ref)]
         found += [Source.of("referrer", i) for i in referrers]
         if writer is not None:
             found.append(Source.of("writer", writer))
         return found
+
+    async def rollups(self, buckets: list[str], ref: str) -> list[dict[str, Any]]:
+        """`ref`'s rollup items in `buckets`, consistently, a hundred a request."""
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(buckets), 100):
+            request: dict[str, Any] = {self.tables.timeline: {"ConsistentRead": True, "Keys": [
+                {"target": {"S": b}, "hour": {"S": ref}} for b in buckets[start:start + 100]]}}
+            while request:
+                got = await answer(self.ddb.batch_get_item(RequestItems=request), "BatchGetItem")
+                items += got.get("Responses", {}).get(self.tables.timeline, [])
+                request = got.get("UnprocessedKeys") or {}
+        return items
 
     async def move(self, plan: Plan, source: Source) -> Source | None:
         """Apply one move, reading the source again whenever another writer got there
@@ -372,6 +390,8 @@ class Imports(Items):
         await gather_limited([row(r, c) for r, c in plan.rows.items() if c.total], limit=16)
         await gather_limited([self.index(t, present=True) for t in plan.counts], limit=16)
         await self.copy(images)
+        # Pages have no stream, and rows changed in the past: every node reads them again.
+        await self.reset([], [t.id for t in plan.counts if t.kind == "page"])
         await answer(self.ddb.put_item(TableName=self.tables.index, Item=imports.record_item(
             import_id, name, plan, "done", _now())), self.tables.index)
         return result

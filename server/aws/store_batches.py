@@ -70,7 +70,23 @@ class Job:
             return
         if self.kind == "target" and stored:
             result.applied[self.key] = store_requests.counts(stored)
+            if self.key.kind == "post":
+                result.described[self.key] = store_requests.described(stored)
+        elif self.kind == "row" and stored:
+            result.applied_rows[self.key] = store_requests.row_counts(self.key, stored)
         known.add(self.item)
+
+    def inserted(self) -> dict[str, Any]:
+        """The item an INSERT of this write made: the write itself."""
+        assert self.write is not None
+        delta = self.write.delta
+        if self.kind == "row" and self.key.table == "referrer":
+            return {"views": {"N": str(delta.total)}}
+        item = {"totalViews": {"N": str(delta.total)}, "uniqueViews": {"N": str(delta.unique)}}
+        if self.kind == "target":
+            item |= {name: {"S": value} for name, value in
+                     (("articleTitle", delta.title), ("path", delta.path)) if value}
+        return item
 
     def failed(self, result: FlushResult) -> None:
         """Outcome unknown: a later flush resends it unchanged."""
@@ -112,7 +128,7 @@ class Batches:
         self._limit = asyncio.Semaphore(BATCHES_AT_ONCE)
         self._answered = False  # a batch got an answer: the endpoint takes them
         self._failures = 0  # whole batches failed before any got an answer
-        self._returning = True  # batched count UPDATEs ask for the item after them
+        self._returning = True  # batched UPDATEs ask for the item after them
 
     async def send(self, jobs: list[Job], result: FlushResult) -> list[Job]:
         """Send `jobs` as batches, settling what their answers settle in `result`;
@@ -121,7 +137,13 @@ class Batches:
         for _ in range(BATCH_ROUNDS):
             if not jobs:
                 break
-            made = [(job, self._statement(job)) for job in jobs]
+            made = []
+            for job in jobs:
+                if job.kind == "target" and not job.insert and job.write is not None \
+                        and not store_requests.Statements.batchable(job.write, "update"):
+                    alone.append(job)
+                else:
+                    made.append((job, self._statement(job)))
             chunks = [made[i:i + BATCH] for i in range(0, len(made), BATCH)]
             answers = await asyncio.gather(*(self._batch([s for _, s in c]) for c in chunks))
             jobs = []
@@ -154,7 +176,7 @@ class Batches:
         assert job.write is not None
         if job.kind == "target":
             return self.statements.views(job.key, job.write, action, self._returning)
-        return self.statements.row(job.key, job.write, action)
+        return self.statements.row(job.key, job.write, action, self._returning)
 
     def _verdict(self, job: Job, response: dict[str, Any], result: FlushResult,
                  ) -> Literal["done", "again", "alone"]:
@@ -164,8 +186,7 @@ class Batches:
         if error is None:
             item = response.get("Item")
             if job.insert and job.write is not None:  # a new item is the write itself
-                item = {"totalViews": {"N": str(job.write.delta.total)},
-                        "uniqueViews": {"N": str(job.write.delta.unique)}}
+                item = job.inserted()
             job.applied(result, dict(item or {}), self.known)
             return "done"
         code, item = error.get("Code"), error.get("Item")

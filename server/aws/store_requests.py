@@ -13,6 +13,7 @@ from typing import Any, Literal, NamedTuple
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from livecount.core.ledger import Counts, Row, Write
 from livecount.core.pages import Target
+from livecount.core.report_rows import PERIOD_HOST
 from livecount.core.tables import Tables
 
 INDEX = "all"  # the one PageIndex partition: every tracked post and page, by ref
@@ -45,8 +46,9 @@ class Writes:
             return self._idempotent(self.tables.pages, {"pageName": t.id}, adds, write.seq)
         # Posts also bump `version`, which orders their images for the stream copy.
         title = {"articleTitle": write.delta.title} if write.delta.title else {}
+        path = {"path": write.delta.path} if write.delta.path else {}
         return self._idempotent(self.tables.writer, {"articleId": t.id},
-                                adds | {"version": 1}, write.seq, title)
+                                adds | {"version": 1}, write.seq, title, path)
 
     def row(self, row: Row, write: Write) -> dict[str, Any]:
         if row.table == "referrer":
@@ -61,16 +63,22 @@ class Writes:
         return {"TableName": self.tables.index, "Item": typed({"index": INDEX, "target": t.ref})}
 
     def _idempotent(self, table: str, key: dict[str, str], adds: dict[str, int], seq: int,
-                    sets: dict[str, str] | None = None) -> dict[str, Any]:
-        """UpdateItem: ADD `adds`, SET `sets` and remember `seq`, unless this node's
-        `seq` was seen."""
+                    sets: dict[str, str] | None = None,
+                    firsts: dict[str, str] | None = None) -> dict[str, Any]:
+        """UpdateItem: ADD `adds`, SET `sets`, SET `firsts` where the item has none, and
+        remember `seq`, unless this node's `seq` was seen."""
         sets = sets or {}
+        firsts = firsts or {}
         names = {"#f": self.flush_attribute} | {f"#a{i}": n for i, n in enumerate(adds)} \
-            | {f"#s{i}": n for i, n in enumerate(sets)}
+            | {f"#s{i}": n for i, n in enumerate(sets)} \
+            | {f"#i{i}": n for i, n in enumerate(firsts)}
         values = {":seq": seq} | {f":a{i}": v for i, v in enumerate(adds.values())} \
-            | {f":s{i}": v for i, v in enumerate(sets.values())}
+            | {f":s{i}": v for i, v in enumerate(sets.values())} \
+            | {f":i{i}": v for i, v in enumerate(firsts.values())}
         added = ", ".join(f"#a{i} :a{i}" for i in range(len(adds)))
-        assigned = ", ".join(["#f = :seq", *(f"#s{i} = :s{i}" for i in range(len(sets)))])
+        assigned = ", ".join(["#f = :seq", *(f"#s{i} = :s{i}" for i in range(len(sets))),
+                              *(f"#i{i} = if_not_exists(#i{i}, :i{i})"
+                                for i in range(len(firsts)))])
         return {
             "TableName": table, "Key": typed(key),
             "UpdateExpression": f"ADD {added} SET {assigned}",
@@ -105,6 +113,13 @@ class Statements:
         """A node id quoting cannot break (the statements name its attribute)."""
         return not any(c in flush_attribute for c in "\"'\\")
 
+    @staticmethod
+    def batchable(write: Write, action: Literal["update", "insert"]) -> bool:
+        """Whether the write fits a statement: PartiQL cannot set a path only where the
+        item has none, so an UPDATE that carries one goes as an UpdateItem (once per
+        post and node: the ledger then knows the store has it)."""
+        return action == "insert" or not write.delta.path
+
     def views(self, t: Target, write: Write, action: Literal["update", "insert"],
               returning: bool = True) -> Statement:
         """A count's write; an UPDATE `returning` the item as it is after it (an INSERT
@@ -114,20 +129,28 @@ class Statements:
             made = self._write(self.tables.pages, {"pageName": t.id}, counts, write.seq, action)
         else:
             title = {"articleTitle": write.delta.title} if write.delta.title else {}
+            if action == "insert" and write.delta.path:
+                title["path"] = write.delta.path
             made = self._write(self.tables.writer, {"articleId": t.id}, counts, write.seq,
                                action, title, version=True)
         if returning and action == "update":
             made.request["Statement"] += " RETURNING ALL NEW *"
         return made
 
-    def row(self, row: Row, write: Write, action: Literal["update", "insert"]) -> Statement:
+    def row(self, row: Row, write: Write, action: Literal["update", "insert"],
+            returning: bool = True) -> Statement:
+        """A report row's write; an UPDATE `returning` the row after it (for reports)."""
         if row.table == "referrer":
-            return self._write(self.tables.referrers, {"target": row.target, "host": row.sort},
+            made = self._write(self.tables.referrers, {"target": row.target, "host": row.sort},
                                {"views": write.delta.total}, write.seq, action)
-        return self._write(
-            self.tables.timeline, {"target": row.target, "hour": row.sort},
-            {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}, write.seq,
-            action)
+        else:
+            made = self._write(
+                self.tables.timeline, {"target": row.target, "hour": row.sort},
+                {"totalViews": write.delta.total, "uniqueViews": write.delta.unique},
+                write.seq, action)
+        if returning and action == "update":
+            made.request["Statement"] += " RETURNING ALL NEW *"
+        return made
 
     def index(self, t: Target) -> Statement:
         """The page index's item: an INSERT, a DuplicateItem when it is there already."""
@@ -178,19 +201,24 @@ def batch_gets(tables: Tables, targets: list[Target]) -> list[dict[str, Any]]:
     return requests
 
 
-def query(table: str, key: str, value: str, sort: tuple[str, str, str | None] | None = None,
+def query(table: str, key: str, value: str,
+          sort: tuple[str, str | None, str | None] | None = None,
           consistent: bool = False) -> dict[str, Any]:
-    """A Query of one partition, optionally with the sort key in [low, high] (or above
-    low, when high is None)."""
+    """A Query of one partition, optionally with the sort key in [low, high] (above
+    low, when high is None; up to high, when low is None)."""
     names = {"#k": key}
     values = {":k": value}
     condition = "#k = :k"
     if sort is not None:
-        names["#s"], values[":a"] = sort[0], sort[1]
-        if sort[2] is None:
+        names["#s"] = sort[0]
+        if sort[1] is None:
+            values[":b"] = sort[2] or ""
+            condition += " AND #s <= :b"
+        elif sort[2] is None:
+            values[":a"] = sort[1]
             condition += " AND #s > :a"
         else:
-            values[":b"] = sort[2]
+            values[":a"], values[":b"] = sort[1], sort[2]
             condition += " AND #s BETWEEN :a AND :b"
     return {"TableName": table, "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names, "ExpressionAttributeValues": typed(values),
@@ -202,8 +230,21 @@ def counts(item: dict[str, Any]) -> Counts:
                   int(item.get("uniqueViews", {}).get("N", 0)))
 
 
+def row_counts(row: Row, item: dict[str, Any]) -> Counts:
+    """A report row's counts: a Referrer row's `views` (no unique count), or as `counts`."""
+    if row.table == "referrer":
+        return Counts(int(item.get("views", {}).get("N", 0)), 0)
+    return counts(item)
+
+
+def described(item: dict[str, Any]) -> tuple[str, str]:
+    """A writer or reader item's title and path ("" for none)."""
+    return item.get("articleTitle", {}).get("S", ""), item.get("path", {}).get("S", "")
+
+
 def referrer_totals(items: list[dict[str, Any]]) -> dict[str, int]:
-    """Views per host of a target's Referrer items; hosts at zero (what a rename or a
-    delete moved away) left out."""
+    """Views per host of a target's all-time Referrer items (a period's, `#…`, left
+    out); hosts at zero (what a rename or a delete moved away) left out."""
     return {i["host"]["S"]: views for i in items
-            if (views := int(i.get("views", {}).get("N", 0))) > 0}
+            if (views := int(i.get("views", {}).get("N", 0))) > 0
+            and not i["host"]["S"].startswith(PERIOD_HOST)}

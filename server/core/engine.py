@@ -105,6 +105,7 @@ class PendingView:
     hour: str
     title: str | None
     host: str | None
+    path: str | None
     record: bytes
     archived: archive.ArchivedView | None
     reply: Reply
@@ -264,10 +265,11 @@ class Engine(Generic[C]):
             raise Busy(f"{self._ledger.pending_views} views wait for the store")
         host = referrer_host(msg.referrer, self.settings.site_domains)
         hour = self._hours(now)
+        path = self.settings.pages.path_of(target, msg.currentPage)
         self._queued += 1
         return Append(PendingView(
-            conn, target, msg.refreshed, hour, msg.articleTitle, host,
-            journal.view_record(target, msg.refreshed, hour, msg.articleTitle, host),
+            conn, target, msg.refreshed, hour, msg.articleTitle, host, path,
+            journal.view_record(target, msg.refreshed, hour, msg.articleTitle, host, path),
             archive.record(msg, target, host, now) if self.settings.archive else None, entry))
 
     def failed(self, conn: C) -> Send | None:
@@ -320,7 +322,7 @@ class Engine(Generic[C]):
     def stored(self, view: PendingView, now: float) -> None:
         """The view is on disk: count it. Its reply is read when it leaves."""
         self._ledger.record(view.target, refreshed=view.refreshed, hour=view.hour,
-                            title=view.title, referrer=view.host, force=True)
+                            title=view.title, referrer=view.host, force=True, path=view.path)
         self._queued -= 1
         self._live.changed(view.target, now)
         self.tally.views += 1

@@ -8,6 +8,11 @@ however many articles and nodes. Counts only grow and merge by maximum, so readi
 item twice (readers re-read a short window to forgive clock skew between writers)
 changes nothing. Items expire by TTL after an hour.
 
+Nodes also share what their flushes' answers said that no stream carries (`Stored`):
+their pages' counts (HomeAndProfile has no stream) and their report rows' values, so
+that every node's reports (`core/catalog.py`, `core/row_cache.py`) follow every
+node's writes. Both merge by maximum as the counts do.
+
 Nodes also say, on the same feed, how many of their sockets read each post and page
 now (`Said`; see `core.readers`): a whole snapshot every few seconds, which also says
 the node is alive, and the targets that moved in between. They ride here because every
@@ -39,9 +44,24 @@ Reading = tuple[Literal["post", "page"], str, int]  # a target's kind and id, re
 
 class Reset(NamedTuple):
     """Articles whose stored counts went down (`livecount admin` renamed them away or
-    deleted them): what nodes believe of them is wrong, and must be read again."""
+    deleted them), or that an import changed, and pages likewise: what nodes believe of
+    them is wrong, and must be read again; so must every report row they cached, when
+    `reports` (rows went down, or changed in the past)."""
 
     articles: list[str]
+    pages: tuple[str, ...] = ()
+    reports: bool = True
+
+
+StoredRow = tuple[str, str, str, int, int]  # table ("timeline"|"referrer"), partition, sort
+
+
+class Stored(NamedTuple):
+    """What a node's flush stored that the stream does not carry: pages' counts and
+    report rows' values, as the store answered."""
+
+    pages: list[Change]
+    rows: list[StoredRow]
 
 
 class Sync(NamedTuple):
@@ -107,14 +127,35 @@ def puts(changes: Mapping[str, tuple[int, int]], table: str, writer: str, now: f
 
 
 def resets(articles: Iterable[str], table: str, writer: str, now: float,
-           ) -> list[dict[str, Any]]:
-    """PutItem requests telling every node to read `articles` again (one item each:
-    an article id is at most about 1 KB)."""
-    payloads = [_encode({"reset": [article]}) for article in articles]
+           pages: Iterable[str] = (), reports: bool = True) -> list[dict[str, Any]]:
+    """PutItem requests telling every node to read `articles` (and `pages`) again, one
+    item each (an id is at most about 1 KB), and with `reports` their report rows
+    too (one item, when there is no id)."""
+    payloads = [_encode({"reset": [article], "reports": reports}) for article in articles]
+    payloads += [_encode({"reset": [], "pages": [page], "reports": reports}) for page in pages]
+    if not payloads and reports:
+        payloads.append(_encode({"reset": [], "reports": True}))
     stamped = zip(stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads)),
                   payloads, strict=True)
     expires = int(now) + TTL_SECONDS
     return [{"TableName": table, "Item": item(at, payload, expires)} for at, payload in stamped]
+
+
+def stored(pages: Mapping[str, tuple[int, int]], rows: Iterable[StoredRow]) -> Iterator[bytes]:
+    """`Stored` payloads, each small enough for one item."""
+    entries: list[tuple[str, Any]] = [("pages", [n, t, u]) for n, (t, u) in pages.items()]
+    entries += [("rows", list(r)) for r in rows]
+    batch: dict[str, list[Any]] = {"pages": [], "rows": []}
+    size = 40
+    for kind, entry in entries:
+        cost = len(_encode(entry)) + 1
+        if size + cost > MAX_ITEM_BYTES and (batch["pages"] or batch["rows"]):
+            yield _encode({"stored": batch})
+            batch, size = {"pages": [], "rows": []}, 40
+        batch[kind].append(entry)
+        size += cost
+    if batch["pages"] or batch["rows"]:
+        yield _encode({"stored": batch})
 
 
 def sync(request: str) -> bytes:
@@ -131,17 +172,22 @@ def decode(payload: str | bytes) -> list[Change]:
     return value if isinstance(value, list) else []
 
 
-def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced:
-    """What one item says: count changes, a node's readers, articles to read again, or
-    a backup's sync and the nodes' answers; [] for anything else (an item no node
-    could have written says nothing)."""
+def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced | Stored:
+    """What one item says: count changes, a node's readers, articles to read again, a
+    node's stored pages and rows, or a backup's sync and the nodes' answers; [] for
+    anything else (an item no node could have written says nothing)."""
     try:
         value = json.loads(payload)
     except ValueError:
         return []
     if isinstance(value, dict):
         if isinstance(reset := value.get("reset"), list):
-            return Reset([a for a in reset if isinstance(a, str)])
+            pages = value.get("pages")
+            return Reset([a for a in reset if isinstance(a, str)],
+                         tuple(p for p in pages if isinstance(p, str))
+                         if isinstance(pages, list) else (), value.get("reports") is not False)
+        if isinstance(stored := value.get("stored"), dict):
+            return _stored(stored) or []
         if isinstance(request := value.get("sync"), str):
             return Sync(request)
         if isinstance(request := value.get("synced"), str):
@@ -152,6 +198,21 @@ def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced:
     if not isinstance(value, list) or not all(_is_change(c) for c in value):
         return []
     return [(c[0], c[1], c[2]) for c in value]
+
+
+def _stored(value: dict[str, Any]) -> Stored | None:
+    pages, rows = value.get("pages"), value.get("rows")
+    if not isinstance(pages, list) or not isinstance(rows, list) \
+            or not all(_is_change(p) for p in pages) or not all(_is_row(r) for r in rows):
+        return None
+    return Stored([(p[0], p[1], p[2]) for p in pages],
+                  [(r[0], r[1], r[2], r[3], r[4]) for r in rows])
+
+
+def _is_row(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 5 and value[0] in ("timeline", "referrer")
+            and isinstance(value[1], str) and isinstance(value[2], str)
+            and all(type(n) is int for n in value[3:]))
 
 
 def _is_change(value: Any) -> bool:

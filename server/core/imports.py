@@ -48,6 +48,7 @@ from livecount.core import exports, sizes
 from livecount.core.errors import ClientError
 from livecount.core.ledger import SITE, Counts, Row
 from livecount.core.pages import PageError, PageRules, Target, dns_host, referrer_host
+from livecount.core.report_rows import counts_unique, hour_rows, view_rows
 from livecount.core.reports import EARLIEST, LATEST, hour_of
 from livecount.core.tables import Tables
 
@@ -98,13 +99,15 @@ class ImportPlan:
     def add_views(self, target: Target, total: int, unique: int, hour: str | None,
                   host: str | None = None, title: str = "") -> None:
         """Views of `target` as livecount would have counted them: the totals, and with
-        an hour its bucket and its referrer's row, for the target and the site."""
+        an hour every report row they add to (`view_rows`); without one, a referrer's
+        all-time rows."""
         unique = min(unique, total)
         self.add_count(target, Counts(total, unique), title)
-        for ref in (target.ref, SITE):
-            if hour is not None:
-                self._add(Row("timeline", ref, hour), Counts(total, unique))
-            if host:
+        if hour is not None:
+            for row in view_rows(target, hour, host):
+                self._add(row, Counts(total, unique if counts_unique(row) else 0))
+        elif host:
+            for ref in (target.ref, SITE):
                 self._add(Row("referrer", ref, host), Counts(total, 0))
 
     def add_count(self, target: Target, counts: Counts, title: str = "") -> None:
@@ -370,7 +373,8 @@ def _record(plan: ImportPlan, line: int, value: dict[str, Any]) -> None:
         hour = value.get("hour")
         if not isinstance(hour, str) or not _HOUR.fullmatch(hour) or not _real_hour(hour):
             raise bad(f"line {line}: hour must be YYYY-MM-DDTHH, a real hour")
-        plan.add_row(Row("timeline", _row_target(ref, line), hour), counts)
+        for row in hour_rows(_row_target(ref, line), hour):  # the hour and its rollups
+            plan.add_row(row, counts)
     elif kind == "referrer":
         host = value.get("host")
         if not isinstance(host, str) or dns_host(host) != host:

@@ -73,8 +73,11 @@ class Live(Generic[C]):
                 self._hub.changed(target, now)
 
     def observed(self, article_id: str, counts: Counts, now: float) -> None:
-        """A count seen in the stream or the live feed: it may move a watched count."""
-        target = Target("post", article_id)
+        """A post's count seen in the stream or the live feed."""
+        self.seen(Target("post", article_id), counts, now)
+
+    def seen(self, target: Target, counts: Counts, now: float) -> None:
+        """A count another writer stored: it may move a watched count."""
         if self._ledger.has_base(target) and self._ledger.observe(target, counts):
             self._hub.changed(target, now)
 

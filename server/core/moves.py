@@ -1,8 +1,8 @@
 """Rename and delete as moves of counts between items, sans I/O.
 
 A rename moves each count of an article onto the new id: its writer item, every
-Timeline bucket and every Referrer row of `post#<old>`. A delete moves them out of
-the site's rows and nowhere else. Each move of one item is one DynamoDB
+Timeline hour and rollup and every Referrer row of `post#<old>`. A delete moves them
+out of the site's rows and nowhere else. Each move of one item is one DynamoDB
 transaction: take from the source what was read, give it to the destination, on
 condition that the source's `admin` counter is still the one read (and bump it).
 
@@ -34,7 +34,7 @@ from livecount.core.tables import Tables
 
 ADMIN: Final = "admin"  # attribute: how many moves changed the item, the optimistic lock
 OPERATIONS: Final = "admin"  # the PageIndex partition of operation records
-Kind = Literal["writer", "timeline", "referrer"]
+Kind = Literal["writer", "timeline", "rollup", "referrer"]
 Op = Literal["rename", "delete"]
 Item = dict[str, Any]  # DynamoDB's typed JSON
 
@@ -42,9 +42,12 @@ Item = dict[str, Any]  # DynamoDB's typed JSON
 AMOUNTS: Final[Mapping[Kind, tuple[str, ...]]] = {
     "writer": ("totalViews", "uniqueViews"),
     "timeline": ("totalViews", "uniqueViews"),
+    "rollup": ("totalViews", "uniqueViews"),
     "referrer": ("views",),
 }
-_SORT: Final[Mapping[Kind, str]] = {"timeline": "hour", "referrer": "host"}
+# Where a source's `sort` is: an hour or a host; a rollup's is its bucket (the partition:
+# a rollup row is keyed by bucket, then ref).
+_SORT: Final[Mapping[Kind, str]] = {"timeline": "hour", "referrer": "host", "rollup": "target"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,7 @@ class Source:
     """One item of the article as read: what a move takes from it."""
 
     kind: Kind
-    sort: str  # the hour or the host of a row; "" for the writer item
+    sort: str  # the hour, the host or the bucket of a row; "" for the writer item
     amounts: tuple[int, ...]
     admin: int  # the item's `admin` counter as read; 0 when it has none
     title: str = ""
@@ -138,7 +141,7 @@ class Plan:
     @staticmethod
     def _table(source: Source, tables: Tables) -> str:
         return {"writer": tables.writer, "timeline": tables.timeline,
-                "referrer": tables.referrers}[source.kind]
+                "rollup": tables.timeline, "referrer": tables.referrers}[source.kind]
 
     @staticmethod
     def _key(source: Source, article: str | None) -> Item:
@@ -147,6 +150,8 @@ class Plan:
             assert article is not None
             return {"articleId": {"S": article}}
         target = Target("post", article).ref if article is not None else SITE
+        if source.kind == "rollup":
+            return {"target": {"S": source.sort}, "hour": {"S": target}}
         return {"target": {"S": target}, _SORT[source.kind]: {"S": source.sort}}
 
 

@@ -23,7 +23,8 @@ from livecount.node.admin_api import AdminApi
 from livecount.node.answers import json_response, not_found, response
 from livecount.node.auth import Guard
 from livecount.node.metrics import CONTENT_TYPE_LATEST
-from livecount.node.report_reads import Overlay, Query, Reports
+from livecount.node.report_cache import ReportCache
+from livecount.node.report_reads import Listed, Overlay, Query, Reports, site_origin
 from livecount.node.router import (
     REQUEST_TIMEOUT,
     SLOW_REQUEST,
@@ -68,10 +69,12 @@ class Routes:
         seconds: Histogram | None = None,
         access_log: bool = False,
         slow: float = SLOW_REQUEST,
+        cache: ReportCache | None = None,
     ) -> None:
         self.store = store
         self.admin = admin  # rename and delete: the operator's alone (node/admin_api)
-        self.reports = Reports(store, overlay, pages, clock)
+        self.reports = Reports(store, overlay, pages, cache or ReportCache(store, pages),
+                               site_origin(allowed_origins), clock)
         self.metrics = metrics
         self.problems = problems  # what the node knows is wrong, beyond the store
         self.files = files or Files()
@@ -79,6 +82,7 @@ class Routes:
         self._health: tuple[float, str] = (-HEALTH_TTL - 1, "")
         self._api: dict[str, Callable[[Query], Awaitable[Any]]] = {
             "pages": self.reports.pages_list,
+            "summary": self.reports.summary,
             "referrers": self.reports.referrers,
             "timeline": self.reports.timeline,
             **({"now": now} if now is not None else {}),
@@ -155,7 +159,10 @@ class Routes:
             if not isinstance(grant, Grant):
                 return grant
             request.extra.update(grant.cors)  # on its errors too
-            return json_response(200, await read(request.query), grant.cache)
+            value = await read(request.query)
+            if isinstance(value, Listed):
+                return json_response(200, value.value, grant.cache, value.headers)
+            return json_response(200, value, grant.cache)
 
         return report
 

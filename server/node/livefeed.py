@@ -26,6 +26,7 @@ from livecount.core.live import Live
 from livecount.core.pages import Target
 from livecount.core.readers import Readers
 from livecount.logs import log, warn_limited
+from livecount.node.report_cache import ReportCache
 from livecount.waits import backoff, pause
 
 INTERVAL = 0.5  # seconds between live-feed reads (and writes of readers that moved)
@@ -44,9 +45,11 @@ class LiveFeed:
     def __init__(self, store: Store, live: Live[Any], readers: Readers[Any],
                  consumer: StreamConsumer | None, node_id: str | None = None,
                  lease_time: float | None = None,
-                 stored: Callable[[], Awaitable[bool]] | None = None) -> None:
+                 stored: Callable[[], Awaitable[bool]] | None = None,
+                 reports: ReportCache | None = None) -> None:
         self.store = store
         self.live = live  # told of counts seen, and of readers that moved
+        self.reports = reports  # told of counts and rows seen; tells what this node stored
         self.readers = readers
         self.consumer = consumer
         # Stores everything acknowledged so far; True once done (a sync's answer).
@@ -85,6 +88,8 @@ class LiveFeed:
     def on_image(self, article_id: str, total: int, unique: int) -> None:
         """A count this node's stream consumer copied."""
         self.live.observed(article_id, Counts(total, unique), time.time())
+        if self.reports is not None:
+            self.reports.image(article_id, Counts(total, unique))
 
     async def loop(self, stop: asyncio.Event) -> None:
         """Write this node's readers, read the other nodes' changes and readers, and
@@ -104,10 +109,13 @@ class LiveFeed:
             if alone:
                 self.readers.take_moved()
                 self._whole_at = None  # when others come, they get the whole snapshot
+                if self.reports is not None:
+                    self.reports.sharing.take(alone=True)
                 if ticks % ALONE_EVERY == 0:
                     await self._read(clock())
             else:
                 await self._say(clock())
+                await self._tell_stored()
                 await self._read(clock())
             gone = self.readers.expire(clock(), self.expiry, feed.window_start(self._cursor))
             self.live.moved(gone, time.time())
@@ -130,6 +138,17 @@ class LiveFeed:
             return
         if whole:
             self._whole_at = now
+
+    async def _tell_stored(self) -> None:
+        """What this node's flushes stored that no stream carries, for the other nodes'
+        reports; what fails to go is said again with the next."""
+        if self.reports is None or not (payloads := self.reports.sharing.take(alone=False)):
+            return
+        try:
+            await self._write(payloads)
+        except LivecountError as exc:
+            warn_limited("feed_failed", error=str(exc))
+            self.reports.sharing.untold()
 
     async def _write(self, payloads: list[bytes]) -> None:
         """Items of this node's, stamped after every earlier one of it."""
@@ -165,6 +184,13 @@ class LiveFeed:
                 if at not in self._resets:
                     self._resets.add(at)
                     await self.reset(said.articles)
+                    if self.reports is not None:
+                        await self.reports.reset(said)
+            elif isinstance(said, feed.Stored):
+                if self.reports is not None:
+                    self.reports.heard(said)
+                for name, total, unique in said.pages:
+                    live.seen(Target("page", name), Counts(total, unique), wall)
             elif isinstance(said, feed.Sync):
                 if at not in self._syncs:
                     self._syncs.add(at)
@@ -176,6 +202,8 @@ class LiveFeed:
             elif isinstance(said, list):
                 for article, total, unique in said:
                     live.observed(article, Counts(total, unique), wall)
+                    if self.reports is not None:
+                        self.reports.image(article, Counts(total, unique))
             elif said.node != self.node_id:
                 live.moved(self.readers.heard(
                     said.node, at, said.whole,

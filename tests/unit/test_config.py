@@ -18,7 +18,7 @@ BAD: dict[str, tuple[str, str]] = {
     "workers": ("0", "must be a whole number from 1 to 1024, or auto"),
     "data_dir": (" ", "must not be empty"),
     "admin_token_file": (" ", "must not be empty"),
-    "public": ("dashboard", "must be one of pages, referrers, timeline, now, metrics, all"),
+    "public": ("dashboard", "must be one of pages, summary, referrers, timeline, now, metrics, all"),
     "dynamodb_endpoint": ("localhost:8000", "must be 'embedded', 'aws' or an http(s) URL"),
     "region": ("EU West", "must be an AWS region"),
     "table_prefix": ("prod prefix", "must be at most 200 of"),

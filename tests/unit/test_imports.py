@@ -21,6 +21,7 @@ from livecount.core.exports import Record
 from livecount.core.imports import PathMap, count_write, import_id, read
 from livecount.core.ledger import SITE, Counts, Row
 from livecount.core.pages import PageRules, Target
+from livecount.core.report_rows import buckets_of
 from livecount.core.tables import Tables
 
 PATHS = PathMap(PageRules(patterns=["/blog/{id}/"], unmatched="refuse"))
@@ -65,9 +66,17 @@ def test_goatcounter_pageviews_become_posts_pages_hours_and_referrers():
     assert plan.rows[Row("timeline", "page#Home_Page", "2024-03-01T10")] == Counts(1, 1)  # +01:00
     assert plan.rows[Row("timeline", SITE, "2024-03-01T10")] == Counts(3, 2)
     # An HTTP referrer is a host; a generated one ("Hacker News") and the site's own are not.
+    # Its rows are the node's own: the hour's rollups, and the host's rows in each bucket.
     referrers = {r: c.total for r, c in plan.rows.items() if r.table == "referrer"}
-    assert referrers == {Row("referrer", "post#hello", "news.ycombinator.com"): 1,
-                         Row("referrer", SITE, "news.ycombinator.com"): 1}
+    assert referrers == {Row("referrer", ref, sort): 1 for ref in ("post#hello", SITE)
+                         for sort in ("news.ycombinator.com", *(
+                             f"#{b}#news.ycombinator.com"
+                             for b in ("h#2024-03-01T10", "d#2024-03-01", "m#2024-03")))}
+    assert {r: c for r, c in plan.rows.items() if r.target == "all"} == {
+        Row("timeline", "all", "post#hello"): Counts(2, 1),
+        Row("timeline", "all", "page#Home_Page"): Counts(1, 1),
+        Row("timeline", "all", "post#café"): Counts(1, 1),
+        Row("timeline", "all", SITE): Counts(4, 3)}
     assert plan.skipped == {"bots": 1, "events": 1, "no page rule or --path-pattern matches": 1}
     assert plan.unmatched == {"/tags/python/": 1}
 
@@ -129,12 +138,18 @@ def test_livecount_exports_read_back_as_they_were_written():
         assert plan.format == "livecount"
         assert plan.counts == {HELLO: Counts(12, 7), HOME: Counts(3, 2)}
         assert plan.titles == {HELLO: 'A "quoted", title'}
-        assert plan.rows == {Row("timeline", "post#hello", "2024-03-01T10"): Counts(12, 7),
-                             Row("timeline", SITE, "2024-03-01T10"): Counts(15, 9),
+        # A timeline record adds to its hour's rollups too; referrers have no time.
+        assert plan.rows == {**hour_rows_of("post#hello", Counts(12, 7)),
+                             **hour_rows_of(SITE, Counts(15, 9)),
                              Row("referrer", "post#hello", "news.example"): Counts(4, 0),
                              Row("referrer", SITE, "news.example"): Counts(5, 0)}
     assert json.loads(as_ndjson.splitlines()[-1]) == \
         {"record": "referrer", "target": "site", "host": "news.example", "views": 5}
+
+
+def hour_rows_of(ref: str, counts: Counts, hour: str = "2024-03-01T10") -> dict[Row, Counts]:
+    return {Row("timeline", ref, hour): counts,
+            **{Row("timeline", b, ref): counts for b in buckets_of(hour)}}
 
 
 @pytest.mark.parametrize(("text", "message"), [

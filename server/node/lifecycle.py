@@ -27,6 +27,7 @@ from livecount.core import periods
 from livecount.core.archive import Buffer
 from livecount.core.engine import Core, Settings
 from livecount.core.errors import StoreRefused, Unavailable
+from livecount.core.ledger import Counts
 from livecount.core.limits import parse_networks
 from livecount.logs import log, warn
 from livecount.node import store_record
@@ -106,7 +107,7 @@ class Node:
                              guard=self.guard, now=Now(self.readers.everywhere,
                                                        self.reports.catalog.title),
                              admin=AdminApi(store, operator_only(self.guard),
-                                            announcer(self.live.observed),
+                                            announcer(self.observed),
                                             reset=self.feed.reset),
                              seconds=self.metrics.http_seconds,
                              access_log=config.access_log == "on",
@@ -117,6 +118,11 @@ class Node:
         self.sockets = Sockets(self.engine, self.live, store, self.journal, self.metrics,
                                self.archive, self.routes, origins, config.max_frame_bytes,
                                config.handshake_timeout)
+
+    def observed(self, article: str, counts: Counts, now: float) -> None:
+        """A post's stored count, told by this node's admin API (a rename's new id)."""
+        self.live.observed(article, counts, now)
+        self.reports.image(article, counts)
 
     def problems(self) -> list[str]:
         """What /healthz reports besides the store."""

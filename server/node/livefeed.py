@@ -183,9 +183,7 @@ class LiveFeed:
             if isinstance(said, feed.Reset):
                 if at not in self._resets:
                     self._resets.add(at)
-                    await self.reset(said.articles)
-                    if self.reports is not None:
-                        await self.reports.reset(said)
+                    await self.reset(said.articles, said)
             elif isinstance(said, feed.Stored):
                 if self.reports is not None:
                     self.reports.heard(said)
@@ -213,9 +211,12 @@ class LiveFeed:
         self._resets = {at for at in self._resets if at >= start}
         self._syncs = {at for at in self._syncs if at >= start}
 
-    async def reset(self, articles: list[str]) -> None:
+    async def reset(self, articles: list[str], said: feed.Reset | None = None) -> None:
         """Forget what this node believes of `articles` (renamed away or deleted), and
-        show their pages what the store holds now."""
+        show their pages what the store holds now; its reports read them again, and
+        what else the reset says."""
+        if self.reports is not None:
+            await self.reports.reset(said or feed.Reset(articles))
         if not (watched := self.live.reset(articles)):
             return
         try:

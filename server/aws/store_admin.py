@@ -147,7 +147,18 @@ class Moved:
 
 
 class Operations(Items):
-    """Rename and delete (`core/moves.py`), resumable: each run moves what is left."""
+    """Rename and delete (`core/moves.py`), resumable: each run moves what is left; and
+    a post's title, which only the operator changes (a view never does)."""
+
+    async def retitle(self, article: str, title: str) -> None:
+        """Give `article` this title, on the reader side at once too."""
+        found = await self.writer(article)
+        if found is None or not store_requests.counts(found).total:
+            raise ClientError("never_counted", f"{article!r} was never counted, or has no "
+                                               "views left: there is nothing to title")
+        request = store_requests.Writes(self.tables, "").title(article, title, keep=False)
+        image = await answer(self.ddb.update_item(**request), self.tables.writer)
+        await self.copy([dict(image["Attributes"])])
 
     async def current(self, article: str) -> Operation | None:
         item = await self.get(self.tables.index, moves.operation_key(article))

@@ -17,6 +17,7 @@ from livecount.core.errors import (
     StoreUnavailable,
 )
 from livecount.core.ledger import Flush, FlushResult, Write
+from livecount.core.pages import Target
 from livecount.core.tables import Tables
 from livecount.logs import warn, warn_limited
 
@@ -62,12 +63,18 @@ class Job:
     write: Write | None  # None: a page-index entry
     item: Item
     insert: bool  # the statement to try next: INSERT (new item) or UPDATE
+    # A batched UPDATE that may have left a post without its title or path: PartiQL
+    # cannot set them only where unset.
+    untitled: bool = False
 
     def applied(self, result: FlushResult, stored: dict[str, Any],
                 known: KnownItems[Item]) -> None:
         """Applied, now or before; `stored` is the item after it, when the store said."""
         if self.kind == "index":
             return
+        self.untitled = self.kind == "target" and self.key.kind == "post" and not self.insert \
+            and self.write is not None and any(
+                name not in stored for name in store_requests.kept(self.write))
         if self.kind == "target" and stored:
             result.applied[self.key] = store_requests.counts(stored)
             if self.key.kind == "post":
@@ -137,13 +144,7 @@ class Batches:
         for _ in range(BATCH_ROUNDS):
             if not jobs:
                 break
-            made = []
-            for job in jobs:
-                if job.kind == "target" and not job.insert and job.write is not None \
-                        and not store_requests.Statements.batchable(job.write, "update"):
-                    alone.append(job)
-                else:
-                    made.append((job, self._statement(job)))
+            made = [(job, self._statement(job)) for job in jobs]
             chunks = [made[i:i + BATCH] for i in range(0, len(made), BATCH)]
             answers = await asyncio.gather(*(self._batch([s for _, s in c]) for c in chunks))
             jobs = []
@@ -271,7 +272,18 @@ class FlushWriter:
         async with asyncio.TaskGroup() as group:
             for job in alone:
                 group.create_task(self._one(job, result))
+            # A batched UPDATE cannot set a title or a path only where there is none: a
+            # post still without one gets it here. Lost, it comes with a later view.
+            sent_alone = {id(job) for job in alone}
+            for job in jobs:
+                if job.untitled and id(job) not in sent_alone and job.write is not None:
+                    group.create_task(self._firsts(job.key, job.write, result))
         return result
+
+    async def _firsts(self, post: Target, write: Write, result: FlushResult) -> None:
+        stored = await self._send(self.requests.firsts(post.id, write))
+        if isinstance(stored, dict) and stored:
+            result.described[post] = store_requests.described(stored)
 
     def _jobs(self, flush: Flush) -> list[Job]:
         t = self.tables

@@ -44,11 +44,36 @@ class Writes:
         adds = {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}
         if t.kind == "page":
             return self._idempotent(self.tables.pages, {"pageName": t.id}, adds, write.seq)
-        # Posts also bump `version`, which orders their images for the stream copy.
-        title = {"articleTitle": write.delta.title} if write.delta.title else {}
-        path = {"path": write.delta.path} if write.delta.path else {}
+        # Posts also bump `version`, which orders their images for the stream copy. A
+        # post keeps the first title it was given (`title` to change it): any client can
+        # send a view, so no view may rename a post. Its path is the first one too.
         return self._idempotent(self.tables.writer, {"articleId": t.id},
-                                adds | {"version": 1}, write.seq, title, path)
+                                adds | {"version": 1}, write.seq, kept(write))
+
+    def firsts(self, article: str, write: Write) -> dict[str, Any]:
+        """UpdateItem of a post's title and path where it has none: what a batched
+        UPDATE cannot set only where unset. Bumps `version`, for the reader table."""
+        sets = kept(write)
+        assigned = ", ".join(f"#s{i} = if_not_exists(#s{i}, :s{i})" for i in range(len(sets)))
+        values = {":one": 1} | {f":s{i}": v for i, v in enumerate(sets.values())}
+        return {
+            "TableName": self.tables.writer, "Key": typed({"articleId": article}),
+            "UpdateExpression": f"SET {assigned} ADD #v :one",
+            "ExpressionAttributeNames": {"#v": "version"}
+            | {f"#s{i}": n for i, n in enumerate(sets)},
+            "ExpressionAttributeValues": typed(values), "ReturnValues": "ALL_NEW"}
+
+    def title(self, article: str, title: str, keep: bool = True) -> dict[str, Any]:
+        """UpdateItem of a post's title: only where it has none (`keep`: the first title
+        stays; a flush's batched count writes cannot say so), or the operator's, which
+        replaces it. Bumps `version`, so the stream copies it to the reader table."""
+        value = "if_not_exists(#t, :t)" if keep else ":t"
+        return {
+            "TableName": self.tables.writer, "Key": typed({"articleId": article}),
+            "UpdateExpression": f"SET #t = {value} ADD #v :one",
+            "ExpressionAttributeNames": {"#t": "articleTitle", "#v": "version"},
+            "ExpressionAttributeValues": typed({":t": title, ":one": 1}),
+            "ReturnValues": "ALL_NEW"}
 
     def row(self, row: Row, write: Write) -> dict[str, Any]:
         if row.table == "referrer":
@@ -63,22 +88,18 @@ class Writes:
         return {"TableName": self.tables.index, "Item": typed({"index": INDEX, "target": t.ref})}
 
     def _idempotent(self, table: str, key: dict[str, str], adds: dict[str, int], seq: int,
-                    sets: dict[str, str] | None = None,
-                    firsts: dict[str, str] | None = None) -> dict[str, Any]:
-        """UpdateItem: ADD `adds`, SET `sets`, SET `firsts` where the item has none, and
-        remember `seq`, unless this node's `seq` was seen."""
+                    sets: dict[str, str] | None = None) -> dict[str, Any]:
+        """UpdateItem: ADD `adds`, SET `sets` where unset, and remember `seq`, unless this
+        node's `seq` was seen."""
         sets = sets or {}
-        firsts = firsts or {}
         names = {"#f": self.flush_attribute} | {f"#a{i}": n for i, n in enumerate(adds)} \
-            | {f"#s{i}": n for i, n in enumerate(sets)} \
-            | {f"#i{i}": n for i, n in enumerate(firsts)}
+            | {f"#s{i}": n for i, n in enumerate(sets)}
         values = {":seq": seq} | {f":a{i}": v for i, v in enumerate(adds.values())} \
-            | {f":s{i}": v for i, v in enumerate(sets.values())} \
-            | {f":i{i}": v for i, v in enumerate(firsts.values())}
+            | {f":s{i}": v for i, v in enumerate(sets.values())}
         added = ", ".join(f"#a{i} :a{i}" for i in range(len(adds)))
-        assigned = ", ".join(["#f = :seq", *(f"#s{i} = :s{i}" for i in range(len(sets))),
-                              *(f"#i{i} = if_not_exists(#i{i}, :i{i})"
-                                for i in range(len(firsts)))])
+        # Set only where unset: a post's title and path are the first ones.
+        assigned = ", ".join(["#f = :seq",
+                              *(f"#s{i} = if_not_exists(#s{i}, :s{i})" for i in range(len(sets)))])
         return {
             "TableName": table, "Key": typed(key),
             "UpdateExpression": f"ADD {added} SET {assigned}",
@@ -113,13 +134,6 @@ class Statements:
         """A node id quoting cannot break (the statements name its attribute)."""
         return not any(c in flush_attribute for c in "\"'\\")
 
-    @staticmethod
-    def batchable(write: Write, action: Literal["update", "insert"]) -> bool:
-        """Whether the write fits a statement: PartiQL cannot set a path only where the
-        item has none, so an UPDATE that carries one goes as an UpdateItem (once per
-        post and node: the ledger then knows the store has it)."""
-        return action == "insert" or not write.delta.path
-
     def views(self, t: Target, write: Write, action: Literal["update", "insert"],
               returning: bool = True) -> Statement:
         """A count's write; an UPDATE `returning` the item as it is after it (an INSERT
@@ -127,12 +141,10 @@ class Statements:
         counts = {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}
         if t.kind == "page":
             made = self._write(self.tables.pages, {"pageName": t.id}, counts, write.seq, action)
-        else:
-            title = {"articleTitle": write.delta.title} if write.delta.title else {}
-            if action == "insert" and write.delta.path:
-                title["path"] = write.delta.path
+        else:  # PartiQL cannot SET where unset: only a new item takes title and path here
             made = self._write(self.tables.writer, {"articleId": t.id}, counts, write.seq,
-                               action, title, version=True)
+                               action, kept(write) if action == "insert" else {},
+                               version=True)
         if returning and action == "update":
             made.request["Statement"] += " RETURNING ALL NEW *"
         return made
@@ -223,6 +235,12 @@ def query(table: str, key: str, value: str,
     return {"TableName": table, "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names, "ExpressionAttributeValues": typed(values),
             "ConsistentRead": consistent}
+
+
+def kept(write: Write) -> dict[str, str]:
+    """The title and path a post's write carries, kept only where the item has none."""
+    return {name: value for name, value in (("articleTitle", write.delta.title),
+                                            ("path", write.delta.path)) if value}
 
 
 def counts(item: dict[str, Any]) -> Counts:

@@ -251,7 +251,7 @@ class Ledger:
             self._pending_views -= write.delta.total
             if target in result.rejected_targets:
                 continue  # set aside as a dead letter: never stored, never shown
-            if write.delta.path or result.described.get(target, ("", ""))[1]:
+            if result.described.get(target, ("", ""))[1]:  # the store has a path
                 self._pathed.add(target)
             if self._bases.applied(target, write.delta, result.applied.get(target)):
                 changed.add(target)

@@ -81,6 +81,28 @@ class AdminApi:
         """`POST /api/admin/delete` `{"articleId":ID}`."""
         return self._refused(request) or await self._posted(request, ("articleId",))
 
+    async def title(self, request: HttpRequest) -> Response:
+        """`POST /api/admin/title` `{"articleId":ID,"title":TITLE}`: a post keeps its
+        first title; only the operator gives it another."""
+        if (refused := self._refused(request)) is not None:
+            return refused
+        try:
+            body = _body(request, ("articleId", "title"))
+        except _Unsupported as exc:
+            return json_response(415, {"error": "unsupported_media_type", "detail": str(exc)})
+        article, title = _id(body.get("articleId"), "articleId"), body.get("title")
+        if not isinstance(title, str) or not title.strip():
+            raise BadParameter("title", "is required, and must show something")
+        if (wrong := sizes.problem(title, sizes.TITLE)) is not None:
+            raise BadParameter("title", wrong)
+        try:
+            await self.operations.retitle(article, title)
+        except ClientError as exc:
+            return json_response(404, {"error": exc.code, "detail": exc.detail})
+        log("admin_done", operation="title", article=article)
+        return json_response(200, {"status": "done", "operation": "title",
+                                   "articleId": article, "title": title})
+
     async def _posted(self, request: HttpRequest, fields: tuple[str, ...]) -> Response:
         try:
             body = _body(request, fields)

@@ -113,6 +113,7 @@ class Routes:
                 Route("GET", "/api/admin/operation", self.admin.operation),
                 Route("POST", "/api/admin/rename", self.admin.rename, body=True),
                 Route("POST", "/api/admin/delete", self.admin.delete, body=True),
+                Route("POST", "/api/admin/title", self.admin.title, body=True),
             ]
         return routes
 

@@ -224,6 +224,29 @@ def _delete(ns: argparse.Namespace) -> int:
     return 0
 
 
+def title(value: str) -> str:
+    """A title as the protocol takes one, and not blank: it is what the reports show."""
+    if (wrong := sizes.problem(value, sizes.TITLE)) is not None or not value.strip():
+        raise argparse.ArgumentTypeError(f"a title {wrong or 'must show something'}, got "
+                                         f"{value[:60]!r}")
+    return value
+
+
+def _title(ns: argparse.Namespace) -> int:
+    cfg = store_config(ns)
+
+    async def retitle() -> None:
+        async with opened(cfg) as store:
+            await Operations(store).retitle(ns.article, ns.title)
+
+    try:
+        uvloop.run(retitle())
+    except LivecountError as exc:
+        return failed(exc)
+    print(f"{ns.article!r} is titled {ns.title!r}: views keep this title from now on.")
+    return 0
+
+
 async def _delete_prefixed(cfg: config.Config, prefix: str, purge: bool) -> list[Moved]:
     async with opened(cfg) as store:
         return await delete_prefixed(store, prefix, purge)
@@ -240,7 +263,7 @@ async def delete_prefixed(store: Store, prefix: str, purge: bool = False) -> lis
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     admin = commands.add_parser(
-        "admin", help="rename or delete an article's counts",
+        "admin", help="rename or delete an article's counts, or title it",
         description="Operations on the stored counts of one article, straight on the "
                     "store. Each is resumable: run it again to finish one that stopped.",
         epilog="Each has its own help: livecount admin rename --help, …")
@@ -276,4 +299,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_store_options(delete)
     delete.set_defaults(run=_delete, parser=delete,
                         ids_hint="livecount admin delete [options] -- -the-id")
+    retitle = actions.add_parser(
+        "title", help="give a post the title reports show",
+        description="Give the post ID this TITLE. A post keeps the first title a view "
+                    "gave it (any client can send views, so no view renames a post); "
+                    "this is how the operator changes it.", epilog=ENV_NOTE)
+    retitle.add_argument("article", metavar="ID", type=article_id, help="the article id")
+    retitle.add_argument("title", metavar="TITLE", type=title, help="its title")
+    add_store_options(retitle)
+    retitle.set_defaults(run=_title, parser=retitle,
+                         ids_hint="livecount admin title [options] -- -the-id TITLE")
 

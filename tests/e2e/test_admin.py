@@ -386,3 +386,44 @@ async def test_after_a_rename_or_delete_the_old_id_counts_on_from_what_the_store
     for article, total in (("moved", 1), ("gone", 1), ("kept", 4)):
         status, _, body = await asyncio.to_thread(http_get, f"{api}/pages/{article}")
         assert status == 200 and json.loads(body)["totalViews"] == total, (article, body)
+
+
+async def test_a_post_keeps_its_first_title_until_the_operator_changes_it(
+        launch: Launch, dynamodb_local_url: str, prefix: str, tmp_path: Path):
+    """Issue 22: a script renamed "Hello, world" to "hello-world" by sending views."""
+    served = await launch()
+    token = parse_qs(urlsplit(login_url(served)).query)["token"][0]
+    api = f"http://127.0.0.1:{served.port}/api"
+
+    async def titled(title: str) -> None:
+        async def listed() -> dict[str, Any]:
+            status, _, body = await asyncio.to_thread(http_get, f"{api}/pages/hello")
+            return json.loads(body) if status == 200 else {}
+        await eventually(listed, lambda page: page.get("articleTitle") == title)
+
+    async with connect(served.ws) as page, connect(served.ws) as script:
+        await page.send(json.dumps({"message": "views", "articleId": "hello",
+                                    "articleTitle": "Hello, world"}))
+        await page.recv()
+        await titled("Hello, world")
+        for _ in range(3):
+            await script.send(json.dumps({"message": "views", "articleId": "hello",
+                                          "articleTitle": "hello-world"}))
+            await script.recv()
+    await eventually(lambda: asyncio.to_thread(http_get, f"{api}/pages/hello"),
+                     lambda got: json.loads(got[2]).get("totalViews") == 4)
+    await titled("Hello, world")  # every view stored, and the first title kept
+    status, done = await asyncio.to_thread(post, f"{api}/admin/title", token,
+                                           {"articleId": "hello", "title": "Hello again"})
+    assert (status, done["title"]) == (200, "Hello again"), done
+    await titled("Hello again")
+    status, refused = await asyncio.to_thread(post, f"{api}/admin/title", token,
+                                              {"articleId": "hello", "title": " "})
+    assert (status, refused["parameter"]) == (400, "title"), refused
+    code, out, err = await run(livecount("admin", "title", "hello", "Hello, third",
+                                         *store_args(dynamodb_local_url, prefix, tmp_path)))
+    assert code == 0 and "is titled 'Hello, third'" in out, err
+    await titled("Hello, third")
+    code, _, err = await run(livecount("admin", "title", "ghost", "Boo",
+                                       *store_args(dynamodb_local_url, prefix, tmp_path)))
+    assert code == 1 and "never counted" in err

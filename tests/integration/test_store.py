@@ -52,6 +52,20 @@ async def test_a_flush_adds_deltas_and_returns_the_new_totals(any_store: Store):
     assert page["totalViews"] == {"N": "1"}
 
 
+async def test_a_post_keeps_its_first_title_whichever_path_writes_it(any_store: Store):
+    """Issue 22: any client could rename a post by sending views with another title. The
+    first title stays, batched (an INSERT takes it; an UPDATE cannot, so a post left
+    without one gets it in a write of its own) or one write a request (`if_not_exists`)."""
+    await any_store.flush(flush_of(targets={A: Delta(1, 1)}))  # a view without a title
+    await any_store.flush(flush_of(targets={A: Delta(1, 1, "Hello, world")}))
+    await any_store.flush(flush_of(targets={A: Delta(1, 1, "hello-world")}))  # a script
+    await any_store.flush(flush_of(targets={B: Delta(1, 1, "First")}))
+    await any_store.flush(flush_of(targets={B: Delta(1, 1, "Second")}))
+    for article, title, total in (("a", "Hello, world", 3), ("b", "First", 2)):
+        writer = await item(any_store, any_store.tables.writer, {"articleId": {"S": article}})
+        assert writer["articleTitle"] == {"S": title} and writer["totalViews"]["N"] == str(total)
+
+
 async def test_counts_are_read_from_the_reader_table(any_store: Store):
     await any_store.flush(flush_of(targets={A: Delta(3, 3), HOME: Delta(2, 1)}))
     # Nothing copied yet: posts read from the reader, which is empty; pages are direct.

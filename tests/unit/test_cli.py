@@ -54,8 +54,8 @@ def help_of(words: tuple[str, ...], capsys) -> str:
 def test_every_command_is_known():
     assert set(ALL) == {("serve",), ("tables", "create"), ("loadtest",), ("report", "pages"),
                         ("report", "referrers"), ("report", "timeline"), ("admin", "rename"),
-                        ("admin", "delete"), ("export",), ("import",), ("backup",),
-                        ("restore",)}
+                        ("admin", "delete"), ("admin", "title"), ("export",), ("import",),
+                        ("backup",), ("restore",)}
 
 
 def test_version_comes_from_the_package(capsys):

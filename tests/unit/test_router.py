@@ -120,6 +120,7 @@ def test_every_api_route_is_in_the_node_table():
         ("GET", "/ws"),
         ("POST", "/api/admin/rename"),
         ("POST", "/api/admin/delete"),
+        ("POST", "/api/admin/title"),
         ("GET", "/api/admin/operation"),
         ("GET", "/livecount.js"),
         ("GET", "/client/{name}"),
@@ -127,6 +128,7 @@ def test_every_api_route_is_in_the_node_table():
     assert [r.pattern for r in routes.table() if r.body] == [
         "/api/admin/rename",
         "/api/admin/delete",
+        "/api/admin/title",
     ]
 
 

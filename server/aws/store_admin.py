@@ -104,10 +104,12 @@ class Items:
             changes[image["articleId"]["S"]] = (counts.total, counts.unique)
         await self.announce(changes)
 
-    async def reset(self, articles: list[str], pages: Iterable[str] = ()) -> None:
+    async def reset(self, articles: list[str], pages: Iterable[str] = (),
+                    reports: bool = True) -> None:
         """Tell every node, on the live feed, to read `articles` and `pages` again, and
-        the report rows it cached (they moved)."""
-        for put in feed.resets(articles, self.tables.feed, "admin", time.time(), pages):
+        with `reports` the report rows it cached (they moved)."""
+        for put in feed.resets(articles, self.tables.feed, "admin", time.time(), pages,
+                               reports):
             await answer(self.ddb.put_item(**put), self.tables.feed)
 
     async def announce(self, changes: dict[str, tuple[int, int]]) -> None:
@@ -159,6 +161,7 @@ class Operations(Items):
         request = store_requests.Writes(self.tables, "").title(article, title, keep=False)
         image = await answer(self.ddb.update_item(**request), self.tables.writer)
         await self.copy([dict(image["Attributes"])])
+        await self.reset([article], reports=False)  # the nodes' reports show the new title
 
     async def current(self, article: str) -> Operation | None:
         item = await self.get(self.tables.index, moves.operation_key(article))

@@ -11,12 +11,14 @@ import pytest
 from livecount.aws import store_requests
 from livecount.aws.store import Store
 from livecount.aws.store_admin import Exports, Imports, Operations
+from livecount.aws.store_rollups import Rollups
 from livecount.core import exports, feed, imports, moves
 from livecount.core.errors import ClientError
 from livecount.core.imports import ImportPlan, PathMap
 from livecount.core.ledger import SITE, Counts, Delta, Ledger, Row
 from livecount.core.moves import Operation, Plan
 from livecount.core.pages import PageRules, Target
+from livecount.core.report_rows import hour_rows, view_rows
 from livecount.tools import admin
 
 from tests.conftest import open_store
@@ -37,13 +39,14 @@ async def writer(store: Store, article: str, table: str | None = None) -> Counts
 
 
 async def rows(store: Store, kind: str, ref: str) -> dict[str, Counts]:
-    """A partition's rows: hour → counts, or host → (views, 0)."""
+    """A partition's rows: hour → counts, or all-time host → (views, 0)."""
     table = store.tables.timeline if kind == "timeline" else store.tables.referrers
     sort = "hour" if kind == "timeline" else "host"
     items = (await store.ddb.query(**store_requests.query(table, "target", ref,
                                                           consistent=True)))["Items"]
     if kind == "referrer":
-        return {i[sort]["S"]: Counts(int(i["views"]["N"]), 0) for i in items}
+        return {i[sort]["S"]: Counts(int(i["views"]["N"]), 0) for i in items
+                if not i[sort]["S"].startswith("#")}
     return {i[sort]["S"]: store_requests.counts(i) for i in items}
 
 
@@ -51,12 +54,12 @@ async def seed(store: Store, target: Target, total: int, unique: int, title: str
                hosts: int = 1, hour: str = H1) -> None:
     """Views of `target` as a node stores them: counts, a timeline bucket, referrer rows
     (spread over `hosts` hosts), the site's rows and the page index."""
-    row_deltas = {Row("timeline", target.ref, hour): Delta(total, unique),
-                  Row("timeline", SITE, hour): Delta(total, unique)}
+    row_deltas = {row: Delta(total, unique)
+                  for row in (*hour_rows(target.ref, hour), *hour_rows(SITE, hour))}
     for i in range(hosts):
-        for ref in (target.ref, SITE):
-            row = Row("referrer", ref, f"h{i}.example")
-            row_deltas[row] = Delta(row_deltas.get(row, Delta()).total + 1, 0)
+        for row in view_rows(target, hour, f"h{i}.example"):
+            if row.table == "referrer":
+                row_deltas[row] = Delta(row_deltas.get(row, Delta()).total + 1, 0)
     flush = flush_of(targets={target: Delta(total, unique, title or None)}, rows=row_deltas,
                      new={target})
     result = await store.flush(flush)
@@ -72,7 +75,9 @@ async def test_a_rename_merges_every_count_onto_the_new_id(local_store: Store):
     moved = await Operations(store).run(Plan("old", "new"))
 
     assert (moved.views, moved.now, moved.resumed) == (Counts(5, 3), Counts(7, 5), False)
-    assert moved.items == 4  # a bucket, two referrers, the writer item
+    # An hour and its four rollups, two hosts' all-time and hour, day, month rows, the
+    # writer item.
+    assert moved.items == 1 + 4 + 2 * 4 + 1
     assert await writer(store, "new") == Counts(7, 5)
     assert await writer(store, "new", store.tables.reader) == Counts(7, 5)  # copied at once
     assert await writer(store, "old") == Counts(0, 0)
@@ -85,6 +90,8 @@ async def test_a_rename_merges_every_count_onto_the_new_id(local_store: Store):
     assert set((await rows(store, "timeline", OLD.ref)).values()) == {Counts(0, 0)}
     assert (await rows(store, "timeline", SITE), await rows(store, "referrer", SITE)) == \
         site_before  # the site's totals are the same views
+    assert await Rollups(store).check() == []  # every rollup moved with its hour
+    assert (await rows(store, "timeline", "all"))[NEW.ref] == Counts(7, 5)
     assert set(await store.tracked()) == {NEW}
     record = await Operations(store).current("old")
     assert record is not None and (record.to, record.state) == ("new", "done")
@@ -129,7 +136,9 @@ async def test_two_runs_at_once_move_each_count_once(local_store: Store):
     await seed(store, OLD, 25, 20, hosts=20)
     first, second = await asyncio.gather(Operations(store).run(Plan("old", "new")),
                                          Operations(store).run(Plan("old", "new")))
-    assert first.items + second.items == 22  # each move applied by one of them
+    # Each move applied by one of them: an hour and its 4 rollups, 20 hosts' all-time,
+    # hour, day and month rows, the writer item.
+    assert first.items + second.items == 1 + 4 + 20 * 4 + 1
     assert await writer(store, "new") == Counts(25, 20)
     assert sum(c.total for c in (await rows(store, "referrer", NEW.ref)).values()) == 20
     assert await rows(store, "timeline", NEW.ref) == {H1: Counts(25, 20)}
@@ -159,7 +168,9 @@ async def test_a_delete_takes_the_article_out_of_everything(local_store: Store):
                                                    "h1.example": ZERO}
     assert set(await store.tracked()) == {NEW}
     purged = await Operations(store).run(Plan("old"), purge=True)
-    assert purged.purged == 4  # the writer item, the bucket, two referrer rows
+    # The writer item, the hour and its 4 rollups, two hosts' four rows each.
+    assert purged.purged == 1 + 1 + 4 + 2 * 4
+    assert await Rollups(store).check() == []
     assert await get(store, store.tables.writer, {"articleId": {"S": "old"}}) == {}
     assert await rows(store, "referrer", OLD.ref) == {} == await rows(store, "timeline", OLD.ref)
     assert await writer(store, "new") == Counts(2, 2)
@@ -306,7 +317,8 @@ async def test_a_row_counted_on_since_it_was_read_is_not_purged(local_store: Sto
     store = local_store
     await seed(store, OLD, 1, 1)
     await Operations(store).run(Plan("old"))
-    source, = [s for s in await Operations(store).sources("old") if s.kind == "referrer"]
+    source, = [s for s in await Operations(store).sources("old")
+               if s.kind == "referrer" and s.sort == "h0.example"]
     late = Row("referrer", OLD.ref, "h0.example")
     await store.flush(flush_of(rows={late: Delta(1)}))  # a node's write lands meanwhile
     with pytest.raises(Exception, match="ConditionalCheckFailed"):
@@ -366,6 +378,8 @@ async def test_renames_and_deletes_racing_two_counting_nodes_move_each_view_once
         await asyncio.gather(count(a), count(b), operate(a))
         got = {ref: {h: c.total for h, c in (await rows(a, "referrer", ref)).items() if c.total}
                for ref in (OLD.ref, NEW.ref, gone.ref, SITE)}
+        # Each rollup moved with its hour, however the moves and the flushes raced.
+        assert await Rollups(a).check() == []
 
     def sent_to(ref: str) -> Counter[str]:
         return Counter({h: n for (r, h), n in sent.items() if r == ref})

@@ -16,7 +16,7 @@ waits until a flush takes the rows: one dict entry a view, not eighteen rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Final, Literal, NamedTuple
 
 from livecount.core.bases import Counts
@@ -109,11 +109,6 @@ def rollups_of(hours: Mapping[str, Counts], ref: str) -> dict[Row, Counts]:
             before = sums.get(row)
             sums[row] = counts if before is None else before.plus(counts)
     return sums
-
-
-def hours_in(rows: Iterable[Row]) -> Iterator[str]:
-    """The hours of hour rows (those whose partition is a ref), for finding rollups."""
-    return (r.sort for r in rows if r.table == "timeline" and not is_bucket(r.target))
 
 
 class ReportRows:

@@ -165,7 +165,10 @@ class PeriodRankings:
 
     def build(self, keys: tuple[str, ...], partitions: Iterable[Mapping[str, Counts]]
               ) -> Ranking:
-        """The ranking of the period whose buckets are `keys`, from their partitions."""
+        """The ranking of the period whose buckets are `keys`, from their partitions
+        (the one kept already, if there is one: it has followed every change)."""
+        if (kept := self.get(keys)) is not None:
+            return kept
         sums: dict[str, Counts] = {}
         for rows in partitions:
             for ref, counts in rows.items():

@@ -330,6 +330,10 @@ class Config:
         "a path that is no `--page` and matches no `--path-pattern`: `page`, counted as a "
         "page of its own named by its path; `refuse`, not counted (the page is told why)",
         parse=choice(*UNMATCHED), default="page", choices=UNMATCHED)
+    max_pages: int = option(
+        "posts and pages the site lists at most, on every node together: a view of a new "
+        "one past it is refused (`too_many_pages`), so no client can grow the store "
+        "without bound (every path counts as a page)", parse=positive(int), default=100_000)
     max_pending_views: int = option("views held for DynamoDB before new ones get `busy`",
                                     parse=positive(int), default=1_000_000)
     max_subscriptions: int = option("subscriptions per socket", parse=positive(int),

@@ -32,11 +32,11 @@ _sequence = itertools.count(1)
 
 
 def flush_of(targets: Mapping[Target, Delta] | None = None,
-             rows: Mapping[Row, Delta] | None = None, new: set[Target] | None = None) -> Flush:
+             rows: Mapping[Row, Delta] | None = None) -> Flush:
     """A flush as the ledger would take it, each write with a fresh sequence number."""
     seq = next(_sequence)
     return Flush(seq, {t: Write(seq, d) for t, d in (targets or {}).items()},
-                 {r: Write(seq, d) for r, d in (rows or {}).items()}, new or set())
+                 {r: Write(seq, d) for r, d in (rows or {}).items()})
 
 
 def free_port() -> int:

@@ -22,6 +22,7 @@ from botocore.config import Config as BotoConfig
 from livecount.aws import store_requests
 from livecount.aws.store_batches import FlushWriter, Item, KnownItems
 from livecount.aws.store_errors import Answered, answer
+from livecount.aws.store_index import PageIndex
 from livecount.aws.store_reports import RowReads
 from livecount.aws.store_stream import StreamStore
 from livecount.core import feed
@@ -59,6 +60,7 @@ class Store:
         self.tables = tables
         self.stream = StreamStore(ddb, streams, tables, ddb_once)
         self.reports = RowReads(ddb, tables)
+        self.pages = PageIndex(ddb, tables)  # what the site lists, and its cap
         # Per item, the last flush sequence number this node applied to it.
         self.flush_attribute = f"flush:{node_id}"
         self.known: KnownItems[Item] = KnownItems()  # seen by reads, used by writes

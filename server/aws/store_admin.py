@@ -78,14 +78,12 @@ class Items:
         return await self.get(self.tables.writer, {"articleId": {"S": article}})
 
     async def index(self, target: Target, present: bool) -> None:
-        """Put `target` in the page index, or take it out."""
-        key = {"index": {"S": store_requests.INDEX}, "target": {"S": target.ref}}
+        """Put `target` in the page index, or take it out, keeping the site's page count
+        (`aws/store_index.py`); the operator's own actions are not held to the cap."""
         if present:
-            await answer(self.ddb.put_item(TableName=self.tables.index, Item=key),
-                         self.tables.index)
+            await self.store.pages.register([target], None)
         else:
-            await answer(self.ddb.delete_item(TableName=self.tables.index, Key=key),
-                         self.tables.index)
+            await self.store.pages.remove(target)
 
     async def copy(self, images: Iterable[dict[str, Any]]) -> None:
         """Writer images into the reader table by the stream copy's own rule (newer
@@ -196,7 +194,8 @@ class Operations(Items):
         before = await self.current(plan.article)
         found = await self.sources(plan.article)
         idle = before is None or before.state == "done"
-        if idle and (not found or (plan.to is not None and all(s.empty for s in found))):
+        emptied = plan.to is not None and all(s.empty for s in found)
+        if (not found and before is None) or (found and idle and emptied):
             # Never counted; or, for a rename, emptied by an earlier one (its items stay,
             # at zero): nothing to move, and NEW must not be listed for it. (A delete of
             # an emptied id is harmless, and how its items are purged.)

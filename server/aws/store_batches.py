@@ -58,9 +58,9 @@ class KnownItems(Generic[K]):
 class Job:
     """One write of a flush on its way through batches, and where its outcome goes."""
 
-    kind: Literal["target", "row", "index"]
+    kind: Literal["target", "row"]
     key: Any  # a Target, or a Row
-    write: Write | None  # None: a page-index entry
+    write: Write
     item: Item
     insert: bool  # the statement to try next: INSERT (new item) or UPDATE
     # A batched UPDATE that may have left a post without its title or path: PartiQL
@@ -70,11 +70,8 @@ class Job:
     def applied(self, result: FlushResult, stored: dict[str, Any],
                 known: KnownItems[Item]) -> None:
         """Applied, now or before; `stored` is the item after it, when the store said."""
-        if self.kind == "index":
-            return
         self.untitled = self.kind == "target" and self.key.kind == "post" and not self.insert \
-            and self.write is not None and any(
-                name not in stored for name in store_requests.kept(self.write))
+            and any(name not in stored for name in store_requests.kept(self.write))
         if self.kind == "target" and stored:
             result.applied[self.key] = store_requests.counts(stored)
             if self.key.kind == "post":
@@ -85,7 +82,6 @@ class Job:
 
     def inserted(self) -> dict[str, Any]:
         """The item an INSERT of this write made: the write itself."""
-        assert self.write is not None
         delta = self.write.delta
         if self.kind == "row" and self.key.table == "referrer":
             return {"views": {"N": str(delta.total)}}
@@ -99,18 +95,14 @@ class Job:
         """Outcome unknown: a later flush resends it unchanged."""
         if self.kind == "target":
             result.failed_targets.add(self.key)
-        elif self.kind == "row":
-            result.failed_rows.add(self.key)
         else:
-            result.failed_index.add(self.key)
+            result.failed_rows.add(self.key)
 
     def rejected(self, result: FlushResult, detail: str) -> None:
         if self.kind == "target":
             result.rejected_targets[self.key] = detail
-        elif self.kind == "row":
-            result.rejected_rows[self.key] = detail
         else:
-            result.rejected_index[self.key] = detail
+            result.rejected_rows[self.key] = detail
 
 
 class Batches:
@@ -172,9 +164,6 @@ class Batches:
 
     def _statement(self, job: Job) -> store_requests.Statement:
         action: Literal["update", "insert"] = "insert" if job.insert else "update"
-        if job.kind == "index":
-            return self.statements.index(job.key)
-        assert job.write is not None
         if job.kind == "target":
             return self.statements.views(job.key, job.write, action, self._returning)
         return self.statements.row(job.key, job.write, action, self._returning)
@@ -186,7 +175,7 @@ class Batches:
         error = response.get("Error")
         if error is None:
             item = response.get("Item")
-            if job.insert and job.write is not None:  # a new item is the write itself
+            if job.insert:  # a new item is the write itself
                 item = job.inserted()
             job.applied(result, dict(item or {}), self.known)
             return "done"
@@ -195,7 +184,7 @@ class Batches:
                 and self._returning:
             self._no_returning(str(error.get("Message")))
             return "again"
-        if code == "ConditionalCheckFailed" and job.write is not None and not job.insert:
+        if code == "ConditionalCheckFailed" and not job.insert:
             if not item:  # no such item: create it
                 job.insert = True
                 return "again"
@@ -204,8 +193,6 @@ class Batches:
                 job.applied(result, dict(item), self.known)  # applied before: a resend
                 return "done"
         elif code == "DuplicateItem":
-            if job.kind == "index":
-                return "done"  # in the index already
             self.known.add(job.item)
             if job.insert:
                 job.insert = False
@@ -276,7 +263,7 @@ class FlushWriter:
             # post still without one gets it here. Lost, it comes with a later view.
             sent_alone = {id(job) for job in alone}
             for job in jobs:
-                if job.untitled and id(job) not in sent_alone and job.write is not None:
+                if job.untitled and id(job) not in sent_alone:
                     group.create_task(self._firsts(job.key, job.write, result))
         return result
 
@@ -294,18 +281,12 @@ class FlushWriter:
         for row, write in flush.rows.items():
             item = (t.referrers if row.table == "referrer" else t.timeline, row.target, row.sort)
             jobs.append(Job("row", row, write, item, item not in self.known))
-        jobs += [Job("index", target, None, (t.index, store_requests.INDEX, target.ref), True)
-                 for target in flush.new]
         return jobs
 
     async def _one(self, job: Job, result: FlushResult) -> None:
-        if job.kind == "index":
-            request = self.requests.index(job.key)
-        elif job.kind == "target":
-            assert job.write is not None
+        if job.kind == "target":
             request = self.requests.views(job.key, job.write)
         else:
-            assert job.write is not None
             request = self.requests.row(job.key, job.write)
         outcome = await self._send(request)
         if isinstance(outcome, StoreRejected):

@@ -83,10 +83,6 @@ class Writes:
             self.tables.timeline, {"target": row.target, "hour": row.sort},
             {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}, write.seq)
 
-    def index(self, t: Target) -> dict[str, Any]:
-        """PutItem of a target into the page index: the same item every time."""
-        return {"TableName": self.tables.index, "Item": typed({"index": INDEX, "target": t.ref})}
-
     def _idempotent(self, table: str, key: dict[str, str], adds: dict[str, int], seq: int,
                     sets: dict[str, str] | None = None) -> dict[str, Any]:
         """UpdateItem: ADD `adds`, SET `sets` where unset, and remember `seq`, unless this
@@ -163,10 +159,6 @@ class Statements:
         if returning and action == "update":
             made.request["Statement"] += " RETURNING ALL NEW *"
         return made
-
-    def index(self, t: Target) -> Statement:
-        """The page index's item: an INSERT, a DuplicateItem when it is there already."""
-        return self._insert(self.tables.index, {"index": INDEX, "target": t.ref}, {})
 
     def _write(self, table: str, key: dict[str, str], adds: dict[str, int], seq: int,
                action: Literal["update", "insert"], sets: dict[str, str] | None = None,

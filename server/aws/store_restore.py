@@ -16,7 +16,6 @@ from livecount.aws.store_errors import answer
 from livecount.core import imports
 from livecount.core.imports import ImportPlan
 from livecount.core.ledger import SITE
-from livecount.core.pages import Target
 
 
 class Restores(Items):
@@ -52,7 +51,6 @@ class Restores(Items):
                 ]
             else:
                 keys.append((t.pages, {"pageName": {"S": target.id}}))
-            keys.append((t.index, _indexed(target)))
         for row in plan.rows:
             table, sort = (t.referrers, "host") if row.table == "referrer" else (t.timeline, "hour")
             keys.append((table, {"target": {"S": row.target}, sort: {"S": row.sort}}))
@@ -60,8 +58,5 @@ class Restores(Items):
         await gather_limited(
             answer(self.ddb.delete_item(TableName=table, Key=key), table) for table, key in keys
         )
-        return len(keys)
-
-
-def _indexed(target: Target) -> dict[str, Any]:
-    return {"index": {"S": store_requests.INDEX}, "target": {"S": target.ref}}
+        await gather_limited(self.index(target, present=False) for target in plan.counts)
+        return len(keys) + len(plan.counts)

@@ -18,6 +18,7 @@ from livecount.core.outbox import Answer, Outbox, Render, Reply, Shown
 from livecount.core.pages import Target
 
 C = TypeVar("C", bound=Hashable)
+A = TypeVar("A")  # what the engine asks of the edge for a message
 
 
 @dataclass(slots=True)
@@ -25,7 +26,8 @@ class Waiting:
     """A socket's message that waits for stored counts."""
 
     message: Any  # a decoded protocol message
-    targets: set[Target]
+    targets: set[Target]  # whose stored counts it needs
+    listing: set[Target]  # a view's target, to list before it counts (the page cap)
     entry: Reply | None  # a view's place in its socket's order
     held: deque[str | bytes]  # the socket's frames since, in order
 
@@ -39,6 +41,7 @@ class Conversations(Generic[C]):
         self._boxes: dict[C, Outbox] = {}
         self._waiting: dict[C, Waiting] = {}
         self._asked: set[Target] = set()  # stored counts asked for, not yet read
+        self._listing: set[Target] = set()  # listings asked for, not yet answered
 
     def open(self, conn: C) -> None:
         self._boxes[conn] = Outbox()
@@ -100,33 +103,55 @@ class Conversations(Generic[C]):
                 if (box := boxes.get(conn)) is not None and box.push(target, shown)]
 
     # -- first reads -----------------------------------------------------------------
-    def wait(self, conn: C, message: Any, missing: Iterable[Target],
-             entry: Reply | None) -> tuple[Target, ...]:
-        """`message` waits for `missing`; returns those nobody has asked for yet."""
-        missing = set(missing)
+    def wait(self, conn: C, message: Any, missing: Iterable[Target], entry: Reply | None,
+             listing: Iterable[Target] = ()) -> tuple[tuple[Target, ...], tuple[Target, ...]]:
+        """`message` waits for the counts of `missing` and the listing of `listing`;
+        returns those of each nobody has asked for yet."""
+        missing, listing = set(missing), set(listing)
         earlier = self._waiting.pop(conn, None)
-        self._waiting[conn] = Waiting(message, missing, entry,
+        self._waiting[conn] = Waiting(message, missing, listing, entry,
                                       earlier.held if earlier else deque())
         ask = tuple(t for t in missing if t not in self._asked)
         self._asked.update(ask)
-        return ask
+        to_list = tuple(t for t in listing if t not in self._listing)
+        self._listing.update(to_list)
+        return ask, to_list
 
-    def read(self, targets: Iterable[Target], known: Callable[[Target], bool]) -> list[C]:
-        """Counts were read: the sockets whose waiting message can go on."""
+    def read(self, targets: Iterable[Target], listed: Iterable[Target],
+             ready: Callable[[Waiting], bool]) -> list[C]:
+        """Counts were read, targets listed (or refused): the sockets whose waiting
+        message can go on."""
         self._asked.difference_update(targets)
-        return [c for c, w in self._waiting.items() if all(map(known, w.targets))]
+        self._listing.difference_update(listed)
+        return [c for c, w in self._waiting.items() if ready(w)]
 
     def unread(self, targets: Iterable[Target]) -> list[C]:
-        """Counts could not be read: the sockets whose waiting message needed them."""
+        """Counts could not be read, or listings made: the sockets whose waiting message
+        needed them."""
         failed = set(targets)
         self._asked -= failed
-        return [c for c, w in self._waiting.items() if w.targets & failed]
+        self._listing -= failed
+        return [c for c, w in self._waiting.items() if (w.targets | w.listing) & failed]
 
-    def resume(self, conn: C) -> Waiting:
-        """Take `conn`'s waiting message (and its held frames) to go on with."""
-        return self._waiting.pop(conn)
+    def go_on(self, conns: Iterable[C], first: Callable[[C, Waiting], A | None],
+              then: Callable[[C, str | bytes], A | None],
+              open_: Callable[[C], bool]) -> list[tuple[C, A]]:
+        """Each of `conns`' waiting message (`first`), then its held frames in order
+        (`then`), until one of them waits for counts in its turn; what each asks."""
+        actions: list[tuple[C, A]] = []
+        for conn in conns:
+            waiting = self._waiting.pop(conn)
+            if (action := first(conn, waiting)) is not None:
+                actions.append((conn, action))
+            held = waiting.held
+            while held and not self._hold_back(conn, held):
+                if (action := then(conn, held.popleft())) is not None:
+                    actions.append((conn, action))
+            if not open_(conn):
+                self.gone(conn)
+        return actions
 
-    def hold_back(self, conn: C, frames: deque[str | bytes]) -> bool:
+    def _hold_back(self, conn: C, frames: deque[str | bytes]) -> bool:
         """If `conn` waits again, the frames not handled yet go back behind it."""
         if (waiting := self._waiting.get(conn)) is None:
             return False

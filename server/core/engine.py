@@ -23,16 +23,16 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Generic, NamedTuple, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
 from livecount.core import archive, journal, protocol
 from livecount.core.admission import Admission
-from livecount.core.conversations import Conversations
-from livecount.core.errors import Busy, LivecountError, Unavailable
+from livecount.core.conversations import Conversations, Waiting
+from livecount.core.errors import LivecountError, TooManyPages, Unavailable
 from livecount.core.hub import Hub
 from livecount.core.ledger import Counts, Ledger
 from livecount.core.limits import Network
-from livecount.core.live import Live
+from livecount.core.live import INTERNAL, Live, PendingView
 from livecount.core.outbox import Reply
 from livecount.core.pages import PageError, PageRules, Target, referrer_host
 from livecount.core.readers import Readers
@@ -43,7 +43,6 @@ from livecount.core.tally import Tally
 C = TypeVar("C", bound=Hashable)
 RATE_LIMITED: Final = protocol.encode(protocol.Error(
     "rate_limited", "too many messages; slow down or the connection will be closed"))
-INTERNAL: Final = LivecountError("livecount failed on this message; it was not counted")
 UNREAD: Final = Unavailable("counts are unavailable right now; nothing was counted")
 
 
@@ -78,9 +77,11 @@ class Append:
 
 @dataclass(frozen=True, slots=True)
 class NeedCounts:
-    """Read these targets' stored counts, then call `loaded` (or `unloaded`)."""
+    """Read these targets' stored counts, and list `listing` in the page index (within
+    the site's page cap), then call `loaded` (or `unloaded`)."""
 
     targets: tuple[Target, ...]
+    listing: tuple[Target, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,22 +94,6 @@ class Close:
 
 Action = Send | Append | NeedCounts | Close
 SEND: Final = Send()
-
-
-@dataclass(slots=True)  # not frozen: one is made per view, and frozen ones build slowly
-class PendingView:
-    """A view that counts once its journal record is on disk."""
-
-    conn: Any
-    target: Target
-    refreshed: bool
-    hour: str
-    title: str | None
-    host: str | None
-    path: str | None
-    record: bytes
-    archived: archive.ArchivedView | None
-    reply: Reply
 
 
 class Core(NamedTuple, Generic[C]):
@@ -150,8 +135,8 @@ class Engine(Generic[C]):
         self._readers = readers
         self._talks = talks
         self._live = live
-        self._queued = 0  # views sent to the journal, not yet counted
         self._told_bug = False  # a view's reply says `internal` (see `failed`)
+        self._over_cap: set[Target] = set()  # refused a listing, while their views go on
         self._hours = _Hours()
 
     # -- sockets ---------------------------------------------------------------------
@@ -219,7 +204,7 @@ class Engine(Generic[C]):
                 return None
             self._hub.subscribe(conn, targets)
             if missing := [t for t in dict.fromkeys(targets) if not self._ledger.has_base(t)]:
-                return _asking(self._talks.wait(conn, message, missing, None))
+                return _asking(*self._talks.wait(conn, message, missing, None))
             return SEND if self._talks.answer(conn, dict.fromkeys(targets)) else None
         except protocol.ProtocolError as exc:
             return self._refuse(conn, exc.code, exc.reply(), entry)
@@ -245,9 +230,18 @@ class Engine(Generic[C]):
 
     def _view(self, conn: C, msg: protocol.Views, target: Target, entry: Reply,
               now: float) -> Action | None:
-        if not self._ledger.has_base(target):
-            return _asking(self._talks.wait(conn, msg, [target], entry))
-        if (socket := self._admission.sockets.get(conn)) is not None:
+        socket = self._admission.sockets.get(conn)
+        standing = socket or self._admission.standing(conn)
+        # A view that counts may make a new row: listed first, within the page cap.
+        unlisted = not msg.resumed and not (standing is not None and standing.bot) \
+            and target not in self._ledger.listed
+        if unlisted and target in self._over_cap:
+            raise TooManyPages(f"{target.id[:256]!r} is not counted: the site lists the most "
+                               "pages --max-pages allows; raise it, or delete pages")
+        if unlisted or not self._ledger.has_base(target):
+            missing = [] if self._ledger.has_base(target) else [target]
+            return _asking(*self._talks.wait(conn, msg, missing, entry, [target] * unlisted))
+        if socket is not None:
             self._hub.view(conn, target)
             if socket.bot or msg.resumed:  # shown the counts, not counted
                 entry.counted, entry.reason = False, "bot" if socket.bot else "resumed"
@@ -261,12 +255,10 @@ class Engine(Generic[C]):
             return None
         elif msg.resumed:  # left meanwhile: nothing to read, nothing to count
             return None
-        if self._ledger.pending_views + self._queued >= self.settings.max_pending_views:
-            raise Busy(f"{self._ledger.pending_views} views wait for the store")
+        self._ledger.admit()  # `busy` past --max-pending-views
         host = referrer_host(msg.referrer, self.settings.site_domains)
         hour = self._hours(now)
         path = self.settings.pages.path_of(target, msg.currentPage)
-        self._queued += 1
         return Append(PendingView(
             conn, target, msg.refreshed, hour, msg.articleTitle, host, path,
             journal.view_record(target, msg.refreshed, hour, msg.articleTitle, host, path),
@@ -287,53 +279,41 @@ class Engine(Generic[C]):
         return SEND if self._talks.refuse(conn, message, entry) else None
 
     # -- first reads -------------------------------------------------------------------
-    def loaded(self, counts: Mapping[Target, Counts], now: float) -> list[tuple[C, Action]]:
-        """Stored counts read for targets this node had not seen: the messages that
-        waited for them go on, each socket's in its order."""
+    def loaded(self, counts: Mapping[Target, Counts], now: float,
+               listed: Iterable[Target] = (), refused: Iterable[Target] = (),
+               ) -> list[tuple[C, Action]]:
+        """Stored counts read for targets this node had not seen, and targets listed (or
+        refused: the site lists `--max-pages` already): the messages that waited for
+        them go on, each socket's in its order."""
         for target, stored in counts.items():
             self._ledger.observe(target, stored)
-        return self._resume(self._talks.read(counts, self._ledger.has_base), now)
+        self._ledger.listed.update(listed := list(listed))
+        self._over_cap = set(refused)  # only while the views that asked go on
+        try:
+            return self._resume(self._talks.read(
+                counts, [*listed, *self._over_cap], self._ready), now)
+        finally:
+            self._over_cap = set()
+
+    def _ready(self, waiting: Waiting) -> bool:
+        return all(map(self._ledger.has_base, waiting.targets)) and all(
+            t in self._ledger.listed or t in self._over_cap for t in waiting.listing)
 
     def unloaded(self, targets: Iterable[Target], now: float) -> list[tuple[C, Action]]:
-        """The counts could not be read: the messages that waited for them are refused
-        `unavailable`, and the messages held behind them go on."""
+        """The counts could not be read (or the targets listed): the messages that
+        waited for them are refused `unavailable`, and the messages held behind them go
+        on."""
         return self._resume(self._talks.unread(targets), now, UNREAD)
 
     def _resume(self, conns: list[C], now: float,
                 failure: LivecountError | None = None) -> list[tuple[C, Action]]:
-        actions: list[tuple[C, Action]] = []
-        for conn in conns:
-            waiting = self._talks.resume(conn)
+        def first(conn: C, waiting: Waiting) -> Action | None:
             if failure is None:  # it may wait again: counts forgotten meanwhile (a reset)
-                action = self._handle(conn, waiting.message, waiting.entry, now)
-            else:
-                action = self._refuse(conn, failure.code, _error(failure), waiting.entry)
-            if action is not None:
-                actions.append((conn, action))
-            held = waiting.held  # in order, until one of them waits for counts in its turn
-            while held and not self._talks.hold_back(conn, held):
-                if (action := self.receive(conn, held.popleft(), now)) is not None:
-                    actions.append((conn, action))
-            if conn not in self._admission.sockets:
-                self._talks.gone(conn)
-        return actions
+                return self._handle(conn, waiting.message, waiting.entry, now)
+            return self._refuse(conn, failure.code, _error(failure), waiting.entry)
 
-    # -- the journal's outcome -----------------------------------------------------------
-    def stored(self, view: PendingView, now: float) -> None:
-        """The view is on disk: count it. Its reply is read when it leaves."""
-        self._ledger.record(view.target, refreshed=view.refreshed, hour=view.hour,
-                            title=view.title, referrer=view.host, force=True, path=view.path)
-        self._queued -= 1
-        self._live.changed(view.target, now)
-        self.tally.views += 1
-        view.reply.counted = True
-
-    def unstored(self, view: PendingView, failure: BaseException) -> None:
-        """The journal could not take the view (or counting it failed): not counted."""
-        self._queued -= 1
-        exc = failure if isinstance(failure, LivecountError) else INTERNAL
-        self.tally.refused[exc.code] += 1
-        view.reply.error = _error(exc)
+        return self._talks.go_on(conns, first, lambda conn, frame: self.receive(conn, frame, now),
+                                 lambda conn: conn in self._admission.sockets)
 
 
 def _targets(msg: protocol.Subscribe | protocol.Unsubscribe, pages: PageRules) -> list[Target]:
@@ -344,10 +324,10 @@ def _targets(msg: protocol.Subscribe | protocol.Unsubscribe, pages: PageRules) -
     return [Target("post", a) for a in msg.articleIds] + named
 
 
-def _asking(ask: tuple[Target, ...]) -> NeedCounts | None:
+def _asking(ask: tuple[Target, ...], listing: tuple[Target, ...] = ()) -> NeedCounts | None:
     """What a message waits for: its socket's later messages are held meanwhile; only
-    counts nobody asked for yet are read."""
-    return NeedCounts(ask) if ask else None
+    what nobody asked for yet is asked."""
+    return NeedCounts(ask, listing) if ask or listing else None
 
 
 class _Hours:

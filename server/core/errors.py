@@ -38,6 +38,12 @@ class TooManySubscriptions(LivecountError):
     code = "too_many_subscriptions"
 
 
+class TooManyPages(LivecountError):
+    """The site lists `--max-pages` posts and pages already: a new one is not counted."""
+
+    code = "too_many_pages"
+
+
 class Unavailable(LivecountError):
     """Counts cannot be read or recorded right now; nothing was counted. Retry later."""
 

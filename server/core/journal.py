@@ -54,12 +54,13 @@ _TAKES = {kind: what for what, kind in _KINDS.items()}  # kind → (counts, rows
 
 
 def completed_record(flush: Flush, result: FlushResult) -> bytes:
+    """Fields 4 and 7 once held page-index writes (now made at a page's first view, not
+    by flushes): kept empty, so journals of either version replay alike."""
     return _encoder.encode([
         "c", flush.seq, sorted(t.ref for t in result.failed_targets),
-        sorted(list(r) for r in result.failed_rows), sorted(t.ref for t in result.failed_index),
+        sorted(list(r) for r in result.failed_rows), [],
         sorted(t.ref for t in result.rejected_targets),
-        sorted(list(r) for r in result.rejected_rows),
-        sorted(t.ref for t in result.rejected_index)])
+        sorted(list(r) for r in result.rejected_rows), []])
 
 
 def start_record(last_seq: int) -> bytes:
@@ -106,10 +107,8 @@ def replay(records: Iterable[list[Any]], ledger: Ledger) -> Replayed:
             ledger.complete(flush, FlushResult(
                 failed_targets=_targets(record[2]),
                 failed_rows={Row(*r) for r in record[3]},
-                failed_index=_targets(record[4]),
                 rejected_targets=dict.fromkeys(_targets(rejected[0]), "replayed"),
-                rejected_rows=dict.fromkeys((Row(*r) for r in rejected[1]), "replayed"),
-                rejected_index=dict.fromkeys(_targets(rejected[2]), "replayed")))
+                rejected_rows=dict.fromkeys((Row(*r) for r in rejected[1]), "replayed")))
             ledger.release(flush)
         elif kind == "s":  # a new file: a restart, or a rotation with nothing in flight
             summary.last_seq = max(summary.last_seq, record[1])

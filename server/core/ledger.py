@@ -50,14 +50,13 @@ class Flush:
     seq: int = 0
     targets: dict[Target, Write] = field(default_factory=dict)
     rows: dict[Row, Write] = field(default_factory=dict)
-    new: set[Target] = field(default_factory=set)  # not yet in the page index
 
     @property
     def views(self) -> int:
         return sum(w.delta.total for w in self.targets.values())
 
     def __bool__(self) -> bool:
-        return bool(self.targets or self.rows or self.new)
+        return bool(self.targets or self.rows)
 
 
 @dataclass(slots=True)
@@ -74,15 +73,12 @@ class FlushResult:
     applied_rows: dict[Row, Counts] = field(default_factory=dict)
     failed_targets: set[Target] = field(default_factory=set)
     failed_rows: set[Row] = field(default_factory=set)
-    failed_index: set[Target] = field(default_factory=set)
     rejected_targets: dict[Target, str] = field(default_factory=dict)
     rejected_rows: dict[Row, str] = field(default_factory=dict)
-    rejected_index: dict[Target, str] = field(default_factory=dict)
 
     @classmethod
     def nothing_known(cls, flush: Flush) -> FlushResult:
-        return cls(failed_targets=set(flush.targets), failed_rows=set(flush.rows),
-                   failed_index=set(flush.new))
+        return cls(failed_targets=set(flush.targets), failed_rows=set(flush.rows))
 
 
 class Ledger:
@@ -92,12 +88,13 @@ class Ledger:
         self._counts: WriteOrder[Target] = WriteOrder()
         self._report = ReportRows()  # report rows, taken on their own cadence
         self._rows = self._report.order
-        self._indexed: set[Target] = set()
+        self.listed: set[Target] = set()  # known to be in the page index (`store_index`)
         self._pathed: set[Target] = set()  # posts whose path the store has: sent no more
         self._flights: dict[int, Flush] = {}  # taken, not completed, by sequence number
         self._holding: dict[int, Flush] = {}  # completed, keys held until released
         self._auto: set[int] = set()  # flights taken without `hold`: released on completion
         self._pending_views = 0
+        self._queued = 0  # views admitted on their way to the journal (`admit`)
         self._taken = 0  # the last take's sequence number
         self._barriers: set[Barrier] = set()
 
@@ -120,11 +117,12 @@ class Ledger:
         """Drop the bases of `targets` (every base, by default), keeping what waits for
         the store: each one's stored count must be read again before it is shown. After
         a journal replay the bases are only the replayed views; after `livecount admin`
-        renamed an article away, its base is more than the store holds (and its page-index
-        entry is gone: the next write of it puts one back)."""
-        if targets is not None:
-            targets = list(targets)
-            self._indexed.difference_update(targets)
+        renamed an article away, its base is more than the store holds (and its listing
+        may be gone)."""
+        if targets is None:
+            self.listed.clear()
+        else:
+            self.listed.difference_update(targets := list(targets))
         self._bases.forget(targets)
 
     @property
@@ -176,20 +174,27 @@ class Ledger:
         self._barriers.discard(barrier)
 
     # -- writing ---------------------------------------------------------------
+    def admit(self) -> None:
+        """A view on its way to the journal (then `record`ed, and `unqueue`d either way),
+        unless too many wait for the store."""
+        if self._pending_views + self._queued >= self.max_pending_views:
+            raise Busy(f"{self._pending_views} views wait for the store")
+        self._queued += 1
+
+    def unqueue(self) -> None:  # an admitted view was recorded, or not written at all
+        self._queued -= 1
+
     def record(
         self, target: Target, *, refreshed: bool, hour: str, title: str | None = None,
         referrer: str | None = None, force: bool = False, path: str | None = None,
     ) -> Counts:
         """Count one view in the `hour` bucket and return the target's count including it.
-        A post's `path` goes to the store until the store is seen to have one.
-
-        `force` skips the bound, for views that were accepted before (journal replay).
-        """
+        A post's `path` goes to the store until the store is seen to have one. `force`
+        skips the bound, for views that were accepted before (journal replay)."""
         if self._pending_views >= self.max_pending_views and not force:
             raise Busy(f"{self._pending_views} views wait for the store")
         unique = 0 if refreshed else 1
-        self._counts.add(target, unique, title,
-                         path=None if target in self._pathed else path)
+        self._counts.add(target, unique, title, path=None if target in self._pathed else path)
         self._report.record(target, hour, referrer, unique)
         self._pending_views += 1
         return self.current(target)
@@ -204,8 +209,6 @@ class Ledger:
         client inventing article ids from growing memory without end."""
         if len(self._bases.known) <= most:
             return 0
-        if len(self._indexed) > most:
-            self._indexed.clear()  # costs one idempotent index write per target, later
         if len(self._pathed) > most:
             self._pathed.clear()  # costs a path sent again (stored only if none is)
         order = self._counts
@@ -216,7 +219,7 @@ class Ledger:
              hold: bool = False) -> Flush:
         """Everything to write now, stamped `seq`: unsettled writes as they were, then
         pending deltas of keys with nothing unsettled, leaving out every key another
-        flush holds; counts (and their page-index entries) only if `counts`, report
+        flush holds; counts only if `counts`, report
         rows only if `rows`. Empty when there is nothing.
 
         With `hold`, the flush's keys stay out of later takes until `release`, not
@@ -225,8 +228,7 @@ class Ledger:
         if seq in self._flights or seq in self._holding:
             raise RuntimeError(f"flush {seq} is already in flight")
         targets = self._counts.take(seq) if counts else {}
-        flush = Flush(seq, targets, self._report.spread().take(seq) if rows else {},
-                      set(targets) - self._indexed)
+        flush = Flush(seq, targets, self._report.spread().take(seq) if rows else {})
         self._taken = max(self._taken, seq)
         if flush:
             self._flights[seq] = flush
@@ -257,7 +259,6 @@ class Ledger:
                 changed.add(target)
         for row, write in flush.rows.items():
             self._rows.settle(row, write, row in result.failed_rows)
-        self._indexed |= flush.new - result.failed_index  # a rejected one is not retried
         changed.update(t for t, seen in self._bases.undefer().items() if self.observe(t, seen))
         if self._barriers:
             unknown: set[Target | Row] = result.failed_targets | result.failed_rows

@@ -10,10 +10,12 @@ sockets that watch it. Every count a socket is sent is read as it leaves.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
-from typing import Generic, NamedTuple, TypeVar
+from dataclasses import dataclass
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
-from livecount.core import protocol
+from livecount.core import archive, protocol
 from livecount.core.conversations import Conversations
+from livecount.core.errors import LivecountError
 from livecount.core.hub import Hub
 from livecount.core.ledger import Counts, Ledger
 from livecount.core.outbox import Reply, text_frame
@@ -22,6 +24,23 @@ from livecount.core.readers import Readers
 from livecount.core.tally import Tally
 
 C = TypeVar("C", bound=Hashable)
+INTERNAL: Final = LivecountError("livecount failed on this message; it was not counted")
+
+
+@dataclass(slots=True)  # not frozen: one is made per view, and frozen ones build slowly
+class PendingView:
+    """A view that counts once its journal record is on disk."""
+
+    conn: Any
+    target: Target
+    refreshed: bool
+    hour: str
+    title: str | None
+    host: str | None
+    path: str | None
+    record: bytes
+    archived: archive.ArchivedView | None
+    reply: Reply
 
 
 class Shown(NamedTuple):
@@ -54,6 +73,23 @@ class Live(Generic[C]):
             return shown, count_message(target, shown)
         return shown, protocol.encode(protocol.ViewsReply(
             *shown, *ids(target), counted=reply.counted is not False, reason=reply.reason))
+
+    # -- the journal's outcome -----------------------------------------------------------
+    def stored(self, view: PendingView, now: float) -> None:
+        """The view is on disk: count it. Its reply is read when it leaves."""
+        self._ledger.record(view.target, refreshed=view.refreshed, hour=view.hour,
+                            title=view.title, referrer=view.host, force=True, path=view.path)
+        self._ledger.unqueue()
+        self._hub.changed(view.target, now)
+        self._tally.views += 1
+        view.reply.counted = True
+
+    def unstored(self, view: PendingView, failure: BaseException) -> None:
+        """The journal could not take the view (or counting it failed): not counted."""
+        self._ledger.unqueue()
+        exc = failure if isinstance(failure, LivecountError) else INTERNAL
+        self._tally.refused[exc.code] += 1
+        view.reply.error = protocol.encode(protocol.Error(exc.code, exc.detail))
 
     def now(self, target: Target) -> Shown:
         return Shown(*self._ledger.current(target), self._readers.now(target))

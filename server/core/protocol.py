@@ -50,6 +50,8 @@ class Views(msgspec.Struct, tag="views", tag_field="message", frozen=True, gc=Fa
     def __post_init__(self) -> None:
         _check("$.articleId", self.articleId, sizes.ID)
         _check("$.articleTitle", self.articleTitle, sizes.TITLE)
+        if self.articleTitle is not None and not sizes.shows(self.articleTitle):
+            msgspec.structs.force_setattr(self, "articleTitle", None)  # no title at all
         _check("$.previousPage", self.previousPage, sizes.URL)
         _check("$.currentPage", self.currentPage, sizes.URL)
         _check("$.referrer", self.referrer, sizes.URL)

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 from livecount.core import journal
 from livecount.core.journal import Replayed
-from livecount.core.ledger import Delta, Flush, FlushResult, Ledger, Write
+from livecount.core.ledger import Flush, FlushResult, Ledger, Write
 from livecount.core.pages import Target
 from livecount.core.syncs import Barrier
 
@@ -85,7 +85,7 @@ class Settlement:
         """Complete `flush` in the ledger; the targets whose shown count may have
         moved, and what the edge is to write."""
         moved = self._ledger.complete(flush, result)
-        if not (result.failed_targets or result.failed_rows or result.failed_index):
+        if not (result.failed_targets or result.failed_rows):
             self.recovering = False  # every unsettled write, replayed ones first, is settled
         letters = [
             *((t.ref, _letter("count", t.ref, "", flush.targets[t], error))
@@ -93,8 +93,6 @@ class Settlement:
             *((f"{row.table} {row.target} {row.sort}",
                _letter(row.table, row.target, row.sort, flush.rows[row], error))
               for row, error in result.rejected_rows.items()),
-            *((t.ref, _letter("index", t.ref, "", Write(flush.seq, Delta()), error))
-              for t, error in result.rejected_index.items()),
         ]
         applied = sum(w.delta.total for t, w in flush.targets.items()
                       if t not in result.failed_targets and t not in result.rejected_targets)

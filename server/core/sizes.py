@@ -100,12 +100,19 @@ def problem(value: str, limit: TextLimit) -> str | None:
         if found := _BIDI.search(value):
             return (f"has U+{ord(found.group()):04X} at character {found.start() + 1}: "
                     "bidirectional embeddings, overrides and isolates are not allowed in ids")
-        if not any(map(_visible, value)):
+        if not shows(value):
             # A template variable that came out blank would count every such page as one,
             # under a name no report can show.
             return "shows nothing (only spaces or invisible characters): an id needs a " \
                    "visible character"
     return None
+
+
+def shows(value: str) -> bool:
+    """Whether `value` has a character that shows. A title of only spaces or zero-width
+    characters is no title: a view that sends one keeps none (a post keeps its first
+    title, so a blank one would stay), and the operator cannot set one."""
+    return any(map(_visible, value))
 
 
 def _visible(char: str) -> bool:

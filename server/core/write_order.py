@@ -23,7 +23,7 @@ class Delta:
     def add(self, other: Delta) -> None:
         self.total += other.total
         self.unique += other.unique
-        if other.title:
+        if other.title and not self.title:  # a post keeps its first title
             self.title = other.title
         if other.path and not self.path:
             self.path = other.path
@@ -69,7 +69,7 @@ class WriteOrder(Generic[K]):
             delta = self.pending[key] = Delta()
         delta.total += total
         delta.unique += unique
-        if title:
+        if title and not delta.title:  # a post keeps its first title
             delta.title = title
         if path and not delta.path:
             delta.path = path

@@ -91,7 +91,7 @@ class AdminApi:
         except _Unsupported as exc:
             return json_response(415, {"error": "unsupported_media_type", "detail": str(exc)})
         article, title = _id(body.get("articleId"), "articleId"), body.get("title")
-        if not isinstance(title, str) or not title.strip():
+        if not isinstance(title, str) or not sizes.shows(title):
             raise BadParameter("title", "is required, and must show something")
         if (wrong := sizes.problem(title, sizes.TITLE)) is not None:
             raise BadParameter("title", wrong)

@@ -24,7 +24,7 @@ from livecount.node.answers import json_response, not_found, response
 from livecount.node.auth import Guard
 from livecount.node.metrics import CONTENT_TYPE_LATEST
 from livecount.node.report_cache import ReportCache
-from livecount.node.report_reads import Listed, Overlay, Query, Reports, site_origin
+from livecount.node.report_reads import Overlay, Paged, Query, Reports, site_origin
 from livecount.node.router import (
     REQUEST_TIMEOUT,
     SLOW_REQUEST,
@@ -161,7 +161,7 @@ class Routes:
                 return grant
             request.extra.update(grant.cors)  # on its errors too
             value = await read(request.query)
-            if isinstance(value, Listed):
+            if isinstance(value, Paged):
                 return json_response(200, value.value, grant.cache, value.headers)
             return json_response(200, value, grant.cache)
 

@@ -117,7 +117,7 @@ class Node:
             *map(Origin, config.allowed_origins), None] if config.allowed_origins else None
         self.sockets = Sockets(self.engine, self.live, store, self.journal, self.metrics,
                                self.archive, self.routes, origins, config.max_frame_bytes,
-                               config.handshake_timeout)
+                               config.handshake_timeout, config.max_pages)
 
     def observed(self, article: str, counts: Counts, now: float) -> None:
         """A post's stored count, told by this node's admin API (a rename's new id)."""
@@ -258,8 +258,13 @@ async def _prepare(store: Store, stop: asyncio.Event) -> None:
     """Create the tables, waiting out a store that does not answer yet (or until stopped:
     a SIGTERM does not wait for a request that may take its full timeout). Wrong
     credentials are fatal at once: no retry can fix them."""
+    async def tables() -> list[str]:
+        made = await store.create_tables()
+        await store.pages.reconcile()  # a page count for a store an older livecount listed
+        return made
+
     for delay in backoff():
-        attempt = asyncio.ensure_future(store.create_tables())
+        attempt = asyncio.ensure_future(tables())
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait([attempt, stopped], return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()

@@ -39,7 +39,7 @@ Overlay = Callable[[Target], Counts | None]  # what this node counted that may n
 Query = Mapping[str, str]
 
 
-class Listed(NamedTuple):
+class Paged(NamedTuple):
     """An answer with headers of its own: a page of rows, and where the next one is."""
 
     value: Any
@@ -115,7 +115,7 @@ class Reports:
             row["url"] = self.origin + quote(path, safe="/!$&'()*+,;=:@~")
         return row | {"totalViews": counts.total, "uniqueViews": counts.unique}
 
-    async def pages_list(self, query: Query) -> Listed:
+    async def pages_list(self, query: Query) -> Paged:
         """A page of the pages: by their live counts, or with a period by their views
         in it; sorted, searched (`q`, in ids and titles), of one `kind`, and continued
         by `cursor` (the `next` link of the answer before)."""
@@ -139,7 +139,7 @@ class Reports:
         if found.after is not None:
             headers["Link"] = f'</api/pages?{urlencode({**query, "cursor": found.after})}>; ' \
                               'rel="next"'
-        return Listed(rows, headers)
+        return Paged(rows, headers)
 
     async def _live(self) -> Ranking:
         await self.cache.ready()

@@ -62,31 +62,41 @@ BROADCAST_CHUNK = 1000  # sockets written to before a push yields to the loop
 
 
 class CountReader:
-    """Stored counts the engine asked for. Targets asked for in the same loop turn,
-    from any socket, share one BatchGetItem."""
+    """Stored counts the engine asked for, and new targets to list in the page index
+    (within `max_pages`). What is asked for in the same loop turn, from any socket,
+    shares one BatchGetItem (and new targets a transaction)."""
 
-    def __init__(self, store: Store, sockets: Sockets) -> None:
+    def __init__(self, store: Store, sockets: Sockets, max_pages: int | None) -> None:
         self.store = store
         self.sockets = sockets
+        self.max_pages = max_pages
         self._queued: set[Target] = set()
+        self._listing: set[Target] = set()
 
-    def need(self, targets: tuple[Target, ...]) -> None:
-        if not self._queued:
+    def need(self, targets: tuple[Target, ...], listing: tuple[Target, ...]) -> None:
+        if not self._queued and not self._listing:
             self.sockets.spawn(self._read())
         self._queued.update(targets)
+        self._listing.update(listing)
 
     async def _read(self) -> None:
         await asyncio.sleep(0)  # one loop turn: let other sockets' first views join in
         targets, self._queued = list(self._queued), set()
+        listing, self._listing = list(self._listing), set()
         engine = self.sockets.engine
         try:
-            counts = await asyncio.wait_for(self.store.read_counts(targets),
-                                            COUNTS_READ_TIMEOUT)
+            async with asyncio.timeout(COUNTS_READ_TIMEOUT):
+                counts, listed = await asyncio.gather(
+                    self.store.read_counts(targets),
+                    self.store.pages.register(listing, self.max_pages))
         except Exception as exc:  # every waiter answers `unavailable`; nothing counted
             warn_limited("counts_unavailable", error=str(exc) or type(exc).__name__)
-            actions = engine.unloaded(targets, time.time())
+            actions = engine.unloaded([*targets, *listing], time.time())
         else:
-            actions = engine.loaded(counts, time.time())
+            if listed.refused:
+                warn_limited("too_many_pages", pages=self.max_pages,
+                             hint="raise --max-pages, or delete pages")
+            actions = engine.loaded(counts, time.time(), listed.listed, listed.refused)
         for conn, action in actions:
             self.sockets.act(conn, action)
 
@@ -326,7 +336,7 @@ class Sockets:
     def __init__(self, engine: Engine[Connection], live: Live[Connection], store: Store,
                  journal: Journal, metrics: Metrics, archive: Writer | None, routes: Routes,
                  origins: list[Origin | None] | None, max_size: int,
-                 open_timeout: float) -> None:
+                 open_timeout: float, max_pages: int | None = None) -> None:
         self.engine = engine
         self.live = live
         self.journal = journal
@@ -337,7 +347,7 @@ class Sockets:
         self.max_size = max_size
         self.open_timeout = open_timeout
         self.loop = asyncio.get_running_loop()
-        self.counts = CountReader(store, self)
+        self.counts = CountReader(store, self, max_pages)
         self.connections: set[Connection] = set()
         self._dirty: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -367,7 +377,7 @@ class Sockets:
         elif isinstance(action, Send):
             self.dirty(conn)
         elif isinstance(action, NeedCounts):
-            self.counts.need(action.targets)
+            self.counts.need(action.targets, action.listing)
         elif isinstance(action, Close):
             conn.close(action.code, action.reason)
 
@@ -395,7 +405,7 @@ class Sockets:
     def stored(self, view: PendingView) -> None:
         now = time.time()
         try:
-            self.engine.stored(view, now)
+            self.live.stored(view, now)
         except Exception as exc:  # a bug: that page hears `internal`, the node goes on
             self.failed(view, exc)
             return
@@ -406,7 +416,7 @@ class Sockets:
     def failed(self, view: PendingView, failure: BaseException) -> None:
         if not isinstance(failure, JournalUnavailable):
             error("handle_failed", failure)
-        self.engine.unstored(view, failure)
+        self.live.unstored(view, failure)
         self.dirty(view.conn)
 
     async def push_loop(self, stop: asyncio.Event, interval: float) -> None:

@@ -228,7 +228,7 @@ def _delete(ns: argparse.Namespace) -> int:
 
 def title(value: str) -> str:
     """A title as the protocol takes one, and not blank: it is what the reports show."""
-    if (wrong := sizes.problem(value, sizes.TITLE)) is not None or not value.strip():
+    if (wrong := sizes.problem(value, sizes.TITLE)) is not None or not sizes.shows(value):
         raise argparse.ArgumentTypeError(f"a title {wrong or 'must show something'}, got "
                                          f"{value[:60]!r}")
     return value

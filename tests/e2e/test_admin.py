@@ -153,9 +153,9 @@ async def seed_history(store: Store) -> None:
     rows[Row("timeline", new.ref, "2025-02-01T00")] = Delta(1000, 900)
     rows[Row("timeline", SITE, "2025-02-01T00")] = Delta(1000, 900)
     result = await store.flush(flush_of(
-        targets={old: Delta(100, 100, "Old"), new: Delta(1000, 900, "New")}, rows=rows,
-        new={old, new}))
-    assert not (result.failed_targets or result.failed_rows or result.failed_index)
+        targets={old: Delta(100, 100, "Old"), new: Delta(1000, 900, "New")}, rows=rows))
+    await store.pages.register([old, new], None)
+    assert not (result.failed_targets or result.failed_rows)
 
 
 async def rename_killed_midway(argv: list[str]) -> None:

@@ -243,15 +243,18 @@ def api_routes() -> list[Route]:
     return [r for r in table if r.pattern.startswith("/api/")]
 
 
+BODIES = {  # a body each route that takes one accepts (a new one must be added here)
+    "/api/admin/rename": {"from": "some-post", "to": "other"},
+    "/api/admin/delete": {"articleId": "some-post"},
+    "/api/admin/title": {"articleId": "some-post", "title": "Some post"},
+}
+
+
 def call_of(route: Route, token: str) -> bytes:
     target = route.pattern.replace("{id:path}", "some-post")
     extra = [f"Authorization: Bearer {token}"]
     if route.body:
-        body = json.dumps(
-            {"from": "some-post", "to": "other"}
-            if "rename" in target
-            else {"articleId": "some-post"}
-        )
+        body = json.dumps(BODIES[target])
         extra += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
         return request(route.method, target, *extra) + body.encode()
     if "admin" in target:

@@ -430,3 +430,28 @@ async def test_at_a_terminal_log_format_json_gives_json_lines(
         assert "stopped" in [json.loads(line)["event"] for line in after if line]
     finally:
         await shown.close()
+
+
+async def test_the_page_cap_holds_across_nodes_and_restarts(launch: Launch, tmp_path: Path):
+    """Every path counts as a page, so the site lists at most --max-pages of them, on all
+    nodes together: past it, a new page is refused and counted nowhere; known ones count."""
+    first = await launch("--max-pages", "3", "--node-id", "a", "--data-dir", str(tmp_path / "a"))
+    second = await launch("--max-pages", "3", "--node-id", "b", "--data-dir", str(tmp_path / "b"))
+    async with connect(first.ws) as ws:
+        for path in ("/one", "/two", "/three"):
+            assert (await ask(ws, {"message": "views", "currentPage": path}))["totalViews"] == 1
+        refused = await ask(ws, {"message": "views", "currentPage": "/four"})
+        assert refused["error"] == "too_many_pages" and "--max-pages" in refused["detail"]
+    async with connect(second.ws) as ws:  # the other node: the same count
+        assert (await ask(ws, {"message": "views", "articleId": "new"}))["error"] == \
+            "too_many_pages"
+        known = await ask(ws, {"message": "views", "currentPage": "/two/"})
+        assert known.get("pageName") == "/two" and known["totalViews"] >= 1  # counted
+        bot = await ask(ws, {"message": "views", "currentPage": "/five", "resumed": True})
+        assert bot.get("counted") is False  # a view that counts nothing lists nothing
+    await first.stop()
+    again = await launch("--max-pages", "4", "--node-id", "a", "--data-dir", str(tmp_path / "a"))
+    async with connect(again.ws) as ws:  # after a restart, with room for one more
+        assert (await ask(ws, {"message": "views", "currentPage": "/four"}))["totalViews"] == 1
+        assert (await ask(ws, {"message": "views", "currentPage": "/six"}))["error"] == \
+            "too_many_pages"

@@ -60,8 +60,8 @@ async def seed(store: Store, target: Target, total: int, unique: int, title: str
         for row in view_rows(target, hour, f"h{i}.example"):
             if row.table == "referrer":
                 row_deltas[row] = Delta(row_deltas.get(row, Delta()).total + 1, 0)
-    flush = flush_of(targets={target: Delta(total, unique, title or None)}, rows=row_deltas,
-                     new={target})
+    flush = flush_of(targets={target: Delta(total, unique, title or None)}, rows=row_deltas)
+    await store.pages.register([target], None)  # as a node does at its first view
     result = await store.flush(flush)
     assert not (result.failed_targets or result.failed_rows or result.rejected_rows)
 
@@ -148,7 +148,8 @@ async def test_a_renamed_ids_resent_write_is_refused_by_the_item_left_behind(loc
     """The emptied item keeps each node's flush number, so a write whose answer was lost
     before the rename, resent after it, cannot count its views a second time."""
     store = local_store
-    flush = flush_of(targets={OLD: Delta(4, 4)}, new={OLD})
+    flush = flush_of(targets={OLD: Delta(4, 4)})
+    await store.pages.register([OLD], None)
     await store.flush(flush)
     await Operations(store).run(Plan("old", "new"))
     result = await store.flush(flush)  # the same writes again: a resend

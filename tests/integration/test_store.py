@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from livecount.aws import store_requests
-from livecount.aws.store import Described, Store
+from livecount.aws.store import Store
 from livecount.core.ledger import SITE, Counts, Delta, Flush, FlushResult, Row, Write
 from livecount.core.pages import Target
 from livecount.core.replication import Copy
@@ -24,8 +24,8 @@ async def item(store: Store, table: str, key: dict[str, Any]) -> dict[str, Any]:
 
 def settled(result: FlushResult) -> bool:
     """Everything applied: nothing failed or refused."""
-    return not (result.failed_targets or result.failed_rows or result.failed_index
-                or result.rejected_targets or result.rejected_rows or result.rejected_index)
+    return not (result.failed_targets or result.failed_rows
+                or result.rejected_targets or result.rejected_rows)
 
 
 async def test_create_tables_is_idempotent(any_store: Store):
@@ -136,13 +136,32 @@ async def test_a_posts_path_is_the_first_one_stored(any_store: Store):
     assert writer["path"] == {"S": "/blog/a/"}
 
 
-async def test_the_page_index_lists_what_was_flushed_as_new(any_store: Store):
-    assert await any_store.tracked() == []
-    await any_store.flush(flush_of(targets={A: Delta(1, 1), HOME: Delta(1, 1)}, new={A, HOME}))
-    await any_store.flush(flush_of(targets={A: Delta(1, 1)}, new={A}))  # idempotent
-    assert sorted(await any_store.tracked(), key=lambda t: t.ref) == [HOME, A]
-    stored = await any_store.read([A, HOME])
-    assert stored[HOME] == Described(Counts(1, 1))
+async def test_the_page_index_lists_what_was_registered_within_the_cap(any_store: Store):
+    """Issue 20: every path counts as a page, so what a client can create is bounded: the
+    listing and its count move together, on condition of the cap, whatever the race."""
+    index = any_store.pages
+    assert await any_store.tracked() == [] and await index.count() == 0
+    assert await index.register([A, HOME], 3) == ({A, HOME}, set())
+    assert await index.register([A], 3) == ({A}, set())  # listed already: nothing more
+    many = [Target("post", f"p{n}") for n in range(5)]
+    got = await index.register(many, 3)  # one fits; the transaction of all, then each
+    assert len(got.listed) == 1 and len(got.refused) == 4 and await index.count() == 3
+    await index.remove(A)
+    await index.remove(A)  # not listed any more: nothing taken twice
+    assert await index.count() == 2
+    assert await index.register([B], 3) == ({B}, set())
+    assert await index.register([Target("post", "z")], None) == ({Target("post", "z")}, set())
+    assert await index.count() == 4 == len(await any_store.tracked())  # the operator's: no cap
+
+
+async def test_a_store_listed_before_counts_is_counted_once(any_store: Store):
+    """A store an older livecount listed has entries and no count: a node counts them."""
+    for target in (A, B):
+        await any_store.ddb.put_item(TableName=any_store.tables.index, Item={
+            "index": {"S": "all"}, "target": {"S": target.ref}})
+    await any_store.pages.reconcile()
+    await any_store.pages.reconcile()  # there already: unchanged
+    assert await any_store.pages.count() == 2
 
 
 async def test_writes_refused_as_invalid_are_rejected_and_the_rest_of_the_flush_applies(
@@ -151,16 +170,14 @@ async def test_writes_refused_as_invalid_are_rejected_and_the_rest_of_the_flush_
     wide = Target("post", "\U0001F600" * 256)  # its index key `post#…` is 1,029 bytes
     fine = Row("referrer", A.ref, "x.org")
     flush = flush_of(targets={A: Delta(2, 1), HOME: Delta(1, 1), wide: Delta(1, 1)},
-                     rows={poison: Delta(2), fine: Delta(2)}, new={A, wide})
+                     rows={poison: Delta(2), fine: Delta(2)})
     result = await local_store.flush(flush)
     assert set(result.rejected_rows) == {poison}
     assert "ValidationException" in result.rejected_rows[poison]
-    assert set(result.rejected_index) == {wide}
     assert not result.rejected_targets
-    assert not (result.failed_targets or result.failed_rows or result.failed_index)
+    assert not (result.failed_targets or result.failed_rows)
     assert result.applied == {A: Counts(2, 1), HOME: Counts(1, 1), wide: Counts(1, 1)}
     assert await local_store.top_referrers(A.ref) == [("x.org", 2)]
-    assert await local_store.tracked() == [A]
 
     # Sent again and again (as a node without dead letters would), it logs once per
     # table and error code, not once per write.
@@ -170,7 +187,6 @@ async def test_writes_refused_as_invalid_are_rejected_and_the_rest_of_the_flush_
     lines = [getattr(r, "fields", {}) for r in caplog.records
              if r.getMessage() == "flush_rejected"]
     assert sorted((f["table"], f["code"]) for f in lines) == [
-        (local_store.tables.index, "ValidationException"),
         (local_store.tables.referrers, "ValidationException")]
 
 
@@ -263,10 +279,11 @@ async def test_writes_go_25_a_request_and_a_resent_batch_adds_nothing(local_stor
     assert store.batching
     pages = {Target("page", f"p{i}"): Delta(i + 1, 1) for i in range(30)}
     rows = {Row("timeline", SITE, "2026-11-24T07"): Delta(31, 30)}
-    first = flush_of(targets=pages, rows=rows, new=set(pages))
+    first = flush_of(targets=pages, rows=rows)
     assert settled(await store.flush(first))
-    # New items: INSERTs, 61 statements in 3 requests; nothing one a request.
-    assert batches.calls == {"batch_execute_statement": 3} and not singles.calls
+    # New items: INSERTs, 31 statements in 2 requests; nothing one a request. (The
+    # page index is written when a page is first seen, not here.)
+    assert batches.calls == {"batch_execute_statement": 2} and not singles.calls
     assert settled(again := await store.flush(first))  # the same flush: a resend
     assert again.applied == {t: Counts(d.total, d.unique) for t, d in pages.items()}
     more = flush_of(targets=dict.fromkeys(pages, Delta(1, 0)), rows={
@@ -277,7 +294,6 @@ async def test_writes_go_25_a_request_and_a_resent_batch_adds_nothing(local_stor
     assert stored == {t: Counts(d.total + 1, d.unique) for t, d in pages.items()}
     assert await store.hours(SITE, "2026-11-24T07", "2026-11-24T07") == {
         "2026-11-24T07": Counts(61, 30)}
-    assert sorted(t.ref for t in await store.tracked()) == sorted(t.ref for t in pages)
 
 
 async def test_a_batch_guessing_wrong_about_an_item_tries_the_other_statement(
@@ -298,12 +314,12 @@ async def test_a_first_batch_whose_answer_is_lost_is_resent_one_write_a_request(
         local_store: Store):
     store, batches, singles = spied(local_store, lose=True)
     flush = flush_of(targets={A: Delta(2, 1), HOME: Delta(1, 1)},
-                     rows={Row("referrer", A.ref, "x.org"): Delta(2)}, new={A})
+                     rows={Row("referrer", A.ref, "x.org"): Delta(2)})
     result = await store.flush(flush)
     # Applied by the batch, then refused as resends one a request: applied once.
     assert settled(result) and result.applied == {A: Counts(2, 1), HOME: Counts(1, 1)}
     assert batches.calls["batch_execute_statement"] == 1
-    assert singles.calls == {"update_item": 3, "put_item": 1}
+    assert singles.calls == {"update_item": 3}
     assert await writer_counts(local_store) == {"a": Counts(2, 1)}
     assert await local_store.top_referrers(A.ref) == [("x.org", 2)]
 

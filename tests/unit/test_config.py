@@ -31,6 +31,7 @@ BAD: dict[str, tuple[str, str]] = {
     "pages": ("/about", "must be PATH=NAME"),
     "path_patterns": ("/blog/{id}/{slug}/", "must hold only the placeholders {id}"),
     "unmatched_paths": ("count", "must be one of page, refuse"),
+    "max_pages": ("many", "must be a whole number"),
     "max_pending_views": ("1.5", "must be a whole number"),
     "max_subscriptions": ("0", "must be above 0"),
     "archive_dir": ("", "must not be empty"),

@@ -51,9 +51,9 @@ def sent(e: Core[str], conn: str = "s") -> list[dict[str, Any]]:
 
 def loaded(e: Core[str], action: Action | None, counts: Counts = ZERO,
            now: float = T) -> list[tuple[str, Action]]:
-    """Read the counts `action` asks for, as the edge would."""
+    """Read the counts `action` asks for, and list what it lists, as the edge would."""
     assert isinstance(action, NeedCounts)
-    return e.engine.loaded(dict.fromkeys(action.targets, counts), now)
+    return e.engine.loaded(dict.fromkeys(action.targets, counts), now, action.listing)
 
 
 def view(e: Core[str], conn: str = "s", now: float = T, **fields: object) -> dict[str, Any]:
@@ -66,21 +66,21 @@ def view(e: Core[str], conn: str = "s", now: float = T, **fields: object) -> dic
         actions = [(conn, action)]
     for _, act in actions:
         if isinstance(act, Append):
-            e.engine.stored(act.view, now)
+            e.live.stored(act.view, now)
     return sent(e, conn)[-1]
 
 
 def test_a_first_view_waits_for_the_stored_count_and_never_shows_less():
     e = engine()
     action = e.engine.receive("s", frame(articleId="a"), T)
-    assert action == NeedCounts((A,)) and e.live.output("s") == b""
+    assert action == NeedCounts((A,), (A,)) and e.live.output("s") == b""  # read, listed
     [(conn, appended)] = loaded(e, action, Counts(10, 7))
     assert conn == "s" and isinstance(appended, Append)
     pending = appended.view
     assert isinstance(pending, PendingView)
     assert pending.record == journal.view_record(A, False, pending.hour, None, None)
     assert e.live.output("s") == b""  # the reply waits for the disk
-    e.engine.stored(pending, T)
+    e.live.stored(pending, T)
     assert sent(e) == [{"message": "views", "totalViews": 11, "uniqueViews": 8,
                         "readingNow": 1, "articleId": "a"}]
 
@@ -90,7 +90,7 @@ def test_nothing_counts_until_the_journal_has_it():
     view(e, articleId="a")
     action = e.engine.receive("s", frame(articleId="a"), T)
     assert isinstance(action, Append) and e.live.shown(A) == Counts(1, 1)
-    e.engine.unstored(action.view, OSError("disk full"))  # the journal could not write it
+    e.live.unstored(action.view, OSError("disk full"))  # the journal could not write it
     assert e.live.shown(A) == Counts(1, 1) and e.writes.pending_views == 1
     assert sent(e)[0]["error"] == "internal"
 
@@ -105,16 +105,16 @@ def test_a_socket_is_never_shown_a_count_below_one_it_was_shown_before():
     view(e, "t", articleId="a")
     first = e.engine.receive("s", frame(articleId="a"), T)
     assert isinstance(first, Append)
-    e.engine.stored(first.view, T)  # s's reply is ready, not yet written
+    e.live.stored(first.view, T)  # s's reply is ready, not yet written
     e.live.due(T)
     e.live.push(A)  # t's views moved A: s, owed its reply, gets the push in its turn
     second = e.engine.receive("s", frame(articleId="a"), T)
     assert isinstance(second, Append)
     others = [e.engine.receive("t", frame(articleId="a"), T) for _ in range(5)]
-    e.engine.stored(second.view, T)
+    e.live.stored(second.view, T)
     for other in others:
         assert isinstance(other, Append)
-        e.engine.stored(other.view, T)  # counted after s's second view, before it leaves
+        e.live.stored(other.view, T)  # counted after s's second view, before it leaves
     totals = [m["totalViews"] for m in sent(e)]
     assert totals == sorted(totals) and totals[-1] == 9, totals
 
@@ -122,7 +122,7 @@ def test_a_socket_is_never_shown_a_count_below_one_it_was_shown_before():
 def test_bots_see_counts_and_are_not_counted():
     e: Core[str] = Core.make(Settings())
     e.engine.opened("bot", "10.0.0.2", None, "Mozilla/5.0 HeadlessChrome/120", T)
-    e.engine.loaded({A: Counts(3, 3)}, T)
+    e.engine.loaded({A: Counts(3, 3)}, T, [A])
     assert e.engine.receive("bot", frame(articleId="a"), T) == Send()
     assert sent(e, "bot") == [{"message": "views", "totalViews": 3, "uniqueViews": 3,
                                "readingNow": 0, "articleId": "a", "counted": False,
@@ -147,14 +147,14 @@ def test_a_resumed_page_reads_again_and_counts_no_view():
 
 def test_a_socket_that_keeps_flooding_is_struck_out():
     e = engine(rate_limit=1.0, rate_burst=2.0, max_strikes=3)
-    e.engine.loaded({A: Counts(0, 0)}, T)
+    e.engine.loaded({A: Counts(0, 0)}, T, [A])
     actions = [e.engine.receive("s", frame(articleId="a"), T) for _ in range(6)]
     assert [type(a) for a in actions[:2]] == [Append, Append]
     assert actions[2:5] == [Send()] * 3
     assert sent(e) == []  # in order: after the two views, which wait for the disk
     for appended in actions[:2]:
         assert isinstance(appended, Append)
-        e.engine.stored(appended.view, T)
+        e.live.stored(appended.view, T)
     assert [m.get("error") for m in sent(e)] == [None, None, *["rate_limited"] * 3]
     assert actions[5] == Close(1008, "rate limit exceeded")
     assert e.engine.tally.refused["rate_limited"] == 4
@@ -206,8 +206,8 @@ def test_messages_behind_a_first_read_keep_their_order():
     assert [type(a) for _, a in actions] == [Append, Send]
     b_view = actions[0][1]
     assert isinstance(a_view, Append) and isinstance(b_view, Append)
-    e.engine.stored(a_view.view, T)
-    e.engine.stored(b_view.view, T)
+    e.live.stored(a_view.view, T)
+    e.live.stored(b_view.view, T)
     assert [(m["message"], m["articleId"], m["totalViews"]) for m in sent(e)] == [
         ("views", "a", 1), ("views", "b", 6), ("count", "a", 1)]
 
@@ -226,15 +226,15 @@ def test_a_read_that_fails_refuses_only_what_waited_for_it():
 def test_counts_asked_for_are_asked_for_once():
     e = engine()
     e.engine.opened("t", "10.0.0.2", None, "Mozilla/5.0", T)
-    assert e.engine.receive("s", frame(articleId="a"), T) == NeedCounts((A,))
+    assert e.engine.receive("s", frame(articleId="a"), T) == NeedCounts((A,), (A,))
     assert e.engine.receive("t", frame(articleId="a"), T) is None  # the same read serves both
-    actions = e.engine.loaded({A: Counts(0, 0)}, T)
+    actions = e.engine.loaded({A: Counts(0, 0)}, T, [A])
     assert sorted(c for c, a in actions if isinstance(a, Append)) == ["s", "t"]
 
 
 def test_too_many_waiting_views_are_refused_busy():
     e = engine(max_pending_views=1)
-    e.engine.loaded({A: Counts(0, 0)}, T)
+    e.engine.loaded({A: Counts(0, 0)}, T, [A])
     assert isinstance(e.engine.receive("s", frame(articleId="a"), T), Append)
     assert e.engine.receive("s", frame(articleId="a"), T) == Send()
     assert e.engine.tally.refused["busy"] == 1
@@ -309,7 +309,7 @@ def test_a_count_seen_in_the_stream_moves_only_known_targets():
 def test_quiet_sockets_that_watch_nothing_are_idle():
     e = engine(idle_timeout=60.0)
     e.engine.opened("watching", "10.0.0.3", None, None, T)
-    e.engine.loaded({A: Counts(0, 0)}, T)
+    e.engine.loaded({A: Counts(0, 0)}, T, [A])
     e.engine.receive("watching", '{"message":"subscribe","articleIds":["a"]}', T)
     assert e.engine.idle(T + 30) == []
     assert e.engine.idle(T + 61) == ["s"]
@@ -326,7 +326,7 @@ def test_a_view_that_waited_for_its_counts_counts_after_its_page_left():
     e.engine.closed("s")
     [(_, late)] = loaded(e, action, Counts(2, 2))  # the subscribe: nobody left to answer
     assert isinstance(late, Append)
-    e.engine.stored(late.view, T)
+    e.live.stored(late.view, T)
     assert e.live.shown(A) == Counts(3, 3) and e.live.output("s") == b""
 
 
@@ -342,7 +342,7 @@ def test_a_socket_that_left_keeps_its_rate_for_a_while():
     """Frames read before a close are judged by the socket that sent them; the
     memory of closed sockets is bounded."""
     e = engine(rate_limit=1.0, rate_burst=1.0)
-    e.engine.loaded({A: Counts(0, 0)}, T)
+    e.engine.loaded({A: Counts(0, 0)}, T, [A])
     assert isinstance(e.engine.receive("s", frame(articleId="a"), T), Append)
     e.engine.closed("s")
     assert e.engine.receive("s", frame(articleId="a"), T) is None  # refused; nobody to tell
@@ -430,7 +430,7 @@ def test_an_article_renamed_away_is_read_again_and_may_show_less():
     """`livecount admin` moved its counts: the larger count this node saw is forgotten
     (only a reset can bring a count down), and its pages are shown the store's."""
     e = engine()
-    e.engine.loaded({A: Counts(7, 5), B: Counts(2, 2)}, T)
+    e.engine.loaded({A: Counts(7, 5), B: Counts(2, 2)}, T, [A, B])
     e.engine.receive("s", '{"message":"subscribe","articleIds":["a"]}', T)
     e.live.observed("a", Counts(9, 6), T)  # counts merge by maximum: 9 stays
     e.live.observed("a", Counts(0, 0), T)
@@ -441,3 +441,38 @@ def test_an_article_renamed_away_is_read_again_and_may_show_less():
     e.live.reloaded({A: Counts(0, 0)}, T)
     assert e.live.due(T)[0] == [A] and messages(e.live.frame(A))[0]["totalViews"] == 0
     assert view(e, articleId="a")["totalViews"] == 1  # counts on from what is stored
+
+
+# -- the page cap -----------------------------------------------------------------------
+def test_a_view_lists_its_target_before_it_counts_and_the_cap_refuses_it():
+    """Every path counts as a page: a view of a new target is listed in the page index
+    first, within `--max-pages` on every node together, or refused and not counted."""
+    e = engine()
+    e.engine.loaded({A: Counts(0, 0)}, T)  # its count is known (a subscribe read it)...
+    action = e.engine.receive("s", frame(articleId="a"), T)
+    assert action == NeedCounts((), (A,))  # ...but it is not known to be listed
+    assert e.engine.loaded({}, T, refused=[A]) == [("s", Send())]
+    assert sent(e)[0]["error"] == "too_many_pages" and e.writes.pending_views == 0
+    assert e.engine.tally.refused["too_many_pages"] == 1
+    again = e.engine.receive("s", frame(articleId="a"), T)  # asked again: pages go away
+    assert again == NeedCounts((), (A,))
+    [(_, appended)] = e.engine.loaded({}, T, listed=[A])
+    assert isinstance(appended, Append)
+    assert isinstance(e.engine.receive("s", frame(articleId="a"), T), Append)  # listed now
+
+
+def test_views_that_count_nothing_list_nothing():
+    e = engine()
+    e.engine.opened("bot", "10.0.0.2", None, "curl/8.0", T)
+    e.engine.loaded({A: Counts(1, 1)}, T)
+    assert e.engine.receive("bot", frame(articleId="a"), T) == Send()
+    assert e.engine.receive("s", frame(articleId="a", resumed=True), T) == Send()
+    assert [m.get("reason") for m in sent(e, "bot") + sent(e)] == ["bot", "resumed"]
+
+
+def test_a_reset_forgets_that_a_target_was_listed():
+    """A rename or delete took it out of the page index: its next view lists it again."""
+    e = engine()
+    view(e, articleId="a")
+    e.live.reset(["a"])
+    assert e.engine.receive("s", frame(articleId="a"), T) == NeedCounts((A,), (A,))

@@ -250,8 +250,9 @@ class Operations(Items):
             moved.now = store_requests.counts(new) if new else Counts(0, 0)
         # Every node forgets what it believed of the old id (more than it holds now)
         # and shows its pages the store's count: counts merge by maximum, so only a
-        # reset can bring them down.
-        await self.reset([plan.article])
+        # reset can bring them down. The new id is read again too: it may have taken
+        # the old one's title and path.
+        await self.reset([a for a in (plan.article, plan.to) if a])
         if purge:
             moved.purged = await self.purge(plan)
         await answer(self.ddb.put_item(TableName=self.tables.index, Item=Operation(

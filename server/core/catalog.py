@@ -42,10 +42,11 @@ class Catalog:
         return self.paths.get(target.ref) if target.kind == "post" else self.where(target)
 
     def fields(self, target: Target) -> dict[str, str]:
-        """A row's title and path, where known, for an answer."""
+        """A row's title ("" for a post without one, as the API always said) and its
+        path where known, for an answer."""
         found: dict[str, str] = {}
-        if target.kind == "post" and (title := self.titles.get(target.ref)):
-            found["articleTitle"] = title
+        if target.kind == "post":
+            found["articleTitle"] = self.titles.get(target.ref, "")
         if (path := self.path(target)) is not None:
             found["path"] = path
         return found

@@ -180,7 +180,7 @@ class AdminApi:
             views=moved.views.total,
         )
         if self.reset is not None:  # this node at once; the others on the feed
-            await self.reset([plan.article])
+            await self.reset([a for a in (plan.article, plan.to) if a])
         if self.announce is not None and plan.to is not None and moved.now is not None:
             self.announce(plan.to, moved.now)
         return json_response(200, _outcome(moved))

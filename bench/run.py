@@ -7,7 +7,7 @@ workers, DynamoDB Local) is sampled through the load's own window, so every figu
 which process was the limit. Everything binds 127.0.0.1, and every load is bounded in
 time and count.
 
-    python -m bench.run [--quick] [--only ingest,lag,cost,fanout,memory,profile]
+    python -m bench.run [--quick] [--only ingest,lag,cost,fanout,memory,profile,imports]
 
 `ingest` includes the `--workers` rounds (same run, same load).
 
@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeGuard, TypeVar
@@ -45,6 +45,7 @@ import uvloop
 from livecount.aws import local as dynamodb_local
 from livecount.aws.store import Store
 
+from bench import imports as import_bench
 from bench.proxy import STREAM_OPS, WRITE_OPS, CountingProxy, Tally
 from bench.seed_replay import replay
 from tests.support import Child, Served
@@ -54,7 +55,7 @@ DOC = ROOT / "docs" / "BENCHMARKS.md"
 RESULTS = ROOT / "bench" / "results.json"
 FLUSH_INTERVAL = 1.0
 HARNESS = 2  # results of another version of this harness are not rendered by this one
-SECTIONS = ("ingest", "lag", "cost", "fanout", "memory", "profile")
+SECTIONS = ("ingest", "lag", "cost", "fanout", "memory", "profile", "imports")
 C = TypeVar("C", bound=Child)
 
 # Issue 12's goals, as the verdicts judge them.
@@ -106,11 +107,13 @@ class Scale:
     memory_sockets: int = 20_000
     memory_hold_s: float = 8.0
     profile_s: float = 12.0
+    imports: import_bench.ImportScale = field(default_factory=import_bench.ImportScale)
 
 
 QUICK = Scale(ingest_s=3, ingest_rounds=1, ingest_connections=16, lag_s=3, lag_rate=300,
               cost_s=3, cost_rate=300, replay_views=500, fanout_subscribers=300, fanout_rate=5,
-              fanout_s=3, memory_sockets=500, memory_hold_s=2, profile_s=3)
+              fanout_s=3, memory_sockets=500, memory_hold_s=2, profile_s=3,
+              imports=import_bench.QUICK_IMPORTS)
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -930,6 +933,8 @@ def render(results: dict[str, Any], notes: dict[str, str]) -> str:
         out += _render_memory(results["memory"], notes)
     if _current(results.get("profile")):
         out += _render_profile(results["profile"], notes)
+    if _current(results.get("imports")):
+        out += import_bench.render(results["imports"], lambda name: _note(notes, name))
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -1218,6 +1223,15 @@ async def run(scale: Scale, only: set[str], work: Path, disk: bool = False) -> d
                                "dynamodb_local": "on disk" if disk else "in memory"}
     for name in [n for n in SECTIONS if n in only]:
         t0 = time.monotonic()
+        if name == "imports":  # on disk, DynamoDB Local's of its own: see bench/imports.py
+            try:
+                results[name] = {"harness": HARNESS, **await import_bench.measure(
+                    work, scale.imports, lambda text: print(
+                        f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr,
+                        flush=True))}
+            except Exception as exc:  # one broken measurement must not lose the rest
+                results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
         # A DynamoDB Local of its own per section: one that earlier sections filled
         # (their items, their stream records) is slower, and that is no figure of ours.
         async with dynamodb_local.running(work / f"ddb-{name}", in_memory=not disk) as ddb:

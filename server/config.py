@@ -1,10 +1,10 @@
 """Configuration, declared once: each `Config` field carries its option.
 
 The `option(...)` of a field is its flag, parser, default, help and choices; argparse
-(`add_options`), the environment (`LIVECOUNT_<NAME>`) and README's configuration table
-(`readme_table`) are all derived from it, so they cannot drift apart. A flag wins over
-the variable, the variable over the default. Repeatable options read a comma-separated
-variable (`LIVECOUNT_SITE_DOMAIN=example.com,blog.example.com`).
+(`add_options`), the environment (`LIVECOUNT_<NAME>`) and the table of
+docs/CONFIGURATION.md (`readme_table`) are all derived from it, so they cannot drift
+apart. A flag wins over the variable, the variable over the default. Repeatable options
+read a comma-separated variable (`LIVECOUNT_SITE_DOMAIN=example.com,blog.example.com`).
 
 Variables are read after the command line, and only for the options of the subcommand
 that runs: a bad `LIVECOUNT_PORT` is the mistake of `serve`, not of `report`. Every
@@ -25,6 +25,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -278,7 +279,8 @@ def _pages_shown() -> str:
 @dataclass(frozen=True)
 class Config:
     """What a node runs with. A new option is one field here: its flag, variable, help and
-    README row all come from it (then paste `python -m livecount.config` into README)."""
+    documented row all come from it (then paste `python -m livecount.config` into
+    docs/CONFIGURATION.md)."""
 
     host: str = option("address to listen on", parse=filled, default="127.0.0.1")
     port: int = option("port to listen on; `0` picks a free one (logged in the `listening` "
@@ -534,9 +536,16 @@ def _with_hint(message: str, ids_hint: str | None) -> str:
     return message
 
 
-# -- the README's table ---------------------------------------------------------------------
+
+def version() -> str:
+    try:
+        return metadata.version("livecount")
+    except metadata.PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown"
+
+# -- the documented table -------------------------------------------------------------
 def readme_table(options: Iterable[Option] = OPTIONS) -> str:
-    """README's configuration table, made from the declarations (a test compares them)."""
+    """docs/CONFIGURATION.md's table, made from the declarations (a test compares them)."""
     rows = ["| option | variable | default | meaning |", "|---|---|---|---|"]
     for opt in options:
         meaning = opt.help
@@ -549,5 +558,5 @@ def readme_table(options: Iterable[Option] = OPTIONS) -> str:
     return "\n".join(rows) + "\n"
 
 
-if __name__ == "__main__":  # `python -m livecount.config` prints the table for README.md
+if __name__ == "__main__":  # `python -m livecount.config`: the table of docs/CONFIGURATION.md
     sys.stdout.write(readme_table())

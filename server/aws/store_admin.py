@@ -1,4 +1,5 @@
-"""The operator's side of the store: rename, delete, export, import.
+"""The operator's side of the store: rename, delete, export (imports:
+`aws/store_imports.py`).
 
 Not a request path: these read whole partitions (one Query each, never a Scan) and
 write many items. Each operation is made of steps that are idempotent and applied
@@ -7,7 +8,6 @@ answer, DynamoDB away) is finished by running it again:
 
 - a move (`core/moves.py`) is one transaction, on condition of its source's `admin`
   counter as read;
-- an import write carries the file's marker and is refused where it already is;
 - index entries, reader copies (on condition of `version`) and feed items are
   the same item however often they are written.
 
@@ -22,26 +22,22 @@ import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
-from botocore.exceptions import BotoCoreError
-from botocore.exceptions import ClientError as BotoClientError
 from livecount.aws import store_requests
 from livecount.aws.store import Store
-from livecount.aws.store_errors import ConditionFailed, answer, translate
-from livecount.core import feed, imports, moves
+from livecount.aws.store_errors import ATTEMPTS, ConditionFailed, answer, transact
+from livecount.core import feed, moves
 from livecount.core.errors import ClientError
 from livecount.core.exports import Record
-from livecount.core.imports import ImportPlan
-from livecount.core.ledger import SITE, ZERO, Counts, Row
+from livecount.core.ledger import SITE, ZERO, Counts
 from livecount.core.moves import Operation, Plan, Source
 from livecount.core.pages import Target
 from livecount.core.replication import Copy
 from livecount.core.report_rows import buckets_of
 
 AT_ONCE: Final = 8  # writes of one operation in flight at once
-ATTEMPTS: Final = 20  # tries of one move that keeps meeting other writers
 Progress = Callable[[int, int], None]  # (done, of)
 
 
@@ -57,16 +53,16 @@ class Items:
         self.ddb = store.ddb
         self.tables = store.tables
 
+    async def query_pages(self, request: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+        """The items a Query finds, a page (up to 1 MB) at a time."""
+        pages = self.ddb.get_paginator("query").paginate(**request).__aiter__()
+        while (page := await answer(anext(pages, None), request["TableName"])) is not None:
+            yield page.get("Items", [])
+
     async def partition(self, table: str, key: str, value: str) -> list[dict[str, Any]]:
-        """Every item of one partition, consistently: one Query, page by page."""
+        """Every item of one partition, consistently."""
         request = store_requests.query(table, key, value, consistent=True)
-        items: list[dict[str, Any]] = []
-        while True:
-            page = await answer(self.ddb.query(**request), table)
-            items += page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return items
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [item async for page in self.query_pages(request) for item in page]
 
     async def get(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
         got = await answer(self.ddb.get_item(TableName=table, Key=key, ConsistentRead=True),
@@ -102,12 +98,10 @@ class Items:
             changes[image["articleId"]["S"]] = (counts.total, counts.unique)
         await self.announce(changes)
 
-    async def reset(self, articles: list[str], pages: Iterable[str] = (),
-                    reports: bool = True) -> None:
-        """Tell every node, on the live feed, to read `articles` and `pages` again, and
-        with `reports` the report rows it cached (they moved)."""
-        for put in feed.resets(articles, self.tables.feed, "admin", time.time(), pages,
-                               reports):
+    async def reset(self, targets: Iterable[Target], reports: bool = True) -> None:
+        """Tell every node, on the live feed, to read `targets` again, and with `reports`
+        the report rows it cached (they moved)."""
+        for put in feed.resets(targets, self.tables.feed, "admin", time.time(), reports):
             await answer(self.ddb.put_item(**put), self.tables.feed)
 
     async def announce(self, changes: dict[str, tuple[int, int]]) -> None:
@@ -159,7 +153,8 @@ class Operations(Items):
         request = store_requests.Writes(self.tables, "").title(article, title, keep=False)
         image = await answer(self.ddb.update_item(**request), self.tables.writer)
         await self.copy([dict(image["Attributes"])])
-        await self.reset([article], reports=False)  # the nodes' reports show the new title
+        # The nodes' reports show the new title.
+        await self.reset([Target("post", article)], reports=False)
 
     async def current(self, article: str) -> Operation | None:
         item = await self.get(self.tables.index, moves.operation_key(article))
@@ -252,7 +247,7 @@ class Operations(Items):
         # and shows its pages the store's count: counts merge by maximum, so only a
         # reset can bring them down. The new id is read again too: it may have taken
         # the old one's title and path.
-        await self.reset([a for a in (plan.article, plan.to) if a])
+        await self.reset([Target("post", a) for a in (plan.article, plan.to) if a])
         if purge:
             moved.purged = await self.purge(plan)
         await answer(self.ddb.put_item(TableName=self.tables.index, Item=Operation(
@@ -291,25 +286,13 @@ class Operations(Items):
     async def move(self, plan: Plan, source: Source) -> Source | None:
         """Apply one move, reading the source again whenever another writer got there
         first; the move as applied, or None when nothing was left to move."""
-        for attempt in range(ATTEMPTS):
-            try:
-                await self.ddb.transact_write_items(
-                    TransactItems=plan.transaction(source, self.tables))
+        for _ in range(ATTEMPTS):
+            if await transact(self.ddb, plan.transaction(source, self.tables)) is None:
                 return source
-            except BotoClientError as exc:
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                if "ConditionalCheckFailed" in reasons:
-                    fresh = await self.reread(plan, source)
-                    if fresh is None:
-                        return None
-                    source = fresh
-                elif "TransactionConflict" in reasons or exc.response.get("Error", {}).get(
-                        "Code") == "TransactionConflictException":
-                    await asyncio.sleep(0.05 * (attempt + 1))  # another write in progress
-                else:
-                    raise translate(exc, "TransactWriteItems") from exc
-            except BotoCoreError as exc:  # no answer: the next run reads what applied
-                raise translate(exc, "TransactWriteItems") from exc
+            fresh = await self.reread(plan, source)
+            if fresh is None:
+                return None
+            source = fresh
         raise ClientError("operation_contended", f"{plan.describe()}: an item kept changing "
                                                  f"under {ATTEMPTS} tries; run it again")
 
@@ -339,76 +322,6 @@ class Operations(Items):
                 await answer(self.ddb.delete_item(**copy.request(self.tables.reader)),
                              self.tables.reader)
         return purged
-
-
-@dataclass
-class Imported:
-    """What one run of an import did, per stored count."""
-
-    already: bool  # the whole file was imported before: nothing written
-    added: dict[Target, bool] = field(default_factory=dict)  # True: added now; False: before
-    rows: int = 0  # report rows added now
-
-
-class Imports(Items):
-    async def run(self, plan: ImportPlan, import_id: str, name: str,
-                  progress: Progress | None = None) -> Imported:
-        """Add `plan` once: a file imported before (whole or in part) adds only what
-        it has not added yet."""
-        key = {"index": {"S": imports.IMPORTS}, "target": {"S": import_id}}
-        record = await self.get(self.tables.index, key)
-        if record is not None:
-            if record.get("plan", {}).get("S") != plan.fingerprint():
-                raise ClientError("imported_before", (
-                    f"{record['file']['S']} was imported on {record['at']['S']} with other "
-                    "--path-pattern, --page or --site-domain options: importing it with "
-                    "these would count views twice (finish it with the same options)"))
-            if record.get("state", {}).get("S") == "done":
-                return Imported(already=True, added=dict.fromkeys(plan.counts, False))
-        await answer(self.ddb.put_item(TableName=self.tables.index, Item=imports.record_item(
-            import_id, name, plan, "running", _now())), self.tables.index)
-        mark = imports.marker(import_id)
-        result = Imported(already=False)
-        images: list[dict[str, Any]] = []
-        steps = len(plan.counts) + len(plan.rows)
-        done = 0
-
-        async def write(request: dict[str, Any]) -> dict[str, Any] | None:
-            """The item after the write; None when this import wrote it before."""
-            nonlocal done
-            try:
-                got = await answer(self.ddb.update_item(**request), request["TableName"])
-                item: dict[str, Any] | None = dict(got.get("Attributes", {}))
-            except ConditionFailed as exc:
-                item = None
-                if request["TableName"] == self.tables.writer:
-                    images.append(exc.item)
-            done += 1
-            if progress is not None:
-                progress(done, steps)
-            return item
-
-        async def count(target: Target, counts: Counts) -> None:
-            item = await write(imports.count_write(self.tables, target, counts,
-                                                   plan.titles.get(target, ""), mark))
-            result.added[target] = item is not None
-            if item is not None and target.kind == "post":
-                images.append(item)
-
-        async def row(row: Row, counts: Counts) -> None:
-            if await write(imports.row_write(self.tables, row, counts, mark)) is not None:
-                result.rows += 1
-
-        await gather_limited([count(t, c) for t, c in plan.counts.items() if c.total],
-                             limit=16)
-        await gather_limited([row(r, c) for r, c in plan.rows.items() if c.total], limit=16)
-        await gather_limited([self.index(t, present=True) for t in plan.counts], limit=16)
-        await self.copy(images)
-        # Pages have no stream, and rows changed in the past: every node reads them again.
-        await self.reset([], [t.id for t in plan.counts if t.kind == "page"])
-        await answer(self.ddb.put_item(TableName=self.tables.index, Item=imports.record_item(
-            import_id, name, plan, "done", _now())), self.tables.index)
-        return result
 
 
 class Exports(Items):

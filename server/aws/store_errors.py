@@ -7,14 +7,18 @@ bug and never disguised as the store being away.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Collection
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from livecount.core import errors
 from livecount.core.errors import LivecountError, StoreUnavailable
 from livecount.core.tables import CONDITION_FAILED, StoreErrorClass, error_class
 
 T = TypeVar("T")
+ATTEMPTS: Final = 20  # tries of a transaction that keeps meeting other writes
+CHECK_FAILED: Final = "ConditionalCheckFailed"  # a transaction's cancellation reason
 
 
 class ConditionFailed(Exception):
@@ -71,3 +75,26 @@ async def answer(call: Awaitable[T], where: str, expected: Collection[str] = ())
         raise translate(exc, where) from exc
     except BotoCoreError as exc:
         raise translate(exc, where) from exc
+
+
+async def transact(ddb: Any, actions: list[dict[str, Any]]) -> list[str] | None:
+    """One TransactWriteItems: None when it applied, or each action's cancellation
+    reason when a condition refused it. A conflict with another write in progress is
+    tried again, a while; any other refusal or failure raises the store error (a
+    run again reads what applied)."""
+    for attempt in range(ATTEMPTS):
+        try:
+            await ddb.transact_write_items(TransactItems=actions)
+            return None
+        except ClientError as exc:
+            codes = [r.get("Code", "") for r in exc.response.get("CancellationReasons", [])]
+            if CHECK_FAILED in codes:
+                return codes
+            if "TransactionConflict" not in codes and aws_code(exc) not in (
+                    "TransactionConflictException", "TransactionInProgressException"):
+                raise translate(exc, "TransactWriteItems") from exc
+            await asyncio.sleep(0.05 * (attempt + 1))  # another write in progress
+        except BotoCoreError as exc:
+            raise translate(exc, "TransactWriteItems") from exc
+    raise errors.ClientError("operation_contended", "a transaction kept meeting other "
+                             f"writes under {ATTEMPTS} tries; run it again")

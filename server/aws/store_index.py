@@ -18,15 +18,14 @@ import contextlib
 from collections.abc import Iterable
 from typing import Any, Final, NamedTuple
 
-from botocore.exceptions import BotoCoreError
-from botocore.exceptions import ClientError as BotoClientError
 from livecount.aws import store_requests
-from livecount.aws.store_errors import ConditionFailed, answer, translate
+from livecount.aws.store_errors import ConditionFailed, answer, transact
 from livecount.core.pages import Target
 from livecount.core.tables import Tables
 
 COUNT: Final = {"index": {"S": "count"}, "target": {"S": "pages"}}  # the entries' number
 NUMBER: Final = "pages"
+OWNER: Final = "import"  # on an entry an import made: its id
 CHUNK: Final = 24  # new entries a transaction (and the count: at most 25 actions)
 
 
@@ -41,36 +40,51 @@ class Listed(NamedTuple):
 class PageIndex:
     def __init__(self, ddb: Any, tables: Tables) -> None:
         self.ddb = ddb
+        self.tables = tables
         self.table = tables.index
 
     def _key(self, target: Target) -> dict[str, Any]:
         return {"index": {"S": store_requests.INDEX}, "target": {"S": target.ref}}
 
-    async def register(self, targets: Iterable[Target], cap: int | None) -> Listed:
+    async def register(self, targets: Iterable[Target], cap: int | None,
+                       owner: str | None = None) -> Listed:
         """List each of `targets` that is not listed yet, while the site lists fewer than
-        `cap` (None: no cap, for the operator's imports and renames)."""
+        `cap` (None: no cap, for the operator's imports and renames). The entries made
+        now keep `owner` (an import's id), so that its undo takes out only those."""
         wanted = list(dict.fromkeys(targets))
         there = await self._present(wanted)
         missing = [t for t in wanted if t not in there]
         done = Listed(there, set())
         for start in range(0, len(missing), CHUNK):
             chunk = missing[start:start + CHUNK]
-            if not await self._add(chunk, cap):  # a race or the cap: one at a time
+            if not await self._add(chunk, cap, owner):  # a race or the cap: one at a time
                 for target in chunk:
-                    (done.listed if await self._add([target], cap) or target in
+                    (done.listed if await self._add([target], cap, owner) or target in
                      await self._present([target]) else done.refused).add(target)
                 continue
             done.listed.update(chunk)
         return done
 
-    async def remove(self, target: Target) -> None:
-        """Take `target` out of the listing (a delete, or a rename's old id)."""
-        with contextlib.suppress(_Cancelled):  # not listed: nothing to take out
-            await self._transact([
-                {"Delete": {"TableName": self.table, "Key": self._key(target),
-                            "ConditionExpression": "attribute_exists(#t)",
-                            "ExpressionAttributeNames": {"#t": "target"}}},
-                self._counted(-1, None)])
+    async def remove(self, target: Target, owner: str | None = None) -> None:
+        """Take `target` out of the listing (a delete, or a rename's old id). With
+        `owner`: only if that import listed it and it holds no views (an undone
+        import's target that nothing counted since)."""
+        delete: dict[str, Any] = {
+            "TableName": self.table, "Key": self._key(target),
+            "ConditionExpression": "attribute_exists(#t)",
+            "ExpressionAttributeNames": {"#t": "target"}}
+        actions = [{"Delete": delete}, self._counted(-1, None)]
+        if owner is not None:
+            delete["ConditionExpression"] += " AND #o = :o"
+            delete["ExpressionAttributeNames"]["#o"] = OWNER
+            delete["ExpressionAttributeValues"] = {":o": {"S": owner}}
+            table, key = self.tables.count_key(target)
+            actions.append({"ConditionCheck": {
+                "TableName": table, "Key": key,
+                "ConditionExpression": "attribute_not_exists(#v) OR #v = :zero",
+                "ExpressionAttributeNames": {"#v": "totalViews"},
+                "ExpressionAttributeValues": {":zero": {"N": "0"}}}})
+        await transact(self.ddb, actions)  # refused: not listed, or kept
 
     async def count(self) -> int:
         item = await answer(self.ddb.get_item(TableName=self.table, Key=COUNT,
@@ -108,17 +122,14 @@ class PageIndex:
                 request = got.get("UnprocessedKeys") or {}
         return found
 
-    async def _add(self, targets: list[Target], cap: int | None) -> bool:
+    async def _add(self, targets: list[Target], cap: int | None, owner: str | None) -> bool:
         """One transaction: the entries, on condition each is absent, and the count up
         by their number, on condition it stays within `cap`. False if refused."""
-        puts = [{"Put": {"TableName": self.table, "Item": self._key(t),
+        mark = {} if owner is None else {OWNER: {"S": owner}}
+        puts = [{"Put": {"TableName": self.table, "Item": self._key(t) | mark,
                          "ConditionExpression": "attribute_not_exists(#t)",
                          "ExpressionAttributeNames": {"#t": "target"}}} for t in targets]
-        try:
-            await self._transact([*puts, self._counted(len(targets), cap)])
-        except _Cancelled:
-            return False
-        return True
+        return await transact(self.ddb, [*puts, self._counted(len(targets), cap)]) is None
 
     def _counted(self, by: int, cap: int | None) -> dict[str, Any]:
         update: dict[str, Any] = {
@@ -129,18 +140,3 @@ class PageIndex:
             update["ConditionExpression"] = "attribute_not_exists(#n) OR #n <= :room"
             update["ExpressionAttributeValues"][":room"] = {"N": str(cap - by)}
         return {"Update": update}
-
-    async def _transact(self, actions: list[dict[str, Any]]) -> None:
-        try:
-            await self.ddb.transact_write_items(TransactItems=actions)
-        except BotoClientError as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if "ConditionalCheckFailed" in reasons:
-                raise _Cancelled from None
-            raise translate(exc, self.table) from exc
-        except BotoCoreError as exc:
-            raise translate(exc, self.table) from exc
-
-
-class _Cancelled(Exception):
-    """A transaction a condition refused."""

@@ -20,7 +20,7 @@ from livecount.core.protocol import Views
 
 
 class ArchivedView(msgspec.Struct, gc=False):
-    """One line of the archive; the schema is documented in the README.
+    """One line of the archive; the schema is documented in docs/API.md.
 
     Every field is on every line (null when absent), so schema inference in DuckDB,
     Athena or BigQuery sees the same columns in every file.

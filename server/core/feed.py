@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Literal, NamedTuple
 
 from livecount.core.tables import FEED_TTL_ATTRIBUTE
@@ -43,13 +43,12 @@ Reading = tuple[Literal["post", "page"], str, int]  # a target's kind and id, re
 
 
 class Reset(NamedTuple):
-    """Articles whose stored counts went down (`livecount admin` renamed them away or
-    deleted them), or that an import changed, and pages likewise: what nodes believe of
-    them is wrong, and must be read again; so must every report row they cached, when
-    `reports` (rows went down, or changed in the past)."""
+    """Posts and pages whose stored counts went down (`livecount admin` renamed them
+    away or deleted them, an import was undone), or that an import changed: what nodes
+    believe of them is wrong, and must be read again; so must every report row they
+    cached, when `reports` (rows went down, or changed in the past)."""
 
-    articles: list[str]
-    pages: tuple[str, ...] = ()
+    targets: list[tuple[Literal["post", "page"], str]]
     reports: bool = True
 
 
@@ -92,20 +91,28 @@ def _encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def chunks(changes: Mapping[str, tuple[int, int]]) -> Iterator[bytes]:
-    """The changes as JSON arrays, each small enough for one item."""
-    batch: list[Change] = []
-    size = 2
-    for article, (total, unique) in changes.items():
-        entry = (article, total, unique)
+def _batched(entries: Iterable[Any], wrap: Callable[[list[Any], bool], Any],
+             always: bool = False) -> list[bytes]:
+    """`entries` in payloads `wrap(batch, first)`, each small enough for one item; one
+    payload of none if `always`."""
+    out: list[bytes] = []
+    batch: list[Any] = []
+    size = len(_encode(wrap([], True)))
+    for entry in entries:
         cost = len(_encode(entry)) + 1
         if batch and size + cost > MAX_ITEM_BYTES:
-            yield _encode(batch)
-            batch, size = [], 2
+            out.append(_encode(wrap(batch, not out)))
+            batch, size = [], len(_encode(wrap([], False)))
         batch.append(entry)
         size += cost
-    if batch:
-        yield _encode(batch)
+    if batch or (always and not out):
+        out.append(_encode(wrap(batch, not out)))
+    return out
+
+
+def chunks(changes: Mapping[str, tuple[int, int]]) -> list[bytes]:
+    """The changes as JSON arrays, each small enough for one item."""
+    return _batched(((a, t, u) for a, (t, u) in changes.items()), lambda batch, _: batch)
 
 
 def item(at: int, payload: bytes, expires: int) -> dict[str, dict[str, str]]:
@@ -119,22 +126,20 @@ def puts(changes: Mapping[str, tuple[int, int]], table: str, writer: str, now: f
     """PutItem requests that share `changes` with every node: the feed write of the
     node's stream consumer and of the Lambda alike. `writer` names who writes (a node
     id, a Lambda request id), so two writers in the same microsecond do not collide."""
-    payloads = list(chunks(changes))
-    stamped = zip(stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads)),
-                  payloads, strict=True)
-    expires = int(now) + TTL_SECONDS
-    return [{"TableName": table, "Item": item(at, payload, expires)} for at, payload in stamped]
+    return _items(chunks(changes), table, writer, now)
 
 
-def resets(articles: Iterable[str], table: str, writer: str, now: float,
-           pages: Iterable[str] = (), reports: bool = True) -> list[dict[str, Any]]:
-    """PutItem requests telling every node to read `articles` (and `pages`) again, one
-    item each (an id is at most about 1 KB), and with `reports` their report rows
-    too (one item, when there is no id)."""
-    payloads = [_encode({"reset": [article], "reports": reports}) for article in articles]
-    payloads += [_encode({"reset": [], "pages": [page], "reports": reports}) for page in pages]
-    if not payloads and reports:
-        payloads.append(_encode({"reset": [], "reports": True}))
+def resets(targets: Iterable[tuple[str, str]], table: str, writer: str, now: float,
+           reports: bool = True) -> list[dict[str, Any]]:
+    """PutItem requests telling every node to read `targets` (kind, id) again: as many
+    to an item as fit (an undone import may reset thousands); with `reports`, their
+    report rows too (one item, when there is no target)."""
+    return _items(_batched(targets, lambda batch, _: {"reset": batch, "reports": reports},
+                           always=reports), table, writer, now)
+
+
+def _items(payloads: list[bytes], table: str, writer: str, now: float,
+           ) -> list[dict[str, Any]]:
     stamped = zip(stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads)),
                   payloads, strict=True)
     expires = int(now) + TTL_SECONDS
@@ -182,10 +187,9 @@ def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced | 
         return []
     if isinstance(value, dict):
         if isinstance(reset := value.get("reset"), list):
-            pages = value.get("pages")
-            return Reset([a for a in reset if isinstance(a, str)],
-                         tuple(p for p in pages if isinstance(p, str))
-                         if isinstance(pages, list) else (), value.get("reports") is not False)
+            return Reset([(r[0], r[1]) for r in reset
+                          if isinstance(r, list) and _is_reading([*r, 0])],
+                         value.get("reports") is not False)
         if isinstance(stored := value.get("stored"), dict):
             return _stored(stored) or []
         if isinstance(request := value.get("sync"), str):
@@ -237,22 +241,8 @@ def says(node: str, readers: Iterable[Reading], whole: bool) -> list[bytes]:
     """`node`'s readers as payloads, each small enough for one item. A whole snapshot
     that needs several says so in its first: the others add to it. A whole snapshot
     of nothing is one payload still (it says the node is alive)."""
-    def payload(batch: list[Reading], first: bool) -> bytes:
-        return _encode({"node": node, "whole": whole and first, "readers": batch})
-
-    out: list[bytes] = []
-    batch: list[Reading] = []
-    size = len(payload([], True))
-    for entry in readers:
-        cost = len(_encode(entry)) + 1
-        if batch and size + cost > MAX_ITEM_BYTES:
-            out.append(payload(batch, not out))
-            batch, size = [], len(payload([], False))
-        batch.append(entry)
-        size += cost
-    if batch or (whole and not out):
-        out.append(payload(batch, not out))
-    return out
+    return _batched(readers, lambda batch, first: {
+        "node": node, "whole": whole and first, "readers": batch}, always=whole)
 
 
 def stamps(now_us: int, node_salt: int, count: int) -> list[int]:

@@ -24,9 +24,21 @@ The formats, as their makers document and write them:
 Plausible's `visitors` are unique visitors over the row's period; they become unique
 views, at most the row's pageviews. Paths become targets by `serve`'s page rules
 (`core/pages.py`: `--page`, `--path-pattern`, `--unmatched-paths`); a path they refuse
-is skipped and reported.
-A file is read whole before anything is written: a line that cannot be read stops the
-import with its line number, and nothing is counted.
+is skipped and reported. Views are spread over report rows as the node spreads its own
+(`report_rows.view_rows`).
+
+Reading streams: the file is decompressed, decoded and parsed a line at a time, and its
+adds are summed in a `Sums` of bounded size that the caller empties into a plan of its
+own (on disk) whenever it is full, so memory stays bounded whatever the file. A line
+that cannot be read stops the import with its line number, before anything is written;
+a value livecount cannot store (an id, a title, a host, a path) is skipped, and counted
+with its reason, as the WebSocket refuses it (`sizes.problem`).
+
+An import is known by the hash of its records as read (decoded and normalised: the same
+rows gzipped or not, in CSV or in NDJSON, are one import), not by how they map: the same
+rows read with other `--path-pattern`s are the same import, which must be undone before
+it is imported again, or the views both mappings share would count twice. The plan's
+own hash (`fingerprint`) tells the mappings apart.
 """
 
 from __future__ import annotations
@@ -35,29 +47,42 @@ import csv
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import re
 import zipfile
+import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
-from typing import Any, Final
+from functools import lru_cache
+from typing import IO, Any, Final, Literal, NamedTuple
 
 from livecount.core import exports, sizes
 from livecount.core.errors import ClientError
-from livecount.core.ledger import SITE, Counts, Row
 from livecount.core.pages import PageError, PageRules, Target, dns_host, referrer_host
-from livecount.core.report_rows import counts_unique, hour_rows, view_rows
+from livecount.core.report_rows import SITE, counts_unique, hour_rows, view_rows
 from livecount.core.reports import EARLIEST, LATEST, hour_of
-from livecount.core.tables import Tables
 
-IMPORTS: Final = "import"  # the PageIndex partition of import records
+ID_CHARS: Final = 12  # an import's id: this much of its content hash, in hex
 MAX_COUNT: Final = 10**12  # a count on one line; past it, the line is a mistake
+MAX_LINE_CHARS: Final = 1 << 20  # a line longer than this is no export's
+MAX_EXPANDED: Final = 2 << 30  # the default `--max-expanded`, in bytes
+TALLY_KEYS: Final = 100_000  # items a tally sums before the caller empties it
+TICK: Final = 10_000  # records between two calls of a reader's `tick`
 _HOUR: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}")
 _GOAT: Final = re.compile(r"([0-9]+)path")
-GOAT_COLUMNS: Final = ("path", "title", "event", "bot", "referrer", "referrer scheme",
-                       "firstvisit", "date")
+GOAT_COLUMNS: Final = (
+    "path",
+    "title",
+    "event",
+    "bot",
+    "referrer",
+    "referrer scheme",
+    "firstvisit",
+    "date",
+)
+_PAGE_FILES: Final = re.compile(r"pages\.csv|imported_pages(_[0-9]{8}_[0-9]{8})?\.csv")
 
 
 def bad(detail: str) -> ClientError:
@@ -84,146 +109,548 @@ class PathMap:
             return _WHY.get(exc.code, "an id livecount cannot store")
 
 
-@dataclass
-class ImportPlan:
-    """What a file adds, summed per stored item; and what it skipped, and why."""
+# -- what an import adds ---------------------------------------------------------------------
+Kind = Literal["page", "post", "referrer", "timeline"]  # in the order a plan sorts them
 
-    format: str
-    counts: dict[Target, Counts] = field(default_factory=dict)
-    titles: dict[Target, str] = field(default_factory=dict)
-    rows: dict[Row, Counts] = field(default_factory=dict)
-    skipped: Counter[str] = field(default_factory=Counter)  # why → lines
-    unmatched: Counter[str] = field(default_factory=Counter)  # path → lines
-    seen: dict[tuple[Any, ...], int] = field(default_factory=dict)  # export record → line
 
-    def add_views(self, target: Target, total: int, unique: int, hour: str | None,
-                  host: str | None = None, title: str = "") -> None:
-        """Views of `target` as livecount would have counted them: the totals, and with
-        an hour every report row they add to (`view_rows`); without one, a referrer's
-        all-time rows."""
+class Add(NamedTuple):
+    """One stored item and what an import adds to it: a post's writer item (`key` its
+    id), a page's (`key` its name), a Timeline row (`key` a ref or SITE, `sort` the
+    hour) or a Referrer row (`sort` the host; no unique count)."""
+
+    kind: Kind
+    key: str
+    sort: str
+    total: int
+    unique: int
+    title: str = ""  # a post's, filling a missing one
+
+
+class Sums:
+    """Adds summed per item, up to `limit` items: then `full`, and the caller takes
+    them into its plan and `clear`s it. With `distinct` (livecount's own format, one
+    record per item) an item met twice is a mistake in the file, not a sum."""
+
+    def __init__(self, limit: int = TALLY_KEYS, distinct: bool = False) -> None:
+        self.limit = limit
+        self.distinct = distinct
+        self.adds: dict[tuple[Kind, str, str], list[int]] = {}  # → [total, unique, line]
+        self.titles: dict[str, str] = {}  # post id → the last title met
+        self.paths: dict[str, list[Any]] = {}  # path → [target ref or why not, lines]
+
+    @property
+    def full(self) -> bool:
+        return len(self.adds) + len(self.paths) >= self.limit
+
+    def clear(self) -> None:
+        self.adds, self.titles, self.paths = {}, {}, {}
+
+    def add(self, kind: Kind, key: str, sort: str, total: int, unique: int, line: int = 0) -> None:
+        if (seen := self.adds.get(item := (kind, key, sort))) is None:
+            self.adds[item] = [total, unique, line]
+        elif self.distinct and line:  # a rollup (line 0) sums the hours of its bucket
+            raise bad(f"line {line}: the same {_RECORD[kind]} record as line {seen[2]}")
+        else:
+            seen[0] += total
+            seen[1] += unique
+
+    def add_views(
+        self, target: Target, total: int, unique: int, hour: str | None, host: str | None = None
+    ) -> None:
+        """Views of `target` as the node counts them: its totals, and with an hour every
+        report row they add to (`view_rows`)."""
         unique = min(unique, total)
-        self.add_count(target, Counts(total, unique), title)
+        self.add(target.kind, target.id, "", total, unique)
         if hour is not None:
             for row in view_rows(target, hour, host):
-                self._add(row, Counts(total, unique if counts_unique(row) else 0))
-        elif host:
-            for ref in (target.ref, SITE):
-                self._add(Row("referrer", ref, host), Counts(total, 0))
+                self.add(
+                    row.table, row.target, row.sort, total, unique if counts_unique(row) else 0
+                )
 
-    def add_count(self, target: Target, counts: Counts, title: str = "") -> None:
-        before = self.counts.get(target, Counts(0, 0))
-        self.counts[target] = Counts(before.total + counts.total, before.unique + counts.unique)
-        if title and target.kind == "post":
-            self.titles[target] = title
-
-    def add_row(self, row: Row, counts: Counts) -> None:
-        self._add(row, counts)
-
-    def fingerprint(self) -> str:
-        """What this plan adds, as a hash: the same file read with other rules (another
-        --path-pattern) is another plan, and adding it too would count views twice."""
-        counts = sorted([*t, *c] for t, c in self.counts.items())
-        rows = sorted([*r, *c] for r, c in self.rows.items())
-        return hashlib.sha256(json.dumps([counts, rows]).encode()).hexdigest()[:32]
-
-    def skip(self, reason: str, path: str | None = None) -> None:
-        self.skipped[reason] += 1
-        if path is not None:
-            self.unmatched[path] += 1
-
-    def _add(self, row: Row, counts: Counts) -> None:
-        before = self.rows.get(row, Counts(0, 0))
-        self.rows[row] = Counts(before.total + counts.total, before.unique + counts.unique)
+    def path(self, path: str, mapped: str) -> None:
+        """`path` of the file went to `mapped`: a target's ref, or why it went nowhere."""
+        if (seen := self.paths.get(path)) is None:
+            self.paths[path] = [mapped, 1]
+        else:
+            seen[1] += 1
 
 
-def import_id(data: bytes) -> str:
-    """The file's identity: the same bytes are the same import."""
-    return hashlib.sha256(data).hexdigest()[:32]
+_RECORD: Final[dict[str, str]] = {
+    "post": "count",
+    "page": "count",
+    "timeline": "timeline",
+    "referrer": "referrer",
+}
 
 
-def read(data: bytes, paths: PathMap, site_domains: Sequence[str] = ()) -> ImportPlan:
-    """Every count in the export `data`; raises `invalid_file` for what cannot be read."""
-    if data[:2] == b"\x1f\x8b":  # GoatCounter's download is gzipped
+def fingerprint(adds: Iterable[Add]) -> tuple[str, int]:
+    """The hash of what a plan adds (its items in their sorted order) and how many there
+    are: the same rows read with other rules (another --path-pattern) differ here."""
+    digest, n = hashlib.sha256(), 0
+    for add in adds:
+        digest.update(_canonical([*add[:3], str(add.total), str(add.unique), add.title]))
+        n += 1
+    return digest.hexdigest()[:32], n
+
+
+# -- reading --------------------------------------------------------------------------------
+class _Expanded(io.RawIOBase):
+    """A decompressed stream that refuses to give more than `limit` bytes."""
+
+    def __init__(
+        self, inner: IO[bytes] | io.BufferedIOBase, limit: int, name: str, what: str
+    ) -> None:
+        self.inner, self.limit, self.name, self.what, self.given = inner, limit, name, what, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
         try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise bad(f"a damaged gzip file: {exc}") from None
-    if data[:4] == b"PK\x03\x04":  # Plausible's exports are zips
-        return _zip(data, paths, site_domains)
-    text = _text(data, "the file")
-    if text.lstrip().startswith("{"):
-        return _ndjson(text)
-    return _csv(text, paths, site_domains, None)
+            data = self.inner.read(len(view))
+        except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+            raise bad(f"{self.name}: damaged {self.what} data ({exc})") from None
+        self.given += len(data)
+        if self.given > self.limit:
+            raise bad(
+                f"{self.name} expands to more than {self.limit:,} bytes, the limit "
+                "--max-expanded sets (a bomb, or a bigger export: raise it)"
+            )
+        view[: len(data)] = data
+        return len(data)
 
 
-def _text(data: bytes, name: str) -> str:
+def _decoded(raw: IO[bytes] | io.RawIOBase) -> io.TextIOWrapper:
+    """UTF-8 text (a BOM dropped), its line ends as they are, for the csv module."""
+    buffered = io.BufferedReader(raw, 1 << 16) if isinstance(raw, io.RawIOBase) else raw
+    return io.TextIOWrapper(buffered, encoding="utf-8-sig", newline="")
+
+
+def _lines(text: IO[str], name: str) -> Iterator[str]:
+    """The lines of `text`, each at most MAX_LINE_CHARS: no line is read whole into
+    memory before it is known to be short."""
+    n = 0
+    while True:
+        try:
+            line = text.readline(MAX_LINE_CHARS + 1)
+        except UnicodeDecodeError:
+            raise bad(f"{name} is not UTF-8 text (line {n + 1})") from None
+        if not line:
+            return
+        n += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise bad(
+                f"{name}: line {n} is longer than {MAX_LINE_CHARS:,} characters: not an export"
+            )
+        yield line
+
+
+class Reader:
+    """Reads one file into tallies. What it found is on it as it goes: the format, the
+    records read, what it skipped and why, the hash of the records."""
+
+    def __init__(
+        self,
+        paths: PathMap,
+        site_domains: Iterable[str] = (),
+        max_expanded: int = MAX_EXPANDED,
+        tally_keys: int = TALLY_KEYS,
+        tick: Callable[[], None] | None = None,
+    ) -> None:
+        self.paths = paths
+        self.site_domains = tuple(site_domains)
+        self.max_expanded = max_expanded
+        self.tick = tick  # called every TICK records, for progress
+        self.format = ""
+        self.records = 0
+        self.skipped: Counter[str] = Counter()  # why → records
+        self.skipped_views = [0, 0]  # the totals of count records skipped
+        self._digest = hashlib.sha256()
+        self.tally = Sums(tally_keys)
+
+    @property
+    def content_hash(self) -> str:
+        return self._digest.hexdigest()
+
+    @property
+    def import_id(self) -> str:
+        return self.content_hash[:ID_CHARS]
+
+    def tallies(self, stream: IO[bytes], name: str = "the file") -> Iterator[Sums]:
+        """Tallies of the file's adds, each to be taken before the next is asked for;
+        raises `invalid_file` for what cannot be read."""
+        head = stream.read(4)
+        if head[:2] == b"\x1f\x8b":  # GoatCounter's download is gzipped
+            stream.seek(0)
+            text = _decoded(
+                _Expanded(gzip.GzipFile(fileobj=stream, mode="rb"), self.max_expanded, name, "gzip")
+            )
+            yield from self._text(text, name)
+        elif head == b"PK\x03\x04":  # Plausible's exports are zips
+            stream.seek(0)
+            yield from self._zip(stream)
+        else:
+            stream.seek(0)
+            text = _decoded(stream)
+            try:
+                yield from self._text(text, name)
+            finally:
+                text.detach()  # the caller's stream stays open
+        yield self.tally
+
+    def _zip(self, stream: IO[bytes]) -> Iterator[Sums]:
+        """A Plausible export: its pages file(s) (`pages.csv` of the dashboard's export,
+        `imported_pages_*.csv` of the site export); the other files hold no pages."""
+        try:
+            archive = zipfile.ZipFile(stream)
+            names = sorted(
+                n for n in archive.namelist() if _PAGE_FILES.fullmatch(n.rsplit("/", 1)[-1])
+            )
+            if not names:
+                raise bad(
+                    "this zip has no pages.csv or imported_pages_*.csv (Plausible's "
+                    f"page files); it has {', '.join(archive.namelist()[:10]) or 'nothing'}"
+                )
+            budget = self.max_expanded
+            for member in names:
+                raw = _Expanded(archive.open(member), budget, member, "zip")
+                yield from self._text(_decoded(raw), member)
+                budget -= raw.given
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+            raise bad(f"a damaged zip file: {exc}") from None
+
+    def _text(self, text: IO[str], name: str) -> Iterator[Sums]:
+        lines = _lines(text, name)
+        first = next(lines, "")
+        if first.lstrip().startswith("{"):
+            yield from _ndjson(self, itertools.chain([first], lines), name)
+            return
+        reader = csv.reader(itertools.chain([first], lines))
+
+        def rows() -> Iterator[tuple[int, list[str]]]:
+            try:
+                for cells in reader:
+                    if cells and any(c.strip() for c in cells):
+                        yield reader.line_num, cells
+            except csv.Error as exc:
+                raise bad(f"{name}: line {reader.line_num}: not CSV: {exc}") from None
+
+        yield from self._csv(rows(), name)
+
+    def _csv(self, lines: Iterator[tuple[int, list[str]]], name: str) -> Iterator[Sums]:
+        head = next(lines, None)
+        if head is None:
+            raise bad(f"{name} is empty")
+        header = [c.strip().lower() for c in head[1]]
+        columns = {n: i for i, n in enumerate(header)}
+        if tuple(c.strip() for c in head[1]) == exports.CSV_HEADER:
+            yield from _livecount(self, _csv_records(lines))
+            return
+        if header and (version := _GOAT.fullmatch(header[0])):
+            if version.group(1) not in ("1", "2"):
+                raise bad(
+                    f"GoatCounter export version {version.group(1)}: versions 1 and 2 are known"
+                )
+            columns["path"] = 0
+            _need(columns, GOAT_COLUMNS, "GoatCounter")
+            yield from _goatcounter(self, lines, columns, f"goatcounter-v{version.group(1)}")
+            return
+        if {"date", "page", "visitors", "pageviews"} <= columns.keys():
+            yield from _plausible(self, lines, columns, "page")
+            return
+        if header[:1] == ["name"] and {"visitors", "pageviews"} <= columns.keys():
+            yield from _plausible(self, lines, columns, "name")
+            return
+        if {"date", "visitors", "pageviews"} <= columns.keys():
+            raise bad(
+                f"{name} holds site-wide daily totals (Plausible's visitors.csv), not "
+                "pages: import pages.csv, or the export's zip"
+            )
+        raise bad(
+            f"{name}: unknown header {','.join(head[1])[:200]!r}; known: livecount's "
+            "export, GoatCounter's CSV export, Plausible's pages.csv and "
+            "imported_pages_*.csv"
+        )
+
+    # -- each record -------------------------------------------------------------------
+    def begin(self, form: str) -> None:
+        if self.format and self.format != form:
+            raise bad(f"a {form} file beside a {self.format} one")
+        self.format = form
+        self.tally.distinct = form == "livecount"
+
+    def read_record(self, fields: list[str]) -> Iterator[Sums]:
+        """Hash one record as read; give the tally to empty when it is full."""
+        self._digest.update(_canonical([self.format, *fields]))
+        self.records += 1
+        if self.tick is not None and self.records % TICK == 0:
+            self.tick()
+        if self.tally.full:
+            yield self.tally
+            self.tally.clear()
+
+    def skip(self, why: str) -> None:
+        self.skipped[why] += 1
+
+    def keep_title(self, post: str, title: str) -> None:
+        """A title the WebSocket would keep; one that shows nothing is no title."""
+        if sizes.problem(title, sizes.TITLE) is not None:
+            self.skip("titles livecount does not keep (the views count)")
+        elif sizes.shows(title):
+            self.tally.titles[post] = title
+
+
+# -- the formats -----------------------------------------------------------------------------
+def _goatcounter(
+    reader: Reader, lines: Iterator[tuple[int, list[str]]], columns: dict[str, int], form: str
+) -> Iterator[Sums]:
+    reader.begin(form)
+    at = [columns[n] for n in GOAT_COLUMNS]
+    tally = reader.tally
+    for line, cells in lines:
+        values = [cells[i].strip() if i < len(cells) else "" for i in at]
+        path, title, event, bot, referrer, scheme, first, when = values
+        yield from reader.read_record(values)
+        if event.lower() in ("true", "1"):
+            reader.skip("events")
+            continue
+        if bot not in ("", "0"):
+            reader.skip("bots")
+            continue
+        hour = _moment(when, line)
+        if sizes.problem(path, sizes.URL) is not None:
+            reader.skip("paths livecount cannot store")
+            continue
+        target = reader.paths.target(path)
+        if isinstance(target, str):
+            reader.skip(target)
+            tally.path(path, target)
+            continue
+        tally.path(path, target.ref)
+        host = None
+        if scheme == "h" and referrer:
+            host = referrer_host(
+                referrer if "://" in referrer else f"https://{referrer}", reader.site_domains
+            )
+        tally.add_views(target, 1, 1 if first.lower() in ("true", "1") else 0, hour, host)
+        if title and target.kind == "post":
+            reader.keep_title(target.id, title[: sizes.MAX_TITLE_CHARS])
+
+
+def _plausible(
+    reader: Reader, lines: Iterator[tuple[int, list[str]]], columns: dict[str, int], page: str
+) -> Iterator[Sums]:
+    reader.begin("plausible")
+    dated = page == "page"
+    for line, cells in lines:
+
+        def cell(name: str, cells: list[str] = cells) -> str:
+            i = columns[name]
+            return cells[i].strip() if i < len(cells) else ""
+
+        day, path = (cell("date") if dated else ""), cell(page)
+        visitors, views = cell("visitors"), cell("pageviews")
+        yield from reader.read_record([page, day, path, visitors, views])
+        hour = None
+        if dated:
+            try:
+                moment = datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
+            except ValueError:
+                raise bad(f"line {line}: date {day[:40]!r} is not YYYY-MM-DD") from None
+            if not EARLIEST <= moment <= LATEST:
+                raise bad(
+                    f"line {line}: date {day[:40]!r} is out of range ({EARLIEST:%Y} to {LATEST:%Y})"
+                )
+            hour = hour_of(moment)
+        total = _count(views, line, "pageviews")
+        unique = _count(visitors, line, "visitors")
+        if sizes.problem(path, sizes.URL) is not None:
+            reader.skip("paths livecount cannot store")
+            continue
+        target = reader.paths.target(path)
+        if isinstance(target, str):
+            reader.skip(target)
+            reader.tally.path(path, target)
+            continue
+        reader.tally.path(path, target.ref)
+        if total:
+            reader.tally.add_views(target, total, unique, hour)
+
+
+def _livecount(reader: Reader, records: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[Sums]:
+    """Records of livecount's export, from either form. An export holds each item
+    once, never more unique views than views, and no hour outside the years reports
+    cover: a file that does is not one. `PARTS_RULE` needs every record, so the plan
+    checks it once all are read."""
+    reader.begin("livecount")
+    tally = reader.tally
+    for line, value in records:
+        kind, ref = value["record"], value["target"]
+        total = value.get("totalViews", value.get("views", 0))
+        unique = value.get("uniqueViews", 0)
+        hour, host = value.get("hour", ""), value.get("host", "")
+        title = value.get("articleTitle", "")
+        yield from reader.read_record([kind, ref, title, hour, host, str(total), str(unique)])
+        if unique > total:
+            raise bad(f"line {line}: uniqueViews {unique} is more than totalViews {total}")
+        if kind == "timeline" and not _in_range(hour):
+            raise bad(
+                f"line {line}: hour {hour[:40]!r} must be YYYY-MM-DDTHH, a real "
+                f"hour from {EARLIEST:%Y} to {LATEST:%Y}"
+            )
+        target = None if kind != "count" and ref == SITE else _target(ref, line)
+        if target is not None and sizes.problem(target.id, sizes.ID) is not None:
+            reader.skip(f"{target.kind} ids livecount cannot store")
+            if kind == "count":
+                reader.skipped_views[0] += total
+                reader.skipped_views[1] += unique
+            continue
+        if kind == "count":
+            assert target is not None
+            tally.add(target.kind, target.id, "", total, unique, line)
+            if title and target.kind == "post":
+                reader.keep_title(target.id, title)
+            continue
+        row = SITE if target is None else target.ref
+        if kind == "timeline":
+            tally.add("timeline", row, hour, total, unique, line)
+            for rollup in hour_rows(row, hour)[1:]:  # as the node writes them
+                tally.add("timeline", rollup.target, rollup.sort, total, unique)
+        elif dns_host(host) == host:
+            tally.add("referrer", row, host, total, 0, line)
+        else:
+            reader.skip("referrer hosts livecount cannot store")
+
+
+def _ndjson(reader: Reader, lines: Iterator[str], name: str) -> Iterator[Sums]:
+    def records() -> Iterator[tuple[int, dict[str, Any]]]:
+        for line, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                raise bad(f"{name}: line {line}: not JSON") from None
+            if not isinstance(value, dict):
+                raise bad(f"{name}: line {line}: not a JSON object")
+            if line == 1:
+                if value.get("record") != "export" or value.get("format") != "livecount":
+                    raise bad(
+                        "NDJSON that is not a livecount export (its first line is "
+                        '{"record":"export","format":"livecount",…})'
+                    )
+                if value.get("version") != exports.VERSION:
+                    raise bad(
+                        f"livecount export version {value.get('version')!r}; this "
+                        f"livecount reads version {exports.VERSION}"
+                    )
+                continue
+            yield line, _ndjson_record(value, line)
+
+    yield from _livecount(reader, records())
+
+
+# -- livecount's own records, either form --------------------------------------------------
+# The fields of each record, as `exports.Record.fields` writes them ('?' optional).
+_NDJSON_FIELDS: Final[dict[str, dict[str, type]]] = {
+    "count": {
+        "record": str,
+        "target": str,
+        "articleTitle?": str,
+        "totalViews": int,
+        "uniqueViews": int,
+    },
+    "timeline": {"record": str, "target": str, "hour": str, "totalViews": int, "uniqueViews": int},
+    "referrer": {"record": str, "target": str, "host": str, "views": int},
+}
+
+
+def _ndjson_record(value: dict[str, Any], line: int) -> dict[str, Any]:
+    kind = value.get("record")
+    fields = _NDJSON_FIELDS.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        raise bad(f"line {line}: record {str(kind)[:20]!r} is not count, timeline or referrer")
+    known = {name.rstrip("?") for name in fields}
+    if extra := sorted(set(value) - known):
+        raise bad(f"line {line}: a {kind} record has no field {extra[0][:40]!r}")
+    for name, kind_of in fields.items():
+        optional, name = name.endswith("?"), name.rstrip("?")
+        if name not in value:
+            if optional:
+                continue
+            raise bad(f"line {line}: a {kind} record without {name}")
+        got = value[name]
+        if type(got) is not kind_of:  # a bool is no count, nor 1.0
+            raise bad(f"line {line}: {name} is not a {'count' if kind_of is int else 'string'}")
+        if isinstance(got, int) and not 0 <= got <= MAX_COUNT:
+            raise bad(f"line {line}: {name} is not a count")
+    return value
+
+
+def _csv_records(lines: Iterator[tuple[int, list[str]]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The CSV form's records as the NDJSON form's: each kind's cells, the others empty."""
+    width = len(exports.CSV_HEADER)
+    for line, cells in lines:
+        if len(cells) != width:
+            raise bad(f"line {line}: {len(cells)} cells; the header has {width}")
+        kind, target, title, hour, host, total, unique = cells
+        if kind not in _NDJSON_FIELDS:
+            raise bad(f"line {line}: record {kind[:20]!r} is not count, timeline or referrer")
+        others = {
+            "count": (hour, host),
+            "timeline": (title, host),
+            "referrer": (title, hour, unique),
+        }[kind]
+        if any(others):
+            raise bad(f"line {line}: a {kind} record with a cell it does not have")
+        value: dict[str, Any] = {"record": kind, "target": target}
+        if kind == "referrer":
+            value |= {"host": host, "views": _count(total, line, "totalViews", empty=False)}
+            yield line, value
+            continue
+        value |= {
+            "totalViews": _count(total, line, "totalViews", empty=False),
+            "uniqueViews": _count(unique, line, "uniqueViews", empty=False),
+        }
+        if kind == "timeline":
+            value["hour"] = hour
+        elif title:
+            value["articleTitle"] = title
+        yield line, value
+
+
+def _target(ref: str, line: int) -> Target:
+    """The post or page `ref` names; a ref of no known form stops the file."""
+    if (target := Target.from_ref(ref)) is None:
+        raise bad(
+            f"line {line}: target {ref[:60]!r} is not post#<id> or page#<name>"
+            + ("" if ref.startswith(("post#", "page#")) else " (or site, for a row)")
+        )
+    return target
+
+
+@lru_cache(maxsize=1 << 16)  # a history's hours repeat, target after target
+def _in_range(hour: str) -> bool:
+    """`hour` is `YYYY-MM-DDTHH`, a real hour, within the years reports cover."""
+    if not _HOUR.fullmatch(hour):
+        return False
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise bad(f"{name} is not UTF-8 text (byte {exc.start + 1})") from None
+        moment = datetime(
+            int(hour[:4]), int(hour[5:7]), int(hour[8:10]), int(hour[11:]), tzinfo=UTC
+        )
+    except ValueError:
+        return False
+    return EARLIEST <= moment <= LATEST
 
 
-def _zip(data: bytes, paths: PathMap, site_domains: Sequence[str]) -> ImportPlan:
-    """A Plausible export: its pages file(s) (`pages.csv` of the dashboard's export,
-    `imported_pages_*.csv` of the site export); the other files hold no pages."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        names = [n for n in archive.namelist()
-                 if n.rsplit("/", 1)[-1] == "pages.csv"
-                 or re.fullmatch(r"imported_pages(_[0-9]{8}_[0-9]{8})?\.csv", n.rsplit("/", 1)[-1])]
-        if not names:
-            raise bad("this zip has no pages.csv or imported_pages_*.csv (Plausible's "
-                      f"page files); it has {', '.join(archive.namelist()[:10]) or 'nothing'}")
-        plan: ImportPlan | None = None
-        for name in sorted(names):
-            plan = _csv(_text(archive.read(name), name), paths, site_domains, plan, name)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as exc:
-        raise bad(f"a damaged zip file: {exc}") from None
-    assert plan is not None
-    return plan
-
-
-def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, cells) of each line that is not blank."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        for cells in reader:
-            if cells and any(c.strip() for c in cells):
-                yield reader.line_num, cells
-    except csv.Error as exc:
-        raise bad(f"line {reader.line_num}: not CSV: {exc}") from None
-
-
-def _csv(text: str, paths: PathMap, site_domains: Sequence[str], plan: ImportPlan | None,
-         name: str = "the file") -> ImportPlan:
-    lines = _rows(text)
-    first = next(lines, None)
-    if first is None:
-        raise bad(f"{name} is empty")
-    header = [c.strip().lower() for c in first[1]]
-    columns = {n: i for i, n in enumerate(header)}
-    if tuple(c.strip() for c in first[1]) == exports.CSV_HEADER:
-        return _livecount_csv(lines, plan or ImportPlan("livecount"))
-    if header and (version := _GOAT.fullmatch(header[0])):
-        if version.group(1) not in ("1", "2"):
-            raise bad(f"GoatCounter export version {version.group(1)}: versions 1 and 2 "
-                      "are known")
-        columns["path"] = 0
-        _need(columns, GOAT_COLUMNS, "GoatCounter")
-        return _goatcounter(lines, columns, paths, site_domains,
-                            plan or ImportPlan(f"goatcounter-v{version.group(1)}"))
-    if {"date", "page", "visitors", "pageviews"} <= columns.keys():
-        return _plausible(lines, columns, "page", paths, plan or ImportPlan("plausible"),
-                          dated=True)
-    if header[:1] == ["name"] and {"visitors", "pageviews"} <= columns.keys():
-        return _plausible(lines, columns, "name", paths, plan or ImportPlan("plausible"),
-                          dated=False)
-    if {"date", "visitors", "pageviews"} <= columns.keys():
-        raise bad(f"{name} holds site-wide daily totals (Plausible's visitors.csv), not "
-                  "pages: import pages.csv, or the export's zip")
-    raise bad(f"{name}: unknown header {','.join(first[1])[:200]!r}; known: livecount's "
-              "export, GoatCounter's CSV export, Plausible's pages.csv and "
-              "imported_pages_*.csv")
+def _canonical(fields: list[str]) -> bytes:
+    """A record as bytes no other record has: its fields between separators, or, when
+    a field holds a separator itself, its repr (which holds none)."""
+    text = "\x1f".join(fields)
+    if "\x1e" in text or text.count("\x1f") != len(fields) - 1:
+        text = repr(fields)
+    return (text + "\x1e").encode(errors="surrogatepass")
 
 
 def _need(columns: dict[str, int], names: Iterable[str], what: str) -> None:
@@ -231,47 +658,13 @@ def _need(columns: dict[str, int], names: Iterable[str], what: str) -> None:
         raise bad(f"a {what} header without {', '.join(missing)}")
 
 
-def _cell(cells: list[str], columns: dict[str, int], name: str) -> str:
-    i = columns[name]
-    return cells[i].strip() if i < len(cells) else ""
-
-
-def _count(text: str, line: int, name: str) -> int:
+def _count(text: str, line: int, name: str, empty: bool = True) -> int:
     text = text.strip()
-    if text == "":
+    if text == "" and empty:
         return 0
     if not re.fullmatch(r"[0-9]{1,13}", text) or int(text) > MAX_COUNT:
         raise bad(f"line {line}: {name} {text[:40]!r} is not a count")
     return int(text)
-
-
-def _goatcounter(lines: Iterator[tuple[int, list[str]]], columns: dict[str, int],
-                 paths: PathMap, site_domains: Sequence[str], plan: ImportPlan) -> ImportPlan:
-    for line, cells in lines:
-        def cell(name: str, cells: list[str] = cells) -> str:
-            return _cell(cells, columns, name)
-
-        if cell("event").lower() in ("true", "1"):
-            plan.skip("events")
-            continue
-        if cell("bot") not in ("", "0"):
-            plan.skip("bots")
-            continue
-        hour = _moment(cell("date"), line)
-        path = cell("path")
-        target = paths.target(path)
-        if isinstance(target, str):
-            plan.skip(target, path)
-            continue
-        host = None
-        if cell("referrer scheme") == "h" and (ref := cell("referrer")):
-            host = referrer_host(ref if "://" in ref else f"https://{ref}", site_domains)
-        unique = 1 if cell("firstvisit").lower() in ("true", "1") else 0
-        title = cell("title")[:sizes.MAX_TITLE_CHARS] if target.kind == "post" else ""
-        if title and sizes.problem(title, sizes.TITLE) is not None:
-            title = ""
-        plan.add_views(target, 1, unique, hour, host, title)
-    return plan
 
 
 def _moment(text: str, line: int) -> str:
@@ -285,171 +678,8 @@ def _moment(text: str, line: int) -> str:
     return hour_of(moment)
 
 
-def _plausible(lines: Iterator[tuple[int, list[str]]], columns: dict[str, int], page: str,
-               paths: PathMap, plan: ImportPlan, dated: bool) -> ImportPlan:
-    for line, cells in lines:
-        hour = None
-        if dated:
-            day = _cell(cells, columns, "date")
-            try:
-                hour = f"{date.fromisoformat(day):%Y-%m-%d}T00"
-            except ValueError:
-                raise bad(f"line {line}: date {day[:40]!r} is not YYYY-MM-DD") from None
-        total = _count(_cell(cells, columns, "pageviews"), line, "pageviews")
-        unique = _count(_cell(cells, columns, "visitors"), line, "visitors")
-        path = _cell(cells, columns, page)
-        target = paths.target(path)
-        if isinstance(target, str):
-            plan.skip(target, path)
-            continue
-        if total:
-            plan.add_views(target, total, unique, hour)
-    return plan
-
-
-# -- livecount's own export -----------------------------------------------------------------
-def _livecount_csv(lines: Iterator[tuple[int, list[str]]], plan: ImportPlan) -> ImportPlan:
-    for line, cells in lines:
-        if len(cells) != len(exports.CSV_HEADER):
-            raise bad(f"line {line}: {len(cells)} cells; the header has "
-                      f"{len(exports.CSV_HEADER)}")
-        record, target, title, hour, host, total, unique = cells
-        _record(plan, line, {"record": record, "target": target, "articleTitle": title,
-                             "hour": hour, "host": host,
-                             "totalViews": _count(total, line, "totalViews"),
-                             "uniqueViews": _count(unique, line, "uniqueViews"),
-                             "views": _count(total, line, "totalViews")})
-    return plan
-
-
-def _ndjson(text: str) -> ImportPlan:
-    plan = ImportPlan("livecount")
-    for line, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            raise bad(f"line {line}: not JSON") from None
-        if not isinstance(value, dict):
-            raise bad(f"line {line}: not a JSON object")
-        if line == 1:
-            if value.get("record") != "export" or value.get("format") != "livecount":
-                raise bad("NDJSON that is not a livecount export (its first line is "
-                          '{"record":"export","format":"livecount",…})')
-            if value.get("version") != exports.VERSION:
-                raise bad(f"livecount export version {value.get('version')!r}; this "
-                          f"livecount reads version {exports.VERSION}")
-            continue
-        for name in ("totalViews", "uniqueViews", "views"):
-            if name in value and (type(value[name]) is not int
-                                  or not 0 <= value[name] <= MAX_COUNT):
-                raise bad(f"line {line}: {name} is not a count")
-        _record(plan, line, value)
-    return plan
-
-
-def _record(plan: ImportPlan, line: int, value: dict[str, Any]) -> None:
-    """One record of a livecount export, from either form. An export holds each item
-    once, and never more unique views than views: a file that does is not one."""
-    kind, ref = value.get("record"), value.get("target")
-    if not isinstance(ref, str):
-        raise bad(f"line {line}: no target")
-    counts = Counts(int(value.get("totalViews", 0)), int(value.get("uniqueViews", 0)))
-    if counts.unique > counts.total:
-        raise bad(f"line {line}: uniqueViews {counts.unique} is more than totalViews "
-                  f"{counts.total}")
-    key = (kind, ref, value.get("hour"), value.get("host"))
-    if key in plan.seen:
-        raise bad(f"line {line}: the same {kind} record as line {plan.seen[key]}")
-    plan.seen[key] = line
-    if kind == "count":
-        target = _target(ref, line)
-        title = value.get("articleTitle") or ""
-        if not isinstance(title, str) or sizes.problem(title, sizes.TITLE) is not None:
-            raise bad(f"line {line}: articleTitle is not a title livecount keeps")
-        plan.add_count(target, counts, title)
-    elif kind == "timeline":
-        hour = value.get("hour")
-        if not isinstance(hour, str) or not _HOUR.fullmatch(hour) or not _real_hour(hour):
-            raise bad(f"line {line}: hour must be YYYY-MM-DDTHH, a real hour")
-        for row in hour_rows(_row_target(ref, line), hour):  # the hour and its rollups
-            plan.add_row(row, counts)
-    elif kind == "referrer":
-        host = value.get("host")
-        if not isinstance(host, str) or dns_host(host) != host:
-            raise bad(f"line {line}: host {str(host)[:60]!r} is not a host name")
-        views = int(value.get("views", value.get("totalViews", 0)))
-        plan.add_row(Row("referrer", _row_target(ref, line), host), Counts(views, 0))
-    else:
-        raise bad(f"line {line}: record {str(kind)[:20]!r} is not count, timeline or referrer")
-
-
-def _real_hour(hour: str) -> bool:
-    try:
-        datetime.strptime(hour, "%Y-%m-%dT%H")
-    except ValueError:
-        return False
-    return True
-
-
-def _target(ref: str, line: int) -> Target:
-    target = Target.from_ref(ref)
-    if target is None or sizes.problem(target.id, sizes.ID) is not None:
-        raise bad(f"line {line}: target {ref[:60]!r} is not post#<id> or page#<name>")
-    return target
-
-
-def _row_target(ref: str, line: int) -> str:
-    return ref if ref == SITE else _target(ref, line).ref
-
-
-# -- the writes of an import -----------------------------------------------------------------
-def marker(import_id: str) -> str:
-    """The attribute an import leaves on each item it added to: its write is refused
-    where it is found, so a file imported twice, or resumed, adds once."""
-    return f"import:{import_id}"
-
-
-def count_write(tables: Tables, target: Target, counts: Counts, title: str,
-                mark: str) -> dict[str, Any]:
-    """UpdateItem adding a post's or page's totals (a post's bumps `version` too, for
-    the reader copy), once per import. The title only fills a missing one."""
-    if target.kind == "post":
-        table, key = tables.writer, {"articleId": {"S": target.id}}
-        adds = {"totalViews": counts.total, "uniqueViews": counts.unique, "version": 1}
-    else:
-        table, key = tables.pages, {"pageName": {"S": target.id}}
-        adds = {"totalViews": counts.total, "uniqueViews": counts.unique}
-    return _marked(table, key, adds, mark, title if target.kind == "post" else "")
-
-
-def row_write(tables: Tables, row: Row, counts: Counts, mark: str) -> dict[str, Any]:
-    if row.table == "referrer":
-        return _marked(tables.referrers, {"target": {"S": row.target}, "host": {"S": row.sort}},
-                       {"views": counts.total}, mark)
-    return _marked(tables.timeline, {"target": {"S": row.target}, "hour": {"S": row.sort}},
-                   {"totalViews": counts.total, "uniqueViews": counts.unique}, mark)
-
-
-def _marked(table: str, key: dict[str, Any], adds: dict[str, int], mark: str,
-            title: str = "") -> dict[str, Any]:
-    names = {"#m": mark} | {f"#a{i}": n for i, n in enumerate(adds)}
-    values: dict[str, Any] = {":one": {"N": "1"}} | {
-        f":a{i}": {"N": str(v)} for i, v in enumerate(adds.values())}
-    update = f"ADD {', '.join(f'#a{i} :a{i}' for i in range(len(adds)))} SET #m = :one"
-    if title:
-        names["#t"], values[":t"] = "articleTitle", {"S": title}
-        update += ", #t = if_not_exists(#t, :t)"
-    return {"TableName": table, "Key": key, "UpdateExpression": update,
-            "ConditionExpression": "attribute_not_exists(#m)",
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
-            "ReturnValues": "ALL_NEW", "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
-
-
-def record_item(import_id: str, name: str, plan: ImportPlan, state: str,
-                at: str) -> dict[str, Any]:
-    """An import's record, in the PageIndex partition `import`."""
-    return {"index": {"S": IMPORTS}, "target": {"S": import_id}, "file": {"S": name[:512]},
-            "format": {"S": plan.format}, "plan": {"S": plan.fingerprint()},
-            "state": {"S": state}, "at": {"S": at}}
+PARTS_RULE: Final = (
+    "in livecount's export no part is above its total: a post's or page's timeline sums "
+    "to at most its totalViews and uniqueViews, its referrers to at most its totalViews, "
+    "and the site's rows to at most every count's totals"
+)

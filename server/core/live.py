@@ -124,10 +124,10 @@ class Live(Generic[C]):
             self._hub.changed(target, now)
         self._ledger.trim(self.max_tracked, self._hub.watched())
 
-    def reset(self, articles: list[str]) -> list[Target]:
-        """Articles renamed away or deleted: their stored counts went down, so what this
-        node believes is forgotten. Returns the watched ones, to read again (`reloaded`)."""
-        targets = [Target("post", article) for article in articles]
+    def reset(self, targets: list[Target]) -> list[Target]:
+        """Targets renamed away, deleted or whose import was undone: their stored counts
+        went down, so what this node believes is forgotten. Returns the watched ones, to
+        read again (`reloaded`)."""
         self._ledger.forget_bases(targets)
         watched = self._hub.watched()
         return [t for t in targets if t in watched]

@@ -8,9 +8,12 @@ test (the CloudFormation template) all read the one definition.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from livecount.core.errors import StoreRefused, StoreRejected, StoreUnavailable
+
+if TYPE_CHECKING:  # the Lambda copy ships without pages.py's idna
+    from livecount.core.pages import Target
 
 FEED_TTL_ATTRIBUTE: Final = "expires"  # LiveFeed items expire by TTL on this attribute
 
@@ -38,6 +41,12 @@ class Tables:
             checkpoints=f"{prefix}StreamCheckpoint",
             feed=f"{prefix}LiveFeed",
         )
+
+    def count_key(self, target: Target) -> tuple[str, dict[str, Any]]:
+        """The table and key of a post's writer item or a page's item."""
+        if target.kind == "post":
+            return self.writer, {"articleId": {"S": target.id}}
+        return self.pages, {"pageName": {"S": target.id}}
 
     def definitions(self) -> list[dict[str, Any]]:
         """CreateTable requests: the seed's names and keys, on-demand billing."""

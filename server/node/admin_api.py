@@ -35,6 +35,7 @@ from livecount.core import sizes
 from livecount.core.errors import ClientError
 from livecount.core.ledger import Counts
 from livecount.core.moves import Plan
+from livecount.core.pages import Target
 from livecount.core.reports import BadParameter
 from livecount.logs import log, warn_limited
 from livecount.node.answers import json_response, unauthorized
@@ -58,7 +59,7 @@ class AdminApi:
         authorize: Authorize,
         announce: Announce | None = None,
         wait: float = WAIT,
-        reset: Callable[[list[str]], Awaitable[None]] | None = None,
+        reset: Callable[[list[Target]], Awaitable[None]] | None = None,
     ) -> None:
         self.operations = Operations(store)
         self.authorize = authorize
@@ -180,7 +181,7 @@ class AdminApi:
             views=moved.views.total,
         )
         if self.reset is not None:  # this node at once; the others on the feed
-            await self.reset([a for a in (plan.article, plan.to) if a])
+            await self.reset([Target("post", a) for a in (plan.article, plan.to) if a])
         if self.announce is not None and plan.to is not None and moved.now is not None:
             self.announce(plan.to, moved.now)
         return json_response(200, _outcome(moved))

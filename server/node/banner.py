@@ -13,11 +13,10 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Final, Literal, TextIO
 
-from livecount import logs
+from livecount import config, logs
 from livecount.aws import local
 from livecount.config import Config
 
@@ -30,13 +29,6 @@ STEPS: Final[Mapping[Step, str]] = {
     "workers": "starting the workers",
 }
 _WILDCARDS: Final = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
-
-
-def version() -> str:
-    try:
-        return metadata.version("livecount")
-    except metadata.PackageNotFoundError:  # run from a tree that was never installed
-        return "unknown"
 
 
 def address(host: str) -> tuple[str, bool]:
@@ -104,7 +96,7 @@ class Banner:
         if everywhere:
             rows["Listening"] = f"on every interface ({self.config.host or 'all'}), port {port}"
         width = max(map(len, rows))
-        lines = [f"livecount {version()} is ready ({seconds:g} s)", ""]
+        lines = [f"livecount {config.version()} is ready ({seconds:g} s)", ""]
         lines += [f"  {name:<{width}}  {value}" for name, value in rows.items()]
         lines += ["", "Ctrl-C stops it, after storing every view it counted."]
         self._print("\n".join(lines))

@@ -183,7 +183,7 @@ class LiveFeed:
             if isinstance(said, feed.Reset):
                 if at not in self._resets:
                     self._resets.add(at)
-                    await self.reset(said.articles, said)
+                    await self.reset([Target(kind, id_) for kind, id_ in said.targets], said)
             elif isinstance(said, feed.Stored):
                 if self.reports is not None:
                     self.reports.heard(said)
@@ -211,13 +211,13 @@ class LiveFeed:
         self._resets = {at for at in self._resets if at >= start}
         self._syncs = {at for at in self._syncs if at >= start}
 
-    async def reset(self, articles: list[str], said: feed.Reset | None = None) -> None:
-        """Forget what this node believes of `articles` (renamed away or deleted), and
-        show their pages what the store holds now; its reports read them again, and
-        what else the reset says."""
+    async def reset(self, targets: list[Target], said: feed.Reset | None = None) -> None:
+        """Forget what this node believes of `targets` (renamed away, deleted, an import
+        undone), and show their pages what the store holds now; its reports read them
+        again, and what else the reset says."""
         if self.reports is not None:
-            await self.reports.reset(said or feed.Reset(articles))
-        if not (watched := self.live.reset(articles)):
+            await self.reports.reset(said or feed.Reset([(t.kind, t.id) for t in targets]))
+        if not (watched := self.live.reset(targets)):
             return
         try:
             counts = await self.store.read_counts(watched)

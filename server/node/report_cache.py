@@ -223,8 +223,7 @@ class ReportCache:
         if reset.reports:
             self._generation += 1
             self.rows.clear()
-        targets = [*(Target("post", a) for a in reset.articles),
-                   *(Target("page", p) for p in reset.pages)]
+        targets = [Target(kind, id_) for kind, id_ in reset.targets]
         if not targets:
             return
         self.catalog.forget(targets)

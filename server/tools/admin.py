@@ -135,10 +135,12 @@ async def endpoint(cfg: config.Config) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def opened(cfg: config.Config, create: bool = False) -> AsyncIterator[Store]:
-    """The store of `cfg`'s options; its tables must exist unless `create`."""
-    async with endpoint(cfg) as url, \
-            Store.open(url, cfg.region, cfg.table_prefix, cfg.node_id) as store:
+async def opened(cfg: config.Config, create: bool = False, bulk: bool = False,
+                 ) -> AsyncIterator[Store]:
+    """The store of `cfg`'s options; its tables must exist unless `create`. `bulk`
+    (an import): requests go unchecked by the SDK (`Store.open`)."""
+    async with endpoint(cfg) as url, Store.open(
+            url, cfg.region, cfg.table_prefix, cfg.node_id, validate=not bulk) as store:
         if create:
             await store.create_tables()
         else:

@@ -10,10 +10,10 @@ tools do (with a node serving `--data-dir`, the store that node recorded); with 
 embedded store and no node running it starts DynamoDB Local itself, and no node can
 hold anything.
 
-A restore is the import of a backup (the export format's own item writes, once each)
+A restore is the import of a backup (`livecount import`'s chunks, each applied once)
 into a store that holds nothing, so that the reports come back exactly. Stopped half
-way (Ctrl-C), it deletes what it wrote, and says so; if even that is cut short, the
-same command finishes the restore.
+way (Ctrl-C), it is undone as an import is, and says so; if even that is cut short,
+the same command finishes the restore.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from typing import IO
 import uvloop
 from livecount import config
 from livecount.aws.store import Store
-from livecount.aws.store_admin import Exports, Imported, Imports
-from livecount.aws.store_restore import Restores
+from livecount.aws.store_admin import Exports
+from livecount.aws.store_imports import Begun, Imports, ImportUndo
 from livecount.core import exports, feed, imports
 from livecount.core.errors import ClientError, LivecountError
-from livecount.core.imports import ImportPlan
+from livecount.core.import_chunks import ImportRecord
 from livecount.core.syncs import Roll
 from livecount.tools.admin import (
     ENV_NOTE,
@@ -44,11 +44,12 @@ from livecount.tools.admin import (
     serving,
     store_config,
 )
+from livecount.tools.import_plan import ImportPlan
+from livecount.tools.importer import STOPPED, in_flight
 from livecount.tools.progress import ProgressReport
 from livecount.tools.transfer import _output
 
 LOOK_EVERY = 0.25  # seconds between two looks for the nodes' answers
-STOPPED = 130  # exit code after Ctrl-C, as a shell's
 
 
 # -- backup ---------------------------------------------------------------------------------
@@ -170,24 +171,18 @@ def _run_backup(ns: argparse.Namespace) -> int:
 
 
 # -- restore --------------------------------------------------------------------------------
-class Undo:
-    """What a restore stopped by Ctrl-C did about what it had written."""
-
-    def __init__(self) -> None:
-        self.deletes: int | None = None  # set once everything written is deleted again
-
-
 async def restore(
     cfg: config.Config,
     plan: ImportPlan,
-    import_id: str,
-    name: str,
+    fresh: ImportRecord,
     shown: ProgressReport,
-    undo: Undo,
-) -> Imported:
-    async with opened(cfg, create=True) as store:
-        restores = Restores(store)
-        if (held := await restores.holds(import_id)) is not None:
+    stopped: list[str],
+) -> Begun:
+    """The backup's import into the empty store; Ctrl-C takes it back (`stopped` says
+    whether that left the store empty)."""
+    async with opened(cfg, create=True, bulk=True) as store:
+        done = Imports(store)
+        if (held := await done.holds(fresh.id)) is not None:
             raise ClientError(
                 "not_empty",
                 (
@@ -196,31 +191,19 @@ async def restore(
                 ),
             )
         try:
-            return await Imports(store).run(
-                plan, import_id, name, lambda done, of: shown.step("write", done, of)
+            begun, _ = await done.run(
+                fresh,
+                plan.chunks(),
+                plan.targets(),
+                lambda n, of: shown.step("write", n, of),
+                in_flight(cfg),
             )
-        except asyncio.CancelledError:  # Ctrl-C: the store held nothing before: delete it all
-            deletes = await restores.undo(plan, import_id)
-            if await restores.holds() is not None:  # a write in flight landed after: again
-                deletes += await restores.undo(plan, import_id)
-            if await restores.holds() is None:
-                undo.deletes = deletes
+            return begun
+        except asyncio.CancelledError:  # Ctrl-C: the store held nothing before
+            if await done.record(fresh.id) is not None:
+                await ImportUndo(store).undo(fresh.id, in_flight=in_flight(cfg))
+            stopped.append("empty" if await done.holds() is None else "part")
             raise
-
-
-def read_backup(path: Path, cfg: config.Config) -> tuple[ImportPlan, str]:
-    """The backup's records, and its identity (the import id its items are marked with)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ClientError("unreadable", f"cannot read {path}: {exc.strerror or exc}") from None
-    plan = imports.read(data, imports.PathMap(cfg.pages))
-    if plan.format != "livecount":
-        raise ClientError(
-            "not_a_backup",
-            f"{path} is a {plan.format} export, not a livecount backup: use livecount import",
-        )
-    return plan, imports.import_id(data)
 
 
 def _run_restore(ns: argparse.Namespace) -> int:
@@ -232,17 +215,32 @@ def _run_restore(ns: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    shown = ProgressReport("restore", ns.json, {"write": "writing the store"})
-    undo = Undo()
+    shown = ProgressReport(
+        "restore", ns.json, {"read": f"reading {ns.file.name}", "write": "writing the store"}
+    )
+    stopped: list[str] = []
     try:
-        plan, import_id = read_backup(ns.file, cfg)
-        with shown:
-            done = uvloop.run(restore(cfg, plan, import_id, ns.file.name, shown, undo))
+        with ImportPlan.temporary() as plan, shown:
+            reader = plan.read(
+                ns.file,
+                cfg.pages,
+                (),
+                imports.MAX_EXPANDED,
+                lambda n, of: shown.step("read", n, of),
+                parts=False,
+            )
+            if reader.format != "livecount":
+                raise ClientError(
+                    "not_a_backup",
+                    f"{ns.file} is a {reader.format} export, "
+                    "not a livecount backup: use livecount import",
+                )
+            fresh = plan.record(reader, ns.file.name)
+            begun = uvloop.run(restore(cfg, plan, fresh, shown, stopped))
     except KeyboardInterrupt:
-        if undo.deletes is not None:
+        if stopped == ["empty"]:
             print(
-                "livecount: restore stopped: what it had written is deleted again, the "
-                "store is empty",
+                "livecount: restore stopped: what it had written is taken back, the store is empty",
                 file=sys.stderr,
             )
         else:
@@ -254,15 +252,19 @@ def _run_restore(ns: argparse.Namespace) -> int:
         return STOPPED
     except LivecountError as exc:
         return failed(exc)
-    views = sum(c.total for c in plan.counts.values())
+    except OSError as exc:
+        print(f"livecount: cannot read {ns.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     shown.outcome(
-        f"Restored {len(plan.counts):,} posts and pages ({views:,} views), "
-        f"{len(plan.rows):,} report rows from {ns.file} into {cfg.data_dir}.",
+        f"Restored {fresh.posts + fresh.pages:,} posts and pages ({fresh.views:,} views), "
+        f"{fresh.adds - fresh.posts - fresh.pages:,} report rows from {ns.file} into "
+        f"{cfg.data_dir}.",
         file=str(ns.file),
-        counts=len(plan.counts),
-        rows=len(plan.rows),
-        views=views,
-        resumed=any(not added for added in done.added.values()),
+        counts=fresh.posts + fresh.pages,
+        rows=fresh.adds - fresh.posts - fresh.pages,
+        views=fresh.views,
+        resumed=begun.resumed,
+        id=fresh.id,
     )
     return 0
 
@@ -305,7 +307,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Write the backup FILE into the store of --data-dir (or --table-prefix, "
         "--dynamodb-endpoint), which must hold nothing: then /api/pages, the "
         "referrers and the timeline are those of the backup. Stopped with Ctrl-C, "
-        "it deletes what it wrote; run it again to finish a restore cut short.",
+        "it takes back what it wrote (as import --undo does); run it again to finish a "
+        "restore cut short.",
         epilog=ENV_NOTE,
     )
     load.add_argument("file", metavar="FILE", type=config.path, help="a livecount backup")

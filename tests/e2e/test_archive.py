@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 
 from tests.support import Launch, eventually
 
-# The query the README documents, verbatim but for the folder.
+# The query docs/API.md documents, verbatim but for the folder.
 QUERY = """
 SELECT coalesce(articleId, pageName) AS page,
        count(*) AS views,

@@ -6,7 +6,7 @@
   line.
 - Under load: the backup holds every view acknowledged before it began, and none that
   was not acknowledged by its end; the restore gives exactly the backup.
-- Ctrl-C: a backup leaves no file, a restore deletes what it wrote.
+- Ctrl-C: a backup leaves no file, a restore takes back what it wrote.
 """
 
 from __future__ import annotations
@@ -299,7 +299,7 @@ async def test_ctrl_c_stops_a_backup_and_leaves_no_file(launch: Launch, tmp_path
     assert list(tmp_path.glob("*backup.ndjson*")) == []
 
 
-async def test_ctrl_c_stops_a_restore_and_deletes_what_it_wrote(
+async def test_ctrl_c_stops_a_restore_and_takes_back_what_it_wrote(
     dynamodb_local_url: str, prefix: str, tmp_path: Path
 ) -> None:
     backup = tmp_path / "big.ndjson"
@@ -338,7 +338,7 @@ async def test_ctrl_c_stops_a_restore_and_deletes_what_it_wrote(
     _, said = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 130
     assert said.decode().splitlines()[-1] == (
-        "livecount: restore stopped: what it had written is deleted again, the store is empty"
+        "livecount: restore stopped: what it had written is taken back, the store is empty"
     )
     code, out, err = await run(livecount("export", "--format", "ndjson", *where))
     assert code == 0 and out.count("\n") == 1, out  # the header alone: nothing stored

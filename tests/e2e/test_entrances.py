@@ -137,3 +137,34 @@ async def test_every_entrance_gives_a_title_the_verdict_of_the_one_validation(
             assert status == (200 if title in TITLES else 400), (title, done)
             code = await run_cli("admin", "title", *store, "--", article, title)
             assert code == (0 if title in TITLES else 2), title
+
+
+async def test_an_import_gives_ids_and_titles_the_verdict_of_the_one_validation(
+        dynamodb_local_url: str, prefix: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]):
+    """The fifth entrance: an import skips (and says so) what the WebSocket refuses, and
+    keeps the rest as sent; a title that shows nothing is no title."""
+    store = store_args(dynamodb_local_url, prefix, tmp_path)
+    # Not in the file: a lone surrogate is no JSON text, and `post#` no target at all
+    # (either stops the import at its line, writing nothing).
+    ids = [i for i in TAKEN_IDS + REFUSED_IDS if i and "\ud800" not in i]
+    titles = TITLES + BLANK_TITLES + [t for t in REFUSED_TITLES if "\udfff" not in t]
+    records = [{"record": "export", "format": "livecount", "version": 1}]
+    records += [{"record": "count", "target": f"post#{id_}", "totalViews": 1,
+                 "uniqueViews": 1} for id_ in ids]
+    records += [{"record": "count", "target": f"post#titled-{n}", "articleTitle": title,
+                 "totalViews": 1, "uniqueViews": 1} for n, title in enumerate(titles)]
+    history = tmp_path / "corpus.ndjson"
+    history.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert await run_cli("import", str(history), *store) == 0, capsys.readouterr()
+    exported = tmp_path / "out.ndjson"
+    assert await run_cli("export", "--format", "ndjson", "--output", str(exported),
+                         *store) == 0, capsys.readouterr()
+    counts = [json.loads(line) for line in exported.read_text().splitlines()[1:]]
+    kept = {r["target"].removeprefix("post#"): r.get("articleTitle")
+            for r in counts if r["record"] == "count"}
+    assert {i for i in kept if not i.startswith("titled-")} == set(TAKEN_IDS)
+    assert "post ids livecount cannot store" in capsys.readouterr().out
+    assert {kept[f"titled-{n}"] for n in range(len(titles))} == set(TITLES) | {None}
+    assert all(kept[f"titled-{n}"] == (t if t in TITLES else None)
+               for n, t in enumerate(titles))

@@ -33,8 +33,8 @@ def told() -> list[tuple[str, Counts | None]]:
 
 @pytest.fixture
 def api(local_store: Store, guard: Guard, told: list[tuple[str, Counts | None]]) -> AdminApi:
-    async def reset(articles: list[str]) -> None:  # forget what this node showed of them
-        told.extend((article, None) for article in articles)
+    async def reset(targets: list[Target]) -> None:  # forget what this node showed of them
+        told.extend((target.id, None) for target in targets)
 
     return AdminApi(
         local_store, operator_only(guard), lambda a, c: told.append((a, c)), reset=reset

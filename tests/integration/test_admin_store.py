@@ -2,24 +2,29 @@
 whatever was stopped midway, resent, or run twice at once."""
 
 import asyncio
+import io
 import itertools
 import random
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 from livecount.aws import store_requests
 from livecount.aws.store import Store
-from livecount.aws.store_admin import Exports, Imports, Operations
+from livecount.aws.store_admin import Exports, Operations
+from livecount.aws.store_imports import Imports, ImportUndo
 from livecount.aws.store_rollups import Rollups
-from livecount.core import exports, feed, imports, moves
+from livecount.core import exports, feed, moves
 from livecount.core.errors import ClientError
-from livecount.core.imports import ImportPlan, PathMap
+from livecount.core.import_chunks import ImportRecord
+from livecount.core.imports import PathMap, Reader, Sums
 from livecount.core.ledger import SITE, Counts, Delta, Ledger, Row
 from livecount.core.moves import Operation, Plan
 from livecount.core.pages import PageRules, Target
 from livecount.core.report_rows import hour_rows, view_rows
-from livecount.tools import admin
+from livecount.tools import admin, import_plan
+from livecount.tools.import_plan import ImportPlan
 
 from tests.conftest import open_store
 from tests.support import flush_of
@@ -42,16 +47,24 @@ async def rows(store: Store, kind: str, ref: str) -> dict[str, Counts]:
     """A partition's rows: hour → counts, or all-time host → (views, 0)."""
     table = store.tables.timeline if kind == "timeline" else store.tables.referrers
     sort = "hour" if kind == "timeline" else "host"
-    items = (await store.ddb.query(**store_requests.query(table, "target", ref,
-                                                          consistent=True)))["Items"]
+    items = (await store.ddb.query(**store_requests.query(table, "target", ref, consistent=True)))[
+        "Items"
+    ]
     if kind == "referrer":
         return {i[sort]["S"]: Counts(int(i["views"]["N"]), 0) for i in items
                 if not i[sort]["S"].startswith("#")}
     return {i[sort]["S"]: store_requests.counts(i) for i in items}
 
 
-async def seed(store: Store, target: Target, total: int, unique: int, title: str = "",
-               hosts: int = 1, hour: str = H1) -> None:
+async def seed(
+    store: Store,
+    target: Target,
+    total: int,
+    unique: int,
+    title: str = "",
+    hosts: int = 1,
+    hour: str = H1,
+) -> None:
     """Views of `target` as a node stores them: counts, a timeline bucket, referrer rows
     (spread over `hosts` hosts), the site's rows and the page index."""
     row_deltas = {row: Delta(total, unique)
@@ -81,12 +94,15 @@ async def test_a_rename_merges_every_count_onto_the_new_id(local_store: Store):
     assert await writer(store, "new") == Counts(7, 5)
     assert await writer(store, "new", store.tables.reader) == Counts(7, 5)  # copied at once
     assert await writer(store, "old") == Counts(0, 0)
-    assert (await get(store, store.tables.writer, {"articleId": {"S": "new"}}))[
-        "articleTitle"] == {"S": "New title"}  # the new id's own title stays
+    assert (await get(store, store.tables.writer, {"articleId": {"S": "new"}}))["articleTitle"] == {
+        "S": "New title"
+    }  # the new id's own title stays
     assert "articleTitle" not in await get(store, store.tables.writer, {"articleId": {"S": "old"}})
     assert await rows(store, "timeline", NEW.ref) == {H1: Counts(5, 3), H2: Counts(2, 2)}
-    assert await rows(store, "referrer", NEW.ref) == {"h0.example": Counts(2, 0),
-                                                      "h1.example": Counts(1, 0)}
+    assert await rows(store, "referrer", NEW.ref) == {
+        "h0.example": Counts(2, 0),
+        "h1.example": Counts(1, 0),
+    }
     assert set((await rows(store, "timeline", OLD.ref)).values()) == {Counts(0, 0)}
     assert (await rows(store, "timeline", SITE), await rows(store, "referrer", SITE)) == \
         site_before  # the site's totals are the same views
@@ -99,7 +115,7 @@ async def test_a_rename_merges_every_count_onto_the_new_id(local_store: Store):
     # larger count the nodes must forget (counts merge by maximum).
     said = [feed.read(payload) for _, payload in await store.read_feed(0)]
     assert ["new", 7, 5] in [list(c) for s in said if isinstance(s, list) for c in s]
-    assert feed.Reset(["old"]) in said
+    assert feed.Reset([("post", "old")]) in said
 
 
 async def test_a_run_stopped_midway_is_finished_by_the_next_exactly_once(local_store: Store):
@@ -107,8 +123,11 @@ async def test_a_run_stopped_midway_is_finished_by_the_next_exactly_once(local_s
     await seed(store, OLD, 40, 30, hosts=30)
     plan = Plan("old", "new")
     ops = Operations(store)
-    await store.ddb.put_item(**moves.start_request(
-        store.tables.index, Operation("old", "new", "running", "2026-01-01T00:00:00Z")))
+    await store.ddb.put_item(
+        **moves.start_request(
+            store.tables.index, Operation("old", "new", "running", "2026-01-01T00:00:00Z")
+        )
+    )
     sources = plan.moves(await ops.sources("old"))
     for source in sources[:12]:  # a run that was killed after 12 moves
         assert await ops.move(plan, source) == source
@@ -165,8 +184,7 @@ async def test_a_delete_takes_the_article_out_of_everything(local_store: Store):
     assert moved.views == Counts(5, 3) and moved.now is None
     assert await writer(store, "old") == ZERO
     assert await rows(store, "timeline", SITE) == {H1: Counts(2, 2)}
-    assert await rows(store, "referrer", SITE) == {"h0.example": Counts(1, 0),
-                                                   "h1.example": ZERO}
+    assert await rows(store, "referrer", SITE) == {"h0.example": Counts(1, 0), "h1.example": ZERO}
     assert set(await store.tracked()) == {NEW}
     purged = await Operations(store).run(Plan("old"), purge=True)
     # The writer item, the hour and its 4 rollups, two hosts' four rows each.
@@ -180,8 +198,11 @@ async def test_a_delete_takes_the_article_out_of_everything(local_store: Store):
 async def test_an_unfinished_operation_must_be_finished_first(local_store: Store):
     store = local_store
     await seed(store, OLD, 1, 1)
-    await store.ddb.put_item(**moves.start_request(
-        store.tables.index, Operation("old", "new", "running", "2026-01-01T00:00:00Z")))
+    await store.ddb.put_item(
+        **moves.start_request(
+            store.tables.index, Operation("old", "new", "running", "2026-01-01T00:00:00Z")
+        )
+    )
     for other in (Plan("old"), Plan("old", "other")):
         with pytest.raises(ClientError, match="rename of 'old' to 'new' is not finished") as no:
             await Operations(store).run(other)
@@ -191,61 +212,217 @@ async def test_an_unfinished_operation_must_be_finished_first(local_store: Store
     assert (await Operations(store).run(Plan("old"))).views == ZERO  # free again
 
 
-def goat_plan() -> ImportPlan:
-    plan = ImportPlan("goatcounter-v2")
+def planned(tmp: Path, tally: Sums, content: str = "c" * 64) -> tuple[ImportPlan, ImportRecord]:
+    """A plan of `tally`'s adds, and the record of its import (id from `content`)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    plan = ImportPlan(tmp)
+    plan.take(tally)
+    s = plan.summary()
+    return plan, ImportRecord(
+        content[:12],
+        content,
+        s.plan,
+        0,
+        "running",
+        "x.csv",
+        "goatcounter-v2",
+        s.chunks,
+        s.adds,
+        s.posts,
+        s.pages,
+        s.views,
+        s.unique,
+        "",
+    )
+
+
+def goat_tally(pages: int = 1) -> Sums:
+    tally = Sums()
     for i in range(12):
-        plan.add_views(Target("post", f"p{i % 4}"), 1, i % 2, H1, f"r{i % 3}.example", "T")
-    plan.add_views(Target("page", "Home_Page"), 3, 2, H2)
-    return plan
+        tally.add_views(Target("post", f"p{i % 4}"), 1, i % 2, H1, f"r{i % 3}.example")
+    for page in range(pages):
+        tally.add_views(Target("page", f"P{page}"), 3, 2, H2)
+    return tally
 
 
-async def test_an_import_adds_once_however_often_it_is_run(local_store: Store):
+async def nonzero(store: Store, kind: str, ref: str) -> dict[str, Counts]:
+    return {key: counts for key, counts in (await rows(store, kind, ref)).items() if counts.total}
+
+
+async def listed(store: Store) -> int:
+    """The page index's count, which must always equal its entries."""
+    count = await store.pages.count()
+    assert count == len(await store.tracked())
+    return count
+
+
+async def imported(store: Store, plan: ImportPlan, record: ImportRecord) -> ImportRecord:
+    done = Imports(store)
+    begun = await done.begin(record)
+    assert not begun.already
+    await done.write(begun.record, plan.chunks())
+    return await done.settle(begun.record, plan.targets())
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Chunks of 5 adds, so that a small plan has many."""
+    monkeypatch.setattr(import_plan, "CHUNK_ADDS", 5)
+    return 5
+
+
+async def test_an_import_adds_once_however_often_it_is_run(
+    local_store: Store, tmp_path: Path, small_chunks: int
+):
     store = local_store
     await seed(store, Target("post", "p0"), 10, 10)  # counted here before the import
-    plan, name = goat_plan(), "export.csv"
-    first = await Imports(store).run(plan, "id1", name)
-    assert not first.already and all(first.added.values())
+    plan, fresh = planned(tmp_path, goat_tally())
+    assert fresh.chunks == 6  # 30 adds (4 posts, a page, 20 rows, 5 of the site)
+    done = await imported(store, plan, fresh)
+    assert (done.state, done.attempt) == ("done", 1)
     assert await writer(store, "p0") == Counts(13, 10)
-    assert await writer(store, "p1", store.tables.reader) == Counts(3, 3)
-    assert store_requests.counts(await get(store, store.tables.pages, {
-        "pageName": {"S": "Home_Page"}})) == Counts(3, 2)
+    assert await writer(store, "p1", store.tables.reader) == Counts(3, 3)  # copied at once
+    assert store_requests.counts(
+        await get(store, store.tables.pages, {"pageName": {"S": "P0"}})
+    ) == Counts(3, 2)
     assert (await rows(store, "timeline", SITE))[H1] == Counts(22, 16)
     assert (await rows(store, "referrer", SITE))["r0.example"] == Counts(4, 0)
-    assert Target("page", "Home_Page") in await store.tracked()
-
-    again = await Imports(store).run(plan, "id1", name)
-    assert again.already and not any(again.added.values())
-    # A run stopped before its record said done: every write is refused by its marker.
-    await store.ddb.put_item(TableName=store.tables.index, Item=imports.record_item(
-        "id1", name, plan, "running", "2026-01-01T00:00:00Z"))
-    resumed = await Imports(store).run(plan, "id1", name)
-    assert not resumed.already and not any(resumed.added.values()) and resumed.rows == 0
-    assert await writer(store, "p0") == Counts(13, 10)
-    assert (await rows(store, "timeline", SITE))[H1] == Counts(22, 16)
-    # The same file read with other rules maps other views: refused, not added twice.
-    other = goat_plan()
-    other.add_views(Target("post", "p9"), 1, 1, H1)
-    with pytest.raises(ClientError, match="with other --path-pattern") as refused:
-        await Imports(store).run(other, "id1", name)
-    assert refused.value.code == "imported_before"
-    assert await writer(store, "p9") == ZERO
+    assert Target("page", "P0") in await store.tracked()
+    again = await Imports(store).begin(fresh)
+    assert again.already and again.record == done
+    # A run stopped midway: two chunks in, then the whole run again adds the rest once.
+    plan2, fresh2 = planned(tmp_path / "2", goat_tally(), "d" * 64)
+    begun = await Imports(store).begin(fresh2)
+    chunks = list(plan2.chunks())
+    assert await Imports(store).write(begun.record, chunks[:2]) == 2
+    resumed = await Imports(store).begin(fresh2)
+    assert resumed.resumed and resumed.record == begun.record
+    assert await Imports(store).write(resumed.record, plan2.chunks()) == len(chunks) - 2
+    assert await Imports(store).write(resumed.record, plan2.chunks()) == 0  # and no more
+    assert await writer(store, "p0") == Counts(16, 10)
+    assert (await rows(store, "timeline", SITE))[H1] == Counts(34, 22)
 
 
-async def test_an_import_stopped_midway_adds_the_rest_once(local_store: Store):
+async def test_the_same_records_mapped_otherwise_wait_for_an_undo(
+    local_store: Store, tmp_path: Path, small_chunks: int
+):
+    """Issue 21: a GoatCounter import with the wrong --path-pattern could not be redone.
+    It is refused while the first stands; once undone, it goes in, as attempt 2."""
     store = local_store
-    plan = goat_plan()
-    mark = imports.marker("id2")
-    for target, counts in list(plan.counts.items())[:2]:  # written before a crash
-        await store.ddb.update_item(**imports.count_write(store.tables, target, counts, "",
-                                                          mark))
-    done = await Imports(store).run(plan, "id2", "x.csv")
-    assert sorted(done.added.values()) == [False, False, True, True, True]
+    await seed(store, Target("post", "p0"), 10, 10, hosts=0)
+    before = {
+        ref: (await nonzero(store, "timeline", ref), await nonzero(store, "referrer", ref))
+        for ref in (SITE, "post#p0")
+    }
+    plan, fresh = planned(tmp_path, goat_tally())
+    first = await imported(store, plan, fresh)
+    assert await listed(store) == 5  # p0 (a node's), p1-p3 and P0 (the import's)
+    other_plan, other = planned(tmp_path / "other", goat_tally(pages=2))
+    assert other.id == first.id and other.plan != first.plan
+    with pytest.raises(
+        ClientError, match=f"Undo it first: livecount import --undo {first.id}"
+    ) as refused:
+        await Imports(store).begin(other)
+    assert refused.value.code == "imported_before"
+
+    undone = await ImportUndo(store).undo(first.id)
+    assert (undone.record.state, undone.chunks, undone.kept) == ("undone", fresh.chunks, 0)
+    assert await writer(store, "p0") == Counts(10, 10)
+    assert await writer(store, "p0", store.tables.reader) == Counts(10, 10)
+    for i in range(1, 4):  # emptied: at zero, never below, and out of the listing
+        assert await writer(store, f"p{i}") == Counts(0, 0)
+        assert await rows(store, "timeline", f"post#p{i}") == {H1: Counts(0, 0)}
+    assert await store.tracked() == [Target("post", "p0")]
+    assert await listed(store) == 1  # the index's count went down with its entries
+    assert {
+        ref: (await nonzero(store, "timeline", ref), await nonzero(store, "referrer", ref))
+        for ref in before
+    } == before  # rows emptied stay, at zero
+    again = await ImportUndo(store).undo(first.id)
+    assert again.already and again.chunks == 0
+
+    redone = await imported(store, other_plan, other)
+    assert (redone.attempt, redone.state) == (2, "done")
+    assert await listed(store) == 6
+    assert sorted(await store.tracked()) == sorted(
+        [Target("page", "P0"), Target("page", "P1"), *(Target("post", f"p{i}") for i in range(4))]
+    )
+    assert await writer(store, "p1") == Counts(3, 3)
+
+
+async def test_an_undo_is_exact_while_a_node_counts_and_after_a_rename(
+    local_store: Store, tmp_path: Path, small_chunks: int
+):
+    """Servers only ADD, which commutes with the undo's subtractions; views a rename
+    moved since the import stay where they went, and nothing goes below zero."""
+    store = local_store
+    plan, fresh = planned(tmp_path, goat_tally())
+    await imported(store, plan, fresh)
+    await Operations(store).run(Plan("p3", "moved"))  # p3's imported views went to `moved`
+    node_views = 0
+
+    async def node() -> None:
+        nonlocal node_views
+        for _ in range(20):
+            await seed(store, Target("post", "p0"), 1, 1, hosts=0)
+            node_views += 1
+
+    undone, _ = await asyncio.gather(ImportUndo(store).undo(fresh.id), node())
+    assert undone.kept == 5  # p3's writer item, its timeline row, its 3 referrer rows
+    assert await writer(store, "p0") == Counts(node_views, node_views)
+    assert await writer(store, "moved") == Counts(3, 3)  # the rename's
+    assert await writer(store, "p3") == Counts(0, 0)
+    assert (await rows(store, "timeline", SITE))[H1] == Counts(node_views, node_views)
+    assert all(c.total >= 0 for c in (await rows(store, "referrer", SITE)).values())
+    # p0 counted since, `moved` the rename's: kept; p1, p2, p3 emptied: out.
+    assert sorted(await store.tracked()) == [Target("post", "moved"), Target("post", "p0")]
+    assert await listed(store) == 2
+
+
+async def test_an_undo_marks_chunks_never_written_so_a_late_run_adds_none(
+    local_store: Store, tmp_path: Path, small_chunks: int
+):
+    store = local_store
+    plan, fresh = planned(tmp_path, goat_tally())
+    begun = await Imports(store).begin(fresh)
+    chunks = list(plan.chunks())
+    await Imports(store).write(begun.record, chunks[:2])  # then killed
+    undone = await ImportUndo(store).undo(fresh.id)
+    assert undone.chunks == 2
+    # The killed run, had it gone on, finds every chunk taken: it adds nothing.
+    assert await Imports(store).write(begun.record, plan.chunks()) == 0
+    with pytest.raises(ClientError) as moved_on:
+        await Imports(store).settle(begun.record, plan.targets())
+    assert moved_on.value.code == "import_running"
     for i in range(4):
-        assert await writer(store, f"p{i}") == plan.counts[Target("post", f"p{i}")]
+        assert await writer(store, f"p{i}") == Counts(0, 0)
+    assert set((await rows(store, "timeline", SITE)).values()) <= {Counts(0, 0)}
+    assert [r.state for r in await Imports(store).records()] == ["undone"]
 
 
-async def test_an_export_imported_elsewhere_is_the_same_store(local_store: Store,
-                                                              dynamodb_local_url: str):
+async def test_a_restore_cut_short_is_finished_by_the_same_backup_only(
+    local_store: Store, tmp_path: Path, small_chunks: int
+):
+    """A restore writes into a store that holds nothing (`Imports.holds`): killed half
+    way, the store holds its own chunks only, so the same backup may finish it."""
+    store = local_store
+    assert await Imports(store).holds() is None
+    plan, fresh = planned(tmp_path, goat_tally())
+    begun = await Imports(store).begin(fresh)
+    await Imports(store).write(begun.record, plan.chunks())  # then killed, unsettled
+    assert await Imports(store).holds(fresh.id) is None
+    assert await Imports(store).holds("another") == "1 imports"
+    await Imports(store).settle(begun.record, plan.targets())
+    assert await Imports(store).holds(fresh.id) == "this backup, restored before"
+    await ImportUndo(store).undo(fresh.id)
+    assert await Imports(store).holds() is None  # rows at zero hold nothing
+    await seed(store, Target("post", "p0"), 1, 1)
+    assert await Imports(store).holds() == "1 posts and pages"
+
+
+async def test_an_export_imported_elsewhere_is_the_same_store(
+    local_store: Store, dynamodb_local_url: str, tmp_path: Path
+):
     store = local_store
     await seed(store, OLD, 5, 3, "Old", hosts=2)
     await seed(store, Target("page", "Home_Page"), 4, 4, hour=H2)
@@ -253,11 +430,14 @@ async def test_an_export_imported_elsewhere_is_the_same_store(local_store: Store
     records = [r async for r in Exports(store).records()]
     assert {r.target for r in records if r.record == "count"} == {"post#new", "page#Home_Page"}
     assert all(r.total for r in records)
-    text = exports.ndjson_head("2026-01-01T00:00:00Z") + "".join(map(exports.ndjson_line,
-                                                                      records))
+    text = exports.ndjson_head("2026-01-01T00:00:00Z") + "".join(map(exports.ndjson_line, records))
+    plan = ImportPlan(tmp_path)
+    reader = Reader(PathMap(PageRules(unmatched="refuse")))
+    for tally in reader.tallies(io.BytesIO(text.encode())):
+        plan.take(tally)
+    plan.check(reader)
     async for other in open_store(dynamodb_local_url, "copy_" + store.tables.writer[:11]):
-        paths = PathMap(PageRules(unmatched="refuse"))
-        await Imports(other).run(imports.read(text.encode(), paths), "e", "e")
+        await imported(other, plan, plan.record(reader, "export.ndjson"))
         assert [r async for r in Exports(other).records()] == records
 
 
@@ -335,15 +515,27 @@ async def test_a_delete_purge_of_an_id_renamed_into_twice_can_run_again(local_st
     assert sum(c.total for c in (await rows(store, "referrer", "post#t")).values()) == 6
     for _ in range(2):  # the second run finds it done, and nothing left
         await Operations(store).run(Plan("t"), purge=True)
-        assert await rows(store, "referrer", "post#t") == {} == await rows(
-            store, "timeline", "post#t")
+        assert (
+            await rows(store, "referrer", "post#t") == {} == await rows(store, "timeline", "post#t")
+        )
         assert await get(store, store.tables.writer, {"articleId": {"S": "t"}}) == {}
-        assert store_requests.referrer_totals((await store.ddb.query(**store_requests.query(
-            store.tables.referrers, "target", SITE, consistent=True)))["Items"]) == {}
+        assert (
+            store_requests.referrer_totals(
+                (
+                    await store.ddb.query(
+                        **store_requests.query(
+                            store.tables.referrers, "target", SITE, consistent=True
+                        )
+                    )
+                )["Items"]
+            )
+            == {}
+        )
 
 
 async def test_renames_and_deletes_racing_two_counting_nodes_move_each_view_once(
-        dynamodb_local_url: str, prefix: str):
+    dynamodb_local_url: str, prefix: str
+):
     rng = random.Random(3)
     hosts = [f"h{i}.example" for i in range(70)]
     gone = Target("post", "gone")
@@ -373,8 +565,10 @@ async def test_renames_and_deletes_racing_two_counting_nodes_move_each_view_once
             await Operations(store).run(Plan("old", "new"))
             await Operations(store).run(Plan("gone"))
 
-    async with Store.open(dynamodb_local_url, "us-east-1", prefix, node_id="a") as a, \
-            Store.open(dynamodb_local_url, "us-east-1", prefix, node_id="b") as b:
+    async with (
+        Store.open(dynamodb_local_url, "us-east-1", prefix, node_id="a") as a,
+        Store.open(dynamodb_local_url, "us-east-1", prefix, node_id="b") as b,
+    ):
         await a.create_tables()
         await asyncio.gather(count(a), count(b), operate(a))
         got = {ref: {h: c.total for h, c in (await rows(a, "referrer", ref)).items() if c.total}

@@ -10,7 +10,7 @@ from livecount.aws.store_admin import Moved
 from livecount.core.errors import ClientError, StoreRejected, StoreUnavailable
 from livecount.core.ledger import Counts
 from livecount.core.moves import Plan
-from livecount.tools import admin, transfer
+from livecount.tools import admin, importer, transfer
 
 
 def parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     admin.register(commands)
     transfer.register(commands)
+    importer.register(commands)
     return top
 
 
@@ -46,6 +47,12 @@ def refused(argv: list[str], capsys) -> str:
      "livecount: give one article ID, or --prefix, not both\n"),
     (["admin", "delete", "-abc"], "livecount: unrecognized arguments: -abc (an id that "
      "starts with - goes after --: livecount admin delete [options] -- -the-id)\n"),
+    (["import"], "livecount: give FILE, --list or --undo ID (one of them)\n"),
+    (["import", "f.csv", "--undo", "abc"],
+     "livecount: give FILE, --list or --undo ID (one of them)\n"),
+    (["import", "--list", "--dry-run"], "livecount: --dry-run goes with FILE\n"),
+    (["import", "f.csv", "--max-expanded", "lots"],
+     "livecount: --max-expanded: must be a size such as 2GiB or 500MB, got 'lots'\n"),
 ])
 def test_mistakes_are_one_line(argv, message, capsys):
     assert refused(argv, capsys) == message
@@ -60,6 +67,11 @@ def test_only_the_store_options_are_read_and_the_rest_keep_their_defaults(monkey
     cfg = config.from_args(ns)
     assert (cfg.table_prefix, cfg.port, cfg.pages.names) == ("blog_", 8080, ["Start"])
     assert cfg.pages.patterns == ("/p/{id}", "/{id}.html")
+
+
+def test_sizes_read_as_people_write_them():
+    assert importer._size("2GiB") == importer._size("2g") == 2 << 30
+    assert (importer._size("500MB"), importer._size("1000")) == (500 << 20, 1000)
 
 
 def test_with_the_embedded_store_a_running_server_is_refused(tmp_path):

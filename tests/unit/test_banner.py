@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from livecount import logs
 from livecount.aws import local
-from livecount.config import Config
+from livecount.config import Config, version
 from livecount.node import banner
 from livecount.node.banner import Banner
 
@@ -53,7 +53,7 @@ def test_the_banner_says_where_to_go(tmp_path: Path) -> None:
                    clock=clock(10.0, 17.25))
     shown.ready(8080, "http://127.0.0.1:41234")
     text = out.getvalue()
-    assert text.startswith(f"livecount {banner.version()} is ready (7.2 s)\n")
+    assert text.startswith(f"livecount {version()} is ready (7.2 s)\n")
     lines = [" ".join(line.split()) for line in text.splitlines()]
     assert "Dashboard http://127.0.0.1:8080/" in lines
     assert "Demo http://127.0.0.1:8080/demo" in lines

@@ -174,3 +174,19 @@ def test_the_log_format_reaches_the_logs(monkeypatch):
         cli._config(parse([*words, "--log-format", "json", "--node-id", "n"]))
     cli._config(parse(["serve", "--node-id", "n", "--log-level", "debug"]))
     assert given == [("info", "n", "json"), ("info", "n", "json"), ("debug", "n", "auto")]
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["report", "pages", "--help"]])
+def test_a_command_imports_only_what_it_runs(argv: list[str]) -> None:
+    """`livecount --version` and the report commands never load the AWS SDK: each
+    command's module is imported only when it is the one asked for."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom livecount import cli\n"
+             "try:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('aioboto3', 'botocore', 'uvloop', 'livecount.aws.store')"
+             " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.splitlines()[-1] == "[]", out

@@ -40,8 +40,8 @@ def messages(data: bytes) -> list[dict[str, Any]]:
         size, start = data[1], 2
         if size == 126:
             size, start = int.from_bytes(data[2:4], "big"), 4
-        found.append(msgspec.json.decode(data[start:start + size]))
-        data = data[start + size:]
+        found.append(msgspec.json.decode(data[start : start + size]))
+        data = data[start + size :]
     return found
 
 
@@ -49,8 +49,9 @@ def sent(e: Core[str], conn: str = "s") -> list[dict[str, Any]]:
     return messages(e.live.output(conn))
 
 
-def loaded(e: Core[str], action: Action | None, counts: Counts = ZERO,
-           now: float = T) -> list[tuple[str, Action]]:
+def loaded(
+    e: Core[str], action: Action | None, counts: Counts = ZERO, now: float = T
+) -> list[tuple[str, Action]]:
     """Read the counts `action` asks for, and list what it lists, as the edge would."""
     assert isinstance(action, NeedCounts)
     return e.engine.loaded(dict.fromkeys(action.targets, counts), now, action.listing)
@@ -81,8 +82,9 @@ def test_a_first_view_waits_for_the_stored_count_and_never_shows_less():
     assert pending.record == journal.view_record(A, False, pending.hour, None, None)
     assert e.live.output("s") == b""  # the reply waits for the disk
     e.live.stored(pending, T)
-    assert sent(e) == [{"message": "views", "totalViews": 11, "uniqueViews": 8,
-                        "readingNow": 1, "articleId": "a"}]
+    assert sent(e) == [
+        {"message": "views", "totalViews": 11, "uniqueViews": 8, "readingNow": 1, "articleId": "a"}
+    ]
 
 
 def test_nothing_counts_until_the_journal_has_it():
@@ -124,9 +126,17 @@ def test_bots_see_counts_and_are_not_counted():
     e.engine.opened("bot", "10.0.0.2", None, "Mozilla/5.0 HeadlessChrome/120", T)
     e.engine.loaded({A: Counts(3, 3)}, T, [A])
     assert e.engine.receive("bot", frame(articleId="a"), T) == Send()
-    assert sent(e, "bot") == [{"message": "views", "totalViews": 3, "uniqueViews": 3,
-                               "readingNow": 0, "articleId": "a", "counted": False,
-                               "reason": "bot"}]
+    assert sent(e, "bot") == [
+        {
+            "message": "views",
+            "totalViews": 3,
+            "uniqueViews": 3,
+            "readingNow": 0,
+            "articleId": "a",
+            "counted": False,
+            "reason": "bot",
+        }
+    ]
     assert e.writes.pending_views == 0 and e.engine.tally.bots == 1
 
 
@@ -139,8 +149,14 @@ def test_a_resumed_page_reads_again_and_counts_no_view():
     assert e.readers.everywhere() == {}
     e.engine.opened("s", "10.0.0.1", None, "Mozilla/5.0", T + 1)
     assert view(e, now=T + 1, articleId="a", resumed=True) == {
-        "message": "views", "totalViews": 1, "uniqueViews": 1, "readingNow": 1,
-        "articleId": "a", "counted": False, "reason": "resumed"}
+        "message": "views",
+        "totalViews": 1,
+        "uniqueViews": 1,
+        "readingNow": 1,
+        "articleId": "a",
+        "counted": False,
+        "reason": "resumed",
+    }
     assert e.readers.everywhere() == {A: 1} and e.live.shown(A) == Counts(1, 1)
     assert e.writes.pending_views == 1  # only the first view waits for the store
 
@@ -164,7 +180,8 @@ def test_sockets_per_address_are_bounded():
     e: Core[str] = Core.make(Settings(max_connections_per_ip=1))
     assert e.engine.opened("s1", "10.0.0.9", None, None, T) is None
     assert e.engine.opened("s2", "10.0.0.9", None, None, T) == Close(
-        1008, "too many connections from this address")
+        1008, "too many connections from this address"
+    )
     e.engine.closed("s1")
     assert e.engine.opened("s3", "10.0.0.9", None, None, T) is None
     assert e.engine.tally.refused["too_many_connections"] == 1
@@ -185,8 +202,9 @@ def test_subscribe_answers_each_count_once_its_counts_are_read():
     action = e.engine.receive("s", '{"message":"subscribe","articleIds":["a","a"]}', T)
     assert action == NeedCounts((A,))
     assert loaded(e, action, Counts(4, 2)) == [("s", Send())]
-    assert sent(e) == [{"message": "count", "totalViews": 4, "uniqueViews": 2,
-                        "readingNow": 0, "articleId": "a"}]  # one answer per id
+    assert sent(e) == [
+        {"message": "count", "totalViews": 4, "uniqueViews": 2, "readingNow": 0, "articleId": "a"}
+    ]  # one answer per id
     assert e.engine.receive("s", '{"message":"subscribe","pageNames":["Nope"]}', T) == Send()
     assert sent(e)[0]["error"] == "unknown_page"
 
@@ -209,7 +227,10 @@ def test_messages_behind_a_first_read_keep_their_order():
     e.live.stored(a_view.view, T)
     e.live.stored(b_view.view, T)
     assert [(m["message"], m["articleId"], m["totalViews"]) for m in sent(e)] == [
-        ("views", "a", 1), ("views", "b", 6), ("count", "a", 1)]
+        ("views", "a", 1),
+        ("views", "b", 6),
+        ("count", "a", 1),
+    ]
 
 
 def test_a_read_that_fails_refuses_only_what_waited_for_it():
@@ -218,8 +239,13 @@ def test_a_read_that_fails_refuses_only_what_waited_for_it():
     assert e.engine.receive("s", '{"message":"visibility","visible":false}', T) is None
     assert isinstance(first, NeedCounts)
     assert e.engine.unloaded(first.targets, T) == [("s", Send())]
-    assert sent(e) == [{"message": "error", "error": "unavailable",
-                        "detail": "counts are unavailable right now; nothing was counted"}]
+    assert sent(e) == [
+        {
+            "message": "error",
+            "error": "unavailable",
+            "detail": "counts are unavailable right now; nothing was counted",
+        }
+    ]
     assert e.writes.pending_views == 0 and e.engine.owed("s") == 0
 
 
@@ -270,11 +296,12 @@ def test_refused_writes_become_dead_letters_and_hold_nothing_up():
     flush = e.writes.take(e.writes.next_seq(1))
     bad = next(r for r in flush.rows if r.table == "referrer" and r.target == A.ref)
     _, settled = e.writes.settle(
-        flush, FlushResult(rejected_rows={bad: "ValidationException: key"}))
+        flush, FlushResult(rejected_rows={bad: "ValidationException: key"})
+    )
     e.writes.release(flush)
     assert e.writes.idle  # nothing left to retry
     assert settled.views == 2
-    (key, line), = settled.dead_letters
+    ((key, line),) = settled.dead_letters
     letter = msgspec.json.decode(line)
     assert key == f"referrer {A.ref} x.org"  # the post's row of that host
     assert letter["error"] == "ValidationException: key" and letter["totalViews"] == 1
@@ -435,7 +462,7 @@ def test_an_article_renamed_away_is_read_again_and_may_show_less():
     e.live.observed("a", Counts(9, 6), T)  # counts merge by maximum: 9 stays
     e.live.observed("a", Counts(0, 0), T)
     assert e.live.shown(A) == Counts(9, 6)
-    assert e.live.reset(["a", "b"]) == [A]  # only a's pages need it now; b is read when asked
+    assert e.live.reset([A, B]) == [A]  # only a's pages need it now; b is read when asked
     assert e.live.shown(A) is None and e.live.shown(B) is None
     e.live.due(T)
     e.live.reloaded({A: Counts(0, 0)}, T)
@@ -474,5 +501,5 @@ def test_a_reset_forgets_that_a_target_was_listed():
     """A rename or delete took it out of the page index: its next view lists it again."""
     e = engine()
     view(e, articleId="a")
-    e.live.reset(["a"])
+    e.live.reset([A])
     assert e.engine.receive("s", frame(articleId="a"), T) == NeedCounts((A,), (A,))

@@ -170,6 +170,6 @@ def test_stored_payloads_fit_items_and_read_back():
     said = [feed.read(p) for p in payloads]
     assert [r for s in said if isinstance(s, feed.Stored) for r in s.rows] == rows
     assert feed.read(b'{"stored": {"pages": [["a", 1]], "rows": []}}') == []
-    assert feed.read(b'{"reset": ["a"], "pages": ["/x"], "reports": false}') == feed.Reset(
-        ["a"], ("/x",), False)
-    assert feed.read(b'{"reset": ["a"]}') == feed.Reset(["a"])  # an older node's: rows too
+    assert feed.read(b'{"reset": [["post", "a"], ["page", "/x"]], "reports": false}') == \
+        feed.Reset([("post", "a"), ("page", "/x")], False)
+    assert feed.read(b'{"reset": [["post", "a"]]}') == feed.Reset([("post", "a")])  # rows too

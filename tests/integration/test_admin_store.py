@@ -112,10 +112,11 @@ async def test_a_rename_merges_every_count_onto_the_new_id(local_store: Store):
     record = await Operations(store).current("old")
     assert record is not None and (record.to, record.state) == ("new", "done")
     # Over the live feed: the new id's count, and a reset of the old one, whose
-    # larger count the nodes must forget (counts merge by maximum).
+    # larger count the nodes must forget (counts merge by maximum), and of the new one
+    # (it may have taken the old one's title).
     said = [feed.read(payload) for _, payload in await store.read_feed(0)]
     assert ["new", 7, 5] in [list(c) for s in said if isinstance(s, list) for c in s]
-    assert feed.Reset([("post", "old")]) in said
+    assert feed.Reset([("post", "old"), ("post", "new")]) in said
 
 
 async def test_a_run_stopped_midway_is_finished_by_the_next_exactly_once(local_store: Store):
@@ -277,7 +278,9 @@ async def test_an_import_adds_once_however_often_it_is_run(
     store = local_store
     await seed(store, Target("post", "p0"), 10, 10)  # counted here before the import
     plan, fresh = planned(tmp_path, goat_tally())
-    assert fresh.chunks == 6  # 30 adds (4 posts, a page, 20 rows, 5 of the site)
+    # 97 adds: 4 posts and a page; for them and the site each hour, its 4 rollups, and
+    # each host's all-time row and its rows in the hour, the day and the month.
+    assert fresh.chunks == 20
     done = await imported(store, plan, fresh)
     assert (done.state, done.attempt) == ("done", 1)
     assert await writer(store, "p0") == Counts(13, 10)
@@ -368,7 +371,8 @@ async def test_an_undo_is_exact_while_a_node_counts_and_after_a_rename(
             node_views += 1
 
     undone, _ = await asyncio.gather(ImportUndo(store).undo(fresh.id), node())
-    assert undone.kept == 5  # p3's writer item, its timeline row, its 3 referrer rows
+    # p3's writer item, its hour and its 4 rollups, its 3 hosts' 4 rows each.
+    assert undone.kept == 1 + 5 + 3 * 4
     assert await writer(store, "p0") == Counts(node_views, node_views)
     assert await writer(store, "moved") == Counts(3, 3)  # the rename's
     assert await writer(store, "p3") == Counts(0, 0)
@@ -439,6 +443,10 @@ async def test_an_export_imported_elsewhere_is_the_same_store(
     async for other in open_store(dynamodb_local_url, "copy_" + store.tables.writer[:11]):
         await imported(other, plan, plan.record(reader, "export.ndjson"))
         assert [r async for r in Exports(other).records()] == records
+        # Its hours' rollups come with them: an all-time chart of the copy is the same.
+        assert await Rollups(other).check() == []
+        assert await rows(other, "timeline", "all") == {
+            NEW.ref: Counts(5, 3), "page#Home_Page": Counts(4, 4), SITE: Counts(9, 7)}
 
 
 async def test_an_emptied_id_is_gone_and_renaming_it_lists_nothing_new(local_store: Store):

@@ -7,6 +7,9 @@ BIN     := $(VENV)/bin
 CKSUM   := $(shell cksum < pyproject.toml | cut -d' ' -f1)
 RUNTIME := $(VENV)/.runtime-$(CKSUM)
 STAMP   := $(VENV)/.installed-$(CKSUM)
+# Tests run in two processes (pytest-xdist), each with its own DynamoDB Local: most of
+# a test waits on a server, so two halve the wall time on two cores.
+TEST_WORKERS ?= 2
 
 # The Gatsby 5 site tests/browser/test_gatsby.py drives: node_modules is installed
 # once per package-lock.json (npm ci), the site rebuilt only when its sources change.
@@ -29,7 +32,7 @@ run: runtime system-deps  ## livecount serve on the embedded DynamoDB Local
 	$(BIN)/livecount serve $(ARGS)
 
 test: install test-deps lint gatsby-site hugo-site spa-site  ## everything CI runs
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=25 $(PYTEST_ARGS)
 	node --test tests/js/
 
 soak: install system-deps  ## long variants: a million hostile frames, a 30 s store outage

@@ -44,7 +44,8 @@ HEALTH_TTL = 2.0  # seconds a health answer is reused
 HEALTH_TIMEOUT = 2.0  # seconds DynamoDB has to answer /healthz's ping: inside the router's
 # timeout, so that /healthz says what failed itself
 # The one tag for any site (issue 20), built from the client's source at start
-# (`livecount_client.tag`). Every script is also at /client/<name>.
+# (`livecount_client.tag`). Every other script is at /client/<name>; the tag is not,
+# since it opens the WebSocket beside its own URL (/client/ws there: no such route).
 SCRIPTS = {"/livecount.js": "livecount.js"}
 CORS_ANY = {"Access-Control-Allow-Origin": "*"}  # the client's scripts are for any site
 
@@ -148,6 +149,8 @@ class Routes:
         name = request.params.get("name") or SCRIPTS[request.path]
         if name not in self.files.scripts:
             return not_found(f"no client script {name[:256]!r}")
+        if "name" in request.params and f"/{name}" in SCRIPTS:
+            return not_found(f"{name} is served at /{name}: it opens the WebSocket /ws beside it")
         return self.files.answer(name, request.headers, SCRIPT_CACHE, CORS_ANY)
 
     def _report(

@@ -14,10 +14,15 @@ Limits (docs/SECURITY.md): a request line over 8 KiB is 414; a header line over
 8 KiB, over 128 headers, or a head over 64 KiB 431; a body over 16 KiB 413, and one
 on a route that takes none 400; whatever h11 refuses 400, and a head with a line that
 ends in a bare LF (RFC 9112 lets a server take one, h11 does; a proxy in front that
-does not would read other requests than this node: request smuggling). A request must arrive whole
+does not would read other requests than this node: request smuggling), or with both
+`Content-Length` and `Transfer-Encoding` (h11 reads the body by the latter and keeps
+the connection; a proxy that goes by the former would read another request there:
+RFC 9112 6.1 says to close at least). A request must arrive whole
 within `--handshake-timeout` of the connection or of the answer before it, or it gets
 408 (a client that trickles its head or body); a keep-alive connection idle that long
-is closed. Every refusal is JSON, and ends the connection.
+is closed. A client that leaves its answers unread (asyncio pauses our writing) has
+no further request read until it reads: its deadline runs meanwhile. Every refusal
+is JSON, and ends the connection.
 
 The handshake: h11 reads it like any request; websockets then parses the same head
 itself, so its own checks hold (`Origin`, `Sec-WebSocket-Key` and version, method and
@@ -112,6 +117,9 @@ def head_refusal(event: h11.Request) -> Response | None:
         return _too_large()
     if event.http_version not in (b"1.0", b"1.1"):
         return bad_request(f"HTTP/{event.http_version.decode()} is not served here: HTTP/1.1 only")
+    names = {name for name, _ in event.headers}
+    if {b"content-length", b"transfer-encoding"} <= names:  # h11 would go by the latter
+        return bad_request("a request with both Content-Length and Transfer-Encoding is refused")
     return None
 
 
@@ -221,8 +229,8 @@ class Opening:
         self.h11.receive_data(data)
         if self.busy:
             self.held += len(data)
-            if self.held - len(data) <= HELD < self.held and self.conn.transport is not None:
-                self.conn.transport.pause_reading()  # a client pipelining without end
+            if self.held - len(data) <= HELD < self.held:
+                self.conn.pause_reading()  # a client pipelining without end
             return
         self._read()
 
@@ -234,7 +242,7 @@ class Opening:
             self.h11.receive_data(b"")
             if not self.busy:
                 self._read()
-        return True if self.busy and not self.closing else None
+        return True if (self.busy or self.conn.write_paused) and not self.closing else None
 
     def timed_out(self) -> None:
         """The deadline of the request under way, or of an idle connection."""
@@ -250,7 +258,7 @@ class Opening:
 
     # -- reading ----------------------------------------------------------------------------
     def _read(self) -> None:
-        while not self.busy and not self.closing:
+        while not self.busy and not self.closing and not self.conn.write_paused:
             if self.suspect and self.h11.their_state is h11.IDLE:
                 found = bare_lf(self.h11.trailing_data[0])
                 if found:
@@ -345,11 +353,18 @@ class Opening:
             self._finish()
             return
         self.h11.start_next_cycle()
-        if self.held > HELD:
-            transport.resume_reading()
         self.busy, self.held = False, 0
         self.conn.later(self.conn.sockets.open_timeout, self.timed_out)
-        self._read()  # a request pipelined behind this one
+        self.writable()
+
+    def writable(self) -> None:
+        """Read on, to a request pipelined behind the last: not while the client leaves
+        its answers unread (asyncio paused our writing; `resume_writing` calls this
+        again), so that it cannot have every answer it asks for held in memory."""
+        if self.busy or self.closing or self.conn.write_paused:
+            return
+        self.conn.resume_reading()
+        self._read()
 
     def _unframed(self, answer: Response, head: bool) -> None:
         """A refusal of what h11 could not read as a request: written as is (h11 will

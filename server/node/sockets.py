@@ -88,14 +88,18 @@ class CountReader:
             async with asyncio.timeout(COUNTS_READ_TIMEOUT):
                 counts, listed = await asyncio.gather(
                     self.store.read_counts(targets),
-                    self.store.pages.register(listing, self.max_pages))
+                    self.store.pages.register(listing, self.max_pages),
+                )
         except Exception as exc:  # every waiter answers `unavailable`; nothing counted
             warn_limited("counts_unavailable", error=str(exc) or type(exc).__name__)
             actions = engine.unloaded([*targets, *listing], time.time())
         else:
             if listed.refused:
-                warn_limited("too_many_pages", pages=self.max_pages,
-                             hint="raise --max-pages, or delete pages")
+                warn_limited(
+                    "too_many_pages",
+                    pages=self.max_pages,
+                    hint="raise --max-pages, or delete pages",
+                )
             actions = engine.loaded(counts, time.time(), listed.listed, listed.refused)
         for conn, action in actions:
             self.sockets.act(conn, action)
@@ -142,7 +146,7 @@ class Connection(asyncio.Protocol):
         self.closing: tuple[int, str] | None = None  # sent once what it is owed is
         self._fragments = Fragments()
         self._paused = False
-        self._write_paused = False
+        self.write_paused = False  # asyncio's flow control: the client reads too slowly
         self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------
@@ -174,13 +178,15 @@ class Connection(asyncio.Protocol):
         self.open = False
 
     def pause_writing(self) -> None:  # the client does not read: stop reading it
-        self._write_paused = True
+        self.write_paused = True
         self.pause_reading()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
-        if self.engine.owed(self) <= MAX_OWED // 2:
-            self._resume()
+        self.write_paused = False
+        if self.opening is not None:
+            self.opening.writable()  # the next request pipelined, if any
+        elif self.engine.owed(self) <= MAX_OWED // 2:
+            self.resume_reading()
 
     # -- what the client sent -----------------------------------------------------------
     def receive(self, data: bytes) -> None:
@@ -237,9 +243,13 @@ class Connection(asyncio.Protocol):
             self._timer.cancel()
         headers = request.headers
         peer = self.transport.get_extra_info("peername") if self.transport else None
-        close = self.engine.opened(self, str(peer[0]) if peer else "",
-                                   header(headers, "X-Forwarded-For"),
-                                   header(headers, "User-Agent"), time.time())
+        close = self.engine.opened(
+            self,
+            str(peer[0]) if peer else "",
+            header(headers, "X-Forwarded-For"),
+            header(headers, "User-Agent"),
+            time.time(),
+        )
         self.open = True
         if close is not None:
             self.close(close.code, close.reason)
@@ -256,8 +266,8 @@ class Connection(asyncio.Protocol):
             self.open = False
             self.protocol.send_close(*self.closing)
             self._send_protocol_data()
-        if self._paused and not self._write_paused and engine.owed(self) <= MAX_OWED // 2:
-            self._resume()
+        if self._paused and not self.write_paused and engine.owed(self) <= MAX_OWED // 2:
+            self.resume_reading()
 
     def write(self, frame: bytes) -> None:
         """A push the engine found nothing owed before: now."""
@@ -322,7 +332,7 @@ class Connection(asyncio.Protocol):
             self._paused = True
             self.transport.pause_reading()
 
-    def _resume(self) -> None:
+    def resume_reading(self) -> None:
         if self._paused and self.transport is not None and not self.transport.is_closing():
             self._paused = False
             self.transport.resume_reading()
@@ -333,10 +343,20 @@ class Sockets:
     actions, the loop turn's writes, pushes, pings and idle reaping. Called, it makes
     a `Connection` (asyncio's protocol factory)."""
 
-    def __init__(self, engine: Engine[Connection], live: Live[Connection], store: Store,
-                 journal: Journal, metrics: Metrics, archive: Writer | None, routes: Routes,
-                 origins: list[Origin | None] | None, max_size: int,
-                 open_timeout: float, max_pages: int | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine[Connection],
+        live: Live[Connection],
+        store: Store,
+        journal: Journal,
+        metrics: Metrics,
+        archive: Writer | None,
+        routes: Routes,
+        origins: list[Origin | None] | None,
+        max_size: int,
+        open_timeout: float,
+        max_pages: int | None = None,
+    ) -> None:
         self.engine = engine
         self.live = live
         self.journal = journal
@@ -397,8 +417,9 @@ class Sockets:
         if not self.journal.healthy:
             # A failing journal (a full disk) takes the flushes' small records first:
             # they let what it holds be stored, and then it can empty itself.
-            self.failed(view, JournalUnavailable(
-                "the journal cannot write right now; nothing counted"))
+            self.failed(
+                view, JournalUnavailable("the journal cannot write right now; nothing counted")
+            )
             return
         self.journal.append_view(view.record, view)
 

@@ -32,7 +32,7 @@ from livecount.aws.store import Store
 from livecount.core.engine import Core, Settings
 from livecount.core.pages import PageRules
 from livecount.node.admin_api import AdminApi
-from livecount.node.answers import json_response
+from livecount.node.answers import json_response, response
 from livecount.node.http import Routes
 from livecount.node.journal import Journal
 from livecount.node.metrics import Metrics
@@ -439,6 +439,12 @@ async def test_head_sends_the_headers_of_get_and_no_body(edge: int):
         ),  # every line fits, the head does not (64 KiB)
         (b"GET /api/pages HTTP/1.1\nHost: x\n\n", 400, "bad_request"),  # bare LF
         (b"GET /api/pages HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 400, "bad_request"),  # one bare LF
+        (  # smuggling: a proxy that goes by Content-Length reads another request here
+            b"POST /api/admin/title HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "bad_request",
+        ),
         (b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", 426, "upgrade_required"),
         (b"GET /ws HTTP/1.0\r\nHost: x\r\n\r\n", 505, "bad_handshake"),
         (
@@ -648,6 +654,41 @@ async def test_a_client_pipelining_without_end_is_read_as_it_is_answered(conn: i
     got = answers(data, ["GET"] * (many + 1))
     assert got[0].status == 503 and {a.status for a in got[1:]} == {200}
     assert got[-1].json()["query"] == {} and len(got) == many + 1
+
+
+async def test_a_client_that_reads_no_answers_is_answered_no_further(tmp_path: Path):
+    """Requests pipelined by a client that reads none of their answers: the node
+    answers while the socket takes them, then waits for the client to read (asyncio's
+    write flow control) instead of holding every answer in memory (200 requests of a
+    few bytes each asked for 50 MB), and at the deadline ends with a 408."""
+    asked, size, deadline = 200, 256 * 1024, 1.0
+    answered = 0
+
+    async def big(request: HttpRequest) -> Response:
+        nonlocal answered
+        answered += 1
+        return response(200, b"x" * size, "text/plain")
+
+    port, stop = await serving(Table(Route("GET", "/big", big)), tmp_path, timeout=deadline)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
+    try:
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"".join(request("GET", "/big", close=False) for _ in range(asked)))
+        await eventually(lambda: asyncio.sleep(0, answered), bool)
+        await asyncio.sleep(2 * deadline)  # the client in question: it reads nothing for long
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        data = bytearray()
+        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), CLIENT_TIMEOUT):
+            data += chunk
+    finally:
+        sock.close()
+        await stop()
+    got = answers(bytes(data), ["GET"] * (answered + 1))
+    assert [a.status for a in got] == [200] * answered + [408]
+    # what the kernel's buffers hold on loopback (4 MiB at most here), not all 200
+    assert answered < asked // 4
 
 
 async def test_a_client_that_trickles_its_request_gets_408(conn: int):

@@ -219,10 +219,14 @@ async def test_the_one_tag_script_and_the_client_scripts_are_served_to_any_site(
         assert answer.status_code == 200 and answer.headers["Content-Type"] == SCRIPT
         assert answer.headers["Access-Control-Allow-Origin"] == "*"
         assert answer.headers["Cache-Control"] == "public, max-age=3600"
-    missing = made("GET", "/client/dashboard.html")  # a page, not a script
-    route = routes.router.find(missing)
-    assert isinstance(route, Route) and route.handler is not None
-    assert (await route.handler(missing)).status_code == 404
+    for target in ("/client/dashboard.html", "/client/livecount.js"):
+        missing = made("GET", target)  # a page, not a script; the tag, away from /livecount.js
+        route = routes.router.find(missing)
+        assert isinstance(route, Route) and route.handler is not None
+        answer = await route.handler(missing)
+        assert answer.status_code == 404, target
+    # The tag opens /ws beside its own URL: loaded from /client/ it would open /client/ws.
+    assert "/livecount.js" in json.loads(answer.body)["detail"]
 
 
 # -- the server's own origin ------------------------------------------------------------------

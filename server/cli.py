@@ -86,8 +86,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve = commands.add_parser(
         "serve", help="run the WebSocket server",
         description="Run a livecount node: the WebSocket endpoint (/ws), the report API "
-                    "(/api), the dashboard (/) and the demo (/demo), counting into DynamoDB. "
-                    "SIGINT or SIGTERM stops it after a final flush.",
+                    "(/api), the dashboard (/) and, with --demo on, the demo (/demo), "
+                    "counting into DynamoDB. SIGINT or SIGTERM stops it after a final flush.",
         epilog=_ENV_NOTE)
     config.add_options(serve)
     serve.set_defaults(run=_serve, parser=serve)

@@ -396,6 +396,11 @@ class Config:
         "for a Prometheus on a private network, `all` for everything, the dashboard too",
         parse=choice(*REPORTS), default=(), many=True, choices=REPORTS,
         shown="none: only what a page shows")
+    demo: str = option(
+        "`on`: serve the demo at `/demo`, a tiny blog whose views count in this store, as "
+        "`Home_Page`, `hello-world` and `second-post`: to try livecount, not on a real "
+        "site's node; `off`: `/demo` is 404", parse=choice("on", "off"), default="off",
+        choices=("on", "off"))
 
 
 def _declared() -> list[Option]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livecount.aws.shard_leases import ShardLeases
@@ -33,6 +33,7 @@ from livecount.logs import error, log, warn_limited
 from livecount.waits import pause
 
 OnImage = Callable[[str, int, int], None]  # articleId, totalViews, uniqueViews
+OnDown = Callable[[list[str]], Awaitable[None]]  # articleIds
 IDLE_POLL_INTERVAL = 1.0  # the longest wait between polls of a quiet shard others write to
 QUIET_AFTER = 5.0  # seconds without a record (or a write of ours) before shards count as quiet
 ALONE_GATHER = 2.0  # alone: seconds of this node's own records read in one go
@@ -41,10 +42,11 @@ ALONE_GATHER = 2.0  # alone: seconds of this node's own records read in one go
 class StreamConsumer:
     def __init__(self, store: Store, on_image: OnImage, node_id: str = "node",
                  lease_time: float = 10.0, poll_interval: float = 0.25,
-                 discover_interval: float = 10.0) -> None:
+                 discover_interval: float = 10.0, on_down: OnDown | None = None) -> None:
         self.store = store
         self.stream = store.stream
         self.on_image = on_image
+        self.on_down = on_down  # articles whose count went down: this node reads them again
         self.node_id = node_id
         self.lease_time = lease_time
         self.poll_interval = poll_interval
@@ -192,6 +194,8 @@ class StreamConsumer:
                 # something else copied it (`livecount admin`, an import).
                 if write.change is not None:
                     self.on_image(*write.change)
+        if work.down and self.on_down is not None:
+            await self.on_down(work.down)
         if self.nodes > 1 and work.feed:
             try:
                 await self.stream.share(work.feed)

@@ -126,7 +126,7 @@ def puts(changes: Mapping[str, tuple[int, int]], table: str, writer: str, now: f
     """PutItem requests that share `changes` with every node: the feed write of the
     node's stream consumer and of the Lambda alike. `writer` names who writes (a node
     id, a Lambda request id), so two writers in the same microsecond do not collide."""
-    return _items(chunks(changes), table, writer, now)
+    return stamped(chunks(changes), table, writer, now)
 
 
 def resets(targets: Iterable[tuple[str, str]], table: str, writer: str, now: float,
@@ -134,16 +134,24 @@ def resets(targets: Iterable[tuple[str, str]], table: str, writer: str, now: flo
     """PutItem requests telling every node to read `targets` (kind, id) again: as many
     to an item as fit (an undone import may reset thousands); with `reports`, their
     report rows too (one item, when there is no target)."""
-    return _items(_batched(targets, lambda batch, _: {"reset": batch, "reports": reports},
-                           always=reports), table, writer, now)
+    return stamped(reset_payloads(targets, reports), table, writer, now)
 
 
-def _items(payloads: list[bytes], table: str, writer: str, now: float,
-           ) -> list[dict[str, Any]]:
-    stamped = zip(stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads)),
-                  payloads, strict=True)
+def reset_payloads(targets: Iterable[tuple[str, str]], reports: bool = False) -> list[bytes]:
+    """Resets of `targets` (kind, id), as many to a payload as fit in one item; with
+    `reports`, of their report rows too (one payload, when there is no target)."""
+    return _batched(targets, lambda batch, _: {"reset": batch, "reports": reports},
+                    always=reports)
+
+
+def stamped(payloads: list[bytes], table: str, writer: str, now: float,
+            ) -> list[dict[str, Any]]:
+    """PutItem requests of `payloads`, stamped in this order: the stream copy ends a
+    batch's changes with the resets of counts that went down."""
+    at = stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads))
     expires = int(now) + TTL_SECONDS
-    return [{"TableName": table, "Item": item(at, payload, expires)} for at, payload in stamped]
+    return [{"TableName": table, "Item": item(stamp, payload, expires)}
+            for stamp, payload in zip(at, payloads, strict=True)]
 
 
 def stored(pages: Mapping[str, tuple[int, int]], rows: Iterable[StoredRow]) -> Iterator[bytes]:

@@ -37,6 +37,11 @@ class Target(NamedTuple):
         """The key in the Referrer and time-bucket tables, one namespace for both kinds."""
         return f"{self.kind}#{self.id}"
 
+    @property
+    def named(self) -> dict[str, str]:
+        """How the protocol and the API name it: `{"articleId": id}` or `{"pageName": id}`."""
+        return {"articleId" if self.kind == "post" else "pageName": self.id}
+
     @classmethod
     def from_ref(cls, ref: str) -> Target | None:
         kind, sep, id_ = ref.partition("#")

@@ -12,6 +12,12 @@ batch is done, send the feed items; a writer that stopped at a failed write send
 feed (its retry will). Feed items carry the newest image of each article in the
 batch, copied now or before: every image is a count the writer table holds, and
 readers merge counts by maximum, so sharing a replayed one changes nothing.
+
+Only `livecount admin` (a rename, a delete, an undone import) brings a count down, and
+nodes merge counts by maximum: an image copied before such a move, shared after the
+admin's reset, would bring the old count back. So a record whose new image counts less
+than its old one makes the batch's feed end with a reset of its article: after every
+image of it that came before, in the shard's order.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class ReaderWrite:
 class CopyWork:
     writes: list[ReaderWrite]  # in stream order
     feed: list[dict[str, Any]]  # PutItem requests for LiveFeed, after the writes
+    down: list[str]  # articles whose count went down: reset last, on the feed too
 
 
 def copy_and_feed(records: Iterable[Mapping[str, Any]], tables: Tables, writer: str,
@@ -50,10 +57,13 @@ def copy_and_feed(records: Iterable[Mapping[str, Any]], tables: Tables, writer: 
     """
     writes: list[ReaderWrite] = []
     newest: dict[str, tuple[int, int, int]] = {}  # articleId → (version, total, unique)
+    down: dict[str, None] = {}
     for record in records:
         copy = copy_for(record)
         if copy is None:
             continue
+        if (moved := went_down(record)) is not None:
+            down[moved] = None
         change = counts_of(copy.item) if copy.item is not None else None
         writes.append(ReaderWrite(str(record["dynamodb"]["SequenceNumber"]), copy.action,
                                   copy.request(tables.reader), change))
@@ -62,4 +72,17 @@ def copy_and_feed(records: Iterable[Mapping[str, Any]], tables: Tables, writer: 
             if article not in newest or newest[article][0] < copy.version:
                 newest[article] = (copy.version, total, unique)
     changes = {article: (total, unique) for article, (_, total, unique) in newest.items()}
-    return CopyWork(writes, feed.puts(changes, tables.feed, writer, now) if changes else [])
+    payloads = [*feed.chunks(changes), *feed.reset_payloads(("post", a) for a in down)]
+    return CopyWork(writes, feed.stamped(payloads, tables.feed, writer, now), list(down))
+
+
+def went_down(record: Mapping[str, Any]) -> str | None:
+    """The article of a MODIFY record whose new image counts less than its old one."""
+    change = record.get("dynamodb", {})
+    old, new = change.get("OldImage"), change.get("NewImage")
+    if record.get("eventName") != "MODIFY" or not old or not new:
+        return None
+    before, after = counts_of(old), counts_of(new)
+    if before is None or after is None:
+        return None
+    return after[0] if after[1] < before[1] or after[2] < before[2] else None

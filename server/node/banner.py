@@ -2,9 +2,10 @@
 
 A start takes seconds (DynamoDB Local, the tables, the journal, the stream), so on a
 terminal each step says itself ("starting DynamoDB Local…") and the start ends with a
-short banner: the dashboard, demo and WebSocket URLs, the store and the data dir. For
-a process manager (`logs.human()` false) the same moments are JSON events, `starting`
-with its `step` and `ready` with the URLs, beside the `listening` that tools wait for.
+short banner: the dashboard, demo (with `--demo on`) and WebSocket URLs, the store and
+the data dir. For a process manager (`logs.human()` false) the same moments are JSON
+events, `starting` with its `step` and `ready` with the URLs, beside the `listening` that
+tools wait for.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Final, Literal, TextIO
+from typing import Any, Final, Literal, TextIO
 
 from livecount import config, logs
 from livecount.aws import local
@@ -79,18 +80,18 @@ class Banner:
         host, everywhere = address(self.config.host)
         http = f"http://{host}:{port}"
         seconds = round(self.clock() - self.began, 1)
-        urls = {"dashboard": f"{http}/", "demo": f"{http}/demo",
-                "websocket": f"ws://{host}:{port}/ws"}
+        urls: dict[str, Any] = {"dashboard": f"{http}/", "websocket": f"ws://{host}:{port}/ws"}
+        if self.config.demo == "on":
+            urls["demo"] = f"{http}/demo"
         data_dir = str(Path(self.config.data_dir).resolve())
         store = store_text(self.config, endpoint)
         if not self.human:
-            logs.log("ready", dashboard=urls["dashboard"], demo=urls["demo"],
-                     websocket=urls["websocket"], store=store, data_dir=data_dir,
-                     seconds=seconds, workers=workers)
+            logs.log("ready", **urls, store=store, data_dir=data_dir, seconds=seconds,
+                     workers=workers)
             return
-        rows = {"Dashboard": urls["dashboard"], "Demo": urls["demo"],
-                "WebSocket": urls["websocket"], **(extra or {}), "Store": store,
-                "Data dir": data_dir}
+        demo = {"Demo": urls["demo"]} if "demo" in urls else {}
+        rows = {"Dashboard": urls["dashboard"], **demo, "WebSocket": urls["websocket"],
+                **(extra or {}), "Store": store, "Data dir": data_dir}
         if workers > 1:
             rows["Workers"] = f"{workers} processes on port {port}"
         if everywhere:

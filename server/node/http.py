@@ -1,5 +1,6 @@
 """The node's HTTP routes, on the WebSocket's port: the report API, health, metrics,
-the dashboard and its login, the client's files, the admin API, and `/ws` itself.
+the dashboard and its login, the client's files, the admin API, the demo (with `--demo
+on`), and `/ws` itself.
 
 `Routes.table` is the one list of what is served. The connection (`node/opening.py`)
 reads requests off the socket with h11 and hands them to the router
@@ -71,9 +72,11 @@ class Routes:
         access_log: bool = False,
         slow: float = SLOW_REQUEST,
         cache: ReportCache | None = None,
+        demo: bool = False,
     ) -> None:
         self.store = store
         self.admin = admin  # rename and delete: the operator's alone (node/admin_api)
+        self.demo_on = demo  # `--demo on`: its views count in this store, so off by default
         self.reports = Reports(store, overlay, pages, cache or ReportCache(store, pages),
                                site_origin(allowed_origins), clock)
         self.metrics = metrics
@@ -99,8 +102,6 @@ class Routes:
             Route("GET", "/logout", self.logout),
             Route("GET", "/healthz", self.healthz),
             Route("GET", "/metrics", self.prometheus),
-            Route("GET", "/demo", self.demo),
-            Route("GET", "/demo/{rest:path}", self.demo),
             *(Route("GET", path, self.script) for path in SCRIPTS),
             Route("GET", "/client/{name}", self.script),
             *(
@@ -109,6 +110,11 @@ class Routes:
             ),
             Route("GET", "/api/pages/{id:path}", self.page),
         ]
+        if self.demo_on:
+            routes += [
+                Route("GET", "/demo", self.demo),
+                Route("GET", "/demo/{rest:path}", self.demo),
+            ]
         if self.admin is not None:
             routes += [
                 Route("GET", "/api/admin/operation", self.admin.operation),

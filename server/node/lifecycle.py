@@ -90,7 +90,8 @@ class Node:
                              reports=self.reports)
         if config.stream_consumer == "on":
             self.consumer = StreamConsumer(store, self.feed.on_image, config.node_id,
-                                           lease_time=config.lease_time)
+                                           lease_time=config.lease_time,
+                                           on_down=self.feed.went_down)
             self.feed.consumer = self.consumer
         consumer = self.consumer
         engine = self.engine
@@ -111,7 +112,8 @@ class Node:
                                             reset=self.feed.reset),
                              seconds=self.metrics.http_seconds,
                              access_log=config.access_log == "on",
-                             slow=config.slow_request, cache=self.reports)
+                             slow=config.slow_request, cache=self.reports,
+                             demo=config.demo == "on")
         # Browsers always send Origin; other clients (load testers, scripts) may not.
         origins: list[Origin | None] | None = [
             *map(Origin, config.allowed_origins), None] if config.allowed_origins else None

@@ -60,6 +60,9 @@ class LiveFeed:
         self._stamp = 0  # the last stamp written: this node's items only ever go up
         self._whole_at: float | None = None  # when the last whole snapshot went (None: owed)
         self._resets: set[int] = set()  # stamps of resets done (the window is re-read)
+        # Per post, the stamp of its last reset: the window's counts older than it are
+        # what the reset made this node forget, and must not come back when re-read.
+        self._reset_at: dict[str, int] = {}
         self._syncs: set[int] = set()  # stamps of syncs answered or being answered
         self._answering: set[asyncio.Task[None]] = set()
 
@@ -90,6 +93,11 @@ class LiveFeed:
         self.live.observed(article_id, Counts(total, unique), time.time())
         if self.reports is not None:
             self.reports.image(article_id, Counts(total, unique))
+
+    async def went_down(self, articles: list[str]) -> None:
+        """Posts whose count this node's stream consumer saw go down (`livecount admin`
+        moved it): read again, after every older image the consumer showed."""
+        await self.reset([Target("post", article) for article in articles])
 
     async def loop(self, stop: asyncio.Event) -> None:
         """Write this node's readers, read the other nodes' changes and readers, and
@@ -181,6 +189,9 @@ class LiveFeed:
         for at, payload in items:
             said = feed.read(payload)
             if isinstance(said, feed.Reset):
+                for kind, article in said.targets:
+                    if kind == "post":
+                        self._reset_at[article] = max(at, self._reset_at.get(article, at))
                 if at not in self._resets:
                     self._resets.add(at)
                     await self.reset([Target(kind, id_) for kind, id_ in said.targets], said)
@@ -199,9 +210,10 @@ class LiveFeed:
                 continue  # for the backup that asked
             elif isinstance(said, list):
                 for article, total, unique in said:
-                    live.observed(article, Counts(total, unique), wall)
-                    if self.reports is not None:
-                        self.reports.image(article, Counts(total, unique))
+                    if at > self._reset_at.get(article, -1):
+                        live.observed(article, Counts(total, unique), wall)
+                        if self.reports is not None:
+                            self.reports.image(article, Counts(total, unique))
             elif said.node != self.node_id:
                 live.moved(self.readers.heard(
                     said.node, at, said.whole,
@@ -209,6 +221,7 @@ class LiveFeed:
         self._cursor = feed.next_cursor(self._cursor, (at for at, _ in items))
         start = feed.window_start(self._cursor)
         self._resets = {at for at in self._resets if at >= start}
+        self._reset_at = {a: at for a, at in self._reset_at.items() if at >= start}
         self._syncs = {at for at in self._syncs if at >= start}
 
     async def reset(self, targets: list[Target], said: feed.Reset | None = None) -> None:

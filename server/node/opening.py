@@ -195,6 +195,17 @@ def _length(event: h11.Request) -> int:
     return next((int(v) for n, v in event.headers if n == b"content-length"), 0)
 
 
+def unframed(transport: asyncio.Transport | None, start: bytes, answer: Response) -> bool:
+    """A refusal of what h11 could not read as a request: written as is (h11 will frame
+    nothing more), without its body if it looked like a HEAD."""
+    if transport is None or transport.is_closing():
+        return False
+    answer.headers["Connection"] = "close"
+    head = start.startswith(b"HEAD ")
+    transport.write((dataclasses.replace(answer, body=b"") if head else answer).serialize())
+    return True
+
+
 class Opening:
     """The HTTP side of one connection: requests read by h11 and answered in order, on
     one connection for as long as the client keeps it (and keeps to the deadlines),
@@ -271,10 +282,9 @@ class Opening:
                 if self.eof_seen:  # the client left halfway: nobody to answer
                     self._close()
                 else:
-                    self._unframed(
-                        _refused(exc, self._start, self.h11.trailing_data[0]),
-                        self._start.startswith(b"HEAD "),
-                    )
+                    refusal = _refused(exc, self._start, self.h11.trailing_data[0])
+                    if unframed(self.conn.transport, self._start, refusal):
+                        self._finish()
                 return
             if isinstance(event, h11.Request):
                 self._head(event)
@@ -365,18 +375,6 @@ class Opening:
             return
         self.conn.resume_reading()
         self._read()
-
-    def _unframed(self, answer: Response, head: bool) -> None:
-        """A refusal of what h11 could not read as a request: written as is (h11 will
-        frame nothing more), without its body if it looked like a HEAD."""
-        transport = self.conn.transport
-        if transport is None or transport.is_closing():
-            return
-        answer.headers["Connection"] = "close"
-        transport.write(
-            dataclasses.replace(answer, body=b"").serialize() if head else answer.serialize()
-        )
-        self._finish()
 
     def end(self, answer: Response) -> None:
         """A refusal: answered, then the connection ends."""

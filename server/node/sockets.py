@@ -157,10 +157,7 @@ class Connection(asyncio.Protocol):
             self.later(self.sockets.open_timeout, self.opening.timed_out)
 
     def data_received(self, data: bytes) -> None:
-        if self.opening is not None:
-            self.opening.received(data)
-        else:
-            self.receive(data)
+        (self.opening.received if self.opening is not None else self.receive)(data)
 
     def eof_received(self) -> bool | None:
         if self.opening is not None:
@@ -243,13 +240,9 @@ class Connection(asyncio.Protocol):
             self._timer.cancel()
         headers = request.headers
         peer = self.transport.get_extra_info("peername") if self.transport else None
-        close = self.engine.opened(
-            self,
-            str(peer[0]) if peer else "",
-            header(headers, "X-Forwarded-For"),
-            header(headers, "User-Agent"),
-            time.time(),
-        )
+        address = str(peer[0]) if peer else ""
+        forwarded, agent = header(headers, "X-Forwarded-For"), header(headers, "User-Agent")
+        close = self.engine.opened(self, address, forwarded, agent, time.time())
         self.open = True
         if close is not None:
             self.close(close.code, close.reason)

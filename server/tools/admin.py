@@ -1,4 +1,5 @@
-"""`livecount admin rename|delete`: move or remove every count of an article.
+"""`livecount admin rename|delete|title`: move or remove every count of a post or a
+page (or of every id with a prefix), or title a post.
 
 They work on the store directly, with the same store options as `serve`, so they run
 with or without a server. Running servers keep counting meanwhile; see
@@ -15,27 +16,33 @@ meanwhile as a node does.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import fcntl
 import logging
 import os
+import shlex
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import IO
 
 import uvloop
 from livecount import config, logs
 from livecount.aws import local as dynamodb_local
 from livecount.aws.store import Store
-from livecount.aws.store_admin import Moved, Operations
+from livecount.aws.store_admin import BulkDeletes, Deleted, Moved, Operations
 from livecount.aws.store_errors import Answered, answer
 from livecount.aws.store_rollups import Difference, Rollups
-from livecount.core import sizes
+from livecount.core import pages, sizes
 from livecount.core.errors import ClientError, LivecountError
+from livecount.core.ledger import ZERO, Counts
 from livecount.core.moves import Plan
+from livecount.core.pages import Target
 from livecount.node import claims, store_record
 from livecount.node.store_record import StoreRecord
+from livecount.tools.progress import STOPPED, ProgressReport
 
 PROGRESS_EVERY = 50  # moves between two `admin_moved` log lines
 NEVER_COUNTED = 1  # exit code: the id has no counts at all, as `livecount report` says
@@ -164,7 +171,23 @@ def progress(done: int, of: int) -> None:
 
 async def operate(cfg: config.Config, plan: Plan, purge: bool) -> Moved:
     async with opened(cfg) as store:
-        return await Operations(store).run(plan, progress, purge)
+        operations = Operations(store)
+        try:
+            return await operations.run(plan, progress, purge)
+        except ClientError as exc:
+            if exc.code != "never_counted" or plan.kind != "post":
+                raise
+            page = Target("page", plan.id)
+            if not (await operations.counts([page])).get(page, (ZERO, ""))[0].total:
+                raise
+            ids = " ".join(shlex.quote(i) for i in (plan.id, plan.to) if i is not None)
+            raise ClientError("never_counted", (
+                f"no post {plan.id!r} has views, but a page of that name does: livecount "
+                f"admin {plan.op} --page {ids}")) from None
+
+
+def named(plan: Plan) -> str:
+    return repr(plan.id) if plan.kind == "post" else f"the page {plan.id!r}"
 
 
 def report(moved: Moved) -> str:
@@ -172,16 +195,16 @@ def report(moved: Moved) -> str:
     lines = [f"Resumed the unfinished {plan.describe()}."] if moved.resumed else []
     views = f"{moved.views.total:,} views ({moved.views.unique:,} unique)"
     if plan.to is None:
-        lines.append(f"Deleted {plan.article!r}: {moved.items:,} items emptied, {views} "
+        lines.append(f"Deleted {named(plan)}: {moved.items:,} items emptied, {views} "
                      "taken out of the site's totals.")
         if moved.purged:
             lines.append(f"Purged {moved.purged:,} emptied items.")
     else:
         assert moved.now is not None
-        lines.append(f"Renamed {plan.article!r} to {plan.to!r}: {moved.items:,} items moved, "
+        lines.append(f"Renamed {named(plan)} to {plan.to!r}: {moved.items:,} items moved, "
                      f"{views} added to {plan.to!r}, which now has {moved.now.total:,} views "
                      f"({moved.now.unique:,} unique).")
-        lines.append(f"Views still sent for {plan.article!r} count under it: run this again "
+        lines.append(f"Views still sent for {plan.id!r} count under it: run this again "
                      "to move them.")
     return "\n".join(lines)
 
@@ -203,31 +226,126 @@ def _run(ns: argparse.Namespace, plan: Plan, purge: bool = False) -> int:
     return 0
 
 
+def _kind(ns: argparse.Namespace) -> pages.Kind:
+    return "page" if ns.page else "post"
+
+
 def _rename(ns: argparse.Namespace) -> int:
     if ns.old == ns.new:
         ns.parser.error("OLD and NEW are the same id")
-    return _run(ns, Plan(ns.old, ns.new))
+    return _run(ns, Plan(ns.old, ns.new, _kind(ns)))
 
 
 def _delete(ns: argparse.Namespace) -> int:
     if (ns.article is None) == (ns.prefix is None):
-        ns.parser.error("give one article ID, or --prefix, not both")
-    if ns.article is not None:
-        return _run(ns, Plan(ns.article), ns.purge)
+        ns.parser.error("give one ID, or --prefix, not both")
+    if ns.prefix is None:
+        if ns.dry_run or ns.json:
+            ns.parser.error("--dry-run and --json go with --prefix")
+        return _run(ns, Plan(ns.article, None, _kind(ns)), ns.purge)
+    if ns.page:
+        ns.parser.error("--prefix deletes posts and pages alike: leave out --page")
+    return _delete_prefix(ns)
+
+
+# -- every id with a prefix -----------------------------------------------------------------
+async def delete_prefixed(cfg: config.Config, prefix: str, deleted: Deleted,
+                          shown: ProgressReport, purge: bool = False, dry_run: bool = False,
+                          ) -> dict[Target, Counts]:
+    """The posts and pages whose id starts with `prefix` (`BulkDeletes.matching`), each
+    deleted exactly once as `delete ID` is (unless `dry_run`), into `deleted`. Cancelled
+    (Ctrl-C), it begins no other id and finishes those under way: each id is then
+    deleted whole or untouched (a second Ctrl-C stops even those: their next run
+    finishes them)."""
+    async with opened(cfg) as store:
+        operations = BulkDeletes(store)
+        found = await operations.matching(prefix)
+        deleted.targets = list(found)
+        if dry_run or not found:
+            return found
+        shown.step("delete", 0, len(found))
+        stop = asyncio.Event()
+        work = asyncio.ensure_future(operations.delete_all(
+            deleted, stop, lambda done, of: shown.step("delete", done, of), purge))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            stop.set()
+            await work
+            raise
+        return found
+
+
+def _delete_prefix(ns: argparse.Namespace) -> int:
     cfg = store_config(ns)
+    prefix: str = ns.prefix
+    shown = ProgressReport("delete", ns.json, {"delete": f"deleting ids starting with {prefix}"})
+    deleted = Deleted([])
     try:
-        done = uvloop.run(_delete_prefixed(cfg, ns.prefix, ns.purge))
+        with shown:
+            found = uvloop.run(delete_prefixed(cfg, prefix, deleted, shown, ns.purge,
+                                               ns.dry_run))
+    except KeyboardInterrupt:
+        part, views = sorted(deleted.under_way), deleted.views
+        text = (f"Stopped: {len(deleted.done):,} of {len(deleted.targets):,} ids starting with "
+                f"{prefix!r} deleted whole ({views.total:,} views taken out), ")
+        text += (f"{', '.join(repr(t.id) for t in part)} part way, the others untouched"
+                 if part else "the others untouched")
+        shown.outcome(f"{text}: run the same command again to delete the rest.",
+                      prefix=prefix, stopped=True,
+                      deleted=_ids(m.plan.target for m in deleted.done),
+                      totalViews=views.total, uniqueViews=views.unique, partWay=_ids(part),
+                      left=_ids(deleted.left))
+        return STOPPED
     except LivecountError as exc:
         return failed(exc)
-    if not done:
-        print(f"livecount: no counted article id starts with {ns.prefix!r}", file=sys.stderr)
+    viewed = {t: c for t, c in found.items() if c.total}
+    if not (viewed if ns.dry_run else deleted.done or deleted.refused):
+        print(f"livecount: no post or page with views has an id starting with {prefix!r}",
+              file=sys.stderr)
         return NEVER_COUNTED
-    for moved in done:
-        print(report(moved))
-    print(f"Deleted {len(done):,} articles whose id starts with {ns.prefix!r}.")
-    return 0
+    if ns.dry_run:
+        views = Counts(sum(c.total for c in viewed.values()),
+                       sum(c.unique for c in viewed.values()))
+        lines = [f"{t.kind}  {t.id}  {c.total:,} views ({c.unique:,} unique)"
+                 for t, c in viewed.items()]
+        shown.outcome("\n".join([*lines, f"Would delete {_counted(viewed)} starting with "
+                                          f"{prefix!r}: {views.total:,} views ({views.unique:,} "
+                                          "unique). Nothing was written."]),
+                      prefix=prefix, dryRun=True,
+                      ids=[t.named | {"totalViews": c.total, "uniqueViews": c.unique}
+                           for t, c in viewed.items()],
+                      totalViews=views.total, uniqueViews=views.unique)
+        return 0
+    views = deleted.views
+    lines = [f"Deleted {_counted(m.plan.target for m in deleted.done)} starting with "
+             f"{prefix!r}: {views.total:,} views ({views.unique:,} unique) taken out of the "
+             "site's totals."]
+    purged = sum(m.purged for m in deleted.done)
+    if purged:
+        lines.append(f"Purged {purged:,} emptied items.")
+    for target, why in deleted.refused.items():
+        lines.append(f"Not deleted: {target.kind} {target.id!r}: {why}.")
+    shown.outcome("\n".join(lines), prefix=prefix,
+                  deleted=_ids(m.plan.target for m in deleted.done),
+                  totalViews=views.total, uniqueViews=views.unique,
+                  items=sum(m.items for m in deleted.done), purged=purged,
+                  refused=[t.named | {"detail": why} for t, why in deleted.refused.items()])
+    return 2 if deleted.refused else 0
 
 
+def _ids(targets: Iterable[Target]) -> list[dict[str, str]]:
+    return [t.named for t in targets]
+
+
+def _counted(targets: Iterable[Target]) -> str:
+    """`3 posts and 1 page`: how many of each kind."""
+    kinds = Counter(t.kind for t in targets)
+    parts = [f"{n:,} {kind}{'s' * (n != 1)}" for kind in ("post", "page") if (n := kinds[kind])]
+    return " and ".join(parts) or "no ids"
+
+
+# -- titles ---------------------------------------------------------------------------------
 def title(value: str) -> str:
     """A title as the protocol takes one, and not blank: it is what the reports show."""
     if (wrong := sizes.problem(value, sizes.TITLE)) is not None or not sizes.shows(value):
@@ -280,55 +398,57 @@ def _rollups(ns: argparse.Namespace) -> int:
     return 1 if changed else 0
 
 
-async def _delete_prefixed(cfg: config.Config, prefix: str, purge: bool) -> list[Moved]:
-    async with opened(cfg) as store:
-        return await delete_prefixed(store, prefix, purge)
-
-
-async def delete_prefixed(store: Store, prefix: str, purge: bool = False) -> list[Moved]:
-    """Every counted post whose id starts with `prefix` (a load test's `loadtest-`),
-    deleted one after the other, each exactly once as `delete ID` is."""
-    operations = Operations(store)
-    found = [t.id for t in await store.tracked()
-             if t.kind == "post" and t.id.startswith(prefix)]
-    return [await operations.run(Plan(article), progress, purge) for article in found]
+PAGE_HELP = ("the ids name pages (such as Home_Page, or a path's own page such as /about), "
+             "not posts")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     admin = commands.add_parser(
-        "admin", help="rename, delete or title an article; check or rebuild rollups",
-        description="Operations on the stored counts of one article, straight on the "
-                    "store. Each is resumable: run it again to finish one that stopped.",
+        "admin", help="rename or delete the counts of a post or page, or title a post; "
+                      "check or rebuild rollups",
+        description="Operations on the stored counts of posts and pages, straight on the "
+                    "store, while nodes serve. Each is resumable: run it again to finish one "
+                    "that stopped.",
         epilog="Each has its own help: livecount admin rename --help, …")
     actions = admin.add_subparsers(dest="action", required=True)
     rename = actions.add_parser(
         "rename", help="move every count of OLD onto NEW (merging)",
-        description="Move every count of the article OLD onto NEW: totals and unique views, "
-                    "every hour of its timeline, every referrer, and its place in the page "
-                    "listing. NEW's own counts stay; OLD's add to them. Views sent for OLD "
-                    "afterwards count under OLD: run it again to move them. An id that "
-                    "starts with - goes after --: rename [options] -- -old NEW.",
+        description="Move every count of the post (or with --page, the page) OLD onto NEW: "
+                    "totals and unique views, every hour of its timeline, every referrer, and "
+                    "its place in the page listing. NEW's own counts stay; OLD's add to them. "
+                    "Views sent for OLD afterwards count under OLD: run it again to move them. "
+                    "An id that starts with - goes after --: rename [options] -- -old NEW.",
         epilog=ENV_NOTE)
-    rename.add_argument("old", metavar="OLD", type=article_id, help="the article id it had")
-    rename.add_argument("new", metavar="NEW", type=article_id, help="the article id it has now")
+    rename.add_argument("old", metavar="OLD", type=article_id, help="the id it had")
+    rename.add_argument("new", metavar="NEW", type=article_id, help="the id it has now")
+    rename.add_argument("--page", action="store_true", help=PAGE_HELP)
     add_store_options(rename)
     rename.set_defaults(run=_rename, parser=rename,
                         ids_hint="livecount admin rename [options] -- -old-id -new-id")
     delete = actions.add_parser(
-        "delete", help="remove every count of an article",
-        description="Remove every count of the article ID: its totals, timeline and "
-                    "referrers, also from the site's totals, and its place in the page "
+        "delete", help="remove every count of a post or page, or of every id with a prefix",
+        description="Remove every count of the post ID (or with --page, the page ID), or of "
+                    "every post and page whose id starts with --prefix: totals, timeline and "
+                    "referrers, also from the site's totals, and the place in the page "
                     "listing. Emptied items stay, at zero, so that a node's resent write "
                     "cannot count twice; --purge removes them too.",
         epilog=ENV_NOTE)
     delete.add_argument("article", metavar="ID", type=article_id, nargs="?",
-                        help="the article id")
+                        help="the post's id, or with --page the page's name")
+    delete.add_argument("--page", action="store_true", help=PAGE_HELP)
     delete.add_argument("--prefix", type=article_id,
-                        help="instead of one ID, every article whose id starts with this: "
-                             "--prefix loadtest- removes what a load test counted")
+                        help="instead of one ID, every post and page whose id starts with "
+                             "this: --prefix loadtest- removes what a load test counted. "
+                             "Ctrl-C stops it cleanly: each id is deleted whole or untouched")
+    delete.add_argument("--dry-run", action="store_true",
+                        help="with --prefix: list the ids and views it would delete, and "
+                             "write nothing")
+    delete.add_argument("--json", action="store_true",
+                        help="with --prefix: progress and outcome as JSON lines (the default "
+                             "off a terminal)")
     delete.add_argument("--purge", action="store_true",
                         help="also remove the emptied items; only when no node may still "
-                             "resend a write of this article (all stopped cleanly)")
+                             "resend a write of these ids (all stopped cleanly)")
     add_store_options(delete)
     delete.set_defaults(run=_delete, parser=delete,
                         ids_hint="livecount admin delete [options] -- -the-id")

@@ -45,8 +45,8 @@ from livecount.tools.admin import (
     store_config,
 )
 from livecount.tools.import_plan import ImportPlan
-from livecount.tools.importer import STOPPED, in_flight
-from livecount.tools.progress import ProgressReport
+from livecount.tools.importer import in_flight
+from livecount.tools.progress import STOPPED, ProgressReport
 from livecount.tools.transfer import _output
 
 LOOK_EVERY = 0.25  # seconds between two looks for the nodes' answers

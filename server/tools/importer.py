@@ -31,14 +31,13 @@ from livecount.core.import_chunks import ImportRecord
 from livecount.core.imports import Reader
 from livecount.tools.admin import ENV_NOTE, add_store_options, failed, opened, store_config
 from livecount.tools.import_plan import ImportPlan, PlanSummary
-from livecount.tools.progress import ProgressReport
+from livecount.tools.progress import STOPPED, ProgressReport
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 TOP = 20  # posts and pages in the table (the JSON has TOP_JSON)
 TOP_JSON = 1000
-STOPPED = 130  # exit code after Ctrl-C, as a shell reports SIGINT
 
 
 def _size(value: str) -> int:

@@ -1,8 +1,8 @@
 """How a long command shows how far it is: bars on a terminal, JSON lines otherwise.
 
-`livecount backup` and `restore` take seconds to minutes. On a terminal each phase is
-a `rich` progress bar on stderr, and the outcome a sentence on stdout. Otherwise, or
-with `--json`, every step is a JSON line on stdout,
+`livecount backup`, `restore` and `admin delete --prefix` take seconds to minutes. On a
+terminal each phase is a `rich` progress bar on stderr, and the outcome a sentence on
+stdout. Otherwise, or with `--json`, every step is a JSON line on stdout,
 `{"event":"progress","phase":"read","done":12,"of":40}` (a few a second at most, and
 each phase's last), and the outcome is the last line, `{"event":"backup",…}`.
 """
@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 EVERY: Final = 0.5  # seconds between two JSON lines of one phase
+STOPPED: Final = 130  # a long command's exit code after Ctrl-C, as a shell's
 
 
 class ProgressReport:

@@ -381,4 +381,134 @@ async def test_the_dialogs_fit_and_follow_the_scheme(launch: Launch, open_dashbo
             assert (await button.inner_text()).strip()  # every button says what it does
         await page.keyboard.press("Escape")
         await expect(page.locator(dialog)).to_be_hidden()
+    # Several at once, from the whole site: the long id in the list and in the confirmation.
+    await page.locator("#clear").click()
+    await page.locator("#bulk-open").scroll_into_view_if_needed()
+    await page.click("#bulk-open")
+    await page.locator("#bulk-list").get_by_role("checkbox").check()
+    assert await page.evaluate(fits)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#bulk-what")).to_be_visible()
+    assert await page.evaluate(fits)
+    color = await page.locator("#bulk-dialog").evaluate("d => getComputedStyle(d).backgroundColor")
+    assert color == card
+    await page.keyboard.press("Escape")
     assert await page.evaluate("document.scrollingElement.scrollWidth <= innerWidth")
+
+
+async def test_a_page_is_deleted_from_its_panel(launch: Launch, open_dashboard: Open):
+    """Issue 21: pages could not be deleted at all."""
+    served = await launch()
+    async with connect(served.ws) as ws:
+        for _ in range(2):
+            await send_view(ws, currentPage="/")
+        await send_view(ws, "kept", articleTitle="Kept")
+    await stored(served, 3)
+    await eventually(lambda: listed(served), lambda rows: len(rows) == 2)
+
+    page = await open_dashboard(served, "#page=Home_Page")
+    await expect(row(page, "Home_Page").locator(".total")).to_have_text("2", timeout=TIMEOUT)
+    await expect(page.locator("#rename-open")).to_be_hidden()  # renames are for posts
+    await expect(page.locator("#bulk-open")).to_be_hidden()
+    dialog = page.locator("#delete-dialog")
+    await page.click("#delete-open")
+    await expect(dialog.get_by_role("heading")).to_have_text("Delete a page")
+    await expect(page.locator("#delete-what")).to_contain_text(
+        "Remove every count of Home_Page: its 2 views (2 unique)")
+    await page.fill("#delete-confirm", "Home_Page")
+    await dialog.get_by_role("button", name="Delete this page").click()
+    await expect(page.locator("#delete-result")).to_contain_text(
+        "Deleted Home_Page: removed", timeout=TIMEOUT)
+    await expect(row(page, "Home_Page")).to_have_count(0)
+    await expect(page.locator("#site-total")).to_have_text("1")
+    status, body = await read(served, "/api/pages/Home_Page?kind=page")
+    assert status == 404, body
+    assert await listed(served) == {"kept": (1, 1)}
+    await a_poll_of_the_pages(page)
+    await expect(row(page, "Home_Page")).to_have_count(0)
+
+
+async def test_several_rows_or_every_id_with_a_prefix_are_deleted_at_once(
+    launch: Launch, open_dashboard: Open
+):
+    served = await launch("--page", "/=Home_Page", "--page", "/lt=loadtest-page")
+    async with connect(served.ws) as ws:
+        for article in ("loadtest-0", "loadtest-0", "loadtest-1", "keep-a", "keep-b"):
+            await send_view(ws, article)
+        await send_view(ws, currentPage="/lt")
+        await send_view(ws, currentPage="/", refreshed=True)
+    await stored(served, 7)
+    await eventually(lambda: listed(served), lambda rows: len(rows) == 6)
+    page = await open_dashboard(served)
+    sent = admin_requests(page)
+    await expect(page.locator("#site-total")).to_have_text("7", timeout=TIMEOUT)
+    await expect(page.locator("#rename-open")).to_be_hidden()
+    await expect(page.locator("#delete-open")).to_be_hidden()
+    dialog = page.locator("#bulk-dialog")
+
+    # The rows ticked: one post and one page, confirmed once with what goes.
+    await page.click("#bulk-open")
+    await expect(dialog).to_be_visible()
+    await page.keyboard.press("Enter")  # nothing ticked: said so, nothing sent
+    await expect(page.locator("#bulk-problem")).to_have_text("Tick the rows to delete.")
+    picks = page.locator("#bulk-list")
+    await picks.get_by_role("checkbox", name="keep-b").check()
+    await picks.get_by_role("checkbox", name="Home_Page").check()
+    await dialog.get_by_role("button", name="Continue").click()
+    await expect(page.locator("#bulk-what")).to_have_text(
+        "Remove every count of 1 post and 1 page: their 2 views (1 unique), their hours and "
+        "their referrers, from the site's totals too. This cannot be undone.")
+    await expect(page.locator("#bulk-what")).to_be_focused()
+    await dialog.get_by_role("button", name="Delete 2 ids").click()
+    await expect(page.locator("#bulk-result")).to_have_text(
+        "Deleted 1 post and 1 page holding 2 views, 1 unique.", timeout=TIMEOUT)
+    await expect(row(page, "keep-b")).to_have_count(0)
+    await expect(row(page, "Home_Page")).to_have_count(0)
+    await expect(page.locator("#site-total")).to_have_text("5")
+    await dialog.get_by_role("button", name="Close").click()
+    assert await listed(served) == {"loadtest-0": (2, 2), "loadtest-1": (1, 1),
+                                    "loadtest-page": (1, 1), "keep-a": (1, 1)}
+
+    # A prefix: what the server would delete (listed or not), then the delete, which
+    # says how far it is while it goes (its first answer made a 202 here).
+    deletes: list[str] = []
+
+    async def busy_once(route: Route) -> None:
+        if "dryRun" not in (route.request.post_data or ""):
+            deletes.append(route.request.post_data or "")
+            if len(deletes) == 1:
+                await route.fulfill(status=202, json={
+                    "status": "running", "operation": "delete", "prefix": "loadtest-",
+                    "done": 1, "of": 3})
+                return
+        await route.continue_()
+
+    await page.route("**/api/admin/delete", busy_once)
+    await page.click("#bulk-open")
+    await dialog.get_by_role("radio", name="Every id that starts with…").check()
+    await expect(page.locator("#bulk-prefix")).to_be_focused()
+    await page.fill("#bulk-prefix", "nothing-")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#bulk-problem")).to_have_text(
+        "No post or page with views has an id that starts with nothing-.", timeout=TIMEOUT)
+    await page.fill("#bulk-prefix", "loadtest-")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#bulk-what")).to_have_text(
+        "Remove every count of the 3 ids that start with loadtest- (2 posts and 1 page): "
+        "their 4 views (4 unique), their hours and their referrers, from the site's totals "
+        "too. This cannot be undone.", timeout=TIMEOUT)
+    await expect(page.locator("#bulk-ids li")).to_have_count(3)
+    await dialog.get_by_role("button", name="Delete 3 ids").click()
+    await expect(page.locator("#bulk-progress")).to_contain_text(
+        "Deleted 1 of 3: still going after", timeout=TIMEOUT)
+    assert await page.locator("#bulk-bar").evaluate("b => [b.value, b.max]") == [1, 3]
+    await expect(page.locator("#bulk-result")).to_have_text(
+        "Deleted 2 posts and 1 page holding 4 views, 4 unique.", timeout=TIMEOUT)
+    for gone in ("loadtest-0", "loadtest-1", "loadtest-page"):
+        await expect(row(page, gone)).to_have_count(0)
+    await expect(page.locator("#site-total")).to_have_text("1")
+    assert await listed(served) == {"keep-a": (1, 1)}
+    assert deletes == ['{"prefix":"loadtest-"}'] * 2  # asked again after the 202: joined
+    assert {r.split(" ", 2)[1] for r in sent} == {served.http + "/api/admin/delete"}
+    await a_poll_of_the_pages(page)
+    await expect(row(page, "loadtest-0")).to_have_count(0)

@@ -1,4 +1,5 @@
-"""The snippet in a real browser: the demo page on a real `livecount serve`."""
+"""The snippet in a real browser: the demo page on a real `livecount serve --demo on`
+(without it there is no demo: tests/e2e/test_serve.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ async def open_demo(browser: Browser, url: str) -> Page:
 
 
 async def test_a_view_in_one_tab_moves_the_counter_in_another(browser: Browser, launch: Launch):
-    served = await launch()
+    served = await launch("--demo", "on")
     reader = await open_demo(browser, served.http + "/demo")
     await expect(reader.locator("#total")).to_have_text("0", timeout=TIMEOUT)
 
@@ -43,7 +44,7 @@ async def test_a_view_in_one_tab_moves_the_counter_in_another(browser: Browser, 
 
 async def test_the_snippet_sends_the_seed_fields(browser: Browser, launch: Launch):
     """What the browser sent, as the server counted it: title and external referrer."""
-    served = await launch("--site-domain", "127.0.0.1")
+    served = await launch("--demo", "on", "--site-domain", "127.0.0.1")
     page = await (await browser.new_context()).new_page()
     await page.goto(served.http + "/demo/posts/second-post",
                     referer="https://news.example/item")
@@ -71,14 +72,14 @@ async def test_the_snippet_sends_the_seed_fields(browser: Browser, launch: Launc
 
 async def test_pages_reconnect_after_a_server_restart(browser: Browser, launch: Launch):
     port = str(free_port())
-    served: Served = await launch("--port", port)
+    served: Served = await launch("--demo", "on", "--port", port)
     reader = await open_demo(browser, served.http + "/demo")
     writer = await open_demo(browser, served.http + "/demo/posts/hello-world")
     await expect(reader.locator("#total")).to_have_text("1", timeout=TIMEOUT)
 
     assert await served.stop() == 0
     await expect(reader.locator("#status")).to_have_text("closed", timeout=TIMEOUT)
-    await launch("--port", port)
+    await launch("--demo", "on", "--port", port)
     await expect(reader.locator("#status")).to_have_text("open", timeout=TIMEOUT)
     await expect(writer.locator("#status")).to_have_text("open", timeout=TIMEOUT)
 
@@ -94,7 +95,7 @@ HEADLESS_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, li
 
 async def test_a_bot_is_told_its_view_was_not_counted(browser: Browser, launch: Launch):
     """Headless Chromium as it is: a bot to the server, which says so in its reply."""
-    served = await launch()
+    served = await launch("--demo", "on")
     bot = await (await browser.new_context(user_agent=HEADLESS_AGENT)).new_page()
     await bot.goto(served.http + "/demo/posts/hello-world")
     reply = bot.locator("#reply")
@@ -116,7 +117,7 @@ async def test_a_bot_is_told_its_view_was_not_counted(browser: Browser, launch: 
 
 async def test_the_demo_home_page_is_counted_as_the_home_page(browser: Browser,
                                                               launch: Launch):
-    served = await launch()
+    served = await launch("--demo", "on")
     page = await open_demo(browser, served.http + "/demo")
     reply = page.locator("#reply")
     await expect(reply).to_have_attribute("data-counted", "true", timeout=TIMEOUT)
@@ -133,7 +134,7 @@ async def test_the_demo_home_page_is_counted_as_the_home_page(browser: Browser,
 
 
 async def test_the_counts_read_as_english(browser: Browser, launch: Launch):
-    served = await launch()
+    served = await launch("--demo", "on")
     page = await open_demo(browser, served.http + "/demo/posts/hello-world")
     footer = page.locator("footer")
     await expect(footer).to_have_text(

@@ -227,7 +227,7 @@ async def test_a_rename_racing_live_views_counts_each_view_once_under_the_new_id
         await eventually(viewer.replied, lambda n: n >= 50)
 
         await rename_killed_midway(rename)
-        operation = await Operations(store).current("old")
+        operation = await Operations(store).current(Target("post", "old"))
         assert operation is not None and operation.state == "running"  # killed midway:
         assert await referrers(store, "post#old")  # rows still to move
         assert await counts(store, "old") != Counts(0, 0)  # the writer item moves last

@@ -163,7 +163,7 @@ async def test_every_private_route_refuses_no_token_a_wrong_one_and_a_bad_cookie
 
 
 async def test_what_a_page_shows_is_public(launch: Launch):
-    served, token = await private(launch)
+    served, token = await private(launch, "--demo", "on")
     reply = await count_a_view(served)
     assert (reply["message"], reply["articleId"]) == ("views", "hello") and reply["totalViews"]
     for path in PUBLIC:

@@ -387,7 +387,6 @@ async def test_at_a_terminal_serve_shows_progress_then_where_to_go_and_ctrl_c_st
         port = shown.port()
         token = (data / "admin-token").read_text().strip()
         for row in (f"Dashboard http://127.0.0.1:{port}/",
-                    f"Demo http://127.0.0.1:{port}/demo",
                     f"WebSocket ws://127.0.0.1:{port}/ws",
                     f"Log in http://127.0.0.1:{port}/login?token={token}",
                     f'Store DynamoDB at {dynamodb_local_url}, table prefix "{prefix}"',
@@ -395,6 +394,10 @@ async def test_at_a_terminal_serve_shows_progress_then_where_to_go_and_ctrl_c_st
             assert row in lines, (row, shown.text)
         assert not [line for line in lines if line.startswith("{")]  # no JSON for a person
         assert "log in to the dashboard at" not in shown.text  # the banner says it
+        # No demo unless `--demo on`: its views would count in this store.
+        assert not [line for line in lines if line.startswith("Demo ")], shown.text
+        for path in ("/demo", "/demo/posts/hello-world"):
+            assert (await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}{path}"))[0] == 404
         async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
             assert (await view(ws, "typed"))["totalViews"] == 1
         assert await table(local_store, local_store.tables.writer, "articleId") == {}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from livecount.aws import store_requests
 from livecount.aws.store import Store
-from livecount.aws.store_admin import Exports, Operations
+from livecount.aws.store_admin import BulkDeletes, Deleted, Exports, Operations
 from livecount.aws.store_imports import Imports, ImportUndo
 from livecount.aws.store_rollups import Rollups
 from livecount.core import exports, feed, moves
@@ -109,8 +109,8 @@ async def test_a_rename_merges_every_count_onto_the_new_id(local_store: Store):
     assert await Rollups(store).check() == []  # every rollup moved with its hour
     assert (await rows(store, "timeline", "all"))[NEW.ref] == Counts(7, 5)
     assert set(await store.tracked()) == {NEW}
-    record = await Operations(store).current("old")
-    assert record is not None and (record.to, record.state) == ("new", "done")
+    record = await Operations(store).current(OLD)
+    assert record is not None and (record.plan.to, record.state) == ("new", "done")
     # Over the live feed: the new id's count, and a reset of the old one, whose
     # larger count the nodes must forget (counts merge by maximum), and of the new one
     # (it may have taken the old one's title).
@@ -126,10 +126,10 @@ async def test_a_run_stopped_midway_is_finished_by_the_next_exactly_once(local_s
     ops = Operations(store)
     await store.ddb.put_item(
         **moves.start_request(
-            store.tables.index, Operation("old", "new", "running", "2026-01-01T00:00:00Z")
+            store.tables.index, Operation(plan, "running", "2026-01-01T00:00:00Z")
         )
     )
-    sources = plan.moves(await ops.sources("old"))
+    sources = plan.moves(await ops.sources(OLD))
     for source in sources[:12]:  # a run that was killed after 12 moves
         assert await ops.move(plan, source) == source
     # The same moves resent as they were read (a resumed run racing the old one):
@@ -201,7 +201,7 @@ async def test_an_unfinished_operation_must_be_finished_first(local_store: Store
     await seed(store, OLD, 1, 1)
     await store.ddb.put_item(
         **moves.start_request(
-            store.tables.index, Operation("old", "new", "running", "2026-01-01T00:00:00Z")
+            store.tables.index, Operation(Plan("old", "new"), "running", "2026-01-01T00:00:00Z")
         )
     )
     for other in (Plan("old"), Plan("old", "other")):
@@ -467,19 +467,102 @@ async def test_an_id_never_counted_is_refused(local_store: Store):
         with pytest.raises(ClientError, match="'ghost' was never counted") as refused:
             await Operations(local_store).run(plan)
         assert refused.value.code == "never_counted"
-    assert await Operations(local_store).current("ghost") is None
+    assert await Operations(local_store).current(Target("post", "ghost")) is None
     assert await local_store.tracked() == []
 
 
-async def test_a_prefix_deletes_a_load_tests_articles_and_nothing_else(local_store: Store):
-    kept, tested = Target("post", "hello"), [Target("post", f"loadtest-{i}") for i in range(3)]
-    for target in (kept, *tested):
+async def test_a_prefix_deletes_a_load_tests_posts_and_pages_and_nothing_else(local_store: Store):
+    kept = [Target("post", "hello"), Target("page", "Home_Page")]
+    tested = [Target("post", f"loadtest-{i}") for i in range(3)] + [Target("page", "loadtest-p")]
+    for target in (*kept, *tested):
         await seed(local_store, target, 2, 1)
-    done = await admin.delete_prefixed(local_store, "loadtest-")
-    assert sorted(m.plan.article for m in done) == [t.id for t in tested]
-    assert await local_store.tracked() == [kept]
-    assert await writer(local_store, "hello") == Counts(2, 1)
-    assert await rows(local_store, "timeline", SITE) == {H1: Counts(2, 1)}
+    await seed(local_store, Target("post", "loadtest-emptied"), 1, 1)
+    await Operations(local_store).run(Plan("loadtest-emptied", "hello"))
+    emptied = Target("post", "loadtest-emptied")
+    ops = BulkDeletes(local_store)
+    found = await ops.matching("loadtest-")
+    # An emptied id is looked at again (views may have reached it since), at zero here.
+    assert found == dict.fromkeys(tested, Counts(2, 1)) | {emptied: Counts(0, 0)}
+    steps: list[tuple[int, int]] = []
+    deleted = await ops.delete_all(
+        Deleted(list(found)), progress=lambda *s: steps.append(s), chunk=2
+    )
+    assert sorted(m.plan.target for m in deleted.done) == sorted(tested)
+    assert deleted.empty == {emptied}  # skipped, without a write
+    assert deleted.views == Counts(8, 4) and not deleted.refused and not deleted.left
+    assert sorted(steps) == [(i, 5) for i in range(1, 6)]
+    assert (await ops.current(emptied)).plan == Plan("loadtest-emptied", "hello")  # type: ignore[union-attr]
+    assert sorted(await local_store.tracked()) == sorted(kept)
+    assert await local_store.pages.count() == len(kept)  # the count of the entries, in step
+    assert await writer(local_store, "hello") == Counts(3, 2)
+    assert await rows(local_store, "timeline", SITE) == {H1: Counts(5, 3)}
+    reset = await resets(local_store)
+    assert ("page", "loadtest-p") in reset and ("post", "loadtest-2") in reset
+    assert set((await ops.matching("loadtest-")).values()) == {Counts(0, 0)}
+
+
+async def resets(store: Store) -> set[tuple[str, str]]:
+    """Every (kind, id) the live feed has told the nodes to read again."""
+    said = [feed.read(payload) for _, payload in await store.read_feed(0)]
+    return {t for r in said if isinstance(r, feed.Reset) for t in r.targets}
+
+
+async def test_a_prefix_delete_stopped_leaves_each_id_whole_or_untouched(local_store: Store):
+    """Ctrl-C (`stop`): no id begins after it; those recorded as running and not begun
+    are backed out, so each id is deleted whole or untouched, and another run deletes
+    the rest. An id another operation holds is refused, the others go on."""
+    tested = [Target("post", f"t{i}") for i in range(6)]
+    for target in tested:
+        await seed(local_store, target, 1, 1)
+    ops = BulkDeletes(local_store)
+    held = Operation(Plan("t5", "elsewhere"), "running", "2026-01-01T00:00:00Z")
+    await local_store.ddb.put_item(**moves.start_request(local_store.tables.index, held))
+    stop = asyncio.Event()
+    deleted = await ops.delete_all(
+        Deleted(list(tested)), stop, progress=lambda done, of: stop.set(), chunk=4, at_once=1
+    )
+    assert [m.plan.id for m in deleted.done] == ["t0"]  # the first to finish stops it
+    assert not deleted.under_way and deleted.left == tested[1:]
+    for target in tested[1:5]:  # untouched: counts, listing, no operation record
+        assert await writer(local_store, target.id) == Counts(1, 1)
+        assert await ops.current(target) is None
+    assert (await ops.current(tested[0])).state == "done"  # type: ignore[union-attr]
+    again = await ops.delete_all(Deleted(list(await ops.matching("t"))))
+    assert sorted(m.plan.id for m in again.done) == ["t1", "t2", "t3", "t4"]
+    assert list(again.refused) == [Target("post", "t5")]
+    assert "rename of 't5' to 'elsewhere' is not finished" in again.refused[tested[5]]
+    assert await writer(local_store, "t5") == Counts(1, 1)
+
+
+async def test_a_page_is_deleted_or_renamed_like_a_post(local_store: Store):
+    """Issue 21: `livecount admin delete Home_Page` answered "never counted"."""
+    store = local_store
+    home, about = Target("page", "Home_Page"), Target("page", "/about")
+    await seed(store, home, 5, 3, hosts=2)
+    await seed(store, about, 2, 2, hour=H2)
+    ops = Operations(store)
+    with pytest.raises(ClientError, match="never counted"):
+        await ops.run(Plan("Home_Page"))  # no post of that name
+    moved = await ops.run(Plan("Home_Page", None, "page"))
+    assert (moved.views, moved.items) == (Counts(5, 3), 4)
+    page = await get(store, store.tables.pages, {"pageName": {"S": "Home_Page"}})
+    assert store_requests.counts(page) == ZERO
+    assert set((await rows(store, "timeline", home.ref)).values()) == {ZERO}
+    assert await rows(store, "timeline", SITE) == {H1: ZERO, H2: Counts(2, 2)}
+    assert await rows(store, "referrer", SITE) == {"h0.example": Counts(1, 0), "h1.example": ZERO}
+    assert await store.tracked() == [about] and await store.pages.count() == 1
+    renamed = await ops.run(Plan("/about", "/about-us", "page"))
+    assert renamed.now == Counts(2, 2)
+    assert await rows(store, "timeline", "page#/about-us") == {H2: Counts(2, 2)}
+    assert await store.tracked() == [Target("page", "/about-us")]
+    assert await store.pages.count() == 1
+    # Pages have no feed of counts: both ids of a rename are read again.
+    assert {("page", n) for n in ("Home_Page", "/about", "/about-us")} <= await resets(store)
+    record = await ops.current(home)
+    assert record is not None and record.plan == Plan("Home_Page", None, "page")
+    purged = await ops.run(Plan("Home_Page", None, "page"), purge=True)
+    assert purged.purged == 4
+    assert await get(store, store.tables.pages, {"pageName": {"S": "Home_Page"}}) == {}
 
 
 async def test_renames_that_cross_do_not_run_together(local_store: Store):
@@ -489,12 +572,12 @@ async def test_renames_that_cross_do_not_run_together(local_store: Store):
     await seed(local_store, OLD, 5, 5, "Old")
     await seed(local_store, NEW, 3, 3, "New")
     ops = Operations(local_store)
-    crossing = Operation("new", "old", "running", "2026-01-01T00:00:00Z")  # a run cut short
+    crossing = Operation(Plan("new", "old"), "running", "2026-01-01T00:00:00Z")  # cut short
     await local_store.ddb.put_item(TableName=local_store.tables.index, Item=crossing.item())
     with pytest.raises(ClientError) as refused:
         await ops.run(Plan("old", "new"))
     assert refused.value.code == "operation_running"
-    assert await ops.current("old") is None  # backed out: nothing of it was started
+    assert await ops.current(OLD) is None  # backed out: nothing of it was started
     assert await writer(local_store, "old") == Counts(5, 5)
     await ops.run(Plan("new", "old"))  # the one cut short finishes, then the other may go
     assert await writer(local_store, "old") == Counts(8, 8)
@@ -506,8 +589,8 @@ async def test_a_row_counted_on_since_it_was_read_is_not_purged(local_store: Sto
     store = local_store
     await seed(store, OLD, 1, 1)
     await Operations(store).run(Plan("old"))
-    source, = [s for s in await Operations(store).sources("old")
-               if s.kind == "referrer" and s.sort == "h0.example"]
+    (source,) = [s for s in await Operations(store).sources(OLD)
+                 if s.kind == "referrer" and s.sort == "h0.example"]
     late = Row("referrer", OLD.ref, "h0.example")
     await store.flush(flush_of(rows={late: Delta(1)}))  # a node's write lands meanwhile
     with pytest.raises(Exception, match="ConditionalCheckFailed"):

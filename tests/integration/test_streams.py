@@ -10,10 +10,12 @@ from botocore.exceptions import EndpointConnectionError
 from livecount.aws import consumer as consumer_module
 from livecount.aws.consumer import StreamConsumer
 from livecount.aws.store import Store
+from livecount.aws.store_admin import Operations
 from livecount.core import feed
 from livecount.core.errors import StoreRejected, StoreUnavailable
 from livecount.core.leases import NODE_PREFIX, Lease, LeaseItem
 from livecount.core.ledger import Delta
+from livecount.core.moves import Plan
 from livecount.core.pages import Target
 from livecount.core.stream_copy import ReaderWrite, copy_and_feed
 from livecount.core.tables import Tables
@@ -64,6 +66,35 @@ async def test_the_reader_table_follows_the_writer(local_store: Store):
         # awaits every copy of its batch first): once two more rounds ended, it has.
         await asyncio.wait_for(consumer.settled(), 10)
         assert ("a", 5, 5) in seen and ("b", 1, 1) in seen
+
+
+async def test_a_count_that_went_down_is_read_again_by_the_consumers_node(local_store: Store):
+    """A delete brings `a` down: the consumer's own node is told to read it again (the
+    images it showed before are larger, and counts merge by maximum); `b`, counted
+    on, is not."""
+    down: list[list[str]] = []
+
+    async def went_down(articles: list[str]) -> None:
+        down.append(articles)
+
+    consumer = StreamConsumer(local_store, lambda *image: None, poll_interval=0.05,
+                              on_down=went_down)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await write(local_store, a=3, b=1)
+        await eventually(lambda: reader(local_store), lambda r: r.get("a", (0,))[0] == 3)
+        await Operations(local_store).run(Plan("a"))
+        await write(local_store, b=2)
+        await eventually(lambda: reader(local_store), lambda r: r["a"][0] == 0 and r["b"][0] == 3)
+        await eventually(lambda: _now(down), lambda d: d == [["a"]])
+    finally:
+        stop.set()
+        await task
+
+
+async def _now(found: list[list[str]]) -> list[list[str]]:
+    return list(found)
 
 
 async def test_a_restarted_consumer_resumes_from_its_checkpoint(local_store: Store):

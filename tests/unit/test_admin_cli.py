@@ -42,9 +42,14 @@ def refused(argv: list[str], capsys) -> str:
     (["export", "--format", "xml"],
      "livecount: --format: must be one of csv, ndjson, got 'xml'\n"),
     (["admin", "delete", "x", "--port", "1"], "livecount: unrecognized arguments: --port 1\n"),
-    (["admin", "delete"], "livecount: give one article ID, or --prefix, not both\n"),
+    (["admin", "delete"], "livecount: give one ID, or --prefix, not both\n"),
     (["admin", "delete", "x", "--prefix", "y"],
-     "livecount: give one article ID, or --prefix, not both\n"),
+     "livecount: give one ID, or --prefix, not both\n"),
+    (["admin", "delete", "x", "--dry-run"], "livecount: --dry-run and --json go with --prefix\n"),
+    (["admin", "delete", "--page", "--prefix", "y"],
+     "livecount: --prefix deletes posts and pages alike: leave out --page\n"),
+    (["admin", "delete", "--prefix", ""],
+     "livecount: --prefix: an article id must not be empty, got ''\n"),
     (["admin", "delete", "-abc"], "livecount: unrecognized arguments: -abc (an id that "
      "starts with - goes after --: livecount admin delete [options] -- -the-id)\n"),
     (["import"], "livecount: give FILE, --list or --undo ID (one of them)\n"),
@@ -104,6 +109,10 @@ def test_the_reports_say_what_was_done_and_what_is_left():
     assert deleted.splitlines() == [
         "Deleted 'old': 3 items emptied, 5 views (4 unique) taken out of the site's totals.",
         "Purged 3 emptied items."]
+    page = admin.report(Moved(Plan("Home_Page", None, "page"), resumed=False, items=2,
+                              views=Counts(5, 4)))
+    assert page == ("Deleted the page 'Home_Page': 2 items emptied, 5 views (4 unique) taken "
+                    "out of the site's totals.")
 
 
 @pytest.mark.parametrize("error", [
@@ -119,4 +128,11 @@ def test_a_store_error_is_one_line_and_an_exit_code_not_a_traceback(error, capsy
 
 def test_ids_that_start_with_a_dash_go_after_a_double_dash():
     ns = parser().parse_args(["admin", "rename", "--table-prefix", "p_", "--", "-old", "--help"])
-    assert (ns.old, ns.new, ns.table_prefix) == ("-old", "--help", "p_")
+    assert (ns.old, ns.new, ns.table_prefix, ns.page) == ("-old", "--help", "p_", False)
+
+
+def test_page_says_the_ids_name_pages():
+    ns = parser().parse_args(["admin", "delete", "--page", "/about"])
+    assert (ns.article, ns.page) == ("/about", True)
+    ns = parser().parse_args(["admin", "rename", "--page", "/about", "/about-us"])
+    assert (ns.old, ns.new, ns.page) == ("/about", "/about-us", True)

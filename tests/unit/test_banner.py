@@ -49,7 +49,7 @@ def json_lines(text: str) -> list[dict[str, object]]:
 
 def test_the_banner_says_where_to_go(tmp_path: Path) -> None:
     out = Terminal()
-    shown = Banner(config(tmp_path, table_prefix="blog_"), human=True, out=out,
+    shown = Banner(config(tmp_path, table_prefix="blog_", demo="on"), human=True, out=out,
                    clock=clock(10.0, 17.25))
     shown.ready(8080, "http://127.0.0.1:41234")
     text = out.getvalue()
@@ -86,6 +86,7 @@ def test_extra_lines_and_workers(tmp_path: Path) -> None:
     lines = [" ".join(line.split()) for line in out.getvalue().splitlines()]
     assert "Log in http://127.0.0.1:8080/login?token=t" in lines
     assert "Workers 4 processes on port 8080" in lines
+    assert not [line for line in lines if "demo" in line.lower()]  # `--demo` is off
     assert "Store DynamoDB at http://127.0.0.1:8000, no table prefix" in lines
 
 
@@ -121,7 +122,7 @@ def test_a_process_manager_gets_json_events(tmp_path: Path,
     assert starting["event"] == "starting" and starting["step"] == "stream"
     assert ready["event"] == "ready"
     assert ready["dashboard"] == "http://127.0.0.1:8080/"
-    assert ready["demo"] == "http://127.0.0.1:8080/demo"
+    assert "demo" not in ready  # `--demo` is off
     assert ready["websocket"] == "ws://127.0.0.1:8080/ws"
     assert ready["data_dir"] == str((tmp_path / "data").resolve())
     assert ready["seconds"] == 3.0

@@ -51,6 +51,7 @@ BAD: dict[str, tuple[str, str]] = {
     "slow_request": ("0", "must be above 0"),
     "stream_consumer": ("lambda", "must be one of on, off"),
     "lease_time": ("-5", "must be above 0"),
+    "demo": ("yes", "must be one of on, off"),
 }
 BY_DEST = {o.dest: o for o in config.OPTIONS}
 

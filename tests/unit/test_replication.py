@@ -110,6 +110,22 @@ def test_the_feed_carries_the_newest_image_of_each_article_once():
     assert copy_and_feed([numbered("REMOVE", "4", old=image("a", 2))], TABLES, "n", 0).feed == []
 
 
+def test_a_count_that_went_down_is_reset_after_every_image_before_it():
+    """`livecount admin` moved `a`'s views away (a delete): nodes merge counts by
+    maximum, so the images copied before the move would bring them back, unless the
+    feed says after them to read `a` again."""
+    records = [numbered("MODIFY", "1", new=image("a", 3, total=7), old=image("a", 2, total=6)),
+               numbered("MODIFY", "2", new=image("a", 4, total=0), old=image("a", 3, total=7)),
+               numbered("MODIFY", "3", new=image("b", 2, total=9), old=image("b", 1, total=2))]
+    work = copy_and_feed(records, TABLES, "n", 0.0)
+    assert work.down == ["a"]  # b only went up (a rename onto it, or views)
+    said = [feed.read(put["Item"]["changes"]["S"]) for put in work.feed]
+    assert said == [[("a", 0, 1), ("b", 9, 1)], feed.Reset([("post", "a")])]
+    assert [put["Item"]["at"]["S"] for put in work.feed] == sorted(
+        put["Item"]["at"]["S"] for put in work.feed)  # the reset is read last
+    assert copy_and_feed(records[2:], TABLES, "n", 0.0).down == []
+
+
 def test_a_large_batch_is_shared_in_items_under_the_size_limit():
     records = [numbered("MODIFY", str(i), new=image(f"article-{i:06d}-" + "x" * 200, 1))
                for i in range(3000)]

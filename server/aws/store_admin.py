@@ -70,6 +70,18 @@ class Items:
         item = got.get("Item")
         return dict(item) if item else None
 
+    async def rollups(self, buckets: list[str], ref: str) -> list[dict[str, Any]]:
+        """`ref`'s rollup items in `buckets`, consistently, a hundred a request."""
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(buckets), 100):
+            request: dict[str, Any] = {self.tables.timeline: {"ConsistentRead": True, "Keys": [
+                {"target": {"S": b}, "hour": {"S": ref}} for b in buckets[start:start + 100]]}}
+            while request:
+                got = await answer(self.ddb.batch_get_item(RequestItems=request), "BatchGetItem")
+                items += got.get("Responses", {}).get(self.tables.timeline, [])
+                request = got.get("UnprocessedKeys") or {}
+        return items
+
     async def writer(self, article: str) -> dict[str, Any] | None:
         return await self.get(self.tables.writer, {"articleId": {"S": article}})
 
@@ -389,18 +401,6 @@ class Operations(Records):
         if count is not None:
             found.append(Source.of("count", count))
         return found
-
-    async def rollups(self, buckets: list[str], ref: str) -> list[dict[str, Any]]:
-        """`ref`'s rollup items in `buckets`, consistently, a hundred a request."""
-        items: list[dict[str, Any]] = []
-        for start in range(0, len(buckets), 100):
-            request: dict[str, Any] = {self.tables.timeline: {"ConsistentRead": True, "Keys": [
-                {"target": {"S": b}, "hour": {"S": ref}} for b in buckets[start:start + 100]]}}
-            while request:
-                got = await answer(self.ddb.batch_get_item(RequestItems=request), "BatchGetItem")
-                items += got.get("Responses", {}).get(self.tables.timeline, [])
-                request = got.get("UnprocessedKeys") or {}
-        return items
 
     async def move(self, plan: Plan, source: Source) -> Source | None:
         """Apply one move, reading the source again whenever another writer got there

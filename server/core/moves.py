@@ -32,6 +32,7 @@ from typing import Any, Final, Literal
 from livecount.core import pages
 from livecount.core.ledger import SITE
 from livecount.core.pages import Target
+from livecount.core.report_rows import buckets_of
 from livecount.core.tables import Tables
 
 ADMIN: Final = "admin"  # attribute: how many moves changed the item, the optimistic lock
@@ -117,8 +118,11 @@ class Plan:
 
     def moves(self, sources: Iterable[Source]) -> list[Source]:
         """What still has something to move, rows first and the count item last, so
-        that a run stopped half way leaves the live count where it was."""
-        return sorted((s for s in sources if not s.empty), key=lambda s: s.kind == "count")
+        that a run stopped half way leaves the live count where it was. Rollups move
+        with their hours, in the hour's transaction, never on their own: read apart,
+        an hour and its rollups may be seen between a node's writes of the two."""
+        return sorted((s for s in sources if not s.empty and s.kind != "rollup"),
+                      key=lambda s: s.kind == "count")
 
     def transaction(self, source: Source, tables: Tables) -> list[dict[str, Any]]:
         """The TransactItems of one move: the source gives what was read, on condition
@@ -139,6 +143,14 @@ class Plan:
         elif source.kind != "count" and taken:
             items.append({"Update": _update(
                 self._table(source, tables), self._key(source, None), taken)})
+        if source.kind == "timeline" and taken:  # the hour's rollups move with it
+            given = {n: -v for n, v in taken.items()}
+            for bucket in buckets_of(source.sort):
+                rollup = Source("rollup", bucket, source.amounts, 0)
+                items.append({"Update": _update(tables.timeline, self._key(rollup, self.id),
+                                                taken)})
+                items.append({"Update": _update(tables.timeline, self._key(rollup, self.to),
+                                                taken if self.to is None else given)})
         return items
 
     def purge(self, source: Source, tables: Tables) -> dict[str, Any]:

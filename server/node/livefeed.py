@@ -60,8 +60,7 @@ class LiveFeed:
         self._stamp = 0  # the last stamp written: this node's items only ever go up
         self._whole_at: float | None = None  # when the last whole snapshot went (None: owed)
         self._resets: set[int] = set()  # stamps of resets done (the window is re-read)
-        # Per post, the stamp of its last reset: the window's counts older than it are
-        # what the reset made this node forget, and must not come back when re-read.
+        # Per post, its last reset's stamp: older counts, re-read, must not come back.
         self._reset_at: dict[str, int] = {}
         self._syncs: set[int] = set()  # stamps of syncs answered or being answered
         self._answering: set[asyncio.Task[None]] = set()
@@ -76,9 +75,7 @@ class LiveFeed:
 
     @property
     def lease_time(self) -> float:
-        if self._lease_time is None:
-            return self.consumer.lease_time if self.consumer else LEASE_TIME
-        return self._lease_time
+        return self._lease_time or (self.consumer.lease_time if self.consumer else LEASE_TIME)
 
     @property
     def expiry(self) -> float:
@@ -95,8 +92,7 @@ class LiveFeed:
             self.reports.image(article_id, Counts(total, unique))
 
     async def went_down(self, articles: list[str]) -> None:
-        """Posts whose count this node's stream consumer saw go down (`livecount admin`
-        moved it): read again, after every older image the consumer showed."""
+        """Posts this node's stream consumer saw go down: read again, after its images."""
         await self.reset([Target("post", article) for article in articles])
 
     async def loop(self, stop: asyncio.Event) -> None:

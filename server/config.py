@@ -43,7 +43,7 @@ ENV_PREFIX = "LIVECOUNT_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "human")  # logs.FORMATS (a sibling layer: not imported)
 # What `--public` can open: each private report by name, or `all` (the dashboard too).
-REPORTS = ("pages", "referrers", "timeline", "now", "metrics", "all")
+REPORTS = ("pages", "summary", "referrers", "timeline", "now", "metrics", "all")
 TOKEN_FILE = "admin-token"  # in the data dir, unless --admin-token-file says otherwise
 
 Parse = Callable[[str], Any]

@@ -15,7 +15,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import aioboto3
 from botocore.config import Config as BotoConfig
@@ -23,13 +23,23 @@ from livecount.aws import store_requests
 from livecount.aws.store_batches import FlushWriter, Item, KnownItems
 from livecount.aws.store_errors import Answered, answer
 from livecount.aws.store_index import PageIndex
+from livecount.aws.store_reports import RowReads
 from livecount.aws.store_stream import StreamStore
 from livecount.core import feed
 from livecount.core.ledger import SITE, Counts, Flush, FlushResult
 from livecount.core.pages import Target
+from livecount.core.report_rows import HOSTS_FROM
 from livecount.core.tables import FEED_TTL_ATTRIBUTE, Tables
 
-__all__ = ["SITE", "Store", "Tables"]
+__all__ = ["SITE", "Described", "Store", "Tables"]
+
+
+class Described(NamedTuple):
+    """A post's or page's stored counts, and a post's title and path ("" for none)."""
+
+    counts: Counts
+    title: str = ""
+    path: str = ""
 
 
 def endpoint_url(endpoint: str) -> str | None:
@@ -49,6 +59,7 @@ class Store:
         self.streams = streams
         self.tables = tables
         self.stream = StreamStore(ddb, streams, tables, ddb_once)
+        self.reports = RowReads(ddb, tables)
         self.pages = PageIndex(ddb, tables)  # what the site lists, and its cap
         # Per item, the last flush sequence number this node applied to it.
         self.flush_attribute = f"flush:{node_id}"
@@ -167,12 +178,12 @@ class Store:
     # -- the read path ---------------------------------------------------------------
     async def read_counts(self, targets: Iterable[Target]) -> dict[Target, Counts]:
         """Counts from the reader table (posts) and HomeAndProfile (pages); absent is zero."""
-        return {t: counts for t, (counts, _) in (await self.read(targets)).items()}
+        return {t: found.counts for t, found in (await self.read(targets)).items()}
 
-    async def read(self, targets: Iterable[Target]) -> dict[Target, tuple[Counts, str]]:
-        """Counts and title of each target, from the reader side; absent is zero and ""."""
+    async def read(self, targets: Iterable[Target]) -> dict[Target, Described]:
+        """Counts, title and path of each target, from the reader side; absent is zero."""
         targets = list(dict.fromkeys(targets))
-        found = {t: (Counts(0, 0), "") for t in targets}
+        found = {t: Described(Counts(0, 0)) for t in targets}
         for request in store_requests.batch_gets(self.tables, targets):
             while request:
                 got = await answer(self.ddb.batch_get_item(RequestItems=request), "BatchGetItem")
@@ -180,8 +191,8 @@ class Store:
                     post = table == self.tables.reader
                     name = "articleId" if post else "pageName"
                     for item in items:
-                        found[Target("post" if post else "page", item[name]["S"])] = (
-                            store_requests.counts(item), item.get("articleTitle", {}).get("S", ""))
+                        found[Target("post" if post else "page", item[name]["S"])] = Described(
+                            store_requests.counts(item), *store_requests.described(item))
                         # A reader item is a copy of a writer item: that one exists.
                         self.known.add((self.tables.writer if post else self.tables.pages,
                                         item[name]["S"]))
@@ -194,8 +205,10 @@ class Store:
         return list((await answer(pages.build_full_result(), kwargs["TableName"])).get("Items", []))
 
     async def top_referrers(self, ref: str, limit: int = 10) -> list[tuple[str, int]]:
-        """External hosts that sent views to `ref` (a `Target.ref` or `SITE`), most first."""
-        items = await self._query(store_requests.query(self.tables.referrers, "target", ref))
+        """External hosts that sent views to `ref` (a `Target.ref` or `SITE`) over all
+        time, most first."""
+        items = await self._query(store_requests.query(self.tables.referrers, "target", ref,
+                                                       ("host", HOSTS_FROM, None)))
         hosts = list(store_requests.referrer_totals(items).items())
         hosts.sort(key=lambda h: (-h[1], h[0]))
         return hosts[:limit]

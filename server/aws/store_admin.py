@@ -35,6 +35,7 @@ from livecount.core.ledger import SITE, ZERO, Counts
 from livecount.core.moves import Operation, Plan, Source
 from livecount.core.pages import Target
 from livecount.core.replication import Copy
+from livecount.core.report_rows import buckets_of
 
 AT_ONCE: Final = 8  # writes of one operation in flight at once
 Progress = Callable[[int, int], None]  # (done, of)
@@ -68,6 +69,18 @@ class Items:
                            table)
         item = got.get("Item")
         return dict(item) if item else None
+
+    async def rollups(self, buckets: list[str], ref: str) -> list[dict[str, Any]]:
+        """`ref`'s rollup items in `buckets`, consistently, a hundred a request."""
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(buckets), 100):
+            request: dict[str, Any] = {self.tables.timeline: {"ConsistentRead": True, "Keys": [
+                {"target": {"S": b}, "hour": {"S": ref}} for b in buckets[start:start + 100]]}}
+            while request:
+                got = await answer(self.ddb.batch_get_item(RequestItems=request), "BatchGetItem")
+                items += got.get("Responses", {}).get(self.tables.timeline, [])
+                request = got.get("UnprocessedKeys") or {}
+        return items
 
     async def writer(self, article: str) -> dict[str, Any] | None:
         return await self.get(self.tables.writer, {"articleId": {"S": article}})
@@ -119,9 +132,10 @@ class Items:
             changes[image["articleId"]["S"]] = (counts.total, counts.unique)
         await self.announce(changes)
 
-    async def reset(self, targets: Iterable[Target]) -> None:
-        """Tell every node, on the live feed, to read `targets` again."""
-        for put in feed.resets(targets, self.tables.feed, "admin", time.time()):
+    async def reset(self, targets: Iterable[Target], reports: bool = True) -> None:
+        """Tell every node, on the live feed, to read `targets` again, and with `reports`
+        the report rows it cached (they moved)."""
+        for put in feed.resets(targets, self.tables.feed, "admin", time.time(), reports):
             await answer(self.ddb.put_item(**put), self.tables.feed)
 
     async def announce(self, changes: dict[str, tuple[int, int]]) -> None:
@@ -251,6 +265,8 @@ class Operations(Records):
         request = store_requests.Writes(self.tables, "").title(article, title, keep=False)
         image = await answer(self.ddb.update_item(**request), self.tables.writer)
         await self.copy([dict(image["Attributes"])])
+        # The nodes' reports show the new title.
+        await self.reset([Target("post", article)], reports=False)
 
     async def run(self, plan: Plan, progress: Progress | None = None,
                   purge: bool = False) -> Moved:
@@ -362,20 +378,25 @@ class Operations(Records):
             await self.copy(images.values())
         # Every node forgets what it believed of the old id (more than it holds now)
         # and shows its pages the store's count: counts merge by maximum, so only a
-        # reset can bring them down. A page has no feed of counts: its new id too.
-        await self.reset(ids if plan.kind == "page" else [plan.target])
+        # reset can bring them down. The new id is read again too: it may have taken
+        # the old one's title and path (and a page has no feed of counts).
+        await self.reset(ids)
         if plan.destination is None:
             return None
         new = images.get(plan.destination)
         return store_requests.counts(new) if new else Counts(0, 0)
 
     async def sources(self, target: Target) -> list[Source]:
-        """Every item of the post or page, as read now."""
+        """Every item of the post or page, as read now: its hours, their rollups (found
+        by the hours: a rollup row is keyed by its bucket), its referrer rows, its count
+        item."""
         timeline, referrers, count = await asyncio.gather(
             self.partition(self.tables.timeline, "target", target.ref),
             self.partition(self.tables.referrers, "target", target.ref),
             self.get(moves.count_table(self.tables, target), moves.count_key(target)))
         found = [Source.of("timeline", i) for i in timeline]
+        buckets = dict.fromkeys(b for s in found for b in buckets_of(s.sort))
+        found += [Source.of("rollup", i) for i in await self.rollups(list(buckets), target.ref)]
         found += [Source.of("referrer", i) for i in referrers]
         if count is not None:
             found.append(Source.of("count", count))

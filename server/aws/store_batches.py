@@ -17,6 +17,7 @@ from livecount.core.errors import (
     StoreUnavailable,
 )
 from livecount.core.ledger import Flush, FlushResult, Write
+from livecount.core.pages import Target
 from livecount.core.tables import Tables
 from livecount.logs import warn, warn_limited
 
@@ -62,16 +63,33 @@ class Job:
     write: Write
     item: Item
     insert: bool  # the statement to try next: INSERT (new item) or UPDATE
-    untitled: bool = False  # a batched UPDATE that may have left a post without its title
+    # A batched UPDATE that may have left a post without its title or path: PartiQL
+    # cannot set them only where unset.
+    untitled: bool = False
 
     def applied(self, result: FlushResult, stored: dict[str, Any],
                 known: KnownItems[Item]) -> None:
         """Applied, now or before; `stored` is the item after it, when the store said."""
         self.untitled = self.kind == "target" and self.key.kind == "post" and not self.insert \
-            and bool(self.write.delta.title) and "articleTitle" not in stored
+            and any(name not in stored for name in store_requests.kept(self.write))
         if self.kind == "target" and stored:
             result.applied[self.key] = store_requests.counts(stored)
+            if self.key.kind == "post":
+                result.described[self.key] = store_requests.described(stored)
+        elif self.kind == "row" and stored:
+            result.applied_rows[self.key] = store_requests.row_counts(self.key, stored)
         known.add(self.item)
+
+    def inserted(self) -> dict[str, Any]:
+        """The item an INSERT of this write made: the write itself."""
+        delta = self.write.delta
+        if self.kind == "row" and self.key.table == "referrer":
+            return {"views": {"N": str(delta.total)}}
+        item = {"totalViews": {"N": str(delta.total)}, "uniqueViews": {"N": str(delta.unique)}}
+        if self.kind == "target":
+            item |= {name: {"S": value} for name, value in
+                     (("articleTitle", delta.title), ("path", delta.path)) if value}
+        return item
 
     def failed(self, result: FlushResult) -> None:
         """Outcome unknown: a later flush resends it unchanged."""
@@ -109,7 +127,7 @@ class Batches:
         self._limit = asyncio.Semaphore(BATCHES_AT_ONCE)
         self._answered = False  # a batch got an answer: the endpoint takes them
         self._failures = 0  # whole batches failed before any got an answer
-        self._returning = True  # batched count UPDATEs ask for the item after them
+        self._returning = True  # batched UPDATEs ask for the item after them
 
     async def send(self, jobs: list[Job], result: FlushResult) -> list[Job]:
         """Send `jobs` as batches, settling what their answers settle in `result`;
@@ -148,7 +166,7 @@ class Batches:
         action: Literal["update", "insert"] = "insert" if job.insert else "update"
         if job.kind == "target":
             return self.statements.views(job.key, job.write, action, self._returning)
-        return self.statements.row(job.key, job.write, action)
+        return self.statements.row(job.key, job.write, action, self._returning)
 
     def _verdict(self, job: Job, response: dict[str, Any], result: FlushResult,
                  ) -> Literal["done", "again", "alone"]:
@@ -158,8 +176,7 @@ class Batches:
         if error is None:
             item = response.get("Item")
             if job.insert:  # a new item is the write itself
-                item = {"totalViews": {"N": str(job.write.delta.total)},
-                        "uniqueViews": {"N": str(job.write.delta.unique)}}
+                item = job.inserted()
             job.applied(result, dict(item or {}), self.known)
             return "done"
         code, item = error.get("Code"), error.get("Item")
@@ -242,14 +259,18 @@ class FlushWriter:
         async with asyncio.TaskGroup() as group:
             for job in alone:
                 group.create_task(self._one(job, result))
-            # A batched UPDATE cannot set a title only where there is none: a post still
-            # without one gets it here. Lost, it comes with the next titled view.
+            # A batched UPDATE cannot set a title or a path only where there is none: a
+            # post still without one gets it here. Lost, it comes with a later view.
             sent_alone = {id(job) for job in alone}
             for job in jobs:
                 if job.untitled and id(job) not in sent_alone:
-                    group.create_task(self._send(self.requests.title(
-                        job.key.id, job.write.delta.title or "")))
+                    group.create_task(self._firsts(job.key, job.write, result))
         return result
+
+    async def _firsts(self, post: Target, write: Write, result: FlushResult) -> None:
+        stored = await self._send(self.requests.firsts(post.id, write))
+        if isinstance(stored, dict) and stored:
+            result.described[post] = store_requests.described(stored)
 
     def _jobs(self, flush: Flush) -> list[Job]:
         t = self.tables

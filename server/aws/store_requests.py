@@ -13,6 +13,7 @@ from typing import Any, Literal, NamedTuple
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from livecount.core.ledger import Counts, Row, Write
 from livecount.core.pages import Target
+from livecount.core.report_rows import PERIOD_HOST
 from livecount.core.tables import Tables
 
 INDEX = "all"  # the one PageIndex partition: every tracked post and page, by ref
@@ -45,10 +46,22 @@ class Writes:
             return self._idempotent(self.tables.pages, {"pageName": t.id}, adds, write.seq)
         # Posts also bump `version`, which orders their images for the stream copy. A
         # post keeps the first title it was given (`title` to change it): any client can
-        # send a view, so no view may rename a post.
-        title = {"articleTitle": write.delta.title} if write.delta.title else {}
+        # send a view, so no view may rename a post. Its path is the first one too.
         return self._idempotent(self.tables.writer, {"articleId": t.id},
-                                adds | {"version": 1}, write.seq, title)
+                                adds | {"version": 1}, write.seq, kept(write))
+
+    def firsts(self, article: str, write: Write) -> dict[str, Any]:
+        """UpdateItem of a post's title and path where it has none: what a batched
+        UPDATE cannot set only where unset. Bumps `version`, for the reader table."""
+        sets = kept(write)
+        assigned = ", ".join(f"#s{i} = if_not_exists(#s{i}, :s{i})" for i in range(len(sets)))
+        values = {":one": 1} | {f":s{i}": v for i, v in enumerate(sets.values())}
+        return {
+            "TableName": self.tables.writer, "Key": typed({"articleId": article}),
+            "UpdateExpression": f"SET {assigned} ADD #v :one",
+            "ExpressionAttributeNames": {"#v": "version"}
+            | {f"#s{i}": n for i, n in enumerate(sets)},
+            "ExpressionAttributeValues": typed(values), "ReturnValues": "ALL_NEW"}
 
     def title(self, article: str, title: str, keep: bool = True) -> dict[str, Any]:
         """UpdateItem of a post's title: only where it has none (`keep`: the first title
@@ -80,7 +93,7 @@ class Writes:
         values = {":seq": seq} | {f":a{i}": v for i, v in enumerate(adds.values())} \
             | {f":s{i}": v for i, v in enumerate(sets.values())}
         added = ", ".join(f"#a{i} :a{i}" for i in range(len(adds)))
-        # Set only where unset: a title, the one attribute set here, is the first one.
+        # Set only where unset: a post's title and path are the first ones.
         assigned = ", ".join(["#f = :seq",
                               *(f"#s{i} = if_not_exists(#s{i}, :s{i})" for i in range(len(sets)))])
         return {
@@ -124,22 +137,28 @@ class Statements:
         counts = {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}
         if t.kind == "page":
             made = self._write(self.tables.pages, {"pageName": t.id}, counts, write.seq, action)
-        else:  # PartiQL cannot SET where unset: only a new item takes the title here
-            title = {"articleTitle": write.delta.title} if write.delta.title else {}
+        else:  # PartiQL cannot SET where unset: only a new item takes title and path here
             made = self._write(self.tables.writer, {"articleId": t.id}, counts, write.seq,
-                               action, title if action == "insert" else {}, version=True)
+                               action, kept(write) if action == "insert" else {},
+                               version=True)
         if returning and action == "update":
             made.request["Statement"] += " RETURNING ALL NEW *"
         return made
 
-    def row(self, row: Row, write: Write, action: Literal["update", "insert"]) -> Statement:
+    def row(self, row: Row, write: Write, action: Literal["update", "insert"],
+            returning: bool = True) -> Statement:
+        """A report row's write; an UPDATE `returning` the row after it (for reports)."""
         if row.table == "referrer":
-            return self._write(self.tables.referrers, {"target": row.target, "host": row.sort},
+            made = self._write(self.tables.referrers, {"target": row.target, "host": row.sort},
                                {"views": write.delta.total}, write.seq, action)
-        return self._write(
-            self.tables.timeline, {"target": row.target, "hour": row.sort},
-            {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}, write.seq,
-            action)
+        else:
+            made = self._write(
+                self.tables.timeline, {"target": row.target, "hour": row.sort},
+                {"totalViews": write.delta.total, "uniqueViews": write.delta.unique},
+                write.seq, action)
+        if returning and action == "update":
+            made.request["Statement"] += " RETURNING ALL NEW *"
+        return made
 
     def _write(self, table: str, key: dict[str, str], adds: dict[str, int], seq: int,
                action: Literal["update", "insert"], sets: dict[str, str] | None = None,
@@ -186,23 +205,34 @@ def batch_gets(tables: Tables, targets: list[Target]) -> list[dict[str, Any]]:
     return requests
 
 
-def query(table: str, key: str, value: str, sort: tuple[str, str, str | None] | None = None,
+def query(table: str, key: str, value: str,
+          sort: tuple[str, str | None, str | None] | None = None,
           consistent: bool = False) -> dict[str, Any]:
-    """A Query of one partition, optionally with the sort key in [low, high] (or above
-    low, when high is None)."""
+    """A Query of one partition, optionally with the sort key in [low, high] (above
+    low, when high is None; up to high, when low is None)."""
     names = {"#k": key}
     values = {":k": value}
     condition = "#k = :k"
     if sort is not None:
-        names["#s"], values[":a"] = sort[0], sort[1]
-        if sort[2] is None:
+        names["#s"] = sort[0]
+        if sort[1] is None:
+            values[":b"] = sort[2] or ""
+            condition += " AND #s <= :b"
+        elif sort[2] is None:
+            values[":a"] = sort[1]
             condition += " AND #s > :a"
         else:
-            values[":b"] = sort[2]
+            values[":a"], values[":b"] = sort[1], sort[2]
             condition += " AND #s BETWEEN :a AND :b"
     return {"TableName": table, "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names, "ExpressionAttributeValues": typed(values),
             "ConsistentRead": consistent}
+
+
+def kept(write: Write) -> dict[str, str]:
+    """The title and path a post's write carries, kept only where the item has none."""
+    return {name: value for name, value in (("articleTitle", write.delta.title),
+                                            ("path", write.delta.path)) if value}
 
 
 def counts(item: dict[str, Any]) -> Counts:
@@ -210,8 +240,21 @@ def counts(item: dict[str, Any]) -> Counts:
                   int(item.get("uniqueViews", {}).get("N", 0)))
 
 
+def row_counts(row: Row, item: dict[str, Any]) -> Counts:
+    """A report row's counts: a Referrer row's `views` (no unique count), or as `counts`."""
+    if row.table == "referrer":
+        return Counts(int(item.get("views", {}).get("N", 0)), 0)
+    return counts(item)
+
+
+def described(item: dict[str, Any]) -> tuple[str, str]:
+    """A writer or reader item's title and path ("" for none)."""
+    return item.get("articleTitle", {}).get("S", ""), item.get("path", {}).get("S", "")
+
+
 def referrer_totals(items: list[dict[str, Any]]) -> dict[str, int]:
-    """Views per host of a target's Referrer items; hosts at zero (what a rename or a
-    delete moved away) left out."""
+    """Views per host of a target's all-time Referrer items (a period's, `#…`, left
+    out); hosts at zero (what a rename or a delete moved away) left out."""
     return {i["host"]["S"]: views for i in items
-            if (views := int(i.get("views", {}).get("N", 0))) > 0}
+            if (views := int(i.get("views", {}).get("N", 0))) > 0
+            and not i["host"]["S"].startswith(PERIOD_HOST)}

@@ -15,8 +15,11 @@ class Counts(NamedTuple):
     total: int
     unique: int
 
-    def plus(self, delta: Delta) -> Counts:
+    def plus(self, delta: Delta | Counts) -> Counts:
         return Counts(self.total + delta.total, self.unique + delta.unique)
+
+    def minus(self, other: Counts) -> Counts:
+        return Counts(self.total - other.total, self.unique - other.unique)
 
     def max(self, other: Counts) -> Counts:
         return Counts(max(self.total, other.total), max(self.unique, other.unique))

@@ -258,9 +258,10 @@ class Engine(Generic[C]):
         self._ledger.admit()  # `busy` past --max-pending-views
         host = referrer_host(msg.referrer, self.settings.site_domains)
         hour = self._hours(now)
+        path = self.settings.pages.path_of(target, msg.currentPage)
         return Append(PendingView(
-            conn, target, msg.refreshed, hour, msg.articleTitle, host,
-            journal.view_record(target, msg.refreshed, hour, msg.articleTitle, host),
+            conn, target, msg.refreshed, hour, msg.articleTitle, host, path,
+            journal.view_record(target, msg.refreshed, hour, msg.articleTitle, host, path),
             archive.record(msg, target, host, now) if self.settings.archive else None, entry))
 
     def failed(self, conn: C) -> Send | None:

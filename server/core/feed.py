@@ -8,6 +8,11 @@ however many articles and nodes. Counts only grow and merge by maximum, so readi
 item twice (readers re-read a short window to forgive clock skew between writers)
 changes nothing. Items expire by TTL after an hour.
 
+Nodes also share what their flushes' answers said that no stream carries (`Stored`):
+their pages' counts (HomeAndProfile has no stream) and their report rows' values, so
+that every node's reports (`core/catalog.py`, `core/row_cache.py`) follow every
+node's writes. Both merge by maximum as the counts do.
+
 Nodes also say, on the same feed, how many of their sockets read each post and page
 now (`Said`; see `core.readers`): a whole snapshot every few seconds, which also says
 the node is alive, and the targets that moved in between. They ride here because every
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Literal, NamedTuple
 
 from livecount.core.tables import FEED_TTL_ATTRIBUTE
@@ -39,10 +44,23 @@ Reading = tuple[Literal["post", "page"], str, int]  # a target's kind and id, re
 
 class Reset(NamedTuple):
     """Posts and pages whose stored counts went down (`livecount admin` renamed them
-    away or deleted them, an import was undone): what nodes believe of them is wrong,
-    and must be read again."""
+    away or deleted them, an import was undone), or that an import changed: what nodes
+    believe of them is wrong, and must be read again; so must every report row they
+    cached, when `reports` (rows went down, or changed in the past)."""
 
     targets: list[tuple[Literal["post", "page"], str]]
+    reports: bool = True
+
+
+StoredRow = tuple[str, str, str, int, int]  # table ("timeline"|"referrer"), partition, sort
+
+
+class Stored(NamedTuple):
+    """What a node's flush stored that the stream does not carry: pages' counts and
+    report rows' values, as the store answered."""
+
+    pages: list[Change]
+    rows: list[StoredRow]
 
 
 class Sync(NamedTuple):
@@ -112,15 +130,18 @@ def puts(changes: Mapping[str, tuple[int, int]], table: str, writer: str, now: f
 
 
 def resets(targets: Iterable[tuple[str, str]], table: str, writer: str, now: float,
-           ) -> list[dict[str, Any]]:
+           reports: bool = True) -> list[dict[str, Any]]:
     """PutItem requests telling every node to read `targets` (kind, id) again: as many
-    to an item as fit (an undone import may reset thousands)."""
-    return stamped(reset_payloads(targets), table, writer, now)
+    to an item as fit (an undone import may reset thousands); with `reports`, their
+    report rows too (one item, when there is no target)."""
+    return stamped(reset_payloads(targets, reports), table, writer, now)
 
 
-def reset_payloads(targets: Iterable[tuple[str, str]]) -> list[bytes]:
-    """Resets of `targets` (kind, id), as many to a payload as fit in one item."""
-    return _batched(targets, lambda batch, _: {"reset": batch})
+def reset_payloads(targets: Iterable[tuple[str, str]], reports: bool = False) -> list[bytes]:
+    """Resets of `targets` (kind, id), as many to a payload as fit in one item; with
+    `reports`, of their report rows too (one payload, when there is no target)."""
+    return _batched(targets, lambda batch, _: {"reset": batch, "reports": reports},
+                    always=reports)
 
 
 def stamped(payloads: list[bytes], table: str, writer: str, now: float,
@@ -131,6 +152,23 @@ def stamped(payloads: list[bytes], table: str, writer: str, now: float,
     expires = int(now) + TTL_SECONDS
     return [{"TableName": table, "Item": item(stamp, payload, expires)}
             for stamp, payload in zip(at, payloads, strict=True)]
+
+
+def stored(pages: Mapping[str, tuple[int, int]], rows: Iterable[StoredRow]) -> Iterator[bytes]:
+    """`Stored` payloads, each small enough for one item."""
+    entries: list[tuple[str, Any]] = [("pages", [n, t, u]) for n, (t, u) in pages.items()]
+    entries += [("rows", list(r)) for r in rows]
+    batch: dict[str, list[Any]] = {"pages": [], "rows": []}
+    size = 40
+    for kind, entry in entries:
+        cost = len(_encode(entry)) + 1
+        if size + cost > MAX_ITEM_BYTES and (batch["pages"] or batch["rows"]):
+            yield _encode({"stored": batch})
+            batch, size = {"pages": [], "rows": []}, 40
+        batch[kind].append(entry)
+        size += cost
+    if batch["pages"] or batch["rows"]:
+        yield _encode({"stored": batch})
 
 
 def sync(request: str) -> bytes:
@@ -147,10 +185,10 @@ def decode(payload: str | bytes) -> list[Change]:
     return value if isinstance(value, list) else []
 
 
-def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced:
-    """What one item says: count changes, a node's readers, articles to read again, or
-    a backup's sync and the nodes' answers; [] for anything else (an item no node
-    could have written says nothing)."""
+def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced | Stored:
+    """What one item says: count changes, a node's readers, articles to read again, a
+    node's stored pages and rows, or a backup's sync and the nodes' answers; [] for
+    anything else (an item no node could have written says nothing)."""
     try:
         value = json.loads(payload)
     except ValueError:
@@ -158,7 +196,10 @@ def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced:
     if isinstance(value, dict):
         if isinstance(reset := value.get("reset"), list):
             return Reset([(r[0], r[1]) for r in reset
-                          if isinstance(r, list) and _is_reading([*r, 0])])
+                          if isinstance(r, list) and _is_reading([*r, 0])],
+                         value.get("reports") is not False)
+        if isinstance(stored := value.get("stored"), dict):
+            return _stored(stored) or []
         if isinstance(request := value.get("sync"), str):
             return Sync(request)
         if isinstance(request := value.get("synced"), str):
@@ -169,6 +210,21 @@ def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced:
     if not isinstance(value, list) or not all(_is_change(c) for c in value):
         return []
     return [(c[0], c[1], c[2]) for c in value]
+
+
+def _stored(value: dict[str, Any]) -> Stored | None:
+    pages, rows = value.get("pages"), value.get("rows")
+    if not isinstance(pages, list) or not isinstance(rows, list) \
+            or not all(_is_change(p) for p in pages) or not all(_is_row(r) for r in rows):
+        return None
+    return Stored([(p[0], p[1], p[2]) for p in pages],
+                  [(r[0], r[1], r[2], r[3], r[4]) for r in rows])
+
+
+def _is_row(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 5 and value[0] in ("timeline", "referrer")
+            and isinstance(value[1], str) and isinstance(value[2], str)
+            and all(type(n) is int for n in value[3:]))
 
 
 def _is_change(value: Any) -> bool:

@@ -61,7 +61,7 @@ from typing import IO, Any, Final, Literal, NamedTuple
 from livecount.core import exports, sizes
 from livecount.core.errors import ClientError
 from livecount.core.pages import PageError, PageRules, Target, dns_host, referrer_host
-from livecount.core.report_rows import SITE, counts_unique, view_rows
+from livecount.core.report_rows import SITE, counts_unique, hour_rows, view_rows
 from livecount.core.reports import EARLIEST, LATEST, hour_of
 
 ID_CHARS: Final = 12  # an import's id: this much of its content hash, in hex
@@ -148,7 +148,7 @@ class Sums:
     def add(self, kind: Kind, key: str, sort: str, total: int, unique: int, line: int = 0) -> None:
         if (seen := self.adds.get(item := (kind, key, sort))) is None:
             self.adds[item] = [total, unique, line]
-        elif self.distinct:
+        elif self.distinct and line:  # a rollup (line 0) sums the hours of its bucket
             raise bad(f"line {line}: the same {_RECORD[kind]} record as line {seen[2]}")
         else:
             seen[0] += total
@@ -515,6 +515,8 @@ def _livecount(reader: Reader, records: Iterator[tuple[int, dict[str, Any]]]) ->
         row = SITE if target is None else target.ref
         if kind == "timeline":
             tally.add("timeline", row, hour, total, unique, line)
+            for rollup in hour_rows(row, hour)[1:]:  # as the node writes them
+                tally.add("timeline", rollup.target, rollup.sort, total, unique)
         elif dns_host(host) == host:
             tally.add("referrer", row, host, total, 0, line)
         else:

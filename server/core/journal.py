@@ -40,8 +40,9 @@ _encoder = msgspec.json.Encoder()
 
 
 def view_record(target: Target, refreshed: bool, hour: str, title: str | None,
-                host: str | None) -> bytes:
-    return _encoder.encode(["v", target.kind, target.id, refreshed, hour, title, host])
+                host: str | None, path: str | None = None) -> bytes:
+    record = ["v", target.kind, target.id, refreshed, hour, title, host]
+    return _encoder.encode([*record, path] if path else record)
 
 
 def taken_record(seq: int, rows: bool = True, counts: bool = True) -> bytes:
@@ -87,9 +88,10 @@ def replay(records: Iterable[list[Any]], ledger: Ledger) -> Replayed:
         summary.records += 1
         kind = record[0]
         if kind == "v":
-            _, target_kind, id_, refreshed, hour, title, host = record
+            _, target_kind, id_, refreshed, hour, title, host, *path = record
             ledger.record(Target(target_kind, id_), refreshed=refreshed, hour=hour,
-                          title=title, referrer=host, force=True)
+                          title=title, referrer=host, force=True,
+                          path=path[0] if path else None)
             summary.views += 1
         elif kind == "t":
             seq = record[1]

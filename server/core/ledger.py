@@ -67,6 +67,10 @@ class FlushResult:
     aside as dead letters, never retried, so they cannot hold anything else up)."""
 
     applied: dict[Target, Counts] = field(default_factory=dict)
+    # What the store said of what applied, for reports: each post's title and path as
+    # stored ("" when none), and each report row's stored counts.
+    described: dict[Target, tuple[str, str]] = field(default_factory=dict)
+    applied_rows: dict[Row, Counts] = field(default_factory=dict)
     failed_targets: set[Target] = field(default_factory=set)
     failed_rows: set[Row] = field(default_factory=set)
     rejected_targets: dict[Target, str] = field(default_factory=dict)
@@ -85,6 +89,7 @@ class Ledger:
         self._report = ReportRows()  # report rows, taken on their own cadence
         self._rows = self._report.order
         self.listed: set[Target] = set()  # known to be in the page index (`store_index`)
+        self._pathed: set[Target] = set()  # posts whose path the store has: sent no more
         self._flights: dict[int, Flush] = {}  # taken, not completed, by sequence number
         self._holding: dict[int, Flush] = {}  # completed, keys held until released
         self._auto: set[int] = set()  # flights taken without `hold`: released on completion
@@ -181,16 +186,15 @@ class Ledger:
 
     def record(
         self, target: Target, *, refreshed: bool, hour: str, title: str | None = None,
-        referrer: str | None = None, force: bool = False,
+        referrer: str | None = None, force: bool = False, path: str | None = None,
     ) -> Counts:
         """Count one view in the `hour` bucket and return the target's count including it.
-
-        `force` skips the bound, for views that were accepted before (journal replay).
-        """
+        A post's `path` goes to the store until the store is seen to have one. `force`
+        skips the bound, for views that were accepted before (journal replay)."""
         if self._pending_views >= self.max_pending_views and not force:
             raise Busy(f"{self._pending_views} views wait for the store")
         unique = 0 if refreshed else 1
-        self._counts.add(target, unique, title)
+        self._counts.add(target, unique, title, path=None if target in self._pathed else path)
         self._report.record(target, hour, referrer, unique)
         self._pending_views += 1
         return self.current(target)
@@ -205,6 +209,8 @@ class Ledger:
         client inventing article ids from growing memory without end."""
         if len(self._bases.known) <= most:
             return 0
+        if len(self._pathed) > most:
+            self._pathed.clear()  # costs a path sent again (stored only if none is)
         order = self._counts
         return self._bases.trim(
             most, keep | order.pending.keys() | order.unsettled.keys() | order.held.keys())
@@ -247,6 +253,8 @@ class Ledger:
             self._pending_views -= write.delta.total
             if target in result.rejected_targets:
                 continue  # set aside as a dead letter: never stored, never shown
+            if result.described.get(target, ("", ""))[1]:  # the store has a path
+                self._pathed.add(target)
             if self._bases.applied(target, write.delta, result.applied.get(target)):
                 changed.add(target)
         for row, write in flush.rows.items():

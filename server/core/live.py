@@ -37,6 +37,7 @@ class PendingView:
     hour: str
     title: str | None
     host: str | None
+    path: str | None
     record: bytes
     archived: archive.ArchivedView | None
     reply: Reply
@@ -77,7 +78,7 @@ class Live(Generic[C]):
     def stored(self, view: PendingView, now: float) -> None:
         """The view is on disk: count it. Its reply is read when it leaves."""
         self._ledger.record(view.target, refreshed=view.refreshed, hour=view.hour,
-                            title=view.title, referrer=view.host, force=True)
+                            title=view.title, referrer=view.host, force=True, path=view.path)
         self._ledger.unqueue()
         self._hub.changed(view.target, now)
         self._tally.views += 1
@@ -108,8 +109,11 @@ class Live(Generic[C]):
                 self._hub.changed(target, now)
 
     def observed(self, article_id: str, counts: Counts, now: float) -> None:
-        """A count seen in the stream or the live feed: it may move a watched count."""
-        target = Target("post", article_id)
+        """A post's count seen in the stream or the live feed."""
+        self.seen(Target("post", article_id), counts, now)
+
+    def seen(self, target: Target, counts: Counts, now: float) -> None:
+        """A count another writer stored: it may move a watched count."""
         if self._ledger.has_base(target) and self._ledger.observe(target, counts):
             self._hub.changed(target, now)
 

@@ -2,10 +2,10 @@
 
 A rename moves each count of a post or a page onto the new id of the same kind: its
 count item (the post's `PostCountWriter` item, the page's `HomeAndProfile` item), every
-Timeline bucket and every Referrer row of `post#<old>` or `page#<old>`. A delete moves
-them out of the site's rows and nowhere else. Each move of one item is one DynamoDB
-transaction: take from the source what was read, give it to the destination, on
-condition that the source's `admin` counter is still the one read (and bump it).
+Timeline bucket and rollup and every Referrer row of `post#<old>` or `page#<old>`. A
+delete moves them out of the site's rows and nowhere else. Each move of one item is one
+DynamoDB transaction: take from the source what was read, give it to the destination,
+on condition that the source's `admin` counter is still the one read (and bump it).
 
 Why that is exactly once, with servers counting meanwhile and a crash anywhere:
 
@@ -32,11 +32,13 @@ from typing import Any, Final, Literal
 from livecount.core import pages
 from livecount.core.ledger import SITE
 from livecount.core.pages import Target
+from livecount.core.report_rows import buckets_of
 from livecount.core.tables import Tables
 
 ADMIN: Final = "admin"  # attribute: how many moves changed the item, the optimistic lock
 OPERATIONS: Final = "admin"  # the PageIndex partition of operation records
-Kind = Literal["count", "timeline", "referrer"]  # `count`: the post's or page's own item
+# `count`: the post's or page's own item
+Kind = Literal["count", "timeline", "rollup", "referrer"]
 Op = Literal["rename", "delete"]
 Item = dict[str, Any]  # DynamoDB's typed JSON
 
@@ -44,9 +46,12 @@ Item = dict[str, Any]  # DynamoDB's typed JSON
 AMOUNTS: Final[Mapping[Kind, tuple[str, ...]]] = {
     "count": ("totalViews", "uniqueViews"),
     "timeline": ("totalViews", "uniqueViews"),
+    "rollup": ("totalViews", "uniqueViews"),
     "referrer": ("views",),
 }
-_SORT: Final[Mapping[Kind, str]] = {"timeline": "hour", "referrer": "host"}
+# Where a source's `sort` is: an hour or a host; a rollup's is its bucket (the partition:
+# a rollup row is keyed by bucket, then ref).
+_SORT: Final[Mapping[Kind, str]] = {"timeline": "hour", "referrer": "host", "rollup": "target"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +59,7 @@ class Source:
     """One item of the post or page as read: what a move takes from it."""
 
     kind: Kind
-    sort: str  # the hour or the host of a row; "" for the count item
+    sort: str  # the hour, the host or the bucket of a row; "" for the count item
     amounts: tuple[int, ...]
     admin: int  # the item's `admin` counter as read; 0 when it has none
     title: str = ""
@@ -113,8 +118,11 @@ class Plan:
 
     def moves(self, sources: Iterable[Source]) -> list[Source]:
         """What still has something to move, rows first and the count item last, so
-        that a run stopped half way leaves the live count where it was."""
-        return sorted((s for s in sources if not s.empty), key=lambda s: s.kind == "count")
+        that a run stopped half way leaves the live count where it was. Rollups move
+        with their hours, in the hour's transaction, never on their own: read apart,
+        an hour and its rollups may be seen between a node's writes of the two."""
+        return sorted((s for s in sources if not s.empty and s.kind != "rollup"),
+                      key=lambda s: s.kind == "count")
 
     def transaction(self, source: Source, tables: Tables) -> list[dict[str, Any]]:
         """The TransactItems of one move: the source gives what was read, on condition
@@ -135,6 +143,14 @@ class Plan:
         elif source.kind != "count" and taken:
             items.append({"Update": _update(
                 self._table(source, tables), self._key(source, None), taken)})
+        if source.kind == "timeline" and taken:  # the hour's rollups move with it
+            given = {n: -v for n, v in taken.items()}
+            for bucket in buckets_of(source.sort):
+                rollup = Source("rollup", bucket, source.amounts, 0)
+                items.append({"Update": _update(tables.timeline, self._key(rollup, self.id),
+                                                taken)})
+                items.append({"Update": _update(tables.timeline, self._key(rollup, self.to),
+                                                taken if self.to is None else given)})
         return items
 
     def purge(self, source: Source, tables: Tables) -> dict[str, Any]:
@@ -152,7 +168,7 @@ class Plan:
     def _table(self, source: Source, tables: Tables) -> str:
         if source.kind == "count":
             return count_table(tables, self.target)
-        return tables.timeline if source.kind == "timeline" else tables.referrers
+        return tables.referrers if source.kind == "referrer" else tables.timeline
 
     def _key(self, source: Source, id_: str | None) -> Item:
         """The source's key for `id_`, or the site's row when `id_` is None."""
@@ -160,6 +176,8 @@ class Plan:
             assert id_ is not None
             return count_key(Target(self.kind, id_))
         ref = Target(self.kind, id_).ref if id_ is not None else SITE
+        if source.kind == "rollup":
+            return {"target": {"S": source.sort}, "hour": {"S": ref}}
         return {"target": {"S": ref}, _SORT[source.kind]: {"S": source.sort}}
 
 

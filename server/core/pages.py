@@ -169,6 +169,22 @@ class PageRules:
                             "currentPage that is a path starting with /")
         return self._classify(current_page)
 
+    def path_of(self, target: Target, current_page: str | None) -> str | None:
+        """Where a post's view was, for a link to it: the normalised `currentPage`, or
+        None for a page (its rule or its name says where it is) or without a path."""
+        if target.kind != "post" or not current_page or not current_page.startswith("/"):
+            return None
+        return _link_path(current_page)
+
+    def where(self, target: Target) -> str | None:
+        """A page's path: the first `--page` rule naming it, or its name when it is a
+        path's own page; None for a post (its path is stored with its counts)."""
+        if target.kind != "page":
+            return None
+        if target.id.startswith("/"):
+            return target.id
+        return next((path for path, name in self._rules.items() if name == target.id), None)
+
     def page(self, name: str) -> Target:
         """A page by its configured name, or by a path (its own page); PageError if none."""
         if name in self._rules.values():
@@ -200,6 +216,14 @@ def _normal(path: str) -> str:
         return normalise_path(path)
     except ValueError as exc:
         raise PageError("invalid_field", f"the path {exc}") from None
+
+
+@lru_cache(maxsize=4096)
+def _link_path(path: str) -> str | None:
+    try:
+        return normalise_path(path)
+    except ValueError:
+        return None
 
 
 def _own_page(normal: str) -> Target:

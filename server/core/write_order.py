@@ -18,12 +18,15 @@ class Delta:
     total: int = 0
     unique: int = 0
     title: str | None = None
+    path: str | None = None  # a post's path, the first one seen: stored if it has none
 
     def add(self, other: Delta) -> None:
         self.total += other.total
         self.unique += other.unique
         if other.title and not self.title:  # a post keeps its first title
             self.title = other.title
+        if other.path and not self.path:
+            self.path = other.path
 
 
 class Write(NamedTuple):
@@ -58,7 +61,8 @@ class WriteOrder(Generic[K]):
         write = self.unsettled.get(key)
         return self.sending.get(key) if write is None else write
 
-    def add(self, key: K, unique: int, title: str | None = None, total: int = 1) -> None:
+    def add(self, key: K, unique: int, title: str | None = None, total: int = 1,
+            path: str | None = None) -> None:
         """`total` views of `key` (one by default), `unique` of them unique."""
         delta = self.pending.get(key)
         if delta is None:
@@ -67,6 +71,8 @@ class WriteOrder(Generic[K]):
         delta.unique += unique
         if title and not delta.title:  # a post keeps its first title
             delta.title = title
+        if path and not delta.path:
+            delta.path = path
 
     def take(self, seq: int) -> dict[K, Write]:
         """Unsettled writes go again unchanged; a pending delta of the same key must

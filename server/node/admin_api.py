@@ -201,7 +201,7 @@ class AdminApi:
             views=moved.views.total,
         )
         if self.reset is not None:  # this node at once; the others on the feed
-            await self.reset([plan.target])
+            await self.reset([plan.target, *([plan.destination] if plan.destination else [])])
         if self.announce is not None and plan.to is not None and moved.now is not None:
             self.announce(plan.to, moved.now)
         return json_response(200, _outcome(moved))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,10 @@ MAX_IN_FLIGHT = 8  # flushes at once: beyond, a tick is skipped (the store is st
 class Flusher:
     def __init__(self, writes: Settlement, live: Live[Any], journal: Journal,
                  store: Store, metrics: Metrics, data_dir: Path,
-                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
+                 max_in_flight: int = MAX_IN_FLIGHT,
+                 stored: Callable[[FlushResult], None] = lambda result: None) -> None:
         self.live = live  # told what a flush's answer moved
+        self.stored = stored  # told what the store said it holds now (reports)
         self.writes = writes
         self.journal = journal
         journal.idle = lambda: writes.idle  # rotations wait until all is stored
@@ -79,6 +82,7 @@ class Flusher:
             result = FlushResult.nothing_known(flush)
         moved, settled = writes.settle(flush, result)
         self.live.stored_moved(moved, time.time())
+        self.stored(result)
         if settled.dead_letters:
             await self._set_aside(settled)
         if await self._completed(settled.record, flush):

@@ -24,7 +24,8 @@ from livecount.node.admin_api import AdminApi
 from livecount.node.answers import json_response, not_found, response
 from livecount.node.auth import Guard
 from livecount.node.metrics import CONTENT_TYPE_LATEST
-from livecount.node.report_reads import Overlay, Query, Reports
+from livecount.node.report_cache import ReportCache
+from livecount.node.report_reads import Overlay, Paged, Query, Reports, site_origin
 from livecount.node.router import (
     REQUEST_TIMEOUT,
     SLOW_REQUEST,
@@ -70,12 +71,14 @@ class Routes:
         seconds: Histogram | None = None,
         access_log: bool = False,
         slow: float = SLOW_REQUEST,
+        cache: ReportCache | None = None,
         demo: bool = False,
     ) -> None:
         self.store = store
         self.admin = admin  # rename and delete: the operator's alone (node/admin_api)
         self.demo_on = demo  # `--demo on`: its views count in this store, so off by default
-        self.reports = Reports(store, overlay, pages, clock)
+        self.reports = Reports(store, overlay, pages, cache or ReportCache(store, pages),
+                               site_origin(allowed_origins), clock)
         self.metrics = metrics
         self.problems = problems  # what the node knows is wrong, beyond the store
         self.files = files or Files()
@@ -83,6 +86,7 @@ class Routes:
         self._health: tuple[float, str] = (-HEALTH_TTL - 1, "")
         self._api: dict[str, Callable[[Query], Awaitable[Any]]] = {
             "pages": self.reports.pages_list,
+            "summary": self.reports.summary,
             "referrers": self.reports.referrers,
             "timeline": self.reports.timeline,
             **({"now": now} if now is not None else {}),
@@ -165,7 +169,10 @@ class Routes:
             if not isinstance(grant, Grant):
                 return grant
             request.extra.update(grant.cors)  # on its errors too
-            return json_response(200, await read(request.query), grant.cache)
+            value = await read(request.query)
+            if isinstance(value, Paged):
+                return json_response(200, value.value, grant.cache, value.headers)
+            return json_response(200, value, grant.cache)
 
         return report
 

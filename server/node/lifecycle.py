@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack, ExitStack
+from datetime import UTC, datetime
 from typing import Any
 
 from livecount import logs
@@ -22,9 +23,11 @@ from livecount.aws import local
 from livecount.aws.consumer import StreamConsumer
 from livecount.aws.store import Store
 from livecount.config import Config
+from livecount.core import periods
 from livecount.core.archive import Buffer
 from livecount.core.engine import Core, Settings
 from livecount.core.errors import StoreRefused, Unavailable
+from livecount.core.ledger import Counts
 from livecount.core.limits import parse_networks
 from livecount.logs import log, warn
 from livecount.node import store_record
@@ -38,6 +41,7 @@ from livecount.node.journal import Journal
 from livecount.node.livefeed import LiveFeed
 from livecount.node.metrics import Metrics
 from livecount.node.now import Now
+from livecount.node.report_cache import ReportCache
 from livecount.node.sockets import Connection, Sockets
 from livecount.node.store_record import StoreRecord
 from livecount.waits import backoff, pause
@@ -49,6 +53,7 @@ CLOSE_TIMEOUT = 5.0  # seconds sockets get to answer the server's close
 CATCH_UP_TIMEOUT = 30.0
 RECOVERY_BOUND = 10.0  # seconds a restart tries to store its journal before serving
 SYNC_TIMEOUT = 30.0  # seconds a backup's sync may take to store what the node holds
+PREWARMED = ("30d", "7d", "24h", "12mo")  # periods read at start (the dashboard's first: 30d)
 
 
 def settings(config: Config) -> Settings:
@@ -72,15 +77,17 @@ class Node:
         self.engine, self.live, self.writes, self.readers = core
         self.journal = journal or Journal(config.data_dir / "journal")
         self.metrics = Metrics(config.node_id)
+        self.reports = ReportCache(store, config.pages)
         self.flusher = Flusher(self.writes, self.live, self.journal, store, self.metrics,
-                               config.data_dir)
+                               config.data_dir, stored=self.reports.flushed)
         self.archive = Writer(config.archive_dir, Buffer(
             config.archive_max_events, config.archive_max_seconds, prefix=config.node_id)) \
             if config.archive_dir else None
         self.consumer: StreamConsumer | None = None
         self.feed = LiveFeed(store, self.live, self.readers, None, node_id=config.node_id,
                              lease_time=config.lease_time,
-                             stored=lambda: store_accepted(self.flusher, SYNC_TIMEOUT))
+                             stored=lambda: store_accepted(self.flusher, SYNC_TIMEOUT),
+                             reports=self.reports)
         if config.stream_consumer == "on":
             self.consumer = StreamConsumer(store, self.feed.on_image, config.node_id,
                                            lease_time=config.lease_time,
@@ -98,19 +105,26 @@ class Node:
             recovering=lambda: self.writes.recovering)
         self.routes = Routes(store, self.live.shown, config.pages, config.allowed_origins,
                              metrics=self.metrics.render, problems=self.problems,
-                             guard=self.guard, now=Now(self.readers.everywhere, store),
+                             guard=self.guard, now=Now(self.readers.everywhere,
+                                                       self.reports.catalog.title),
                              admin=AdminApi(store, operator_only(self.guard),
-                                            announcer(self.live.observed),
+                                            announcer(self.observed),
                                             reset=self.feed.reset),
                              seconds=self.metrics.http_seconds,
                              access_log=config.access_log == "on",
-                             slow=config.slow_request, demo=config.demo == "on")
+                             slow=config.slow_request, cache=self.reports,
+                             demo=config.demo == "on")
         # Browsers always send Origin; other clients (load testers, scripts) may not.
         origins: list[Origin | None] | None = [
             *map(Origin, config.allowed_origins), None] if config.allowed_origins else None
         self.sockets = Sockets(self.engine, self.live, store, self.journal, self.metrics,
                                self.archive, self.routes, origins, config.max_frame_bytes,
                                config.handshake_timeout, config.max_pages)
+
+    def observed(self, article: str, counts: Counts, now: float) -> None:
+        """A post's stored count, told by this node's admin API (a rename's new id)."""
+        self.live.observed(article, counts, now)
+        self.reports.image(article, counts)
 
     def problems(self) -> list[str]:
         """What /healthz reports besides the store."""
@@ -176,6 +190,8 @@ async def run(config: Config, ready: asyncio.Event | None = None,
             except TimeoutError:
                 warn("stream_not_caught_up", timeout=CATCH_UP_TIMEOUT)
         background.start(node.feed.loop)
+        background.start(node.reports.names_loop)
+        background.start(lambda s: _prewarm(node.reports, s))
         server = await _listen(node, config, sock, shown, endpoint, lone)
         loops = Background()
         loops.start(lambda s: node.flusher.loop(
@@ -208,6 +224,21 @@ async def run(config: Config, ready: asyncio.Event | None = None,
         log("stopped", stream_settled=settled,
             copied=node.consumer.copied if node.consumer else 0)
         shown.stopped(settled)
+
+
+async def _prewarm(reports: ReportCache, stop: asyncio.Event) -> None:
+    """Read the catalog, then what the dashboard's periods need, while the node serves."""
+    loading = reports.start()
+    done = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([loading, done], return_when=asyncio.FIRST_COMPLETED)
+    if not stop.is_set():
+        now = datetime.now(UTC)
+        warm = asyncio.ensure_future(reports.prewarm(
+            periods.resolve({"period": name}, now) for name in PREWARMED))
+        await asyncio.wait([warm, done], return_when=asyncio.FIRST_COMPLETED)
+        warm.cancel()
+    loading.cancel()
+    done.cancel()
 
 
 class Background:

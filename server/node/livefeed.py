@@ -26,6 +26,7 @@ from livecount.core.live import Live
 from livecount.core.pages import Target
 from livecount.core.readers import Readers
 from livecount.logs import log, warn_limited
+from livecount.node.report_cache import ReportCache
 from livecount.waits import backoff, pause
 
 INTERVAL = 0.5  # seconds between live-feed reads (and writes of readers that moved)
@@ -44,9 +45,11 @@ class LiveFeed:
     def __init__(self, store: Store, live: Live[Any], readers: Readers[Any],
                  consumer: StreamConsumer | None, node_id: str | None = None,
                  lease_time: float | None = None,
-                 stored: Callable[[], Awaitable[bool]] | None = None) -> None:
+                 stored: Callable[[], Awaitable[bool]] | None = None,
+                 reports: ReportCache | None = None) -> None:
         self.store = store
         self.live = live  # told of counts seen, and of readers that moved
+        self.reports = reports  # told of counts and rows seen; tells what this node stored
         self.readers = readers
         self.consumer = consumer
         # Stores everything acknowledged so far; True once done (a sync's answer).
@@ -57,8 +60,7 @@ class LiveFeed:
         self._stamp = 0  # the last stamp written: this node's items only ever go up
         self._whole_at: float | None = None  # when the last whole snapshot went (None: owed)
         self._resets: set[int] = set()  # stamps of resets done (the window is re-read)
-        # Per post, the stamp of its last reset: the window's counts older than it are
-        # what the reset made this node forget, and must not come back when re-read.
+        # Per post, its last reset's stamp: older counts, re-read, must not come back.
         self._reset_at: dict[str, int] = {}
         self._syncs: set[int] = set()  # stamps of syncs answered or being answered
         self._answering: set[asyncio.Task[None]] = set()
@@ -73,9 +75,7 @@ class LiveFeed:
 
     @property
     def lease_time(self) -> float:
-        if self._lease_time is None:
-            return self.consumer.lease_time if self.consumer else LEASE_TIME
-        return self._lease_time
+        return self._lease_time or (self.consumer.lease_time if self.consumer else LEASE_TIME)
 
     @property
     def expiry(self) -> float:
@@ -88,10 +88,11 @@ class LiveFeed:
     def on_image(self, article_id: str, total: int, unique: int) -> None:
         """A count this node's stream consumer copied."""
         self.live.observed(article_id, Counts(total, unique), time.time())
+        if self.reports is not None:
+            self.reports.image(article_id, Counts(total, unique))
 
     async def went_down(self, articles: list[str]) -> None:
-        """Posts whose count this node's stream consumer saw go down (`livecount admin`
-        moved it): read again, after every older image the consumer showed."""
+        """Posts this node's stream consumer saw go down: read again, after its images."""
         await self.reset([Target("post", article) for article in articles])
 
     async def loop(self, stop: asyncio.Event) -> None:
@@ -112,10 +113,13 @@ class LiveFeed:
             if alone:
                 self.readers.take_moved()
                 self._whole_at = None  # when others come, they get the whole snapshot
+                if self.reports is not None:
+                    self.reports.sharing.take(alone=True)
                 if ticks % ALONE_EVERY == 0:
                     await self._read(clock())
             else:
                 await self._say(clock())
+                await self._tell_stored()
                 await self._read(clock())
             gone = self.readers.expire(clock(), self.expiry, feed.window_start(self._cursor))
             self.live.moved(gone, time.time())
@@ -138,6 +142,17 @@ class LiveFeed:
             return
         if whole:
             self._whole_at = now
+
+    async def _tell_stored(self) -> None:
+        """What this node's flushes stored that no stream carries, for the other nodes'
+        reports; what fails to go is said again with the next."""
+        if self.reports is None or not (payloads := self.reports.sharing.take(alone=False)):
+            return
+        try:
+            await self._write(payloads)
+        except LivecountError as exc:
+            warn_limited("feed_failed", error=str(exc))
+            self.reports.sharing.untold()
 
     async def _write(self, payloads: list[bytes]) -> None:
         """Items of this node's, stamped after every earlier one of it."""
@@ -175,7 +190,12 @@ class LiveFeed:
                         self._reset_at[article] = max(at, self._reset_at.get(article, at))
                 if at not in self._resets:
                     self._resets.add(at)
-                    await self.reset([Target(kind, id_) for kind, id_ in said.targets])
+                    await self.reset([Target(kind, id_) for kind, id_ in said.targets], said)
+            elif isinstance(said, feed.Stored):
+                if self.reports is not None:
+                    self.reports.heard(said)
+                for name, total, unique in said.pages:
+                    live.seen(Target("page", name), Counts(total, unique), wall)
             elif isinstance(said, feed.Sync):
                 if at not in self._syncs:
                     self._syncs.add(at)
@@ -188,6 +208,8 @@ class LiveFeed:
                 for article, total, unique in said:
                     if at > self._reset_at.get(article, -1):
                         live.observed(article, Counts(total, unique), wall)
+                        if self.reports is not None:
+                            self.reports.image(article, Counts(total, unique))
             elif said.node != self.node_id:
                 live.moved(self.readers.heard(
                     said.node, at, said.whole,
@@ -198,9 +220,12 @@ class LiveFeed:
         self._reset_at = {a: at for a, at in self._reset_at.items() if at >= start}
         self._syncs = {at for at in self._syncs if at >= start}
 
-    async def reset(self, targets: list[Target]) -> None:
+    async def reset(self, targets: list[Target], said: feed.Reset | None = None) -> None:
         """Forget what this node believes of `targets` (renamed away, deleted, an import
-        undone), and show their pages what the store holds now."""
+        undone), and show their pages what the store holds now; its reports read them
+        again, and what else the reset says."""
+        if self.reports is not None:
+            await self.reports.reset(said or feed.Reset([(t.kind, t.id) for t in targets]))
         if not (watched := self.live.reset(targets)):
             return
         try:

@@ -34,6 +34,7 @@ from livecount.aws import local as dynamodb_local
 from livecount.aws.store import Store
 from livecount.aws.store_admin import BulkDeletes, Deleted, Moved, Operations
 from livecount.aws.store_errors import Answered, answer
+from livecount.aws.store_rollups import Difference, Rollups
 from livecount.core import pages, sizes
 from livecount.core.errors import ClientError, LivecountError
 from livecount.core.ledger import ZERO, Counts
@@ -45,6 +46,7 @@ from livecount.tools.progress import STOPPED, ProgressReport
 
 PROGRESS_EVERY = 50  # moves between two `admin_moved` log lines
 NEVER_COUNTED = 1  # exit code: the id has no counts at all, as `livecount report` says
+ROLLUPS_SHOWN = 20  # differing rollup rows printed, at most
 
 ENV_NOTE = (f"Store options also read {config.ENV_PREFIX}<NAME>, as serve's do; a flag "
             "wins over the variable.")
@@ -367,13 +369,43 @@ def _title(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _rollups(ns: argparse.Namespace) -> int:
+    cfg = store_config(ns)
+
+    async def rollups() -> tuple[list[Difference], tuple[int, int]]:
+        async with opened(cfg) as store:
+            found = await Rollups(store).check()
+            return found, (0, 0) if ns.check or not found else await Rollups(store).rebuild()
+
+    try:
+        found, (fixed, changed) = uvloop.run(rollups())
+    except LivecountError as exc:
+        return failed(exc)
+    for row, stored, expected in found[:ROLLUPS_SHOWN]:
+        print(f"{row.target} {row.sort}: {stored.total} views ({stored.unique} unique), "
+              f"its hours sum to {expected.total} ({expected.unique})")
+    if len(found) > ROLLUPS_SHOWN:
+        print(f"… and {len(found) - ROLLUPS_SHOWN:,} more")
+    if ns.check:
+        print(f"{len(found):,} rollup rows differ from their hours" if found
+              else "Every rollup row is the sum of its hours.")
+        return 1 if found else 0
+    print(f"Rebuilt {fixed:,} rollup rows from their hours." if found
+          else "Every rollup row is the sum of its hours: nothing to rebuild.")
+    if changed:
+        print(f"{changed:,} rows changed while this ran (a node is serving): stop every "
+              "node and run it again.")
+    return 1 if changed else 0
+
+
 PAGE_HELP = ("the ids name pages (such as Home_Page, or a path's own page such as /about), "
              "not posts")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     admin = commands.add_parser(
-        "admin", help="rename or delete the counts of a post or page, or title a post",
+        "admin", help="rename or delete the counts of a post or page, or title a post; "
+                      "check or rebuild rollups",
         description="Operations on the stored counts of posts and pages, straight on the "
                     "store, while nodes serve. Each is resumable: run it again to finish one "
                     "that stopped.",
@@ -430,3 +462,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_store_options(retitle)
     retitle.set_defaults(run=_title, parser=retitle,
                          ids_hint="livecount admin title [options] -- -the-id TITLE")
+    rollups = actions.add_parser(
+        "rollups", help="check the report rollups against the hours, or rebuild them",
+        description="Every rollup row (a page's views in an hour, day, month or all time, "
+                    "which period reports read) is the sum of its hour rows. Check that "
+                    "they are, or make them so: once after upgrading from a version "
+                    "without rollups, with every node stopped (a node writes a view's "
+                    "hour and rollups one after the other). Exit code 1 when rows "
+                    "differ (--check) or changed meanwhile.", epilog=ENV_NOTE)
+    rollups.add_argument("--check", action="store_true",
+                         help="only say which rows differ; change nothing")
+    add_store_options(rollups)
+    rollups.set_defaults(run=_rollups, parser=rollups)
+

@@ -29,7 +29,7 @@ CREATE TABLE paths (path TEXT PRIMARY KEY, mapped TEXT, n INTEGER) WITHOUT ROWID
 """
 _ADD = """INSERT INTO adds VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT DO UPDATE SET
           total = total + excluded.total, uniq = uniq + excluded.uniq,
-          dup = coalesce(dup, excluded.line)"""
+          dup = CASE WHEN excluded.line = 0 THEN dup ELSE coalesce(dup, excluded.line) END"""
 _TITLE = "INSERT INTO titles VALUES (?, ?) ON CONFLICT DO UPDATE SET title = excluded.title"
 _PATH = "INSERT INTO paths VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n"
 _ADDS = """SELECT a.kind, a.key, a.sort, a.total, a.uniq, coalesce(t.title, '')
@@ -141,6 +141,7 @@ class ImportPlan:
             """
             WITH parts AS (SELECT kind, key, sum(total) AS total, sum(uniq) AS uniq
                            FROM adds WHERE kind IN ('timeline', 'referrer') AND key != ?
+                             AND substr(key, 2, 1) != '#' AND key != 'all'  -- no rollups
                            GROUP BY kind, key)
             SELECT p.kind, p.key, p.total, p.uniq, coalesce(c.total, 0), coalesce(c.uniq, 0)
             FROM parts p LEFT JOIN adds c

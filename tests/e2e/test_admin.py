@@ -99,13 +99,10 @@ async def timeline_sum(store: Store, ref: str) -> Counts:
 
 
 async def referrers(store: Store, ref: str) -> Counter[str]:
-    return Counter(
-        {
-            i["host"]["S"]: int(i["views"]["N"])
-            for i in await partition(store, store.tables.referrers, ref)
-            if int(i["views"]["N"])
-        }
-    )
+    """The all-time hosts of `ref` (a period's rows, `#…`, left out)."""
+    return Counter({i["host"]["S"]: int(i["views"]["N"])
+                    for i in await partition(store, store.tables.referrers, ref)
+                    if int(i["views"]["N"]) and not i["host"]["S"].startswith("#")})
 
 
 class Page:

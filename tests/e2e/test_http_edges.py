@@ -189,8 +189,10 @@ async def test_the_api_answers_503_while_dynamodb_is_frozen_or_down(
             proxy.set("hold")  # connections open, requests read, never answered
         else:
             await proxy.stop()  # the port closes: connections are refused
+        # The listing of all time answers from the node's catalog, without the store.
+        assert (await ask(served.port, request("GET", "/api/pages"))).status == 200
         paths = (
-            "/api/pages",
+            "/api/pages?period=30d",
             "/api/pages/some-post",
             "/api/pages/Home_Page?kind=page",
             "/api/referrers",

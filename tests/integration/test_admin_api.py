@@ -120,8 +120,9 @@ async def test_a_rename_answers_what_it_did_and_tells_this_nodes_pages(
         "movedViews": {"totalViews": 3, "uniqueViews": 2},
         "now": {"totalViews": 8, "uniqueViews": 7},
     }
-    # this node's pages: the old id's count is read again, the new id's is the merge
-    assert told == [("post#old", None), ("new", Counts(8, 7))]
+    # this node's pages: both ids are read again (the new one may have taken the old
+    # one's title), and the new id's count is the merge
+    assert told == [("post#old", None), ("post#new", None), ("new", Counts(8, 7))]
     answer, body = await ask(
         api, "/api/admin/operation?articleId=old", "GET", token=guard.current()
     )

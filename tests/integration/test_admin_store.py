@@ -14,6 +14,7 @@ from livecount.aws import store_requests
 from livecount.aws.store import Store
 from livecount.aws.store_admin import BulkDeletes, Deleted, Exports, Operations
 from livecount.aws.store_imports import Imports, ImportUndo
+from livecount.aws.store_rollups import Rollups
 from livecount.core import exports, feed, moves
 from livecount.core.errors import ClientError
 from livecount.core.import_chunks import ImportRecord
@@ -21,6 +22,7 @@ from livecount.core.imports import PathMap, Reader, Sums
 from livecount.core.ledger import SITE, Counts, Delta, Ledger, Row
 from livecount.core.moves import Operation, Plan
 from livecount.core.pages import PageRules, Target
+from livecount.core.report_rows import hour_rows, view_rows
 from livecount.tools import import_plan
 from livecount.tools.import_plan import ImportPlan
 
@@ -42,14 +44,15 @@ async def writer(store: Store, article: str, table: str | None = None) -> Counts
 
 
 async def rows(store: Store, kind: str, ref: str) -> dict[str, Counts]:
-    """A partition's rows: hour → counts, or host → (views, 0)."""
+    """A partition's rows: hour → counts, or all-time host → (views, 0)."""
     table = store.tables.timeline if kind == "timeline" else store.tables.referrers
     sort = "hour" if kind == "timeline" else "host"
     items = (await store.ddb.query(**store_requests.query(table, "target", ref, consistent=True)))[
         "Items"
     ]
     if kind == "referrer":
-        return {i[sort]["S"]: Counts(int(i["views"]["N"]), 0) for i in items}
+        return {i[sort]["S"]: Counts(int(i["views"]["N"]), 0) for i in items
+                if not i[sort]["S"].startswith("#")}
     return {i[sort]["S"]: store_requests.counts(i) for i in items}
 
 
@@ -64,14 +67,12 @@ async def seed(
 ) -> None:
     """Views of `target` as a node stores them: counts, a timeline bucket, referrer rows
     (spread over `hosts` hosts), the site's rows and the page index."""
-    row_deltas = {
-        Row("timeline", target.ref, hour): Delta(total, unique),
-        Row("timeline", SITE, hour): Delta(total, unique),
-    }
+    row_deltas = {row: Delta(total, unique)
+                  for row in (*hour_rows(target.ref, hour), *hour_rows(SITE, hour))}
     for i in range(hosts):
-        for ref in (target.ref, SITE):
-            row = Row("referrer", ref, f"h{i}.example")
-            row_deltas[row] = Delta(row_deltas.get(row, Delta()).total + 1, 0)
+        for row in view_rows(target, hour, f"h{i}.example"):
+            if row.table == "referrer":
+                row_deltas[row] = Delta(row_deltas.get(row, Delta()).total + 1, 0)
     flush = flush_of(targets={target: Delta(total, unique, title or None)}, rows=row_deltas)
     await store.pages.register([target], None)  # as a node does at its first view
     result = await store.flush(flush)
@@ -87,7 +88,9 @@ async def test_a_rename_merges_every_count_onto_the_new_id(local_store: Store):
     moved = await Operations(store).run(Plan("old", "new"))
 
     assert (moved.views, moved.now, moved.resumed) == (Counts(5, 3), Counts(7, 5), False)
-    assert moved.items == 4  # a bucket, two referrers, the writer item
+    # An hour (its four rollups move in its transaction), two hosts' all-time and hour,
+    # day, month rows, the writer item.
+    assert moved.items == 1 + 2 * 4 + 1
     assert await writer(store, "new") == Counts(7, 5)
     assert await writer(store, "new", store.tables.reader) == Counts(7, 5)  # copied at once
     assert await writer(store, "old") == Counts(0, 0)
@@ -101,18 +104,19 @@ async def test_a_rename_merges_every_count_onto_the_new_id(local_store: Store):
         "h1.example": Counts(1, 0),
     }
     assert set((await rows(store, "timeline", OLD.ref)).values()) == {Counts(0, 0)}
-    assert (
-        await rows(store, "timeline", SITE),
-        await rows(store, "referrer", SITE),
-    ) == site_before  # the site's totals are the same views
+    assert (await rows(store, "timeline", SITE), await rows(store, "referrer", SITE)) == \
+        site_before  # the site's totals are the same views
+    assert await Rollups(store).check() == []  # every rollup moved with its hour
+    assert (await rows(store, "timeline", "all"))[NEW.ref] == Counts(7, 5)
     assert set(await store.tracked()) == {NEW}
     record = await Operations(store).current(OLD)
     assert record is not None and (record.plan.to, record.state) == ("new", "done")
     # Over the live feed: the new id's count, and a reset of the old one, whose
-    # larger count the nodes must forget (counts merge by maximum).
+    # larger count the nodes must forget (counts merge by maximum), and of the new one
+    # (it may have taken the old one's title).
     said = [feed.read(payload) for _, payload in await store.read_feed(0)]
     assert ["new", 7, 5] in [list(c) for s in said if isinstance(s, list) for c in s]
-    assert feed.Reset([("post", "old")]) in said
+    assert feed.Reset([("post", "old"), ("post", "new")]) in said
 
 
 async def test_a_run_stopped_midway_is_finished_by_the_next_exactly_once(local_store: Store):
@@ -150,10 +154,11 @@ ZERO = Counts(0, 0)
 async def test_two_runs_at_once_move_each_count_once(local_store: Store):
     store = local_store
     await seed(store, OLD, 25, 20, hosts=20)
-    first, second = await asyncio.gather(
-        Operations(store).run(Plan("old", "new")), Operations(store).run(Plan("old", "new"))
-    )
-    assert first.items + second.items == 22  # each move applied by one of them
+    first, second = await asyncio.gather(Operations(store).run(Plan("old", "new")),
+                                         Operations(store).run(Plan("old", "new")))
+    # Each move applied by one of them: an hour (with its 4 rollups), 20 hosts'
+    # all-time, hour, day and month rows, the writer item.
+    assert first.items + second.items == 1 + 20 * 4 + 1
     assert await writer(store, "new") == Counts(25, 20)
     assert sum(c.total for c in (await rows(store, "referrer", NEW.ref)).values()) == 20
     assert await rows(store, "timeline", NEW.ref) == {H1: Counts(25, 20)}
@@ -183,7 +188,9 @@ async def test_a_delete_takes_the_article_out_of_everything(local_store: Store):
     assert await rows(store, "referrer", SITE) == {"h0.example": Counts(1, 0), "h1.example": ZERO}
     assert set(await store.tracked()) == {NEW}
     purged = await Operations(store).run(Plan("old"), purge=True)
-    assert purged.purged == 4  # the writer item, the bucket, two referrer rows
+    # The writer item, the hour and its 4 rollups, two hosts' four rows each.
+    assert purged.purged == 1 + 1 + 4 + 2 * 4
+    assert await Rollups(store).check() == []
     assert await get(store, store.tables.writer, {"articleId": {"S": "old"}}) == {}
     assert await rows(store, "referrer", OLD.ref) == {} == await rows(store, "timeline", OLD.ref)
     assert await writer(store, "new") == Counts(2, 2)
@@ -271,7 +278,9 @@ async def test_an_import_adds_once_however_often_it_is_run(
     store = local_store
     await seed(store, Target("post", "p0"), 10, 10)  # counted here before the import
     plan, fresh = planned(tmp_path, goat_tally())
-    assert fresh.chunks == 6  # 30 adds (4 posts, a page, 20 rows, 5 of the site)
+    # 97 adds: 4 posts and a page; for them and the site each hour, its 4 rollups, and
+    # each host's all-time row and its rows in the hour, the day and the month.
+    assert fresh.chunks == 20
     done = await imported(store, plan, fresh)
     assert (done.state, done.attempt) == ("done", 1)
     assert await writer(store, "p0") == Counts(13, 10)
@@ -362,7 +371,8 @@ async def test_an_undo_is_exact_while_a_node_counts_and_after_a_rename(
             node_views += 1
 
     undone, _ = await asyncio.gather(ImportUndo(store).undo(fresh.id), node())
-    assert undone.kept == 5  # p3's writer item, its timeline row, its 3 referrer rows
+    # p3's writer item, its hour and its 4 rollups, its 3 hosts' 4 rows each.
+    assert undone.kept == 1 + 5 + 3 * 4
     assert await writer(store, "p0") == Counts(node_views, node_views)
     assert await writer(store, "moved") == Counts(3, 3)  # the rename's
     assert await writer(store, "p3") == Counts(0, 0)
@@ -433,6 +443,10 @@ async def test_an_export_imported_elsewhere_is_the_same_store(
     async for other in open_store(dynamodb_local_url, "copy_" + store.tables.writer[:11]):
         await imported(other, plan, plan.record(reader, "export.ndjson"))
         assert [r async for r in Exports(other).records()] == records
+        # Its hours' rollups come with them: an all-time chart of the copy is the same.
+        assert await Rollups(other).check() == []
+        assert await rows(other, "timeline", "all") == {
+            NEW.ref: Counts(5, 3), "page#Home_Page": Counts(4, 4), SITE: Counts(9, 7)}
 
 
 async def test_an_emptied_id_is_gone_and_renaming_it_lists_nothing_new(local_store: Store):
@@ -530,7 +544,9 @@ async def test_a_page_is_deleted_or_renamed_like_a_post(local_store: Store):
     with pytest.raises(ClientError, match="never counted"):
         await ops.run(Plan("Home_Page"))  # no post of that name
     moved = await ops.run(Plan("Home_Page", None, "page"))
-    assert (moved.views, moved.items) == (Counts(5, 3), 4)
+    # its item, its hour (with its rollups), its two hosts' all-time and period rows
+    assert (moved.views, moved.items) == (Counts(5, 3), 10)
+    assert await Rollups(store).check() == []
     page = await get(store, store.tables.pages, {"pageName": {"S": "Home_Page"}})
     assert store_requests.counts(page) == ZERO
     assert set((await rows(store, "timeline", home.ref)).values()) == {ZERO}
@@ -547,7 +563,7 @@ async def test_a_page_is_deleted_or_renamed_like_a_post(local_store: Store):
     record = await ops.current(home)
     assert record is not None and record.plan == Plan("Home_Page", None, "page")
     purged = await ops.run(Plan("Home_Page", None, "page"), purge=True)
-    assert purged.purged == 4
+    assert purged.purged == 14
     assert await get(store, store.tables.pages, {"pageName": {"S": "Home_Page"}}) == {}
 
 
@@ -575,7 +591,8 @@ async def test_a_row_counted_on_since_it_was_read_is_not_purged(local_store: Sto
     store = local_store
     await seed(store, OLD, 1, 1)
     await Operations(store).run(Plan("old"))
-    (source,) = [s for s in await Operations(store).sources(OLD) if s.kind == "referrer"]
+    (source,) = [s for s in await Operations(store).sources(OLD)
+                 if s.kind == "referrer" and s.sort == "h0.example"]
     late = Row("referrer", OLD.ref, "h0.example")
     await store.flush(flush_of(rows={late: Delta(1)}))  # a node's write lands meanwhile
     with pytest.raises(Exception, match="ConditionalCheckFailed"):
@@ -647,10 +664,10 @@ async def test_renames_and_deletes_racing_two_counting_nodes_move_each_view_once
     ):
         await a.create_tables()
         await asyncio.gather(count(a), count(b), operate(a))
-        got = {
-            ref: {h: c.total for h, c in (await rows(a, "referrer", ref)).items() if c.total}
-            for ref in (OLD.ref, NEW.ref, gone.ref, SITE)
-        }
+        got = {ref: {h: c.total for h, c in (await rows(a, "referrer", ref)).items() if c.total}
+               for ref in (OLD.ref, NEW.ref, gone.ref, SITE)}
+        # Each rollup moved with its hour, however the moves and the flushes raced.
+        assert await Rollups(a).check() == []
 
     def sent_to(ref: str) -> Counter[str]:
         return Counter({h: n for (r, h), n in sent.items() if r == ref})

@@ -16,6 +16,7 @@ from livecount.core import journal as records
 from livecount.core.engine import Append, Core, Settings
 from livecount.core.ledger import SITE, Counts, Flush, FlushResult, Ledger
 from livecount.core.pages import Target
+from livecount.core.report_rows import PERIOD_HOST, is_bucket
 from livecount.node.flusher import Flusher
 from livecount.node.journal import Journal
 from livecount.node.metrics import Metrics
@@ -112,10 +113,13 @@ async def node(store: Store, data: Path, report_interval: float | None = None,
 
 
 async def counts(store: Store, table: str, key: str) -> dict[str, int]:
+    """Each item's count; of the report rows, the hours' and the all-time hosts' only (their
+    rollups and periods' hosts are written with them: tests/unit/test_period_totals.py)."""
     items = (await store.ddb.scan(TableName=table, ConsistentRead=True))["Items"]
     field = "views" if table == store.tables.referrers else "totalViews"
     return {i[key]["S"] + (f" {i['host']['S']}" if "host" in i else ""): int(i[field]["N"])
-            for i in items}
+            for i in items if not is_bucket(i[key]["S"])
+            and not i.get("host", {}).get("S", "").startswith(PERIOD_HOST)}
 
 
 async def test_report_rows_wait_for_their_cadence_and_a_drain_writes_them(

@@ -10,6 +10,7 @@ from livecount.aws.store import Store
 from livecount.core.ledger import SITE, Counts, Delta, Flush, FlushResult, Row, Write
 from livecount.core.pages import Target
 from livecount.core.replication import Copy
+from livecount.core.row_cache import Span
 from livecount.core.stream_copy import ReaderWrite
 
 from tests.support import flush_of
@@ -103,6 +104,36 @@ async def test_hour_buckets_are_a_range_query(any_store: Store):
         "2026-11-24T01": Counts(1, 1), "2026-11-24T02": Counts(12, 1),
         "2026-11-24T03": Counts(3, 1)}
     assert await any_store.hours(B.ref, "2026-11-24T00", "2026-11-24T23") == {}
+
+
+async def test_a_flush_says_each_report_row_as_stored(any_store: Store):
+    """Reports keep their rows by what the store answers (`applied_rows`), batched or
+    not, new item or not, a resend too: each answer is the row after the write."""
+    hour, day = Row("timeline", A.ref, "2026-11-24T07"), Row("timeline", "d#2026-11-24", A.ref)
+    host = Row("referrer", SITE, "#d#2026-11-24#x.org")
+    first = await any_store.flush(flush_of(rows={hour: Delta(2, 1), day: Delta(2, 1),
+                                                 host: Delta(2)}))
+    assert first.applied_rows == {hour: Counts(2, 1), day: Counts(2, 1), host: Counts(2, 0)}
+    again = flush_of(rows={day: Delta(3, 0), host: Delta(1)})
+    assert (await any_store.flush(again)).applied_rows == {day: Counts(5, 1), host: Counts(3, 0)}
+    assert (await any_store.flush(again)).applied_rows == {day: Counts(5, 1), host: Counts(3, 0)}
+    reads = any_store.reports
+    assert await reads.rows(Span.bucket("d#2026-11-24")) == {A.ref: Counts(5, 1)}
+    assert await reads.rows(Span("referrer", SITE, "#d#2026-11-24#", "#d#2026-11-24#~")) \
+        == {"#d#2026-11-24#x.org": Counts(3, 0)}
+    assert await reads.rollups(["d#2026-11-24", "d#2026-11-25"], A.ref) == {
+        "d#2026-11-24": Counts(5, 1)}
+    assert await reads.first_hour(A.ref) == "2026-11-24T07"
+    assert await any_store.top_referrers(SITE) == []  # a period's row is no all-time host
+
+
+async def test_a_posts_path_is_the_first_one_stored(any_store: Store):
+    first = await any_store.flush(flush_of(targets={A: Delta(1, 1, "A", "/blog/a/")}))
+    assert first.described == {A: ("A", "/blog/a/")}
+    later = await any_store.flush(flush_of(targets={A: Delta(1, 0, None, "/other/")}))
+    assert later.described == {A: ("A", "/blog/a/")}
+    writer = await item(any_store, any_store.tables.writer, {"articleId": {"S": "a"}})
+    assert writer["path"] == {"S": "/blog/a/"}
 
 
 async def test_the_page_index_lists_what_was_registered_within_the_cap(any_store: Store):

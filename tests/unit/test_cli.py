@@ -53,9 +53,10 @@ def help_of(words: tuple[str, ...], capsys) -> str:
 
 def test_every_command_is_known():
     assert set(ALL) == {("serve",), ("tables", "create"), ("loadtest",), ("report", "pages"),
-                        ("report", "referrers"), ("report", "timeline"), ("admin", "rename"),
-                        ("admin", "delete"), ("admin", "title"), ("export",), ("import",),
-                        ("backup",), ("restore",)}
+                        ("report", "summary"), ("report", "referrers"), ("report", "timeline"),
+                        ("admin", "rename"), ("admin", "delete"), ("admin", "title"),
+                        ("admin", "rollups"), ("export",), ("import",), ("backup",),
+                        ("restore",)}
 
 
 def test_version_comes_from_the_package(capsys):
@@ -85,9 +86,9 @@ def test_serve_help_shows_choices_and_the_default_pages(capsys):
 
 def test_report_subcommands_each_have_their_help(capsys):
     texts = {w: help_of(w, capsys) for w in ALL if w[0] == "report"}
-    assert len(set(texts.values())) == 3
+    assert len(set(texts.values())) == 4
     assert "--sort {total,unique,title}" in texts[("report", "pages")]
-    assert "--bucket {hour,day}" in texts[("report", "timeline")]
+    assert "--bucket {hour,day,month}" in texts[("report", "timeline")]
     assert "--article ID" not in texts[("report", "pages")]
 
 
@@ -102,8 +103,9 @@ def test_report_subcommands_each_have_their_help(capsys):
     (["report", "referrers", "--article", "a", "--page", "Home_Page"],
      "livecount: --page: not allowed with argument --article\n"),
     (["report", "timeline", "--bucket", "week"],
-     "livecount: --bucket: must be one of hour, day, got 'week'\n"),
-    (["report"], "livecount: the following arguments are required: {pages,referrers,timeline}\n"),
+     "livecount: --bucket: must be one of hour, day, month, got 'week'\n"),
+    (["report"],
+     "livecount: the following arguments are required: {pages,summary,referrers,timeline}\n"),
     (["loadtest", "--connections", "0"], "livecount: --connections: must be above 0, got '0'\n"),
     (["loadtest", "--url", "http://x"],
      "livecount: --url: must be a ws:// or wss:// URL, got 'http://x'\n"),
@@ -157,7 +159,7 @@ def test_report_namespaces_hold_what_the_query_reads():
     path, params = report.query(parse(["report", "timeline", "--article", "a", "--since",
                                        "2024-01-01"]))
     assert path == "/api/timeline"
-    assert params == {"articleId": "a", "bucket": "hour", "since": "2024-01-01"}
+    assert params == {"articleId": "a", "since": "2024-01-01"}  # the bucket fits the period
 
 
 def test_help_never_shows_markdown(capsys):

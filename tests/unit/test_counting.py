@@ -42,16 +42,28 @@ def test_report_rows_count_per_page_and_site_wide():
     ledger.record(B, hour=H, refreshed=True, referrer="news.ycombinator.com")
     ledger.record(B, hour="2026-11-24T08", refreshed=False)
     rows = {row: (w.delta.total, w.delta.unique) for row, w in ledger.take(seq()).rows.items()}
-    # A referrer row per (target, host); referrers keep no unique count.
-    assert rows == {
-        Row("referrer", A.ref, "news.ycombinator.com"): (1, 0),
-        Row("referrer", B.ref, "news.ycombinator.com"): (1, 0),
-        Row("referrer", SITE, "news.ycombinator.com"): (2, 0),
+    hn = "news.ycombinator.com"
+    hour, day, month = "h#2026-11-24T07", "d#2026-11-24", "m#2026-11"
+    # The hour rows, and the hour's, day's, month's and all time's rollups, per page and
+    # for the site; a referrer row per (target, host), all time's and each bucket's.
+    # Referrers keep no unique count.
+    assert {r: c for r, c in rows.items() if r.table == "referrer"} == {
+        Row("referrer", ref, sort): (n, 0)
+        for ref, n in ((A.ref, 1), (B.ref, 1), (SITE, 2))
+        for sort in (hn, f"#{hour}#{hn}", f"#{day}#{hn}", f"#{month}#{hn}")}
+    assert {r: c for r, c in rows.items() if r.table == "timeline"} == {
         Row("timeline", A.ref, H): (1, 1),
         Row("timeline", B.ref, H): (1, 0),
         Row("timeline", B.ref, "2026-11-24T08"): (1, 1),
         Row("timeline", SITE, H): (2, 1),
         Row("timeline", SITE, "2026-11-24T08"): (1, 1),
+        Row("timeline", hour, A.ref): (1, 1),
+        Row("timeline", hour, B.ref): (1, 0),
+        Row("timeline", hour, SITE): (2, 1),
+        Row("timeline", "h#2026-11-24T08", B.ref): (1, 1),
+        Row("timeline", "h#2026-11-24T08", SITE): (1, 1),
+        **{Row("timeline", bucket, ref): counts for bucket in (day, month, "all")
+           for ref, counts in ((A.ref, (1, 1)), (B.ref, (2, 1)), (SITE, (3, 2)))},
     }
 
 
@@ -216,7 +228,7 @@ def test_report_rows_wait_for_a_take_that_asks_for_them():
     assert not ledger.idle and ledger.pending_views == 0  # the rows still wait
     assert ledger.waiting(rows=True) and not ledger.waiting(rows=False)
     report = ledger.take(31)
-    assert not report.targets and len(report.rows) == 4
+    assert not report.targets and len(report.rows) == 2 * (5 + 4)  # page and site
     ledger.complete(report, FlushResult())
     assert ledger.idle
 
@@ -241,7 +253,7 @@ def test_each_referrer_host_has_a_row_of_its_own_however_many_or_long():
     rows = ledger.take(seq()).rows
     for ref in (A.ref, SITE):
         views = {r.sort: w.delta.total for r, w in rows.items()
-                 if r.table == "referrer" and r.target == ref}
+                 if r.table == "referrer" and r.target == ref and not r.sort.startswith("#")}
         assert views == {host: 2 if host == hosts[0] else 1 for host in hosts}
 
 

@@ -22,8 +22,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from livecount.core import journal
-from livecount.core.ledger import SITE, Counts, Flush, FlushResult, Ledger, Row, Write
+from livecount.core.ledger import Counts, Flush, FlushResult, Ledger, Row, Write
 from livecount.core.pages import Target
+from livecount.core.report_rows import host_of, view_rows
 from livecount.core.syncs import Barrier
 
 POISON = Target("post", "poison")  # the store refuses every write of it, every time
@@ -35,7 +36,8 @@ Key = Target | Row
 
 
 def poisoned(key: Key) -> bool:
-    return key == POISON or (isinstance(key, Row) and key.sort == BAD_HOST)
+    return key == POISON or (isinstance(key, Row) and key.table == "referrer"
+                             and host_of(key.sort) == BAD_HOST)
 
 
 class ModelStore:
@@ -96,11 +98,7 @@ class Flushes(RuleBasedStateMachine):
         self.live.record(target, refreshed=refreshed, hour=hour, referrer=host, force=True)
         self.records.append(decoded(journal.view_record(target, refreshed, hour, None, host)))
         unique = 0 if refreshed else 1
-        keys: list[Key] = [target]
-        for ref in (target.ref, SITE):
-            keys.append(Row("timeline", ref, hour))
-            if host:
-                keys.append(Row("referrer", ref, host))
+        keys: list[Key] = [target, *view_rows(target, hour, host)]
         for key in keys:
             self.truth[(key, "total")] += 1
             if not (isinstance(key, Row) and key.table == "referrer"):

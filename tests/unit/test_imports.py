@@ -30,10 +30,20 @@ from livecount.core.import_chunks import ImportRecord
 from livecount.core.imports import MAX_EXPANDED, TALLY_KEYS, Add, PathMap, Reader
 from livecount.core.ledger import SITE, Counts, Row
 from livecount.core.pages import PageRules, Target
+from livecount.core.report_rows import buckets_of
 from livecount.core.tables import Tables
 from livecount.tools import importer
 from livecount.tools.import_plan import ImportPlan
 from rich.console import Console
+
+
+def hour_rows_of(ref: str, counts: Counts, hour: str = "2024-03-01T10") -> dict[Row, Counts]:
+    """`ref`'s hour row and its rollups, each holding `counts`."""
+    return {
+        Row("timeline", ref, hour): counts,
+        **{Row("timeline", b, ref): counts for b in buckets_of(hour)},
+    }
+
 
 PATHS = PathMap(PageRules(patterns=["/blog/{id}/"], unmatched="refuse"))
 HELLO, CAFE, HOME = Target("post", "hello"), Target("post", "café"), Target("page", "Home_Page")
@@ -136,10 +146,24 @@ def test_goatcounter_pageviews_become_posts_pages_hours_and_referrers():
     assert plan.rows[Row("timeline", "page#Home_Page", "2024-03-01T10")] == Counts(1, 1)  # +01:00
     assert plan.rows[Row("timeline", SITE, "2024-03-01T10")] == Counts(3, 2)
     # An HTTP referrer is a host; a generated one ("Hacker News") and the site's own are not.
+    # Its rows are the node's own: the hour's rollups, and the host's rows in each bucket.
     referrers = {r: c.total for r, c in plan.rows.items() if r.table == "referrer"}
     assert referrers == {
-        Row("referrer", "post#hello", "news.ycombinator.com"): 1,
-        Row("referrer", SITE, "news.ycombinator.com"): 1,
+        Row("referrer", ref, sort): 1
+        for ref in ("post#hello", SITE)
+        for sort in (
+            "news.ycombinator.com",
+            *(
+                f"#{b}#news.ycombinator.com"
+                for b in ("h#2024-03-01T10", "d#2024-03-01", "m#2024-03")
+            ),
+        )
+    }
+    assert {r: c for r, c in plan.rows.items() if r.target == "all"} == {
+        Row("timeline", "all", "post#hello"): Counts(2, 1),
+        Row("timeline", "all", "page#Home_Page"): Counts(1, 1),
+        Row("timeline", "all", "post#café"): Counts(1, 1),
+        Row("timeline", "all", SITE): Counts(4, 3),
     }
     assert plan.skipped == {"bots": 1, "events": 1, "no page rule or --path-pattern matches": 1}
     assert plan.unmatched == {"/tags/python/": 1}
@@ -192,7 +216,7 @@ def test_ids_that_show_nothing_are_skipped_with_their_reason_and_the_rest_import
     )
     plan = read(ndjson.encode())
     assert plan.counts == {HELLO: Counts(2, 1)}
-    assert plan.rows == {Row("timeline", SITE, "2024-03-01T10"): Counts(7, 6)}
+    assert plan.rows == hour_rows_of(SITE, Counts(7, 6))
     assert plan.skipped == {"post ids livecount cannot store": 3}
 
 
@@ -292,9 +316,10 @@ def test_livecount_exports_read_back_as_they_were_written():
         assert plan.format == "livecount" and plan.records == 6
         assert plan.counts == {HELLO: Counts(12, 7), HOME: Counts(3, 2)}
         assert plan.titles == {HELLO: 'A "quoted", title'}
+        # A timeline record adds to its hour's rollups too; referrers have no time.
         assert plan.rows == {
-            Row("timeline", "post#hello", "2024-03-01T10"): Counts(12, 7),
-            Row("timeline", SITE, "2024-03-01T10"): Counts(15, 9),
+            **hour_rows_of("post#hello", Counts(12, 7)),
+            **hour_rows_of(SITE, Counts(15, 9)),
             Row("referrer", "post#hello", "news.example"): Counts(4, 0),
             Row("referrer", SITE, "news.example"): Counts(5, 0),
         }
@@ -558,5 +583,5 @@ def test_a_person_at_a_terminal_reads_where_paths_go_and_what_was_added(tmp_path
     shown = console.export_text()
     assert f"Import {reader.import_id}: export.csv" in shown
     assert re.search(r"post\s+│ hello\s+│\s+2 │\s+1", shown)
-    assert "Added 2 posts and 1 pages: 4 views (3 unique), 10 items in 1 transactions." in shown
+    assert "Added 2 posts and 1 pages: 4 views (3 unique), 34 items in 1 transactions." in shown
     plan.db.close()

@@ -6,8 +6,9 @@ from pathlib import Path
 import msgspec
 import pytest
 from livecount.core import journal
-from livecount.core.ledger import SITE, Counts, FlushResult, Ledger, Row
+from livecount.core.ledger import SITE, Counts, FlushResult, Ledger
 from livecount.core.pages import Target
+from livecount.core.report_rows import hour_rows
 from livecount.node.journal import Journal, JournalBusy
 from livecount.node.journal_files import RESERVE, RESERVE_BYTES, Disk, JournalFiles
 
@@ -241,8 +242,9 @@ def test_journals_from_before_overlapping_flushes_replay_as_they_did():
     journal.replay(history, rebuilt)
     pending, unknown = rebuilt.outstanding()
     assert set(unknown) == {A} and unknown[A].seq == 3
-    # The site's row of B's view waits behind its elder, resent with A in flush 4.
-    assert pending == {Row("timeline", SITE, H): (1, 0)}
+    # The site's rows of B's view (its hour and the rollups) wait behind their elders,
+    # resent with A in flush 4.
+    assert pending == dict.fromkeys(hour_rows(SITE, H), (1, 0))
 
 
 async def test_a_rotation_behind_unstored_records_does_not_happen(tmp_path: Path):

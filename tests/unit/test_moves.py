@@ -3,6 +3,7 @@
 import pytest
 from livecount.core.moves import ADMIN, Operation, Plan, Source, operation_key, start_request
 from livecount.core.pages import Target
+from livecount.core.report_rows import buckets_of
 from livecount.core.tables import Tables
 
 T = Tables.named("p_")
@@ -69,11 +70,26 @@ def test_an_item_never_moved_is_taken_on_condition_that_no_move_touched_it():
 
 def test_a_delete_takes_rows_out_of_the_site_and_gives_the_count_item_nowhere():
     row = Source("timeline", "2026-01-02T03", (4, 1), 0)
-    taken, site = Plan("old").transaction(row, T)
+    taken, site, *rollups = Plan("old").transaction(row, T)
     assert taken["Update"]["ExpressionAttributeValues"][":a0"] == {"N": "-4"}
     assert site["Update"]["Key"] == {"target": {"S": "site"}, "hour": {"S": "2026-01-02T03"}}
     values = site["Update"]["ExpressionAttributeValues"]
     assert (values[":a0"], values[":a1"]) == ({"N": "-4"}, {"N": "-1"})
+    # The hour's rollups, in the same transaction: the post's and the site's go down.
+    keys = [(u["Update"]["Key"]["target"]["S"], u["Update"]["Key"]["hour"]["S"],
+             u["Update"]["ExpressionAttributeValues"][":a0"]["N"]) for u in rollups]
+    assert keys == [(b, ref, "-4") for b in buckets_of("2026-01-02T03")
+                    for ref in ("post#old", "site")]
+
+
+def test_a_rename_moves_an_hours_rollups_with_it():
+    row = Source("timeline", "2026-01-02T03", (4, 1), 0)
+    _, _, *rollups = Plan("old", "new").transaction(row, T)
+    keys = [(u["Update"]["Key"]["target"]["S"], u["Update"]["Key"]["hour"]["S"],
+             u["Update"]["ExpressionAttributeValues"][":a0"]["N"]) for u in rollups]
+    assert keys == [(b, ref, n) for b in buckets_of("2026-01-02T03")
+                    for ref, n in (("post#old", "-4"), ("post#new", "4"))]
+    assert not Plan("old", "new").moves([Source("rollup", "dall", (4, 1), 0)])
     only, = Plan("old").transaction(Source("count", "", (5, 3), 0, "Old"), T)
     assert only["Update"]["Key"] == {"articleId": {"S": "old"}}
 

@@ -50,9 +50,14 @@ def test_each_report_has_its_own_help_with_choices_and_defaults(capsys):
     assert "--limit N hosts at most, most views first, from 1 to 1000 (default: 10)" \
         in texts[("report", "referrers")]
     timeline = texts[("report", "timeline")]
-    assert "--bucket {hour,day} one row per hour or per day" in timeline
-    assert "(default: hour)" in timeline and "--limit" not in timeline
-    for words in [("report", "referrers"), ("report", "timeline")]:
+    assert "--bucket {hour,day,month} one row per hour, day or month" in timeline
+    assert "(default: what fits the period)" in timeline and "--limit" not in timeline
+    for words in [("report", "pages"), ("report", "referrers"), ("report", "timeline"),
+                  ("report", "summary")]:
+        assert "--period {24h,7d,30d,12mo,all} the period" in texts[words]
+        assert "--since TIME instead of --period" in texts[words]
+    assert "--search TEXT" in pages and "--kind {post,page}" in pages and "--cursor" in pages
+    for words in [("report", "referrers"), ("report", "timeline"), ("report", "summary")]:
         assert "--article ID one post" in texts[words] and "--page NAME one page" in texts[words]
         assert "never counted is an error (exit 1)" in texts[words]
     # every help says how the ids chain into the next command
@@ -94,6 +99,7 @@ class Stub:
 
     def __init__(self) -> None:
         self.routes: dict[str, Any] = {}
+        self.headers: dict[str, dict[str, str]] = {}  # path → headers its answer has
         self.asked: list[tuple[str, dict[str, str]]] = []
         stub = self
 
@@ -108,6 +114,8 @@ class Stub:
                 self.send_response(200 if found else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in stub.headers.get(path, {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -177,8 +185,31 @@ def test_pages_json_is_the_api_answer_whole(api, capsys):
 
 def test_a_cut_list_says_how_to_see_more(api, capsys):
     api.routes["/api/pages"] = PAGES[:2]
-    _, out, _ = command(api, capsys, "pages", "--limit", "2")
-    assert "the first 2: raise --limit for more" in " ".join(out.split())
+    api.headers["/api/pages"] = {"X-Total-Count": "5000",
+                                 "Link": '</api/pages?limit=2&cursor=WzEsMl0>; rel="next"'}
+    _, out, _ = command(api, capsys, "pages", "--limit", "2", "--period", "30d",
+                        "--search", "hello", "--kind", "post")
+    words = " ".join(out.split())
+    assert "2 rows of 5,000" in words and "More: --cursor WzEsMl0" in words
+    assert "Pages, the last 30 days" in words
+    assert api.asked[-1] == ("/api/pages", {"limit": "2", "period": "30d", "sort": "total",
+                                            "q": "hello", "kind": "post"})
+    command(api, capsys, "pages", "--cursor", "WzEsMl0")
+    assert api.asked[-1] == ("/api/pages", {"sort": "total", "cursor": "WzEsMl0"})
+
+
+def test_a_summary_is_its_periods_totals_and_chart(api, capsys):
+    api.routes["/api/summary"] = {
+        "period": {"name": "12mo", "bucket": "month", "since": "2025-12-01T00:00:00Z",
+                   "until": "2026-12-01T00:00:00Z"},
+        "totalViews": 7, "uniqueViews": 5, "pages": 2, "posts": 1,
+        "live": {"totalViews": 9, "uniqueViews": 6, "pages": 3, "posts": 2},
+        "timeline": [{"t": "2025-12-01T00:00:00Z", "totalViews": 3, "uniqueViews": 2},
+                     {"t": "2026-01-01T00:00:00Z", "totalViews": 4, "uniqueViews": 3}]}
+    code, out, _ = command(api, capsys, "summary", "--period", "12mo")
+    words = " ".join(out.replace("│", " ").split())
+    assert code == 0 and "The site, the last 12 months: 7 views (5 unique)" in words
+    assert "2025-12 3 2" in words and "2026-01 4 3" in words
 
 
 # -- never counted --------------------------------------------------------------------------

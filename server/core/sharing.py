@@ -1,0 +1,72 @@
+"""What this node's flushes stored that no stream carries, kept to tell the other
+nodes on the live feed: its pages' counts (HomeAndProfile has no stream) and its
+report rows' values, as the store answered. Pure.
+
+Told while other nodes are alive; while this one is alone nobody listens, but the last
+`RECENT` seconds are kept, and told when another node appears (it may have read a
+span before this node knew of it) or when a telling failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Final
+
+from livecount.core import feed
+from livecount.core.bases import ZERO, Counts
+from livecount.core.pages import Target
+from livecount.core.report_rows import Row
+
+RECENT: Final = 30.0  # seconds of stored values told again when another node appears
+
+
+class Sharing:
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.on = False  # other nodes are alive: what this one stores is told them
+        self._pages: dict[str, Counts] = {}  # to tell: pages' counts
+        self._rows: dict[Row, Counts] = {}  # to tell: report rows' values
+        self._recent: dict[Target | Row, tuple[float, Counts]] = {}  # oldest first
+        self._again = False  # the last telling failed, or a node came: tell RECENT again
+
+    def stored(self, key: Target | Row, counts: Counts) -> None:
+        """A page's counts, or a report row's value, as stored now."""
+        self._recent.pop(key, None)
+        self._recent[key] = (self.clock(), counts)
+        if self.on:
+            self._queue(key, counts)
+
+    def _queue(self, key: Target | Row, counts: Counts) -> None:
+        if isinstance(key, Target):
+            self._pages[key.id] = counts.max(self._pages.get(key.id, ZERO))
+        else:
+            self._rows[key] = counts.max(self._rows.get(key, ZERO))
+
+    def take(self, alone: bool) -> list[bytes]:
+        """Feed payloads of what was stored since the last take; nothing while alone."""
+        self._trim()
+        if alone:
+            self.on = False
+            self._pages.clear()
+            self._rows.clear()
+            return []
+        if not self.on or self._again:
+            self.on, self._again = True, False
+            for key, (_, counts) in self._recent.items():
+                self._queue(key, counts)
+        pages, rows = self._pages, self._rows
+        self._pages, self._rows = {}, {}
+        return list(feed.stored(pages, _entries(rows)))
+
+    def untold(self) -> None:
+        """The payloads of the last take were not written: tell RECENT again."""
+        self._again = True
+
+    def _trim(self) -> None:
+        since = self.clock() - RECENT
+        if self._recent and next(iter(self._recent.values()))[0] < since:
+            self._recent = {k: v for k, v in self._recent.items() if v[0] >= since}
+
+
+def _entries(rows: dict[Row, Counts]) -> Iterator[feed.StoredRow]:
+    return ((r.table, r.target, r.sort, c.total, c.unique) for r, c in rows.items())

@@ -1,0 +1,244 @@
+"""What this node keeps of the store for its reports, and how it keeps it current.
+
+Three parts (`core/catalog.py`, `core/row_cache.py`): the catalog of every post and
+page (live counts, titles, paths), read once at start; the spans of report rows that
+reports asked for (bucket partitions, ranges of referrer rows), each read once; and
+the rankings of periods, sums of their buckets. No request reads every page of the
+site: after those reads, only what moves comes in, from
+
+- this node's flushes: the store's answer to each write (counts, titles, paths, rows);
+- the stream: posts' counts, whoever wrote them (`image`);
+- the live feed (`heard`): posts' counts from the other nodes' streams, and what the
+  other nodes' flushes stored that no stream carries: pages' counts and report rows.
+  What this node stores it shares the same way (`take_stored`), while others are alive;
+- resets (`livecount admin`, an import): the ids named are read again, and cached rows
+  are dropped (they may have gone down, or changed in the past).
+
+Every node ends up with the store's values, each within a feed interval of the write
+that made them (report rows are written every `--report-interval`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from livecount.aws.store import Described, Store
+from livecount.core import feed
+from livecount.core.bases import Counts
+from livecount.core.catalog import Catalog
+from livecount.core.errors import LivecountError, Unavailable
+from livecount.core.ledger import FlushResult
+from livecount.core.pages import PageRules, Target
+from livecount.core.periods import Period
+from livecount.core.rankings import Ranking
+from livecount.core.report_rows import SITE, Row, is_bucket
+from livecount.core.reports import Point
+from livecount.core.row_cache import PeriodRankings, RowCache, Span
+from livecount.core.sharing import Sharing
+from livecount.logs import log, warn_limited
+from livecount.waits import backoff, pause
+
+READS_AT_ONCE: Final = 8  # the store's reads in flight for reports
+NAMES_EVERY: Final = 1.0  # seconds between reads of titles the catalog lacks
+MOST_ROWS: Final = 1_000_000  # report rows cached, all spans together (about 150 MB)
+
+
+class ReportCache:
+    def __init__(self, store: Store, pages: PageRules, most_rows: int = MOST_ROWS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.clock = clock
+        self.catalog = Catalog(pages.where)
+        self.rows = RowCache(most_rows)
+        self.rankings = PeriodRankings(self.rows, self.catalog.label)
+        self.catalog.relabelled.append(self.rankings.relabel)
+        self.loaded = asyncio.Event()  # the catalog is read: reports may answer
+        self._loading: asyncio.Task[None] | None = None
+        self._reads: dict[Span, asyncio.Future[dict[str, Counts]]] = {}
+        self._limit = asyncio.Semaphore(READS_AT_ONCE)
+        self._generation = 0  # moves on at each reset: reads begun before are void
+        self._first_hour: tuple[int, str | None] | None = None  # (generation, hour)
+        self.sharing = Sharing(clock)  # what this node stores, told the other nodes
+
+    # -- start -------------------------------------------------------------------------
+    async def ready(self) -> None:
+        """Wait for the catalog, reading it first if nobody started to."""
+        if not self.loaded.is_set():
+            await asyncio.shield(self.start())
+
+    def start(self) -> asyncio.Task[None]:
+        """Read the catalog in the background (the node serves meanwhile)."""
+        self._loading = self._loading or asyncio.ensure_future(self.load())
+        return self._loading
+
+    async def load(self) -> None:
+        """Read the catalog: the page index, then every post's and page's counts,
+        title and path (the reader side), a hundred to a request, several at once."""
+        started = time.monotonic()
+        found: dict[Target, Described] = {}
+        for delay in backoff(0.5, 10.0):
+            try:
+                targets = await self.store.tracked()
+                chunks = [targets[i:i + 100] for i in range(0, len(targets), 100)]
+                found = {}
+                for part in await asyncio.gather(*(self._read(c) for c in chunks)):
+                    found.update(part)
+                break
+            except LivecountError as exc:
+                warn_limited("reports_unloaded", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+        self.catalog.load(found)
+        self.loaded.set()
+        log("reports_loaded", pages=len(self.catalog.ranking),
+            seconds=round(time.monotonic() - started, 3))
+
+    async def _read(self, targets: list[Target]) -> dict[Target, Described]:
+        async with self._limit:
+            return await self.store.read(targets)
+
+    async def names_loop(self, stop: asyncio.Event) -> None:
+        """Read the titles and paths of posts that came in without them (seen on the
+        stream or the feed): a hundred a request, every NAMES_EVERY seconds."""
+        while not await pause(stop, NAMES_EVERY):
+            unnamed = list(self.catalog.unnamed)[:100]
+            if not unnamed:
+                continue
+            try:
+                found = await self._read(unnamed)
+            except LivecountError as exc:
+                warn_limited("reports_names_unread", error=str(exc))
+                continue
+            for target, described in found.items():
+                self.catalog.describe(target, described.title, described.path)
+
+    async def prewarm(self, periods: Iterable[Period]) -> None:
+        """Read what the periods' rankings need, so the first dashboard has it."""
+        for period in periods:
+            try:
+                await self.ranking(period)
+            except LivecountError as exc:
+                warn_limited("reports_prewarm_failed", error=str(exc))
+                return
+        log("reports_ready", rows=self.rows.size)
+
+    # -- reads -------------------------------------------------------------------------
+    async def span(self, span: Span) -> dict[str, Counts]:
+        """`span`'s rows: cached, or read once however many ask at once."""
+        for _ in range(3):
+            if (cached := self.rows.get(span)) is not None:
+                return cached
+            generation = self._generation
+            read = self._reads.get(span)
+            if read is None:
+                read = self._reads[span] = asyncio.ensure_future(self._read_span(span))
+            rows = await asyncio.shield(read)
+            if generation == self._generation:
+                return rows
+        raise Unavailable("reports kept changing under a read: ask again")
+
+    async def _read_span(self, span: Span) -> dict[str, Counts]:
+        generation = self._generation
+        self.rows.reading(span)
+        try:
+            async with self._limit:
+                rows = await self.store.reports.rows(span)
+        except BaseException:
+            self.rows.failed(span)
+            raise
+        finally:
+            self._reads.pop(span, None)
+        if generation != self._generation:
+            return rows  # a reset came meanwhile: the caller reads again
+        return self.rows.put(span, rows)
+
+    async def ranking(self, period: Period) -> Ranking:
+        """The period's pages by their views in it."""
+        keys = period.keys
+        for _ in range(3):
+            if (ranking := self.rankings.get(keys)) is not None:
+                return ranking
+            generation = self._generation
+            await asyncio.gather(*(self.span(Span.bucket(k)) for k in keys))
+            partitions = [self.rows.get(Span.bucket(k)) for k in keys]
+            if generation == self._generation and all(p is not None for p in partitions):
+                return self.rankings.build(keys, [p for p in partitions if p is not None])
+        raise Unavailable("reports kept changing under a read: ask again")
+
+    async def series(self, period: Period, ref: str) -> list[Point]:
+        """`ref`'s (or the site's) views in each bucket of the period: from the cached
+        partitions, and for the buckets not cached, their one row each."""
+        values: dict[str, Counts] = {}
+        missing = []
+        for key in period.keys:
+            rows = self.rows.get(Span.bucket(key))
+            if rows is None:
+                missing.append(key)
+            elif (counts := rows.get(ref)) is not None:
+                values[key] = counts
+        if missing:
+            async with self._limit:
+                values |= await self.store.reports.rollups(missing, ref)
+        return period.series(values)
+
+    async def first_hour(self) -> str | None:
+        """The site's first hour with views, where "all time" starts."""
+        if self._first_hour is None or self._first_hour[0] != self._generation:
+            generation = self._generation
+            async with self._limit:
+                hour = await self.store.reports.first_hour(SITE)
+            self._first_hour = (generation, hour)
+        return self._first_hour[1]
+
+    # -- what moves ----------------------------------------------------------------------
+    def flushed(self, result: FlushResult) -> None:
+        """This node's flush came back: what the store said it holds now."""
+        for target, counts in result.applied.items():
+            self.catalog.observe(target, counts)
+            if target.kind == "page":
+                self.sharing.stored(target, counts)
+        for target, (title, path) in result.described.items():
+            self.catalog.describe(target, title, path)
+        for row, counts in result.applied_rows.items():
+            if row.table == "referrer" or is_bucket(row.target):
+                self.rows.learn(row, counts)
+                self.sharing.stored(row, counts)
+
+    def image(self, article: str, counts: Counts) -> None:
+        """A post's counts, from the stream or the feed."""
+        self.catalog.observe(Target("post", article), counts)
+
+    def heard(self, stored: feed.Stored) -> None:
+        """What another node's flush stored."""
+        for name, total, unique in stored.pages:
+            self.catalog.observe(Target("page", name), Counts(total, unique))
+        for table, partition, sort, total, unique in stored.rows:
+            self.rows.learn(Row("referrer" if table == "referrer" else "timeline",
+                                partition, sort), Counts(total, unique))
+
+    async def reset(self, reset: feed.Reset) -> None:
+        """Counts that went down, or changed in the past: read them again."""
+        if reset.reports:
+            self._generation += 1
+            self.rows.clear()
+        targets = [Target(kind, id_) for kind, id_ in reset.targets]
+        if not targets:
+            return
+        self.catalog.forget(targets)
+        try:
+            found = await self._read(targets)
+        except LivecountError as exc:  # the next change or reset brings them
+            warn_limited("reports_reset_unread", error=str(exc))
+            return
+        self.catalog.replace({t: (d.counts, d.title, d.path) for t, d in found.items()})
+
+    def take_stored(self, alone: bool) -> list[bytes]:
+        """Feed payloads of what this node stored since the last call, for the other
+        nodes' reports (`core/sharing.py`); nothing while alone."""
+        return self.sharing.take(alone)
+
+    def untold(self) -> None:
+        """The payloads of the last `take_stored` were not written: say them again."""
+        self.sharing.untold()

@@ -1,0 +1,200 @@
+"""Reports over any period, paged, searched and linked, on real `livecount serve` nodes:
+what they say agrees with what was sent, on one node, on two, and after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from websockets.asyncio.client import connect
+
+from tests.support import Launch, Served, eventually, http_get
+
+ORIGIN = "https://blog.example"
+# (path, title or None for a page, refreshed, referrer)
+SENT = [("/blog/first/", "First post", False, "https://news.example/x"),
+        ("/blog/first/", "First post", True, None),
+        ("/blog/first/", "First post", False, "https://social.example/"),
+        ("/blog/second/", "Second post", False, "https://news.example/y"),
+        ("/blog/third-one/", "Third", False, None),
+        ("/", None, False, None),
+        ("/about/", None, False, "https://news.example/z")]
+
+
+async def get(served: Served, path: str, **query: str) -> tuple[dict[str, str], Any]:
+    url = served.http + path + ("?" + urlencode(query) if query else "")
+    status, headers, body = await asyncio.to_thread(http_get, url)
+    assert status == 200, (url, status, body)
+    return headers, json.loads(body)
+
+
+async def send(served: Served, sent: list[tuple[str, str | None, bool, str | None]]) -> None:
+    async with connect(served.ws, origin=ORIGIN) as ws:  # type: ignore[arg-type]
+        for path, title, refreshed, referrer in sent:
+            message: dict[str, Any] = {"message": "views", "currentPage": path,
+                                       "refreshed": refreshed, "referrer": referrer}
+            if title:
+                message["articleTitle"] = title
+            await ws.send(json.dumps(message))
+            while json.loads(await ws.recv())["message"] == "count":
+                pass
+
+
+def expected(sent: list[tuple[str, str | None, bool, str | None]]) -> dict[str, tuple[int, int]]:
+    """Per row id (a post's, or a page's name): (total, unique)."""
+    found: Counter[str] = Counter()
+    uniques: Counter[str] = Counter()
+    for path, title, refreshed, _ in sent:
+        key = path.strip("/").removeprefix("blog/") if title else (path.rstrip("/") or "Home_Page")
+        found[key] += 1
+        uniques[key] += not refreshed
+    return {k: (found[k], uniques[k]) for k in found}
+
+
+def ids(rows: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    return {r.get("articleId") or r["pageName"]: (r["totalViews"], r["uniqueViews"])
+            for r in rows}
+
+
+async def every_page(served: Served, limit: int, **query: str) -> list[dict[str, Any]]:
+    """Every row of /api/pages, a page at a time, by its `Link: rel=next`."""
+    rows: list[dict[str, Any]] = []
+    path, params = "/api/pages", {**query, "limit": str(limit)}
+    while True:
+        headers, page = await get(served, path, **params)
+        rows += page
+        assert len(page) <= limit
+        if "Link" not in headers:
+            return rows
+        path, _, rest = headers["Link"].split(">")[0].lstrip("<").partition("?")
+        params = dict(parse_qsl(rest))
+
+
+async def test_pages_are_paged_searched_filtered_and_linked(launch: Launch):
+    served = await launch("--allowed-origin", ORIGIN, "--path-pattern", "/blog/{id}/")
+    await send(served, SENT)
+    want = expected(SENT)
+
+    async def listed() -> tuple[dict[str, tuple[int, int]], bool]:
+        rows = await every_page(served, 2)
+        return ids(rows), all("url" in r for r in rows)
+
+    # Titles and paths come with the store's answer, or read from the reader table.
+    await eventually(listed, lambda found: found == (want, True))
+    headers, rows = await get(served, "/api/pages", limit="2")
+    assert headers["X-Total-Count"] == str(len(want)) and len(rows) == 2
+    first = next(r for r in await every_page(served, 10) if r.get("articleId") == "first")
+    assert first["url"] == f"{ORIGIN}/blog/first" and first["path"] == "/blog/first"
+    about = next(r for r in await every_page(served, 10) if r.get("pageName") == "/about")
+    assert about["url"] == f"{ORIGIN}/about"
+    _, found = await get(served, "/api/pages", q="SECOND")  # ids and titles, any case
+    assert [r["articleId"] for r in found] == ["second"]
+    _, pages = await get(served, "/api/pages", kind="page", sort="title")
+    assert [r["pageName"] for r in pages] == ["/about", "Home_Page"]
+    _, least = await get(served, "/api/pages", dir="asc", limit="1")
+    assert least[0]["totalViews"] == 1
+
+
+async def test_every_period_agrees_with_its_timeline_and_with_what_was_sent(launch: Launch):
+    served = await launch("--allowed-origin", ORIGIN, "--path-pattern", "/blog/{id}/")
+    await send(served, SENT)
+    want = expected(SENT)
+    total = (len(SENT), sum(not r for _, _, r, _ in SENT))
+
+    async def summary(period: str) -> Any:
+        return (await get(served, "/api/summary", period=period))[1]
+
+    for period, bucket in (("24h", "hour"), ("7d", "day"), ("30d", "day"), ("12mo", "month"),
+                           ("all", "month")):
+        found = await eventually(lambda p=period: summary(p),  # type: ignore[misc]
+                                 lambda s: (s["totalViews"], s["uniqueViews"]) == total)
+        assert found["period"]["bucket"] == bucket and found["pages"] == len(want)
+        points = found["timeline"]
+        assert (sum(p["totalViews"] for p in points), sum(p["uniqueViews"] for p in points)) \
+            == total
+        assert found["live"] == {"totalViews": total[0], "uniqueViews": total[1],
+                                 "pages": len(want), "posts": 3}
+        assert ids(await every_page(served, 3, period=period)) == want
+        for row in (await get(served, "/api/pages", period=period))[1]:
+            key = {"articleId": row["articleId"]} if "articleId" in row \
+                else {"pageName": row["pageName"]}
+            one = (await get(served, "/api/summary", period=period, **key))[1]
+            assert (one["totalViews"], one["uniqueViews"]) == \
+                (row["totalViews"], row["uniqueViews"]) == (
+                    sum(p["totalViews"] for p in one["timeline"]),
+                    sum(p["uniqueViews"] for p in one["timeline"]))
+    _, hosts = await get(served, "/api/referrers", period="24h")
+    assert hosts == [{"host": "news.example", "views": 3}, {"host": "social.example", "views": 1}]
+    _, since = await get(served, "/api/summary", since="2001-01-01", until="2001-02-01")
+    assert since["totalViews"] == 0 and since["period"]["bucket"] == "day"
+
+
+def flags(served: Served, *names: str) -> list[str]:
+    """`served`'s own value of each flag, as a command line."""
+    return [part for name in names
+            for part in (name, served.argv[served.argv.index(name) + 1])]
+
+
+async def report(served: Served, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "livecount", "report", *args, "--url", served.http,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"})
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_two_nodes_show_the_same_reports(launch: Launch, tmp_path: Path):
+    """Each node's reports hold the other's views: posts by the stream and the feed,
+    pages and report rows by what each node's flushes stored, on the feed."""
+    nodes = [await launch("--node-id", name, "--data-dir", str(tmp_path / name),
+                          "--lease-time", "3", "--path-pattern", "/blog/{id}/")
+             for name in ("one", "two")]
+    # Both alive, both counting: each serves half of the views.
+    await asyncio.gather(*(send(node, SENT[i::2]) for i, node in enumerate(nodes)))
+    await asyncio.gather(*(send(node, SENT[1 - i::2]) for i, node in enumerate(nodes)))
+    want = expected(SENT + SENT)
+
+    async def views(node: Served) -> tuple[Any, ...]:
+        _, live = await get(node, "/api/pages")
+        _, day = await get(node, "/api/pages", period="24h")
+        _, summary = await get(node, "/api/summary", period="7d")
+        return ids(live), ids(day), summary["totalViews"], summary["live"]["totalViews"]
+
+    for node in nodes:
+        await eventually(lambda n=node: views(n),  # type: ignore[misc]
+                         lambda v: v == (want, want, 2 * len(SENT), 2 * len(SENT)),
+                         timeout=30)
+
+
+async def test_a_restarted_node_reads_the_same_reports_back(launch: Launch):
+    """The catalog and the rollups are read back from the store: what a node showed, a
+    node started afresh shows, and every rollup is the sum of its hours."""
+    served = await launch("--path-pattern", "/blog/{id}/")
+    await send(served, SENT)
+    await eventually(lambda: get(served, "/api/summary", period="30d"),
+                     lambda a: a[1]["totalViews"] == len(SENT))
+    before = [(await get(served, path, **query))[1] for path, query in (
+        ("/api/pages", {}), ("/api/pages", {"period": "12mo"}),
+        ("/api/summary", {"period": "all"}), ("/api/referrers", {"period": "7d"}))]
+    await served.stop()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "livecount", "admin", "rollups", "--check",
+        *flags(served, "--dynamodb-endpoint", "--table-prefix", "--data-dir"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, (out, err)
+    assert b"Every rollup row is the sum of its hours." in out
+    again = await launch("--path-pattern", "/blog/{id}/")
+    after = [(await get(again, path, **query))[1] for path, query in (
+        ("/api/pages", {}), ("/api/pages", {"period": "12mo"}),
+        ("/api/summary", {"period": "all"}), ("/api/referrers", {"period": "7d"}))]
+    assert after == before
+    code, listed = await report(again, "pages", "--period", "all")
+    assert code == 0 and "First post" in listed

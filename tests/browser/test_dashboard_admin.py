@@ -512,3 +512,35 @@ async def test_several_rows_or_every_id_with_a_prefix_are_deleted_at_once(
     assert {r.split(" ", 2)[1] for r in sent} == {served.http + "/api/admin/delete"}
     await a_poll_of_the_pages(page)
     await expect(row(page, "loadtest-0")).to_have_count(0)
+
+
+async def test_the_operator_changes_a_posts_title(launch: Launch, open_dashboard: Open):
+    """Issue 22: a page cannot change a stored title (the first one stays); the
+    operator can, from the post's panel, and a title that shows nothing is refused."""
+    served = await launch()
+    async with connect(served.ws) as ws:
+        await send_view(ws, "hello-world", articleTitle="hello-world")  # a slug as title
+        await send_view(ws, "hello-world", articleTitle="Forged by a script")
+    await stored(served, 2)
+    page = await open_dashboard(served, "#post=hello-world")
+    await expect(page.locator("#detail-title")).to_have_text("hello-world", timeout=TIMEOUT)
+
+    dialog = page.locator("#title-dialog")
+    await page.click("#title-open")
+    await expect(dialog).to_be_visible()
+    await expect(page.locator("#title-to")).to_have_value("hello-world")
+    await page.fill("#title-to", "   ")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#title-problem")).to_have_text("Type the title.")
+    await page.fill("#title-to", "\u200b\u200d")  # shows nothing: the server says so
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#title-problem")).to_contain_text("must show something",
+                                                                  timeout=TIMEOUT)
+    await page.fill("#title-to", "Hello, world")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#title-result")).to_have_text(
+        "The title of hello-world is now “Hello, world”.", timeout=TIMEOUT)
+    await dialog.get_by_role("button", name="Close").click()
+    await expect(page.locator("#detail-title")).to_have_text("Hello, world", timeout=TIMEOUT)
+    status, body = await read(served, "/api/pages/hello-world")
+    assert status == 200 and body["articleTitle"] == "Hello, world"

@@ -78,9 +78,11 @@ class Ranking:
         self._labels = {ref: self.labels(ref) for ref in self.counts}
         for order in SORTS:
             self._orders[order] = sorted(
-                _key(order, ref, c, self._labels[ref]) for ref, c in self.counts.items())
-        self.sum = Counts(sum(c.total for c in self.counts.values()),
-                          sum(c.unique for c in self.counts.values()))
+                _key(order, ref, c, self._labels[ref]) for ref, c in self.counts.items()
+            )
+        self.sum = Counts(
+            sum(c.total for c in self.counts.values()), sum(c.unique for c in self.counts.values())
+        )
         self.kinds = dict.fromkeys(KINDS, 0)
         for ref in self.counts:
             self._count_kind(ref, 1)
@@ -138,8 +140,15 @@ class Ranking:
     def top(self, limit: int, order: str = "total") -> list[Ranked]:
         return self.page(order, None, limit).rows
 
-    def page(self, order: str, after: str | None, limit: int, kind: str | None = None,
-             match: Callable[[str], bool] | None = None, reverse: bool = False) -> Page:
+    def page(
+        self,
+        order: str,
+        after: str | None,
+        limit: int,
+        kind: str | None = None,
+        match: Callable[[str], bool] | None = None,
+        reverse: bool = False,
+    ) -> Page:
         """Up to `limit` rows in `order` after the cursor `after`, of `kind` (post or
         page) and that `match` takes (a ref → whether it is wanted). `reverse` walks the
         order backwards: least viewed first, or titles Z to A."""
@@ -164,8 +173,9 @@ class Ranking:
             last = key
         return Page(rows, None, self._matched(kind, match, wanted))
 
-    def _filter(self, kind: str | None,
-                match: Callable[[str], bool] | None) -> Callable[[str], bool] | None:
+    def _filter(
+        self, kind: str | None, match: Callable[[str], bool] | None
+    ) -> Callable[[str], bool] | None:
         if kind is None:
             return match
         prefix = kind + "#"
@@ -173,8 +183,12 @@ class Ranking:
             return lambda ref: ref.startswith(prefix)
         return lambda ref: ref.startswith(prefix) and match(ref)
 
-    def _matched(self, kind: str | None, match: Callable[[str], bool] | None,
-                 wanted: Callable[[str], bool] | None) -> int:
+    def _matched(
+        self,
+        kind: str | None,
+        match: Callable[[str], bool] | None,
+        wanted: Callable[[str], bool] | None,
+    ) -> int:
         if wanted is None:
             return len(self.counts)
         if match is None and kind is not None:
@@ -191,16 +205,22 @@ def _encode(key: tuple[Any, ...] | None) -> str | None:
 
 def _decode(cursor: str, order: str) -> tuple[Any, ...]:
     """A cursor back into the key it is; BadParameter for anything no answer gave."""
-    wrong = BadParameter("cursor", f"is not a cursor of this list sorted by {order}: "
-                                   "pass the one an answer's next link gave, unchanged")
+    wrong = BadParameter(
+        "cursor",
+        f"is not a cursor of this list sorted by {order}: "
+        "pass the one an answer's next link gave, unchanged",
+    )
     if len(cursor) > 8192:
         raise wrong
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # RecursionError: "[[[[…"
         raise wrong from None
     shape: tuple[type, ...] = (int, int, str, str, str) if order != "title" else (str, str, str)
-    if not isinstance(value, list) or len(value) != len(shape) \
-            or not all(type(v) is t for v, t in zip(value, shape, strict=True)):
+    if (
+        not isinstance(value, list)
+        or len(value) != len(shape)
+        or not all(type(v) is t for v, t in zip(value, shape, strict=True))
+    ):
         raise wrong
     return tuple(value)

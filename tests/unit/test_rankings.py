@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import random
 
 import pytest
@@ -31,11 +32,18 @@ def walk(ranking: Ranking, order: str, limit: int, **how: object) -> list[str]:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.dictionaries(st.sampled_from([f"post#p{i}" for i in range(12)]
-                                       + ["page#Home_Page", "page#/about"]),
-                       st.tuples(st.integers(0, 5), st.integers(0, 5)), max_size=14),
-       st.integers(1, 5), st.lists(st.tuples(st.sampled_from([f"post#p{i}" for i in range(12)]),
-                                             st.integers(-3, 3)), max_size=10))
+@given(
+    st.dictionaries(
+        st.sampled_from([f"post#p{i}" for i in range(12)] + ["page#Home_Page", "page#/about"]),
+        st.tuples(st.integers(0, 5), st.integers(0, 5)),
+        max_size=14,
+    ),
+    st.integers(1, 5),
+    st.lists(
+        st.tuples(st.sampled_from([f"post#p{i}" for i in range(12)]), st.integers(-3, 3)),
+        max_size=10,
+    ),
+)
 def test_pages_walked_by_cursor_are_the_sorted_rows_once_each(counts, limit, moves):
     def label(ref: str) -> str:
         return ref.partition("#")[2].upper()
@@ -47,8 +55,9 @@ def test_pages_walked_by_cursor_are_the_sorted_rows_once_each(counts, limit, mov
         ranking.set(ref, Counts(total, min(ranking.get(ref).unique, total)))
     rows = dict(ranking.counts)
     assert all(c.total > 0 for c in rows.values())
-    assert ranking.sum == Counts(sum(c.total for c in rows.values()),
-                                 sum(c.unique for c in rows.values()))
+    assert ranking.sum == Counts(
+        sum(c.total for c in rows.values()), sum(c.unique for c in rows.values())
+    )
 
     def named(ref: str) -> tuple[str, str, str]:
         return label(ref).casefold(), label(ref), ref
@@ -59,9 +68,13 @@ def test_pages_walked_by_cursor_are_the_sorted_rows_once_each(counts, limit, mov
     assert walk(ranking, "title", limit) == sorted(rows, key=named)
     by_unique = sorted(rows, key=lambda r: (-rows[r].unique, -rows[r].total, *named(r)))
     assert walk(ranking, "unique", limit, kind="page") == [
-        r for r in by_unique if r.startswith("page#")]
-    assert ranking.page("total", None, limit, kind="post").matched == \
-        sum(r.startswith("post#") for r in rows) == ranking.kinds["post"]
+        r for r in by_unique if r.startswith("page#")
+    ]
+    assert (
+        ranking.page("total", None, limit, kind="post").matched
+        == sum(r.startswith("post#") for r in rows)
+        == ranking.kinds["post"]
+    )
 
 
 def test_a_cursor_is_checked_and_keeps_its_place_as_counts_move():
@@ -73,7 +86,8 @@ def test_a_cursor_is_checked_and_keeps_its_place_as_counts_move():
     second = ranking.page("total", first.after, 3)
     assert [r.ref for r in second.rows] == ["post#3", "post#4", "post#5"]
     assert first.after is not None
-    for wrong in ("x", first.after + "AA", "W10=", first.after):
+    nested = base64.urlsafe_b64encode(b"[" * 5000).decode()  # deeper than json's recursion
+    for wrong in ("x", first.after + "AA", "W10=", nested, first.after):
         order = "title" if wrong == first.after else "total"
         with pytest.raises(BadParameter) as refused:
             ranking.page(order, wrong, 3)
@@ -82,19 +96,31 @@ def test_a_cursor_is_checked_and_keeps_its_place_as_counts_move():
 
 def test_search_and_titles_learned_later_move_rows():
     catalog = Catalog(PageRules().where)
-    catalog.load({Target("post", "zebra"): (Counts(5, 1), "", ""),
-                  Target("post", "apple"): (Counts(3, 1), "Zoology notes", "/blog/apple/"),
-                  Target("page", "Home_Page"): (Counts(9, 9), "", "")})
+    catalog.load(
+        {
+            Target("post", "zebra"): (Counts(5, 1), "", ""),
+            Target("post", "apple"): (Counts(3, 1), "Zoology notes", "/blog/apple/"),
+            Target("page", "Home_Page"): (Counts(9, 9), "", ""),
+        }
+    )
     assert [r.ref for r in catalog.ranking.top(3, "title")] == [
-        "page#Home_Page", "post#zebra", "post#apple"]
+        "page#Home_Page",
+        "post#zebra",
+        "post#apple",
+    ]
     catalog.describe(Target("post", "zebra"), "Aardvarks", "/blog/zebra/")
     assert [r.ref for r in catalog.ranking.top(3, "title")] == [
-        "post#zebra", "page#Home_Page", "post#apple"]
+        "post#zebra",
+        "page#Home_Page",
+        "post#apple",
+    ]
     found = catalog.ranking.page("total", None, 10, match=catalog.matches("ZOO"))
     assert [r.ref for r in found.rows] == ["post#apple"] and found.matched == 1
     assert catalog.fields(Target("page", "Home_Page")) == {"path": "/"}
-    assert catalog.fields(Target("post", "zebra")) == {"articleTitle": "Aardvarks",
-                                                       "path": "/blog/zebra/"}
+    assert catalog.fields(Target("post", "zebra")) == {
+        "articleTitle": "Aardvarks",
+        "path": "/blog/zebra/",
+    }
     assert catalog.site == Counts(17, 11)
 
 
@@ -139,8 +165,12 @@ def test_rankings_follow_their_partitions_until_evicted_or_cleared():
 
 
 def test_top_hosts_sum_a_periods_rows_per_host():
-    rows = {"#d#2026-11-23#a.example": Counts(2, 0), "#d#2026-11-24#a.example": Counts(1, 0),
-            "#d#2026-11-24#b.example": Counts(4, 0), "#d#2026-11-24#c.example": Counts(0, 0)}
+    rows = {
+        "#d#2026-11-23#a.example": Counts(2, 0),
+        "#d#2026-11-24#a.example": Counts(1, 0),
+        "#d#2026-11-24#b.example": Counts(4, 0),
+        "#d#2026-11-24#c.example": Counts(0, 0),
+    }
     assert top_hosts(rows, 5) == [("b.example", 4), ("a.example", 3)]
     assert top_hosts({"x.example": Counts(1, 0)}, 1) == [("x.example", 1)]
 
@@ -163,13 +193,16 @@ def test_sharing_tells_what_was_stored_while_others_listen_and_the_recent_past_t
 
 
 def test_stored_payloads_fit_items_and_read_back():
-    rows = [("referrer", "post#" + "x" * 900, f"#d#2026-11-24#h{i}.example", i, 0)
-            for i in range(random.Random(1).randrange(600, 900))]
+    rows = [
+        ("referrer", "post#" + "x" * 900, f"#d#2026-11-24#h{i}.example", i, 0)
+        for i in range(random.Random(1).randrange(600, 900))
+    ]
     payloads = list(feed.stored({"Home_Page": (1, 1)}, rows))
     assert len(payloads) > 1 and all(len(p) <= feed.MAX_ITEM_BYTES for p in payloads)
     said = [feed.read(p) for p in payloads]
     assert [r for s in said if isinstance(s, feed.Stored) for r in s.rows] == rows
     assert feed.read(b'{"stored": {"pages": [["a", 1]], "rows": []}}') == []
-    assert feed.read(b'{"reset": [["post", "a"], ["page", "/x"]], "reports": false}') == \
-        feed.Reset([("post", "a"), ("page", "/x")], False)
+    assert feed.read(b'{"reset": [["post", "a"], ["page", "/x"]], "reports": false}') == feed.Reset(
+        [("post", "a"), ("page", "/x")], False
+    )
     assert feed.read(b'{"reset": [["post", "a"]]}') == feed.Reset([("post", "a")])  # rows too

@@ -194,6 +194,29 @@ async def test_a_period_of_ones_own_and_all_time(launch: Launch, open_dashboard:
     await expect(row(page, "dated").locator(".total")).to_have_text("1", timeout=TIMEOUT)
 
 
+async def test_a_period_the_server_refuses_says_why_beside_the_dates(
+    launch: Launch, open_dashboard: Open
+):
+    """Found by a hostile trial: dates before 2000 (or 100 years of months) left the
+    tiles at "–" and the table "Loading…" for good, under "HTTP 400; retrying"."""
+    served = await launch()
+    page = await open_dashboard(served)
+    await page.click("#periods button[data-period='custom']")
+    await page.fill("#custom-since", "1990-01-01")
+    await page.fill("#custom-until", "1990-01-31")
+    await page.click("#custom button[type=submit]")
+    refused = "The server refused this period: until must be from 2000-01-01"
+    await expect(page.locator("#custom-problem")).to_contain_text(refused, timeout=TIMEOUT)
+    await expect(page.locator("#notice")).to_contain_text(refused)
+    await expect(page.locator("#notice")).not_to_contain_text("retrying")
+    await expect(page.locator("#rows .placeholder")).to_have_text(
+        "No pages: the server refused this period."
+    )
+    await page.click("#periods button[data-period='7d']")
+    await expect(page.locator("#notice")).to_have_text("", timeout=TIMEOUT)
+    await expect(page.locator("#site-total")).to_have_text("0", timeout=TIMEOUT)
+
+
 async def test_a_view_updates_the_selected_panel(launch: Launch, open_dashboard: Open):
     served = await launch("--site-domain", "blog.example")
     async with connect(served.ws) as ws:

@@ -47,3 +47,42 @@ async def test_counts_read_again_in_the_window_do_not_undo_a_reset():
     store.items.append((start + 3000, json.dumps([["a", 1, 1]])))  # counted since
     await live._read(0.0)
     assert e.live.shown(A) == Counts(1, 1)
+
+
+class Reports:
+    """What `LiveFeed` tells a node's reports: what other nodes stored, and resets."""
+
+    def __init__(self) -> None:
+        self.told: list[feed.Stored] = []
+
+    def heard(self, stored: feed.Stored) -> None:
+        self.told.append(stored)
+
+    def image(self, article: str, counts: Counts) -> None:
+        pass
+
+    async def reset(self, said: feed.Reset) -> None:
+        self.told.clear()  # what was learned before is dropped, as the cache drops it
+
+
+async def test_rows_and_pages_stored_before_a_reset_are_not_learned_again():
+    """Found by a hostile trial: a post deleted on one node stayed in the other node's
+    period reports for good, its hour rows learned again from the window re-read."""
+    e = engine()
+    store, reports = Feed(), Reports()
+    live = LiveFeed(
+        cast(Any, store), e.live, e.readers, None, "me", 10.0, reports=cast(Any, reports)
+    )
+    start = live._cursor
+    row = ["timeline", "h#2026-12-07T10", "post#gone", 1, 1]
+    before = json.loads(next(feed.stored({"/about": (1, 1)}, [tuple(row)])).decode())
+    store.items = [
+        (start + 1000, json.dumps(before)),
+        (start + 2000, feed.reset_payloads([("page", "/about")], reports=True)[0].decode()),
+    ]
+    await live._read(0.0)
+    await live._read(0.0)  # the window again, the old rows in it
+    assert [s for s in reports.told if s.rows or s.pages] == []
+    store.items.append((start + 3000, json.dumps(before)))  # stored since: learned
+    await live._read(0.0)
+    assert reports.told[-1] == feed.Stored([("/about", 1, 1)], [tuple(row)])

@@ -45,15 +45,23 @@ def test_each_report_has_its_own_help_with_choices_and_defaults(capsys):
     pages = texts[("report", "pages")]
     assert "--sort {total,unique,title} order of the rows: most total views first" in pages
     assert "(default: total)" in pages
-    assert "--limit N rows at most, the first ones in --sort order, from 1 to 1000 " \
-           "(default: 100)" in pages
-    assert "--limit N hosts at most, most views first, from 1 to 1000 (default: 10)" \
+    assert (
+        "--limit N rows at most, the first ones in --sort order, from 1 to 1000 "
+        "(default: 100)" in pages
+    )
+    assert (
+        "--limit N hosts at most, most views first, from 1 to 1000 (default: 10)"
         in texts[("report", "referrers")]
+    )
     timeline = texts[("report", "timeline")]
     assert "--bucket {hour,day,month} one row per hour, day or month" in timeline
     assert "(default: what fits the period)" in timeline and "--limit" not in timeline
-    for words in [("report", "pages"), ("report", "referrers"), ("report", "timeline"),
-                  ("report", "summary")]:
+    for words in [
+        ("report", "pages"),
+        ("report", "referrers"),
+        ("report", "timeline"),
+        ("report", "summary"),
+    ]:
         assert "--period {24h,7d,30d,12mo,all} the period" in texts[words]
         assert "--since TIME instead of --period" in texts[words]
     assert "--search TEXT" in pages and "--kind {post,page}" in pages and "--cursor" in pages
@@ -71,9 +79,10 @@ def test_every_option_has_a_description(capsys):
 
 
 # -- refusals -------------------------------------------------------------------------------
-FOREIGN = sorted({(w, flag) for w in REPORTS for other in REPORTS
-                  for flag in flags(other) - flags(w)}
-                 | {(w, flag) for w in REPORTS for flag in ("--port", "--into-real-site")})
+FOREIGN = sorted(
+    {(w, flag) for w in REPORTS for other in REPORTS for flag in flags(other) - flags(w)}
+    | {(w, flag) for w in REPORTS for flag in ("--port", "--into-real-site")}
+)
 VALUES: dict[str, list[str]] = {"--into-real-site": []}
 
 
@@ -109,8 +118,11 @@ class Stub:
                 path = unquote(url.path)
                 stub.asked.append((path, dict(parse_qsl(url.query))))
                 found = path in stub.routes
-                body = json.dumps(stub.routes[path] if found else
-                                  {"error": "not_found", "detail": "never counted"}).encode()
+                body = json.dumps(
+                    stub.routes[path]
+                    if found
+                    else {"error": "not_found", "detail": "never counted"}
+                ).encode()
                 self.send_response(200 if found else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -144,14 +156,23 @@ def command(api: Stub, capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def hours(counts: dict[int, int], n: int = 48) -> list[dict[str, Any]]:
-    return [{"t": f"2026-01-{1 + h // 24:02d}T{h % 24:02d}:00:00Z",
-             "totalViews": counts.get(h, 0), "uniqueViews": min(counts.get(h, 0), 1)}
-            for h in range(n)]
+    return [
+        {
+            "t": f"2026-01-{1 + h // 24:02d}T{h % 24:02d}:00:00Z",
+            "totalViews": counts.get(h, 0),
+            "uniqueViews": min(counts.get(h, 0), 1),
+        }
+        for h in range(n)
+    ]
 
 
 PAGES = [
-    {"totalViews": 1200, "uniqueViews": 900, "articleId": "hello-world",
-     "articleTitle": "Hello [bold]world[/bold]"},
+    {
+        "totalViews": 1200,
+        "uniqueViews": 900,
+        "articleId": "hello-world",
+        "articleTitle": "Hello [bold]world[/bold]",
+    },
     {"totalViews": 35, "uniqueViews": 20, "pageName": "About_Page"},
     {"totalViews": 7, "uniqueViews": 7, "articleId": "draft"},
 ]
@@ -185,27 +206,52 @@ def test_pages_json_is_the_api_answer_whole(api, capsys):
 
 def test_a_cut_list_says_how_to_see_more(api, capsys):
     api.routes["/api/pages"] = PAGES[:2]
-    api.headers["/api/pages"] = {"X-Total-Count": "5000",
-                                 "Link": '</api/pages?limit=2&cursor=WzEsMl0>; rel="next"'}
-    _, out, _ = command(api, capsys, "pages", "--limit", "2", "--period", "30d",
-                        "--search", "hello", "--kind", "post")
+    api.headers["/api/pages"] = {
+        "X-Total-Count": "5000",
+        "Link": '</api/pages?limit=2&cursor=WzEsMl0>; rel="next"',
+    }
+    _, out, _ = command(
+        api,
+        capsys,
+        "pages",
+        "--limit",
+        "2",
+        "--period",
+        "30d",
+        "--search",
+        "hello",
+        "--kind",
+        "post",
+    )
     words = " ".join(out.split())
     assert "2 rows of 5,000" in words and "More: --cursor WzEsMl0" in words
     assert "Pages, the last 30 days" in words
-    assert api.asked[-1] == ("/api/pages", {"limit": "2", "period": "30d", "sort": "total",
-                                            "q": "hello", "kind": "post"})
+    assert api.asked[-1] == (
+        "/api/pages",
+        {"limit": "2", "period": "30d", "sort": "total", "q": "hello", "kind": "post"},
+    )
     command(api, capsys, "pages", "--cursor", "WzEsMl0")
     assert api.asked[-1] == ("/api/pages", {"sort": "total", "cursor": "WzEsMl0"})
 
 
 def test_a_summary_is_its_periods_totals_and_chart(api, capsys):
     api.routes["/api/summary"] = {
-        "period": {"name": "12mo", "bucket": "month", "since": "2025-12-01T00:00:00Z",
-                   "until": "2026-12-01T00:00:00Z"},
-        "totalViews": 7, "uniqueViews": 5, "pages": 2, "posts": 1,
+        "period": {
+            "name": "12mo",
+            "bucket": "month",
+            "since": "2025-12-01T00:00:00Z",
+            "until": "2026-12-01T00:00:00Z",
+        },
+        "totalViews": 7,
+        "uniqueViews": 5,
+        "pages": 2,
+        "posts": 1,
         "live": {"totalViews": 9, "uniqueViews": 6, "pages": 3, "posts": 2},
-        "timeline": [{"t": "2025-12-01T00:00:00Z", "totalViews": 3, "uniqueViews": 2},
-                     {"t": "2026-01-01T00:00:00Z", "totalViews": 4, "uniqueViews": 3}]}
+        "timeline": [
+            {"t": "2025-12-01T00:00:00Z", "totalViews": 3, "uniqueViews": 2},
+            {"t": "2026-01-01T00:00:00Z", "totalViews": 4, "uniqueViews": 3},
+        ],
+    }
     code, out, _ = command(api, capsys, "summary", "--period", "12mo")
     words = " ".join(out.replace("│", " ").split())
     assert code == 0 and "The site, the last 12 months: 7 views (5 unique)" in words
@@ -219,8 +265,10 @@ def test_an_article_never_counted_says_so(api, what, capsys):
     api.routes["/api/timeline"] = hours({})
     code, out, err = command(api, capsys, what, "--article", "helo-world")
     assert code == 1 and out == ""
-    assert err == ("livecount report: post 'helo-world' was never counted (--article takes an "
-                   "id from the Id column of `livecount report pages`)\n")
+    assert err == (
+        "livecount report: post 'helo-world' was never counted (--article takes an "
+        "id from the Id column of `livecount report pages`)\n"
+    )
     assert api.asked[-1] == ("/api/pages/helo-world", {"kind": "post"})
 
 
@@ -275,19 +323,41 @@ def test_the_hourly_timeline_folds_empty_hours_and_json_keeps_every_bucket(api, 
 
 def test_days_are_dates_and_fold_as_days(api, capsys):
     api.routes["/api/timeline"] = [
-        {"t": f"2026-01-{d:02d}T00:00:00Z", "totalViews": 4 if d == 30 else 0,
-         "uniqueViews": 2 if d == 30 else 0} for d in range(1, 31)]
+        {
+            "t": f"2026-01-{d:02d}T00:00:00Z",
+            "totalViews": 4 if d == 30 else 0,
+            "uniqueViews": 2 if d == 30 else 0,
+        }
+        for d in range(1, 31)
+    ]
     code, out, _ = command(api, capsys, "timeline", "--bucket", "day")
     assert code == 0 and "… 29 empty days …" in out and "2026-01-30 " in out
     assert "00:00" not in out
     assert api.asked[-1] == ("/api/timeline", {"bucket": "day"})
 
 
+def test_all_time_of_one_month_is_shown_by_month(api, capsys):
+    """Found by a hostile trial: a site viewed in one month only, asked for all time,
+    read "Views per hour" with its month as "2026-12-01 00:00"."""
+    api.routes["/api/timeline"] = [
+        {"t": "2026-12-01T00:00:00Z", "totalViews": 10, "uniqueViews": 9}
+    ]
+    code, out, _ = command(api, capsys, "timeline", "--period", "all")
+    assert code == 0 and "Views per month (UTC)" in out and "2026-12 " in out
+    assert "00:00" not in out
+
+
 def test_fold_keeps_every_bucket_accounted_for():
     points = hours({0: 1, 3: 1, 4: 0, 10: 2}, n=12)
     folded = report.fold(points, "hour")
-    assert [str(p) if isinstance(p, report.Fold) else p["t"][11:13] for p in folded] == \
-        ["00", "… 2 empty hours …", "03", "… 6 empty hours …", "10", "11"]
+    assert [str(p) if isinstance(p, report.Fold) else p["t"][11:13] for p in folded] == [
+        "00",
+        "… 2 empty hours …",
+        "03",
+        "… 6 empty hours …",
+        "10",
+        "11",
+    ]
     assert sum(p.count if isinstance(p, report.Fold) else 1 for p in folded) == len(points)
     assert report.fold([], "hour") == []
     assert [str(f) for f in report.fold(hours({}, n=1), "day", at=1)] == ["… 1 empty day …"]
@@ -295,8 +365,11 @@ def test_fold_keeps_every_bucket_accounted_for():
 
 def test_referrers_table_bars_and_numbers(capsys):
     console = Console(record=True, width=100)
-    console.print(report.referrers_table([{"host": "a.example", "views": 1000},
-                                          {"host": "b.example", "views": 1}]))
+    console.print(
+        report.referrers_table(
+            [{"host": "a.example", "views": 1000}, {"host": "b.example", "views": 1}]
+        )
+    )
     text = console.export_text()
     assert "1,000" in text and "█" * 30 in text
     assert next(line for line in text.splitlines() if "b.example" in line).count("█") == 1

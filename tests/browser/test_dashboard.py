@@ -198,7 +198,7 @@ async def test_a_period_the_server_refuses_says_why_beside_the_dates(
     launch: Launch, open_dashboard: Open
 ):
     """Found by a hostile trial: dates before 2000 (or 100 years of months) left the
-    tiles at "–" and the table "Loading…" for good, under "HTTP 400; retrying"."""
+    tiles blank and the table "Loading…" for good, under "HTTP 400; retrying"."""
     served = await launch()
     page = await open_dashboard(served)
     await page.click("#periods button[data-period='custom']")

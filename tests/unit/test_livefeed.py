@@ -74,15 +74,15 @@ async def test_rows_and_pages_stored_before_a_reset_are_not_learned_again():
         cast(Any, store), e.live, e.readers, None, "me", 10.0, reports=cast(Any, reports)
     )
     start = live._cursor
-    row = ["timeline", "h#2026-12-07T10", "post#gone", 1, 1]
-    before = json.loads(next(feed.stored({"/about": (1, 1)}, [tuple(row)])).decode())
+    row: feed.StoredRow = ("timeline", "h#2026-12-07T10", "post#gone", 1, 1)
+    before = next(feed.stored({"/about": (1, 1)}, [row])).decode()
     store.items = [
-        (start + 1000, json.dumps(before)),
+        (start + 1000, before),
         (start + 2000, feed.reset_payloads([("page", "/about")], reports=True)[0].decode()),
     ]
     await live._read(0.0)
     await live._read(0.0)  # the window again, the old rows in it
     assert [s for s in reports.told if s.rows or s.pages] == []
-    store.items.append((start + 3000, json.dumps(before)))  # stored since: learned
+    store.items.append((start + 3000, before))  # stored since: learned
     await live._read(0.0)
-    assert reports.told[-1] == feed.Stored([("/about", 1, 1)], [tuple(row)])
+    assert reports.told[-1] == feed.Stored([("/about", 1, 1)], [row])

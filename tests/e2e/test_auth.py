@@ -217,7 +217,7 @@ async def test_public_takes_only_report_names(tmp_path: Path):
         "--public" in line and "must be one of" in line and "metrics" in line
         for line in served.output
     ), served.output
-    assert set(REPORTS) == {"pages", "referrers", "timeline", "now", "metrics", "all"}
+    assert set(REPORTS) == {"pages", "summary", "referrers", "timeline", "now", "metrics", "all"}
 
 
 # -- the login page and the session cookie ---------------------------------------------------

@@ -131,7 +131,10 @@ async def test_sigkill_before_a_flush_loses_nothing(launch: Launch, local_store:
 
 async def test_sigkill_after_an_unconfirmed_flush_counts_it_once(
         launch: Launch, local_store: Store, proxy: FaultProxy):
-    served = await launch("--dynamodb-endpoint", proxy.url)
+    # One flush takes all 12 views: a write whose answer never came is resent before
+    # any newer delta of its key, so views of a later flush would wait for ever. At 1 s,
+    # a busy machine sent the 12 over two flushes.
+    served = await launch("--dynamodb-endpoint", proxy.url, "--flush-interval", "8")
     proxy.set("cut", only=WRITES)  # every write applies; no answer ever comes back
     replied = await send_views(served, 12)
     # The writes got through, but the node cannot know it.

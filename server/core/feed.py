@@ -171,6 +171,40 @@ def stored(pages: Mapping[str, tuple[int, int]], rows: Iterable[StoredRow]) -> I
         yield _encode({"stored": batch})
 
 
+class Resets:
+    """What the resets on the feed took back. A node reads the feed's window again and
+    again; counts and stored rows older than a reset of theirs (a deleted post's hours,
+    say) must not be learned again, for good."""
+
+    def __init__(self) -> None:
+        self.done: set[int] = set()  # stamps of resets done
+        self.at: dict[tuple[str, str], int] = {}  # per post or page, its last reset
+        self.rows_at = -1  # the last reset of every report row
+
+    def saw(self, at: int, said: Reset) -> bool:
+        """Note a reset stamped `at`; True the first time it is seen."""
+        for ref in said.targets:
+            self.at[ref] = max(at, self.at.get(ref, at))
+        if said.reports:
+            self.rows_at = max(at, self.rows_at)
+        first = at not in self.done
+        self.done.add(at)
+        return first
+
+    def newer(self, at: int, kind: str, id_: str) -> bool:
+        return at > self.at.get((kind, id_), -1)
+
+    def stored(self, at: int, said: Stored) -> Stored:
+        """What a flush stored at `at` that no later reset took back."""
+        return Stored([p for p in said.pages if self.newer(at, "page", p[0])],
+                      said.rows if at > self.rows_at else [])
+
+    def trim(self, start: int) -> None:
+        """Forget what is older than the window, which starts at `start`."""
+        self.done = {at for at in self.done if at >= start}
+        self.at = {ref: at for ref, at in self.at.items() if at >= start}
+
+
 def sync(request: str) -> bytes:
     return _encode({"sync": request})
 

@@ -42,17 +42,11 @@ class LiveFeed:
     it is alive too); other nodes forget its readers once it has been silent for
     `expiry`, so a node that dies takes its readers along within `lease_time`."""
 
-    def __init__(
-        self,
-        store: Store,
-        live: Live[Any],
-        readers: Readers[Any],
-        consumer: StreamConsumer | None,
-        node_id: str | None = None,
-        lease_time: float | None = None,
-        stored: Callable[[], Awaitable[bool]] | None = None,
-        reports: ReportCache | None = None,
-    ) -> None:
+    def __init__(self, store: Store, live: Live[Any], readers: Readers[Any],
+                 consumer: StreamConsumer | None, node_id: str | None = None,
+                 lease_time: float | None = None,
+                 stored: Callable[[], Awaitable[bool]] | None = None,
+                 reports: ReportCache | None = None) -> None:
         self.store = store
         self.live = live  # told of counts seen, and of readers that moved
         self.reports = reports  # told of counts and rows seen; tells what this node stored
@@ -65,11 +59,7 @@ class LiveFeed:
         self._cursor = time.time_ns() // 1000 * 1000
         self._stamp = 0  # the last stamp written: this node's items only ever go up
         self._whole_at: float | None = None  # when the last whole snapshot went (None: owed)
-        self._resets: set[int] = set()  # stamps of resets done (the window is re-read)
-        # Per post or page, its last reset's stamp, and that of the last reset of every
-        # report row: older counts and rows, re-read, must not come back.
-        self._reset_at: dict[tuple[str, str], int] = {}
-        self._rows_reset_at = -1
+        self._resets = feed.Resets()  # what resets took back, while the window is re-read
         self._syncs: set[int] = set()  # stamps of syncs answered or being answered
         self._answering: set[asyncio.Task[None]] = set()
 
@@ -196,15 +186,10 @@ class LiveFeed:
         for at, payload in items:
             said = feed.read(payload)
             if isinstance(said, feed.Reset):
-                for ref in said.targets:
-                    self._reset_at[ref] = max(at, self._reset_at.get(ref, at))
-                if said.reports:
-                    self._rows_reset_at = max(at, self._rows_reset_at)
-                if at not in self._resets:
-                    self._resets.add(at)
+                if self._resets.saw(at, said):  # the first time: do it
                     await self.reset([Target(kind, id_) for kind, id_ in said.targets], said)
             elif isinstance(said, feed.Stored):
-                said = self._after_resets(at, said)
+                said = self._resets.stored(at, said)
                 if self.reports is not None:
                     self.reports.heard(said)
                 for name, total, unique in said.pages:
@@ -219,34 +204,17 @@ class LiveFeed:
                 continue  # for the backup that asked
             elif isinstance(said, list):
                 for article, total, unique in said:
-                    if at > self._reset_at.get(("post", article), -1):
+                    if self._resets.newer(at, "post", article):
                         live.observed(article, Counts(total, unique), wall)
                         if self.reports is not None:
                             self.reports.image(article, Counts(total, unique))
             elif said.node != self.node_id:
-                live.moved(
-                    self.readers.heard(
-                        said.node,
-                        at,
-                        said.whole,
-                        ((Target(kind, id_), n) for kind, id_, n in said.readers),
-                        now,
-                    ),
-                    wall,
-                )
+                reading = ((Target(kind, id_), n) for kind, id_, n in said.readers)
+                live.moved(self.readers.heard(said.node, at, said.whole, reading, now), wall)
         self._cursor = feed.next_cursor(self._cursor, (at for at, _ in items))
         start = feed.window_start(self._cursor)
-        self._resets = {at for at in self._resets if at >= start}
-        self._reset_at = {a: at for a, at in self._reset_at.items() if at >= start}
+        self._resets.trim(start)
         self._syncs = {at for at in self._syncs if at >= start}
-
-    def _after_resets(self, at: int, said: feed.Stored) -> feed.Stored:
-        """What a flush stored at `at` that no later reset took back. The window is
-        read again after a reset, and the rows and pages' counts stored before it (a
-        deleted post's hours, say) would otherwise be learned again, for good."""
-        rows = said.rows if at > self._rows_reset_at else []
-        pages = [p for p in said.pages if at > self._reset_at.get(("page", p[0]), -1)]
-        return feed.Stored(pages, rows)
 
     async def reset(self, targets: list[Target], said: feed.Reset | None = None) -> None:
         """Forget what this node believes of `targets` (renamed away, deleted, an import

@@ -57,7 +57,11 @@ _BIDI: Final = re.compile("[\u202a-\u202e\u2066-\u2069]")
 # Characters that show nothing: spaces of every kind, format characters (zero-width
 # space, joiners, the byte-order mark) and the other default-ignorable code points.
 _INVISIBLE_CATEGORIES: Final = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
-_INVISIBLE: Final = frozenset("\u115f\u1160\u3164\uffa0\u034f\u180b\u180c\u180d\u180e")
+# Drawn blank outside those categories: the Hangul fillers, the Mongolian selectors, and
+# U+2800 BRAILLE PATTERN BLANK (a symbol, So), a favourite of names made to look empty.
+_INVISIBLE: Final = frozenset(
+    "\u115f\u1160\u3164\uffa0\u034f\u180b\u180c\u180d\u180e\u2800"
+)
 
 
 @dataclass(frozen=True, slots=True)

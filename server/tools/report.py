@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-from livecount.config import TOKEN_FILE, Option, add_options, choice, filled, number, path
+from livecount.config import (
+    TOKEN_FILE,
+    Option,
+    add_options,
+    choice,
+    directory,
+    filled,
+    number,
+    path,
+)
 from livecount.core.periods import BUCKETS, PERIODS
 from livecount.core.reports import SORTS
 from livecount.node.auth import TOKEN_ENV, client_token
@@ -60,7 +69,7 @@ def _common(limit: Option | None) -> list[Option]:
                     switch=True, default=False, env=False),
              # No variables: serve's (LIVECOUNT_DATA_DIR …) are not this command's business.
              Option("data-dir", "data_dir", f"the server's data dir, whose `{TOKEN_FILE}` is "
-                                            f"sent unless `{TOKEN_ENV}` is set", path,
+                                            f"sent unless `{TOKEN_ENV}` is set", directory,
                     Path("data"), env=False),
              Option("admin-token-file", "admin_token_file", "the server's token file, if "
                     "not in the data dir", path, None, shown=f"`DATA_DIR/{TOKEN_FILE}`",

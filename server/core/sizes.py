@@ -80,6 +80,9 @@ class TextLimit:
 
 
 ID: Final = TextLimit(MAX_ID_CHARS, MAX_ID_BYTES, min_chars=1, id=True)
+# An id already stored, named to be renamed away or deleted: one stored before a rule of
+# `ID` came in (an id of spaces, once) must still be removable, so only what its key holds.
+STORED_ID: Final = TextLimit(MAX_ID_CHARS, MAX_ID_BYTES, min_chars=1)
 TITLE: Final = TextLimit(MAX_TITLE_CHARS, 4 * MAX_TITLE_CHARS)
 URL: Final = TextLimit(MAX_URL_CHARS, 4 * MAX_URL_CHARS)
 

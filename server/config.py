@@ -108,6 +108,18 @@ def path(value: str) -> Path:
     return Path(filled(value))
 
 
+def directory(value: str) -> Path:
+    """A path that is, or can become, a directory: not a file, nor under one (found
+    late, that was a `NotADirectoryError` traceback from whichever command came first)."""
+    given = path(value)
+    for place in (given, *given.absolute().parents):
+        if place.exists():
+            if not place.is_dir():
+                raise _bad(f"must be a directory, and {str(place)!r} is a file", value)
+            break
+    return given
+
+
 MAX_WORKERS = 1024
 
 
@@ -291,7 +303,7 @@ class Config:
         "alone", parse=worker_count, default=1, metavar="N|auto")
     data_dir: Path = option(  # noqa: RUF009 (option() is a field())
         "this node's own files: the journal (keep it) and the embedded DynamoDB Local's data",
-        parse=path, default=Path("data"))
+        parse=directory, default=Path("data"))
     dynamodb_endpoint: str = option(
         "`embedded`: DynamoDB Local as a child process; `aws`: the AWS endpoint of "
         "`--region`; or a URL such as `http://127.0.0.1:8000`",
@@ -341,7 +353,7 @@ class Config:
     max_subscriptions: int = option("subscriptions per socket", parse=positive(int),
                                     default=1000)
     archive_dir: Path | None = option(  # noqa: RUF009
-        "write every accepted view to gzip NDJSON files here", parse=path, default=None,
+        "write every accepted view to gzip NDJSON files here", parse=directory, default=None,
         shown="off")
     archive_max_events: int = option("views per archive file at most", parse=positive(int),
                                      default=10_000)

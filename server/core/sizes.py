@@ -57,7 +57,11 @@ _BIDI: Final = re.compile("[\u202a-\u202e\u2066-\u2069]")
 # Characters that show nothing: spaces of every kind, format characters (zero-width
 # space, joiners, the byte-order mark) and the other default-ignorable code points.
 _INVISIBLE_CATEGORIES: Final = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
-_INVISIBLE: Final = frozenset("\u115f\u1160\u3164\uffa0\u034f\u180b\u180c\u180d\u180e")
+# Drawn blank outside those categories: the Hangul fillers, the Mongolian selectors, and
+# U+2800 BRAILLE PATTERN BLANK (a symbol, So), a favourite of names made to look empty.
+_INVISIBLE: Final = frozenset(
+    "\u115f\u1160\u3164\uffa0\u034f\u180b\u180c\u180d\u180e\u2800"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,9 @@ class TextLimit:
 
 
 ID: Final = TextLimit(MAX_ID_CHARS, MAX_ID_BYTES, min_chars=1, id=True)
+# An id already stored, named to be renamed away or deleted: one stored before a rule of
+# `ID` came in (an id of spaces, once) must still be removable, so only what its key holds.
+STORED_ID: Final = TextLimit(MAX_ID_CHARS, MAX_ID_BYTES, min_chars=1)
 TITLE: Final = TextLimit(MAX_TITLE_CHARS, 4 * MAX_TITLE_CHARS)
 URL: Final = TextLimit(MAX_URL_CHARS, 4 * MAX_URL_CHARS)
 

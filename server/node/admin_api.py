@@ -86,7 +86,7 @@ class AdminApi:
             body = _body(request, ("from", "to"))
         except _Unsupported as exc:
             return _unsupported(exc)
-        old, new = _id(body.get("from"), "from"), _id(body.get("to"), "to")
+        old, new = _id(body.get("from"), "from", sizes.STORED_ID), _id(body.get("to"), "to")
         if old == new:
             raise BadParameter("to", "is the id it has already")
         return await self._run(Plan(old, new))
@@ -110,7 +110,7 @@ class AdminApi:
                 given[1] if given else "articleId", "give one of articleId, pageName or prefix"
             )
         name = given[0]
-        value = _id(body.get(name), name)
+        value = _id(body.get(name), name, sizes.ID if name == "prefix" else sizes.STORED_ID)
         dry_run = body.get("dryRun", False)
         if type(dry_run) is not bool or (dry_run and name != "prefix"):
             raise BadParameter("dryRun", "is true or false, and goes with prefix")
@@ -409,12 +409,13 @@ class _Unsupported(Exception):
     """A body that does not say it is JSON: 415."""
 
 
-def _id(value: Any, name: str) -> str:
+def _id(value: Any, name: str, limit: sizes.TextLimit = sizes.ID) -> str:
+    """`limit`: `sizes.STORED_ID` for a row to rename away or delete, as `livecount admin`."""
     if value is None:
         raise BadParameter(name, "is required")
     if not isinstance(value, str):
         raise BadParameter(name, "must be a string")
-    if (wrong := sizes.problem(value, sizes.ID)) is not None:
+    if (wrong := sizes.problem(value, limit)) is not None:
         raise BadParameter(name, wrong)
     return value
 

@@ -65,10 +65,16 @@ def add_store_options(parser: argparse.ArgumentParser, extra: tuple[str, ...] = 
     parser.set_defaults(**{o.dest: o.default for o in config.OPTIONS if o.dest not in wanted})
 
 
-def article_id(value: str) -> str:
-    if (wrong := sizes.problem(value, sizes.ID)) is not None:
+def article_id(value: str, limit: sizes.TextLimit = sizes.ID) -> str:
+    if (wrong := sizes.problem(value, limit)) is not None:
         raise argparse.ArgumentTypeError(f"an article id {wrong}, got {value[:60]!r}")
     return value
+
+
+def stored_id(value: str) -> str:
+    """The id of a row to rename away or delete: whatever a key held, so that one
+    stored before a rule of `sizes.ID` came in can still go."""
+    return article_id(value, sizes.STORED_ID)
 
 
 def store_config(ns: argparse.Namespace) -> config.Config:
@@ -419,7 +425,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "Views sent for OLD afterwards count under OLD: run it again to move them. "
                     "An id that starts with - goes after --: rename [options] -- -old NEW.",
         epilog=ENV_NOTE)
-    rename.add_argument("old", metavar="OLD", type=article_id, help="the id it had")
+    rename.add_argument("old", metavar="OLD", type=stored_id, help="the id it had")
     rename.add_argument("new", metavar="NEW", type=article_id, help="the id it has now")
     rename.add_argument("--page", action="store_true", help=PAGE_HELP)
     add_store_options(rename)
@@ -433,7 +439,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "listing. Emptied items stay, at zero, so that a node's resent write "
                     "cannot count twice; --purge removes them too.",
         epilog=ENV_NOTE)
-    delete.add_argument("article", metavar="ID", type=article_id, nargs="?",
+    delete.add_argument("article", metavar="ID", type=stored_id, nargs="?",
                         help="the post's id, or with --page the page's name")
     delete.add_argument("--page", action="store_true", help=PAGE_HELP)
     delete.add_argument("--prefix", type=article_id,

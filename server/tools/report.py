@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-from livecount.config import TOKEN_FILE, Option, add_options, choice, filled, number, path
+from livecount.config import (
+    TOKEN_FILE,
+    Option,
+    add_options,
+    choice,
+    directory,
+    filled,
+    number,
+    path,
+)
 from livecount.core.periods import BUCKETS, PERIODS, PRESETS
 from livecount.core.reports import SORTS
 from livecount.node.auth import TOKEN_ENV, client_token
@@ -75,7 +84,7 @@ def _common(limit: Option | None) -> list[Option]:
             "data-dir",
             "data_dir",
             f"the server's data dir, whose `{TOKEN_FILE}` is sent unless `{TOKEN_ENV}` is set",
-            path,
+            directory,
             Path("data"),
             env=False,
         ),

@@ -672,3 +672,36 @@ async def test_a_post_keeps_its_first_title_until_the_operator_changes_it(
         )
     )
     assert code == 1 and "never counted" in err
+
+
+async def test_an_id_stored_before_a_rule_came_in_can_still_be_renamed_away_or_deleted(
+    launch: Launch, local_store: Store, dynamodb_local_url: str, prefix: str, tmp_path: Path
+):
+    """Hostile pass on issues 21 and 22: ids of spaces were stored before issue 22
+    refused them (`admin rename new "   "` moved 1,276 views there), and U+2800 before
+    it was found blank; both were listed, and `admin`, CLI and API, refused to name
+    them, so nothing could take them away. The id a row goes to is checked in full."""
+    blank, braille = Target("post", "   "), Target("post", "\u2800")
+    result = await local_store.flush(
+        flush_of(targets={blank: Delta(5, 4, "Blank"), braille: Delta(7, 6, "Braille")})
+    )
+    assert not (result.failed_targets or result.failed_rows)
+    await local_store.pages.register([blank, braille], None)
+    served = await launch()
+    token = parse_qs(urlsplit(login_url(served)).query)["token"][0]
+    api = f"http://127.0.0.1:{served.port}/api"
+
+    status, done = await asyncio.to_thread(
+        post, f"{api}/admin/delete", token, {"articleId": "   "}
+    )
+    assert status == 200 and done["movedViews"]["totalViews"] == 5, done
+    status, refused = await asyncio.to_thread(
+        post, f"{api}/admin/rename", token, {"from": "\u2800", "to": "   "}
+    )
+    assert status == 400 and refused["parameter"] == "to", refused
+    options = store_args(dynamodb_local_url, prefix, tmp_path)
+    code, _, err = await run(livecount("admin", "rename", *options, "--", "\u2800", "rescued"))
+    assert code == 0, err
+    assert await counts(local_store, "rescued") == Counts(7, 6)
+    assert (await counts(local_store, "\u2800")).total == 0
+    assert (await counts(local_store, "   ")).total == 0

@@ -192,6 +192,31 @@ def test_a_bad_variable_is_one_line_that_names_it(dest, monkeypatch, capsys):
     assert err.count("\n") == 1 and err.startswith(f"livecount: {opt.env_name}: {problem}"), err
 
 
+@pytest.mark.parametrize("under", ["", "journal"])
+@pytest.mark.parametrize("flag", ["data-dir", "archive-dir"])
+def test_a_directory_that_is_a_file_is_one_line(flag, under, tmp_path, capsys):
+    """A hostile pass found `--data-dir` naming a file (or a path under one) ended every
+    command in a NotADirectoryError traceback."""
+    file = tmp_path / "backup.ndjson"
+    file.write_text("{}\n")
+    err = refusal([f"--{flag}", str(file / under)], capsys)
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"livecount: --{flag}: must be a directory, and '{file}' is a file")
+    assert parse([f"--{flag}", str(tmp_path / "new" / "dir")])  # one yet to be made is fine
+
+
+def test_a_report_data_dir_that_is_a_file_is_one_line(tmp_path, capsys):
+    from livecount import cli
+
+    file = tmp_path / "backup.ndjson"
+    file.write_text("{}\n")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["report", "pages", "--data-dir", str(file)])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1, err
+    assert "--data-dir: must be a directory" in err
+
+
 def test_one_bad_item_of_a_list_variable_is_named(monkeypatch, capsys):
     monkeypatch.setenv("LIVECOUNT_TRUSTED_PROXY", "10.0.0.5, nonsense")
     err = refusal([], capsys)

@@ -198,7 +198,7 @@ def test_ids_hold_no_direction_overrides_that_text_may(char):
 
 
 @pytest.mark.parametrize("blank", ["\u200b", "\u200b\u200d\ufeff", "\u3164", "\u115f\u1160",
-                                   "\u0301", "\u2060", "\ufe0f"])
+                                   "\u0301", "\u2060", "\ufe0f", "\u2800"])
 def test_ids_that_show_nothing_are_refused(blank):
     for field in ID_FIELDS:
         assert "shows nothing" in error_of(views_with(field, blank)).detail

@@ -143,14 +143,14 @@ async def test_a_navigation_counts_the_new_page_once_with_its_own_title(
             r.get("articleId") == "second-post" and r.get("articleTitle") for r in rows
         ),
     )
-    assert [r for r in rows if r.get("articleId") == "second-post"] == [
-        {
-            "articleId": "second-post",
-            "articleTitle": "The second post",
-            "totalViews": 1,
-            "uniqueViews": 1,
-        }
-    ]
+    (row,) = [r for r in rows if r.get("articleId") == "second-post"]
+    assert row.pop("url") == blog.site.origin + row.pop("path")  # the row links to its page
+    assert row == {
+        "articleId": "second-post",
+        "articleTitle": "The second post",
+        "totalViews": 1,
+        "uniqueViews": 1,
+    }
 
 
 async def test_counters_fill_in_and_follow_a_second_reader_live(
@@ -198,7 +198,8 @@ async def test_a_path_no_rule_names_is_listed_as_a_page_of_its_own(
         blog.pages, lambda rows: any(r.get("pageName") == "/about" for r in rows)
     )
     assert [r for r in rows if r.get("pageName") == "/about"] == [
-        {"pageName": "/about", "totalViews": 1, "uniqueViews": 1}
+        {"pageName": "/about", "path": "/about", "url": blog.site.origin + "/about",
+         "totalViews": 1, "uniqueViews": 1}
     ]
 
 

@@ -390,6 +390,20 @@ class Reader:
             yield self.tally
             self.tally.clear()
 
+    def target(self, path: str) -> Target | None:
+        """The post or page a file's path counts for, by the mapping options; None (the
+        row skipped, and why said) for a path livecount cannot store or map."""
+        if sizes.problem(path, sizes.URL) is not None:
+            self.skip("paths livecount cannot store")
+            return None
+        target = self.paths.target(path)
+        if isinstance(target, str):
+            self.skip(target)
+            self.tally.path(path, target)
+            return None
+        self.tally.path(path, target.ref)
+        return target
+
     def skip(self, why: str) -> None:
         self.skipped[why] += 1
 
@@ -419,15 +433,8 @@ def _goatcounter(
             reader.skip("bots")
             continue
         hour = _moment(when, line)
-        if sizes.problem(path, sizes.URL) is not None:
-            reader.skip("paths livecount cannot store")
+        if (target := reader.target(path)) is None:
             continue
-        target = reader.paths.target(path)
-        if isinstance(target, str):
-            reader.skip(target)
-            tally.path(path, target)
-            continue
-        tally.path(path, target.ref)
         host = None
         if scheme == "h" and referrer:
             host = referrer_host(
@@ -465,15 +472,8 @@ def _plausible(
             hour = hour_of(moment)
         total = _count(views, line, "pageviews")
         unique = _count(visitors, line, "visitors")
-        if sizes.problem(path, sizes.URL) is not None:
-            reader.skip("paths livecount cannot store")
+        if (target := reader.target(path)) is None:
             continue
-        target = reader.paths.target(path)
-        if isinstance(target, str):
-            reader.skip(target)
-            reader.tally.path(path, target)
-            continue
-        reader.tally.path(path, target.ref)
         if total:
             reader.tally.add_views(target, total, unique, hour)
 

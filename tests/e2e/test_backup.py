@@ -18,30 +18,17 @@ import re
 import shlex
 import shutil
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import connect
 
+from tests.e2e.test_admin import livecount, run
 from tests.support import ROOT, Launch, Served, eventually, http_get
 
 HOSTS = ["a.example", "b.example", "c.example"]
 ARTICLES = [f"post-{i}" for i in range(4)]
-
-
-def livecount(*args: str) -> list[str]:
-    return [sys.executable, "-m", "livecount", *args]
-
-
-async def run(argv: list[str], timeout: float = 120) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def records(path: Path) -> list[dict[str, Any]]:

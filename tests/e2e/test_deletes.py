@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 from collections import Counter
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -33,25 +32,13 @@ from livecount.node import store_record
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.e2e.test_admin import livecount, run
 from tests.support import ROOT, Launch, Served, eventually, flush_of, http_get
 
 HOUR = "2026-01-02T03"
 TESTED = [Target("post", f"loadtest-{i}") for i in range(60)] + [Target("page", "loadtest-page")]
 REAL = [Target("post", "hello"), Target("page", "Home_Page")]
 PAGES = ("--page", "/=Home_Page", "--page", "/lt=loadtest-page")  # `/lt` counts as a page
-
-
-def livecount(*args: str) -> list[str]:
-    return [sys.executable, "-m", "livecount", *args]
-
-
-async def run(argv: list[str], timeout: float = 120) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def outcome_of(out: str) -> dict[str, Any]:

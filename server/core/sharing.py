@@ -58,6 +58,19 @@ class Sharing:
         self._pages, self._rows = {}, {}
         return list(feed.stored(pages, _entries(rows)))
 
+    def forget(self, targets: list[Target], rows: bool) -> None:
+        """A reset took these counts back (and every report row's, with `rows`): a
+        value kept from before it must not be told again, or other nodes, which merge
+        by maximum, would show it once more."""
+        gone: set[Target | Row] = set(targets)
+        self._recent = {k: v for k, v in self._recent.items()
+                        if k not in gone and not (rows and isinstance(k, Row))}
+        for target in targets:
+            if target.kind == "page":
+                self._pages.pop(target.id, None)
+        if rows:
+            self._rows.clear()
+
     def untold(self) -> None:
         """The payloads of the last take were not written: tell RECENT again."""
         self._again = True

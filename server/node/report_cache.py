@@ -224,6 +224,7 @@ class ReportCache:
             self._generation += 1
             self.rows.clear()
         targets = [Target(kind, id_) for kind, id_ in reset.targets]
+        self.sharing.forget(targets, rows=reset.reports)
         if not targets:
             return
         self.catalog.forget(targets)

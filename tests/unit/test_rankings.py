@@ -192,6 +192,22 @@ def test_sharing_tells_what_was_stored_while_others_listen_and_the_recent_past_t
     assert said == [feed.Stored([], [("timeline", "all", "post#a", 5, 2)])]
 
 
+def test_a_reset_takes_back_what_sharing_kept_to_tell_again():
+    sharing = Sharing(lambda: 0.0)
+    home, about = Target("page", "Home_Page"), Target("page", "/about/")
+    row = Row("timeline", "all", "page#Home_Page")
+    sharing.stored(home, Counts(9, 4))
+    sharing.stored(about, Counts(2, 1))
+    sharing.stored(row, Counts(9, 4))
+    sharing.forget([home], rows=True)  # deleted: its count and every row went down
+    said = [feed.read(p) for p in sharing.take(alone=False)]  # a node came
+    assert said == [feed.Stored([("/about/", 2, 1)], [])]
+    sharing.stored(home, Counts(1, 1))  # counted again after the reset
+    sharing.forget([about], rows=False)
+    said = [feed.read(p) for p in sharing.take(alone=False)]
+    assert said == [feed.Stored([("Home_Page", 1, 1)], [])]
+
+
 def test_stored_payloads_fit_items_and_read_back():
     rows = [
         ("referrer", "post#" + "x" * 900, f"#d#2026-11-24#h{i}.example", i, 0)

@@ -156,13 +156,13 @@ class LiveFeed:
             len(payloads),
         )
         self._stamp = stamps[-1]  # taken now: a write meanwhile stamps after these
-        await self.store.write_feed(
+        await self.store.feed.write(
             list(zip(stamps, payloads, strict=True)), int(wall) + feed.TTL_SECONDS
         )
 
     async def _read(self, now: float) -> None:
         try:
-            items = await self.store.read_feed(feed.window_start(self._cursor))
+            items = await self.store.feed.read(feed.window_start(self._cursor))
         except Unavailable as exc:
             warn_limited("feed_failed", error=str(exc))
             return

@@ -181,7 +181,7 @@ async def test_the_feed_is_written_only_while_another_node_is_alive(local_store:
         await write(local_store, a=1)
         await eventually(lambda: reader(local_store), lambda r: "a" in r)
         await asyncio.wait_for(consumer.settled(), 10)
-        assert await local_store.read_feed(0) == []  # alone: nobody to tell
+        assert await local_store.feed.read(0) == []  # alone: nobody to tell
 
         await local_store.stream.announce("other")  # alive for a lease time from now
 
@@ -190,7 +190,7 @@ async def test_the_feed_is_written_only_while_another_node_is_alive(local_store:
 
         await eventually(nodes, lambda n: n == 2)
         await write(local_store, a=2)
-        items = await eventually(lambda: local_store.read_feed(0), bool)
+        items = await eventually(lambda: local_store.feed.read(0), bool)
         assert [c for _, payload in items for c in feed.decode(payload)] == [("a", 3, 3)]
 
 

@@ -66,7 +66,7 @@ async def sync(store: Store, lease_time: float, within: float, shown: ProgressRe
     deadline = loop.time() + within
     while True:
         # A shard read to its end says nothing of its owner: it keeps its last owner.
-        leases = [i.lease for i in await store.stream.leases(arn) if not i.finished]
+        leases = [i.lease for i in await store.stream.leases.items(arn) if not i.finished]
         items = await store.feed.read(feed.window_start(cursor))
         said = feed_nodes(items, request, roll)
         roll.seen(leases, said, loop.time())

@@ -144,6 +144,7 @@ class Messages(Generic[C]):
         return SEND if self._talks.refuse(conn, message, entry) else None
 
     def ready(self, waiting: Waiting) -> bool:
+        """Its counts are read and its listing done (or refused): it may go on."""
         return all(map(self._ledger.has_base, waiting.targets)) and all(
             t in self._ledger.listed or t in self.over_cap for t in waiting.listing)
 

@@ -289,18 +289,10 @@ def _pages_shown() -> str:
 
 
 @dataclass(frozen=True)
-class Config:
-    """What a node runs with. A new option is one field here: its flag, variable, help and
-    documented row all come from it (then paste `python -m livecount.config` into
-    docs/CONFIGURATION.md)."""
+class StoreConfig:
+    """Where a node keeps its counts (the tables, its own files) and how it writes them:
+    the first part of `Config`, whose fields follow these."""
 
-    host: str = option("address to listen on", parse=filled, default="127.0.0.1")
-    port: int = option("port to listen on; `0` picks a free one (logged in the `listening` "
-                       "event)", parse=number(int, least=0, most=65535), default=8080)
-    workers: int = option(
-        "processes sharing the port (`auto`: one per CPU), each a node with its own journal "
-        "in `DATA_DIR/worker-<i>` and node id `<node-id>-w<i>`; `1`: this process serves "
-        "alone", parse=worker_count, default=1, metavar="N|auto")
     data_dir: Path = option(  # noqa: RUF009 (option() is a field())
         "this node's own files: the journal (keep it) and the embedded DynamoDB Local's data",
         parse=directory, default=Path("data"))
@@ -314,6 +306,38 @@ class Config:
     table_prefix: str = option(
         "prefix for every table name", default="", shown="none",
         parse=matching(r"[A-Za-z0-9_.-]{0,200}", "at most 200 of A-Z a-z 0-9 _ . -"))
+    node_id: str = option(
+        "this node's stable name (flush sequence numbers are per node)", default="",
+        shown="host name + data-dir hash",
+        parse=matching(r"[!-~]{1,128}", "1 to 128 printable ASCII characters, no space"))
+    flush_interval: float = option("seconds between writes to DynamoDB",
+                                   parse=positive(float), default=1.0)
+    report_interval: float = option(
+        "seconds between writes of report rows (Timeline, Referrer), which feed reports, "
+        "not live counts; no more than `--flush-interval`: with every flush",
+        parse=positive(float), default=10.0)
+    stream_consumer: str = option(
+        "`on`: this node copies the writer's stream to the reader table; `off`: a Lambda "
+        "does (docs/DEPLOY.md)", parse=choice("on", "off"), default="on",
+        choices=("on", "off"))
+    lease_time: float = option(
+        "seconds without renewal before another node takes a shard lease",
+        parse=positive(float), default=10.0)
+
+
+@dataclass(frozen=True)
+class Config(StoreConfig):
+    """What a node runs with: where it stores (`StoreConfig`), then how it serves. A new
+    option is one field here (or there): its flag, variable, help and documented row all
+    come from it (then paste `python -m livecount.config` into docs/CONFIGURATION.md)."""
+
+    host: str = option("address to listen on", parse=filled, default="127.0.0.1")
+    port: int = option("port to listen on; `0` picks a free one (logged in the `listening` "
+                       "event)", parse=number(int, least=0, most=65535), default=8080)
+    workers: int = option(
+        "processes sharing the port (`auto`: one per CPU), each a node with its own journal "
+        "in `DATA_DIR/worker-<i>` and node id `<node-id>-w<i>`; `1`: this process serves "
+        "alone", parse=worker_count, default=1, metavar="N|auto")
     allowed_origins: tuple[str, ...] = option(
         "accepted `Origin` of WebSocket handshakes; others get 403. None given: every Origin "
         "is accepted and a warning is logged. Clients that send no Origin (scripts, load "
@@ -322,12 +346,6 @@ class Config:
     site_domains: tuple[str, ...] = option(
         "host whose referrers are internal, its subdomains too", flag="site-domain",
         parse=site_domain, default=(), many=True, shown="none")
-    flush_interval: float = option("seconds between writes to DynamoDB",
-                                   parse=positive(float), default=1.0)
-    report_interval: float = option(
-        "seconds between writes of report rows (Timeline, Referrer), which feed reports, "
-        "not live counts; no more than `--flush-interval`: with every flush",
-        parse=positive(float), default=10.0)
     push_interval: float = option("seconds between live count pushes",
                                   parse=positive(float), default=0.1)
     pages: PageRules = option(  # noqa: RUF009
@@ -364,10 +382,6 @@ class Config:
     log_format: str = option(
         "`auto`: short lines and a banner on a terminal, JSON lines otherwise; `json` or "
         "`human` to choose", parse=choice(*LOG_FORMATS), default="auto", choices=LOG_FORMATS)
-    node_id: str = option(
-        "this node's stable name (flush sequence numbers are per node)", default="",
-        shown="host name + data-dir hash",
-        parse=matching(r"[!-~]{1,128}", "1 to 128 printable ASCII characters, no space"))
     max_frame_bytes: int = option("largest frame in bytes; larger closes with 1009",
                                   parse=positive(int), default=4096)
     rate_limit: float = option("messages a second per socket, on average",
@@ -392,13 +406,6 @@ class Config:
     slow_request: float = option(
         "seconds after which an HTTP request is logged as `slow_request` (a warning, at most "
         "one per route every 10 s)", parse=positive(float), default=1.0)
-    stream_consumer: str = option(
-        "`on`: this node copies the writer's stream to the reader table; `off`: a Lambda "
-        "does (docs/DEPLOY.md)", parse=choice("on", "off"), default="on",
-        choices=("on", "off"))
-    lease_time: float = option(
-        "seconds without renewal before another node takes a shard lease",
-        parse=positive(float), default=10.0)
     admin_token_file: Path | None = option(  # noqa: RUF009
         "the operator's token, which the dashboard, the reports and `/metrics` ask for "
         "(docs/SECURITY.md); made, random and mode 0600, if missing. Give every node of a "

@@ -230,7 +230,7 @@ async def backdate(store: Store, views: list[View], first_hour: str, last_hour: 
             ExpressionAttributeValues={":t": {"N": str(total)}, ":u": {"N": str(unique)}})
 
     for ref, hours in wanted.items():
-        counted = await store.hours(ref, first_hour, last_hour)
+        counted = await store.reports.hours(ref, first_hour, last_hour)
         sent = (sum(t for t, _ in hours.values()), sum(u for _, u in hours.values()))
         got = (sum(c.total for c in counted.values()), sum(c.unique for c in counted.values()))
         if got != sent:
@@ -245,7 +245,7 @@ async def settle(store: Store, views: list[View], first_hour: str, last_hour: st
     """Wait until every view is in the timeline (the flush writes it), site-wide."""
     async with asyncio.timeout(120):
         while True:
-            counted = await store.hours("site", first_hour, last_hour)
+            counted = await store.reports.hours("site", first_hour, last_hour)
             if sum(c.total for c in counted.values()) >= len(views):
                 return
             await asyncio.sleep(0.2)

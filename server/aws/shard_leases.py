@@ -23,6 +23,7 @@ class ShardLeases:
 
     def __init__(self, store: Store, node_id: str, lease_time: float) -> None:
         self.stream = store.stream
+        self.leases = store.stream.leases
         self.node_id = node_id
         self.arn = ""
         self.shards: list[Shard] = []
@@ -43,26 +44,26 @@ class ShardLeases:
         known = {s.id for s in self.shards}
         for shard in shards:
             if shard.id not in known:  # a lease item for every shard, made once
-                await self.stream.add_lease(shard.id, self.arn)
+                await self.leases.add_lease(shard.id, self.arn)
         self.shards = shards
 
     async def round(self) -> None:
         """Keep presence (while no lease says it) and leases alive, checkpointing in
         the same writes, then take and steal what the plan says."""
         if not self.held:
-            await self.stream.announce(self.node_id)
+            await self.leases.announce(self.node_id)
         for shard_id, counter in list(self.held.items()):
             checkpoint = self.checkpoints.get(shard_id)
             if checkpoint == self._checkpointed.get(shard_id):
                 checkpoint = None  # nothing new: a renewal alone
-            renewed = await self.stream.renew(shard_id, self.node_id, counter, checkpoint)
+            renewed = await self.leases.renew(shard_id, self.node_id, counter, checkpoint)
             if renewed is None:
                 self.drop(shard_id, "lease_lost")
             else:
                 self.held[shard_id] = renewed
                 if checkpoint is not None:
                     self._checkpointed[shard_id] = checkpoint
-        items = await self.stream.leases(self.arn)
+        items = await self.leases.items(self.arn)
         for item in items:
             if item.finished:
                 self._finished.add(item.lease.key)
@@ -84,7 +85,7 @@ class ShardLeases:
             await self._take(lease, stolen=lease in decision.steal)
 
     async def _take(self, lease: Lease, stolen: bool) -> None:
-        taken = await self.stream.take(lease, self.node_id)
+        taken = await self.leases.take(lease, self.node_id)
         if taken is None:
             return  # someone else moved first
         self.held[lease.key] = taken.lease.counter
@@ -107,7 +108,7 @@ class ShardLeases:
         """A closed shard was read to its end: record it (only while this node owns
         the lease), so its children may start, and let the shard go."""
         self._finished.add(shard_id)
-        if not await self.stream.checkpoint(shard_id, self.node_id,
+        if not await self.leases.checkpoint(shard_id, self.node_id,
                                             self.checkpoints.get(shard_id), finished=True):
             self.drop(shard_id, "lease_lost")
         self.drop(shard_id, "shard_finished")
@@ -117,9 +118,9 @@ class ShardLeases:
         for shard_id in [*self.held, None]:
             try:
                 if shard_id is None:
-                    await self.stream.leave(self.node_id)
+                    await self.leases.leave(self.node_id)
                 else:
-                    await self.stream.release(shard_id, self.node_id,
+                    await self.leases.release(shard_id, self.node_id,
                                               self.checkpoints.get(shard_id))
             except LivecountError as exc:  # it expires after lease_time instead
                 warn_limited("lease_release_failed", key=aws_code(exc), shard=shard_id,

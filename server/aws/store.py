@@ -22,13 +22,12 @@ from botocore.config import Config as BotoConfig
 from livecount.aws import store_requests
 from livecount.aws.store_batches import FlushWriter, Item, KnownItems
 from livecount.aws.store_errors import Answered, answer
+from livecount.aws.store_feed import FeedTable
 from livecount.aws.store_index import PageIndex
 from livecount.aws.store_reports import RowReads
 from livecount.aws.store_stream import StreamStore
-from livecount.core import feed
 from livecount.core.ledger import SITE, Counts, Flush, FlushResult
 from livecount.core.pages import Target
-from livecount.core.report_rows import HOSTS_FROM
 from livecount.core.tables import FEED_TTL_ATTRIBUTE, Tables
 
 __all__ = ["SITE", "Described", "Store", "Tables"]
@@ -48,7 +47,8 @@ def endpoint_url(endpoint: str) -> str | None:
 
 
 class Store:
-    """One node's store: flushes, reads, tables, the live feed; the stream side is `stream`."""
+    """One node's store: flushes, reads, tables; the stream side is `stream`, the report
+    rows' reads `reports`, the live feed `feed`."""
 
     def __init__(self, ddb: Any, streams: Any, tables: Tables, node_id: str = "node",
                  concurrency: int = 32, ddb_once: Any = None) -> None:
@@ -59,7 +59,8 @@ class Store:
         self.streams = streams
         self.tables = tables
         self.stream = StreamStore(ddb, streams, tables, ddb_once)
-        self.reports = RowReads(ddb, tables)
+        self.reports = RowReads(ddb, tables)  # report rows
+        self.feed = FeedTable(ddb, tables)  # the live feed
         self.pages = PageIndex(ddb, tables)  # what the site lists, and its cap
         # Per item, the last flush sequence number this node applied to it.
         self.flush_attribute = f"flush:{node_id}"
@@ -159,22 +160,6 @@ class Store:
             self.written.set()
         return result
 
-    # -- the live feed -----------------------------------------------------------------
-    async def write_feed(self, items: list[tuple[int, bytes]], expires: int) -> None:
-        """Feed items the caller stamped itself. The stream consumer shares what it
-        copied on its own (`stream_copy.copy_and_feed`, as the Lambda does)."""
-        for at, payload in items:
-            await answer(self.ddb.put_item(TableName=self.tables.feed,
-                                           Item=feed.item(at, payload, expires)),
-                         self.tables.feed)
-
-    async def read_feed(self, after: int) -> list[tuple[int, str]]:
-        """Feed items with a sort key above `after`, oldest first: one Query."""
-        items = await self._query(store_requests.query(
-            self.tables.feed, "feed", feed.PARTITION, ("at", f"{after:024d}", None),
-            consistent=True))
-        return [(int(i["at"]["S"]), i["changes"]["S"]) for i in items]
-
     # -- the read path ---------------------------------------------------------------
     async def read_counts(self, targets: Iterable[Target]) -> dict[Target, Counts]:
         """Counts from the reader table (posts) and HomeAndProfile (pages); absent is zero."""
@@ -204,23 +189,8 @@ class Store:
         pages = self.ddb.get_paginator("query").paginate(**kwargs)
         return list((await answer(pages.build_full_result(), kwargs["TableName"])).get("Items", []))
 
-    async def top_referrers(self, ref: str, limit: int = 10) -> list[tuple[str, int]]:
-        """External hosts that sent views to `ref` (a `Target.ref` or `SITE`) over all
-        time, most first."""
-        items = await self._query(store_requests.query(self.tables.referrers, "target", ref,
-                                                       ("host", HOSTS_FROM, None)))
-        hosts = list(store_requests.referrer_totals(items).items())
-        hosts.sort(key=lambda h: (-h[1], h[0]))
-        return hosts[:limit]
-
     async def tracked(self) -> list[Target]:
         """Every post and page ever counted, from the page index."""
         items = await self._query(store_requests.query(self.tables.index, "index",
                                                        store_requests.INDEX))
         return [t for i in items if (t := Target.from_ref(i["target"]["S"])) is not None]
-
-    async def hours(self, ref: str, first: str, last: str) -> dict[str, Counts]:
-        """Hourly buckets of `ref` (a `Target.ref` or `SITE`) from `first` to `last` hour."""
-        items = await self._query(store_requests.query(self.tables.timeline, "target", ref,
-                                                       ("hour", first, last)))
-        return {i["hour"]["S"]: store_requests.counts(i) for i in items}

@@ -251,7 +251,71 @@ class Records(Items):
                          self.tables.index)
 
 
-class Operations(Records):
+class ItemMoves(Records):
+    """The items of one post or page as read now, and the moves that empty them
+    (`core/moves.py`), each applied exactly once however often it is sent; and the purge
+    of what a delete left at zero."""
+
+    async def sources(self, target: Target) -> list[Source]:
+        """Every item of the post or page, as read now: its hours, their rollups (found
+        by the hours: a rollup row is keyed by its bucket), its referrer rows, its count
+        item."""
+        timeline, referrers, count = await asyncio.gather(
+            self.partition(self.tables.timeline, "target", target.ref),
+            self.partition(self.tables.referrers, "target", target.ref),
+            self.get(moves.count_table(self.tables, target), moves.count_key(target)))
+        found = [Source.of("timeline", i) for i in timeline]
+        buckets = dict.fromkeys(b for s in found for b in buckets_of(s.sort))
+        found += [Source.of("rollup", i) for i in await self.rollups(list(buckets), target.ref)]
+        found += [Source.of("referrer", i) for i in referrers]
+        if count is not None:
+            found.append(Source.of("count", count))
+        return found
+
+    async def move(self, plan: Plan, source: Source) -> Source | None:
+        """Apply one move, reading the source again whenever another writer got there
+        first; the move as applied, or None when nothing was left to move."""
+        for _ in range(ATTEMPTS):
+            if await transact(self.ddb, plan.transaction(source, self.tables)) is None:
+                return source
+            fresh = await self.reread(plan, source)
+            if fresh is None:
+                return None
+            source = fresh
+        raise ClientError("operation_contended", f"{plan.describe()}: an item kept changing "
+                                                 f"under {ATTEMPTS} tries; run it again")
+
+    async def reread(self, plan: Plan, source: Source) -> Source | None:
+        key = plan.transaction(source, self.tables)[0]["Update"]
+        item = await self.get(key["TableName"], key["Key"])
+        fresh = Source.of(source.kind, item) if item else None
+        return None if fresh is None or fresh.empty else fresh
+
+    async def purge(self, plan: Plan) -> int:
+        """Delete the id's items left at zero, and a post's reader item: for when no
+        node has a write of it in doubt (see `core/moves.py`)."""
+        purged = 0
+        for source in await self.sources(plan.target):
+            if source.empty:
+                try:
+                    await answer(self.ddb.delete_item(**plan.purge(source, self.tables)),
+                                 "DeleteItem")
+                    purged += 1
+                except ConditionFailed:
+                    pass  # counted on since: a later run moves it
+        if plan.kind == "page":
+            return purged
+        with_version = await self.get(self.tables.reader, moves.count_key(plan.target))
+        if with_version and await self.writer(plan.id) is None:
+            copy = Copy("delete", moves.count_key(plan.target),
+                        int(with_version.get("version", {}).get("N", 0)))
+            with contextlib.suppress(ConditionFailed):
+                await answer(self.ddb.delete_item(**copy.request(self.tables.reader)),
+                             self.tables.reader)
+        return purged
+
+
+class Operations(ItemMoves):
     """Rename and delete (`core/moves.py`) of posts and pages, resumable: each run moves
     what is left; and a post's title, which only the operator changes (a view never
     does)."""
@@ -385,64 +449,6 @@ class Operations(Records):
             return None
         new = images.get(plan.destination)
         return store_requests.counts(new) if new else Counts(0, 0)
-
-    async def sources(self, target: Target) -> list[Source]:
-        """Every item of the post or page, as read now: its hours, their rollups (found
-        by the hours: a rollup row is keyed by its bucket), its referrer rows, its count
-        item."""
-        timeline, referrers, count = await asyncio.gather(
-            self.partition(self.tables.timeline, "target", target.ref),
-            self.partition(self.tables.referrers, "target", target.ref),
-            self.get(moves.count_table(self.tables, target), moves.count_key(target)))
-        found = [Source.of("timeline", i) for i in timeline]
-        buckets = dict.fromkeys(b for s in found for b in buckets_of(s.sort))
-        found += [Source.of("rollup", i) for i in await self.rollups(list(buckets), target.ref)]
-        found += [Source.of("referrer", i) for i in referrers]
-        if count is not None:
-            found.append(Source.of("count", count))
-        return found
-
-    async def move(self, plan: Plan, source: Source) -> Source | None:
-        """Apply one move, reading the source again whenever another writer got there
-        first; the move as applied, or None when nothing was left to move."""
-        for _ in range(ATTEMPTS):
-            if await transact(self.ddb, plan.transaction(source, self.tables)) is None:
-                return source
-            fresh = await self.reread(plan, source)
-            if fresh is None:
-                return None
-            source = fresh
-        raise ClientError("operation_contended", f"{plan.describe()}: an item kept changing "
-                                                 f"under {ATTEMPTS} tries; run it again")
-
-    async def reread(self, plan: Plan, source: Source) -> Source | None:
-        key = plan.transaction(source, self.tables)[0]["Update"]
-        item = await self.get(key["TableName"], key["Key"])
-        fresh = Source.of(source.kind, item) if item else None
-        return None if fresh is None or fresh.empty else fresh
-
-    async def purge(self, plan: Plan) -> int:
-        """Delete the id's items left at zero, and a post's reader item: for when no
-        node has a write of it in doubt (see `core/moves.py`)."""
-        purged = 0
-        for source in await self.sources(plan.target):
-            if source.empty:
-                try:
-                    await answer(self.ddb.delete_item(**plan.purge(source, self.tables)),
-                                 "DeleteItem")
-                    purged += 1
-                except ConditionFailed:
-                    pass  # counted on since: a later run moves it
-        if plan.kind == "page":
-            return purged
-        with_version = await self.get(self.tables.reader, moves.count_key(plan.target))
-        if with_version and await self.writer(plan.id) is None:
-            copy = Copy("delete", moves.count_key(plan.target),
-                        int(with_version.get("version", {}).get("N", 0)))
-            with contextlib.suppress(ConditionFailed):
-                await answer(self.ddb.delete_item(**copy.request(self.tables.reader)),
-                             self.tables.reader)
-        return purged
 
 
 class BulkDeletes(Operations):

@@ -1,6 +1,6 @@
 """The report rows' reads the node keeps its report cache by (`node/report_cache.py`):
 a span of rows (one Query), one chart's rollup rows (BatchGetItem), and where the
-site's history starts. Never a Scan."""
+site's history starts; and a target's all-time referrers and hours. Never a Scan."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from livecount.aws import store_requests
 from livecount.aws.store_errors import answer
 from livecount.core.bases import Counts
-from livecount.core.report_rows import Row
+from livecount.core.report_rows import HOSTS_FROM, Row
 from livecount.core.row_cache import Span
 from livecount.core.tables import Tables
 
@@ -57,3 +57,18 @@ class RowReads:
         got = await answer(self.ddb.query(**request, Limit=1), self.tables.timeline)
         items = got.get("Items", [])
         return str(items[0]["hour"]["S"]) if items else None
+
+    async def top_referrers(self, ref: str, limit: int = 10) -> list[tuple[str, int]]:
+        """External hosts that sent views to `ref` (a `Target.ref` or `SITE`) over all
+        time, most first."""
+        items = await self._query(store_requests.query(self.tables.referrers, "target", ref,
+                                                       ("host", HOSTS_FROM, None)))
+        hosts = list(store_requests.referrer_totals(items).items())
+        hosts.sort(key=lambda h: (-h[1], h[0]))
+        return hosts[:limit]
+
+    async def hours(self, ref: str, first: str, last: str) -> dict[str, Counts]:
+        """Hourly buckets of `ref` (a `Target.ref` or `SITE`) from `first` to `last` hour."""
+        items = await self._query(store_requests.query(self.tables.timeline, "target", ref,
+                                                       ("hour", first, last)))
+        return {i["hour"]["S"]: store_requests.counts(i) for i in items}

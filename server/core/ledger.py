@@ -36,7 +36,7 @@ from livecount.core.bases import ZERO, Bases, Counts
 from livecount.core.errors import Busy
 from livecount.core.pages import Target
 from livecount.core.report_rows import SITE, ReportRows, Row
-from livecount.core.syncs import Barrier
+from livecount.core.syncs import Barrier, Barriers
 from livecount.core.write_order import Delta, Write, WriteOrder
 
 __all__ = ["SITE", "ZERO", "Busy", "Counts", "Delta", "Flush", "FlushResult", "Ledger",
@@ -96,7 +96,7 @@ class Ledger:
         self._pending_views = 0
         self._queued = 0  # views admitted on their way to the journal (`admit`)
         self._taken = 0  # the last take's sequence number
-        self._barriers: set[Barrier] = set()
+        self._barriers = Barriers()  # a backup's syncs wait on them
 
     # -- reading ---------------------------------------------------------------
     def has_base(self, target: Target) -> bool:
@@ -165,13 +165,10 @@ class Ledger:
         stored (or set aside), however many views come meanwhile (`core/syncs.py`).
         `drop` it when no longer waited for."""
         pending, unknown = self.outstanding()
-        barrier = Barrier(pending, unknown, self._taken)
-        if not barrier.done:
-            self._barriers.add(barrier)
-        return barrier
+        return self._barriers.add(Barrier(pending, unknown, self._taken))
 
     def drop(self, barrier: Barrier) -> None:
-        self._barriers.discard(barrier)
+        self._barriers.drop(barrier)
 
     # -- writing ---------------------------------------------------------------
     def admit(self) -> None:
@@ -260,13 +257,8 @@ class Ledger:
         for row, write in flush.rows.items():
             self._rows.settle(row, write, row in result.failed_rows)
         changed.update(t for t, seen in self._bases.undefer().items() if self.observe(t, seen))
-        if self._barriers:
-            unknown: set[Target | Row] = result.failed_targets | result.failed_rows
-            for barrier in list(self._barriers):
-                barrier.settled(flush.targets, unknown)
-                barrier.settled(flush.rows, unknown)
-                if barrier.done:
-                    self._barriers.discard(barrier)
+        self._barriers.settled((flush.targets, flush.rows),
+                               result.failed_targets | result.failed_rows)
         self._holding[flush.seq] = flush
         if flush.seq in self._auto:
             self._auto.discard(flush.seq)

@@ -9,8 +9,8 @@ settles it. It flushes until the barrier is done, however many views arrive
 meanwhile, and answers on the feed. The backup waits for the answer of every node it
 finds alive (`Roll`), then reads the tables.
 
-Pure: the ledger feeds the barrier its takes and settlements (`Ledger.barrier`), the
-backup feeds the roll what it reads of the store.
+Pure: the ledger feeds its barriers its takes and settlements (`Ledger.barrier`,
+`Barriers`), the backup feeds the roll what it reads of the store.
 """
 
 from __future__ import annotations
@@ -49,6 +49,30 @@ class Barrier:
             if need is None or write.seq < need or key in failed:
                 continue
             del self.required[key]
+
+
+class Barriers:
+    """The barriers still waited for: each completed flush settles them, and a barrier
+    is let go once done, or once nobody waits for it (`drop`)."""
+
+    def __init__(self) -> None:
+        self._open: set[Barrier] = set()
+
+    def add(self, barrier: Barrier) -> Barrier:
+        if not barrier.done:
+            self._open.add(barrier)
+        return barrier
+
+    def drop(self, barrier: Barrier) -> None:
+        self._open.discard(barrier)
+
+    def settled(self, flush: Iterable[Mapping[Key, Write]], failed: set[Any]) -> None:
+        """A flush's writes (counts, rows) were answered; the `failed` ones are not done."""
+        for barrier in list(self._open):
+            for writes in flush:
+                barrier.settled(writes, failed)
+            if barrier.done:
+                self._open.discard(barrier)
 
 
 class Roll:

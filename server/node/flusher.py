@@ -16,9 +16,9 @@ exactly-once rule needs and does the waiting:
 from __future__ import annotations
 
 import asyncio
-import os
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,13 @@ from livecount.aws.store import Store
 from livecount.core import journal as records
 from livecount.core.ledger import Flush, FlushResult
 from livecount.core.live import Live
-from livecount.core.settlement import Settled, Settlement
+from livecount.core.settlement import Settlement
 from livecount.logs import error, log, warn, warn_limited
+from livecount.node.dead_letters import DeadLetters
 from livecount.node.journal import Journal
 from livecount.node.metrics import Metrics
 from livecount.waits import backoff, pause
 
-DEAD_LETTERS = "dead-letters.ndjson"
 MAX_IN_FLIGHT = 8  # flushes at once: beyond, a tick is skipped (the store is struggling)
 
 
@@ -48,10 +48,8 @@ class Flusher:
         journal.idle = lambda: writes.idle  # rotations wait until all is stored
         self.store = store
         self.metrics = metrics
-        self.dead_letters = data_dir / DEAD_LETTERS
-        self.max_in_flight = max_in_flight
-        self._tasks: set[asyncio.Task[int]] = set()
-        self._counting: set[asyncio.Task[int]] = set()  # those of them that carry counts
+        self.dead_letters = DeadLetters(data_dir, metrics)
+        self.flights = Flights(max_in_flight)  # the loop's flushes
         self._last_seq = 0  # the highest sequence number taken: a new journal file's first
         self._started = False  # this run's start record is on disk: takes may follow
 
@@ -83,8 +81,8 @@ class Flusher:
         moved, settled = writes.settle(flush, result)
         self.live.stored_moved(moved, time.time())
         self.stored(result)
-        if settled.dead_letters:
-            await self._set_aside(settled)
+        if settled.dead_letters:  # before the journal says they are done
+            await self.dead_letters.set_aside(settled.dead_letters)
         if await self._completed(settled.record, flush):
             _quietly(self.journal.rotate(self._last_seq))
         failed = len(result.failed_targets) + len(result.failed_rows)
@@ -119,18 +117,6 @@ class Flusher:
                 warn_limited("flush_not_completed", error=str(exc), seq=flush.seq)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable: backoff never ends")
-
-    async def _set_aside(self, settled: Settled) -> None:
-        """Writes the store refused go to a file of their own, before the journal says
-        they are done: nothing is lost, and nothing retries them for ever."""
-        lines = b"".join(line + b"\n" for _, line in settled.dead_letters)
-        try:
-            await asyncio.to_thread(_append, self.dead_letters, lines)
-        except OSError as exc:
-            error("dead_letters_unwritten", exc, lines=len(settled.dead_letters))
-        self.metrics.dead_letters.inc(len(settled.dead_letters))
-        for key, _ in settled.dead_letters:
-            warn_limited("dead_letter", key=key, target=key, file=str(self.dead_letters))
 
     async def recover(self, stop: asyncio.Event, bound: float, store_id: str) -> None:
         """Replay the journal, then try to store what it holds for up to `bound`
@@ -176,13 +162,13 @@ class Flusher:
                 # Counts still out from an earlier tick: the store is behind. Report rows
                 # then wait (up to one more report interval), so what pages and the
                 # reader table show catches up first.
-                behind = bool(self._counting)
+                behind = self.flights.counting
                 self._start(rows=together, counts=True)
                 due = now >= next_report and (not behind or now >= next_report + every)
                 if not together and due and self._start(rows=True, counts=False):
                     next_report = now + every
         finally:
-            await self.settled()
+            await self.flights.settled()
 
     def _unjam(self) -> None:
         """A journal that failed (a full disk) while everything it holds is stored is
@@ -196,38 +182,14 @@ class Flusher:
         """Start a flush unless too many are out, or (while a replayed journal waits
         for the store) any is: recovery ends on a flush that found nothing unknown,
         which says so only when it was the one flush out."""
-        if len(self._tasks) >= self.max_in_flight or (self.writes.recovering and self._tasks):
-            if len(self._tasks) >= self.max_in_flight:
-                warn_limited("flushes_piling_up", in_flight=len(self._tasks))
-            return False
-        task = asyncio.create_task(self.flush_once(rows, counts))
-        self._tasks.add(task)
-        if counts:
-            self._counting.add(task)
-        task.add_done_callback(self._done)
-        return True
-
-    def _done(self, task: asyncio.Task[int]) -> None:
-        self._tasks.discard(task)
-        self._counting.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            error("flush_crashed", exc)
-
-    async def settled(self, within: float | None = None) -> None:
-        """Wait (at most `within` seconds) for the flushes started by the loop; never
-        cancels them, so none is left half done."""
-        deadline = None if within is None else time.monotonic() + within
-        while self._tasks:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return
-            await asyncio.wait(set(self._tasks), timeout=left)
+        flush = functools.partial(self.flush_once, rows, counts)
+        return self.flights.start(flush, counts, alone=self.writes.recovering)
 
     async def drain(self, within: float) -> None:
         """Flush until nothing is pending, report rows too, giving up after `within`
         seconds."""
         deadline = time.monotonic() + within
-        await self.settled(within)
+        await self.flights.settled(within)
         delays = backoff(0.2, 2.0)
         while not self.writes.idle and time.monotonic() < deadline:
             if not await self.flush_once() and not self.writes.idle:
@@ -246,7 +208,7 @@ async def store_accepted(flusher: Flusher, within: float) -> bool:
     delays = backoff(0.05, 1.0)
     try:
         while not barrier.done and (left := deadline - time.monotonic()) > 0:
-            await flusher.settled(left)  # the loop's flushes first: they hold keys
+            await flusher.flights.settled(left)  # the loop's flushes first: they hold keys
             if not barrier.done:
                 await flusher.flush_once()
             if not barrier.done:
@@ -256,13 +218,49 @@ async def store_accepted(flusher: Flusher, within: float) -> bool:
     return barrier.done
 
 
-def _append(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class Flights:
+    """The flushes the loop started, each in a task of its own so a slow one holds up no
+    other: at most `most` at once, waited for and never cancelled, so none is left half
+    done."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._tasks: set[asyncio.Task[int]] = set()
+        self._counting: set[asyncio.Task[int]] = set()  # those of them that carry counts
+
+    @property
+    def counting(self) -> bool:
+        """A flush of counts is still out: the store is behind."""
+        return bool(self._counting)
+
+    def start(self, flush: Callable[[], Coroutine[Any, Any, int]], counts: bool,
+              alone: bool = False) -> bool:
+        """Start `flush` unless `most` are out, or (`alone`) any is."""
+        if len(self._tasks) >= self.most or (alone and self._tasks):
+            if len(self._tasks) >= self.most:
+                warn_limited("flushes_piling_up", in_flight=len(self._tasks))
+            return False
+        task = asyncio.create_task(flush())
+        self._tasks.add(task)
+        if counts:
+            self._counting.add(task)
+        task.add_done_callback(self._done)
+        return True
+
+    def _done(self, task: asyncio.Task[int]) -> None:
+        self._tasks.discard(task)
+        self._counting.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            error("flush_crashed", exc)
+
+    async def settled(self, within: float | None = None) -> None:
+        """Wait (at most `within` seconds) for the flushes out."""
+        deadline = None if within is None else time.monotonic() + within
+        while self._tasks:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            await asyncio.wait(set(self._tasks), timeout=left)
 
 
 def _quietly(future: asyncio.Future[object]) -> None:

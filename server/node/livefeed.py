@@ -52,16 +52,13 @@ class LiveFeed:
         self.reports = reports  # told of counts and rows seen; tells what this node stored
         self.readers = readers
         self.consumer = consumer
-        # Stores everything acknowledged so far; True once done (a sync's answer).
-        self.stored = stored
+        self.syncs = SyncAnswers(stored, self._write, lambda: self.node_id)
         self._node_id = node_id
         self._lease_time = lease_time
         self._cursor = time.time_ns() // 1000 * 1000
         self._stamp = 0  # the last stamp written: this node's items only ever go up
         self._whole_at: float | None = None  # when the last whole snapshot went (None: owed)
         self._resets = feed.Resets()  # what resets took back, while the window is re-read
-        self._syncs: set[int] = set()  # stamps of syncs answered or being answered
-        self._answering: set[asyncio.Task[None]] = set()
 
     @property
     def node_id(self) -> str:
@@ -99,8 +96,7 @@ class LiveFeed:
         try:
             await self._loop(stop)
         finally:
-            for task in self._answering:
-                task.cancel()
+            self.syncs.cancel()
 
     async def _loop(self, stop: asyncio.Event) -> None:
         clock = asyncio.get_running_loop().time
@@ -160,25 +156,13 @@ class LiveFeed:
             len(payloads),
         )
         self._stamp = stamps[-1]  # taken now: a write meanwhile stamps after these
-        await self.store.write_feed(
+        await self.store.feed.write(
             list(zip(stamps, payloads, strict=True)), int(wall) + feed.TTL_SECONDS
         )
 
-    async def _answer(self, request: str) -> None:
-        """Store everything acknowledged before the sync came, then say whether it is."""
-        stored = True if self.stored is None else await self.stored()
-        log("synced", request=request, stored=stored)
-        for delay in backoff(0.2, 2.0):
-            try:
-                await self._write([feed.synced(request, self.node_id, stored)])
-                return
-            except LivecountError as exc:  # the backup waits for it: try again
-                warn_limited("feed_failed", error=str(exc))
-                await asyncio.sleep(delay)
-
     async def _read(self, now: float) -> None:
         try:
-            items = await self.store.read_feed(feed.window_start(self._cursor))
+            items = await self.store.feed.read(feed.window_start(self._cursor))
         except Unavailable as exc:
             warn_limited("feed_failed", error=str(exc))
             return
@@ -195,11 +179,7 @@ class LiveFeed:
                 for name, total, unique in said.pages:
                     live.seen(Target("page", name), Counts(total, unique), wall)
             elif isinstance(said, feed.Sync):
-                if at not in self._syncs:
-                    self._syncs.add(at)
-                    task = asyncio.create_task(self._answer(said.request))
-                    self._answering.add(task)
-                    task.add_done_callback(self._answering.discard)
+                self.syncs.heard(at, said.request)
             elif isinstance(said, feed.Synced):
                 continue  # for the backup that asked
             elif isinstance(said, list):
@@ -214,7 +194,7 @@ class LiveFeed:
         self._cursor = feed.next_cursor(self._cursor, (at for at, _ in items))
         start = feed.window_start(self._cursor)
         self._resets.trim(start)
-        self._syncs = {at for at in self._syncs if at >= start}
+        self.syncs.trim(start)
 
     async def reset(self, targets: list[Target], said: feed.Reset | None = None) -> None:
         """Forget what this node believes of `targets` (renamed away, deleted, an import
@@ -230,3 +210,45 @@ class LiveFeed:
             warn_limited("feed_failed", error=str(exc))
             return
         self.live.reloaded(counts, time.time())
+
+
+class SyncAnswers:
+    """A backup's syncs (`core/syncs.py`), each answered once however often the feed's
+    window shows it: this node stores everything it acknowledged before the sync came
+    (`stored`: True once done), then says on the feed whether it did."""
+
+    def __init__(self, stored: Callable[[], Awaitable[bool]] | None,
+                 write: Callable[[list[bytes]], Awaitable[None]],
+                 node_id: Callable[[], str]) -> None:
+        self.stored = stored
+        self._write = write
+        self._node_id = node_id
+        self._seen: set[int] = set()  # stamps of syncs answered or being answered
+        self._answering: set[asyncio.Task[None]] = set()
+
+    def heard(self, at: int, request: str) -> None:
+        if at not in self._seen:
+            self._seen.add(at)
+            task = asyncio.create_task(self._answer(request))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+
+    def trim(self, start: int) -> None:
+        """Forget the syncs before the feed's window: it shows them no more."""
+        self._seen = {at for at in self._seen if at >= start}
+
+    def cancel(self) -> None:
+        for task in self._answering:
+            task.cancel()
+
+    async def _answer(self, request: str) -> None:
+        """Store everything acknowledged before the sync came, then say whether it is."""
+        stored = True if self.stored is None else await self.stored()
+        log("synced", request=request, stored=stored)
+        for delay in backoff(0.2, 2.0):
+            try:
+                await self._write([feed.synced(request, self._node_id(), stored)])
+                return
+            except LivecountError as exc:  # the backup waits for it: try again
+                warn_limited("feed_failed", error=str(exc))
+                await asyncio.sleep(delay)

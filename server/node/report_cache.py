@@ -3,8 +3,9 @@
 Three parts (`core/catalog.py`, `core/row_cache.py`): the catalog of every post and
 page (live counts, titles, paths), read once at start; the spans of report rows that
 reports asked for (bucket partitions, ranges of referrer rows), each read once; and
-the rankings of periods, sums of their buckets. No request reads every page of the
-site: after those reads, only what moves comes in, from
+the rankings of periods, sums of their buckets (those two are `node/span_reads.py`'s).
+No request reads every page of the site: after those reads, only what moves comes in,
+from
 
 - this node's flushes: the store's answer to each write (counts, titles, paths, rows);
 - the stream: posts' counts, whoever wrote them (`image`);
@@ -29,16 +30,14 @@ from livecount.aws.store import Described, Store
 from livecount.core import feed
 from livecount.core.bases import Counts
 from livecount.core.catalog import Catalog
-from livecount.core.errors import LivecountError, Unavailable
+from livecount.core.errors import LivecountError
 from livecount.core.ledger import FlushResult
 from livecount.core.pages import PageRules, Target
 from livecount.core.periods import Period
-from livecount.core.rankings import Ranking
-from livecount.core.report_rows import SITE, Row, is_bucket
-from livecount.core.reports import Point
-from livecount.core.row_cache import PeriodRankings, RowCache, Span
+from livecount.core.report_rows import Row, is_bucket
 from livecount.core.sharing import Sharing
 from livecount.logs import log, warn_limited
+from livecount.node.span_reads import SpanReads
 from livecount.waits import backoff, pause
 
 READS_AT_ONCE: Final = 8  # the store's reads in flight for reports
@@ -52,15 +51,11 @@ class ReportCache:
         self.store = store
         self.clock = clock
         self.catalog = Catalog(pages.where)
-        self.rows = RowCache(most_rows)
-        self.rankings = PeriodRankings(self.rows, self.catalog.label)
-        self.catalog.relabelled.append(self.rankings.relabel)
+        self._limit = asyncio.Semaphore(READS_AT_ONCE)
+        self.spans = SpanReads(store, self.catalog.label, self._limit, most_rows)
+        self.catalog.relabelled.append(self.spans.rankings.relabel)
         self.loaded = asyncio.Event()  # the catalog is read: reports may answer
         self._loading: asyncio.Task[None] | None = None
-        self._reads: dict[Span, asyncio.Future[dict[str, Counts]]] = {}
-        self._limit = asyncio.Semaphore(READS_AT_ONCE)
-        self._generation = 0  # moves on at each reset: reads begun before are void
-        self._first_hour: tuple[int, str | None] | None = None  # (generation, hour)
         self.sharing = Sharing(clock)  # what this node stores, told the other nodes
 
     # -- start -------------------------------------------------------------------------
@@ -118,79 +113,11 @@ class ReportCache:
         """Read what the periods' rankings need, so the first dashboard has it."""
         for period in periods:
             try:
-                await self.ranking(period)
+                await self.spans.ranking(period)
             except LivecountError as exc:
                 warn_limited("reports_prewarm_failed", error=str(exc))
                 return
-        log("reports_ready", rows=self.rows.size)
-
-    # -- reads -------------------------------------------------------------------------
-    async def span(self, span: Span) -> dict[str, Counts]:
-        """`span`'s rows: cached, or read once however many ask at once."""
-        for _ in range(3):
-            if (cached := self.rows.get(span)) is not None:
-                return cached
-            generation = self._generation
-            read = self._reads.get(span)
-            if read is None:
-                read = self._reads[span] = asyncio.ensure_future(self._read_span(span))
-            rows = await asyncio.shield(read)
-            if generation == self._generation:
-                return rows
-        raise Unavailable("reports kept changing under a read: ask again")
-
-    async def _read_span(self, span: Span) -> dict[str, Counts]:
-        generation = self._generation
-        self.rows.reading(span)
-        try:
-            async with self._limit:
-                rows = await self.store.reports.rows(span)
-        except BaseException:
-            self.rows.failed(span)
-            raise
-        finally:
-            self._reads.pop(span, None)
-        if generation != self._generation:
-            return rows  # a reset came meanwhile: the caller reads again
-        return self.rows.put(span, rows)
-
-    async def ranking(self, period: Period) -> Ranking:
-        """The period's pages by their views in it."""
-        keys = period.keys
-        for _ in range(3):
-            if (ranking := self.rankings.get(keys)) is not None:
-                return ranking
-            generation = self._generation
-            await asyncio.gather(*(self.span(Span.bucket(k)) for k in keys))
-            partitions = [self.rows.get(Span.bucket(k)) for k in keys]
-            if generation == self._generation and all(p is not None for p in partitions):
-                return self.rankings.build(keys, [p for p in partitions if p is not None])
-        raise Unavailable("reports kept changing under a read: ask again")
-
-    async def series(self, period: Period, ref: str) -> list[Point]:
-        """`ref`'s (or the site's) views in each bucket of the period: from the cached
-        partitions, and for the buckets not cached, their one row each."""
-        values: dict[str, Counts] = {}
-        missing = []
-        for key in period.keys:
-            rows = self.rows.get(Span.bucket(key))
-            if rows is None:
-                missing.append(key)
-            elif (counts := rows.get(ref)) is not None:
-                values[key] = counts
-        if missing:
-            async with self._limit:
-                values |= await self.store.reports.rollups(missing, ref)
-        return period.series(values)
-
-    async def first_hour(self) -> str | None:
-        """The site's first hour with views, where "all time" starts."""
-        if self._first_hour is None or self._first_hour[0] != self._generation:
-            generation = self._generation
-            async with self._limit:
-                hour = await self.store.reports.first_hour(SITE)
-            self._first_hour = (generation, hour)
-        return self._first_hour[1]
+        log("reports_ready", rows=self.spans.rows.size)
 
     # -- what moves ----------------------------------------------------------------------
     def flushed(self, result: FlushResult) -> None:
@@ -203,7 +130,7 @@ class ReportCache:
             self.catalog.describe(target, title, path)
         for row, counts in result.applied_rows.items():
             if row.table == "referrer" or is_bucket(row.target):
-                self.rows.learn(row, counts)
+                self.spans.learn(row, counts)
                 self.sharing.stored(row, counts)
 
     def image(self, article: str, counts: Counts) -> None:
@@ -215,14 +142,13 @@ class ReportCache:
         for name, total, unique in stored.pages:
             self.catalog.observe(Target("page", name), Counts(total, unique))
         for table, partition, sort, total, unique in stored.rows:
-            self.rows.learn(Row("referrer" if table == "referrer" else "timeline",
-                                partition, sort), Counts(total, unique))
+            self.spans.learn(Row("referrer" if table == "referrer" else "timeline",
+                                 partition, sort), Counts(total, unique))
 
     async def reset(self, reset: feed.Reset) -> None:
         """Counts that went down, or changed in the past: read them again."""
         if reset.reports:
-            self._generation += 1
-            self.rows.clear()
+            self.spans.reset()
         targets = [Target(kind, id_) for kind, id_ in reset.targets]
         self.sharing.forget(targets, rows=reset.reports)
         if not targets:

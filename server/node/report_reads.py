@@ -66,6 +66,7 @@ class Reports:
         self.overlay = overlay
         self.pages = pages
         self.cache = cache
+        self.spans = cache.spans  # the report rows asked for
         self.origin = origin
         self.clock = clock
 
@@ -96,7 +97,7 @@ class Reports:
             bucket = periods.parse_bucket(query.get("bucket")) or "hour"
             since = self.clock() - LEGACY_SPANS[bucket]
             query = {**query, "bucket": bucket, "since": since.isoformat()}
-        first = await self.cache.first_hour() if query.get("period") == periods.ALL_TIME \
+        first = await self.spans.first_hour() if query.get("period") == periods.ALL_TIME \
             else None
         return periods.resolve(query, self.clock(), first)
 
@@ -104,7 +105,7 @@ class Reports:
         """The external hosts that sent `ref` (or the site) views in the period, most
         first. All time is each host's all-time row (an import's hosts have no time)."""
         low, high = (HOSTS_FROM, None) if period.name == periods.ALL_TIME else period.hosts()
-        return top_hosts(await self.cache.span(Span("referrer", ref, low, high)), limit)
+        return top_hosts(await self.spans.span(Span("referrer", ref, low, high)), limit)
 
     def row(self, target: Target, counts: Counts) -> dict[str, Any]:
         """One post's or page's row: its id, title, where it is, and `counts`."""
@@ -130,7 +131,7 @@ class Reports:
             raise BadParameter("q", f"is at most {MAX_SEARCH_CHARS} characters")
         live = not any(k in query for k in PERIOD_PARAMETERS)
         ranking = await self._live() if live else \
-            await self.cache.ranking(await self._period(query))
+            await self.spans.ranking(await self._period(query))
         found = ranking.page(sort, query.get("cursor"), limit, kind,
                              self.cache.catalog.matches(text) if text else None, reverse)
         rows = [self.row(t, self._counts(t, c) if live else c)
@@ -151,11 +152,11 @@ class Reports:
         target = self._target(query)
         period = await self._period(query)
         ref = target.ref if target else SITE
-        points = await self.cache.series(period, ref)
+        points = await self.spans.series(period, ref)
         total = periods.totals(points)
         answer: dict[str, Any] = {"period": period.describe()}
         if target is None:
-            ranking = await self.cache.ranking(period)
+            ranking = await self.spans.ranking(period)
             every = await self._live()
             answer |= {"pages": len(ranking), "posts": ranking.kinds["post"],
                        "live": {"totalViews": every.sum.total, "uniqueViews": every.sum.unique,
@@ -188,7 +189,7 @@ class Reports:
         hosts, points = await asyncio.gather(
             self._hosts(period if given else _all_time(period), target.ref, 10)
             if "referrers" in details else _none(),
-            self.cache.series(period, target.ref) if "timeline" in details else _none())
+            self.spans.series(period, target.ref) if "timeline" in details else _none())
         if given:
             answer["period"] = period.describe()
         if hosts is not None:
@@ -208,7 +209,7 @@ class Reports:
     async def timeline(self, query: Query) -> list[reports.Point]:
         target = self._target(query)
         period = await self._period(query, legacy=True)
-        return await self.cache.series(period, target.ref if target else SITE)
+        return await self.spans.series(period, target.ref if target else SITE)
 
 
 def _direction(text: str | None, sort: str) -> bool:

@@ -66,8 +66,8 @@ async def sync(store: Store, lease_time: float, within: float, shown: ProgressRe
     deadline = loop.time() + within
     while True:
         # A shard read to its end says nothing of its owner: it keeps its last owner.
-        leases = [i.lease for i in await store.stream.leases(arn) if not i.finished]
-        items = await store.read_feed(feed.window_start(cursor))
+        leases = [i.lease for i in await store.stream.leases.items(arn) if not i.finished]
+        items = await store.feed.read(feed.window_start(cursor))
         said = feed_nodes(items, request, roll)
         roll.seen(leases, said, loop.time())
         cursor = feed.next_cursor(cursor, (at for at, _ in items))
@@ -76,7 +76,7 @@ async def sync(store: Store, lease_time: float, within: float, shown: ProgressRe
         if not asked:
             now = time.time()
             stamp = feed.stamps(int(now * 1e6), zlib.crc32(request.encode()), 1)[0]
-            await store.write_feed([(stamp, feed.sync(request))], int(now) + feed.TTL_SECONDS)
+            await store.feed.write([(stamp, feed.sync(request))], int(now) + feed.TTL_SECONDS)
             asked = True
         waiting = roll.waiting(loop.time())
         shown.step("sync", len(roll.nodes) - len(waiting), len(roll.nodes))

@@ -127,9 +127,10 @@ async def test_every_entrance_gives_a_title_the_verdict_of_the_one_validation(
             if title not in TITLES:  # a later title is the first one kept
                 await view(ws, {"articleId": article, "articleTitle": "Later"})
             kept = title if title in TITLES else "Later"
-            await eventually(partial(asyncio.to_thread, http_get, f"{api}/pages/{article}"),
-                             lambda got: got[0] == 200 and
-                             json.loads(got[2]).get("articleTitle") == kept)  # noqa: B023
+            await eventually(
+                partial(asyncio.to_thread, http_get, f"{api}/pages/{article}"),
+                lambda got: got[0] == 200 and json.loads(got[2]).get("articleTitle") == kept,  # noqa: B023
+            )
             status, done = await eventually(
                 partial(asyncio.to_thread, post, f"{api}/admin/title", token,
                         {"articleId": article, "title": title}),

@@ -130,7 +130,7 @@ async def test_the_reader_table_ends_equal_to_the_writer(launch: Launch, local_s
                      lambda r: r == writer)
     assert writer["post-0"] == (8, 5)  # i = 0,4,...,28: 8 views; 0, 12 and 24 refreshed
     # Referrer rows are separate writes of the same flushes: wait for all 15, not the first.
-    await eventually(lambda: local_store.top_referrers("site"),
+    await eventually(lambda: local_store.reports.top_referrers("site"),
                      lambda hosts: hosts == [("news.example", 15)])  # the site's own is internal
 
 

@@ -114,7 +114,7 @@ async def test_a_rename_merges_every_count_onto_the_new_id(local_store: Store):
     # Over the live feed: the new id's count, and a reset of the old one, whose
     # larger count the nodes must forget (counts merge by maximum), and of the new one
     # (it may have taken the old one's title).
-    said = [feed.read(payload) for _, payload in await store.read_feed(0)]
+    said = [feed.read(payload) for _, payload in await store.feed.read(0)]
     assert ["new", 7, 5] in [list(c) for s in said if isinstance(s, list) for c in s]
     assert feed.Reset([("post", "old"), ("post", "new")]) in said
 
@@ -503,7 +503,7 @@ async def test_a_prefix_deletes_a_load_tests_posts_and_pages_and_nothing_else(lo
 
 async def resets(store: Store) -> set[tuple[str, str]]:
     """Every (kind, id) the live feed has told the nodes to read again."""
-    said = [feed.read(payload) for _, payload in await store.read_feed(0)]
+    said = [feed.read(payload) for _, payload in await store.feed.read(0)]
     return {t for r in said if isinstance(r, feed.Reset) for t in r.targets}
 
 

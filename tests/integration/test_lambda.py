@@ -58,7 +58,7 @@ async def test_the_lambda_copies_writer_to_reader_and_feeds_live_counts(
     answer = await asyncio.to_thread(aws_lambda.handler, event, None)
     assert answer == {"batchItemFailures": []}
     assert await reader(local_store) == {"a": (5, 4), "b": (1, 1)}
-    items = await local_store.read_feed(0)
+    items = await local_store.feed.read(0)
     assert [tuple(c) for _, payload in items for c in feed.decode(payload)] == [
         ("a", 5, 4), ("b", 1, 1)]
 
@@ -163,5 +163,5 @@ async def test_the_documented_zip_is_the_core_and_runs_with_only_boto3(
     assert result["file"].startswith(str(bundle))
     assert not [m for m in result["modules"] if m.split(".")[0] in HEAVY or m in HEAVY]
     assert await reader(local_store) == {"a": (3, 2)}
-    items = await local_store.read_feed(0)
+    items = await local_store.feed.read(0)
     assert [c for _, payload in items for c in feed.decode(payload)] == [("a", 3, 2)]

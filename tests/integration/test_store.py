@@ -91,19 +91,20 @@ async def test_top_referrers_is_a_query_sorted_by_views(any_store: Store):
     await any_store.flush(flush_of(rows={
         ref(A.ref, "x.org"): Delta(1), ref(A.ref, "y.org"): Delta(5), ref(A.ref, "z.org"): Delta(3),
         ref(B.ref, "x.org"): Delta(9), ref(SITE, "x.org"): Delta(10)}))
-    assert await any_store.top_referrers(A.ref) == [("y.org", 5), ("z.org", 3), ("x.org", 1)]
-    assert await any_store.top_referrers(A.ref, limit=1) == [("y.org", 5)]
-    assert await any_store.top_referrers(SITE) == [("x.org", 10)]
+    assert await any_store.reports.top_referrers(A.ref) == [
+        ("y.org", 5), ("z.org", 3), ("x.org", 1)]
+    assert await any_store.reports.top_referrers(A.ref, limit=1) == [("y.org", 5)]
+    assert await any_store.reports.top_referrers(SITE) == [("x.org", 10)]
 
 
 async def test_hour_buckets_are_a_range_query(any_store: Store):
     rows = {Row("timeline", A.ref, f"2026-11-24T{h:02d}"): Delta(h, 1) for h in range(5)}
     await any_store.flush(flush_of(rows=rows))
     await any_store.flush(flush_of(rows={Row("timeline", A.ref, "2026-11-24T02"): Delta(10, 0)}))
-    assert await any_store.hours(A.ref, "2026-11-24T01", "2026-11-24T03") == {
+    assert await any_store.reports.hours(A.ref, "2026-11-24T01", "2026-11-24T03") == {
         "2026-11-24T01": Counts(1, 1), "2026-11-24T02": Counts(12, 1),
         "2026-11-24T03": Counts(3, 1)}
-    assert await any_store.hours(B.ref, "2026-11-24T00", "2026-11-24T23") == {}
+    assert await any_store.reports.hours(B.ref, "2026-11-24T00", "2026-11-24T23") == {}
 
 
 async def test_a_flush_says_each_report_row_as_stored(any_store: Store):
@@ -124,7 +125,7 @@ async def test_a_flush_says_each_report_row_as_stored(any_store: Store):
     assert await reads.rollups(["d#2026-11-24", "d#2026-11-25"], A.ref) == {
         "d#2026-11-24": Counts(5, 1)}
     assert await reads.first_hour(A.ref) == "2026-11-24T07"
-    assert await any_store.top_referrers(SITE) == []  # a period's row is no all-time host
+    assert await any_store.reports.top_referrers(SITE) == []  # a period's row is no all-time host
 
 
 async def test_a_posts_path_is_the_first_one_stored(any_store: Store):
@@ -177,7 +178,7 @@ async def test_writes_refused_as_invalid_are_rejected_and_the_rest_of_the_flush_
     assert not result.rejected_targets
     assert not (result.failed_targets or result.failed_rows)
     assert result.applied == {A: Counts(2, 1), HOME: Counts(1, 1), wide: Counts(1, 1)}
-    assert await local_store.top_referrers(A.ref) == [("x.org", 2)]
+    assert await local_store.reports.top_referrers(A.ref) == [("x.org", 2)]
 
     # Sent again and again (as a node without dead letters would), it logs once per
     # table and error code, not once per write.
@@ -208,9 +209,9 @@ async def test_sending_a_flush_twice_adds_it_once(any_store: Store):
     again = await any_store.flush(flush)  # a lost response, retried
     assert first.applied == again.applied == {A: Counts(2, 1), HOME: Counts(1, 1)}
     assert not again.failed_targets and not again.failed_rows
-    assert await any_store.hours(A.ref, "2026-11-24T07", "2026-11-24T07") == {
+    assert await any_store.reports.hours(A.ref, "2026-11-24T07", "2026-11-24T07") == {
         "2026-11-24T07": Counts(2, 1)}
-    assert await any_store.top_referrers(SITE) == [("x.org", 2)]
+    assert await any_store.reports.top_referrers(SITE) == [("x.org", 2)]
     newer = await any_store.flush(flush_of(targets={A: Delta(1, 1)}))
     assert newer.applied[A] == Counts(3, 2)
 
@@ -237,7 +238,7 @@ async def test_two_nodes_count_hundreds_of_hosts_each_once(dynamodb_local_url: s
                 assert settled(await store.flush(flush))
                 if round_ == 0:
                     assert settled(await store.flush(flush))  # resent: adds nothing
-        stored = dict(await a.top_referrers(A.ref, limit=1000))
+        stored = dict(await a.reports.top_referrers(A.ref, limit=1000))
     assert stored == {h: 6 * n for h, n in views.items()}
 
 
@@ -292,7 +293,7 @@ async def test_writes_go_25_a_request_and_a_resent_batch_adds_nothing(local_stor
     assert not singles.calls
     stored = await store.read_counts(pages)
     assert stored == {t: Counts(d.total + 1, d.unique) for t, d in pages.items()}
-    assert await store.hours(SITE, "2026-11-24T07", "2026-11-24T07") == {
+    assert await store.reports.hours(SITE, "2026-11-24T07", "2026-11-24T07") == {
         "2026-11-24T07": Counts(61, 30)}
 
 
@@ -321,7 +322,7 @@ async def test_a_first_batch_whose_answer_is_lost_is_resent_one_write_a_request(
     assert batches.calls["batch_execute_statement"] == 1
     assert singles.calls == {"update_item": 3}
     assert await writer_counts(local_store) == {"a": Counts(2, 1)}
-    assert await local_store.top_referrers(A.ref) == [("x.org", 2)]
+    assert await local_store.reports.top_referrers(A.ref) == [("x.org", 2)]
 
 
 async def test_once_batches_work_one_lost_leaves_its_writes_unknown_for_a_later_flush(
@@ -337,7 +338,7 @@ async def test_once_batches_work_one_lost_leaves_its_writes_unknown_for_a_later_
     again = await store.flush(flush)  # the next flush resends them unchanged
     assert settled(again) and again.applied == {A: Counts(2, 1)}
     assert await writer_counts(local_store) == {"a": Counts(2, 1), "b": Counts(1, 1)}
-    assert await local_store.top_referrers(A.ref) == [("x.org", 2)]
+    assert await local_store.reports.top_referrers(A.ref) == [("x.org", 2)]
 
 
 async def test_an_endpoint_without_batches_gets_one_write_a_request(moto_url: str, prefix: str):

@@ -147,33 +147,34 @@ def image_record(article: str, total: int, version: int, sequence: str) -> dict[
 
 async def test_lease_writes_are_conditional_on_owner_and_counter(local_store: Store):
     stream = local_store.stream
+    leases = stream.leases
     arn = await stream.stream_arn()
     shard = (await stream.shards(arn))[0].id
 
     async def lease_item() -> LeaseItem:
-        return next(i for i in await stream.leases(arn) if i.lease.key == shard)
+        return next(i for i in await leases.items(arn) if i.lease.key == shard)
 
-    await stream.add_lease(shard, arn)
-    await stream.add_lease(shard, arn)  # made once: the second is refused, quietly
+    await leases.add_lease(shard, arn)
+    await leases.add_lease(shard, arn)  # made once: the second is refused, quietly
     assert await lease_item() == LeaseItem(Lease(shard, None, 0))
-    taken = await stream.take(Lease(shard, None, 0), "a")
+    taken = await leases.take(Lease(shard, None, 0), "a")
     assert taken == LeaseItem(Lease(shard, "a", 1))
-    assert await stream.take(Lease(shard, None, 0), "b") is None  # "a" moved first
-    assert await stream.renew(shard, "b", 1) is None  # not b's
-    assert await stream.renew(shard, "a", 1) == 2
-    assert await stream.renew(shard, "a", 1) is None  # a stale counter: no longer a's to renew
-    assert await stream.checkpoint(shard, "b", "100") is False
-    assert await stream.checkpoint(shard, "a", "100", finished=True) is True
+    assert await leases.take(Lease(shard, None, 0), "b") is None  # "a" moved first
+    assert await leases.renew(shard, "b", 1) is None  # not b's
+    assert await leases.renew(shard, "a", 1) == 2
+    assert await leases.renew(shard, "a", 1) is None  # a stale counter: no longer a's to renew
+    assert await leases.checkpoint(shard, "b", "100") is False
+    assert await leases.checkpoint(shard, "a", "100", finished=True) is True
     assert await lease_item() == LeaseItem(Lease(shard, "a", 2), finished=True, checkpoint="100")
-    await stream.release(shard, "b")  # not b's: nothing changes
+    await leases.release(shard, "b")  # not b's: nothing changes
     assert (await lease_item()).lease.owner == "a"
-    await stream.release(shard, "a")
+    await leases.release(shard, "a")
     assert (await lease_item()).lease.owner is None
 
-    assert [await stream.announce("a"), await stream.announce("a")] == [1, 2]
-    assert Lease(NODE_PREFIX + "a", "a", 2) in [i.lease for i in await stream.leases(arn)]
-    await stream.leave("a")
-    assert [i.lease.key for i in await stream.leases(arn)] == [shard]
+    assert [await leases.announce("a"), await leases.announce("a")] == [1, 2]
+    assert Lease(NODE_PREFIX + "a", "a", 2) in [i.lease for i in await leases.items(arn)]
+    await leases.leave("a")
+    assert [i.lease.key for i in await leases.items(arn)] == [shard]
 
 
 async def test_the_feed_is_written_only_while_another_node_is_alive(local_store: Store):
@@ -181,16 +182,16 @@ async def test_the_feed_is_written_only_while_another_node_is_alive(local_store:
         await write(local_store, a=1)
         await eventually(lambda: reader(local_store), lambda r: "a" in r)
         await asyncio.wait_for(consumer.settled(), 10)
-        assert await local_store.read_feed(0) == []  # alone: nobody to tell
+        assert await local_store.feed.read(0) == []  # alone: nobody to tell
 
-        await local_store.stream.announce("other")  # alive for a lease time from now
+        await local_store.stream.leases.announce("other")  # alive for a lease time from now
 
         async def nodes() -> int:
             return consumer.nodes
 
         await eventually(nodes, lambda n: n == 2)
         await write(local_store, a=2)
-        items = await eventually(lambda: local_store.read_feed(0), bool)
+        items = await eventually(lambda: local_store.feed.read(0), bool)
         assert [c for _, payload in items for c in feed.decode(payload)] == [("a", 3, 3)]
 
 
@@ -209,22 +210,24 @@ async def test_a_copy_the_store_rejects_is_skipped_and_later_ones_apply(local_st
 
 async def test_a_renewal_carries_the_checkpoint_and_a_release_the_last_one(local_store: Store):
     stream = local_store.stream
+    leases = stream.leases
     arn = await stream.stream_arn()
     shard = (await stream.shards(arn))[0].id
-    await stream.add_lease(shard, arn)
-    await stream.take(Lease(shard, None, 0), "a")
-    assert await stream.renew(shard, "a", 1, "200") == 2
-    assert await stream.renew(shard, "b", 2, "300") is None  # not b's: nothing written
-    items = {i.lease.key: i for i in await stream.leases(arn)}
+    await leases.add_lease(shard, arn)
+    await leases.take(Lease(shard, None, 0), "a")
+    assert await leases.renew(shard, "a", 1, "200") == 2
+    assert await leases.renew(shard, "b", 2, "300") is None  # not b's: nothing written
+    items = {i.lease.key: i for i in await leases.items(arn)}
     assert items[shard] == LeaseItem(Lease(shard, "a", 2), checkpoint="200")
-    await stream.release(shard, "a", "250")
-    items = {i.lease.key: i for i in await stream.leases(arn)}
+    await leases.release(shard, "a", "250")
+    items = {i.lease.key: i for i in await leases.items(arn)}
     assert items[shard] == LeaseItem(Lease(shard, None, 2), checkpoint="250")
 
 
 async def test_a_lease_holder_renews_with_its_checkpoint_and_does_not_announce_itself(
         local_store: Store):
     stream = local_store.stream
+    leases = stream.leases
     arn = await stream.stream_arn()
     seen: list[tuple[str, int, int]] = []
     consumer = StreamConsumer(local_store, lambda *image: seen.append(image), "holder",
@@ -236,7 +239,7 @@ async def test_a_lease_holder_renews_with_its_checkpoint_and_does_not_announce_i
         await eventually(lambda: reader(local_store), lambda r: "a" in r)
 
         async def items() -> dict[str, LeaseItem]:
-            return {i.lease.key: i for i in await stream.leases(arn)}
+            return {i.lease.key: i for i in await leases.items(arn)}
 
         shard = next(iter(consumer.held))
         # The checkpoint reaches the lease item with a renewal, not a write of its own.

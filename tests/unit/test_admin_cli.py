@@ -37,8 +37,8 @@ def refused(argv: list[str], capsys) -> str:
     (["admin", "rename", "a"], "livecount: the following arguments are required: NEW\n"),
     (["admin", "delete", ""], "livecount: ID: an article id must not be empty, got ''\n"),
     (["import", "f.csv", "--path-pattern", "blog/{id}"],
-     "livecount: --path-pattern: must start with / and hold {id} once, such as /blog/{id}/ or "
-     "/{yyyy}/{mm}/{dd}/{id}/, got 'blog/{id}'\n"),
+     "livecount: --path-pattern: must start with / and hold {id} once, "
+     "such as /blog/{id}/ or /{yyyy}/{mm}/{dd}/{id}/, got 'blog/{id}'\n"),
     (["export", "--format", "xml"],
      "livecount: --format: must be one of csv, ndjson, got 'xml'\n"),
     (["admin", "delete", "x", "--port", "1"], "livecount: unrecognized arguments: --port 1\n"),

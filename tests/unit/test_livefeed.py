@@ -13,13 +13,15 @@ from tests.unit.test_engine import A, T, engine
 
 
 class Feed:
-    """What `LiveFeed` asks of the store: the feed's items, and the stored counts."""
+    """What `LiveFeed` asks of the store: the feed's items (`store.feed`), and the stored
+    counts."""
 
     def __init__(self) -> None:
         self.items: list[tuple[int, str]] = []
         self.stored: dict[Target, Counts] = {}
+        self.feed = self
 
-    async def read_feed(self, after: int) -> list[tuple[int, str]]:
+    async def read(self, after: int) -> list[tuple[int, str]]:
         return sorted(i for i in self.items if i[0] > after)
 
     async def read_counts(self, targets: list[Target]) -> dict[Target, Counts]:

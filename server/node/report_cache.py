@@ -1,7 +1,8 @@
 """What this node keeps of the store for its reports, and how it keeps it current.
 
 Three parts (`core/catalog.py`, `core/row_cache.py`): the catalog of every post and
-page (live counts, titles, paths), read once at start; the spans of report rows that
+page (live counts, titles, paths), read once at start (while it is read, a period's
+report reads its rows and the titles it shows itself); the spans of report rows that
 reports asked for (bucket partitions, ranges of referrer rows), each read once; and
 the rankings of periods, sums of their buckets. No request reads every page of the
 site: after those reads, only what moves comes in, from
@@ -61,6 +62,7 @@ class ReportCache:
         self._limit = asyncio.Semaphore(READS_AT_ONCE)
         self._generation = 0  # moves on at each reset: reads begun before are void
         self._first_hour: tuple[int, str | None] | None = None  # (generation, hour)
+        self._reset_meanwhile: set[Target] = set()  # reset while the catalog loads
         self.sharing = Sharing(clock)  # what this node stores, told the other nodes
 
     # -- start -------------------------------------------------------------------------
@@ -75,22 +77,22 @@ class ReportCache:
         return self._loading
 
     async def load(self) -> None:
-        """Read the catalog: the page index, then every post's and page's counts,
-        title and path (the reader side), a hundred to a request, several at once."""
+        """Read the catalog: the page index, and every post's and page's counts, title
+        and path (the reader side, scanned in parallel parts: `Store.catalog`). Not under
+        the reports' limit: a period's rows are never read behind it."""
         started = time.monotonic()
         found: dict[Target, Described] = {}
         for delay in backoff(0.5, 10.0):
             try:
-                targets = await self.store.tracked()
-                chunks = [targets[i:i + 100] for i in range(0, len(targets), 100)]
-                found = {}
-                for part in await asyncio.gather(*(self._read(c) for c in chunks)):
-                    found.update(part)
+                found = await self.store.catalog()
                 break
             except LivecountError as exc:
                 warn_limited("reports_unloaded", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
         self.catalog.load(found)
+        while self._reset_meanwhile:  # read before their reset, maybe: read them again
+            again, self._reset_meanwhile = self._reset_meanwhile, set()
+            await self._read_again(again)
         self.loaded.set()
         log("reports_loaded", pages=len(self.catalog.ranking),
             seconds=round(time.monotonic() - started, 3))
@@ -98,6 +100,14 @@ class ReportCache:
     async def _read(self, targets: list[Target]) -> dict[Target, Described]:
         async with self._limit:
             return await self.store.read(targets)
+
+    async def describe(self, targets: list[Target]) -> None:
+        """While the catalog is read: the titles and paths of `targets` (the rows of a
+        period's answer), read now rather than after every page of the site."""
+        if self.loaded.is_set() or not targets:
+            return
+        for target, described in (await self._read(targets)).items():
+            self.catalog.describe(target, described.title, described.path)
 
     async def names_loop(self, stop: asyncio.Event) -> None:
         """Read the titles and paths of posts that came in without them (seen on the
@@ -224,6 +234,13 @@ class ReportCache:
             self._generation += 1
             self.rows.clear()
         targets = [Target(kind, id_) for kind, id_ in reset.targets]
+        if not self.loaded.is_set():
+            self._reset_meanwhile.update(targets)
+        await self._read_again(targets)
+
+    async def _read_again(self, targets: Iterable[Target]) -> None:
+        """Counts that may have gone down, read and put in place of what was there."""
+        targets = list(targets)
         if not targets:
             return
         self.catalog.forget(targets)

@@ -129,12 +129,15 @@ class Reports:
         if text is not None and len(text) > MAX_SEARCH_CHARS:
             raise BadParameter("q", f"is at most {MAX_SEARCH_CHARS} characters")
         live = not any(k in query for k in PERIOD_PARAMETERS)
-        ranking = await self._live() if live else \
+        if live or text or sort == "title":
+            await self.cache.ready()  # every page's live counts, or every title
+        ranking = self.cache.catalog.ranking if live else \
             await self.cache.ranking(await self._period(query))
         found = ranking.page(sort, query.get("cursor"), limit, kind,
                              self.cache.catalog.matches(text) if text else None, reverse)
-        rows = [self.row(t, self._counts(t, c) if live else c)
-                for t, c in _targets(found.rows)]
+        shown = _targets(found.rows)
+        await self.cache.describe([t for t, _ in shown])  # the catalog may still be read
+        rows = [self.row(t, self._counts(t, c) if live else c) for t, c in shown]
         headers = {"X-Total-Count": str(found.matched), **EXPOSED}
         if found.after is not None:
             headers["Link"] = f'</api/pages?{urlencode({**query, "cursor": found.after})}>; ' \

@@ -102,12 +102,14 @@ class ReportCache:
             return await self.store.read(targets)
 
     async def describe(self, targets: list[Target]) -> None:
-        """While the catalog is read: the titles and paths of `targets` (the rows of a
-        period's answer), read now rather than after every page of the site."""
+        """While the catalog is read: the counts, titles and paths of `targets` (the rows
+        of a period's answer, one page's summary), read now rather than after every page
+        of the site."""
         if self.loaded.is_set() or not targets:
             return
         for target, described in (await self._read(targets)).items():
             self.catalog.describe(target, described.title, described.path)
+            self.catalog.observe(target, described.counts)
 
     async def names_loop(self, stop: asyncio.Event) -> None:
         """Read the titles and paths of posts that came in without them (seen on the
@@ -166,7 +168,7 @@ class ReportCache:
 
     async def ranking(self, period: Period) -> Ranking:
         """The period's pages by their views in it."""
-        keys = period.keys
+        keys = period.ranked
         for _ in range(3):
             if (ranking := self.rankings.get(keys)) is not None:
                 return ranking

@@ -164,7 +164,7 @@ class Reports:
                        "live": {"totalViews": every.sum.total, "uniqueViews": every.sum.unique,
                                 "pages": len(every), "posts": every.kinds["post"]}}
         else:
-            await self.cache.ready()
+            await self.cache.describe([target])
             counts = self._counts(target, self.cache.catalog.counts(target))
             answer |= {**self.row(target, counts), "live": {
                 "totalViews": counts.total, "uniqueViews": counts.unique}}

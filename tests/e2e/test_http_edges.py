@@ -227,8 +227,9 @@ async def test_a_period_answers_while_the_catalog_is_read(
     dynamodb_local_url: str, prefix: str, tmp_path: Path
 ):
     """Issue 24: a node's start reads every post's counts (the catalog). A period's
-    listing meanwhile reads its own rows and the titles it shows, never waiting behind
-    that read: at 50,000 posts it waited, and answered 503."""
+    listing, or one post's summary, meanwhile reads its own rows and what it shows of
+    its posts, never waiting behind that read: at 50,000 posts it waited, and answered
+    503."""
     proxy = await FaultProxy(int(urlsplit(dynamodb_local_url).port or 0)).start()
     try:
         async with Store.open(proxy.url, "us-east-1", prefix) as store:
@@ -269,6 +270,13 @@ async def test_a_period_answers_while_the_catalog_is_read(
                     ("viewed-2", "Post 2", "/blog/viewed-2/", 3),
                     ("viewed-1", "Post 1", "/blog/viewed-1/", 2),
                     ("viewed-0", "Post 0", "/blog/viewed-0/", 1)]
+                answer = await ask(port, request(
+                    "GET", "/api/summary?period=30d&articleId=viewed-1"))
+                assert answer.status == 200, answer
+                summary = answer.json()
+                assert (summary["articleTitle"], summary["totalViews"], summary["live"]) == (
+                    "Post 1", 2, {"totalViews": 2, "uniqueViews": 2})
+                assert not cache.loaded.is_set()
                 proxy.release()
                 answer = await ask(port, request("GET", "/api/pages?limit=3"))
                 assert answer.status == 200 and answer.headers["x-total-count"] == "3"

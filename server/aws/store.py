@@ -43,7 +43,7 @@ class Described(NamedTuple):
 
 
 UNSEEN = Described(Counts(0, 0))  # what the store holds of a target it has no item of
-SCAN_SEGMENTS = 4  # parallel parts of the catalog's Scan (DynamoDB Local: 4 beat 1 and 8)
+SCAN_SEGMENTS = 8  # parallel parts of the catalog's Scan (DynamoDB Local, 50k posts: 8 s; 1: 19 s)
 
 
 def endpoint_url(endpoint: str) -> str | None:

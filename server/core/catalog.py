@@ -8,8 +8,8 @@ counts scanned: `Store.catalog`), then kept by what moves counts: this node's fl
 nodes' posts, and their pages' counts as their flushes' answers said), and a reset
 (`livecount admin`, an import) read again. Counts merge by maximum, so the order they
 come in does not matter; only a reset replaces them (one during the read at start is
-read again after it). A post's title and path come with its counts
-where the store said them, and are read from the store otherwise (`unnamed`).
+read again after it). A post's title and path come with its counts where the store
+said them, and are read from the store otherwise (`unnamed`).
 """
 
 from __future__ import annotations

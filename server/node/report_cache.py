@@ -101,7 +101,7 @@ class ReportCache:
         async with self._limit:
             return await self.store.read(targets)
 
-    async def describe(self, targets: list[Target]) -> None:
+    async def read_early(self, targets: list[Target]) -> None:
         """While the catalog is read: the counts, titles and paths of `targets` (the rows
         of a period's answer, one page's summary), read now rather than after every page
         of the site."""

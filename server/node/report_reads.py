@@ -136,7 +136,7 @@ class Reports:
         found = ranking.page(sort, query.get("cursor"), limit, kind,
                              self.cache.catalog.matches(text) if text else None, reverse)
         shown = _targets(found.rows)
-        await self.cache.describe([t for t, _ in shown])  # the catalog may still be read
+        await self.cache.read_early([t for t, _ in shown])  # the catalog may still be read
         rows = [self.row(t, self._counts(t, c) if live else c) for t, c in shown]
         headers = {"X-Total-Count": str(found.matched), **EXPOSED}
         if found.after is not None:
@@ -164,7 +164,7 @@ class Reports:
                        "live": {"totalViews": every.sum.total, "uniqueViews": every.sum.unique,
                                 "pages": len(every), "posts": every.kinds["post"]}}
         else:
-            await self.cache.describe([target])
+            await self.cache.read_early([target])
             counts = self._counts(target, self.cache.catalog.counts(target))
             answer |= {**self.row(target, counts), "live": {
                 "totalViews": counts.total, "uniqueViews": counts.unique}}

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from livecount.core.bases import ZERO, Counts
-from livecount.core.report_rows import ALL, Bucket, bucket_key, period_host
+from livecount.core.report_rows import Bucket, bucket_key, period_host
 from livecount.core.reports import HOUR_FORMAT, BadParameter, Point, parse_time
 
 # The presets: (bucket, how many), ending with the bucket of now.
@@ -45,13 +45,6 @@ class Period:
     def keys(self) -> tuple[str, ...]:
         """The bucket partitions of the period, oldest first."""
         return tuple(bucket_key(self.bucket, s.strftime(HOUR_FORMAT)) for s in self.starts)
-
-    @property
-    def ranked(self) -> tuple[str, ...]:
-        """The partitions whose rows sum to the period's pages: all time's own rollup
-        (each page once: not 36 months, or 1,100 days, of the same pages), else its
-        buckets."""
-        return (ALL,) if self.name == ALL_TIME else self.keys
 
     @property
     def since(self) -> datetime:

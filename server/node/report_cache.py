@@ -168,7 +168,7 @@ class ReportCache:
 
     async def ranking(self, period: Period) -> Ranking:
         """The period's pages by their views in it."""
-        keys = period.ranked
+        keys = period.keys
         for _ in range(3):
             if (ranking := self.rankings.get(keys)) is not None:
                 return ranking

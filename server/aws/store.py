@@ -24,6 +24,7 @@ from livecount.aws.store_batches import FlushWriter, Item, KnownItems
 from livecount.aws.store_errors import Answered, answer
 from livecount.aws.store_index import PageIndex
 from livecount.aws.store_reports import RowReads
+from livecount.aws.store_scan import scan
 from livecount.aws.store_stream import StreamStore
 from livecount.core import feed
 from livecount.core.ledger import SITE, Counts, Flush, FlushResult
@@ -233,27 +234,15 @@ class Store:
         reads 100 items a request at a read unit an item (50,000 posts on DynamoDB
         Local: 16-24 s, against 24-39 s, on a machine at load 15-25)."""
         index, posts, pages = await asyncio.gather(
-            self.tracked(),
-            self._scan(self.tables.reader, "articleId", segments),
-            self._scan(self.tables.pages, "pageName", 1))
-        return {t: (posts if t.kind == "post" else pages).get(t.id, UNSEEN) for t in index}
-
-    async def _scan(self, table: str, key: str, segments: int) -> dict[str, Described]:
-        """Each item's counts, title and path, by its key: `segments` Scans at once."""
-
-        async def segment(number: int) -> list[dict[str, Any]]:
-            pages = self.ddb.get_paginator("scan").paginate(
-                **store_requests.scan(table, key, number, segments))
-            return list((await answer(pages.build_full_result(), table)).get("Items", []))
-
+            self.tracked(), scan(self.ddb, self.tables.reader, "articleId", segments),
+            scan(self.ddb, self.tables.pages, "pageName", 1))
         found = {}
-        for items in await asyncio.gather(*(segment(n) for n in range(segments))):
-            for item in items:
-                found[item[key]["S"]] = Described(store_requests.counts(item),
-                                                  *store_requests.described(item))
-                # A reader item is a copy of a writer item: that one exists.
-                self.known.add((self.tables.writer if table == self.tables.reader else table,
-                                item[key]["S"]))
+        for target in index:
+            item = (posts if target.kind == "post" else pages).get(target.id)
+            found[target] = UNSEEN if item is None else Described(
+                store_requests.counts(item), *store_requests.described(item))
+            if item is not None:  # a reader item is a copy of a writer item: that one exists
+                self.known.add((self.tables.count_key(target)[0], target.id))
         return found
 
     async def hours(self, ref: str, first: str, last: str) -> dict[str, Counts]:

@@ -62,7 +62,6 @@ class ReportCache:
         self._limit = asyncio.Semaphore(READS_AT_ONCE)
         self._generation = 0  # moves on at each reset: reads begun before are void
         self._first_hour: tuple[int, str | None] | None = None  # (generation, hour)
-        self._reset_meanwhile: set[Target] = set()  # reset while the catalog loads
         self.sharing = Sharing(clock)  # what this node stores, told the other nodes
 
     # -- start -------------------------------------------------------------------------
@@ -90,9 +89,6 @@ class ReportCache:
                 warn_limited("reports_unloaded", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
         self.catalog.load(found)
-        while self._reset_meanwhile:  # read before their reset, maybe: read them again
-            again, self._reset_meanwhile = self._reset_meanwhile, set()
-            await self._read_again(again)
         self.loaded.set()
         log("reports_loaded", pages=len(self.catalog.ranking),
             seconds=round(time.monotonic() - started, 3))
@@ -100,16 +96,6 @@ class ReportCache:
     async def _read(self, targets: list[Target]) -> dict[Target, Described]:
         async with self._limit:
             return await self.store.read(targets)
-
-    async def read_early(self, targets: list[Target]) -> None:
-        """While the catalog is read: the counts, titles and paths of `targets` (the rows
-        of a period's answer, one page's summary), read now rather than after every page
-        of the site."""
-        if self.loaded.is_set() or not targets:
-            return
-        for target, described in (await self._read(targets)).items():
-            self.catalog.describe(target, described.title, described.path)
-            self.catalog.observe(target, described.counts)
 
     async def names_loop(self, stop: asyncio.Event) -> None:
         """Read the titles and paths of posts that came in without them (seen on the
@@ -236,13 +222,6 @@ class ReportCache:
             self._generation += 1
             self.rows.clear()
         targets = [Target(kind, id_) for kind, id_ in reset.targets]
-        if not self.loaded.is_set():
-            self._reset_meanwhile.update(targets)
-        await self._read_again(targets)
-
-    async def _read_again(self, targets: Iterable[Target]) -> None:
-        """Counts that may have gone down, read and put in place of what was there."""
-        targets = list(targets)
         if not targets:
             return
         self.catalog.forget(targets)

@@ -7,9 +7,9 @@ counts scanned: `Store.catalog`), then kept by what moves counts: this node's fl
 (the store's answer), the stream (posts, written by any node), the live feed (other
 nodes' posts, and their pages' counts as their flushes' answers said), and a reset
 (`livecount admin`, an import) read again. Counts merge by maximum, so the order they
-come in does not matter; only a reset replaces them (one during the read at start is
-read again after it). A post's title and path come with its counts where the store
-said them, and are read from the store otherwise (`unnamed`).
+come in does not matter; only a reset replaces them (one during the read at start
+outlives that read, which may predate it). A post's title and path come with its
+counts where the store said them, and are read from the store otherwise (`unnamed`).
 """
 
 from __future__ import annotations

@@ -58,6 +58,13 @@ class FaultProxy:
             budget: int | None = None) -> None:
         self.mode, self.only, self.budget, self.faults = mode, only, budget, 0
 
+    def release(self) -> None:
+        """Pass everything from now on, and let the held requests go: their connections
+        close unanswered, so the client sends them again."""
+        self.set("pass")
+        self._release.set()
+        self._release = asyncio.Event()
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()

@@ -235,6 +235,15 @@ def kept(write: Write) -> dict[str, str]:
                                             ("path", write.delta.path)) if value}
 
 
+def scan(table: str, key: str, segment: int, segments: int) -> dict[str, Any]:
+    """One of `segments` parallel Scans of a post's or page's table: each item's key,
+    counts, title and path, nothing else (an item keeps each node's flush marks too)."""
+    return {"TableName": table, "Segment": segment, "TotalSegments": segments,
+            "ConsistentRead": True,
+            "ProjectionExpression": "#k, totalViews, uniqueViews, articleTitle, #p",
+            "ExpressionAttributeNames": {"#k": key, "#p": "path"}}
+
+
 def counts(item: dict[str, Any]) -> Counts:
     return Counts(int(item.get("totalViews", {}).get("N", 0)),
                   int(item.get("uniqueViews", {}).get("N", 0)))

@@ -2,13 +2,14 @@
 the node knows them. Pure.
 
 Site totals, `/api/pages` (without a period) and the labels of every ranking read
-it, never the store: it is read once at start (the page index and the counts, not a
-Scan), then kept by what moves counts: this node's flushes (the store's answer),
-the stream (posts, written by any node), the live feed (other nodes' posts, and
-their pages' counts as their flushes' answers said), and a reset (`livecount admin`,
-an import) read again. Counts merge by maximum, so the order they come in does not
-matter; only a reset replaces them. A post's title and path come with its counts
-where the store said them, and are read from the store otherwise (`unnamed`).
+it, never the store: it is read once at start (the page index, and the tables of
+counts scanned: `Store.catalog`), then kept by what moves counts: this node's flushes
+(the store's answer), the stream (posts, written by any node), the live feed (other
+nodes' posts, and their pages' counts as their flushes' answers said), and a reset
+(`livecount admin`, an import) read again. Counts merge by maximum, so the order they
+come in does not matter; only a reset replaces them (one during the read at start
+outlives that read, which may predate it). A post's title and path come with its
+counts where the store said them, and are read from the store otherwise (`unnamed`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Catalog:
         self.unnamed: set[Target] = set()  # posts whose title and path were never read
         self.relabelled: list[Callable[[str], None]] = []  # told of a title that changed
         self._folded: dict[str, str] = {}  # ref → id and title, case-folded, for search
+        self.loaded = False
+        self._replaced: set[Target] = set()  # read again after a reset, before `load`
 
     # -- what it shows --------------------------------------------------------------------
     def label(self, ref: str) -> str:
@@ -73,14 +76,18 @@ class Catalog:
 
     # -- what moves it --------------------------------------------------------------------
     def load(self, found: Mapping[Target, tuple[Counts, str, str]]) -> None:
-        """The store as read at start, merged with what was learned meanwhile."""
-        merged = {t.ref: c for t, (c, _, _) in found.items()}
+        """The store as read at start, merged with what was learned meanwhile; but
+        not where a reset came meanwhile (the read may predate it): there, what was
+        read after the reset, and learned since."""
+        merged = {t.ref: c for t, (c, _, _) in found.items() if t not in self._replaced}
         for ref, counts in self.ranking.counts.items():
             merged[ref] = counts.max(merged.get(ref, ZERO))
         for target, (_, title, path) in found.items():
             self._describe(target, title, path)
         self.unnamed.difference_update(found)
         self.ranking.fill(merged)
+        self.loaded = True
+        self._replaced.clear()
 
     def observe(self, target: Target, counts: Counts) -> None:
         """Counts as stored, now or a moment ago: never below what was seen."""
@@ -93,6 +100,8 @@ class Catalog:
 
     def replace(self, found: Mapping[Target, tuple[Counts, str, str]]) -> None:
         """Counts read again after a reset: they may have gone down."""
+        if not self.loaded:
+            self._replaced.update(found)
         for target, (counts, title, path) in found.items():
             self._describe(target, title, path)
             self.ranking.set(target.ref, counts)

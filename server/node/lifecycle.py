@@ -176,6 +176,8 @@ async def run(config: Config, ready: asyncio.Event | None = None,
             shown.stopped()
             return
         node = Node(config, store, guard, journal)
+        # The catalog loads while the journal recovers and the stream catches up.
+        stack.callback(node.reports.start().cancel)
         shown.step("journal")
         await node.flusher.recover(
             stop, RECOVERY_BOUND,

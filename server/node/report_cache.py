@@ -1,7 +1,8 @@
 """What this node keeps of the store for its reports, and how it keeps it current.
 
 Three parts (`core/catalog.py`, `core/row_cache.py`): the catalog of every post and
-page (live counts, titles, paths), read once at start; the spans of report rows that
+page (live counts, titles, paths), read once at start (while it is read, a period's
+report reads its rows and the titles it shows itself); the spans of report rows that
 reports asked for (bucket partitions, ranges of referrer rows), each read once; and
 the rankings of periods, sums of their buckets (those two are `node/span_reads.py`'s).
 No request reads every page of the site: after those reads, only what moves comes in,
@@ -70,17 +71,14 @@ class ReportCache:
         return self._loading
 
     async def load(self) -> None:
-        """Read the catalog: the page index, then every post's and page's counts,
-        title and path (the reader side), a hundred to a request, several at once."""
+        """Read the catalog: the page index, and every post's and page's counts, title
+        and path (the reader side, scanned in parallel parts: `Store.catalog`). Not under
+        the reports' limit: a period's rows are never read behind it."""
         started = time.monotonic()
         found: dict[Target, Described] = {}
         for delay in backoff(0.5, 10.0):
             try:
-                targets = await self.store.tracked()
-                chunks = [targets[i:i + 100] for i in range(0, len(targets), 100)]
-                found = {}
-                for part in await asyncio.gather(*(self._read(c) for c in chunks)):
-                    found.update(part)
+                found = await self.store.catalog()
                 break
             except LivecountError as exc:
                 warn_limited("reports_unloaded", error=str(exc), retry_in=delay)

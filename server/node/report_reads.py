@@ -130,17 +130,30 @@ class Reports:
         if text is not None and len(text) > MAX_SEARCH_CHARS:
             raise BadParameter("q", f"is at most {MAX_SEARCH_CHARS} characters")
         live = not any(k in query for k in PERIOD_PARAMETERS)
-        ranking = await self._live() if live else \
+        if live or text or sort == "title":
+            await self.cache.ready()  # every page's live counts, or every title
+        ranking = self.cache.catalog.ranking if live else \
             await self.spans.ranking(await self._period(query))
         found = ranking.page(sort, query.get("cursor"), limit, kind,
                              self.cache.catalog.matches(text) if text else None, reverse)
-        rows = [self.row(t, self._counts(t, c) if live else c)
-                for t, c in _targets(found.rows)]
+        shown = _targets(found.rows)
+        await self._read_early([t for t, _ in shown])  # the catalog may still be read
+        rows = [self.row(t, self._counts(t, c) if live else c) for t, c in shown]
         headers = {"X-Total-Count": str(found.matched), **EXPOSED}
         if found.after is not None:
             headers["Link"] = f'</api/pages?{urlencode({**query, "cursor": found.after})}>; ' \
                               'rel="next"'
         return Paged(rows, headers)
+
+    async def _read_early(self, targets: list[Target]) -> None:
+        """While the catalog is read: the counts, titles and paths of `targets` (the rows
+        of a period's answer, one page's summary), read now rather than after every page
+        of the site."""
+        if self.cache.loaded.is_set() or not targets:
+            return
+        for target, found in (await self.store.read(targets)).items():
+            self.cache.catalog.describe(target, found.title, found.path)
+            self.cache.catalog.observe(target, found.counts)
 
     async def _live(self) -> Ranking:
         await self.cache.ready()
@@ -162,7 +175,7 @@ class Reports:
                        "live": {"totalViews": every.sum.total, "uniqueViews": every.sum.unique,
                                 "pages": len(every), "posts": every.kinds["post"]}}
         else:
-            await self.cache.ready()
+            await self._read_early([target])
             counts = self._counts(target, self.cache.catalog.counts(target))
             answer |= {**self.row(target, counts), "live": {
                 "totalViews": counts.total, "uniqueViews": counts.unique}}

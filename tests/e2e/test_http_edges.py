@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -30,13 +31,15 @@ from hypothesis import strategies as st
 from livecount.aws import local as dynamodb_local
 from livecount.aws.store import Store
 from livecount.core.engine import Core, Settings
-from livecount.core.pages import PageRules
+from livecount.core.ledger import Ledger
+from livecount.core.pages import PageRules, Target
 from livecount.node.admin_api import AdminApi
 from livecount.node.answers import json_response, response
 from livecount.node.http import Routes
 from livecount.node.journal import Journal
 from livecount.node.metrics import Metrics
 from livecount.node.opening import MAX_BODY
+from livecount.node.report_cache import ReportCache
 from livecount.node.router import HttpRequest, Route, Router, parse_target
 from livecount.node.sockets import Connection, Sockets
 from websockets.asyncio.client import connect
@@ -216,6 +219,71 @@ async def test_the_api_answers_503_while_dynamodb_is_frozen_or_down(
 
         await eventually(warned, bool)  # logged as a warning (rate-limited) ...
         assert served.events("http_failed") == []  # ... and not as a bug
+    finally:
+        await proxy.stop()
+
+
+async def test_a_period_answers_while_the_catalog_is_read(
+    dynamodb_local_url: str, prefix: str, tmp_path: Path
+):
+    """Issue 24: a node's start reads every post's counts (the catalog). A period's
+    listing, or one post's summary, meanwhile reads its own rows and what it shows of
+    its posts, never waiting behind that read: at 50,000 posts it waited, and answered
+    503."""
+    proxy = await FaultProxy(int(urlsplit(dynamodb_local_url).port or 0)).start()
+    try:
+        async with Store.open(proxy.url, "us-east-1", prefix) as store:
+            await store.create_tables()
+            listed = [Target("post", f"bulk-{n:03d}") for n in range(800)]  # never viewed
+            viewed = [Target("post", f"viewed-{n}") for n in range(3)]
+            await store.pages.register([*listed, *viewed], None)
+            ledger = Ledger()
+            hour = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H")
+            for n, target in enumerate(viewed):
+                for _ in range(n + 1):
+                    ledger.record(target, refreshed=False, hour=hour, title=f"Post {n}",
+                                  path=f"/blog/{target.id}/")
+            flush = ledger.take(1)
+            ledger.complete(flush, await store.flush(flush))
+            for target in viewed:  # as the stream copies them
+                item = await store.ddb.get_item(TableName=store.tables.writer,
+                                                Key={"articleId": {"S": target.id}})
+                await store.ddb.put_item(TableName=store.tables.reader, Item=item["Item"])
+            # The catalog's reads of the listed posts wait: a Scan of the reader table
+            # now, BatchGetItems of a hundred posts before.
+            proxy.set("hold", only=("TotalSegments", '"bulk-'))
+            cache = ReportCache(store, PageRules())
+            port, stop = await serving(Routes(store, lambda t: None, PageRules(), cache=cache),
+                                       tmp_path)
+            try:
+                cache.start()
+
+                async def held() -> int:
+                    return proxy.faults
+
+                await eventually(held, bool)  # the catalog is being read
+                answer = await ask(port, request("GET", "/api/pages?period=30d"))
+                assert not cache.loaded.is_set()
+                assert answer.status == 200, answer
+                assert [(r["articleId"], r["articleTitle"], r["path"], r["totalViews"])
+                        for r in answer.json()] == [
+                    ("viewed-2", "Post 2", "/blog/viewed-2/", 3),
+                    ("viewed-1", "Post 1", "/blog/viewed-1/", 2),
+                    ("viewed-0", "Post 0", "/blog/viewed-0/", 1)]
+                answer = await ask(port, request(
+                    "GET", "/api/summary?period=30d&articleId=viewed-1"))
+                assert answer.status == 200, answer
+                summary = answer.json()
+                assert (summary["articleTitle"], summary["totalViews"], summary["live"]) == (
+                    "Post 1", 2, {"totalViews": 2, "uniqueViews": 2})
+                assert not cache.loaded.is_set()
+                proxy.release()
+                answer = await ask(port, request("GET", "/api/pages?limit=3"))
+                assert answer.status == 200 and answer.headers["x-total-count"] == "3"
+                assert [(r["articleId"], r["totalViews"]) for r in answer.json()] == [
+                    ("viewed-2", 3), ("viewed-1", 2), ("viewed-0", 1)]
+            finally:
+                await stop()
     finally:
         await proxy.stop()
 

@@ -27,7 +27,8 @@ COMING: set[str] = set()
 CREATION = {"dynamodb:CreateTable", "dynamodb:UpdateTimeToLive"}
 READ_ONLY = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"}
 # What a node may do: the calls in server/*.py, plus ConditionCheckItem and ListStreams
-# (harmless: it names streams and reads none). Scan only on the lease table.
+# (harmless: it names streams and reads none). Scan only on the lease table, and on the
+# tables of counts for the catalog a node reads at start.
 NODE_ACTIONS = READ_ONLY | {
     "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
     "dynamodb:ConditionCheckItem", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLInsert",
@@ -209,8 +210,8 @@ def test_the_node_policy_allows_what_the_node_calls_and_creates_nothing() -> Non
             assert where == {"PostCountWriter.stream"}, action
         elif action == "dynamodb:ListStreams":
             assert where == {"*"}  # it takes no resource
-        elif action == "dynamodb:Scan":
-            assert where == {"StreamCheckpoint"}, action
+        elif action == "dynamodb:Scan":  # the leases, and the catalog at start
+            assert where == {"StreamCheckpoint", "PostCountReader", "HomeAndProfile"}, action
         else:
             assert where == tables, action
     assert admin["dynamodb:CreateTable"] == tables

@@ -155,6 +155,26 @@ async def test_the_page_index_lists_what_was_registered_within_the_cap(any_store
     assert await index.count() == 4 == len(await any_store.tracked())  # the operator's: no cap
 
 
+async def test_the_catalog_is_what_reads_of_every_listed_target_say(any_store: Store):
+    """A node's start reads the catalog by Scans in parallel parts: the same counts,
+    titles and paths as a read of each target the index lists, and nothing it does not."""
+    posts = [Target("post", f"p{n:03d}") for n in range(120)]
+    await any_store.flush(flush_of(targets={HOME: Delta(2, 1)}))
+    for n, target in enumerate(posts):  # as the stream copies them
+        await any_store.ddb.put_item(TableName=any_store.tables.reader, Item={
+            "articleId": {"S": target.id}, "totalViews": {"N": str(n + 1)},
+            "uniqueViews": {"N": "1"}, "articleTitle": {"S": f"Post {n}"},
+            "path": {"S": f"/blog/{target.id}/"}, "flush:node": {"N": "7"}})
+    await any_store.ddb.put_item(TableName=any_store.tables.reader, Item={
+        "articleId": {"S": "unlisted"}, "totalViews": {"N": "9"}})
+    listed = [*posts, HOME, A]  # A: listed, never counted
+    await any_store.pages.register(listed, None)
+    found = await any_store.catalog(segments=3)
+    assert found == await any_store.read(listed)
+    assert found[posts[5]] == (Counts(6, 1), "Post 5", "/blog/p005/")
+    assert found[HOME].counts == Counts(2, 1) and found[A].counts == Counts(0, 0)
+
+
 async def test_a_store_listed_before_counts_is_counted_once(any_store: Store):
     """A store an older livecount listed has entries and no count: a node counts them."""
     for target in (A, B):

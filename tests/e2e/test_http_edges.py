@@ -45,6 +45,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.http11 import Response
 from websockets.typing import Origin
 
+from tests.conftest import fresh_prefix, open_store
 from tests.faults import FaultProxy
 from tests.support import Launch, Served, eventually, login_url
 
@@ -363,12 +364,17 @@ async def serving(
     return server.sockets[0].getsockname()[1], stop
 
 
-@pytest_asyncio.fixture
-async def edge(local_store: Store, tmp_path: Path) -> AsyncIterator[int]:
-    """The node's routes, every report public, on DynamoDB Local."""
-    port, stop = await serving(Routes(local_store, lambda target: None, PageRules()), tmp_path)
-    yield port
-    await stop()
+@pytest_asyncio.fixture(scope="module")
+async def edge(
+    dynamodb_local_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[int]:
+    """The node's routes, every report public, on DynamoDB Local: one for the module, as
+    no check stores anything another reads."""
+    async for store in open_store(dynamodb_local_url, fresh_prefix()):
+        routes = Routes(store, lambda target: None, PageRules())
+        port, stop = await serving(routes, tmp_path_factory.mktemp("edge"))
+        yield port
+        await stop()
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "FOO"])

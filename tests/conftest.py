@@ -1,6 +1,7 @@
 """Shared fixtures: one DynamoDB Local and one moto server per test session.
 
-Each test gets its own table prefix, so tests share the servers but never data.
+Each test gets its own table prefix, so tests share the servers but never data; a
+module's read-only checks may share one server and prefix (`module_launch`).
 """
 
 from __future__ import annotations

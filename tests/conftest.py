@@ -1,6 +1,7 @@
 """Shared fixtures: one DynamoDB Local and one moto server per test session.
 
-Each test gets its own table prefix, so tests share the servers but never data.
+Each test gets its own table prefix, so tests share the servers but never data; a
+module's read-only checks may share one server and prefix (`module_launch`).
 """
 
 from __future__ import annotations
@@ -35,9 +36,13 @@ def moto_url() -> Iterator[str]:
     server.stop()
 
 
+def fresh_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}_"
+
+
 @pytest.fixture
 def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}_"
+    return fresh_prefix()
 
 
 async def open_store(url: str, prefix: str) -> AsyncIterator[Store]:
@@ -101,6 +106,16 @@ async def launch(dynamodb_local_url: str, prefix: str, tmp_path: Path,
                  ) -> AsyncIterator[Launch]:
     """`launcher` for one test: its servers stop when it ends."""
     async with launcher(dynamodb_local_url, prefix, tmp_path) as start:
+        yield start
+
+
+@pytest_asyncio.fixture(scope="module")
+async def module_launch(dynamodb_local_url: str, tmp_path_factory: pytest.TempPathFactory,
+                        ) -> AsyncIterator[Launch]:
+    """`launcher` for a module's read-only checks, on a table prefix of its own: one
+    server for many tests, which stops when the module ends."""
+    async with launcher(dynamodb_local_url, fresh_prefix(), tmp_path_factory.mktemp("node")) \
+            as start:
         yield start
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.support import Launch, Served, eventually, http_get
@@ -39,16 +40,17 @@ def utc_hour() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def hours() -> list[str]:
     """The UTC hours the fixture's views were sent in, as the API names them: one, or
     two when the sending crossed an hour's end. Filled by `served`."""
     return []
 
 
-@pytest.fixture
-async def served(launch: Launch, hours: list[str]) -> Served:
-    served = await launch("--site-domain", "blog.example")
+@pytest_asyncio.fixture(scope="module")
+async def served(module_launch: Launch, hours: list[str]) -> Served:
+    """One server for the module's checks, which only read: the views of SENT, flushed."""
+    served = await module_launch("--site-domain", "blog.example")
     first = utc_hour()
     async with connect(served.ws) as ws:
         for article, title, refreshed, referrer in SENT:
@@ -139,8 +141,7 @@ async def test_timeline_hours_and_days(served: Served, hours: list[str]):
     ("/api/referrers?articleId=a&pageName=Home_Page", "articleId"),
     ("/api/pages/x?kind=thing", "kind"),
 ])
-async def test_bad_parameters_get_400_naming_the_parameter(launch: Launch, path, parameter):
-    served = await launch()
+async def test_bad_parameters_get_400_naming_the_parameter(served: Served, path, parameter):
     status, _, body = await get(served, path)
     assert status == 400
     assert body["error"] == "invalid_parameter" and body["parameter"] == parameter

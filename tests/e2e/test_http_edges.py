@@ -48,6 +48,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.http11 import Response
 from websockets.typing import Origin
 
+from tests.conftest import fresh_prefix, open_store
 from tests.faults import FaultProxy
 from tests.support import Launch, Served, eventually, login_url
 
@@ -387,13 +388,12 @@ async def test_every_api_route_answers_json_in_time_while_dynamodb_is_sigstopped
         assert served.events("http_failed") == []
 
 
-async def test_a_raw_non_ascii_request_line_gets_400_from_livecount_serve(launch: Launch):
-    served = await launch()
+async def test_a_raw_non_ascii_request_line_gets_400_from_livecount_serve(seeded: Served):
     for raw in (
         b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",
         b"POST /api/pages HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
     ):
-        answer = await ask(served.port, raw)
+        answer = await ask(seeded.port, raw)
         assert answer.status in (400, 405) and answer.json()["error"], answer
 
 
@@ -431,12 +431,17 @@ async def serving(
     return server.sockets[0].getsockname()[1], stop
 
 
-@pytest_asyncio.fixture
-async def edge(local_store: Store, tmp_path: Path) -> AsyncIterator[int]:
-    """The node's routes, every report public, on DynamoDB Local."""
-    port, stop = await serving(Routes(local_store, lambda target: None, PageRules()), tmp_path)
-    yield port
-    await stop()
+@pytest_asyncio.fixture(scope="module")
+async def edge(
+    dynamodb_local_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[int]:
+    """The node's routes, every report public, on DynamoDB Local: one for the module, as
+    no check stores anything another reads."""
+    async for store in open_store(dynamodb_local_url, fresh_prefix()):
+        routes = Routes(store, lambda target: None, PageRules())
+        port, stop = await serving(routes, tmp_path_factory.mktemp("edge"))
+        yield port
+        await stop()
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "FOO"])
@@ -1076,9 +1081,12 @@ def judge(method: str, target: str, answer: Answer) -> None:
         answer.json()  # parses, and says it is JSON
 
 
-async def seeded(launch: Launch) -> Served:
-    """A server with one counted post, so lookups also find something."""
-    served = await launch()
+@pytest_asyncio.fixture(scope="module")
+async def seeded(module_launch: Launch) -> AsyncIterator[Served]:
+    """A `livecount serve` with one counted post, so lookups also find something: one for
+    the module's checks that only ask, which must leave it clean (exit code 0 when it
+    stops, no error logged)."""
+    served = await module_launch()
     async with connect(served.ws) as ws:
         await ws.send(
             json.dumps(
@@ -1093,30 +1101,29 @@ async def seeded(launch: Launch) -> Served:
         while (reply := json.loads(await ws.recv()))["message"] == "count":
             pass  # a live push of the page it watches may come before the reply
         assert reply["message"] == "views", reply
-    return served
+    yield served
+    assert await served.stop() == 0
+    assert errors_logged(served) == []
 
 
-async def test_every_odd_value_of_every_parameter_gets_a_deliberate_answer(launch: Launch):
-    served = await seeded(launch)
+async def test_every_odd_value_of_every_parameter_gets_a_deliberate_answer(seeded: Served):
     statuses: set[int] = set()
 
     def run() -> None:
         for target in sweep():
             for method in ("GET", "HEAD"):
-                answer = exchange(served.port, request(method, target))
+                answer = exchange(seeded.port, request(method, target))
                 judge(method, target, answer)
                 statuses.add(answer.status)
 
     await asyncio.to_thread(run)
     assert {200, 400} <= statuses  # odd values that are still fine, and refusals
-    assert await served.stop() == 0
-    assert errors_logged(served) == []
+    assert errors_logged(seeded) == []
 
 
-async def test_any_request_to_any_route_gets_a_deliberate_answer(launch: Launch):
+async def test_any_request_to_any_route_gets_a_deliberate_answer(seeded: Served):
     """Random combinations: any Unicode, bytes that are not UTF-8, raw reserved and
     control characters, repeated and unknown parameters, odd methods."""
-    served = await seeded(launch)
     statuses: set[int] = set()
 
     @seed(20261125)
@@ -1129,11 +1136,10 @@ async def test_any_request_to_any_route_gets_a_deliberate_answer(launch: Launch)
     @given(method=methods, target=targets)
     def run(method: str, target: str) -> None:
         assume(len(target) < 8000)  # longer is a 414: the parser tests cover that
-        answer = exchange(served.port, request(method, target))
+        answer = exchange(seeded.port, request(method, target))
         judge(method, target, answer)
         statuses.add(answer.status)
 
     await asyncio.to_thread(run)
     assert {200, 400, 404, 405} <= statuses
-    assert await served.stop() == 0
-    assert errors_logged(served) == []
+    assert errors_logged(seeded) == []

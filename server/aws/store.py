@@ -25,7 +25,6 @@ from livecount.aws.store_errors import Answered, answer
 from livecount.aws.store_feed import FeedTable
 from livecount.aws.store_index import PageIndex
 from livecount.aws.store_reports import RowReads
-from livecount.aws.store_scan import scan
 from livecount.aws.store_stream import StreamStore
 from livecount.core.ledger import SITE, Counts, Flush, FlushResult
 from livecount.core.pages import Target
@@ -43,9 +42,6 @@ class Described(NamedTuple):
 
 
 UNSEEN = Described(Counts(0, 0))  # what the store holds of a target it has no item of
-# Parallel parts of the catalog's Scan (DynamoDB Local, 50,000 posts, a loaded machine:
-# 8 s with 8 or 16, 11 s with 4, 19 s with 1).
-SCAN_SEGMENTS = 8
 
 
 def endpoint_url(endpoint: str) -> str | None:
@@ -201,23 +197,4 @@ class Store:
         items = await self._query(store_requests.query(self.tables.index, "index",
                                                        store_requests.INDEX))
         return [t for i in items if (t := Target.from_ref(i["target"]["S"])) is not None]
-
-    async def catalog(self, segments: int = SCAN_SEGMENTS) -> dict[Target, Described]:
-        """Every tracked post and page with its counts, title and path, as `read` would
-        say them: the page index's entries, their items found by a Scan of the reader
-        table in `segments` parallel parts and of HomeAndProfile, all at once. A node's
-        start: a Scan reads 1 MB a request at a read unit per 4 KB, where BatchGetItem
-        reads 100 items a request at a read unit an item (50,000 posts on DynamoDB
-        Local: 16-24 s, against 24-39 s, on a machine at load 15-25)."""
-        index, posts, pages = await asyncio.gather(
-            self.tracked(), scan(self.ddb, self.tables.reader, "articleId", segments),
-            scan(self.ddb, self.tables.pages, "pageName", 1))
-        found = {}
-        for target in index:
-            item = (posts if target.kind == "post" else pages).get(target.id)
-            found[target] = UNSEEN if item is None else Described(
-                store_requests.counts(item), *store_requests.described(item))
-            if item is not None:  # a reader item is a copy of a writer item: that one exists
-                self.known.add((self.tables.count_key(target)[0], target.id))
-        return found
 

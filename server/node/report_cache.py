@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from livecount.aws import store_scan
 from livecount.aws.store import Described, Store
 from livecount.core import feed
 from livecount.core.bases import Counts
@@ -72,13 +73,13 @@ class ReportCache:
 
     async def load(self) -> None:
         """Read the catalog: the page index, and every post's and page's counts, title
-        and path (the reader side, scanned in parallel parts: `Store.catalog`). Not under
+        and path (the reader side, scanned in parallel parts: `store_scan.catalog`). Not under
         the reports' limit: a period's rows are never read behind it."""
         started = time.monotonic()
         found: dict[Target, Described] = {}
         for delay in backoff(0.5, 10.0):
             try:
-                found = await self.store.catalog()
+                found = await store_scan.catalog(self.store)
                 break
             except LivecountError as exc:
                 warn_limited("reports_unloaded", error=str(exc), retry_in=delay)

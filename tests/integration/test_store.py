@@ -5,8 +5,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
-from livecount.aws import store_requests
+from livecount.aws import store_requests, store_scan
 from livecount.aws.store import Store
+from livecount.core.errors import StoreRefused
 from livecount.core.ledger import SITE, Counts, Delta, Flush, FlushResult, Row, Write
 from livecount.core.pages import Target
 from livecount.core.replication import Copy
@@ -169,10 +170,25 @@ async def test_the_catalog_is_what_reads_of_every_listed_target_say(any_store: S
         "articleId": {"S": "unlisted"}, "totalViews": {"N": "9"}})
     listed = [*posts, HOME, A]  # A: listed, never counted
     await any_store.pages.register(listed, None)
-    found = await any_store.catalog(segments=3)
+    found = await store_scan.catalog(any_store, segments=3)
     assert found == await any_store.read(listed)
     assert found[posts[5]] == (Counts(6, 1), "Post 5", "/blog/p005/")
     assert found[HOME].counts == Counts(2, 1) and found[A].counts == Counts(0, 0)
+
+
+async def test_a_policy_without_scan_gets_the_catalog_by_key(
+        any_store: Store, monkeypatch: pytest.MonkeyPatch):
+    await any_store.ddb.put_item(TableName=any_store.tables.reader, Item={
+        "articleId": {"S": "kept"}, "totalViews": {"N": "3"}, "uniqueViews": {"N": "2"}})
+    await any_store.pages.register([Target("post", "kept"), HOME], None)
+
+    async def refused(*args: object) -> None:
+        raise StoreRefused("AccessDeniedException: not authorized to perform dynamodb:Scan")
+
+    monkeypatch.setattr(store_scan, "scan", refused)
+    found = await store_scan.catalog(any_store)
+    assert found[Target("post", "kept")].counts == Counts(3, 2)
+    assert set(found) == {Target("post", "kept"), HOME}
 
 
 async def test_a_store_listed_before_counts_is_counted_once(any_store: Store):

@@ -53,7 +53,8 @@ CLOSE_TIMEOUT = 5.0  # seconds sockets get to answer the server's close
 CATCH_UP_TIMEOUT = 30.0
 RECOVERY_BOUND = 10.0  # seconds a restart tries to store its journal before serving
 SYNC_TIMEOUT = 30.0  # seconds a backup's sync may take to store what the node holds
-PREWARMED = ("30d", "7d", "24h", "12mo")  # periods read at start (the dashboard's first: 30d)
+# periods read at start (the dashboard's first: 30d)
+PREWARMED = ("30d", "7d", "24h", "12mo", "all")
 
 
 def settings(config: Config) -> Settings:

@@ -194,9 +194,11 @@ async def import_one(
     file: Path,
     options: list[str],
     log: Log,
+    dry: bool = True,
 ) -> dict[str, Any]:
-    """`livecount import` of `file` into a fresh DynamoDB Local on disk, then the same
-    file read alone (`--dry-run`)."""
+    """`livecount import` of `file` into a fresh DynamoDB Local on disk (its database
+    stays in `work/ddb-import-NAME`), then, with `dry`, the same file read alone
+    (`--dry-run`)."""
     data = work / f"ddb-import-{name}"
     shutil.rmtree(data, ignore_errors=True)  # a fresh store: never one a past run filled
     usage = work / f"rusage-{name}.json"
@@ -239,7 +241,7 @@ async def import_one(
         wall = time.monotonic() - t0
         java_cpu, java_written = cpu_s(java) - j0, written(java) - w0
     used, db, file_bytes = _facts(usage, data / "dynamodb", file)
-    dry = await _dry_run(work, name, file, options)
+    dry_run = await _dry_run(work, name, file, options) if dry else None
     records = outcome["records"]
     return {
         "file": file.name,
@@ -259,7 +261,7 @@ async def import_one(
         "written_gb": round(java_written / 1e9, 2),
         "db_mb": round(db / 1e6, 1),
         "written_per_db_byte": round(java_written / db, 1) if db else None,
-        "dry_run": dry,
+        "dry_run": dry_run,
         "command": " ".join(["livecount", *argv[3:]])
         .replace(url, "http://127.0.0.1:DDB")
         .replace(str(file.parent), "DIR"),
@@ -294,17 +296,25 @@ async def _dry_run(work: Path, name: str, file: Path, options: list[str]) -> dic
     }
 
 
-async def measure(work: Path, scale: ImportScale, log: Log) -> dict[str, Any]:
+def history_files(
+    work: Path, scale: ImportScale, log: Log
+) -> tuple[Path, Path, dict[str, Any]]:
+    """The history's NDJSON and GoatCounter files, written once per work dir (the
+    reports section imports the same NDJSON)."""
     files = work / f"history-{scale.posts}-{scale.views}-{scale.goatcounter_views}"
     ndjson, goat = files / "history.ndjson", files / "goatcounter.csv.gz"
     if not goat.exists():
         files.mkdir(parents=True, exist_ok=True)
-        log(f"imports: writing the history ({scale.posts:,} posts, {scale.views:,} views)")
+        log(f"writing the history ({scale.posts:,} posts, {scale.views:,} views)")
         posts = history.history(1, scale.posts, scale.views)
         made = history.write_ndjson(posts, ndjson)
         history.write_goatcounter(posts, goat, scale.goatcounter_views)
         (files / "made.json").write_text(json.dumps(made))
-    made = json.loads((files / "made.json").read_text())
+    return ndjson, goat, json.loads((files / "made.json").read_text())
+
+
+async def measure(work: Path, scale: ImportScale, log: Log) -> dict[str, Any]:
+    ndjson, goat, made = history_files(work, scale, log)
     modes = await write_modes(work, scale.mode_items, log)
     return {
         "history": made,

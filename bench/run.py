@@ -7,7 +7,7 @@ workers, DynamoDB Local) is sampled through the load's own window, so every figu
 which process was the limit. Everything binds 127.0.0.1, and every load is bounded in
 time and count.
 
-    python -m bench.run [--quick] [--only ingest,lag,cost,fanout,memory,profile,imports]
+    python -m bench.run [--quick] [--only ingest,lag,cost,fanout,memory,profile,imports,reports]
 
 `ingest` includes the `--workers` rounds (same run, same load).
 
@@ -55,7 +55,7 @@ DOC = ROOT / "docs" / "BENCHMARKS.md"
 RESULTS = ROOT / "bench" / "results.json"
 FLUSH_INTERVAL = 1.0
 HARNESS = 2  # results of another version of this harness are not rendered by this one
-SECTIONS = ("ingest", "lag", "cost", "fanout", "memory", "profile", "imports")
+SECTIONS = ("ingest", "lag", "cost", "fanout", "memory", "profile", "imports", "reports")
 C = TypeVar("C", bound=Child)
 
 # Issue 12's goals, as the verdicts judge them.
@@ -935,6 +935,10 @@ def render(results: dict[str, Any], notes: dict[str, str]) -> str:
         out += _render_profile(results["profile"], notes)
     if _current(results.get("imports")):
         out += import_bench.render(results["imports"], lambda name: _note(notes, name))
+    if _current(results.get("reports")):
+        from bench import reports  # it uses this module's helpers: imported when needed
+
+        out += reports.render(results["reports"], lambda name: _note(notes, name))
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -1217,18 +1221,29 @@ def _render_profile(profiles: dict[str, Any], notes: dict[str, str]) -> list[str
     return out + _note(notes, "profile")
 
 
+def _log(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+async def _on_disk(name: str, scale: Scale, work: Path) -> dict[str, Any]:
+    """The sections that import issue 24's history: bench/imports.py, bench/reports.py."""
+    if name == "imports":
+        return await import_bench.measure(work, scale.imports, _log)
+    from bench import reports  # it uses this module's helpers: imported when needed
+
+    sized = reports.QUICK_REPORTS if scale == QUICK else reports.ReportScale()
+    return await reports.measure(work, sized, scale.imports, _log)
+
+
 async def run(scale: Scale, only: set[str], work: Path, disk: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine(),
                                "scale": "quick" if scale == QUICK else "full",
                                "dynamodb_local": "on disk" if disk else "in memory"}
     for name in [n for n in SECTIONS if n in only]:
         t0 = time.monotonic()
-        if name == "imports":  # on disk, DynamoDB Local's of its own: see bench/imports.py
+        if name in ("imports", "reports"):  # on disk, DynamoDB Local's of their own
             try:
-                results[name] = {"harness": HARNESS, **await import_bench.measure(
-                    work, scale.imports, lambda text: print(
-                        f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr,
-                        flush=True))}
+                results[name] = {"harness": HARNESS, **await _on_disk(name, scale, work)}
             except Exception as exc:  # one broken measurement must not lose the rest
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"}
             continue

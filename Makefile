@@ -42,6 +42,7 @@ soak: install system-deps  ## long variants: a million hostile frames, a 30 s st
 
 lint: install  ## ruff, mypy (server/ seen as `livecount`) and the import contract
 	$(BIN)/ruff check server client tests bench
+	$(BIN)/ruff format --check server client tests bench
 	mkdir -p build/mypy && ln -sfn ../../server build/mypy/livecount \
 		&& ln -sfn ../../client build/mypy/livecount_client
 	$(BIN)/mypy

@@ -23,14 +23,35 @@ from bench.run import loadtest, served
 
 async def measure(duration: float, rate: float, subscribers: int) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="livecount-crossnode-"))
-    async with dynamodb_local.running(work / "ddb") as url, \
-            served(url, "xnode_", work / "a") as a, served(url, "xnode_", work / "b") as b:
+    async with (
+        dynamodb_local.running(work / "ddb") as url,
+        served(url, "xnode_", work / "a") as a,
+        served(url, "xnode_", work / "b") as b,
+    ):
         report, command = await loadtest(
-            b.ws, "--connections", "8", "--rate", str(rate), "--duration", str(duration),
-            "--articles", "20", "--zipf", "1.1", "--subscribers", str(subscribers),
-            "--subscribe-url", a.ws, "--seed", "7")
-    return {"report": report, "command": command,
-            "nodes": "2 nodes (a: subscribers, b: views), one DynamoDB Local"}
+            b.ws,
+            "--connections",
+            "8",
+            "--rate",
+            str(rate),
+            "--duration",
+            str(duration),
+            "--articles",
+            "20",
+            "--zipf",
+            "1.1",
+            "--subscribers",
+            str(subscribers),
+            "--subscribe-url",
+            a.ws,
+            "--seed",
+            "7",
+        )
+    return {
+        "report": report,
+        "command": command,
+        "nodes": "2 nodes (a: subscribers, b: views), one DynamoDB Local",
+    }
 
 
 def main() -> None:

@@ -30,11 +30,22 @@ async def main(host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with serve(answer, host, port, max_size=4096, max_queue=16, ping_interval=20,
-                     ping_timeout=20, open_timeout=10, close_timeout=5) as server:
+    async with serve(
+        answer,
+        host,
+        port,
+        max_size=4096,
+        max_queue=16,
+        ping_interval=20,
+        ping_timeout=20,
+        open_timeout=10,
+        close_timeout=5,
+    ) as server:
         bound = next(iter(server.sockets)).getsockname()[1]
-        print(json.dumps({"event": "listening", "port": bound,
-                          "url": f"ws://{host}:{bound}/ws"}), flush=True)
+        print(
+            json.dumps({"event": "listening", "port": bound, "url": f"ws://{host}:{bound}/ws"}),
+            flush=True,
+        )
         await stop.wait()
 
 

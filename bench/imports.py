@@ -296,9 +296,7 @@ async def _dry_run(work: Path, name: str, file: Path, options: list[str]) -> dic
     }
 
 
-def history_files(
-    work: Path, scale: ImportScale, log: Log
-) -> tuple[Path, Path, dict[str, Any]]:
+def history_files(work: Path, scale: ImportScale, log: Log) -> tuple[Path, Path, dict[str, Any]]:
     """The history's NDJSON and GoatCounter files, written once per work dir (the
     reports section imports the same NDJSON)."""
     files = work / f"history-{scale.posts}-{scale.views}-{scale.goatcounter_views}"

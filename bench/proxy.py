@@ -26,17 +26,35 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-CAPACITY_OPS = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem",
-                "BatchWriteItem", "Query", "Scan", "TransactWriteItems", "TransactGetItems"}
+CAPACITY_OPS = {
+    "GetItem",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchGetItem",
+    "BatchWriteItem",
+    "Query",
+    "Scan",
+    "TransactWriteItems",
+    "TransactGetItems",
+}
 PARTIQL_OPS = {"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"}
 CAPACITY_OPS |= PARTIQL_OPS
 # PartiQL requests count as writes: livecount sends it only to write
-WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems",
-             *PARTIQL_OPS}
+WRITE_OPS = {
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+    *PARTIQL_OPS,
+}
 STREAM_OPS = ("GetRecords", "GetShardIterator", "DescribeStream", "ListStreams")
 _STATEMENT_TABLE = re.compile(
-    r'^\s*(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM|SELECT\s.*?\sFROM|EXISTS\s*\(.*?\sFROM)\s+'
-    r'"?([A-Za-z0-9_.-]+)"?', re.I | re.S)
+    r"^\s*(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM|SELECT\s.*?\sFROM|EXISTS\s*\(.*?\sFROM)\s+"
+    r'"?([A-Za-z0-9_.-]+)"?',
+    re.I | re.S,
+)
 # a statement whose condition fails is billed as a write: an UPDATE's WHERE, an INSERT's
 # "item exists" (DuplicateItem)
 BILLED_FAILURES = {"ConditionalCheckFailed", "DuplicateItem"}
@@ -54,13 +72,22 @@ class Tally:
     estimated: Counter[str] = field(default_factory=Counter)  # units, by "op table"
 
     def copy(self) -> Tally:
-        return Tally(Counter(self.requests), Counter(self.wcu), Counter(self.rcu),
-                     Counter(self.errors), Counter(self.estimated))
+        return Tally(
+            Counter(self.requests),
+            Counter(self.wcu),
+            Counter(self.rcu),
+            Counter(self.errors),
+            Counter(self.estimated),
+        )
 
     def __sub__(self, before: Tally) -> Tally:
-        return Tally(self.requests - before.requests, self.wcu - before.wcu,
-                     self.rcu - before.rcu, self.errors - before.errors,
-                     self.estimated - before.estimated)
+        return Tally(
+            self.requests - before.requests,
+            self.wcu - before.wcu,
+            self.rcu - before.rcu,
+            self.errors - before.errors,
+            self.estimated - before.estimated,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -122,7 +149,8 @@ class CountingProxy:
         port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256), auto_decompress=False)
+            connector=aiohttp.TCPConnector(limit=256), auto_decompress=False
+        )
         self.url = f"http://127.0.0.1:{port}"
         return self.url
 
@@ -146,12 +174,12 @@ class CountingProxy:
             body["ReturnConsumedCapacity"] = "TOTAL"
             raw = json.dumps(body).encode()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        async with self._session.request(request.method, self.upstream + request.path_qs,
-                                         data=raw, headers=headers) as answer:
+        async with self._session.request(
+            request.method, self.upstream + request.path_qs, data=raw, headers=headers
+        ) as answer:
             payload = await answer.read()
             status = answer.status
-            out_headers = {k: v for k, v in answer.headers.items()
-                           if k.lower() not in HOP_HEADERS}
+            out_headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
         self._count(op, body, status, payload)
         return web.Response(body=payload, status=status, headers=out_headers)
 
@@ -175,8 +203,10 @@ class CountingProxy:
             for table_name, spec in body.get("RequestItems", {}).items():
                 unit = 1.0 if spec.get("ConsistentRead") else 0.5
                 missing = len(spec.get("Keys", [])) * unit - sum(
-                    float(e.get("CapacityUnits", 0.0)) for e in answer.get("ConsumedCapacity", [])
-                    if e.get("TableName") == table_name)
+                    float(e.get("CapacityUnits", 0.0))
+                    for e in answer.get("ConsumedCapacity", [])
+                    if e.get("TableName") == table_name
+                )
                 if missing > 0:
                     extra: Any = missing
                     self.tally.rcu[table_name] += extra
@@ -190,8 +220,11 @@ class CountingProxy:
         """Units of a PartiQL request DynamoDB Local did not report (see the module doc)."""
         statements = _statements(op, body)
         responses = answer.get("Responses")
-        outcomes = responses if op == "BatchExecuteStatement" and isinstance(responses, list) \
+        outcomes = (
+            responses
+            if op == "BatchExecuteStatement" and isinstance(responses, list)
             else [{}] * len(statements)
+        )
         unit = 2.0 if op == "ExecuteTransaction" else 1.0
         for statement, outcome in zip(statements, outcomes, strict=False):
             error = outcome.get("Error") if isinstance(outcome, dict) else None
@@ -200,8 +233,11 @@ class CountingProxy:
             table = _statement_table(statement)
             units: Any = unit
             if _is_read(statement):
-                units = unit if statement.get("ConsistentRead") or body.get("ConsistentRead") \
+                units = (
+                    unit
+                    if statement.get("ConsistentRead") or body.get("ConsistentRead")
                     else unit / 2
+                )
                 self.tally.rcu[table] += units
             else:
                 self.tally.wcu[table] += units

@@ -236,7 +236,12 @@ class ReportScale:
 
 
 QUICK_REPORTS = ReportScale(
-    renders=2, idle_s=3.0, dashboards=2, view_rate=50.0, view_s=3.0, one_at_a_time=5,
+    renders=2,
+    idle_s=3.0,
+    dashboards=2,
+    view_rate=50.0,
+    view_s=3.0,
+    one_at_a_time=5,
     rounds_of_ten=2,
 )
 
@@ -328,9 +333,7 @@ async def check(session: aiohttp.ClientSession, http: str, want: dict[str, Any])
     }
 
 
-async def timings(
-    session: aiohttp.ClientSession, http: str, scale: ReportScale
-) -> dict[str, Any]:
+async def timings(session: aiohttp.ClientSession, http: str, scale: ReportScale) -> dict[str, Any]:
     return {
         path: await spread(session, http + path, scale.one_at_a_time, scale.rounds_of_ten)
         for path in dict.fromkeys(DASHBOARD_PATHS + CHECK_PATHS)
@@ -383,8 +386,19 @@ async def replies(server: Served, rate: float, seconds: float) -> tuple[dict[str
     """WebSocket view replies under a modest view load, and the node's CPU meanwhile."""
     before, t0 = node_cpu_s(server.pid), time.monotonic()
     report, command = await loadtest(
-        server.ws, "--connections", "20", "--rate", str(rate), "--duration", str(seconds),
-        "--articles", "200", "--zipf", "1.1", "--seed", "1",
+        server.ws,
+        "--connections",
+        "20",
+        "--rate",
+        str(rate),
+        "--duration",
+        str(seconds),
+        "--articles",
+        "200",
+        "--zipf",
+        "1.1",
+        "--seed",
+        "1",
     )
     cpu = 100 * (node_cpu_s(server.pid) - before) / (time.monotonic() - t0)
     return {
@@ -427,8 +441,11 @@ async def measure(
     async with dynamodb_local.running(data) as ddb:
         args = [*serve_args(ddb, prefix, work), "--admin-token-file", str(work / "token")]
         spawned = time.time()
-        async with running(Served(*args)) as server, chromium() as browser, \
-                aiohttp.ClientSession() as session:
+        async with (
+            running(Served(*args)) as server,
+            chromium() as browser,
+            aiohttp.ClientSession() as session,
+        ):
             out["serve"] = shown(server.argv).replace(str(work), "WORK")
             out["listening_s"] = round(server.events("listening")[0]["_at"] - spawned, 1)
             # Before that, it copies the import's stream records: no dashboard's cost.
@@ -443,8 +460,11 @@ async def measure(
             out["check"] = await check(session, server.http, want)
             out["requests"] = await timings(session, server.http, scale)
             log("reports: the node's CPU without a dashboard, then with one")
-            out["cpu"] = {"seconds": scale.idle_s, "without_pct": await cpu_pct(
-                server.pid, scale.idle_s), "load_without": load()}
+            out["cpu"] = {
+                "seconds": scale.idle_s,
+                "without_pct": await cpu_pct(server.pid, scale.idle_s),
+                "load_without": load(),
+            }
             context, _ = await dashboard(browser, server.http)
             out["cpu"]["with_pct"] = await cpu_pct(server.pid, scale.idle_s)
             out["cpu"]["load_with"] = load()
@@ -564,12 +584,14 @@ def render(r: dict[str, Any], note: Note) -> list[str]:
         "| dashboard | filled | painted | page | API requests (sent to answered) | load |",
         "|---|---|---|---|---|---|",
     ]
-    named = [(f"{i + 1}{' (node just started)' if i == 0 else ''}", x) for i, x in
-             enumerate(renders)] + [("all time (`/#period=all`)", r["render"]["all"])]
+    named = [
+        (f"{i + 1}{' (node just started)' if i == 0 else ''}", x) for i, x in enumerate(renders)
+    ] + [("all time (`/#period=all`)", r["render"]["all"])]
     for name, x in named:
         t = x["timings"]
         asks = ", ".join(
-            f"`{a['path']}` {a['start']:.0f} to {a['end']:.0f}" for a in t["api"]
+            f"`{a['path']}` {a['start']:.0f} to {a['end']:.0f}"
+            for a in t["api"]
             if a["start"] <= x["painted"]
         )
         out.append(
@@ -600,8 +622,7 @@ def render(r: dict[str, Any], note: Note) -> list[str]:
         )
     out += [
         "",
-        "Commands (DDB: DynamoDB Local on disk, the import's database copied; WORK: the "
-        "work dir):",
+        "Commands (DDB: DynamoDB Local on disk, the import's database copied; WORK: the work dir):",
         "",
         "```sh",
         f"python -m bench.history --out DIR --posts {h['counts']} --views {h['views']}",

@@ -78,9 +78,14 @@ PACED = ["--connections", "50", "--in-flight", "4"]
 
 # Prices (USD, us-east-1, on-demand list prices) as given in issue 5; not re-checked online.
 PRICES = {
-    "wru_per_m": 1.25, "rru_per_m": 0.25, "streams_getrecords_per_100k": 0.02,
-    "apigw_ws_messages_per_m": 1.00, "apigw_ws_connection_minutes_per_m": 0.25,
-    "lambda_requests_per_m": 0.20, "lambda_gb_s": 0.0000166667, "sns_publish_per_m": 0.50,
+    "wru_per_m": 1.25,
+    "rru_per_m": 0.25,
+    "streams_getrecords_per_100k": 0.02,
+    "apigw_ws_messages_per_m": 1.00,
+    "apigw_ws_connection_minutes_per_m": 0.25,
+    "lambda_requests_per_m": 0.20,
+    "lambda_gb_s": 0.0000166667,
+    "sns_publish_per_m": 0.50,
     "sqs_requests_per_m": 0.40,
 }
 
@@ -110,10 +115,23 @@ class Scale:
     imports: import_bench.ImportScale = field(default_factory=import_bench.ImportScale)
 
 
-QUICK = Scale(ingest_s=3, ingest_rounds=1, ingest_connections=16, lag_s=3, lag_rate=300,
-              cost_s=3, cost_rate=300, replay_views=500, fanout_subscribers=300, fanout_rate=5,
-              fanout_s=3, memory_sockets=500, memory_hold_s=2, profile_s=3,
-              imports=import_bench.QUICK_IMPORTS)
+QUICK = Scale(
+    ingest_s=3,
+    ingest_rounds=1,
+    ingest_connections=16,
+    lag_s=3,
+    lag_rate=300,
+    cost_s=3,
+    cost_rate=300,
+    replay_views=500,
+    fanout_subscribers=300,
+    fanout_rate=5,
+    fanout_s=3,
+    memory_sockets=500,
+    memory_hold_s=2,
+    profile_s=3,
+    imports=import_bench.QUICK_IMPORTS,
+)
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -125,29 +143,48 @@ def _raise_nofile() -> None:
 
 def serve_args(endpoint: str, prefix: str, data: Path, workers: int = 1) -> list[str]:
     """`livecount serve` options of every measured server (address and port: `Served`'s)."""
-    return ["--dynamodb-endpoint", endpoint, "--table-prefix", prefix,
-            "--flush-interval", str(FLUSH_INTERVAL), "--data-dir", str(data / prefix),
-            "--workers", str(workers),
-            # The load comes from one address and faster than pages do: measure the
-            # server's ceiling, not its abuse limits.
-            "--rate-limit", "1000000", "--rate-burst", "1000000",
-            "--max-connections-per-ip", "1000000",
-            "--public", "metrics"]  # the bench reads /metrics
+    return [
+        "--dynamodb-endpoint",
+        endpoint,
+        "--table-prefix",
+        prefix,
+        "--flush-interval",
+        str(FLUSH_INTERVAL),
+        "--data-dir",
+        str(data / prefix),
+        "--workers",
+        str(workers),
+        # The load comes from one address and faster than pages do: measure the
+        # server's ceiling, not its abuse limits.
+        "--rate-limit",
+        "1000000",
+        "--rate-burst",
+        "1000000",
+        "--max-connections-per-ip",
+        "1000000",
+        "--public",
+        "metrics",
+    ]  # the bench reads /metrics
 
 
 @asynccontextmanager
-async def served(endpoint: str, prefix: str, data: Path, workers: int = 1
-                 ) -> AsyncIterator[Served]:
+async def served(endpoint: str, prefix: str, data: Path, workers: int = 1) -> AsyncIterator[Served]:
     """A server with its own tables and its own data dir (its journals are its own)."""
-    async with running(Served(*serve_args(endpoint, prefix, data, workers),
-                              preexec_fn=_raise_nofile)) as server:
+    async with running(
+        Served(*serve_args(endpoint, prefix, data, workers), preexec_fn=_raise_nofile)
+    ) as server:
         yield server
 
 
 @asynccontextmanager
 async def echo() -> AsyncIterator[Child]:
-    async with running(Child([sys.executable, "-m", "bench.echo", "--port", "0"],
-                             preexec_fn=_raise_nofile, name="bench.echo")) as server:
+    async with running(
+        Child(
+            [sys.executable, "-m", "bench.echo", "--port", "0"],
+            preexec_fn=_raise_nofile,
+            name="bench.echo",
+        )
+    ) as server:
         yield server
 
 
@@ -177,11 +214,25 @@ def shown(argv: list[str]) -> str:
 async def loadtest(url: str, *args: str, limit: float = 900.0) -> tuple[dict[str, Any], str]:
     """Run `livecount loadtest --json`; returns its report and the command line."""
     # the bench runs on tables of its own (and on echo servers): no real pages to guard
-    argv = [sys.executable, "-m", "livecount", "loadtest", "--url", url, "--into-real-site",
-            *args, "--json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "livecount",
+        "loadtest",
+        "--url",
+        url,
+        "--into-real-site",
+        *args,
+        "--json",
+    ]
     proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL, preexec_fn=_raise_nofile)
+        *argv,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        preexec_fn=_raise_nofile,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), limit)
     finally:
@@ -281,8 +332,9 @@ class CpuWatch(AbstractAsyncContextManager["CpuWatch"]):
         self._task = asyncio.create_task(self._run())
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._task is not None:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
@@ -309,8 +361,9 @@ def limits(cpu: dict[str, float | None], cores: int) -> str:
     """What may have limited a figure: a measured process at a whole core, every core
     busy, or other processes taking a share of the cores."""
     ours = {k: v for k, v in cpu.items() if k not in ("machine", "others") and v is not None}
-    busy = [f"{name.replace('_', ' ')} {pct:.0f}%" for name, pct in ours.items()
-            if pct >= LIMIT_PCT]
+    busy = [
+        f"{name.replace('_', ' ')} {pct:.0f}%" for name, pct in ours.items() if pct >= LIMIT_PCT
+    ]
     total = cpu.get("machine")
     if total is not None and total >= LIMIT_PCT * cores:
         busy.append(f"all {cores} cores busy ({total:.0f}%)")
@@ -403,32 +456,47 @@ class Bench:
         client_s = report["client_cpu_pct"] / 100 * wall
         machine_s = watch.seconds("machine", start, stop)
         report["cpu_pct"] = {
-            "client": report["client_cpu_pct"], "server": pct(server_s),
+            "client": report["client_cpu_pct"],
+            "server": pct(server_s),
             "dynamodb_local": pct(java_s) if self.java else None,
             # everything else on the machine (this harness included): other work that
             # shared the cores would show here
             "others": pct(max(0.0, machine_s - server_s - java_s - client_s)),
-            "machine": pct(machine_s)}
+            "machine": pct(machine_s),
+        }
         report["server_processes"] = len(pids)
         replies = report["acked_in_window"]
-        report["server_cpu_us_per_reply"] = round(1e6 * server_s / replies, 1) if replies \
-            else None
+        report["server_cpu_us_per_reply"] = round(1e6 * server_s / replies, 1) if replies else None
         report["limit"] = limits(report["cpu_pct"], self.cores)
         return report, command
 
     def _ingest_args(self, mix: list[str], duration: float | None = None) -> list[str]:
         s = self.scale
-        return ["--connections", str(s.ingest_connections), "--in-flight", str(s.in_flight),
-                "--duration", str(duration or s.ingest_s), *mix, "--seed", "1"]
+        return [
+            "--connections",
+            str(s.ingest_connections),
+            "--in-flight",
+            str(s.in_flight),
+            "--duration",
+            str(duration or s.ingest_s),
+            *mix,
+            "--seed",
+            "1",
+        ]
 
     async def ingest(self) -> dict[str, Any]:
         """Views/s through livecount serve vs replies/s of a bare echo server, same client,
         same sockets, same in-flight; and each one's CPU per reply. On the hot mix, also
         `--workers N` against `--workers 1`, in the same rounds."""
         s = self.scale
-        out: dict[str, Any] = {"harness": HARNESS, "in_flight": s.in_flight,
-                               "connections": s.ingest_connections, "duration_s": s.ingest_s,
-                               "workers": s.workers, "mixes": {}}
+        out: dict[str, Any] = {
+            "harness": HARNESS,
+            "in_flight": s.in_flight,
+            "connections": s.ingest_connections,
+            "duration_s": s.ingest_s,
+            "workers": s.workers,
+            "mixes": {},
+        }
         for name, mix in MIXES.items():
             args = self._ingest_args(mix)
             kinds: dict[str, Callable[[], AbstractAsyncContextManager[Child]]] = {
@@ -437,7 +505,8 @@ class Bench:
             }
             if name == "hot":
                 kinds["livecount_workers"] = lambda: served(
-                    self.ddb, self.prefix("workers"), self.work, workers=s.workers)
+                    self.ddb, self.prefix("workers"), self.work, workers=s.workers
+                )
             runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
             commands: dict[str, str] = {}
             for rnd in range(s.ingest_rounds):
@@ -450,8 +519,12 @@ class Bench:
                     report["quiet_wait_s"] = waited
                     runs[kind].append(report)
             best = {k: max(v, key=lambda r: r["views_per_s"]) for k, v in runs.items()}
-            x: dict[str, Any] = {"commands": commands, "runs": runs, "best": best,
-                                 "ratio": _ratio(best["livecount"], best["echo"])}
+            x: dict[str, Any] = {
+                "commands": commands,
+                "runs": runs,
+                "best": best,
+                "ratio": _ratio(best["livecount"], best["echo"]),
+            }
             e_us = best["echo"]["server_cpu_us_per_reply"]
             l_us = best["livecount"]["server_cpu_us_per_reply"]
             x["cpu_ratio"] = round(l_us / e_us, 3) if e_us and l_us else None
@@ -466,13 +539,27 @@ class Bench:
         every acknowledged view."""
         s = self.scale
         prefix = self.prefix("lag")
-        args = [*PACED, "--rate", str(s.lag_rate), "--duration", str(s.lag_s),
-                "--articles", str(s.lag_articles), "--zipf", "1.1", *VIEW_KINDS, "--seed", "1"]
+        args = [
+            *PACED,
+            "--rate",
+            str(s.lag_rate),
+            "--duration",
+            str(s.lag_s),
+            "--articles",
+            str(s.lag_articles),
+            "--zipf",
+            "1.1",
+            *VIEW_KINDS,
+            "--seed",
+            "1",
+        ]
         waited = await self.quiet()
         self.log(f"reader lag: Zipf over {s.lag_articles} articles at {s.lag_rate:g} views/s")
-        async with served(self.ddb, prefix, self.work) as srv, \
-                Store.open(self.ddb, "us-east-1", prefix) as store, \
-                aiohttp.ClientSession() as session:
+        async with (
+            served(self.ddb, prefix, self.work) as srv,
+            Store.open(self.ddb, "us-east-1", prefix) as store,
+            aiohttp.ClientSession() as session,
+        ):
             samples: list[tuple[float, int]] = []
             done = asyncio.Event()
 
@@ -499,11 +586,16 @@ class Bench:
             bound = int(LAG_PENDING_BOUND_S * s.lag_rate)
             top = max((n for _, n in during), default=None)
             return {
-                "harness": HARNESS, "command": command, "serve": shown(srv.argv),
-                "report": report, "quiet_wait_s": waited,
+                "harness": HARNESS,
+                "command": command,
+                "serve": shown(srv.argv),
+                "report": report,
+                "quiet_wait_s": waited,
                 "pending_series": [[round(t, 1), n] for t, n in during],
-                "max_pending": top, "pending_at_stop": during[-1][1] if during else None,
-                "pending_bound": bound, "bounded": top is not None and top <= bound,
+                "max_pending": top,
+                "pending_at_stop": during[-1][1] if during else None,
+                "pending_bound": bound,
+                "bounded": top is not None and top <= bound,
                 "flushes_during_load": len(flushes),
                 "max_flush_gap_s": round(max(gaps), 2) if gaps else None,
                 "reader_caught_up_s": caught,
@@ -519,8 +611,17 @@ class Bench:
         out: dict[str, Any] = {"harness": HARNESS}
         for name, mix in COST_MIXES.items():
             prefix = self.prefix("cost")
-            args = [*PACED, "--duration", str(s.cost_s), "--rate", str(s.cost_rate), *mix,
-                    *VIEW_KINDS, "--seed", "1"]
+            args = [
+                *PACED,
+                "--duration",
+                str(s.cost_s),
+                "--rate",
+                str(s.cost_rate),
+                *mix,
+                *VIEW_KINDS,
+                "--seed",
+                "1",
+            ]
             self.log(f"cost {name}: livecount through the counting proxy")
             async with Store.open(self.ddb, "us-east-1", prefix) as store:
                 async with served(self.proxy.url, prefix, self.work) as srv:
@@ -540,7 +641,8 @@ class Bench:
             unflushed = sum(e.get("views", 0) for e in srv.events("shutdown_unflushed"))
             live = summarise(used, report["acked"])
             live["idle_requests_per_s"] = {
-                f"{op} {t}": round(n / idle_s, 2) for (op, t), n in idle.requests.items()}
+                f"{op} {t}": round(n / idle_s, 2) for (op, t), n in idle.requests.items()
+            }
             live["drain_requests"] = drain.to_json()["requests"]
             live["unflushed_at_stop"] = unflushed
             live["window_s"] = round(window, 1)
@@ -548,26 +650,39 @@ class Bench:
             seed_prefix = self.prefix("seed")
             before = self.proxy.tally.copy()
             views = min(s.replay_views, max(report["acked"], 1))
-            sent = await replay(self.proxy.url, seed_prefix, views,
-                                articles=int(mix[1]), zipf=1.1 if len(mix) > 2 else 0.0,
-                                referrer_ratio=0.2, refreshed_ratio=0.2, seed=1)
+            sent = await replay(
+                self.proxy.url,
+                seed_prefix,
+                views,
+                articles=int(mix[1]),
+                zipf=1.1 if len(mix) > 2 else 0.0,
+                referrer_ratio=0.2,
+                refreshed_ratio=0.2,
+                seed=1,
+            )
             seed_used = self.proxy.tally - before
             # table creation is not per view: leave it out
-            for key in [k for k in seed_used.requests if k[0] in
-                        ("CreateTable", "DescribeTable")]:
+            for key in [k for k in seed_used.requests if k[0] in ("CreateTable", "DescribeTable")]:
                 del seed_used.requests[key]
             seed = summarise(seed_used, views)
             seed["replayed"] = sent
-            out[name] = {"command": command, "serve": shown(srv.argv), "report": report,
-                         "reader_caught_up_s": caught,
-                         "livecount": live, "seed": seed,
-                         "seed_over_livecount_wcu": round(
-                             seed["wcu_per_1000"] / live["wcu_per_1000"], 1)
-                         if live["wcu_per_1000"] else None,
-                         "replay_command": (f"python -m bench.seed_replay --endpoint "
-                                            f"http://127.0.0.1:DDB --views {views} "
-                                            f"--articles {mix[1]} --referrer-ratio 0.2 "
-                                            "--refreshed-ratio 0.2")}
+            out[name] = {
+                "command": command,
+                "serve": shown(srv.argv),
+                "report": report,
+                "reader_caught_up_s": caught,
+                "livecount": live,
+                "seed": seed,
+                "seed_over_livecount_wcu": round(seed["wcu_per_1000"] / live["wcu_per_1000"], 1)
+                if live["wcu_per_1000"]
+                else None,
+                "replay_command": (
+                    f"python -m bench.seed_replay --endpoint "
+                    f"http://127.0.0.1:DDB --views {views} "
+                    f"--articles {mix[1]} --referrer-ratio 0.2 "
+                    "--refreshed-ratio 0.2"
+                ),
+            }
             out[name]["dollars"] = dollars(live, seed, sent)
         return out
 
@@ -575,16 +690,33 @@ class Bench:
         """One article, many subscribers: view → count on every subscriber."""
         s = self.scale
         prefix = self.prefix("fanout")
-        args = ["--connections", "1", "--subscribers", str(s.fanout_subscribers),
-                "--articles", "1", "--rate", str(s.fanout_rate), "--duration", str(s.fanout_s),
-                "--open-concurrency", "500", "--push-wait", "5"]
+        args = [
+            "--connections",
+            "1",
+            "--subscribers",
+            str(s.fanout_subscribers),
+            "--articles",
+            "1",
+            "--rate",
+            str(s.fanout_rate),
+            "--duration",
+            str(s.fanout_s),
+            "--open-concurrency",
+            "500",
+            "--push-wait",
+            "5",
+        ]
         await self.quiet()
         self.log(f"fan-out: {s.fanout_subscribers} subscribers")
         async with served(self.ddb, prefix, self.work) as srv:
             report, command = await self.measured(srv, args)
             report["server_rss_kib"] = rss_kib(srv.pid)
-            return {"harness": HARNESS, "command": command, "serve": shown(srv.argv),
-                    "report": report}
+            return {
+                "harness": HARNESS,
+                "command": command,
+                "serve": shown(srv.argv),
+                "report": report,
+            }
 
     async def memory(self) -> dict[str, Any]:
         """Server RSS per idle open socket."""
@@ -593,8 +725,18 @@ class Bench:
         # each process needs its sockets plus a few dozen files of its own
         sockets = min(s.memory_sockets, hard - 200)
         prefix = self.prefix("memory")
-        args = ["--connections", str(sockets), "--articles", "1", "--rate", "0.001",
-                "--duration", str(s.memory_hold_s), "--open-concurrency", "500"]
+        args = [
+            "--connections",
+            str(sockets),
+            "--articles",
+            "1",
+            "--rate",
+            "0.001",
+            "--duration",
+            str(s.memory_hold_s),
+            "--open-concurrency",
+            "500",
+        ]
         self.log(f"memory: {sockets} idle sockets")
         async with served(self.ddb, prefix, self.work) as srv:
             await asyncio.sleep(2)
@@ -615,13 +757,19 @@ class Bench:
                 done.set()
                 await sampler
             opened = report["opened"]
-            return {"harness": HARNESS, "command": command, "serve": shown(srv.argv),
-                    "requested": s.memory_sockets,
-                    "sockets": opened, "fd_hard_limit": hard, "rss_before_kib": base,
-                    "rss_peak_kib": peak,
-                    "kib_per_socket": round((peak - base) / opened, 2) if opened else None,
-                    "connect_failures": report["connect_failures"],
-                    "connect_s": report["connect_s"]}
+            return {
+                "harness": HARNESS,
+                "command": command,
+                "serve": shown(srv.argv),
+                "requested": s.memory_sockets,
+                "sockets": opened,
+                "fd_hard_limit": hard,
+                "rss_before_kib": base,
+                "rss_peak_kib": peak,
+                "kib_per_socket": round((peak - base) / opened, 2) if opened else None,
+                "connect_failures": report["connect_failures"],
+                "connect_s": report["connect_s"],
+            }
 
     async def profile(self) -> dict[str, Any]:
         """py-spy on the server under each ingest mix: where its CPU goes."""
@@ -642,23 +790,43 @@ class Bench:
         await self.quiet()
         self.log(f"profile: py-spy on livecount serve under the {name} ingest load")
         async with served(self.ddb, prefix, self.work) as srv:
-            spy_argv = [spy, "record", "--pid", str(srv.pid), "--rate", "200",
-                        "--duration", str(int(s.profile_s) + 2), "--nonblocking",
-                        "--format", "raw", "--output", str(raw)]
+            spy_argv = [
+                spy,
+                "record",
+                "--pid",
+                str(srv.pid),
+                "--rate",
+                "200",
+                "--duration",
+                str(int(s.profile_s) + 2),
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+            ]
             recorder = await asyncio.create_subprocess_exec(
-                *spy_argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+                *spy_argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+            )
             try:
                 report, command = await loadtest(srv.ws, *args)
                 await asyncio.wait_for(recorder.wait(), 60)
             finally:
                 await _reaped(recorder)
         if not raw.exists():
-            return {"skipped": f"py-spy wrote nothing (exit {recorder.returncode}); "
-                               "it needs ptrace permission"}
+            return {
+                "skipped": f"py-spy wrote nothing (exit {recorder.returncode}); "
+                "it needs ptrace permission"
+            }
         top = collapsed_top(raw.read_text())
         spy_argv[0], spy_argv[3] = "py-spy", "PID"
-        return {"command": command, "py_spy": shown(spy_argv).replace(str(self.work), "WORK"),
-                "views_per_s": report["views_per_s"], **top, "raw_file": str(raw)}
+        return {
+            "command": command,
+            "py_spy": shown(spy_argv).replace(str(self.work), "WORK"),
+            "views_per_s": report["views_per_s"],
+            **top,
+            "raw_file": str(raw),
+        }
 
 
 def _ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
@@ -666,8 +834,14 @@ def _ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
 
 
 # Frames that wrap everything (start-up, the loop runner, thread bootstrap): no information.
-_PLUMBING = ("(<frozen runpy>)", "(server/__main__.py)", "(server/cli.py)", "(threading.py)",
-             "(uvloop/__init__.py)", "_worker (concurrent/futures/thread.py)")
+_PLUMBING = (
+    "(<frozen runpy>)",
+    "(server/__main__.py)",
+    "(server/cli.py)",
+    "(threading.py)",
+    "(uvloop/__init__.py)",
+    "_worker (concurrent/futures/thread.py)",
+)
 
 
 def collapsed_top(text: str, n: int = 15) -> dict[str, Any]:
@@ -686,8 +860,11 @@ def collapsed_top(text: str, n: int = 15) -> dict[str, Any]:
         if not stack or not count.isdigit():
             continue
         k = int(count)
-        names = [re.sub(r":\d+\)$", ")", f.strip()) for f in stack.split(";")
-                 if not f.startswith(("process ", "thread "))]
+        names = [
+            re.sub(r":\d+\)$", ")", f.strip())
+            for f in stack.split(";")
+            if not f.startswith(("process ", "thread "))
+        ]
         if not names:
             continue
         if names[0].startswith("Thread._bootstrap"):
@@ -703,25 +880,28 @@ def collapsed_top(text: str, n: int = 15) -> dict[str, Any]:
         rows = [(name, k) for name, k in c.most_common() if not name.endswith(_PLUMBING)]
         return [{"function": name, "share": round(100 * k / total, 1)} for name, k in rows[:n]]
 
-    return {"samples": loop_total, "worker_samples": worker_total,
-            "self": share(own, loop_total) if loop_total else [],
-            "inclusive": share(incl, loop_total) if loop_total else [],
-            "workers": [{"function": name, "samples": k} for name, k in workers.most_common(5)]}
+    return {
+        "samples": loop_total,
+        "worker_samples": worker_total,
+        "self": share(own, loop_total) if loop_total else [],
+        "inclusive": share(incl, loop_total) if loop_total else [],
+        "workers": [{"function": name, "samples": k} for name, k in workers.most_common(5)],
+    }
 
 
 def summarise(t: Tally, views: int) -> dict[str, Any]:
     per = 1000 / views if views else 0.0
     wcu, rcu = sum(t.wcu.values()), sum(t.rcu.values())
-    dynamo_requests = sum(n for (op, _), n in t.requests.items()
-                          if op not in STREAM_OPS)
+    dynamo_requests = sum(n for (op, _), n in t.requests.items() if op not in STREAM_OPS)
     return {
-        "views": views, "tally": t.to_json(),
-        "wcu_per_1000": round(wcu * per, 2), "rcu_per_1000": round(rcu * per, 2),
+        "views": views,
+        "tally": t.to_json(),
+        "wcu_per_1000": round(wcu * per, 2),
+        "rcu_per_1000": round(rcu * per, 2),
         "requests_per_1000": round(dynamo_requests * per, 2),
         "write_requests_per_1000": round(t.ops(*WRITE_OPS) * per, 2),
         "getrecords_per_1000": round(t.ops("GetRecords") * per, 2),
-        "stream_requests_per_1000": round(
-            t.ops(*STREAM_OPS) * per, 2),
+        "stream_requests_per_1000": round(t.ops(*STREAM_OPS) * per, 2),
     }
 
 
@@ -731,8 +911,10 @@ def dollars(live: dict[str, Any], seed: dict[str, Any], sent: dict[str, Any]) ->
     m = 1000.0  # the figures are per 1,000 views; x1000 is per million
 
     def dynamo(x: dict[str, Any], streams_billed: bool) -> float:
-        cost: float = x["wcu_per_1000"] * m * p["wru_per_m"] / 1e6 + \
-            x["rcu_per_1000"] * m * p["rru_per_m"] / 1e6
+        cost: float = (
+            x["wcu_per_1000"] * m * p["wru_per_m"] / 1e6
+            + x["rcu_per_1000"] * m * p["rru_per_m"] / 1e6
+        )
         if streams_billed:
             cost += x["getrecords_per_1000"] * m * p["streams_getrecords_per_100k"] / 1e5
         return cost
@@ -762,23 +944,51 @@ def dollars(live: dict[str, Any], seed: dict[str, Any], sent: dict[str, Any]) ->
 def machine() -> dict[str, Any]:
     cpu = ""
     with suppress(OSError):
-        cpu = next((ln.split(":", 1)[1].strip() for ln in
-                    Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), "")
+        cpu = next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")
+            ),
+            "",
+        )
     mem_kib = 0
     with suppress(OSError, StopIteration):
-        mem_kib = int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
-                           if ln.startswith("MemTotal")))
+        mem_kib = int(
+            next(
+                ln.split()[1]
+                for ln in Path("/proc/meminfo").read_text().splitlines()
+                if ln.startswith("MemTotal")
+            )
+        )
     java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
-    commit = os.environ.get("BENCH_COMMIT") or subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
-        cwd=ROOT).stdout.strip()
-    dirty = "" if os.environ.get("BENCH_COMMIT") else subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-        check=False, cwd=ROOT).stdout.strip()
+    commit = (
+        os.environ.get("BENCH_COMMIT")
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        ).stdout.strip()
+    )
+    dirty = (
+        ""
+        if os.environ.get("BENCH_COMMIT")
+        else subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        ).stdout.strip()
+    )
     return {
-        "cores": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kib / 2**20, 1),
-        "python": platform.python_version(), "kernel": platform.release(),
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
         "java": (java.stderr.splitlines() or [""])[0],
         "nofile_hard": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
         "commit": commit + (" (with uncommitted changes)" if dirty else ""),
@@ -787,8 +997,10 @@ def machine() -> dict[str, Any]:
 
 
 def _notes(old: str) -> dict[str, str]:
-    return {m.group(1): m.group(2).strip() for m in
-            re.finditer(r"<!-- note:(\w+) -->\n(.*?)\n<!-- /note:\1 -->", old, re.S)}
+    return {
+        m.group(1): m.group(2).strip()
+        for m in re.finditer(r"<!-- note:(\w+) -->\n(.*?)\n<!-- /note:\1 -->", old, re.S)
+    }
 
 
 def _note(notes: dict[str, str], name: str) -> list[str]:
@@ -825,58 +1037,83 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         for name, x in ing["mixes"].items():
             r = x["ratio"]
             lc, e = x["best"]["livecount"], x["best"]["echo"]
-            rows.append((f"ingest >= {GOAL_INGEST_RATIO:g}x the bare websockets echo, {name} "
-                         f"(in flight {ing['in_flight']} per socket)",
-                         f"{_num(lc['views_per_s'])} vs {_num(e['views_per_s'])}/s = "
-                         f"{_num(r, '.2f')}x; server CPU-µs per reply "
-                         f"{_num(lc['server_cpu_us_per_reply'], '.1f')} vs echo "
-                         f"{_num(e['server_cpu_us_per_reply'], '.1f')}; client CPU "
-                         f"{_pct(e['cpu_pct']['client'])} (echo run), "
-                         f"{_pct(lc['cpu_pct']['client'])} (livecount run)",
-                         _verdict(None if r is None else r >= GOAL_INGEST_RATIO, small)))
+            rows.append(
+                (
+                    f"ingest >= {GOAL_INGEST_RATIO:g}x the bare websockets echo, {name} "
+                    f"(in flight {ing['in_flight']} per socket)",
+                    f"{_num(lc['views_per_s'])} vs {_num(e['views_per_s'])}/s = "
+                    f"{_num(r, '.2f')}x; server CPU-µs per reply "
+                    f"{_num(lc['server_cpu_us_per_reply'], '.1f')} vs echo "
+                    f"{_num(e['server_cpu_us_per_reply'], '.1f')}; client CPU "
+                    f"{_pct(e['cpu_pct']['client'])} (echo run), "
+                    f"{_pct(lc['cpu_pct']['client'])} (livecount run)",
+                    _verdict(None if r is None else r >= GOAL_INGEST_RATIO, small),
+                )
+            )
             if "workers_ratio" in x:
                 w = x["workers_ratio"]
-                rows.append((f"--workers {ing['workers']} >= {GOAL_WORKERS_RATIO:g}x --workers "
-                             f"1, {name}",
-                             f"{_num(x['best']['livecount_workers']['views_per_s'])} vs "
-                             f"{_num(x['best']['livecount']['views_per_s'])}/s = "
-                             f"{_num(w, '.2f')}x",
-                             _verdict(None if w is None else w >= GOAL_WORKERS_RATIO, small)))
+                rows.append(
+                    (
+                        f"--workers {ing['workers']} >= {GOAL_WORKERS_RATIO:g}x --workers "
+                        f"1, {name}",
+                        f"{_num(x['best']['livecount_workers']['views_per_s'])} vs "
+                        f"{_num(x['best']['livecount']['views_per_s'])}/s = "
+                        f"{_num(w, '.2f')}x",
+                        _verdict(None if w is None else w >= GOAL_WORKERS_RATIO, small),
+                    )
+                )
     cost = results.get("cost")
     if _current(cost) and "zipf10k" in cost:
         times = cost["zipf10k"]["seed_over_livecount_wcu"]
-        rows.append((f"Zipf over 10,000 articles: >= {GOAL_ZIPF_VS_SEED:g}x fewer WCU than "
-                     "the seed",
-                     f"{cost['zipf10k']['livecount']['wcu_per_1000']:.1f} vs "
-                     f"{cost['zipf10k']['seed']['wcu_per_1000']:.1f} WCU = "
-                     f"{_num(times, '.1f')}x fewer",
-                     _verdict(None if times is None else times >= GOAL_ZIPF_VS_SEED, small)))
+        rows.append(
+            (
+                f"Zipf over 10,000 articles: >= {GOAL_ZIPF_VS_SEED:g}x fewer WCU than the seed",
+                f"{cost['zipf10k']['livecount']['wcu_per_1000']:.1f} vs "
+                f"{cost['zipf10k']['seed']['wcu_per_1000']:.1f} WCU = "
+                f"{_num(times, '.1f')}x fewer",
+                _verdict(None if times is None else times >= GOAL_ZIPF_VS_SEED, small),
+            )
+        )
     lag = results.get("lag")
     if _current(lag):
         caught = lag["reader_caught_up_s"]
         ok = lag["bounded"] and caught <= GOAL_LAG_S
-        rows.append((f"reader holds every view <= {GOAL_LAG_S:g} s after the load, pending "
-                     f"bounded (Zipf over {lag['report']['articles']:,} articles at "
-                     f"{lag['report']['target_rate']:,.0f} views/s)",
-                     f"{caught} s; pending at most {_num(lag['max_pending'])} (bound "
-                     f"{lag['pending_bound']:,})", _verdict(ok, small)))
+        rows.append(
+            (
+                f"reader holds every view <= {GOAL_LAG_S:g} s after the load, pending "
+                f"bounded (Zipf over {lag['report']['articles']:,} articles at "
+                f"{lag['report']['target_rate']:,.0f} views/s)",
+                f"{caught} s; pending at most {_num(lag['max_pending'])} (bound "
+                f"{lag['pending_bound']:,})",
+                _verdict(ok, small),
+            )
+        )
     fan = results.get("fanout")
     if _current(fan):
         r = fan["report"]
         p99 = r["push_ms"]["p99"]
         subs = r["opened"] - r["connections"]
-        rows.append((f"fan-out p99 <= {GOAL_FANOUT_P99_MS:g} ms to the last of "
-                     f"{FANOUT_SUBSCRIBERS:,} subscribers",
-                     f"{_ms(r['push_ms'], 'p99')} ms at {subs:,} subscribers",
-                     _verdict(None if p99 is None else p99 <= GOAL_FANOUT_P99_MS,
-                              f"only {subs:,} subscribers" if subs < FANOUT_SUBSCRIBERS
-                              else small)))
+        rows.append(
+            (
+                f"fan-out p99 <= {GOAL_FANOUT_P99_MS:g} ms to the last of "
+                f"{FANOUT_SUBSCRIBERS:,} subscribers",
+                f"{_ms(r['push_ms'], 'p99')} ms at {subs:,} subscribers",
+                _verdict(
+                    None if p99 is None else p99 <= GOAL_FANOUT_P99_MS,
+                    f"only {subs:,} subscribers" if subs < FANOUT_SUBSCRIBERS else small,
+                ),
+            )
+        )
     mem = results.get("memory")
     if _current(mem):
         per = mem["kib_per_socket"]
-        rows.append((f"<= {GOAL_MEMORY_KIB:g} KiB per idle socket",
-                     f"{_num(per, '.2f')} KiB at {mem['sockets']:,} sockets",
-                     _verdict(None if per is None else per <= GOAL_MEMORY_KIB, small)))
+        rows.append(
+            (
+                f"<= {GOAL_MEMORY_KIB:g} KiB per idle socket",
+                f"{_num(per, '.2f')} KiB at {mem['sockets']:,} sockets",
+                _verdict(None if per is None else per <= GOAL_MEMORY_KIB, small),
+            )
+        )
     return rows
 
 
@@ -900,16 +1137,21 @@ def render(results: dict[str, Any], notes: dict[str, str]) -> str:
         f"{results.get('dynamodb_local', 'on disk')}); RLIMIT_NOFILE hard limit "
         f"{m['nofile_hard']}.",
         f"- Code: commit {m['commit']}; run {m['date']}; scale `{results['scale']}`"
-        + (" (tiny loads that check the harness: not figures)."
-           if results["scale"] == "quick" else "."),
+        + (
+            " (tiny loads that check the harness: not figures)."
+            if results["scale"] == "quick"
+            else "."
+        ),
         f"- Everything (server, client, DynamoDB Local, proxy) shares the same {m['cores']} "
         "cores, so every figure is a lower bound for a server that has its cores to itself. "
         "CPU shares are of one core, over the load's own window; `limit` names any measured "
         f"process at {LIMIT_PCT:g}% of a core or more, says when every core was busy, and "
         f"when other processes (this harness included) used {OTHERS_PCT:g}% or more.",
         "",
-        "## Goals (issue 12)", "",
-        "| goal | measured | verdict |", "|---|---|---|",
+        "## Goals (issue 12)",
+        "",
+        "| goal | measured | verdict |",
+        "|---|---|---|",
     ]
     out += [f"| {g} | {v} | {ok} |" for g, v, ok in goals(results)]
     out.append("")
@@ -919,8 +1161,11 @@ def render(results: dict[str, Any], notes: dict[str, str]) -> str:
         if isinstance(section, dict) and "error" in section:
             out += [f"**{name} failed in this run**: `{section['error']}`", ""]
         elif section is not None and not _current(section):
-            out += [f"**{name}**: the stored results come from another version of the "
-                    f"harness; run `python -m bench.run --only {name}`.", ""]
+            out += [
+                f"**{name}**: the stored results come from another version of the "
+                f"harness; run `python -m bench.run --only {name}`.",
+                "",
+            ]
     if _current(results.get("ingest")):
         out += _render_ingest(results["ingest"], notes)
     if _current(results.get("lag")):
@@ -944,25 +1189,29 @@ def render(results: dict[str, Any], notes: dict[str, str]) -> str:
 
 def _render_ingest(ing: dict[str, Any], notes: dict[str, str]) -> list[str]:
     n, k = ing["connections"], ing["in_flight"]
-    out = ["## 1. Ingest ceiling", "",
-           f"Replies per second through `livecount serve` (each view validated, counted, on "
-           f"disk, replied) against a bare `websockets` echo server (`bench/echo.py`: the same "
-           f"library's asyncio API, loop and limits, one fixed small JSON reply per frame), "
-           f"driven by the same client the same way: {n} sockets, each keeping up to **{k} "
-           f"views in flight** (`--in-flight {k}`: a socket sends its next view whenever fewer "
-           f"than {k} wait for their replies; replies come back in order), "
-           f"{ing['duration_s']:g} s a round. Best round of each. **CPU-µs per reply** is the "
-           "server process's CPU time (user + system, all its threads) over the load's "
-           "window divided by the replies in it: the figure that carries from one machine to "
-           f"another. Goal: livecount >= {GOAL_INGEST_RATIO:g}x the echo server's replies/s, "
-           "on both mixes; the CPU column judges the same goal per unit of CPU (livecount's "
-           "CPU-µs per view <= echo's per reply).", "",
-           "| mix | echo replies/s | livecount views/s | ratio | verdict | echo CPU-µs / "
-           "reply | livecount CPU-µs / view | CPU ratio | verdict | client CPU (echo run / "
-           "livecount run) | echo server CPU | livecount server CPU | DynamoDB Local CPU "
-           "(livecount run) | reply p50 / p99 ms (echo / livecount) | limit (echo run; "
-           "livecount run) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "## 1. Ingest ceiling",
+        "",
+        f"Replies per second through `livecount serve` (each view validated, counted, on "
+        f"disk, replied) against a bare `websockets` echo server (`bench/echo.py`: the same "
+        f"library's asyncio API, loop and limits, one fixed small JSON reply per frame), "
+        f"driven by the same client the same way: {n} sockets, each keeping up to **{k} "
+        f"views in flight** (`--in-flight {k}`: a socket sends its next view whenever fewer "
+        f"than {k} wait for their replies; replies come back in order), "
+        f"{ing['duration_s']:g} s a round. Best round of each. **CPU-µs per reply** is the "
+        "server process's CPU time (user + system, all its threads) over the load's "
+        "window divided by the replies in it: the figure that carries from one machine to "
+        f"another. Goal: livecount >= {GOAL_INGEST_RATIO:g}x the echo server's replies/s, "
+        "on both mixes; the CPU column judges the same goal per unit of CPU (livecount's "
+        "CPU-µs per view <= echo's per reply).",
+        "",
+        "| mix | echo replies/s | livecount views/s | ratio | verdict | echo CPU-µs / "
+        "reply | livecount CPU-µs / view | CPU ratio | verdict | client CPU (echo run / "
+        "livecount run) | echo server CPU | livecount server CPU | DynamoDB Local CPU "
+        "(livecount run) | reply p50 / p99 ms (echo / livecount) | limit (echo run; "
+        "livecount run) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, x in ing["mixes"].items():
         e, lc = x["best"]["echo"], x["best"]["livecount"]
         ratio, cpu_ratio = x["ratio"], x["cpu_ratio"]
@@ -978,16 +1227,31 @@ def _render_ingest(ing: dict[str, Any], notes: dict[str, str]) -> list[str]:
             f"{_pct(lc['cpu_pct']['dynamodb_local'])} | "
             f"{_ms(e['reply_ms'], 'p50')} / {_ms(e['reply_ms'], 'p99')} ; "
             f"{_ms(lc['reply_ms'], 'p50')} / {_ms(lc['reply_ms'], 'p99')} | "
-            f"{e['limit']}; {lc['limit']} |")
+            f"{e['limit']}; {lc['limit']} |"
+        )
 
     def rounds(runs: list[dict[str, Any]]) -> str:
-        return ", ".join(f"{r['views_per_s']:,.0f} ({_num(r['server_cpu_us_per_reply'], '.1f')}"
-                         " µs)" for r in runs)
+        return ", ".join(
+            f"{r['views_per_s']:,.0f} ({_num(r['server_cpu_us_per_reply'], '.1f')} µs)"
+            for r in runs
+        )
 
-    out += ["", "All rounds, views/s (server CPU-µs per reply): " + "; ".join(
-        f"{name} " + ", ".join(f"{kind.replace('_', ' ')} {rounds(runs)}"
-                               for kind, runs in x["runs"].items())
-        for name, x in ing["mixes"].items()) + ".", "", "Commands:", "", "```sh"]
+    out += [
+        "",
+        "All rounds, views/s (server CPU-µs per reply): "
+        + "; ".join(
+            f"{name} "
+            + ", ".join(
+                f"{kind.replace('_', ' ')} {rounds(runs)}" for kind, runs in x["runs"].items()
+            )
+            for name, x in ing["mixes"].items()
+        )
+        + ".",
+        "",
+        "Commands:",
+        "",
+        "```sh",
+    ]
     for name, x in ing["mixes"].items():
         c = x["commands"]
         out += [f"# {name}", c["echo"], c["livecount"], c["loadtest"]]
@@ -998,28 +1262,45 @@ def _render_ingest(ing: dict[str, Any], notes: dict[str, str]) -> list[str]:
         w = ing["workers"]
         one, many = hot["best"]["livecount"], hot["best"]["livecount_workers"]
         ratio = hot["workers_ratio"]
-        out += ["### Workers", "",
-                f"The hot mix of the table above through `livecount serve --workers {w}` "
-                "(one port, SO_REUSEPORT, a node per worker) against `--workers 1`, in the "
-                f"same rounds, same client and in-flight. Goal: >= {GOAL_WORKERS_RATIO:g}x. "
-                "Server CPU is the parent's and every worker's together; the client and "
-                "DynamoDB Local share the same cores.", "",
-                "| server | views/s | vs --workers 1 | verdict | server CPU (processes) | "
-                "CPU-µs / view | client CPU | DynamoDB Local CPU | reply p50 / p99 ms | limit |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
-        for label, r, rel in (("--workers 1", one, "1.00"),
-                              (f"--workers {w}", many, _num(ratio, ".2f"))):
-            ok = _verdict(None if ratio is None else ratio >= GOAL_WORKERS_RATIO) \
-                if r is many else ""
-            out.append(f"| `{label}` | {_num(r['views_per_s'])} | {rel} | {ok} | "
-                       f"{_pct(r['cpu_pct']['server'])} ({r['server_processes']}) | "
-                       f"{_num(r['server_cpu_us_per_reply'], '.1f')} | "
-                       f"{_pct(r['cpu_pct']['client'])} | "
-                       f"{_pct(r['cpu_pct']['dynamodb_local'])} | "
-                       f"{_ms(r['reply_ms'], 'p50')} / {_ms(r['reply_ms'], 'p99')} | "
-                       f"{r['limit']} |")
-        out += ["", "```sh", hot["commands"]["livecount_workers"], hot["commands"]["loadtest"],
-                "```", ""]
+        out += [
+            "### Workers",
+            "",
+            f"The hot mix of the table above through `livecount serve --workers {w}` "
+            "(one port, SO_REUSEPORT, a node per worker) against `--workers 1`, in the "
+            f"same rounds, same client and in-flight. Goal: >= {GOAL_WORKERS_RATIO:g}x. "
+            "Server CPU is the parent's and every worker's together; the client and "
+            "DynamoDB Local share the same cores.",
+            "",
+            "| server | views/s | vs --workers 1 | verdict | server CPU (processes) | "
+            "CPU-µs / view | client CPU | DynamoDB Local CPU | reply p50 / p99 ms | limit |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for label, r, rel in (
+            ("--workers 1", one, "1.00"),
+            (f"--workers {w}", many, _num(ratio, ".2f")),
+        ):
+            ok = (
+                _verdict(None if ratio is None else ratio >= GOAL_WORKERS_RATIO)
+                if r is many
+                else ""
+            )
+            out.append(
+                f"| `{label}` | {_num(r['views_per_s'])} | {rel} | {ok} | "
+                f"{_pct(r['cpu_pct']['server'])} ({r['server_processes']}) | "
+                f"{_num(r['server_cpu_us_per_reply'], '.1f')} | "
+                f"{_pct(r['cpu_pct']['client'])} | "
+                f"{_pct(r['cpu_pct']['dynamodb_local'])} | "
+                f"{_ms(r['reply_ms'], 'p50')} / {_ms(r['reply_ms'], 'p99')} | "
+                f"{r['limit']} |"
+            )
+        out += [
+            "",
+            "```sh",
+            hot["commands"]["livecount_workers"],
+            hot["commands"]["loadtest"],
+            "```",
+            "",
+        ]
         out += _note(notes, "workers")
     return out
 
@@ -1030,56 +1311,71 @@ def _render_lag(lag: dict[str, Any], notes: dict[str, str]) -> list[str]:
     ok = lag["bounded"] and caught <= GOAL_LAG_S
     series = lag["pending_series"]
     step = max(1, len(series) // 40)
-    out = ["## 2. Reader lag on the wide mix", "",
-           f"Zipf 1.1 over {r['articles']:,} articles at {r['target_rate']:,.0f} views/s (20% "
-           "with an external referrer, 20% refreshes) on DynamoDB Local directly, flush "
-           f"interval {FLUSH_INTERVAL:g} s. Pending views: the server's "
-           "`livecount_pending_views` gauge (views accepted, not yet stored), read from "
-           "`/metrics` every 0.5 s through the load; bounded means it stayed under "
-           f"{LAG_PENDING_BOUND_S:g} s of views at the rate ({lag['pending_bound']:,}). "
-           "Caught up: from the load stopping until a consistent scan of the reader table "
-           f"holds every acknowledged view. Goal: pending bounded and caught up within "
-           f"{GOAL_LAG_S:g} s.", "",
-           "| views/s reached (asked) | views | views behind the rate | max pending | pending "
-           "at the end of the load | flushes during load | longest gap between flushes s | "
-           "reader caught up after s | verdict | server CPU | DynamoDB Local CPU | client "
-           "CPU | limit |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-           f"| {_num(r['views_per_s'])} ({r['target_rate']:,.0f}) | {r['acked']:,} | "
-           f"{r['missed']:,} | {_num(lag['max_pending'])} | {_num(lag['pending_at_stop'])} | "
-           f"{lag['flushes_during_load']} | {_num(lag['max_flush_gap_s'], '.2f')} | {caught} | "
-           f"{_verdict(ok)} | {_pct(r['cpu_pct']['server'])} | "
-           f"{_pct(r['cpu_pct']['dynamodb_local'])} | {_pct(r['cpu_pct']['client'])} | "
-           f"{r['limit']} |", "",
-           "Pending views through the load (seconds into the load: pending): `"
-           + ", ".join(f"{t:g}: {n:,}" for t, n in series[::step]) + "`", "",
-           "```sh", lag["serve"], lag["command"], "```", ""]
+    out = [
+        "## 2. Reader lag on the wide mix",
+        "",
+        f"Zipf 1.1 over {r['articles']:,} articles at {r['target_rate']:,.0f} views/s (20% "
+        "with an external referrer, 20% refreshes) on DynamoDB Local directly, flush "
+        f"interval {FLUSH_INTERVAL:g} s. Pending views: the server's "
+        "`livecount_pending_views` gauge (views accepted, not yet stored), read from "
+        "`/metrics` every 0.5 s through the load; bounded means it stayed under "
+        f"{LAG_PENDING_BOUND_S:g} s of views at the rate ({lag['pending_bound']:,}). "
+        "Caught up: from the load stopping until a consistent scan of the reader table "
+        f"holds every acknowledged view. Goal: pending bounded and caught up within "
+        f"{GOAL_LAG_S:g} s.",
+        "",
+        "| views/s reached (asked) | views | views behind the rate | max pending | pending "
+        "at the end of the load | flushes during load | longest gap between flushes s | "
+        "reader caught up after s | verdict | server CPU | DynamoDB Local CPU | client "
+        "CPU | limit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {_num(r['views_per_s'])} ({r['target_rate']:,.0f}) | {r['acked']:,} | "
+        f"{r['missed']:,} | {_num(lag['max_pending'])} | {_num(lag['pending_at_stop'])} | "
+        f"{lag['flushes_during_load']} | {_num(lag['max_flush_gap_s'], '.2f')} | {caught} | "
+        f"{_verdict(ok)} | {_pct(r['cpu_pct']['server'])} | "
+        f"{_pct(r['cpu_pct']['dynamodb_local'])} | {_pct(r['cpu_pct']['client'])} | "
+        f"{r['limit']} |",
+        "",
+        "Pending views through the load (seconds into the load: pending): `"
+        + ", ".join(f"{t:g}: {n:,}" for t, n in series[::step])
+        + "`",
+        "",
+        "```sh",
+        lag["serve"],
+        lag["command"],
+        "```",
+        "",
+    ]
     return out + _note(notes, "store")
 
 
 def _render_cost(cost: dict[str, Any], notes: dict[str, str], m: dict[str, Any]) -> list[str]:
-    out = ["## 3. DynamoDB cost", "",
-           "Requests and capacity units counted by a proxy on loopback between the "
-           "server and DynamoDB Local (`bench/proxy.py`: it adds "
-           "`ReturnConsumedCapacity: TOTAL` to each request and sums what comes back; a "
-           "failed conditional write counts 1 WCU as on AWS; PartiQL statements, for which "
-           "DynamoDB Local reports no capacity, are counted as AWS bills an item under 1 KB: "
-           "1 unit each, a failed condition included, and listed as estimated below). "
-           "livecount: a real "
-           "`livecount serve` under `livecount loadtest` at a fixed rate; the window runs "
-           "from the first view until the server has stopped, so its drain (report rows wait "
-           "up to `--report-interval`) is in it. Seed: "
-           "`bench/seed_replay.py` replays the same view mix (same generator and seed) as "
-           "the seed did it: one `UpdateItem` per view on PostCountWriter, one write per "
-           "view with an external referrer, one read of PostCountReader to answer, and a "
-           "`PutItem` copy per stream record. 20% of views have an external referrer, 20% "
-           "are refreshes. Goal: Zipf over 10,000 articles >= "
-           f"{GOAL_ZIPF_VS_SEED:g}x fewer WCU than the seed (issue 12's hot-article goal, 2 WCU "
-           "per 1,000 views, is retired by issue 23).", "",
-           "| scenario | scheme | views | WCU / 1k views | RCU / 1k views | DynamoDB "
-           "requests / 1k views | of which writes | stream requests / 1k views | goal | "
-           "verdict |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "## 3. DynamoDB cost",
+        "",
+        "Requests and capacity units counted by a proxy on loopback between the "
+        "server and DynamoDB Local (`bench/proxy.py`: it adds "
+        "`ReturnConsumedCapacity: TOTAL` to each request and sums what comes back; a "
+        "failed conditional write counts 1 WCU as on AWS; PartiQL statements, for which "
+        "DynamoDB Local reports no capacity, are counted as AWS bills an item under 1 KB: "
+        "1 unit each, a failed condition included, and listed as estimated below). "
+        "livecount: a real "
+        "`livecount serve` under `livecount loadtest` at a fixed rate; the window runs "
+        "from the first view until the server has stopped, so its drain (report rows wait "
+        "up to `--report-interval`) is in it. Seed: "
+        "`bench/seed_replay.py` replays the same view mix (same generator and seed) as "
+        "the seed did it: one `UpdateItem` per view on PostCountWriter, one write per "
+        "view with an external referrer, one read of PostCountReader to answer, and a "
+        "`PutItem` copy per stream record. 20% of views have an external referrer, 20% "
+        "are refreshes. Goal: Zipf over 10,000 articles >= "
+        f"{GOAL_ZIPF_VS_SEED:g}x fewer WCU than the seed (issue 12's hot-article goal, 2 WCU "
+        "per 1,000 views, is retired by issue 23).",
+        "",
+        "| scenario | scheme | views | WCU / 1k views | RCU / 1k views | DynamoDB "
+        "requests / 1k views | of which writes | stream requests / 1k views | goal | "
+        "verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, x in cost.items():
         if not isinstance(x, dict) or "livecount" not in x:
             continue
@@ -1090,64 +1386,87 @@ def _render_cost(cost: dict[str, Any], notes: dict[str, str], m: dict[str, Any])
                 times = x["seed_over_livecount_wcu"]
                 goal = f">= {GOAL_ZIPF_VS_SEED:g}x fewer WCU than the seed ({_num(times, '.1f')}x)"
                 verdict = _verdict(None if times is None else times >= GOAL_ZIPF_VS_SEED)
-            out.append(f"| {name} | {scheme} | {y['views']:,} | {y['wcu_per_1000']:.2f} | "
-                       f"{y['rcu_per_1000']:.2f} | {y['requests_per_1000']:.1f} | "
-                       f"{y.get('write_requests_per_1000', 0):.1f} | "
-                       f"{y['stream_requests_per_1000']:.1f} | {goal} | {verdict} |")
+            out.append(
+                f"| {name} | {scheme} | {y['views']:,} | {y['wcu_per_1000']:.2f} | "
+                f"{y['rcu_per_1000']:.2f} | {y['requests_per_1000']:.1f} | "
+                f"{y.get('write_requests_per_1000', 0):.1f} | "
+                f"{y['stream_requests_per_1000']:.1f} | {goal} | {verdict} |"
+            )
     out += ["", "Where livecount's requests went (whole window):", ""]
     for name, x in cost.items():
         if not isinstance(x, dict) or "livecount" not in x:
             continue
         live = x["livecount"]
         reqs = live["tally"]["requests"]
-        out.append(f"- {name} ({x['report']['acked']:,} views at "
-                   f"{x['report']['views_per_s']:,.0f}/s; reader caught up "
-                   f"{x['reader_caught_up_s']} s after the load): "
-                   + ", ".join(f"{k} {v:,}" for k, v in reqs.items()))
-        out.append("  - of which at shutdown (the drain): "
-                   + (", ".join(f"{k} {v:,}" for k, v in live["drain_requests"].items())
-                      or "none"))
+        out.append(
+            f"- {name} ({x['report']['acked']:,} views at "
+            f"{x['report']['views_per_s']:,.0f}/s; reader caught up "
+            f"{x['reader_caught_up_s']} s after the load): "
+            + ", ".join(f"{k} {v:,}" for k, v in reqs.items())
+        )
+        out.append(
+            "  - of which at shutdown (the drain): "
+            + (", ".join(f"{k} {v:,}" for k, v in live["drain_requests"].items()) or "none")
+        )
         if live.get("unflushed_at_stop"):
-            out.append(f"  - **{live['unflushed_at_stop']:,} views were still unstored when "
-                       "the server stopped: their writes are missing from these figures**")
+            out.append(
+                f"  - **{live['unflushed_at_stop']:,} views were still unstored when "
+                "the server stopped: their writes are missing from these figures**"
+            )
         if live["tally"].get("estimated"):
-            out.append("  - capacity estimated (DynamoDB Local returned none): "
-                       + ", ".join(f"{k} {v:,}" for k, v in live["tally"]["estimated"].items()))
+            out.append(
+                "  - capacity estimated (DynamoDB Local returned none): "
+                + ", ".join(f"{k} {v:,}" for k, v in live["tally"]["estimated"].items())
+            )
         idle = live["idle_requests_per_s"]
-        out.append("  - idle, before the load (per second): "
-                   + (", ".join(f"{k} {v}" for k, v in idle.items()) or "none"))
-    out += ["", "### Dollars per million views", "",
-            "Prices: US East on-demand list prices as given in issue 5 (DynamoDB $1.25 "
-            "per million WRU, $0.25 per million RRU, Streams GetRecords $0.02 per 100,000; "
-            "API Gateway WebSocket $1.00 per million messages and $0.25 per million "
-            "connection-minutes; Lambda $0.20 per million requests and $0.0000166667 per "
-            "GB-second; SNS $0.50 per million publishes; SQS $0.40 per million requests), "
-            f"applied on {m['date'][:10]}; not re-checked against AWS from this machine "
-            "(no network). Free tiers ignored.", "",
-            "Seed model per view (assumptions, not measured): 2 API Gateway messages (the "
-            "view in, the reply out; live pushes to other readers not counted), 1 "
-            "connection-minute (a page open for a minute), Lambda invocations 1 (WebSocket "
-            "handler) + 0.1 (SQS consumer, batches of 10) + stream batches of 100, each "
-            "128 MB for 10 ms, 1 SNS publish, 1.2 SQS requests (SNS delivery, receive and "
-            "delete in batches of 10); DynamoDB as measured, its stream read by a Lambda "
-            "trigger (free). livecount: DynamoDB and its Streams GetRecords as measured; "
-            "the machine it runs on is a fixed cost, not per view, and is not included.", "",
-            "| scenario | livecount DynamoDB+Streams $/M views | seed DynamoDB $/M views | "
-            "seed whole stack $/M views | seed breakdown |",
-            "|---|---|---|---|---|"]
+        out.append(
+            "  - idle, before the load (per second): "
+            + (", ".join(f"{k} {v}" for k, v in idle.items()) or "none")
+        )
+    out += [
+        "",
+        "### Dollars per million views",
+        "",
+        "Prices: US East on-demand list prices as given in issue 5 (DynamoDB $1.25 "
+        "per million WRU, $0.25 per million RRU, Streams GetRecords $0.02 per 100,000; "
+        "API Gateway WebSocket $1.00 per million messages and $0.25 per million "
+        "connection-minutes; Lambda $0.20 per million requests and $0.0000166667 per "
+        "GB-second; SNS $0.50 per million publishes; SQS $0.40 per million requests), "
+        f"applied on {m['date'][:10]}; not re-checked against AWS from this machine "
+        "(no network). Free tiers ignored.",
+        "",
+        "Seed model per view (assumptions, not measured): 2 API Gateway messages (the "
+        "view in, the reply out; live pushes to other readers not counted), 1 "
+        "connection-minute (a page open for a minute), Lambda invocations 1 (WebSocket "
+        "handler) + 0.1 (SQS consumer, batches of 10) + stream batches of 100, each "
+        "128 MB for 10 ms, 1 SNS publish, 1.2 SQS requests (SNS delivery, receive and "
+        "delete in batches of 10); DynamoDB as measured, its stream read by a Lambda "
+        "trigger (free). livecount: DynamoDB and its Streams GetRecords as measured; "
+        "the machine it runs on is a fixed cost, not per view, and is not included.",
+        "",
+        "| scenario | livecount DynamoDB+Streams $/M views | seed DynamoDB $/M views | "
+        "seed whole stack $/M views | seed breakdown |",
+        "|---|---|---|---|---|",
+    ]
     for name, x in cost.items():
         if not isinstance(x, dict) or "dollars" not in x:
             continue
         d = x["dollars"]
         parts = ", ".join(f"{k} {v:.3f}" for k, v in d["seed"].items())
-        out.append(f"| {name} | {d['livecount_total']:.3f} | {d['seed_dynamodb_only']:.3f} | "
-                   f"{d['seed_total']:.3f} | {parts} |")
+        out.append(
+            f"| {name} | {d['livecount_total']:.3f} | {d['seed_dynamodb_only']:.3f} | "
+            f"{d['seed_total']:.3f} | {parts} |"
+        )
     out += ["", "Commands:", "", "```sh"]
     for name, x in cost.items():
         if not isinstance(x, dict) or "serve" not in x:
             continue
-        out += [f"# {name} (DDB: the counting proxy that bench.run starts in front of "
-                "DynamoDB Local)", x["serve"], x["command"], x["replay_command"]]
+        out += [
+            f"# {name} (DDB: the counting proxy that bench.run starts in front of DynamoDB Local)",
+            x["serve"],
+            x["command"],
+            x["replay_command"],
+        ]
     out += ["```", ""]
     return out + _note(notes, "cost")
 
@@ -1156,38 +1475,58 @@ def _render_fanout(f: dict[str, Any], notes: dict[str, str]) -> list[str]:
     r = f["report"]
     p99 = r["push_ms"]["p99"]
     subs = r["opened"] - r["connections"]
-    ok = _verdict(None if p99 is None else p99 <= GOAL_FANOUT_P99_MS,
-                  f"only {subs:,} subscribers" if subs < FANOUT_SUBSCRIBERS else "")
-    out = ["## 4. Live fan-out", "",
-           f"{subs:,} subscribers on one article on one node, views at "
-           f"{r['target_rate']:g}/s; push latency is from a view sent to the moment a "
-           "`count` including it has reached every subscriber (the last of them). Goal: "
-           f"p99 <= {GOAL_FANOUT_P99_MS:g} ms at {FANOUT_SUBSCRIBERS:,} subscribers.", "",
-           "| subscribers | views | push p50 ms (every sub.) | push p99 ms (every sub.) | "
-           "max ms | first-sub. p50 / p99 ms | missing | verdict | client CPU | server CPU |",
-           "|---|---|---|---|---|---|---|---|---|---|",
-           f"| {subs:,} | {r['acked']:,} | "
-           f"{_ms(r['push_ms'], 'p50')} | {_ms(r['push_ms'], 'p99')} | "
-           f"{_ms(r['push_ms'], 'max')} | {_ms(r['push_first_ms'], 'p50')} / "
-           f"{_ms(r['push_first_ms'], 'p99')} | {r['push_missing']} | {ok} | "
-           f"{_pct(r['cpu_pct']['client'])} | {_pct(r['cpu_pct']['server'])} |",
-           "", "```sh", f["serve"], f["command"], "```", ""]
+    ok = _verdict(
+        None if p99 is None else p99 <= GOAL_FANOUT_P99_MS,
+        f"only {subs:,} subscribers" if subs < FANOUT_SUBSCRIBERS else "",
+    )
+    out = [
+        "## 4. Live fan-out",
+        "",
+        f"{subs:,} subscribers on one article on one node, views at "
+        f"{r['target_rate']:g}/s; push latency is from a view sent to the moment a "
+        "`count` including it has reached every subscriber (the last of them). Goal: "
+        f"p99 <= {GOAL_FANOUT_P99_MS:g} ms at {FANOUT_SUBSCRIBERS:,} subscribers.",
+        "",
+        "| subscribers | views | push p50 ms (every sub.) | push p99 ms (every sub.) | "
+        "max ms | first-sub. p50 / p99 ms | missing | verdict | client CPU | server CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {subs:,} | {r['acked']:,} | "
+        f"{_ms(r['push_ms'], 'p50')} | {_ms(r['push_ms'], 'p99')} | "
+        f"{_ms(r['push_ms'], 'max')} | {_ms(r['push_first_ms'], 'p50')} / "
+        f"{_ms(r['push_first_ms'], 'p99')} | {r['push_missing']} | {ok} | "
+        f"{_pct(r['cpu_pct']['client'])} | {_pct(r['cpu_pct']['server'])} |",
+        "",
+        "```sh",
+        f["serve"],
+        f["command"],
+        "```",
+        "",
+    ]
     return out + _note(notes, "fanout")
 
 
 def _render_memory(mm: dict[str, Any], notes: dict[str, str]) -> list[str]:
     per = mm["kib_per_socket"]
     fewer = " (at fewer sockets than asked)" if mm["sockets"] < mm["requested"] else ""
-    out = ["## 5. Connection memory", "",
-           "Server RSS (VmRSS from /proc) before and with every socket open and idle; "
-           "the harness raises RLIMIT_NOFILE to the hard limit in both processes. Goal: "
-           f"<= {GOAL_MEMORY_KIB:g} KiB per socket.", "",
-           "| sockets open | RSS before KiB | RSS peak KiB | KiB per socket | verdict |",
-           "|---|---|---|---|---|",
-           f"| {mm['sockets']:,} (of {mm['requested']:,} asked; hard fd limit "
-           f"{mm['fd_hard_limit']:,}) | {mm['rss_before_kib']:,} | {mm['rss_peak_kib']:,} | "
-           f"{per} | {_verdict(None if per is None else per <= GOAL_MEMORY_KIB)}{fewer} |",
-           "", "```sh", mm["serve"], mm["command"], "```", ""]
+    out = [
+        "## 5. Connection memory",
+        "",
+        "Server RSS (VmRSS from /proc) before and with every socket open and idle; "
+        "the harness raises RLIMIT_NOFILE to the hard limit in both processes. Goal: "
+        f"<= {GOAL_MEMORY_KIB:g} KiB per socket.",
+        "",
+        "| sockets open | RSS before KiB | RSS peak KiB | KiB per socket | verdict |",
+        "|---|---|---|---|---|",
+        f"| {mm['sockets']:,} (of {mm['requested']:,} asked; hard fd limit "
+        f"{mm['fd_hard_limit']:,}) | {mm['rss_before_kib']:,} | {mm['rss_peak_kib']:,} | "
+        f"{per} | {_verdict(None if per is None else per <= GOAL_MEMORY_KIB)}{fewer} |",
+        "",
+        "```sh",
+        mm["serve"],
+        mm["command"],
+        "```",
+        "",
+    ]
     return out + _note(notes, "memory")
 
 
@@ -1201,22 +1540,35 @@ def _render_profile(profiles: dict[str, Any], notes: dict[str, str]) -> list[str
         if "skipped" in pr:
             out += [f"{name}: skipped: {pr['skipped']}.", ""]
             continue
-        out += [f"### {name} mix", "",
-                f"py-spy on `livecount serve` under the {name} ingest load "
-                f"({pr['views_per_s']:,.0f} views/s while sampled). Shares are of the "
-                f"event-loop thread's {pr['samples']:,} busy samples. Self: the function "
-                "was on top of the stack; inclusive: anywhere on it (a coroutine's stack "
-                "starts at the coroutine). `Runner.run` self is time in uvloop's C code "
-                "(socket I/O, callback dispatch).", "",
-                "```sh", pr["command"], pr["py_spy"], "```", "",
-                "| self | share | | inclusive | share |", "|---|---|---|---|---|"]
+        out += [
+            f"### {name} mix",
+            "",
+            f"py-spy on `livecount serve` under the {name} ingest load "
+            f"({pr['views_per_s']:,.0f} views/s while sampled). Shares are of the "
+            f"event-loop thread's {pr['samples']:,} busy samples. Self: the function "
+            "was on top of the stack; inclusive: anywhere on it (a coroutine's stack "
+            "starts at the coroutine). `Runner.run` self is time in uvloop's C code "
+            "(socket I/O, callback dispatch).",
+            "",
+            "```sh",
+            pr["command"],
+            pr["py_spy"],
+            "```",
+            "",
+            "| self | share | | inclusive | share |",
+            "|---|---|---|---|---|",
+        ]
         for a, b in zip(pr["self"], pr["inclusive"], strict=False):
-            out.append(f"| `{a['function']}` | {a['share']}% | | `{b['function']}` | "
-                       f"{b['share']}% |")
+            out.append(
+                f"| `{a['function']}` | {a['share']}% | | `{b['function']}` | {b['share']}% |"
+            )
         if pr.get("workers"):
-            out += ["", f"Worker threads ({pr['worker_samples']:,} samples, mostly "
-                    "blocked, not CPU): " + ", ".join(
-                        f"`{w['function']}` {w['samples']:,}" for w in pr["workers"])]
+            out += [
+                "",
+                f"Worker threads ({pr['worker_samples']:,} samples, mostly "
+                "blocked, not CPU): "
+                + ", ".join(f"`{w['function']}` {w['samples']:,}" for w in pr["workers"]),
+            ]
         out.append("")
     return out + _note(notes, "profile")
 
@@ -1236,9 +1588,11 @@ async def _on_disk(name: str, scale: Scale, work: Path) -> dict[str, Any]:
 
 
 async def run(scale: Scale, only: set[str], work: Path, disk: bool = False) -> dict[str, Any]:
-    results: dict[str, Any] = {"machine": machine(),
-                               "scale": "quick" if scale == QUICK else "full",
-                               "dynamodb_local": "on disk" if disk else "in memory"}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "scale": "quick" if scale == QUICK else "full",
+        "dynamodb_local": "on disk" if disk else "in memory",
+    }
     for name in [n for n in SECTIONS if n in only]:
         t0 = time.monotonic()
         if name in ("imports", "reports"):  # on disk, DynamoDB Local's of their own
@@ -1266,23 +1620,39 @@ async def run(scale: Scale, only: set[str], work: Path, disk: bool = False) -> d
 
 def main() -> None:
     p = argparse.ArgumentParser(description="Run the benchmark suite into docs/BENCHMARKS.md.")
-    p.add_argument("--quick", action="store_true",
-                   help="tiny loads: checks the harness only, so by default it writes into "
-                        "the work dir, never over docs/BENCHMARKS.md or bench/results.json")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny loads: checks the harness only, so by default it writes into "
+        "the work dir, never over docs/BENCHMARKS.md or bench/results.json",
+    )
     everything = ",".join(SECTIONS)
-    p.add_argument("--only", default=everything,
-                   help="comma-separated subset of " + everything + " (ingest includes the "
-                        "--workers rounds)")
+    p.add_argument(
+        "--only",
+        default=everything,
+        help="comma-separated subset of " + everything + " (ingest includes the --workers rounds)",
+    )
     p.add_argument("--out", type=Path, default=None, help=f"default: {DOC.relative_to(ROOT)}")
-    p.add_argument("--results", type=Path, default=None,
-                   help=f"default: {RESULTS.relative_to(ROOT)}")
-    p.add_argument("--render-only", action="store_true",
-                   help="rewrite the document from --results without measuring")
-    p.add_argument("--ddb-disk", action="store_true",
-                   help="DynamoDB Local on disk, as `make run` keeps it (default: in memory: "
-                        "on disk it syncs every write, a few hundred a second here)")
-    p.add_argument("--work-dir", type=Path, default=None,
-                   help="where DynamoDB Local and the profile go (default: a temp dir)")
+    p.add_argument(
+        "--results", type=Path, default=None, help=f"default: {RESULTS.relative_to(ROOT)}"
+    )
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite the document from --results without measuring",
+    )
+    p.add_argument(
+        "--ddb-disk",
+        action="store_true",
+        help="DynamoDB Local on disk, as `make run` keeps it (default: in memory: "
+        "on disk it syncs every write, a few hundred a second here)",
+    )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where DynamoDB Local and the profile go (default: a temp dir)",
+    )
     args = p.parse_args()
     if args.render_only:
         out, results_file = args.out or DOC, args.results or RESULTS
@@ -1302,8 +1672,11 @@ def main() -> None:
     previous: dict[str, Any] = {}
     if results_file.exists() and only != set(everything.split(",")):
         # a partial run keeps the rest, if this harness measured it
-        previous = {k: v for k, v in json.loads(results_file.read_text()).items()
-                    if k in SECTIONS and _current(v)}
+        previous = {
+            k: v
+            for k, v in json.loads(results_file.read_text()).items()
+            if k in SECTIONS and _current(v)
+        }
     merged = {**previous, **results}
     results_file.write_text(json.dumps(merged, indent=1, default=str) + "\n")
     old = out.read_text() if out.exists() else ""

@@ -26,14 +26,28 @@ from livecount.tools.loadtest import REFERRER_HOSTS, ViewMix
 LAMBDA_STREAM_BATCH = 100  # the seed's stream trigger: up to 100 records per invocation
 
 
-async def replay(endpoint: str, prefix: str, views: int, articles: int, zipf: float,
-                 referrer_ratio: float, refreshed_ratio: float = 0.0, seed: int = 1,
-                 concurrency: int = 32) -> dict[str, Any]:
+async def replay(
+    endpoint: str,
+    prefix: str,
+    views: int,
+    articles: int,
+    zipf: float,
+    referrer_ratio: float,
+    refreshed_ratio: float = 0.0,
+    seed: int = 1,
+    concurrency: int = 32,
+) -> dict[str, Any]:
     """Send the seed's requests for `views` views; returns what it sent, by kind."""
     started = time.monotonic()
     mix = ViewMix(articles, zipf, refreshed_ratio, referrer_ratio, seed=seed)
-    sent: dict[str, Any] = {"views": views, "writer_updates": 0, "referrer_writes": 0,
-                            "reader_reads": 0, "copies": 0, "stream_batches": 0}
+    sent: dict[str, Any] = {
+        "views": views,
+        "writer_updates": 0,
+        "referrer_writes": 0,
+        "reader_reads": 0,
+        "copies": 0,
+        "stream_batches": 0,
+    }
     async with Store.open(endpoint, "us-east-1", prefix) as store:
         await store.create_tables()
         ddb, tables = store.ddb, store.tables
@@ -43,22 +57,30 @@ async def replay(endpoint: str, prefix: str, views: int, articles: int, zipf: fl
             article = mix.ids[rank]
             async with limit:
                 await ddb.update_item(
-                    TableName=tables.writer, Key={"articleId": {"S": article}},
+                    TableName=tables.writer,
+                    Key={"articleId": {"S": article}},
                     UpdateExpression="ADD totalViews :t, uniqueViews :u, #v :one "
-                                     "SET articleTitle = :title",
+                    "SET articleTitle = :title",
                     ExpressionAttributeNames={"#v": "version"},
-                    ExpressionAttributeValues={":t": {"N": "1"},
-                                               ":u": {"N": "0" if refreshed else "1"},
-                                               ":one": {"N": "1"},
-                                               ":title": {"S": f"Load test {article}"}})
+                    ExpressionAttributeValues={
+                        ":t": {"N": "1"},
+                        ":u": {"N": "0" if refreshed else "1"},
+                        ":one": {"N": "1"},
+                        ":title": {"S": f"Load test {article}"},
+                    },
+                )
                 sent["writer_updates"] += 1
                 if referrer is not None:
                     await ddb.update_item(
                         TableName=tables.referrers,
-                        Key={"target": {"S": f"post#{article}"},
-                             "host": {"S": f"ref{referrer % REFERRER_HOSTS}.example"}},
-                        UpdateExpression="ADD #n :n", ExpressionAttributeNames={"#n": "views"},
-                        ExpressionAttributeValues={":n": {"N": "1"}})
+                        Key={
+                            "target": {"S": f"post#{article}"},
+                            "host": {"S": f"ref{referrer % REFERRER_HOSTS}.example"},
+                        },
+                        UpdateExpression="ADD #n :n",
+                        ExpressionAttributeNames={"#n": "views"},
+                        ExpressionAttributeValues={":n": {"N": "1"}},
+                    )
                     sent["referrer_writes"] += 1
                 await ddb.get_item(TableName=tables.reader, Key={"articleId": {"S": article}})
                 sent["reader_reads"] += 1
@@ -71,13 +93,14 @@ async def replay(endpoint: str, prefix: str, views: int, articles: int, zipf: fl
         arn = (await ddb.describe_table(TableName=tables.writer))["Table"]["LatestStreamArn"]
         shards = (await store.streams.describe_stream(StreamArn=arn))["StreamDescription"]
         for shard in shards["Shards"]:
-            it = (await store.streams.get_shard_iterator(
-                StreamArn=arn, ShardId=shard["ShardId"],
-                ShardIteratorType="TRIM_HORIZON"))["ShardIterator"]
+            it = (
+                await store.streams.get_shard_iterator(
+                    StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                )
+            )["ShardIterator"]
             empty = 0
             while it is not None and sent["copies"] < sent["writer_updates"] and empty < 40:
-                page = await store.streams.get_records(ShardIterator=it,
-                                                       Limit=LAMBDA_STREAM_BATCH)
+                page = await store.streams.get_records(ShardIterator=it, Limit=LAMBDA_STREAM_BATCH)
                 records = page.get("Records", [])
                 it = page.get("NextShardIterator")
                 if not records:  # an empty page mid-stream is allowed; give it a moment
@@ -107,8 +130,17 @@ def main() -> None:
     p.add_argument("--referrer-ratio", type=float, default=0.2)
     p.add_argument("--refreshed-ratio", type=float, default=0.2)
     args = p.parse_args()
-    out = uvloop.run(replay(args.endpoint, args.prefix, args.views, args.articles, args.zipf,
-                            args.referrer_ratio, args.refreshed_ratio))
+    out = uvloop.run(
+        replay(
+            args.endpoint,
+            args.prefix,
+            args.views,
+            args.articles,
+            args.zipf,
+            args.referrer_ratio,
+            args.refreshed_ratio,
+        )
+    )
     print(json.dumps(out))
 
 

@@ -18,11 +18,15 @@ from livecount import config, logs
 # for is imported: the others bring the AWS SDK, uvloop or rich, and `livecount
 # --version` took 0.6 s when every one was imported first.
 COMMANDS: dict[str, str] = {
-    "serve": __name__, "tables": __name__,
-    "loadtest": "livecount.tools.loadtest", "report": "livecount.tools.report",
+    "serve": __name__,
+    "tables": __name__,
+    "loadtest": "livecount.tools.loadtest",
+    "report": "livecount.tools.report",
     "admin": "livecount.tools.admin",
-    "export": "livecount.tools.transfer", "import": "livecount.tools.importer",
-    "backup": "livecount.tools.backups", "restore": "livecount.tools.backups",
+    "export": "livecount.tools.transfer",
+    "import": "livecount.tools.importer",
+    "backup": "livecount.tools.backups",
+    "restore": "livecount.tools.backups",
 }
 
 
@@ -59,8 +63,10 @@ def _tables_create(ns: argparse.Namespace) -> int:
     cfg = admin.with_node(_config(ns))  # a node serving --data-dir: its store
 
     async def create() -> None:
-        async with admin.endpoint(cfg) as url, \
-                Store.open(url, cfg.region, cfg.table_prefix) as store:
+        async with (
+            admin.endpoint(cfg) as url,
+            Store.open(url, cfg.region, cfg.table_prefix) as store,
+        ):
             made = await store.create_tables()
             logs.log("tables_ready", created=made, writer=store.tables.writer)
 
@@ -77,28 +83,35 @@ def _config(ns: argparse.Namespace) -> config.Config:
     return cfg
 
 
-_ENV_NOTE = (f"Every option also reads {config.ENV_PREFIX}<NAME> (--site-domain: "
-             f"{config.ENV_PREFIX}SITE_DOMAIN, comma-separated when repeatable); "
-             "a flag wins over the variable.")
+_ENV_NOTE = (
+    f"Every option also reads {config.ENV_PREFIX}<NAME> (--site-domain: "
+    f"{config.ENV_PREFIX}SITE_DOMAIN, comma-separated when repeatable); "
+    "a flag wins over the variable."
+)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
-        "serve", help="run the WebSocket server",
+        "serve",
+        help="run the WebSocket server",
         description="Run a livecount node: the WebSocket endpoint (/ws), the report API "
-                    "(/api), the dashboard (/) and, with --demo on, the demo (/demo), "
-                    "counting into DynamoDB. SIGINT or SIGTERM stops it after a final flush.",
-        epilog=_ENV_NOTE)
+        "(/api), the dashboard (/) and, with --demo on, the demo (/demo), "
+        "counting into DynamoDB. SIGINT or SIGTERM stops it after a final flush.",
+        epilog=_ENV_NOTE,
+    )
     config.add_options(serve)
     serve.set_defaults(run=_serve, parser=serve)
-    tables = commands.add_parser("tables", help="manage the DynamoDB tables",
-                                 description="Manage the DynamoDB tables.")
+    tables = commands.add_parser(
+        "tables", help="manage the DynamoDB tables", description="Manage the DynamoDB tables."
+    )
     actions = tables.add_subparsers(dest="action", required=True)
     create = actions.add_parser(
-        "create", help="create missing tables (idempotent)",
+        "create",
+        help="create missing tables (idempotent)",
         description="Create the tables that are missing, and return. serve does it on "
-                    "start too; this is for deployments that create them ahead.",
-        epilog=_ENV_NOTE)
+        "start too; this is for deployments that create them ahead.",
+        epilog=_ENV_NOTE,
+    )
     config.add_options(create)
     create.set_defaults(run=_tables_create, parser=create)
 
@@ -108,9 +121,11 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     With `command`, only its module registers; without (or for one that is no command:
     the help, or the error, lists them all) every module does."""
     top: argparse.ArgumentParser = config.Parser(
-        prog="livecount", description="Realtime page-view counter.",
+        prog="livecount",
+        description="Realtime page-view counter.",
         epilog="Each command has its own help: livecount serve --help, "
-               "livecount report pages --help, …")
+        "livecount report pages --help, …",
+    )
     top.add_argument("--version", action="version", version=f"%(prog)s {config.version()}")
     commands = top.add_subparsers(dest="command", required=True)
     if command != "--version":

@@ -63,8 +63,13 @@ def _bad(problem: str, text: str) -> argparse.ArgumentTypeError:
     return argparse.ArgumentTypeError(f"{problem}, got {text!r}")
 
 
-def number(kind: Callable[[str], Any], *, above: float | None = None,
-           least: float | None = None, most: float | None = None) -> Parse:
+def number(
+    kind: Callable[[str], Any],
+    *,
+    above: float | None = None,
+    least: float | None = None,
+    most: float | None = None,
+) -> Parse:
     """A finite number, in ASCII digits, within bounds; the error says which bound."""
     whole = kind is int
     wanted = "a whole number" if whole else "a number"
@@ -136,6 +141,7 @@ def worker_count(value: str) -> int:
 
 def choice(*allowed: str) -> Parse:
     """One of `allowed`, in any case; the canonical spelling is returned."""
+
     def parse(value: str) -> str:
         if value.strip().lower() not in allowed:
             raise _bad(f"must be one of {', '.join(allowed)}", value)
@@ -150,8 +156,11 @@ def endpoint(value: str) -> str:
         return value
     try:
         parts = urlsplit(value)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname) \
+        ok = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
             and (parts.port is None or parts.port > 0)
+        )
     except ValueError:  # a port that is not a number, or past 65535; a bad [IPv6]
         ok = False
     if not ok:
@@ -174,9 +183,12 @@ def origin(value: str) -> str:
     """What browsers send in `Origin`: scheme and host (and port), nothing after."""
     try:
         parts = urlsplit(value)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and not (
-            parts.path or parts.query or parts.fragment or parts.username) and (
-            parts.port is not None or not parts.netloc.endswith(":"))
+        ok = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not (parts.path or parts.query or parts.fragment or parts.username)
+            and (parts.port is not None or not parts.netloc.endswith(":"))
+        )
     except ValueError:
         ok = False
     if not ok:
@@ -209,8 +221,7 @@ def page_rule(value: str) -> str:
     try:
         PageRules.parse([value])
     except ValueError as exc:
-        raise _bad(f"must be PATH=NAME, such as /pages/about=About_Page ({exc})",
-                   value) from None
+        raise _bad(f"must be PATH=NAME, such as /pages/about=About_Page ({exc})", value) from None
     return value
 
 
@@ -270,15 +281,35 @@ def _plain_value(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def option(help: str, *, flag: str = "", parse: Parse = text, default: Any = None,
-           choices: Sequence[str] = (), many: bool = False, shown: str | None = None,
-           metavar: str | None = None, finish: Callable[[Any], Any] | None = None) -> Any:
+def option(
+    help: str,
+    *,
+    flag: str = "",
+    parse: Parse = text,
+    default: Any = None,
+    choices: Sequence[str] = (),
+    many: bool = False,
+    shown: str | None = None,
+    metavar: str | None = None,
+    finish: Callable[[Any], Any] | None = None,
+) -> Any:
     """A `Config` field whose metadata is its option; the flag defaults to the field name.
 
     With `finish`, the field's own default is `finish(default)`."""
-    meta = {"option": Option(flag=flag, dest="", help=help, parse=parse, default=default,
-                             choices=tuple(choices), many=many, shown=shown, metavar=metavar,
-                             finish=finish)}
+    meta = {
+        "option": Option(
+            flag=flag,
+            dest="",
+            help=help,
+            parse=parse,
+            default=default,
+            choices=tuple(choices),
+            many=many,
+            shown=shown,
+            metavar=metavar,
+            finish=finish,
+        )
+    }
     if finish is not None:
         return field(default_factory=lambda: finish(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -295,34 +326,54 @@ class StoreConfig:
 
     data_dir: Path = option(  # noqa: RUF009 (option() is a field())
         "this node's own files: the journal (keep it) and the embedded DynamoDB Local's data",
-        parse=directory, default=Path("data"))
+        parse=directory,
+        default=Path("data"),
+    )
     dynamodb_endpoint: str = option(
         "`embedded`: DynamoDB Local as a child process; `aws`: the AWS endpoint of "
         "`--region`; or a URL such as `http://127.0.0.1:8000`",
-        parse=endpoint, default="embedded")
-    region: str = option("AWS region", default="us-east-1",
-                         parse=matching(r"[a-z0-9-]{1,50}", "an AWS region such as eu-west-1"))
+        parse=endpoint,
+        default="embedded",
+    )
+    region: str = option(
+        "AWS region",
+        default="us-east-1",
+        parse=matching(r"[a-z0-9-]{1,50}", "an AWS region such as eu-west-1"),
+    )
     # DynamoDB table names are 3-255 of [A-Za-z0-9_.-]; the longest suffix is 16.
     table_prefix: str = option(
-        "prefix for every table name", default="", shown="none",
-        parse=matching(r"[A-Za-z0-9_.-]{0,200}", "at most 200 of A-Z a-z 0-9 _ . -"))
+        "prefix for every table name",
+        default="",
+        shown="none",
+        parse=matching(r"[A-Za-z0-9_.-]{0,200}", "at most 200 of A-Z a-z 0-9 _ . -"),
+    )
     node_id: str = option(
-        "this node's stable name (flush sequence numbers are per node)", default="",
+        "this node's stable name (flush sequence numbers are per node)",
+        default="",
         shown="host name + data-dir hash",
-        parse=matching(r"[!-~]{1,128}", "1 to 128 printable ASCII characters, no space"))
-    flush_interval: float = option("seconds between writes to DynamoDB",
-                                   parse=positive(float), default=1.0)
+        parse=matching(r"[!-~]{1,128}", "1 to 128 printable ASCII characters, no space"),
+    )
+    flush_interval: float = option(
+        "seconds between writes to DynamoDB", parse=positive(float), default=1.0
+    )
     report_interval: float = option(
         "seconds between writes of report rows (Timeline, Referrer), which feed reports, "
         "not live counts; no more than `--flush-interval`: with every flush",
-        parse=positive(float), default=10.0)
+        parse=positive(float),
+        default=10.0,
+    )
     stream_consumer: str = option(
         "`on`: this node copies the writer's stream to the reader table; `off`: a Lambda "
-        "does (docs/DEPLOY.md)", parse=choice("on", "off"), default="on",
-        choices=("on", "off"))
+        "does (docs/DEPLOY.md)",
+        parse=choice("on", "off"),
+        default="on",
+        choices=("on", "off"),
+    )
     lease_time: float = option(
         "seconds without renewal before another node takes a shard lease",
-        parse=positive(float), default=10.0)
+        parse=positive(float),
+        default=10.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -332,100 +383,183 @@ class Config(StoreConfig):
     come from it (then paste `python -m livecount.config` into docs/CONFIGURATION.md)."""
 
     host: str = option("address to listen on", parse=filled, default="127.0.0.1")
-    port: int = option("port to listen on; `0` picks a free one (logged in the `listening` "
-                       "event)", parse=number(int, least=0, most=65535), default=8080)
+    port: int = option(
+        "port to listen on; `0` picks a free one (logged in the `listening` event)",
+        parse=number(int, least=0, most=65535),
+        default=8080,
+    )
     workers: int = option(
         "processes sharing the port (`auto`: one per CPU), each a node with its own journal "
         "in `DATA_DIR/worker-<i>` and node id `<node-id>-w<i>`; `1`: this process serves "
-        "alone", parse=worker_count, default=1, metavar="N|auto")
+        "alone",
+        parse=worker_count,
+        default=1,
+        metavar="N|auto",
+    )
     allowed_origins: tuple[str, ...] = option(
         "accepted `Origin` of WebSocket handshakes; others get 403. None given: every Origin "
         "is accepted and a warning is logged. Clients that send no Origin (scripts, load "
-        "testers) are accepted.", flag="allowed-origin", parse=origin, default=(), many=True,
-        shown="none")
+        "testers) are accepted.",
+        flag="allowed-origin",
+        parse=origin,
+        default=(),
+        many=True,
+        shown="none",
+    )
     site_domains: tuple[str, ...] = option(
-        "host whose referrers are internal, its subdomains too", flag="site-domain",
-        parse=site_domain, default=(), many=True, shown="none")
-    push_interval: float = option("seconds between live count pushes",
-                                  parse=positive(float), default=0.1)
+        "host whose referrers are internal, its subdomains too",
+        flag="site-domain",
+        parse=site_domain,
+        default=(),
+        many=True,
+        shown="none",
+    )
+    push_interval: float = option(
+        "seconds between live count pushes", parse=positive(float), default=0.1
+    )
     pages: PageRules = option(  # noqa: RUF009
-        "`PATH=NAME` page rule; given at all, the rules replace the defaults", flag="page",
-        parse=page_rule, default=(), many=True, shown=_pages_shown(), metavar="PATH=NAME",
-        finish=PageRules.parse)
+        "`PATH=NAME` page rule; given at all, the rules replace the defaults",
+        flag="page",
+        parse=page_rule,
+        default=(),
+        many=True,
+        shown=_pages_shown(),
+        metavar="PATH=NAME",
+        finish=PageRules.parse,
+    )
     path_patterns: tuple[str, ...] = option(
         "where posts live: a path whose `{id}` is the post's id, such as `/blog/{id}/` or "
         "`/{yyyy}/{mm}/{dd}/{id}/` (`{yyyy}`, `{mm}`, `{dd}` and `{*}` match a segment); "
         "`livecount import` maps paths the same way. Given at all, they replace the default",
-        flag="path-pattern", parse=path_pattern, default=DEFAULT_PATTERNS, many=True,
-        metavar="PATTERN")
+        flag="path-pattern",
+        parse=path_pattern,
+        default=DEFAULT_PATTERNS,
+        many=True,
+        metavar="PATTERN",
+    )
     unmatched_paths: str = option(
         "a path that is no `--page` and matches no `--path-pattern`: `page`, counted as a "
         "page of its own named by its path; `refuse`, not counted (the page is told why)",
-        parse=choice(*UNMATCHED), default="page", choices=UNMATCHED)
+        parse=choice(*UNMATCHED),
+        default="page",
+        choices=UNMATCHED,
+    )
     max_pages: int = option(
         "posts and pages the site lists at most, on every node together: a view of a new "
         "one past it is refused (`too_many_pages`), so no client can grow the store "
-        "without bound (every path counts as a page)", parse=positive(int), default=100_000)
-    max_pending_views: int = option("views held for DynamoDB before new ones get `busy`",
-                                    parse=positive(int), default=1_000_000)
-    max_subscriptions: int = option("subscriptions per socket", parse=positive(int),
-                                    default=1000)
+        "without bound (every path counts as a page)",
+        parse=positive(int),
+        default=100_000,
+    )
+    max_pending_views: int = option(
+        "views held for DynamoDB before new ones get `busy`", parse=positive(int), default=1_000_000
+    )
+    max_subscriptions: int = option("subscriptions per socket", parse=positive(int), default=1000)
     archive_dir: Path | None = option(  # noqa: RUF009
-        "write every accepted view to gzip NDJSON files here", parse=directory, default=None,
-        shown="off")
-    archive_max_events: int = option("views per archive file at most", parse=positive(int),
-                                     default=10_000)
-    archive_max_seconds: float = option("seconds an archive file stays open at most",
-                                        parse=positive(float), default=300.0)
-    log_level: str = option("the least severe level logged", parse=choice(*LOG_LEVELS),
-                            default="info", choices=LOG_LEVELS)
+        "write every accepted view to gzip NDJSON files here",
+        parse=directory,
+        default=None,
+        shown="off",
+    )
+    archive_max_events: int = option(
+        "views per archive file at most", parse=positive(int), default=10_000
+    )
+    archive_max_seconds: float = option(
+        "seconds an archive file stays open at most", parse=positive(float), default=300.0
+    )
+    log_level: str = option(
+        "the least severe level logged",
+        parse=choice(*LOG_LEVELS),
+        default="info",
+        choices=LOG_LEVELS,
+    )
     log_format: str = option(
         "`auto`: short lines and a banner on a terminal, JSON lines otherwise; `json` or "
-        "`human` to choose", parse=choice(*LOG_FORMATS), default="auto", choices=LOG_FORMATS)
-    max_frame_bytes: int = option("largest frame in bytes; larger closes with 1009",
-                                  parse=positive(int), default=4096)
-    rate_limit: float = option("messages a second per socket, on average",
-                               parse=positive(float), default=20.0)
-    rate_burst: float = option("messages a socket may send at once", parse=positive(float),
-                               default=40.0)
-    max_connections_per_ip: int = option("open sockets per client address",
-                                         parse=positive(int), default=100)
+        "`human` to choose",
+        parse=choice(*LOG_FORMATS),
+        default="auto",
+        choices=LOG_FORMATS,
+    )
+    max_frame_bytes: int = option(
+        "largest frame in bytes; larger closes with 1009", parse=positive(int), default=4096
+    )
+    rate_limit: float = option(
+        "messages a second per socket, on average", parse=positive(float), default=20.0
+    )
+    rate_burst: float = option(
+        "messages a socket may send at once", parse=positive(float), default=40.0
+    )
+    max_connections_per_ip: int = option(
+        "open sockets per client address", parse=positive(int), default=100
+    )
     trusted_proxies: tuple[str, ...] = option(
-        "address or CIDR whose `X-Forwarded-For` is believed", flag="trusted-proxy",
-        parse=network, default=(), many=True, shown="none")
+        "address or CIDR whose `X-Forwarded-For` is believed",
+        flag="trusted-proxy",
+        parse=network,
+        default=(),
+        many=True,
+        shown="none",
+    )
     idle_timeout: float = option(
         "seconds before a socket that watches nothing and says nothing is closed",
-        parse=positive(float), default=60.0)
+        parse=positive(float),
+        default=60.0,
+    )
     handshake_timeout: float = option(
         "seconds an HTTP request or WebSocket handshake may take to arrive whole (then 408), "
-        "and a keep-alive connection may stay idle", parse=positive(float), default=10.0)
+        "and a keep-alive connection may stay idle",
+        parse=positive(float),
+        default=10.0,
+    )
     access_log: str = option(
         "`on`: one `request` line per HTTP request (method, path, route, status, ms; never "
-        "the client's address nor a login's token)", parse=choice("on", "off"),
-        default="off", choices=("on", "off"))
+        "the client's address nor a login's token)",
+        parse=choice("on", "off"),
+        default="off",
+        choices=("on", "off"),
+    )
     slow_request: float = option(
         "seconds after which an HTTP request is logged as `slow_request` (a warning, at most "
-        "one per route every 10 s)", parse=positive(float), default=1.0)
+        "one per route every 10 s)",
+        parse=positive(float),
+        default=1.0,
+    )
     admin_token_file: Path | None = option(  # noqa: RUF009
         "the operator's token, which the dashboard, the reports and `/metrics` ask for "
         "(docs/SECURITY.md); made, random and mode 0600, if missing. Give every node of a "
-        "cluster the same one", parse=path, default=None, shown=f"`DATA_DIR/{TOKEN_FILE}`")
+        "cluster the same one",
+        parse=path,
+        default=None,
+        shown=f"`DATA_DIR/{TOKEN_FILE}`",
+    )
     public: tuple[str, ...] = option(
-        "a report served without the token: `pages` for a \"most read\" widget, `metrics` "
+        'a report served without the token: `pages` for a "most read" widget, `metrics` '
         "for a Prometheus on a private network, `all` for everything, the dashboard too",
-        parse=choice(*REPORTS), default=(), many=True, choices=REPORTS,
-        shown="none: only what a page shows")
+        parse=choice(*REPORTS),
+        default=(),
+        many=True,
+        choices=REPORTS,
+        shown="none: only what a page shows",
+    )
     demo: str = option(
         "`on`: serve the demo at `/demo`, a tiny blog whose views count in this store, as "
         "`Home_Page`, `hello-world` and `second-post`: to try livecount, not on a real "
-        "site's node; `off`: `/demo` is 404", parse=choice("on", "off"), default="off",
-        choices=("on", "off"))
+        "site's node; `off`: `/demo` is 404",
+        parse=choice("on", "off"),
+        default="off",
+        choices=("on", "off"),
+    )
 
 
 def _declared() -> list[Option]:
-    return [dataclasses.replace(f.metadata["option"], dest=f.name,
-                                flag=f.metadata["option"].flag or f.name.replace("_", "-"))
-            for f in dataclasses.fields(Config)]
+    return [
+        dataclasses.replace(
+            f.metadata["option"],
+            dest=f.name,
+            flag=f.metadata["option"].flag or f.name.replace("_", "-"),
+        )
+        for f in dataclasses.fields(Config)
+    ]
 
 
 OPTIONS: tuple[Option, ...] = tuple(_declared())
@@ -450,8 +584,13 @@ class _Unset:
 class _Append(argparse.Action):
     """`append` into a tuple that starts empty, not from the default."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         given = getattr(namespace, self.dest, None)
         items = given if isinstance(given, tuple) and given is not self.default else ()
         setattr(namespace, self.dest, (*items, values))
@@ -470,8 +609,7 @@ def help_text(opt: Option) -> str:
     return " ".join(parts).replace("`", "").replace("%", "%%")
 
 
-def add_options(parser: argparse._ActionsContainer,
-                options: Iterable[Option] = OPTIONS) -> None:
+def add_options(parser: argparse._ActionsContainer, options: Iterable[Option] = OPTIONS) -> None:
     """Add each option as a flag; one with a variable is resolved after parsing."""
     for opt in options:
         flag = f"--{opt.flag}"
@@ -480,10 +618,15 @@ def add_options(parser: argparse._ActionsContainer,
             continue
         default = _Unset(opt) if opt.env else (tuple(opt.default) if opt.many else opt.default)
         parser.add_argument(
-            flag, dest=opt.dest, type=opt.parse, default=default,
-            action=_Append if opt.many else "store", choices=opt.choices or None,
+            flag,
+            dest=opt.dest,
+            type=opt.parse,
+            default=default,
+            action=_Append if opt.many else "store",
+            choices=opt.choices or None,
             metavar=None if opt.choices else (opt.metavar or opt.flag.upper().replace("-", "_")),
-            help=help_text(opt))
+            help=help_text(opt),
+        )
 
 
 def resolve(ns: argparse.Namespace, environ: Mapping[str, str] | None = None) -> None:
@@ -513,8 +656,7 @@ def from_args(ns: argparse.Namespace) -> Config:
         value = getattr(ns, opt.dest)
         values[opt.dest] = opt.finish(value) if opt.finish else value
     # The page rules take the patterns and the policy for other paths too.
-    values["pages"] = PageRules.parse(ns.pages, values["path_patterns"],
-                                      values["unmatched_paths"])
+    values["pages"] = PageRules.parse(ns.pages, values["path_patterns"], values["unmatched_paths"])
     if not values["node_id"]:
         values["node_id"] = default_node_id(values["data_dir"])
     if values["admin_token_file"] is None:  # here, so that workers share their parent's
@@ -527,9 +669,11 @@ class Parser(argparse.ArgumentParser):
     and the `LIVECOUNT_*` variables of the options of this (sub)command read after the
     command line. Subcommands made with `add_subparsers` are Parsers too."""
 
-    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
-                         namespace: argparse.Namespace | None = None,
-                         ) -> tuple[argparse.Namespace, list[str]]:
+    def parse_known_args(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        namespace: argparse.Namespace | None = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
         ns, extra = super().parse_known_args(args, namespace)
         try:
             resolve(ns)
@@ -537,12 +681,18 @@ class Parser(argparse.ArgumentParser):
             self.error(str(exc))
         return ns, extra
 
-    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
-                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+    def parse_args(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        namespace: argparse.Namespace | None = None,
+    ) -> argparse.Namespace:
         ns, extra = self.parse_known_args(args, namespace)
         if extra:
-            self.error(_with_hint(f"unrecognized arguments: {' '.join(extra)}",
-                                  getattr(ns, "ids_hint", None)))
+            self.error(
+                _with_hint(
+                    f"unrecognized arguments: {' '.join(extra)}", getattr(ns, "ids_hint", None)
+                )
+            )
         return ns
 
     def error(self, message: str) -> NoReturn:
@@ -560,12 +710,12 @@ def _with_hint(message: str, ids_hint: str | None) -> str:
     return message
 
 
-
 def version() -> str:
     try:
         return metadata.version("livecount")
     except metadata.PackageNotFoundError:  # run from a tree that was never installed
         return "unknown"
+
 
 # -- the documented table -------------------------------------------------------------
 def readme_table(options: Iterable[Option] = OPTIONS) -> str:
@@ -577,8 +727,10 @@ def readme_table(options: Iterable[Option] = OPTIONS) -> str:
             meaning += f" (one of {', '.join(f'`{c}`' for c in opt.choices)})"
         if opt.many:
             meaning += " (repeatable; the variable is comma-separated)"
-        rows.append(f"| `--{opt.flag}` | `{opt.env_name}` | {opt.default_text() or ''} "
-                    f"| {meaning.replace('|', '&#124;')} |")
+        rows.append(
+            f"| `--{opt.flag}` | `{opt.env_name}` | {opt.default_text() or ''} "
+            f"| {meaning.replace('|', '&#124;')} |"
+        )
     return "\n".join(rows) + "\n"
 
 

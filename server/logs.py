@@ -52,14 +52,16 @@ class _HumanFormatter(logging.Formatter):
     the person at the terminal reads a clock."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return human_line(time.strftime("%H:%M:%S", time.localtime(record.created)),
-                          record.levelname.lower(), record.getMessage(),
-                          getattr(record, "fields", {}),
-                          self.formatException(record.exc_info) if record.exc_info else "")
+        return human_line(
+            time.strftime("%H:%M:%S", time.localtime(record.created)),
+            record.levelname.lower(),
+            record.getMessage(),
+            getattr(record, "fields", {}),
+            self.formatException(record.exc_info) if record.exc_info else "",
+        )
 
 
-def human_line(clock: str, level: str, event: str, fields: dict[str, Any],
-               trace: str = "") -> str:
+def human_line(clock: str, level: str, event: str, fields: dict[str, Any], trace: str = "") -> str:
     shown = " ".join(f"{key}={_value(value)}" for key, value in fields.items())
     line = f"{clock} {level:<8} {event}" + (f"  {shown}" if shown else "")
     return line + (f"\n{trace}" if trace else "")
@@ -153,8 +155,7 @@ class Limited:
     A failing store fails the same way many times a second; the log should say so
     once, not fill the disk."""
 
-    def __init__(self, interval: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
         self.clock = clock
         self._last: dict[str, tuple[float, int]] = {}
@@ -187,5 +188,7 @@ def error(event: str, exc: BaseException | None = None, **fields: Any) -> None:
 
 
 def _plain(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: v if isinstance(v, int | float | str | bool | None | list | dict) else str(v)
-            for k, v in fields.items()}
+    return {
+        k: v if isinstance(v, int | float | str | bool | None | list | dict) else str(v)
+        for k, v in fields.items()
+    }

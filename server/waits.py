@@ -11,8 +11,11 @@ from collections.abc import Iterator
 from contextlib import suppress
 
 
-async def pause(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None,
-                ) -> bool:
+async def pause(
+    stop: asyncio.Event,
+    seconds: float,
+    wake: asyncio.Event | None = None,
+) -> bool:
     """Wait `seconds`, or until `stop` (or `wake`) is set; True when it is time to stop."""
     if stop.is_set() or (wake is not None and wake.is_set()):
         return stop.is_set()
@@ -22,8 +25,7 @@ async def pause(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None 
         return stop.is_set()
     waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
     try:
-        await asyncio.wait(waits, timeout=max(0.0, seconds),
-                           return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiting in waits:
             waiting.cancel()

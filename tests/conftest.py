@@ -84,13 +84,25 @@ async def launcher(dynamodb_local_url: str, prefix: str, data: Path) -> AsyncIte
     started: list[Served] = []
 
     async def start(*args: str, shared: bool = True, private: bool = False) -> Served:
-        store = ["--dynamodb-endpoint", dynamodb_local_url, "--table-prefix", prefix] \
-            if shared else []
+        store = (
+            ["--dynamodb-endpoint", dynamodb_local_url, "--table-prefix", prefix] if shared else []
+        )
         public = [] if private else ["--public", "all"]
-        served = await Served("--flush-interval", "0.2", "--report-interval", "0.2",
-                              "--data-dir", str(data / "node"),
-                              "--rate-limit", "100000", "--rate-burst", "100000",
-                              *store, *public, *args).start()
+        served = await Served(
+            "--flush-interval",
+            "0.2",
+            "--report-interval",
+            "0.2",
+            "--data-dir",
+            str(data / "node"),
+            "--rate-limit",
+            "100000",
+            "--rate-burst",
+            "100000",
+            *store,
+            *public,
+            *args,
+        ).start()
         started.append(served)
         return served
 
@@ -102,20 +114,26 @@ async def launcher(dynamodb_local_url: str, prefix: str, data: Path) -> AsyncIte
 
 
 @pytest_asyncio.fixture
-async def launch(dynamodb_local_url: str, prefix: str, tmp_path: Path,
-                 ) -> AsyncIterator[Launch]:
+async def launch(
+    dynamodb_local_url: str,
+    prefix: str,
+    tmp_path: Path,
+) -> AsyncIterator[Launch]:
     """`launcher` for one test: its servers stop when it ends."""
     async with launcher(dynamodb_local_url, prefix, tmp_path) as start:
         yield start
 
 
 @pytest_asyncio.fixture(scope="module")
-async def module_launch(dynamodb_local_url: str, tmp_path_factory: pytest.TempPathFactory,
-                        ) -> AsyncIterator[Launch]:
+async def module_launch(
+    dynamodb_local_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Launch]:
     """`launcher` for a module's read-only checks, on a table prefix of its own: one
     server for many tests, which stops when the module ends."""
-    async with launcher(dynamodb_local_url, fresh_prefix(), tmp_path_factory.mktemp("node")) \
-            as start:
+    async with launcher(
+        dynamodb_local_url, fresh_prefix(), tmp_path_factory.mktemp("node")
+    ) as start:
         yield start
 
 

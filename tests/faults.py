@@ -17,8 +17,11 @@ from typing import Literal
 Mode = Literal["pass", "refuse", "hold", "throttle", "error500", "cut", "denied"]
 
 _SYNTHETIC = {
-    "throttle": (400, "ProvisionedThroughputExceededException",
-                 "The level of configured provisioned throughput for the table was exceeded."),
+    "throttle": (
+        400,
+        "ProvisionedThroughputExceededException",
+        "The level of configured provisioned throughput for the table was exceeded.",
+    ),
     "error500": (500, "InternalServerError", "Internal server error"),
     "denied": (400, "AccessDeniedException", "User is not authorized to perform this action"),
 }
@@ -54,8 +57,9 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def set(self, mode: Mode, only: str | tuple[str, ...] | None = None,
-            budget: int | None = None) -> None:
+    def set(
+        self, mode: Mode, only: str | tuple[str, ...] | None = None, budget: int | None = None
+    ) -> None:
         self.mode, self.only, self.budget, self.faults = mode, only, budget, 0
 
     def release(self) -> None:
@@ -73,8 +77,7 @@ class FaultProxy:
             writer.close()  # its reads end, so its task ends
         await asyncio.gather(*self._tasks)  # a handler records its own failures
         if self.failures:
-            raise RuntimeError(f"the fault proxy failed: {self.failures!r}") \
-                from self.failures[0]
+            raise RuntimeError(f"the fault proxy failed: {self.failures!r}") from self.failures[0]
 
     def _fault_for(self, body: bytes) -> Mode:
         only = (self.only,) if isinstance(self.only, str) else self.only
@@ -147,8 +150,11 @@ async def _read_message(reader: asyncio.StreamReader) -> bytes | None:
 
 
 def _synthetic(status: int, code: str, message: str) -> bytes:
-    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}",
-                       "message": message}).encode()
+    body = json.dumps(
+        {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}
+    ).encode()
     reason = "Bad Request" if status == 400 else "Internal Server Error"
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/x-amz-json-1.0\r\n"
-            f"x-amzn-RequestId: fault\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/x-amz-json-1.0\r\n"
+        f"x-amzn-RequestId: fault\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body

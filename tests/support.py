@@ -31,12 +31,16 @@ LINE_LIMIT = 16 * 2**20
 _sequence = itertools.count(1)
 
 
-def flush_of(targets: Mapping[Target, Delta] | None = None,
-             rows: Mapping[Row, Delta] | None = None) -> Flush:
+def flush_of(
+    targets: Mapping[Target, Delta] | None = None, rows: Mapping[Row, Delta] | None = None
+) -> Flush:
     """A flush as the ledger would take it, each write with a fresh sequence number."""
     seq = next(_sequence)
-    return Flush(seq, {t: Write(seq, d) for t, d in (targets or {}).items()},
-                 {r: Write(seq, d) for r, d in (rows or {}).items()})
+    return Flush(
+        seq,
+        {t: Write(seq, d) for t, d in (targets or {}).items()},
+        {r: Write(seq, d) for r, d in (rows or {}).items()},
+    )
 
 
 def free_port() -> int:
@@ -45,8 +49,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], bool],
-                     timeout: float = 20.0, interval: float = 0.05) -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    check: Callable[[T], bool],
+    timeout: float = 20.0,
+    interval: float = 0.05,
+) -> T:
     """Poll `probe` until `check` accepts its value; fail with the last value seen."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -70,9 +78,14 @@ class Child:
     which the bench times flushes by.
     """
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
-                 preexec_fn: Callable[[], None] | None = None, name: str = "",
-                 cwd: Path = ROOT) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+        name: str = "",
+        cwd: Path = ROOT,
+    ) -> None:
         self.argv = list(argv)
         self.name = name or shlex.join(self.argv[:3])
         self.cwd = cwd
@@ -111,9 +124,15 @@ class Child:
         """Spawn without waiting; the future resolves to the port once it listens."""
         self.logs.clear()
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, cwd=self.cwd, env=self.env, preexec_fn=self.preexec_fn,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, limit=LINE_LIMIT)
+            *self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            preexec_fn=self.preexec_fn,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            limit=LINE_LIMIT,
+        )
         listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(listening))
         return listening
@@ -137,9 +156,11 @@ class Child:
                     listening.set_result(int(entry["port"]))
         finally:
             if not listening.done():
-                listening.set_exception(RuntimeError(
-                    f"{self.name} exited before listening:\n"
-                    + "\n".join(self.output[-30:])))
+                listening.set_exception(
+                    RuntimeError(
+                        f"{self.name} exited before listening:\n" + "\n".join(self.output[-30:])
+                    )
+                )
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.logs if e.get("event") == name]
@@ -153,8 +174,9 @@ class Child:
             code = await asyncio.wait_for(self.proc.wait(), timeout)
         except TimeoutError:
             await self.kill()
-            raise TimeoutError(f"{self.name} was still running {timeout} s "
-                               f"after signal {sig}; killed it") from None
+            raise TimeoutError(
+                f"{self.name} was still running {timeout} s after signal {sig}; killed it"
+            ) from None
         await self._drained()
         return code
 
@@ -166,19 +188,35 @@ class Child:
 
     async def _drained(self) -> None:
         """Wait for the reader to read the last line, and raise what broke it, if anything."""
-        if self.proc is not None and self.proc.returncode is not None \
-                and self._reader is not None:
+        if self.proc is not None and self.proc.returncode is not None and self._reader is not None:
             await self._reader
 
 
 class Served(Child):
     """`python -m livecount serve` on a free loopback port, its JSON logs collected."""
 
-    def __init__(self, *args: str, env: Mapping[str, str] | None = None,
-                 preexec_fn: Callable[[], None] | None = None) -> None:
-        super().__init__([sys.executable, "-m", "livecount", "serve", "--host", "127.0.0.1",
-                          "--port", "0", *args], env=env, preexec_fn=preexec_fn,
-                         name="livecount serve")
+    def __init__(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(
+            [
+                sys.executable,
+                "-m",
+                "livecount",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                *args,
+            ],
+            env=env,
+            preexec_fn=preexec_fn,
+            name="livecount serve",
+        )
 
 
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

@@ -40,9 +40,16 @@ ALONE_GATHER = 2.0  # alone: seconds of this node's own records read in one go
 
 
 class StreamConsumer:
-    def __init__(self, store: Store, on_image: OnImage, node_id: str = "node",
-                 lease_time: float = 10.0, poll_interval: float = 0.25,
-                 discover_interval: float = 10.0, on_down: OnDown | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        on_image: OnImage,
+        node_id: str = "node",
+        lease_time: float = 10.0,
+        poll_interval: float = 0.25,
+        discover_interval: float = 10.0,
+        on_down: OnDown | None = None,
+    ) -> None:
         self.store = store
         self.stream = store.stream
         self.on_image = on_image
@@ -94,8 +101,12 @@ class StreamConsumer:
             except Exception as exc:  # a bug here must not stop the copy for good
                 error("stream_crash", exc)
             if await self._rounds.end(records, bool(self.leases.shards)):
-                log("stream_caught_up", shards=len(self.leases.shards),
-                    held=len(self.leases.held), copied=self.copied)
+                log(
+                    "stream_caught_up",
+                    shards=len(self.leases.shards),
+                    held=len(self.leases.held),
+                    copied=self.copied,
+                )
             # Quiet shards are polled less and less often: GetRecords calls are billed,
             # and most of a blog's seconds are quiet. Within a few seconds of a record
             # (or of a write of ours) the poll stays quick, so pushes stay prompt.
@@ -106,8 +117,7 @@ class StreamConsumer:
                 read_some = True
             quiet = loop.time() - last_record > QUIET_AFTER
             alone = self.nodes <= 1 and not self._hurry
-            slowest = max(IDLE_POLL_INTERVAL, self.lease_time / 3) if alone \
-                else IDLE_POLL_INTERVAL
+            slowest = max(IDLE_POLL_INTERVAL, self.lease_time / 3) if alone else IDLE_POLL_INTERVAL
             idle = min(idle * 2, slowest) if quiet else self.poll_interval
             if records == 0 and read_some and alone:
                 # Nobody else reads the reader table while this node is alone (its own
@@ -154,7 +164,8 @@ class StreamConsumer:
     async def _start(self, shard_id: str) -> None:
         """Read `shard_id` from its checkpoint (from its oldest record without one)."""
         self._iterators[shard_id] = await self.stream.iterator(
-            self.leases.arn, shard_id, self.leases.checkpoints.get(shard_id))
+            self.leases.arn, shard_id, self.leases.checkpoints.get(shard_id)
+        )
 
     async def _poll(self, shard_id: str) -> int:
         batch = await self.stream.read(self._iterators[shard_id])
@@ -185,8 +196,13 @@ class StreamConsumer:
         writes = _newest(work.writes)
         for write, outcome in zip(writes, await self.stream.copy_many(writes), strict=True):
             if isinstance(outcome, StoreRejected):  # no retry can copy it: never block
-                warn_limited("copy_rejected", key=aws_code(outcome), sequence=write.sequence,
-                             code=aws_code(outcome), error=outcome.detail)
+                warn_limited(
+                    "copy_rejected",
+                    key=aws_code(outcome),
+                    sequence=write.sequence,
+                    code=aws_code(outcome),
+                    error=outcome.detail,
+                )
             else:
                 if outcome:  # else not applied: the reader holds this image or a newer one
                     self.copied += 1

@@ -35,8 +35,9 @@ def _ddb() -> Any:
     """One client per container, made on first use (Lambda reuses warm containers)."""
     global _client
     if _client is None:
-        _client = boto3.client("dynamodb",
-                               endpoint_url=os.environ.get("LIVECOUNT_DYNAMODB_ENDPOINT") or None)
+        _client = boto3.client(
+            "dynamodb", endpoint_url=os.environ.get("LIVECOUNT_DYNAMODB_ENDPOINT") or None
+        )
     return _client
 
 
@@ -68,8 +69,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
             _log("copy_failed", sequence=write.sequence, code=code, error=str(exc))
             return {"batchItemFailures": [{"itemIdentifier": write.sequence}]}
         except BotoCoreError as exc:
-            _log("copy_failed", sequence=write.sequence, code=type(exc).__name__,
-                 error=str(exc))
+            _log("copy_failed", sequence=write.sequence, code=type(exc).__name__, error=str(exc))
             # Later records of this shard wait for this one; the retry writes the feed.
             return {"batchItemFailures": [{"itemIdentifier": write.sequence}]}
     for put in work.feed:

@@ -182,8 +182,11 @@ async def _answers(port: int) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def running(data_dir: Path, in_memory: bool = False, wal: bool = True,
-                  ) -> AsyncIterator[str]:
+async def running(
+    data_dir: Path,
+    in_memory: bool = False,
+    wal: bool = True,
+) -> AsyncIterator[str]:
     """Run DynamoDB Local on a free loopback port; yields its endpoint URL. `in_memory`
     keeps the tables in memory (the benchmarks': on disk, its SQLite syncs every write
     and serves a few hundred a second on a shared core, which hides what livecount does)."""

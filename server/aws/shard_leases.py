@@ -75,10 +75,16 @@ class ShardLeases:
         decision = plan(self.node_id, leases, wanted, set(self.held), self._observer, now)
         # Alive: a presence kept alive, or a lease renewed (a node holding one does not
         # announce itself too).
-        self.nodes = 1 + len({lease.owner for lease in leases
-                              if lease.owner is not None and lease.owner != self.node_id
-                              and (lease.key.startswith(NODE_PREFIX) or lease.key in wanted)
-                              and self._observer.alive(lease, now)})
+        self.nodes = 1 + len(
+            {
+                lease.owner
+                for lease in leases
+                if lease.owner is not None
+                and lease.owner != self.node_id
+                and (lease.key.startswith(NODE_PREFIX) or lease.key in wanted)
+                and self._observer.alive(lease, now)
+            }
+        )
         for shard_id in decision.lost:
             self.drop(shard_id, "lease_lost")
         for lease in decision.take + decision.steal:
@@ -108,8 +114,9 @@ class ShardLeases:
         """A closed shard was read to its end: record it (only while this node owns
         the lease), so its children may start, and let the shard go."""
         self._finished.add(shard_id)
-        if not await self.leases.checkpoint(shard_id, self.node_id,
-                                            self.checkpoints.get(shard_id), finished=True):
+        if not await self.leases.checkpoint(
+            shard_id, self.node_id, self.checkpoints.get(shard_id), finished=True
+        ):
             self.drop(shard_id, "lease_lost")
         self.drop(shard_id, "shard_finished")
 
@@ -120,9 +127,11 @@ class ShardLeases:
                 if shard_id is None:
                     await self.leases.leave(self.node_id)
                 else:
-                    await self.leases.release(shard_id, self.node_id,
-                                              self.checkpoints.get(shard_id))
+                    await self.leases.release(
+                        shard_id, self.node_id, self.checkpoints.get(shard_id)
+                    )
             except LivecountError as exc:  # it expires after lease_time instead
-                warn_limited("lease_release_failed", key=aws_code(exc), shard=shard_id,
-                             error=str(exc))
+                warn_limited(
+                    "lease_release_failed", key=aws_code(exc), shard=shard_id, error=str(exc)
+                )
         self.held.clear()

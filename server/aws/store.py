@@ -53,8 +53,15 @@ class Store:
     """One node's store: flushes, reads, tables; the stream side is `stream`, the report
     rows' reads `reports`, the live feed `feed`."""
 
-    def __init__(self, ddb: Any, streams: Any, tables: Tables, node_id: str = "node",
-                 concurrency: int = 32, ddb_once: Any = None) -> None:
+    def __init__(
+        self,
+        ddb: Any,
+        streams: Any,
+        tables: Tables,
+        node_id: str = "node",
+        concurrency: int = 32,
+        ddb_once: Any = None,
+    ) -> None:
         self.ddb = ddb
         # Batches go on a client that does not retry them: what a failed one held goes
         # one write a request, each retried by botocore. Without one, no batches.
@@ -68,39 +75,61 @@ class Store:
         # Per item, the last flush sequence number this node applied to it.
         self.flush_attribute = f"flush:{node_id}"
         self.known: KnownItems[Item] = KnownItems()  # seen by reads, used by writes
-        self.writer = FlushWriter(ddb, tables, self.flush_attribute, self.known,
-                                  concurrency, ddb_once)
+        self.writer = FlushWriter(
+            ddb, tables, self.flush_attribute, self.known, concurrency, ddb_once
+        )
         # Set when a flush changed a writer item: its stream record is on its way, so
         # the stream consumer looks now rather than at its next quiet poll.
         self.written = asyncio.Event()
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, endpoint: str, region: str, prefix: str = "", node_id: str = "node",
-                   attempts: int = 4, validate: bool = True) -> AsyncIterator[Store]:
+    async def open(
+        cls,
+        endpoint: str,
+        region: str,
+        prefix: str = "",
+        node_id: str = "node",
+        attempts: int = 4,
+        validate: bool = True,
+    ) -> AsyncIterator[Store]:
         """Clients for `endpoint`; each request is tried up to `attempts` times. Without
         `validate` the SDK sends requests unchecked (DynamoDB still checks them): a bulk
         writer of requests it built itself saves a fifth of its CPU."""
         url = endpoint_url(endpoint)
         session = aioboto3.Session()
         creds: dict[str, str] = {}
-        if url is not None and not os.environ.get("AWS_ACCESS_KEY_ID") \
-                and not os.environ.get("AWS_PROFILE"):
+        if (
+            url is not None
+            and not os.environ.get("AWS_ACCESS_KEY_ID")
+            and not os.environ.get("AWS_PROFILE")
+        ):
             # DynamoDB Local and moto accept any key but the SDK insists on one.
             creds = {"aws_access_key_id": "livecount", "aws_secret_access_key": "livecount"}
         boto = BotoConfig(
             retries={"mode": "standard", "total_max_attempts": attempts},
-            connect_timeout=3, read_timeout=10, max_pool_connections=64,
+            connect_timeout=3,
+            read_timeout=10,
+            max_pool_connections=64,
             parameter_validation=validate,
         )
         once = boto.merge(BotoConfig(retries={"mode": "standard", "total_max_attempts": 1}))
         async with AsyncExitStack() as stack:
-            ddb = await stack.enter_async_context(session.client(
-                "dynamodb", endpoint_url=url, region_name=region, config=boto, **creds))
-            ddb_once = await stack.enter_async_context(session.client(
-                "dynamodb", endpoint_url=url, region_name=region, config=once, **creds))
-            streams = await stack.enter_async_context(session.client(
-                "dynamodbstreams", endpoint_url=url, region_name=region, config=boto, **creds))
+            ddb = await stack.enter_async_context(
+                session.client(
+                    "dynamodb", endpoint_url=url, region_name=region, config=boto, **creds
+                )
+            )
+            ddb_once = await stack.enter_async_context(
+                session.client(
+                    "dynamodb", endpoint_url=url, region_name=region, config=once, **creds
+                )
+            )
+            streams = await stack.enter_async_context(
+                session.client(
+                    "dynamodbstreams", endpoint_url=url, region_name=region, config=boto, **creds
+                )
+            )
             yield cls(ddb, streams, Tables.named(prefix), node_id, ddb_once=ddb_once)
 
     # -- tables ------------------------------------------------------------------
@@ -113,25 +142,35 @@ class Store:
         for spec in self.tables.definitions():
             name = spec["TableName"]
             try:
-                await answer(self.ddb.describe_table(TableName=name), name,
-                             expected=["ResourceNotFoundException"])
+                await answer(
+                    self.ddb.describe_table(TableName=name),
+                    name,
+                    expected=["ResourceNotFoundException"],
+                )
                 continue
             except Answered:
                 pass
             try:
-                await answer(self.ddb.create_table(**spec), name,
-                             expected=["ResourceInUseException"])
+                await answer(
+                    self.ddb.create_table(**spec), name, expected=["ResourceInUseException"]
+                )
                 made.append(name)
             except Answered:
                 pass  # another node made it in between: fine
         waiter = self.ddb.get_waiter("table_exists")
         for spec in self.tables.definitions():
-            await answer(waiter.wait(TableName=spec["TableName"], WaiterConfig={"Delay": 1}),
-                         spec["TableName"])
+            await answer(
+                waiter.wait(TableName=spec["TableName"], WaiterConfig={"Delay": 1}),
+                spec["TableName"],
+            )
         if self.tables.feed in made:
-            await answer(self.ddb.update_time_to_live(
-                TableName=self.tables.feed, TimeToLiveSpecification={
-                    "Enabled": True, "AttributeName": FEED_TTL_ATTRIBUTE}), self.tables.feed)
+            await answer(
+                self.ddb.update_time_to_live(
+                    TableName=self.tables.feed,
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": FEED_TTL_ATTRIBUTE},
+                ),
+                self.tables.feed,
+            )
         return made
 
     async def ping(self) -> None:
@@ -158,8 +197,11 @@ class Store:
         cannot settle goes one UpdateItem or PutItem a request, which decides.
         """
         result = await self.writer.write(flush)
-        if any(t.kind == "post" for t in flush.targets
-               if t not in result.failed_targets and t not in result.rejected_targets):
+        if any(
+            t.kind == "post"
+            for t in flush.targets
+            if t not in result.failed_targets and t not in result.rejected_targets
+        ):
             self.written.set()
         return result
 
@@ -180,10 +222,12 @@ class Store:
                     name = "articleId" if post else "pageName"
                     for item in items:
                         found[Target("post" if post else "page", item[name]["S"])] = Described(
-                            store_requests.counts(item), *store_requests.described(item))
+                            store_requests.counts(item), *store_requests.described(item)
+                        )
                         # A reader item is a copy of a writer item: that one exists.
-                        self.known.add((self.tables.writer if post else self.tables.pages,
-                                        item[name]["S"]))
+                        self.known.add(
+                            (self.tables.writer if post else self.tables.pages, item[name]["S"])
+                        )
                 request = got.get("UnprocessedKeys") or {}
         return found
 
@@ -194,7 +238,7 @@ class Store:
 
     async def tracked(self) -> list[Target]:
         """Every post and page ever counted, from the page index."""
-        items = await self._query(store_requests.query(self.tables.index, "index",
-                                                       store_requests.INDEX))
+        items = await self._query(
+            store_requests.query(self.tables.index, "index", store_requests.INDEX)
+        )
         return [t for i in items if (t := Target.from_ref(i["target"]["S"])) is not None]
-

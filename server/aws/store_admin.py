@@ -65,8 +65,7 @@ class Items:
         return [item async for page in self.query_pages(request) for item in page]
 
     async def get(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
-        got = await answer(self.ddb.get_item(TableName=table, Key=key, ConsistentRead=True),
-                           table)
+        got = await answer(self.ddb.get_item(TableName=table, Key=key, ConsistentRead=True), table)
         item = got.get("Item")
         return dict(item) if item else None
 
@@ -74,8 +73,15 @@ class Items:
         """`ref`'s rollup items in `buckets`, consistently, a hundred a request."""
         items: list[dict[str, Any]] = []
         for start in range(0, len(buckets), 100):
-            request: dict[str, Any] = {self.tables.timeline: {"ConsistentRead": True, "Keys": [
-                {"target": {"S": b}, "hour": {"S": ref}} for b in buckets[start:start + 100]]}}
+            request: dict[str, Any] = {
+                self.tables.timeline: {
+                    "ConsistentRead": True,
+                    "Keys": [
+                        {"target": {"S": b}, "hour": {"S": ref}}
+                        for b in buckets[start : start + 100]
+                    ],
+                }
+            }
             while request:
                 got = await answer(self.ddb.batch_get_item(RequestItems=request), "BatchGetItem")
                 items += got.get("Responses", {}).get(self.tables.timeline, [])
@@ -99,19 +105,26 @@ class Items:
         t = self.tables
         for start in range(0, len(targets), 100):
             request: dict[str, Any] = {}
-            for target in targets[start:start + 100]:
-                table, key = (t.writer, {"articleId": {"S": target.id}}) \
-                    if target.kind == "post" else (t.pages, {"pageName": {"S": target.id}})
+            for target in targets[start : start + 100]:
+                table, key = (
+                    (t.writer, {"articleId": {"S": target.id}})
+                    if target.kind == "post"
+                    else (t.pages, {"pageName": {"S": target.id}})
+                )
                 request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(key)
             while request:
                 got = await answer(self.ddb.batch_get_item(RequestItems=request), "BatchGetItem")
                 for table, items in got.get("Responses", {}).items():
                     post = table == t.writer
                     for item in items:
-                        target = Target("post" if post else "page",
-                                        item["articleId" if post else "pageName"]["S"])
-                        found[target] = (store_requests.counts(item),
-                                         item.get("articleTitle", {}).get("S", ""))
+                        target = Target(
+                            "post" if post else "page",
+                            item["articleId" if post else "pageName"]["S"],
+                        )
+                        found[target] = (
+                            store_requests.counts(item),
+                            item.get("articleTitle", {}).get("S", ""),
+                        )
                 request = got.get("UnprocessedKeys") or {}
         return found
 
@@ -123,11 +136,11 @@ class Items:
         for image in images:
             if "version" not in image:
                 continue
-            copy = Copy("put", {"articleId": image["articleId"]}, int(image["version"]["N"]),
-                        image)
+            copy = Copy("put", {"articleId": image["articleId"]}, int(image["version"]["N"]), image)
             with contextlib.suppress(ConditionFailed):  # it holds this image or a newer one
-                await answer(self.ddb.put_item(**copy.request(self.tables.reader)),
-                             self.tables.reader)
+                await answer(
+                    self.ddb.put_item(**copy.request(self.tables.reader)), self.tables.reader
+                )
             counts = store_requests.counts(image)
             changes[image["articleId"]["S"]] = (counts.total, counts.unique)
         await self.announce(changes)
@@ -198,8 +211,7 @@ class Deleted:
 
     @property
     def views(self) -> Counts:
-        return Counts(sum(m.views.total for m in self.done),
-                      sum(m.views.unique for m in self.done))
+        return Counts(sum(m.views.total for m in self.done), sum(m.views.unique for m in self.done))
 
     @property
     def left(self) -> list[Target]:
@@ -227,8 +239,13 @@ class Records(Items):
     async def operated(self, prefix: str) -> list[Operation]:
         """The operations, running or done, on the posts and pages whose id starts with
         `prefix`."""
-        return [o for kind in ("post", "page") for o in await self._records(
-            moves.records_query(self.tables.index, refs=Target(kind, prefix).ref))]
+        return [
+            o
+            for kind in ("post", "page")
+            for o in await self._records(
+                moves.records_query(self.tables.index, refs=Target(kind, prefix).ref)
+            )
+        ]
 
     async def _records(self, request: dict[str, Any]) -> list[Operation]:
         """The records a Query finds, page by page."""
@@ -243,12 +260,15 @@ class Records(Items):
     async def back_out(self, target: Target, before: Operation | None) -> None:
         """Put `target`'s operation record back as it was before this run."""
         if before is None:
-            await answer(self.ddb.delete_item(TableName=self.tables.index,
-                                              Key=moves.operation_key(target)),
-                         self.tables.index)
+            await answer(
+                self.ddb.delete_item(TableName=self.tables.index, Key=moves.operation_key(target)),
+                self.tables.index,
+            )
         else:
-            await answer(self.ddb.put_item(TableName=self.tables.index, Item=before.item()),
-                         self.tables.index)
+            await answer(
+                self.ddb.put_item(TableName=self.tables.index, Item=before.item()),
+                self.tables.index,
+            )
 
 
 class ItemMoves(Records):
@@ -263,7 +283,8 @@ class ItemMoves(Records):
         timeline, referrers, count = await asyncio.gather(
             self.partition(self.tables.timeline, "target", target.ref),
             self.partition(self.tables.referrers, "target", target.ref),
-            self.get(moves.count_table(self.tables, target), moves.count_key(target)))
+            self.get(moves.count_table(self.tables, target), moves.count_key(target)),
+        )
         found = [Source.of("timeline", i) for i in timeline]
         buckets = dict.fromkeys(b for s in found for b in buckets_of(s.sort))
         found += [Source.of("rollup", i) for i in await self.rollups(list(buckets), target.ref)]
@@ -282,8 +303,10 @@ class ItemMoves(Records):
             if fresh is None:
                 return None
             source = fresh
-        raise ClientError("operation_contended", f"{plan.describe()}: an item kept changing "
-                                                 f"under {ATTEMPTS} tries; run it again")
+        raise ClientError(
+            "operation_contended",
+            f"{plan.describe()}: an item kept changing under {ATTEMPTS} tries; run it again",
+        )
 
     async def reread(self, plan: Plan, source: Source) -> Source | None:
         key = plan.transaction(source, self.tables)[0]["Update"]
@@ -298,8 +321,9 @@ class ItemMoves(Records):
         for source in await self.sources(plan.target):
             if source.empty:
                 try:
-                    await answer(self.ddb.delete_item(**plan.purge(source, self.tables)),
-                                 "DeleteItem")
+                    await answer(
+                        self.ddb.delete_item(**plan.purge(source, self.tables)), "DeleteItem"
+                    )
                     purged += 1
                 except ConditionFailed:
                     pass  # counted on since: a later run moves it
@@ -307,11 +331,15 @@ class ItemMoves(Records):
             return purged
         with_version = await self.get(self.tables.reader, moves.count_key(plan.target))
         if with_version and await self.writer(plan.id) is None:
-            copy = Copy("delete", moves.count_key(plan.target),
-                        int(with_version.get("version", {}).get("N", 0)))
+            copy = Copy(
+                "delete",
+                moves.count_key(plan.target),
+                int(with_version.get("version", {}).get("N", 0)),
+            )
             with contextlib.suppress(ConditionFailed):
-                await answer(self.ddb.delete_item(**copy.request(self.tables.reader)),
-                             self.tables.reader)
+                await answer(
+                    self.ddb.delete_item(**copy.request(self.tables.reader)), self.tables.reader
+                )
         return purged
 
 
@@ -324,24 +352,28 @@ class Operations(ItemMoves):
         """Give `article` this title, on the reader side at once too."""
         found = await self.writer(article)
         if found is None or not store_requests.counts(found).total:
-            raise ClientError("never_counted", f"{article!r} was never counted, or has no "
-                                               "views left: there is nothing to title")
+            raise ClientError(
+                "never_counted",
+                f"{article!r} was never counted, or has no views left: there is nothing to title",
+            )
         request = store_requests.Writes(self.tables, "").title(article, title, keep=False)
         image = await answer(self.ddb.update_item(**request), self.tables.writer)
         await self.copy([dict(image["Attributes"])])
         # The nodes' reports show the new title.
         await self.reset([Target("post", article)], reports=False)
 
-    async def run(self, plan: Plan, progress: Progress | None = None,
-                  purge: bool = False) -> Moved:
+    async def run(self, plan: Plan, progress: Progress | None = None, purge: bool = False) -> Moved:
         """Start (or resume) `plan` and move everything its id holds now."""
         begun, refused = await self.begin([plan])
         if plan in refused:
             raise refused[plan]
         return await self.apply(begun[0], progress, purge)
 
-    async def begin(self, plans: list[Plan], skip_empty: bool = False,
-                    ) -> tuple[list[Started], dict[Plan, ClientError]]:
+    async def begin(
+        self,
+        plans: list[Plan],
+        skip_empty: bool = False,
+    ) -> tuple[list[Started], dict[Plan, ClientError]]:
         """Record each plan as running (what is refused, and why, apart), then look once
         for operations that cross them: those back out, and are refused too. With
         `skip_empty`, a plan with nothing to move is refused as never counted before
@@ -368,7 +400,8 @@ class Operations(ItemMoves):
             refused[b.plan] = ClientError(
                 "operation_running",
                 f"the {crossing.plan.describe()} is not finished and touches {touched}: "
-                "finish it first")
+                "finish it first",
+            )
         return begun, refused
 
     async def _start(self, plan: Plan, skip_empty: bool = False) -> Started:
@@ -377,34 +410,47 @@ class Operations(ItemMoves):
         resuming = before is not None and before.state == "running"
         idle = before is None or (before.state == "done" and before.plan != plan)
         empty = all(s.empty for s in found)
-        if ((not found and before is None) or (found and idle and plan.to is not None and empty)
-                or (skip_empty and empty and not resuming)):
+        if (
+            (not found and before is None)
+            or (found and idle and plan.to is not None and empty)
+            or (skip_empty and empty and not resuming)
+        ):
             # Never counted; or, for a rename, emptied by an earlier one (its items stay,
             # at zero): nothing to move, and NEW must not be listed for it. (A delete of
             # an emptied id is harmless, and how its items are purged; the same operation
             # run again after it finished moves nothing, and says so.)
-            raise ClientError("never_counted", f"{plan.id!r} was never counted, or has "
-                                               "no views left: there is nothing to rename "
-                                               "or delete")
+            raise ClientError(
+                "never_counted",
+                f"{plan.id!r} was never counted, or has "
+                "no views left: there is nothing to rename "
+                "or delete",
+            )
         started = before.started if before is not None and resuming else _now()
         try:
-            await answer(self.ddb.put_item(**moves.start_request(
-                self.tables.index, Operation(plan, "running", started))), self.tables.index)
+            await answer(
+                self.ddb.put_item(
+                    **moves.start_request(self.tables.index, Operation(plan, "running", started))
+                ),
+                self.tables.index,
+            )
         except ConditionFailed:
             other = await self.current(plan.target)
             what = other.plan.describe() if other else "another operation"
-            raise ClientError("operation_running",
-                              f"the {what} is not finished: run it again to finish it, "
-                              f"then this one") from None
+            raise ClientError(
+                "operation_running",
+                f"the {what} is not finished: run it again to finish it, then this one",
+            ) from None
         return Started(plan, before, found, started)
 
-    async def apply(self, begun: Started, progress: Progress | None = None,
-                    purge: bool = False) -> Moved:
+    async def apply(
+        self, begun: Started, progress: Progress | None = None, purge: bool = False
+    ) -> Moved:
         """Move what `begun` found, then tell the reader side and the nodes, and record
         the operation done."""
         plan, before = begun.plan, begun.before
-        moved = Moved(plan, resumed=before is not None and before.state == "running"
-                      and before.plan == plan)
+        moved = Moved(
+            plan, resumed=before is not None and before.state == "running" and before.plan == plan
+        )
         if plan.destination is not None:
             await self.index(plan.destination, present=True)
         sources = plan.moves(begun.found)
@@ -428,16 +474,23 @@ class Operations(ItemMoves):
         moved.now = await self._told(plan)
         if purge:
             moved.purged = await self.purge(plan)
-        await answer(self.ddb.put_item(TableName=self.tables.index, Item=Operation(
-            plan, "done", begun.started).item()), self.tables.index)
+        await answer(
+            self.ddb.put_item(
+                TableName=self.tables.index, Item=Operation(plan, "done", begun.started).item()
+            ),
+            self.tables.index,
+        )
         return moved
 
     async def _told(self, plan: Plan) -> Counts | None:
         """Copy a post's images to the reader table (and their counts to the live feed),
         and reset the ids whose counts went down on every node; a rename's new totals."""
         ids = [plan.target, *([plan.destination] if plan.destination else [])]
-        images = {t: i for t in ids if (i := await self.get(moves.count_table(self.tables, t),
-                                                            moves.count_key(t)))}
+        images = {
+            t: i
+            for t in ids
+            if (i := await self.get(moves.count_table(self.tables, t), moves.count_key(t)))
+        }
         if plan.kind == "post":
             await self.copy(images.values())
         # Every node forgets what it believed of the old id (more than it holds now)
@@ -455,9 +508,15 @@ class BulkDeletes(Operations):
     """Every id with a prefix (what a load test counted) deleted, each exactly once as
     one delete is, a chunk at a time, and stoppable between ids."""
 
-    async def delete_all(self, deleted: Deleted, stop: asyncio.Event | None = None,
-                         progress: Progress | None = None, purge: bool = False,
-                         chunk: int = 32, at_once: int = AT_ONCE) -> Deleted:
+    async def delete_all(
+        self,
+        deleted: Deleted,
+        stop: asyncio.Event | None = None,
+        progress: Progress | None = None,
+        purge: bool = False,
+        chunk: int = 32,
+        at_once: int = AT_ONCE,
+    ) -> Deleted:
         """Delete every id of `deleted.targets`, each exactly once as one delete is:
         `chunk` recorded as running at a time, `at_once` of those moving, telling
         `progress` of each id done. Once `stop` is set no id begins: those recorded as
@@ -478,7 +537,7 @@ class BulkDeletes(Operations):
         for start in range(0, of, chunk):
             if stop.is_set():
                 break
-            plans = [Plan(t.id, None, t.kind) for t in deleted.targets[start:start + chunk]]
+            plans = [Plan(t.id, None, t.kind) for t in deleted.targets[start : start + chunk]]
             begun, refused = await self.begin(plans, skip_empty=True)
             for plan, exc in refused.items():
                 if exc.code != "never_counted":
@@ -506,7 +565,6 @@ class BulkDeletes(Operations):
         return {t: c for t, c in found.items() if c.total or t in emptied}
 
 
-
 class Exports(Items):
     async def records(self, progress: Progress | None = None) -> AsyncIterator[Record]:
         """Every stored count, from the writer side (what the reader copies), for every
@@ -525,8 +583,7 @@ class Exports(Items):
             for item in await self.partition(self.tables.timeline, "target", ref):
                 hour = store_requests.counts(item)
                 if hour.total:
-                    yield Record("timeline", ref, hour.total, hour.unique,
-                                 hour=item["hour"]["S"])
+                    yield Record("timeline", ref, hour.total, hour.unique, hour=item["hour"]["S"])
             done += 1
             if progress is not None:
                 progress(done, reads)

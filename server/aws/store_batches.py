@@ -67,11 +67,14 @@ class Job:
     # cannot set them only where unset.
     untitled: bool = False
 
-    def applied(self, result: FlushResult, stored: dict[str, Any],
-                known: KnownItems[Item]) -> None:
+    def applied(self, result: FlushResult, stored: dict[str, Any], known: KnownItems[Item]) -> None:
         """Applied, now or before; `stored` is the item after it, when the store said."""
-        self.untitled = self.kind == "target" and self.key.kind == "post" and not self.insert \
+        self.untitled = (
+            self.kind == "target"
+            and self.key.kind == "post"
+            and not self.insert
             and any(name not in stored for name in store_requests.kept(self.write))
+        )
         if self.kind == "target" and stored:
             result.applied[self.key] = store_requests.counts(stored)
             if self.key.kind == "post":
@@ -87,8 +90,11 @@ class Job:
             return {"views": {"N": str(delta.total)}}
         item = {"totalViews": {"N": str(delta.total)}, "uniqueViews": {"N": str(delta.unique)}}
         if self.kind == "target":
-            item |= {name: {"S": value} for name, value in
-                     (("articleTitle", delta.title), ("path", delta.path)) if value}
+            item |= {
+                name: {"S": value}
+                for name, value in (("articleTitle", delta.title), ("path", delta.path))
+                if value
+            }
         return item
 
     def failed(self, result: FlushResult) -> None:
@@ -117,8 +123,9 @@ class Batches:
     a request, where the store's own answer says applied, failed (resent later) or
     refused. Batches go on `ddb_once`, a client that does not retry them."""
 
-    def __init__(self, ddb_once: Any, tables: Tables, flush_attribute: str,
-                 known: KnownItems[Item]) -> None:
+    def __init__(
+        self, ddb_once: Any, tables: Tables, flush_attribute: str, known: KnownItems[Item]
+    ) -> None:
         self.ddb_once = ddb_once
         self.statements = store_requests.Statements(tables, flush_attribute)
         self.flush_attribute = flush_attribute
@@ -137,7 +144,7 @@ class Batches:
             if not jobs:
                 break
             made = [(job, self._statement(job)) for job in jobs]
-            chunks = [made[i:i + BATCH] for i in range(0, len(made), BATCH)]
+            chunks = [made[i : i + BATCH] for i in range(0, len(made), BATCH)]
             answers = await asyncio.gather(*(self._batch([s for _, s in c]) for c in chunks))
             jobs = []
             for chunk, got in zip(chunks, answers, strict=True):
@@ -146,8 +153,13 @@ class Batches:
                     # (batched again), not at once one a request, which would only
                     # add to the load of a store that is struggling.
                     code = aws_code(got)
-                    warn_limited("flush_failed", key=f"BatchExecuteStatement {code}",
-                                 table="BatchExecuteStatement", code=code, error=got.detail)
+                    warn_limited(
+                        "flush_failed",
+                        key=f"BatchExecuteStatement {code}",
+                        table="BatchExecuteStatement",
+                        code=code,
+                        error=got.detail,
+                    )
                     for job, _ in chunk:
                         job.failed(result)
                     continue
@@ -168,8 +180,12 @@ class Batches:
             return self.statements.views(job.key, job.write, action, self._returning)
         return self.statements.row(job.key, job.write, action, self._returning)
 
-    def _verdict(self, job: Job, response: dict[str, Any], result: FlushResult,
-                 ) -> Literal["done", "again", "alone"]:
+    def _verdict(
+        self,
+        job: Job,
+        response: dict[str, Any],
+        result: FlushResult,
+    ) -> Literal["done", "again", "alone"]:
         """What one statement's answer settles: done, try the other statement, or
         leave it to a request of its own."""
         error = response.get("Error")
@@ -180,8 +196,11 @@ class Batches:
             job.applied(result, dict(item or {}), self.known)
             return "done"
         code, item = error.get("Code"), error.get("Item")
-        if code == "ValidationError" and "RETURNING" in str(error.get("Message", "")).upper() \
-                and self._returning:
+        if (
+            code == "ValidationError"
+            and "RETURNING" in str(error.get("Message", "")).upper()
+            and self._returning
+        ):
             self._no_returning(str(error.get("Message")))
             return "again"
         if code == "ConditionalCheckFailed" and not job.insert:
@@ -199,33 +218,50 @@ class Batches:
                 return "again"
         elif code == "AccessDenied" and self.on:
             self.on = False
-            warn("store_batching_off", error=error.get("Message", code),
-                 hint="writes go one a request; allow dynamodb:PartiQLUpdate and "
-                      "dynamodb:PartiQLInsert on the tables")
+            warn(
+                "store_batching_off",
+                error=error.get("Message", code),
+                hint="writes go one a request; allow dynamodb:PartiQLUpdate and "
+                "dynamodb:PartiQLInsert on the tables",
+            )
         return "alone"
 
-    async def _batch(self, statements: list[store_requests.Statement],
-                     ) -> list[dict[str, Any]] | LivecountError:
+    async def _batch(
+        self,
+        statements: list[store_requests.Statement],
+    ) -> list[dict[str, Any]] | LivecountError:
         """One BatchExecuteStatement: an answer per statement, or the error of the whole
         request. An endpoint that never took one (an emulator without PartiQL) is not
         asked again."""
         try:
             async with self._limit:
-                got = await answer(self.ddb_once.batch_execute_statement(
-                    Statements=[s.request for s in statements]), "BatchExecuteStatement")
+                got = await answer(
+                    self.ddb_once.batch_execute_statement(
+                        Statements=[s.request for s in statements]
+                    ),
+                    "BatchExecuteStatement",
+                )
         except (StoreUnavailable, StoreRefused, StoreRejected) as exc:
-            if isinstance(exc, StoreRejected) and "RETURNING" in exc.detail.upper() \
-                    and self._returning:
+            if (
+                isinstance(exc, StoreRejected)
+                and "RETURNING" in exc.detail.upper()
+                and self._returning
+            ):
                 self._no_returning(exc.detail)
                 return exc
             if isinstance(exc.__cause__, ClientError):  # answered: no answer says nothing
                 self._failures += 1
-            if self.on and (isinstance(exc, StoreRefused) or (
-                    not self._answered and self._failures >= BATCH_PROBES)):
+            if self.on and (
+                isinstance(exc, StoreRefused)
+                or (not self._answered and self._failures >= BATCH_PROBES)
+            ):
                 self.on = False
-                warn("store_batching_off", error=exc.detail,
-                     hint="writes go one a request; with AWS, allow dynamodb:PartiQLUpdate "
-                          "and dynamodb:PartiQLInsert on the tables")
+                warn(
+                    "store_batching_off",
+                    error=exc.detail,
+                    hint="writes go one a request; with AWS, allow dynamodb:PartiQLUpdate "
+                    "and dynamodb:PartiQLInsert on the tables",
+                )
             return exc
         self._answered = True
         return list(got.get("Responses", []))
@@ -241,9 +277,15 @@ class FlushWriter:
     """A flush's writes, concurrently: through `Batches` where the endpoint takes them,
     the rest one UpdateItem or PutItem a request, whose answer decides."""
 
-    def __init__(self, ddb: Any, tables: Tables, flush_attribute: str,
-                 known: KnownItems[Item], concurrency: int = 32,
-                 ddb_once: Any = None) -> None:
+    def __init__(
+        self,
+        ddb: Any,
+        tables: Tables,
+        flush_attribute: str,
+        known: KnownItems[Item],
+        concurrency: int = 32,
+        ddb_once: Any = None,
+    ) -> None:
         self.ddb = ddb
         self.tables = tables
         self.known = known
@@ -312,6 +354,5 @@ class FlushWriter:
         except (StoreUnavailable, StoreRefused, StoreRejected) as exc:
             code = aws_code(exc)
             event = "flush_rejected" if isinstance(exc, StoreRejected) else "flush_failed"
-            warn_limited(event, key=f"{table} {code}", table=table, code=code,
-                         error=exc.detail)
+            warn_limited(event, key=f"{table} {code}", table=table, code=code, error=exc.detail)
             return exc

@@ -56,18 +56,30 @@ class ReaderCopy:
         alone: list[int] = []
         batched: list[int] = []
         for i, write in enumerate(writes):
-            if not self.batching or write.action != "put" or times[articles[i]] > 1 \
-                    or not _quotable(write.request["Item"]):
+            if (
+                not self.batching
+                or write.action != "put"
+                or times[articles[i]] > 1
+                or not _quotable(write.request["Item"])
+            ):
                 alone.append(i)
             else:
                 batched.append(i)
         for _ in range(BATCH_ROUNDS):  # update, insert, update
             if not batched:
                 break
-            chunks = [batched[i:i + BATCH] for i in range(0, len(batched), BATCH)]
-            answers = await asyncio.gather(*(self._batch([
-                _statement(self.table, writes[i], articles[i] not in self._readers)
-                for i in chunk]) for chunk in chunks))
+            chunks = [batched[i : i + BATCH] for i in range(0, len(batched), BATCH)]
+            answers = await asyncio.gather(
+                *(
+                    self._batch(
+                        [
+                            _statement(self.table, writes[i], articles[i] not in self._readers)
+                            for i in chunk
+                        ]
+                    )
+                    for chunk in chunks
+                )
+            )
             batched = []
             for chunk, got in zip(chunks, answers, strict=True):
                 if isinstance(got, StoreUnavailable) and self._answered:
@@ -110,9 +122,10 @@ class ReaderCopy:
             return "again"  # there after all: update it
         return "alone"
 
-    async def _batch(self, statements: list[dict[str, Any]],
-                     ) -> list[dict[str, Any]] | StoreUnavailable | StoreRejected | StoreRefused \
-            | None:
+    async def _batch(
+        self,
+        statements: list[dict[str, Any]],
+    ) -> list[dict[str, Any]] | StoreUnavailable | StoreRejected | StoreRefused | None:
         """One BatchExecuteStatement: an answer per statement, the whole request's
         error, or None when batching went off meanwhile. Refused or not understood,
         batches are not asked again."""
@@ -120,8 +133,10 @@ class ReaderCopy:
             async with self._limit:
                 if not self.batching:  # another batch was refused while this one waited
                     return None
-                got = await answer(self.ddb_once.batch_execute_statement(
-                    Statements=statements), "BatchExecuteStatement")
+                got = await answer(
+                    self.ddb_once.batch_execute_statement(Statements=statements),
+                    "BatchExecuteStatement",
+                )
         except (StoreUnavailable, StoreRefused, StoreRejected) as exc:
             if isinstance(exc, StoreRefused | StoreRejected) and self.batching:
                 self.batching = False
@@ -146,11 +161,17 @@ def _statement(table: str, write: ReaderWrite, insert: bool) -> dict[str, Any]:
     condition that the item's version is older (as the put's condition says)."""
     item = write.request["Item"]
     if insert:
-        return {"Statement": f'INSERT INTO "{table}" VALUE {{'
-                             + ", ".join(f"'{name}': ?" for name in item) + "}",
-                "Parameters": list(item.values())}
+        return {
+            "Statement": f'INSERT INTO "{table}" VALUE {{'
+            + ", ".join(f"'{name}': ?" for name in item)
+            + "}",
+            "Parameters": list(item.values()),
+        }
     names = [name for name in item if name != "articleId"]
-    return {"Statement": f'UPDATE "{table}" ' + " ".join(f'SET "{n}" = ?' for n in names)
-                         + ' WHERE "articleId" = ? AND "version" < ?',
-            "Parameters": [item[n] for n in names] + [item["articleId"], item["version"]],
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+    return {
+        "Statement": f'UPDATE "{table}" '
+        + " ".join(f'SET "{n}" = ?' for n in names)
+        + ' WHERE "articleId" = ? AND "version" < ?',
+        "Parameters": [item[n] for n in names] + [item["articleId"], item["version"]],
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }

@@ -91,10 +91,14 @@ async def transact(ddb: Any, actions: list[dict[str, Any]]) -> list[str] | None:
             if CHECK_FAILED in codes:
                 return codes
             if "TransactionConflict" not in codes and aws_code(exc) not in (
-                    "TransactionConflictException", "TransactionInProgressException"):
+                "TransactionConflictException",
+                "TransactionInProgressException",
+            ):
                 raise translate(exc, "TransactWriteItems") from exc
             await asyncio.sleep(0.05 * (attempt + 1))  # another write in progress
         except BotoCoreError as exc:
             raise translate(exc, "TransactWriteItems") from exc
-    raise errors.ClientError("operation_contended", "a transaction kept meeting other "
-                             f"writes under {ATTEMPTS} tries; run it again")
+    raise errors.ClientError(
+        "operation_contended",
+        f"a transaction kept meeting other writes under {ATTEMPTS} tries; run it again",
+    )

@@ -27,24 +27,37 @@ class LeaseTable:
     async def add_lease(self, shard_id: str, arn: str) -> None:
         """The lease item of a shard, made once by whichever node sees the shard first."""
         with contextlib.suppress(ConditionFailed):
-            await answer(self.ddb.put_item(
-                TableName=self.table, ConditionExpression="attribute_not_exists(#k)",
-                ExpressionAttributeNames={"#k": "shardId"},
-                Item=typed({"shardId": shard_id, "streamArn": arn, "finished": False,
-                            "counter": 0})), self.table)
+            await answer(
+                self.ddb.put_item(
+                    TableName=self.table,
+                    ConditionExpression="attribute_not_exists(#k)",
+                    ExpressionAttributeNames={"#k": "shardId"},
+                    Item=typed(
+                        {"shardId": shard_id, "streamArn": arn, "finished": False, "counter": 0}
+                    ),
+                ),
+                self.table,
+            )
 
     async def announce(self, me: str) -> int:
         """Keep this node's presence alive; returns its counter."""
-        item = await answer(self.ddb.update_item(
-            TableName=self.table, Key=_key(NODE_PREFIX + me),
-            UpdateExpression="SET #o = :me ADD #c :one", ExpressionAttributeNames=_OWNER,
-            ExpressionAttributeValues=typed({":me": me, ":one": 1}),
-            ReturnValues="UPDATED_NEW"), self.table)
+        item = await answer(
+            self.ddb.update_item(
+                TableName=self.table,
+                Key=_key(NODE_PREFIX + me),
+                UpdateExpression="SET #o = :me ADD #c :one",
+                ExpressionAttributeNames=_OWNER,
+                ExpressionAttributeValues=typed({":me": me, ":one": 1}),
+                ReturnValues="UPDATED_NEW",
+            ),
+            self.table,
+        )
         return int(plain(item["Attributes"])["counter"])
 
     async def leave(self, me: str) -> None:
-        await answer(self.ddb.delete_item(TableName=self.table, Key=_key(NODE_PREFIX + me)),
-                     self.table)
+        await answer(
+            self.ddb.delete_item(TableName=self.table, Key=_key(NODE_PREFIX + me)), self.table
+        )
 
     async def items(self, arn: str) -> list[LeaseItem]:
         """Every lease of the stream `arn` and every presence item. The table is one
@@ -58,18 +71,25 @@ class LeaseTable:
         """Take `lease` if its counter is still the one seen; None if another node moved
         first."""
         try:
-            item = await answer(self.ddb.update_item(
-                TableName=self.table, Key=_key(lease.key),
-                UpdateExpression="SET #o = :me ADD #c :one",
-                ConditionExpression="#c = :seen", ExpressionAttributeNames=_OWNER,
-                ExpressionAttributeValues=typed({":me": me, ":seen": lease.counter, ":one": 1}),
-                ReturnValues="ALL_NEW"), self.table)
+            item = await answer(
+                self.ddb.update_item(
+                    TableName=self.table,
+                    Key=_key(lease.key),
+                    UpdateExpression="SET #o = :me ADD #c :one",
+                    ConditionExpression="#c = :seen",
+                    ExpressionAttributeNames=_OWNER,
+                    ExpressionAttributeValues=typed({":me": me, ":seen": lease.counter, ":one": 1}),
+                    ReturnValues="ALL_NEW",
+                ),
+                self.table,
+            )
         except ConditionFailed:
             return None
         return _lease_item(plain(item["Attributes"]))
 
-    async def renew(self, shard_id: str, me: str, counter: int,
-                    checkpoint: str | None = None) -> int | None:
+    async def renew(
+        self, shard_id: str, me: str, counter: int, checkpoint: str | None = None
+    ) -> int | None:
         """Bump a held lease's counter, recording `checkpoint` in the same write (a
         checkpoint costs nothing more than the renewal); None if it is no longer this
         node's."""
@@ -79,10 +99,18 @@ class LeaseTable:
             update += " SET #s = :s"
             names["#s"], values[":s"] = "sequenceNumber", checkpoint
         try:
-            item = await answer(self.ddb.update_item(
-                TableName=self.table, Key=_key(shard_id), UpdateExpression=update,
-                ConditionExpression="#o = :me AND #c = :mine", ExpressionAttributeNames=names,
-                ExpressionAttributeValues=typed(values), ReturnValues="UPDATED_NEW"), self.table)
+            item = await answer(
+                self.ddb.update_item(
+                    TableName=self.table,
+                    Key=_key(shard_id),
+                    UpdateExpression=update,
+                    ConditionExpression="#o = :me AND #c = :mine",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=typed(values),
+                    ReturnValues="UPDATED_NEW",
+                ),
+                self.table,
+            )
         except ConditionFailed:
             return None
         return int(plain(item["Attributes"])["counter"])
@@ -95,13 +123,21 @@ class LeaseTable:
             update += " SET #s = :s"
             names["#s"], values[":s"] = "sequenceNumber", checkpoint
         with contextlib.suppress(ConditionFailed):
-            await answer(self.ddb.update_item(
-                TableName=self.table, Key=_key(shard_id), UpdateExpression=update,
-                ConditionExpression="#o = :me", ExpressionAttributeNames=names,
-                ExpressionAttributeValues=typed(values)), self.table)
+            await answer(
+                self.ddb.update_item(
+                    TableName=self.table,
+                    Key=_key(shard_id),
+                    UpdateExpression=update,
+                    ConditionExpression="#o = :me",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=typed(values),
+                ),
+                self.table,
+            )
 
-    async def checkpoint(self, shard_id: str, me: str, sequence: str | None,
-                         finished: bool = False) -> bool:
+    async def checkpoint(
+        self, shard_id: str, me: str, sequence: str | None, finished: bool = False
+    ) -> bool:
         """Record how far `shard_id` was copied; False if the lease is not `me`'s."""
         updates = ["#f = :f"]
         names = {"#f": "finished", "#o": "owner"}
@@ -110,11 +146,17 @@ class LeaseTable:
             updates.append("#s = :s")
             names["#s"], values[":s"] = "sequenceNumber", sequence
         try:
-            await answer(self.ddb.update_item(
-                TableName=self.table, Key=_key(shard_id),
-                UpdateExpression="SET " + ", ".join(updates), ConditionExpression="#o = :me",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=typed(values)),
-                self.table)
+            await answer(
+                self.ddb.update_item(
+                    TableName=self.table,
+                    Key=_key(shard_id),
+                    UpdateExpression="SET " + ", ".join(updates),
+                    ConditionExpression="#o = :me",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=typed(values),
+                ),
+                self.table,
+            )
         except ConditionFailed:
             return False
         return True
@@ -126,5 +168,8 @@ def _key(shard_id: str) -> dict[str, Any]:
 
 def _lease_item(item: dict[str, Any]) -> LeaseItem:
     """A lease table item, out of typed JSON (`plain`)."""
-    return LeaseItem(Lease(item["shardId"], item.get("owner"), item.get("counter", 0)),
-                     finished=item.get("finished", False), checkpoint=item.get("sequenceNumber"))
+    return LeaseItem(
+        Lease(item["shardId"], item.get("owner"), item.get("counter", 0)),
+        finished=item.get("finished", False),
+        checkpoint=item.get("sequenceNumber"),
+    )

@@ -27,12 +27,15 @@ class RowReads:
     async def rows(self, span: Span) -> dict[str, Counts]:
         """The report rows of `span` (one partition, a range of its sort keys), by sort
         key; read consistently, as a cache of them starts from this."""
-        name, sort = (self.tables.referrers, "host") if span.table == "referrer" \
+        name, sort = (
+            (self.tables.referrers, "host")
+            if span.table == "referrer"
             else (self.tables.timeline, "hour")
-        bounds = None if span.low is None and span.high is None \
-            else (sort, span.low, span.high)
-        items = await self._query(store_requests.query(name, "target", span.partition, bounds,
-                                                       consistent=True))
+        )
+        bounds = None if span.low is None and span.high is None else (sort, span.low, span.high)
+        items = await self._query(
+            store_requests.query(name, "target", span.partition, bounds, consistent=True)
+        )
         row = Row(span.table, span.partition, "")
         return {i[sort]["S"]: store_requests.row_counts(row, i) for i in items}
 
@@ -42,8 +45,9 @@ class RowReads:
         keys = [store_requests.typed({"target": p, "hour": ref}) for p in partitions]
         found: dict[str, Counts] = {}
         for start in range(0, len(keys), 100):
-            request: dict[str, Any] = {self.tables.timeline: {
-                "Keys": keys[start:start + 100], "ConsistentRead": True}}
+            request: dict[str, Any] = {
+                self.tables.timeline: {"Keys": keys[start : start + 100], "ConsistentRead": True}
+            }
             while request:
                 got = await answer(self.ddb.batch_get_item(RequestItems=request), "BatchGetItem")
                 for item in got.get("Responses", {}).get(self.tables.timeline, []):
@@ -61,14 +65,16 @@ class RowReads:
     async def top_referrers(self, ref: str, limit: int = 10) -> list[tuple[str, int]]:
         """External hosts that sent views to `ref` (a `Target.ref` or `SITE`) over all
         time, most first."""
-        items = await self._query(store_requests.query(self.tables.referrers, "target", ref,
-                                                       ("host", HOSTS_FROM, None)))
+        items = await self._query(
+            store_requests.query(self.tables.referrers, "target", ref, ("host", HOSTS_FROM, None))
+        )
         hosts = list(store_requests.referrer_totals(items).items())
         hosts.sort(key=lambda h: (-h[1], h[0]))
         return hosts[:limit]
 
     async def hours(self, ref: str, first: str, last: str) -> dict[str, Counts]:
         """Hourly buckets of `ref` (a `Target.ref` or `SITE`) from `first` to `last` hour."""
-        items = await self._query(store_requests.query(self.tables.timeline, "target", ref,
-                                                       ("hour", first, last)))
+        items = await self._query(
+            store_requests.query(self.tables.timeline, "target", ref, ("hour", first, last))
+        )
         return {i["hour"]["S"]: store_requests.counts(i) for i in items}

@@ -47,8 +47,9 @@ class Writes:
         # Posts also bump `version`, which orders their images for the stream copy. A
         # post keeps the first title it was given (`title` to change it): any client can
         # send a view, so no view may rename a post. Its path is the first one too.
-        return self._idempotent(self.tables.writer, {"articleId": t.id},
-                                adds | {"version": 1}, write.seq, kept(write))
+        return self._idempotent(
+            self.tables.writer, {"articleId": t.id}, adds | {"version": 1}, write.seq, kept(write)
+        )
 
     def firsts(self, article: str, write: Write) -> dict[str, Any]:
         """UpdateItem of a post's title and path where it has none: what a batched
@@ -57,11 +58,14 @@ class Writes:
         assigned = ", ".join(f"#s{i} = if_not_exists(#s{i}, :s{i})" for i in range(len(sets)))
         values = {":one": 1} | {f":s{i}": v for i, v in enumerate(sets.values())}
         return {
-            "TableName": self.tables.writer, "Key": typed({"articleId": article}),
+            "TableName": self.tables.writer,
+            "Key": typed({"articleId": article}),
             "UpdateExpression": f"SET {assigned} ADD #v :one",
             "ExpressionAttributeNames": {"#v": "version"}
             | {f"#s{i}": n for i, n in enumerate(sets)},
-            "ExpressionAttributeValues": typed(values), "ReturnValues": "ALL_NEW"}
+            "ExpressionAttributeValues": typed(values),
+            "ReturnValues": "ALL_NEW",
+        }
 
     def title(self, article: str, title: str, keep: bool = True) -> dict[str, Any]:
         """UpdateItem of a post's title: only where it has none (`keep`: the first title
@@ -69,39 +73,64 @@ class Writes:
         replaces it. Bumps `version`, so the stream copies it to the reader table."""
         value = "if_not_exists(#t, :t)" if keep else ":t"
         return {
-            "TableName": self.tables.writer, "Key": typed({"articleId": article}),
+            "TableName": self.tables.writer,
+            "Key": typed({"articleId": article}),
             "UpdateExpression": f"SET #t = {value} ADD #v :one",
             "ExpressionAttributeNames": {"#t": "articleTitle", "#v": "version"},
             "ExpressionAttributeValues": typed({":t": title, ":one": 1}),
-            "ReturnValues": "ALL_NEW"}
+            "ReturnValues": "ALL_NEW",
+        }
 
     def row(self, row: Row, write: Write) -> dict[str, Any]:
         if row.table == "referrer":
-            return self._idempotent(self.tables.referrers, {"target": row.target, "host": row.sort},
-                                    {"views": write.delta.total}, write.seq)
+            return self._idempotent(
+                self.tables.referrers,
+                {"target": row.target, "host": row.sort},
+                {"views": write.delta.total},
+                write.seq,
+            )
         return self._idempotent(
-            self.tables.timeline, {"target": row.target, "hour": row.sort},
-            {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}, write.seq)
+            self.tables.timeline,
+            {"target": row.target, "hour": row.sort},
+            {"totalViews": write.delta.total, "uniqueViews": write.delta.unique},
+            write.seq,
+        )
 
-    def _idempotent(self, table: str, key: dict[str, str], adds: dict[str, int], seq: int,
-                    sets: dict[str, str] | None = None) -> dict[str, Any]:
+    def _idempotent(
+        self,
+        table: str,
+        key: dict[str, str],
+        adds: dict[str, int],
+        seq: int,
+        sets: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """UpdateItem: ADD `adds`, SET `sets` where unset, and remember `seq`, unless this
         node's `seq` was seen."""
         sets = sets or {}
-        names = {"#f": self.flush_attribute} | {f"#a{i}": n for i, n in enumerate(adds)} \
+        names = (
+            {"#f": self.flush_attribute}
+            | {f"#a{i}": n for i, n in enumerate(adds)}
             | {f"#s{i}": n for i, n in enumerate(sets)}
-        values = {":seq": seq} | {f":a{i}": v for i, v in enumerate(adds.values())} \
+        )
+        values = (
+            {":seq": seq}
+            | {f":a{i}": v for i, v in enumerate(adds.values())}
             | {f":s{i}": v for i, v in enumerate(sets.values())}
+        )
         added = ", ".join(f"#a{i} :a{i}" for i in range(len(adds)))
         # Set only where unset: a post's title and path are the first ones.
-        assigned = ", ".join(["#f = :seq",
-                              *(f"#s{i} = if_not_exists(#s{i}, :s{i})" for i in range(len(sets)))])
+        assigned = ", ".join(
+            ["#f = :seq", *(f"#s{i} = if_not_exists(#s{i}, :s{i})" for i in range(len(sets)))]
+        )
         return {
-            "TableName": table, "Key": typed(key),
+            "TableName": table,
+            "Key": typed(key),
             "UpdateExpression": f"ADD {added} SET {assigned}",
             "ConditionExpression": "attribute_not_exists(#f) OR #f < :seq",
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": typed(values),
-            "ReturnValues": "ALL_NEW", "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": typed(values),
+            "ReturnValues": "ALL_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
 
 
@@ -130,43 +159,69 @@ class Statements:
         """A node id quoting cannot break (the statements name its attribute)."""
         return not any(c in flush_attribute for c in "\"'\\")
 
-    def views(self, t: Target, write: Write, action: Literal["update", "insert"],
-              returning: bool = True) -> Statement:
+    def views(
+        self, t: Target, write: Write, action: Literal["update", "insert"], returning: bool = True
+    ) -> Statement:
         """A count's write; an UPDATE `returning` the item as it is after it (an INSERT
         needs not: the item is then the write itself)."""
         counts = {"totalViews": write.delta.total, "uniqueViews": write.delta.unique}
         if t.kind == "page":
             made = self._write(self.tables.pages, {"pageName": t.id}, counts, write.seq, action)
         else:  # PartiQL cannot SET where unset: only a new item takes title and path here
-            made = self._write(self.tables.writer, {"articleId": t.id}, counts, write.seq,
-                               action, kept(write) if action == "insert" else {},
-                               version=True)
+            made = self._write(
+                self.tables.writer,
+                {"articleId": t.id},
+                counts,
+                write.seq,
+                action,
+                kept(write) if action == "insert" else {},
+                version=True,
+            )
         if returning and action == "update":
             made.request["Statement"] += " RETURNING ALL NEW *"
         return made
 
-    def row(self, row: Row, write: Write, action: Literal["update", "insert"],
-            returning: bool = True) -> Statement:
+    def row(
+        self, row: Row, write: Write, action: Literal["update", "insert"], returning: bool = True
+    ) -> Statement:
         """A report row's write; an UPDATE `returning` the row after it (for reports)."""
         if row.table == "referrer":
-            made = self._write(self.tables.referrers, {"target": row.target, "host": row.sort},
-                               {"views": write.delta.total}, write.seq, action)
+            made = self._write(
+                self.tables.referrers,
+                {"target": row.target, "host": row.sort},
+                {"views": write.delta.total},
+                write.seq,
+                action,
+            )
         else:
             made = self._write(
-                self.tables.timeline, {"target": row.target, "hour": row.sort},
+                self.tables.timeline,
+                {"target": row.target, "hour": row.sort},
                 {"totalViews": write.delta.total, "uniqueViews": write.delta.unique},
-                write.seq, action)
+                write.seq,
+                action,
+            )
         if returning and action == "update":
             made.request["Statement"] += " RETURNING ALL NEW *"
         return made
 
-    def _write(self, table: str, key: dict[str, str], adds: dict[str, int], seq: int,
-               action: Literal["update", "insert"], sets: dict[str, str] | None = None,
-               version: bool = False) -> Statement:
+    def _write(
+        self,
+        table: str,
+        key: dict[str, str],
+        adds: dict[str, int],
+        seq: int,
+        action: Literal["update", "insert"],
+        sets: dict[str, str] | None = None,
+        version: bool = False,
+    ) -> Statement:
         sets = sets or {}
         if action == "insert":
-            return self._insert(table, key, adds | {self.flush_attribute: seq}
-                                | ({"version": 1} if version else {}) | sets)
+            return self._insert(
+                table,
+                key,
+                adds | {self.flush_attribute: seq} | ({"version": 1} if version else {}) | sets,
+            )
         parts = [f'SET "{n}" = "{n}" + ?' for n in adds]
         if version:
             parts.append('SET "version" = "version" + 1')
@@ -175,19 +230,29 @@ class Statements:
         parts.append(f"SET {flush} = ?")
         where = " AND ".join(f'"{n}" = ?' for n in key)
         params = [*adds.values(), *sets.values(), seq, *key.values(), seq]
-        return Statement(table, tuple(key.values()), {
-            "Statement": f'UPDATE "{table}" {" ".join(parts)} WHERE {where} '
-                         f"AND ({flush} IS MISSING OR {flush} < ?)",
-            "Parameters": [_serializer.serialize(p) for p in params],
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD"})
+        return Statement(
+            table,
+            tuple(key.values()),
+            {
+                "Statement": f'UPDATE "{table}" {" ".join(parts)} WHERE {where} '
+                f"AND ({flush} IS MISSING OR {flush} < ?)",
+                "Parameters": [_serializer.serialize(p) for p in params],
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            },
+        )
 
     @staticmethod
     def _insert(table: str, key: dict[str, str], values: dict[str, Any]) -> Statement:
         fields = typed(key | values)
         body = ", ".join(f"'{n}': ?" for n in fields)
-        return Statement(table, tuple(key.values()), {
-            "Statement": f'INSERT INTO "{table}" VALUE {{{body}}}',
-            "Parameters": list(fields.values())})
+        return Statement(
+            table,
+            tuple(key.values()),
+            {
+                "Statement": f'INSERT INTO "{table}" VALUE {{{body}}}',
+                "Parameters": list(fields.values()),
+            },
+        )
 
 
 def batch_gets(tables: Tables, targets: list[Target]) -> list[dict[str, Any]]:
@@ -196,18 +261,26 @@ def batch_gets(tables: Tables, targets: list[Target]) -> list[dict[str, Any]]:
     requests = []
     for start in range(0, len(targets), 100):
         request: dict[str, Any] = {}
-        for t in targets[start:start + 100]:
-            table, key = (tables.reader, {"articleId": t.id}) if t.kind == "post" \
+        for t in targets[start : start + 100]:
+            table, key = (
+                (tables.reader, {"articleId": t.id})
+                if t.kind == "post"
                 else (tables.pages, {"pageName": t.id})
+            )
             request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(
-                typed(key))
+                typed(key)
+            )
         requests.append(request)
     return requests
 
 
-def query(table: str, key: str, value: str,
-          sort: tuple[str, str | None, str | None] | None = None,
-          consistent: bool = False) -> dict[str, Any]:
+def query(
+    table: str,
+    key: str,
+    value: str,
+    sort: tuple[str, str | None, str | None] | None = None,
+    consistent: bool = False,
+) -> dict[str, Any]:
     """A Query of one partition, optionally with the sort key in [low, high] (above
     low, when high is None; up to high, when low is None)."""
     names = {"#k": key}
@@ -224,29 +297,41 @@ def query(table: str, key: str, value: str,
         else:
             values[":a"], values[":b"] = sort[1], sort[2]
             condition += " AND #s BETWEEN :a AND :b"
-    return {"TableName": table, "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": typed(values),
-            "ConsistentRead": consistent}
+    return {
+        "TableName": table,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": typed(values),
+        "ConsistentRead": consistent,
+    }
 
 
 def kept(write: Write) -> dict[str, str]:
     """The title and path a post's write carries, kept only where the item has none."""
-    return {name: value for name, value in (("articleTitle", write.delta.title),
-                                            ("path", write.delta.path)) if value}
+    return {
+        name: value
+        for name, value in (("articleTitle", write.delta.title), ("path", write.delta.path))
+        if value
+    }
 
 
 def scan(table: str, key: str, segment: int, segments: int) -> dict[str, Any]:
     """One of `segments` parallel Scans of a post's or page's table: each item's key,
     counts, title and path, nothing else (an item keeps each node's flush marks too)."""
-    return {"TableName": table, "Segment": segment, "TotalSegments": segments,
-            "ConsistentRead": True,
-            "ProjectionExpression": "#k, totalViews, uniqueViews, articleTitle, #p",
-            "ExpressionAttributeNames": {"#k": key, "#p": "path"}}
+    return {
+        "TableName": table,
+        "Segment": segment,
+        "TotalSegments": segments,
+        "ConsistentRead": True,
+        "ProjectionExpression": "#k, totalViews, uniqueViews, articleTitle, #p",
+        "ExpressionAttributeNames": {"#k": key, "#p": "path"},
+    }
 
 
 def counts(item: dict[str, Any]) -> Counts:
-    return Counts(int(item.get("totalViews", {}).get("N", 0)),
-                  int(item.get("uniqueViews", {}).get("N", 0)))
+    return Counts(
+        int(item.get("totalViews", {}).get("N", 0)), int(item.get("uniqueViews", {}).get("N", 0))
+    )
 
 
 def row_counts(row: Row, item: dict[str, Any]) -> Counts:
@@ -264,6 +349,9 @@ def described(item: dict[str, Any]) -> tuple[str, str]:
 def referrer_totals(items: list[dict[str, Any]]) -> dict[str, int]:
     """Views per host of a target's all-time Referrer items (a period's, `#…`, left
     out); hosts at zero (what a rename or a delete moved away) left out."""
-    return {i["host"]["S"]: views for i in items
-            if (views := int(i.get("views", {}).get("N", 0))) > 0
-            and not i["host"]["S"].startswith(PERIOD_HOST)}
+    return {
+        i["host"]["S"]: views
+        for i in items
+        if (views := int(i.get("views", {}).get("N", 0))) > 0
+        and not i["host"]["S"].startswith(PERIOD_HOST)
+    }

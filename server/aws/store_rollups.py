@@ -40,24 +40,34 @@ class Rollups(Items):
         read_buckets: set[str] = set()
         refs = {t.ref for t in await self.store.tracked()} | {SITE}
         while refs:
-            for ref, items in zip(refs, await gather_limited(
-                    self.partition(self.tables.timeline, "target", r) for r in refs),
-                    strict=True):
+            for ref, items in zip(
+                refs,
+                await gather_limited(
+                    self.partition(self.tables.timeline, "target", r) for r in refs
+                ),
+                strict=True,
+            ):
                 hours = {i["hour"]["S"]: store_requests.counts(i) for i in items}
                 expected |= rollups_of(hours, ref)
             read_refs |= refs
             buckets = {row.target for row in expected} - read_buckets
-            for bucket, items in zip(buckets, await gather_limited(
-                    self.partition(self.tables.timeline, "target", b) for b in buckets),
-                    strict=True):
-                stored |= {Row("timeline", bucket, i["hour"]["S"]): store_requests.counts(i)
-                           for i in items}
+            for bucket, items in zip(
+                buckets,
+                await gather_limited(
+                    self.partition(self.tables.timeline, "target", b) for b in buckets
+                ),
+                strict=True,
+            ):
+                stored |= {
+                    Row("timeline", bucket, i["hour"]["S"]): store_requests.counts(i) for i in items
+                }
             read_buckets |= buckets
             refs = {row.sort for row in stored} - read_refs
-        return sorted(Difference(row, stored.get(row, ZERO), expected.get(row, ZERO))
-                      for row in expected.keys() | stored.keys()
-                      if is_bucket(row.target)
-                      and stored.get(row, ZERO) != expected.get(row, ZERO))
+        return sorted(
+            Difference(row, stored.get(row, ZERO), expected.get(row, ZERO))
+            for row in expected.keys() | stored.keys()
+            if is_bucket(row.target) and stored.get(row, ZERO) != expected.get(row, ZERO)
+        )
 
     async def rebuild(self) -> tuple[int, int]:
         """Make every rollup row the sum of its hours: (rows fixed, rows that changed
@@ -67,8 +77,10 @@ class Rollups(Items):
         async def fix(difference: Difference) -> None:
             nonlocal fixed, changed
             try:
-                await answer(self.ddb.update_item(**_fix(self.tables.timeline, difference)),
-                             self.tables.timeline)
+                await answer(
+                    self.ddb.update_item(**_fix(self.tables.timeline, difference)),
+                    self.tables.timeline,
+                )
                 fixed += 1
             except ConditionFailed:
                 changed += 1
@@ -83,13 +95,20 @@ def _fix(table: str, difference: Difference) -> dict[str, Any]:
     """UpdateItem adding what the row lacks, on condition it is still as read (absent,
     or at zero, when read as zero)."""
     row, stored, expected = difference
-    values = {":dt": expected.total - stored.total, ":du": expected.unique - stored.unique,
-              ":t": stored.total, ":u": stored.unique}
+    values = {
+        ":dt": expected.total - stored.total,
+        ":du": expected.unique - stored.unique,
+        ":t": stored.total,
+        ":u": stored.unique,
+    }
     condition = "#t = :t AND #u = :u"
     if stored == ZERO:
         condition = f"attribute_not_exists(#t) OR ({condition})"
-    return {"TableName": table,
-            "Key": store_requests.typed({"target": row.target, "hour": row.sort}),
-            "UpdateExpression": "ADD #t :dt, #u :du", "ConditionExpression": condition,
-            "ExpressionAttributeNames": {"#t": "totalViews", "#u": "uniqueViews"},
-            "ExpressionAttributeValues": store_requests.typed(values)}
+    return {
+        "TableName": table,
+        "Key": store_requests.typed({"target": row.target, "hour": row.sort}),
+        "UpdateExpression": "ADD #t :dt, #u :du",
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": {"#t": "totalViews", "#u": "uniqueViews"},
+        "ExpressionAttributeValues": store_requests.typed(values),
+    }

@@ -29,15 +29,20 @@ async def catalog(store: Store, segments: int = SEGMENTS) -> dict[Target, Descri
     tables = store.tables
     try:
         index, posts, pages = await asyncio.gather(
-            store.tracked(), scan(store.ddb, tables.reader, "articleId", segments),
-            scan(store.ddb, tables.pages, "pageName", 1))
+            store.tracked(),
+            scan(store.ddb, tables.reader, "articleId", segments),
+            scan(store.ddb, tables.pages, "pageName", 1),
+        )
     except StoreRefused:
         return await store.read(await store.tracked())
     found = {}
     for target in index:
         item = (posts if target.kind == "post" else pages).get(target.id)
-        found[target] = UNSEEN if item is None else Described(
-            store_requests.counts(item), *store_requests.described(item))
+        found[target] = (
+            UNSEEN
+            if item is None
+            else Described(store_requests.counts(item), *store_requests.described(item))
+        )
         if item is not None:  # a reader item is a copy of a writer item: that one exists
             store.known.add((tables.count_key(target)[0], target.id))
     return found
@@ -49,7 +54,8 @@ async def scan(ddb: Any, table: str, key: str, segments: int) -> dict[str, dict[
 
     async def segment(number: int) -> list[dict[str, Any]]:
         pages = ddb.get_paginator("scan").paginate(
-            **store_requests.scan(table, key, number, segments))
+            **store_requests.scan(table, key, number, segments)
+        )
         return list((await answer(pages.build_full_result(), table)).get("Items", []))
 
     parts = await asyncio.gather(*(segment(n) for n in range(segments)))

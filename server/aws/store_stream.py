@@ -42,16 +42,18 @@ class StreamStore:
 
     # -- the stream's shards -----------------------------------------------------------
     async def stream_arn(self) -> str:
-        table = await answer(self.ddb.describe_table(TableName=self.tables.writer),
-                             self.tables.writer)
+        table = await answer(
+            self.ddb.describe_table(TableName=self.tables.writer), self.tables.writer
+        )
         return str(table["Table"]["LatestStreamArn"])
 
     async def shards(self, arn: str) -> list[Shard]:
         shards: list[Shard] = []
         kwargs: dict[str, Any] = {"StreamArn": arn}
         while True:
-            page = (await answer(self.streams.describe_stream(**kwargs),
-                                 "DescribeStream"))["StreamDescription"]
+            page = (await answer(self.streams.describe_stream(**kwargs), "DescribeStream"))[
+                "StreamDescription"
+            ]
             shards += [Shard(s["ShardId"], s.get("ParentShardId")) for s in page["Shards"]]
             if not page.get("LastEvaluatedShardId"):
                 return shards
@@ -63,20 +65,39 @@ class StreamStore:
         kwargs: dict[str, Any] = {"StreamArn": arn, "ShardId": shard_id}
         if after is not None:
             try:
-                return str((await answer(self.streams.get_shard_iterator(
-                    **kwargs, ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=after),
-                    "GetShardIterator", expected=[TRIMMED]))["ShardIterator"])
+                return str(
+                    (
+                        await answer(
+                            self.streams.get_shard_iterator(
+                                **kwargs,
+                                ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                                SequenceNumber=after,
+                            ),
+                            "GetShardIterator",
+                            expected=[TRIMMED],
+                        )
+                    )["ShardIterator"]
+                )
             except Answered:
                 warn("stream_trimmed", shard=shard_id, checkpoint=after)
-        return str((await answer(self.streams.get_shard_iterator(
-            **kwargs, ShardIteratorType="TRIM_HORIZON"), "GetShardIterator"))["ShardIterator"])
+        return str(
+            (
+                await answer(
+                    self.streams.get_shard_iterator(**kwargs, ShardIteratorType="TRIM_HORIZON"),
+                    "GetShardIterator",
+                )
+            )["ShardIterator"]
+        )
 
     async def read(self, iterator: str) -> Batch | None:
         """Up to 1,000 records; None when the iterator expired or points at trimmed
         records, so the caller asks for a new one."""
         try:
-            page = await answer(self.streams.get_records(ShardIterator=iterator, Limit=1000),
-                                "GetRecords", expected=["ExpiredIteratorException", TRIMMED])
+            page = await answer(
+                self.streams.get_records(ShardIterator=iterator, Limit=1000),
+                "GetRecords",
+                expected=["ExpiredIteratorException", TRIMMED],
+            )
         except Answered:
             return None
         return Batch(list(page.get("Records", [])), page.get("NextShardIterator"))
@@ -100,4 +121,3 @@ class StreamStore:
         """Write live-feed items (`stream_copy.CopyWork.feed`)."""
         for put in puts:
             await answer(self.ddb.put_item(**put), self.tables.feed)
-

@@ -27,16 +27,18 @@ class Admission(Generic[C]):
     rate, bots told apart. A socket that closed is remembered a while, so its
     messages still waiting for a stored count keep its rate and its bot flag."""
 
-    def __init__(self, per_address: int, rate: float, burst: float,
-                 trusted_proxies: tuple[Network, ...]) -> None:
+    def __init__(
+        self, per_address: int, rate: float, burst: float, trusted_proxies: tuple[Network, ...]
+    ) -> None:
         self.sockets: dict[C, Standing] = {}
         self.addresses = AddressCounter(per_address)
         self._rate = (rate, burst)
         self._proxies = trusted_proxies
         self._gone: dict[C, Standing] = {}  # sockets that closed lately, oldest first
 
-    def open(self, conn: C, peer: str, forwarded_for: str | None, user_agent: str | None,
-             now: float) -> bool:
+    def open(
+        self, conn: C, peer: str, forwarded_for: str | None, user_agent: str | None, now: float
+    ) -> bool:
         """Admit `conn`, unless its client address holds its share of sockets already."""
         address = client_address(peer, forwarded_for, self._proxies)
         if not self.addresses.admit(address):

@@ -42,11 +42,16 @@ def record(msg: Views, target: Target, host: str | None, now: float) -> Archived
     moment = datetime.fromtimestamp(now, UTC)
     return ArchivedView(
         ts=moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z",
-        kind=target.kind, refreshed=msg.refreshed,
+        kind=target.kind,
+        refreshed=msg.refreshed,
         articleId=target.id if target.kind == "post" else None,
         pageName=target.id if target.kind == "page" else None,
-        articleTitle=msg.articleTitle, currentPage=msg.currentPage,
-        previousPage=msg.previousPage, referrer=msg.referrer or None, referrerHost=host)
+        articleTitle=msg.articleTitle,
+        currentPage=msg.currentPage,
+        previousPage=msg.previousPage,
+        referrer=msg.referrer or None,
+        referrerHost=host,
+    )
 
 
 @dataclass(slots=True)
@@ -86,8 +91,10 @@ class Buffer:
             return None
         self._sequence += 1
         start = datetime.fromtimestamp(self._started, UTC)
-        name = (f"dt={start:%Y-%m-%d}/views-{start:%Y%m%dT%H%M%S}Z-{self.prefix}"
-                f"-{self._sequence:06d}.ndjson.gz")
+        name = (
+            f"dt={start:%Y-%m-%d}/views-{start:%Y%m%dT%H%M%S}Z-{self.prefix}"
+            f"-{self._sequence:06d}.ndjson.gz"
+        )
         batch = ArchiveFile(self._lines, self._started, name)
         self._lines, self._started = [], None
         return batch

@@ -68,8 +68,9 @@ class Catalog:
 
         def match(ref: str) -> bool:
             if (hay := searched.get(ref)) is None:
-                hay = searched[ref] = f"{ref.partition('#')[2]}\n{self.titles.get(ref, '')}" \
-                    .casefold()
+                hay = searched[ref] = (
+                    f"{ref.partition('#')[2]}\n{self.titles.get(ref, '')}".casefold()
+                )
             return folded in hay
 
         return match
@@ -93,8 +94,11 @@ class Catalog:
         """Counts as stored, now or a moment ago: never below what was seen."""
         before = self.ranking.get(target.ref)
         if counts.total > before.total or counts.unique > before.unique:
-            if target.kind == "post" and target.ref not in self.ranking \
-                    and target.ref not in self.titles:
+            if (
+                target.kind == "post"
+                and target.ref not in self.ranking
+                and target.ref not in self.titles
+            ):
                 self.unnamed.add(target)
             self.ranking.set(target.ref, counts.max(before))
 

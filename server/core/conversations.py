@@ -99,26 +99,37 @@ class Conversations(Generic[C]):
     def push(self, watchers: Iterable[C], target: Target, shown: Shown) -> list[C]:
         """The watchers to write `target`'s count to now; the others get it in turn."""
         boxes = self._boxes
-        return [conn for conn in watchers
-                if (box := boxes.get(conn)) is not None and box.push(target, shown)]
+        return [
+            conn
+            for conn in watchers
+            if (box := boxes.get(conn)) is not None and box.push(target, shown)
+        ]
 
     # -- first reads -----------------------------------------------------------------
-    def wait(self, conn: C, message: Any, missing: Iterable[Target], entry: Reply | None,
-             listing: Iterable[Target] = ()) -> tuple[tuple[Target, ...], tuple[Target, ...]]:
+    def wait(
+        self,
+        conn: C,
+        message: Any,
+        missing: Iterable[Target],
+        entry: Reply | None,
+        listing: Iterable[Target] = (),
+    ) -> tuple[tuple[Target, ...], tuple[Target, ...]]:
         """`message` waits for the counts of `missing` and the listing of `listing`;
         returns those of each nobody has asked for yet."""
         missing, listing = set(missing), set(listing)
         earlier = self._waiting.pop(conn, None)
-        self._waiting[conn] = Waiting(message, missing, listing, entry,
-                                      earlier.held if earlier else deque())
+        self._waiting[conn] = Waiting(
+            message, missing, listing, entry, earlier.held if earlier else deque()
+        )
         ask = tuple(t for t in missing if t not in self._asked)
         self._asked.update(ask)
         to_list = tuple(t for t in listing if t not in self._listing)
         self._listing.update(to_list)
         return ask, to_list
 
-    def read(self, targets: Iterable[Target], listed: Iterable[Target],
-             ready: Callable[[Waiting], bool]) -> list[C]:
+    def read(
+        self, targets: Iterable[Target], listed: Iterable[Target], ready: Callable[[Waiting], bool]
+    ) -> list[C]:
         """Counts were read, targets listed (or refused): the sockets whose waiting
         message can go on."""
         self._asked.difference_update(targets)
@@ -133,9 +144,13 @@ class Conversations(Generic[C]):
         self._listing -= failed
         return [c for c, w in self._waiting.items() if (w.targets | w.listing) & failed]
 
-    def go_on(self, conns: Iterable[C], first: Callable[[C, Waiting], A | None],
-              then: Callable[[C, str | bytes], A | None],
-              open_: Callable[[C], bool]) -> list[tuple[C, A]]:
+    def go_on(
+        self,
+        conns: Iterable[C],
+        first: Callable[[C, Waiting], A | None],
+        then: Callable[[C, str | bytes], A | None],
+        open_: Callable[[C], bool],
+    ) -> list[tuple[C, A]]:
         """Each of `conns`' waiting message (`first`), then its held frames in order
         (`then`), until one of them waits for counts in its turn; what each asks."""
         actions: list[tuple[C, A]] = []

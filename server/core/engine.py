@@ -40,8 +40,9 @@ from livecount.core.settlement import Settlement
 from livecount.core.tally import Tally
 
 C = TypeVar("C", bound=Hashable)
-RATE_LIMITED: Final = protocol.encode(protocol.Error(
-    "rate_limited", "too many messages; slow down or the connection will be closed"))
+RATE_LIMITED: Final = protocol.encode(
+    protocol.Error("rate_limited", "too many messages; slow down or the connection will be closed")
+)
 UNREAD: Final = Unavailable("counts are unavailable right now; nothing was counted")
 
 
@@ -80,32 +81,49 @@ class Core(NamedTuple, Generic[C]):
         talks: Conversations[C] = Conversations()
         tally = Tally()
         live = Live(ledger, readers, hub, talks, tally, settings.max_tracked)
-        return cls(Engine(settings, ledger, readers, hub, talks, live, tally), live,
-                   Settlement(ledger), readers)
+        return cls(
+            Engine(settings, ledger, readers, hub, talks, live, tally),
+            live,
+            Settlement(ledger),
+            readers,
+        )
 
 
 class Engine(Generic[C]):
     """Sockets and their frames: admission, rates, each socket's messages in order
     around first reads; what each message does is `Messages`' (`core/messages.py`)."""
 
-    def __init__(self, settings: Settings, ledger: Ledger, readers: Readers[C], hub: Hub[C],
-                 talks: Conversations[C], live: Live[C], tally: Tally) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        readers: Readers[C],
+        hub: Hub[C],
+        talks: Conversations[C],
+        live: Live[C],
+        tally: Tally,
+    ) -> None:
         self.settings = settings
         self.tally = tally
         self._ledger = ledger
         self._hub = hub
         self._admission: Admission[C] = Admission(
-            settings.max_connections_per_ip, settings.rate_limit, settings.rate_burst,
-            settings.trusted_proxies)
+            settings.max_connections_per_ip,
+            settings.rate_limit,
+            settings.rate_burst,
+            settings.trusted_proxies,
+        )
         self._readers = readers
         self._talks = talks
         self._live = live
-        self._messages = Messages(settings, ledger, readers, hub, talks, live, tally,
-                                  self._admission)
+        self._messages = Messages(
+            settings, ledger, readers, hub, talks, live, tally, self._admission
+        )
 
     # -- sockets ---------------------------------------------------------------------
-    def opened(self, conn: C, peer: str, forwarded_for: str | None, user_agent: str | None,
-               now: float) -> Close | None:
+    def opened(
+        self, conn: C, peer: str, forwarded_for: str | None, user_agent: str | None, now: float
+    ) -> Close | None:
         if not self._admission.open(conn, peer, forwarded_for, user_agent, now):
             self.tally.refused["too_many_connections"] += 1
             return Close(1008, "too many connections from this address")
@@ -126,8 +144,11 @@ class Engine(Generic[C]):
     def idle(self, now: float) -> list[C]:
         """Sockets that watch nothing and said nothing for `idle_timeout`: they cost
         memory and serve no page. Watching sockets stay, kept honest by pings."""
-        return [conn for conn in self._admission.quiet(now - self.settings.idle_timeout)
-                if not self._hub.subscriptions(conn)]
+        return [
+            conn
+            for conn in self._admission.quiet(now - self.settings.idle_timeout)
+            if not self._hub.subscriptions(conn)
+        ]
 
     def owed(self, conn: C) -> int:  # messages owed, or held behind a first read
         return self._talks.owed(conn)
@@ -153,9 +174,13 @@ class Engine(Generic[C]):
         return self._messages.failed(conn)
 
     # -- first reads -------------------------------------------------------------------
-    def loaded(self, counts: Mapping[Target, Counts], now: float,
-               listed: Iterable[Target] = (), refused: Iterable[Target] = (),
-               ) -> list[tuple[C, Action]]:
+    def loaded(
+        self,
+        counts: Mapping[Target, Counts],
+        now: float,
+        listed: Iterable[Target] = (),
+        refused: Iterable[Target] = (),
+    ) -> list[tuple[C, Action]]:
         """Stored counts read for targets this node had not seen, and targets listed (or
         refused: the site lists `--max-pages` already): the messages that waited for
         them go on, each socket's in its order."""
@@ -165,8 +190,9 @@ class Engine(Generic[C]):
         messages = self._messages
         messages.over_cap = set(refused)  # only while the views that asked go on
         try:
-            return self._resume(self._talks.read(
-                counts, [*listed, *messages.over_cap], messages.ready), now)
+            return self._resume(
+                self._talks.read(counts, [*listed, *messages.over_cap], messages.ready), now
+            )
         finally:
             messages.over_cap = set()
 
@@ -176,15 +202,20 @@ class Engine(Generic[C]):
         on."""
         return self._resume(self._talks.unread(targets), now, UNREAD)
 
-    def _resume(self, conns: list[C], now: float,
-                failure: LivecountError | None = None) -> list[tuple[C, Action]]:
+    def _resume(
+        self, conns: list[C], now: float, failure: LivecountError | None = None
+    ) -> list[tuple[C, Action]]:
         def first(conn: C, waiting: Waiting) -> Action | None:
             if failure is None:  # it may wait again: counts forgotten meanwhile (a reset)
                 return self._messages.handle(conn, waiting.message, waiting.entry, now)
             return self._messages.refuse(conn, failure.code, error_reply(failure), waiting.entry)
 
-        return self._talks.go_on(conns, first, lambda conn, frame: self.receive(conn, frame, now),
-                                 lambda conn: conn in self._admission.sockets)
+        return self._talks.go_on(
+            conns,
+            first,
+            lambda conn, frame: self.receive(conn, frame, now),
+            lambda conn: conn in self._admission.sockets,
+        )
 
 
 __all__ = [

@@ -54,8 +54,9 @@ def _json(value: Any) -> str:
 
 
 def ndjson_head(exported_at: str) -> str:
-    return _json({"record": "export", "format": "livecount", "version": VERSION,
-                  "exportedAt": exported_at})
+    return _json(
+        {"record": "export", "format": "livecount", "version": VERSION, "exportedAt": exported_at}
+    )
 
 
 def ndjson_line(record: Record) -> str:
@@ -68,8 +69,17 @@ def csv_head() -> str:
 
 def csv_line(record: Record) -> str:
     unique = "" if record.record == "referrer" else str(record.unique)
-    return _csv((record.record, record.target, record.title, record.hour, record.host,
-                 str(record.total), unique))
+    return _csv(
+        (
+            record.record,
+            record.target,
+            record.title,
+            record.hour,
+            record.host,
+            str(record.total),
+            unique,
+        )
+    )
 
 
 def _csv(cells: tuple[str, ...]) -> str:

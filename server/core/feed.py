@@ -91,8 +91,9 @@ def _encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _batched(entries: Iterable[Any], wrap: Callable[[list[Any], bool], Any],
-             always: bool = False) -> list[bytes]:
+def _batched(
+    entries: Iterable[Any], wrap: Callable[[list[Any], bool], Any], always: bool = False
+) -> list[bytes]:
     """`entries` in payloads `wrap(batch, first)`, each small enough for one item; one
     payload of none if `always`."""
     out: list[bytes] = []
@@ -117,20 +118,29 @@ def chunks(changes: Mapping[str, tuple[int, int]]) -> list[bytes]:
 
 def item(at: int, payload: bytes, expires: int) -> dict[str, dict[str, str]]:
     """The DynamoDB item for one chunk: the same from a node and from the Lambda."""
-    return {"feed": {"S": PARTITION}, "at": {"S": f"{at:024d}"},
-            "changes": {"S": payload.decode()}, FEED_TTL_ATTRIBUTE: {"N": str(expires)}}
+    return {
+        "feed": {"S": PARTITION},
+        "at": {"S": f"{at:024d}"},
+        "changes": {"S": payload.decode()},
+        FEED_TTL_ATTRIBUTE: {"N": str(expires)},
+    }
 
 
-def puts(changes: Mapping[str, tuple[int, int]], table: str, writer: str, now: float,
-         ) -> list[dict[str, Any]]:
+def puts(
+    changes: Mapping[str, tuple[int, int]],
+    table: str,
+    writer: str,
+    now: float,
+) -> list[dict[str, Any]]:
     """PutItem requests that share `changes` with every node: the feed write of the
     node's stream consumer and of the Lambda alike. `writer` names who writes (a node
     id, a Lambda request id), so two writers in the same microsecond do not collide."""
     return stamped(chunks(changes), table, writer, now)
 
 
-def resets(targets: Iterable[tuple[str, str]], table: str, writer: str, now: float,
-           reports: bool = True) -> list[dict[str, Any]]:
+def resets(
+    targets: Iterable[tuple[str, str]], table: str, writer: str, now: float, reports: bool = True
+) -> list[dict[str, Any]]:
     """PutItem requests telling every node to read `targets` (kind, id) again: as many
     to an item as fit (an undone import may reset thousands); with `reports`, their
     report rows too (one item, when there is no target)."""
@@ -140,18 +150,23 @@ def resets(targets: Iterable[tuple[str, str]], table: str, writer: str, now: flo
 def reset_payloads(targets: Iterable[tuple[str, str]], reports: bool = False) -> list[bytes]:
     """Resets of `targets` (kind, id), as many to a payload as fit in one item; with
     `reports`, of their report rows too (one payload, when there is no target)."""
-    return _batched(targets, lambda batch, _: {"reset": batch, "reports": reports},
-                    always=reports)
+    return _batched(targets, lambda batch, _: {"reset": batch, "reports": reports}, always=reports)
 
 
-def stamped(payloads: list[bytes], table: str, writer: str, now: float,
-            ) -> list[dict[str, Any]]:
+def stamped(
+    payloads: list[bytes],
+    table: str,
+    writer: str,
+    now: float,
+) -> list[dict[str, Any]]:
     """PutItem requests of `payloads`, stamped in this order: the stream copy ends a
     batch's changes with the resets of counts that went down."""
     at = stamps(int(now * 1e6), zlib.crc32(writer.encode()), len(payloads))
     expires = int(now) + TTL_SECONDS
-    return [{"TableName": table, "Item": item(stamp, payload, expires)}
-            for stamp, payload in zip(at, payloads, strict=True)]
+    return [
+        {"TableName": table, "Item": item(stamp, payload, expires)}
+        for stamp, payload in zip(at, payloads, strict=True)
+    ]
 
 
 def stored(pages: Mapping[str, tuple[int, int]], rows: Iterable[StoredRow]) -> Iterator[bytes]:
@@ -196,8 +211,10 @@ class Resets:
 
     def stored(self, at: int, said: Stored) -> Stored:
         """What a flush stored at `at` that no later reset took back."""
-        return Stored([p for p in said.pages if self.newer(at, "page", p[0])],
-                      said.rows if at > self.rows_at else [])
+        return Stored(
+            [p for p in said.pages if self.newer(at, "page", p[0])],
+            said.rows if at > self.rows_at else [],
+        )
 
     def trim(self, start: int) -> None:
         """Forget what is older than the window, which starts at `start`."""
@@ -229,17 +246,21 @@ def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced | 
         return []
     if isinstance(value, dict):
         if isinstance(reset := value.get("reset"), list):
-            return Reset([(r[0], r[1]) for r in reset
-                          if isinstance(r, list) and _is_reading([*r, 0])],
-                         value.get("reports") is not False)
+            return Reset(
+                [(r[0], r[1]) for r in reset if isinstance(r, list) and _is_reading([*r, 0])],
+                value.get("reports") is not False,
+            )
         if isinstance(stored := value.get("stored"), dict):
             return _stored(stored) or []
         if isinstance(request := value.get("sync"), str):
             return Sync(request)
         if isinstance(request := value.get("synced"), str):
             node, stored = value.get("node"), value.get("stored")
-            return Synced(request, node, stored) if isinstance(node, str) \
-                and type(stored) is bool else []
+            return (
+                Synced(request, node, stored)
+                if isinstance(node, str) and type(stored) is bool
+                else []
+            )
         return _said(value) or []
     if not isinstance(value, list) or not all(_is_change(c) for c in value):
         return []
@@ -248,43 +269,70 @@ def read(payload: str | bytes) -> list[Change] | Said | Reset | Sync | Synced | 
 
 def _stored(value: dict[str, Any]) -> Stored | None:
     pages, rows = value.get("pages"), value.get("rows")
-    if not isinstance(pages, list) or not isinstance(rows, list) \
-            or not all(_is_change(p) for p in pages) or not all(_is_row(r) for r in rows):
+    if (
+        not isinstance(pages, list)
+        or not isinstance(rows, list)
+        or not all(_is_change(p) for p in pages)
+        or not all(_is_row(r) for r in rows)
+    ):
         return None
-    return Stored([(p[0], p[1], p[2]) for p in pages],
-                  [(r[0], r[1], r[2], r[3], r[4]) for r in rows])
+    return Stored(
+        [(p[0], p[1], p[2]) for p in pages], [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+    )
 
 
 def _is_row(value: Any) -> bool:
-    return (isinstance(value, list) and len(value) == 5 and value[0] in ("timeline", "referrer")
-            and isinstance(value[1], str) and isinstance(value[2], str)
-            and all(type(n) is int for n in value[3:]))
+    return (
+        isinstance(value, list)
+        and len(value) == 5
+        and value[0] in ("timeline", "referrer")
+        and isinstance(value[1], str)
+        and isinstance(value[2], str)
+        and all(type(n) is int for n in value[3:])
+    )
 
 
 def _is_change(value: Any) -> bool:
-    return (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
-            and all(type(n) is int for n in value[1:]))
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], str)
+        and all(type(n) is int for n in value[1:])
+    )
 
 
 def _said(value: dict[str, Any]) -> Said | None:
     node, whole, readers = value.get("node"), value.get("whole"), value.get("readers")
-    if not isinstance(node, str) or type(whole) is not bool or not isinstance(readers, list) \
-            or not all(_is_reading(r) for r in readers):
+    if (
+        not isinstance(node, str)
+        or type(whole) is not bool
+        or not isinstance(readers, list)
+        or not all(_is_reading(r) for r in readers)
+    ):
         return None
     return Said(node, whole, [(r[0], r[1], r[2]) for r in readers])
 
 
 def _is_reading(value: Any) -> bool:
-    return (isinstance(value, list) and len(value) == 3 and value[0] in ("post", "page")
-            and isinstance(value[1], str) and type(value[2]) is int and value[2] >= 0)
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and value[0] in ("post", "page")
+        and isinstance(value[1], str)
+        and type(value[2]) is int
+        and value[2] >= 0
+    )
 
 
 def says(node: str, readers: Iterable[Reading], whole: bool) -> list[bytes]:
     """`node`'s readers as payloads, each small enough for one item. A whole snapshot
     that needs several says so in its first: the others add to it. A whole snapshot
     of nothing is one payload still (it says the node is alive)."""
-    return _batched(readers, lambda batch, first: {
-        "node": node, "whole": whole and first, "readers": batch}, always=whole)
+    return _batched(
+        readers,
+        lambda batch, first: {"node": node, "whole": whole and first, "readers": batch},
+        always=whole,
+    )
 
 
 def stamps(now_us: int, node_salt: int, count: int) -> list[int]:

@@ -39,8 +39,14 @@ from livecount.core.pages import Target
 _encoder = msgspec.json.Encoder()
 
 
-def view_record(target: Target, refreshed: bool, hour: str, title: str | None,
-                host: str | None, path: str | None = None) -> bytes:
+def view_record(
+    target: Target,
+    refreshed: bool,
+    hour: str,
+    title: str | None,
+    host: str | None,
+    path: str | None = None,
+) -> bytes:
     record = ["v", target.kind, target.id, refreshed, hour, title, host]
     return _encoder.encode([*record, path] if path else record)
 
@@ -56,11 +62,18 @@ _TAKES = {kind: what for what, kind in _KINDS.items()}  # kind → (counts, rows
 def completed_record(flush: Flush, result: FlushResult) -> bytes:
     """Fields 4 and 7 once held page-index writes (now made at a page's first view, not
     by flushes): kept empty, so journals of either version replay alike."""
-    return _encoder.encode([
-        "c", flush.seq, sorted(t.ref for t in result.failed_targets),
-        sorted(list(r) for r in result.failed_rows), [],
-        sorted(t.ref for t in result.rejected_targets),
-        sorted(list(r) for r in result.rejected_rows), []])
+    return _encoder.encode(
+        [
+            "c",
+            flush.seq,
+            sorted(t.ref for t in result.failed_targets),
+            sorted(list(r) for r in result.failed_rows),
+            [],
+            sorted(t.ref for t in result.rejected_targets),
+            sorted(list(r) for r in result.rejected_rows),
+            [],
+        ]
+    )
 
 
 def start_record(last_seq: int) -> bytes:
@@ -89,9 +102,15 @@ def replay(records: Iterable[list[Any]], ledger: Ledger) -> Replayed:
         kind = record[0]
         if kind == "v":
             _, target_kind, id_, refreshed, hour, title, host, *path = record
-            ledger.record(Target(target_kind, id_), refreshed=refreshed, hour=hour,
-                          title=title, referrer=host, force=True,
-                          path=path[0] if path else None)
+            ledger.record(
+                Target(target_kind, id_),
+                refreshed=refreshed,
+                hour=hour,
+                title=title,
+                referrer=host,
+                force=True,
+                path=path[0] if path else None,
+            )
             summary.views += 1
         elif kind == "t":
             seq = record[1]
@@ -104,11 +123,15 @@ def replay(records: Iterable[list[Any]], ledger: Ledger) -> Replayed:
                 flights[seq] = taken
         elif kind == "c" and (flush := flights.pop(record[1], None)) is not None:
             rejected = record[5:8] if len(record) >= 8 else [[], [], []]
-            ledger.complete(flush, FlushResult(
-                failed_targets=_targets(record[2]),
-                failed_rows={Row(*r) for r in record[3]},
-                rejected_targets=dict.fromkeys(_targets(rejected[0]), "replayed"),
-                rejected_rows=dict.fromkeys((Row(*r) for r in rejected[1]), "replayed")))
+            ledger.complete(
+                flush,
+                FlushResult(
+                    failed_targets=_targets(record[2]),
+                    failed_rows={Row(*r) for r in record[3]},
+                    rejected_targets=dict.fromkeys(_targets(rejected[0]), "replayed"),
+                    rejected_rows=dict.fromkeys((Row(*r) for r in rejected[1]), "replayed"),
+                ),
+            )
             ledger.release(flush)
         elif kind == "s":  # a new file: a restart, or a rotation with nothing in flight
             summary.last_seq = max(summary.last_seq, record[1])

@@ -24,7 +24,7 @@ NODE_PREFIX: Final = "node#"
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    key: str              # a shard id, or node#<id> for presence
+    key: str  # a shard id, or node#<id> for presence
     owner: str | None
     counter: int
 
@@ -41,9 +41,9 @@ class LeaseItem:
 
 @dataclass(frozen=True, slots=True)
 class LeaseMoves:
-    take: list[Lease] = field(default_factory=list)   # expired or free: take them
+    take: list[Lease] = field(default_factory=list)  # expired or free: take them
     steal: list[Lease] = field(default_factory=list)  # alive, but their owner has too many
-    lost: list[str] = field(default_factory=list)     # held here, but owned elsewhere now
+    lost: list[str] = field(default_factory=list)  # held here, but owned elsewhere now
 
 
 class Observer:
@@ -67,8 +67,14 @@ class Observer:
         return last is not None and now - last[1] < self.lease_time
 
 
-def plan(me: str, leases: Iterable[Lease], readable: set[str], held: set[str],
-         observer: Observer, now: float) -> LeaseMoves:
+def plan(
+    me: str,
+    leases: Iterable[Lease],
+    readable: set[str],
+    held: set[str],
+    observer: Observer,
+    now: float,
+) -> LeaseMoves:
     """What `me` should do about the leases of the `readable` shards.
 
     Aim for an even spread: ceil(shards / live nodes) each. Take expired or free
@@ -78,8 +84,11 @@ def plan(me: str, leases: Iterable[Lease], readable: set[str], held: set[str],
     leases = list(leases)
     for lease in leases:
         observer.see(lease, now)
-    nodes = {lease.key[len(NODE_PREFIX):] for lease in leases
-             if lease.key.startswith(NODE_PREFIX) and observer.alive(lease, now)}
+    nodes = {
+        lease.key[len(NODE_PREFIX) :]
+        for lease in leases
+        if lease.key.startswith(NODE_PREFIX) and observer.alive(lease, now)
+    }
     nodes.add(me)
     shards = [lease for lease in leases if lease.key in readable]
     owners: dict[str, list[Lease]] = {}
@@ -90,21 +99,22 @@ def plan(me: str, leases: Iterable[Lease], readable: set[str], held: set[str],
     lost = sorted(held - {lease.key for lease in shards if lease.owner == me})
     mine = [lease for lease in shards if lease.owner == me and lease.key in held]
     # Recorded as mine but not held: a previous run of this node. Take them back first.
-    orphans = sorted((lease for lease in shards if lease.owner == me and lease.key not in held),
-                     key=lambda lease: lease.key)
+    orphans = sorted(
+        (lease for lease in shards if lease.owner == me and lease.key not in held),
+        key=lambda lease: lease.key,
+    )
     target = math.ceil(len(shards) / len(nodes)) if shards else 0
     wanted = target - len(mine)
     if wanted <= 0:
         return LeaseMoves(lost=lost)
-    free = orphans + sorted((lease for lease in shards
-                             if lease.owner != me and not observer.alive(lease, now)),
-                            key=lambda lease: lease.key)
+    free = orphans + sorted(
+        (lease for lease in shards if lease.owner != me and not observer.alive(lease, now)),
+        key=lambda lease: lease.key,
+    )
     take = free[:wanted]
     steal: list[Lease] = []
     if len(take) < wanted:
-        richest = max((o for o in owners if o != me), key=lambda o: len(owners[o]),
-                      default=None)
+        richest = max((o for o in owners if o != me), key=lambda o: len(owners[o]), default=None)
         if richest is not None and len(owners[richest]) > target:
             steal = [sorted(owners[richest], key=lambda lease: lease.key)[0]]
     return LeaseMoves(take, steal, lost)
-

@@ -39,8 +39,18 @@ from livecount.core.report_rows import SITE, ReportRows, Row
 from livecount.core.syncs import Barrier, Barriers
 from livecount.core.write_order import Delta, Write, WriteOrder
 
-__all__ = ["SITE", "ZERO", "Busy", "Counts", "Delta", "Flush", "FlushResult", "Ledger",
-           "Row", "Write"]
+__all__ = [
+    "SITE",
+    "ZERO",
+    "Busy",
+    "Counts",
+    "Delta",
+    "Flush",
+    "FlushResult",
+    "Ledger",
+    "Row",
+    "Write",
+]
 
 
 @dataclass(slots=True)
@@ -133,8 +143,7 @@ class Ledger:
     @property
     def idle(self) -> bool:
         """Nothing accepted waits for the store: every view so far is stored."""
-        return not (self._counts.waiting or self._report.waiting
-                    or self._flights or self._holding)
+        return not (self._counts.waiting or self._report.waiting or self._flights or self._holding)
 
     @property
     def in_flight(self) -> int:
@@ -144,11 +153,9 @@ class Ledger:
     def waiting(self, rows: bool = True, counts: bool = True) -> bool:
         """Whether a take of the same kinds could find anything. Cheap, and may say
         yes when everything waiting is held by flushes in flight."""
-        return (counts and self._counts.waiting) or (
-            rows and self._report.waiting)
+        return (counts and self._counts.waiting) or (rows and self._report.waiting)
 
-    def outstanding(self) -> tuple[dict[Target | Row, tuple[int, int]],
-                                   dict[Target | Row, Write]]:
+    def outstanding(self) -> tuple[dict[Target | Row, tuple[int, int]], dict[Target | Row, Write]]:
         """What the store may still lack: pending deltas (total, unique) per key, and
         the writes of unknown outcome (unsettled or in flight) per key. What a journal
         replay must rebuild."""
@@ -182,8 +189,15 @@ class Ledger:
         self._queued -= 1
 
     def record(
-        self, target: Target, *, refreshed: bool, hour: str, title: str | None = None,
-        referrer: str | None = None, force: bool = False, path: str | None = None,
+        self,
+        target: Target,
+        *,
+        refreshed: bool,
+        hour: str,
+        title: str | None = None,
+        referrer: str | None = None,
+        force: bool = False,
+        path: str | None = None,
     ) -> Counts:
         """Count one view in the `hour` bucket and return the target's count including it.
         A post's `path` goes to the store until the store is seen to have one. `force`
@@ -210,10 +224,12 @@ class Ledger:
             self._pathed.clear()  # costs a path sent again (stored only if none is)
         order = self._counts
         return self._bases.trim(
-            most, keep | order.pending.keys() | order.unsettled.keys() | order.held.keys())
+            most, keep | order.pending.keys() | order.unsettled.keys() | order.held.keys()
+        )
 
-    def take(self, seq: int, *, rows: bool = True, counts: bool = True,
-             hold: bool = False) -> Flush:
+    def take(
+        self, seq: int, *, rows: bool = True, counts: bool = True, hold: bool = False
+    ) -> Flush:
         """Everything to write now, stamped `seq`: unsettled writes as they were, then
         pending deltas of keys with nothing unsettled, leaving out every key another
         flush holds; counts only if `counts`, report
@@ -257,8 +273,9 @@ class Ledger:
         for row, write in flush.rows.items():
             self._rows.settle(row, write, row in result.failed_rows)
         changed.update(t for t, seen in self._bases.undefer().items() if self.observe(t, seen))
-        self._barriers.settled((flush.targets, flush.rows),
-                               result.failed_targets | result.failed_rows)
+        self._barriers.settled(
+            (flush.targets, flush.rows), result.failed_targets | result.failed_rows
+        )
         self._holding[flush.seq] = flush
         if flush.seq in self._auto:
             self._auto.discard(flush.seq)

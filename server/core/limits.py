@@ -68,8 +68,7 @@ def parse_networks(specs: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(s.strip(), strict=False) for s in specs if s.strip())
 
 
-def client_address(peer: str, forwarded_for: str | None,
-                   trusted: tuple[Network, ...]) -> str:
+def client_address(peer: str, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
     """The client's address: the peer's, or, when the peer is a trusted proxy, the
     right-most address in X-Forwarded-For that is not itself a trusted proxy."""
     if not forwarded_for or not _within(peer, trusted):
@@ -98,7 +97,8 @@ BOT_PATTERN: Final = re.compile(
     r"|whatsapp|telegram|discord|slack|vkshare|pinterest|bitlybot|tumblr|redditbot|skype"
     r"|lighthouse|pagespeed|gtmetrix|pingdom|uptimerobot|statuscake|headlesschrome|phantomjs"
     r"|prerender|rendertron|curl/|wget/|python-requests|go-http-client|httpclient|okhttp",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 def is_bot(user_agent: str | None) -> bool:

@@ -52,8 +52,15 @@ class Shown(NamedTuple):
 
 
 class Live(Generic[C]):
-    def __init__(self, ledger: Ledger, readers: Readers[C], hub: Hub[C],
-                 talks: Conversations[C], tally: Tally, max_tracked: int = 100_000) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        readers: Readers[C],
+        hub: Hub[C],
+        talks: Conversations[C],
+        tally: Tally,
+        max_tracked: int = 100_000,
+    ) -> None:
         self._ledger = ledger
         self._readers = readers
         self._hub = hub
@@ -71,14 +78,24 @@ class Live(Generic[C]):
         shown = self.now(target)
         if reply is None:
             return shown, count_message(target, shown)
-        return shown, protocol.encode(protocol.ViewsReply(
-            *shown, *ids(target), counted=reply.counted is not False, reason=reply.reason))
+        return shown, protocol.encode(
+            protocol.ViewsReply(
+                *shown, *ids(target), counted=reply.counted is not False, reason=reply.reason
+            )
+        )
 
     # -- the journal's outcome -----------------------------------------------------------
     def stored(self, view: PendingView, now: float) -> None:
         """The view is on disk: count it. Its reply is read when it leaves."""
-        self._ledger.record(view.target, refreshed=view.refreshed, hour=view.hour,
-                            title=view.title, referrer=view.host, force=True, path=view.path)
+        self._ledger.record(
+            view.target,
+            refreshed=view.refreshed,
+            hour=view.hour,
+            title=view.title,
+            referrer=view.host,
+            force=True,
+            path=view.path,
+        )
         self._ledger.unqueue()
         self._hub.changed(view.target, now)
         self._tally.views += 1

@@ -34,9 +34,17 @@ C = TypeVar("C", bound=Hashable)
 
 
 class Messages(Generic[C]):
-    def __init__(self, settings: Settings, ledger: Ledger, readers: Readers[C], hub: Hub[C],
-                 talks: Conversations[C], live: Live[C], tally: Tally,
-                 admission: Admission[C]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        readers: Readers[C],
+        hub: Hub[C],
+        talks: Conversations[C],
+        live: Live[C],
+        tally: Tally,
+        admission: Admission[C],
+    ) -> None:
         self.settings = settings
         self.tally = tally
         self._ledger = ledger
@@ -49,8 +57,9 @@ class Messages(Generic[C]):
         self.over_cap: set[Target] = set()  # refused a listing, while their views go on
         self._hours = _Hours()
 
-    def handle(self, conn: C, message: protocol.Inbound, entry: Reply | None,
-               now: float) -> Action | None:
+    def handle(
+        self, conn: C, message: protocol.Inbound, entry: Reply | None, now: float
+    ) -> Action | None:
         """Decide on one message; client mistakes become error replies. `entry` is the
         place a view kept while it waited for counts. A socket may have closed while its
         message waited: its view still counts, nothing else does."""
@@ -76,8 +85,9 @@ class Messages(Generic[C]):
         except LivecountError as exc:
             return self.refuse(conn, exc.code, error_reply(exc), entry)
 
-    def _views(self, conn: C, msg: protocol.Views, entry: Reply | None,
-               now: float) -> Action | None:
+    def _views(
+        self, conn: C, msg: protocol.Views, entry: Reply | None, now: float
+    ) -> Action | None:
         try:
             target = self.settings.pages.classify(msg.articleId, msg.currentPage)
         except PageError as exc:
@@ -93,16 +103,22 @@ class Messages(Generic[C]):
             entry.error, self._told_bug = error_reply(INTERNAL), True  # a bug: the edge logs it
             raise
 
-    def _view(self, conn: C, msg: protocol.Views, target: Target, entry: Reply,
-              now: float) -> Action | None:
+    def _view(
+        self, conn: C, msg: protocol.Views, target: Target, entry: Reply, now: float
+    ) -> Action | None:
         socket = self._admission.sockets.get(conn)
         standing = socket or self._admission.standing(conn)
         # A view that counts may make a new row: listed first, within the page cap.
-        unlisted = not msg.resumed and not (standing is not None and standing.bot) \
+        unlisted = (
+            not msg.resumed
+            and not (standing is not None and standing.bot)
             and target not in self._ledger.listed
+        )
         if unlisted and target in self.over_cap:
-            raise TooManyPages(f"{target.id[:256]!r} is not counted: the site lists the most "
-                               "pages --max-pages allows; raise it, or delete pages")
+            raise TooManyPages(
+                f"{target.id[:256]!r} is not counted: the site lists the most "
+                "pages --max-pages allows; raise it, or delete pages"
+            )
         if unlisted or not self._ledger.has_base(target):
             missing = [] if self._ledger.has_base(target) else [target]
             return _asking(*self._talks.wait(conn, msg, missing, entry, [target] * unlisted))
@@ -124,10 +140,20 @@ class Messages(Generic[C]):
         host = referrer_host(msg.referrer, self.settings.site_domains)
         hour = self._hours(now)
         path = self.settings.pages.path_of(target, msg.currentPage)
-        return Append(PendingView(
-            conn, target, msg.refreshed, hour, msg.articleTitle, host, path,
-            journal.view_record(target, msg.refreshed, hour, msg.articleTitle, host, path),
-            archive.record(msg, target, host, now) if self.settings.archive else None, entry))
+        return Append(
+            PendingView(
+                conn,
+                target,
+                msg.refreshed,
+                hour,
+                msg.articleTitle,
+                host,
+                path,
+                journal.view_record(target, msg.refreshed, hour, msg.articleTitle, host, path),
+                archive.record(msg, target, host, now) if self.settings.archive else None,
+                entry,
+            )
+        )
 
     def failed(self, conn: C) -> Send | None:
         """Handling `conn`'s frame raised (a bug, which the edge logs): it hears so,
@@ -146,7 +172,8 @@ class Messages(Generic[C]):
     def ready(self, waiting: Waiting) -> bool:
         """Its counts are read and its listing done (or refused): it may go on."""
         return all(map(self._ledger.has_base, waiting.targets)) and all(
-            t in self._ledger.listed or t in self.over_cap for t in waiting.listing)
+            t in self._ledger.listed or t in self.over_cap for t in waiting.listing
+        )
 
 
 def _targets(msg: protocol.Subscribe | protocol.Unsubscribe, pages: PageRules) -> list[Target]:

@@ -66,10 +66,13 @@ class Source:
 
     @classmethod
     def of(cls, kind: Kind, item: Item) -> Source:
-        return cls(kind, item[_SORT[kind]]["S"] if kind != "count" else "",
-                   tuple(int(item.get(name, {}).get("N", 0)) for name in AMOUNTS[kind]),
-                   int(item.get(ADMIN, {}).get("N", 0)),
-                   item.get("articleTitle", {}).get("S", ""))
+        return cls(
+            kind,
+            item[_SORT[kind]]["S"] if kind != "count" else "",
+            tuple(int(item.get(name, {}).get("N", 0)) for name in AMOUNTS[kind]),
+            int(item.get(ADMIN, {}).get("N", 0)),
+            item.get("articleTitle", {}).get("S", ""),
+        )
 
     @property
     def empty(self) -> bool:
@@ -113,16 +116,21 @@ class Plan:
 
     def describe(self) -> str:
         what = "" if self.kind == "post" else "the page "
-        return (f"delete of {what}{self.id!r}" if self.to is None
-                else f"rename of {what}{self.id!r} to {self.to!r}")
+        return (
+            f"delete of {what}{self.id!r}"
+            if self.to is None
+            else f"rename of {what}{self.id!r} to {self.to!r}"
+        )
 
     def moves(self, sources: Iterable[Source]) -> list[Source]:
         """What still has something to move, rows first and the count item last, so
         that a run stopped half way leaves the live count where it was. Rollups move
         with their hours, in the hour's transaction, never on their own: read apart,
         an hour and its rollups may be seen between a node's writes of the two."""
-        return sorted((s for s in sources if not s.empty and s.kind != "rollup"),
-                      key=lambda s: s.kind == "count")
+        return sorted(
+            (s for s in sources if not s.empty and s.kind != "rollup"),
+            key=lambda s: s.kind == "count",
+        )
 
     def transaction(self, source: Source, tables: Tables) -> list[dict[str, Any]]:
         """The TransactItems of one move: the source gives what was read, on condition
@@ -131,39 +139,69 @@ class Plan:
         names = AMOUNTS[source.kind]
         taken = {n: -v for n, v in zip(names, source.amounts, strict=True) if v}
         versioned = source.kind == "count" and self.kind == "post"
-        items = [{"Update": _update(
-            self._table(source, tables), self._key(source, self.id), taken,
-            version=versioned, admin=source.admin, remove_title=bool(source.title))}]
+        items = [
+            {
+                "Update": _update(
+                    self._table(source, tables),
+                    self._key(source, self.id),
+                    taken,
+                    version=versioned,
+                    admin=source.admin,
+                    remove_title=bool(source.title),
+                )
+            }
+        ]
         if self.to is not None:
             given = {n: -v for n, v in taken.items()}
             if given or source.title:
-                items.append({"Update": _update(
-                    self._table(source, tables), self._key(source, self.to), given,
-                    version=versioned, title=source.title)})
+                items.append(
+                    {
+                        "Update": _update(
+                            self._table(source, tables),
+                            self._key(source, self.to),
+                            given,
+                            version=versioned,
+                            title=source.title,
+                        )
+                    }
+                )
         elif source.kind != "count" and taken:
-            items.append({"Update": _update(
-                self._table(source, tables), self._key(source, None), taken)})
+            items.append(
+                {"Update": _update(self._table(source, tables), self._key(source, None), taken)}
+            )
         if source.kind == "timeline" and taken:  # the hour's rollups move with it
             given = {n: -v for n, v in taken.items()}
             for bucket in buckets_of(source.sort):
                 rollup = Source("rollup", bucket, source.amounts, 0)
-                items.append({"Update": _update(tables.timeline, self._key(rollup, self.id),
-                                                taken)})
-                items.append({"Update": _update(tables.timeline, self._key(rollup, self.to),
-                                                taken if self.to is None else given)})
+                items.append(
+                    {"Update": _update(tables.timeline, self._key(rollup, self.id), taken)}
+                )
+                items.append(
+                    {
+                        "Update": _update(
+                            tables.timeline,
+                            self._key(rollup, self.to),
+                            taken if self.to is None else given,
+                        )
+                    }
+                )
         return items
 
     def purge(self, source: Source, tables: Tables) -> dict[str, Any]:
         """DeleteItem of a source left at zero, unless something counted on it since."""
         names = AMOUNTS[source.kind]
-        zero = " AND ".join(f"(attribute_not_exists(#a{i}) OR #a{i} = :zero)"
-                            for i in range(len(names)))
+        zero = " AND ".join(
+            f"(attribute_not_exists(#a{i}) OR #a{i} = :zero)" for i in range(len(names))
+        )
         condition, values = _admin_condition(source.admin)
-        return {"TableName": self._table(source, tables), "Key": self._key(source, self.id),
-                "ConditionExpression": f"{zero} AND {condition}",
-                "ExpressionAttributeNames": {f"#a{i}": n for i, n in enumerate(names)}
-                | {"#adm": ADMIN},
-                "ExpressionAttributeValues": {":zero": {"N": "0"}} | values}
+        return {
+            "TableName": self._table(source, tables),
+            "Key": self._key(source, self.id),
+            "ConditionExpression": f"{zero} AND {condition}",
+            "ExpressionAttributeNames": {f"#a{i}": n for i, n in enumerate(names)}
+            | {"#adm": ADMIN},
+            "ExpressionAttributeValues": {":zero": {"N": "0"}} | values,
+        }
 
     def _table(self, source: Source, tables: Tables) -> str:
         if source.kind == "count":
@@ -200,9 +238,16 @@ def _admin_condition(seen: int) -> tuple[str, dict[str, Any]]:
     return "#adm = :seen", {":seen": {"N": str(seen)}}
 
 
-def _update(table: str, key: Item, adds: Mapping[str, int], *, version: bool = False,
-            admin: int | None = None, title: str = "", remove_title: bool = False,
-            ) -> dict[str, Any]:
+def _update(
+    table: str,
+    key: Item,
+    adds: Mapping[str, int],
+    *,
+    version: bool = False,
+    admin: int | None = None,
+    title: str = "",
+    remove_title: bool = False,
+) -> dict[str, Any]:
     """One Update of a transaction. With `admin` (the counter as read) it is the source:
     conditional on that counter, which it bumps."""
     names: dict[str, str] = {}
@@ -246,9 +291,13 @@ class Operation:
     started: str  # ISO 8601, UTC
 
     def item(self) -> Item:
-        item: Item = {"index": {"S": OPERATIONS}, "target": {"S": self.plan.ref},
-                      "op": {"S": self.plan.op}, "state": {"S": self.state},
-                      "started": {"S": self.started}}
+        item: Item = {
+            "index": {"S": OPERATIONS},
+            "target": {"S": self.plan.ref},
+            "op": {"S": self.plan.op},
+            "state": {"S": self.state},
+            "started": {"S": self.started},
+        }
         if self.plan.to is not None:
             item["to"] = {"S": self.plan.to}
         return item
@@ -260,8 +309,11 @@ class Operation:
         to = item.get("to", {}).get("S")
         if target is None or state not in ("running", "done") or to == target.id:
             return None
-        return cls(Plan(target.id, to, target.kind), "running" if state == "running" else "done",
-                   item.get("started", {}).get("S", ""))
+        return cls(
+            Plan(target.id, to, target.kind),
+            "running" if state == "running" else "done",
+            item.get("started", {}).get("S", ""),
+        )
 
     def crosses(self, plan: Plan) -> bool:
         """Whether this operation, running, moves `plan`'s destination away or moves
@@ -283,9 +335,13 @@ def start_request(table: str, operation: Operation) -> dict[str, Any]:
     else:
         same += "#to = :to"
         values[":to"] = {"S": operation.plan.to}
-    return {"TableName": table, "Item": operation.item(),
-            "ConditionExpression": f"attribute_not_exists(#t) OR #s = :done OR ({same})",
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+    return {
+        "TableName": table,
+        "Item": operation.item(),
+        "ConditionExpression": f"attribute_not_exists(#t) OR #s = :done OR ({same})",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
 
 
 def operation_key(target: Target) -> Item:
@@ -301,9 +357,13 @@ def records_query(table: str, *, running: bool = False, refs: str = "") -> dict[
     if refs:
         condition += " AND begins_with(#t, :t)"
         names["#t"], values[":t"] = "target", {"S": refs}
-    request = {"TableName": table, "KeyConditionExpression": condition,
-               "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
-               "ConsistentRead": True}
+    request = {
+        "TableName": table,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "ConsistentRead": True,
+    }
     if running:
         names["#s"], values[":running"] = "state", {"S": "running"}
         request["FilterExpression"] = "#s = :running"

@@ -80,7 +80,8 @@ class Outbox(deque[Entry]):
             else:
                 shown, message = render(head.target, None)
                 if isinstance(head, Answer) or (
-                        self.told != (head.target, shown) and head.target in watching):
+                    self.told != (head.target, shown) and head.target in watching
+                ):
                     parts.append(text_frame(message))
                     self.told = (head.target, shown)
             self.popleft()

@@ -59,8 +59,13 @@ UNMATCHED: Final = ("page", "refuse")  # what a path that names no post or page 
 
 # A pattern's placeholders: `{id}` (once) is the post's id; the others match a path
 # segment and are left out of it (`/{yyyy}/{mm}/{dd}/{id}/`).
-_PLACEHOLDERS: Final = {"id": "([^/]+)", "yyyy": "[0-9]{4}", "mm": "[0-9]{2}",
-                        "dd": "[0-9]{2}", "*": "[^/]+"}
+_PLACEHOLDERS: Final = {
+    "id": "([^/]+)",
+    "yyyy": "[0-9]{4}",
+    "mm": "[0-9]{2}",
+    "dd": "[0-9]{2}",
+    "*": "[^/]+",
+}
 _PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
 
 
@@ -98,18 +103,21 @@ _SLASHES: Final = re.compile("//+")
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """`/blog/{id}/` → a regex over normalised paths whose one group is the post's id."""
     if not pattern.startswith("/") or pattern.count("{id}") != 1:
-        raise ValueError("must start with / and hold {id} once, such as /blog/{id}/ or "
-                         "/{yyyy}/{mm}/{dd}/{id}/")
+        raise ValueError(
+            "must start with / and hold {id} once, such as /blog/{id}/ or /{yyyy}/{mm}/{dd}/{id}/"
+        )
     if "?" in pattern or "#" in pattern:
         raise ValueError("must be a path, without ? or #")
     normal = normalise_path(pattern)
     parts, end = [], 0
     for found in _PLACEHOLDER.finditer(normal):
         if (regex := _PLACEHOLDERS.get(found.group(1))) is None:
-            raise ValueError("must hold only the placeholders "
-                             + ", ".join("{" + name + "}" for name in _PLACEHOLDERS)
-                             + f", not {found.group()}")
-        parts += [re.escape(normal[end:found.start()]), regex]
+            raise ValueError(
+                "must hold only the placeholders "
+                + ", ".join("{" + name + "}" for name in _PLACEHOLDERS)
+                + f", not {found.group()}"
+            )
+        parts += [re.escape(normal[end : found.start()]), regex]
         end = found.end()
     rest = normal[end:]
     if "{" in rest or "}" in rest or any("{" in p or "}" in p for p in parts[::2]):
@@ -123,8 +131,12 @@ class PageRules:
     `--unmatched-paths refuse`). Imports map paths with the same rules, so a URL's
     history and its live views land on one id."""
 
-    def __init__(self, rules: Mapping[str, str] = DEFAULT_PAGES,
-                 patterns: Iterable[str] = DEFAULT_PATTERNS, unmatched: str = "page") -> None:
+    def __init__(
+        self,
+        rules: Mapping[str, str] = DEFAULT_PAGES,
+        patterns: Iterable[str] = DEFAULT_PATTERNS,
+        unmatched: str = "page",
+    ) -> None:
         self._rules = {normalise_path(path): name for path, name in rules.items()}
         self.patterns = tuple(patterns)
         self._compiled = [compile_pattern(p) for p in self.patterns]
@@ -139,8 +151,12 @@ class PageRules:
         return PageRules, self._given
 
     @classmethod
-    def parse(cls, specs: Iterable[str], patterns: Iterable[str] = DEFAULT_PATTERNS,
-              unmatched: str = "page") -> PageRules:
+    def parse(
+        cls,
+        specs: Iterable[str],
+        patterns: Iterable[str] = DEFAULT_PATTERNS,
+        unmatched: str = "page",
+    ) -> PageRules:
         """Build from `PATH=NAME` strings (the `--page` option); none means the defaults."""
         rules: dict[str, str] = {}
         for spec in specs:
@@ -150,8 +166,9 @@ class PageRules:
             if (wrong := sizes.problem(name.strip(), sizes.ID)) is not None:
                 raise ValueError(f"page rule {spec!r}: the name {wrong}")
             if name.strip().startswith("/"):
-                raise ValueError(f"page rule {spec!r}: a name starting with / is the name "
-                                 "of a path's own page")
+                raise ValueError(
+                    f"page rule {spec!r}: a name starting with / is the name of a path's own page"
+                )
             rules[path.strip()] = name.strip()
         return cls(rules or DEFAULT_PAGES, patterns, unmatched)
 
@@ -165,8 +182,10 @@ class PageRules:
         if article_id is not None:
             return Target("post", article_id)
         if current_page is None or not current_page.startswith("/"):
-            raise PageError("unrecognised_page", "a view needs an articleId, or a "
-                            "currentPage that is a path starting with /")
+            raise PageError(
+                "unrecognised_page",
+                "a view needs an articleId, or a currentPage that is a path starting with /",
+            )
         return self._classify(current_page)
 
     def path_of(self, target: Target, current_page: str | None) -> str | None:
@@ -191,8 +210,11 @@ class PageRules:
             return Target("page", name)
         if name.startswith("/") and self.unmatched == "page":
             return _own_page(_normal(name))
-        raise PageError("unknown_page", f"no page named {name[:256]!r}; pages are "
-                        f"{', '.join(self.names)}, or a path starting with /")
+        raise PageError(
+            "unknown_page",
+            f"no page named {name[:256]!r}; pages are "
+            f"{', '.join(self.names)}, or a path starting with /",
+        )
 
     def _path(self, path: str) -> Target:
         normal = _normal(path)
@@ -204,10 +226,14 @@ class PageRules:
                     raise PageError("invalid_field", f"the post id in the path {wrong}")
                 return Target("post", found.group(1))
         if self.unmatched == "refuse":
-            raise PageError("unrecognised_page", (
-                f"{normal[:256]!r} is not a known page and no --path-pattern names a post in "
-                "it: the server counts it with --unmatched-paths page, or as a post with "
-                "--path-pattern (such as /blog/{id}/)"))
+            raise PageError(
+                "unrecognised_page",
+                (
+                    f"{normal[:256]!r} is not a known page and no --path-pattern names a post in "
+                    "it: the server counts it with --unmatched-paths page, or as a post with "
+                    "--path-pattern (such as /blog/{id}/)"
+                ),
+            )
         return _own_page(normal)
 
 
@@ -229,8 +255,10 @@ def _link_path(path: str) -> str | None:
 def _own_page(normal: str) -> Target:
     """A path's own page: its normal form is its name, so it must fit an id."""
     if (wrong := sizes.problem(normal, sizes.ID)) is not None:
-        raise PageError("invalid_field", f"the path, as the name of its page, {wrong}: give "
-                                         "the page an articleId")
+        raise PageError(
+            "invalid_field",
+            f"the path, as the name of its page, {wrong}: give the page an articleId",
+        )
     return Target("page", normal)
 
 
@@ -301,7 +329,10 @@ def dns_host(name: str) -> str | None:
     except (idna.IDNAError, UnicodeError):
         return None
     host = ".".join(labels)
-    if (len(host) > sizes.MAX_HOST_CHARS or not labels[-1][:1].isalpha()
-            or not all(_LABEL.match(label) for label in labels)):
+    if (
+        len(host) > sizes.MAX_HOST_CHARS
+        or not labels[-1][:1].isalpha()
+        or not all(_LABEL.match(label) for label in labels)
+    ):
         return None
     return host

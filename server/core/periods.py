@@ -20,7 +20,11 @@ from livecount.core.reports import HOUR_FORMAT, BadParameter, Point, parse_time
 
 # The presets: (bucket, how many), ending with the bucket of now.
 PRESETS: Final[Mapping[str, tuple[Bucket, int]]] = {
-    "24h": ("hour", 24), "7d": ("day", 7), "30d": ("day", 30), "12mo": ("month", 12)}
+    "24h": ("hour", 24),
+    "7d": ("day", 7),
+    "30d": ("day", 30),
+    "12mo": ("month", 12),
+}
 ALL_TIME: Final = "all"
 PERIODS: Final = (*PRESETS, ALL_TIME)
 BUCKETS: Final = ("hour", "day", "month")
@@ -61,13 +65,19 @@ class Period:
         return period_host(first, ""), period_host(last, "~")
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "bucket": self.bucket, "since": _iso(self.since),
-                "until": _iso(self.until)}
+        return {
+            "name": self.name,
+            "bucket": self.bucket,
+            "since": _iso(self.since),
+            "until": _iso(self.until),
+        }
 
     def series(self, values: Mapping[str, Counts]) -> list[Point]:
         """One point per bucket, from `values` by bucket partition; missing ones are 0."""
-        return [Point(_iso(start), *values.get(key, ZERO))
-                for start, key in zip(self.starts, self.keys, strict=True)]
+        return [
+            Point(_iso(start), *values.get(key, ZERO))
+            for start, key in zip(self.starts, self.keys, strict=True)
+        ]
 
 
 def totals(points: list[Point]) -> Counts:
@@ -107,8 +117,10 @@ def _run(start: datetime, end: datetime, bucket: Bucket) -> tuple[datetime, ...]
 def parse_period(text: str | None) -> str | None:
     if text is None or text in PERIODS:
         return text
-    raise BadParameter("period", f"must be one of {', '.join(PERIODS)}; or give since "
-                                 "(and until) for a period of your own")
+    raise BadParameter(
+        "period",
+        f"must be one of {', '.join(PERIODS)}; or give since (and until) for a period of your own",
+    )
 
 
 def parse_bucket(text: str | None) -> Bucket | None:
@@ -123,8 +135,9 @@ def parse_bucket(text: str | None) -> Bucket | None:
     raise BadParameter("bucket", f"must be one of {', '.join(BUCKETS)}")
 
 
-def resolve(query: Mapping[str, str], now: datetime, first_hour: str | None = None,
-            default: str = "24h") -> Period:
+def resolve(
+    query: Mapping[str, str], now: datetime, first_hour: str | None = None, default: str = "24h"
+) -> Period:
     """The period a report's parameters ask for: `period` (a preset or `all`), or
     `since` and `until` (ISO 8601, UTC unless they say otherwise; `until` defaults to
     now), with the bucket of `bucket` or one that fits. `first_hour` is the site's
@@ -155,8 +168,7 @@ def _hour(hour: str) -> datetime:
     return datetime.strptime(hour, HOUR_FORMAT).replace(tzinfo=UTC)
 
 
-def _custom(since: str | None, until: str | None, bucket: Bucket | None,
-            now: datetime) -> Period:
+def _custom(since: str | None, until: str | None, bucket: Bucket | None, now: datetime) -> Period:
     last = parse_time(until, "until") if until is not None else now
     if since is None:
         raise BadParameter("since", "a period of your own needs since (and until, or now)")

@@ -157,10 +157,12 @@ _SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 def _json_detail(frame: str, detail: str) -> str:
     """msgspec calls a lone surrogate escape "truncated"; say what it is."""
-    if "surrogate" in detail or (detail.startswith("Input data was truncated")
-                                 and _SURROGATE_ESCAPE.search(frame)):
-        return ("a \\uD800-\\uDFFF escape that is not half of a surrogate pair is not "
-                "text: " + detail)
+    if "surrogate" in detail or (
+        detail.startswith("Input data was truncated") and _SURROGATE_ESCAPE.search(frame)
+    ):
+        return (
+            "a \\uD800-\\uDFFF escape that is not half of a surrogate pair is not text: " + detail
+        )
     return detail
 
 

@@ -101,8 +101,9 @@ class Readers(Generic[C]):
             merged[target] = merged.get(target, 0) + n
         return merged
 
-    def heard(self, node: str, at: int, whole: bool, entries: Iterable[tuple[Target, int]],
-              now: float) -> list[Target]:
+    def heard(
+        self, node: str, at: int, whole: bool, entries: Iterable[tuple[Target, int]], now: float
+    ) -> list[Target]:
         """Another node's readers (`Elsewhere.heard`): the targets whose number moved."""
         return self.elsewhere.heard(node, at, whole, entries, now)
 
@@ -137,8 +138,9 @@ class Elsewhere:
         self.totals: dict[Target, int] = {}  # summed over the other nodes
         self._nodes: dict[str, _Node] = {}
 
-    def heard(self, node: str, at: int, whole: bool, entries: Iterable[tuple[Target, int]],
-              now: float) -> list[Target]:
+    def heard(
+        self, node: str, at: int, whole: bool, entries: Iterable[tuple[Target, int]], now: float
+    ) -> list[Target]:
         """`node`'s item stamped `at`: its whole snapshot, or the targets that moved.
         Items older than one applied already (the feed re-reads a window) change
         nothing."""

@@ -95,7 +95,8 @@ def readable(shards: Iterable[Shard], finished: set[str]) -> list[Shard]:
     shards = list(shards)
     listed = {s.id for s in shards}
     return [
-        s for s in shards
+        s
+        for s in shards
         if s.id not in finished
         and (s.parent is None or s.parent in finished or s.parent not in listed)
     ]

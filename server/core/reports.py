@@ -23,8 +23,10 @@ from livecount.core.pages import Target
 Bucket = Literal["hour", "day"]
 SORTS: Final = ("total", "unique", "title")
 MAX_POINTS: Final[Mapping[str, int]] = {"hour": 31 * 24, "day": 400}
-DEFAULT_SPAN: Final[Mapping[str, timedelta]] = {"hour": timedelta(hours=47),
-                                                "day": timedelta(days=29)}
+DEFAULT_SPAN: Final[Mapping[str, timedelta]] = {
+    "hour": timedelta(hours=47),
+    "day": timedelta(days=29),
+}
 HOUR_FORMAT: Final = "%Y-%m-%dT%H"
 # Times a report may ask about. Far enough apart for any blog; near enough that a
 # default span or a day's 23 hours added to either end never leaves `datetime`.
@@ -82,15 +84,18 @@ def parse_time(text: str, parameter: str) -> datetime:
     example = "e.g. 2026-11-24T07:00:00Z"
     if not text.isascii():
         raise BadParameter(parameter, f"{shown} is not an ISO 8601 time: ASCII only, {example}")
-    out_of_range = BadParameter(parameter, f"must be from {EARLIEST:%Y-%m-%d} to "
-                                           f"{LATEST:%Y-%m-%dT%H:%M:%SZ} (UTC)")
+    out_of_range = BadParameter(
+        parameter, f"must be from {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%dT%H:%M:%SZ} (UTC)"
+    )
     try:
         moment = datetime.fromisoformat(text)
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except ValueError:
         hint = " (a + in a URL's query is a space: write it as %2B)" if " " in text else ""
-        raise BadParameter(parameter, f"{shown} is not an ISO 8601 time, {example}{hint}",
-                           ) from None
+        raise BadParameter(
+            parameter,
+            f"{shown} is not an ISO 8601 time, {example}{hint}",
+        ) from None
     except OverflowError:  # valid, but its offset moves it out of datetime's years
         raise out_of_range from None
     if not EARLIEST <= moment <= LATEST:
@@ -112,8 +117,7 @@ def parse_limit(text: str | None, default: int, most: int = 1000) -> int:
         return default
     value = int(text) if _DIGITS.fullmatch(text) else 0
     if not 1 <= value <= most:
-        raise BadParameter("limit", f"must be a whole number from 1 to {most}, "
-                                    "in ASCII digits")
+        raise BadParameter("limit", f"must be a whole number from 1 to {most}, in ASCII digits")
     return value
 
 
@@ -130,8 +134,9 @@ def _floor(moment: datetime, bucket: Bucket) -> datetime:
     return moment.replace(hour=0) if bucket == "day" else moment
 
 
-def time_range(since: str | None, until: str | None, bucket: Bucket,
-               now: datetime) -> tuple[datetime, datetime]:
+def time_range(
+    since: str | None, until: str | None, bucket: Bucket, now: datetime
+) -> tuple[datetime, datetime]:
     """The first and last bucket start to report, defaults filled and limits checked."""
     end = _floor(parse_time(until, "until") if until else now, bucket)
     start = _floor(parse_time(since, "since"), bucket) if since else end - DEFAULT_SPAN[bucket]
@@ -149,8 +154,9 @@ def hour_span(start: datetime, end: datetime, bucket: Bucket) -> tuple[str, str]
     return hour_of(start), hour_of(last)
 
 
-def timeline(hours: Mapping[str, Counts], start: datetime, end: datetime,
-             bucket: Bucket) -> list[Point]:
+def timeline(
+    hours: Mapping[str, Counts], start: datetime, end: datetime, bucket: Bucket
+) -> list[Point]:
     """One point per bucket from `start` to `end`, empty buckets as zeros, oldest first."""
     step = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
     sums: dict[str, Counts] = {}

@@ -102,8 +102,11 @@ class RowCache:
                     rows[row.sort] = counts.max(rows.get(row.sort, ZERO))
                 continue
             before = rows.get(row.sort)
-            if before is not None and counts.total <= before.total \
-                    and counts.unique <= before.unique:
+            if (
+                before is not None
+                and counts.total <= before.total
+                and counts.unique <= before.unique
+            ):
                 continue
             after = counts if before is None else counts.max(before)
             rows[row.sort] = after
@@ -163,8 +166,7 @@ class PeriodRankings:
             self._rankings.move_to_end(keys)
         return ranking
 
-    def build(self, keys: tuple[str, ...], partitions: Iterable[Mapping[str, Counts]]
-              ) -> Ranking:
+    def build(self, keys: tuple[str, ...], partitions: Iterable[Mapping[str, Counts]]) -> Ranking:
         """The ranking of the period whose buckets are `keys`, from their partitions
         (the one kept already, if there is one: it has followed every change)."""
         if (kept := self.get(keys)) is not None:

@@ -88,14 +88,23 @@ class Settlement:
         if not (result.failed_targets or result.failed_rows):
             self.recovering = False  # every unsettled write, replayed ones first, is settled
         letters = [
-            *((t.ref, _letter("count", t.ref, "", flush.targets[t], error))
-              for t, error in result.rejected_targets.items()),
-            *((f"{row.table} {row.target} {row.sort}",
-               _letter(row.table, row.target, row.sort, flush.rows[row], error))
-              for row, error in result.rejected_rows.items()),
+            *(
+                (t.ref, _letter("count", t.ref, "", flush.targets[t], error))
+                for t, error in result.rejected_targets.items()
+            ),
+            *(
+                (
+                    f"{row.table} {row.target} {row.sort}",
+                    _letter(row.table, row.target, row.sort, flush.rows[row], error),
+                )
+                for row, error in result.rejected_rows.items()
+            ),
         ]
-        applied = sum(w.delta.total for t, w in flush.targets.items()
-                      if t not in result.failed_targets and t not in result.rejected_targets)
+        applied = sum(
+            w.delta.total
+            for t, w in flush.targets.items()
+            if t not in result.failed_targets and t not in result.rejected_targets
+        )
         return moved, Settled(journal.completed_record(flush, result), letters, applied)
 
 
@@ -103,6 +112,15 @@ def _letter(table: str, key: str, sort: str, write: Write, error: str) -> bytes:
     """One dead-letter line: enough to see what was lost and to store it by hand.
     After a crash the same (key, seq) may be set aside twice: count it once."""
     delta = write.delta
-    return _encoder.encode({"table": table, "key": key, "sort": sort or None, "seq": write.seq,
-                            "totalViews": delta.total, "uniqueViews": delta.unique,
-                            "title": delta.title, "error": error})
+    return _encoder.encode(
+        {
+            "table": table,
+            "key": key,
+            "sort": sort or None,
+            "seq": write.seq,
+            "totalViews": delta.total,
+            "uniqueViews": delta.unique,
+            "title": delta.title,
+            "error": error,
+        }
+    )

@@ -63,8 +63,11 @@ class Sharing:
         value kept from before it must not be told again, or other nodes, which merge
         by maximum, would show it once more."""
         gone: set[Target | Row] = set(targets)
-        self._recent = {k: v for k, v in self._recent.items()
-                        if k not in gone and not (rows and isinstance(k, Row))}
+        self._recent = {
+            k: v
+            for k, v in self._recent.items()
+            if k not in gone and not (rows and isinstance(k, Row))
+        }
         for target in targets:
             if target.kind == "page":
                 self._pages.pop(target.id, None)

@@ -59,9 +59,7 @@ _BIDI: Final = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _INVISIBLE_CATEGORIES: Final = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
 # Drawn blank outside those categories: the Hangul fillers, the Mongolian selectors, and
 # U+2800 BRAILLE PATTERN BLANK (a symbol, So), a favourite of names made to look empty.
-_INVISIBLE: Final = frozenset(
-    "\u115f\u1160\u3164\uffa0\u034f\u180b\u180c\u180d\u180e\u2800"
-)
+_INVISIBLE: Final = frozenset("\u115f\u1160\u3164\uffa0\u034f\u180b\u180c\u180d\u180e\u2800")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,23 +93,31 @@ def problem(value: str, limit: TextLimit) -> str | None:
     if chars < limit.min_chars:
         return "must not be empty"
     if found := _FORBIDDEN.search(value):
-        return (f"has U+{ord(found.group()):04X} at character {found.start() + 1}: control "
-                "characters (U+0000-U+001F, U+007F-U+009F), U+2028, U+2029 and lone "
-                "surrogates are not allowed anywhere")
+        return (
+            f"has U+{ord(found.group()):04X} at character {found.start() + 1}: control "
+            "characters (U+0000-U+001F, U+007F-U+009F), U+2028, U+2029 and lone "
+            "surrogates are not allowed anywhere"
+        )
     if chars > limit.chars:
         return f"is {chars:,} characters long; at most {limit.chars:,}"
     if 4 * chars > limit.bytes and (size := len(value.encode())) > limit.bytes:
-        return (f"is {size:,} bytes in UTF-8; at most {limit.bytes:,} (up to {limit.chars:,} "
-                "characters; each one outside ASCII takes 2 to 4 bytes)")
+        return (
+            f"is {size:,} bytes in UTF-8; at most {limit.bytes:,} (up to {limit.chars:,} "
+            "characters; each one outside ASCII takes 2 to 4 bytes)"
+        )
     if limit.id:
         if found := _BIDI.search(value):
-            return (f"has U+{ord(found.group()):04X} at character {found.start() + 1}: "
-                    "bidirectional embeddings, overrides and isolates are not allowed in ids")
+            return (
+                f"has U+{ord(found.group()):04X} at character {found.start() + 1}: "
+                "bidirectional embeddings, overrides and isolates are not allowed in ids"
+            )
         if not shows(value):
             # A template variable that came out blank would count every such page as one,
             # under a name no report can show.
-            return "shows nothing (only spaces or invisible characters): an id needs a " \
-                   "visible character"
+            return (
+                "shows nothing (only spaces or invisible characters): an id needs a "
+                "visible character"
+            )
     return None
 
 

@@ -48,8 +48,9 @@ class CopyWork:
     down: list[str]  # articles whose count went down: reset last, on the feed too
 
 
-def copy_and_feed(records: Iterable[Mapping[str, Any]], tables: Tables, writer: str,
-                  now: float) -> CopyWork:
+def copy_and_feed(
+    records: Iterable[Mapping[str, Any]], tables: Tables, writer: str, now: float
+) -> CopyWork:
     """The reader writes and the live-feed items a batch of stream records calls for.
 
     `writer` names who will write the feed (a node id, a Lambda request id) and `now`
@@ -65,8 +66,14 @@ def copy_and_feed(records: Iterable[Mapping[str, Any]], tables: Tables, writer: 
         if (moved := went_down(record)) is not None:
             down[moved] = None
         change = counts_of(copy.item) if copy.item is not None else None
-        writes.append(ReaderWrite(str(record["dynamodb"]["SequenceNumber"]), copy.action,
-                                  copy.request(tables.reader), change))
+        writes.append(
+            ReaderWrite(
+                str(record["dynamodb"]["SequenceNumber"]),
+                copy.action,
+                copy.request(tables.reader),
+                change,
+            )
+        )
         if change is not None:
             article, total, unique = change
             if article not in newest or newest[article][0] < copy.version:

@@ -50,17 +50,21 @@ class Tables:
 
     def definitions(self) -> list[dict[str, Any]]:
         """CreateTable requests: the seed's names and keys, on-demand billing."""
+
         def table(name: str, *keys: tuple[str, str], stream: bool = False) -> dict[str, Any]:
             spec: dict[str, Any] = {
                 "TableName": name,
                 "BillingMode": "PAY_PER_REQUEST",
                 "AttributeDefinitions": [
-                    {"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
+                    {"AttributeName": k, "AttributeType": "S"} for k, _ in keys
+                ],
                 "KeySchema": [{"AttributeName": k, "KeyType": t} for k, t in keys],
             }
             if stream:
                 spec["StreamSpecification"] = {
-                    "StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+                    "StreamEnabled": True,
+                    "StreamViewType": "NEW_AND_OLD_IMAGES",
+                }
             return spec
 
         return [
@@ -78,19 +82,37 @@ class Tables:
 # -- what DynamoDB's answers mean -------------------------------------------------------
 CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 # No retry changes these: the operator must fix credentials or policy.
-REFUSED_CODES: Final = frozenset({
-    "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-    "MissingAuthenticationTokenException"})
+REFUSED_CODES: Final = frozenset(
+    {
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "MissingAuthenticationTokenException",
+    }
+)
 # Worth another try later: the store is busy, failing on its side, or not ready yet.
 # A missing table is here too: it is missing while it is being created, and a slip in
 # a deployment must not turn every count into a dead letter.
-RETRY_CODES: Final = frozenset({
-    "ThrottlingException", "Throttling", "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded", "LimitExceededException", "InternalServerError",
-    "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException",
-    "TransactionConflictException", "TransactionInProgressException",
-    "ResourceNotFoundException", "ResourceInUseException", "RequestTimeout",
-    "RequestTimeoutException", "ExpiredTokenException"})
+RETRY_CODES: Final = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "ResourceNotFoundException",
+        "ResourceInUseException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ExpiredTokenException",
+    }
+)
 
 StoreErrorClass = type[StoreUnavailable] | type[StoreRefused] | type[StoreRejected]
 

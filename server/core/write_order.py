@@ -61,8 +61,9 @@ class WriteOrder(Generic[K]):
         write = self.unsettled.get(key)
         return self.sending.get(key) if write is None else write
 
-    def add(self, key: K, unique: int, title: str | None = None, total: int = 1,
-            path: str | None = None) -> None:
+    def add(
+        self, key: K, unique: int, title: str | None = None, total: int = 1, path: str | None = None
+    ) -> None:
         """`total` views of `key` (one by default), `unique` of them unique."""
         delta = self.pending.get(key)
         if delta is None:

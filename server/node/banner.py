@@ -55,9 +55,14 @@ def store_text(config: Config, endpoint: str) -> str:
 class Banner:
     """The start and stop of one node (or of the workers' parent), told once each."""
 
-    def __init__(self, config: Config, *, human: bool | None = None,
-                 out: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        human: bool | None = None,
+        out: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.human = logs.human() if human is None else human
         self.out = out
@@ -74,8 +79,9 @@ class Banner:
         else:
             logs.log("starting", step=step)
 
-    def ready(self, port: int, endpoint: str, *, workers: int = 1,
-              extra: Mapping[str, str] | None = None) -> None:
+    def ready(
+        self, port: int, endpoint: str, *, workers: int = 1, extra: Mapping[str, str] | None = None
+    ) -> None:
         """Serving: where to go. `extra` adds lines, e.g. `{"Log in": url}`."""
         host, everywhere = address(self.config.host)
         http = f"http://{host}:{port}"
@@ -86,12 +92,19 @@ class Banner:
         data_dir = str(Path(self.config.data_dir).resolve())
         store = store_text(self.config, endpoint)
         if not self.human:
-            logs.log("ready", **urls, store=store, data_dir=data_dir, seconds=seconds,
-                     workers=workers)
+            logs.log(
+                "ready", **urls, store=store, data_dir=data_dir, seconds=seconds, workers=workers
+            )
             return
         demo = {"Demo": urls["demo"]} if "demo" in urls else {}
-        rows = {"Dashboard": urls["dashboard"], **demo, "WebSocket": urls["websocket"],
-                **(extra or {}), "Store": store, "Data dir": data_dir}
+        rows = {
+            "Dashboard": urls["dashboard"],
+            **demo,
+            "WebSocket": urls["websocket"],
+            **(extra or {}),
+            "Store": store,
+            "Data dir": data_dir,
+        }
         if workers > 1:
             rows["Workers"] = f"{workers} processes on port {port}"
         if everywhere:
@@ -108,8 +121,9 @@ class Banner:
 
     def stopped(self, clean: bool = True) -> None:
         if self.human:
-            self._print("stopped." if clean else
-                        "stopped, with work left over: see the warnings above.")
+            self._print(
+                "stopped." if clean else "stopped, with work left over: see the warnings above."
+            )
 
     def _print(self, text: str) -> None:
         out = self.out or sys.stdout

@@ -37,10 +37,17 @@ MAX_IN_FLIGHT = 8  # flushes at once: beyond, a tick is skipped (the store is st
 
 
 class Flusher:
-    def __init__(self, writes: Settlement, live: Live[Any], journal: Journal,
-                 store: Store, metrics: Metrics, data_dir: Path,
-                 max_in_flight: int = MAX_IN_FLIGHT,
-                 stored: Callable[[FlushResult], None] = lambda result: None) -> None:
+    def __init__(
+        self,
+        writes: Settlement,
+        live: Live[Any],
+        journal: Journal,
+        store: Store,
+        metrics: Metrics,
+        data_dir: Path,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        stored: Callable[[FlushResult], None] = lambda result: None,
+    ) -> None:
         self.live = live  # told what a flush's answer moved
         self.stored = stored  # told what the store said it holds now (reports)
         self.writes = writes
@@ -66,7 +73,8 @@ class Flusher:
             # then resends these writes with the same sequence numbers.
             flush: Flush = await self.journal.append(
                 records.taken_record(seq, rows, counts),
-                lambda: writes.take(seq, rows=rows, counts=counts))
+                lambda: writes.take(seq, rows=rows, counts=counts),
+            )
         except Exception as exc:
             warn_limited("flush_not_journaled", error=str(exc))
             return 0
@@ -87,9 +95,16 @@ class Flusher:
             _quietly(self.journal.rotate(self._last_seq))
         failed = len(result.failed_targets) + len(result.failed_rows)
         self.metrics.flush_failures.inc(failed)
-        log("flushed", views=settled.views, targets=len(result.applied), rows=len(flush.rows),
-            failed=failed, rejected=len(settled.dead_letters),
-            pending=writes.pending_views, in_flight=writes.in_flight)
+        log(
+            "flushed",
+            views=settled.views,
+            targets=len(result.applied),
+            rows=len(flush.rows),
+            failed=failed,
+            rejected=len(settled.dead_letters),
+            pending=writes.pending_views,
+            in_flight=writes.in_flight,
+        )
         return settled.views
 
     async def _start_record(self) -> None:
@@ -131,8 +146,12 @@ class Flusher:
         except Exception as exc:  # the first flush tries again, before it takes anything
             warn_limited("flush_not_journaled", error=str(exc))
         if replayed.records:
-            log("journal_replayed", records=replayed.records, views=replayed.views,
-                unstored=self.writes.pending_views)
+            log(
+                "journal_replayed",
+                records=replayed.records,
+                views=replayed.views,
+                unstored=self.writes.pending_views,
+            )
         deadline = time.monotonic() + bound
         for delay in backoff():
             if not self.writes.recovering or stop.is_set():
@@ -143,11 +162,15 @@ class Flusher:
                 break
             await pause(stop, min(delay, left))
         if self.writes.recovering:
-            warn("recovery_continues", unstored=self.writes.pending_views,
-                 hint="the node serves; unstored views are retried every flush")
+            warn(
+                "recovery_continues",
+                unstored=self.writes.pending_views,
+                hint="the node serves; unstored views are retried every flush",
+            )
 
-    async def loop(self, stop: asyncio.Event, interval: float,
-                   report_interval: float | None = None) -> None:
+    async def loop(
+        self, stop: asyncio.Event, interval: float, report_interval: float | None = None
+    ) -> None:
         """Counts every `interval`, each flush in its own task so a slow one holds up
         no other; report rows every `report_interval` in a flush of their own, so many
         rows hold no count up (None, or no slower than `interval`: with every flush).
@@ -233,8 +256,9 @@ class Flights:
         """A flush of counts is still out: the store is behind."""
         return bool(self._counting)
 
-    def start(self, flush: Callable[[], Coroutine[Any, Any, int]], counts: bool,
-              alone: bool = False) -> bool:
+    def start(
+        self, flush: Callable[[], Coroutine[Any, Any, int]], counts: bool, alone: bool = False
+    ) -> bool:
         """Start `flush` unless `most` are out, or (`alone`) any is."""
         if len(self._tasks) >= self.most or (alone and self._tasks):
             if len(self._tasks) >= self.most:

@@ -77,8 +77,14 @@ class Routes:
         self.store = store
         self.admin = admin  # rename and delete: the operator's alone (node/admin_api)
         self.demo_on = demo  # `--demo on`: its views count in this store, so off by default
-        self.reports = Reports(store, overlay, pages, cache or ReportCache(store, pages),
-                               site_origin(allowed_origins), clock)
+        self.reports = Reports(
+            store,
+            overlay,
+            pages,
+            cache or ReportCache(store, pages),
+            site_origin(allowed_origins),
+            clock,
+        )
         self.metrics = metrics
         self.problems = problems  # what the node knows is wrong, beyond the store
         self.files = files or Files()

@@ -82,8 +82,10 @@ class Journal:
         except BlockingIOError:
             self._lock.close()
             self._lock = None
-            raise JournalBusy(f"{self.directory} is in use by another livecount; "
-                              "give each node its own --data-dir") from None
+            raise JournalBusy(
+                f"{self.directory} is in use by another livecount; "
+                "give each node its own --data-dir"
+            ) from None
 
     def unlock(self) -> None:
         """Let the directory go, for a holder that never opened the journal."""
@@ -100,7 +102,8 @@ class Journal:
         if before is not None and unstored and before != store:
             raise JournalBusy(
                 f"{self.directory} holds views not yet stored in {before!r}; start once "
-                f"more with those settings to store them, or use another --data-dir")
+                f"more with those settings to store them, or use another --data-dir"
+            )
         if before == store:
             return
         temporary = meta.with_name(".store.tmp")
@@ -121,8 +124,11 @@ class Journal:
         """Records wait to be written (and so to be applied)."""
         return bool(self._queue)
 
-    def append(self, record: bytes, apply: Callable[[], Any] | None = None,
-               ) -> asyncio.Future[Any]:
+    def append(
+        self,
+        record: bytes,
+        apply: Callable[[], Any] | None = None,
+    ) -> asyncio.Future[Any]:
         """Queue a record; the future resolves to `apply()`, run once it is on disk."""
         return self._enqueue(_Entry(record, apply, self._future()))
 
@@ -169,7 +175,8 @@ class Journal:
                 # batch, or views of earlier batches not stored yet, say otherwise; a
                 # later rotation will do.
                 if entry.rotate is not None and (
-                        any(e.data is not None for e in batch[:i]) or not self.idle()):
+                    any(e.data is not None for e in batch[:i]) or not self.idle()
+                ):
                     entry.rotate = None
             try:
                 await asyncio.to_thread(self._write, self._segments(batch))
@@ -180,7 +187,8 @@ class Journal:
                 if exc.errno == errno.ENOSPC:
                     self.files.release_reserve()
                 failure = JournalUnavailable(
-                    f"the journal could not write ({exc.strerror or exc}); nothing counted")
+                    f"the journal could not write ({exc.strerror or exc}); nothing counted"
+                )
                 for entry in batch:
                     if entry.view is not None:
                         assert self.views is not None

@@ -28,7 +28,7 @@ class Disk:
     def append(self, fd: int, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
 
     def sync(self, fd: int) -> None:
         os.fsync(fd)
@@ -93,8 +93,10 @@ class JournalFiles:
         path = self.directory / RESERVE
         if path.exists():
             path.unlink(missing_ok=True)
-            warn("journal_reserve_released", hint="the disk is full; views are refused "
-                 "until what the journal holds is stored")
+            warn(
+                "journal_reserve_released",
+                hint="the disk is full; views are refused until what the journal holds is stored",
+            )
 
     @contextmanager
     def batch(self) -> Iterator[None]:

@@ -58,19 +58,29 @@ PREWARMED = ("30d", "7d", "24h", "12mo", "all")  # read at start (the dashboard'
 
 def settings(config: Config) -> Settings:
     return Settings(
-        pages=config.pages, site_domains=config.site_domains,
-        max_pending_views=config.max_pending_views, max_subscriptions=config.max_subscriptions,
-        rate_limit=config.rate_limit, rate_burst=config.rate_burst,
+        pages=config.pages,
+        site_domains=config.site_domains,
+        max_pending_views=config.max_pending_views,
+        max_subscriptions=config.max_subscriptions,
+        rate_limit=config.rate_limit,
+        rate_burst=config.rate_burst,
         max_connections_per_ip=config.max_connections_per_ip,
         trusted_proxies=parse_networks(config.trusted_proxies),
-        idle_timeout=config.idle_timeout, archive=config.archive_dir is not None)
+        idle_timeout=config.idle_timeout,
+        archive=config.archive_dir is not None,
+    )
 
 
 class Node:
     """The parts of one node, built from its config and an open store."""
 
-    def __init__(self, config: Config, store: Store, guard: Guard | None = None,
-                 journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        guard: Guard | None = None,
+        journal: Journal | None = None,
+    ) -> None:
         self.config = config
         self.guard = guard or admin_guard(config)
         core: Core[Connection] = Core.make(settings(config))
@@ -78,20 +88,44 @@ class Node:
         self.journal = journal or Journal(config.data_dir / "journal")
         self.metrics = Metrics(config.node_id)
         self.reports = ReportCache(store, config.pages)
-        self.flusher = Flusher(self.writes, self.live, self.journal, store, self.metrics,
-                               config.data_dir, stored=self.reports.flushed)
-        self.archive = Writer(config.archive_dir, Buffer(
-            config.archive_max_events, config.archive_max_seconds, prefix=config.node_id)) \
-            if config.archive_dir else None
+        self.flusher = Flusher(
+            self.writes,
+            self.live,
+            self.journal,
+            store,
+            self.metrics,
+            config.data_dir,
+            stored=self.reports.flushed,
+        )
+        self.archive = (
+            Writer(
+                config.archive_dir,
+                Buffer(
+                    config.archive_max_events, config.archive_max_seconds, prefix=config.node_id
+                ),
+            )
+            if config.archive_dir
+            else None
+        )
         self.consumer: StreamConsumer | None = None
-        self.feed = LiveFeed(store, self.live, self.readers, None, node_id=config.node_id,
-                             lease_time=config.lease_time,
-                             stored=lambda: store_accepted(self.flusher, SYNC_TIMEOUT),
-                             reports=self.reports)
+        self.feed = LiveFeed(
+            store,
+            self.live,
+            self.readers,
+            None,
+            node_id=config.node_id,
+            lease_time=config.lease_time,
+            stored=lambda: store_accepted(self.flusher, SYNC_TIMEOUT),
+            reports=self.reports,
+        )
         if config.stream_consumer == "on":
-            self.consumer = StreamConsumer(store, self.feed.on_image, config.node_id,
-                                           lease_time=config.lease_time,
-                                           on_down=self.feed.went_down)
+            self.consumer = StreamConsumer(
+                store,
+                self.feed.on_image,
+                config.node_id,
+                lease_time=config.lease_time,
+                on_down=self.feed.went_down,
+            )
             self.feed.consumer = self.consumer
         consumer = self.consumer
         engine = self.engine
@@ -102,24 +136,43 @@ class Node:
             leases=lambda: len(consumer.held) if consumer else 0,
             lag=lambda: dict(consumer.lag) if consumer else {},
             journal_healthy=lambda: self.journal.healthy,
-            recovering=lambda: self.writes.recovering)
-        self.routes = Routes(store, self.live.shown, config.pages, config.allowed_origins,
-                             metrics=self.metrics.render, problems=self.problems,
-                             guard=self.guard, now=Now(self.readers.everywhere,
-                                                       self.reports.catalog.title),
-                             admin=AdminApi(store, operator_only(self.guard),
-                                            announcer(self.observed),
-                                            reset=self.feed.reset),
-                             seconds=self.metrics.http_seconds,
-                             access_log=config.access_log == "on",
-                             slow=config.slow_request, cache=self.reports,
-                             demo=config.demo == "on")
+            recovering=lambda: self.writes.recovering,
+        )
+        self.routes = Routes(
+            store,
+            self.live.shown,
+            config.pages,
+            config.allowed_origins,
+            metrics=self.metrics.render,
+            problems=self.problems,
+            guard=self.guard,
+            now=Now(self.readers.everywhere, self.reports.catalog.title),
+            admin=AdminApi(
+                store, operator_only(self.guard), announcer(self.observed), reset=self.feed.reset
+            ),
+            seconds=self.metrics.http_seconds,
+            access_log=config.access_log == "on",
+            slow=config.slow_request,
+            cache=self.reports,
+            demo=config.demo == "on",
+        )
         # Browsers always send Origin; other clients (load testers, scripts) may not.
-        origins: list[Origin | None] | None = [
-            *map(Origin, config.allowed_origins), None] if config.allowed_origins else None
-        self.sockets = Sockets(self.engine, self.live, store, self.journal, self.metrics,
-                               self.archive, self.routes, origins, config.max_frame_bytes,
-                               config.handshake_timeout, config.max_pages)
+        origins: list[Origin | None] | None = (
+            [*map(Origin, config.allowed_origins), None] if config.allowed_origins else None
+        )
+        self.sockets = Sockets(
+            self.engine,
+            self.live,
+            store,
+            self.journal,
+            self.metrics,
+            self.archive,
+            self.routes,
+            origins,
+            config.max_frame_bytes,
+            config.handshake_timeout,
+            config.max_pages,
+        )
 
     def observed(self, article: str, counts: Counts, now: float) -> None:
         """A post's stored count, told by this node's admin API (a rename's new id)."""
@@ -146,9 +199,14 @@ def admin_guard(config: Config) -> Guard:
         raise SystemExit(2) from None
 
 
-async def run(config: Config, ready: asyncio.Event | None = None,
-              sock: socket.socket | None = None, *, endpoint: str | None = None,
-              journal: Journal | None = None) -> None:
+async def run(
+    config: Config,
+    ready: asyncio.Event | None = None,
+    sock: socket.socket | None = None,
+    *,
+    endpoint: str | None = None,
+    journal: Journal | None = None,
+) -> None:
     """Serve until SIGINT or SIGTERM, then flush everything and stop. A lone node gets
     its listening `sock` and its locked `journal` from `livecount serve`, which takes
     them before anything starts (`node/claims.py`); a worker gets its `sock` and the
@@ -165,9 +223,11 @@ async def run(config: Config, ready: asyncio.Event | None = None,
             if config.dynamodb_endpoint == "embedded":
                 shown.step("dynamodb_local")
             endpoint = await stack.enter_async_context(
-                local.endpoint_for(config.dynamodb_endpoint, config.data_dir))
+                local.endpoint_for(config.dynamodb_endpoint, config.data_dir)
+            )
         store = await stack.enter_async_context(
-            Store.open(endpoint, config.region, config.table_prefix, config.node_id))
+            Store.open(endpoint, config.region, config.table_prefix, config.node_id)
+        )
         if lone:
             record(config, endpoint, stack)
         shown.step("tables")
@@ -180,8 +240,10 @@ async def run(config: Config, ready: asyncio.Event | None = None,
         stack.callback(node.reports.start().cancel)
         shown.step("journal")
         await node.flusher.recover(
-            stop, RECOVERY_BOUND,
-            f"{config.dynamodb_endpoint} {config.region} {config.table_prefix}")
+            stop,
+            RECOVERY_BOUND,
+            f"{config.dynamodb_endpoint} {config.region} {config.table_prefix}",
+        )
         background = Background()
         if node.consumer is not None:
             background.start(node.consumer.run)
@@ -196,8 +258,7 @@ async def run(config: Config, ready: asyncio.Event | None = None,
         background.start(lambda s: _prewarm(node.reports, s))
         server = await _listen(node, config, sock, shown, endpoint, lone)
         loops = Background()
-        loops.start(lambda s: node.flusher.loop(
-            s, config.flush_interval, config.report_interval))
+        loops.start(lambda s: node.flusher.loop(s, config.flush_interval, config.report_interval))
         loops.start(lambda s: node.sockets.push_loop(s, config.push_interval))
         loops.start(lambda s: node.sockets.keepalive_loop(s, config.idle_timeout))
         if node.archive is not None:
@@ -223,8 +284,7 @@ async def run(config: Config, ready: asyncio.Event | None = None,
                 settled = False
         await background.stop()
         await node.journal.close()
-        log("stopped", stream_settled=settled,
-            copied=node.consumer.copied if node.consumer else 0)
+        log("stopped", stream_settled=settled, copied=node.consumer.copied if node.consumer else 0)
         shown.stopped(settled)
 
 
@@ -235,8 +295,9 @@ async def _prewarm(reports: ReportCache, stop: asyncio.Event) -> None:
     await asyncio.wait([loading, done], return_when=asyncio.FIRST_COMPLETED)
     if not stop.is_set():
         now = datetime.now(UTC)
-        warm = asyncio.ensure_future(reports.prewarm(
-            periods.resolve({"period": name}, now) for name in PREWARMED))
+        warm = asyncio.ensure_future(
+            reports.prewarm(periods.resolve({"period": name}, now) for name in PREWARMED)
+        )
         await asyncio.wait([warm, done], return_when=asyncio.FIRST_COMPLETED)
         warm.cancel()
     loading.cancel()
@@ -262,6 +323,7 @@ async def _prepare(store: Store, stop: asyncio.Event) -> None:
     """Create the tables, waiting out a store that does not answer yet (or until stopped:
     a SIGTERM does not wait for a request that may take its full timeout). Wrong
     credentials are fatal at once: no retry can fix them."""
+
     async def tables() -> list[str]:
         made = await store.create_tables()
         await store.pages.reconcile()  # a page count for a store an older livecount listed
@@ -290,14 +352,23 @@ async def _prepare(store: Store, stop: asyncio.Event) -> None:
 
 def record(config: Config, endpoint: str, stack: AsyncExitStack | ExitStack) -> None:
     """Say in the data dir where the store is, for the tools, until `stack` closes."""
-    store_record.write(config.data_dir, StoreRecord(
-        endpoint, config.region, config.table_prefix, config.node_id, config.lease_time,
-        os.getpid()))
+    store_record.write(
+        config.data_dir,
+        StoreRecord(
+            endpoint,
+            config.region,
+            config.table_prefix,
+            config.node_id,
+            config.lease_time,
+            os.getpid(),
+        ),
+    )
     stack.callback(store_record.remove, config.data_dir)
 
 
-async def _listen(node: Node, config: Config, sock: socket.socket | None, shown: Banner,
-                  endpoint: str, lone: bool) -> asyncio.Server:
+async def _listen(
+    node: Node, config: Config, sock: socket.socket | None, shown: Banner, endpoint: str, lone: bool
+) -> asyncio.Server:
     """Listen on `sock` (bound before anything started) or on host and port; a lone
     node then says where to go (workers' parent says it once for all of them)."""
     if not config.allowed_origins:
@@ -321,5 +392,8 @@ async def _listen(node: Node, config: Config, sock: socket.socket | None, shown:
 def announce(token: str, host: str, port: int) -> None:
     """The login URL, once, as Jupyter prints its own: on stderr, never in the JSON log
     (which holds no token: logs travel to places the token must not)."""
-    print(f"livecount: log in to the dashboard at {login_url(host, port, token)}",
-          file=sys.stderr, flush=True)
+    print(
+        f"livecount: log in to the dashboard at {login_url(host, port, token)}",
+        file=sys.stderr,
+        flush=True,
+    )

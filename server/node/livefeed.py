@@ -42,11 +42,17 @@ class LiveFeed:
     it is alive too); other nodes forget its readers once it has been silent for
     `expiry`, so a node that dies takes its readers along within `lease_time`."""
 
-    def __init__(self, store: Store, live: Live[Any], readers: Readers[Any],
-                 consumer: StreamConsumer | None, node_id: str | None = None,
-                 lease_time: float | None = None,
-                 stored: Callable[[], Awaitable[bool]] | None = None,
-                 reports: ReportCache | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        live: Live[Any],
+        readers: Readers[Any],
+        consumer: StreamConsumer | None,
+        node_id: str | None = None,
+        lease_time: float | None = None,
+        stored: Callable[[], Awaitable[bool]] | None = None,
+        reports: ReportCache | None = None,
+    ) -> None:
         self.store = store
         self.live = live  # told of counts seen, and of readers that moved
         self.reports = reports  # told of counts and rows seen; tells what this node stored
@@ -217,9 +223,12 @@ class SyncAnswers:
     window shows it: this node stores everything it acknowledged before the sync came
     (`stored`: True once done), then says on the feed whether it did."""
 
-    def __init__(self, stored: Callable[[], Awaitable[bool]] | None,
-                 write: Callable[[list[bytes]], Awaitable[None]],
-                 node_id: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        stored: Callable[[], Awaitable[bool]] | None,
+        write: Callable[[list[bytes]], Awaitable[None]],
+        node_id: Callable[[], str],
+    ) -> None:
         self.stored = stored
         self._write = write
         self._node_id = node_id

@@ -20,8 +20,9 @@ class Now:
     "readingNow"}, ...]}`: every reader in the total, the `limit` most read targets
     (default 100) in the list, ties in id order."""
 
-    def __init__(self, reading: Callable[[], dict[Target, int]],
-                 title: Callable[[Target], str]) -> None:
+    def __init__(
+        self, reading: Callable[[], dict[Target, int]], title: Callable[[Target], str]
+    ) -> None:
         self.reading = reading  # every target read now, on any node
         self.title = title  # a post's title, as the catalog knows it
 

@@ -48,8 +48,13 @@ MOST_ROWS: Final = 1_000_000  # report rows cached, all spans together (about 15
 
 
 class ReportCache:
-    def __init__(self, store: Store, pages: PageRules, most_rows: int = MOST_ROWS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: Store,
+        pages: PageRules,
+        most_rows: int = MOST_ROWS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.catalog = Catalog(pages.where)
@@ -86,8 +91,11 @@ class ReportCache:
                 await asyncio.sleep(delay)
         self.catalog.load(found)
         self.loaded.set()
-        log("reports_loaded", pages=len(self.catalog.ranking),
-            seconds=round(time.monotonic() - started, 3))
+        log(
+            "reports_loaded",
+            pages=len(self.catalog.ranking),
+            seconds=round(time.monotonic() - started, 3),
+        )
 
     async def _read(self, targets: list[Target]) -> dict[Target, Described]:
         async with self._limit:
@@ -141,8 +149,10 @@ class ReportCache:
         for name, total, unique in stored.pages:
             self.catalog.observe(Target("page", name), Counts(total, unique))
         for table, partition, sort, total, unique in stored.rows:
-            self.spans.learn(Row("referrer" if table == "referrer" else "timeline",
-                                 partition, sort), Counts(total, unique))
+            self.spans.learn(
+                Row("referrer" if table == "referrer" else "timeline", partition, sort),
+                Counts(total, unique),
+            )
 
     async def reset(self, reset: feed.Reset) -> None:
         """Counts that went down, or changed in the past: read them again."""

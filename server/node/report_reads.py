@@ -31,8 +31,11 @@ PERIOD_PARAMETERS: Final = ("period", "since", "until", "bucket")
 MAX_SEARCH_CHARS: Final = 256
 # What /api/timeline shows when no period is asked for: the last 48 hours, 30 days or
 # 12 months, by its bucket.
-LEGACY_SPANS: Final = {"hour": timedelta(hours=47), "day": timedelta(days=29),
-                       "month": timedelta(days=335)}
+LEGACY_SPANS: Final = {
+    "hour": timedelta(hours=47),
+    "day": timedelta(days=29),
+    "month": timedelta(days=335),
+}
 EXPOSED: Final = {"Access-Control-Expose-Headers": "Link, X-Total-Count"}
 
 Overlay = Callable[[Target], Counts | None]  # what this node counted that may not be stored
@@ -59,9 +62,15 @@ def site_origin(allowed_origins: Sequence[str]) -> str | None:
 class Reports:
     """Each report as `(query) -> value`, the value encoded as the JSON answer."""
 
-    def __init__(self, store: Store, overlay: Overlay, pages: PageRules, cache: ReportCache,
-                 origin: str | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        store: Store,
+        overlay: Overlay,
+        pages: PageRules,
+        cache: ReportCache,
+        origin: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store = store
         self.overlay = overlay
         self.pages = pages
@@ -97,8 +106,7 @@ class Reports:
             bucket = periods.parse_bucket(query.get("bucket")) or "hour"
             since = self.clock() - LEGACY_SPANS[bucket]
             query = {**query, "bucket": bucket, "since": since.isoformat()}
-        first = await self.spans.first_hour() if query.get("period") == periods.ALL_TIME \
-            else None
+        first = await self.spans.first_hour() if query.get("period") == periods.ALL_TIME else None
         return periods.resolve(query, self.clock(), first)
 
     async def _hosts(self, period: Period, ref: str, limit: int) -> list[tuple[str, int]]:
@@ -109,8 +117,9 @@ class Reports:
 
     def row(self, target: Target, counts: Counts) -> dict[str, Any]:
         """One post's or page's row: its id, title, where it is, and `counts`."""
-        row: dict[str, Any] = {"articleId": target.id} if target.kind == "post" \
-            else {"pageName": target.id}
+        row: dict[str, Any] = (
+            {"articleId": target.id} if target.kind == "post" else {"pageName": target.id}
+        )
         row |= self.cache.catalog.fields(target)
         if self.origin is not None and (path := row.get("path")):
             row["url"] = self.origin + quote(path, safe="/!$&'()*+,;=:@~")
@@ -132,17 +141,27 @@ class Reports:
         live = not any(k in query for k in PERIOD_PARAMETERS)
         if live or text or sort == "title":
             await self.cache.ready()  # every page's live counts, or every title
-        ranking = self.cache.catalog.ranking if live else \
-            await self.spans.ranking(await self._period(query))
-        found = ranking.page(sort, query.get("cursor"), limit, kind,
-                             self.cache.catalog.matches(text) if text else None, reverse)
+        ranking = (
+            self.cache.catalog.ranking
+            if live
+            else await self.spans.ranking(await self._period(query))
+        )
+        found = ranking.page(
+            sort,
+            query.get("cursor"),
+            limit,
+            kind,
+            self.cache.catalog.matches(text) if text else None,
+            reverse,
+        )
         shown = _targets(found.rows)
         await self._read_early([t for t, _ in shown])  # the catalog may still be read
         rows = [self.row(t, self._counts(t, c) if live else c) for t, c in shown]
         headers = {"X-Total-Count": str(found.matched), **EXPOSED}
         if found.after is not None:
-            headers["Link"] = f'</api/pages?{urlencode({**query, "cursor": found.after})}>; ' \
-                              'rel="next"'
+            headers["Link"] = (
+                f'</api/pages?{urlencode({**query, "cursor": found.after})}>; rel="next"'
+            )
         return Paged(rows, headers)
 
     async def _read_early(self, targets: list[Target]) -> None:
@@ -171,19 +190,28 @@ class Reports:
         if target is None:
             ranking = await self.spans.ranking(period)
             every = await self._live()
-            answer |= {"pages": len(ranking), "posts": ranking.kinds["post"],
-                       "live": {"totalViews": every.sum.total, "uniqueViews": every.sum.unique,
-                                "pages": len(every), "posts": every.kinds["post"]}}
+            answer |= {
+                "pages": len(ranking),
+                "posts": ranking.kinds["post"],
+                "live": {
+                    "totalViews": every.sum.total,
+                    "uniqueViews": every.sum.unique,
+                    "pages": len(every),
+                    "posts": every.kinds["post"],
+                },
+            }
         else:
             await self._read_early([target])
             counts = self._counts(target, self.cache.catalog.counts(target))
-            answer |= {**self.row(target, counts), "live": {
-                "totalViews": counts.total, "uniqueViews": counts.unique}}
-        return answer | {"totalViews": total.total, "uniqueViews": total.unique,
-                         "timeline": points}
+            answer |= {
+                **self.row(target, counts),
+                "live": {"totalViews": counts.total, "uniqueViews": counts.unique},
+            }
+        return answer | {"totalViews": total.total, "uniqueViews": total.unique, "timeline": points}
 
-    async def page(self, id_: str, query: Query,
-                   details: Sequence[str] = DETAILS) -> dict[str, Any] | None:
+    async def page(
+        self, id_: str, query: Query, details: Sequence[str] = DETAILS
+    ) -> dict[str, Any] | None:
         """One post's or page's live totals, and of `details` those asked for: its
         referrers and its chart, of the last 48 hours or of a period."""
         kind = query.get("kind", "post")
@@ -201,8 +229,10 @@ class Reports:
         period = await self._period(query, legacy=not given)
         hosts, points = await asyncio.gather(
             self._hosts(period if given else _all_time(period), target.ref, 10)
-            if "referrers" in details else _none(),
-            self.spans.series(period, target.ref) if "timeline" in details else _none())
+            if "referrers" in details
+            else _none(),
+            self.spans.series(period, target.ref) if "timeline" in details else _none(),
+        )
         if given:
             answer["period"] = period.describe()
         if hosts is not None:

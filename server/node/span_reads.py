@@ -23,8 +23,9 @@ from livecount.core.row_cache import PeriodRankings, RowCache, Span
 
 
 class SpanReads:
-    def __init__(self, store: Store, label: Label,
-                 limit: asyncio.Semaphore, most_rows: int) -> None:
+    def __init__(
+        self, store: Store, label: Label, limit: asyncio.Semaphore, most_rows: int
+    ) -> None:
         self.store = store
         self.rows = RowCache(most_rows)
         self.rankings = PeriodRankings(self.rows, label)

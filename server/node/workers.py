@@ -65,9 +65,16 @@ class WorkerJob:
 
 
 def job(config: Config, index: int, endpoint: str, port: int) -> WorkerJob:
-    return WorkerJob(dataclasses.replace(
-        config, data_dir=config.data_dir / f"worker-{index}",
-        node_id=f"{config.node_id}-w{index}", port=port, workers=1), endpoint)
+    return WorkerJob(
+        dataclasses.replace(
+            config,
+            data_dir=config.data_dir / f"worker-{index}",
+            node_id=f"{config.node_id}-w{index}",
+            port=port,
+            workers=1,
+        ),
+        endpoint,
+    )
 
 
 # -- journals a worker count would leave behind ----------------------------------------------
@@ -81,8 +88,15 @@ def journals(data_dir: Path, count: int) -> list[Path]:
 def stray_journals(data_dir: Path, count: int) -> list[Path]:
     """Journals in `data_dir` that `count` workers would not replay and that hold views
     not yet stored."""
-    found = [data_dir / "journal", *(folder / "journal" for _, folder in sorted(
-        (int(f.name[7:]), f) for f in data_dir.glob("worker-*") if f.name[7:].isdigit()))]
+    found = [
+        data_dir / "journal",
+        *(
+            folder / "journal"
+            for _, folder in sorted(
+                (int(f.name[7:]), f) for f in data_dir.glob("worker-*") if f.name[7:].isdigit()
+            )
+        ),
+    ]
     used = set(journals(data_dir, count))
     return [j for j in found if j not in used and j.is_dir() and _unstored(j)]
 
@@ -99,13 +113,15 @@ def refuse_strays(config: Config) -> None:
     strays = stray_journals(config.data_dir, config.workers)
     if not strays:
         return
-    counts = sorted({1 if j.parent == config.data_dir else int(j.parent.name[7:]) + 1
-                     for j in strays})
+    counts = sorted(
+        {1 if j.parent == config.data_dir else int(j.parent.name[7:]) + 1 for j in strays}
+    )
     raise JournalBusy(
         f"{', '.join(map(str, strays))} {'hold' if len(strays) > 1 else 'holds'} views "
         f"not yet stored, which --workers "
         f"{config.workers} would not replay: start once with "
-        f"{' then once with '.join(f'--workers {n}' for n in counts)} to store them")
+        f"{' then once with '.join(f'--workers {n}' for n in counts)} to store them"
+    )
 
 
 # -- the parent ------------------------------------------------------------------------------
@@ -170,8 +186,9 @@ class Supervisor:
         if self.config.dynamodb_endpoint == "embedded":
             self.shown.step("dynamodb_local")
         with ExitStack() as recorded:
-            async with local.endpoint_for(self.config.dynamodb_endpoint,
-                                          self.config.data_dir) as endpoint:
+            async with local.endpoint_for(
+                self.config.dynamodb_endpoint, self.config.data_dir
+            ) as endpoint:
                 lifecycle.record(self.config, endpoint, recorded)
                 code = await self.run(endpoint) if not self.stopping.is_set() else 0
         log("stopped", workers=self.config.workers, code=code)
@@ -179,8 +196,9 @@ class Supervisor:
         return code
 
     async def run(self, endpoint: str) -> int:
-        self.workers = [Worker(job(self.config, i, endpoint, self.port))
-                        for i in range(self.config.workers)]
+        self.workers = [
+            Worker(job(self.config, i, endpoint, self.port)) for i in range(self.config.workers)
+        ]
         self.shown.step("workers")
         keepers = [asyncio.create_task(self._keep(w)) for w in self.workers]
         announce = asyncio.create_task(self._announce(endpoint))
@@ -189,8 +207,12 @@ class Supervisor:
         _, running = await asyncio.wait(keepers, timeout=STOP_TIMEOUT)
         for w in self.workers:
             if running and w.alive:
-                warn("worker_killed", worker=w.node, pid=w.proc.pid if w.proc else 0,
-                     after=STOP_TIMEOUT)
+                warn(
+                    "worker_killed",
+                    worker=w.node,
+                    pid=w.proc.pid if w.proc else 0,
+                    after=STOP_TIMEOUT,
+                )
                 self._send(w, signal.SIGKILL)
         if running:
             await asyncio.wait(running)
@@ -233,11 +255,20 @@ class Supervisor:
         host, token = self.config.host, read_token(token_path(self.config))
         if not self.shown.human:
             lifecycle.announce(token, host, self.port)
-        log("listening", host=host, port=self.port, url=f"ws://{host}:{self.port}/ws",
-            workers=len(self.workers))
+        log(
+            "listening",
+            host=host,
+            port=self.port,
+            url=f"ws://{host}:{self.port}/ws",
+            workers=len(self.workers),
+        )
         login = {"Log in": login_url(host, self.port, token)}
-        self.shown.ready(self.port, endpoint, workers=len(self.workers),
-                         extra=login if self.shown.human else None)
+        self.shown.ready(
+            self.port,
+            endpoint,
+            workers=len(self.workers),
+            extra=login if self.shown.human else None,
+        )
 
     async def _keep(self, w: Worker) -> None:
         """Run the slot's worker until stopped, restarting it when it dies."""
@@ -252,15 +283,24 @@ class Supervisor:
                     w.quick_deaths += 1
                 else:  # it served a while: a fresh start, not a crash loop
                     w.quick_deaths, w.delays = 0, backoff(RESTART_FIRST, RESTART_MOST)
-                warn("worker_exited", worker=w.node, pid=w.proc.pid if w.proc else 0,
-                     code=code, served=w.serving)
+                warn(
+                    "worker_exited",
+                    worker=w.node,
+                    pid=w.proc.pid if w.proc else 0,
+                    code=code,
+                    served=w.serving,
+                )
                 if code == REFUSED and not w.serving:
-                    self.give_up(REFUSED, f"worker {w.node} refused to start: see its "
-                                          "message above")
+                    self.give_up(
+                        REFUSED, f"worker {w.node} refused to start: see its message above"
+                    )
                     return
                 if w.quick_deaths >= QUICK_DEATHS:
-                    self.give_up(1, f"worker {w.node} died {w.quick_deaths} times in a "
-                                    f"row, each at once (last exit code {code})")
+                    self.give_up(
+                        1,
+                        f"worker {w.node} died {w.quick_deaths} times in a "
+                        f"row, each at once (last exit code {code})",
+                    )
                     return
                 delay = next(w.delays)
                 log("worker_restarting", worker=w.node, delay=delay)
@@ -278,9 +318,17 @@ class Supervisor:
         try:
             fds = (listener.fileno(), theirs.fileno())
             w.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", MODULE, *map(str, fds), pass_fds=fds,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=LINE_LIMIT)
+                sys.executable,
+                "-m",
+                MODULE,
+                *map(str, fds),
+                pass_fds=fds,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                limit=LINE_LIMIT,
+            )
         except BaseException:
             ours.close()
             raise
@@ -296,8 +344,9 @@ class Supervisor:
             payload = pickle.dumps(w.job)
             writer.write(len(payload).to_bytes(4, "big") + payload)
             assert proc.stdout is not None and proc.stderr is not None
-            output = asyncio.gather(_relay(proc.stdout, sys.stdout.buffer),
-                                    _relay(proc.stderr, sys.stderr.buffer))
+            output = asyncio.gather(
+                _relay(proc.stdout, sys.stdout.buffer), _relay(proc.stderr, sys.stderr.buffer)
+            )
             watch = asyncio.create_task(self._watch(w, reader))
             code = await proc.wait()
             await output
@@ -369,8 +418,7 @@ async def _work(listener: socket.socket, control: socket.socket) -> None:
     given: WorkerJob = pickle.loads(await reader.readexactly(size))  # from our own parent
     logs.setup(given.config.log_level, given.config.node_id, "json")  # its parent relays
     ready = asyncio.Event()
-    helpers = [asyncio.create_task(_tell(ready, writer)),
-               asyncio.create_task(_orphaned(reader))]
+    helpers = [asyncio.create_task(_tell(ready, writer)), asyncio.create_task(_orphaned(reader))]
     try:
         await lifecycle.run(given.config, ready, sock=listener, endpoint=given.endpoint)
     finally:

@@ -48,13 +48,14 @@ PROGRESS_EVERY = 50  # moves between two `admin_moved` log lines
 NEVER_COUNTED = 1  # exit code: the id has no counts at all, as `livecount report` says
 ROLLUPS_SHOWN = 20  # differing rollup rows printed, at most
 
-ENV_NOTE = (f"Store options also read {config.ENV_PREFIX}<NAME>, as serve's do; a flag "
-            "wins over the variable.")
+ENV_NOTE = (
+    f"Store options also read {config.ENV_PREFIX}<NAME>, as serve's do; a flag "
+    "wins over the variable."
+)
 
 
 # The options of `serve` these commands read: where the store is, and how paths map.
-STORE_OPTIONS = ("data_dir", "dynamodb_endpoint", "region", "table_prefix", "node_id",
-                 "log_level")
+STORE_OPTIONS = ("data_dir", "dynamodb_endpoint", "region", "table_prefix", "node_id", "log_level")
 
 
 def add_store_options(parser: argparse.ArgumentParser, extra: tuple[str, ...] = ()) -> None:
@@ -95,8 +96,13 @@ def with_node(cfg: config.Config) -> config.Config:
     """`cfg`, or with the store of the node serving `cfg.data_dir` if one does."""
     if (node := serving(cfg)) is None:
         return cfg
-    return dataclasses.replace(cfg, dynamodb_endpoint=node.endpoint, region=node.region,
-                               table_prefix=node.table_prefix, lease_time=node.lease_time)
+    return dataclasses.replace(
+        cfg,
+        dynamodb_endpoint=node.endpoint,
+        region=node.region,
+        table_prefix=node.table_prefix,
+        lease_time=node.lease_time,
+    )
 
 
 def serving(cfg: config.Config) -> StoreRecord | None:
@@ -128,10 +134,14 @@ def _embedded_free(cfg: config.Config) -> Iterator[None]:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise ClientError("store_in_use", (
-                    f"{cfg.data_dir} is held by another livecount (a serve still starting, "
-                    "or another command), and only one process may open the embedded "
-                    "store's files: try again once it serves or has finished")) from None
+                raise ClientError(
+                    "store_in_use",
+                    (
+                        f"{cfg.data_dir} is held by another livecount (a serve still starting, "
+                        "or another command), and only one process may open the embedded "
+                        "store's files: try again once it serves or has finished"
+                    ),
+                ) from None
         yield
     finally:
         for lock in held:
@@ -148,12 +158,17 @@ async def endpoint(cfg: config.Config) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def opened(cfg: config.Config, create: bool = False, bulk: bool = False,
-                 ) -> AsyncIterator[Store]:
+async def opened(
+    cfg: config.Config,
+    create: bool = False,
+    bulk: bool = False,
+) -> AsyncIterator[Store]:
     """The store of `cfg`'s options; its tables must exist unless `create`. `bulk`
     (an import): requests go unchecked by the SDK (`Store.open`)."""
-    async with endpoint(cfg) as url, Store.open(
-            url, cfg.region, cfg.table_prefix, cfg.node_id, validate=not bulk) as store:
+    async with (
+        endpoint(cfg) as url,
+        Store.open(url, cfg.region, cfg.table_prefix, cfg.node_id, validate=not bulk) as store,
+    ):
         if create:
             await store.create_tables()
         else:
@@ -163,11 +178,17 @@ async def opened(cfg: config.Config, create: bool = False, bulk: bool = False,
 
 async def _tables_exist(store: Store) -> None:
     try:
-        await answer(store.ddb.describe_table(TableName=store.tables.writer),
-                     store.tables.writer, expected=["ResourceNotFoundException"])
+        await answer(
+            store.ddb.describe_table(TableName=store.tables.writer),
+            store.tables.writer,
+            expected=["ResourceNotFoundException"],
+        )
     except Answered:
-        raise ClientError("no_tables", f"there is no table {store.tables.writer}: check "
-                                       "--dynamodb-endpoint and --table-prefix") from None
+        raise ClientError(
+            "no_tables",
+            f"there is no table {store.tables.writer}: check "
+            "--dynamodb-endpoint and --table-prefix",
+        ) from None
 
 
 def progress(done: int, of: int) -> None:
@@ -187,9 +208,13 @@ async def operate(cfg: config.Config, plan: Plan, purge: bool) -> Moved:
             if not (await operations.counts([page])).get(page, (ZERO, ""))[0].total:
                 raise
             ids = " ".join(shlex.quote(i) for i in (plan.id, plan.to) if i is not None)
-            raise ClientError("never_counted", (
-                f"no post {plan.id!r} has views, but a page of that name does: livecount "
-                f"admin {plan.op} --page {ids}")) from None
+            raise ClientError(
+                "never_counted",
+                (
+                    f"no post {plan.id!r} has views, but a page of that name does: livecount "
+                    f"admin {plan.op} --page {ids}"
+                ),
+            ) from None
 
 
 def named(plan: Plan) -> str:
@@ -201,17 +226,22 @@ def report(moved: Moved) -> str:
     lines = [f"Resumed the unfinished {plan.describe()}."] if moved.resumed else []
     views = f"{moved.views.total:,} views ({moved.views.unique:,} unique)"
     if plan.to is None:
-        lines.append(f"Deleted {named(plan)}: {moved.items:,} items emptied, {views} "
-                     "taken out of the site's totals.")
+        lines.append(
+            f"Deleted {named(plan)}: {moved.items:,} items emptied, {views} "
+            "taken out of the site's totals."
+        )
         if moved.purged:
             lines.append(f"Purged {moved.purged:,} emptied items.")
     else:
         assert moved.now is not None
-        lines.append(f"Renamed {named(plan)} to {plan.to!r}: {moved.items:,} items moved, "
-                     f"{views} added to {plan.to!r}, which now has {moved.now.total:,} views "
-                     f"({moved.now.unique:,} unique).")
-        lines.append(f"Views still sent for {plan.id!r} count under it: run this again "
-                     "to move them.")
+        lines.append(
+            f"Renamed {named(plan)} to {plan.to!r}: {moved.items:,} items moved, "
+            f"{views} added to {plan.to!r}, which now has {moved.now.total:,} views "
+            f"({moved.now.unique:,} unique)."
+        )
+        lines.append(
+            f"Views still sent for {plan.id!r} count under it: run this again to move them."
+        )
     return "\n".join(lines)
 
 
@@ -255,9 +285,14 @@ def _delete(ns: argparse.Namespace) -> int:
 
 
 # -- every id with a prefix -----------------------------------------------------------------
-async def delete_prefixed(cfg: config.Config, prefix: str, deleted: Deleted,
-                          shown: ProgressReport, purge: bool = False, dry_run: bool = False,
-                          ) -> dict[Target, Counts]:
+async def delete_prefixed(
+    cfg: config.Config,
+    prefix: str,
+    deleted: Deleted,
+    shown: ProgressReport,
+    purge: bool = False,
+    dry_run: bool = False,
+) -> dict[Target, Counts]:
     """The posts and pages whose id starts with `prefix` (`BulkDeletes.matching`), each
     deleted exactly once as `delete ID` is (unless `dry_run`), into `deleted`. Cancelled
     (Ctrl-C), it begins no other id and finishes those under way: each id is then
@@ -271,8 +306,11 @@ async def delete_prefixed(cfg: config.Config, prefix: str, deleted: Deleted,
             return found
         shown.step("delete", 0, len(found))
         stop = asyncio.Event()
-        work = asyncio.ensure_future(operations.delete_all(
-            deleted, stop, lambda done, of: shown.step("delete", done, of), purge))
+        work = asyncio.ensure_future(
+            operations.delete_all(
+                deleted, stop, lambda done, of: shown.step("delete", done, of), purge
+            )
+        )
         try:
             await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -289,54 +327,85 @@ def _delete_prefix(ns: argparse.Namespace) -> int:
     deleted = Deleted([])
     try:
         with shown:
-            found = uvloop.run(delete_prefixed(cfg, prefix, deleted, shown, ns.purge,
-                                               ns.dry_run))
+            found = uvloop.run(delete_prefixed(cfg, prefix, deleted, shown, ns.purge, ns.dry_run))
     except KeyboardInterrupt:
         part, views = sorted(deleted.under_way), deleted.views
-        text = (f"Stopped: {len(deleted.done):,} of {len(deleted.targets):,} ids starting with "
-                f"{prefix!r} deleted whole ({views.total:,} views taken out), ")
-        text += (f"{', '.join(repr(t.id) for t in part)} part way, the others untouched"
-                 if part else "the others untouched")
-        shown.outcome(f"{text}: run the same command again to delete the rest.",
-                      prefix=prefix, stopped=True,
-                      deleted=_ids(m.plan.target for m in deleted.done),
-                      totalViews=views.total, uniqueViews=views.unique, partWay=_ids(part),
-                      left=_ids(deleted.left))
+        text = (
+            f"Stopped: {len(deleted.done):,} of {len(deleted.targets):,} ids starting with "
+            f"{prefix!r} deleted whole ({views.total:,} views taken out), "
+        )
+        text += (
+            f"{', '.join(repr(t.id) for t in part)} part way, the others untouched"
+            if part
+            else "the others untouched"
+        )
+        shown.outcome(
+            f"{text}: run the same command again to delete the rest.",
+            prefix=prefix,
+            stopped=True,
+            deleted=_ids(m.plan.target for m in deleted.done),
+            totalViews=views.total,
+            uniqueViews=views.unique,
+            partWay=_ids(part),
+            left=_ids(deleted.left),
+        )
         return STOPPED
     except LivecountError as exc:
         return failed(exc)
     viewed = {t: c for t, c in found.items() if c.total}
     if not (viewed if ns.dry_run else deleted.done or deleted.refused):
-        print(f"livecount: no post or page with views has an id starting with {prefix!r}",
-              file=sys.stderr)
+        print(
+            f"livecount: no post or page with views has an id starting with {prefix!r}",
+            file=sys.stderr,
+        )
         return NEVER_COUNTED
     if ns.dry_run:
-        views = Counts(sum(c.total for c in viewed.values()),
-                       sum(c.unique for c in viewed.values()))
-        lines = [f"{t.kind}  {t.id}  {c.total:,} views ({c.unique:,} unique)"
-                 for t, c in viewed.items()]
-        shown.outcome("\n".join([*lines, f"Would delete {_counted(viewed)} starting with "
-                                          f"{prefix!r}: {views.total:,} views ({views.unique:,} "
-                                          "unique). Nothing was written."]),
-                      prefix=prefix, dryRun=True,
-                      ids=[t.named | {"totalViews": c.total, "uniqueViews": c.unique}
-                           for t, c in viewed.items()],
-                      totalViews=views.total, uniqueViews=views.unique)
+        views = Counts(
+            sum(c.total for c in viewed.values()), sum(c.unique for c in viewed.values())
+        )
+        lines = [
+            f"{t.kind}  {t.id}  {c.total:,} views ({c.unique:,} unique)" for t, c in viewed.items()
+        ]
+        shown.outcome(
+            "\n".join(
+                [
+                    *lines,
+                    f"Would delete {_counted(viewed)} starting with "
+                    f"{prefix!r}: {views.total:,} views ({views.unique:,} "
+                    "unique). Nothing was written.",
+                ]
+            ),
+            prefix=prefix,
+            dryRun=True,
+            ids=[
+                t.named | {"totalViews": c.total, "uniqueViews": c.unique}
+                for t, c in viewed.items()
+            ],
+            totalViews=views.total,
+            uniqueViews=views.unique,
+        )
         return 0
     views = deleted.views
-    lines = [f"Deleted {_counted(m.plan.target for m in deleted.done)} starting with "
-             f"{prefix!r}: {views.total:,} views ({views.unique:,} unique) taken out of the "
-             "site's totals."]
+    lines = [
+        f"Deleted {_counted(m.plan.target for m in deleted.done)} starting with "
+        f"{prefix!r}: {views.total:,} views ({views.unique:,} unique) taken out of the "
+        "site's totals."
+    ]
     purged = sum(m.purged for m in deleted.done)
     if purged:
         lines.append(f"Purged {purged:,} emptied items.")
     for target, why in deleted.refused.items():
         lines.append(f"Not deleted: {target.kind} {target.id!r}: {why}.")
-    shown.outcome("\n".join(lines), prefix=prefix,
-                  deleted=_ids(m.plan.target for m in deleted.done),
-                  totalViews=views.total, uniqueViews=views.unique,
-                  items=sum(m.items for m in deleted.done), purged=purged,
-                  refused=[t.named | {"detail": why} for t, why in deleted.refused.items()])
+    shown.outcome(
+        "\n".join(lines),
+        prefix=prefix,
+        deleted=_ids(m.plan.target for m in deleted.done),
+        totalViews=views.total,
+        uniqueViews=views.unique,
+        items=sum(m.items for m in deleted.done),
+        purged=purged,
+        refused=[t.named | {"detail": why} for t, why in deleted.refused.items()],
+    )
     return 2 if deleted.refused else 0
 
 
@@ -355,8 +424,9 @@ def _counted(targets: Iterable[Target]) -> str:
 def title(value: str) -> str:
     """A title as the protocol takes one, and not blank: it is what the reports show."""
     if (wrong := sizes.problem(value, sizes.TITLE)) is not None or not sizes.shows(value):
-        raise argparse.ArgumentTypeError(f"a title {wrong or 'must show something'}, got "
-                                         f"{value[:60]!r}")
+        raise argparse.ArgumentTypeError(
+            f"a title {wrong or 'must show something'}, got {value[:60]!r}"
+        )
     return value
 
 
@@ -388,96 +458,135 @@ def _rollups(ns: argparse.Namespace) -> int:
     except LivecountError as exc:
         return failed(exc)
     for row, stored, expected in found[:ROLLUPS_SHOWN]:
-        print(f"{row.target} {row.sort}: {stored.total} views ({stored.unique} unique), "
-              f"its hours sum to {expected.total} ({expected.unique})")
+        print(
+            f"{row.target} {row.sort}: {stored.total} views ({stored.unique} unique), "
+            f"its hours sum to {expected.total} ({expected.unique})"
+        )
     if len(found) > ROLLUPS_SHOWN:
         print(f"… and {len(found) - ROLLUPS_SHOWN:,} more")
     if ns.check:
-        print(f"{len(found):,} rollup rows differ from their hours" if found
-              else "Every rollup row is the sum of its hours.")
+        print(
+            f"{len(found):,} rollup rows differ from their hours"
+            if found
+            else "Every rollup row is the sum of its hours."
+        )
         return 1 if found else 0
-    print(f"Rebuilt {fixed:,} rollup rows from their hours." if found
-          else "Every rollup row is the sum of its hours: nothing to rebuild.")
+    print(
+        f"Rebuilt {fixed:,} rollup rows from their hours."
+        if found
+        else "Every rollup row is the sum of its hours: nothing to rebuild."
+    )
     if changed:
-        print(f"{changed:,} rows changed while this ran (a node is serving): stop every "
-              "node and run it again.")
+        print(
+            f"{changed:,} rows changed while this ran (a node is serving): stop every "
+            "node and run it again."
+        )
     return 1 if changed else 0
 
 
-PAGE_HELP = ("the ids name pages (such as Home_Page, or a path's own page such as /about), "
-             "not posts")
+PAGE_HELP = "the ids name pages (such as Home_Page, or a path's own page such as /about), not posts"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     admin = commands.add_parser(
-        "admin", help="rename or delete the counts of a post or page, or title a post; "
-                      "check or rebuild rollups",
+        "admin",
+        help="rename or delete the counts of a post or page, or title a post; "
+        "check or rebuild rollups",
         description="Operations on the stored counts of posts and pages, straight on the "
-                    "store, while nodes serve. Each is resumable: run it again to finish one "
-                    "that stopped.",
-        epilog="Each has its own help: livecount admin rename --help, …")
+        "store, while nodes serve. Each is resumable: run it again to finish one "
+        "that stopped.",
+        epilog="Each has its own help: livecount admin rename --help, …",
+    )
     actions = admin.add_subparsers(dest="action", required=True)
     rename = actions.add_parser(
-        "rename", help="move every count of OLD onto NEW (merging)",
+        "rename",
+        help="move every count of OLD onto NEW (merging)",
         description="Move every count of the post (or with --page, the page) OLD onto NEW: "
-                    "totals and unique views, every hour of its timeline, every referrer, and "
-                    "its place in the page listing. NEW's own counts stay; OLD's add to them. "
-                    "Views sent for OLD afterwards count under OLD: run it again to move them. "
-                    "An id that starts with - goes after --: rename [options] -- -old NEW.",
-        epilog=ENV_NOTE)
+        "totals and unique views, every hour of its timeline, every referrer, and "
+        "its place in the page listing. NEW's own counts stay; OLD's add to them. "
+        "Views sent for OLD afterwards count under OLD: run it again to move them. "
+        "An id that starts with - goes after --: rename [options] -- -old NEW.",
+        epilog=ENV_NOTE,
+    )
     rename.add_argument("old", metavar="OLD", type=stored_id, help="the id it had")
     rename.add_argument("new", metavar="NEW", type=article_id, help="the id it has now")
     rename.add_argument("--page", action="store_true", help=PAGE_HELP)
     add_store_options(rename)
-    rename.set_defaults(run=_rename, parser=rename,
-                        ids_hint="livecount admin rename [options] -- -old-id -new-id")
+    rename.set_defaults(
+        run=_rename, parser=rename, ids_hint="livecount admin rename [options] -- -old-id -new-id"
+    )
     delete = actions.add_parser(
-        "delete", help="remove every count of a post or page, or of every id with a prefix",
+        "delete",
+        help="remove every count of a post or page, or of every id with a prefix",
         description="Remove every count of the post ID (or with --page, the page ID), or of "
-                    "every post and page whose id starts with --prefix: totals, timeline and "
-                    "referrers, also from the site's totals, and the place in the page "
-                    "listing. Emptied items stay, at zero, so that a node's resent write "
-                    "cannot count twice; --purge removes them too.",
-        epilog=ENV_NOTE)
-    delete.add_argument("article", metavar="ID", type=stored_id, nargs="?",
-                        help="the post's id, or with --page the page's name")
+        "every post and page whose id starts with --prefix: totals, timeline and "
+        "referrers, also from the site's totals, and the place in the page "
+        "listing. Emptied items stay, at zero, so that a node's resent write "
+        "cannot count twice; --purge removes them too.",
+        epilog=ENV_NOTE,
+    )
+    delete.add_argument(
+        "article",
+        metavar="ID",
+        type=stored_id,
+        nargs="?",
+        help="the post's id, or with --page the page's name",
+    )
     delete.add_argument("--page", action="store_true", help=PAGE_HELP)
-    delete.add_argument("--prefix", type=article_id,
-                        help="instead of one ID, every post and page whose id starts with "
-                             "this: --prefix loadtest- removes what a load test counted. "
-                             "Ctrl-C stops it cleanly: each id is deleted whole or untouched")
-    delete.add_argument("--dry-run", action="store_true",
-                        help="with --prefix: list the ids and views it would delete, and "
-                             "write nothing")
-    delete.add_argument("--json", action="store_true",
-                        help="with --prefix: progress and outcome as JSON lines (the default "
-                             "off a terminal)")
-    delete.add_argument("--purge", action="store_true",
-                        help="also remove the emptied items; only when no node may still "
-                             "resend a write of these ids (all stopped cleanly)")
+    delete.add_argument(
+        "--prefix",
+        type=article_id,
+        help="instead of one ID, every post and page whose id starts with "
+        "this: --prefix loadtest- removes what a load test counted. "
+        "Ctrl-C stops it cleanly: each id is deleted whole or untouched",
+    )
+    delete.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --prefix: list the ids and views it would delete, and write nothing",
+    )
+    delete.add_argument(
+        "--json",
+        action="store_true",
+        help="with --prefix: progress and outcome as JSON lines (the default off a terminal)",
+    )
+    delete.add_argument(
+        "--purge",
+        action="store_true",
+        help="also remove the emptied items; only when no node may still "
+        "resend a write of these ids (all stopped cleanly)",
+    )
     add_store_options(delete)
-    delete.set_defaults(run=_delete, parser=delete,
-                        ids_hint="livecount admin delete [options] -- -the-id")
+    delete.set_defaults(
+        run=_delete, parser=delete, ids_hint="livecount admin delete [options] -- -the-id"
+    )
     retitle = actions.add_parser(
-        "title", help="give a post the title reports show",
+        "title",
+        help="give a post the title reports show",
         description="Give the post ID this TITLE. A post keeps the first title a view "
-                    "gave it (any client can send views, so no view renames a post); "
-                    "this is how the operator changes it.", epilog=ENV_NOTE)
+        "gave it (any client can send views, so no view renames a post); "
+        "this is how the operator changes it.",
+        epilog=ENV_NOTE,
+    )
     retitle.add_argument("article", metavar="ID", type=article_id, help="the article id")
     retitle.add_argument("title", metavar="TITLE", type=title, help="its title")
     add_store_options(retitle)
-    retitle.set_defaults(run=_title, parser=retitle,
-                         ids_hint="livecount admin title [options] -- -the-id TITLE")
+    retitle.set_defaults(
+        run=_title, parser=retitle, ids_hint="livecount admin title [options] -- -the-id TITLE"
+    )
     rollups = actions.add_parser(
-        "rollups", help="check the report rollups against the hours, or rebuild them",
+        "rollups",
+        help="check the report rollups against the hours, or rebuild them",
         description="Every rollup row (a page's views in an hour, day, month or all time, "
-                    "which period reports read) is the sum of its hour rows. Check that "
-                    "they are, or make them so: once after upgrading from a version "
-                    "without rollups, with every node stopped (a node writes a view's "
-                    "hour and rollups one after the other). Exit code 1 when rows "
-                    "differ (--check) or changed meanwhile.", epilog=ENV_NOTE)
-    rollups.add_argument("--check", action="store_true",
-                         help="only say which rows differ; change nothing")
+        "which period reports read) is the sum of its hour rows. Check that "
+        "they are, or make them so: once after upgrading from a version "
+        "without rollups, with every node stopped (a node writes a view's "
+        "hour and rollups one after the other). Exit code 1 when rows "
+        "differ (--check) or changed meanwhile.",
+        epilog=ENV_NOTE,
+    )
+    rollups.add_argument(
+        "--check", action="store_true", help="only say which rows differ; change nothing"
+    )
     add_store_options(rollups)
     rollups.set_defaults(run=_rollups, parser=rollups)
-

@@ -97,17 +97,28 @@ class ViewMix:
     Each article's frame head is encoded once; a view is a draw and a concatenation.
     """
 
-    def __init__(self, articles: int, zipf: float, refreshed_ratio: float = 0.0,
-                 referrer_ratio: float = 0.0, prefix: str = "loadtest-",
-                 seed: int | None = None) -> None:
+    def __init__(
+        self,
+        articles: int,
+        zipf: float,
+        refreshed_ratio: float = 0.0,
+        referrer_ratio: float = 0.0,
+        prefix: str = "loadtest-",
+        seed: int | None = None,
+    ) -> None:
         self._rng = random.Random(seed)
         self._zipf = Zipf(articles, zipf, self._rng)
         self.ids = [f"{prefix}{k}" for k in range(articles)]
-        self._heads = [b'{"message":"views","articleId":' + msgspec.json.encode(i)
-                       + b',"articleTitle":' + msgspec.json.encode(self.title(i))
-                       for i in self.ids]
-        self._referrers = [b',"referrer":"https://ref%d.example/post"' % j
-                           for j in range(REFERRER_HOSTS)]
+        self._heads = [
+            b'{"message":"views","articleId":'
+            + msgspec.json.encode(i)
+            + b',"articleTitle":'
+            + msgspec.json.encode(self.title(i))
+            for i in self.ids
+        ]
+        self._referrers = [
+            b',"referrer":"https://ref%d.example/post"' % j for j in range(REFERRER_HOSTS)
+        ]
         self.refreshed_ratio = refreshed_ratio
         self.referrer_ratio = referrer_ratio
 
@@ -124,8 +135,11 @@ class ViewMix:
         rank = self._zipf.sample()
         rnd = self._rng.random
         refreshed = self.refreshed_ratio > 0 and rnd() < self.refreshed_ratio
-        referrer = (self._rng.randrange(REFERRER_HOSTS)
-                    if self.referrer_ratio > 0 and rnd() < self.referrer_ratio else None)
+        referrer = (
+            self._rng.randrange(REFERRER_HOSTS)
+            if self.referrer_ratio > 0 and rnd() < self.referrer_ratio
+            else None
+        )
         return rank, refreshed, referrer
 
     def frame(self, rank: int, refreshed: bool, referrer: int | None) -> bytes:
@@ -191,9 +205,14 @@ class Histogram:
         def r(x: float | None) -> float | None:
             return None if x is None else round(x, 3)
 
-        return Summary(count=self.count, p50=r(self.percentile(50)), p95=r(self.percentile(95)),
-                       p99=r(self.percentile(99)), max=r(self.max) if self.count else None,
-                       mean=r(self.total / self.count) if self.count else None)
+        return Summary(
+            count=self.count,
+            p50=r(self.percentile(50)),
+            p95=r(self.percentile(95)),
+            p99=r(self.percentile(99)),
+            max=r(self.max) if self.count else None,
+            mean=r(self.total / self.count) if self.count else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -266,8 +285,9 @@ class PushTracker:
             return
         entry = _Expected(total, sent_at)
         if art.top >= total:  # a push beat the reply: date it from what each watcher saw
-            seen = [self._when(art, sub, total) for sub, level in art.levels.items()
-                    if level >= total]
+            seen = [
+                self._when(art, sub, total) for sub, level in art.levels.items() if level >= total
+            ]
             entry.reached = len(seen)
             self.first.record((min(seen) - sent_at) * 1000)
             if entry.reached >= len(art.levels):
@@ -426,84 +446,140 @@ class Report:
             return []
         found = []
         if self.client_saturated:
-            found.append(("client_cpu", f"the client's own CPU ({self.client_cpu_pct:.0f}% of "
-                                        "a core): run several clients on other cores"))
+            found.append(
+                (
+                    "client_cpu",
+                    f"the client's own CPU ({self.client_cpu_pct:.0f}% of "
+                    "a core): run several clients on other cores",
+                )
+            )
         limited = self.errors.get("rate_limited", 0)
         if limited:
-            found.append(("rate_limited", f"the server's rate limit: {limited:,} views were "
-                          "refused rate_limited; serve's --rate-limit is per socket, so spread "
-                          "--rate over more --connections (or raise it on a test server)"))
+            found.append(
+                (
+                    "rate_limited",
+                    f"the server's rate limit: {limited:,} views were "
+                    "refused rate_limited; serve's --rate-limit is per socket, so spread "
+                    "--rate over more --connections (or raise it on a test server)",
+                )
+            )
         other = {k: n for k, n in self.errors.items() if k != "rate_limited"}
         if other:
-            found.append(("errors", "the server refused views: " + ", ".join(
-                f"{k} {n:,}" for k, n in sorted(other.items()))))
+            found.append(
+                (
+                    "errors",
+                    "the server refused views: "
+                    + ", ".join(f"{k} {n:,}" for k, n in sorted(other.items())),
+                )
+            )
         if self.missed:
             p50 = self.reply_ms.p50
-            pace = (f" (replies took {p50:.1f} ms at p50, so {self.connections:,} sockets x "
-                    f"{self.in_flight} allow about "
-                    f"{self.connections * self.in_flight * 1000 / p50:,.0f} views/s)"
-                    if p50 else "")
-            found.append(("replies", f"the server's replies: {self.missed:,} views found "
-                          f"every socket with --in-flight {self.in_flight} views unanswered"
-                          f"{pace}; raise --connections or --in-flight"))
+            pace = (
+                f" (replies took {p50:.1f} ms at p50, so {self.connections:,} sockets x "
+                f"{self.in_flight} allow about "
+                f"{self.connections * self.in_flight * 1000 / p50:,.0f} views/s)"
+                if p50
+                else ""
+            )
+            found.append(
+                (
+                    "replies",
+                    f"the server's replies: {self.missed:,} views found "
+                    f"every socket with --in-flight {self.in_flight} views unanswered"
+                    f"{pace}; raise --connections or --in-flight",
+                )
+            )
         if self.dropped:
             found.append(("dropped", f"the server closed {self.dropped:,} sockets"))
         if not found:
-            found.append(("replies", f"the server's replies: {self.acked_in_window:,} of the "
-                          f"{self.sent:,} views sent were answered within the load"))
+            found.append(
+                (
+                    "replies",
+                    f"the server's replies: {self.acked_in_window:,} of the "
+                    f"{self.sent:,} views sent were answered within the load",
+                )
+            )
         return found
 
     def render(self) -> Table:
-        table = Table(title=f"livecount loadtest → {self.url}", show_header=False,
-                      title_justify="left")
+        table = Table(
+            title=f"livecount loadtest → {self.url}", show_header=False, title_justify="left"
+        )
         table.add_column("metric", style="bold")
         table.add_column("value", justify="right")
         table.add_column("", style="dim")
         rate = f"target {self.target_rate:g}/s" if self.target_rate else "as fast as replies allow"
         rate += f", up to {self.in_flight} unanswered per socket"
-        table.add_row("sockets", f"{self.opened:,} of {self.connections + self.subscribers:,}",
-                      f"{self.connections} viewing, {self.subscribers} subscribed; "
-                      f"opened in {self.connect_s:.1f} s")
-        table.add_row("load", f"{self.duration_s:.1f} s", f"{rate}; {self.articles} articles, "
-                      f"Zipf {self.zipf:g}")
+        table.add_row(
+            "sockets",
+            f"{self.opened:,} of {self.connections + self.subscribers:,}",
+            f"{self.connections} viewing, {self.subscribers} subscribed; "
+            f"opened in {self.connect_s:.1f} s",
+        )
+        table.add_row(
+            "load",
+            f"{self.duration_s:.1f} s",
+            f"{rate}; {self.articles} articles, Zipf {self.zipf:g}",
+        )
         table.add_row("views sent", f"{self.sent:,}", "")
-        table.add_row("replies", f"{self.acked:,}",
-                      f"{self.unanswered:,} unanswered" if self.unanswered else "")
+        table.add_row(
+            "replies",
+            f"{self.acked:,}",
+            f"{self.unanswered:,} unanswered" if self.unanswered else "",
+        )
         errors = ", ".join(f"{code} {n:,}" for code, n in sorted(self.errors.items()))
         table.add_row("errors", f"{sum(self.errors.values()):,}", errors)
-        table.add_row("views/s", f"{self.views_per_s:,.0f}",
-                      f"{self.missed:,} views behind the target rate" if self.missed else "")
+        table.add_row(
+            "views/s",
+            f"{self.views_per_s:,.0f}",
+            f"{self.missed:,} views behind the target rate" if self.missed else "",
+        )
         table.add_row("reply p50 / p95 / p99", _ms_line(self.reply_ms), _ms_tail(self.reply_ms))
         if self.subscribers:
-            table.add_row("push, all subscribers", _ms_line(self.push_ms),
-                          _ms_tail(self.push_ms))
-            table.add_row("push, first subscriber", _ms_line(self.push_first_ms),
-                          _ms_tail(self.push_first_ms))
-            table.add_row("pushes received", f"{self.pushes:,}",
-                          f"{self.push_missing:,} views never pushed" if self.push_missing
-                          else "")
+            table.add_row("push, all subscribers", _ms_line(self.push_ms), _ms_tail(self.push_ms))
+            table.add_row(
+                "push, first subscriber", _ms_line(self.push_first_ms), _ms_tail(self.push_first_ms)
+            )
+            table.add_row(
+                "pushes received",
+                f"{self.pushes:,}",
+                f"{self.push_missing:,} views never pushed" if self.push_missing else "",
+            )
         failures = sum(self.connect_failures.values())
-        table.add_row("connection failures", f"{failures:,}",
-                      ", ".join(f"{k} {n:,}" for k, n in sorted(self.connect_failures.items())))
+        table.add_row(
+            "connection failures",
+            f"{failures:,}",
+            ", ".join(f"{k} {n:,}" for k, n in sorted(self.connect_failures.items())),
+        )
         table.add_row("closed by the server", f"{self.dropped:,}", "")
-        table.add_row("client CPU", f"{self.client_cpu_pct:.0f}% of a core",
-                      "SATURATED" if self.client_saturated else "")
+        table.add_row(
+            "client CPU",
+            f"{self.client_cpu_pct:.0f}% of a core",
+            "SATURATED" if self.client_saturated else "",
+        )
         return table
 
     def notes(self) -> list[str]:
         notes = []
         if causes := self.shortfall():
-            notes.append(f"Behind the target of {self.target_rate:,.0f} views/s "
-                         f"({self.views_per_s:,.0f} answered a second). Limited by "
-                         + "; and by ".join(text for _, text in causes) + ".")
+            notes.append(
+                f"Behind the target of {self.target_rate:,.0f} views/s "
+                f"({self.views_per_s:,.0f} answered a second). Limited by "
+                + "; and by ".join(text for _, text in causes)
+                + "."
+            )
         if self.client_saturated and "client_cpu" not in dict(causes):
-            notes.append(f"The client used {self.client_cpu_pct:.0f}% of a core: it may be the "
-                         "bottleneck. Run fewer sockets or several clients on other cores.")
+            notes.append(
+                f"The client used {self.client_cpu_pct:.0f}% of a core: it may be the "
+                "bottleneck. Run fewer sockets or several clients on other cores."
+            )
         if self.interrupted:
             notes.append("Interrupted: the figures cover the load until Ctrl-C.")
         if self.push_untracked:
-            notes.append(f"{self.push_untracked:,} views were not timed for push latency "
-                         f"(more than {MAX_TRACKED:,} waited at once).")
+            notes.append(
+                f"{self.push_untracked:,} views were not timed for push latency "
+                f"(more than {MAX_TRACKED:,} waited at once)."
+            )
         return notes
 
 
@@ -576,29 +652,50 @@ def _opt(flag: str, help: str, parse: Callable[[str], Any] = text, **more: Any) 
 OPTIONS: Final = (
     _opt("url", "WebSocket URL", _ws_url, default="ws://127.0.0.1:8080/ws"),
     _opt("connections", "sockets that send views", positive(int)),
-    _opt("in-flight", "views a socket may have unanswered at once; `1`: it sends its next "
-                      "view when the reply to the previous one arrives", positive(int)),
+    _opt(
+        "in-flight",
+        "views a socket may have unanswered at once; `1`: it sends its next "
+        "view when the reply to the previous one arrives",
+        positive(int),
+    ),
     _opt("duration", "seconds of load, after all sockets are open", positive(float)),
-    _opt("rate", "total views per second; without it each socket sends a view whenever "
-                 "fewer than `--in-flight` wait for their replies", positive(float)),
+    _opt(
+        "rate",
+        "total views per second; without it each socket sends a view whenever "
+        "fewer than `--in-flight` wait for their replies",
+        positive(float),
+    ),
     _opt("articles", "distinct article ids", positive(int)),
     _opt("zipf", "Zipf exponent of article popularity; 0 is uniform", _non_negative(float)),
     _opt("refreshed-ratio", "share of views sent with refreshed=true", _ratio),
-    _opt("referrer-ratio", f"share of views with an external referrer, one of "
-                           f"{REFERRER_HOSTS} hosts", _ratio),
-    _opt("subscribers", f"extra sockets that only subscribe, to the {MAX_SUBSCRIBED} hottest "
-                        "articles (or all of them if fewer), to time pushes",
-         _non_negative(int)),
+    _opt(
+        "referrer-ratio",
+        f"share of views with an external referrer, one of {REFERRER_HOSTS} hosts",
+        _ratio,
+    ),
+    _opt(
+        "subscribers",
+        f"extra sockets that only subscribe, to the {MAX_SUBSCRIBED} hottest "
+        "articles (or all of them if fewer), to time pushes",
+        _non_negative(int),
+    ),
     _opt("max-views", "stop after this many views even before --duration", positive(int)),
     _opt("open-concurrency", "handshakes in flight at once while ramping up", positive(int)),
     _opt("open-timeout", "seconds for one socket to open", positive(float)),
-    _opt("push-wait", "seconds to wait after the load for the last pushes",
-         _non_negative(float)),
-    _opt("article-prefix", "article ids are PREFIX0, PREFIX1, …; ids with this prefix (or "
-                           f"{LOADTEST_PREFIX}) do not count as a real site", filled),
+    _opt("push-wait", "seconds to wait after the load for the last pushes", _non_negative(float)),
+    _opt(
+        "article-prefix",
+        "article ids are PREFIX0, PREFIX1, …; ids with this prefix (or "
+        f"{LOADTEST_PREFIX}) do not count as a real site",
+        filled,
+    ),
     _opt("seed", "random seed, for repeatable mixes", number(int)),
-    _opt("subscribe-url", "where the subscribers connect; another node's address measures "
-                          "pushes across nodes", _ws_url, shown="--url"),
+    _opt(
+        "subscribe-url",
+        "where the subscribers connect; another node's address measures pushes across nodes",
+        _ws_url,
+        shown="--url",
+    ),
     _opt("json", "print one JSON object, no table", switch=True, default=False),
 )
 
@@ -621,8 +718,10 @@ def raise_fd_limit(needed: int) -> int:
     if needed <= soft:
         return soft
     if hard != resource.RLIM_INFINITY and needed > hard:
-        raise OSError(f"{needed} sockets and files are needed but this process may open at "
-                      f"most {hard} (ulimit -Hn); use fewer --connections/--subscribers")
+        raise OSError(
+            f"{needed} sockets and files are needed but this process may open at "
+            f"most {hard} (ulimit -Hn); use fewer --connections/--subscribers"
+        )
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
     return needed
 
@@ -767,8 +866,13 @@ class _Display:
     """Progress on stderr, never with --json: a rich bar on a terminal, otherwise (a CI
     log, a pipe) a plain line when a phase starts and ends and every `every` seconds."""
 
-    def __init__(self, enabled: bool, console: Console | None = None, every: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        enabled: bool,
+        console: Console | None = None,
+        every: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.console = console or Console(stderr=True)
         self.progress: Progress | None = None
         self.task: TaskID | None = None
@@ -780,11 +884,16 @@ class _Display:
         self._printed = 0.0
         if enabled and self.console.is_terminal:
             self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
                 TextColumn("{task.completed:,.0f}/{task.total:,.0f}{task.fields[unit]}"),
-                TextColumn("{task.fields[info]}"), TimeRemainingColumn(compact=True),
-                TextColumn("left"), console=self.console,
-                transient=True, refresh_per_second=4)
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(compact=True),
+                TextColumn("left"),
+                console=self.console,
+                transient=True,
+                refresh_per_second=4,
+            )
 
     @contextmanager
     def phase(self, description: str, total: float, unit: str = "") -> Iterator[None]:
@@ -821,8 +930,9 @@ class _Display:
         description, total, unit = self._phase
         completed, info = self._last
         line = f"loadtest {description}: {completed:,.0f} of {total:,.0f}{unit}"
-        self.console.print(line + (f", {info}" if info else ""), markup=False,
-                           highlight=False, soft_wrap=True)
+        self.console.print(
+            line + (f", {info}" if info else ""), markup=False, highlight=False, soft_wrap=True
+        )
         self._printed = self.clock()
 
 
@@ -834,8 +944,14 @@ class _Run:
         self.display = display
         self.uri: WebSocketURI = parse_uri(options.url)
         self.subscribe_uri: WebSocketURI = parse_uri(options.subscribe_url or options.url)
-        self.mix = ViewMix(options.articles, options.zipf, options.refreshed_ratio,
-                           options.referrer_ratio, options.article_prefix, options.seed)
+        self.mix = ViewMix(
+            options.articles,
+            options.zipf,
+            options.refreshed_ratio,
+            options.referrer_ratio,
+            options.article_prefix,
+            options.seed,
+        )
         self.reply_ms = Histogram()
         self.tracker = PushTracker()
         self.viewers: list[_Socket] = []
@@ -937,8 +1053,9 @@ class _Run:
             pacer = asyncio.create_task(self._pace(opts.rate, len(self.idle)))
         with self.display.phase("load", opts.duration, " s"):
             deadline = t0 + opts.duration
-            while (left := deadline - time.perf_counter()) > 0 \
-                    and not await pause(self.stop, min(0.25, left)):
+            while (left := deadline - time.perf_counter()) > 0 and not await pause(
+                self.stop, min(0.25, left)
+            ):
                 elapsed = time.perf_counter() - t0
                 self.display.update(elapsed, self.progress_info(elapsed))
         self.sending = False
@@ -1012,8 +1129,11 @@ async def open_all(run: _Run) -> float:
             try:
                 async with asyncio.timeout(opts.open_timeout):
                     await loop.create_connection(
-                        lambda: sock, sock.uri.host, sock.uri.port,
-                        ssl=True if sock.uri.secure else None)
+                        lambda: sock,
+                        sock.uri.host,
+                        sock.uri.port,
+                        ssl=True if sock.uri.secure else None,
+                    )
                     await sock.opened
             except InvalidStatus as exc:
                 run.connect_failures[f"HTTP {exc.response.status_code}"] += 1
@@ -1033,6 +1153,7 @@ async def open_all(run: _Run) -> float:
     with run.display.phase("opening", total, " sockets"):
         await asyncio.gather(*(one(s) for s in [*run.subscribers, *run.viewers]))
     return time.perf_counter() - started
+
 
 async def subscribe_all(run: _Run) -> None:
     """Subscribe every subscriber to the hottest articles and wait for their counts."""
@@ -1055,6 +1176,7 @@ async def subscribe_all(run: _Run) -> None:
             run.connect_failures["subscribe"] += 1
             sock.abort()
 
+
 async def close_all(run: _Run, grace: float = 5.0) -> None:
     run.stopping = True
     socks = [*run.viewers, *run.subscribers]
@@ -1070,8 +1192,11 @@ async def close_all(run: _Run, grace: float = 5.0) -> None:
             sock.abort()
 
 
-async def run(options: Options, display: _Display | None = None,
-              on_interrupt: Callable[[Callable[[], None]], None] | None = None) -> Report:
+async def run(
+    options: Options,
+    display: _Display | None = None,
+    on_interrupt: Callable[[Callable[[], None]], None] | None = None,
+) -> Report:
     """Run one load test and return its report; SIGINT stops the load and still reports."""
     display = display or _Display(False)
     raise_fd_limit(options.connections + options.subscribers + FD_HEADROOM)
@@ -1093,22 +1218,41 @@ async def run(options: Options, display: _Display | None = None,
     await close_all(r)
     share = cpu_share(cpu, wall)
     return Report(
-        url=options.url, connections=options.connections, in_flight=options.in_flight,
+        url=options.url,
+        connections=options.connections,
+        in_flight=options.in_flight,
         subscribers=options.subscribers,
         opened=options.connections + options.subscribers - sum(r.connect_failures.values()),
-        connect_failures=dict(r.connect_failures), connect_s=round(connect_s, 3),
-        duration_s=round(wall, 3), target_rate=options.rate, articles=options.articles,
-        zipf=options.zipf, sent=r.sent, acked=r.acked, acked_in_window=acked_in_window,
+        connect_failures=dict(r.connect_failures),
+        connect_s=round(connect_s, 3),
+        duration_s=round(wall, 3),
+        target_rate=options.rate,
+        articles=options.articles,
+        zipf=options.zipf,
+        sent=r.sent,
+        acked=r.acked,
+        acked_in_window=acked_in_window,
         errors={k: v for k, v in r.errors.items() if not k.startswith("subscribe:")},
-        unanswered=r.sent - r.acked - sum(v for k, v in r.errors.items()
-                                          if not k.startswith("subscribe:")),
+        unanswered=r.sent
+        - r.acked
+        - sum(v for k, v in r.errors.items() if not k.startswith("subscribe:")),
         views_per_s=round(acked_in_window / wall, 1) if wall else 0.0,
-        reply_ms=r.reply_ms.summary(), push_ms=r.tracker.all.summary(),
-        push_first_ms=r.tracker.first.summary(), push_missing=r.tracker.pending,
-        push_untracked=r.tracker.untracked, pushes=r.pushes, viewer_pushes=r.viewer_pushes,
-        dropped=r.dropped, missed=r.missed, unexpected=r.unexpected,
-        client_cpu_pct=round(share, 1), client_saturated=share > SATURATED_PCT,
-        interrupted=r.interrupted, started_at=started_at, stopped_at=stopped_at)
+        reply_ms=r.reply_ms.summary(),
+        push_ms=r.tracker.all.summary(),
+        push_first_ms=r.tracker.first.summary(),
+        push_missing=r.tracker.pending,
+        push_untracked=r.tracker.untracked,
+        pushes=r.pushes,
+        viewer_pushes=r.viewer_pushes,
+        dropped=r.dropped,
+        missed=r.missed,
+        unexpected=r.unexpected,
+        client_cpu_pct=round(share, 1),
+        client_saturated=share > SATURATED_PCT,
+        interrupted=r.interrupted,
+        started_at=started_at,
+        stopped_at=stopped_at,
+    )
 
 
 # -- the real site's safety ------------------------------------------------------------------
@@ -1117,7 +1261,8 @@ SEPARATE_STORE: Final = (
     "  livecount serve --port 8081 --table-prefix loadtest- --data-dir data-loadtest\n"
     "  livecount loadtest --url ws://127.0.0.1:8081/ws\n"
     "and delete data-loadtest afterwards (on AWS: its loadtest- tables).\n"
-    "Or pass --into-real-site to write into this one anyway.")
+    "Or pass --into-real-site to write into this one anyway."
+)
 
 
 def api_base(ws_url: str) -> str:
@@ -1136,9 +1281,11 @@ def real_pages(rows: Iterable[Mapping[str, Any]], prefix: str) -> list[str]:
     for row in rows:
         if (name := row.get("pageName")) is not None:
             found.append(str(name))
-        elif (id_ := row.get("articleId")) is not None \
-                and not str(id_).startswith((prefix, LOADTEST_PREFIX)) \
-                and row.get("articleTitle") != ViewMix.title(str(id_)):
+        elif (
+            (id_ := row.get("articleId")) is not None
+            and not str(id_).startswith((prefix, LOADTEST_PREFIX))
+            and row.get("articleTitle") != ViewMix.title(str(id_))
+        ):
             found.append(str(id_))
     return found
 
@@ -1166,14 +1313,20 @@ def refusal(options: Options) -> tuple[str, int] | None:
     try:
         real = stored_real_pages(options)
     except ReportError as exc:
-        return (f"{exc}\nBefore it sends anything, the load test asks the server's "
-                "/api/pages whether it counts a real site; for a server without that API, "
-                "pass --into-real-site.", 1)
+        return (
+            f"{exc}\nBefore it sends anything, the load test asks the server's "
+            "/api/pages whether it counts a real site; for a server without that API, "
+            "pass --into-real-site.",
+            1,
+        )
     if not real:
         return None
     shown = ", ".join(real[:5]) + (f" and {len(real) - 5:,} more" if len(real) > 5 else "")
-    return (f"{options.url} counts a real site ({shown}): a load test's views would stay in "
-            f"its stats for good, so nothing was sent.\n{SEPARATE_STORE}", 2)
+    return (
+        f"{options.url} counts a real site ({shown}): a load test's views would stay in "
+        f"its stats for good, so nothing was sent.\n{SEPARATE_STORE}",
+        2,
+    )
 
 
 def main(ns: argparse.Namespace) -> int:
@@ -1219,20 +1372,41 @@ def main(ns: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser(
-        "loadtest", help="drive a server with many WebSockets and report",
+        "loadtest",
+        help="drive a server with many WebSockets and report",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Open many WebSockets, send views, report throughput and latency. "
-                    "Ctrl-C stops the\nload and still reports. Its views are counted like "
-                    "any others, so it refuses a\nserver whose store already counts real "
-                    "pages.",
-        epilog=SEPARATE_STORE)
+        "Ctrl-C stops the\nload and still reports. Its views are counted like "
+        "any others, so it refuses a\nserver whose store already counts real "
+        "pages.",
+        epilog=SEPARATE_STORE,
+    )
     add_options(p)
-    config.add_options(p, [Option(
-        "into-real-site", "into_real_site", "write into a store that already counts real "
-        "pages; the load test's views stay in its stats", switch=True, default=False,
-        env=False)])
+    config.add_options(
+        p,
+        [
+            Option(
+                "into-real-site",
+                "into_real_site",
+                "write into a store that already counts real "
+                "pages; the load test's views stay in its stats",
+                switch=True,
+                default=False,
+                env=False,
+            )
+        ],
+    )
     p.set_defaults(run=main, parser=p)
 
 
-__all__ = ["Histogram", "Options", "PushTracker", "Report", "ViewMix", "Window", "Zipf",
-           "register", "run"]
+__all__ = [
+    "Histogram",
+    "Options",
+    "PushTracker",
+    "Report",
+    "ViewMix",
+    "Window",
+    "Zipf",
+    "register",
+    "run",
+]

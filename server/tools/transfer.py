@@ -50,8 +50,7 @@ async def _export(cfg: config.Config, form: str, out: IO[str]) -> dict[str, int]
         else:
             out.write(exports.csv_head())
         async for record in Exports(store).records():
-            out.write(exports.ndjson_line(record) if form == "ndjson"
-                      else exports.csv_line(record))
+            out.write(exports.ndjson_line(record) if form == "ndjson" else exports.csv_line(record))
             written[record.record] += 1
     return written
 
@@ -66,21 +65,37 @@ def _run_export(ns: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"livecount: cannot write {ns.output}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    logs.log("exported", counts=written["count"], hours=written["timeline"],
-             referrers=written["referrer"], output=str(ns.output or "stdout"))
+    logs.log(
+        "exported",
+        counts=written["count"],
+        hours=written["timeline"],
+        referrers=written["referrer"],
+        output=str(ns.output or "stdout"),
+    )
     return 0
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export = commands.add_parser(
-        "export", help="write every count as CSV or NDJSON",
+        "export",
+        help="write every count as CSV or NDJSON",
         description="Write every stored count: each post's and page's totals, every hour "
-                    "of the timeline and every referrer, for each and for the whole site. "
-                    "livecount import reads it back.", epilog=ENV_NOTE)
-    export.add_argument("--format", type=config.choice(*exports.FORMATS), default="csv",
-                        metavar="{csv,ndjson}",
-                        help="CSV (one table, a record column) or NDJSON (default: csv)")
-    export.add_argument("--output", type=config.path, metavar="FILE",
-                        help="write here, whole or not at all (default: stdout)")
+        "of the timeline and every referrer, for each and for the whole site. "
+        "livecount import reads it back.",
+        epilog=ENV_NOTE,
+    )
+    export.add_argument(
+        "--format",
+        type=config.choice(*exports.FORMATS),
+        default="csv",
+        metavar="{csv,ndjson}",
+        help="CSV (one table, a record column) or NDJSON (default: csv)",
+    )
+    export.add_argument(
+        "--output",
+        type=config.path,
+        metavar="FILE",
+        help="write here, whole or not at all (default: stdout)",
+    )
     add_store_options(export)
     export.set_defaults(run=_run_export, parser=export)

@@ -29,15 +29,24 @@ from tests.support import Served, eventually, login_url
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # This machine has no network beyond loopback: keep Chromium from reaching out.
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 # Headless Chromium says "HeadlessChrome", which livecount rightly takes for a bot and
 # does not count; the tests stand in for readers, so they say what Chrome says.
-READER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                "Chrome/156.0.0.0 Safari/537.36")
+READER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36"
+)
 
 TIMEOUT = 20_000  # ms, for expect(): a deadline, not a speed claim
 # Every expect() waits this long unless it says otherwise: playwright's 5 s default
@@ -54,11 +63,13 @@ OpenTab = Callable[..., Awaitable[Tab]]
 @pytest_asyncio.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
     if not shutil.which("chromium"):
-        pytest.fail("chromium is not installed: run `make test-deps` "
-                    "(Debian: apt-get install chromium)")
+        pytest.fail(
+            "chromium is not installed: run `make test-deps` (Debian: apt-get install chromium)"
+        )
     async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                            args=[*FLAGS, f"--user-agent={READER_AGENT}"])
+        chromium = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=[*FLAGS, f"--user-agent={READER_AGENT}"]
+        )
         yield chromium
         await chromium.close()
 
@@ -71,9 +82,14 @@ async def open_dashboard(browser: Browser) -> AsyncIterator[Open]:
     contexts: list[BrowserContext] = []
     errors: list[str] = []
 
-    async def open_(served: Served, fragment: str = "", viewport: ViewportSize = DESKTOP,
-                    scheme: Scheme = "light", logged_in: bool = False,
-                    before: Callable[[Page], Awaitable[None]] | None = None) -> Page:
+    async def open_(
+        served: Served,
+        fragment: str = "",
+        viewport: ViewportSize = DESKTOP,
+        scheme: Scheme = "light",
+        logged_in: bool = False,
+        before: Callable[[Page], Awaitable[None]] | None = None,
+    ) -> Page:
         context = await browser.new_context(viewport=viewport, color_scheme=scheme)
         contexts.append(context)
         page = await context.new_page()
@@ -102,10 +118,12 @@ async def open_tab(browser: Browser) -> AsyncIterator[OpenTab]:
     contexts: list[BrowserContext] = []
     errors: list[str] = []
 
-    async def open_(url: str, *, user_agent: str | None = None, init: str = "",
-                    kind: type[Tab] = Tab) -> Tab:
-        context = await (browser.new_context(user_agent=user_agent) if user_agent
-                         else browser.new_context())
+    async def open_(
+        url: str, *, user_agent: str | None = None, init: str = "", kind: type[Tab] = Tab
+    ) -> Tab:
+        context = await (
+            browser.new_context(user_agent=user_agent) if user_agent else browser.new_context()
+        )
         contexts.append(context)
         if init:
             await context.add_init_script(init)
@@ -142,6 +160,7 @@ async def send_view(ws: ClientConnection, article: str | None = None, **fields: 
 
 async def stored(served: Served, views: int) -> None:
     """Wait until `views` views are flushed: report rows are written by the flush."""
+
     async def flushed() -> int:
         return sum(int(e.get("views", 0)) for e in served.events("flushed"))
 

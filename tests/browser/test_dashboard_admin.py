@@ -38,15 +38,15 @@ def token_of(served: Served) -> str:
 async def read(served: Served, path: str) -> tuple[int, Any]:
     """A report read with the operator's token, as `livecount report` would."""
     status, _, body = await asyncio.to_thread(
-        http_get, served.http + path, {"Authorization": f"Bearer {token_of(served)}"})
+        http_get, served.http + path, {"Authorization": f"Bearer {token_of(served)}"}
+    )
     return status, json.loads(body)
 
 
 async def listed(served: Served) -> dict[str, tuple[int, int]]:
     status, rows = await read(served, "/api/pages")
     assert status == 200, rows
-    return {r.get("articleId") or r["pageName"]: (r["totalViews"], r["uniqueViews"])
-            for r in rows}
+    return {r.get("articleId") or r["pageName"]: (r["totalViews"], r["uniqueViews"]) for r in rows}
 
 
 @pytest.fixture
@@ -67,13 +67,17 @@ def admin_requests(page: Page) -> list[str]:
     return seen
 
 
-async def test_rename_merges_onto_the_new_id_and_selects_it(launch: Launch,
-                                                           open_dashboard: Open):
+async def test_rename_merges_onto_the_new_id_and_selects_it(launch: Launch, open_dashboard: Open):
     served = await launch()
     async with connect(served.ws) as ws:
         for refreshed in (False, False, True):  # 3 views, 2 unique
-            await send_view(ws, "old-slug", articleTitle="Moving post", refreshed=refreshed,
-                            referrer="https://lobste.rs/s/x")
+            await send_view(
+                ws,
+                "old-slug",
+                articleTitle="Moving post",
+                refreshed=refreshed,
+                referrer="https://lobste.rs/s/x",
+            )
         for _ in range(2):
             await send_view(ws, "new-slug")  # no title: the old one's fills it
         await send_view(ws, "bystander", articleTitle="Bystander")
@@ -94,15 +98,17 @@ async def test_rename_merges_onto_the_new_id_and_selects_it(launch: Launch,
     await page.keyboard.press("Enter")
     await expect(page.locator("#rename-what")).to_have_text(
         "Move every count of old-slug onto new-slug, merging with new-slug's counts. Views "
-        "still sent for old-slug keep counting under old-slug until you run this again.")
+        "still sent for old-slug keep counting under old-slug until you run this again."
+    )
     await expect(page.locator("#rename-merge")).to_contain_text("new-slug will have 5 views")
     await expect(page.locator("#rename-what")).to_be_focused()
     await dialog.get_by_role("button", name="Rename", exact=True).click()
 
     result = page.locator("#rename-result")
     await expect(result).to_contain_text("Renamed old-slug to new-slug: moved", timeout=TIMEOUT)
-    await expect(result).to_contain_text("holding 3 views, 2 unique. "
-                                         "new-slug now has 5 views, 4 unique.")
+    await expect(result).to_contain_text(
+        "holding 3 views, 2 unique. new-slug now has 5 views, 4 unique."
+    )
     await expect(result).to_be_focused()
     # Behind the dialog: the new id selected, with the merged totals; the old one gone.
     await expect(row(page, "new-slug").locator(".total")).to_have_text("5", timeout=TIMEOUT)
@@ -133,8 +139,7 @@ async def test_rename_merges_onto_the_new_id_and_selects_it(launch: Launch,
     await expect(page.locator("#site-total")).to_have_text("7")
 
 
-async def test_delete_needs_the_id_typed_and_removes_the_post(launch: Launch,
-                                                              open_dashboard: Open):
+async def test_delete_needs_the_id_typed_and_removes_the_post(launch: Launch, open_dashboard: Open):
     served = await launch()
     async with connect(served.ws) as ws:
         await send_view(ws, "doomed", articleTitle="Doomed", referrer="https://reddit.com/r/x")
@@ -152,7 +157,8 @@ async def test_delete_needs_the_id_typed_and_removes_the_post(launch: Launch,
     await expect(dialog).to_be_visible()
     await expect(page.locator("#delete-what")).to_have_text(
         "Remove every count of doomed: its 2 views (1 unique), its hours and its referrers, "
-        "from the site's totals too. This cannot be undone.")
+        "from the site's totals too. This cannot be undone."
+    )
     await expect(page.locator("#delete-confirm")).to_be_focused()
     go = dialog.get_by_role("button", name="Delete this post")
     await expect(go).to_be_disabled()
@@ -166,7 +172,8 @@ async def test_delete_needs_the_id_typed_and_removes_the_post(launch: Launch,
     await go.click()
 
     await expect(page.locator("#delete-result")).to_contain_text(
-        "Deleted doomed: removed", timeout=TIMEOUT)
+        "Deleted doomed: removed", timeout=TIMEOUT
+    )
     await expect(page.locator("#delete-result")).to_contain_text("holding 2 views, 1 unique.")
     await expect(row(page, "doomed")).to_have_count(0)
     await expect(page.locator("#site-total")).to_have_text("1")
@@ -185,8 +192,7 @@ async def test_delete_needs_the_id_typed_and_removes_the_post(launch: Launch,
     await expect(page.locator("#referrers li")).to_have_count(0, timeout=TIMEOUT)
 
 
-async def test_cancel_and_escape_leave_everything_as_it_was(launch: Launch,
-                                                            open_dashboard: Open):
+async def test_cancel_and_escape_leave_everything_as_it_was(launch: Launch, open_dashboard: Open):
     served = await launch()
     async with connect(served.ws) as ws:
         await send_view(ws, "keep-me", articleTitle="Keep me")
@@ -207,11 +213,16 @@ async def test_cancel_and_escape_leave_everything_as_it_was(launch: Launch,
     await page.fill("#rename-to", "keep-me")
     await page.keyboard.press("Enter")
     await expect(page.locator("#rename-problem")).to_have_text(
-        "That is the id it has already: type another.")
+        "That is the id it has already: type another."
+    )
     # The server's limits, before the confirmation (found by a hostile trial: these
     # reached it, and only the server's 400 sent the dialog back).
-    for bad, said in (("é" * 600, "600 characters long"), ("😀" * 255, "1,020 bytes in UTF-8"),
-                      ("line\u2028sep", "line separator"), ("nel\u0085", "control character")):
+    for bad, said in (
+        ("é" * 600, "600 characters long"),
+        ("😀" * 255, "1,020 bytes in UTF-8"),
+        ("line\u2028sep", "line separator"),
+        ("nel\u0085", "control character"),
+    ):
         await page.fill("#rename-to", bad)
         await page.keyboard.press("Enter")
         await expect(page.locator("#rename-problem")).to_contain_text(said)
@@ -252,8 +263,7 @@ async def test_cancel_and_escape_leave_everything_as_it_was(launch: Launch,
     assert await listed(served) == {"keep-me": (2, 2), "other": (1, 1)}
 
 
-async def test_a_long_rename_shows_progress_and_asks_again(launch: Launch,
-                                                           open_dashboard: Open):
+async def test_a_long_rename_shows_progress_and_asks_again(launch: Launch, open_dashboard: Open):
     """The server answers 202 while an operation outlives its wait (2 s): the first
     answer is made so here; the page asks the same again, which the real server runs."""
     served = await launch()
@@ -266,11 +276,15 @@ async def test_a_long_rename_shows_progress_and_asks_again(launch: Launch,
     release = asyncio.Event()
 
     async def server_busy_once(route: Route) -> None:
-        asked.append(f"{route.request.method} {route.request.url} "
-                     f"{route.request.headers.get('content-type')} {route.request.post_data}")
+        asked.append(
+            f"{route.request.method} {route.request.url} "
+            f"{route.request.headers.get('content-type')} {route.request.post_data}"
+        )
         if len(asked) == 1:
-            await route.fulfill(status=202, json={"status": "running", "operation": "rename",
-                                                  "detail": "the rename goes on"})
+            await route.fulfill(
+                status=202,
+                json={"status": "running", "operation": "rename", "detail": "the rename goes on"},
+            )
             return
         await release.wait()
         await route.continue_()
@@ -281,22 +295,29 @@ async def test_a_long_rename_shows_progress_and_asks_again(launch: Launch,
     await page.keyboard.press("Enter")
     await page.keyboard.press("Enter")  # focus is on the sentence: Enter does not confirm
     await expect(page.locator("#rename-progress")).to_be_hidden()
-    await page.locator("#rename-dialog").get_by_role("button", name="Rename",
-                                                     exact=True).click()
+    await page.locator("#rename-dialog").get_by_role("button", name="Rename", exact=True).click()
     progress = page.locator("#rename-progress")
-    await expect(progress).to_contain_text("Renaming slow to fast: still going after",
-                                           timeout=TIMEOUT)
+    await expect(progress).to_contain_text(
+        "Renaming slow to fast: still going after", timeout=TIMEOUT
+    )
     await expect(progress).to_be_visible()
+
     async def asks() -> int:
         return len(asked)
 
     await eventually(asks, lambda n: n == 2)
     release.set()
     await expect(page.locator("#rename-result")).to_contain_text(
-        "fast now has 1 view, 1 unique.", timeout=TIMEOUT)
-    assert asked[0] == asked[1] == (f"POST {served.http}/api/admin/rename application/json "
-                                    + json.dumps({"from": "slow", "to": "fast"},
-                                                 separators=(",", ":")))
+        "fast now has 1 view, 1 unique.", timeout=TIMEOUT
+    )
+    assert (
+        asked[0]
+        == asked[1]
+        == (
+            f"POST {served.http}/api/admin/rename application/json "
+            + json.dumps({"from": "slow", "to": "fast"}, separators=(",", ":"))
+        )
+    )
     assert await listed(served) == {"fast": (1, 1)}
 
 
@@ -309,18 +330,26 @@ async def test_refusals_are_shown_in_words(launch: Launch, open_dashboard: Open)
 
     # 409: another operation on the post is not finished (made so: the real one is quick).
     page = await open_dashboard(served, "#post=busy")
-    await page.route("**/api/admin/rename", lambda route: route.fulfill(status=409, json={
-        "error": "operation_running",
-        "detail": "the delete of 'busy' is not finished: run it again to finish it, "
-                  "then this one"}))
+    await page.route(
+        "**/api/admin/rename",
+        lambda route: route.fulfill(
+            status=409,
+            json={
+                "error": "operation_running",
+                "detail": "the delete of 'busy' is not finished: run it again to finish it, "
+                "then this one",
+            },
+        ),
+    )
     await page.click("#rename-open")
     await page.fill("#rename-to", "calm")
     await page.keyboard.press("Enter")
     rename = page.locator("#rename-dialog")
     await rename.get_by_role("button", name="Rename", exact=True).click()
     await expect(page.locator("#rename-error")).to_have_text(
-        "Not now: the delete of 'busy' is not finished: run it again to finish it, "
-        "then this one.", timeout=TIMEOUT)
+        "Not now: the delete of 'busy' is not finished: run it again to finish it, then this one.",
+        timeout=TIMEOUT,
+    )
     await expect(rename.get_by_role("button", name="Try again")).to_be_visible()
     await expect(row(page, "busy").locator(".total")).to_have_text("1")
     await page.keyboard.press("Escape")
@@ -335,7 +364,8 @@ async def test_refusals_are_shown_in_words(launch: Launch, open_dashboard: Open)
     await expect(page.locator("#delete-error")).to_have_text(
         "'never-seen' was never counted, or has no views left: there is nothing to rename or "
         "delete.",
-        timeout=TIMEOUT)
+        timeout=TIMEOUT,
+    )
     await expect(page.locator("#delete-confirm")).to_be_focused()
 
     # 401 from the real server: reports are public here, admin actions never are.
@@ -349,12 +379,14 @@ async def test_refusals_are_shown_in_words(launch: Launch, open_dashboard: Open)
     assert await listed(served) == {"busy": (1, 1)}
 
 
-@pytest.mark.parametrize(("viewport", "scheme", "card"), [
-    (PHONE, "dark", "rgb(23, 24, 30)"), (DESKTOP, "light", "rgb(255, 255, 255)")],
-    ids=["phone-dark", "desktop-light"])
-async def test_the_dialogs_fit_and_follow_the_scheme(launch: Launch, open_dashboard: Open,
-                                                     viewport: ViewportSize, scheme: Scheme,
-                                                     card: str):
+@pytest.mark.parametrize(
+    ("viewport", "scheme", "card"),
+    [(PHONE, "dark", "rgb(23, 24, 30)"), (DESKTOP, "light", "rgb(255, 255, 255)")],
+    ids=["phone-dark", "desktop-light"],
+)
+async def test_the_dialogs_fit_and_follow_the_scheme(
+    launch: Launch, open_dashboard: Open, viewport: ViewportSize, scheme: Scheme, card: str
+):
     served = await launch()
     long_id = "a-rather-long-article-id-with-no-spaces-in-it-" * 5
     async with connect(served.ws) as ws:
@@ -362,11 +394,15 @@ async def test_the_dialogs_fit_and_follow_the_scheme(launch: Launch, open_dashbo
     await stored(served, 1)
     page = await open_dashboard(served, "#post=" + long_id, viewport=viewport, scheme=scheme)
     await expect(row(page, long_id).locator(".total")).to_have_text("1", timeout=TIMEOUT)
-    fits = ("(() => { const r = document.querySelector('dialog[open]').getBoundingClientRect();"
-            " return r.left >= 0 && r.right <= innerWidth && r.bottom <= innerHeight"
-            " && document.scrollingElement.scrollWidth <= innerWidth; })()")
-    for opener, dialog, field in [("#rename-open", "#rename-dialog", "#rename-to"),
-                                  ("#delete-open", "#delete-dialog", "#delete-confirm")]:
+    fits = (
+        "(() => { const r = document.querySelector('dialog[open]').getBoundingClientRect();"
+        " return r.left >= 0 && r.right <= innerWidth && r.bottom <= innerHeight"
+        " && document.scrollingElement.scrollWidth <= innerWidth; })()"
+    )
+    for opener, dialog, field in [
+        ("#rename-open", "#rename-dialog", "#rename-to"),
+        ("#delete-open", "#delete-dialog", "#delete-confirm"),
+    ]:
         await page.locator(opener).scroll_into_view_if_needed()
         await page.click(opener)
         await expect(page.locator(dialog)).to_be_visible()
@@ -414,11 +450,13 @@ async def test_a_page_is_deleted_from_its_panel(launch: Launch, open_dashboard: 
     await page.click("#delete-open")
     await expect(dialog.get_by_role("heading")).to_have_text("Delete a page")
     await expect(page.locator("#delete-what")).to_contain_text(
-        "Remove every count of Home_Page: its 2 views (2 unique)")
+        "Remove every count of Home_Page: its 2 views (2 unique)"
+    )
     await page.fill("#delete-confirm", "Home_Page")
     await dialog.get_by_role("button", name="Delete this page").click()
     await expect(page.locator("#delete-result")).to_contain_text(
-        "Deleted Home_Page: removed", timeout=TIMEOUT)
+        "Deleted Home_Page: removed", timeout=TIMEOUT
+    )
     await expect(row(page, "Home_Page")).to_have_count(0)
     await expect(page.locator("#site-total")).to_have_text("1")
     status, body = await read(served, "/api/pages/Home_Page?kind=page")
@@ -457,17 +495,23 @@ async def test_several_rows_or_every_id_with_a_prefix_are_deleted_at_once(
     await dialog.get_by_role("button", name="Continue").click()
     await expect(page.locator("#bulk-what")).to_have_text(
         "Remove every count of 1 post and 1 page: their 2 views (1 unique), their hours and "
-        "their referrers, from the site's totals too. This cannot be undone.")
+        "their referrers, from the site's totals too. This cannot be undone."
+    )
     await expect(page.locator("#bulk-what")).to_be_focused()
     await dialog.get_by_role("button", name="Delete 2 ids").click()
     await expect(page.locator("#bulk-result")).to_have_text(
-        "Deleted 1 post and 1 page holding 2 views, 1 unique.", timeout=TIMEOUT)
+        "Deleted 1 post and 1 page holding 2 views, 1 unique.", timeout=TIMEOUT
+    )
     await expect(row(page, "keep-b")).to_have_count(0)
     await expect(row(page, "Home_Page")).to_have_count(0)
     await expect(page.locator("#site-total")).to_have_text("5")
     await dialog.get_by_role("button", name="Close").click()
-    assert await listed(served) == {"loadtest-0": (2, 2), "loadtest-1": (1, 1),
-                                    "loadtest-page": (1, 1), "keep-a": (1, 1)}
+    assert await listed(served) == {
+        "loadtest-0": (2, 2),
+        "loadtest-1": (1, 1),
+        "loadtest-page": (1, 1),
+        "keep-a": (1, 1),
+    }
 
     # A prefix: what the server would delete (listed or not), then the delete, which
     # says how far it is while it goes (its first answer made a 202 here).
@@ -477,9 +521,16 @@ async def test_several_rows_or_every_id_with_a_prefix_are_deleted_at_once(
         if "dryRun" not in (route.request.post_data or ""):
             deletes.append(route.request.post_data or "")
             if len(deletes) == 1:
-                await route.fulfill(status=202, json={
-                    "status": "running", "operation": "delete", "prefix": "loadtest-",
-                    "done": 1, "of": 3})
+                await route.fulfill(
+                    status=202,
+                    json={
+                        "status": "running",
+                        "operation": "delete",
+                        "prefix": "loadtest-",
+                        "done": 1,
+                        "of": 3,
+                    },
+                )
                 return
         await route.continue_()
 
@@ -490,20 +541,25 @@ async def test_several_rows_or_every_id_with_a_prefix_are_deleted_at_once(
     await page.fill("#bulk-prefix", "nothing-")
     await page.keyboard.press("Enter")
     await expect(page.locator("#bulk-problem")).to_have_text(
-        "No post or page with views has an id that starts with nothing-.", timeout=TIMEOUT)
+        "No post or page with views has an id that starts with nothing-.", timeout=TIMEOUT
+    )
     await page.fill("#bulk-prefix", "loadtest-")
     await page.keyboard.press("Enter")
     await expect(page.locator("#bulk-what")).to_have_text(
         "Remove every count of the 3 ids that start with loadtest- (2 posts and 1 page): "
         "their 4 views (4 unique), their hours and their referrers, from the site's totals "
-        "too. This cannot be undone.", timeout=TIMEOUT)
+        "too. This cannot be undone.",
+        timeout=TIMEOUT,
+    )
     await expect(page.locator("#bulk-ids li")).to_have_count(3)
     await dialog.get_by_role("button", name="Delete 3 ids").click()
     await expect(page.locator("#bulk-progress")).to_contain_text(
-        "Deleted 1 of 3: still going after", timeout=TIMEOUT)
+        "Deleted 1 of 3: still going after", timeout=TIMEOUT
+    )
     assert await page.locator("#bulk-bar").evaluate("b => [b.value, b.max]") == [1, 3]
     await expect(page.locator("#bulk-result")).to_have_text(
-        "Deleted 2 posts and 1 page holding 4 views, 4 unique.", timeout=TIMEOUT)
+        "Deleted 2 posts and 1 page holding 4 views, 4 unique.", timeout=TIMEOUT
+    )
     for gone in ("loadtest-0", "loadtest-1", "loadtest-page"):
         await expect(row(page, gone)).to_have_count(0)
     await expect(page.locator("#site-total")).to_have_text("1")
@@ -534,12 +590,14 @@ async def test_the_operator_changes_a_posts_title(launch: Launch, open_dashboard
     await expect(page.locator("#title-problem")).to_have_text("Type the title.")
     await page.fill("#title-to", "\u200b\u200d")  # shows nothing: the server says so
     await page.keyboard.press("Enter")
-    await expect(page.locator("#title-problem")).to_contain_text("must show something",
-                                                                  timeout=TIMEOUT)
+    await expect(page.locator("#title-problem")).to_contain_text(
+        "must show something", timeout=TIMEOUT
+    )
     await page.fill("#title-to", "Hello, world")
     await page.keyboard.press("Enter")
     await expect(page.locator("#title-result")).to_have_text(
-        "The title of hello-world is now “Hello, world”.", timeout=TIMEOUT)
+        "The title of hello-world is now “Hello, world”.", timeout=TIMEOUT
+    )
     await dialog.get_by_role("button", name="Close").click()
     await expect(page.locator("#detail-title")).to_have_text("Hello, world", timeout=TIMEOUT)
     status, body = await read(served, "/api/pages/hello-world")

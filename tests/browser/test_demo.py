@@ -46,8 +46,7 @@ async def test_the_snippet_sends_the_seed_fields(browser: Browser, launch: Launc
     """What the browser sent, as the server counted it: title and external referrer."""
     served = await launch("--demo", "on", "--site-domain", "127.0.0.1")
     page = await (await browser.new_context()).new_page()
-    await page.goto(served.http + "/demo/posts/second-post",
-                    referer="https://news.example/item")
+    await page.goto(served.http + "/demo/posts/second-post", referer="https://news.example/item")
     await expect(page.locator("#post-total")).to_have_text("1", timeout=TIMEOUT)
     await page.click("#nav-hello")  # in-app: the landing referrer is not sent again
     await expect(page.locator("#post-total")).to_have_text("1", timeout=TIMEOUT)
@@ -60,10 +59,10 @@ async def test_the_snippet_sends_the_seed_fields(browser: Browser, launch: Launc
         return json.loads(body) if status == 200 else {}
 
     # Titles reach the report through the stream, referrers through their own writes.
-    landing = await eventually(lambda: stored("second-post"),
-                               lambda p: bool(p.get("articleTitle") and p.get("referrers")))
-    inside = await eventually(lambda: stored("hello-world"),
-                              lambda p: bool(p.get("articleTitle")))
+    landing = await eventually(
+        lambda: stored("second-post"), lambda p: bool(p.get("articleTitle") and p.get("referrers"))
+    )
+    inside = await eventually(lambda: stored("hello-world"), lambda p: bool(p.get("articleTitle")))
     assert landing["articleTitle"] == "Second post"
     assert landing["referrers"] == [{"host": "news.example", "views": 1}]
     assert inside["articleTitle"] == "Hello, world"
@@ -89,8 +88,10 @@ async def test_pages_reconnect_after_a_server_restart(browser: Browser, launch: 
     await expect(reader.locator("#total")).to_have_text("2", timeout=TIMEOUT)
 
 
-HEADLESS_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                  "HeadlessChrome/156.0.0.0 Safari/537.36")
+HEADLESS_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "HeadlessChrome/156.0.0.0 Safari/537.36"
+)
 
 
 async def test_a_bot_is_told_its_view_was_not_counted(browser: Browser, launch: Launch):
@@ -106,8 +107,9 @@ async def test_a_bot_is_told_its_view_was_not_counted(browser: Browser, launch: 
     await expect(bot.locator("#post-total")).to_have_text("0")
 
     reader = await open_demo(browser, served.http + "/demo/posts/hello-world")
-    await expect(reader.locator("#reply")).to_have_attribute("data-counted", "true",
-                                                             timeout=TIMEOUT)
+    await expect(reader.locator("#reply")).to_have_attribute(
+        "data-counted", "true", timeout=TIMEOUT
+    )
     await expect(reader.locator("#post-total")).to_have_text("1", timeout=TIMEOUT)
     await expect(bot.locator("#post-total")).to_have_text("1", timeout=TIMEOUT)  # live, still
     async with connect(served.ws) as ws:  # the server counted the reader alone
@@ -115,8 +117,7 @@ async def test_a_bot_is_told_its_view_was_not_counted(browser: Browser, launch: 
         assert json.loads(await ws.recv())["totalViews"] == 1
 
 
-async def test_the_demo_home_page_is_counted_as_the_home_page(browser: Browser,
-                                                              launch: Launch):
+async def test_the_demo_home_page_is_counted_as_the_home_page(browser: Browser, launch: Launch):
     served = await launch("--demo", "on")
     page = await open_demo(browser, served.http + "/demo")
     reply = page.locator("#reply")
@@ -138,13 +139,16 @@ async def test_the_counts_read_as_english(browser: Browser, launch: Launch):
     page = await open_demo(browser, served.http + "/demo/posts/hello-world")
     footer = page.locator("footer")
     await expect(footer).to_have_text(
-        "“Hello, world” has been viewed 1 time by 1 visitor.", timeout=TIMEOUT)
+        "“Hello, world” has been viewed 1 time by 1 visitor.", timeout=TIMEOUT
+    )
     await page.reload()  # a reload: total only
     await expect(footer).to_have_text(
-        "“Hello, world” has been viewed 2 times by 1 visitor.", timeout=TIMEOUT)
+        "“Hello, world” has been viewed 2 times by 1 visitor.", timeout=TIMEOUT
+    )
     other = await open_demo(browser, served.http + "/demo/posts/hello-world")
     await expect(other.locator("footer")).to_have_text(
-        "“Hello, world” has been viewed 3 times by 2 visitors.", timeout=TIMEOUT)
+        "“Hello, world” has been viewed 3 times by 2 visitors.", timeout=TIMEOUT
+    )
     # Both are on the post now, and both pages say so.
     await expect(other.locator("#post-reading")).to_have_text("2", timeout=TIMEOUT)
     await expect(page.locator("#post-reading")).to_have_text("2", timeout=TIMEOUT)

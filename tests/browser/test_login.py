@@ -47,8 +47,11 @@ async def private(launch: Launch) -> tuple[Served, str]:
     """A private node that has counted one post."""
     served = await launch(private=True)
     async with connect(served.ws) as ws:
-        await ws.send(json.dumps({"message": "views", "articleId": "first-post",
-                                  "articleTitle": "First post"}))
+        await ws.send(
+            json.dumps(
+                {"message": "views", "articleId": "first-post", "articleTitle": "First post"}
+            )
+        )
         assert json.loads(await ws.recv())["message"] == "views"
     return served, parse_qs(urlsplit(login_url(served)).query)["token"][0]
 
@@ -63,11 +66,11 @@ async def on_the_dashboard(page: Page, served: Served) -> None:
     await expect(page).to_have_url(served.http + "/", timeout=TIMEOUT)
     await expect(page.locator("#conn")).to_have_text("live", timeout=TIMEOUT)
     await expect(page.locator('#rows tr[data-id="first-post"] .title')).to_have_text(
-        "First post", timeout=TIMEOUT)
+        "First post", timeout=TIMEOUT
+    )
 
 
-async def test_login_sets_the_cookie_and_lands_on_the_dashboard(launch: Launch,
-                                                                new_page: NewPage):
+async def test_login_sets_the_cookie_and_lands_on_the_dashboard(launch: Launch, new_page: NewPage):
     served, token = await private(launch)
     page = await new_page()
     await page.goto(served.http + "/")
@@ -97,8 +100,7 @@ async def test_the_view_a_link_named_survives_the_login(launch: Launch, new_page
     await expect(page.locator("#conn")).to_have_text("live", timeout=TIMEOUT)
 
 
-async def test_a_wrong_token_shows_an_error_and_sets_nothing(launch: Launch,
-                                                           new_page: NewPage):
+async def test_a_wrong_token_shows_an_error_and_sets_nothing(launch: Launch, new_page: NewPage):
     served, token = await private(launch)
     page = await new_page()
     await page.goto(served.http + "/login")
@@ -116,7 +118,8 @@ async def test_a_wrong_token_shows_an_error_and_sets_nothing(launch: Launch,
 
 
 async def test_the_printed_login_url_logs_in_and_leaves_the_address_bar(
-        launch: Launch, new_page: NewPage):
+    launch: Launch, new_page: NewPage
+):
     served, token = await private(launch)
     page = await new_page()
     await page.goto(login_url(served))
@@ -145,14 +148,16 @@ async def test_too_many_wrong_tokens_say_when_to_try_again(launch: Launch, new_p
     served, token = await private(launch)
     for i in range(FAILURE_BURST):  # from this machine's address, as the browser's
         status, _, _ = await asyncio.to_thread(
-            http_get, served.http + "/api/pages", {"Authorization": f"Bearer wrong-{i:04d}-guess"})
+            http_get, served.http + "/api/pages", {"Authorization": f"Bearer wrong-{i:04d}-guess"}
+        )
         assert status == 401
     page = await new_page()
     await page.goto(served.http + "/login")
     await page.fill("#token", "one-more-wrong-guess")
     await page.click("button[type=submit]")
     await expect(page.locator("#error")).to_contain_text(
-        "Too many wrong tokens from your address: try again in", timeout=TIMEOUT)
+        "Too many wrong tokens from your address: try again in", timeout=TIMEOUT
+    )
     assert await session_cookie(page) is None
     await page.fill("#token", token)
     await page.click("button[type=submit]")

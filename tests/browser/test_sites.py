@@ -198,8 +198,13 @@ async def test_a_path_no_rule_names_is_listed_as_a_page_of_its_own(
         blog.pages, lambda rows: any(r.get("pageName") == "/about" for r in rows)
     )
     assert [r for r in rows if r.get("pageName") == "/about"] == [
-        {"pageName": "/about", "path": "/about", "url": blog.site.origin + "/about",
-         "totalViews": 1, "uniqueViews": 1}
+        {
+            "pageName": "/about",
+            "path": "/about",
+            "url": blog.site.origin + "/about",
+            "totalViews": 1,
+            "uniqueViews": 1,
+        }
     ]
 
 

@@ -187,8 +187,13 @@ async def test_a_plain_page_with_only_the_tag_is_counted_and_listed(
         "totalViews": 1,
         "uniqueViews": 1,
     } in rows
-    assert {"pageName": "/about", "path": "/about", "url": plain.origin + "/about",
-            "totalViews": 1, "uniqueViews": 1} in rows
+    assert {
+        "pageName": "/about",
+        "path": "/about",
+        "url": plain.origin + "/about",
+        "totalViews": 1,
+        "uniqueViews": 1,
+    } in rows
 
 
 async def test_a_second_copy_of_the_tag_does_nothing(plain: Plain, open_tab: OpenTab) -> None:

@@ -84,10 +84,13 @@ async def test_forwarded_for_counts_only_behind_a_trusted_proxy(launch: Launch, 
         assert json.loads(await b.recv())["message"] == "count"
         async with behind("198.51.100.1") as again:
             assert await closed_code(again) == 1008
-    untrusting = await launch("--max-connections-per-ip", "1",
-                              "--data-dir", str(tmp_path / "other"))
-    async with connect(untrusting.ws, additional_headers={"X-Forwarded-For": "1.2.3.4"}), \
-            connect(untrusting.ws, additional_headers={"X-Forwarded-For": "5.6.7.8"}) as b:
+    untrusting = await launch(
+        "--max-connections-per-ip", "1", "--data-dir", str(tmp_path / "other")
+    )
+    async with (
+        connect(untrusting.ws, additional_headers={"X-Forwarded-For": "1.2.3.4"}),
+        connect(untrusting.ws, additional_headers={"X-Forwarded-For": "5.6.7.8"}) as b,
+    ):
         assert await closed_code(b) == 1008  # both are 127.0.0.1 to it
 
 

@@ -100,9 +100,13 @@ async def timeline_sum(store: Store, ref: str) -> Counts:
 
 async def referrers(store: Store, ref: str) -> Counter[str]:
     """The all-time hosts of `ref` (a period's rows, `#…`, left out)."""
-    return Counter({i["host"]["S"]: int(i["views"]["N"])
-                    for i in await partition(store, store.tables.referrers, ref)
-                    if int(i["views"]["N"]) and not i["host"]["S"].startswith("#")})
+    return Counter(
+        {
+            i["host"]["S"]: int(i["views"]["N"])
+            for i in await partition(store, store.tables.referrers, ref)
+            if int(i["views"]["N"]) and not i["host"]["S"].startswith("#")
+        }
+    )
 
 
 class Page:
@@ -691,9 +695,7 @@ async def test_an_id_stored_before_a_rule_came_in_can_still_be_renamed_away_or_d
     token = parse_qs(urlsplit(login_url(served)).query)["token"][0]
     api = f"http://127.0.0.1:{served.port}/api"
 
-    status, done = await asyncio.to_thread(
-        post, f"{api}/admin/delete", token, {"articleId": "   "}
-    )
+    status, done = await asyncio.to_thread(post, f"{api}/admin/delete", token, {"articleId": "   "})
     assert status == 200 and done["movedViews"]["totalViews"] == 5, done
     status, refused = await asyncio.to_thread(
         post, f"{api}/admin/rename", token, {"from": "\u2800", "to": "   "}

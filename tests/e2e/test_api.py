@@ -19,7 +19,7 @@ SENT = [  # (articleId or None for the home page, title, refreshed, referrer)
     ("intro", "Intro", False, "https://news.example/a"),
     ("intro", "Intro", True, "https://news.example/b"),
     ("intro", "Intro", False, "https://social.example/"),
-    ("deep-dive", "A <deep> \"dive\"", False, "https://blog.example/other"),  # internal
+    ("deep-dive", 'A <deep> "dive"', False, "https://blog.example/other"),  # internal
     (None, "", False, "https://social.example/"),
 ]
 
@@ -54,14 +54,18 @@ async def served(module_launch: Launch, hours: list[str]) -> Served:
     first = utc_hour()
     async with connect(served.ws) as ws:
         for article, title, refreshed, referrer in SENT:
-            message: dict[str, Any] = {"message": "views", "refreshed": refreshed,
-                                       "referrer": referrer, "currentPage": "/"}
+            message: dict[str, Any] = {
+                "message": "views",
+                "refreshed": refreshed,
+                "referrer": referrer,
+                "currentPage": "/",
+            }
             if article:
                 message |= {"articleId": article, "articleTitle": title}
             await ws.send(json.dumps(message))
             assert (await reply(ws))["message"] == "views"
     last = utc_hour()
-    hours += [f"{h:%Y-%m-%dT%H}:00:00Z" for h in (first, last)[:1 if first == last else 2]]
+    hours += [f"{h:%Y-%m-%dT%H}:00:00Z" for h in (first, last)[: 1 if first == last else 2]]
 
     async def flushed() -> int:  # report rows are written by the flush, not the reply
         return sum(e["views"] for e in served.events("flushed"))
@@ -76,10 +80,20 @@ async def test_pages_lists_every_article_and_page(served: Served):
 
     # A post's path is the first one its views came from; a page's is its rule's.
     expected = [
-        {"articleId": "intro", "articleTitle": "Intro", "path": "/", "totalViews": 3,
-         "uniqueViews": 2},
-        {"articleId": "deep-dive", "articleTitle": 'A <deep> "dive"', "path": "/",
-         "totalViews": 1, "uniqueViews": 1},
+        {
+            "articleId": "intro",
+            "articleTitle": "Intro",
+            "path": "/",
+            "totalViews": 3,
+            "uniqueViews": 2,
+        },
+        {
+            "articleId": "deep-dive",
+            "articleTitle": 'A <deep> "dive"',
+            "path": "/",
+            "totalViews": 1,
+            "uniqueViews": 1,
+        },
         {"pageName": "Home_Page", "path": "/", "totalViews": 1, "uniqueViews": 1},
     ]
     # Titles come from the reader table, once the stream has copied them.
@@ -90,13 +104,15 @@ async def test_pages_lists_every_article_and_page(served: Served):
 
 async def test_one_article_with_referrers_and_48_hours(served: Served, hours: list[str]):
     async def intro() -> Any:
-        return (await get(served, "/api/pages/intro"))
+        return await get(served, "/api/pages/intro")
 
     status, headers, page = await eventually(intro, lambda a: a[2].get("articleTitle") == "Intro")
     assert status == 200 and headers["Cache-Control"] == "public, max-age=5"
     assert (page["totalViews"], page["uniqueViews"], page["articleTitle"]) == (3, 2, "Intro")
-    assert page["referrers"] == [{"host": "news.example", "views": 2},
-                                 {"host": "social.example", "views": 1}]
+    assert page["referrers"] == [
+        {"host": "news.example", "views": 2},
+        {"host": "social.example", "views": 1},
+    ]
     assert len(page["timeline"]) == 48
     sent = [(p["totalViews"], p["uniqueViews"]) for p in page["timeline"] if p["t"] in hours]
     assert tuple(map(sum, zip(*sent, strict=True))) == (3, 2)  # in the hours they were sent
@@ -109,8 +125,12 @@ async def test_referrers_per_page_and_site_wide(served: Served):
     async def site() -> Any:  # a row may be in a flush after its view's count
         return (await get(served, "/api/referrers"))[2]
 
-    await eventually(site, lambda hosts: hosts == [{"host": "news.example", "views": 2},
-                                                    {"host": "social.example", "views": 2}])
+    await eventually(
+        site,
+        lambda hosts: (
+            hosts == [{"host": "news.example", "views": 2}, {"host": "social.example", "views": 2}]
+        ),
+    )
     _, _, home = await get(served, "/api/referrers?pageName=Home_Page&limit=1")
     assert home == [{"host": "social.example", "views": 1}]
     _, _, none = await get(served, "/api/referrers?articleId=deep-dive")
@@ -120,27 +140,30 @@ async def test_referrers_per_page_and_site_wide(served: Served):
 async def test_timeline_hours_and_days(served: Served, hours: list[str]):
     # The hours the views were sent in, not the hour it is now: the two differ when the
     # test runs across an hour's end.
-    _, _, points = await get(served, f"/api/timeline?articleId=intro&since={hours[0]}"
-                                     f"&until={hours[-1][:13]}:59:59Z")
+    _, _, points = await get(
+        served, f"/api/timeline?articleId=intro&since={hours[0]}&until={hours[-1][:13]}:59:59Z"
+    )
     assert [p["t"] for p in points] == hours
-    assert (sum(p["totalViews"] for p in points), sum(p["uniqueViews"] for p in points)) \
-        == (3, 2)
+    assert (sum(p["totalViews"] for p in points), sum(p["uniqueViews"] for p in points)) == (3, 2)
     if len(hours) == 1:
         assert points == [{"t": hours[0], "totalViews": 3, "uniqueViews": 2}]
     _, _, days = await get(served, "/api/timeline?bucket=day")
     assert len(days) == 30 and sum(d["totalViews"] for d in days) == len(SENT)
 
 
-@pytest.mark.parametrize(("path", "parameter"), [
-    ("/api/pages?sort=views", "sort"),
-    ("/api/pages?limit=0", "limit"),
-    ("/api/timeline?bucket=week", "bucket"),
-    ("/api/timeline?since=yesterday", "since"),
-    ("/api/timeline?since=2026-01-02&until=2026-01-01", "since"),
-    ("/api/referrers?pageName=Nope", "pageName"),
-    ("/api/referrers?articleId=a&pageName=Home_Page", "articleId"),
-    ("/api/pages/x?kind=thing", "kind"),
-])
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/api/pages?sort=views", "sort"),
+        ("/api/pages?limit=0", "limit"),
+        ("/api/timeline?bucket=week", "bucket"),
+        ("/api/timeline?since=yesterday", "since"),
+        ("/api/timeline?since=2026-01-02&until=2026-01-01", "since"),
+        ("/api/referrers?pageName=Nope", "pageName"),
+        ("/api/referrers?articleId=a&pageName=Home_Page", "articleId"),
+        ("/api/pages/x?kind=thing", "kind"),
+    ],
+)
 async def test_bad_parameters_get_400_naming_the_parameter(served: Served, path, parameter):
     status, _, body = await get(served, path)
     assert status == 400
@@ -160,9 +183,17 @@ async def test_unknown_things_get_404_and_cors_follows_the_allowed_origins(launc
 
 async def report(served: Served, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "livecount", "report", *args, "--url", served.http,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "120"})
+        sys.executable,
+        "-m",
+        "livecount",
+        "report",
+        *args,
+        "--url",
+        served.http,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "120"},
+    )
     out, err = await proc.communicate()
     return proc.returncode or 0, out.decode(), err.decode()
 
@@ -189,7 +220,14 @@ async def test_the_report_command_explains_failures(served: Served):
     code, _, err = await report(served, "timeline", "--since", "yesterday")
     assert code == 2 and "since" in err and "ISO 8601" in err
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "livecount", "report", "pages", "--url", "http://127.0.0.1:9",
-        stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "livecount",
+        "report",
+        "pages",
+        "--url",
+        "http://127.0.0.1:9",
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err_bytes = await proc.communicate()
     assert proc.returncode == 2 and b"is `livecount serve` running?" in err_bytes

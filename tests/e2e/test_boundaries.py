@@ -41,7 +41,8 @@ TOO_BIG = "close 1009"
 # What DynamoDB takes as a referrer host once livecount has made it one: an ASCII
 # DNS name, checked here without livecount's own code.
 DNS_NAME = re.compile(
-    r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+    r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z]([a-z0-9-]{0,61}[a-z0-9])?\Z"
+)
 ISSUE_10 = [  # the findings this test is for, as the first example
     {"message": "views", "articleId": "victim", "referrer": f"https://{'a' * 1100}.example/"},
     {"message": "views", "articleId": "\U0001f600" * 256},
@@ -62,8 +63,14 @@ def drawn_views() -> list[dict[str, Any]]:
     """Every view of every example, in order: the same list on every run."""
     views: list[dict[str, Any]] = []
 
-    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(st.lists(st.one_of(protocol_views, post_views), min_size=1, max_size=4))
     @example(ISSUE_10)
     def draw(batch: list[dict[str, Any]]) -> None:
@@ -113,8 +120,9 @@ def storable(fields: dict[str, Any]) -> bool:
     """What any accepted view must be, whatever the oracle says: clean text, and an
     id that fits the PageIndex sort key `post#<id>` (1,024 bytes)."""
     texts = [v for k, v in fields.items() if k != "refreshed"]
-    return all(isinstance(t, str) and clean(t) for t in texts) and \
-        len(fields.get("articleId", "").encode()) <= 1024 - len("post#")
+    return all(isinstance(t, str) and clean(t) for t in texts) and len(
+        fields.get("articleId", "").encode()
+    ) <= 1024 - len("post#")
 
 
 def oracle(frame: str) -> tuple[Target | None, protocol.Views | None, str | None]:
@@ -159,9 +167,12 @@ async def send_all(served: Served, views: list[dict[str, Any]]) -> Expected:
             assert storable(fields), fields
             total, unique = expected.add(target, msg)
             assert reply.pop("readingNow") >= 1, (fields, reply)  # this page, at least
-            assert reply == {"message": "views", "totalViews": total, "uniqueViews": unique,
-                             ("articleId" if target.kind == "post" else "pageName"): target.id
-                             }, (fields, reply)
+            assert reply == {
+                "message": "views",
+                "totalViews": total,
+                "uniqueViews": unique,
+                ("articleId" if target.kind == "post" else "pageName"): target.id,
+            }, (fields, reply)
             expected.outcomes["counted"] += 1
     finally:
         await ws.close()
@@ -192,19 +203,31 @@ async def check_tables(store: Store, expected: Expected) -> None:
     tables = store.tables
     posts, pages = expected.of("post"), expected.of("page")
     # A post first stored untitled gets its title in a write of its own, after its counts.
-    writer = await eventually(lambda: scan(store, tables.writer),
-                              lambda items: counts_of(items, "articleId") == posts
-                              and titles_of(items) == expected.titles)
-    reader = await eventually(lambda: scan(store, tables.reader),
-                              lambda items: counts_of(items, "articleId") == posts
-                              and titles_of(items) == expected.titles)
+    writer = await eventually(
+        lambda: scan(store, tables.writer),
+        lambda items: (
+            counts_of(items, "articleId") == posts and titles_of(items) == expected.titles
+        ),
+    )
+    reader = await eventually(
+        lambda: scan(store, tables.reader),
+        lambda items: (
+            counts_of(items, "articleId") == posts and titles_of(items) == expected.titles
+        ),
+    )
     assert titles_of(writer) == titles_of(reader) == expected.titles
     assert counts_of(await scan(store, tables.pages), "pageName") == pages
 
     items = await scan(store, tables.referrers)
-    stored_referrers = Counter({(i["target"]["S"], i["host"]["S"]): int(i["views"]["N"])
-                                for i in items if not i["host"]["S"].startswith(PERIOD_HOST)})
+    stored_referrers = Counter(
+        {
+            (i["target"]["S"], i["host"]["S"]): int(i["views"]["N"])
+            for i in items
+            if not i["host"]["S"].startswith(PERIOD_HOST)
+        }
+    )
     assert stored_referrers == expected.referrers
+
     def by_period(items: list[dict[str, Any]]) -> dict[str, Counter[tuple[str, str]]]:
         rows: dict[str, Counter[tuple[str, str]]] = {p: Counter() for p in (HOUR, DAY, MONTH)}
         for i in items:
@@ -213,9 +236,10 @@ async def check_tables(store: Store, expected: Expected) -> None:
         return rows
 
     # Each period's rows sum to all time's (written beside them, not with them).
-    await eventually(lambda: scan(store, tables.referrers),
-                     lambda items: all(c == expected.referrers
-                                       for c in by_period(items).values()))
+    await eventually(
+        lambda: scan(store, tables.referrers),
+        lambda items: all(c == expected.referrers for c in by_period(items).values()),
+    )
     assert all(DNS_NAME.match(host) for _, host in stored_referrers), stored_referrers
 
     hours: Counter[str] = Counter()
@@ -226,8 +250,9 @@ async def check_tables(store: Store, expected: Expected) -> None:
     want[SITE] = sum(c[0] for c in expected.counts.values())
     assert hours == want
 
-    indexed = {i["target"]["S"] for i in await scan(store, tables.index)
-               if i["index"]["S"] == "all"}  # beside them: their number
+    indexed = {
+        i["target"]["S"] for i in await scan(store, tables.index) if i["index"]["S"] == "all"
+    }  # beside them: their number
     assert indexed == {t.ref for t in expected.counts}
     assert all(clean(ref) for ref in indexed) and all(clean(t) for t in titles_of(writer).values())
 
@@ -248,33 +273,44 @@ async def check_listed(served: Served, expected: Expected) -> None:
     """`/api/pages` lists every post and page counted, with its counts and title."""
     status, rows = await get_json(served, "/api/pages?limit=1000")
     assert status == 200
-    listed = {target_of(r): (r["totalViews"], r["uniqueViews"], r.get("articleTitle") or "")
-              for r in rows}
-    want = {t: (*c, expected.titles.get(t.id, "") if t.kind == "post" else "")
-            for t, c in expected.counts.items()}
+    listed = {
+        target_of(r): (r["totalViews"], r["uniqueViews"], r.get("articleTitle") or "") for r in rows
+    }
+    want = {
+        t: (*c, expected.titles.get(t.id, "") if t.kind == "post" else "")
+        for t, c in expected.counts.items()
+    }
     if len(want) <= 1000:
         assert listed == want
         return
     assert all(want[t] == row for t, row in listed.items())  # the rest one by one
     for target in want.keys() - listed.keys():
         status, page = await get_json(
-            served, f"/api/pages/{quote(target.id, safe='')}?kind={target.kind}")
+            served, f"/api/pages/{quote(target.id, safe='')}?kind={target.kind}"
+        )
         assert status == 200 and (page["totalViews"], page["uniqueViews"]) == want[target][:2]
 
 
 def subscriptions(targets: list[Target]) -> list[tuple[str, list[Target]]]:
     """Subscribe frames for `targets`, each within the id and frame limits."""
+
     def frame(chunk: list[Target]) -> str:
-        return json.dumps({"message": "subscribe",
-                           "articleIds": [t.id for t in chunk if t.kind == "post"],
-                           "pageNames": [t.id for t in chunk if t.kind == "page"]},
-                          ensure_ascii=False)
+        return json.dumps(
+            {
+                "message": "subscribe",
+                "articleIds": [t.id for t in chunk if t.kind == "post"],
+                "pageNames": [t.id for t in chunk if t.kind == "page"],
+            },
+            ensure_ascii=False,
+        )
 
     frames: list[tuple[str, list[Target]]] = []
     chunk: list[Target] = []
     for target in targets:
-        if chunk and (len(chunk) == protocol.MAX_IDS_PER_MESSAGE
-                      or len(frame([*chunk, target]).encode()) > protocol.MAX_FRAME_BYTES):
+        if chunk and (
+            len(chunk) == protocol.MAX_IDS_PER_MESSAGE
+            or len(frame([*chunk, target]).encode()) > protocol.MAX_FRAME_BYTES
+        ):
             frames.append((frame(chunk), chunk))
             chunk = []
         chunk.append(target)
@@ -299,8 +335,12 @@ def trouble(served: Served) -> list[dict[str, Any]]:
     """Warnings and errors: a refused write, a failed flush, a slow recovery. Not the
     start-up warning that any Origin is accepted (this test sends none), nor a store
     slower than the flushes (DynamoDB Local on a busy machine): that loses nothing."""
-    return [e for e in served.logs if e.get("level") in ("warning", "error", "critical")
-            and e.get("event") not in ("any_origin_accepted", "flushes_piling_up")]
+    return [
+        e
+        for e in served.logs
+        if e.get("level") in ("warning", "error", "critical")
+        and e.get("event") not in ("any_origin_accepted", "flushes_piling_up")
+    ]
 
 
 async def test_every_view_is_refused_or_stored_exactly(launch: Launch, local_store: Store):

@@ -19,8 +19,9 @@ LEASE_TIME = "3"
 
 
 async def start_node(launch: Launch, tmp_path: Path, name: str) -> Served:
-    return await launch("--node-id", name, "--data-dir", str(tmp_path / name),
-                        "--lease-time", LEASE_TIME)
+    return await launch(
+        "--node-id", name, "--data-dir", str(tmp_path / name), "--lease-time", LEASE_TIME
+    )
 
 
 class Page:
@@ -50,8 +51,9 @@ class Page:
         return self.seen
 
 
-async def watch(pages: AsyncExitStack, readers: asyncio.TaskGroup, served: Served,
-                article: str) -> Page:
+async def watch(
+    pages: AsyncExitStack, readers: asyncio.TaskGroup, served: Served, article: str
+) -> Page:
     """A page on `served` showing `article`, closed when `pages` closes."""
     ws = await pages.enter_async_context(connect(served.ws))
     await ws.send(json.dumps({"message": "subscribe", "articleIds": [article]}))
@@ -60,8 +62,13 @@ async def watch(pages: AsyncExitStack, readers: asyncio.TaskGroup, served: Serve
     return page
 
 
-async def view(served: Served, article: str, times: int,
-               progress: list[int] | None = None, may_die: bool = False) -> int:
+async def view(
+    served: Served,
+    article: str,
+    times: int,
+    progress: list[int] | None = None,
+    may_die: bool = False,
+) -> int:
     """Send views; returns how many were replied to. A node that may die (`may_die`)
     may drop the connection mid-way: then what it replied to counts.
     Each reply also lands in `progress`, for whoever waits on the load."""
@@ -71,8 +78,7 @@ async def view(served: Served, article: str, times: int,
             for _ in range(times):
                 await ws.send(json.dumps({"message": "views", "articleId": article}))
                 while True:
-                    reply: dict[str, Any] = json.loads(
-                        await asyncio.wait_for(ws.recv(), 20))
+                    reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 20))
                     if reply["message"] == "views":
                         replied += 1
                         if progress is not None:
@@ -91,14 +97,17 @@ def holder(nodes: dict[str, Served]) -> str:
 
 
 async def test_three_nodes_one_counter_and_a_kill_costs_nothing(
-        launch: Launch, local_store: Store, tmp_path: Path):
+    launch: Launch, local_store: Store, tmp_path: Path
+):
     nodes = {name: await start_node(launch, tmp_path, name) for name in ("a", "b", "c")}
-    await eventually(lambda: _async(nodes), lambda n: any(s.events("lease_taken")
-                                                          for s in n.values()))
+    await eventually(
+        lambda: _async(nodes), lambda n: any(s.events("lease_taken") for s in n.values())
+    )
     # Pages close before their readers are awaited: closing ends them.
     async with asyncio.TaskGroup() as readers, AsyncExitStack() as opened:
-        pages = {name: await watch(opened, readers, served, "hot")
-                 for name, served in nodes.items()}
+        pages = {
+            name: await watch(opened, readers, served, "hot") for name, served in nodes.items()
+        }
 
         # One counter: views on every node reach the pages on every node.
         replied = sum(await asyncio.gather(*(view(s, "hot", 10) for s in nodes.values())))
@@ -111,30 +120,42 @@ async def test_three_nodes_one_counter_and_a_kill_costs_nothing(
         survivors = {n: s for n, s in nodes.items() if n != victim}
         progress: list[int] = []
         async with asyncio.TaskGroup() as load:
-            runs = [load.create_task(view(s, "hot", 400, progress if n == victim else None,
-                                          may_die=n == victim))
-                    for n, s in nodes.items()]
+            runs = [
+                load.create_task(
+                    view(s, "hot", 400, progress if n == victim else None, may_die=n == victim)
+                )
+                for n, s in nodes.items()
+            ]
             await eventually(lambda: _async(progress), lambda p: len(p) >= 20)  # mid-load
             pages[victim].node_killed = True
             assert await nodes[victim].stop(signal.SIGKILL) == -signal.SIGKILL
         replied += sum(run.result() for run in runs)
 
         # A survivor takes the lease over, and pushes keep flowing to the survivors' pages.
-        await eventually(lambda: _async(survivors),
-                         lambda s: any(e.get("previous") == victim
-                                       for n in s.values() for e in n.events("lease_taken")),
-                         timeout=30)
+        await eventually(
+            lambda: _async(survivors),
+            lambda s: any(
+                e.get("previous") == victim for n in s.values() for e in n.events("lease_taken")
+            ),
+            timeout=30,
+        )
         replied += sum(await asyncio.gather(*(view(s, "hot", 5) for s in survivors.values())))
 
         # The killed node comes back and replays its journal: every replied view, once.
         # The one view it may have taken without its reply getting out is counted too:
         # the page did send it.
         await start_node(launch, tmp_path, victim)
-        writer = await eventually(lambda: _table(local_store, local_store.tables.writer),
-                                  lambda t: t.get("hot", 0) >= replied, timeout=30)
+        writer = await eventually(
+            lambda: _table(local_store, local_store.tables.writer),
+            lambda t: t.get("hot", 0) >= replied,
+            timeout=30,
+        )
         assert replied <= writer["hot"] <= replied + 1
-        await eventually(lambda: _table(local_store, local_store.tables.reader),
-                         lambda t: t == writer, timeout=30)
+        await eventually(
+            lambda: _table(local_store, local_store.tables.reader),
+            lambda t: t == writer,
+            timeout=30,
+        )
         for name in survivors:
             await eventually(pages[name].totals, lambda s: writer["hot"] in s, timeout=30)
 
@@ -149,7 +170,8 @@ async def _table(store: Store, name: str) -> dict[str, int]:
 
 
 async def test_the_lambda_way_nodes_without_a_consumer(
-        launch: Launch, local_store: Store, tmp_path: Path, lambda_env: None):
+    launch: Launch, local_store: Store, tmp_path: Path, lambda_env: None
+):
     from livecount.aws import lambda_copy as aws_lambda
 
     from tests.integration.test_lambda import recorded_event
@@ -159,8 +181,9 @@ async def test_the_lambda_way_nodes_without_a_consumer(
     async with asyncio.TaskGroup() as readers, AsyncExitStack() as opened:
         page = await watch(opened, readers, two, "served")
         assert await view(one, "served", 4) == 4
-        await eventually(lambda: _table(local_store, local_store.tables.writer),
-                         lambda t: t == {"served": 4})
+        await eventually(
+            lambda: _table(local_store, local_store.tables.writer), lambda t: t == {"served": 4}
+        )
         assert await _table(local_store, local_store.tables.reader) == {}  # no consumer here
         assert not any(s.events("lease_taken") for s in (one, two))
 

@@ -348,8 +348,10 @@ async def test_on_the_embedded_store_pages_and_a_load_test_are_deleted_while_it_
         def listed(answer: tuple[int, Any, bytes]) -> list[str | None]:
             return [r.get("articleId") for r in json.loads(answer[2])] if answer[0] == 200 else []
 
-        await eventually(lambda: asyncio.to_thread(http_get, f"{node.http}/api/pages"),
-                         lambda answer: listed(answer) == ["hello"])
+        await eventually(
+            lambda: asyncio.to_thread(http_get, f"{node.http}/api/pages"),
+            lambda answer: listed(answer) == ["hello"],
+        )
 
         async def statuses() -> list[int]:
             asked = ("/api/pages/loadtest-1", "/api/pages/Home_Page?kind=page")

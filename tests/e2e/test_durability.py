@@ -40,11 +40,17 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs for the node's journal: a real disk that really fills up."""
     folder = tmp_path / "node" / "journal"
     folder.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
-                             capture_output=True, text=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); "
-                    "tests/unit/test_journal.py covers the failing disk through its seam")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({mounted.stderr.strip()}); "
+            "tests/unit/test_journal.py covers the failing disk through its seam"
+        )
     try:
         yield folder
     finally:
@@ -52,7 +58,8 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 async def test_a_full_disk_refuses_views_says_so_and_recovers(
-        launch: Launch, local_store: Store, tiny_disk: Path):
+    launch: Launch, local_store: Store, tiny_disk: Path
+):
     # The journal empties itself at the first flush once the refused disk is stored: a
     # flush a second would often come between the refusal and the /healthz read below.
     served = await launch("--flush-interval", "4")
@@ -78,18 +85,23 @@ async def test_a_full_disk_refuses_views_says_so_and_recovers(
         assert status == 503 and "journal_failing" in json.loads(body)["problems"]
         _, _, metrics = await asyncio.to_thread(http_get, served.http + "/metrics")
         assert b"livecount_journal_healthy 0.0" in metrics
+
         # Nobody frees the disk: once all it holds is stored, the journal empties
         # itself in place, and views are taken again.
         async def retry() -> dict[str, object]:
             return await reply_to(ws, {"message": "views", "articleId": "disk"})
 
-        again = await eventually(retry, lambda answer: answer["message"] == "views",
-                                 timeout=30, interval=0.2)
+        again = await eventually(
+            retry, lambda answer: answer["message"] == "views", timeout=30, interval=0.2
+        )
         assert again["totalViews"] == accepted + 1  # the refused views were never counted
         filler.unlink()
     await eventually(lambda: stored(local_store, "disk"), lambda n: n == accepted + 1)
-    healthy = await eventually(lambda: asyncio.to_thread(http_get, served.http + "/healthz"),
-                               lambda answer: answer[0] == 200, timeout=10)
+    healthy = await eventually(
+        lambda: asyncio.to_thread(http_get, served.http + "/healthz"),
+        lambda answer: answer[0] == 200,
+        timeout=10,
+    )
     assert json.loads(healthy[2])["status"] == "ok"
     assert await served.stop() == 0
     assert served.events("journal_failed") and served.events("journal_recovered")
@@ -106,28 +118,33 @@ async def test_counts_never_go_backwards_after_a_crash(launch: Launch, local_sto
     slow = await launch("--flush-interval", "600")
     async with connect(slow.ws) as ws:
         assert (await reply_to(ws, {"message": "views", "articleId": "phoenix"}))[
-            "totalViews"] == 11
+            "totalViews"
+        ] == 11
     await slow.stop(signal.SIGKILL)
     again = await launch("--flush-interval", "600")
     async with connect(again.ws) as ws:
         count = await reply_to(ws, {"message": "subscribe", "articleIds": ["phoenix"]})
         assert count["totalViews"] == 11, count  # not 1: the replayed view alone
         assert (await reply_to(ws, {"message": "views", "articleId": "phoenix"}))[
-            "totalViews"] == 12
+            "totalViews"
+        ] == 12
     await again.stop()
     await eventually(lambda: stored(local_store, "phoenix"), lambda n: n == 12)
 
 
 async def test_a_write_the_store_refuses_is_set_aside_and_the_node_starts(
-        launch: Launch, local_store: Store, tmp_path: Path):
+    launch: Launch, local_store: Store, tmp_path: Path
+):
     """A journal holding a view whose keys DynamoDB refuses (as an older livecount
     could write) must not keep the node from serving, nor block other views."""
     folder = tmp_path / "node" / "journal"
     folder.mkdir(parents=True)
     poison = "p" * 1100  # a Referrer sort key over DynamoDB's 1,024 bytes
     hour = "2026-11-25T10"
-    lines = [journal.view_record(Target("post", "victim"), False, hour, None, poison),
-             journal.view_record(Target("post", "bystander"), False, hour, None, None)]
+    lines = [
+        journal.view_record(Target("post", "victim"), False, hour, None, poison),
+        journal.view_record(Target("post", "bystander"), False, hour, None, None),
+    ]
     (folder / "journal-000000000.log").write_bytes(b"".join(line + b"\n" for line in lines))
     served = await launch()  # would never listen before: recovery retried for ever
     await eventually(lambda: stored(local_store, "bystander"), lambda n: n == 1)
@@ -145,10 +162,11 @@ async def test_a_write_the_store_refuses_is_set_aside_and_the_node_starts(
     assert await served.stop() == 0
     assert not served.events("flush_failed") and not served.events("shutdown_unflushed")
     restarted = await launch()
-    assert not restarted.events("journal_replayed") or \
-        restarted.events("journal_replayed")[0]["unstored"] == 0
+    assert (
+        not restarted.events("journal_replayed")
+        or restarted.events("journal_replayed")[0]["unstored"] == 0
+    )
     assert await restarted.stop() == 0
-
 
 
 async def test_a_node_without_a_table_prefix_restarts_after_a_crash(launch: Launch):

@@ -44,8 +44,9 @@ async def send_views(served: Served, count: int, start: int = 0) -> dict[str, tu
     async with connect(served.ws) as ws:
         for i in range(start, start + count):
             article = ARTICLES[i % len(ARTICLES)]
-            await ws.send(json.dumps({"message": "views", "articleId": article,
-                                      "refreshed": i % 4 == 0}))
+            await ws.send(
+                json.dumps({"message": "views", "articleId": article, "refreshed": i % 4 == 0})
+            )
             # A deadline on each reply: a node stuck on the store fails here, not hangs.
             reply = json.loads(await asyncio.wait_for(ws.recv(), 20))
             while reply["message"] == "count":  # pushes: the sender watches its articles
@@ -57,8 +58,9 @@ async def send_views(served: Served, count: int, start: int = 0) -> dict[str, tu
 
 async def table(store: Store, name: str) -> dict[str, tuple[int, int]]:
     items = (await store.ddb.scan(TableName=name, ConsistentRead=True))["Items"]
-    return {i["articleId"]["S"]: (int(i["totalViews"]["N"]), int(i["uniqueViews"]["N"]))
-            for i in items}
+    return {
+        i["articleId"]["S"]: (int(i["totalViews"]["N"]), int(i["uniqueViews"]["N"])) for i in items
+    }
 
 
 async def exactly(store: Store, expected: dict[str, tuple[int, int]]) -> None:
@@ -77,7 +79,8 @@ def expected_for(views: int) -> dict[str, tuple[int, int]]:
 
 @pytest.mark.parametrize("fault", ["cut", "throttle", "error500"])
 async def test_lost_answers_throttling_and_5xx_cost_no_view(
-        launch: Launch, local_store: Store, proxy: FaultProxy, fault: Any):
+    launch: Launch, local_store: Store, proxy: FaultProxy, fault: Any
+):
     served = await launch("--dynamodb-endpoint", proxy.url)
     proxy.set(fault, only=WRITES, budget=8)
     replied = await send_views(served, 40)
@@ -89,7 +92,8 @@ async def test_lost_answers_throttling_and_5xx_cost_no_view(
 
 
 async def test_an_unreachable_store_does_not_stop_counting(
-        launch: Launch, local_store: Store, proxy: FaultProxy):
+    launch: Launch, local_store: Store, proxy: FaultProxy
+):
     served = await launch("--dynamodb-endpoint", proxy.url)
     await send_views(served, 3)  # each article's stored count is now known
     await exactly(local_store, expected_for(3))
@@ -130,7 +134,8 @@ async def test_sigkill_before_a_flush_loses_nothing(launch: Launch, local_store:
 
 
 async def test_sigkill_after_an_unconfirmed_flush_counts_it_once(
-        launch: Launch, local_store: Store, proxy: FaultProxy):
+    launch: Launch, local_store: Store, proxy: FaultProxy
+):
     # One flush takes all 12 views: a write whose answer never came is resent before
     # any newer delta of its key, so views of a later flush would wait for ever. At 1 s,
     # a busy machine sent the 12 over two flushes.
@@ -138,16 +143,14 @@ async def test_sigkill_after_an_unconfirmed_flush_counts_it_once(
     proxy.set("cut", only=WRITES)  # every write applies; no answer ever comes back
     replied = await send_views(served, 12)
     # The writes got through, but the node cannot know it.
-    await eventually(lambda: table(local_store, local_store.tables.writer),
-                     lambda t: t == replied)
+    await eventually(lambda: table(local_store, local_store.tables.writer), lambda t: t == replied)
     assert await served.stop(signal.SIGKILL) == -signal.SIGKILL
     proxy.set("pass")
     await launch("--dynamodb-endpoint", proxy.url)  # replays and resends them
     await exactly(local_store, replied)
 
 
-async def test_sigkills_mid_load_count_each_answered_referrer_once(
-        launch: Launch, tmp_path: Path):
+async def test_sigkills_mid_load_count_each_answered_referrer_once(launch: Launch, tmp_path: Path):
     """Two nodes take views of two articles from 163 hosts (some spelt to be
     normalised); one is SIGKILLed mid-load three times. Each host's count on each
     article and on the site is at least what was answered and at most what was sent."""
@@ -155,11 +158,15 @@ async def test_sigkills_mid_load_count_each_answered_referrer_once(
     same = [f"r{i}.example.org" for i in range(150)] + ["xn--80ak6aa92e.com"]
     same += ["a" * 40 + f"{i:03d}.example.org" for i in range(10)]
     hosts = {h: h for h in same} | {  # as sent: as stored
-        "bücher.example": "xn--bcher-kva.example", "WWW.Mixed.Example": "mixed.example"}
+        "bücher.example": "xn--bcher-kva.example",
+        "WWW.Mixed.Example": "mixed.example",
+    }
     answered: Counter[tuple[str, str]] = Counter()
     unanswered: Counter[tuple[str, str]] = Counter()  # sent, the reply never came
-    nodes = {n: await launch("--node-id", n, "--data-dir", str(tmp_path / n), "--lease-time", "3")
-             for n in ("n1", "n2")}
+    nodes = {
+        n: await launch("--node-id", n, "--data-dir", str(tmp_path / n), "--lease-time", "3")
+        for n in ("n1", "n2")
+    }
 
     async def client(node: str, count: int) -> None:
         try:
@@ -167,8 +174,15 @@ async def test_sigkills_mid_load_count_each_answered_referrer_once(
                 for _ in range(count):
                     article, host = rng.choice(("k1", "k2")), rng.choice(list(hosts))
                     keys = [(f"post#{article}", hosts[host]), ("site", hosts[host])]
-                    await ws.send(json.dumps({"message": "views", "articleId": article,
-                                              "referrer": f"https://{host}/p?q=1"}))
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "message": "views",
+                                "articleId": article,
+                                "referrer": f"https://{host}/p?q=1",
+                            }
+                        )
+                    )
                     unanswered.update(keys)
                     while (reply := json.loads(await ws.recv()))["message"] == "count":
                         pass
@@ -191,26 +205,30 @@ async def test_sigkills_mid_load_count_each_answered_referrer_once(
         await eventually(since, far_enough, timeout=60)  # SIGKILL mid-load, a new point each time
         await nodes["n1"].kill()
         await asyncio.gather(*clients)
-        nodes["n1"] = await launch("--node-id", "n1", "--data-dir", str(tmp_path / "n1"),
-                                   "--lease-time", "3")
+        nodes["n1"] = await launch(
+            "--node-id", "n1", "--data-dir", str(tmp_path / "n1"), "--lease-time", "3"
+        )
 
     async def referrers(ref: str) -> dict[str, int]:
         query = f"?articleId={ref.removeprefix('post#')}&" if ref != "site" else "?"
         _, _, body = await asyncio.to_thread(
-            http_get, nodes["n2"].http + f"/api/referrers{query}limit=1000")
+            http_get, nodes["n2"].http + f"/api/referrers{query}limit=1000"
+        )
         return {r["host"]: r["views"] for r in json.loads(body)}
 
     async def total(ref: str) -> int:  # the reader copy follows the stream
         _, _, body = await asyncio.to_thread(
-            http_get, nodes["n2"].http + f"/api/pages/{ref.removeprefix('post#')}")
+            http_get, nodes["n2"].http + f"/api/pages/{ref.removeprefix('post#')}"
+        )
         return int(json.loads(body)["totalViews"])
 
     for ref in ("post#k1", "post#k2", "site"):
         low = {h: n for (r, h), n in answered.items() if r == ref}
         high = {h: answered[(r, h)] + n for (r, h), n in unanswered.items() if r == ref}
 
-        def between(got: dict[str, int], low: dict[str, int] = low,
-                    high: dict[str, int] = high) -> bool:
+        def between(
+            got: dict[str, int], low: dict[str, int] = low, high: dict[str, int] = high
+        ) -> bool:
             return all(low.get(h, 0) <= got.get(h, 0) <= high.get(h, 0) for h in {*low, *got})
 
         got = await eventually(functools.partial(referrers, ref), between, timeout=30)
@@ -219,7 +237,8 @@ async def test_sigkills_mid_load_count_each_answered_referrer_once(
 
 
 async def test_refused_credentials_stop_the_server_with_one_clear_line(
-        proxy: FaultProxy, tmp_path: Path):
+    proxy: FaultProxy, tmp_path: Path
+):
     proxy.set("denied")
     served = Served("--dynamodb-endpoint", proxy.url, "--data-dir", str(tmp_path))
     listening = await served.spawn()
@@ -227,5 +246,6 @@ async def test_refused_credentials_stop_the_server_with_one_clear_line(
     assert await asyncio.wait_for(served.proc.wait(), 60) == 2
     with pytest.raises(RuntimeError, match="exited before listening"):
         await listening
-    assert any("DynamoDB refused livecount" in line and "AccessDenied" in line
-               for line in served.output)
+    assert any(
+        "DynamoDB refused livecount" in line and "AccessDenied" in line for line in served.output
+    )

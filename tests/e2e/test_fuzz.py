@@ -39,8 +39,9 @@ async def next_reply(ws: ClientConnection) -> dict[str, Any]:
             return reply
 
 
-async def hammer(served: Served, frames: list[tuple[str, str | bytes]],
-                 tally: dict[str, int]) -> None:
+async def hammer(
+    served: Served, frames: list[tuple[str, str | bytes]], tally: dict[str, int]
+) -> None:
     ws = await connect(served.ws, max_size=None)
     try:
         for kind, payload in frames:
@@ -83,9 +84,10 @@ async def test_a_flood_of_hostile_frames(launch: Launch):
     async with connect(served.ws) as witness:
         baseline = 0
         for part in range(5):
-            chunk = corpus[part * FRAMES // 5:(part + 1) * FRAMES // 5]
-            await asyncio.gather(*(hammer(served, chunk[i::SOCKETS], tally)
-                                   for i in range(SOCKETS)))
+            chunk = corpus[part * FRAMES // 5 : (part + 1) * FRAMES // 5]
+            await asyncio.gather(
+                *(hammer(served, chunk[i::SOCKETS], tally) for i in range(SOCKETS))
+            )
             await witness.send(json.dumps({"message": "views", "articleId": "witness"}))
             witness_views += 1
             assert (await next_reply(witness))["totalViews"] == witness_views

@@ -242,20 +242,27 @@ async def test_a_period_answers_while_the_catalog_is_read(
             hour = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H")
             for n, target in enumerate(viewed):
                 for _ in range(n + 1):
-                    ledger.record(target, refreshed=False, hour=hour, title=f"Post {n}",
-                                  path=f"/blog/{target.id}/")
+                    ledger.record(
+                        target,
+                        refreshed=False,
+                        hour=hour,
+                        title=f"Post {n}",
+                        path=f"/blog/{target.id}/",
+                    )
             flush = ledger.take(1)
             ledger.complete(flush, await store.flush(flush))
             for target in viewed:  # as the stream copies them
-                item = await store.ddb.get_item(TableName=store.tables.writer,
-                                                Key={"articleId": {"S": target.id}})
+                item = await store.ddb.get_item(
+                    TableName=store.tables.writer, Key={"articleId": {"S": target.id}}
+                )
                 await store.ddb.put_item(TableName=store.tables.reader, Item=item["Item"])
             # The catalog's reads of the listed posts wait: a Scan of the reader table
             # now, BatchGetItems of a hundred posts before.
             proxy.set("hold", only=("TotalSegments", '"bulk-'))
             cache = ReportCache(store, PageRules())
-            port, stop = await serving(Routes(store, lambda t: None, PageRules(), cache=cache),
-                                       tmp_path)
+            port, stop = await serving(
+                Routes(store, lambda t: None, PageRules(), cache=cache), tmp_path
+            )
             try:
                 cache.start()
 
@@ -266,23 +273,33 @@ async def test_a_period_answers_while_the_catalog_is_read(
                 answer = await ask(port, request("GET", "/api/pages?period=30d"))
                 assert not cache.loaded.is_set()
                 assert answer.status == 200, answer
-                assert [(r["articleId"], r["articleTitle"], r["path"], r["totalViews"])
-                        for r in answer.json()] == [
+                assert [
+                    (r["articleId"], r["articleTitle"], r["path"], r["totalViews"])
+                    for r in answer.json()
+                ] == [
                     ("viewed-2", "Post 2", "/blog/viewed-2/", 3),
                     ("viewed-1", "Post 1", "/blog/viewed-1/", 2),
-                    ("viewed-0", "Post 0", "/blog/viewed-0/", 1)]
-                answer = await ask(port, request(
-                    "GET", "/api/summary?period=30d&articleId=viewed-1"))
+                    ("viewed-0", "Post 0", "/blog/viewed-0/", 1),
+                ]
+                answer = await ask(
+                    port, request("GET", "/api/summary?period=30d&articleId=viewed-1")
+                )
                 assert answer.status == 200, answer
                 summary = answer.json()
                 assert (summary["articleTitle"], summary["totalViews"], summary["live"]) == (
-                    "Post 1", 2, {"totalViews": 2, "uniqueViews": 2})
+                    "Post 1",
+                    2,
+                    {"totalViews": 2, "uniqueViews": 2},
+                )
                 assert not cache.loaded.is_set()
                 proxy.release()
                 answer = await ask(port, request("GET", "/api/pages?limit=3"))
                 assert answer.status == 200 and answer.headers["x-total-count"] == "3"
                 assert [(r["articleId"], r["totalViews"]) for r in answer.json()] == [
-                    ("viewed-2", 3), ("viewed-1", 2), ("viewed-0", 1)]
+                    ("viewed-2", 3),
+                    ("viewed-1", 2),
+                    ("viewed-0", 1),
+                ]
             finally:
                 await stop()
     finally:

@@ -25,8 +25,17 @@ ARTICLES = 5
 async def command(url: str, *args: str) -> tuple[int, str, str]:
     """Run `livecount loadtest`: its exit code, stdout and stderr."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "livecount", "loadtest", "--url", url, *args,
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "livecount",
+        "loadtest",
+        "--url",
+        url,
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode(), err.decode()
 
@@ -50,13 +59,27 @@ async def reader_total(store: Store) -> int:
     return sum(int(i["totalViews"]["N"]) for i in items)
 
 
-async def test_every_view_sent_is_answered_counted_and_pushed(launch: Launch, local_store: Store,
-                                                              tmp_path: Path):
+async def test_every_view_sent_is_answered_counted_and_pushed(
+    launch: Launch, local_store: Store, tmp_path: Path
+):
     served = await launch("--data-dir", str(tmp_path))
     report = await loadtest(
-        served.ws, "--connections", "4", "--duration", "2", "--articles", str(ARTICLES),
-        "--subscribers", "2", "--refreshed-ratio", "0.3", "--referrer-ratio", "0.2",
-        "--article-prefix", "lt-")
+        served.ws,
+        "--connections",
+        "4",
+        "--duration",
+        "2",
+        "--articles",
+        str(ARTICLES),
+        "--subscribers",
+        "2",
+        "--refreshed-ratio",
+        "0.3",
+        "--referrer-ratio",
+        "0.2",
+        "--article-prefix",
+        "lt-",
+    )
     assert report["sent"] > 0
     assert report["acked"] == report["sent"]
     assert report["errors"] == {} and report["unanswered"] == 0
@@ -76,8 +99,19 @@ async def test_every_view_sent_is_answered_counted_and_pushed(launch: Launch, lo
 
 async def test_a_paced_run_sends_at_most_the_rate(launch: Launch, tmp_path: Path):
     served = await launch("--data-dir", str(tmp_path))
-    report = await loadtest(served.ws, "--connections", "3", "--duration", "1", "--rate", "50",
-                            "--articles", "1", "--article-prefix", "paced-")
+    report = await loadtest(
+        served.ws,
+        "--connections",
+        "3",
+        "--duration",
+        "1",
+        "--rate",
+        "50",
+        "--articles",
+        "1",
+        "--article-prefix",
+        "paced-",
+    )
     assert 0 < report["sent"] <= 50 + 3  # the rate over one second, plus the first burst
     assert report["acked"] == report["sent"] and report["errors"] == {}
     assert report["target_rate"] == 50
@@ -87,8 +121,7 @@ async def test_a_server_that_closes_sockets_is_reported_not_crashed_on(launch: L
     """The load client meets the server's limits like any other client: it reports
     what was refused and closed, and still prints its report."""
     served = await launch("--rate-limit", "5", "--rate-burst", "5")
-    report = await loadtest(served.ws, "--connections", "2", "--duration", "2",
-                            "--articles", "1")
+    report = await loadtest(served.ws, "--connections", "2", "--duration", "2", "--articles", "1")
     assert report["errors"].get("rate_limited", 0) > 0
     assert report["dropped"] > 0  # refused 20 times in a row, a socket is closed
 
@@ -108,8 +141,16 @@ async def test_a_socket_keeps_up_to_in_flight_views_unanswered_and_never_more():
                 held_most.append(len(held))
                 if len(held) == in_flight:
                     for article in held:  # in order, as livecount answers
-                        await ws.send(json.dumps({"message": "views", "articleId": article,
-                                                  "totalViews": 1, "uniqueViews": 1}))
+                        await ws.send(
+                            json.dumps(
+                                {
+                                    "message": "views",
+                                    "articleId": article,
+                                    "totalViews": 1,
+                                    "uniqueViews": 1,
+                                }
+                            )
+                        )
                     order.extend(held)
                     held.clear()
         except ConnectionClosed:
@@ -119,23 +160,41 @@ async def test_a_socket_keeps_up_to_in_flight_views_unanswered_and_never_more():
         port = next(iter(server.sockets)).getsockname()[1]
         # One socket and a whole number of windows: every window fills, so nothing here
         # waits on a clock; --max-views ends the load.
-        report = await client.run(client.Options(
-            url=f"ws://127.0.0.1:{port}/ws", connections=1, in_flight=in_flight,
-            duration=30.0, drain_timeout=5.0, max_views=in_flight * rounds, articles=50,
-            seed=3))
+        report = await client.run(
+            client.Options(
+                url=f"ws://127.0.0.1:{port}/ws",
+                connections=1,
+                in_flight=in_flight,
+                duration=30.0,
+                drain_timeout=5.0,
+                max_views=in_flight * rounds,
+                articles=50,
+                seed=3,
+            )
+        )
     assert max(held_most) == in_flight
     assert report.sent == report.acked == len(order) == in_flight * rounds
     assert report.unanswered == 0 and report.unexpected == 0 and report.errors == {}
     assert report.reply_ms.count == report.sent and report.in_flight == in_flight
 
 
-async def test_pipelined_views_are_each_answered_and_counted_once(launch: Launch,
-                                                                   local_store: Store,
-                                                                   tmp_path: Path):
+async def test_pipelined_views_are_each_answered_and_counted_once(
+    launch: Launch, local_store: Store, tmp_path: Path
+):
     served = await launch("--data-dir", str(tmp_path))
-    report = await loadtest(served.ws, "--connections", "3", "--in-flight", "4",
-                            "--duration", "2", "--articles", str(ARTICLES),
-                            "--article-prefix", "pipe-")
+    report = await loadtest(
+        served.ws,
+        "--connections",
+        "3",
+        "--in-flight",
+        "4",
+        "--duration",
+        "2",
+        "--articles",
+        str(ARTICLES),
+        "--article-prefix",
+        "pipe-",
+    )
     assert report["in_flight"] == 4 and report["sent"] > 0
     assert report["acked"] == report["sent"] and report["errors"] == {}
     assert report["unanswered"] == 0 and report["unexpected"] == 0
@@ -151,31 +210,60 @@ async def test_a_store_that_counts_a_real_site_is_refused_unless_asked(launch: L
     """A store with only load tests' rows is fair game; one real post, and nothing is
     sent until --into-real-site says so."""
     served = await launch()
-    first = await loadtest(served.ws, "--connections", "1", "--max-views", "5",
-                           "--articles", "1")
+    first = await loadtest(served.ws, "--connections", "1", "--max-views", "5", "--articles", "1")
     assert first["acked"] == 5
     await eventually(lambda: listed(served), lambda ids: "loadtest-0" in ids)
-    again = await loadtest(served.ws, "--connections", "1", "--max-views", "5",
-                           "--articles", "1", "--article-prefix", "again-")
+    again = await loadtest(
+        served.ws,
+        "--connections",
+        "1",
+        "--max-views",
+        "5",
+        "--articles",
+        "1",
+        "--article-prefix",
+        "again-",
+    )
     assert again["acked"] == 5  # a load test's rows are no real site
     async with connect(served.ws) as ws:
-        await ws.send(json.dumps({"message": "views", "articleId": "hello-world",
-                                  "articleTitle": "Hello"}))
+        await ws.send(
+            json.dumps({"message": "views", "articleId": "hello-world", "articleTitle": "Hello"})
+        )
         assert json.loads(await ws.recv())["message"] == "views"
-    await eventually(lambda: listed(served),
-                     lambda ids: "hello-world" in ids and ids.get("again-0") == 5)
+    await eventually(
+        lambda: listed(served), lambda ids: "hello-world" in ids and ids.get("again-0") == 5
+    )
 
-    code, out, err = await command(served.ws, "--connections", "1", "--max-views", "5",
-                                   "--articles", "1", "--article-prefix", "again-")
+    code, out, err = await command(
+        served.ws,
+        "--connections",
+        "1",
+        "--max-views",
+        "5",
+        "--articles",
+        "1",
+        "--article-prefix",
+        "again-",
+    )
     assert code == 2 and out == ""
     assert err.startswith(f"livecount loadtest: {served.ws} counts a real site (hello-world)")
     assert "livecount serve --port 8081 --table-prefix loadtest- --data-dir data-loadtest" in err
     assert "--into-real-site" in err
     assert (await listed(served))["again-0"] == 5  # nothing more was sent
 
-    code, out, err = await command(served.ws, "--connections", "1", "--max-views", "5",
-                                   "--articles", "1", "--article-prefix", "asked-",
-                                   "--into-real-site", "--json")
+    code, out, err = await command(
+        served.ws,
+        "--connections",
+        "1",
+        "--max-views",
+        "5",
+        "--articles",
+        "1",
+        "--article-prefix",
+        "asked-",
+        "--into-real-site",
+        "--json",
+    )
     assert code == 0, err
     assert json.loads(out)["acked"] == 5
     await eventually(lambda: listed(served), lambda ids: "asked-0" in ids)
@@ -183,8 +271,9 @@ async def test_a_store_that_counts_a_real_site_is_refused_unless_asked(launch: L
 
 async def test_progress_off_a_terminal_is_plain_lines(launch: Launch):
     served = await launch()
-    code, out, err = await command(served.ws, "--connections", "2", "--duration", "1",
-                                   "--articles", "1")
+    code, out, err = await command(
+        served.ws, "--connections", "2", "--duration", "1", "--articles", "1"
+    )
     assert code == 0, err
     lines = err.splitlines()
     assert "loadtest opening: 0 of 2 sockets" in lines

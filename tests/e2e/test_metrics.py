@@ -38,9 +38,13 @@ async def test_metrics_count_what_happened(launch: Launch):
             await bot.recv()
 
         # The bot's socket closes on the server's side a moment after its own.
-        metrics = await eventually(lambda: scrape(served),
-                                   lambda m: m.get("livecount_flush_seconds_count", 0) > 0
-                                   and m.get("livecount_open_sockets") == 2)
+        metrics = await eventually(
+            lambda: scrape(served),
+            lambda m: (
+                m.get("livecount_flush_seconds_count", 0) > 0
+                and m.get("livecount_open_sockets") == 2
+            ),
+        )
         assert metrics["livecount_views_total"] == 3
         assert metrics["livecount_bot_views_total"] == 1
         assert metrics["livecount_rejected_total{reason=invalid_json}"] == 1
@@ -49,8 +53,10 @@ async def test_metrics_count_what_happened(launch: Launch):
         assert metrics["livecount_leases_held"] == 1
         assert metrics["livecount_node_info{node=metered}"] == 1
         assert any(k.startswith("livecount_stream_lag_seconds{shard=") for k in metrics)
-    await eventually(lambda: scrape(served),
-                     lambda m: m["livecount_pending_views"] == 0
-                     and m["livecount_open_sockets"] == 0)
-    assert served.logs and all(entry.get("node") == "metered"
-                               for entry in served.logs)  # logs say who
+    await eventually(
+        lambda: scrape(served),
+        lambda m: m["livecount_pending_views"] == 0 and m["livecount_open_sockets"] == 0,
+    )
+    assert served.logs and all(
+        entry.get("node") == "metered" for entry in served.logs
+    )  # logs say who

@@ -53,6 +53,7 @@ class Page:
     async def sees(self, key: str, n: int, timeout: float = 20.0) -> None:
         async def now() -> int | None:
             return self.reading.get(key)
+
         await eventually(now, lambda seen: seen == n, timeout=timeout)
 
     def kill(self) -> None:
@@ -71,8 +72,9 @@ async def pages(served: Served | None = None) -> AsyncIterator[Any]:
         async def open_page(on: Served | None = None, **headers: str) -> Page:
             target = on or served
             assert target is not None
-            ws = await stack.enter_async_context(connect(
-                target.ws, user_agent_header=headers.get("agent", "Mozilla/5.0 (X11)")))
+            ws = await stack.enter_async_context(
+                connect(target.ws, user_agent_header=headers.get("agent", "Mozilla/5.0 (X11)"))
+            )
             page = Page(ws)
             opened.append(page)
             return page
@@ -130,9 +132,15 @@ async def test_a_bot_is_told_it_was_not_counted_and_never_reads(launch: Launch):
         assert "counted" not in counted and counted["readingNow"] == 1
         bot = await open_page(agent="Mozilla/5.0 HeadlessChrome/120.0")
         reply = await bot.view(articleId="a")
-        assert reply == {"message": "views", "totalViews": 1, "uniqueViews": 1,
-                         "readingNow": 1, "articleId": "a", "counted": False,
-                         "reason": "bot"}
+        assert reply == {
+            "message": "views",
+            "totalViews": 1,
+            "uniqueViews": 1,
+            "readingNow": 1,
+            "articleId": "a",
+            "counted": False,
+            "reason": "bot",
+        }
         await bot.visible(True)
         status, _, body = await asyncio.to_thread(http_get, f"{served.http}/api/now")
         assert status == 200 and json.loads(body)["readingNow"] == 1
@@ -158,23 +166,28 @@ async def test_api_now_lists_what_is_read_most_read_first_with_titles(launch: La
         # The title comes from the store once the view is flushed and copied.
         assert await eventually(now, lambda n: n["pages"][0].get("articleTitle")) == {
             "readingNow": 6,
-            "pages": [{"articleId": "a", "articleTitle": "Post A", "readingNow": 3},
-                      {"articleId": "b", "readingNow": 2},
-                      {"pageName": "Home_Page", "readingNow": 1}]}
+            "pages": [
+                {"articleId": "a", "articleTitle": "Post A", "readingNow": 3},
+                {"articleId": "b", "readingNow": 2},
+                {"pageName": "Home_Page", "readingNow": 1},
+            ],
+        }
         status, _, body = await asyncio.to_thread(http_get, f"{served.http}/api/now?limit=1")
-        assert json.loads(body) == {"readingNow": 6, "pages": [
-            {"articleId": "a", "articleTitle": "Post A", "readingNow": 3}]}
+        assert json.loads(body) == {
+            "readingNow": 6,
+            "pages": [{"articleId": "a", "articleTitle": "Post A", "readingNow": 3}],
+        }
         status, _, body = await asyncio.to_thread(http_get, f"{served.http}/api/now?limit=0")
         assert status == 400 and json.loads(body)["parameter"] == "limit"
 
 
 async def start_node(launch: Launch, tmp_path: Path, name: str) -> Served:
-    return await launch("--node-id", name, "--data-dir", str(tmp_path / name),
-                        "--lease-time", str(LEASE_TIME))
+    return await launch(
+        "--node-id", name, "--data-dir", str(tmp_path / name), "--lease-time", str(LEASE_TIME)
+    )
 
 
-async def test_nodes_see_each_others_readers_and_a_dead_nodes_go(launch: Launch,
-                                                                   tmp_path: Path):
+async def test_nodes_see_each_others_readers_and_a_dead_nodes_go(launch: Launch, tmp_path: Path):
     a, b = await start_node(launch, tmp_path, "a"), await start_node(launch, tmp_path, "b")
     async with pages() as open_page:
         on_a, on_b = await open_page(a), await open_page(b)

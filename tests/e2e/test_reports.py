@@ -18,13 +18,15 @@ from tests.support import Launch, Served, eventually, http_get
 
 ORIGIN = "https://blog.example"
 # (path, title or None for a page, refreshed, referrer)
-SENT = [("/blog/first/", "First post", False, "https://news.example/x"),
-        ("/blog/first/", "First post", True, None),
-        ("/blog/first/", "First post", False, "https://social.example/"),
-        ("/blog/second/", "Second post", False, "https://news.example/y"),
-        ("/blog/third-one/", "Third", False, None),
-        ("/", None, False, None),
-        ("/about/", None, False, "https://news.example/z")]
+SENT = [
+    ("/blog/first/", "First post", False, "https://news.example/x"),
+    ("/blog/first/", "First post", True, None),
+    ("/blog/first/", "First post", False, "https://social.example/"),
+    ("/blog/second/", "Second post", False, "https://news.example/y"),
+    ("/blog/third-one/", "Third", False, None),
+    ("/", None, False, None),
+    ("/about/", None, False, "https://news.example/z"),
+]
 
 
 async def get(served: Served, path: str, **query: str) -> tuple[dict[str, str], Any]:
@@ -37,8 +39,12 @@ async def get(served: Served, path: str, **query: str) -> tuple[dict[str, str], 
 async def send(served: Served, sent: list[tuple[str, str | None, bool, str | None]]) -> None:
     async with connect(served.ws, origin=ORIGIN) as ws:  # type: ignore[arg-type]
         for path, title, refreshed, referrer in sent:
-            message: dict[str, Any] = {"message": "views", "currentPage": path,
-                                       "refreshed": refreshed, "referrer": referrer}
+            message: dict[str, Any] = {
+                "message": "views",
+                "currentPage": path,
+                "refreshed": refreshed,
+                "referrer": referrer,
+            }
             if title:
                 message["articleTitle"] = title
             await ws.send(json.dumps(message))
@@ -58,8 +64,7 @@ def expected(sent: list[tuple[str, str | None, bool, str | None]]) -> dict[str, 
 
 
 def ids(rows: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
-    return {r.get("articleId") or r["pageName"]: (r["totalViews"], r["uniqueViews"])
-            for r in rows}
+    return {r.get("articleId") or r["pageName"]: (r["totalViews"], r["uniqueViews"]) for r in rows}
 
 
 async def every_page(served: Served, limit: int, **query: str) -> list[dict[str, Any]]:
@@ -110,25 +115,45 @@ async def test_every_period_agrees_with_its_timeline_and_with_what_was_sent(laun
     async def summary(period: str) -> Any:
         return (await get(served, "/api/summary", period=period))[1]
 
-    for period, bucket in (("24h", "hour"), ("7d", "day"), ("30d", "day"), ("12mo", "month"),
-                           ("all", "month")):
-        found = await eventually(lambda p=period: summary(p),  # type: ignore[misc]
-                                 lambda s: (s["totalViews"], s["uniqueViews"]) == total)
+    for period, bucket in (
+        ("24h", "hour"),
+        ("7d", "day"),
+        ("30d", "day"),
+        ("12mo", "month"),
+        ("all", "month"),
+    ):
+        found = await eventually(
+            lambda p=period: summary(p),  # type: ignore[misc]
+            lambda s: (s["totalViews"], s["uniqueViews"]) == total,
+        )
         assert found["period"]["bucket"] == bucket and found["pages"] == len(want)
         points = found["timeline"]
-        assert (sum(p["totalViews"] for p in points), sum(p["uniqueViews"] for p in points)) \
-            == total
-        assert found["live"] == {"totalViews": total[0], "uniqueViews": total[1],
-                                 "pages": len(want), "posts": 3}
+        assert (
+            sum(p["totalViews"] for p in points),
+            sum(p["uniqueViews"] for p in points),
+        ) == total
+        assert found["live"] == {
+            "totalViews": total[0],
+            "uniqueViews": total[1],
+            "pages": len(want),
+            "posts": 3,
+        }
         assert ids(await every_page(served, 3, period=period)) == want
         for row in (await get(served, "/api/pages", period=period))[1]:
-            key = {"articleId": row["articleId"]} if "articleId" in row \
+            key = (
+                {"articleId": row["articleId"]}
+                if "articleId" in row
                 else {"pageName": row["pageName"]}
+            )
             one = (await get(served, "/api/summary", period=period, **key))[1]
-            assert (one["totalViews"], one["uniqueViews"]) == \
-                (row["totalViews"], row["uniqueViews"]) == (
+            assert (
+                (one["totalViews"], one["uniqueViews"])
+                == (row["totalViews"], row["uniqueViews"])
+                == (
                     sum(p["totalViews"] for p in one["timeline"]),
-                    sum(p["uniqueViews"] for p in one["timeline"]))
+                    sum(p["uniqueViews"] for p in one["timeline"]),
+                )
+            )
     _, hosts = await get(served, "/api/referrers", period="24h")
     assert hosts == [{"host": "news.example", "views": 3}, {"host": "social.example", "views": 1}]
     _, since = await get(served, "/api/summary", since="2001-01-01", until="2001-02-01")
@@ -137,15 +162,22 @@ async def test_every_period_agrees_with_its_timeline_and_with_what_was_sent(laun
 
 def flags(served: Served, *names: str) -> list[str]:
     """`served`'s own value of each flag, as a command line."""
-    return [part for name in names
-            for part in (name, served.argv[served.argv.index(name) + 1])]
+    return [part for name in names for part in (name, served.argv[served.argv.index(name) + 1])]
 
 
 async def report(served: Served, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "livecount", "report", *args, "--url", served.http,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200"})
+        sys.executable,
+        "-m",
+        "livecount",
+        "report",
+        *args,
+        "--url",
+        served.http,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode()
 
@@ -153,12 +185,22 @@ async def report(served: Served, *args: str) -> tuple[int, str]:
 async def test_two_nodes_show_the_same_reports(launch: Launch, tmp_path: Path):
     """Each node's reports hold the other's views: posts by the stream and the feed,
     pages and report rows by what each node's flushes stored, on the feed."""
-    nodes = [await launch("--node-id", name, "--data-dir", str(tmp_path / name),
-                          "--lease-time", "3", "--path-pattern", "/blog/{id}/")
-             for name in ("one", "two")]
+    nodes = [
+        await launch(
+            "--node-id",
+            name,
+            "--data-dir",
+            str(tmp_path / name),
+            "--lease-time",
+            "3",
+            "--path-pattern",
+            "/blog/{id}/",
+        )
+        for name in ("one", "two")
+    ]
     # Both alive, both counting: each serves half of the views.
     await asyncio.gather(*(send(node, SENT[i::2]) for i, node in enumerate(nodes)))
-    await asyncio.gather(*(send(node, SENT[1 - i::2]) for i, node in enumerate(nodes)))
+    await asyncio.gather(*(send(node, SENT[1 - i :: 2]) for i, node in enumerate(nodes)))
     want = expected(SENT + SENT)
 
     async def views(node: Served) -> tuple[Any, ...]:
@@ -168,9 +210,11 @@ async def test_two_nodes_show_the_same_reports(launch: Launch, tmp_path: Path):
         return ids(live), ids(day), summary["totalViews"], summary["live"]["totalViews"]
 
     for node in nodes:
-        await eventually(lambda n=node: views(n),  # type: ignore[misc]
-                         lambda v: v == (want, want, 2 * len(SENT), 2 * len(SENT)),
-                         timeout=30)
+        await eventually(
+            lambda n=node: views(n),  # type: ignore[misc]
+            lambda v: v == (want, want, 2 * len(SENT), 2 * len(SENT)),
+            timeout=30,
+        )
 
 
 async def test_a_restarted_node_reads_the_same_reports_back(launch: Launch):
@@ -178,23 +222,43 @@ async def test_a_restarted_node_reads_the_same_reports_back(launch: Launch):
     node started afresh shows, and every rollup is the sum of its hours."""
     served = await launch("--path-pattern", "/blog/{id}/")
     await send(served, SENT)
-    await eventually(lambda: get(served, "/api/summary", period="30d"),
-                     lambda a: a[1]["totalViews"] == len(SENT))
-    before = [(await get(served, path, **query))[1] for path, query in (
-        ("/api/pages", {}), ("/api/pages", {"period": "12mo"}),
-        ("/api/summary", {"period": "all"}), ("/api/referrers", {"period": "7d"}))]
+    await eventually(
+        lambda: get(served, "/api/summary", period="30d"), lambda a: a[1]["totalViews"] == len(SENT)
+    )
+    before = [
+        (await get(served, path, **query))[1]
+        for path, query in (
+            ("/api/pages", {}),
+            ("/api/pages", {"period": "12mo"}),
+            ("/api/summary", {"period": "all"}),
+            ("/api/referrers", {"period": "7d"}),
+        )
+    ]
     await served.stop()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "livecount", "admin", "rollups", "--check",
+        sys.executable,
+        "-m",
+        "livecount",
+        "admin",
+        "rollups",
+        "--check",
         *flags(served, "--dynamodb-endpoint", "--table-prefix", "--data-dir"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await proc.communicate()
     assert proc.returncode == 0, (out, err)
     assert b"Every rollup row is the sum of its hours." in out
     again = await launch("--path-pattern", "/blog/{id}/")
-    after = [(await get(again, path, **query))[1] for path, query in (
-        ("/api/pages", {}), ("/api/pages", {"period": "12mo"}),
-        ("/api/summary", {"period": "all"}), ("/api/referrers", {"period": "7d"}))]
+    after = [
+        (await get(again, path, **query))[1]
+        for path, query in (
+            ("/api/pages", {}),
+            ("/api/pages", {"period": "12mo"}),
+            ("/api/summary", {"period": "all"}),
+            ("/api/referrers", {"period": "7d"}),
+        )
+    ]
     assert after == before
     code, listed = await report(again, "pages", "--period", "all")
     assert code == 0 and "First post" in listed

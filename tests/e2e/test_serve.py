@@ -56,11 +56,20 @@ async def test_replies_count_the_view_and_pushes_reach_subscribers(launch: Launc
     served = await launch()
     async with connect(served.ws) as reader_page, connect(served.ws) as writer_page:
         first = await ask(reader_page, {"message": "subscribe", "articleIds": ["hello"]})
-        assert first == {"message": "count", "articleId": "hello",
-                         "totalViews": 0, "uniqueViews": 0, "readingNow": 0}
+        assert first == {
+            "message": "count",
+            "articleId": "hello",
+            "totalViews": 0,
+            "uniqueViews": 0,
+            "readingNow": 0,
+        }
         assert await view(writer_page, "hello", articleTitle="Hello") == {
-            "message": "views", "articleId": "hello", "totalViews": 1, "uniqueViews": 1,
-            "readingNow": 1}
+            "message": "views",
+            "articleId": "hello",
+            "totalViews": 1,
+            "uniqueViews": 1,
+            "readingNow": 1,
+        }
         assert (await view(writer_page, "hello", refreshed=True))["totalViews"] == 2
         reply = await view(writer_page, "hello", refreshed=False)
         assert (reply["totalViews"], reply["uniqueViews"]) == (3, 2)
@@ -69,30 +78,47 @@ async def test_replies_count_the_view_and_pushes_reach_subscribers(launch: Launc
 
 
 async def test_pages_are_counted_and_unknown_pages_are_not(launch: Launch, local_store: Store):
-    served = await launch("--page", "/=Home_Page", "--page", "/now=Now_Page",
-                          "--unmatched-paths", "refuse")
+    served = await launch(
+        "--page", "/=Home_Page", "--page", "/now=Now_Page", "--unmatched-paths", "refuse"
+    )
     async with connect(served.ws) as ws:
         home = await ask(ws, {"message": "views", "currentPage": "/", "previousPage": ""})
-        assert home == {"message": "views", "pageName": "Home_Page",
-                        "totalViews": 1, "uniqueViews": 1, "readingNow": 1}
-        assert (await ask(ws, {"message": "views", "currentPage": "/now/"}))["pageName"] == \
-            "Now_Page"
+        assert home == {
+            "message": "views",
+            "pageName": "Home_Page",
+            "totalViews": 1,
+            "uniqueViews": 1,
+            "readingNow": 1,
+        }
+        assert (await ask(ws, {"message": "views", "currentPage": "/now/"}))[
+            "pageName"
+        ] == "Now_Page"
         bad = await ask(ws, {"message": "views", "currentPage": "/pages/about"})
         assert bad["message"] == "error" and bad["error"] == "unrecognised_page"
         assert "--unmatched-paths page" in bad["detail"]
         sub = await ask(ws, {"message": "subscribe", "pageNames": ["Now_Page"]})
         assert sub["pageName"] == "Now_Page" and sub["totalViews"] == 1
-    await eventually(lambda: table(local_store, local_store.tables.pages, "pageName"),
-                     lambda t: t == {"Home_Page": (1, 1), "Now_Page": (1, 1)})
+    await eventually(
+        lambda: table(local_store, local_store.tables.pages, "pageName"),
+        lambda t: t == {"Home_Page": (1, 1), "Now_Page": (1, 1)},
+    )
 
 
 async def test_every_path_counts_as_a_post_by_pattern_or_a_page_of_its_own(
-        launch: Launch, local_store: Store):
-    served = await launch("--path-pattern", "/blog/{id}/", "--path-pattern",
-                          "/{yyyy}/{mm}/{dd}/{id}/")
+    launch: Launch, local_store: Store
+):
+    served = await launch(
+        "--path-pattern", "/blog/{id}/", "--path-pattern", "/{yyyy}/{mm}/{dd}/{id}/"
+    )
     async with connect(served.ws) as ws:
-        post = await ask(ws, {"message": "views", "currentPage": "/blog/hello-plain/",
-                              "articleTitle": "Hello, plain"})
+        post = await ask(
+            ws,
+            {
+                "message": "views",
+                "currentPage": "/blog/hello-plain/",
+                "articleTitle": "Hello, plain",
+            },
+        )
         assert (post.get("articleId"), post["totalViews"]) == ("hello-plain", 1)
         dated = await ask(ws, {"message": "views", "currentPage": "/2024/05/17/dated/?x=1"})
         assert dated.get("articleId") == "dated"
@@ -106,15 +132,21 @@ async def test_every_path_counts_as_a_post_by_pattern_or_a_page_of_its_own(
         assert home.get("pageName") == "Home_Page"  # the seed's names stay
 
     def listed(rows: list[dict[str, Any]]) -> dict[str, tuple[int, str | None]]:
-        return {r.get("articleId") or r["pageName"]: (r["totalViews"], r.get("articleTitle"))
-                for r in rows}
+        return {
+            r.get("articleId") or r["pageName"]: (r["totalViews"], r.get("articleTitle"))
+            for r in rows
+        }
 
     async def pages() -> list[dict[str, Any]]:
         status, _, body = await asyncio.to_thread(http_get, served.http + "/api/pages")
         return list(json.loads(body)) if status == 200 else []
 
-    expected = {"/about": (4, None), "hello-plain": (1, "Hello, plain"), "dated": (1, ""),
-                "Home_Page": (1, None)}
+    expected = {
+        "/about": (4, None),
+        "hello-plain": (1, "Hello, plain"),
+        "dated": (1, ""),
+        "Home_Page": (1, None),
+    }
     await eventually(pages, lambda rows: listed(rows) == expected)
 
 
@@ -122,23 +154,37 @@ async def test_the_reader_table_ends_equal_to_the_writer(launch: Launch, local_s
     served = await launch("--site-domain", "blog.example")
     async with connect(served.ws) as ws:
         for i in range(30):
-            await view(ws, f"post-{i % 4}", refreshed=i % 3 == 0,
-                       referrer="https://news.example/x" if i % 2 else "https://blog.example/")
-    writer = await eventually(lambda: table(local_store, local_store.tables.writer, "articleId"),
-                              lambda t: sum(total for total, _ in t.values()) == 30)
-    await eventually(lambda: table(local_store, local_store.tables.reader, "articleId"),
-                     lambda r: r == writer)
+            await view(
+                ws,
+                f"post-{i % 4}",
+                refreshed=i % 3 == 0,
+                referrer="https://news.example/x" if i % 2 else "https://blog.example/",
+            )
+    writer = await eventually(
+        lambda: table(local_store, local_store.tables.writer, "articleId"),
+        lambda t: sum(total for total, _ in t.values()) == 30,
+    )
+    await eventually(
+        lambda: table(local_store, local_store.tables.reader, "articleId"), lambda r: r == writer
+    )
     assert writer["post-0"] == (8, 5)  # i = 0,4,...,28: 8 views; 0, 12 and 24 refreshed
     # Referrer rows are separate writes of the same flushes: wait for all 15, not the first.
-    await eventually(lambda: local_store.reports.top_referrers("site"),
-                     lambda hosts: hosts == [("news.example", 15)])  # the site's own is internal
+    await eventually(
+        lambda: local_store.reports.top_referrers("site"),
+        lambda hosts: hosts == [("news.example", 15)],
+    )  # the site's own is internal
 
 
 async def test_bad_input_gets_an_error_and_the_connection_stays(launch: Launch):
     served = await launch()
     async with connect(served.ws) as ws, connect(served.ws) as other:
-        for frame in ["nope", "[]", '{"message":"views","articleId":1}', '{"message":"x"}',
-                      '{"message":"views","articleId":"' + "a" * 300 + '"}']:
+        for frame in [
+            "nope",
+            "[]",
+            '{"message":"views","articleId":1}',
+            '{"message":"x"}',
+            '{"message":"views","articleId":"' + "a" * 300 + '"}',
+        ]:
             await ws.send(frame)
             reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
             assert reply["message"] == "error" and reply["error"] and reply["detail"]
@@ -182,10 +228,12 @@ async def test_health_is_503_when_dynamodb_stops_answering(launch: Launch):
 
 
 async def test_serve_waits_for_a_store_that_is_not_up_yet(tmp_path: Path):
-    served = Served("--dynamodb-endpoint", f"http://127.0.0.1:{free_port()}",
-                    "--data-dir", str(tmp_path))
+    served = Served(
+        "--dynamodb-endpoint", f"http://127.0.0.1:{free_port()}", "--data-dir", str(tmp_path)
+    )
     listening = await served.spawn()
     try:
+
         async def said() -> list[dict[str, Any]]:
             return served.events("dynamodb_unreachable")
 
@@ -232,8 +280,9 @@ async def test_counts_survive_a_restart(launch: Launch, local_store: Store):
     async with connect(again.ws) as ws:
         reply = await view(ws, "kept")
     assert (reply["totalViews"], reply["uniqueViews"]) == (4, 4)
-    await eventually(lambda: local_store.read_counts([kept]),
-                     lambda counts: counts == {kept: Counts(4, 4)})
+    await eventually(
+        lambda: local_store.read_counts([kept]), lambda counts: counts == {kept: Counts(4, 4)}
+    )
 
 
 async def test_the_embedded_store_keeps_counts_in_the_data_dir(tmp_path: Path):
@@ -264,6 +313,7 @@ async def test_views_sent_just_before_the_page_leaves_are_counted(launch: Launch
         for _ in range(5):
             await leaving.send(json.dumps({"message": "views", "articleId": "unload"}))
     async with connect(served.ws) as ws:
+
         async def total() -> int:
             reply = await ask(ws, {"message": "subscribe", "articleIds": ["unload"]})
             return int(reply["totalViews"])
@@ -278,8 +328,9 @@ async def test_a_page_watches_what_it_shows_not_everything_it_showed(launch: Lau
         await view(reader_page, "first")
         await view(reader_page, "second")  # navigated on: "first" is no longer shown
         await reader_page.send(json.dumps({"message": "subscribe", "articleIds": ["sync0"]}))
-        while json.loads(await asyncio.wait_for(reader_page.recv(), 10)).get("articleId") \
-                != "sync0":
+        while (
+            json.loads(await asyncio.wait_for(reader_page.recv(), 10)).get("articleId") != "sync0"
+        ):
             pass  # its own views' replies and pushes, from before the switch
         await view(other, "first")
         await view(other, "second")
@@ -289,8 +340,9 @@ async def test_a_page_watches_what_it_shows_not_everything_it_showed(launch: Lau
             seen.add(json.loads(await asyncio.wait_for(reader_page.recv(), 10))["articleId"])
         # Pushes go out together, so any push for "first" came before this answer.
         await reader_page.send(json.dumps({"message": "subscribe", "articleIds": ["sync"]}))
-        while (message := json.loads(await asyncio.wait_for(reader_page.recv(), 10))) \
-                .get("articleId") != "sync":
+        while (message := json.loads(await asyncio.wait_for(reader_page.recv(), 10))).get(
+            "articleId"
+        ) != "sync":
             seen.add(message["articleId"])
         assert "first" not in seen
 
@@ -302,8 +354,17 @@ class OnTerminal:
     Ctrl-C sends. What it shows is collected, line ends as a terminal gets them."""
 
     def __init__(self, *args: str) -> None:
-        self.argv = [sys.executable, "-m", "livecount", "serve", "--host", "127.0.0.1",
-                     "--port", "0", *args]
+        self.argv = [
+            sys.executable,
+            "-m",
+            "livecount",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *args,
+        ]
         self.text = ""
         self.closed = asyncio.Event()
         self.master = -1
@@ -314,8 +375,15 @@ class OnTerminal:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECOUNT_")}
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *self.argv, stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env,
-                start_new_session=True, preexec_fn=_take_the_terminal)
+                *self.argv,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_take_the_terminal,
+            )
         finally:
             os.close(slave)
         os.set_blocking(self.master, False)
@@ -342,6 +410,7 @@ class OnTerminal:
     async def shows(self, wanted: str, timeout: float = 90.0) -> None:
         async def text() -> str:
             return self.text
+
         await eventually(text, lambda t: wanted in t, timeout=timeout)
 
     def port(self) -> int:
@@ -372,25 +441,38 @@ def _take_the_terminal() -> None:
 
 
 async def test_at_a_terminal_serve_shows_progress_then_where_to_go_and_ctrl_c_stops_it(
-        dynamodb_local_url: str, prefix: str, tmp_path: Path, local_store: Store):
+    dynamodb_local_url: str, prefix: str, tmp_path: Path, local_store: Store
+):
     data = tmp_path / "node"
-    shown = await OnTerminal("--dynamodb-endpoint", dynamodb_local_url, "--table-prefix",
-                             prefix, "--data-dir", str(data),
-                             "--flush-interval", "3600").start()
+    shown = await OnTerminal(
+        "--dynamodb-endpoint",
+        dynamodb_local_url,
+        "--table-prefix",
+        prefix,
+        "--data-dir",
+        str(data),
+        "--flush-interval",
+        "3600",
+    ).start()
     try:
         await shown.shows("Ctrl-C stops it")
         lines = [" ".join(line.split()) for line in shown.lines]
         ready = next(i for i, line in enumerate(lines) if " is ready (" in line)
         steps = [line for line in lines[:ready] if " warning " not in line]
-        assert steps == ["checking the tables…", "replaying the journal…",
-                         "catching up the stream…"], shown.text
+        assert steps == [
+            "checking the tables…",
+            "replaying the journal…",
+            "catching up the stream…",
+        ], shown.text
         port = shown.port()
         token = (data / "admin-token").read_text().strip()
-        for row in (f"Dashboard http://127.0.0.1:{port}/",
-                    f"WebSocket ws://127.0.0.1:{port}/ws",
-                    f"Log in http://127.0.0.1:{port}/login?token={token}",
-                    f'Store DynamoDB at {dynamodb_local_url}, table prefix "{prefix}"',
-                    f"Data dir {data.resolve()}"):
+        for row in (
+            f"Dashboard http://127.0.0.1:{port}/",
+            f"WebSocket ws://127.0.0.1:{port}/ws",
+            f"Log in http://127.0.0.1:{port}/login?token={token}",
+            f'Store DynamoDB at {dynamodb_local_url}, table prefix "{prefix}"',
+            f"Data dir {data.resolve()}",
+        ):
             assert row in lines, (row, shown.text)
         assert not [line for line in lines if line.startswith("{")]  # no JSON for a person
         assert "log in to the dashboard at" not in shown.text  # the banner says it
@@ -402,22 +484,32 @@ async def test_at_a_terminal_serve_shows_progress_then_where_to_go_and_ctrl_c_st
             assert (await view(ws, "typed"))["totalViews"] == 1
         assert await table(local_store, local_store.tables.writer, "articleId") == {}
         assert await shown.ctrl_c() == 0
-        tail = [" ".join(line.split()) for line in shown.lines[len(lines):]]
-        assert [line for line in tail if line.endswith("stopping: closing sockets, storing "
-                                                       "the last views…")], shown.text
+        tail = [" ".join(line.split()) for line in shown.lines[len(lines) :]]
+        assert [
+            line
+            for line in tail
+            if line.endswith("stopping: closing sockets, storing the last views…")
+        ], shown.text
         assert tail[-1] == "stopped.", shown.text
         # Stopped after storing what it counted, as the banner promised.
-        assert await table(local_store, local_store.tables.writer, "articleId") == \
-            {"typed": (1, 1)}
+        assert await table(local_store, local_store.tables.writer, "articleId") == {"typed": (1, 1)}
     finally:
         await shown.close()
 
 
 async def test_at_a_terminal_log_format_json_gives_json_lines(
-        dynamodb_local_url: str, prefix: str, tmp_path: Path):
-    shown = await OnTerminal("--dynamodb-endpoint", dynamodb_local_url, "--table-prefix",
-                             prefix, "--data-dir", str(tmp_path / "node"),
-                             "--log-format", "json").start()
+    dynamodb_local_url: str, prefix: str, tmp_path: Path
+):
+    shown = await OnTerminal(
+        "--dynamodb-endpoint",
+        dynamodb_local_url,
+        "--table-prefix",
+        prefix,
+        "--data-dir",
+        str(tmp_path / "node"),
+        "--log-format",
+        "json",
+    ).start()
     try:
         await shown.shows('"event":"ready"')
         entries = [json.loads(line) for line in shown.lines if line.startswith("{")]
@@ -425,7 +517,8 @@ async def test_at_a_terminal_log_format_json_gives_json_lines(
         assert {"starting", "tables_ready", "listening", "ready"} <= set(events), events
         others = [line for line in shown.lines if line.strip() and not line.startswith("{")]
         assert [line.split(" at ")[0] for line in others] == [
-            "livecount: log in to the dashboard"]  # stderr, as before: not the JSON log
+            "livecount: log in to the dashboard"
+        ]  # stderr, as before: not the JSON log
         assert "is ready" not in shown.text
         seen = len(shown.lines)
         assert await shown.ctrl_c() == 0
@@ -446,8 +539,9 @@ async def test_the_page_cap_holds_across_nodes_and_restarts(launch: Launch, tmp_
         refused = await ask(ws, {"message": "views", "currentPage": "/four"})
         assert refused["error"] == "too_many_pages" and "--max-pages" in refused["detail"]
     async with connect(second.ws) as ws:  # the other node: the same count
-        assert (await ask(ws, {"message": "views", "articleId": "new"}))["error"] == \
-            "too_many_pages"
+        assert (await ask(ws, {"message": "views", "articleId": "new"}))[
+            "error"
+        ] == "too_many_pages"
         known = await ask(ws, {"message": "views", "currentPage": "/two/"})
         assert known.get("pageName") == "/two" and known["totalViews"] >= 1  # counted
         bot = await ask(ws, {"message": "views", "currentPage": "/five", "resumed": True})
@@ -456,5 +550,6 @@ async def test_the_page_cap_holds_across_nodes_and_restarts(launch: Launch, tmp_
     again = await launch("--max-pages", "4", "--node-id", "a", "--data-dir", str(tmp_path / "a"))
     async with connect(again.ws) as ws:  # after a restart, with room for one more
         assert (await ask(ws, {"message": "views", "currentPage": "/four"}))["totalViews"] == 1
-        assert (await ask(ws, {"message": "views", "currentPage": "/six"}))["error"] == \
-            "too_many_pages"
+        assert (await ask(ws, {"message": "views", "currentPage": "/six"}))[
+            "error"
+        ] == "too_many_pages"

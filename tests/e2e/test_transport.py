@@ -10,9 +10,11 @@ from websockets.asyncio.client import connect
 
 from tests.support import Launch
 
-HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-             b"Sec-WebSocket-Version: 13\r\n\r\n")
+HANDSHAKE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
 
 
 async def test_a_page_never_sees_its_count_go_down(launch: Launch):
@@ -23,11 +25,13 @@ async def test_a_page_never_sees_its_count_go_down(launch: Launch):
     in rounds, with a CPU hog beside them to stretch the loop's turns."""
     served = await launch()
     hog = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import time\nend = time.time() + 60\nwhile time.time() < end: pass")
+        sys.executable, "-c", "import time\nend = time.time() + 60\nwhile time.time() < end: pass"
+    )
 
     async def page(views: int) -> list[int]:
         seen: list[int] = []
         async with connect(served.ws) as ws:
+
             async def send() -> None:
                 for _ in range(views):
                     await ws.send(json.dumps({"message": "views", "articleId": "monotone"}))
@@ -89,4 +93,6 @@ async def test_a_subscribe_right_after_a_view_answers_with_that_view(launch: Lau
             await ws.send(json.dumps({"message": "subscribe", "articleIds": ["sub"]}))
             messages = [json.loads(await ws.recv()) for _ in range(2)]
             assert [(m["message"], m["totalViews"]) for m in messages] == [
-                ("views", n), ("count", n)], messages
+                ("views", n),
+                ("count", n),
+            ], messages

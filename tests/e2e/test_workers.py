@@ -26,6 +26,7 @@ SOCKETS = 32  # on two workers, the chance that all land on one is 2**-31
 
 async def view(url: str, article: str, sockets: int = SOCKETS, each: int = 5) -> int:
     """`each` views on each of `sockets` new sockets; returns how many were replied to."""
+
     async def one() -> int:
         async with connect(url) as ws:
             for _ in range(each):
@@ -36,6 +37,7 @@ async def view(url: str, article: str, sockets: int = SOCKETS, each: int = 5) ->
                         assert reply["message"] == "views", reply
                         break
         return each
+
     return sum(await asyncio.gather(*(one() for _ in range(sockets))))
 
 
@@ -72,7 +74,8 @@ async def unlocked(journal: Path) -> bool:
 
 
 async def test_two_workers_count_as_one_survive_a_kill_and_drain_on_sigterm(
-        launch: Launch, local_store: Store, tmp_path: Path):
+    launch: Launch, local_store: Store, tmp_path: Path
+):
     # No flush before SIGTERM but the restarted worker's recovery: what a worker counted
     # reaches the table only through its journal's replay or its drain.
     served = await launch("--workers", "2", "--node-id", "base", "--flush-interval", "60")
@@ -90,15 +93,19 @@ async def test_two_workers_count_as_one_survive_a_kill_and_drain_on_sigterm(
     # A worker killed with views only in its journal is restarted and replays them.
     killed = pid_of(served, "base-w0")
     os.kill(killed, signal.SIGKILL)
-    await eventually(lambda: _async(served), lambda s: any(
-        e["worker"] == "base-w0" and e["pid"] != killed for e in s.events("worker_ready")),
-        timeout=30)
+    await eventually(
+        lambda: _async(served),
+        lambda s: any(
+            e["worker"] == "base-w0" and e["pid"] != killed for e in s.events("worker_ready")
+        ),
+        timeout=30,
+    )
     (exited,) = served.events("worker_exited")
-    assert (exited["worker"], exited["pid"], exited["code"]) == ("base-w0", killed,
-                                                                 -signal.SIGKILL)
+    assert (exited["worker"], exited["pid"], exited["code"]) == ("base-w0", killed, -signal.SIGKILL)
     (replayed,) = [e for e in served.events("journal_replayed") if e["node"] == "base-w0"]
-    stored = await eventually(lambda: item(local_store, "hot"),
-                              lambda i: i.get("totalViews") == replayed["views"])
+    stored = await eventually(
+        lambda: item(local_store, "hot"), lambda i: i.get("totalViews") == replayed["views"]
+    )
     assert 0 < replayed["views"] < replied and "flush:base-w1" not in stored
     replied += await view(served.ws, "hot", sockets=8, each=1)  # the port serves on
 
@@ -113,10 +120,20 @@ async def test_two_workers_count_as_one_survive_a_kill_and_drain_on_sigterm(
 
 
 async def test_at_a_terminal_the_parent_shows_one_banner_and_ctrl_c_drains_every_worker(
-        dynamodb_local_url: str, prefix: str, tmp_path: Path, local_store: Store):
-    shown = await OnTerminal("--workers", "2", "--dynamodb-endpoint", dynamodb_local_url,
-                             "--table-prefix", prefix, "--data-dir", str(tmp_path / "node"),
-                             "--flush-interval", "3600").start()
+    dynamodb_local_url: str, prefix: str, tmp_path: Path, local_store: Store
+):
+    shown = await OnTerminal(
+        "--workers",
+        "2",
+        "--dynamodb-endpoint",
+        dynamodb_local_url,
+        "--table-prefix",
+        prefix,
+        "--data-dir",
+        str(tmp_path / "node"),
+        "--flush-interval",
+        "3600",
+    ).start()
     try:
         await shown.shows("Ctrl-C stops it")
         lines = [" ".join(line.split()) for line in shown.lines]
@@ -136,7 +153,8 @@ async def test_at_a_terminal_the_parent_shows_one_banner_and_ctrl_c_drains_every
 
 
 async def test_workers_drain_and_stop_when_the_parent_is_killed(
-        launch: Launch, local_store: Store, tmp_path: Path):
+    launch: Launch, local_store: Store, tmp_path: Path
+):
     served = await launch("--workers", "2", "--flush-interval", "60")
     replied = await view(served.ws, "orphaned")
     await served.kill()  # SIGKILL: no signal forwarded to the workers
@@ -147,10 +165,19 @@ async def test_workers_drain_and_stop_when_the_parent_is_killed(
 
 
 async def test_a_worker_that_keeps_dying_at_once_stops_everything_with_code_1(
-        dynamodb_local_url: str, prefix: str, tmp_path: Path):
+    dynamodb_local_url: str, prefix: str, tmp_path: Path
+):
     (tmp_path / "worker-1").write_text("not a folder")  # its journal cannot be made
-    served = Served("--workers", "2", "--data-dir", str(tmp_path), "--table-prefix", prefix,
-                    "--dynamodb-endpoint", dynamodb_local_url)
+    served = Served(
+        "--workers",
+        "2",
+        "--data-dir",
+        str(tmp_path),
+        "--table-prefix",
+        prefix,
+        "--dynamodb-endpoint",
+        dynamodb_local_url,
+    )
     try:
         await served.spawn()
         assert await asyncio.wait_for(served.proc.wait(), 45) == 1  # type: ignore[union-attr]
@@ -166,13 +193,22 @@ async def test_a_worker_that_keeps_dying_at_once_stops_everything_with_code_1(
 
 
 async def test_a_worker_that_refuses_to_start_stops_everything_with_code_2(
-        dynamodb_local_url: str, prefix: str, tmp_path: Path):
+    dynamodb_local_url: str, prefix: str, tmp_path: Path
+):
     journal = tmp_path / "worker-1" / "journal"
     journal.mkdir(parents=True)
     with (journal / "lock").open("a") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another livecount has it
-        served = Served("--workers", "2", "--data-dir", str(tmp_path), "--table-prefix",
-                        prefix, "--dynamodb-endpoint", dynamodb_local_url)
+        served = Served(
+            "--workers",
+            "2",
+            "--data-dir",
+            str(tmp_path),
+            "--table-prefix",
+            prefix,
+            "--dynamodb-endpoint",
+            dynamodb_local_url,
+        )
         try:
             await served.spawn()
             assert await asyncio.wait_for(served.proc.wait(), 45) == 2  # type: ignore[union-attr]
@@ -185,18 +221,30 @@ async def test_a_worker_that_refuses_to_start_stops_everything_with_code_2(
 
 
 async def test_a_journal_the_worker_count_would_not_replay_is_not_left_behind(
-        dynamodb_local_url: str, prefix: str, local_store: Store, tmp_path: Path):
+    dynamodb_local_url: str, prefix: str, local_store: Store, tmp_path: Path
+):
     stray = tmp_path / "worker-2" / "journal"
     stray.mkdir(parents=True)
     views = [view_record(Target("post", "stray"), False, "2030-01-01T00", "Stray", None)] * 3
     (stray / "journal-000000000.log").write_bytes(b"".join(v + b"\n" for v in views))
-    store = ["--data-dir", str(tmp_path), "--table-prefix", prefix,
-             "--dynamodb-endpoint", dynamodb_local_url]
+    store = [
+        "--data-dir",
+        str(tmp_path),
+        "--table-prefix",
+        prefix,
+        "--dynamodb-endpoint",
+        dynamodb_local_url,
+    ]
     for count in ("2", "1"):
         refused = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "livecount", "serve", "--port", "0",
-                             "--workers", count, *store],
-            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+            subprocess.run,
+            [sys.executable, "-m", "livecount", "serve", "--port", "0", "--workers", count, *store],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert refused.returncode == 2, refused.stderr
         assert refused.stderr.startswith(f"livecount: {stray} holds views not yet stored")
         assert "start once with --workers 3" in refused.stderr

@@ -51,8 +51,11 @@ async def rows(store: Store, kind: str, ref: str) -> dict[str, Counts]:
         "Items"
     ]
     if kind == "referrer":
-        return {i[sort]["S"]: Counts(int(i["views"]["N"]), 0) for i in items
-                if not i[sort]["S"].startswith("#")}
+        return {
+            i[sort]["S"]: Counts(int(i["views"]["N"]), 0)
+            for i in items
+            if not i[sort]["S"].startswith("#")
+        }
     return {i[sort]["S"]: store_requests.counts(i) for i in items}
 
 
@@ -67,8 +70,9 @@ async def seed(
 ) -> None:
     """Views of `target` as a node stores them: counts, a timeline bucket, referrer rows
     (spread over `hosts` hosts), the site's rows and the page index."""
-    row_deltas = {row: Delta(total, unique)
-                  for row in (*hour_rows(target.ref, hour), *hour_rows(SITE, hour))}
+    row_deltas = {
+        row: Delta(total, unique) for row in (*hour_rows(target.ref, hour), *hour_rows(SITE, hour))
+    }
     for i in range(hosts):
         for row in view_rows(target, hour, f"h{i}.example"):
             if row.table == "referrer":
@@ -104,8 +108,10 @@ async def test_a_rename_merges_every_count_onto_the_new_id(local_store: Store):
         "h1.example": Counts(1, 0),
     }
     assert set((await rows(store, "timeline", OLD.ref)).values()) == {Counts(0, 0)}
-    assert (await rows(store, "timeline", SITE), await rows(store, "referrer", SITE)) == \
-        site_before  # the site's totals are the same views
+    assert (
+        await rows(store, "timeline", SITE),
+        await rows(store, "referrer", SITE),
+    ) == site_before  # the site's totals are the same views
     assert await Rollups(store).check() == []  # every rollup moved with its hour
     assert (await rows(store, "timeline", "all"))[NEW.ref] == Counts(7, 5)
     assert set(await store.tracked()) == {NEW}
@@ -154,8 +160,9 @@ ZERO = Counts(0, 0)
 async def test_two_runs_at_once_move_each_count_once(local_store: Store):
     store = local_store
     await seed(store, OLD, 25, 20, hosts=20)
-    first, second = await asyncio.gather(Operations(store).run(Plan("old", "new")),
-                                         Operations(store).run(Plan("old", "new")))
+    first, second = await asyncio.gather(
+        Operations(store).run(Plan("old", "new")), Operations(store).run(Plan("old", "new"))
+    )
     # Each move applied by one of them: an hour (with its 4 rollups), 20 hosts'
     # all-time, hour, day and month rows, the writer item.
     assert first.items + second.items == 1 + 20 * 4 + 1
@@ -446,7 +453,10 @@ async def test_an_export_imported_elsewhere_is_the_same_store(
         # Its hours' rollups come with them: an all-time chart of the copy is the same.
         assert await Rollups(other).check() == []
         assert await rows(other, "timeline", "all") == {
-            NEW.ref: Counts(5, 3), "page#Home_Page": Counts(4, 4), SITE: Counts(9, 7)}
+            NEW.ref: Counts(5, 3),
+            "page#Home_Page": Counts(4, 4),
+            SITE: Counts(9, 7),
+        }
 
 
 async def test_an_emptied_id_is_gone_and_renaming_it_lists_nothing_new(local_store: Store):
@@ -591,8 +601,11 @@ async def test_a_row_counted_on_since_it_was_read_is_not_purged(local_store: Sto
     store = local_store
     await seed(store, OLD, 1, 1)
     await Operations(store).run(Plan("old"))
-    (source,) = [s for s in await Operations(store).sources(OLD)
-                 if s.kind == "referrer" and s.sort == "h0.example"]
+    (source,) = [
+        s
+        for s in await Operations(store).sources(OLD)
+        if s.kind == "referrer" and s.sort == "h0.example"
+    ]
     late = Row("referrer", OLD.ref, "h0.example")
     await store.flush(flush_of(rows={late: Delta(1)}))  # a node's write lands meanwhile
     with pytest.raises(Exception, match="ConditionalCheckFailed"):
@@ -664,8 +677,10 @@ async def test_renames_and_deletes_racing_two_counting_nodes_move_each_view_once
     ):
         await a.create_tables()
         await asyncio.gather(count(a), count(b), operate(a))
-        got = {ref: {h: c.total for h, c in (await rows(a, "referrer", ref)).items() if c.total}
-               for ref in (OLD.ref, NEW.ref, gone.ref, SITE)}
+        got = {
+            ref: {h: c.total for h, c in (await rows(a, "referrer", ref)).items() if c.total}
+            for ref in (OLD.ref, NEW.ref, gone.ref, SITE)
+        }
         # Each rollup moved with its hour, however the moves and the flushes raced.
         assert await Rollups(a).check() == []
 

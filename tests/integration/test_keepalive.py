@@ -28,7 +28,8 @@ class Conn:
 
 
 async def test_each_socket_is_pinged_once_an_interval_never_all_at_once(
-        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch: pytest.MonkeyPatch,
+):
     monkeypatch.setattr(sockets, "PING_INTERVAL", 0.01 * STEPS)  # STEPS steps of 0.01 s
     stop = asyncio.Event()
     ticks, sent = [0], Counter[int]()

@@ -25,8 +25,12 @@ async def item(store: Store, table: str, key: dict[str, Any]) -> dict[str, Any]:
 
 def settled(result: FlushResult) -> bool:
     """Everything applied: nothing failed or refused."""
-    return not (result.failed_targets or result.failed_rows
-                or result.rejected_targets or result.rejected_rows)
+    return not (
+        result.failed_targets
+        or result.failed_rows
+        or result.rejected_targets
+        or result.rejected_rows
+    )
 
 
 async def test_create_tables_is_idempotent(any_store: Store):
@@ -71,9 +75,14 @@ async def test_counts_are_read_from_the_reader_table(any_store: Store):
     await any_store.flush(flush_of(targets={A: Delta(3, 3), HOME: Delta(2, 1)}))
     # Nothing copied yet: posts read from the reader, which is empty; pages are direct.
     assert await any_store.read_counts([A, B, HOME]) == {
-        A: Counts(0, 0), B: Counts(0, 0), HOME: Counts(2, 1)}
-    await any_store.ddb.put_item(TableName=any_store.tables.reader, Item={
-        "articleId": {"S": "a"}, "totalViews": {"N": "3"}, "uniqueViews": {"N": "3"}})
+        A: Counts(0, 0),
+        B: Counts(0, 0),
+        HOME: Counts(2, 1),
+    }
+    await any_store.ddb.put_item(
+        TableName=any_store.tables.reader,
+        Item={"articleId": {"S": "a"}, "totalViews": {"N": "3"}, "uniqueViews": {"N": "3"}},
+    )
     assert (await any_store.read_counts([A]))[A] == Counts(3, 3)
 
 
@@ -89,11 +98,22 @@ async def test_top_referrers_is_a_query_sorted_by_views(any_store: Store):
     def ref(target: str, host: str) -> Row:
         return Row("referrer", target, host)
 
-    await any_store.flush(flush_of(rows={
-        ref(A.ref, "x.org"): Delta(1), ref(A.ref, "y.org"): Delta(5), ref(A.ref, "z.org"): Delta(3),
-        ref(B.ref, "x.org"): Delta(9), ref(SITE, "x.org"): Delta(10)}))
+    await any_store.flush(
+        flush_of(
+            rows={
+                ref(A.ref, "x.org"): Delta(1),
+                ref(A.ref, "y.org"): Delta(5),
+                ref(A.ref, "z.org"): Delta(3),
+                ref(B.ref, "x.org"): Delta(9),
+                ref(SITE, "x.org"): Delta(10),
+            }
+        )
+    )
     assert await any_store.reports.top_referrers(A.ref) == [
-        ("y.org", 5), ("z.org", 3), ("x.org", 1)]
+        ("y.org", 5),
+        ("z.org", 3),
+        ("x.org", 1),
+    ]
     assert await any_store.reports.top_referrers(A.ref, limit=1) == [("y.org", 5)]
     assert await any_store.reports.top_referrers(SITE) == [("x.org", 10)]
 
@@ -103,8 +123,10 @@ async def test_hour_buckets_are_a_range_query(any_store: Store):
     await any_store.flush(flush_of(rows=rows))
     await any_store.flush(flush_of(rows={Row("timeline", A.ref, "2026-11-24T02"): Delta(10, 0)}))
     assert await any_store.reports.hours(A.ref, "2026-11-24T01", "2026-11-24T03") == {
-        "2026-11-24T01": Counts(1, 1), "2026-11-24T02": Counts(12, 1),
-        "2026-11-24T03": Counts(3, 1)}
+        "2026-11-24T01": Counts(1, 1),
+        "2026-11-24T02": Counts(12, 1),
+        "2026-11-24T03": Counts(3, 1),
+    }
     assert await any_store.reports.hours(B.ref, "2026-11-24T00", "2026-11-24T23") == {}
 
 
@@ -113,18 +135,21 @@ async def test_a_flush_says_each_report_row_as_stored(any_store: Store):
     not, new item or not, a resend too: each answer is the row after the write."""
     hour, day = Row("timeline", A.ref, "2026-11-24T07"), Row("timeline", "d#2026-11-24", A.ref)
     host = Row("referrer", SITE, "#d#2026-11-24#x.org")
-    first = await any_store.flush(flush_of(rows={hour: Delta(2, 1), day: Delta(2, 1),
-                                                 host: Delta(2)}))
+    first = await any_store.flush(
+        flush_of(rows={hour: Delta(2, 1), day: Delta(2, 1), host: Delta(2)})
+    )
     assert first.applied_rows == {hour: Counts(2, 1), day: Counts(2, 1), host: Counts(2, 0)}
     again = flush_of(rows={day: Delta(3, 0), host: Delta(1)})
     assert (await any_store.flush(again)).applied_rows == {day: Counts(5, 1), host: Counts(3, 0)}
     assert (await any_store.flush(again)).applied_rows == {day: Counts(5, 1), host: Counts(3, 0)}
     reads = any_store.reports
     assert await reads.rows(Span.bucket("d#2026-11-24")) == {A.ref: Counts(5, 1)}
-    assert await reads.rows(Span("referrer", SITE, "#d#2026-11-24#", "#d#2026-11-24#~")) \
-        == {"#d#2026-11-24#x.org": Counts(3, 0)}
+    assert await reads.rows(Span("referrer", SITE, "#d#2026-11-24#", "#d#2026-11-24#~")) == {
+        "#d#2026-11-24#x.org": Counts(3, 0)
+    }
     assert await reads.rollups(["d#2026-11-24", "d#2026-11-25"], A.ref) == {
-        "d#2026-11-24": Counts(5, 1)}
+        "d#2026-11-24": Counts(5, 1)
+    }
     assert await reads.first_hour(A.ref) == "2026-11-24T07"
     assert await any_store.reports.top_referrers(SITE) == []  # a period's row is no all-time host
 
@@ -162,12 +187,21 @@ async def test_the_catalog_is_what_reads_of_every_listed_target_say(any_store: S
     posts = [Target("post", f"p{n:03d}") for n in range(120)]
     await any_store.flush(flush_of(targets={HOME: Delta(2, 1)}))
     for n, target in enumerate(posts):  # as the stream copies them
-        await any_store.ddb.put_item(TableName=any_store.tables.reader, Item={
-            "articleId": {"S": target.id}, "totalViews": {"N": str(n + 1)},
-            "uniqueViews": {"N": "1"}, "articleTitle": {"S": f"Post {n}"},
-            "path": {"S": f"/blog/{target.id}/"}, "flush:node": {"N": "7"}})
-    await any_store.ddb.put_item(TableName=any_store.tables.reader, Item={
-        "articleId": {"S": "unlisted"}, "totalViews": {"N": "9"}})
+        await any_store.ddb.put_item(
+            TableName=any_store.tables.reader,
+            Item={
+                "articleId": {"S": target.id},
+                "totalViews": {"N": str(n + 1)},
+                "uniqueViews": {"N": "1"},
+                "articleTitle": {"S": f"Post {n}"},
+                "path": {"S": f"/blog/{target.id}/"},
+                "flush:node": {"N": "7"},
+            },
+        )
+    await any_store.ddb.put_item(
+        TableName=any_store.tables.reader,
+        Item={"articleId": {"S": "unlisted"}, "totalViews": {"N": "9"}},
+    )
     listed = [*posts, HOME, A]  # A: listed, never counted
     await any_store.pages.register(listed, None)
     found = await store_scan.catalog(any_store, segments=3)
@@ -177,9 +211,12 @@ async def test_the_catalog_is_what_reads_of_every_listed_target_say(any_store: S
 
 
 async def test_a_policy_without_scan_gets_the_catalog_by_key(
-        any_store: Store, monkeypatch: pytest.MonkeyPatch):
-    await any_store.ddb.put_item(TableName=any_store.tables.reader, Item={
-        "articleId": {"S": "kept"}, "totalViews": {"N": "3"}, "uniqueViews": {"N": "2"}})
+    any_store: Store, monkeypatch: pytest.MonkeyPatch
+):
+    await any_store.ddb.put_item(
+        TableName=any_store.tables.reader,
+        Item={"articleId": {"S": "kept"}, "totalViews": {"N": "3"}, "uniqueViews": {"N": "2"}},
+    )
     await any_store.pages.register([Target("post", "kept"), HOME], None)
 
     async def refused(*args: object) -> None:
@@ -194,20 +231,25 @@ async def test_a_policy_without_scan_gets_the_catalog_by_key(
 async def test_a_store_listed_before_counts_is_counted_once(any_store: Store):
     """A store an older livecount listed has entries and no count: a node counts them."""
     for target in (A, B):
-        await any_store.ddb.put_item(TableName=any_store.tables.index, Item={
-            "index": {"S": "all"}, "target": {"S": target.ref}})
+        await any_store.ddb.put_item(
+            TableName=any_store.tables.index,
+            Item={"index": {"S": "all"}, "target": {"S": target.ref}},
+        )
     await any_store.pages.reconcile()
     await any_store.pages.reconcile()  # there already: unchanged
     assert await any_store.pages.count() == 2
 
 
 async def test_writes_refused_as_invalid_are_rejected_and_the_rest_of_the_flush_applies(
-        local_store: Store, caplog: pytest.LogCaptureFixture):
+    local_store: Store, caplog: pytest.LogCaptureFixture
+):
     poison = Row("referrer", A.ref, "h" * 1_100)  # a sort key over DynamoDB's 1,024 bytes
-    wide = Target("post", "\U0001F600" * 256)  # its index key `post#…` is 1,029 bytes
+    wide = Target("post", "\U0001f600" * 256)  # its index key `post#…` is 1,029 bytes
     fine = Row("referrer", A.ref, "x.org")
-    flush = flush_of(targets={A: Delta(2, 1), HOME: Delta(1, 1), wide: Delta(1, 1)},
-                     rows={poison: Delta(2), fine: Delta(2)})
+    flush = flush_of(
+        targets={A: Delta(2, 1), HOME: Delta(1, 1), wide: Delta(1, 1)},
+        rows={poison: Delta(2), fine: Delta(2)},
+    )
     result = await local_store.flush(flush)
     assert set(result.rejected_rows) == {poison}
     assert "ValidationException" in result.rejected_rows[poison]
@@ -221,16 +263,20 @@ async def test_writes_refused_as_invalid_are_rejected_and_the_rest_of_the_flush_
     for _ in range(20):
         again = await local_store.flush(flush_of(rows={poison: Delta(1)}))
         assert set(again.rejected_rows) == {poison}
-    lines = [getattr(r, "fields", {}) for r in caplog.records
-             if r.getMessage() == "flush_rejected"]
+    lines = [getattr(r, "fields", {}) for r in caplog.records if r.getMessage() == "flush_rejected"]
     assert sorted((f["table"], f["code"]) for f in lines) == [
-        (local_store.tables.referrers, "ValidationException")]
+        (local_store.tables.referrers, "ValidationException")
+    ]
 
 
 async def test_failed_writes_are_reported_not_raised(any_store: Store):
     await any_store.ddb.delete_table(TableName=any_store.tables.pages)
-    result = await any_store.flush(flush_of(targets={A: Delta(1, 1), HOME: Delta(1, 1)},
-                                         rows={Row("referrer", A.ref, "x.org"): Delta(1)}))
+    result = await any_store.flush(
+        flush_of(
+            targets={A: Delta(1, 1), HOME: Delta(1, 1)},
+            rows={Row("referrer", A.ref, "x.org"): Delta(1)},
+        )
+    )
     assert result.applied == {A: Counts(1, 1)}
     # A missing table may be on its way (or back soon): unknown outcome, resent later.
     assert result.failed_targets == {HOME} and not result.failed_rows
@@ -238,15 +284,20 @@ async def test_failed_writes_are_reported_not_raised(any_store: Store):
 
 
 async def test_sending_a_flush_twice_adds_it_once(any_store: Store):
-    flush = flush_of(targets={A: Delta(2, 1), HOME: Delta(1, 1)},
-                     rows={Row("timeline", A.ref, "2026-11-24T07"): Delta(2, 1),
-                           Row("referrer", SITE, "x.org"): Delta(2)})
+    flush = flush_of(
+        targets={A: Delta(2, 1), HOME: Delta(1, 1)},
+        rows={
+            Row("timeline", A.ref, "2026-11-24T07"): Delta(2, 1),
+            Row("referrer", SITE, "x.org"): Delta(2),
+        },
+    )
     first = await any_store.flush(flush)
     again = await any_store.flush(flush)  # a lost response, retried
     assert first.applied == again.applied == {A: Counts(2, 1), HOME: Counts(1, 1)}
     assert not again.failed_targets and not again.failed_rows
     assert await any_store.reports.hours(A.ref, "2026-11-24T07", "2026-11-24T07") == {
-        "2026-11-24T07": Counts(2, 1)}
+        "2026-11-24T07": Counts(2, 1)
+    }
     assert await any_store.reports.top_referrers(SITE) == [("x.org", 2)]
     newer = await any_store.flush(flush_of(targets={A: Delta(1, 1)}))
     assert newer.applied[A] == Counts(3, 2)
@@ -264,13 +315,16 @@ async def test_two_nodes_count_hundreds_of_hosts_each_once(dynamodb_local_url: s
     longest = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # a DNS name's 253 bytes
     hosts = [f"h{i}.example" for i in range(150)] + [longest, "xn--bcher-kva.example"]
     views = {h: i % 3 + 1 for i, h in enumerate(hosts)}
-    async with Store.open(dynamodb_local_url, "us-east-1", prefix, node_id="a") as a, \
-            Store.open(dynamodb_local_url, "us-east-1", prefix, node_id="b") as b:
+    async with (
+        Store.open(dynamodb_local_url, "us-east-1", prefix, node_id="a") as a,
+        Store.open(dynamodb_local_url, "us-east-1", prefix, node_id="b") as b,
+    ):
         await a.create_tables()
         for round_ in range(3):
             for store in (a, b):
-                flush = flush_of(rows={Row("referrer", A.ref, h): Delta(n)
-                                       for h, n in views.items()})
+                flush = flush_of(
+                    rows={Row("referrer", A.ref, h): Delta(n) for h, n in views.items()}
+                )
                 assert settled(await store.flush(flush))
                 if round_ == 0:
                     assert settled(await store.flush(flush))  # resent: adds nothing
@@ -323,35 +377,39 @@ async def test_writes_go_25_a_request_and_a_resent_batch_adds_nothing(local_stor
     assert batches.calls == {"batch_execute_statement": 2} and not singles.calls
     assert settled(again := await store.flush(first))  # the same flush: a resend
     assert again.applied == {t: Counts(d.total, d.unique) for t, d in pages.items()}
-    more = flush_of(targets=dict.fromkeys(pages, Delta(1, 0)), rows={
-        Row("timeline", SITE, "2026-11-24T07"): Delta(30, 0)})
+    more = flush_of(
+        targets=dict.fromkeys(pages, Delta(1, 0)),
+        rows={Row("timeline", SITE, "2026-11-24T07"): Delta(30, 0)},
+    )
     assert settled(await store.flush(more))  # known items: UPDATEs
     assert not singles.calls
     stored = await store.read_counts(pages)
     assert stored == {t: Counts(d.total + 1, d.unique) for t, d in pages.items()}
     assert await store.reports.hours(SITE, "2026-11-24T07", "2026-11-24T07") == {
-        "2026-11-24T07": Counts(61, 30)}
+        "2026-11-24T07": Counts(61, 30)
+    }
 
 
-async def test_a_batch_guessing_wrong_about_an_item_tries_the_other_statement(
-        local_store: Store):
+async def test_a_batch_guessing_wrong_about_an_item_tries_the_other_statement(local_store: Store):
     store, _, singles = spied(local_store)
     other = Store(local_store.ddb, local_store.streams, local_store.tables, node_id="other")
     await other.flush(flush_of(targets={A: Delta(5, 5)}))  # exists, unknown to `store`
     assert settled(await store.flush(flush_of(targets={A: Delta(1, 1)})))  # INSERT, UPDATE
     assert settled(await store.flush(flush_of(targets={B: Delta(1, 1)})))
-    await local_store.ddb.delete_item(TableName=local_store.tables.writer,
-                                      Key={"articleId": {"S": "b"}})
+    await local_store.ddb.delete_item(
+        TableName=local_store.tables.writer, Key={"articleId": {"S": "b"}}
+    )
     assert settled(await store.flush(flush_of(targets={B: Delta(2, 2)})))  # UPDATE, INSERT
     assert await writer_counts(local_store) == {"a": Counts(6, 6), "b": Counts(2, 2)}
     assert not singles.calls
 
 
-async def test_a_first_batch_whose_answer_is_lost_is_resent_one_write_a_request(
-        local_store: Store):
+async def test_a_first_batch_whose_answer_is_lost_is_resent_one_write_a_request(local_store: Store):
     store, batches, singles = spied(local_store, lose=True)
-    flush = flush_of(targets={A: Delta(2, 1), HOME: Delta(1, 1)},
-                     rows={Row("referrer", A.ref, "x.org"): Delta(2)})
+    flush = flush_of(
+        targets={A: Delta(2, 1), HOME: Delta(1, 1)},
+        rows={Row("referrer", A.ref, "x.org"): Delta(2)},
+    )
     result = await store.flush(flush)
     # Applied by the batch, then refused as resends one a request: applied once.
     assert settled(result) and result.applied == {A: Counts(2, 1), HOME: Counts(1, 1)}
@@ -362,7 +420,8 @@ async def test_a_first_batch_whose_answer_is_lost_is_resent_one_write_a_request(
 
 
 async def test_once_batches_work_one_lost_leaves_its_writes_unknown_for_a_later_flush(
-        local_store: Store):
+    local_store: Store,
+):
     store, batches, singles = spied(local_store)
     assert settled(await store.flush(flush_of(targets={B: Delta(1, 1)})))
     batches.lose = True  # applied, and the answer never comes back
@@ -397,9 +456,17 @@ class NoReturning(Spy):
             self.calls[name] += 1
             statements = kwargs.get("Statements", [])
             if any("RETURNING" in s["Statement"] for s in statements):
-                return {"Responses": [{"Error": {
-                    "Code": "ValidationError",
-                    "Message": "RETURNING is not supported in batches"}}] * len(statements)}
+                return {
+                    "Responses": [
+                        {
+                            "Error": {
+                                "Code": "ValidationError",
+                                "Message": "RETURNING is not supported in batches",
+                            }
+                        }
+                    ]
+                    * len(statements)
+                }
             return await method(**kwargs)
 
         return call
@@ -428,27 +495,52 @@ class RefusesSecond(Spy):
         async def call(**kwargs: Any) -> Any:
             self.calls[name] += 1
             if name == "batch_execute_statement" and self.calls[name] == 2:
-                raise ClientError({"Error": {"Code": "ValidationException", "Message": "no"},
-                                   "ResponseMetadata": {"HTTPStatusCode": 400}},
-                                  "BatchExecuteStatement")
+                raise ClientError(
+                    {
+                        "Error": {"Code": "ValidationException", "Message": "no"},
+                        "ResponseMetadata": {"HTTPStatusCode": 400},
+                    },
+                    "BatchExecuteStatement",
+                )
             return await method(**kwargs)
 
         return call
 
 
-async def test_copies_still_batched_when_batches_go_off_are_sent_one_a_request(
-        local_store: Store):
+async def test_copies_still_batched_when_batches_go_off_are_sent_one_a_request(local_store: Store):
     tables = local_store.tables
     articles = [f"r{i}" for i in range(30)]
     for a in articles:  # there already: a store that does not know it INSERTs first
-        await local_store.ddb.put_item(TableName=tables.reader, Item={
-            "articleId": {"S": a}, "totalViews": {"N": "1"}, "uniqueViews": {"N": "1"},
-            "version": {"N": "1"}})
+        await local_store.ddb.put_item(
+            TableName=tables.reader,
+            Item={
+                "articleId": {"S": a},
+                "totalViews": {"N": "1"},
+                "uniqueViews": {"N": "1"},
+                "version": {"N": "1"},
+            },
+        )
     once = RefusesSecond(local_store.ddb_once)
     stream = Store(local_store.ddb, local_store.streams, tables, ddb_once=once).stream
-    writes = [ReaderWrite(str(n), "put", Copy("put", {"articleId": {"S": a}}, 2, {
-        "articleId": {"S": a}, "totalViews": {"N": "2"}, "uniqueViews": {"N": "2"},
-        "version": {"N": "2"}}).request(tables.reader), None) for n, a in enumerate(articles)]
+    writes = [
+        ReaderWrite(
+            str(n),
+            "put",
+            Copy(
+                "put",
+                {"articleId": {"S": a}},
+                2,
+                {
+                    "articleId": {"S": a},
+                    "totalViews": {"N": "2"},
+                    "uniqueViews": {"N": "2"},
+                    "version": {"N": "2"},
+                },
+            ).request(tables.reader),
+            None,
+        )
+        for n, a in enumerate(articles)
+    ]
     # The first batch's 25 are DuplicateItems, to go round again as UPDATEs; the second
     # batch is refused, which turns batching off: the 25 go one a request instead.
     assert await stream.copy_many(writes) == [True] * 30

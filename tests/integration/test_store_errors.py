@@ -30,37 +30,45 @@ A = Target("post", "a")
 
 
 def client_error(code: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "m"},
-                        "ResponseMetadata": {"HTTPStatusCode": status}}, "UpdateItem")
+    return ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "UpdateItem",
+    )
 
 
-@pytest.mark.parametrize(("code", "status", "kind"), [
-    ("ThrottlingException", 400, StoreUnavailable),
-    ("ProvisionedThroughputExceededException", 400, StoreUnavailable),
-    ("RequestLimitExceeded", 400, StoreUnavailable),
-    ("InternalServerError", 500, StoreUnavailable),
-    ("ServiceUnavailable", 503, StoreUnavailable),
-    ("SomethingNew", 502, StoreUnavailable),  # any 5xx
-    ("ResourceNotFoundException", 400, StoreUnavailable),  # a table not there (yet)
-    ("AccessDeniedException", 400, StoreRefused),
-    ("UnrecognizedClientException", 400, StoreRefused),
-    ("InvalidSignatureException", 400, StoreRefused),
-    ("MissingAuthenticationTokenException", 403, StoreRefused),
-    ("ValidationException", 400, StoreRejected),
-    ("ItemCollectionSizeLimitExceededException", 400, StoreRejected),
-    ("SerializationException", 400, StoreRejected),
-    ("SomethingNew", 400, StoreRejected),  # any other 4xx
-])
+@pytest.mark.parametrize(
+    ("code", "status", "kind"),
+    [
+        ("ThrottlingException", 400, StoreUnavailable),
+        ("ProvisionedThroughputExceededException", 400, StoreUnavailable),
+        ("RequestLimitExceeded", 400, StoreUnavailable),
+        ("InternalServerError", 500, StoreUnavailable),
+        ("ServiceUnavailable", 503, StoreUnavailable),
+        ("SomethingNew", 502, StoreUnavailable),  # any 5xx
+        ("ResourceNotFoundException", 400, StoreUnavailable),  # a table not there (yet)
+        ("AccessDeniedException", 400, StoreRefused),
+        ("UnrecognizedClientException", 400, StoreRefused),
+        ("InvalidSignatureException", 400, StoreRefused),
+        ("MissingAuthenticationTokenException", 403, StoreRefused),
+        ("ValidationException", 400, StoreRejected),
+        ("ItemCollectionSizeLimitExceededException", 400, StoreRejected),
+        ("SerializationException", 400, StoreRejected),
+        ("SomethingNew", 400, StoreRejected),  # any other 4xx
+    ],
+)
 def test_answers_are_classified(code: str, status: int, kind: type[Exception]) -> None:
     assert classify(client_error(code, status)) is kind
 
 
-@pytest.mark.parametrize(("exc", "kind"), [
-    (EndpointConnectionError(endpoint_url="http://x"), StoreUnavailable),
-    (ConnectTimeoutError(endpoint_url="http://x"), StoreUnavailable),
-    (ReadTimeoutError(endpoint_url="http://x"), StoreUnavailable),
-    (ParamValidationError(report="bad"), StoreRejected),  # checked before sending
-])
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (EndpointConnectionError(endpoint_url="http://x"), StoreUnavailable),
+        (ConnectTimeoutError(endpoint_url="http://x"), StoreUnavailable),
+        (ReadTimeoutError(endpoint_url="http://x"), StoreUnavailable),
+        (ParamValidationError(report="bad"), StoreRejected),  # checked before sending
+    ],
+)
 def test_sdk_failures_are_classified(exc: Any, kind: type[Exception]) -> None:
     assert classify(exc) is kind
 
@@ -94,8 +102,11 @@ async def test_a_bug_during_a_flush_is_raised_not_reported_as_a_failed_write() -
 
 
 @pytest_asyncio.fixture
-async def proxied(dynamodb_local_url: str, prefix: str, local_store: Store,
-                  ) -> AsyncIterator[tuple[FaultProxy, Store]]:
+async def proxied(
+    dynamodb_local_url: str,
+    prefix: str,
+    local_store: Store,
+) -> AsyncIterator[tuple[FaultProxy, Store]]:
     """A store on the test's tables, through a proxy that can answer for DynamoDB."""
     port = urlsplit(dynamodb_local_url).port
     assert port is not None
@@ -105,11 +116,18 @@ async def proxied(dynamodb_local_url: str, prefix: str, local_store: Store,
     await proxy.stop()
 
 
-@pytest.mark.parametrize(("mode", "kind"), [
-    ("throttle", StoreUnavailable), ("error500", StoreUnavailable),
-    ("refuse", StoreUnavailable), ("denied", StoreRefused)])
-async def test_the_store_raises_its_error_classes(proxied: tuple[FaultProxy, Store], mode: Any,
-                                                  kind: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("mode", "kind"),
+    [
+        ("throttle", StoreUnavailable),
+        ("error500", StoreUnavailable),
+        ("refuse", StoreUnavailable),
+        ("denied", StoreRefused),
+    ],
+)
+async def test_the_store_raises_its_error_classes(
+    proxied: tuple[FaultProxy, Store], mode: Any, kind: type[Exception]
+) -> None:
     proxy, store = proxied
     await store.ping()
     proxy.set(mode)
@@ -121,12 +139,12 @@ async def test_the_store_raises_its_error_classes(proxied: tuple[FaultProxy, Sto
     result = await store.flush(flush_of(targets={A: Delta(1, 1)}))
     assert result.failed_targets == {A} and not result.rejected_targets
     proxy.set("pass")
-    assert (await store.flush(flush_of(targets={A: Delta(1, 1)}))).applied == {
-        A: (1, 1)}
+    assert (await store.flush(flush_of(targets={A: Delta(1, 1)}))).applied == {A: (1, 1)}
 
 
 async def test_a_store_away_at_start_does_not_turn_batching_off(
-        proxied: tuple[FaultProxy, Store]) -> None:
+    proxied: tuple[FaultProxy, Store],
+) -> None:
     """A batch with no answer (a lost connection, a timeout) says nothing about PartiQL:
     only error answers count as the endpoint taking no batches, or a store briefly
     away at start would cost batching for good."""

@@ -25,8 +25,10 @@ from tests.support import eventually, flush_of
 
 
 @asynccontextmanager
-async def consuming(store: Store, seen: list[tuple[str, int, int]],
-                    ) -> AsyncIterator[StreamConsumer]:
+async def consuming(
+    store: Store,
+    seen: list[tuple[str, int, int]],
+) -> AsyncIterator[StreamConsumer]:
     consumer = StreamConsumer(store, lambda *image: seen.append(image), poll_interval=0.05)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
@@ -39,14 +41,26 @@ async def consuming(store: Store, seen: list[tuple[str, int, int]],
 
 async def reader(store: Store) -> dict[str, tuple[int, int, int]]:
     items = (await store.ddb.scan(TableName=store.tables.reader, ConsistentRead=True))["Items"]
-    return {i["articleId"]["S"]: (int(i["totalViews"]["N"]), int(i["uniqueViews"]["N"]),
-                                  int(i["version"]["N"])) for i in items}
+    return {
+        i["articleId"]["S"]: (
+            int(i["totalViews"]["N"]),
+            int(i["uniqueViews"]["N"]),
+            int(i["version"]["N"]),
+        )
+        for i in items
+    }
 
 
 async def writer(store: Store) -> dict[str, tuple[int, int, int]]:
     items = (await store.ddb.scan(TableName=store.tables.writer, ConsistentRead=True))["Items"]
-    return {i["articleId"]["S"]: (int(i["totalViews"]["N"]), int(i["uniqueViews"]["N"]),
-                                  int(i["version"]["N"])) for i in items}
+    return {
+        i["articleId"]["S"]: (
+            int(i["totalViews"]["N"]),
+            int(i["uniqueViews"]["N"]),
+            int(i["version"]["N"]),
+        )
+        for i in items
+    }
 
 
 async def write(store: Store, **views: int) -> None:
@@ -77,8 +91,9 @@ async def test_a_count_that_went_down_is_read_again_by_the_consumers_node(local_
     async def went_down(articles: list[str]) -> None:
         down.append(articles)
 
-    consumer = StreamConsumer(local_store, lambda *image: None, poll_interval=0.05,
-                              on_down=went_down)
+    consumer = StreamConsumer(
+        local_store, lambda *image: None, poll_interval=0.05, on_down=went_down
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     try:
@@ -131,18 +146,28 @@ async def test_replayed_and_reordered_images_never_go_backwards(local_store: Sto
     work = copy_and_feed(await stream_records(local_store), local_store.tables, "n", 0.0)
     writes = work.writes
     assert [w.change for w in writes] == [("a", 1, 1), ("a", 2, 2)]
-    assert await local_store.stream.copy(writes[1]) is True    # newest first (reordered)
-    assert await local_store.stream.copy(writes[0]) is False   # the older image is refused
-    assert await local_store.stream.copy(writes[1]) is False   # a replay is a no-op
+    assert await local_store.stream.copy(writes[1]) is True  # newest first (reordered)
+    assert await local_store.stream.copy(writes[0]) is False  # the older image is refused
+    assert await local_store.stream.copy(writes[1]) is False  # a replay is a no-op
     assert (await reader(local_store))["a"] == (2, 2, 2)
 
 
 def image_record(article: str, total: int, version: int, sequence: str) -> dict[str, Any]:
     """A stream record as DynamoDB Streams delivers it."""
-    image = {"articleId": {"S": article}, "totalViews": {"N": str(total)},
-             "uniqueViews": {"N": str(total)}, "version": {"N": str(version)}}
-    return {"eventName": "MODIFY", "dynamodb": {
-        "Keys": {"articleId": {"S": article}}, "NewImage": image, "SequenceNumber": sequence}}
+    image = {
+        "articleId": {"S": article},
+        "totalViews": {"N": str(total)},
+        "uniqueViews": {"N": str(total)},
+        "version": {"N": str(version)},
+    }
+    return {
+        "eventName": "MODIFY",
+        "dynamodb": {
+            "Keys": {"articleId": {"S": article}},
+            "NewImage": image,
+            "SequenceNumber": sequence,
+        },
+    }
 
 
 async def test_lease_writes_are_conditional_on_owner_and_counter(local_store: Store):
@@ -225,13 +250,15 @@ async def test_a_renewal_carries_the_checkpoint_and_a_release_the_last_one(local
 
 
 async def test_a_lease_holder_renews_with_its_checkpoint_and_does_not_announce_itself(
-        local_store: Store):
+    local_store: Store,
+):
     stream = local_store.stream
     leases = stream.leases
     arn = await stream.stream_arn()
     seen: list[tuple[str, int, int]] = []
-    consumer = StreamConsumer(local_store, lambda *image: seen.append(image), "holder",
-                              lease_time=0.6, poll_interval=0.05)
+    consumer = StreamConsumer(
+        local_store, lambda *image: seen.append(image), "holder", lease_time=0.6, poll_interval=0.05
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     try:
@@ -250,8 +277,9 @@ async def test_a_lease_holder_renews_with_its_checkpoint_and_does_not_announce_i
         assert (await items())[NODE_PREFIX + "holder"].lease.counter == presence
 
         # Another node sees it alive through the lease it renews.
-        other = StreamConsumer(local_store, lambda *image: None, "other", lease_time=0.6,
-                               poll_interval=0.05)
+        other = StreamConsumer(
+            local_store, lambda *image: None, "other", lease_time=0.6, poll_interval=0.05
+        )
         other_stop = asyncio.Event()
         other_task = asyncio.create_task(other.run(other_stop))
 
@@ -269,24 +297,39 @@ async def test_a_lease_holder_renews_with_its_checkpoint_and_does_not_announce_i
 
 async def test_images_a_later_one_supersedes_in_a_batch_are_not_copied(local_store: Store):
     consumer = StreamConsumer(local_store, lambda *image: None)
-    await consumer._copy([image_record("a", 1, 1, "1"), image_record("b", 5, 1, "2"),
-                          image_record("a", 2, 2, "3"), image_record("a", 3, 3, "4")])
+    await consumer._copy(
+        [
+            image_record("a", 1, 1, "1"),
+            image_record("b", 5, 1, "2"),
+            image_record("a", 2, 2, "3"),
+            image_record("a", 3, 3, "4"),
+        ]
+    )
     assert await reader(local_store) == {"a": (3, 3, 3), "b": (5, 5, 1)}
     assert consumer.copied == 2
-    removed = {"eventName": "REMOVE", "dynamodb": {
-        "Keys": {"articleId": {"S": "a"}}, "SequenceNumber": "6",
-        "OldImage": image_record("a", 4, 4, "5")["dynamodb"]["NewImage"]}}
+    removed = {
+        "eventName": "REMOVE",
+        "dynamodb": {
+            "Keys": {"articleId": {"S": "a"}},
+            "SequenceNumber": "6",
+            "OldImage": image_record("a", 4, 4, "5")["dynamodb"]["NewImage"],
+        },
+    }
     await consumer._copy([image_record("a", 4, 4, "5"), removed, image_record("a", 1, 1, "7")])
     assert (await reader(local_store))["a"] == (1, 1, 1)  # every side of the delete applied
     assert consumer.copied == 5
 
 
 async def test_alone_and_quiet_its_own_write_wakes_the_copy(
-        local_store: Store, monkeypatch: pytest.MonkeyPatch):
+    local_store: Store, monkeypatch: pytest.MonkeyPatch
+):
     waits: list[float] = []
 
-    async def pause(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None = None,
-                    ) -> bool:
+    async def pause(
+        stop: asyncio.Event,
+        seconds: float,
+        wake: asyncio.Event | None = None,
+    ) -> bool:
         waits.append(seconds)
         return await waits_pause(stop, seconds, wake)
 
@@ -294,8 +337,7 @@ async def test_alone_and_quiet_its_own_write_wakes_the_copy(
     monkeypatch.setattr(consumer_module, "QUIET_AFTER", 0.5)
     # Alone, a quiet shard's polls thin out to one per lease round (20 s here), past
     # the one a second kept while other nodes may write.
-    consumer = StreamConsumer(local_store, lambda *image: None, lease_time=60.0,
-                              poll_interval=0.05)
+    consumer = StreamConsumer(local_store, lambda *image: None, lease_time=60.0, poll_interval=0.05)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
 
@@ -313,8 +355,9 @@ async def test_alone_and_quiet_its_own_write_wakes_the_copy(
 
 def puts(tables: Tables, version: int, articles: list[str]) -> list[ReaderWrite]:
     """The reader puts of an image per article, `version` and 10 x `version` views each."""
-    return copy_and_feed([image_record(a, version * 10, version, str(version)) for a in articles],
-                         tables, "n", 0.0).writes
+    return copy_and_feed(
+        [image_record(a, version * 10, version, str(version)) for a in articles], tables, "n", 0.0
+    ).writes
 
 
 async def test_copies_go_25_a_request_and_keep_the_version_rule(local_store: Store):
@@ -335,8 +378,9 @@ async def test_copies_go_25_a_request_and_keep_the_version_rule(local_store: Sto
     assert await stream.copy_many(puts(tables, 1, many[:3])) == [False] * 3  # older: refused
     assert await stream.copy_many(puts(tables, 3, many[:3])) == [True] * 3  # newer: UPDATEs
     # A reader item unknown to this store's memory, and a known one that went away.
-    other = Store(local_store.ddb, local_store.streams, tables,
-                  ddb_once=local_store.ddb_once).stream
+    other = Store(
+        local_store.ddb, local_store.streams, tables, ddb_once=local_store.ddb_once
+    ).stream
     assert await other.copy_many(puts(tables, 4, ["p0"])) == [True]  # INSERT, then UPDATE
     await local_store.ddb.delete_item(TableName=tables.reader, Key={"articleId": {"S": "p1"}})
     assert await stream.copy_many(puts(tables, 5, ["p1"])) == [True]  # UPDATE, then INSERT
@@ -365,7 +409,8 @@ async def test_alone_and_busy_an_articles_newest_image_is_copied_once(local_stor
 
 
 async def test_once_copies_batch_one_lost_is_raised_for_the_records_to_be_read_again(
-        local_store: Store):
+    local_store: Store,
+):
     stream = local_store.stream
     batch = stream.ddb_once.batch_execute_statement
     lose = False

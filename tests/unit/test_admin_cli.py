@@ -32,33 +32,56 @@ def refused(argv: list[str], capsys) -> str:
     return err
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["admin", "rename", "a", "a"], "livecount: OLD and NEW are the same id\n"),
-    (["admin", "rename", "a"], "livecount: the following arguments are required: NEW\n"),
-    (["admin", "delete", ""], "livecount: ID: an article id must not be empty, got ''\n"),
-    (["import", "f.csv", "--path-pattern", "blog/{id}"],
-     "livecount: --path-pattern: must start with / and hold {id} once, "
-     "such as /blog/{id}/ or /{yyyy}/{mm}/{dd}/{id}/, got 'blog/{id}'\n"),
-    (["export", "--format", "xml"],
-     "livecount: --format: must be one of csv, ndjson, got 'xml'\n"),
-    (["admin", "delete", "x", "--port", "1"], "livecount: unrecognized arguments: --port 1\n"),
-    (["admin", "delete"], "livecount: give one ID, or --prefix, not both\n"),
-    (["admin", "delete", "x", "--prefix", "y"],
-     "livecount: give one ID, or --prefix, not both\n"),
-    (["admin", "delete", "x", "--dry-run"], "livecount: --dry-run and --json go with --prefix\n"),
-    (["admin", "delete", "--page", "--prefix", "y"],
-     "livecount: --prefix deletes posts and pages alike: leave out --page\n"),
-    (["admin", "delete", "--prefix", ""],
-     "livecount: --prefix: an article id must not be empty, got ''\n"),
-    (["admin", "delete", "-abc"], "livecount: unrecognized arguments: -abc (an id that "
-     "starts with - goes after --: livecount admin delete [options] -- -the-id)\n"),
-    (["import"], "livecount: give FILE, --list or --undo ID (one of them)\n"),
-    (["import", "f.csv", "--undo", "abc"],
-     "livecount: give FILE, --list or --undo ID (one of them)\n"),
-    (["import", "--list", "--dry-run"], "livecount: --dry-run goes with FILE\n"),
-    (["import", "f.csv", "--max-expanded", "lots"],
-     "livecount: --max-expanded: must be a size such as 2GiB or 500MB, got 'lots'\n"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["admin", "rename", "a", "a"], "livecount: OLD and NEW are the same id\n"),
+        (["admin", "rename", "a"], "livecount: the following arguments are required: NEW\n"),
+        (["admin", "delete", ""], "livecount: ID: an article id must not be empty, got ''\n"),
+        (
+            ["import", "f.csv", "--path-pattern", "blog/{id}"],
+            "livecount: --path-pattern: must start with / and hold {id} once, "
+            "such as /blog/{id}/ or /{yyyy}/{mm}/{dd}/{id}/, got 'blog/{id}'\n",
+        ),
+        (
+            ["export", "--format", "xml"],
+            "livecount: --format: must be one of csv, ndjson, got 'xml'\n",
+        ),
+        (["admin", "delete", "x", "--port", "1"], "livecount: unrecognized arguments: --port 1\n"),
+        (["admin", "delete"], "livecount: give one ID, or --prefix, not both\n"),
+        (
+            ["admin", "delete", "x", "--prefix", "y"],
+            "livecount: give one ID, or --prefix, not both\n",
+        ),
+        (
+            ["admin", "delete", "x", "--dry-run"],
+            "livecount: --dry-run and --json go with --prefix\n",
+        ),
+        (
+            ["admin", "delete", "--page", "--prefix", "y"],
+            "livecount: --prefix deletes posts and pages alike: leave out --page\n",
+        ),
+        (
+            ["admin", "delete", "--prefix", ""],
+            "livecount: --prefix: an article id must not be empty, got ''\n",
+        ),
+        (
+            ["admin", "delete", "-abc"],
+            "livecount: unrecognized arguments: -abc (an id that "
+            "starts with - goes after --: livecount admin delete [options] -- -the-id)\n",
+        ),
+        (["import"], "livecount: give FILE, --list or --undo ID (one of them)\n"),
+        (
+            ["import", "f.csv", "--undo", "abc"],
+            "livecount: give FILE, --list or --undo ID (one of them)\n",
+        ),
+        (["import", "--list", "--dry-run"], "livecount: --dry-run goes with FILE\n"),
+        (
+            ["import", "f.csv", "--max-expanded", "lots"],
+            "livecount: --max-expanded: must be a size such as 2GiB or 500MB, got 'lots'\n",
+        ),
+    ],
+)
 def test_mistakes_are_one_line(argv, message, capsys):
     assert refused(argv, capsys) == message
 
@@ -66,8 +89,18 @@ def test_mistakes_are_one_line(argv, message, capsys):
 def test_only_the_store_options_are_read_and_the_rest_keep_their_defaults(monkeypatch):
     monkeypatch.setenv("LIVECOUNT_PORT", "not a port")  # serve's, not these commands'
     monkeypatch.setenv("LIVECOUNT_TABLE_PREFIX", "blog_")
-    ns = parser().parse_args(["import", "f.csv", "--page", "/=Start",
-                              "--path-pattern", "/p/{id}", "--path-pattern", "/{id}.html"])
+    ns = parser().parse_args(
+        [
+            "import",
+            "f.csv",
+            "--page",
+            "/=Start",
+            "--path-pattern",
+            "/p/{id}",
+            "--path-pattern",
+            "/{id}.html",
+        ]
+    )
     config.resolve(ns)
     cfg = config.from_args(ns)
     assert (cfg.table_prefix, cfg.port, cfg.pages.names) == ("blog_", 8080, ["Start"])
@@ -86,40 +119,53 @@ def test_with_the_embedded_store_a_running_server_is_refused(tmp_path):
     (tmp_path / "journal").mkdir()
     with (tmp_path / "journal" / "lock").open("a") as server:  # as a serving node holds it
         fcntl.flock(server, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(ClientError, match="only one process may open") as busy, \
-                admin._embedded_free(cfg):
+        with (
+            pytest.raises(ClientError, match="only one process may open") as busy,
+            admin._embedded_free(cfg),
+        ):
             pass
         assert busy.value.code == "store_in_use"
     # Free again: the command holds it meanwhile, so no server starts on the same files.
-    with admin._embedded_free(cfg), (tmp_path / "journal" / "lock").open("a") as other, \
-            pytest.raises(BlockingIOError):
+    with (
+        admin._embedded_free(cfg),
+        (tmp_path / "journal" / "lock").open("a") as other,
+        pytest.raises(BlockingIOError),
+    ):
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def test_the_reports_say_what_was_done_and_what_is_left():
-    renamed = admin.report(Moved(Plan("old", "new"), resumed=True, items=12,
-                                 views=Counts(40, 30), now=Counts(50, 35)))
+    renamed = admin.report(
+        Moved(Plan("old", "new"), resumed=True, items=12, views=Counts(40, 30), now=Counts(50, 35))
+    )
     assert renamed.splitlines() == [
         "Resumed the unfinished rename of 'old' to 'new'.",
         "Renamed 'old' to 'new': 12 items moved, 40 views (30 unique) added to 'new', which "
         "now has 50 views (35 unique).",
-        "Views still sent for 'old' count under it: run this again to move them."]
-    deleted = admin.report(Moved(Plan("old"), resumed=False, items=3, views=Counts(5, 4),
-                                 purged=3))
+        "Views still sent for 'old' count under it: run this again to move them.",
+    ]
+    deleted = admin.report(Moved(Plan("old"), resumed=False, items=3, views=Counts(5, 4), purged=3))
     assert deleted.splitlines() == [
         "Deleted 'old': 3 items emptied, 5 views (4 unique) taken out of the site's totals.",
-        "Purged 3 emptied items."]
-    page = admin.report(Moved(Plan("Home_Page", None, "page"), resumed=False, items=2,
-                              views=Counts(5, 4)))
-    assert page == ("Deleted the page 'Home_Page': 2 items emptied, 5 views (4 unique) taken "
-                    "out of the site's totals.")
+        "Purged 3 emptied items.",
+    ]
+    page = admin.report(
+        Moved(Plan("Home_Page", None, "page"), resumed=False, items=2, views=Counts(5, 4))
+    )
+    assert page == (
+        "Deleted the page 'Home_Page': 2 items emptied, 5 views (4 unique) taken "
+        "out of the site's totals."
+    )
 
 
-@pytest.mark.parametrize("error", [
-    StoreRejected("DeleteItem: ValidationException: too large"),
-    StoreUnavailable("the store did not answer"),
-    ClientError("never_counted", "'x' was never counted"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        StoreRejected("DeleteItem: ValidationException: too large"),
+        StoreUnavailable("the store did not answer"),
+        ClientError("never_counted", "'x' was never counted"),
+    ],
+)
 def test_a_store_error_is_one_line_and_an_exit_code_not_a_traceback(error, capsys):
     code = admin.failed(error)
     assert code == (admin.NEVER_COUNTED if error.code == "never_counted" else 2)

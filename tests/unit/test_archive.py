@@ -12,17 +12,31 @@ T0 = 1_795_500_000.0  # 2026-11-24T06:00:00Z
 
 
 def view(n: int = 0) -> archive.ArchivedView:
-    msg = Views(articleId=f"a{n}", articleTitle="A", currentPage="/posts/a",
-                previousPage="", refreshed=False, referrer="https://x.org/p")
+    msg = Views(
+        articleId=f"a{n}",
+        articleTitle="A",
+        currentPage="/posts/a",
+        previousPage="",
+        refreshed=False,
+        referrer="https://x.org/p",
+    )
     return archive.record(msg, Target("post", f"a{n}"), "x.org", T0 + n)
 
 
 def test_a_record_keeps_what_the_page_sent_and_nothing_about_the_reader():
     fields = json.loads(msgspec.json.encode(view()))
     assert fields == {
-        "ts": "2026-11-24T06:00:00.000Z", "kind": "post", "refreshed": False,
-        "articleId": "a0", "pageName": None, "articleTitle": "A", "currentPage": "/posts/a",
-        "previousPage": "", "referrer": "https://x.org/p", "referrerHost": "x.org"}
+        "ts": "2026-11-24T06:00:00.000Z",
+        "kind": "post",
+        "refreshed": False,
+        "articleId": "a0",
+        "pageName": None,
+        "articleTitle": "A",
+        "currentPage": "/posts/a",
+        "previousPage": "",
+        "referrer": "https://x.org/p",
+        "referrerHost": "x.org",
+    }
 
 
 def test_files_rotate_by_count():

@@ -49,8 +49,12 @@ def json_lines(text: str) -> list[dict[str, object]]:
 
 def test_the_banner_says_where_to_go(tmp_path: Path) -> None:
     out = Terminal()
-    shown = Banner(config(tmp_path, table_prefix="blog_", demo="on"), human=True, out=out,
-                   clock=clock(10.0, 17.25))
+    shown = Banner(
+        config(tmp_path, table_prefix="blog_", demo="on"),
+        human=True,
+        out=out,
+        clock=clock(10.0, 17.25),
+    )
     shown.ready(8080, "http://127.0.0.1:41234")
     text = out.getvalue()
     assert text.startswith(f"livecount {version()} is ready (7.2 s)\n")
@@ -58,8 +62,9 @@ def test_the_banner_says_where_to_go(tmp_path: Path) -> None:
     assert "Dashboard http://127.0.0.1:8080/" in lines
     assert "Demo http://127.0.0.1:8080/demo" in lines
     assert "WebSocket ws://127.0.0.1:8080/ws" in lines
-    assert ('Store DynamoDB Local, started by livecount (http://127.0.0.1:41234), '
-            'table prefix "blog_"') in lines
+    assert (
+        'Store DynamoDB Local, started by livecount (http://127.0.0.1:41234), table prefix "blog_"'
+    ) in lines
     assert f"Data dir {(tmp_path / 'data').resolve()}" in lines
     assert "Ctrl-C stops it, after storing every view it counted." in lines
     assert "{" not in text  # no JSON for a person
@@ -67,8 +72,11 @@ def test_the_banner_says_where_to_go(tmp_path: Path) -> None:
 
 def test_a_host_that_listens_everywhere_is_shown_as_this_machine(tmp_path: Path) -> None:
     out = Terminal()
-    Banner(config(tmp_path, host="0.0.0.0", dynamodb_endpoint="aws", region="eu-west-1"),
-           human=True, out=out).ready(9000, "aws")
+    Banner(
+        config(tmp_path, host="0.0.0.0", dynamodb_endpoint="aws", region="eu-west-1"),
+        human=True,
+        out=out,
+    ).ready(9000, "aws")
     text = out.getvalue()
     assert "http://127.0.0.1:9000/" in text
     assert "on every interface (0.0.0.0), port 9000" in text
@@ -80,9 +88,12 @@ def test_a_host_that_listens_everywhere_is_shown_as_this_machine(tmp_path: Path)
 
 def test_extra_lines_and_workers(tmp_path: Path) -> None:
     out = Terminal()
-    Banner(config(tmp_path, dynamodb_endpoint="http://127.0.0.1:8000"), human=True,
-           out=out).ready(8080, "http://127.0.0.1:8000", workers=4,
-                          extra={"Log in": "http://127.0.0.1:8080/login?token=t"})
+    Banner(config(tmp_path, dynamodb_endpoint="http://127.0.0.1:8000"), human=True, out=out).ready(
+        8080,
+        "http://127.0.0.1:8000",
+        workers=4,
+        extra={"Log in": "http://127.0.0.1:8080/login?token=t"},
+    )
     lines = [" ".join(line.split()) for line in out.getvalue().splitlines()]
     assert "Log in http://127.0.0.1:8080/login?token=t" in lines
     assert "Workers 4 processes on port 8080" in lines
@@ -109,8 +120,9 @@ def test_each_slow_step_says_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ]
 
 
-def test_a_process_manager_gets_json_events(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_process_manager_gets_json_events(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     logs.setup("info", "node-1", "auto")  # stdout is captured: not a terminal
     assert not logs.human()
     shown = Banner(config(tmp_path), clock=clock(0.0, 3.0))
@@ -130,7 +142,8 @@ def test_a_process_manager_gets_json_events(tmp_path: Path,
 
 
 def test_logs_on_a_terminal_are_short_lines_of_what_went_wrong(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert logs.is_human("auto", Terminal())
     assert not logs.is_human("auto", io.StringIO())
     assert not logs.is_human("json", Terminal())
@@ -141,7 +154,8 @@ def test_logs_on_a_terminal_are_short_lines_of_what_went_wrong(
     out = capsys.readouterr().out
     assert out.count("\n") == 1
     assert out.split(" ", 1)[1] == (
-        'warning  dynamodb_unreachable  error="connection refused" retry_in=2.0\n')
+        'warning  dynamodb_unreachable  error="connection refused" retry_in=2.0\n'
+    )
 
     logs.setup("debug", "n", "human")  # asked for everything: everything, still short
     logs.log("flushed", views=3)
@@ -152,16 +166,28 @@ def test_logs_on_a_terminal_are_short_lines_of_what_went_wrong(
 
 
 def test_a_relayed_line_is_shown_as_this_process_shows_its_own() -> None:
-    line = json.dumps({"ts": "2030-01-02T03:04:05.000Z", "level": "warning",
-                       "event": "worker_exited", "code": 1}).encode() + b"\n"
-    routine = json.dumps({"ts": "2030-01-02T03:04:05.000Z", "level": "info",
-                          "event": "flushed"}).encode() + b"\n"
+    line = (
+        json.dumps(
+            {
+                "ts": "2030-01-02T03:04:05.000Z",
+                "level": "warning",
+                "event": "worker_exited",
+                "code": 1,
+            }
+        ).encode()
+        + b"\n"
+    )
+    routine = (
+        json.dumps({"ts": "2030-01-02T03:04:05.000Z", "level": "info", "event": "flushed"}).encode()
+        + b"\n"
+    )
     logs.setup("info", "", "json")
     assert logs.relayed(line) == line and logs.relayed(routine) == routine
     logs.setup("info", "", "human")
     assert logs.relayed(routine) is None
     shown = logs.relayed(line)
-    assert shown is not None and shown.decode().endswith(
-        "warning  worker_exited  code=1\n")
-    assert logs.relayed(b"Traceback (most recent call last):\n") == \
-        b"Traceback (most recent call last):\n"
+    assert shown is not None and shown.decode().endswith("warning  worker_exited  code=1\n")
+    assert (
+        logs.relayed(b"Traceback (most recent call last):\n")
+        == b"Traceback (most recent call last):\n"
+    )

@@ -52,11 +52,23 @@ def help_of(words: tuple[str, ...], capsys) -> str:
 
 
 def test_every_command_is_known():
-    assert set(ALL) == {("serve",), ("tables", "create"), ("loadtest",), ("report", "pages"),
-                        ("report", "summary"), ("report", "referrers"), ("report", "timeline"),
-                        ("admin", "rename"), ("admin", "delete"), ("admin", "title"),
-                        ("admin", "rollups"), ("export",), ("import",), ("backup",),
-                        ("restore",)}
+    assert set(ALL) == {
+        ("serve",),
+        ("tables", "create"),
+        ("loadtest",),
+        ("report", "pages"),
+        ("report", "summary"),
+        ("report", "referrers"),
+        ("report", "timeline"),
+        ("admin", "rename"),
+        ("admin", "delete"),
+        ("admin", "title"),
+        ("admin", "rollups"),
+        ("export",),
+        ("import",),
+        ("backup",),
+        ("restore",),
+    }
 
 
 def test_version_comes_from_the_package(capsys):
@@ -92,28 +104,50 @@ def test_report_subcommands_each_have_their_help(capsys):
     assert "--article ID" not in texts[("report", "pages")]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["serve", "--log-level", "verbose"],
-     "livecount: --log-level: must be one of debug, info, warning, error, got 'verbose'\n"),
-    (["serve", "--prot", "1"], "livecount: unrecognized arguments: --prot 1\n"),
-    (["report", "pages", "--article", "x"], "livecount: unrecognized arguments: --article x\n"),
-    (["report", "timeline", "--limit", "5"], "livecount: unrecognized arguments: --limit 5\n"),
-    (["report", "referrers", "--limit", "0"],
-     "livecount: --limit: must be at least 1, got '0'\n"),
-    (["report", "referrers", "--article", "a", "--page", "Home_Page"],
-     "livecount: --page: not allowed with argument --article\n"),
-    (["report", "timeline", "--bucket", "week"],
-     "livecount: --bucket: must be one of hour, day, month, got 'week'\n"),
-    (["report"],
-     "livecount: the following arguments are required: {pages,summary,referrers,timeline}\n"),
-    (["loadtest", "--connections", "0"], "livecount: --connections: must be above 0, got '0'\n"),
-    (["loadtest", "--url", "http://x"],
-     "livecount: --url: must be a ws:// or wss:// URL, got 'http://x'\n"),
-    (["loadtest", "--referrer-ratio", "2"],
-     "livecount: --referrer-ratio: must be at most 1, got '2'\n"),
-    (["tables", "create", "--port", "70000"], "livecount: --port: must be at most 65535, got "
-                                              "'70000'\n"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["serve", "--log-level", "verbose"],
+            "livecount: --log-level: must be one of debug, info, warning, error, got 'verbose'\n",
+        ),
+        (["serve", "--prot", "1"], "livecount: unrecognized arguments: --prot 1\n"),
+        (["report", "pages", "--article", "x"], "livecount: unrecognized arguments: --article x\n"),
+        (["report", "timeline", "--limit", "5"], "livecount: unrecognized arguments: --limit 5\n"),
+        (
+            ["report", "referrers", "--limit", "0"],
+            "livecount: --limit: must be at least 1, got '0'\n",
+        ),
+        (
+            ["report", "referrers", "--article", "a", "--page", "Home_Page"],
+            "livecount: --page: not allowed with argument --article\n",
+        ),
+        (
+            ["report", "timeline", "--bucket", "week"],
+            "livecount: --bucket: must be one of hour, day, month, got 'week'\n",
+        ),
+        (
+            ["report"],
+            "livecount: the following arguments are required: {pages,summary,referrers,timeline}\n",
+        ),
+        (
+            ["loadtest", "--connections", "0"],
+            "livecount: --connections: must be above 0, got '0'\n",
+        ),
+        (
+            ["loadtest", "--url", "http://x"],
+            "livecount: --url: must be a ws:// or wss:// URL, got 'http://x'\n",
+        ),
+        (
+            ["loadtest", "--referrer-ratio", "2"],
+            "livecount: --referrer-ratio: must be at most 1, got '2'\n",
+        ),
+        (
+            ["tables", "create", "--port", "70000"],
+            "livecount: --port: must be at most 65535, got '70000'\n",
+        ),
+    ],
+)
 def test_mistakes_are_one_line(argv, message, capsys):
     assert refused(argv, capsys) == message
 
@@ -121,8 +155,10 @@ def test_mistakes_are_one_line(argv, message, capsys):
 @pytest.mark.parametrize("words", [("serve",), ("tables", "create")])
 def test_serve_variables_are_checked_by_the_commands_that_use_them(words, monkeypatch, capsys):
     monkeypatch.setenv("LIVECOUNT_PORT", "abc")
-    assert refused(list(words), capsys) == \
-        "livecount: LIVECOUNT_PORT: must be a whole number, got 'abc'\n"
+    assert (
+        refused(list(words), capsys)
+        == "livecount: LIVECOUNT_PORT: must be a whole number, got 'abc'\n"
+    )
 
 
 def test_report_reads_its_own_variable(monkeypatch, capsys):
@@ -152,12 +188,17 @@ def test_loadtest_defaults_are_its_options_defaults():
 def test_report_namespaces_hold_what_the_query_reads():
     from livecount.tools import report
 
-    assert report.query(parse(["report", "pages", "--limit", "3"])) == \
-        ("/api/pages", {"limit": "3", "sort": "total"})
-    assert report.query(parse(["report", "referrers", "--page", "Home_Page"])) == \
-        ("/api/referrers", {"pageName": "Home_Page"})
-    path, params = report.query(parse(["report", "timeline", "--article", "a", "--since",
-                                       "2024-01-01"]))
+    assert report.query(parse(["report", "pages", "--limit", "3"])) == (
+        "/api/pages",
+        {"limit": "3", "sort": "total"},
+    )
+    assert report.query(parse(["report", "referrers", "--page", "Home_Page"])) == (
+        "/api/referrers",
+        {"pageName": "Home_Page"},
+    )
+    path, params = report.query(
+        parse(["report", "timeline", "--article", "a", "--since", "2024-01-01"])
+    )
     assert path == "/api/timeline"
     assert params == {"articleId": "a", "since": "2024-01-01"}  # the bucket fits the period
 
@@ -183,10 +224,13 @@ def test_a_command_imports_only_what_it_runs(argv: list[str]) -> None:
     import subprocess
     import sys
 
-    probe = ("import sys\nfrom livecount import cli\n"
-             "try:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-             "print(sorted(m for m in ('aioboto3', 'botocore', 'uvloop', 'livecount.aws.store')"
-             " if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True,
-                         text=True, check=True).stdout
+    probe = (
+        "import sys\nfrom livecount import cli\n"
+        "try:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('aioboto3', 'botocore', 'uvloop', 'livecount.aws.store')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True
+    ).stdout
     assert out.splitlines()[-1] == "[]", out

@@ -18,8 +18,10 @@ BAD: dict[str, tuple[str, str]] = {
     "workers": ("0", "must be a whole number from 1 to 1024, or auto"),
     "data_dir": (" ", "must not be empty"),
     "admin_token_file": (" ", "must not be empty"),
-    "public": ("dashboard",
-               "must be one of pages, summary, referrers, timeline, now, metrics, all"),
+    "public": (
+        "dashboard",
+        "must be one of pages, summary, referrers, timeline, now, metrics, all",
+    ),
     "dynamodb_endpoint": ("localhost:8000", "must be 'embedded', 'aws' or an http(s) URL"),
     "region": ("EU West", "must be an AWS region"),
     "table_prefix": ("prod prefix", "must be at most 200 of"),
@@ -91,10 +93,12 @@ def test_the_command_line_defaults_are_the_dataclass_defaults():
     """One declaration: `Config()` and an empty command line agree on every field."""
     rules = config.Config().pages  # PageRules compare by identity: set the same on both
     parsed = parse([])
-    assert dataclasses.replace(parsed, node_id="", admin_token_file=None, pages=rules) == \
-        dataclasses.replace(config.Config(), pages=rules)
-    assert parse([]).pages.classify(None, "/pages/about") == \
-        config.Config().pages.classify(None, "/pages/about")
+    assert dataclasses.replace(
+        parsed, node_id="", admin_token_file=None, pages=rules
+    ) == dataclasses.replace(config.Config(), pages=rules)
+    assert parse([]).pages.classify(None, "/pages/about") == config.Config().pages.classify(
+        None, "/pages/about"
+    )
 
 
 def test_every_field_is_an_option_with_its_own_variable():
@@ -162,11 +166,30 @@ def test_path_patterns_and_unmatched_paths_reach_the_page_rules():
 
 
 def test_values_that_look_odd_but_are_right_are_accepted():
-    cfg = parse(["--port", "0", "--site-domain", "Bücher.example", "--site-domain", "Ex.COM.",
-                 "--site-domain", "127.0.0.1",
-                 "--allowed-origin", "http://127.0.0.1:8080", "--trusted-proxy", "10.0.0.5",
-                 "--dynamodb-endpoint", "aws", "--max-pending-views", "1_000", "--region",
-                 "local", "--node-id", "host-1.example:a"])
+    cfg = parse(
+        [
+            "--port",
+            "0",
+            "--site-domain",
+            "Bücher.example",
+            "--site-domain",
+            "Ex.COM.",
+            "--site-domain",
+            "127.0.0.1",
+            "--allowed-origin",
+            "http://127.0.0.1:8080",
+            "--trusted-proxy",
+            "10.0.0.5",
+            "--dynamodb-endpoint",
+            "aws",
+            "--max-pending-views",
+            "1_000",
+            "--region",
+            "local",
+            "--node-id",
+            "host-1.example:a",
+        ]
+    )
     assert cfg.site_domains == ("xn--bcher-kva.example", "ex.com", "127.0.0.1")
     assert cfg.port == 0
     assert cfg.max_pending_views == 1000 and cfg.node_id == "host-1.example:a"
@@ -220,22 +243,26 @@ def test_a_report_data_dir_that_is_a_file_is_one_line(tmp_path, capsys):
 def test_one_bad_item_of_a_list_variable_is_named(monkeypatch, capsys):
     monkeypatch.setenv("LIVECOUNT_TRUSTED_PROXY", "10.0.0.5, nonsense")
     err = refusal([], capsys)
-    assert err == "livecount: LIVECOUNT_TRUSTED_PROXY: must be an IP address or CIDR block " \
-                  "such as 10.0.0.0/8, got 'nonsense'\n"
+    assert (
+        err == "livecount: LIVECOUNT_TRUSTED_PROXY: must be an IP address or CIDR block "
+        "such as 10.0.0.0/8, got 'nonsense'\n"
+    )
 
 
 def test_the_documented_table_is_the_declaration():
     section = (ROOT / "docs" / "CONFIGURATION.md").read_text()
     table = "".join(line + "\n" for line in section.splitlines() if line.startswith("|"))
-    assert table == config.readme_table(), \
+    assert table == config.readme_table(), (
         "docs/CONFIGURATION.md's table is stale: paste `python -m livecount.config` over it"
+    )
 
 
 def test_the_readme_table_says_each_default_once_and_never_empty():
     for line in config.readme_table().splitlines()[2:]:
         flag, variable, default, _ = (c.strip() for c in line.strip("|").split(" | "))
-        assert re.fullmatch(r"`--[a-z-]+`", flag) and re.fullmatch(r"`LIVECOUNT_[A-Z_]+`",
-                                                                     variable)
+        assert re.fullmatch(r"`--[a-z-]+`", flag) and re.fullmatch(r"`LIVECOUNT_[A-Z_]+`", variable)
         assert default and "None" not in default, line
-    assert "`/=Home_Page`, `/pages/about=About_Page`, `/pages/contacts=Contact_Page`" in \
-        config.readme_table()
+    assert (
+        "`/=Home_Page`, `/pages/about=About_Page`, `/pages/contacts=Contact_Page`"
+        in config.readme_table()
+    )

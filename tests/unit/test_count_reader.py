@@ -40,8 +40,9 @@ class Engine:
         self.want = want
         self.all_loaded = asyncio.Event()
 
-    def loaded(self, counts: dict[Target, Counts], now: float, listed: set[Target],
-               refused: set[Target]) -> list[Any]:
+    def loaded(
+        self, counts: dict[Target, Counts], now: float, listed: set[Target], refused: set[Target]
+    ) -> list[Any]:
         self.loaded_targets += listed
         if len(self.loaded_targets) >= self.want:
             self.all_loaded.set()

@@ -50,7 +50,8 @@ def test_report_rows_count_per_page_and_site_wide():
     assert {r: c for r, c in rows.items() if r.table == "referrer"} == {
         Row("referrer", ref, sort): (n, 0)
         for ref, n in ((A.ref, 1), (B.ref, 1), (SITE, 2))
-        for sort in (hn, f"#{hour}#{hn}", f"#{day}#{hn}", f"#{month}#{hn}")}
+        for sort in (hn, f"#{hour}#{hn}", f"#{day}#{hn}", f"#{month}#{hn}")
+    }
     assert {r: c for r, c in rows.items() if r.table == "timeline"} == {
         Row("timeline", A.ref, H): (1, 1),
         Row("timeline", B.ref, H): (1, 0),
@@ -62,8 +63,11 @@ def test_report_rows_count_per_page_and_site_wide():
         Row("timeline", hour, SITE): (2, 1),
         Row("timeline", "h#2026-11-24T08", B.ref): (1, 1),
         Row("timeline", "h#2026-11-24T08", SITE): (1, 1),
-        **{Row("timeline", bucket, ref): counts for bucket in (day, month, "all")
-           for ref, counts in ((A.ref, (1, 1)), (B.ref, (2, 1)), (SITE, (3, 2)))},
+        **{
+            Row("timeline", bucket, ref): counts
+            for bucket in (day, month, "all")
+            for ref, counts in ((A.ref, (1, 1)), (B.ref, (2, 1)), (SITE, (3, 2)))
+        },
     }
 
 
@@ -252,8 +256,11 @@ def test_each_referrer_host_has_a_row_of_its_own_however_many_or_long():
         ledger.record(A, hour=H, refreshed=False, referrer=host)
     rows = ledger.take(seq()).rows
     for ref in (A.ref, SITE):
-        views = {r.sort: w.delta.total for r, w in rows.items()
-                 if r.table == "referrer" and r.target == ref and not r.sort.startswith("#")}
+        views = {
+            r.sort: w.delta.total
+            for r, w in rows.items()
+            if r.table == "referrer" and r.target == ref and not r.sort.startswith("#")
+        }
         assert views == {host: 2 if host == hosts[0] else 1 for host in hosts}
 
 

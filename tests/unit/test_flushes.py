@@ -36,8 +36,9 @@ Key = Target | Row
 
 
 def poisoned(key: Key) -> bool:
-    return key == POISON or (isinstance(key, Row) and key.table == "referrer"
-                             and host_of(key.sort) == BAD_HOST)
+    return key == POISON or (
+        isinstance(key, Row) and key.table == "referrer" and host_of(key.sort) == BAD_HOST
+    )
 
 
 class ModelStore:
@@ -56,7 +57,8 @@ class ModelStore:
             # Refused. Fine for a resend of what applied; a write never applied that
             # the store now refuses would be lost for ever.
             assert self.applied.get((key, write.seq)) == delta, (
-                f"{key}: write {write.seq} refused, a newer one got there first")
+                f"{key}: write {write.seq} refused, a newer one got there first"
+            )
             return
         self.last[key] = write.seq
         self.applied[(key, write.seq)] = delta
@@ -91,8 +93,12 @@ class Flushes(RuleBasedStateMachine):
         self.barriers: list[tuple[Barrier, Counter[tuple[Key, str]]]] = []
 
     # -- what the node does ------------------------------------------------------------
-    @rule(page=st.sampled_from(TARGETS), refreshed=st.booleans(),
-          hour=st.sampled_from(HOURS), host=st.sampled_from(HOSTS))
+    @rule(
+        page=st.sampled_from(TARGETS),
+        refreshed=st.booleans(),
+        hour=st.sampled_from(HOURS),
+        host=st.sampled_from(HOSTS),
+    )
     def view(self, page: Target, refreshed: bool, hour: str, host: str | None) -> None:
         target = page
         self.live.record(target, refreshed=refreshed, hour=hour, referrer=host, force=True)
@@ -130,8 +136,7 @@ class Flushes(RuleBasedStateMachine):
             if fate in ("applied", "lost"):
                 self.store.send(key, write)
             if fate in ("lost", "failed"):
-                (result.failed_targets if isinstance(key, Target) else result.failed_rows
-                 ).add(key)  # type: ignore[arg-type]
+                (result.failed_targets if isinstance(key, Target) else result.failed_rows).add(key)  # type: ignore[arg-type]
             elif fate == "rejected":
                 if isinstance(key, Target):
                     result.rejected_targets[key] = "ValidationException"
@@ -186,8 +191,11 @@ class Flushes(RuleBasedStateMachine):
     def a_sync_is_done_only_once_what_came_before_is_stored(self) -> None:
         for barrier, before in self.barriers:
             if barrier.done:
-                missing = {k: n for k, n in before.items()
-                           if not poisoned(k[0]) and self.store.stored[k] < n}
+                missing = {
+                    k: n
+                    for k, n in before.items()
+                    if not poisoned(k[0]) and self.store.stored[k] < n
+                }
                 assert not missing, missing
 
     @invariant()
@@ -201,8 +209,9 @@ class Flushes(RuleBasedStateMachine):
         for flush, result in self.completed:
             for key, write in writes_of(flush):
                 writes.setdefault(key, write)
-            unconfirmed += sum(w.delta.total for t, w in flush.targets.items()
-                               if t not in result.failed_targets)
+            unconfirmed += sum(
+                w.delta.total for t, w in flush.targets.items() if t not in result.failed_targets
+            )
         assert rebuilt.outstanding() == (pending, writes)
         assert rebuilt.pending_views == unconfirmed
 
@@ -227,9 +236,15 @@ class Flushes(RuleBasedStateMachine):
             for key, write in keys:
                 if not poisoned(key):
                     self.store.send(key, write)
-            self.live.complete(flush, FlushResult(
-                rejected_targets={k: "x" for k, _ in keys if isinstance(k, Target) and poisoned(k)},
-                rejected_rows={k: "x" for k, _ in keys if isinstance(k, Row) and poisoned(k)}))
+            self.live.complete(
+                flush,
+                FlushResult(
+                    rejected_targets={
+                        k: "x" for k, _ in keys if isinstance(k, Target) and poisoned(k)
+                    },
+                    rejected_rows={k: "x" for k, _ in keys if isinstance(k, Row) and poisoned(k)},
+                ),
+            )
             self.live.release(flush)
         for flush, _ in self.completed:
             self.live.release(flush)

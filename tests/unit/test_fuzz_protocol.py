@@ -22,8 +22,13 @@ def test_decode_never_fails_any_other_way(frame: tuple[str, str | bytes]):
     try:
         message = protocol.decode(payload)
     except protocol.ProtocolError as exc:
-        assert exc.code in {"invalid_json", "invalid_message", "unknown_message",
-                            "invalid_field", "binary_frame"}
+        assert exc.code in {
+            "invalid_json",
+            "invalid_message",
+            "unknown_message",
+            "invalid_field",
+            "binary_frame",
+        }
         assert exc.detail
     else:
         assert isinstance(message, protocol.Views | protocol.Subscribe | protocol.Unsubscribe)
@@ -47,7 +52,8 @@ def test_accepted_ids_and_paths_are_within_the_limits(frame: str, _: str):
 def storable(text: str, max_bytes: int) -> bool:
     """Checked without `sizes`: UTF-8 bytes, and no Cc (C0, DEL, C1) or line separator."""
     return len(text.encode()) <= max_bytes and not any(
-        unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in text)
+        unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in text
+    )
 
 
 def views_frame(fields: dict[str, Any]) -> str:
@@ -103,9 +109,13 @@ def test_every_key_the_store_builds_from_accepted_views_fits(views: list[dict[st
             target = rules.classify(message.articleId, message.currentPage)
         except PageError:
             continue
-        ledger.record(target, refreshed=message.refreshed, hour="2026-01-01T00",
-                      title=message.articleTitle,
-                      referrer=referrer_host(message.referrer, ["example.com"]))
+        ledger.record(
+            target,
+            refreshed=message.refreshed,
+            hour="2026-01-01T00",
+            title=message.articleTitle,
+            referrer=referrer_host(message.referrer, ["example.com"]),
+        )
     dynamo = RecordingDynamo()
     store = Store(dynamo, None, Tables.named("PREFIX_"))
     asyncio.run(store.flush(ledger.take(1)))

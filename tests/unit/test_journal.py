@@ -76,7 +76,8 @@ async def test_appends_are_durable_and_rotation_drops_stored_history(tmp_path: P
 
 async def test_a_torn_last_line_is_dropped_and_appends_go_to_a_new_file(tmp_path: Path):
     (tmp_path / "journal-000000000.log").write_bytes(
-        journal.view_record(A, False, H, None, None) + b'\n["v","post","a",fal')
+        journal.view_record(A, False, H, None, None) + b'\n["v","post","a",fal'
+    )
     log = Journal(tmp_path)
     assert len(list(log.read())) == 1
     log.open()
@@ -166,12 +167,13 @@ async def test_a_failed_write_is_not_applied_and_is_cut_off_the_file(tmp_path: P
         applied.append(name)
         return name
 
-    assert await log.append(journal.view_record(A, False, H, None, None),
-                            lambda: apply("first")) == "first"
+    assert (
+        await log.append(journal.view_record(A, False, H, None, None), lambda: apply("first"))
+        == "first"
+    )
     disk.full = True
     with pytest.raises(Exception, match="journal could not write") as caught:
-        await log.append(journal.view_record(B, False, H, None, None),
-                         lambda: apply("second"))
+        await log.append(journal.view_record(B, False, H, None, None), lambda: apply("second"))
     assert caught.value.code == "unavailable"  # type: ignore[attr-defined]
     assert not log.healthy and applied == ["first"]
     disk.full = False
@@ -219,9 +221,11 @@ def test_flushes_in_flight_when_a_run_ended_are_unsettled_from_the_next_runs_sta
     """A crash leaves flush 5 without its completion; the next run replayed it as
     unsettled and resent it in flush 7. Replaying both runs must take the same keys."""
     history = [
-        ["v", "post", "a", False, H, None, None], ["t", 5, 1],  # first run: A out, no answer
+        ["v", "post", "a", False, H, None, None],
+        ["t", 5, 1],  # first run: A out, no answer
         ["s", 5],  # the next run's file
-        ["t", 7, 1], ["v", "post", "a", False, H, None, None],
+        ["t", 7, 1],
+        ["v", "post", "a", False, H, None, None],
         ["c", 7, [], [], [], [], [], []],  # A's unsettled write (seq 5) applied
     ]
     rebuilt = Ledger()
@@ -235,9 +239,13 @@ def test_flushes_in_flight_when_a_run_ended_are_unsettled_from_the_next_runs_sta
 def test_journals_from_before_overlapping_flushes_replay_as_they_did():
     """`["t", seq]` records: one flush at a time, an earlier one never completed is
     resent with its own sequence number."""
-    history = [["v", "post", "a", False, H, None, None], ["t", 3],
-               ["v", "page", "Home_Page", True, H, None, None], ["t", 4],
-               ["c", 4, [A.ref], [], [], [], [], []]]  # flush 4: A's resend unknown again
+    history = [
+        ["v", "post", "a", False, H, None, None],
+        ["t", 3],
+        ["v", "page", "Home_Page", True, H, None, None],
+        ["t", 4],
+        ["c", 4, [A.ref], [], [], [], [], []],
+    ]  # flush 4: A's resend unknown again
     rebuilt = Ledger()
     journal.replay(history, rebuilt)
     pending, unknown = rebuilt.outstanding()
@@ -296,4 +304,6 @@ def test_a_cut_that_failed_is_made_before_the_next_batch(tmp_path: Path):
         files.append(journal.view_record(A, True, H, None, None) + b"\n")
     files.close()
     assert [(r[1], r[3]) for r in JournalFiles(tmp_path).read()] == [
-        ("post", False), ("post", True)]
+        ("post", False),
+        ("post", True),
+    ]

@@ -26,11 +26,13 @@ def test_leases_spread_evenly_and_a_newcomer_steals_one_at_a_time():
     assert not result.take and [lease.key for lease in result.steal] == ["s0"]
     # Once "a" holds only its share (6 / 3 = 2 each with b holding 2), nothing moves.
     balanced = [node("a"), node("b"), node("c")] + [
-        shard(f"s{i}", owner) for i, owner in enumerate("aabbcc")]
+        shard(f"s{i}", owner) for i, owner in enumerate("aabbcc")
+    ]
     assert plan("c", balanced, readable, {"s4", "s5"}, observer, 1.0) == LeaseMoves()
     # "a" still over its share: the newcomer would take one more, never two at once.
     crowded = [node("a"), node("b"), node("c")] + [
-        shard(f"s{i}", owner) for i, owner in enumerate("aaabbc")]
+        shard(f"s{i}", owner) for i, owner in enumerate("aaabbc")
+    ]
     assert plan("c", crowded, readable, {"s5"}, observer, 1.0) == LeaseMoves(steal=[crowded[3]])
 
 
@@ -40,8 +42,7 @@ def test_a_dead_owner_loses_its_leases_after_the_lease_time():
     assert plan("b", leases, {"s1"}, set(), observer, 0.0).take == []
     assert plan("b", leases, {"s1"}, set(), observer, 9.9).take == []
     moved = [node("a"), node("b", 2), shard("s1", "a", counter=5)]  # a's counter froze
-    assert [lease.key for lease in plan("b", moved, {"s1"}, set(), observer, 10.0).take] == [
-        "s1"]
+    assert [lease.key for lease in plan("b", moved, {"s1"}, set(), observer, 10.0).take] == ["s1"]
 
 
 def test_a_renewing_owner_keeps_its_lease():
@@ -62,7 +63,8 @@ def test_only_readable_shards_are_leased():
     observer = Observer(LEASE_TIME)
     leases = [node("a"), shard("parent", None), shard("child", None)]
     assert [lease.key for lease in plan("a", leases, {"parent"}, set(), observer, 0).take] == [
-        "parent"]
+        "parent"
+    ]
 
 
 def test_a_restarted_node_takes_back_what_it_held_before():

@@ -22,7 +22,7 @@ def test_zipf_ranks_are_a_distribution_that_favours_the_first():
     assert sum(probs) == pytest.approx(1.0)
     assert all(a > b for a, b in itertools.pairwise(probs))
     # P(0) / P(1) = 2^1.1
-    assert probs[0] / probs[1] == pytest.approx(2 ** 1.1)
+    assert probs[0] / probs[1] == pytest.approx(2**1.1)
 
 
 def test_zipf_samples_follow_the_probabilities():
@@ -190,14 +190,39 @@ def _report(**changes: object) -> loadtest.Report:
     h = Histogram()
     h.record(1.5)
     fields: dict[str, object] = dict(
-        url="ws://127.0.0.1:1/ws", connections=2, in_flight=3, subscribers=1, opened=3,
-        connect_failures={}, connect_s=0.1, duration_s=2.0, target_rate=None, articles=5,
-        zipf=1.1, sent=10, acked=9, acked_in_window=9, errors={"busy": 1}, unanswered=0,
+        url="ws://127.0.0.1:1/ws",
+        connections=2,
+        in_flight=3,
+        subscribers=1,
+        opened=3,
+        connect_failures={},
+        connect_s=0.1,
+        duration_s=2.0,
+        target_rate=None,
+        articles=5,
+        zipf=1.1,
+        sent=10,
+        acked=9,
+        acked_in_window=9,
+        errors={"busy": 1},
+        unanswered=0,
         views_per_s=4.5,
-        reply_ms=h.summary(), push_ms=empty, push_first_ms=empty, push_missing=0,
-        push_untracked=0, pushes=3, viewer_pushes=0, dropped=0, missed=0, unexpected=0,
-        client_cpu_pct=12.0, client_saturated=False, interrupted=False, started_at=0.0,
-        stopped_at=2.0)
+        reply_ms=h.summary(),
+        push_ms=empty,
+        push_first_ms=empty,
+        push_missing=0,
+        push_untracked=0,
+        pushes=3,
+        viewer_pushes=0,
+        dropped=0,
+        missed=0,
+        unexpected=0,
+        client_cpu_pct=12.0,
+        client_saturated=False,
+        interrupted=False,
+        started_at=0.0,
+        stopped_at=2.0,
+    )
     fields.update(changes)
     return loadtest.Report(**fields)  # type: ignore[arg-type]
 
@@ -236,8 +261,14 @@ def test_options_are_checked():
     assert opts.in_flight == 1  # the closed loop: one view, then its reply
     ns = top.parse_args(["loadtest", "--in-flight", "4"])
     assert loadtest.options_from(ns).in_flight == 4
-    for bad in (["--connections", "0"], ["--rate", "-1"], ["--refreshed-ratio", "1.5"],
-                ["--subscribers", "-2"], ["--in-flight", "0"], ["--in-flight", "two"]):
+    for bad in (
+        ["--connections", "0"],
+        ["--rate", "-1"],
+        ["--refreshed-ratio", "1.5"],
+        ["--subscribers", "-2"],
+        ["--in-flight", "0"],
+        ["--in-flight", "two"],
+    ):
         with pytest.raises(SystemExit):
             top.parse_args(["loadtest", *bad])
 
@@ -253,8 +284,17 @@ def test_the_descriptor_limit_is_raised_only_within_the_hard_limit():
 # -- falling behind the target rate ---------------------------------------------------------
 def _paced(**changes: object) -> loadtest.Report:
     """A run of 100 views/s for 2 s on 2 sockets of 3 slots, replies at 1.5 ms."""
-    return _report(**{"target_rate": 100.0, "errors": {}, "sent": 200, "acked": 200,
-                      "acked_in_window": 200, "views_per_s": 100.0, **changes})
+    return _report(
+        **{
+            "target_rate": 100.0,
+            "errors": {},
+            "sent": 200,
+            "acked": 200,
+            "acked_in_window": 200,
+            "views_per_s": 100.0,
+            **changes,
+        }
+    )
 
 
 def test_a_run_that_kept_up_or_had_no_target_names_no_limit():
@@ -267,14 +307,17 @@ def test_a_run_that_kept_up_or_had_no_target_names_no_limit():
 def test_a_saturated_client_names_its_own_cpu():
     r = _paced(views_per_s=60.0, missed=80, client_cpu_pct=99.0, client_saturated=True)
     assert [code for code, _ in r.shortfall()] == ["client_cpu", "replies"]
-    note, = r.notes()  # the CPU is said once, in the shortfall
-    assert note.startswith("Behind the target of 100 views/s (60 answered a second). "
-                           "Limited by the client's own CPU (99% of a core)")
+    (note,) = r.notes()  # the CPU is said once, in the shortfall
+    assert note.startswith(
+        "Behind the target of 100 views/s (60 answered a second). "
+        "Limited by the client's own CPU (99% of a core)"
+    )
 
 
 def test_rate_limit_errors_are_named_with_what_to_do():
-    r = _paced(views_per_s=40.0, acked=80, acked_in_window=80,
-               errors={"rate_limited": 120, "too_large": 1})
+    r = _paced(
+        views_per_s=40.0, acked=80, acked_in_window=80, errors={"rate_limited": 120, "too_large": 1}
+    )
     assert [code for code, _ in r.shortfall()] == ["rate_limited", "errors"]
     assert r.to_json()["limited_by"] == ["rate_limited", "errors"]
     note = r.notes()[0]
@@ -284,7 +327,7 @@ def test_rate_limit_errors_are_named_with_what_to_do():
 
 def test_a_full_in_flight_window_names_the_servers_replies():
     r = _paced(views_per_s=50.0, missed=100)
-    (code, text), = r.shortfall()
+    ((code, text),) = r.shortfall()
     assert code == "replies"
     assert "100 views found every socket with --in-flight 3 views unanswered" in text
     # 2 sockets x 3 slots at 1.5 ms a reply
@@ -293,16 +336,18 @@ def test_a_full_in_flight_window_names_the_servers_replies():
 
 def test_replies_still_missing_at_the_end_are_the_fallback():
     r = _paced(views_per_s=70.0, acked_in_window=140)
-    assert r.shortfall() == [("replies", "the server's replies: 140 of the 200 views sent "
-                                         "were answered within the load")]
+    assert r.shortfall() == [
+        ("replies", "the server's replies: 140 of the 200 views sent were answered within the load")
+    ]
 
 
 # -- progress -------------------------------------------------------------------------------
 def test_progress_off_a_terminal_is_plain_lines_every_few_seconds():
     out = io.StringIO()
     now = [0.0]
-    display = loadtest._Display(True, Console(file=out, force_terminal=False), every=5.0,
-                                clock=lambda: now[0])
+    display = loadtest._Display(
+        True, Console(file=out, force_terminal=False), every=5.0, clock=lambda: now[0]
+    )
     assert display.plain and display.progress is None
     with display.phase("load", 10, " s"):
         for t in (1.0, 2.0, 4.9, 5.0, 7.0, 10.0):
@@ -336,22 +381,29 @@ def test_no_progress_with_json():
 
 
 # -- the real site's safety -----------------------------------------------------------------
-@pytest.mark.parametrize("ws, http", [
-    ("ws://127.0.0.1:8080/ws", "http://127.0.0.1:8080"),
-    ("wss://blog.example/ws", "https://blog.example:443"),
-    ("ws://[::1]:81/ws/", "http://[::1]:81"),
-    ("ws://h.example:9/livecount/ws", "http://h.example:9/livecount"),
-])
+@pytest.mark.parametrize(
+    "ws, http",
+    [
+        ("ws://127.0.0.1:8080/ws", "http://127.0.0.1:8080"),
+        ("wss://blog.example/ws", "https://blog.example:443"),
+        ("ws://[::1]:81/ws/", "http://[::1]:81"),
+        ("ws://h.example:9/livecount/ws", "http://h.example:9/livecount"),
+    ],
+)
 def test_the_api_is_beside_the_websocket(ws, http):
     assert loadtest.api_base(ws) == http
 
 
 def test_pages_and_posts_outside_the_load_tests_prefixes_are_a_real_site():
     rows: list[dict[str, object]] = [
-        {"articleId": "loadtest-3", "totalViews": 1}, {"articleId": "lt-1"},
-        {"pageName": "Home_Page"}, {"articleId": "hello-world"}, {"articleId": "lt"},
+        {"articleId": "loadtest-3", "totalViews": 1},
+        {"articleId": "lt-1"},
+        {"pageName": "Home_Page"},
+        {"articleId": "hello-world"},
+        {"articleId": "lt"},
         {"articleId": "old-7", "articleTitle": "Load test old-7"},  # a run with its own prefix
-        {"articleId": "old-8", "articleTitle": "Load test old-7"}]
+        {"articleId": "old-8", "articleTitle": "Load test old-7"},
+    ]
     assert loadtest.real_pages(rows, "lt-") == ["Home_Page", "hello-world", "lt", "old-8"]
     assert loadtest.real_pages(rows[:2], "lt-") == []
     assert loadtest.real_pages(rows[:2], "loadtest-") == ["lt-1"]
@@ -373,17 +425,26 @@ def _stored(monkeypatch, answers: dict[str, object]) -> list[str]:
 
 def test_a_store_with_a_real_site_is_refused_with_the_separate_prefix_way(monkeypatch):
     opts = loadtest.Options(url="ws://127.0.0.1:8080/ws")
-    asked = _stored(monkeypatch, {
-        "total": [{"articleId": "loadtest-1"}] + [{"articleId": f"p{i}"} for i in range(6)],
-        "title": [{"pageName": "About_Page"}, {"articleId": "p0"}]})
+    asked = _stored(
+        monkeypatch,
+        {
+            "total": [{"articleId": "loadtest-1"}] + [{"articleId": f"p{i}"} for i in range(6)],
+            "title": [{"pageName": "About_Page"}, {"articleId": "p0"}],
+        },
+    )
     message, code = loadtest.refusal(opts)  # type: ignore[misc]
     assert code == 2
-    assert asked == ["http://127.0.0.1:8080/api/pages?sort=total&limit=1000",
-                     "http://127.0.0.1:8080/api/pages?sort=title&limit=1000"]
-    assert message.startswith("ws://127.0.0.1:8080/ws counts a real site (p0, p1, p2, p3, p4 "
-                              "and 2 more): a load test's views would stay in its stats")
-    assert "livecount serve --port 8081 --table-prefix loadtest- --data-dir data-loadtest" \
-        in message
+    assert asked == [
+        "http://127.0.0.1:8080/api/pages?sort=total&limit=1000",
+        "http://127.0.0.1:8080/api/pages?sort=title&limit=1000",
+    ]
+    assert message.startswith(
+        "ws://127.0.0.1:8080/ws counts a real site (p0, p1, p2, p3, p4 "
+        "and 2 more): a load test's views would stay in its stats"
+    )
+    assert (
+        "livecount serve --port 8081 --table-prefix loadtest- --data-dir data-loadtest" in message
+    )
     assert "--into-real-site" in message
 
 
@@ -411,7 +472,9 @@ def test_the_help_shows_the_separate_store_and_the_flag(capsys):
         top.parse_args(["loadtest", "--help"])
     text = capsys.readouterr().out
     assert "--into-real-site" in text
-    assert "livecount serve --port 8081 --table-prefix loadtest- --data-dir data-loadtest\n" \
-           "  livecount loadtest --url ws://127.0.0.1:8081/ws" in text
+    assert (
+        "livecount serve --port 8081 --table-prefix loadtest- --data-dir data-loadtest\n"
+        "  livecount loadtest --url ws://127.0.0.1:8081/ws" in text
+    )
     assert top.parse_args(["loadtest"]).into_real_site is False
     assert top.parse_args(["loadtest", "--into-real-site"]).into_real_site is True

@@ -10,8 +10,13 @@ T = Tables.named("p_")
 
 
 def writer(total: int, unique: int, title: str = "", admin: int = 0) -> dict:
-    item = {"articleId": {"S": "old"}, "totalViews": {"N": str(total)},
-            "uniqueViews": {"N": str(unique)}, "version": {"N": "7"}, "flush:n1": {"N": "99"}}
+    item = {
+        "articleId": {"S": "old"},
+        "totalViews": {"N": str(total)},
+        "uniqueViews": {"N": str(unique)},
+        "version": {"N": "7"},
+        "flush:n1": {"N": "99"},
+    }
     if title:
         item["articleTitle"] = {"S": title}
     if admin:
@@ -20,18 +25,28 @@ def writer(total: int, unique: int, title: str = "", admin: int = 0) -> dict:
 
 
 def test_a_source_reads_the_counts_its_kind_keeps():
-    assert Source.of("count", writer(5, 3, "Old", admin=2)) == \
-        Source("count", "", (5, 3), 2, "Old")
-    assert Source.of("timeline", {"target": {"S": "post#old"}, "hour": {"S": "2026-01-02T03"},
-                                  "totalViews": {"N": "4"}, "uniqueViews": {"N": "1"}}) == \
-        Source("timeline", "2026-01-02T03", (4, 1), 0)
-    assert Source.of("referrer", {"target": {"S": "post#old"}, "host": {"S": "a.example"},
-                                  "views": {"N": "2"}}) == Source("referrer", "a.example", (2,), 0)
+    assert Source.of("count", writer(5, 3, "Old", admin=2)) == Source("count", "", (5, 3), 2, "Old")
+    assert Source.of(
+        "timeline",
+        {
+            "target": {"S": "post#old"},
+            "hour": {"S": "2026-01-02T03"},
+            "totalViews": {"N": "4"},
+            "uniqueViews": {"N": "1"},
+        },
+    ) == Source("timeline", "2026-01-02T03", (4, 1), 0)
+    assert Source.of(
+        "referrer", {"target": {"S": "post#old"}, "host": {"S": "a.example"}, "views": {"N": "2"}}
+    ) == Source("referrer", "a.example", (2,), 0)
 
 
 def test_moves_skip_emptied_items_and_leave_the_count_item_for_last():
-    sources = [Source("count", "", (5, 3), 0), Source("timeline", "h", (0, 0), 1),
-               Source("referrer", "a.example", (2,), 0), Source("count", "", (0, 0), 3, "")]
+    sources = [
+        Source("count", "", (5, 3), 0),
+        Source("timeline", "h", (0, 0), 1),
+        Source("referrer", "a.example", (2,), 0),
+        Source("count", "", (0, 0), 3, ""),
+    ]
     moved = Plan("old", "new").moves(sources)
     assert [s.kind for s in moved] == ["referrer", "count"]
     assert Source("count", "", (0, 0), 1, "Title left").empty is False  # its title goes too
@@ -60,8 +75,9 @@ def test_a_rename_moves_the_count_item_on_condition_of_its_admin_counter():
 
 
 def test_an_item_never_moved_is_taken_on_condition_that_no_move_touched_it():
-    source = Source.of("referrer", {"target": {"S": "post#old"}, "host": {"S": "a.example"},
-                                    "views": {"N": "2"}})
+    source = Source.of(
+        "referrer", {"target": {"S": "post#old"}, "host": {"S": "a.example"}, "views": {"N": "2"}}
+    )
     take, give = Plan("old", "new").transaction(source, T)
     assert take["Update"]["ConditionExpression"] == "attribute_not_exists(#adm)"
     assert give["Update"]["Key"] == {"target": {"S": "post#new"}, "host": {"S": "a.example"}}
@@ -76,21 +92,37 @@ def test_a_delete_takes_rows_out_of_the_site_and_gives_the_count_item_nowhere():
     values = site["Update"]["ExpressionAttributeValues"]
     assert (values[":a0"], values[":a1"]) == ({"N": "-4"}, {"N": "-1"})
     # The hour's rollups, in the same transaction: the post's and the site's go down.
-    keys = [(u["Update"]["Key"]["target"]["S"], u["Update"]["Key"]["hour"]["S"],
-             u["Update"]["ExpressionAttributeValues"][":a0"]["N"]) for u in rollups]
-    assert keys == [(b, ref, "-4") for b in buckets_of("2026-01-02T03")
-                    for ref in ("post#old", "site")]
+    keys = [
+        (
+            u["Update"]["Key"]["target"]["S"],
+            u["Update"]["Key"]["hour"]["S"],
+            u["Update"]["ExpressionAttributeValues"][":a0"]["N"],
+        )
+        for u in rollups
+    ]
+    assert keys == [
+        (b, ref, "-4") for b in buckets_of("2026-01-02T03") for ref in ("post#old", "site")
+    ]
 
 
 def test_a_rename_moves_an_hours_rollups_with_it():
     row = Source("timeline", "2026-01-02T03", (4, 1), 0)
     _, _, *rollups = Plan("old", "new").transaction(row, T)
-    keys = [(u["Update"]["Key"]["target"]["S"], u["Update"]["Key"]["hour"]["S"],
-             u["Update"]["ExpressionAttributeValues"][":a0"]["N"]) for u in rollups]
-    assert keys == [(b, ref, n) for b in buckets_of("2026-01-02T03")
-                    for ref, n in (("post#old", "-4"), ("post#new", "4"))]
+    keys = [
+        (
+            u["Update"]["Key"]["target"]["S"],
+            u["Update"]["Key"]["hour"]["S"],
+            u["Update"]["ExpressionAttributeValues"][":a0"]["N"],
+        )
+        for u in rollups
+    ]
+    assert keys == [
+        (b, ref, n)
+        for b in buckets_of("2026-01-02T03")
+        for ref, n in (("post#old", "-4"), ("post#new", "4"))
+    ]
     assert not Plan("old", "new").moves([Source("rollup", "dall", (4, 1), 0)])
-    only, = Plan("old").transaction(Source("count", "", (5, 3), 0, "Old"), T)
+    (only,) = Plan("old").transaction(Source("count", "", (5, 3), 0, "Old"), T)
     assert only["Update"]["Key"] == {"articleId": {"S": "old"}}
 
 
@@ -115,8 +147,10 @@ def test_operation_records_round_trip_and_block_other_operations():
     assert Operation.from_item(item) == running
     assert Operation.from_item({"target": {"S": "site"}, "state": {"S": "done"}}) is None
     request = start_request(T.index, running)
-    assert request["ConditionExpression"] == \
-        "attribute_not_exists(#t) OR #s = :done OR (#op = :op AND #to = :to)"
+    assert (
+        request["ConditionExpression"]
+        == "attribute_not_exists(#t) OR #s = :done OR (#op = :op AND #to = :to)"
+    )
     delete = start_request(T.index, Operation(Plan("old"), "running", ""))
     assert "attribute_not_exists(#to)" in delete["ConditionExpression"]
     assert delete["ExpressionAttributeValues"][":op"] == {"S": "delete"}
@@ -128,11 +162,15 @@ def test_operation_records_round_trip_and_block_other_operations():
 def test_a_page_moves_its_home_and_profile_item_and_its_page_rows():
     """A page's count is its HomeAndProfile item: no `version` (no stream copies it), no
     title; its rows are under `page#<name>`."""
-    item = {"pageName": {"S": "Home_Page"}, "totalViews": {"N": "9"},
-            "uniqueViews": {"N": "4"}, "flush:n1": {"N": "3"}}
+    item = {
+        "pageName": {"S": "Home_Page"},
+        "totalViews": {"N": "9"},
+        "uniqueViews": {"N": "4"},
+        "flush:n1": {"N": "3"},
+    }
     source = Source.of("count", item)
     assert source == Source("count", "", (9, 4), 0)
-    only, = Plan("Home_Page", None, "page").transaction(source, T)
+    (only,) = Plan("Home_Page", None, "page").transaction(source, T)
     assert only["Update"]["TableName"] == "p_HomeAndProfile"
     assert only["Update"]["Key"] == {"pageName": {"S": "Home_Page"}}
     assert "#v" not in only["Update"]["UpdateExpression"]

@@ -18,18 +18,30 @@ from livecount.core.pages import (
 from tests.strategies import urls
 
 
-@pytest.mark.parametrize(("path", "name"), [
-    ("/", "Home_Page"), ("/pages/about", "About_Page"),
-    ("/pages/about/", "About_Page"), ("/pages/about?ref=x#top", "About_Page"),
-    ("/pages/contacts", "Contact_Page"),
-])
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/", "Home_Page"),
+        ("/pages/about", "About_Page"),
+        ("/pages/about/", "About_Page"),
+        ("/pages/about?ref=x#top", "About_Page"),
+        ("/pages/contacts", "Contact_Page"),
+    ],
+)
 def test_default_pages(path, name):
     assert PageRules().classify(None, path) == Target("page", name)
 
 
-@pytest.mark.parametrize(("path", "page"), [
-    ("/pages", "/pages"), ("/pages/about/more/", "/pages/about/more"), ("/tags/x?p=2", "/tags/x"),
-    ("/blog/x/index.html", "/blog/x"), ("/caf%C3%A9", "/café")])
+@pytest.mark.parametrize(
+    ("path", "page"),
+    [
+        ("/pages", "/pages"),
+        ("/pages/about/more/", "/pages/about/more"),
+        ("/tags/x?p=2", "/tags/x"),
+        ("/blog/x/index.html", "/blog/x"),
+        ("/caf%C3%A9", "/café"),
+    ],
+)
 def test_every_other_path_is_a_page_of_its_own_named_by_its_normal_form(path, page):
     assert PageRules().classify(None, path) == Target("page", page)
 
@@ -48,23 +60,29 @@ def test_the_default_pattern_makes_posts_of_the_seeds_paths():
     assert PageRules().classify(None, "/posts/caf%C3%A9") == Target("post", "café")
 
 
-@pytest.mark.parametrize(("pattern", "path", "post"), [
-    ("/blog/{id}/", "/blog/my-hugo-post/", "my-hugo-post"),
-    ("/{yyyy}/{mm}/{dd}/{id}/", "/2024/05/17/dated-post/", "dated-post"),
-    ("/{yyyy}/{mm}/{id}/", "/2024/05/dated-post/?utm=x", "dated-post"),
-    ("/{*}/posts/{id}", "/en/posts/hello", "hello"),
-    ("/{id}.html", "/old-post.html", "old-post"),
-    ("/blog/{id}", "/blog/a%20b", "a b"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "path", "post"),
+    [
+        ("/blog/{id}/", "/blog/my-hugo-post/", "my-hugo-post"),
+        ("/{yyyy}/{mm}/{dd}/{id}/", "/2024/05/17/dated-post/", "dated-post"),
+        ("/{yyyy}/{mm}/{id}/", "/2024/05/dated-post/?utm=x", "dated-post"),
+        ("/{*}/posts/{id}", "/en/posts/hello", "hello"),
+        ("/{id}.html", "/old-post.html", "old-post"),
+        ("/blog/{id}", "/blog/a%20b", "a b"),
+    ],
+)
 def test_path_patterns_name_posts(pattern, path, post):
     assert PageRules(patterns=[pattern]).classify(None, path) == Target("post", post)
 
 
-@pytest.mark.parametrize(("pattern", "path"), [
-    ("/{yyyy}/{mm}/{dd}/{id}/", "/2024/5/17/dated-post/"),
-    ("/blog/{id}/", "/blog/a/b/"),
-    ("/blog/{id}/", "/blog/"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "path"),
+    [
+        ("/{yyyy}/{mm}/{dd}/{id}/", "/2024/5/17/dated-post/"),
+        ("/blog/{id}/", "/blog/a/b/"),
+        ("/blog/{id}/", "/blog/"),
+    ],
+)
 def test_a_path_a_pattern_does_not_match_is_a_page(pattern, path):
     assert PageRules(patterns=[pattern]).classify(None, path).kind == "page"
 
@@ -75,15 +93,17 @@ def test_page_rules_come_before_patterns_and_data_article_id_before_both():
     assert rules.classify("chosen", "/blog/other/") == Target("post", "chosen")
 
 
-@pytest.mark.parametrize("bad", ["blog/{id}", "/blog/", "/{id}/{id}", "/{slug}/{id}",
-                                 "/{id}?x", "/{id}}", "/{{id}/"])
+@pytest.mark.parametrize(
+    "bad", ["blog/{id}", "/blog/", "/{id}/{id}", "/{slug}/{id}", "/{id}?x", "/{id}}", "/{{id}/"]
+)
 def test_bad_patterns_are_refused_with_what_to_write(bad):
     with pytest.raises(ValueError, match=r"^must "):
         compile_pattern(bad)
 
 
-@pytest.mark.parametrize("path", ["/blog/%20%20/", "/blog/%E3%80%80/", "/blog/" + "x" * 300,
-                                  "/blog/a%00b/"])
+@pytest.mark.parametrize(
+    "path", ["/blog/%20%20/", "/blog/%E3%80%80/", "/blog/" + "x" * 300, "/blog/a%00b/"]
+)
 def test_an_id_from_a_path_passes_the_ids_validation(path):
     with pytest.raises(PageError) as refused:
         PageRules(patterns=["/blog/{id}/"]).classify(None, path)
@@ -146,16 +166,22 @@ def test_normalise_path_adds_a_leading_slash():
     assert normalise_path("pages/about") == "/pages/about"
 
 
-@pytest.mark.parametrize(("referrer", "host"), [
-    ("https://news.ycombinator.com/item?id=1", "news.ycombinator.com"),
-    ("https://www.google.com/", "google.com"),
-    ("http://Reddit.COM:8080/r/x", "reddit.com"),
-    ("https://blog.example.com/post", None),
-    ("https://example.com/", None),
-    ("https://notexample.com/", "notexample.com"),
-    ("", None), (None, None), ("android-app://com.slack", None),
-    ("not a url", None), ("http://[::1", None),
-])
+@pytest.mark.parametrize(
+    ("referrer", "host"),
+    [
+        ("https://news.ycombinator.com/item?id=1", "news.ycombinator.com"),
+        ("https://www.google.com/", "google.com"),
+        ("http://Reddit.COM:8080/r/x", "reddit.com"),
+        ("https://blog.example.com/post", None),
+        ("https://example.com/", None),
+        ("https://notexample.com/", "notexample.com"),
+        ("", None),
+        (None, None),
+        ("android-app://com.slack", None),
+        ("not a url", None),
+        ("http://[::1", None),
+    ],
+)
 def test_referrer_host(referrer, host):
     assert referrer_host(referrer, ["example.com"]) == host
 
@@ -164,38 +190,79 @@ def test_referrer_host(referrer, host):
 LONGEST = "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 61  # 253 characters
 
 
-@pytest.mark.parametrize(("name", "host"), [
-    ("b\u00fccher.example", "xn--bcher-kva.example"),      # Unicode: as punycode
-    ("xn--bcher-kva.example", "xn--bcher-kva.example"),    # the same host
-    ("XN--BCHER-KVA.Example", "xn--bcher-kva.example"),
-    ("B\u00dcCHER.example", "xn--bcher-kva.example"),
-    ("\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25.com", "example.com"),  # fullwidth folded
-    ("\u4f8b\u3048\u3002\u30c6\u30b9\u30c8", "xn--r8jz45g.xn--zckzah"),  # ideographic dot
-    ("e\u0301.fr", "xn--9ca.fr"), ("\u00e9.fr", "xn--9ca.fr"),  # one host, NFC
-    ("example.com.", "example.com"), ("localhost", "localhost"),
-    ("r3---sn-abc.googlevideo.com", "r3---sn-abc.googlevideo.com"),  # a real LDH name
-    (LONGEST, LONGEST), (LONGEST + ".", LONGEST), ("a" * 63 + ".com", "a" * 63 + ".com"),
-])
+@pytest.mark.parametrize(
+    ("name", "host"),
+    [
+        ("b\u00fccher.example", "xn--bcher-kva.example"),  # Unicode: as punycode
+        ("xn--bcher-kva.example", "xn--bcher-kva.example"),  # the same host
+        ("XN--BCHER-KVA.Example", "xn--bcher-kva.example"),
+        ("B\u00dcCHER.example", "xn--bcher-kva.example"),
+        ("\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25.com", "example.com"),  # fullwidth folded
+        ("\u4f8b\u3048\u3002\u30c6\u30b9\u30c8", "xn--r8jz45g.xn--zckzah"),  # ideographic dot
+        ("e\u0301.fr", "xn--9ca.fr"),
+        ("\u00e9.fr", "xn--9ca.fr"),  # one host, NFC
+        ("example.com.", "example.com"),
+        ("localhost", "localhost"),
+        ("r3---sn-abc.googlevideo.com", "r3---sn-abc.googlevideo.com"),  # a real LDH name
+        (LONGEST, LONGEST),
+        (LONGEST + ".", LONGEST),
+        ("a" * 63 + ".com", "a" * 63 + ".com"),
+    ],
+)
 def test_dns_hosts_in_their_ascii_form(name, host):
     assert dns_host(name) == host
 
 
-@pytest.mark.parametrize("name", [
-    LONGEST + "d", "a" * 64 + ".com", "a" * 1100 + ".example",  # 254; a label of 64; issue 10
-    "", ".", "a..b", ".a", "a.b..", "-a.com", "a-.com", "my_host.com", "a b.com", "%65x.com",
-    "127.0.0.1", "0x7f.1", "2130706433", "1.2.3.256", "::1", "2001:db8::1", "fe80::1%eth0",
-    "xn--zz.com", "xn--.com", "xn--ls8h.la", "\U0001f600.la", "\u2603.net",  # not IDNA 2008
-    "a\x00.com", "a\u2028.com",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        LONGEST + "d",
+        "a" * 64 + ".com",
+        "a" * 1100 + ".example",  # 254; a label of 64; issue 10
+        "",
+        ".",
+        "a..b",
+        ".a",
+        "a.b..",
+        "-a.com",
+        "a-.com",
+        "my_host.com",
+        "a b.com",
+        "%65x.com",
+        "127.0.0.1",
+        "0x7f.1",
+        "2130706433",
+        "1.2.3.256",
+        "::1",
+        "2001:db8::1",
+        "fe80::1%eth0",
+        "xn--zz.com",
+        "xn--.com",
+        "xn--ls8h.la",
+        "\U0001f600.la",
+        "\u2603.net",  # not IDNA 2008
+        "a\x00.com",
+        "a\u2028.com",
+    ],
+)
 def test_what_is_no_dns_host(name):
     assert dns_host(name) is None
 
 
-@pytest.mark.parametrize("referrer", [
-    "https://" + "a" * 1100 + ".example/",  # issue 10, item 1: counted, but as no referrer
-    "https://" + LONGEST + "d/", "https://a..b/", "http://127.0.0.1:8080/", "http://[::1]/x",
-    "https://[2001:db8::1]/", "http://0x7f.1/", "https://\U0001f600.la/", "https://my_host.com/",
-])
+@pytest.mark.parametrize(
+    "referrer",
+    [
+        "https://" + "a" * 1100 + ".example/",  # issue 10, item 1: counted, but as no referrer
+        "https://" + LONGEST + "d/",
+        "https://a..b/",
+        "http://127.0.0.1:8080/",
+        "http://[::1]/x",
+        "https://[2001:db8::1]/",
+        "http://0x7f.1/",
+        "https://\U0001f600.la/",
+        "https://my_host.com/",
+    ],
+)
 def test_a_referrer_that_is_not_a_dns_host_is_no_referrer(referrer):
     assert referrer_host(referrer, ["example.com"]) is None
 
@@ -237,8 +304,9 @@ def test_a_page_name_at_the_limit_is_taken():
     assert PageRules.parse([f"/x={name}"]).classify(None, "/x") == Target("page", name)
 
 
-@pytest.mark.parametrize("referrer", [
-    "http://[v1.evil.example]/", "http://[::1]/", "https://[2001:db8::1]:8443/x"])
+@pytest.mark.parametrize(
+    "referrer", ["http://[v1.evil.example]/", "http://[::1]/", "https://[2001:db8::1]:8443/x"]
+)
 def test_ip_literals_of_every_kind_are_no_referrer(referrer: str) -> None:
     assert referrer_host(referrer, ()) is None
 

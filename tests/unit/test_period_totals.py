@@ -18,21 +18,40 @@ from livecount.core.report_rows import SITE, ReportRows, Row, is_bucket
 from livecount.core.row_cache import PeriodRankings, RowCache, Span
 
 NOW = datetime(2026, 12, 1, 5, 30, tzinfo=UTC)
-TARGETS = [Target("post", "a"), Target("post", "b"), Target("page", "Home_Page"),
-           Target("page", "/about")]
+TARGETS = [
+    Target("post", "a"),
+    Target("post", "b"),
+    Target("page", "Home_Page"),
+    Target("page", "/about"),
+]
 # Hours around the ends of a day, a month and a year, and the 24 hours before NOW.
-HOURS = ["2025-12-31T23", "2026-01-01T00", "2026-10-31T23", "2026-11-01T00",
-         "2026-11-25T12", "2026-11-30T05", "2026-11-30T06", "2026-11-30T23",
-         "2026-12-01T00", "2026-12-01T05"]
+HOURS = [
+    "2025-12-31T23",
+    "2026-01-01T00",
+    "2026-10-31T23",
+    "2026-11-01T00",
+    "2026-11-25T12",
+    "2026-11-30T05",
+    "2026-11-30T06",
+    "2026-11-30T23",
+    "2026-12-01T00",
+    "2026-12-01T05",
+]
 QUERIES = [{"period": name} for name in periods.PERIODS] + [
     {"since": "2026-11-30T06:00Z", "until": "2026-12-01T05:00Z"},  # hours
     {"since": "2026-10-31", "until": "2026-11-30"},  # days
     {"since": "2025-12-01", "until": "2026-11-15"},  # months
 ]
 
-views = st.lists(st.tuples(st.sampled_from(TARGETS), st.sampled_from(HOURS), st.booleans(),
-                           st.sampled_from([None, "news.example", "x.example"])),
-                 max_size=40)
+views = st.lists(
+    st.tuples(
+        st.sampled_from(TARGETS),
+        st.sampled_from(HOURS),
+        st.booleans(),
+        st.sampled_from([None, "news.example", "x.example"]),
+    ),
+    max_size=40,
+)
 
 
 def written(history: list[tuple[Target, str, bool, str | None]]) -> dict[Row, Counts]:
@@ -40,8 +59,7 @@ def written(history: list[tuple[Target, str, bool, str | None]]) -> dict[Row, Co
     rows = ReportRows()
     for target, hour, refreshed, host in history:
         rows.record(target, hour, host, 0 if refreshed else 1)
-    return {row: Counts(w.delta.total, w.delta.unique)
-            for row, w in rows.spread().take(1).items()}
+    return {row: Counts(w.delta.total, w.delta.unique) for row, w in rows.spread().take(1).items()}
 
 
 def partitions(store: dict[Row, Counts]) -> dict[str, dict[str, Counts]]:
@@ -52,13 +70,15 @@ def partitions(store: dict[Row, Counts]) -> dict[str, dict[str, Counts]]:
     return found
 
 
-def sent(history: list[tuple[Target, str, bool, str | None]], period: Period
-         ) -> dict[str, Counts]:
+def sent(history: list[tuple[Target, str, bool, str | None]], period: Period) -> dict[str, Counts]:
     """The truth: views per ref (and the site) whose hour is in the period."""
     inside = set()
     for start in period.starts:
-        inside.add(start.strftime({"hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d",
-                                   "month": "%Y-%m"}[period.bucket]))
+        inside.add(
+            start.strftime(
+                {"hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d", "month": "%Y-%m"}[period.bucket]
+            )
+        )
     found: Counter[tuple[str, str]] = Counter()
     for target, hour, refreshed, _ in history:
         key = {"hour": hour, "day": hour[:10], "month": hour[:7]}[period.bucket]
@@ -66,8 +86,9 @@ def sent(history: list[tuple[Target, str, bool, str | None]], period: Period
             for ref in (target.ref, SITE):
                 found[(ref, "total")] += 1
                 found[(ref, "unique")] += not refreshed
-    return {ref: Counts(found[(ref, "total")], found[(ref, "unique")])
-            for ref in {r for r, _ in found}}
+    return {
+        ref: Counts(found[(ref, "total")], found[(ref, "unique")]) for ref in {r for r, _ in found}
+    }
 
 
 def series_of(period: Period, store: dict[str, dict[str, Counts]], ref: str) -> Counts:
@@ -75,8 +96,11 @@ def series_of(period: Period, store: dict[str, dict[str, Counts]], ref: str) -> 
     return periods.totals(period.series(values))
 
 
-def check(history: list[tuple[Target, str, bool, str | None]],
-          parts: dict[str, dict[str, Counts]], ranking_of: dict[int, Ranking]) -> None:
+def check(
+    history: list[tuple[Target, str, bool, str | None]],
+    parts: dict[str, dict[str, Counts]],
+    ranking_of: dict[int, Ranking],
+) -> None:
     for i, query in enumerate(QUERIES):
         period = periods.resolve(query, NOW, first_hour=min(HOURS))
         truth = sent(history, period)
@@ -103,8 +127,9 @@ def test_a_periods_totals_are_the_sum_of_its_timeline(first: list, later: list):
         for key in period.keys:
             if Span.bucket(key) not in cache:
                 cache.put(Span.bucket(key), dict(parts.get(key, {})))
-        ranking_of[i] = rankings.build(period.keys, [cache.get(Span.bucket(k)) or {}
-                                                     for k in period.keys])
+        ranking_of[i] = rankings.build(
+            period.keys, [cache.get(Span.bucket(k)) or {} for k in period.keys]
+        )
     check(first, parts, ranking_of)
     # Later views come in as the store answers them: each row's value after the write.
     for row, counts in written(later).items():

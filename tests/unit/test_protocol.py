@@ -16,7 +16,8 @@ def error_of(frame: str | bytes) -> ProtocolError:
 def test_views_with_the_seed_field_names():
     msg = protocol.decode(
         '{"message":"views","articleId":"a-1","articleTitle":"Hi","previousPage":"/",'
-        '"currentPage":"/posts/a-1","refreshed":true,"referrer":"https://x.org/"}')
+        '"currentPage":"/posts/a-1","refreshed":true,"referrer":"https://x.org/"}'
+    )
     assert msg == Views("a-1", "Hi", "/", "/posts/a-1", True, "https://x.org/")
 
 
@@ -35,25 +36,28 @@ def test_subscribe():
     assert msg == Subscribe(["a", "b"], [])
 
 
-@pytest.mark.parametrize(("frame", "code"), [
-    ("not json", "invalid_json"),
-    ('{"message":"views"', "invalid_json"),
-    ('{"message":"dance"}', "unknown_message"),
-    ('{"articleId":"a"}', "unknown_message"),
-    ('{"message":5}', "unknown_message"),
-    ("[1,2]", "invalid_message"),
-    ('"views"', "invalid_message"),
-    ('{"message":"views","articleId":7}', "invalid_field"),
-    ('{"message":"views","refreshed":"yes"}', "invalid_field"),
-    ('{"message":"views","articleId":""}', "invalid_field"),
-    ('{"message":"views","articleId":"a\\u0000b"}', "invalid_field"),
-    ('{"message":"views","articleId":"' + "x" * 257 + '"}', "invalid_field"),
-    ('{"message":"views","referrer":"' + "x" * 2049 + '"}', "invalid_field"),
-    ('{"message":"subscribe","articleIds":"a"}', "invalid_field"),
-    ('{"message":"views","x":' + '{"a":' * 3000 + "1" + "}" * 3001, "invalid_json"),
-    ('{"x":' + '{"a":' * 3000 + "1" + "}" * 3001, "invalid_json"),
-    ('{"message":"subscribe","articleIds":[' + ",".join(['"a"'] * 101) + "]}", "invalid_field"),
-])
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "invalid_json"),
+        ('{"message":"views"', "invalid_json"),
+        ('{"message":"dance"}', "unknown_message"),
+        ('{"articleId":"a"}', "unknown_message"),
+        ('{"message":5}', "unknown_message"),
+        ("[1,2]", "invalid_message"),
+        ('"views"', "invalid_message"),
+        ('{"message":"views","articleId":7}', "invalid_field"),
+        ('{"message":"views","refreshed":"yes"}', "invalid_field"),
+        ('{"message":"views","articleId":""}', "invalid_field"),
+        ('{"message":"views","articleId":"a\\u0000b"}', "invalid_field"),
+        ('{"message":"views","articleId":"' + "x" * 257 + '"}', "invalid_field"),
+        ('{"message":"views","referrer":"' + "x" * 2049 + '"}', "invalid_field"),
+        ('{"message":"subscribe","articleIds":"a"}', "invalid_field"),
+        ('{"message":"views","x":' + '{"a":' * 3000 + "1" + "}" * 3001, "invalid_json"),
+        ('{"x":' + '{"a":' * 3000 + "1" + "}" * 3001, "invalid_json"),
+        ('{"message":"subscribe","articleIds":[' + ",".join(['"a"'] * 101) + "]}", "invalid_field"),
+    ],
+)
 def test_bad_frames_get_a_stable_code(frame, code):
     assert error_of(frame).code == code
 
@@ -74,15 +78,26 @@ def test_error_reply_is_json_with_code_and_detail():
 def test_replies_carry_either_article_or_page_and_reading_now_even_at_zero():
     post = msgspec.json.decode(protocol.encode(protocol.ViewsReply(3, 2, 0, articleId="a")))
     page = msgspec.json.decode(protocol.encode(protocol.Count(3, 2, 4, pageName="Home_Page")))
-    assert post == {"message": "views", "totalViews": 3, "uniqueViews": 2, "readingNow": 0,
-                    "articleId": "a"}
-    assert page == {"message": "count", "totalViews": 3, "uniqueViews": 2, "readingNow": 4,
-                    "pageName": "Home_Page"}
+    assert post == {
+        "message": "views",
+        "totalViews": 3,
+        "uniqueViews": 2,
+        "readingNow": 0,
+        "articleId": "a",
+    }
+    assert page == {
+        "message": "count",
+        "totalViews": 3,
+        "uniqueViews": 2,
+        "readingNow": 4,
+        "pageName": "Home_Page",
+    }
 
 
 def test_a_reply_to_a_view_not_counted_says_so_and_why():
-    reply = msgspec.json.decode(protocol.encode(
-        protocol.ViewsReply(3, 2, 0, articleId="a", counted=False, reason="bot")))
+    reply = msgspec.json.decode(
+        protocol.encode(protocol.ViewsReply(3, 2, 0, articleId="a", counted=False, reason="bot"))
+    )
     assert reply["counted"] is False and reply["reason"] == "bot"
 
 
@@ -166,10 +181,26 @@ def test_paths_and_referrers_take_2048_characters(field):
 
 # -- no control characters anywhere, the last one included --------------------------
 REFUSED = ["\x00", "\t", "\n", "\r", "\x1f", "\x7f", "\x80", "\x85", "\x9f", "\u2028", "\u2029"]
-ALLOWED = ["\xa0", "\u200b", "\u200e", "\ufeff", "\ufffd", "\uffff", "\U0001f600",
-           "\U0010ffff", "e\u0301"]
-TEXT_FIELDS = ["articleId", "articleTitle", "previousPage", "currentPage", "referrer",
-               "articleIds", "pageNames"]
+ALLOWED = [
+    "\xa0",
+    "\u200b",
+    "\u200e",
+    "\ufeff",
+    "\ufffd",
+    "\uffff",
+    "\U0001f600",
+    "\U0010ffff",
+    "e\u0301",
+]
+TEXT_FIELDS = [
+    "articleId",
+    "articleTitle",
+    "previousPage",
+    "currentPage",
+    "referrer",
+    "articleIds",
+    "pageNames",
+]
 
 
 @pytest.mark.parametrize("field", TEXT_FIELDS)
@@ -197,15 +228,36 @@ def test_ids_hold_no_direction_overrides_that_text_may(char):
         protocol.decode(views_with(field, f"abc{char}x"))
 
 
-@pytest.mark.parametrize("blank", ["\u200b", "\u200b\u200d\ufeff", "\u3164", "\u115f\u1160",
-                                   "\u0301", "\u2060", "\ufe0f", "\u2800"])
+@pytest.mark.parametrize(
+    "blank",
+    [
+        "\u200b",
+        "\u200b\u200d\ufeff",
+        "\u3164",
+        "\u115f\u1160",
+        "\u0301",
+        "\u2060",
+        "\ufe0f",
+        "\u2800",
+    ],
+)
 def test_ids_that_show_nothing_are_refused(blank):
     for field in ID_FIELDS:
         assert "shows nothing" in error_of(views_with(field, blank)).detail
 
 
-@pytest.mark.parametrize("escaped", [r"\ud800", r"\udfff", r"a\ud800", r"\ud800a", r"\ud800\u0041",
-                                     r"\udc00\ud800", r"\ud800\ud800"])
+@pytest.mark.parametrize(
+    "escaped",
+    [
+        r"\ud800",
+        r"\udfff",
+        r"a\ud800",
+        r"\ud800a",
+        r"\ud800\u0041",
+        r"\udc00\ud800",
+        r"\ud800\ud800",
+    ],
+)
 def test_lone_surrogates_are_not_text(escaped):
     """msgspec refuses them as JSON (UTF-8 has no form for them); the reply says so."""
     caught = error_of('{"message":"views","articleId":"' + escaped + '"}')

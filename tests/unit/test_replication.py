@@ -7,8 +7,12 @@ from livecount.core.tables import Tables
 
 
 def image(article: str, version: int, total: int = 1) -> dict:
-    return {"articleId": {"S": article}, "version": {"N": str(version)},
-            "totalViews": {"N": str(total)}, "uniqueViews": {"N": "1"}}
+    return {
+        "articleId": {"S": article},
+        "version": {"N": str(version)},
+        "totalViews": {"N": str(total)},
+        "uniqueViews": {"N": "1"},
+    }
 
 
 def record(event: str, new: dict | None = None, old: dict | None = None) -> dict:
@@ -67,8 +71,12 @@ def test_siblings_after_a_split_are_read_together():
     assert [s.id for s in readable(shards, {"p"})] == ["a", "b"]
 
 
-def numbered(event: str, sequence: str, new: dict | None = None, old: dict | None = None,
-             ) -> dict:
+def numbered(
+    event: str,
+    sequence: str,
+    new: dict | None = None,
+    old: dict | None = None,
+) -> dict:
     made = record(event, new=new, old=old)
     made["dynamodb"]["SequenceNumber"] = sequence
     return made
@@ -78,13 +86,18 @@ TABLES = Tables.named("p_")
 
 
 def test_copy_and_feed_turns_records_into_reader_writes_in_stream_order():
-    records = [numbered("INSERT", "1", new=image("a", 1)),
-               numbered("MODIFY", "2", new=image("a", 2, total=5)),
-               {"eventName": "MODIFY", "dynamodb": {"SequenceNumber": "3"}},  # nothing to copy
-               numbered("REMOVE", "4", old=image("a", 2))]
+    records = [
+        numbered("INSERT", "1", new=image("a", 1)),
+        numbered("MODIFY", "2", new=image("a", 2, total=5)),
+        {"eventName": "MODIFY", "dynamodb": {"SequenceNumber": "3"}},  # nothing to copy
+        numbered("REMOVE", "4", old=image("a", 2)),
+    ]
     work = copy_and_feed(records, TABLES, "node-1", 1_700_000_000.0)
     assert [(w.sequence, w.action) for w in work.writes] == [
-        ("1", "put"), ("2", "put"), ("4", "delete")]
+        ("1", "put"),
+        ("2", "put"),
+        ("4", "delete"),
+    ]
     assert [w.change for w in work.writes] == [("a", 1, 1), ("a", 5, 1), None]
     for write, rec in zip(work.writes, (records[0], records[1], records[3]), strict=True):
         copy = copy_for(rec)
@@ -92,9 +105,11 @@ def test_copy_and_feed_turns_records_into_reader_writes_in_stream_order():
 
 
 def test_the_feed_carries_the_newest_image_of_each_article_once():
-    records = [numbered("MODIFY", "1", new=image("a", 3, total=7)),
-               numbered("MODIFY", "2", new=image("b", 1, total=2)),
-               numbered("MODIFY", "3", new=image("a", 2, total=6))]  # reordered: older
+    records = [
+        numbered("MODIFY", "1", new=image("a", 3, total=7)),
+        numbered("MODIFY", "2", new=image("b", 1, total=2)),
+        numbered("MODIFY", "3", new=image("a", 2, total=6)),
+    ]  # reordered: older
     work = copy_and_feed(records, TABLES, "node-1", 1_700_000_000.5)
     [put] = work.feed
     assert put["TableName"] == "p_LiveFeed"
@@ -114,32 +129,46 @@ def test_a_count_that_went_down_is_reset_after_every_image_before_it():
     """`livecount admin` moved `a`'s views away (a delete): nodes merge counts by
     maximum, so the images copied before the move would bring them back, unless the
     feed says after them to read `a` again."""
-    records = [numbered("MODIFY", "1", new=image("a", 3, total=7), old=image("a", 2, total=6)),
-               numbered("MODIFY", "2", new=image("a", 4, total=0), old=image("a", 3, total=7)),
-               numbered("MODIFY", "3", new=image("b", 2, total=9), old=image("b", 1, total=2))]
+    records = [
+        numbered("MODIFY", "1", new=image("a", 3, total=7), old=image("a", 2, total=6)),
+        numbered("MODIFY", "2", new=image("a", 4, total=0), old=image("a", 3, total=7)),
+        numbered("MODIFY", "3", new=image("b", 2, total=9), old=image("b", 1, total=2)),
+    ]
     work = copy_and_feed(records, TABLES, "n", 0.0)
     assert work.down == ["a"]  # b only went up (a rename onto it, or views)
     said = [feed.read(put["Item"]["changes"]["S"]) for put in work.feed]
     assert said == [[("a", 0, 1), ("b", 9, 1)], feed.Reset([("post", "a")], reports=False)]
     assert [put["Item"]["at"]["S"] for put in work.feed] == sorted(
-        put["Item"]["at"]["S"] for put in work.feed)  # the reset is read last
+        put["Item"]["at"]["S"] for put in work.feed
+    )  # the reset is read last
     assert copy_and_feed(records[2:], TABLES, "n", 0.0).down == []
 
 
 def test_a_large_batch_is_shared_in_items_under_the_size_limit():
-    records = [numbered("MODIFY", str(i), new=image(f"article-{i:06d}-" + "x" * 200, 1))
-               for i in range(3000)]
+    records = [
+        numbered("MODIFY", str(i), new=image(f"article-{i:06d}-" + "x" * 200, 1))
+        for i in range(3000)
+    ]
     work = copy_and_feed(records, TABLES, "n", 0.0)
     assert len(work.feed) > 1
     sizes = [len(put["Item"]["changes"]["S"].encode()) for put in work.feed]
     assert max(sizes) <= feed.MAX_ITEM_BYTES
     shared = [c for put in work.feed for c in feed.decode(put["Item"]["changes"]["S"])]
     assert len(shared) == 3000 and len({at["Item"]["at"]["S"] for at in work.feed}) == len(
-        work.feed)
+        work.feed
+    )
 
 
 def test_feed_payloads_that_are_not_changes_decode_to_nothing():
     assert feed.decode('[["a",1,2],["b",3,4]]') == [("a", 1, 2), ("b", 3, 4)]
-    for bad in ("not json", "{}", '[["a",1]]', '[["a","1",2]]', '[["a",1.5,2]]',
-                '[["a",true,2]]', '[[1,1,2]]', '"x"'):
+    for bad in (
+        "not json",
+        "{}",
+        '[["a",1]]',
+        '[["a","1",2]]',
+        '[["a",1.5,2]]',
+        '[["a",true,2]]',
+        "[[1,1,2]]",
+        '"x"',
+    ):
         assert feed.decode(bad) == [], bad

@@ -1,4 +1,5 @@
 """The codebase's shape rules that no linter checks: each class can be read at once."""
+
 import ast
 import re
 from pathlib import Path
@@ -13,8 +14,9 @@ def classes() -> list[tuple[str, int]]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ClassDef):
                 assert node.end_lineno is not None
-                found.append((f"{path.relative_to(SERVER)}:{node.name}",
-                              node.end_lineno - node.lineno + 1))
+                found.append(
+                    (f"{path.relative_to(SERVER)}:{node.name}", node.end_lineno - node.lineno + 1)
+                )
     return found
 
 
@@ -41,8 +43,10 @@ def test_the_edges_ask_the_core_through_its_methods() -> None:
     """node/ calls the engine's (and its siblings') methods, never through their parts:
     `engine.ledger.idle` would tie an edge to how the engine keeps its books."""
     reach = re.compile(r"\b(engine|live|writes|readers)\.[a-z_]+\.[a-z_]+\(?")
-    found = [f"{path.name}:{n}: {line.strip()}"
-             for path in sorted((SERVER / "node").rglob("*.py"))
-             for n, line in enumerate(path.read_text().splitlines(), 1)
-             if reach.search(line.split("#")[0])]
+    found = [
+        f"{path.name}:{n}: {line.strip()}"
+        for path in sorted((SERVER / "node").rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if reach.search(line.split("#")[0])
+    ]
     assert found == []

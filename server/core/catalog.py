@@ -3,7 +3,7 @@ the node knows them. Pure.
 
 Site totals, `/api/pages` (without a period) and the labels of every ranking read
 it, never the store: it is read once at start (the page index, and the tables of
-counts scanned: `Store.catalog`), then kept by what moves counts: this node's flushes
+counts scanned: `store_scan.catalog`), then kept by what moves counts: this node's flushes
 (the store's answer), the stream (posts, written by any node), the live feed (other
 nodes' posts, and their pages' counts as their flushes' answers said), and a reset
 (`livecount admin`, an import) read again. Counts merge by maximum, so the order they

@@ -357,6 +357,46 @@ async def dashboard(
     }
 
 
+# What an open dashboard asks, as client/dashboard.html does it in view: its period's
+# figures every REFRESH_EVERY (5 s), or AFTER_COUNT (3 s) after a live count; readers now
+# every NOW_EVERY (2 s); and a socket subscribed to the rows it shows.
+REFRESH_PATHS = DASHBOARD_PATHS[:3]
+REFRESH_EVERY, AFTER_COUNT, NOW_EVERY = 5.0, 3.0, 2.0
+
+
+async def replayed_dashboard(session: aiohttp.ClientSession, server: Served) -> None:
+    """One dashboard's requests and socket without its rendering: 10 Chromiums on the
+    node's own 2 cores measure Chromium, not what the dashboards cost the node."""
+    async with session.get(server.http + REFRESH_PATHS[0], headers=AUTH) as r:
+        ids = [row["articleId"] for row in (await r.json()) if "articleId" in row]
+    counted = asyncio.Event()
+
+    async def socket() -> None:
+        async with session.ws_connect(server.ws) as ws:
+            await ws.send_json({"message": "subscribe", "articleIds": ids, "pageNames": []})
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT and '"count"' in message.data:
+                    counted.set()
+
+    async def refresh() -> None:
+        while True:
+            for path in REFRESH_PATHS:
+                await get(session, server.http + path)
+            counted.clear()
+            try:  # the next refresh: AFTER_COUNT after a count, else REFRESH_EVERY
+                await asyncio.wait_for(counted.wait(), REFRESH_EVERY - AFTER_COUNT)
+                await asyncio.sleep(AFTER_COUNT)
+            except TimeoutError:
+                await asyncio.sleep(AFTER_COUNT)
+
+    async def now() -> None:
+        while True:
+            await get(session, server.http + "/api/now")
+            await asyncio.sleep(NOW_EVERY)
+
+    await asyncio.gather(socket(), refresh(), now())
+
+
 async def first_renders(browser: Browser, http: str, scale: ReportScale) -> dict[str, Any]:
     """Fresh dashboards one after the other (the first on a node that has served no
     report yet), then one on all time."""
@@ -484,6 +524,16 @@ async def measure(
                 for context in contexts:
                     await context.close()
             out["replies"]["dashboards"] = len(contexts)
+            replaying = [
+                asyncio.ensure_future(replayed_dashboard(session, server))
+                for _ in range(scale.dashboards)
+            ]
+            try:
+                out["replies"]["replayed"], _ = await replies(server, scale.view_rate, scale.view_s)
+            finally:
+                for task in replaying:
+                    task.cancel()
+                await asyncio.gather(*replaying, return_exceptions=True)
             out["warnings"] = sorted(
                 {e["event"] for e in server.logs if e.get("level") in ("warning", "error")}
             )
@@ -506,7 +556,7 @@ def render(r: dict[str, Any], note: Note) -> list[str]:
     worst_ten = max(requests.values(), key=lambda x: x["ten_p95"])
     refused = sum(x["non_200"] for x in requests.values())
     cost = cpu["with_pct"] - cpu["without_pct"]
-    w, wo = r["replies"]["with"], r["replies"]["without"]
+    w, wo, rp = r["replies"]["with"], r["replies"]["without"], r["replies"]["replayed"]
     n = r["replies"]["dashboards"]
     matched = (
         c["pages_differing"] == 0
@@ -555,8 +605,10 @@ def render(r: dict[str, Any], note: Note) -> list[str]:
         f"{cost:.2f}% ({cpu['with_pct']}% with one open, {cpu['without_pct']}% without, "
         f"{cpu['seconds']:g} s each) | {_verdict(cost <= GOAL_IDLE_CPU_PCT)} |",
         f"| WebSocket view replies p95 <= {GOAL_REPLY_P95_MS:g} ms with {n} dashboards "
-        f"open | {w['reply_ms']['p95']:.1f} ms (without: {wo['reply_ms']['p95']:.1f} ms) | "
-        f"{_verdict(w['reply_ms']['p95'] <= GOAL_REPLY_P95_MS)} |",
+        f"open (their requests and sockets, not rendered) | {rp['reply_ms']['p95']:.1f} ms "
+        f"(without: {wo['reply_ms']['p95']:.1f} ms; with {n} Chromiums rendering on the "
+        f"same cores: {w['reply_ms']['p95']:.1f} ms) | "
+        f"{_verdict(rp['reply_ms']['p95'] <= GOAL_REPLY_P95_MS)} |",
         "",
         "Requests (ms; "
         f"{r['scale']['one_at_a_time']} one at a time, then {r['scale']['rounds_of_ten']} "
@@ -609,12 +661,16 @@ def render(r: dict[str, Any], note: Note) -> list[str]:
         f"WebSocket view replies under `livecount loadtest` at {r['scale']['view_rate']:g} "
         f"views/s for {r['scale']['view_s']:g} s, over 200 pages that 3 s of the same load "
         "registered first (a reply waits for the journal's fsync; a new page's first view "
-        "also for its registration in the store):",
+        "also for its registration in the store). The dashboards are real ones in headless "
+        "Chromium on the node's own 2 cores, then their requests and sockets replayed "
+        "without rendering (`replayed_dashboard`: the period's figures every 5 s or 3 s "
+        "after a live count, readers now every 2 s, a socket subscribed to the rows "
+        "shown), which is what they cost the node:",
         "",
         "| dashboards open | views/s | reply p50 / p95 / p99 / max ms | node CPU | load |",
         "|---|---|---|---|---|",
     ]
-    for label, x in ((0, wo), (n, w)):
+    for label, x in ((0, wo), (f"{n}, in Chromium", w), (f"{n}, replayed", rp)):
         ms = x["reply_ms"]
         out.append(
             f"| {label} | {x['views_per_s']:,.0f} | {ms['p50']:.1f} / {ms['p95']:.1f} / "

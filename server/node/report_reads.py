@@ -220,7 +220,8 @@ class Reports:
         target = self._target({"articleId" if kind == "post" else "pageName": id_}, True)
         assert target is not None
         found = (await self.store.read([target]))[target]
-        counts = self._counts(target, found.counts)
+        # The reader table lags the stream: never below what the listing shows.
+        counts = self._counts(target, found.counts.max(self.cache.catalog.counts(target)))
         if not counts.total:  # never counted, or emptied by a rename, delete or undo
             return None
         self.cache.catalog.describe(target, found.title, found.path)

@@ -4,6 +4,8 @@ changes while the catalog is read is kept, and a reset meanwhile is not undone b
 import asyncio
 from typing import Any, cast
 
+import pytest
+from livecount.aws import store_scan
 from livecount.aws.store import Described
 from livecount.core import feed
 from livecount.core.ledger import Counts
@@ -14,7 +16,8 @@ A, B = Target("post", "a"), Target("post", "b")
 
 
 class Catalogued:
-    """What `ReportCache` asks of the store at start: the catalog, read when `gate`
+    """What `ReportCache` asks of the store at start (`store_scan.catalog`, made this
+    one's `catalog` here): the catalog, read when `gate`
     opens, as it stood when the read began; and each target's counts now."""
 
     def __init__(self, read: dict[Target, Described]) -> None:
@@ -30,8 +33,11 @@ class Catalogued:
         return {t: self.now.get(t, Described(Counts(0, 0))) for t in targets}
 
 
-async def test_a_reset_while_the_catalog_is_read_is_not_undone_by_it():
+async def test_a_reset_while_the_catalog_is_read_is_not_undone_by_it(
+    monkeypatch: pytest.MonkeyPatch,
+):
     store = Catalogued({A: Described(Counts(5, 3), "A", "/a/"), B: Described(Counts(2, 2))})
+    monkeypatch.setattr(store_scan, "catalog", lambda store: store.catalog())
     cache = ReportCache(cast(Any, store), PageRules())
     cache.start()
     store.now[A] = Described(Counts(1, 1), "A", "/a/")  # renamed away, then viewed once

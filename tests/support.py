@@ -31,6 +31,15 @@ LINE_LIMIT = 16 * 2**20
 _sequence = itertools.count(1)
 
 
+def sigint_as_at_a_shell() -> None:
+    """`preexec_fn` of a child the test will Ctrl-C: SIGINT as a shell leaves it (the
+    default action, unblocked), whatever the test worker's own state. A child started
+    with SIGINT ignored never raises KeyboardInterrupt: four Ctrl-C tests once saw their
+    command run to the end, exit 0, all on one xdist worker."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def flush_of(
     targets: Mapping[Target, Delta] | None = None, rows: Mapping[Row, Delta] | None = None
 ) -> Flush:

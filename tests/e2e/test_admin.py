@@ -31,7 +31,16 @@ from livecount.core.ledger import SITE, Counts, Delta, Row
 from livecount.core.pages import Target
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.support import ROOT, Launch, Served, eventually, flush_of, http_get, login_url
+from tests.support import (
+    ROOT,
+    Launch,
+    Served,
+    eventually,
+    flush_of,
+    http_get,
+    login_url,
+    sigint_as_at_a_shell,
+)
 
 HOSTS = [f"h{i}.example" for i in range(5)]
 PACE = 0.002  # seconds between one view's reply and the next view
@@ -484,7 +493,11 @@ async def test_an_import_stopped_by_ctrl_c_says_so_and_finishes_when_run_again(
     file.write_text(history(40, 100))  # 4,140 items: 42 transactions
     argv = livecount("import", str(file), *store_args(dynamodb_local_url, prefix, tmp_path))
     proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *argv,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=sigint_as_at_a_shell,
     )
     assert proc.stdout is not None
     seen = b""

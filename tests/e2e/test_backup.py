@@ -25,7 +25,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from tests.e2e.test_admin import livecount, run
-from tests.support import ROOT, Launch, Served, eventually, http_get
+from tests.support import ROOT, Launch, Served, eventually, http_get, sigint_as_at_a_shell
 
 HOSTS = ["a.example", "b.example", "c.example"]
 ARTICLES = [f"post-{i}" for i in range(4)]
@@ -273,6 +273,7 @@ async def test_ctrl_c_stops_a_backup_and_leaves_no_file(launch: Launch, tmp_path
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            preexec_fn=sigint_as_at_a_shell,
         )
         await progress(proc, "sync")
         proc.send_signal(signal.SIGINT)
@@ -317,6 +318,7 @@ async def test_ctrl_c_stops_a_restore_and_takes_back_what_it_wrote(
     proc = await asyncio.create_subprocess_exec(
         *livecount("restore", str(backup), *where),
         cwd=ROOT,
+        preexec_fn=sigint_as_at_a_shell,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

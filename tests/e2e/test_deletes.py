@@ -33,7 +33,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.test_admin import livecount, run
-from tests.support import ROOT, Launch, Served, eventually, flush_of, http_get
+from tests.support import ROOT, Launch, Served, eventually, flush_of, http_get, sigint_as_at_a_shell
 
 HOUR = "2026-01-02T03"
 TESTED = [Target("post", f"loadtest-{i}") for i in range(60)] + [Target("page", "loadtest-page")]
@@ -146,7 +146,11 @@ async def interrupted(argv: list[str]) -> tuple[int, dict[str, Any]]:
     """Run a prefix delete, Ctrl-C it once its progress says an id is done, and return
     its exit code and its outcome line."""
     proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *argv,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=sigint_as_at_a_shell,
     )
     assert proc.stdout is not None
     lines: list[dict[str, Any]] = []

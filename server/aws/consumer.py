@@ -4,7 +4,8 @@ A thin loop around `shard_leases` (which shards are this node's, kept alive ever
 `lease_time`/3, with their checkpoints) and `stream_copy` (what a batch of records
 asks of the store, the same work the Lambda does). Each round it keeps its leases,
 reads the shards it holds, applies each batch's conditional copies, shares what
-changed on the live feed (while other nodes are alive), and checkpoints. Copy first,
+changed on the live feed (while other nodes are alive: when one appears, the last
+`sharing.RECENT` seconds' changes too, which it may have missed), and checkpoints. Copy first,
 checkpoint second: a crash in between replays records, and the version condition
 makes replays no-ops. Every request goes through `store.stream`.
 
@@ -20,14 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from livecount.aws.shard_leases import ShardLeases
 from livecount.aws.store import Store
 from livecount.aws.store_errors import aws_code
 from livecount.aws.store_stream import article_of
+from livecount.core import feed
 from livecount.core.errors import LivecountError, StoreRejected
+from livecount.core.sharing import Recent
 from livecount.core.stream_copy import ReaderWrite, copy_and_feed
 from livecount.logs import error, log, warn_limited
 from livecount.waits import pause
@@ -65,6 +68,8 @@ class StreamConsumer:
         self.lag: dict[str, float] = {}  # shard → seconds behind, at the last record read
         self._hurry = False  # someone waits for the copy to settle: poll promptly
         self._iterators: dict[str, str] = {}  # shard → where its next read starts
+        self._recent: Recent[str, tuple[int, int, bool]] = Recent(time.monotonic)  # went down?
+        self._told = False  # other nodes are alive and were told the recent changes
 
     @property
     def held(self) -> set[str]:
@@ -93,6 +98,8 @@ class StreamConsumer:
                 if loop.time() >= next_leasing:
                     await self.leases.round()
                     next_leasing = loop.time() + self.lease_time / 3
+                if self.nodes > 1 and not self._told:
+                    await self._tell({}, [])
                 await self._follow()
                 written.clear()
                 records = sum(await asyncio.gather(*(self._poll(s) for s in list(self._iterators))))
@@ -212,11 +219,34 @@ class StreamConsumer:
                     self.on_image(*write.change)
         if work.down and self.on_down is not None:
             await self.on_down(work.down)
-        if self.nodes > 1 and work.feed:
-            try:
-                await self.stream.share(work.feed)
-            except LivecountError as exc:  # live pushes only: the reader table is right
-                warn_limited("feed_failed", key=aws_code(exc), error=str(exc))
+        await self._tell(work.changes, work.down)
+
+    async def _tell(self, changes: Mapping[str, tuple[int, int]], down: list[str]) -> None:
+        """Share changes on the live feed while other nodes are alive. A node that comes
+        (or comes back) may have read a count before this one knew of it, and nobody told
+        it since: the first telling then says the last RECENT seconds' changes too; so
+        does the one after a telling that failed."""
+        for article, (total, unique) in changes.items():
+            self._recent.set(article, (total, unique, article in down))
+        if self.nodes <= 1:
+            self._told = False  # alone: nobody to tell
+            return
+        if not self._told:
+            recent = self._recent.items()
+            changes = {a: (total, unique) for a, (total, unique, _) in recent.items()}
+            down = [a for a, (_, _, fell) in recent.items() if fell]
+        payloads = [*feed.chunks(changes), *feed.reset_payloads(("post", a) for a in down)]
+        try:
+            if payloads:
+                tables = self.store.tables
+                await self.stream.share(
+                    feed.stamped(payloads, tables.feed, self.node_id, time.time())
+                )
+        except LivecountError as exc:  # live pushes only: the reader table is right
+            warn_limited("feed_failed", key=aws_code(exc), error=str(exc))
+            self._told = False
+        else:
+            self._told = True
 
 
 def _newest(writes: list[ReaderWrite]) -> list[ReaderWrite]:

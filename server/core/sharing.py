@@ -10,7 +10,7 @@ span before this node knew of it) or when a telling failed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from livecount.core import feed
 from livecount.core.bases import ZERO, Counts
@@ -19,6 +19,32 @@ from livecount.core.report_rows import Row
 
 RECENT: Final = 30.0  # seconds of stored values told again when another node appears
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Recent(Generic[K, V]):
+    """The newest value of each key set in the last RECENT seconds, oldest first: what
+    a node that appears may have missed (it read the store before this node knew of
+    it, and this node told nobody meanwhile)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._values: dict[K, tuple[float, V]] = {}
+
+    def set(self, key: K, value: V) -> None:
+        self._values.pop(key, None)
+        self._values[key] = (self.clock(), value)
+
+    def items(self) -> dict[K, V]:
+        since = self.clock() - RECENT
+        if self._values and next(iter(self._values.values()))[0] < since:
+            self._values = {k: v for k, v in self._values.items() if v[0] >= since}
+        return {k: v for k, (_, v) in self._values.items()}
+
+    def drop(self, gone: Callable[[K], bool]) -> None:
+        self._values = {k: v for k, v in self._values.items() if not gone(k)}
+
 
 class Sharing:
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -26,13 +52,12 @@ class Sharing:
         self.on = False  # other nodes are alive: what this one stores is told them
         self._pages: dict[str, Counts] = {}  # to tell: pages' counts
         self._rows: dict[Row, Counts] = {}  # to tell: report rows' values
-        self._recent: dict[Target | Row, tuple[float, Counts]] = {}  # oldest first
+        self._recent: Recent[Target | Row, Counts] = Recent(clock)
         self._again = False  # the last telling failed, or a node came: tell RECENT again
 
     def stored(self, key: Target | Row, counts: Counts) -> None:
         """A page's counts, or a report row's value, as stored now."""
-        self._recent.pop(key, None)
-        self._recent[key] = (self.clock(), counts)
+        self._recent.set(key, counts)
         if self.on:
             self._queue(key, counts)
 
@@ -44,7 +69,7 @@ class Sharing:
 
     def take(self, alone: bool) -> list[bytes]:
         """Feed payloads of what was stored since the last take; nothing while alone."""
-        self._trim()
+        recent = self._recent.items()
         if alone:
             self.on = False
             self._pages.clear()
@@ -52,7 +77,7 @@ class Sharing:
             return []
         if not self.on or self._again:
             self.on, self._again = True, False
-            for key, (_, counts) in self._recent.items():
+            for key, counts in recent.items():
                 self._queue(key, counts)
         pages, rows = self._pages, self._rows
         self._pages, self._rows = {}, {}
@@ -63,11 +88,7 @@ class Sharing:
         value kept from before it must not be told again, or other nodes, which merge
         by maximum, would show it once more."""
         gone: set[Target | Row] = set(targets)
-        self._recent = {
-            k: v
-            for k, v in self._recent.items()
-            if k not in gone and not (rows and isinstance(k, Row))
-        }
+        self._recent.drop(lambda k: k in gone or (rows and isinstance(k, Row)))
         for target in targets:
             if target.kind == "page":
                 self._pages.pop(target.id, None)
@@ -77,11 +98,6 @@ class Sharing:
     def untold(self) -> None:
         """The payloads of the last take were not written: tell RECENT again."""
         self._again = True
-
-    def _trim(self) -> None:
-        since = self.clock() - RECENT
-        if self._recent and next(iter(self._recent.values()))[0] < since:
-            self._recent = {k: v for k, v in self._recent.items() if v[0] >= since}
 
 
 def _entries(rows: dict[Row, Counts]) -> Iterator[feed.StoredRow]:

@@ -46,6 +46,7 @@ class CopyWork:
     writes: list[ReaderWrite]  # in stream order
     feed: list[dict[str, Any]]  # PutItem requests for LiveFeed, after the writes
     down: list[str]  # articles whose count went down: reset last, on the feed too
+    changes: dict[str, tuple[int, int]]  # each article's newest counts: what `feed` says
 
 
 def copy_and_feed(
@@ -80,7 +81,7 @@ def copy_and_feed(
                 newest[article] = (copy.version, total, unique)
     changes = {article: (total, unique) for article, (_, total, unique) in newest.items()}
     payloads = [*feed.chunks(changes), *feed.reset_payloads(("post", a) for a in down)]
-    return CopyWork(writes, feed.stamped(payloads, tables.feed, writer, now), list(down))
+    return CopyWork(writes, feed.stamped(payloads, tables.feed, writer, now), list(down), changes)
 
 
 def went_down(record: Mapping[str, Any]) -> str | None:

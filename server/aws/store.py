@@ -206,19 +206,24 @@ class Store:
         return result
 
     # -- the read path ---------------------------------------------------------------
-    async def read_counts(self, targets: Iterable[Target]) -> dict[Target, Counts]:
+    async def read_counts(
+        self, targets: Iterable[Target], writer: bool = False
+    ) -> dict[Target, Counts]:
         """Counts from the reader table (posts) and HomeAndProfile (pages); absent is zero."""
-        return {t: found.counts for t, found in (await self.read(targets)).items()}
+        return {t: found.counts for t, found in (await self.read(targets, writer)).items()}
 
-    async def read(self, targets: Iterable[Target]) -> dict[Target, Described]:
-        """Counts, title and path of each target, from the reader side; absent is zero."""
+    async def read(self, targets: Iterable[Target], writer: bool = False) -> dict[Target, Described]:
+        """Counts, title and path of each target, from the reader side; absent is zero.
+        With `writer`, posts from the writer table: what a reset reads, since the reader
+        lags it by the stream (the copy of a delete may land after new views were
+        stored, and its re-read would show what the reader held then)."""
         targets = list(dict.fromkeys(targets))
         found = {t: Described(Counts(0, 0)) for t in targets}
-        for request in store_requests.batch_gets(self.tables, targets):
+        for request in store_requests.batch_gets(self.tables, targets, writer):
             while request:
                 got = await answer(self.ddb.batch_get_item(RequestItems=request), "BatchGetItem")
                 for table, items in got.get("Responses", {}).items():
-                    post = table == self.tables.reader
+                    post = table != self.tables.pages
                     name = "articleId" if post else "pageName"
                     for item in items:
                         found[Target("post" if post else "page", item[name]["S"])] = Described(

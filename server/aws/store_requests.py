@@ -255,15 +255,16 @@ class Statements:
         )
 
 
-def batch_gets(tables: Tables, targets: list[Target]) -> list[dict[str, Any]]:
+def batch_gets(tables: Tables, targets: list[Target], writer: bool = False) -> list[dict[str, Any]]:
     """BatchGetItem requests (100 keys at most each) for the counts of `targets`: the
-    reader table for posts, HomeAndProfile for pages."""
+    reader table for posts (the writer table, with `writer`), HomeAndProfile for pages."""
     requests = []
+    posts = tables.writer if writer else tables.reader
     for start in range(0, len(targets), 100):
         request: dict[str, Any] = {}
         for t in targets[start : start + 100]:
             table, key = (
-                (tables.reader, {"articleId": t.id})
+                (posts, {"articleId": t.id})
                 if t.kind == "post"
                 else (tables.pages, {"pageName": t.id})
             )

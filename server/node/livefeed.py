@@ -211,7 +211,7 @@ class LiveFeed:
         if not (watched := self.live.reset(targets)):
             return
         try:
-            counts = await self.store.read_counts(watched)
+            counts = await self.store.read_counts(watched, writer=True)
         except LivecountError as exc:  # read when next asked for
             warn_limited("feed_failed", error=str(exc))
             return

@@ -97,9 +97,9 @@ class ReportCache:
             seconds=round(time.monotonic() - started, 3),
         )
 
-    async def _read(self, targets: list[Target]) -> dict[Target, Described]:
+    async def _read(self, targets: list[Target], writer: bool = False) -> dict[Target, Described]:
         async with self._limit:
-            return await self.store.read(targets)
+            return await self.store.read(targets, writer)
 
     async def names_loop(self, stop: asyncio.Event) -> None:
         """Read the titles and paths of posts that came in without them (seen on the
@@ -164,7 +164,7 @@ class ReportCache:
             return
         self.catalog.forget(targets)
         try:
-            found = await self._read(targets)
+            found = await self._read(targets, writer=True)
         except LivecountError as exc:  # the next change or reset brings them
             warn_limited("reports_reset_unread", error=str(exc))
             return

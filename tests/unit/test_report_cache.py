@@ -18,19 +18,22 @@ A, B = Target("post", "a"), Target("post", "b")
 class Catalogued:
     """What `ReportCache` asks of the store at start (`store_scan.catalog`, made this
     one's `catalog` here): the catalog, read when `gate`
-    opens, as it stood when the read began; and each target's counts now."""
+    opens, as it stood when the read began; and each target's counts now, in the writer
+    (the reader table lags it by `lag`)."""
 
     def __init__(self, read: dict[Target, Described]) -> None:
         self.gate = asyncio.Event()
         self.read_at_start = read
         self.now = dict(read)
+        self.lag: dict[Target, Described] = {}
 
     async def catalog(self) -> dict[Target, Described]:
         await self.gate.wait()
         return self.read_at_start
 
-    async def read(self, targets: list[Target]) -> dict[Target, Described]:
-        return {t: self.now.get(t, Described(Counts(0, 0))) for t in targets}
+    async def read(self, targets: list[Target], writer: bool = False) -> dict[Target, Described]:
+        seen = self.now if writer else self.now | self.lag
+        return {t: seen.get(t, Described(Counts(0, 0))) for t in targets}
 
 
 async def test_a_reset_while_the_catalog_is_read_is_not_undone_by_it(
@@ -41,6 +44,7 @@ async def test_a_reset_while_the_catalog_is_read_is_not_undone_by_it(
     cache = ReportCache(cast(Any, store), PageRules())
     cache.start()
     store.now[A] = Described(Counts(1, 1), "A", "/a/")  # renamed away, then viewed once
+    store.lag[A] = Described(Counts(0, 0), "A", "/a/")  # the reader: the rename's copy
     await cache.reset(feed.Reset([("post", "a")], reports=False))
     cache.image("b", Counts(4, 3))  # the stream, meanwhile: above what the read says
     store.gate.set()

@@ -212,7 +212,9 @@ class Store:
         """Counts from the reader table (posts) and HomeAndProfile (pages); absent is zero."""
         return {t: found.counts for t, found in (await self.read(targets, writer)).items()}
 
-    async def read(self, targets: Iterable[Target], writer: bool = False) -> dict[Target, Described]:
+    async def read(
+        self, targets: Iterable[Target], writer: bool = False
+    ) -> dict[Target, Described]:
         """Counts, title and path of each target, from the reader side; absent is zero.
         With `writer`, posts from the writer table: what a reset reads, since the reader
         lags it by the stream (the copy of a delete may land after new views were

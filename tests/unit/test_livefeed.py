@@ -24,7 +24,9 @@ class Feed:
     async def read(self, after: int) -> list[tuple[int, str]]:
         return sorted(i for i in self.items if i[0] > after)
 
-    async def read_counts(self, targets: list[Target], writer: bool = False) -> dict[Target, Counts]:
+    async def read_counts(
+        self, targets: list[Target], writer: bool = False
+    ) -> dict[Target, Counts]:
         return {t: self.stored.get(t, Counts(0, 0)) for t in targets}
 
 

@@ -30,7 +30,7 @@ from livecount.aws.store_errors import aws_code
 from livecount.aws.store_stream import article_of
 from livecount.core import feed
 from livecount.core.errors import LivecountError, StoreRejected
-from livecount.core.sharing import Recent
+from livecount.core.sharing import PostSharing
 from livecount.core.stream_copy import ReaderWrite, copy_and_feed
 from livecount.logs import error, log, warn_limited
 from livecount.waits import pause
@@ -68,8 +68,7 @@ class StreamConsumer:
         self.lag: dict[str, float] = {}  # shard → seconds behind, at the last record read
         self._hurry = False  # someone waits for the copy to settle: poll promptly
         self._iterators: dict[str, str] = {}  # shard → where its next read starts
-        self._recent: Recent[str, tuple[int, int, bool]] = Recent(time.monotonic)  # went down?
-        self._told = False  # other nodes are alive and were told the recent changes
+        self.sharing = PostSharing(time.monotonic)  # what the live feed is told
 
     @property
     def held(self) -> set[str]:
@@ -98,7 +97,7 @@ class StreamConsumer:
                 if loop.time() >= next_leasing:
                     await self.leases.round()
                     next_leasing = loop.time() + self.lease_time / 3
-                if self.nodes > 1 and not self._told:
+                if self.nodes > 1 and self.sharing.owed:
                     await self._tell({}, [])
                 await self._follow()
                 written.clear()
@@ -222,31 +221,15 @@ class StreamConsumer:
         await self._tell(work.changes, work.down)
 
     async def _tell(self, changes: Mapping[str, tuple[int, int]], down: list[str]) -> None:
-        """Share changes on the live feed while other nodes are alive. A node that comes
-        (or comes back) may have read a count before this one knew of it, and nobody told
-        it since: the first telling then says the last RECENT seconds' changes too; so
-        does the one after a telling that failed."""
-        for article, (total, unique) in changes.items():
-            self._recent.set(article, (total, unique, article in down))
-        if self.nodes <= 1:
-            self._told = False  # alone: nobody to tell
+        """Share changes on the live feed while other nodes are alive (`PostSharing`)."""
+        if not (payloads := self.sharing.take(changes, down, alone=self.nodes <= 1)):
             return
-        if not self._told:
-            recent = self._recent.items()
-            changes = {a: (total, unique) for a, (total, unique, _) in recent.items()}
-            down = [a for a, (_, _, fell) in recent.items() if fell]
-        payloads = [*feed.chunks(changes), *feed.reset_payloads(("post", a) for a in down)]
+        tables = self.store.tables
         try:
-            if payloads:
-                tables = self.store.tables
-                await self.stream.share(
-                    feed.stamped(payloads, tables.feed, self.node_id, time.time())
-                )
+            await self.stream.share(feed.stamped(payloads, tables.feed, self.node_id, time.time()))
         except LivecountError as exc:  # live pushes only: the reader table is right
             warn_limited("feed_failed", key=aws_code(exc), error=str(exc))
-            self._told = False
-        else:
-            self._told = True
+            self.sharing.untold()
 
 
 def _newest(writes: list[ReaderWrite]) -> list[ReaderWrite]:

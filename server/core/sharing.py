@@ -1,6 +1,7 @@
-"""What this node's flushes stored that no stream carries, kept to tell the other
-nodes on the live feed: its pages' counts (HomeAndProfile has no stream) and its
-report rows' values, as the store answered. Pure.
+"""What this node stored, kept to tell the other nodes on the live feed: the post
+counts its stream consumer copied (`PostSharing`), and what its flushes stored that
+no stream carries (`Sharing`): its pages' counts (HomeAndProfile has no stream) and
+its report rows' values, as the store answered. Pure.
 
 Told while other nodes are alive; while this one is alone nobody listens, but the last
 `RECENT` seconds are kept, and told when another node appears (it may have read a
@@ -9,7 +10,7 @@ span before this node knew of it) or when a telling failed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Final, Generic, TypeVar
 
 from livecount.core import feed
@@ -102,3 +103,36 @@ class Sharing:
 
 def _entries(rows: dict[Row, Counts]) -> Iterator[feed.StoredRow]:
     return ((r.table, r.target, r.sort, c.total, c.unique) for r, c in rows.items())
+
+
+class PostSharing:
+    """The post counts a stream consumer copied, to tell on the live feed as
+    `feed.chunks` (then the resets of those that went down, after every image before
+    them), while other nodes are alive. When one appears, or after a telling that
+    failed, the last RECENT seconds' are told too: a node that comes may have read a
+    count before this one knew of it, and nobody told it since."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._recent: Recent[str, tuple[int, int, bool]] = Recent(clock)  # went down?
+        self.owed = True  # the recent counts are owed to the next telling
+
+    def take(
+        self, changes: Mapping[str, tuple[int, int]], down: list[str], alone: bool
+    ) -> list[bytes]:
+        """Feed payloads for a batch's newest counts and the articles that went down;
+        nothing while alone."""
+        for article, (total, unique) in changes.items():
+            self._recent.set(article, (total, unique, article in down))
+        if alone:
+            self.owed = True
+            return []
+        if self.owed:
+            self.owed = False
+            recent = self._recent.items()
+            changes = {a: (total, unique) for a, (total, unique, _) in recent.items()}
+            down = [a for a, (_, _, fell) in recent.items() if fell]
+        return [*feed.chunks(changes), *feed.reset_payloads(("post", a) for a in down)]
+
+    def untold(self) -> None:
+        """The payloads of the last take were not written: tell the recent ones again."""
+        self.owed = True

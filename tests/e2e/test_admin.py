@@ -15,6 +15,7 @@ import io
 import json
 import signal
 import sys
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -563,17 +564,23 @@ async def test_an_import_bomb_is_refused_in_bounded_memory(
 
 
 def post(url: str, token: str, body: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url,
-        method="POST",
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    """An admin action's outcome: a 202 (still running after 2 s, as on a loaded
+    machine) is asked again, which joins it (docs/API.md), for up to a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        request = urllib.request.Request(
+            url,
+            method="POST",
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                status, said = answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+        if status != 202 or time.monotonic() > deadline:
+            return status, said
 
 
 async def send_view(ws: ClientConnection, article: str) -> dict[str, Any]:

@@ -564,7 +564,9 @@ async def test_several_rows_or_every_id_with_a_prefix_are_deleted_at_once(
         await expect(row(page, gone)).to_have_count(0)
     await expect(page.locator("#site-total")).to_have_text("1")
     assert await listed(served) == {"keep-a": (1, 1)}
-    assert deletes == ['{"prefix":"loadtest-"}'] * 2  # asked again after the 202: joined
+    # Asked again after the 202, which joined it (again after a real 202, on a loaded
+    # machine where the delete took past 2 s): the same delete each time.
+    assert len(deletes) >= 2 and set(deletes) == {'{"prefix":"loadtest-"}'}
     assert {r.split(" ", 2)[1] for r in sent} == {served.http + "/api/admin/delete"}
     await a_poll_of_the_pages(page)
     await expect(row(page, "loadtest-0")).to_have_count(0)

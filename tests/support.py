@@ -58,6 +58,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def view_answered(ws: Any, message: dict[str, Any]) -> dict[str, Any]:
+    """One `views` message, and its answer (pushes for earlier views read past). An
+    answer of `unavailable` or `busy` counted nothing and says retry (a first count's
+    read past its 3 s on a loaded machine): the view is sent again, for up to 30 s."""
+    async with asyncio.timeout(30):
+        while True:
+            await ws.send(json.dumps(message))
+            while (answer := json.loads(await ws.recv()))["message"] == "count":
+                pass
+            if answer.get("error") not in ("unavailable", "busy"):
+                break
+    assert answer["message"] == "views", answer
+    return dict(answer)
+
+
 async def eventually(
     probe: Callable[[], Awaitable[T]],
     check: Callable[[T], bool],

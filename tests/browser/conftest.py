@@ -4,7 +4,6 @@ sending views, waiting for a flush."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +24,7 @@ from playwright.async_api import (
 from websockets.asyncio.client import ClientConnection
 
 from tests.browser.sites import Tab
-from tests.support import Served, eventually, login_url
+from tests.support import Served, eventually, login_url, view_answered
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # This machine has no network beyond loopback: keep Chromium from reaching out.
@@ -148,14 +147,7 @@ async def send_view(ws: ClientConnection, article: str | None = None, **fields: 
     message: dict[str, Any] = {"message": "views", **fields}
     if article is not None:
         message["articleId"] = article
-    async with asyncio.timeout(30):
-        while True:
-            await ws.send(json.dumps(message))
-            while (answer := json.loads(await ws.recv()))["message"] == "count":
-                pass  # a push for what this socket viewed before
-            if answer.get("error") != "unavailable":
-                break
-    assert answer["message"] == "views", answer
+    await view_answered(ws, message)
 
 
 async def stored(served: Served, views: int) -> None:

@@ -41,6 +41,7 @@ from tests.support import (
     http_get,
     login_url,
     sigint_as_at_a_shell,
+    view_answered,
 )
 
 HOSTS = [f"h{i}.example" for i in range(5)]
@@ -584,11 +585,7 @@ def post(url: str, token: str, body: dict[str, str]) -> tuple[int, dict[str, Any
 
 
 async def send_view(ws: ClientConnection, article: str) -> dict[str, Any]:
-    await ws.send(json.dumps({"message": "views", "articleId": article}))
-    async with asyncio.timeout(20):
-        while (reply := json.loads(await ws.recv()))["message"] != "views":
-            pass
-    return dict(reply)
+    return await view_answered(ws, {"message": "views", "articleId": article})
 
 
 async def test_after_a_rename_or_delete_the_old_id_counts_on_from_what_the_store_holds(

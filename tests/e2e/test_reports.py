@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from websockets.asyncio.client import connect
 
-from tests.support import Launch, Served, eventually, http_get
+from tests.support import Launch, Served, eventually, http_get, view_answered
 
 ORIGIN = "https://blog.example"
 # (path, title or None for a page, refreshed, referrer)
@@ -47,9 +47,7 @@ async def send(served: Served, sent: list[tuple[str, str | None, bool, str | Non
             }
             if title:
                 message["articleTitle"] = title
-            await ws.send(json.dumps(message))
-            while json.loads(await ws.recv())["message"] == "count":
-                pass
+            await view_answered(ws, message)
 
 
 def expected(sent: list[tuple[str, str | None, bool, str | None]]) -> dict[str, tuple[int, int]]:

@@ -67,6 +67,13 @@ class Observer:
         return last is not None and now - last[1] < self.lease_time
 
 
+def counted_out(gap: float, lease_time: float) -> bool:
+    """Whether the other nodes may have judged this one dead between two of its
+    renewals `gap` seconds apart: each looks every `lease_time`/3 and gives up on a
+    counter that has not moved for `lease_time`, so two thirds of it may be too long."""
+    return gap + lease_time / 3 >= lease_time
+
+
 def plan(
     me: str,
     leases: Iterable[Lease],

@@ -97,6 +97,20 @@ class ReportCache:
             seconds=round(time.monotonic() - started, 3),
         )
 
+    async def reload(self) -> dict[Target, Described]:
+        """Read the catalog again, merged as at start, and drop the cached rows: this
+        node may have missed what the others stored (`LiveFeed.refresh`). Returns what
+        it read."""
+        await self.ready()  # not two reads of the catalog at once
+        self.catalog.unload()
+        found: dict[Target, Described] = {}
+        try:
+            found = await store_scan.catalog(self.store)
+        finally:
+            self.catalog.load(found)
+        self.spans.reset()
+        return found
+
     async def _read(self, targets: list[Target], writer: bool = False) -> dict[Target, Described]:
         async with self._limit:
             return await self.store.read(targets, writer)

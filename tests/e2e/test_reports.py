@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from livecount.core import sharing
 from websockets.asyncio.client import connect
 
 from tests.support import Launch, Served, eventually, http_get
@@ -267,3 +269,56 @@ async def test_a_restarted_node_reads_the_same_reports_back(launch: Launch):
     await eventually(after, lambda a: a == before, timeout=30)
     code, listed = await report(again, "pages", "--period", "all")
     assert code == 0 and "First post" in listed
+
+
+async def test_a_node_stopped_past_its_lease_shows_what_the_other_counted_meanwhile(
+    launch: Launch, tmp_path: Path
+):
+    """Found by a hostile trial: a node SIGSTOPped for longer than `--lease-time` is
+    judged dead, so the other stops telling it; when it came back, the other told it
+    only the last `sharing.RECENT` seconds again, and it showed what it held before the
+    stop for good. A node that may have been judged dead reads the store again."""
+    lease = 3.0
+    nodes = [
+        await launch(
+            "--node-id",
+            name,
+            "--data-dir",
+            str(tmp_path / name),
+            "--lease-time",
+            str(lease),
+            "--path-pattern",
+            "/blog/{id}/",
+        )
+        for name in ("one", "two")
+    ]
+    one, two = nodes
+    await send(one, SENT)
+
+    async def views(node: Served) -> tuple[Any, ...]:
+        _, live = await get(node, "/api/pages")
+        _, day = await get(node, "/api/pages", period="24h")
+        _, summary = await get(node, "/api/summary", period="7d")
+        return ids(live), ids(day), summary["totalViews"], summary["live"]["totalViews"]
+
+    want = expected(SENT)
+    await eventually(lambda: views(two), lambda v: v == (want, want, len(SENT), len(SENT)))
+    assert two.proc is not None
+    two.proc.send_signal(signal.SIGSTOP)
+    try:
+        # Views go on at one for longer than the lease, so that one judges two dead
+        # before the last of them; then two stays stopped past sharing.RECENT.
+        began = asyncio.get_running_loop().time()
+        sent = list(SENT)
+        while asyncio.get_running_loop().time() - began < 2 * lease:
+            await send(one, SENT[:1] + SENT[5:6])
+            sent += SENT[:1] + SENT[5:6]
+        await asyncio.sleep(sharing.RECENT + lease)
+    finally:
+        two.proc.send_signal(signal.SIGCONT)
+    shown = (expected(sent), expected(sent), len(sent), len(sent))
+    await eventually(
+        lambda: asyncio.gather(views(one), views(two)),
+        lambda both: list(both) == [shown, shown],
+        timeout=30,
+    )

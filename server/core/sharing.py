@@ -4,8 +4,8 @@ no stream carries (`Sharing`): its pages' counts (HomeAndProfile has no stream) 
 its report rows' values, as the store answered. Pure.
 
 Told while other nodes are alive; while this one is alone nobody listens, but the last
-`RECENT` seconds are kept, and told when another node appears (it may have read a
-span before this node knew of it) or when a telling failed.
+`recent(lease_time)` seconds are kept, and told when another node appears (it may have
+read a span before this node knew of it) or when a telling failed.
 """
 
 from __future__ import annotations
@@ -18,19 +18,29 @@ from livecount.core.bases import ZERO, Counts
 from livecount.core.pages import Target
 from livecount.core.report_rows import Row
 
-RECENT: Final = 30.0  # seconds of stored values told again when another node appears
+RECENT: Final = 30.0  # seconds a node may take to start: from its first read to its presence
+
+
+def recent(lease_time: float) -> float:
+    """How far back to tell again when a node appears: it may have read the store
+    RECENT seconds before it announced itself, and the others see an announcement at
+    their next lease round, up to `lease_time`/3 later (at --lease-time 150, 50 s: a
+    fixed 30 s told a newcomer nothing of what it missed)."""
+    return RECENT + lease_time / 3
+
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 
 class Recent(Generic[K, V]):
-    """The newest value of each key set in the last RECENT seconds, oldest first: what
+    """The newest value of each key set in the last `window` seconds, oldest first: what
     a node that appears may have missed (it read the store before this node knew of
     it, and this node told nobody meanwhile)."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], window: float = RECENT) -> None:
         self.clock = clock
+        self.window = window
         self._values: dict[K, tuple[float, V]] = {}
 
     def set(self, key: K, value: V) -> None:
@@ -38,7 +48,7 @@ class Recent(Generic[K, V]):
         self._values[key] = (self.clock(), value)
 
     def items(self) -> dict[K, V]:
-        since = self.clock() - RECENT
+        since = self.clock() - self.window
         if self._values and next(iter(self._values.values()))[0] < since:
             self._values = {k: v for k, v in self._values.items() if v[0] >= since}
         return {k: v for k, (_, v) in self._values.items()}
@@ -48,13 +58,13 @@ class Recent(Generic[K, V]):
 
 
 class Sharing:
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], window: float = RECENT) -> None:
         self.clock = clock
         self.on = False  # other nodes are alive: what this one stores is told them
         self._pages: dict[str, Counts] = {}  # to tell: pages' counts
         self._rows: dict[Row, Counts] = {}  # to tell: report rows' values
-        self._recent: Recent[Target | Row, Counts] = Recent(clock)
-        self._again = False  # the last telling failed, or a node came: tell RECENT again
+        self._recent: Recent[Target | Row, Counts] = Recent(clock, window)
+        self._again = False  # the last telling failed, or a node came: tell Recent again
 
     def stored(self, key: Target | Row, counts: Counts) -> None:
         """A page's counts, or a report row's value, as stored now."""
@@ -97,7 +107,7 @@ class Sharing:
             self._rows.clear()
 
     def untold(self) -> None:
-        """The payloads of the last take were not written: tell RECENT again."""
+        """The payloads of the last take were not written: tell the recent past again."""
         self._again = True
 
 
@@ -109,11 +119,11 @@ class PostSharing:
     """The post counts a stream consumer copied, to tell on the live feed as
     `feed.chunks` (then the resets of those that went down, after every image before
     them), while other nodes are alive. When one appears, or after a telling that
-    failed, the last RECENT seconds' are told too: a node that comes may have read a
+    failed, the last `window` seconds' are told too: a node that comes may have read a
     count before this one knew of it, and nobody told it since."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._recent: Recent[str, tuple[int, int, bool]] = Recent(clock)  # went down?
+    def __init__(self, clock: Callable[[], float], window: float = RECENT) -> None:
+        self._recent: Recent[str, tuple[int, int, bool]] = Recent(clock, window)  # went down?
         self.owed = True  # the recent counts are owed to the next telling
 
     def take(

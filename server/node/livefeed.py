@@ -211,7 +211,7 @@ class LiveFeed:
     async def refresh(self) -> None:
         """This node may have been judged dead (stopped, or cut off from the store, for
         longer than the others wait): they told it nothing meanwhile, and when it is
-        back they tell only the last `sharing.RECENT` seconds again. So it reads what
+        back they tell only the last `sharing.recent` seconds again. So it reads what
         it shows from the store again, as a start does; a read that fails is tried again
         at the next interval."""
         try:

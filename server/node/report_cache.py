@@ -37,7 +37,7 @@ from livecount.core.ledger import FlushResult
 from livecount.core.pages import PageRules, Target
 from livecount.core.periods import Period
 from livecount.core.report_rows import Row, is_bucket
-from livecount.core.sharing import Sharing
+from livecount.core.sharing import RECENT, Sharing
 from livecount.logs import log, warn_limited
 from livecount.node.span_reads import SpanReads
 from livecount.waits import backoff, pause
@@ -54,6 +54,7 @@ class ReportCache:
         pages: PageRules,
         most_rows: int = MOST_ROWS,
         clock: Callable[[], float] = time.monotonic,
+        recent: float = RECENT,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -63,7 +64,7 @@ class ReportCache:
         self.catalog.relabelled.append(self.spans.rankings.relabel)
         self.loaded = asyncio.Event()  # the catalog is read: reports may answer
         self._loading: asyncio.Task[None] | None = None
-        self.sharing = Sharing(clock)  # what this node stores, told the other nodes
+        self.sharing = Sharing(clock, recent)  # what this node stores, told the other nodes
 
     # -- start -------------------------------------------------------------------------
     async def ready(self) -> None:

@@ -58,6 +58,11 @@ class Observer:
         if last is None or last[0] != lease.counter:
             self._seen[lease.key] = (lease.counter, now)
 
+    def only(self, keys: set[str]) -> None:
+        """Forget items no longer listed: one that comes back is new (a node that left
+        cleanly and restarts counts from 1 again, maybe the very counter last seen)."""
+        self._seen = {k: v for k, v in self._seen.items() if k in keys}
+
     def alive(self, lease: Lease, now: float) -> bool:
         """Owned, and its counter moved within `lease_time` (a lease seen for the first
         time gets the benefit of the doubt for one full lease time)."""
@@ -89,6 +94,7 @@ def plan(
     round, so leases move calmly rather than all at once.
     """
     leases = list(leases)
+    observer.only({lease.key for lease in leases})
     for lease in leases:
         observer.see(lease, now)
     nodes = {

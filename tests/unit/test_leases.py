@@ -82,3 +82,15 @@ def test_a_node_whose_renewals_came_too_far_apart_may_have_been_judged_dead():
     assert not counted_out(LEASE_TIME / 2, LEASE_TIME)
     assert counted_out(LEASE_TIME * 2 / 3, LEASE_TIME)
     assert counted_out(60.0, LEASE_TIME)
+
+
+def test_a_node_that_left_and_comes_back_counts_at_once():
+    """Found by a hostile trial: a node that stopped cleanly (its presence deleted) and
+    restarted announced counter 1 again, the counter last seen, so the others took it
+    for dead until its next announcement: a lease round on which no node told it the
+    views it had missed since it read the store."""
+    observer = Observer(LEASE_TIME)
+    plan("a", [node("a"), node("b", 1)], set(), set(), observer, 0.0)
+    plan("a", [node("a", 2)], set(), set(), observer, 20.0)  # b left
+    plan("a", [node("a", 3), node("b", 1)], set(), set(), observer, 21.0)  # b is back
+    assert observer.alive(node("b", 1), 21.0)

@@ -209,28 +209,13 @@ class LiveFeed:
         self.syncs.trim(start)
 
     async def refresh(self) -> None:
-        """This node may have been judged dead (stopped, or cut off from the store, for
-        longer than the others wait): they told it nothing meanwhile, and when it is
-        back they tell only the last `sharing.recent` seconds again. So it reads what
-        it shows from the store again, as a start does; a read that fails is tried again
-        at the next interval."""
+        """The others may have judged this node dead: `read_again`, and if that fails,
+        again at the next interval."""
         try:
-            found = (
-                await self.reports.reload()
-                if self.reports is not None
-                else await store_scan.catalog(self.store)
-            )
-        except LivecountError as exc:
-            warn_limited("feed_failed", error=str(exc))
-            if self.consumer is not None:
+            if not await read_again(self.store, self.live, self.reports) and self.consumer:
                 self.consumer.leases.mark_out()
-            return
         finally:
             self._refreshing = None
-        wall = time.time()
-        for target, described in found.items():
-            self.live.seen(target, described.counts, wall)
-        log("refreshed", pages=len(found))
 
     async def reset(self, targets: list[Target], said: feed.Reset | None = None) -> None:
         """Forget what this node believes of `targets` (renamed away, deleted, an import
@@ -246,6 +231,23 @@ class LiveFeed:
             warn_limited("feed_failed", error=str(exc))
             return
         self.live.reloaded(counts, time.time())
+
+
+async def read_again(store: Store, live: Live[Any], reports: ReportCache | None) -> bool:
+    """This node may have been judged dead (stopped, or cut off from the store, for
+    longer than the others wait): they told it nothing meanwhile, and when it is back
+    they tell only the last `sharing.recent` seconds again. So it reads what it shows
+    from the store again, as a start does. False if the store did not answer."""
+    try:
+        found = await reports.reload() if reports is not None else await store_scan.catalog(store)
+    except LivecountError as exc:
+        warn_limited("feed_failed", error=str(exc))
+        return False
+    wall = time.time()
+    for target, described in found.items():
+        live.seen(target, described.counts, wall)
+    log("refreshed", pages=len(found))
+    return True
 
 
 class SyncAnswers:

@@ -5,9 +5,9 @@ A thin loop around `shard_leases` (which shards are this node's, kept alive ever
 asks of the store, the same work the Lambda does). Each round it keeps its leases,
 reads the shards it holds, applies each batch's conditional copies, shares what
 changed on the live feed (while other nodes are alive: when one appears, the last
-`sharing.RECENT` seconds' changes too, which it may have missed), and checkpoints. Copy first,
-checkpoint second: a crash in between replays records, and the version condition
-makes replays no-ops. Every request goes through `store.stream`.
+`sharing.recent(lease_time)` seconds' changes too, which it may have missed), and
+checkpoints. Copy first, checkpoint second: a crash in between replays records, and the
+version condition makes replays no-ops. Every request goes through `store.stream`.
 
 What it writes is what it must: checkpoints ride on the leases' renewals, and an
 image that a later one of the same article in the same batch supersedes is not
@@ -30,7 +30,7 @@ from livecount.aws.store_errors import aws_code
 from livecount.aws.store_stream import article_of
 from livecount.core import feed
 from livecount.core.errors import LivecountError, StoreRejected
-from livecount.core.sharing import PostSharing
+from livecount.core.sharing import PostSharing, recent
 from livecount.core.stream_copy import ReaderWrite, copy_and_feed
 from livecount.logs import error, log, warn_limited
 from livecount.waits import pause
@@ -68,7 +68,7 @@ class StreamConsumer:
         self.lag: dict[str, float] = {}  # shard → seconds behind, at the last record read
         self._hurry = False  # someone waits for the copy to settle: poll promptly
         self._iterators: dict[str, str] = {}  # shard → where its next read starts
-        self.sharing = PostSharing(time.monotonic)  # what the live feed is told
+        self.sharing = PostSharing(time.monotonic, recent(lease_time))  # told the feed
 
     @property
     def held(self) -> set[str]:

@@ -7,7 +7,7 @@ import asyncio
 from livecount.aws.store import Store
 from livecount.aws.store_errors import aws_code
 from livecount.core.errors import LivecountError
-from livecount.core.leases import NODE_PREFIX, Lease, Observer, plan
+from livecount.core.leases import NODE_PREFIX, Lease, Observer, counted_out, plan
 from livecount.core.replication import Shard, readable
 from livecount.logs import log, warn_limited
 
@@ -36,6 +36,9 @@ class ShardLeases:
         self._finished: set[str] = set()
         self._checkpointed: dict[str, str] = {}  # shard → the checkpoint last written
         self._observer = Observer(lease_time)
+        self.lease_time = lease_time
+        self._renewed: float | None = None  # when this node last said it is alive
+        self._out = False  # the others may have judged it dead since: `take_out`
 
     async def discover(self) -> None:
         if not self.arn:
@@ -63,6 +66,11 @@ class ShardLeases:
                 self.held[shard_id] = renewed
                 if checkpoint is not None:
                     self._checkpointed[shard_id] = checkpoint
+        said = asyncio.get_running_loop().time()  # that it is alive
+        if self._renewed is not None and counted_out(said - self._renewed, self.lease_time):
+            self._out = True
+            log("counted_out", seconds=round(said - self._renewed, 3))
+        self._renewed = said
         items = await self.leases.items(self.arn)
         for item in items:
             if item.finished:
@@ -89,6 +97,17 @@ class ShardLeases:
             self.drop(shard_id, "lease_lost")
         for lease in decision.take + decision.steal:
             await self._take(lease, stolen=lease in decision.steal)
+
+    def take_out(self) -> bool:
+        """True once after the other nodes may have judged this node dead (it was
+        stopped, or could not reach the store, for too long): they told it nothing
+        meanwhile, so what it shows must be read from the store again."""
+        out, self._out = self._out, False
+        return out
+
+    def mark_out(self) -> None:
+        """Say again that this node may have been judged dead (its refresh failed)."""
+        self._out = True
 
     async def _take(self, lease: Lease, stolen: bool) -> None:
         taken = await self.leases.take(lease, self.node_id)

@@ -90,6 +90,11 @@ class Catalog:
         self.loaded = True
         self._replaced.clear()
 
+    def unload(self) -> None:
+        """The store is read whole again (`load` once read): a reset that comes
+        meanwhile wins over the read, as at start."""
+        self.loaded = False
+
     def observe(self, target: Target, counts: Counts) -> None:
         """Counts as stored, now or a moment ago: never below what was seen."""
         before = self.ranking.get(target.ref)

@@ -58,6 +58,11 @@ class Observer:
         if last is None or last[0] != lease.counter:
             self._seen[lease.key] = (lease.counter, now)
 
+    def only(self, keys: set[str]) -> None:
+        """Forget items no longer listed: one that comes back is new (a node that left
+        cleanly and restarts counts from 1 again, maybe the very counter last seen)."""
+        self._seen = {k: v for k, v in self._seen.items() if k in keys}
+
     def alive(self, lease: Lease, now: float) -> bool:
         """Owned, and its counter moved within `lease_time` (a lease seen for the first
         time gets the benefit of the doubt for one full lease time)."""
@@ -65,6 +70,13 @@ class Observer:
             return False
         last = self._seen.get(lease.key)
         return last is not None and now - last[1] < self.lease_time
+
+
+def counted_out(gap: float, lease_time: float) -> bool:
+    """Whether the other nodes may have judged this one dead between two of its
+    renewals `gap` seconds apart: each looks every `lease_time`/3 and gives up on a
+    counter that has not moved for `lease_time`, so two thirds of it may be too long."""
+    return gap + lease_time / 3 >= lease_time
 
 
 def plan(
@@ -82,6 +94,7 @@ def plan(
     round, so leases move calmly rather than all at once.
     """
     leases = list(leases)
+    observer.only({lease.key for lease in leases})
     for lease in leases:
         observer.see(lease, now)
     nodes = {

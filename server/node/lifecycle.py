@@ -23,7 +23,7 @@ from livecount.aws import local
 from livecount.aws.consumer import StreamConsumer
 from livecount.aws.store import Store
 from livecount.config import Config
-from livecount.core import periods
+from livecount.core import periods, sharing
 from livecount.core.archive import Buffer
 from livecount.core.engine import Core, Settings
 from livecount.core.errors import StoreRefused, Unavailable
@@ -87,7 +87,7 @@ class Node:
         self.engine, self.live, self.writes, self.readers = core
         self.journal = journal or Journal(config.data_dir / "journal")
         self.metrics = Metrics(config.node_id)
-        self.reports = ReportCache(store, config.pages)
+        self.reports = ReportCache(store, config.pages, recent=sharing.recent(config.lease_time))
         self.flusher = Flusher(
             self.writes,
             self.live,

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from livecount.aws import store_scan
 from livecount.aws.consumer import StreamConsumer
 from livecount.aws.store import Store
 from livecount.core import feed
@@ -65,6 +66,7 @@ class LiveFeed:
         self._stamp = 0  # the last stamp written: this node's items only ever go up
         self._whole_at: float | None = None  # when the last whole snapshot went (None: owed)
         self._resets = feed.Resets()  # what resets took back, while the window is re-read
+        self._refreshing: asyncio.Task[None] | None = None  # `refresh`, once at a time
 
     @property
     def node_id(self) -> str:
@@ -103,12 +105,16 @@ class LiveFeed:
             await self._loop(stop)
         finally:
             self.syncs.cancel()
+            if self._refreshing is not None:
+                self._refreshing.cancel()
 
     async def _loop(self, stop: asyncio.Event) -> None:
         clock = asyncio.get_running_loop().time
         ticks = 0
         while not await pause(stop, INTERVAL):
             ticks += 1
+            if self._refreshing is None and self.consumer and self.consumer.leases.take_out():
+                self._refreshing = asyncio.create_task(self.refresh())
             alone = self.consumer is not None and self.consumer.nodes <= 1
             if alone:
                 self.readers.take_moved()
@@ -202,6 +208,15 @@ class LiveFeed:
         self._resets.trim(start)
         self.syncs.trim(start)
 
+    async def refresh(self) -> None:
+        """The others may have judged this node dead: `read_again`, and if that fails,
+        again at the next interval."""
+        try:
+            if not await read_again(self.store, self.live, self.reports) and self.consumer:
+                self.consumer.leases.mark_out()
+        finally:
+            self._refreshing = None
+
     async def reset(self, targets: list[Target], said: feed.Reset | None = None) -> None:
         """Forget what this node believes of `targets` (renamed away, deleted, an import
         undone), and show their pages what the store holds now; its reports read them
@@ -216,6 +231,23 @@ class LiveFeed:
             warn_limited("feed_failed", error=str(exc))
             return
         self.live.reloaded(counts, time.time())
+
+
+async def read_again(store: Store, live: Live[Any], reports: ReportCache | None) -> bool:
+    """This node may have been judged dead (stopped, or cut off from the store, for
+    longer than the others wait): they told it nothing meanwhile, and when it is back
+    they tell only the last `sharing.recent` seconds again. So it reads what it shows
+    from the store again, as a start does. False if the store did not answer."""
+    try:
+        found = await reports.reload() if reports is not None else await store_scan.catalog(store)
+    except LivecountError as exc:
+        warn_limited("feed_failed", error=str(exc))
+        return False
+    wall = time.time()
+    for target, described in found.items():
+        live.seen(target, described.counts, wall)
+    log("refreshed", pages=len(found))
+    return True
 
 
 class SyncAnswers:

@@ -37,7 +37,7 @@ from livecount.core.ledger import FlushResult
 from livecount.core.pages import PageRules, Target
 from livecount.core.periods import Period
 from livecount.core.report_rows import Row, is_bucket
-from livecount.core.sharing import Sharing
+from livecount.core.sharing import RECENT, Sharing
 from livecount.logs import log, warn_limited
 from livecount.node.span_reads import SpanReads
 from livecount.waits import backoff, pause
@@ -54,6 +54,7 @@ class ReportCache:
         pages: PageRules,
         most_rows: int = MOST_ROWS,
         clock: Callable[[], float] = time.monotonic,
+        recent: float = RECENT,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -63,7 +64,7 @@ class ReportCache:
         self.catalog.relabelled.append(self.spans.rankings.relabel)
         self.loaded = asyncio.Event()  # the catalog is read: reports may answer
         self._loading: asyncio.Task[None] | None = None
-        self.sharing = Sharing(clock)  # what this node stores, told the other nodes
+        self.sharing = Sharing(clock, recent)  # what this node stores, told the other nodes
 
     # -- start -------------------------------------------------------------------------
     async def ready(self) -> None:
@@ -96,6 +97,20 @@ class ReportCache:
             pages=len(self.catalog.ranking),
             seconds=round(time.monotonic() - started, 3),
         )
+
+    async def reload(self) -> dict[Target, Described]:
+        """Read the catalog again, merged as at start, and drop the cached rows: this
+        node may have missed what the others stored (`LiveFeed.refresh`). Returns what
+        it read."""
+        await self.ready()  # not two reads of the catalog at once
+        self.catalog.unload()
+        found: dict[Target, Described] = {}
+        try:
+            found = await store_scan.catalog(self.store)
+        finally:
+            self.catalog.load(found)
+        self.spans.reset()
+        return found
 
     async def _read(self, targets: list[Target], writer: bool = False) -> dict[Target, Described]:
         async with self._limit:

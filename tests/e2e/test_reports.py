@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from livecount.core import sharing
 from websockets.asyncio.client import connect
 
 from tests.support import Launch, Served, eventually, http_get, view_answered
@@ -63,6 +65,19 @@ def expected(sent: list[tuple[str, str | None, bool, str | None]]) -> dict[str, 
 
 def ids(rows: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
     return {r.get("articleId") or r["pageName"]: (r["totalViews"], r["uniqueViews"]) for r in rows}
+
+
+async def reports(node: Served) -> tuple[Any, ...]:
+    """What a node's reports say of every page, live and over periods."""
+    _, live = await get(node, "/api/pages")
+    _, day = await get(node, "/api/pages", period="24h")
+    _, summary = await get(node, "/api/summary", period="7d")
+    return ids(live), ids(day), summary["totalViews"], summary["live"]["totalViews"]
+
+
+def agreeing(sent: list[tuple[str, str | None, bool, str | None]]) -> tuple[Any, ...]:
+    """What `reports` says once a node shows every view of `sent`."""
+    return expected(sent), expected(sent), len(sent), len(sent)
 
 
 async def every_page(served: Served, limit: int, **query: str) -> list[dict[str, Any]]:
@@ -259,3 +274,81 @@ async def test_a_restarted_node_reads_the_same_reports_back(launch: Launch):
     await eventually(lambda: reports(again), lambda a: a == before, timeout=30)
     code, listed = await report(again, "pages", "--period", "all")
     assert code == 0 and "First post" in listed
+
+
+async def test_a_node_stopped_past_its_lease_shows_what_the_other_counted_meanwhile(
+    launch: Launch, tmp_path: Path
+):
+    """Found by a hostile trial: a node SIGSTOPped for longer than `--lease-time` is
+    judged dead, so the other stops telling it; when it came back, the other told it
+    only the last `sharing.recent` seconds again, and it showed what it held before the
+    stop for good. A node that may have been judged dead reads the store again."""
+    lease = 3.0
+    nodes = [
+        await launch(
+            "--node-id",
+            name,
+            "--data-dir",
+            str(tmp_path / name),
+            "--lease-time",
+            str(lease),
+            "--path-pattern",
+            "/blog/{id}/",
+        )
+        for name in ("one", "two")
+    ]
+    one, two = nodes
+    await send(one, SENT)
+    await eventually(lambda: reports(two), lambda v: v == agreeing(SENT))
+    assert two.proc is not None
+    two.proc.send_signal(signal.SIGSTOP)
+    try:
+        # Views go on at one for longer than the lease, so that one judges two dead
+        # before the last of them; then two stays stopped past sharing.recent.
+        began = asyncio.get_running_loop().time()
+        sent = list(SENT)
+        while asyncio.get_running_loop().time() - began < 2 * lease:
+            await send(one, SENT[:1] + SENT[5:6])
+            sent += SENT[:1] + SENT[5:6]
+        await asyncio.sleep(sharing.recent(lease) + lease)
+    finally:
+        two.proc.send_signal(signal.SIGCONT)
+    await eventually(
+        lambda: asyncio.gather(reports(one), reports(two)),
+        lambda both: list(both) == [agreeing(sent)] * 2,
+        timeout=30,
+    )
+
+
+async def test_a_node_that_comes_is_told_what_it_missed_whatever_the_lease_time(
+    launch: Launch, tmp_path: Path
+):
+    """Found by a hostile trial: with --lease-time 180, the first node sees a second
+    one's presence at its next lease round, up to a minute after the second read the
+    store; it then told the last 30 s again, and the second never showed the views
+    counted in between. What is told again covers the lease rounds too."""
+    lease = 180.0
+    one, two = [
+        await launch(
+            "--node-id",
+            name,
+            "--data-dir",
+            str(tmp_path / name),
+            "--lease-time",
+            str(lease),
+            "--path-pattern",
+            "/blog/{id}/",
+        )
+        for name in ("one", "two")
+    ]
+    # Right after two started: long before one's next lease round sees it.
+    began = asyncio.get_running_loop().time()
+    sent: list[tuple[str, str | None, bool, str | None]] = []
+    while asyncio.get_running_loop().time() - began < 3:
+        await send(one, SENT[:1] + SENT[5:6])
+        sent += SENT[:1] + SENT[5:6]
+    await eventually(
+        lambda: asyncio.gather(reports(one), reports(two)),
+        lambda both: list(both) == [agreeing(sent)] * 2,
+        timeout=lease / 3 + 30,
+    )

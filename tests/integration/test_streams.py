@@ -11,7 +11,7 @@ from livecount.aws import consumer as consumer_module
 from livecount.aws.consumer import StreamConsumer
 from livecount.aws.store import Store
 from livecount.aws.store_admin import Operations
-from livecount.core import feed
+from livecount.core import feed, sharing
 from livecount.core.errors import StoreRejected, StoreUnavailable
 from livecount.core.leases import NODE_PREFIX, Lease, LeaseItem
 from livecount.core.ledger import Delta
@@ -431,3 +431,39 @@ async def test_once_copies_batch_one_lost_is_raised_for_the_records_to_be_read_a
     # Read again: the copies that got through are refused as the reader's own.
     assert await stream.copy_many(puts(local_store.tables, 2, ["a", "b"])) == [False, False]
     assert await reader(local_store) == {"a": (20, 20, 2), "b": (20, 20, 2)}
+
+
+async def test_changes_whose_telling_failed_are_told_however_long_the_feed_was_away(
+    local_store: Store, monkeypatch: pytest.MonkeyPatch
+):
+    """Found by a hostile trial: after a failed feed write the consumer told only the
+    recent past again, so a change older than that when the feed came back was never
+    told, and the other nodes (alive, so never reading the store again) showed less."""
+    monkeypatch.setattr(sharing, "RECENT", 0.0)  # the recent past: a third of the lease
+    away = asyncio.Event()
+    away.set()
+    share = local_store.stream.share
+
+    async def failing(items: list[dict[str, Any]]) -> None:
+        if away.is_set():
+            raise StoreUnavailable("the feed is away")
+        await share(items)
+
+    monkeypatch.setattr(local_store.stream, "share", failing)
+
+    async def told() -> list[feed.Change]:
+        return [c for _, payload in await local_store.feed.read(0) for c in feed.decode(payload)]
+
+    async with consuming(local_store, []) as consumer:
+        await local_store.stream.leases.announce("other")
+
+        async def nodes() -> int:
+            return consumer.nodes
+
+        await eventually(nodes, lambda n: n == 2)
+        await write(local_store, a=1)
+        await eventually(lambda: reader(local_store), lambda r: "a" in r)
+        await asyncio.sleep(consumer.lease_time / 3 + 1)  # away past the recent past
+        await local_store.stream.leases.announce("other")  # still alive
+        away.clear()
+        assert await eventually(told, bool) == [("a", 1, 1)]

@@ -1,4 +1,4 @@
-from livecount.core.leases import NODE_PREFIX, Lease, LeaseMoves, Observer, plan
+from livecount.core.leases import NODE_PREFIX, Lease, LeaseMoves, Observer, counted_out, plan
 
 LEASE_TIME = 10.0
 
@@ -72,3 +72,25 @@ def test_a_restarted_node_takes_back_what_it_held_before():
     leases = [node("a"), shard("s1", "a", counter=9)]
     assert [lease.key for lease in plan("a", leases, {"s1"}, set(), observer, 0).take] == ["s1"]
     assert plan("a", leases, {"s1"}, {"s1"}, observer, 0).take == []
+
+
+def test_a_node_whose_renewals_came_too_far_apart_may_have_been_judged_dead():
+    """The others look every lease_time/3 and give up after lease_time without a move:
+    renewals at the usual lease_time/3 keep a node counted; two thirds of it apart may
+    not (it was stopped, or cut off from the store), and it must read the store again."""
+    assert not counted_out(LEASE_TIME / 3, LEASE_TIME)
+    assert not counted_out(LEASE_TIME / 2, LEASE_TIME)
+    assert counted_out(LEASE_TIME * 2 / 3, LEASE_TIME)
+    assert counted_out(60.0, LEASE_TIME)
+
+
+def test_a_node_that_left_and_comes_back_counts_at_once():
+    """Found by a hostile trial: a node that stopped cleanly (its presence deleted) and
+    restarted announced counter 1 again, the counter last seen, so the others took it
+    for dead until its next announcement: a lease round on which no node told it the
+    views it had missed since it read the store."""
+    observer = Observer(LEASE_TIME)
+    plan("a", [node("a"), node("b", 1)], set(), set(), observer, 0.0)
+    plan("a", [node("a", 2)], set(), set(), observer, 20.0)  # b left
+    plan("a", [node("a", 3), node("b", 1)], set(), set(), observer, 21.0)  # b is back
+    assert observer.alive(node("b", 1), 21.0)

@@ -186,10 +186,34 @@ def test_sharing_tells_what_was_stored_while_others_listen_and_the_recent_past_t
     said = [feed.read(p) for p in sharing.take(alone=False)]  # a node came: the recent past
     assert said == [feed.Stored([("Home_Page", 3, 1)], [("timeline", "all", "post#a", 5, 2)])]
     assert sharing.take(alone=False) == []
-    sharing.untold()  # that write failed
-    now[0] = RECENT * 1.2  # the page's value is older than RECENT now
+    sharing.stored(home, Counts(4, 1))
+    assert len(sharing.take(alone=False)) == 1
+    sharing.untold()  # that write failed, and the feed stays away past the recent past
+    now[0] = RECENT * 10
     said = [feed.read(p) for p in sharing.take(alone=False)]
-    assert said == [feed.Stored([], [("timeline", "all", "post#a", 5, 2)])]
+    assert said == [feed.Stored([("Home_Page", 4, 1)], [])]
+
+
+def test_what_a_failed_telling_said_goes_with_the_next_however_long_the_feed_was_away():
+    """Found by a hostile trial: after a failed write only the recent past was told
+    again, so what the others missed while the feed was away longer stayed missed (they
+    are alive: they never read the store again)."""
+    now = [0.0]
+    sharing = Sharing(lambda: now[0])
+    home, row = Target("page", "Home_Page"), Row("timeline", "all", "post#a")
+    assert sharing.take(alone=False) == []  # another node is alive
+    sharing.stored(home, Counts(3, 1))
+    sharing.stored(row, Counts(5, 2))
+    assert len(sharing.take(alone=False)) == 1
+    sharing.untold()
+    now[0] = RECENT * 10
+    sharing.stored(row, Counts(6, 2))
+    assert len(sharing.take(alone=False)) == 1
+    sharing.untold()  # still away
+    now[0] = RECENT * 20
+    said = [feed.read(p) for p in sharing.take(alone=False)]
+    assert said == [feed.Stored([("Home_Page", 3, 1)], [("timeline", "all", "post#a", 6, 2)])]
+    assert sharing.take(alone=False) == []  # told: not again
 
 
 def test_a_reset_takes_back_what_sharing_kept_to_tell_again():

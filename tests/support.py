@@ -1,16 +1,22 @@
-"""Test helpers: a real `livecount serve` subprocess, and polling with a deadline."""
+"""Test helpers: a real `livecount serve` subprocess, a command run in-process, and polling
+with a deadline."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import itertools
 import json
+import logging
 import os
 import shlex
 import signal
 import socket
 import sys
+import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -50,6 +56,49 @@ def flush_of(
         {t: Write(seq, d) for t, d in (targets or {}).items()},
         {r: Write(seq, d) for r, d in (rows or {}).items()},
     )
+
+
+_one_command = threading.Lock()  # a command swaps sys.stdout and the log handler
+
+
+async def command(*args: str, timeout: float = 120) -> tuple[int, str, str]:
+    """`livecount ARGS` run by the CLI's `main` in a thread of this process: its exit
+    code, stdout and stderr, as `python -m livecount` (`sys.exit(main())`) gives them.
+
+    For tests of what a command does: as a subprocess each paid the AWS SDK's imports,
+    1.7 s on a quiet machine and 5 s on a busy one. A test of the process itself (a
+    signal, its memory) starts one. Commands run one at a time, each with the logging
+    it sets up itself, and what the test process had is put back after."""
+
+    def run() -> tuple[int, str, str]:
+        from livecount import cli, logs
+
+        out, err = io.StringIO(), io.StringIO()
+        root, ours, sockets = (logging.getLogger(n) for n in ("", "livecount", "websockets"))
+        with _one_command:
+            saved = (root.handlers[:], root.level, ours.level, sockets.level)
+            state = (logs._human, logs._human_level, logs._limited)
+            logs._limited = logs.Limited()  # a fresh process has held nothing back yet
+            try:
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    try:
+                        code: int | str | None = cli.main(list(args))
+                    except SystemExit as exc:  # argparse's usage errors, --help
+                        code = exc.code
+                    except Exception:  # what the interpreter does with an uncaught one
+                        traceback.print_exc()
+                        code = 1
+                    if isinstance(code, str):
+                        print(code, file=sys.stderr)
+                        code = 1
+            finally:
+                root.handlers[:], *levels = saved
+                for logger, level in zip((root, ours, sockets), levels, strict=True):
+                    logger.setLevel(level)
+                logs._human, logs._human_level, logs._limited = state
+        return code or 0, out.getvalue(), err.getvalue()
+
+    return await asyncio.wait_for(asyncio.to_thread(run), timeout)
 
 
 def free_port() -> int:

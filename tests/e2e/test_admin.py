@@ -36,6 +36,7 @@ from tests.support import (
     ROOT,
     Launch,
     Served,
+    command,
     eventually,
     flush_of,
     http_get,
@@ -70,6 +71,13 @@ async def run(argv: list[str], timeout: float = 120) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def in_process(argv: list[str]) -> tuple[int, str, str]:
+    """`run` for a test of what a command does, not of its process: `argv` (made by
+    `livecount`) runs in this process, without a second start of the AWS SDK."""
+    assert argv[:3] == livecount(), argv
+    return await command(*argv[3:])
 
 
 async def item(store: Store, table: str, key: dict[str, Any]) -> dict[str, Any]:
@@ -247,7 +255,7 @@ async def test_a_rename_racing_live_views_counts_each_view_once_under_the_new_id
         assert await referrers(store, "post#old")  # rows still to move
         assert await counts(store, "old") != Counts(0, 0)  # the writer item moves last
 
-        code, out, err = await run(rename)  # resumed, views still arriving
+        code, out, err = await in_process(rename)  # resumed, views still arriving
         assert code == 0, err
         assert "Resumed the unfinished rename of 'old' to 'new'" in out
         viewer.stop.set()
@@ -263,7 +271,7 @@ async def test_a_rename_racing_live_views_counts_each_view_once_under_the_new_id
 
         await eventually(stored, lambda c: c == everything, timeout=30)
         await eventually(lambda: timeline_sum(store, SITE), lambda c: c == everything, timeout=30)
-        code, out, err = await run(rename)
+        code, out, err = await in_process(rename)
         assert code == 0, err
 
         assert await counts(store, "new") == everything
@@ -334,7 +342,7 @@ async def test_a_wrong_import_is_undone_and_redone_and_the_rest_adds_once(
         )
         archive.writestr("pages.csv", PLAUSIBLE_PAGES)
 
-    code, out, err = await run(livecount("import", str(goat), *mapping))  # no pattern
+    code, out, err = await in_process(livecount("import", str(goat), *mapping))  # no pattern
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
     assert lines[0]["event"] == "progress"  # JSON lines: stdout is not a terminal
@@ -342,10 +350,10 @@ async def test_a_wrong_import_is_undone_and_redone_and_the_rest_adds_once(
     assert wrong["event"] == "import"
     assert (wrong["status"], wrong["posts"], wrong["pages"]) == ("imported", 0, 1)
     assert await store.tracked() == [Target("page", "Home_Page")]
-    code, out, err = await run(livecount("import", str(goat), *pattern, *mapping))
+    code, out, err = await in_process(livecount("import", str(goat), *pattern, *mapping))
     assert code == 2
     assert f"Undo it first: livecount import --undo {wrong['import']}" in err
-    code, out, err = await run(livecount("import", "--list", *mapping))
+    code, out, err = await in_process(livecount("import", "--list", *mapping))
     assert code == 0, err
     assert [(i["id"], i["state"]) for i in outcome_of(out)["imports"]] == [
         (wrong["import"], "done")
@@ -353,7 +361,7 @@ async def test_a_wrong_import_is_undone_and_redone_and_the_rest_adds_once(
     async with connect(served.ws) as ws:  # a node showing the page forgets the import's views
         await ws.send(json.dumps({"message": "subscribe", "pageNames": ["Home_Page"]}))
         assert json.loads(await ws.recv())["totalViews"] == 1
-        code, out, err = await run(livecount("import", "--undo", wrong["import"], *mapping))
+        code, out, err = await in_process(livecount("import", "--undo", wrong["import"], *mapping))
         assert code == 0, err
         pushed = json.loads(await asyncio.wait_for(ws.recv(), 60))
         assert (pushed["pageName"], pushed["totalViews"]) == ("Home_Page", 0)
@@ -366,7 +374,9 @@ async def test_a_wrong_import_is_undone_and_redone_and_the_rest_adds_once(
     assert await store.tracked() == []  # Home_Page was emptied: out of the listing
     assert await page_counts(store, "Home_Page") == Counts(0, 0)
 
-    code, out, err = await run(livecount("import", str(goat), "--dry-run", *pattern, *mapping))
+    code, out, err = await in_process(
+        livecount("import", str(goat), "--dry-run", *pattern, *mapping)
+    )
     assert code == 0, err
     dry = outcome_of(out)
     assert (dry["status"], dry["import"]) == ("dry_run", wrong["import"])
@@ -377,7 +387,7 @@ async def test_a_wrong_import_is_undone_and_redone_and_the_rest_adds_once(
     async with connect(served.ws) as ws:
         await ws.send(json.dumps({"message": "subscribe", "articleIds": ["hello"]}))
         assert json.loads(await ws.recv())["totalViews"] == 0
-        code, out, err = await run(livecount("import", str(goat), *pattern, *mapping))
+        code, out, err = await in_process(livecount("import", str(goat), *pattern, *mapping))
         assert code == 0, err
         redone = outcome_of(out)
         assert (redone["status"], redone["import"], redone["attempt"]) == (
@@ -387,7 +397,7 @@ async def test_a_wrong_import_is_undone_and_redone_and_the_rest_adds_once(
         )
         assert [p["id"] for p in redone["top"]] == ["hello", "Home_Page"]
         assert redone["skipped"]["events"] == 1
-        code, out, err = await run(
+        code, out, err = await in_process(
             livecount("import", str(plausible), *pattern, "--json", *mapping)
         )
         assert code == 0, err
@@ -407,22 +417,22 @@ async def test_a_wrong_import_is_undone_and_redone_and_the_rest_adds_once(
     gzipped = tmp_path / "goatcounter-export.csv.gz"
     gzipped.write_bytes(gzip.compress(GOATCOUNTER.encode()))
     for again in (goat, gzipped, plausible):  # the same records again: nothing added
-        code, out, err = await run(livecount("import", str(again), *pattern, *mapping))
+        code, out, err = await in_process(livecount("import", str(again), *pattern, *mapping))
         assert code == 0, err
         assert outcome_of(out)["status"] == "already_imported"
     assert await counts(store, "hello") == Counts(27, 11)
 
-    code, out, err = await run(livecount("import", str(tmp_path / "missing.csv"), *mapping))
+    code, out, err = await in_process(livecount("import", str(tmp_path / "missing.csv"), *mapping))
     assert code == 2 and "cannot read" in err
     posts_only = tmp_path / "posts.csv"
     posts_only.write_text("".join(GOATCOUNTER.splitlines(keepends=True)[:3]))
-    code, out, err = await run(livecount("import", str(posts_only), *mapping))  # no pattern
+    code, out, err = await in_process(livecount("import", str(posts_only), *mapping))  # no pattern
     assert (
         code == 2
         and "'/blog/hello/': no page rule or --path-pattern matches): give --path-pattern" in err
     )
 
-    code, out, err = await run(livecount("export", "--format", "ndjson", *options))
+    code, out, err = await in_process(livecount("export", "--format", "ndjson", *options))
     assert code == 0, err
     lines = [json.loads(line) for line in io.StringIO(out)]
     assert lines[0]["format"] == "livecount"
@@ -436,7 +446,7 @@ async def test_a_wrong_import_is_undone_and_redone_and_the_rest_adds_once(
         "views": 1,
     }
     output = tmp_path / "out.csv"
-    code, _, err = await run(livecount("export", "--output", str(output), *options))
+    code, _, err = await in_process(livecount("export", "--output", str(output), *options))
     assert code == 0, err
     assert (
         output.read_text().splitlines()[0] == "record,target,title,hour,host,totalViews,uniqueViews"
@@ -517,7 +527,7 @@ async def test_an_import_stopped_by_ctrl_c_says_so_and_finishes_when_run_again(
     )
     done_before = int(stopped.split("stopped: ")[1].split(" of ")[0].replace(",", ""))
     assert done_before < 42
-    code, out, err = await run(argv)
+    code, out, err = await in_process(argv)
     assert code == 0, err
     assert outcome_of(out)["status"] == "resumed"
     for p in (0, 39):
@@ -676,7 +686,7 @@ async def test_a_post_keeps_its_first_title_until_the_operator_changes_it(
         post, f"{api}/admin/title", token, {"articleId": "hello", "title": " "}
     )
     assert (status, refused["parameter"]) == (400, "title"), refused
-    code, out, err = await run(
+    code, out, err = await in_process(
         livecount(
             "admin",
             "title",
@@ -687,7 +697,7 @@ async def test_a_post_keeps_its_first_title_until_the_operator_changes_it(
     )
     assert code == 0 and "is titled 'Hello, third'" in out, err
     await titled("Hello, third")
-    code, _, err = await run(
+    code, _, err = await in_process(
         livecount(
             "admin", "title", "ghost", "Boo", *store_args(dynamodb_local_url, prefix, tmp_path)
         )
@@ -719,7 +729,9 @@ async def test_an_id_stored_before_a_rule_came_in_can_still_be_renamed_away_or_d
     )
     assert status == 400 and refused["parameter"] == "to", refused
     options = store_args(dynamodb_local_url, prefix, tmp_path)
-    code, _, err = await run(livecount("admin", "rename", *options, "--", "\u2800", "rescued"))
+    code, _, err = await in_process(
+        livecount("admin", "rename", *options, "--", "\u2800", "rescued")
+    )
     assert code == 0, err
     assert await counts(local_store, "rescued") == Counts(7, 6)
     assert (await counts(local_store, "\u2800")).total == 0

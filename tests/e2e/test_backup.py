@@ -24,7 +24,7 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from tests.e2e.test_admin import livecount, run
+from tests.e2e.test_admin import in_process, livecount, run
 from tests.support import ROOT, Launch, Served, eventually, http_get, sigint_as_at_a_shell
 
 HOSTS = ["a.example", "b.example", "c.example"]
@@ -197,7 +197,7 @@ async def test_a_backup_under_load_holds_what_was_acknowledged_and_restores_exac
         await eventually(acknowledged, lambda n: n >= 200, timeout=60)
         before = tally.copy()
         backup = tmp_path / "backup.ndjson"
-        code, out, err = await run(livecount("backup", str(backup), "--data-dir", str(data)))
+        code, out, err = await in_process(livecount("backup", str(backup), "--data-dir", str(data)))
         after = tally.copy()
         assert code == 0, err
         assert sum(after.total.values()) > sum(before.total.values())  # views came meanwhile
@@ -238,10 +238,10 @@ async def test_a_backup_under_load_holds_what_was_acknowledged_and_restores_exac
         "--data-dir",
         str(tmp_path / "new"),
     ]
-    code, out, err = await run(livecount("restore", str(backup), *where))
+    code, out, err = await in_process(livecount("restore", str(backup), *where))
     assert code == 0, err
     assert json.loads(out.splitlines()[-1])["views"] == sum(r["totalViews"] for r in count.values())
-    code, out, err = await run(livecount("export", "--format", "ndjson", *where))
+    code, out, err = await in_process(livecount("export", "--format", "ndjson", *where))
     assert code == 0, err
     again = [json.loads(line) for line in out.splitlines()[1:]]
     assert sorted(again, key=json.dumps) == sorted(saved, key=json.dumps)
@@ -329,8 +329,8 @@ async def test_ctrl_c_stops_a_restore_and_takes_back_what_it_wrote(
     assert said.decode().splitlines()[-1] == (
         "livecount: restore stopped: what it had written is taken back, the store is empty"
     )
-    code, out, err = await run(livecount("export", "--format", "ndjson", *where))
+    code, out, err = await in_process(livecount("export", "--format", "ndjson", *where))
     assert code == 0 and out.count("\n") == 1, out  # the header alone: nothing stored
-    code, out, err = await run(livecount("restore", str(backup), *where))  # empty: it may
+    code, out, err = await in_process(livecount("restore", str(backup), *where))  # empty: it may
     assert code == 0, err
     assert json.loads(out.splitlines()[-1])["views"] == 20 * 99

@@ -32,7 +32,7 @@ from livecount.node import store_record
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.test_admin import livecount, run
+from tests.e2e.test_admin import in_process, livecount
 from tests.support import ROOT, Launch, Served, eventually, flush_of, http_get, sigint_as_at_a_shell
 
 HOUR = "2026-01-02T03"
@@ -224,7 +224,7 @@ async def test_a_prefix_delete_racing_live_views_takes_each_view_out_once(
         for target in map(target_of, stopped["deleted"]):
             assert (await ops.current(target)).state == "done"  # type: ignore[union-attr]
 
-        code, out, err = await run(delete)  # the rest, views still arriving
+        code, out, err = await in_process(delete)  # the rest, views still arriving
         assert code == 0, err
         assert set(map(target_of, outcome_of(out)["deleted"])) >= set(untouched)
         removed = add(removed, outcome_of(out))
@@ -248,7 +248,7 @@ async def test_a_prefix_delete_racing_live_views_takes_each_view_out_once(
         )
         real = Counts(10, 10)
         await eventually(stored, lambda got: got == (left, real), timeout=30)
-        code, out, err = await run(delete)  # takes them out, count and rows
+        code, out, err = await in_process(delete)  # takes them out, count and rows
         if code == 0:
             removed = add(removed, outcome_of(out))
         else:  # nothing came after the second run's moves: nothing is left to delete
@@ -298,7 +298,7 @@ async def test_on_the_embedded_store_pages_and_a_load_test_are_deleted_while_it_
     ).start()
 
     async def cli(*args: str) -> tuple[int, str, str]:
-        return await run(livecount("admin", *args, "--data-dir", str(data)))
+        return await in_process(livecount("admin", *args, "--data-dir", str(data)))
 
     try:
         paths = [

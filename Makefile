@@ -35,10 +35,12 @@ test: install test-deps lint gatsby-site hugo-site spa-site  ## everything CI ru
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=25 $(PYTEST_ARGS)
 	node --test tests/js/
 
-soak: install system-deps  ## long variants: a million hostile frames, a 30 s store outage
+soak: install system-deps  ## long variants: a million hostile frames, a 30 s store outage, all of each property's examples
 	LIVECOUNT_FUZZ_FRAMES=1000000 LIVECOUNT_OUTAGE_SECONDS=30 LIVECOUNT_SOAK=1 \
 		$(BIN)/python -m pytest -q tests/e2e/test_fuzz.py tests/e2e/test_faults.py \
-		tests/e2e/test_boundaries.py tests/e2e/test_http_edges.py
+		tests/e2e/test_boundaries.py tests/e2e/test_http_edges.py \
+		tests/unit/test_fuzz_protocol.py tests/unit/test_flushes.py tests/unit/test_pages.py \
+		tests/unit/test_readers.py
 
 lint: install  ## ruff, mypy (server/ seen as `livecount`) and the import contract
 	$(BIN)/ruff check server client tests bench

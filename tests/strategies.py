@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from typing import Any
 
@@ -10,6 +11,15 @@ from hypothesis import strategies as st
 from livecount.core import sizes
 from livecount.core.protocol import MAX_ID_CHARS, MAX_URL_CHARS
 from livecount.core.sizes import TextLimit
+
+SOAK = os.environ.get("LIVECOUNT_SOAK") == "1"  # `make soak`: the thorough runs
+
+
+def examples(thorough: int) -> int:
+    """A property's examples: `thorough` in `make soak`, a fifth of it (at least 50) in
+    `make test`, where these properties took a tenth of the unit tier."""
+    return thorough if SOAK else max(50, thorough // 5)
+
 
 # What a field may hold: right values, near misses and plain garbage.
 scalars = st.one_of(

@@ -27,6 +27,8 @@ from livecount.core.pages import Target
 from livecount.core.report_rows import host_of, view_rows
 from livecount.core.syncs import Barrier
 
+from tests.strategies import examples
+
 POISON = Target("post", "poison")  # the store refuses every write of it, every time
 BAD_HOST = "bad.example"
 TARGETS = [Target("post", "a"), Target("post", "b"), Target("page", "Home_Page"), POISON]
@@ -252,4 +254,4 @@ class Flushes(RuleBasedStateMachine):
 
 
 TestFlushes = Flushes.TestCase
-TestFlushes.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+TestFlushes.settings = settings(max_examples=examples(300), stateful_step_count=40, deadline=None)

@@ -12,10 +12,10 @@ from livecount.core import protocol, sizes
 from livecount.core.ledger import Ledger
 from livecount.core.pages import PageError, PageRules, referrer_host
 
-from tests.strategies import frames, post_views, protocol_views, text_frames
+from tests.strategies import examples, frames, post_views, protocol_views, text_frames
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(1500), deadline=None)
 @given(frames())
 def test_decode_never_fails_any_other_way(frame: tuple[str, str | bytes]):
     _, payload = frame
@@ -34,7 +34,7 @@ def test_decode_never_fails_any_other_way(frame: tuple[str, str | bytes]):
         assert isinstance(message, protocol.Views | protocol.Subscribe | protocol.Unsubscribe)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(text_frames, st.text(max_size=5))
 def test_accepted_ids_and_paths_are_within_the_limits(frame: str, _: str):
     try:
@@ -60,7 +60,7 @@ def views_frame(fields: dict[str, Any]) -> str:
     return json.dumps(fields, ensure_ascii=False)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(600), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(protocol_views)
 def test_accepted_views_hold_only_storable_text(fields: dict[str, Any]):
     try:
@@ -93,7 +93,7 @@ class RecordingDynamo:
 KEY_BYTES = {"HASH": 2048, "RANGE": 1024}  # DynamoDB's limits, in UTF-8 bytes
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(post_views, protocol_views), min_size=1, max_size=8))
 def test_every_key_the_store_builds_from_accepted_views_fits(views: list[dict[str, Any]]):
     """Accepted views through the ledger into the store's real requests: each key is

@@ -15,7 +15,7 @@ from livecount.core.pages import (
     referrer_host,
 )
 
-from tests.strategies import urls
+from tests.strategies import examples, urls
 
 
 @pytest.mark.parametrize(
@@ -283,7 +283,7 @@ def test_the_longest_host_fits_the_referrer_sort_key():
     assert host == LONGEST and len(host.encode()) <= sizes.SORT_KEY_BYTES
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.one_of(urls, st.text()))
 def test_any_referrer_gives_no_host_or_an_ascii_dns_name(referrer):
     host = referrer_host(referrer, ["example.com"])

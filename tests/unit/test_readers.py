@@ -10,6 +10,8 @@ from livecount.core import feed
 from livecount.core.pages import Target
 from livecount.core.readers import Elsewhere, Readers
 
+from tests.strategies import examples
+
 A, B, H = Target("post", "a"), Target("post", "b"), Target("page", "Home_Page")
 
 
@@ -74,7 +76,7 @@ OPS = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(OPS)
 def test_many_sockets_any_order_the_number_is_the_visible_sockets_per_target(ops):
     """Against a plain model: the last target each open socket viewed, its tab state."""

@@ -12,10 +12,16 @@ write requests cost there, which is what the import's design follows.
   process of its own into a fresh DynamoDB Local on disk: records/s, the importer's peak
   RSS (getrusage of a wrapper's only child), its CPU and DynamoDB Local's, bytes written,
   the database's size; and the same file read alone (`--dry-run`).
+
+    python -m bench.imports --work DIR [--posts 5000 --views 2320000] [--skip-goatcounter]
+
+runs the NDJSON (and GoatCounter) import alone and prints its figures as JSON; `make
+bench` runs the whole section.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import json
@@ -403,3 +409,38 @@ def render(r: dict[str, Any], note: Note) -> list[str]:
         "",
     ]
     return out + note("imports")
+
+
+def main() -> None:
+    """One history's imports alone, figures as JSON on stdout: before and after a change
+    to the write path, without the rest of `make bench`."""
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--work", type=Path, required=True, help="the history and databases")
+    p.add_argument("--posts", type=int, default=history.POSTS)
+    p.add_argument("--views", type=int, default=history.VIEWS)
+    p.add_argument("--goatcounter-views", type=int, default=ImportScale.goatcounter_views)
+    p.add_argument("--skip-goatcounter", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="also read each file alone")
+    args = p.parse_args()
+    scale = ImportScale(args.posts, args.views, args.goatcounter_views)
+
+    def log(text: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    async def measured() -> dict[str, Any]:
+        ndjson, goat, made = history_files(args.work, scale, log)
+        out = {
+            "history": made,
+            "ndjson": await import_one(args.work, "ndjson", ndjson, [], log, args.dry_run),
+        }
+        if not args.skip_goatcounter:
+            out["goatcounter"] = await import_one(
+                args.work, "goatcounter", goat, ["--path-pattern", "/blog/{id}/"], log, args.dry_run
+            )
+        return out
+
+    print(json.dumps(asyncio.run(measured()), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -50,15 +50,17 @@ def _size(value: str) -> int:
 
 def in_flight(cfg: config.Config) -> int:
     """Chunk transactions at once: DynamoDB Local (embedded, or on this host) applies
-    one at a time, and writes more a second without a queue (docs/BENCHMARKS.md,
-    imports); DynamoDB proper takes many, each a network round trip away."""
+    one at a time and slows with a queue (4 in flight), but with 2 the importer builds
+    and sends the next while one is applied, on the other core (faster on half of issue
+    24's history at like load: docs/BENCHMARKS.md, imports). DynamoDB proper takes
+    many, each a network round trip away."""
     host = urlsplit(cfg.dynamodb_endpoint).hostname or ""
     local = (
         cfg.dynamodb_endpoint == "embedded"
         or host in ("localhost", "::1")
         or host.startswith("127.")
     )
-    return 1 if local else 8
+    return 2 if local else 8
 
 
 # -- what is shown ---------------------------------------------------------------------------

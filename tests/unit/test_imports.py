@@ -333,6 +333,30 @@ def test_livecount_exports_read_back_as_they_were_written():
     }
 
 
+def test_rollups_are_summed_over_the_whole_file_one_add_a_bucket():
+    """A history's records share days, months and all time: each rollup is one add of
+    the plan, summed over every record of its bucket, even across many spills, so an
+    import writes it once, not once a record (issue 24's history: 1,223,804 items, not
+    2,048,042)."""
+    hours = [f"2024-03-{d:02d}T{h:02d}" for d in (1, 2) for h in range(24)]
+    hours += [f"2024-04-{d:02d}T00" for d in range(1, 11)]  # older history: a day a row
+    records = [Record("count", "post#hello", 10 * len(hours), 5 * len(hours))]
+    records += [Record("timeline", "post#hello", 10, 5, hour=h) for h in hours]
+    spilled = read(as_ndjson(records).encode(), tally_keys=7)
+    assert spilled.adds == read(as_ndjson(records).encode()).adds
+    rollups = {r: c for r, c in spilled.rows.items() if r.target[:2] in ("d#", "m#", "al")}
+    days = [*(f"d#2024-03-{d:02d}" for d in (1, 2)), *(f"d#2024-04-{d:02d}" for d in range(1, 11))]
+    assert rollups == {
+        **{Row("timeline", d, "post#hello"): Counts(240, 120) for d in days[:2]},
+        **{Row("timeline", d, "post#hello"): Counts(10, 5) for d in days[2:]},
+        Row("timeline", "m#2024-03", "post#hello"): Counts(480, 240),
+        Row("timeline", "m#2024-04", "post#hello"): Counts(100, 50),
+        Row("timeline", "all", "post#hello"): Counts(580, 290),
+    }
+    # Items: the post, each hour's row and its hour rollup, then one a day, month, all.
+    assert len(spilled.adds) == 1 + 2 * len(hours) + len(days) + 2 + 1
+
+
 HEAD = '{"record":"export","format":"livecount","version":1}\n'
 
 

@@ -35,10 +35,10 @@ test: install test-deps lint gatsby-site hugo-site spa-site  ## everything CI ru
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=25 $(PYTEST_ARGS)
 	node --test tests/js/
 
-soak: install system-deps  ## long variants: a million hostile frames, a 30 s store outage, all of each property's examples
+soak: install system-deps  ## long variants: a million hostile frames, a 30 s store outage, a node joining at lease time 180, all of each property's examples
 	LIVECOUNT_FUZZ_FRAMES=1000000 LIVECOUNT_OUTAGE_SECONDS=30 LIVECOUNT_SOAK=1 \
 		$(BIN)/python -m pytest -q tests/e2e/test_fuzz.py tests/e2e/test_faults.py \
-		tests/e2e/test_boundaries.py tests/e2e/test_http_edges.py \
+		tests/e2e/test_boundaries.py tests/e2e/test_http_edges.py tests/e2e/test_reports.py \
 		tests/unit/test_fuzz_protocol.py tests/unit/test_flushes.py tests/unit/test_pages.py \
 		tests/unit/test_readers.py
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import pytest
 from livecount.core import sharing
 from websockets.asyncio.client import connect
 
@@ -320,6 +321,11 @@ async def test_a_node_stopped_past_its_lease_shows_what_the_other_counted_meanwh
     )
 
 
+@pytest.mark.soak
+@pytest.mark.skipif(
+    os.environ.get("LIVECOUNT_SOAK") != "1",
+    reason="a minute's wait for a lease round: make soak (test_sharing.py has the rule)",
+)
 async def test_a_node_that_comes_is_told_what_it_missed_whatever_the_lease_time(
     launch: Launch, tmp_path: Path
 ):

@@ -53,6 +53,23 @@ async def send(served: Served, sent: list[tuple[str, str | None, bool, str | Non
             await view_answered(ws, message)
 
 
+async def two_nodes(launch: Launch, tmp_path: Path, lease: float) -> list[Served]:
+    """Nodes `one` and `two` on one store, each with its own data dir."""
+    return [
+        await launch(
+            "--node-id",
+            name,
+            "--data-dir",
+            str(tmp_path / name),
+            "--lease-time",
+            str(lease),
+            "--path-pattern",
+            "/blog/{id}/",
+        )
+        for name in ("one", "two")
+    ]
+
+
 def expected(sent: list[tuple[str, str | None, bool, str | None]]) -> dict[str, tuple[int, int]]:
     """Per row id (a post's, or a page's name): (total, unique)."""
     found: Counter[str] = Counter()
@@ -199,19 +216,7 @@ async def report(served: Served, *args: str) -> tuple[int, str]:
 async def test_two_nodes_show_the_same_reports(launch: Launch, tmp_path: Path):
     """Each node's reports hold the other's views: posts by the stream and the feed,
     pages and report rows by what each node's flushes stored, on the feed."""
-    nodes = [
-        await launch(
-            "--node-id",
-            name,
-            "--data-dir",
-            str(tmp_path / name),
-            "--lease-time",
-            "3",
-            "--path-pattern",
-            "/blog/{id}/",
-        )
-        for name in ("one", "two")
-    ]
+    nodes = await two_nodes(launch, tmp_path, 3.0)
     # Both alive, both counting: each serves half of the views.
     await asyncio.gather(*(send(node, SENT[i::2]) for i, node in enumerate(nodes)))
     await asyncio.gather(*(send(node, SENT[1 - i :: 2]) for i, node in enumerate(nodes)))
@@ -285,19 +290,7 @@ async def test_a_node_stopped_past_its_lease_shows_what_the_other_counted_meanwh
     only the last `sharing.recent` seconds again, and it showed what it held before the
     stop for good. A node that may have been judged dead reads the store again."""
     lease = 3.0
-    nodes = [
-        await launch(
-            "--node-id",
-            name,
-            "--data-dir",
-            str(tmp_path / name),
-            "--lease-time",
-            str(lease),
-            "--path-pattern",
-            "/blog/{id}/",
-        )
-        for name in ("one", "two")
-    ]
+    nodes = await two_nodes(launch, tmp_path, lease)
     one, two = nodes
     await send(one, SENT)
     await eventually(lambda: reports(two), lambda v: v == agreeing(SENT))
@@ -334,19 +327,7 @@ async def test_a_node_that_comes_is_told_what_it_missed_whatever_the_lease_time(
     store; it then told the last 30 s again, and the second never showed the views
     counted in between. What is told again covers the lease rounds too."""
     lease = 180.0
-    one, two = [
-        await launch(
-            "--node-id",
-            name,
-            "--data-dir",
-            str(tmp_path / name),
-            "--lease-time",
-            str(lease),
-            "--path-pattern",
-            "/blog/{id}/",
-        )
-        for name in ("one", "two")
-    ]
+    one, two = await two_nodes(launch, tmp_path, lease)
     # Right after two started: long before one's next lease round sees it.
     began = asyncio.get_running_loop().time()
     sent: list[tuple[str, str | None, bool, str | None]] = []

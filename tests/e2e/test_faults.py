@@ -194,7 +194,7 @@ async def test_sigkills_mid_load_count_each_answered_referrer_once(launch: Launc
                 raise
 
     for cycle in range(3):
-        clients = [asyncio.create_task(client(n, 1500)) for n in ("n1", "n1", "n2", "n2")]
+        clients = [asyncio.create_task(client(n, 800)) for n in ("n1", "n1", "n2", "n2")]
 
         async def since(before: int = answered.total()) -> int:
             return answered.total() - before

@@ -285,7 +285,7 @@ async def test_a_restarted_node_reads_the_same_reports_back(launch: Launch):
 @pytest.mark.soak
 @pytest.mark.skipif(
     os.environ.get("LIVECOUNT_SOAK") != "1",
-    reason="half a minute stopped past sharing.recent: make soak (test_leases.py has the rule)",
+    reason="stopped half a minute past sharing.recent: make soak (test_livefeed.py in make test)",
 )
 async def test_a_node_stopped_past_its_lease_shows_what_the_other_counted_meanwhile(
     launch: Launch, tmp_path: Path

@@ -38,6 +38,8 @@ class Leases:
 
 
 class Consumer:
+    """What `LiveFeed` asks of the node's stream consumer."""
+
     node_id = "me"
     lease_time = 10.0
     nodes = 1  # alone: what the others told it is all that is missed

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import unicodedata
 from collections import Counter
@@ -30,10 +29,9 @@ from livecount.core.pages import PageError, PageRules, Target, referrer_host
 from livecount.core.report_rows import DAY, HOUR, MONTH, PERIOD_HOST, host_of, is_bucket
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.strategies import post_views, protocol_views
+from tests.strategies import SOAK, post_views, protocol_views
 from tests.support import Launch, Served, eventually, http_get
 
-SOAK = os.environ.get("LIVECOUNT_SOAK") == "1"
 EXAMPLES = 5000 if SOAK else 400
 SITE_DOMAIN = "example.com"
 REFUSALS = {"invalid_field", "invalid_json", "unrecognised_page"}

@@ -50,12 +50,12 @@ from websockets.typing import Origin
 
 from tests.conftest import fresh_prefix, open_store
 from tests.faults import FaultProxy
+from tests.strategies import SOAK
 from tests.support import Launch, Served, eventually, login_url
 
 # Longer than the server's 3 s bound on the store, shorter than the 10 s handshake
 # timeout that used to drop an unanswered request: an answer inside it is deliberate.
 CLIENT_TIMEOUT = 8.0
-SOAK = os.environ.get("LIVECOUNT_SOAK") == "1"
 EXAMPLES = 5000 if SOAK else 500
 API = ("/api/pages", "/api/referrers", "/api/timeline")
 

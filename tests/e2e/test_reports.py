@@ -17,6 +17,7 @@ import pytest
 from livecount.core import sharing
 from websockets.asyncio.client import connect
 
+from tests.strategies import SOAK
 from tests.support import Launch, Served, eventually, http_get, view_answered
 
 ORIGIN = "https://blog.example"
@@ -284,7 +285,7 @@ async def test_a_restarted_node_reads_the_same_reports_back(launch: Launch):
 
 @pytest.mark.soak
 @pytest.mark.skipif(
-    os.environ.get("LIVECOUNT_SOAK") != "1",
+    not SOAK,
     reason="stopped half a minute past sharing.recent: make soak (test_livefeed.py in make test)",
 )
 async def test_a_node_stopped_past_its_lease_shows_what_the_other_counted_meanwhile(
@@ -321,7 +322,7 @@ async def test_a_node_stopped_past_its_lease_shows_what_the_other_counted_meanwh
 
 @pytest.mark.soak
 @pytest.mark.skipif(
-    os.environ.get("LIVECOUNT_SOAK") != "1",
+    not SOAK,
     reason="a minute's wait for a lease round: make soak (test_sharing.py has the rule)",
 )
 async def test_a_node_that_comes_is_told_what_it_missed_whatever_the_lease_time(
